@@ -1,0 +1,194 @@
+"""Start and stop the local Azure stack: Azurite (Blob, Queue) and the Cosmos DB emulator.
+
+    python -m devstack.stack up      # foreground; Ctrl-C stops both
+    python -m devstack.stack env     # the environment variables the app needs for the running stack
+
+Both servers run as direct children (never through npx, whose parent would leave the server running) in
+their own process group, and are stopped by that group on exit, failure or signal.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.settings import COSMOS_EMULATOR_KEY, azurite_connection_string
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_JS = ROOT / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+COSMOS_LAUNCHER = ROOT / "devstack" / "cosmos-launcher.js"
+COSMOS_PACKAGE = ROOT / "node_modules" / "@vercel" / "cosmosdb-server"
+
+
+class StackError(RuntimeError):
+    """The stack could not start; the message says why and what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StackError(f"{name} exited with code {proc.returncode} before it was ready; its log ({log}):\n"
+                             + log.read_text(errors="replace")[-2000:])
+        if port_in_use(port):
+            return
+        time.sleep(0.05)
+    raise StackError(f"{name} did not open port {port} within {timeout:.0f} s; see {log}")
+
+
+def check_prerequisites() -> str:
+    node = shutil.which("node")
+    if not node:
+        raise StackError("Node.js is not on PATH: install Node 20 (Debian: apt-get install nodejs npm), then run make again.")
+    missing = [p for p in (AZURITE_JS, COSMOS_PACKAGE) if not p.exists()]
+    if missing:
+        raise StackError(f"npm packages are missing ({', '.join(str(m.relative_to(ROOT)) for m in missing)}): run 'npm ci' in {ROOT}.")
+    return node
+
+
+@dataclass
+class LocalStack:
+    """Azurite + Cosmos emulator. Fixed ports for `make run`, free ones (port=0) for tests."""
+
+    data_dir: Path | None = None
+    blob_port: int = 0
+    queue_port: int = 0
+    cosmos_port: int = 0
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._own_dir = self.data_dir is None
+        self.data_dir = Path(self.data_dir or tempfile.mkdtemp(prefix="ucp-stack-"))
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AzureWebJobsStorage": azurite_connection_string("127.0.0.1", self.blob_port, self.queue_port),
+            "COSMOS_ENDPOINT": f"https://127.0.0.1:{self.cosmos_port}/",
+            "COSMOS_KEY": COSMOS_EMULATOR_KEY,
+        }
+
+    def _claim_ports(self) -> None:
+        for attr in ("blob_port", "queue_port", "cosmos_port"):
+            port = getattr(self, attr)
+            if port == 0:
+                setattr(self, attr, free_port())
+            elif port_in_use(port):
+                raise StackError(f"port {port} ({attr.replace('_', ' ')}) is in use: stop what holds it "
+                                 f"(e.g. 'fuser -k {port}/tcp') or choose another port.")
+
+    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+        log = self.data_dir / f"{name}.log"
+        proc = subprocess.Popen(args, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(proc)
+        return proc, log
+
+    def start(self) -> dict[str, str]:
+        node = check_prerequisites()
+        self._claim_ports()
+        try:
+            azurite_dir = self.data_dir / "azurite"
+            azurite_dir.mkdir(parents=True, exist_ok=True)
+            table_port = free_port()
+            azurite, alog = self._spawn("azurite", [
+                node, str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--disableProductStyleUrl",
+                "--location", str(azurite_dir),
+                "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+                "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+                "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
+            ])
+            cosmos, clog = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
+                                                  "--port", str(self.cosmos_port)])
+            wait_for_port(self.blob_port, azurite, "Azurite (blob)", alog)
+            wait_for_port(self.queue_port, azurite, "Azurite (queue)", alog)
+            wait_for_port(self.cosmos_port, cosmos, "Cosmos emulator", clog)
+        except BaseException:
+            self.stop()
+            raise
+        return self.env
+
+    def restart_cosmos(self) -> None:
+        """Stop and start the Cosmos emulator on the same port (it keeps data in memory: it comes back empty)."""
+        node = check_prerequisites()
+        cosmos = self.procs.pop()
+        _terminate(cosmos)
+        proc, log = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1", "--port", str(self.cosmos_port)])
+        wait_for_port(self.cosmos_port, proc, "Cosmos emulator", log)
+
+    def stop(self) -> None:
+        while self.procs:
+            _terminate(self.procs.pop())
+        if self._own_dir and self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalStack":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _terminate(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except (ProcessLookupError, PermissionError):
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.stack", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up"])
+    parser.add_argument("--data-dir", default=str(ROOT / ".devstack" / "data"))
+    parser.add_argument("--blob-port", type=int, default=10000)
+    parser.add_argument("--queue-port", type=int, default=10001)
+    parser.add_argument("--cosmos-port", type=int, default=8081)
+    args = parser.parse_args(argv)
+    stack = LocalStack(Path(args.data_dir), args.blob_port, args.queue_port, args.cosmos_port)
+    try:
+        env = stack.start()
+    except StackError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for k, v in env.items():
+        print(f"{k}={v}")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

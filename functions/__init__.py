@@ -1,0 +1,1 @@
+"""Thin Functions blueprints: read the binding, call shared/, write the output."""

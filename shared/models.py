@@ -1,0 +1,101 @@
+"""Canonical records: what every source is mapped into, validated with pydantic.
+
+Ingestion produces these; identity resolution, churn and analytics consume them. Raw values are kept as
+mapped (trimmed); normalization for matching happens in shared.normalize, so the profile can show what the
+source said.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENTITIES = ("customers", "transactions", "events", "reviews")
+
+
+class _Canonical(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    source: str = Field(min_length=1, max_length=64)
+
+    def content_hash(self) -> str:
+        """Stable hash of the record's content: re-processing the same content is recognised as a no-op."""
+        payload = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class CustomerRecord(_Canonical):
+    """One customer row of one source system."""
+
+    record_key: str = Field(min_length=1, max_length=256)  # the source's own key (joined record_key columns)
+    given_name: str | None = None
+    family_name: str | None = None
+    full_name: str | None = None
+    birth_date: date | None = None
+    email: str | None = None
+    phone: str | None = None
+    phone_region: str | None = None  # default region for parsing phone (ISO 3166 alpha-2)
+    loyalty_id: str | None = None
+    address_line1: str | None = None
+    address_line2: str | None = None
+    street_number: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+    state: str | None = None
+    country: str | None = None
+    identifiers: dict[str, str] = Field(default_factory=dict)  # custom identifier types, e.g. {"crm_guid": "..."}
+    attributes: dict[str, Any] = Field(default_factory=dict)  # extra attributes kept on the profile
+    updated_at: datetime | None = None  # when the source last changed this record, if it says
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}|{self.record_key}"
+
+
+class Transaction(_Canonical):
+    order_id: str = Field(min_length=1, max_length=256)
+    customer_key: str = Field(min_length=1, max_length=256)  # the source's customer record key
+    timestamp: datetime
+    amount: Decimal  # negative only for kind=return/refund
+    currency: str | None = None
+    kind: Literal["purchase", "return", "refund"] = "purchase"
+    channel: str | None = None  # store, web, mobile, ...
+    store: str | None = None
+    items: list[dict[str, Any]] = Field(default_factory=list)  # [{"sku", "category", "quantity", "price"}]
+    category: str | None = None
+
+    @field_validator("amount")
+    @classmethod
+    def _finite(cls, v: Decimal) -> Decimal:
+        if not v.is_finite():
+            raise ValueError("amount must be a finite number")
+        return v
+
+
+class Event(_Canonical):
+    """A behavioural event (web or mobile), in the shape analytics SDKs use."""
+
+    event_id: str = Field(min_length=1, max_length=256)
+    type: Literal["identify", "track", "page", "screen"] = "track"
+    event: str | None = None  # e.g. "Product Viewed", "Order Completed"
+    timestamp: datetime
+    anonymous_id: str | None = None
+    customer_key: str | None = None  # a source customer key, when the source knows the customer
+    user_id: str | None = None
+    traits: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    channel: str | None = None  # web | mobile
+    session_id: str | None = None
+
+
+class Review(_Canonical):
+    review_id: str = Field(min_length=1, max_length=256)
+    customer_key: str = Field(min_length=1, max_length=256)
+    timestamp: datetime
+    rating: int | None = Field(default=None, ge=1, le=5)
+    text: str | None = Field(default=None, max_length=20000)
+    product: str | None = None

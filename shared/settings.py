@@ -1,0 +1,76 @@
+"""Application settings, read from the environment (Functions app settings, local.settings.json or .env).
+
+Defaults point at the local stack started by `make run`; production sets the same names as app settings.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The well-known Azurite development account (public, documented by Microsoft).
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# The well-known Cosmos DB emulator key (public, documented by Microsoft).
+COSMOS_EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU9DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+
+
+def azurite_connection_string(host: str = "127.0.0.1", blob_port: int = 10000, queue_port: int = 10001) -> str:
+    return (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint=http://{host}:{blob_port}/devstoreaccount1;"
+        f"QueueEndpoint=http://{host}:{queue_port}/devstoreaccount1;"
+    )
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="UCP_", extra="ignore", populate_by_name=True)
+
+    # --- Storage (Blob + Queue). A connection string, or an account name for managed identity.
+    storage_connection: str = Field(
+        default_factory=azurite_connection_string,
+        validation_alias=AliasChoices("AzureWebJobsStorage", "UCP_STORAGE_CONNECTION"),
+    )
+    storage_account_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("AzureWebJobsStorage__accountName", "UCP_STORAGE_ACCOUNT_NAME")
+    )
+
+    # --- Cosmos DB. No key means DefaultAzureCredential (managed identity in Azure).
+    cosmos_endpoint: str = Field(default="https://127.0.0.1:8081/", validation_alias=AliasChoices("COSMOS_ENDPOINT", "UCP_COSMOS_ENDPOINT"))
+    cosmos_key: str | None = Field(default=COSMOS_EMULATOR_KEY, validation_alias=AliasChoices("COSMOS_KEY", "UCP_COSMOS_KEY"))
+    cosmos_database: str = Field(default="ucp", validation_alias=AliasChoices("COSMOS_DATABASE", "UCP_COSMOS_DATABASE"))
+    # Prefix for container names, so several test runs or tenants can share one database.
+    container_prefix: str = ""
+
+    # --- Blob containers and queues.
+    landing_container: str = "landing"
+    quarantine_container: str = "quarantine"
+    failed_container: str = "failed"
+    models_container: str = "models"
+    exports_container: str = "exports"
+    claims_container: str = "claims"
+    config_container: str = "config"
+    resolve_queue: str = "resolve"
+    activity_queue: str = "activity"
+
+    # --- Identity resolution thresholds (match probability).
+    match_threshold: float = 0.97
+    review_threshold: float = 0.80
+
+    # --- Churn.
+    churn_window_days: int = 90
+    churn_schedule: str = "0 0 2 * * *"  # six-field NCRONTAB, UTC: nightly at 02:00
+    churn_risk_medium: float = 0.4
+    churn_risk_high: float = 0.7
+    churn_auc_tolerance: float = 0.005
+
+    # --- Ingestion limits.
+    max_decompressed_bytes: int = 2 * 1024**3
+    max_field_bytes: int = 64 * 1024
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for this process, read once (call get_settings.cache_clear() after changing the environment)."""
+    return Settings()

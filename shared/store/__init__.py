@@ -1,0 +1,21 @@
+"""Storage behind one contract: Cosmos DB in production, memory for the CLI and fast tests."""
+from __future__ import annotations
+
+from .base import Container, Store
+from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .memory import MemoryStore
+from .query import Filter, where
+
+__all__ = [
+    "Container", "Store", "MemoryStore", "open_store", "Filter", "where",
+    "StoreError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
+]
+
+
+def open_store(settings=None) -> Store:
+    """The Cosmos store described by settings (one client per process)."""
+    from ..settings import get_settings
+    from .cosmos import CosmosStore
+
+    s = settings or get_settings()
+    return CosmosStore(s.cosmos_endpoint, s.cosmos_key, s.cosmos_database, prefix=s.container_prefix)

@@ -1,0 +1,198 @@
+"""Cosmos DB store (azure-cosmos), the production backend. Same contract as MemoryStore."""
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlparse
+
+from azure.core import MatchConditions
+from azure.cosmos import CosmosClient, PartitionKey, exceptions
+
+from .base import BatchOperation, clean_body, public_item
+from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .query import Filter, to_sql
+from .schema import CONTAINERS
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+# The SDK skips TLS verification for the local emulator on its own and warns on every request; say it once here.
+warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+
+
+def _translate(err: exceptions.CosmosHttpResponseError) -> StoreError:
+    status = getattr(err, "status_code", None)
+    kind = {409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError, 429: ThrottledError}.get(status)
+    if kind is None:
+        return StoreError(f"Cosmos DB error {status}: {err.message if hasattr(err, 'message') else err}")
+    return kind(f"Cosmos DB {status}")
+
+
+def _etag_kwargs(etag: str | None) -> dict[str, Any]:
+    return {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
+
+
+class CosmosContainer:
+    def __init__(self, proxy, name: str, partition_key_path: str):
+        self._proxy = proxy
+        self.name = name
+        self.partition_key_path = partition_key_path
+        self._fields = partition_key_path.lstrip("/").split("/")
+
+    def partition_key_of(self, body: dict[str, Any]) -> Any:
+        value: Any = body
+        for f in self._fields:
+            value = value.get(f) if isinstance(value, dict) else None
+        if not isinstance(value, (str, int, float, bool)):
+            raise ValueError(f"item has no partition key {self.partition_key_path}")
+        return value
+
+    def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return public_item(self._proxy.create_item(clean_body(body)))
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
+        try:
+            return public_item(self._proxy.upsert_item(clean_body(body), **_etag_kwargs(etag)))
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
+        try:
+            return public_item(self._proxy.replace_item(body["id"], clean_body(body), **_etag_kwargs(etag)))
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
+        try:
+            return public_item(self._proxy.read_item(item_id, partition_key=partition_key))
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
+        try:
+            return self.read_item(item_id, partition_key)
+        except ItemNotFoundError:
+            return None
+
+    def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
+        try:
+            self._proxy.delete_item(item_id, partition_key=partition_key, **_etag_kwargs(etag))
+        except exceptions.CosmosResourceNotFoundError:
+            if etag is not None:
+                raise PreconditionFailedError(f"{self.name}: item changed (it is gone)") from None
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def _sql(self, filter_: Filter, order_by: str | None, descending: bool, limit: int | None,
+             select: str = "*") -> tuple[str, list[dict[str, Any]]]:
+        where_sql, params = to_sql(filter_)
+        top = f"TOP {int(limit)} " if limit is not None else ""
+        sql = f"SELECT {top}{select} FROM c"
+        if where_sql:
+            sql += f" WHERE {where_sql}"
+        if order_by:
+            to_sql((order_by, "defined", None))  # validates the path
+            sql += f" ORDER BY c.{order_by} {'DESC' if descending else 'ASC'}"
+        return sql, params
+
+    def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any, **kwargs: Any):
+        if partition_key is not None:
+            kwargs["partition_key"] = partition_key
+        else:
+            kwargs["enable_cross_partition_query"] = True
+        return self._proxy.query_items(sql, parameters=params, **kwargs)
+
+    def query_items(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
+                    descending: bool = False, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        sql, params = self._sql(filter_, order_by, descending, limit)
+        try:
+            for item in self._query(sql, params, partition_key):
+                yield public_item(item)
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
+                   descending: bool = False, page_size: int = 100,
+                   continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        sql, params = self._sql(filter_, order_by, descending, None)
+        try:
+            pager = self._query(sql, params, partition_key, max_item_count=page_size).by_page(continuation)
+            page = [public_item(it) for it in next(pager, [])]
+            return page, pager.continuation_token
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def count_items(self, filter_: Filter = None, *, partition_key: Any = None) -> int:
+        sql, params = self._sql(filter_, None, False, None, select="VALUE COUNT(1)")
+        try:
+            return int(sum(self._query(sql, params, partition_key)))
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+
+    def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
+        ops = []
+        for op in operations:
+            kind, payload = op[0], op[1]
+            if kind == "create":
+                ops.append(("create", (clean_body(payload),)))
+            elif kind == "upsert":
+                ops.append(("upsert", (clean_body(payload),)))
+            elif kind == "replace":
+                etag = op[2] if len(op) > 2 else None
+                ops.append(("replace", (payload["id"], clean_body(payload)), _etag_kwargs(etag)))
+            elif kind == "delete":
+                ops.append(("delete", (payload,)))
+            else:
+                raise ValueError(f"unknown batch operation {kind!r}")
+        try:
+            results = self._proxy.execute_item_batch(ops, partition_key=partition_key)
+        except exceptions.CosmosBatchOperationError as err:
+            failed = err.operation_responses[err.error_index] if err.operation_responses else {}
+            status = failed.get("statusCode") if isinstance(failed, dict) else None
+            kind_ = {409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError}.get(status, StoreError)
+            raise kind_(f"{self.name}: batch operation {err.error_index} failed with {status}") from None
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+        return [public_item(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
+
+
+@lru_cache(maxsize=8)
+def _client(endpoint: str, key: str | None) -> CosmosClient:
+    """One CosmosClient per process and endpoint (it pools connections)."""
+    kwargs: dict[str, Any] = {}
+    host = urlparse(endpoint).hostname
+    if host in LOCAL_HOSTS and endpoint.startswith("http://"):
+        # cosmosdb-server advertises https locations; keep talking to the endpoint we were given.
+        kwargs["enable_endpoint_discovery"] = False
+    if key:
+        return CosmosClient(endpoint, credential=key, **kwargs)
+    from azure.identity import DefaultAzureCredential
+
+    return CosmosClient(endpoint, credential=DefaultAzureCredential(), **kwargs)
+
+
+class CosmosStore:
+    def __init__(self, endpoint: str, key: str | None, database: str, *, prefix: str = "",
+                 containers: dict[str, str] | None = None):
+        self._client = _client(endpoint, key)
+        self._db = self._client.get_database_client(database)
+        self._schema = containers or CONTAINERS
+        self._prefix = prefix
+        self._containers: dict[str, CosmosContainer] = {}
+
+    def container(self, name: str) -> CosmosContainer:
+        if name not in self._containers:
+            proxy = self._db.get_container_client(self._prefix + name)
+            self._containers[name] = CosmosContainer(proxy, name, self._schema[name])
+        return self._containers[name]
+
+    def bootstrap(self) -> list[str]:
+        """Create the database and every container with its partition key; safe to run again."""
+        self._client.create_database_if_not_exists(self._db.id)
+        names = []
+        for name, path in self._schema.items():
+            self._db.create_container_if_not_exists(id=self._prefix + name, partition_key=PartitionKey(path=path))
+            names.append(self._prefix + name)
+        return names

@@ -1,0 +1,176 @@
+"""In-memory store with Cosmos DB semantics: the embedded backend of the `ucp` CLI and of fast tests."""
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+import time
+import uuid
+from typing import Any, Iterator, Sequence
+
+from .base import BatchOperation, clean_body, public_item
+from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError
+from .query import Filter, get_path, matches
+from .schema import CONTAINERS
+
+
+def _sort_key(value: Any) -> tuple:
+    # Cosmos orders undefined < null < bool < number < string.
+    if value is None:
+        return (1, 0)
+    if isinstance(value, bool):
+        return (2, value)
+    if isinstance(value, (int, float)):
+        return (3, value)
+    if isinstance(value, str):
+        return (4, value)
+    return (0, 0)
+
+
+class MemoryContainer:
+    def __init__(self, name: str, partition_key_path: str):
+        self.name = name
+        self.partition_key_path = partition_key_path
+        self._field = partition_key_path.lstrip("/").replace("/", ".")
+        self._items: dict[tuple[Any, str], dict[str, Any]] = {}
+        self._lock = threading.RLock()
+
+    def partition_key_of(self, body: dict[str, Any]) -> Any:
+        value = get_path(body, self._field)
+        if not isinstance(value, (str, int, float, bool)):
+            raise ValueError(f"item has no partition key {self.partition_key_path}")
+        return value
+
+    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(body.get("id"), str) or not body["id"]:
+            raise ValueError("item needs a non-empty string id")
+        item = copy.deepcopy(clean_body(body))
+        item["_etag"] = f'"{uuid.uuid4()}"'
+        item["_ts"] = int(time.time())
+        return item
+
+    def _key(self, item_id: str, partition_key: Any) -> tuple[Any, str]:
+        return (partition_key, item_id)
+
+    def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
+        item = self._stamp(body)
+        key = self._key(item["id"], self.partition_key_of(item))
+        with self._lock:
+            if key in self._items:
+                raise ItemExistsError(f"{self.name}: id already exists")
+            self._items[key] = item
+        return copy.deepcopy(item)
+
+    def _check_etag(self, key: tuple[Any, str], etag: str | None, *, must_exist: bool) -> None:
+        current = self._items.get(key)
+        if current is None:
+            if must_exist:
+                raise ItemNotFoundError(f"{self.name}: item not found")
+            if etag is not None:
+                raise PreconditionFailedError(f"{self.name}: item changed (it is gone)")
+            return
+        if etag is not None and current["_etag"] != etag:
+            raise PreconditionFailedError(f"{self.name}: item changed since it was read")
+
+    def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
+        item = self._stamp(body)
+        key = self._key(item["id"], self.partition_key_of(item))
+        with self._lock:
+            self._check_etag(key, etag, must_exist=False)
+            self._items[key] = item
+        return copy.deepcopy(item)
+
+    def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
+        item = self._stamp(body)
+        key = self._key(item["id"], self.partition_key_of(item))
+        with self._lock:
+            self._check_etag(key, etag, must_exist=True)
+            self._items[key] = item
+        return copy.deepcopy(item)
+
+    def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
+        item = self.read_item_or_none(item_id, partition_key)
+        if item is None:
+            raise ItemNotFoundError(f"{self.name}: item not found")
+        return item
+
+    def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(self._key(item_id, partition_key))
+            return copy.deepcopy(item) if item is not None else None
+
+    def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
+        key = self._key(item_id, partition_key)
+        with self._lock:
+            if etag is not None:
+                self._check_etag(key, etag, must_exist=False)
+            self._items.pop(key, None)
+
+    def _select(self, filter_: Filter, partition_key: Any, order_by: str | None, descending: bool) -> list[dict[str, Any]]:
+        with self._lock:
+            items = [
+                it for (pk, _), it in self._items.items()
+                if (partition_key is None or pk == partition_key) and matches(it, filter_)
+            ]
+        if order_by:
+            items.sort(key=lambda it: _sort_key(get_path(it, order_by)), reverse=descending)
+        return items
+
+    def query_items(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
+                    descending: bool = False, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        items = self._select(filter_, partition_key, order_by, descending)
+        for item in items[:limit] if limit is not None else items:
+            yield public_item(copy.deepcopy(item))
+
+    def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
+                   descending: bool = False, page_size: int = 100,
+                   continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        start = json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"] if continuation else 0
+        items = self._select(filter_, partition_key, order_by, descending)
+        page = [public_item(copy.deepcopy(it)) for it in items[start:start + page_size]]
+        end = start + page_size
+        token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
+        return page, token
+
+    def count_items(self, filter_: Filter = None, *, partition_key: Any = None) -> int:
+        return len(self._select(filter_, partition_key, None, False))
+
+    def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
+        with self._lock:
+            snapshot = dict(self._items)
+            try:
+                results: list[dict[str, Any] | None] = []
+                for op in operations:
+                    kind, payload = op[0], op[1]
+                    if kind != "delete" and self.partition_key_of(payload) != partition_key:
+                        raise ValueError("batch operations must stay in the batch's partition")
+                    if kind == "create":
+                        results.append(self.create_item(payload))
+                    elif kind == "upsert":
+                        results.append(self.upsert_item(payload))
+                    elif kind == "replace":
+                        results.append(self.replace_item(payload, etag=op[2] if len(op) > 2 else None))
+                    elif kind == "delete":
+                        if self._key(payload, partition_key) not in self._items:
+                            raise ItemNotFoundError(f"{self.name}: item not found")
+                        self.delete_item(payload, partition_key)
+                        results.append(None)
+                    else:
+                        raise ValueError(f"unknown batch operation {kind!r}")
+                return results
+            except Exception:
+                self._items = snapshot
+                raise
+
+
+class MemoryStore:
+    """All containers of CONTAINERS, in this process's memory."""
+
+    def __init__(self, containers: dict[str, str] | None = None):
+        self._containers = {
+            name: MemoryContainer(name, path) for name, path in (containers or CONTAINERS).items()
+        }
+
+    def container(self, name: str) -> MemoryContainer:
+        return self._containers[name]
