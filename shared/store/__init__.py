@@ -12,10 +12,16 @@ __all__ = [
 ]
 
 
+_OPEN: dict[tuple, Store] = {}
+
+
 def open_store(settings=None) -> Store:
-    """The Cosmos store described by settings (one client per process)."""
+    """The Cosmos store described by settings; one per process and configuration (clients pool connections)."""
     from ..settings import get_settings
     from .cosmos import CosmosStore
 
     s = settings or get_settings()
-    return CosmosStore(s.cosmos_endpoint, s.cosmos_key, s.cosmos_database, prefix=s.container_prefix)
+    key = (s.cosmos_endpoint, s.cosmos_key, s.cosmos_database, s.container_prefix)
+    if key not in _OPEN:
+        _OPEN[key] = CosmosStore(s.cosmos_endpoint, s.cosmos_key, s.cosmos_database, prefix=s.container_prefix)
+    return _OPEN[key]

@@ -1,0 +1,82 @@
+"""The OpenAPI 3 document of the HTTP API (served at /api/openapi.json; a test keeps it equal to the routes)."""
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = {"description": "Problem details", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _op(summary: str, ok: str = "200", *, params: list[dict] | None = None, body: dict | None = None,
+        errors: tuple[str, ...] = ("400", "401", "404"), security: bool = True) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK", **JSON_OBJECT}}}
+    for code in errors:
+        op["responses"][code] = PROBLEM
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if not security:
+        op["security"] = []
+    return op
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": {"type": "string", "maxLength": 512}}
+
+
+PID = [_path_param("profile_id")]
+
+PATHS: dict[str, dict[str, Any]] = {
+    "/health": {"get": _op("Liveness", errors=(), security=False)},
+    "/openapi.json": {"get": _op("This document", errors=("401",))},
+    "/profiles": {"get": _op("Find a profile by any identifier (normalized as ingestion does)", params=[
+        _query("email", "email address"), _query("phone", "phone number in any format"),
+        _query("region", "default region for a national phone number (ISO 3166 alpha-2)"),
+        _query("loyalty_id", "loyalty card id"), _query("source", "source system"),
+        _query("source_id", "record key in that source")])},
+    "/profiles/{profile_id}": {
+        "get": _op("Unified profile: attributes with sources, identifiers, measures, churn, activity",
+                   params=PID, errors=("400", "401", "404", "410")),
+        "delete": _op("Erase the person (cascade) and log the erasure without PII", params=PID,
+                      errors=("400", "401", "404", "410")),
+    },
+    "/profiles/{profile_id}/export": {"get": _op("Everything held about the person", params=PID, errors=("400", "401", "404", "410"))},
+    "/profiles/{profile_id}/merges": {"get": _op("Merge log with reasons and field contributions", params=PID, errors=("400", "401", "404", "410"))},
+    "/profiles/{profile_id}/split": {"post": _op("Take a source record out into its own profile (never merged back)",
+                                                 "201", params=PID, errors=("400", "401", "404", "409", "410"),
+                                                 body={"type": "object", "required": ["record_key"],
+                                                       "properties": {"record_key": {"type": "string"}}})},
+}
+
+
+def register_paths(paths: dict[str, dict[str, Any]]) -> None:
+    """Areas add their routes here (keyed by path, then method) when their blueprint module is imported."""
+    for path, ops in paths.items():
+        PATHS.setdefault(path, {}).update(ops)
+
+
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "ucp: Unified Customer Profile API", "version": "0.1.0",
+                 "description": "Profiles, identity resolution, churn and insights. Every route except /health "
+                                "needs a function key (x-functions-key header or code query parameter)."},
+        "servers": [{"url": "/api"}],
+        "security": [{"functionKeyHeader": []}, {"functionKeyQuery": []}],
+        "paths": PATHS,
+        "components": {
+            "securitySchemes": {
+                "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
+            },
+            "schemas": {"Problem": {"type": "object", "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "instance": {"type": "string"}}}},
+        },
+    }

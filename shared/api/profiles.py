@@ -1,0 +1,124 @@
+"""Profile 360, lookup by any identifier, merge log, split, export and erase."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..activity import list_activity
+from ..measures import compute_measures
+from ..settings import Settings
+from ..store import ItemNotFoundError, Store
+from .errors import ApiError, ApiResponse
+
+log = logging.getLogger(__name__)
+
+# Query parameter -> identifier type, in the order a lookup tries them.
+LOOKUP_PARAMS = ("email", "phone", "loyalty_id")
+RECENT_ACTIVITY = 20
+
+
+def _identity():
+    from .. import identity
+
+    return identity
+
+
+def load_profile(store: Store, profile_id: str) -> dict[str, Any]:
+    """The live profile for this id (following merges); 404 unknown, 410 erased."""
+    if not profile_id or len(profile_id) > 128:
+        raise ApiError(400, "profile id must be 1 to 128 characters")
+    raw = store.container("profiles").read_item_or_none(profile_id, profile_id)
+    if raw is not None and raw.get("doc_type") == "erased":
+        raise ApiError(410, "this profile was erased on request", erased_at=raw.get("erased_at"))
+    try:
+        profile = _identity().get_profile(store, profile_id)
+    except ItemNotFoundError:
+        raise ApiError(404, "no profile with this id") from None
+    if profile.get("doc_type") == "erased":
+        raise ApiError(410, "this profile was erased on request", erased_at=profile.get("erased_at"))
+    return profile
+
+
+def _owners(profile: dict[str, Any]) -> list[str]:
+    return [r["key"] for r in profile.get("records", [])]
+
+
+def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | None = None) -> dict[str, Any]:
+    """The unified profile as apps see it: attributes with their winning source, identifiers, records,
+    measures from transactions, churn, segments, journey stage and recent activity."""
+    activity = list(list_activity(store, _owners(profile)))
+    activity.sort(key=lambda a: a.get("timestamp") or "", reverse=True)
+    transactions = [a for a in activity if a.get("kind") == "transaction"]
+    view = {
+        "id": profile["id"],
+        "attributes": profile.get("attributes", {}),
+        "conflicts": profile.get("conflicts", {}),
+        "identifiers": [i for i in profile.get("identifiers", []) if not i.startswith("source:")],
+        "source_records": [{"key": r["key"], "source": r.get("source"), "record_key": r.get("record_key"),
+                            "added_at": r.get("added_at")} for r in profile.get("records", [])],
+        "measures": {**compute_measures(transactions), **(profile.get("measures") or {})},
+        "churn": profile.get("churn"),
+        "segments": profile.get("segments", []),
+        "journey_stage": profile.get("journey_stage"),
+        "enrichment": profile.get("enrichment"),
+        "merged_from": profile.get("merged_from", []),
+        "created_at": profile.get("created_at"),
+        "updated_at": profile.get("updated_at"),
+        "recent_activity": [_activity_summary(a) for a in activity[:RECENT_ACTIVITY]],
+    }
+    redirected = profile.get("merged_into") or (requested_id if requested_id and requested_id != profile["id"] else None)
+    if redirected:
+        view["merged_into"] = profile["id"]
+        view["requested_id"] = requested_id
+    return view
+
+
+def _activity_summary(a: dict[str, Any]) -> dict[str, Any]:
+    keep = ("kind", "timestamp", "source", "order_id", "amount", "channel", "category", "event", "type", "rating")
+    return {k: a[k] for k in keep if k in a}
+
+
+def get_profile_view(store: Store, profile_id: str) -> ApiResponse:
+    profile = load_profile(store, profile_id)
+    return ApiResponse(profile_view(store, profile, requested_id=profile_id))
+
+
+def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiResponse:
+    """GET /profiles?email=|phone=|loyalty_id=|source=&source_id= (normalized exactly as ingestion does)."""
+    identity = _identity()
+    given = {k: v for k, v in params.items() if k in (*LOOKUP_PARAMS, "source", "source_id", "region") and v}
+    if "source" in given or "source_id" in given:
+        if not (given.get("source") and given.get("source_id")):
+            raise ApiError(400, "source lookup needs both source and source_id")
+        id_type, value = "source", f"{given['source']}|{given['source_id']}"
+    else:
+        present = [k for k in LOOKUP_PARAMS if k in given]
+        if len(present) != 1:
+            raise ApiError(400, "give exactly one of email, phone, loyalty_id, or source with source_id")
+        id_type, value = present[0], given[present[0]]
+    if len(value) > 512:
+        raise ApiError(400, f"{id_type} is too long")
+    try:
+        profile_id = identity.find_profile_id(store, id_type, value, region=given.get("region"))
+    except ValueError as err:
+        raise ApiError(400, f"malformed {id_type}: {err}") from None
+    if profile_id is None:
+        raise ApiError(404, f"no profile has this {id_type}")
+    return ApiResponse(profile_view(store, load_profile(store, profile_id)))
+
+
+def merges(store: Store, profile_id: str) -> ApiResponse:
+    profile = load_profile(store, profile_id)
+    return ApiResponse({"profile_id": profile["id"], "merges": _identity().list_merges(store, profile["id"])})
+
+
+def split(store: Store, profile_id: str, body: Any, settings: Settings) -> ApiResponse:
+    if not isinstance(body, dict) or not isinstance(body.get("record_key"), str):
+        raise ApiError(400, 'body must be JSON {"record_key": "<source>|<record key>"}')
+    profile = load_profile(store, profile_id)
+    if body["record_key"] not in _owners(profile):
+        raise ApiError(404, "this profile has no such source record")
+    if len(profile.get("records", [])) < 2:
+        raise ApiError(409, "a profile with a single source record cannot be split")
+    new_id = _identity().split_record(store, profile["id"], body["record_key"], settings=settings)
+    return ApiResponse({"profile_id": profile["id"], "new_profile_id": new_id}, status=201)

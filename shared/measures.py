@@ -1,0 +1,30 @@
+"""Profile measures, recomputed from activity on every read (never incremented: a merge must not double them)."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+
+def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    orders: dict[str, float] = {}
+    returns = 0.0
+    first = last = None
+    for tx in transactions:
+        amount = float(tx.get("amount") or 0.0)
+        if tx.get("kind", "purchase") == "purchase":
+            orders[tx.get("order_id") or tx.get("id")] = orders.get(tx.get("order_id") or tx.get("id"), 0.0) + amount
+            ts = tx.get("timestamp")
+            first = ts if first is None or ts < first else first
+            last = ts if last is None or ts > last else last
+        else:
+            returns += abs(amount)
+    spend = sum(orders.values())
+    n = len(orders)
+    return {
+        "orders": n,
+        "total_spend": round(spend, 2),
+        "returns": round(returns, 2),
+        "net_spend": round(spend - returns, 2),
+        "average_order_value": round(spend / n, 2) if n else None,
+        "first_purchase": first,
+        "last_purchase": last,
+    }
