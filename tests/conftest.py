@@ -86,3 +86,31 @@ def store(request):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+_APP_FUNCTIONS: dict | None = None
+
+
+def app_functions() -> dict:
+    """The real app's functions by name. app.get_functions() may run only once per app, so it is cached here."""
+    global _APP_FUNCTIONS
+    if _APP_FUNCTIONS is None:
+        import function_app
+
+        _APP_FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+    return _APP_FUNCTIONS
+
+
+@pytest.fixture(scope="session")
+def functions_by_name() -> dict:
+    return app_functions()
+
+
+@pytest.fixture
+def app_env(stack_settings, monkeypatch):
+    """Point the app, which reads its settings from the environment, at this test's containers and queues."""
+    for k, v in settings_env(stack_settings).items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    yield stack_settings
+    get_settings.cache_clear()

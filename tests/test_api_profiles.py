@@ -1,0 +1,128 @@
+"""Profile API through the real blueprint functions (called as the host calls them) on the Cosmos emulator."""
+from __future__ import annotations
+
+import json
+import os
+
+import azure.functions as func
+import pytest
+
+from shared.models import CustomerRecord
+from shared.settings import get_settings
+
+
+@pytest.fixture
+def http_functions(functions_by_name):
+    return functions_by_name
+
+
+@pytest.fixture
+def api_env(app_env, cosmos_store):
+    return cosmos_store
+
+
+def call(fns, name, method="GET", route_params=None, params=None, body=b""):
+    req = func.HttpRequest(method=method, url=f"http://127.0.0.1/api/{name}", params=params or {},
+                           route_params=route_params or {}, body=body, headers={})
+    resp = fns[name].get_user_function()(req)
+    payload = json.loads(resp.get_body()) if resp.get_body() else None
+    return resp, payload
+
+
+def people():
+    return [
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="Ann.Lee@Example.com",
+                       phone="020 7946 0018", phone_region="GB", birth_date="1980-02-03"),
+        CustomerRecord(source="ecommerce", record_key="e-9", given_name="Ann", family_name="Lee",
+                       email="ann.lee@example.com", city="London"),
+        CustomerRecord(source="pos", record_key="2", given_name="Bob", family_name="Ray", email="bob.ray@example.org"),
+    ]
+
+
+def test_lookup_by_any_identifier_normalized_like_ingestion(http_functions, api_env):
+    from shared.identity import resolve_records
+
+    resolve_records(api_env, people(), settings=get_settings())
+    resp, by_email = call(http_functions, "lookup_profile", params={"email": "  ANN.LEE@example.com "})
+    assert resp.status_code == 200, by_email
+    assert {r["key"] for r in by_email["source_records"]} == {"pos|1", "ecommerce|e-9"}
+    resp, by_phone = call(http_functions, "lookup_profile", params={"phone": "+44 20 7946 0018"})
+    assert resp.status_code == 200 and by_phone["id"] == by_email["id"]
+    resp, by_source = call(http_functions, "lookup_profile", params={"source": "pos", "source_id": "1"})
+    assert by_source["id"] == by_email["id"]
+    resp, other = call(http_functions, "lookup_profile", params={"email": "bob.ray@example.org"})
+    assert other["id"] != by_email["id"]
+
+
+def test_lookup_errors_are_problem_json(http_functions, api_env):
+    resp, body = call(http_functions, "lookup_profile", params={"email": "not an email"})
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json" and body["status"] == 400
+    resp, body = call(http_functions, "lookup_profile", params={"email": "nobody@example.com"})
+    assert resp.status_code == 404 and body["title"] == "Not Found"
+    resp, body = call(http_functions, "lookup_profile", params={})
+    assert resp.status_code == 400
+    resp, body = call(http_functions, "get_profile", route_params={"profile_id": "p_missing"})
+    assert resp.status_code == 404
+
+
+def test_profile_view_measures_come_from_transactions(http_functions, api_env):
+    from shared.activity import save_activity
+    from shared.identity import resolve_records
+    from shared.models import Transaction
+
+    resolve_records(api_env, people(), settings=get_settings())
+    save_activity(api_env, [
+        Transaction(source="pos", order_id="o1", customer_key="1", timestamp="2026-01-05T10:00:00Z", amount="20.00"),
+        Transaction(source="ecommerce", order_id="o2", customer_key="e-9", timestamp="2026-03-01T10:00:00Z", amount="30.00"),
+    ])
+    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@example.com"})
+    resp, view = call(http_functions, "get_profile", route_params={"profile_id": found["id"]})
+    assert resp.status_code == 200
+    assert view["measures"]["orders"] == 2 and view["measures"]["total_spend"] == 50.0
+    assert view["measures"]["last_purchase"].startswith("2026-03-01")
+    assert view["attributes"]["given_name"]["value"] == "Ann"
+    assert view["attributes"]["given_name"]["source"] in ("pos", "ecommerce")
+
+
+def test_erase_cascades_and_answers_gone(http_functions, api_env):
+    from shared.activity import save_activity
+    from shared.identity import resolve_records
+    from shared.models import Transaction
+
+    resolve_records(api_env, people(), settings=get_settings())
+    save_activity(api_env, [Transaction(source="pos", order_id="o1", customer_key="1",
+                                        timestamp="2026-01-05T10:00:00Z", amount="20.00")])
+    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@example.com"})
+    pid = found["id"]
+    resp, exported = call(http_functions, "export_profile_data", route_params={"profile_id": pid})
+    assert resp.status_code == 200 and len(exported["source_records"]) == 2 and len(exported["activity"]) == 1
+    resp, erased = call(http_functions, "erase_profile_data", method="DELETE", route_params={"profile_id": pid})
+    assert resp.status_code == 200 and erased["deleted"]["source_records"] == 2
+    for params in ({"email": "ann.lee@example.com"}, {"phone": "+442079460018"}, {"source": "pos", "source_id": "1"}):
+        resp, _ = call(http_functions, "lookup_profile", params=params)
+        assert resp.status_code == 404, params
+    resp, body = call(http_functions, "get_profile", route_params={"profile_id": pid})
+    assert resp.status_code == 410
+    assert list(api_env.container("activity").query_items(partition_key="pos|1")) == []
+    assert api_env.container("records").read_item_or_none("pos|1", "pos|1") is None
+    log = list(api_env.container("state").query_items(("kind", "=", "erasure")))
+    assert len(log) == 1 and "ann" not in json.dumps(log).lower()
+    # The other person is untouched.
+    resp, _ = call(http_functions, "lookup_profile", params={"email": "bob.ray@example.org"})
+    assert resp.status_code == 200
+
+
+def test_openapi_document_matches_the_routes(http_functions):
+    from shared.api.openapi import document
+
+    doc = document()
+    declared = set()
+    for fn in http_functions.values():
+        trigger = fn.get_trigger()
+        if trigger.type != "httpTrigger":
+            continue
+        for method in trigger.methods:
+            declared.add(("/" + trigger.route, method.value.lower()))
+    documented = {(path, m) for path, ops in doc["paths"].items() for m in ops}
+    assert declared == documented
+    assert doc["paths"]["/health"]["get"]["security"] == []
