@@ -6,16 +6,35 @@ list of source records: one small partition query per record, never a scan.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 from .models import Event, Review, Transaction
+from .sentiment import sentiment_score
 from .store import Store
 
 KINDS = ("transaction", "event", "review")
 
 
+# Track events whose text is the customer's own words, scored for sentiment like reviews.
+FEEDBACK_EVENTS = ("Review Submitted", "Feedback Submitted", "Survey Answered")
+
+
 def owner_key(source: str, customer_key: str) -> str:
     return f"{source}|{customer_key}"
+
+
+def event_owner(event: Event) -> str:
+    """Events of a known customer belong to that source record; anonymous ones to their anonymous id."""
+    if event.customer_key:
+        return owner_key(event.source, event.customer_key)
+    if event.user_id:
+        return owner_key(event.source, event.user_id)
+    return anonymous_owner(event.anonymous_id or "")
+
+
+def anonymous_owner(anonymous_id: str) -> str:
+    return f"anon|{anonymous_id}"
 
 
 def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
@@ -28,10 +47,22 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
     elif isinstance(item, Review):
         kind, natural = "review", item.review_id
         owner = owner_key(item.source, item.customer_key)
+        data["sentiment"] = sentiment_score(item.text)
     else:
         kind, natural = "event", item.event_id
-        owner = owner_key(item.source, item.customer_key) if item.customer_key else f"anon|{item.anonymous_id}"
+        owner = event_owner(item)
+        feedback = item.properties.get("text") if item.event in FEEDBACK_EVENTS else None
+        if isinstance(feedback, str):
+            data["sentiment"] = sentiment_score(feedback)
+    data["timestamp"] = iso_utc(item.timestamp)
     return {**data, "id": f"{kind}:{item.source}:{natural}", "owner": owner, "kind": kind}
+
+
+def iso_utc(ts: datetime) -> str:
+    """One timestamp format for every stored activity, so string order is time order."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def save_activity(store: Store, items: Iterable[Transaction | Event | Review]) -> int:
