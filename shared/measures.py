@@ -28,3 +28,13 @@ def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "first_purchase": first,
         "last_purchase": last,
     }
+
+
+def sentiment_summary(activity: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Average and latest sentiment over reviews and feedback events (activity newest first or in any order)."""
+    scored = sorted((a for a in activity if a.get("sentiment") is not None), key=lambda a: a.get("timestamp") or "")
+    if not scored:
+        return {"average": None, "latest": None, "count": 0}
+    values = [a["sentiment"] for a in scored]
+    return {"average": round(sum(values) / len(values), 4), "latest": values[-1], "count": len(values),
+            "latest_at": scored[-1].get("timestamp")}

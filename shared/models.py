@@ -90,6 +90,7 @@ class Event(_Canonical):
     properties: dict[str, Any] = Field(default_factory=dict)
     channel: str | None = None  # web | mobile
     session_id: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)  # device, campaign, page, as the SDK sent them
 
 
 class Review(_Canonical):

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     churn_risk_high: float = 0.7
     churn_auc_tolerance: float = 0.005
 
+    # --- Enrichment (derived attributes), six-field NCRONTAB, UTC.
+    enrichment_schedule: str = "0 30 3 * * *"
+
     # --- Ingestion limits.
     max_decompressed_bytes: int = 2 * 1024**3
     max_field_bytes: int = 64 * 1024

@@ -75,8 +75,17 @@ def document() -> dict[str, Any]:
                 "functionKeyHeader": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"},
             },
-            "schemas": {"Problem": {"type": "object", "properties": {
-                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-                "detail": {"type": "string"}, "instance": {"type": "string"}}}},
+            "responses": {"Problem": PROBLEM},
+            "schemas": {
+                "Problem": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                    "detail": {"type": "string"}, "instance": {"type": "string"}}},
+                "Event": {"type": "object", "required": ["type"], "properties": {
+                    "type": {"type": "string", "enum": ["identify", "track", "page", "screen"]},
+                    "event": {"type": "string"}, "name": {"type": "string"}, "anonymousId": {"type": "string"},
+                    "userId": {"type": "string"}, "messageId": {"type": "string"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "traits": {"type": "object"}, "properties": {"type": "object"}, "context": {"type": "object"}}},
+            },
         },
     }

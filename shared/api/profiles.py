@@ -5,7 +5,8 @@ import logging
 from typing import Any
 
 from ..activity import list_activity
-from ..measures import compute_measures
+from ..events.sessions import behaviour_summary
+from ..measures import compute_measures, sentiment_summary
 from ..settings import Settings
 from ..store import ItemNotFoundError, Store
 from .errors import ApiError, ApiResponse
@@ -49,6 +50,7 @@ def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | N
     activity = list(list_activity(store, _owners(profile)))
     activity.sort(key=lambda a: a.get("timestamp") or "", reverse=True)
     transactions = [a for a in activity if a.get("kind") == "transaction"]
+    events = [a for a in activity if a.get("kind") == "event"]
     view = {
         "id": profile["id"],
         "attributes": profile.get("attributes", {}),
@@ -61,6 +63,8 @@ def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | N
         "segments": profile.get("segments", []),
         "journey_stage": profile.get("journey_stage"),
         "enrichment": profile.get("enrichment"),
+        "behaviour": behaviour_summary(events),
+        "sentiment": sentiment_summary(activity),
         "merged_from": profile.get("merged_from", []),
         "created_at": profile.get("created_at"),
         "updated_at": profile.get("updated_at"),
