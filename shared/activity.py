@@ -44,6 +44,8 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
         kind, natural = "transaction", item.order_id
         owner = owner_key(item.source, item.customer_key)
         data["amount"] = float(item.amount)
+        # `kind` names the activity type on every doc; the transaction's own kind moves aside.
+        data["transaction_kind"] = data.pop("kind")
     elif isinstance(item, Review):
         kind, natural = "review", item.review_id
         owner = owner_key(item.source, item.customer_key)
@@ -72,6 +74,10 @@ def save_activity(store: Store, items: Iterable[Transaction | Event | Review]) -
         container.upsert_item(activity_doc(item))
         n += 1
     return n
+
+
+def is_purchase(tx: dict[str, Any]) -> bool:
+    return tx.get("transaction_kind", "purchase") == "purchase" and float(tx.get("amount") or 0) >= 0
 
 
 def list_activity(store: Store, owners: Iterable[str], kind: str | None = None) -> Iterator[dict[str, Any]]:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+from .activity import is_purchase
+
 
 def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
     orders: dict[str, float] = {}
@@ -10,7 +12,7 @@ def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
     first = last = None
     for tx in transactions:
         amount = float(tx.get("amount") or 0.0)
-        if tx.get("kind", "purchase") == "purchase":
+        if is_purchase(tx):
             orders[tx.get("order_id") or tx.get("id")] = orders.get(tx.get("order_id") or tx.get("id"), 0.0) + amount
             ts = tx.get("timestamp")
             first = ts if first is None or ts < first else first

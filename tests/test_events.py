@@ -1,0 +1,120 @@
+"""Events API: validation, per-event results, limits, identity from events, sessions, sentiment."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import azure.functions as func
+import pytest
+
+from shared.activity import list_activity
+from shared.events.service import EventLimits, EventPayloadError, accept_events
+from shared.events.sessions import sessionize
+from shared.settings import Settings
+
+
+def _ts(minutes_ago: float) -> str:
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def post(store, payload, **kw):
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return accept_events(store, body, Settings(), **kw)
+
+
+def test_batch_reports_each_event_and_keeps_the_good_ones(store):
+    status, body = post(store, {"batch": [
+        {"type": "page", "name": "Home", "anonymousId": "dev-1", "timestamp": _ts(10), "context": {"channel": "web"}},
+        {"type": "track", "anonymousId": "dev-1"},  # no event name
+        {"type": "bogus", "anonymousId": "dev-1"},
+        {"type": "track", "event": "Product Viewed", "timestamp": _ts(5)},  # nobody
+        "not an object",
+        {"type": "track", "event": "Product Viewed", "anonymousId": "dev-1", "timestamp": "2999-01-01T00:00:00Z"},
+    ]})
+    assert status == 207
+    assert [r["status"] for r in body["results"]] == ["accepted"] + ["rejected"] * 5
+    reasons = [" ".join(r.get("errors", [])) for r in body["results"]]
+    assert "event name" in reasons[1] and "type" in reasons[2] and "anonymousId or userId" in reasons[3]
+    assert "JSON object" in reasons[4] and "future" in reasons[5]
+    stored = list(list_activity(store, ["anon|dev-1"]))
+    assert len(stored) == 1 and stored[0]["type"] == "page" and stored[0]["channel"] == "web"
+
+
+def test_same_message_id_is_stored_once(store):
+    event = {"type": "track", "event": "Added to Cart", "anonymousId": "dev-2", "messageId": "m-1", "timestamp": _ts(1)}
+    post(store, event)
+    post(store, [event])
+    assert len(list(list_activity(store, ["anon|dev-2"]))) == 1
+
+
+def test_request_limits_have_clear_errors(store):
+    with pytest.raises(EventPayloadError) as err:
+        post(store, b"{not json")
+    assert err.value.status == 400
+    with pytest.raises(EventPayloadError) as err:
+        post(store, [{"type": "page", "anonymousId": "a"}] * 3, limits=EventLimits(max_batch=2))
+    assert err.value.status == 413 and "limit is 2" in str(err.value)
+    with pytest.raises(EventPayloadError) as err:
+        post(store, b"[" + b" " * 2000 + b"]", limits=EventLimits(max_body_bytes=1000))
+    assert err.value.status == 413
+    status, body = post(store, {"type": "track", "event": "x", "anonymousId": "a", "properties": {"blob": "x" * 5000}},
+                        limits=EventLimits(max_event_bytes=1000))
+    assert status == 400 and "limit is 1000" in body["results"][0]["errors"][0]
+
+
+def test_identify_links_earlier_anonymous_events_to_the_profile(store):
+    from shared.identity import find_profile_id
+
+    post(store, [{"type": "page", "name": "Home", "anonymousId": "dev-3", "timestamp": _ts(50)},
+                 {"type": "track", "event": "Product Viewed", "anonymousId": "dev-3", "timestamp": _ts(45)}])
+    status, body = post(store, {"type": "identify", "anonymousId": "dev-3", "timestamp": _ts(40),
+                                "traits": {"email": "Kim.Park@Example.com", "firstName": "Kim", "lastName": "Park"}})
+    assert status == 200
+    result = body["results"][0]
+    assert result["profile_id"] and result["moved_events"] == 2
+    assert find_profile_id(store, "email", "kim.park@example.com") == result["profile_id"]
+    # A later anonymous event from the same device follows the link.
+    post(store, {"type": "track", "event": "Checkout Started", "anonymousId": "dev-3", "timestamp": _ts(1)})
+    assert list(list_activity(store, ["anon|dev-3"])) == []
+    from shared.api.profiles import load_profile, profile_view
+
+    view = profile_view(store, load_profile(store, result["profile_id"]))
+    assert view["behaviour"]["events"] == 4  # page, product view, identify, checkout
+    assert view["behaviour"]["sessions"] == 2  # 40 minutes of silence split them
+
+
+def test_a_shared_device_never_joins_two_known_customers(store):
+    first = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "ann@example.com"}})[1]
+    second = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "tom@example.com"}})[1]
+    a, b = first["results"][0]["profile_id"], second["results"][0]["profile_id"]
+    assert a and b and a != b
+    from shared.identity import get_profile
+
+    assert get_profile(store, a)["id"] == a and get_profile(store, b)["id"] == b
+
+
+def test_user_id_events_belong_to_that_user(store):
+    post(store, {"type": "identify", "userId": "u-77", "traits": {"email": "lee@example.com"}})
+    post(store, {"type": "screen", "name": "Basket", "userId": "u-77", "context": {"channel": "mobile"}})
+    events = list(list_activity(store, ["events|u-77"]))
+    assert [e["type"] for e in events].count("screen") == 1
+
+
+def test_sessionize_splits_on_inactivity():
+    base = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    ev = lambda m, ch="web": {"timestamp": (base + timedelta(minutes=m)).isoformat().replace("+00:00", "Z"),
+                              "channel": ch, "type": "page"}
+    sessions = sessionize([ev(0), ev(10), ev(39), ev(70, "mobile"), ev(200)])
+    assert [s["events"] for s in sessions] == [3, 1, 1]
+    assert sessions[0]["duration_seconds"] == 39 * 60 and sessions[1]["channels"] == ["mobile"]
+
+
+def test_post_events_through_the_blueprint_on_cosmos(functions_by_name, app_env, cosmos_store):
+    fn = functions_by_name["post_events"].get_user_function()
+    body = json.dumps({"type": "identify", "anonymousId": "dev-9", "traits": {"phone": "+1 415 555 2671"}}).encode()
+    resp = fn(func.HttpRequest(method="POST", url="http://127.0.0.1/api/events", body=body, headers={}))
+    assert resp.status_code == 200, resp.get_body()
+    pid = json.loads(resp.get_body())["results"][0]["profile_id"]
+    assert cosmos_store.container("profiles").read_item(pid, pid)["doc_type"] == "profile"
+    resp = fn(func.HttpRequest(method="POST", url="http://127.0.0.1/api/events", body=b"nope", headers={}))
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
