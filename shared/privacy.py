@@ -37,7 +37,16 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "merges": list(store.container("merges").query_items(partition_key=pid)),
         "aliases": [a["id"] for a in store.container("profiles").query_items(("merged_into", "=", pid))],
         "review": list(store.container("review").query_items(("candidate_profile_id", "=", pid))),
+        "device_links": _device_links(store, owners),
     }
+
+
+def _device_links(store: Store, owners: list[str]) -> list[dict[str, Any]]:
+    """Anonymous (device) ids linked to this person's records by identify events."""
+    if not owners:
+        return []
+    return list(store.container("identifiers").query_items(
+        ("and", [("type", "=", "anonymous_id"), ("owner", "in", owners)])))
 
 
 def _blocking_keys(profile: dict[str, Any]) -> set[str]:
@@ -56,10 +65,13 @@ def _blocking_keys(profile: dict[str, Any]) -> set[str]:
 def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
     """Erase the person behind this live profile. Idempotent: running it again finds nothing more to delete."""
     pid = profile["id"]
-    counts = {"identifiers": 0, "source_records": 0, "activity": 0, "aliases": 0, "merges": 0, "review": 0, "blocking": 0}
+    counts = {"device_links": 0, "identifiers": 0, "source_records": 0, "activity": 0, "aliases": 0, "merges": 0, "review": 0, "blocking": 0}
     owners = [r["key"] for r in profile.get("records", [])]
 
     ids = store.container("identifiers")
+    for link in _device_links(store, owners):
+        ids.delete_item(link["id"], link["id"])
+        counts["device_links"] += 1
     for ident in profile.get("identifiers", []):
         doc = ids.read_item_or_none(ident, ident)
         if doc and doc.get("profile_id") == pid:
