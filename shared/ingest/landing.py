@@ -1,0 +1,233 @@
+"""Ingesting a landed blob end to end: path layout, mapping lookup, ledger claim, streaming, report, failed/.
+
+Layout of the landing container:
+    <source>/<entity>/<any path>                                              upserts
+    <source>/<entity>/IncrementalData/yyyy/mm/dd/hh/Upserts/<file>            upserts (Customer Insights)
+    <source>/<entity>/IncrementalData/yyyy/mm/dd/hh/Deletes/<file>            deletes (Customer Insights)
+
+The mapping of <source>.<entity> comes from the blob ``sources/<source>.<entity>.json`` (or .yaml) in the
+config container when there is one, else from the repo's ``config/sources/``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models import ENTITIES
+from ..store import Store
+from . import ledger
+from .mapping import Mapping, parse_mapping
+from .pipeline import Outputs, Pipeline, empty_counts, finish_report
+from .readers import FileError, stream_from_chunks
+from .sinks import ActivityWriter, BlobQuarantine, QueueFanout
+
+log = logging.getLogger("ucp.ingest")
+
+REPO_SOURCES = Path(__file__).resolve().parents[2] / "config" / "sources"
+MAPPING_SUFFIXES = (".json", ".yaml", ".yml")
+_INCREMENTAL = re.compile(r"^IncrementalData/\d{4}/\d{2}/\d{2}/\d{2}/(Upserts|Deletes)/.+", re.IGNORECASE)
+_NAME_PART = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
+
+
+@dataclass
+class LandingPath:
+    source: str
+    entity: str
+    mode: str  # upsert | delete
+
+
+def parse_landing_path(name: str) -> LandingPath:
+    """source, entity and mode from a blob name inside the landing container; FileError if it does not fit."""
+    parts = name.split("/", 2)
+    if len(parts) < 3 or not parts[2]:
+        raise FileError("bad_path", f"blob {name!r} is not laid out as <source>/<entity>/<file>")
+    source, entity, rest = parts
+    if not _NAME_PART.match(source):
+        raise FileError("bad_path", "the source folder name must be letters, digits, '_', '-' or '.'")
+    if entity not in ENTITIES:
+        raise FileError("unknown_entity", f"entity folder {entity!r} is not one of {', '.join(ENTITIES)}")
+    mode = "upsert"
+    if rest.lower().startswith("incrementaldata/"):
+        match = _INCREMENTAL.match(rest)
+        if not match:
+            raise FileError("bad_path", "incremental data must be under IncrementalData/yyyy/mm/dd/hh/{Upserts,Deletes}/")
+        mode = "delete" if match.group(1).lower() == "deletes" else "upsert"
+    return LandingPath(source, entity, mode)
+
+
+def resolve_mapping(source: str, entity: str, *, settings, config_dir: Path = REPO_SOURCES) -> tuple[Mapping, str]:
+    """The mapping for source/entity and where it came from; FileError(unknown_source) when there is none."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..storage import blob_service
+
+    container = blob_service(settings).get_container_client(settings.config_container)
+    text, origin = None, None
+    for suffix in MAPPING_SUFFIXES:
+        name = f"sources/{source}.{entity}{suffix}"
+        try:
+            text = container.get_blob_client(name).download_blob().readall()
+            origin = f"blob:{settings.config_container}/{name}"
+            break
+        except ResourceNotFoundError:
+            continue
+    if text is None:
+        for suffix in MAPPING_SUFFIXES:
+            path = config_dir / f"{source}.{entity}{suffix}"
+            if path.is_file():
+                text, origin = path.read_bytes(), f"repo:config/sources/{path.name}"
+                break
+    if text is None:
+        raise FileError("unknown_source", f"no mapping for source {source!r} entity {entity!r} "
+                                          f"(config/sources/{source}.{entity}.json)")
+    try:
+        mapping = parse_mapping(text)
+    except ValueError as err:
+        raise FileError("invalid_mapping", f"{origin}: {err}") from None
+    if mapping.source != source or mapping.entity != entity:
+        raise FileError("invalid_mapping", f"{origin} describes {mapping.source}/{mapping.entity}, "
+                                           f"not {source}/{entity}")
+    return mapping, origin
+
+
+def split_blob_path(path: str, settings) -> tuple[str, str]:
+    """(container, blob name) from a trigger's ``<container>/<blob>`` name (or a bare blob name)."""
+    container, _, name = path.partition("/")
+    if not name:
+        return settings.landing_container, path
+    return container, name
+
+
+def _delete_record(store: Store, settings):
+    try:
+        from ..identity import remove_record
+    except ImportError:
+        remove_record = None
+
+    def delete(source: str, record_key: str) -> Any:
+        if remove_record is None:
+            raise FileError("deletes_unavailable", "identity resolution (shared.identity.remove_record) is not "
+                                                   "installed: deletes cannot be applied; replay the file later")
+        return remove_record(store, source, record_key, settings=settings)
+
+    return delete
+
+
+def _delete_activity(store: Store):
+    container = store.container("activity")
+    return lambda doc_id, owner: container.delete_item(doc_id, owner)
+
+
+def copy_to_failed(settings, container: str, name: str, report: dict[str, Any]) -> str | None:
+    """failed/<same path> (a server-side copy) plus <same path>.report.json with the reason."""
+    from ..storage import blob_service
+
+    service = blob_service(settings)
+    source = service.get_blob_client(container, name)
+    target = service.get_blob_client(settings.failed_container, name)
+    metadata = {"ingestion_id": report["id"],
+                "reason": ((report.get("error") or {}).get("code") or "unknown")[:200]}
+    try:
+        target.start_copy_from_url(source.url, metadata=metadata)
+    except Exception:  # no Shared Key (e.g. managed identity without copy rights): stream it across instead
+        try:
+            target.upload_blob(source.download_blob().chunks(), overwrite=True, metadata=metadata)
+        except Exception:
+            log.exception("ingestion %s: could not copy the file to %s", report["id"], settings.failed_container)
+            return None
+    service.get_blob_client(settings.failed_container, f"{name}.report.json").upload_blob(
+        json.dumps(ledger.public_report(report), indent=2, default=str).encode(), overwrite=True)
+    return f"{settings.failed_container}/{name}"
+
+
+def ingest_blob(blob_path: str, *, settings, store: Store) -> dict[str, Any] | None:
+    """Ingest one landed blob exactly once per (name, ETag); returns its report (None if the blob is gone).
+
+    Raises IngestionBusy while another attempt holds the file (the caller lets the host retry), and lets
+    unexpected errors (store or storage outages) propagate after releasing the lease, so the retry takes over.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..storage import blob_service
+
+    started_wall = time.time()
+    container, name = split_blob_path(blob_path, settings)
+    client = blob_service(settings).get_blob_client(container, name)
+    try:
+        props = client.get_blob_properties()
+    except ResourceNotFoundError:
+        log.warning("blob %s/%s is gone before ingestion; nothing to do", container, name)
+        return None
+    etag = props.etag
+    report = ledger.new_report(ledger.ingestion_id(f"{container}/{name}", etag), blob=name, container=container,
+                               etag=etag, size=props.size)
+    state, doc = ledger.claim(store, report)
+    if state == "done":
+        log.info("ingestion %s already %s; skipping the redelivered event", doc["id"], doc["status"])
+        return ledger.public_report(doc)
+    report = {**report, **empty_counts(), "attempt": doc.get("attempt", 1), "created_at": doc["created_at"]}
+    holder = {"doc": doc, "renewed": time.time()}
+
+    def heartbeat(progress: dict[str, Any]) -> None:
+        if time.time() - holder["renewed"] > ledger.RENEW_EVERY_SECONDS:
+            holder["doc"] = ledger.renew(store, holder["doc"], {k: progress[k] for k in (
+                "rows_read", "accepted", "quarantined", "duplicates")})
+            holder["renewed"] = time.time()
+
+    try:
+        report = _run(client, name, etag, report, settings, store, heartbeat)
+        if report["status"] == "failed" and report["error"]["code"] != "blob_changed":
+            report["failed_blob"] = copy_to_failed(settings, container, name, report)
+        finish_report(report, started_wall)
+        final = ledger.finish(store, holder["doc"], report)
+    except ledger.LeaseLost:
+        log.warning("ingestion %s: lease lost to another attempt; stopping", report["id"])
+        raise
+    except Exception as err:
+        ledger.release(store, holder["doc"], f"{type(err).__name__}")
+        raise
+    log.info("ingestion %s %s: read=%d accepted=%d quarantined=%d duplicates=%d", final["id"], final["status"],
+             final["rows_read"], final["accepted"], final["quarantined"], final["duplicates"])
+    return ledger.public_report(final)
+
+
+def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: Store, heartbeat) -> dict[str, Any]:
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError
+
+    try:
+        layout = parse_landing_path(name)
+        report.update(source=layout.source, entity=layout.entity, mode=layout.mode)
+        mapping, origin = resolve_mapping(layout.source, layout.entity, settings=settings)
+        report["mapping"] = origin
+    except FileError as err:
+        report.update(status="failed", error={"code": err.code, "message": err.message, "after_row": 0})
+        return report
+    quarantine = BlobQuarantine(settings, report["id"])
+    outputs = Outputs(quarantine=quarantine)
+    if layout.mode == "delete":
+        outputs.delete_record = _delete_record(store, settings)
+        outputs.delete_activity = _delete_activity(store)
+    elif layout.entity == "customers":
+        outputs.customers = QueueFanout(settings, report["id"])
+    else:
+        outputs.activity = ActivityWriter(store)
+    pipeline = Pipeline(mapping, report, outputs, settings=settings, mode=layout.mode, heartbeat=heartbeat)
+    changed = FileError("blob_changed", "the blob was overwritten while it was read; the new version is "
+                                        "ingested on its own event")
+    try:
+        download = client.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified, max_concurrency=1)
+    except ResourceModifiedError:
+        download = None
+    if download is None:
+        report.update(status="failed", error={"code": changed.code, "message": changed.message, "after_row": 0})
+    else:
+        report = pipeline.run(stream_from_chunks(download.chunks()), name, stop_on={ResourceModifiedError: changed})
+    report["quarantine_blob"] = quarantine.close()
+    return report
