@@ -1,0 +1,22 @@
+"""Identity resolution: streaming, deterministic + probabilistic linking with stable profile ids.
+
+Public API (the ingestion, HTTP API and churn code call these):
+    resolve_records(store, records, *, settings=None, model=None) -> list[ResolveResult]
+    remove_record(store, source, record_key, *, settings=None) -> str | None
+    split_record(store, profile_id, record_key, *, settings=None) -> str
+    get_profile(store, profile_id) -> dict
+    find_profile_id(store, id_type, raw_value, *, region=None) -> str | None
+    list_merges(store, profile_id) -> list[dict]
+"""
+from .docs import ResolverConfig
+from .engine import ACTIONS, Resolver, ResolveResult, resolve_records
+from .lookup import find_profile_id, get_profile, list_merges, normalized_identifier
+from .maintenance import remove_record, split_record
+from .protection import ProtectionPolicy
+from .survivorship import SurvivorshipPolicy
+
+__all__ = [
+    "ACTIONS", "Resolver", "ResolveResult", "ResolverConfig", "ProtectionPolicy", "SurvivorshipPolicy",
+    "resolve_records", "remove_record", "split_record", "get_profile", "find_profile_id", "list_merges",
+    "normalized_identifier",
+]

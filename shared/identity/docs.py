@@ -1,0 +1,105 @@
+"""Document helpers of the identity engine: ids, timestamps, containers, profile lookup through aliases."""
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from shared.settings import Settings, get_settings
+from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
+
+from .protection import ProtectionPolicy
+from .survivorship import SurvivorshipPolicy
+
+T = TypeVar("T")
+MAX_ALIAS_HOPS = 20
+
+
+class ConcurrencyConflict(Exception):
+    """Another worker changed what this step relied on; the whole step is retried from fresh reads."""
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    protection: ProtectionPolicy = field(default_factory=ProtectionPolicy)
+    survivorship: SurvivorshipPolicy = field(default_factory=SurvivorshipPolicy)
+    max_attempts: int = 12
+    blocking_cap: int = 50  # profile ids per blocking key; a fuller key is too common to be useful
+    max_candidates: int = 20  # candidate profiles scored per record
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stable_hash(*parts: str, size: int = 20) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:size]
+
+
+def profile_id_for_record(record_key: str) -> str:
+    """The id of the profile a record founds: derived from its key, so a retried creation finds its own work."""
+    return "p_" + stable_hash("profile", record_key)
+
+
+def random_profile_id() -> str:
+    return "p_" + uuid.uuid4().hex[:20]
+
+
+def identifier_id(id_type: str, value: str) -> str:
+    return f"{id_type}:{value}"
+
+
+def source_identifier(record_key: str) -> str:
+    return identifier_id("source", record_key)
+
+
+class Ctx:
+    """What every engine step needs: the store's containers, settings, policies."""
+
+    def __init__(self, store: Store, settings: Settings | None = None, config: ResolverConfig | None = None):
+        self.store = store
+        self.settings = settings or get_settings()
+        self.config = config or ResolverConfig()
+        self.profiles = store.container("profiles")
+        self.identifiers = store.container("identifiers")
+        self.records = store.container("records")
+        self.blocking = store.container("blocking")
+        self.merges = store.container("merges")
+        self.review = store.container("review")
+
+    def read_profile(self, profile_id: str) -> dict[str, Any] | None:
+        return self.profiles.read_item_or_none(profile_id, profile_id)
+
+
+def with_retries(ctx: Ctx, step: Callable[[], T]) -> T:
+    """Run a step, retrying lost optimistic-concurrency races with jittered exponential backoff."""
+    attempts = ctx.config.max_attempts
+    for attempt in range(attempts):
+        try:
+            return step()
+        except (ConcurrencyConflict, PreconditionFailedError, ItemExistsError, ItemNotFoundError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0, min(0.5, 0.002 * 2 ** attempt)))
+    raise AssertionError("unreachable")
+
+
+def is_live(doc: dict[str, Any] | None) -> bool:
+    return doc is not None and doc.get("doc_type") == "profile" and not doc.get("pending_merge")
+
+
+def follow_aliases(ctx: Ctx, profile_id: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The profile doc at the end of the alias chain (None if it is gone) and the ids passed on the way."""
+    path = []
+    current = profile_id
+    for _ in range(MAX_ALIAS_HOPS):
+        doc = ctx.read_profile(current)
+        if doc is None or doc.get("doc_type") != "alias":
+            return doc, path
+        path.append(current)
+        current = doc["merged_into"]
+    raise ItemNotFoundError(f"alias chain of {profile_id} is longer than {MAX_ALIAS_HOPS} hops")

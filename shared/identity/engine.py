@@ -1,0 +1,408 @@
+"""The identity resolution engine: links each incoming customer record to the profile of the person it describes.
+
+Per record (every step idempotent, so at-least-once delivery and several workers are safe):
+1. Its source identifier ("source:<source>|<key>") says whether it was seen before; same content hash -> unchanged.
+2. Strong identifiers (email, phone, loyalty id, custom ids) are looked up with point reads in `identifiers`.
+3. The profiles they lead to are joined with the record unless merge protection forbids it (-> review).
+4. With no strong link, blocking keys give candidate profiles (point reads in `blocking`), the match model scores
+   the record against their record snapshots: link, review, or a new profile.
+5. Writes, in an order that a retry can always finish: the profile (which now holds the record), the identifier
+   claims (create = claim; a lost race is resolved at once by merging or review), the records doc, the blocking
+   entries, and last the source identifier with the content hash, which marks the record done.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable
+
+from shared.models import CustomerRecord
+from shared.normalize import NormalizedRecord, normalize_record, strong_identifiers
+from shared.settings import Settings
+from shared.store import ItemExistsError, PreconditionFailedError, Store
+
+from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, identifier_id, now_iso, profile_id_for_record,
+                   random_profile_id, source_identifier, stable_hash, with_retries)
+from .merge import live_profile, merge_profiles, survivor_order
+from .protection import Side, id_type_of, is_weak_type, join_conflict
+from .survivorship import record_values, survive
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined")
+NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
+                   "with a birth date, address, postcode or city")
+
+
+@dataclass(frozen=True)
+class ResolveResult:
+    record_key: str
+    profile_id: str | None
+    action: str
+    reason: str = ""
+
+
+@lru_cache(maxsize=1)
+def default_model():
+    from shared.identity.matching import MatchModel
+
+    return MatchModel.default()
+
+
+def _blocking_keys(n: NormalizedRecord) -> list[str]:
+    from shared.identity.matching import blocking_keys
+
+    return list(dict.fromkeys(blocking_keys(n)))
+
+
+@dataclass
+class _Candidate:
+    profile: dict[str, Any]
+    types: list[str]  # identifier types that led to it ("score" for a probabilistic candidate)
+
+
+class Resolver:
+    """Resolves records one at a time against a store; cheap to create, safe to share between threads."""
+
+    def __init__(self, store: Store, *, settings: Settings | None = None, model=None,
+                 config: ResolverConfig | None = None):
+        self.ctx = Ctx(store, settings, config)
+        self.model = model or default_model()
+
+    def resolve(self, record: CustomerRecord) -> ResolveResult:
+        try:
+            n = normalize_record(record)
+        except (ValueError, TypeError, ArithmeticError) as err:
+            return ResolveResult(record.key, None, "quarantined", f"normalization failed: {type(err).__name__}")
+        if n.is_empty:
+            return ResolveResult(record.key, None, "quarantined", NO_USABLE_FIELD)
+        work = _Work(self, record, n)
+        return with_retries(self.ctx, work.attempt)
+
+
+class _Work:
+    """One record's resolution; `attempt` runs from fresh reads each time a race is lost."""
+
+    def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord):
+        self.ctx = resolver.ctx
+        self.model = resolver.model
+        self.policy = self.ctx.config.protection
+        self.record = record
+        self.n = n
+        self.key = record.key
+        self.hash = record.content_hash()
+        self.source_iid = source_identifier(self.key)
+        self.strong = [identifier_id(t, v) for t, v in strong_identifiers(n)]
+        self.snapshot = n.to_dict()
+        self.blocking_keys = _blocking_keys(n)
+        self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
+
+    # --- reads and decision -------------------------------------------------------------------------------
+
+    def attempt(self) -> ResolveResult:
+        ctx = self.ctx
+        source_doc = ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
+        if source_doc is not None and source_doc.get("content_hash") == self.hash:
+            return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
+        self.source_doc = source_doc
+        self.found: dict[str, dict[str, Any]] = {}  # identifier id -> its doc
+        self.owner: dict[str, str] = {}  # identifier id -> live profile id
+        self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone
+        self.block_docs: dict[str, dict[str, Any] | None] = {}
+        profiles: dict[str, dict[str, Any]] = {}
+        prior = None
+        if source_doc is not None:
+            prior = self._live(source_doc["profile_id"], profiles)
+        candidates: dict[str, _Candidate] = {}
+        for iid in self.strong:
+            doc = ctx.identifiers.read_item_or_none(iid, iid)
+            if doc is None:
+                continue
+            self.found[iid] = doc
+            profile = self._live(doc["profile_id"], profiles)
+            if profile is None:
+                self.stale[iid] = doc
+                continue
+            self.owner[iid] = profile["id"]
+            candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
+        group, reviews, skipped = self._group(prior, candidates)
+        link = None
+        if not group and not reviews:
+            group, reviews, link = self._probabilistic(profiles)
+        return self._apply(group, reviews, skipped, link)
+
+    def _live(self, profile_id: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        if profile_id not in cache:
+            cache[profile_id] = live_profile(self.ctx, profile_id)
+        return cache[profile_id]
+
+    def _group(self, prior, candidates: dict[str, _Candidate]):
+        """The profiles the record joins (prior first), those in conflict (review) and those skipped."""
+        group: list[_Candidate] = [_Candidate(prior, ["prior"])] if prior else []
+        reviews: list[tuple[dict[str, Any], str, dict | None]] = []
+        skipped: set[str] = set()
+        ranked = sorted(candidates.values(), key=lambda c: (min(self.policy.rank(t) for t in c.types),
+                                                            survivor_order(c.profile)))
+        for cand in ranked:
+            if any(g.profile["id"] == cand.profile["id"] for g in group):
+                continue
+            sides = [self.side] + [self._side(g.profile) for g in group]
+            cand_side = self._side(cand.profile)
+            if all(is_weak_type(t) for t in cand.types) and cand_side.is_known() and any(s.is_known() for s in sides):
+                skipped.add(cand.profile["id"])  # a device id alone never joins two known customers
+                continue
+            reason = join_conflict(self.policy, sides + [cand_side])
+            if reason == "never_match":
+                skipped.add(cand.profile["id"])  # split apart by a person: known not to match, no review
+            elif reason:
+                reviews.append((cand.profile, reason, None))
+            else:
+                group.append(cand)
+        return group, reviews, skipped
+
+    def _side(self, profile: dict[str, Any]) -> Side:
+        return Side.of_profile(profile, without_record=self.key)
+
+    def _probabilistic(self, profiles: dict[str, dict[str, Any]]):
+        """Candidates through blocking keys, scored against their record snapshots."""
+        ctx, cfg = self.ctx, self.ctx.config
+        counts: Counter[str] = Counter()
+        for key in self.blocking_keys:
+            doc = ctx.blocking.read_item_or_none(key, key)
+            self.block_docs[key] = doc
+            if doc is not None and not doc.get("capped"):
+                counts.update(doc.get("profile_ids", []))
+        best = None  # (probability, profile, snapshot)
+        seen = set()
+        for pid, _ in counts.most_common(cfg.max_candidates):
+            profile = self._live(pid, profiles)
+            if profile is None or profile["id"] in seen:
+                continue
+            seen.add(profile["id"])
+            for entry in profile.get("records", []):
+                if entry["key"] == self.key or not entry.get("match"):
+                    continue
+                other = NormalizedRecord.from_dict(entry["match"])
+                p = self.model.probability(self.n, other)
+                if best is None or p > best[0]:
+                    best = (p, profile, other)
+        if best is None:
+            return [], [], None
+        _, profile, other = best
+        score = self.model.score(self.n, other)  # the explanation, for the best pair only
+        detail = {"score": round(float(score.probability), 6), "match_weight": round(float(score.match_weight), 4),
+                  "contributions": {k: round(float(v), 4) for k, v in score.contributions.items()},
+                  "model_version": getattr(self.model, "version", None)}
+        if score.probability >= ctx.settings.match_threshold:
+            reason = join_conflict(self.policy, [self.side, self._side(profile)])
+            if reason is None:
+                return [_Candidate(profile, ["score"])], [], {"reason": "score", **detail}
+            return [], [(profile, reason, detail)], None
+        if score.probability >= ctx.settings.review_threshold:
+            return [], [(profile, "score", detail)], None
+        return [], [], None
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def _apply(self, group: list[_Candidate], reviews, skipped: set[str], link) -> ResolveResult:
+        lost = {iid for iid, owner in self.owner.items() if owner not in {g.profile["id"] for g in group}}
+        claims = [iid for iid in self.strong if iid not in lost]
+        if not group:
+            profile = self._create_profile(claims)
+            action, reason = ("review", reviews[0][1]) if reviews else ("created", "new")
+        else:
+            ordered = sorted((g.profile for g in group), key=survivor_order)
+            target = ordered[0]
+            for other in ordered[1:]:
+                cand = next(g for g in group if g.profile["id"] == other["id"])
+                why = {"reason": "rule", "rule": "+".join(sorted(set(cand.types))), "via_record": self.key}
+                if cand.types == ["prior"]:
+                    why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
+                target = merge_profiles(self.ctx, target["id"], other["id"], why)
+            link = link or {"reason": "rule", "rule": "+".join(sorted({t for g in group for t in g.types}))}
+            profile = self._link(target, claims, link)
+            action = "merged" if len(group) > 1 else "linked"
+            reason = link["reason"] if link["reason"] != "rule" else f"rule:{link['rule']}"
+            if link["reason"] == "score":
+                self._log_score_link(profile["id"], link)
+                reason = f"score:{link['score']}"
+        profile = self._claim(profile, claims)
+        self._write_record_doc(profile["id"])
+        self._add_blocking(profile)
+        for cand_profile, why, detail in reviews:
+            self._open_review(profile["id"], cand_profile["id"], why, detail)
+        self._commit(profile["id"])
+        if action == "linked" and reviews:
+            reason += f"; review:{reviews[0][1]}"
+        return ResolveResult(self.key, profile["id"], action, reason)
+
+    def _entry(self, link: dict[str, Any] | None, added_at: str | None = None) -> dict[str, Any]:
+        updated = self.record.updated_at.isoformat() if self.record.updated_at else None
+        return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
+                "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
+                "values": record_values(self.record), "updated_at": updated, "added_at": added_at or now_iso(),
+                "link": link or {"reason": "new"}}
+
+    def _create_profile(self, claims: list[str]) -> dict[str, Any]:
+        now = now_iso()
+        entry = self._entry(None, now)
+        attributes, conflicts = survive([entry], self.ctx.config.survivorship)
+        doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
+               "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
+               "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
+        try:
+            return self.ctx.profiles.create_item(doc)
+        except ItemExistsError:
+            pass
+        # A retry of our own creation, or the id was used before (record removed, split or merged away).
+        existing = live_profile(self.ctx, doc["id"])
+        if existing is not None and any(r["key"] == self.key for r in existing["records"]):
+            return self._link(existing, claims, None)
+        doc["id"] = random_profile_id()
+        return self.ctx.profiles.create_item(doc)
+
+    def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
+        """Add (or refresh) the record in the target profile, with optimistic concurrency."""
+        for _ in range(50):
+            old = next((r for r in target["records"] if r["key"] == self.key), None)
+            entry = self._entry(link or (old or {}).get("link"), old["added_at"] if old else None)
+            records = [r for r in target["records"] if r["key"] != self.key] + [entry]
+            identifiers = sorted(set(target.get("identifiers", [])) | {self.source_iid, *claims})
+            if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
+                return target
+            attributes, conflicts = survive(records, self.ctx.config.survivorship)
+            body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
+                    "conflicts": conflicts, "updated_at": now_iso()}
+            try:
+                return self.ctx.profiles.replace_item(body, etag=target["_etag"])
+            except PreconditionFailedError:
+                target = live_profile(self.ctx, target["id"])
+                if target is None:
+                    raise ConcurrencyConflict("link target vanished") from None
+        raise ConcurrencyConflict("could not link record")
+
+    def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
+        """Claim each identifier for the profile; a claim lost to another profile is settled now."""
+        for iid in claims:
+            if iid in self.owner:
+                continue  # found pointing into the group; merges repointed it
+            stale = self.stale.get(iid)
+            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": now_iso()}
+            try:
+                if stale is not None:
+                    self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
+                else:
+                    self.ctx.identifiers.create_item(body)
+                continue
+            except (ItemExistsError, PreconditionFailedError):
+                pass
+            profile = self._settle_lost_claim(profile, iid)
+        return profile
+
+    def _settle_lost_claim(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
+        doc = self.ctx.identifiers.read_item_or_none(iid, iid)
+        if doc is None:
+            raise ConcurrencyConflict("identifier vanished while claiming")
+        other = live_profile(self.ctx, doc["profile_id"])
+        current = live_profile(self.ctx, profile["id"])
+        if current is None:
+            raise ConcurrencyConflict("profile vanished while claiming")
+        if other is None:
+            self.ctx.identifiers.replace_item({**doc, "profile_id": current["id"]}, etag=doc["_etag"])
+            return current
+        if other["id"] == current["id"]:
+            return current
+        reason = join_conflict(self.policy, [Side.of_profile(current), Side.of_profile(other)])
+        if reason is None:
+            ordered = sorted([current, other], key=survivor_order)
+            why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
+            return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+        self._open_review(current["id"], other["id"], reason, None)
+        return self._drop_identifier(current, iid)
+
+    def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
+        for _ in range(50):
+            if iid not in profile.get("identifiers", []):
+                return profile
+            body = {**profile, "identifiers": [i for i in profile["identifiers"] if i != iid]}
+            try:
+                return self.ctx.profiles.replace_item(body, etag=profile["_etag"])
+            except PreconditionFailedError:
+                profile = live_profile(self.ctx, profile["id"])
+                if profile is None:
+                    raise ConcurrencyConflict("profile vanished") from None
+        raise ConcurrencyConflict("could not update identifiers")
+
+    def _write_record_doc(self, profile_id: str) -> None:
+        self.ctx.records.upsert_item({
+            "id": self.key, "profile_id": profile_id, "source": self.record.source,
+            "record_key": self.record.record_key, "content_hash": self.hash,
+            "record": self.record.model_dump(mode="json", exclude_none=True), "updated_at": now_iso()})
+
+    def _add_blocking(self, profile: dict[str, Any]) -> None:
+        """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
+        covered = {k for r in profile["records"] if r["key"] != self.key for k in r.get("blocking_keys", [])}
+        for key in self.blocking_keys:
+            if key not in covered:
+                self._add_to_block(key, profile["id"])
+
+    def _add_to_block(self, key: str, profile_id: str) -> None:
+        blocking, cap = self.ctx.blocking, self.ctx.config.blocking_cap
+        doc = self.block_docs.pop(key, None) if key in self.block_docs else blocking.read_item_or_none(key, key)
+        for _ in range(50):
+            if doc is None:
+                try:
+                    blocking.create_item({"id": key, "profile_ids": [profile_id]})
+                    return
+                except ItemExistsError:
+                    doc = blocking.read_item_or_none(key, key)
+                    continue
+            ids = doc.get("profile_ids", [])
+            if profile_id in ids or doc.get("capped"):
+                return
+            body = {**doc, "profile_ids": ids + [profile_id]} if len(ids) < cap else {**doc, "capped": True}
+            try:
+                blocking.replace_item(body, etag=doc["_etag"])
+                return
+            except PreconditionFailedError:
+                doc = blocking.read_item_or_none(key, key)
+        raise ConcurrencyConflict("could not update blocking key")
+
+    def _open_review(self, profile_id: str, candidate_id: str, reason: str, detail: dict | None) -> None:
+        doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
+               "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
+               "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
+               "status": "open", "created_at": now_iso()}
+        try:
+            self.ctx.review.create_item(doc)
+        except ItemExistsError:
+            pass
+
+    def _log_score_link(self, profile_id: str, link: dict[str, Any]) -> None:
+        self.ctx.merges.upsert_item({
+            "id": "l_" + stable_hash("link", self.key, profile_id), "profile_id": profile_id, "absorbed_id": None,
+            "at": now_iso(), **link, "records": [self.key], "status": "done"})
+
+    def _commit(self, profile_id: str) -> None:
+        """The source identifier with the content hash, written last: the record is done."""
+        body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
+                "created_at": (self.source_doc or {}).get("created_at") or now_iso()}
+        try:
+            if self.source_doc is not None:
+                self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
+            else:
+                self.ctx.identifiers.create_item(body)
+        except (ItemExistsError, PreconditionFailedError):
+            raise ConcurrencyConflict("the same record was resolved concurrently") from None
+
+
+def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
+                    model=None, config: ResolverConfig | None = None) -> list[ResolveResult]:
+    """Resolve each record into a profile; one result per record, in order."""
+    resolver = Resolver(store, settings=settings, model=model, config=config)
+    results = [resolver.resolve(r) for r in records]
+    counts = Counter(r.action for r in results)
+    log.info("resolved %d records: %s", len(results), dict(counts))
+    return results

@@ -1,0 +1,67 @@
+"""Reading identity results: profiles through aliases, the profile of an identifier, the merge log."""
+from __future__ import annotations
+
+from typing import Any
+
+from shared.models import CustomerRecord
+from shared.normalize import normalize_record, strong_identifiers
+from shared.store import ItemNotFoundError, Store
+
+from .docs import Ctx, follow_aliases, identifier_id
+
+
+def get_profile(store: Store, profile_id: str) -> dict[str, Any]:
+    """The profile with this id, following aliases of merged profiles.
+
+    When redirected, the result carries "requested_id" (the id asked for) and "merged_into" (the id found).
+    Raises ItemNotFoundError when neither the profile nor what it was merged into exists.
+    """
+    ctx = Ctx(store)
+    doc, path = follow_aliases(ctx, profile_id)
+    if doc is None or doc.get("doc_type") != "profile":
+        raise ItemNotFoundError(f"profile {profile_id} not found")
+    result = {k: v for k, v in doc.items() if not k.startswith("_")}
+    if path:
+        result["requested_id"] = profile_id
+        result["merged_into"] = doc["id"]
+    return result
+
+
+def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = None) -> str | None:
+    """The identifier id ingestion would claim for this raw value ("email:ann@x.com"), None if unusable."""
+    id_type = id_type.strip().lower()
+    if id_type == "source":
+        value = str(raw_value).strip()
+        return identifier_id("source", value) if "|" in value else None
+    fields: dict[str, Any] = {"source": "lookup", "record_key": "lookup", "phone_region": region}
+    if id_type in ("email", "phone", "loyalty_id"):
+        fields[id_type] = raw_value
+    else:
+        fields["identifiers"] = {id_type: raw_value}
+    try:
+        n = normalize_record(CustomerRecord(**fields))
+    except ValueError:
+        return None
+    for found_type, value in strong_identifiers(n):
+        if found_type == id_type:
+            return identifier_id(found_type, value)
+    return None
+
+
+def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str | None = None) -> str | None:
+    """The live profile id holding this identifier, normalized exactly as ingestion does; None if none."""
+    iid = normalized_identifier(id_type, raw_value, region=region)
+    if iid is None:
+        return None
+    ctx = Ctx(store)
+    doc = ctx.identifiers.read_item_or_none(iid, iid)
+    if doc is None:
+        return None
+    profile, _ = follow_aliases(ctx, doc["profile_id"])
+    return profile["id"] if profile is not None and profile.get("doc_type") == "profile" else None
+
+
+def list_merges(store: Store, profile_id: str) -> list[dict[str, Any]]:
+    """The merge log of a profile (merges, score links, splits), oldest first."""
+    items = store.container("merges").query_items(partition_key=profile_id, order_by="at")
+    return [{k: v for k, v in item.items() if not k.startswith("_")} for item in items]

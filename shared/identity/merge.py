@@ -1,0 +1,190 @@
+"""Merging two profiles with stable ids, as a saga of idempotent steps.
+
+A merge crosses partitions (two profile docs, their identifiers, records and blocking entries), so it cannot be
+one transaction. It is recorded first (a pending merge doc, then a `pending_merge` mark on the absorbed
+profile, which freezes it: every writer that meets the mark finishes the merge before doing anything else), then:
+fold the absorbed profile into the survivor, repoint identifiers, records and blocking entries, turn the
+absorbed profile into an alias, and close the merge doc. Every step checks whether it is already done, so a
+worker dying anywhere leaves a state the next attempt, or any later resolve touching the profile, completes.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.store import ItemNotFoundError, PreconditionFailedError
+
+from .docs import MAX_ALIAS_HOPS, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
+from .survivorship import survive
+
+log = logging.getLogger(__name__)
+MAX_WRITE_ATTEMPTS = 20
+
+
+def survivor_order(profile: dict[str, Any]) -> tuple[str, str]:
+    """The older profile survives a merge (ties: the smaller id), so ids stay stable and choices deterministic."""
+    return (profile.get("created_at", ""), profile["id"])
+
+
+def live_profile(ctx: Ctx, profile_id: str) -> dict[str, Any] | None:
+    """The live profile this id resolves to, finishing any pending merge on the way; None if it is gone."""
+    current = profile_id
+    for _ in range(MAX_ALIAS_HOPS):
+        doc, _ = follow_aliases(ctx, current)
+        if doc is None or doc.get("doc_type") != "profile":
+            return None
+        pending = doc.get("pending_merge")
+        if not pending:
+            return doc
+        complete_merge(ctx, doc)
+        current = pending["into"]
+    raise ConcurrencyConflict(f"profile {profile_id} did not settle")
+
+
+def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, Any]) -> dict[str, Any]:
+    """Merge absorbed into survivor (both ids as currently live); returns the live surviving profile."""
+    merge_id = "m_" + stable_hash("merge", absorbed_id, survivor_id)
+    at = now_iso()
+    ctx.merges.upsert_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
+                            "status": "pending", "at": at, **why})
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        absorbed = ctx.read_profile(absorbed_id)
+        if absorbed is None or absorbed.get("doc_type") != "profile":
+            _close_pending(ctx, merge_id, survivor_id)
+            break  # already merged (alias) or removed: nothing left to absorb
+        if absorbed.get("pending_merge"):
+            if absorbed["pending_merge"]["merge_id"] != merge_id:
+                _close_pending(ctx, merge_id, survivor_id)  # someone else is merging it; help them instead
+            complete_merge(ctx, absorbed)
+            break
+        absorbed["pending_merge"] = {"into": survivor_id, "merge_id": merge_id, "at": at, **why}
+        try:
+            marked = ctx.profiles.replace_item(absorbed, etag=absorbed["_etag"])
+        except PreconditionFailedError:
+            continue
+        complete_merge(ctx, marked)
+        break
+    else:
+        raise ConcurrencyConflict(f"could not mark {absorbed_id} for merging")
+    survivor = live_profile(ctx, survivor_id)
+    if survivor is None:
+        raise ConcurrencyConflict(f"merge survivor {survivor_id} is gone")
+    return survivor
+
+
+def _close_pending(ctx: Ctx, merge_id: str, profile_id: str) -> None:
+    doc = ctx.merges.read_item_or_none(merge_id, profile_id)
+    if doc is not None and doc.get("status") == "pending":
+        ctx.merges.delete_item(merge_id, profile_id)
+
+
+def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
+    """Finish the merge an absorbed profile is marked for. Idempotent; safe to run by several workers at once."""
+    pending = absorbed["pending_merge"]
+    survivor = live_profile(ctx, pending["into"])
+    if survivor is None:
+        _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
+        raise ConcurrencyConflict(f"merge target of {absorbed['id']} is gone")
+    survivor = _fold(ctx, survivor, absorbed)
+    target = survivor["id"]
+    _repoint_identifiers(ctx, absorbed, target)
+    _repoint_records(ctx, absorbed, target)
+    _repoint_blocking(ctx, absorbed, target)
+    alias = {"id": absorbed["id"], "doc_type": "alias", "merged_into": target, "merged_at": now_iso()}
+    try:
+        ctx.profiles.replace_item(alias, etag=absorbed["_etag"])
+    except (PreconditionFailedError, ItemNotFoundError):
+        current = ctx.read_profile(absorbed["id"])
+        if current is not None and current.get("doc_type") != "alias":
+            raise ConcurrencyConflict(f"absorbed profile {absorbed['id']} changed during its merge") from None
+    why = {k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")}
+    ctx.merges.upsert_item({
+        "id": pending["merge_id"], "profile_id": target, "absorbed_id": absorbed["id"], "at": pending["at"],
+        **why, "records": [r["key"] for r in absorbed.get("records", [])], "status": "done"})
+    if target != pending["into"]:
+        _close_pending(ctx, pending["merge_id"], pending["into"])
+    log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
+
+
+def _unmark(ctx: Ctx, absorbed: dict[str, Any]) -> None:
+    body = {k: v for k, v in absorbed.items() if k != "pending_merge"}
+    try:
+        ctx.profiles.replace_item(body, etag=absorbed["_etag"])
+    except (PreconditionFailedError, ItemNotFoundError):
+        pass
+
+
+def fold_into(survivor: dict[str, Any], absorbed: dict[str, Any], ctx: Ctx) -> dict[str, Any]:
+    """The survivor doc with the absorbed profile's records, identifiers and history added (pure)."""
+    keys = {r["key"] for r in survivor["records"]}
+    records = survivor["records"] + [r for r in absorbed.get("records", []) if r["key"] not in keys]
+    merged_from = list(dict.fromkeys(survivor.get("merged_from", []) + [absorbed["id"]] + absorbed.get("merged_from", [])))
+    attributes, conflicts = survive(records, ctx.config.survivorship)
+    return {
+        **survivor,
+        "records": records,
+        "identifiers": sorted(set(survivor.get("identifiers", [])) | set(absorbed.get("identifiers", []))),
+        "never_match": sorted(set(survivor.get("never_match", [])) | set(absorbed.get("never_match", []))),
+        "merged_from": merged_from,
+        "merge_count": int(survivor.get("merge_count", 0)) + 1 + int(absorbed.get("merge_count", 0)),
+        "attributes": attributes,
+        "conflicts": conflicts,
+        "updated_at": now_iso(),
+    }
+
+
+def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        if absorbed["id"] in survivor.get("merged_from", []):
+            return survivor
+        try:
+            return ctx.profiles.replace_item(fold_into(survivor, absorbed, ctx), etag=survivor["_etag"])
+        except PreconditionFailedError:
+            survivor = live_profile(ctx, survivor["id"])
+            if survivor is None:
+                raise ConcurrencyConflict("merge survivor vanished") from None
+    raise ConcurrencyConflict(f"could not fold {absorbed['id']}")
+
+
+def _repoint(container, item_id: str, old: str, new: str, update) -> None:
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = container.read_item_or_none(item_id, item_id)
+        if doc is None or not update(doc, old, new):
+            return
+        try:
+            container.replace_item(doc, etag=doc["_etag"])
+            return
+        except (PreconditionFailedError, ItemNotFoundError):
+            continue
+    raise ConcurrencyConflict(f"could not repoint {container.name} item")
+
+
+def _set_profile_id(doc: dict[str, Any], old: str, new: str) -> bool:
+    if doc.get("profile_id") != old:
+        return False
+    doc["profile_id"] = new
+    return True
+
+
+def _swap_in_list(doc: dict[str, Any], old: str, new: str) -> bool:
+    ids = doc.get("profile_ids", [])
+    if old not in ids:
+        return False
+    doc["profile_ids"] = list(dict.fromkeys(new if i == old else i for i in ids))
+    return True
+
+
+def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    for iid in absorbed.get("identifiers", []):
+        _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id)
+
+
+def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    for entry in absorbed.get("records", []):
+        _repoint(ctx.records, entry["key"], absorbed["id"], target, _set_profile_id)
+
+
+def _repoint_blocking(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    keys = {k for entry in absorbed.get("records", []) for k in entry.get("blocking_keys", [])}
+    for key in sorted(keys):
+        _repoint(ctx.blocking, key, absorbed["id"], target, _swap_in_list)

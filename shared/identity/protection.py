@@ -1,0 +1,114 @@
+"""Merge protection: the rules that stop two people from being joined into one profile.
+
+Checked on the union of the sides about to be joined (a record and the profiles it would link or merge):
+- never_match pairs (from splits) are never joined;
+- per identifier type, a profile holds at most `limit` distinct values (email 5, phone 5, loyalty_id 1);
+- a limit-1 attribute in conflict (two birth dates, two loyalty ids) blocks the automatic join;
+- caps on merges and identifiers per profile (a giant profile is a bug, not a customer).
+
+Blocked placeholder values are removed earlier, by normalization, so they never reach an identifier claim.
+A device or anonymous id alone never joins two known customers: see `is_weak_type` and the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+WEAK_TYPE_MARKERS = ("device", "anonymous", "anon_id", "cookie", "session", "ga_client", "idfa", "gaid", "ip_address")
+
+
+@dataclass(frozen=True)
+class ProtectionPolicy:
+    limits: dict[str, int | None] = field(default_factory=lambda: {
+        "email": 5, "phone": 5, "loyalty_id": 1, "source": None})
+    default_limit: int = 5  # custom identifier types from mappings
+    weak_limit: int = 25  # device / anonymous ids: a person has many devices
+    # Linking priority: a profile found through a higher-priority identifier wins when two cannot be merged.
+    priority: tuple[str, ...] = ("loyalty_id", "email", "phone")
+    limit_one_attributes: tuple[str, ...] = ("birth_date",)
+    max_merges: int = 100
+    max_identifiers: int = 1000
+
+    def limit(self, id_type: str) -> int | None:
+        if id_type in self.limits:
+            return self.limits[id_type]
+        return self.weak_limit if is_weak_type(id_type) else self.default_limit
+
+    def rank(self, id_type: str) -> int:
+        if id_type in self.priority:
+            return self.priority.index(id_type)
+        return len(self.priority) + (1 if is_weak_type(id_type) else 0)
+
+
+def is_weak_type(id_type: str) -> bool:
+    """Device, cookie and anonymous ids: shared by everyone on one browser or phone."""
+    return any(marker in id_type for marker in WEAK_TYPE_MARKERS)
+
+
+def id_type_of(identifier: str) -> str:
+    return identifier.split(":", 1)[0]
+
+
+@dataclass
+class Side:
+    """A record or a profile, as merge protection sees it."""
+
+    ids: set[str]
+    snapshots: list[dict[str, Any]]
+    names: set[str]  # what never_match lists may name: profile ids (own and absorbed) and record keys
+    never_match: set[str] = field(default_factory=set)
+    merge_count: int = 0
+
+    @classmethod
+    def of_profile(cls, profile: dict[str, Any], *, without_record: str | None = None) -> "Side":
+        records = [r for r in profile.get("records", []) if r["key"] != without_record]
+        return cls(
+            ids=set(profile.get("identifiers", [])),
+            snapshots=[r.get("match", {}) for r in records],
+            names={profile["id"], *profile.get("merged_from", []), *(r["key"] for r in records)},
+            never_match=set(profile.get("never_match", [])),
+            merge_count=int(profile.get("merge_count", 0)),
+        )
+
+    @classmethod
+    def of_record(cls, key: str, identifiers: Iterable[str], snapshot: dict[str, Any]) -> "Side":
+        return cls(ids=set(identifiers), snapshots=[snapshot], names={key})
+
+    def is_known(self) -> bool:
+        """Has an identifier that names a person (not only device/anonymous ids or source keys)."""
+        return any(not is_weak_type(t) and t != "source" for t in map(id_type_of, self.ids))
+
+
+def _distinct(values: Iterable[Any]) -> set[Any]:
+    return {v for v in values if v not in (None, "")}
+
+
+def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
+    """Why these sides must not be joined automatically, or None when they may be."""
+    for i, a in enumerate(sides):
+        for b in sides[i + 1:]:
+            if a.never_match & b.names or b.never_match & a.names:
+                return "never_match"
+    union_ids = set().union(*(s.ids for s in sides))
+    if len(union_ids) > policy.max_identifiers:
+        return "cap:identifiers"
+    if sum(s.merge_count for s in sides) + len(sides) - 1 > policy.max_merges:
+        return "cap:merges"
+    by_type: dict[str, set[str]] = {}
+    for ident in union_ids:
+        by_type.setdefault(id_type_of(ident), set()).add(ident)
+    for id_type, values in sorted(by_type.items()):
+        limit = policy.limit(id_type)
+        if limit is not None and len(values) > limit and len(values) > _largest_side(sides, id_type):
+            return f"limit:{id_type}"
+    for attr in policy.limit_one_attributes:
+        per_side = [_distinct(snap.get(attr) for snap in s.snapshots) for s in sides]
+        union = set().union(*per_side)
+        if len(union) > 1 and len(union) > max(len(p) for p in per_side):
+            return f"conflict:{attr}"
+    return None
+
+
+def _largest_side(sides: list[Side], id_type: str) -> int:
+    """A profile already over a limit (e.g. an updated record) does not block every later join."""
+    return max(sum(1 for i in s.ids if id_type_of(i) == id_type) for s in sides)

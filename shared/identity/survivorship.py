@@ -1,0 +1,92 @@
+"""Survivorship: which value of each attribute the unified profile shows, and which conflicting values it keeps.
+
+Computed from the profile's own record entries (each keeps the raw values its source sent), so the result
+does not depend on the order records arrived in, and a removed or split record is simply left out.
+Rules per attribute: ``most_recent`` (the record's updated_at, then when ucp saw it), ``source_priority``
+(the first source in the configured list), ``most_complete`` (the longest value). Ties fall through to the
+next rule, then to the record key, so the choice is deterministic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.models import CustomerRecord
+
+RULES = ("most_recent", "source_priority", "most_complete")
+# Fields of CustomerRecord that are not profile attributes (keys and parsing hints).
+_NOT_ATTRIBUTES = frozenset({"source", "record_key", "identifiers", "attributes", "phone_region", "updated_at"})
+
+
+@dataclass(frozen=True)
+class SurvivorshipPolicy:
+    default_rule: str = "most_recent"
+    rules: dict[str, str] = field(default_factory=dict)  # attribute -> rule
+    source_priority: tuple[str, ...] = ()  # most trusted first
+
+    def __post_init__(self) -> None:
+        for rule in (self.default_rule, *self.rules.values()):
+            if rule not in RULES:
+                raise ValueError(f"unknown survivorship rule {rule!r}; use one of {RULES}")
+
+
+def record_values(record: CustomerRecord) -> dict[str, Any]:
+    """The raw attribute values a record contributes (JSON form), extra attributes included."""
+    data = record.model_dump(mode="json", exclude_none=True)
+    values = {k: v for k, v in data.items() if k not in _NOT_ATTRIBUTES and v not in ("", None)}
+    for name, value in (record.attributes or {}).items():
+        if value not in ("", None) and name not in values:
+            values[name] = value
+    return values
+
+
+def _comparable(value: Any) -> Any:
+    return " ".join(value.split()).casefold() if isinstance(value, str) else value
+
+
+def _length(value: Any) -> int:
+    return len(str(value))
+
+
+def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attributes, conflicts) of a profile from its record entries (each with values, source, key, updated_at)."""
+    candidates: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+    for entry in entries:
+        for name, value in (entry.get("values") or {}).items():
+            candidates.setdefault(name, []).append((value, entry))
+    attributes: dict[str, Any] = {}
+    conflicts: dict[str, Any] = {}
+    for name in sorted(candidates):
+        rule = policy.rules.get(name, policy.default_rule)
+        ranked = sorted(candidates[name], key=lambda ve: _rank(ve, rule, policy))
+        value, entry = ranked[0]
+        attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
+        seen = {_comparable(value)}
+        others = []
+        for other, other_entry in ranked[1:]:
+            if _comparable(other) not in seen:
+                seen.add(_comparable(other))
+                others.append({"value": other, "source": other_entry["source"], "record": other_entry["key"]})
+        if others:
+            conflicts[name] = others
+    return attributes, conflicts
+
+
+def _descending(iso: str | None) -> tuple[int, ...]:
+    """Sort key that puts later ISO timestamps first."""
+    return tuple(-ord(c) for c in iso) if iso else (1,)
+
+
+def _rank(value_entry: tuple[Any, dict[str, Any]], rule: str, policy: SurvivorshipPolicy) -> tuple:
+    value, entry = value_entry
+    # Records that say when they changed outrank those that do not; then when ucp saw them.
+    recent_key = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
+                  _descending(entry.get("added_at")))
+    source = entry["source"]
+    priority = policy.source_priority.index(source) if source in policy.source_priority else len(policy.source_priority)
+    order = {
+        "most_recent": (recent_key, priority, -_length(value)),
+        "source_priority": (priority, recent_key, -_length(value)),
+        "most_complete": (-_length(value), priority, recent_key),
+    }[rule]
+    return (*order, entry["key"])
