@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The well-known Azurite development account (public, documented by Microsoft).
@@ -38,7 +40,7 @@ class Settings(BaseSettings):
 
     # --- Cosmos DB. No key means DefaultAzureCredential (managed identity in Azure).
     cosmos_endpoint: str = Field(default="https://127.0.0.1:8081/", validation_alias=AliasChoices("COSMOS_ENDPOINT", "UCP_COSMOS_ENDPOINT"))
-    cosmos_key: str | None = Field(default=COSMOS_EMULATOR_KEY, validation_alias=AliasChoices("COSMOS_KEY", "UCP_COSMOS_KEY"))
+    cosmos_key: str | None = Field(default=None, validation_alias=AliasChoices("COSMOS_KEY", "UCP_COSMOS_KEY"))
     cosmos_database: str = Field(default="ucp", validation_alias=AliasChoices("COSMOS_DATABASE", "UCP_COSMOS_DATABASE"))
     # Prefix for container names, so several test runs or tenants can share one database.
     container_prefix: str = ""
@@ -71,6 +73,13 @@ class Settings(BaseSettings):
     # --- Ingestion limits.
     max_decompressed_bytes: int = 2 * 1024**3
     max_field_bytes: int = 64 * 1024
+
+    @model_validator(mode="after")
+    def _emulator_key_for_local_cosmos(self) -> "Settings":
+        # Only a local emulator gets the well-known key by default; anywhere else no key means Entra ID.
+        if not self.cosmos_key and urlparse(self.cosmos_endpoint).hostname in ("127.0.0.1", "localhost"):
+            self.cosmos_key = COSMOS_EMULATOR_KEY
+        return self
 
 
 @lru_cache(maxsize=1)
