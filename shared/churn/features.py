@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from ..sentiment import sentiment_score
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -53,8 +54,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "web_events_13w",
     "mobile_events_13w",
     "events_4w",
-    "reviews",
-    "review_sentiment",  # mean VADER compound score of review texts, 0 when none
+    "reviews",  # reviews and feedback events
+    "review_sentiment",  # mean VADER compound score of review/feedback texts, 0 when none
     "review_rating",  # mean rating - 3 (so "no reviews" is neutral 0)
 )
 N_FEATURES = len(FEATURE_NAMES)
@@ -97,17 +98,13 @@ def channel_group(channel: Any) -> str | None:
     return CHANNEL_GROUPS.get(str(channel).strip().lower()) if channel else None
 
 
-@lru_cache(maxsize=1)
-def _sentiment_analyzer():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # ships its lexicon; nothing downloaded
-
-    return SentimentIntensityAnalyzer()
-
-
-def review_sentiment(text: str | None) -> float:
-    if not text or not text.strip():
-        return float("nan")
-    return float(_sentiment_analyzer().polarity_scores(text[:5000])["compound"])
+def _sentiment(doc: Mapping[str, Any]) -> float:
+    """The stored sentiment of a review or feedback event (shared.activity scores it on ingestion), else scored
+    here the same way; NaN when there is no text."""
+    score = doc.get("sentiment")
+    if score is None:
+        score = sentiment_score(doc.get("text") or (doc.get("properties") or {}).get("text"))
+    return float(score) if score is not None else float("nan")
 
 
 def _categories(tx: Mapping[str, Any]) -> set[str]:
@@ -149,18 +146,24 @@ class History:
         purchases, returns = [], []
         for tx in transactions:
             t, amount = to_epoch(tx["timestamp"]), _finite_amount(tx.get("amount"))
-            if str(tx.get("kind") or "purchase").lower() in RETURN_KINDS or amount < 0:
+            # stored activity docs keep the transaction's own kind as transaction_kind (kind = "transaction")
+            kind = str(tx.get("transaction_kind") or tx.get("kind") or "purchase").lower()
+            if kind in RETURN_KINDS or amount < 0:
                 returns.append((t, abs(amount)))
             else:
                 purchases.append((t, amount, _CHANNEL_CODE.get(channel_group(tx.get("channel")), 0), frozenset(_categories(tx))))
         purchases.sort(key=lambda p: p[0])
-        returns.sort()
-        evs = sorted((to_epoch(e["timestamp"]), _CHANNEL_CODE.get(channel_group(e.get("channel")), 0)) for e in events)
-        revs = sorted(
-            (to_epoch(r["timestamp"]), review_sentiment(r.get("text")),
-             float(r["rating"]) if r.get("rating") is not None else float("nan"))
-            for r in reviews
-        )
+        returns.sort(key=lambda r: r[0])
+        evs, revs = [], []
+        for e in events:
+            evs.append((to_epoch(e["timestamp"]), _CHANNEL_CODE.get(channel_group(e.get("channel")), 0)))
+            if e.get("sentiment") is not None:  # feedback events carry the customer's words, like a review
+                revs.append((evs[-1][0], float(e["sentiment"]), float("nan")))
+        for r in reviews:
+            rating = r.get("rating")
+            revs.append((to_epoch(r["timestamp"]), _sentiment(r), float(rating) if rating is not None else float("nan")))
+        evs.sort(key=lambda e: e[0])
+        revs.sort(key=lambda r: r[0])
         return cls(
             purchase_times=np.array([p[0] for p in purchases], dtype=np.float64),
             purchase_amounts=np.array([p[1] for p in purchases], dtype=np.float64),
