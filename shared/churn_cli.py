@@ -1,0 +1,170 @@
+"""`ucp churn train|score`: the churn model on files, embedded (no services).
+
+TX is a CSV with `customer_id,timestamp,amount` and optionally `channel,kind,category` (extra columns are
+ignored). `--mapping M` renames columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
+an ingestion mapping with a "fields" object (customer_key is accepted for customer_id); an optional
+"timestamp_format" (strptime) parses non-ISO timestamps. Bad rows are counted and skipped, never fatal.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category")
+REQUIRED = ("customer_id", "timestamp", "amount")
+MAX_REPORTED_LINES = 10
+
+
+def register(subparsers) -> None:
+    churn = subparsers.add_parser("churn", help="train and score the churn model on transaction files")
+    sub = churn.add_subparsers(dest="churn_command", required=True, metavar="ACTION")
+
+    train = sub.add_parser("train", help="train, verify and publish a churn model into a local registry")
+    _common(train)
+    train.add_argument("--window-days", type=int, default=None, help="churn window (default: settings, 90)")
+    train.add_argument("--out", required=True, type=Path, help="registry directory (churn/<version>/, churn/latest)")
+    train.add_argument("--min-profiles", type=int, default=None, help="refuse below this many customers (500)")
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    score = sub.add_parser("score", help="score every customer with a purchase on or before the as-of date")
+    _common(score)
+    score.add_argument("--model", required=True, type=Path,
+                       help="a registry directory (uses churn/latest) or a version directory with model.onnx")
+    score.add_argument("--out", required=True, type=Path, help="CSV: customer_id,churn_score,churn_risk")
+    score.set_defaults(func=cmd_score)
+
+
+def _common(parser) -> None:
+    parser.add_argument("--transactions", required=True, type=Path, help="CSV of transactions")
+    parser.add_argument("--as-of", required=True, help="YYYY-MM-DD (end of that day, UTC) or an ISO datetime")
+    parser.add_argument("--mapping", type=Path, default=None, help="JSON column mapping")
+
+
+# --- reading -----------------------------------------------------------------------------------------
+def load_mapping(path: Path | None) -> tuple[dict[str, str], str | None]:
+    if path is None:
+        return {f: f for f in FIELDS}, None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a mapping is a JSON object of field -> column")
+    fields = data.get("fields", data)
+    columns = {f: f for f in FIELDS}
+    for name, spec in fields.items():
+        target = "customer_id" if name == "customer_key" else name
+        if target in FIELDS:
+            columns[target] = spec["column"] if isinstance(spec, dict) else str(spec)
+    return columns, data.get("timestamp_format")
+
+
+def read_transactions(path: Path, mapping: Path | None, *, as_of: float) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Transactions per customer, only those before `as_of`; and counts (rows, skipped with line numbers)."""
+    from .churn.features import to_epoch
+
+    columns, ts_format = load_mapping(mapping)
+    per_customer: dict[str, list[dict[str, Any]]] = {}
+    stats: dict[str, Any] = {"rows": 0, "used": 0, "after_as_of": 0, "rejected": 0, "rejected_lines": []}
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        missing = [columns[f] for f in REQUIRED if columns[f] not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(reader.fieldnames or [])})")
+        for row in reader:
+            stats["rows"] += 1
+            try:
+                cid = (row[columns["customer_id"]] or "").strip()
+                raw_ts = (row[columns["timestamp"]] or "").strip()
+                ts = (datetime.strptime(raw_ts, ts_format).replace(tzinfo=timezone.utc).timestamp()
+                      if ts_format else to_epoch(raw_ts))
+                amount = float(row[columns["amount"]])
+                if not cid or amount != amount or amount in (float("inf"), float("-inf")):
+                    raise ValueError("empty customer id or non-finite amount")
+            except (ValueError, TypeError, KeyError, AttributeError):
+                stats["rejected"] += 1
+                if len(stats["rejected_lines"]) < MAX_REPORTED_LINES:
+                    stats["rejected_lines"].append(reader.line_num)
+                continue
+            if ts >= as_of:
+                stats["after_as_of"] += 1
+                continue
+            tx = {"timestamp": ts, "amount": amount}
+            for optional in ("channel", "kind", "category"):
+                value = row.get(columns[optional])
+                if value:
+                    tx[optional] = value.strip()
+            per_customer.setdefault(cid, []).append(tx)
+            stats["used"] += 1
+    stats["customers"] = len(per_customer)
+    return per_customer, stats
+
+
+def _histories(per_customer: dict[str, list[dict]]):
+    from .churn.features import History
+
+    return {cid: History.from_docs(txs) for cid, txs in per_customer.items()}
+
+
+# --- commands ----------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    from model_training.churn import MIN_PROFILES, train_and_publish
+
+    from .churn.features import as_of_instant
+    from .churn.registry import local_registry
+    from .settings import get_settings
+
+    settings = get_settings()
+    as_of = as_of_instant(args.as_of)
+    window = args.window_days or settings.churn_window_days
+    per_customer, stats = read_transactions(args.transactions, args.mapping, as_of=as_of)
+    report = train_and_publish(
+        _histories(per_customer), local_registry(args.out), as_of=as_of, window_days=window,
+        tolerance=settings.churn_auc_tolerance, min_profiles=args.min_profiles or MIN_PROFILES, seed=args.seed)
+    report["input"] = stats
+    print(json.dumps(report, indent=2, default=str))
+    if report["status"] in ("refused", "failed"):
+        print(f"ucp churn train: {report['status']}: {report.get('reason')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def load_model(path: Path):
+    """A ChurnModel from a version directory (model.onnx + card.json) or a registry directory's latest."""
+    from .churn.registry import local_registry
+    from .churn.serving import ChurnModel
+
+    if (path / "model.onnx").is_file():
+        return ChurnModel((path / "model.onnx").read_bytes(), json.loads((path / "card.json").read_text()))
+    found = local_registry(path).load_latest()
+    if found is None:
+        raise FileNotFoundError(f"{path}: no model.onnx and no churn/latest pointer (train one with `ucp churn train`)")
+    pointer, etag, blob, card = found
+    return ChurnModel(blob, card, etag=etag)
+
+
+def cmd_score(args) -> int:
+    from .churn.features import as_of_instant, feature_matrix
+    from .churn.serving import risk_level
+    from .settings import get_settings
+
+    settings = get_settings()
+    model = load_model(args.model)
+    as_of = as_of_instant(args.as_of)
+    per_customer, stats = read_transactions(args.transactions, args.mapping, as_of=as_of)
+    histories = {cid: h for cid, h in sorted(_histories(per_customer).items()) if h.purchases_before(as_of)}
+    scores = model.predict(feature_matrix(histories.values(), as_of)) if histories else []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    risks: dict[str, int] = {"low": 0, "medium": 0, "high": 0}
+    with open(args.out, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["customer_id", "churn_score", "churn_risk"])
+        for cid, score in zip(histories, scores):
+            risk = risk_level(float(score), medium=settings.churn_risk_medium, high=settings.churn_risk_high)
+            risks[risk] += 1
+            writer.writerow([cid, f"{score:.6f}", risk])
+    print(json.dumps({"model_version": model.version, "scored": len(histories), "risk": risks,
+                      "out": str(args.out), "input": stats}, indent=2))
+    return 0
