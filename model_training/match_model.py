@@ -1,0 +1,352 @@
+"""Train the identity match model without labels (Fellegi-Sunter, expectation-maximisation).
+
+    python -m model_training.match_model --people 20000 --seed 11 --out shared/identity/default_model.json
+
+How it learns (Fellegi-Sunter as Splink does it, plus a third latent class), with no ground truth:
+- u ("unrelated" class) is measured directly on random record pairs, which are almost all non-matches.
+- m ("match" class) is measured on pairs that a strong identifier labels as one person (same email or loyalty
+  id), each comparison only on pairs not selected by its own field; with too few such pairs, by two-class EM
+  sessions blocked on birth date / full name with u fixed (Splink's method).
+- On the candidate pairs of the resolver's own blocking keys, EM estimates the class priors and the levels of
+  the "related" class (household members, twins, neighbours with one surname), with m and u held fixed.
+- Term frequencies of given and family names are kept so common names (John, Smith) weigh less.
+Evaluation against ground truth (when the data has it) is reported separately and never feeds training.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from shared.identity.matching import (CLASSES, COMPARISON_NAMES, COMPARISONS, DEFAULT_MODEL_PATH, MatchModel,
+                                      blocking_keys, compare)
+from shared.models import CustomerRecord
+from shared.normalize import NormalizedRecord, normalize_record
+
+MAX_BLOCK = 40  # blocks larger than this are too common to be informative (and quadratic)
+TF_TOP = 5000
+TF_MIN_COUNT = 3
+MIN_LABELLED_PAIRS = 200  # fewer pairs labelled by strong identifiers than this: estimate m with EM sessions
+
+# Starting points for EM: what a match, a related person and their differences usually look like. Only the
+# shape matters (which class agrees on what); EM moves the numbers.
+_INIT = {
+    "match": {
+        "given_name": [0.80, 0.08, 0.05, 0.03, 0.01, 0.03], "family_name": [0.85, 0.06, 0.03, 0.06],
+        "birth_date": [0.90, 0.02, 0.03, 0.05], "location": [0.60, 0.10, 0.10, 0.10, 0.10],
+        "phone": [0.80, 0.05, 0.15], "email": [0.60, 0.15, 0.05, 0.20],
+    },
+    "related": {
+        "given_name": [0.05, 0.02, 0.05, 0.05, 0.03, 0.80], "family_name": [0.70, 0.05, 0.05, 0.20],
+        "birth_date": [0.05, 0.01, 0.10, 0.84], "location": [0.50, 0.05, 0.25, 0.10, 0.10],
+        "phone": [0.50, 0.02, 0.48], "email": [0.10, 0.02, 0.05, 0.83],
+    },
+}
+
+
+def candidate_pairs(normalized: Sequence[NormalizedRecord], *, max_block: int = MAX_BLOCK) -> set[tuple[int, int]]:
+    """Index pairs sharing a blocking key (blocks above max_block records are skipped)."""
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(normalized):
+        for key in blocking_keys(record):
+            blocks[key].append(index)
+    pairs: set[tuple[int, int]] = set()
+    for members in blocks.values():
+        if len(members) < 2 or len(members) > max_block:
+            continue
+        for x in range(len(members)):
+            for y in range(x + 1, len(members)):
+                pairs.add((members[x], members[y]))
+    return pairs
+
+
+def random_pairs(n: int, count: int, *, seed: int) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        i, j = rng.randrange(n), rng.randrange(n)
+        if i != j:
+            out.append((i, j))
+    return out
+
+
+def _level_frequencies(levels: Iterable[tuple[int, ...]]) -> dict[str, list[float]]:
+    counts = [Counter() for _ in COMPARISON_NAMES]
+    for vector in levels:
+        for index, level in enumerate(vector):
+            if level:
+                counts[index][level] += 1
+    out = {}
+    for index, name in enumerate(COMPARISON_NAMES):
+        n_levels = len(COMPARISONS[name])
+        total = sum(counts[index].values())
+        # Laplace smoothing: a level never seen among random pairs is rare, not impossible.
+        out[name] = [0.0] + [(counts[index][level] + 1) / (total + n_levels - 1) for level in range(1, n_levels)]
+    return out
+
+
+def term_frequencies(normalized: Sequence[NormalizedRecord]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, attr in (("given_name", "given_name"), ("family_name", "family_name")):
+        counts = Counter(getattr(r, attr) for r in normalized if getattr(r, attr))
+        total = sum(counts.values()) or 1
+        out[name] = {value: round(c / total, 8) for value, c in counts.most_common(TF_TOP) if c >= TF_MIN_COUNT}
+    return out
+
+
+def em(patterns: np.ndarray, counts: np.ndarray, params: list[list[np.ndarray]], free: list[set[int]], *,
+       lambdas: Sequence[float], max_iterations: int = 500, tolerance: float = 1e-7) -> tuple[np.ndarray, list[list[np.ndarray]], dict]:
+    """Expectation-maximisation over distinct comparison vectors (patterns) weighted by their counts.
+
+    params[k][c] holds the level probabilities of class k for comparison c (index 0 = null, ignored);
+    only the comparisons in free[k] are re-estimated, the others stay fixed.
+    """
+    params = [[p.copy() for p in by_class] for by_class in params]
+    lambdas = np.asarray(lambdas, dtype=float)
+    converged, ll, iteration = False, None, 0
+    for iteration in range(1, max_iterations + 1):
+        log_like = np.tile(np.log(np.maximum(lambdas, 1e-300)), (len(patterns), 1))
+        for k, by_class in enumerate(params):
+            for c, probs in enumerate(by_class):
+                level = patterns[:, c]
+                log_like[:, k] += np.where(level > 0, np.log(np.maximum(probs[level], 1e-300)), 0.0)
+        top = log_like.max(axis=1, keepdims=True)
+        joint = np.exp(log_like - top)
+        total = joint.sum(axis=1, keepdims=True)
+        ll = float(((np.log(total[:, 0]) + top[:, 0]) * counts).sum())
+        weighted = joint / total * counts[:, None]
+        new_lambdas = weighted.sum(axis=0) / counts.sum()
+        change = float(np.abs(new_lambdas - lambdas).max())
+        lambdas = new_lambdas
+        for k, comparisons in enumerate(free):
+            for c in comparisons:
+                n_levels = len(params[k][c])
+                sums = np.bincount(patterns[:, c], weights=weighted[:, k], minlength=n_levels)
+                sums[0] = 0.0
+                updated = (sums + 0.01) / (sums[1:].sum() + 0.01 * (n_levels - 1))
+                updated[0] = 0.0
+                change = max(change, float(np.abs(updated - params[k][c]).max()))
+                params[k][c] = updated
+        if change < tolerance:
+            converged = True
+            break
+    return lambdas, params, {"iterations": iteration, "converged": converged, "log_likelihood": ll}
+
+
+def _patterns(vectors: Iterable[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+    pattern_counts = Counter(vectors)
+    if not pattern_counts:
+        return np.zeros((0, len(COMPARISON_NAMES)), dtype=np.int64), np.zeros(0)
+    return (np.array(list(pattern_counts), dtype=np.int64),
+            np.array(list(pattern_counts.values()), dtype=float))
+
+
+def _init(cls: str) -> list[np.ndarray]:
+    return [np.array([0.0] + _INIT[cls][name], dtype=float) for name in COMPARISON_NAMES]
+
+
+def _pairs_by(normalized: Sequence[NormalizedRecord], key_of) -> set[tuple[int, int]]:
+    blocks: dict[str, list[int]] = defaultdict(list)
+    for index, record in enumerate(normalized):
+        key = key_of(record)
+        if key:
+            blocks[key].append(index)
+    pairs = set()
+    for members in blocks.values():
+        if 2 <= len(members) <= MAX_BLOCK:
+            pairs.update((members[x], members[y]) for x in range(len(members)) for y in range(x + 1, len(members)))
+    return pairs
+
+
+# Training sessions (as in Splink): pairs blocked on some fields estimate m for the OTHER comparisons, since
+# among those pairs the non-matches agree on the blocked fields by construction, not by chance.
+_SESSIONS = {
+    "birth_date": (lambda r: r.birth_date, {"birth_date"}),
+    "full_name": (lambda r: f"{r.given_canonical}|{r.family_name}" if r.given_canonical and r.family_name else None,
+                  {"given_name", "family_name"}),
+}
+
+
+def estimate_m_by_sessions(normalized: Sequence[NormalizedRecord], u: list[np.ndarray]) -> tuple[list[np.ndarray | None], dict]:
+    """m per comparison from two-class EM sessions with u fixed, averaged over the sessions where it was free."""
+    estimates: dict[int, list[np.ndarray]] = defaultdict(list)
+    info = {}
+    for session, (key_of, blocked) in _SESSIONS.items():
+        pairs = _pairs_by(normalized, key_of)
+        patterns, counts = _patterns(compare(normalized[i], normalized[j]) for i, j in pairs)
+        if not len(patterns):
+            continue
+        free = {c for c, name in enumerate(COMPARISON_NAMES) if name not in blocked}
+        lambdas, params, session_info = em(patterns, counts, [_init("match"), u], [free, set()], lambdas=[0.5, 0.5])
+        for c in free:
+            estimates[c].append(params[0][c])
+        info[session] = {"pairs": len(pairs), "match_share": round(float(lambdas[0]), 4), **session_info}
+    return [np.mean(estimates[c], axis=0) if estimates.get(c) else None for c in range(len(COMPARISON_NAMES))], info
+
+
+def _shares_phone_and_given_name(a: NormalizedRecord, b: NormalizedRecord) -> bool:
+    return bool(a.phone and a.phone == b.phone and compare(a, b)[0] in (1, 2))
+
+
+def estimate_m_by_identifiers(normalized: Sequence[NormalizedRecord]) -> tuple[list[np.ndarray | None], dict]:
+    """m per comparison from pairs that a strong identifier labels as the same person.
+
+    Pairs sharing an email or loyalty id give m for every comparison but email; pairs sharing a phone and a
+    given name (so not two members of one household), or a loyalty id, give m for email. A comparison never
+    learns from pairs selected by its own field.
+    """
+    by_email = _pairs_by(normalized, lambda r: r.email) | _pairs_by(normalized, lambda r: r.loyalty_id)
+    by_phone = {(i, j) for i, j in _pairs_by(normalized, lambda r: r.phone)
+                if _shares_phone_and_given_name(normalized[i], normalized[j])}
+    by_phone |= _pairs_by(normalized, lambda r: r.loyalty_id)
+    from_email = _level_counts(compare(normalized[i], normalized[j]) for i, j in by_email)
+    from_phone = _level_counts(compare(normalized[i], normalized[j]) for i, j in by_phone)
+    out: list[np.ndarray | None] = []
+    for c, name in enumerate(COMPARISON_NAMES):
+        counts = from_phone[c] if name == "email" else from_email[c]
+        out.append(counts / counts.sum() if counts.sum() >= MIN_LABELLED_PAIRS else None)
+    return out, {"pairs_sharing_email_or_loyalty_id": len(by_email), "pairs_sharing_phone_and_name": len(by_phone)}
+
+
+def _level_counts(vectors: Iterable[tuple[int, ...]]) -> list[np.ndarray]:
+    counts = [np.zeros(len(COMPARISONS[name])) for name in COMPARISON_NAMES]
+    for vector in vectors:
+        for c, level in enumerate(vector):
+            if level:
+                counts[c][level] += 1
+    # Smoothing: a level not seen among labelled pairs is rare for a match, not impossible.
+    for c in counts:
+        c[1:] += 0.5
+    return counts
+
+
+def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_random_pairs: int = 200_000,
+                      version: str | None = None) -> MatchModel:
+    """Train a MatchModel on unlabelled customer records with EM.
+
+    1. u: level frequencies among random pairs.  2. m: from pairs a strong identifier (email, loyalty id)
+    labels as one person, each comparison learning only from pairs not selected by its own field (two-class EM
+    sessions, as in Splink, when there are too few).  3. the "related" class and the class priors: three-class
+    EM on the resolver's own candidate pairs with m and u fixed.
+    """
+    started = time.perf_counter()
+    normalized = [normalize_record(r) for r in records]
+    if len(normalized) < 10:
+        raise ValueError("need at least 10 records to train a match model")
+    u_freq = _level_frequencies(compare(normalized[i], normalized[j])
+                                for i, j in random_pairs(len(normalized), n_random_pairs, seed=seed))
+    u = [np.array(u_freq[name], dtype=float) for name in COMPARISON_NAMES]
+    m_labelled, labelled_info = estimate_m_by_identifiers(normalized)
+    m_sessions, session_info = estimate_m_by_sessions(normalized, u)
+    m = [labelled if labelled is not None else (session if session is not None else _init("match")[c])
+         for c, (labelled, session) in enumerate(zip(m_labelled, m_sessions))]
+    m_source = {name: ("identifiers" if m_labelled[c] is not None else "sessions" if m_sessions[c] is not None else "prior")
+                for c, name in enumerate(COMPARISON_NAMES)}
+    pairs = candidate_pairs(normalized)
+    if not pairs:
+        raise ValueError("no candidate pairs: the records share no blocking key")
+    patterns, counts = _patterns(compare(normalized[i], normalized[j]) for i, j in pairs)
+    all_comparisons = set(range(len(COMPARISON_NAMES)))
+    shares, fitted, info = em(patterns, counts, [m, _init("related"), u], [set(), all_comparisons, set()],
+                              lambdas=[0.3, 0.3, 0.4])
+    params = {name: {cls: [round(float(p), 10) for p in fitted[k][c]] for k, cls in enumerate(CLASSES)}
+              for c, name in enumerate(COMPARISON_NAMES)}
+    # Priors over ALL record pairs (not candidate pairs): a score then means "P(match) for this pair given what
+    # it compares", whichever blocking key found it, and u measured on random pairs is the right reference.
+    all_pairs = len(normalized) * (len(normalized) - 1) / 2
+    n_candidates = float(counts.sum())
+    lambda_match = float(shares[0]) * n_candidates / all_pairs
+    lambda_related = float(shares[1]) * n_candidates / all_pairs
+    lambdas = [lambda_match, lambda_related, 1.0 - lambda_match - lambda_related]
+    info["candidate_shares"] = [round(float(x), 5) for x in shares]
+    tf = term_frequencies(normalized)
+    digest = hashlib.sha256(json.dumps([lambdas, params], sort_keys=True).encode()).hexdigest()[:10]
+    metadata = {
+        "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "records": len(normalized), "candidate_pairs": len(pairs), "distinct_patterns": len(patterns),
+        "random_pairs": n_random_pairs, "seed": seed, "seconds": round(time.perf_counter() - started, 2),
+        "m_source": m_source, "m_identifiers": labelled_info, "m_sessions": session_info, "em": info,
+    }
+    return MatchModel(version=version or f"fs3-{digest}", lambdas=lambdas, params=params,
+                      term_frequencies=tf, population=len(normalized), metadata=metadata)
+
+
+# --- Evaluation against ground truth (never used for training) --------------------------------------------
+
+def evaluate_pairs(model: MatchModel, records: Sequence[CustomerRecord], person_ids: Sequence[str], *,
+                   threshold: float = 0.97, review_threshold: float = 0.80) -> dict:
+    """Pair-level precision/recall of the model on blocked candidate pairs, and blocking recall."""
+    normalized = [normalize_record(r) for r in records]
+    model = model.with_population(len(normalized))
+    pairs = candidate_pairs(normalized, max_block=10_000)
+    true_pairs = 0
+    by_person = Counter(person_ids)
+    true_pairs = sum(c * (c - 1) // 2 for c in by_person.values())
+    tp = fp = fn_blocked = review = 0
+    hard_fp = Counter()
+    started = time.perf_counter()
+    for i, j in pairs:
+        same = person_ids[i] == person_ids[j]
+        p = model.probability(normalized[i], normalized[j])
+        if p >= threshold:
+            if same:
+                tp += 1
+            else:
+                fp += 1
+                a, b = normalized[i], normalized[j]
+                hard_fp["same_family_and_location" if a.family_name == b.family_name and a.postcode == b.postcode
+                        else "other"] += 1
+        elif same:
+            fn_blocked += 1
+            review += p >= review_threshold
+    elapsed = time.perf_counter() - started
+    blocked_true = tp + fn_blocked
+    return {
+        "records": len(records), "candidate_pairs": len(pairs), "true_pairs": true_pairs,
+        "blocking_recall": round(blocked_true / true_pairs, 4) if true_pairs else None,
+        "precision": round(tp / (tp + fp), 5) if tp + fp else None,
+        "recall_of_blocked": round(tp / blocked_true, 4) if blocked_true else None,
+        "recall": round(tp / true_pairs, 4) if true_pairs else None,
+        "false_positives": fp, "false_positive_kinds": dict(hard_fp), "true_pairs_in_review": review,
+        "score_us_per_pair": round(elapsed / max(len(pairs), 1) * 1e6, 2),
+    }
+
+
+def load_training_records(people: int, seed: int) -> tuple[list[CustomerRecord], list[str]]:
+    """Records with ground truth from the in-repo synthetic generator."""
+    from model_training.synthetic_people import generate_records
+    records, persons = [], []
+    for record, person in generate_records(people, seed=seed):
+        records.append(record)
+        persons.append(person)
+    return records, persons
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--eval-seed", type=int, default=12345, help="held-out data for the printed evaluation")
+    parser.add_argument("--out", default=str(DEFAULT_MODEL_PATH))
+    args = parser.parse_args(argv)
+    records, _ = load_training_records(args.people, args.seed)
+    model = train_match_model(records, seed=args.seed)
+    model.save(args.out)
+    held_out, persons = load_training_records(max(args.people // 4, 1000), args.eval_seed)
+    report = {"version": model.version, "out": args.out, "lambdas": model.lambdas, "training": model.metadata,
+              "held_out": evaluate_pairs(model, held_out, persons)}
+    json.dump(report, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

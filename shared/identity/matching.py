@@ -1,0 +1,392 @@
+"""Probabilistic record matching: blocking keys, comparison levels and a Fellegi-Sunter model.
+
+The model is Fellegi-Sunter (as in Splink) with one extension that matters for retail data: besides the usual
+"match" and "unrelated" classes it has a third latent class, "related" (people of one household, twins,
+neighbours sharing a surname), learned with EM like the others. Plain two-class Fellegi-Sunter assumes the
+comparisons are independent given the class, so a shared address, shared landline and shared surname add up to
+a confident match between a husband and wife; with a "related" class those agreements are explained as well by
+a household as by a match and only person-level evidence (given name, birth date, email) decides.
+
+Every score is explainable: `MatchScore.contributions` holds, per comparison, the log2 Bayes factor of the
+match class against the most likely alternative, plus the prior and a small mixture correction, and they sum
+exactly to `match_weight` (log2 odds of a match).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import jellyfish
+from rapidfuzz.distance import JaroWinkler
+
+from shared.normalize import NormalizedRecord, are_nicknames
+
+DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
+CLASSES = ("match", "related", "unrelated")
+
+# Comparison name -> level names. Level 0 is always "null" (a side is missing): it contributes nothing.
+COMPARISONS: dict[str, tuple[str, ...]] = {
+    "given_name": ("null", "exact", "nickname", "fuzzy_high", "fuzzy_low", "initial", "different"),
+    "family_name": ("null", "exact", "fuzzy_high", "fuzzy_low", "different"),
+    "birth_date": ("null", "exact", "day_month_swapped", "two_of_three", "different"),
+    "location": ("null", "address_exact", "address_fuzzy", "postcode", "city", "different"),
+    "phone": ("null", "exact", "last_7_digits", "different"),
+    "email": ("null", "exact", "same_user", "user_fuzzy", "different"),
+}
+COMPARISON_NAMES = tuple(COMPARISONS)
+# Comparisons whose "exact" level is adjusted by how common the value is (John / Smith weigh less).
+TF_COMPARISONS = {"given_name": "given_name", "family_name": "family_name"}
+EXACT = 1
+
+
+# --- Comparison levels ------------------------------------------------------------------------------------
+
+def _jw(a: str, b: str) -> float:
+    return JaroWinkler.similarity(a, b)
+
+
+def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str | None) -> int:
+    if not a or not b:
+        return 0
+    if a == b:
+        return 1
+    if (a_canon and a_canon == b_canon) or are_nicknames(a, b):
+        return 2
+    sim = _jw(a, b)
+    if sim >= 0.92:
+        return 3
+    if sim >= 0.82:
+        return 4
+    if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
+        return 5
+    first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
+    if first_a == first_b:  # "mary jane" vs "mary"
+        return 3
+    return 6
+
+
+def _family_level(a: str | None, b: str | None) -> int:
+    if not a or not b:
+        return 0
+    if a == b:
+        return 1
+    sim = _jw(a, b)
+    if sim >= 0.92:
+        return 2
+    if " " in a or " " in b:  # double-barrelled: "garcia lopez" vs "garcia"
+        if set(a.split(" ")) & set(b.split(" ")):
+            return 2
+        if a.replace(" ", "") == b.replace(" ", ""):
+            return 1
+    if sim >= 0.82:
+        return 3
+    return 4
+
+
+def _birth_date_level(a: str | None, b: str | None) -> int:
+    if not a or not b:
+        return 0
+    if a == b:
+        return 1
+    if a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
+        return 2
+    same = (a[:4] == b[:4]) + (a[5:7] == b[5:7]) + (a[8:10] == b[8:10])
+    return 3 if same == 2 else 4
+
+
+def _numbers_compatible(a: NormalizedRecord, b: NormalizedRecord) -> bool:
+    return not (a.street_number and b.street_number and a.street_number != b.street_number)
+
+
+def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
+    pc_a, pc_b = a.postcode, b.postcode
+    postcode_conflict = bool(pc_a and pc_b and pc_a != pc_b)
+    if a.address and b.address and not postcode_conflict:
+        if a.address == b.address:
+            return 1
+        if _numbers_compatible(a, b) and _jw(a.address, b.address) >= 0.90:
+            return 2
+    if pc_a and pc_a == pc_b:
+        return 3
+    if a.city and a.city == b.city:
+        return 4
+    comparable = (a.address and b.address) or (pc_a and pc_b) or (a.city and b.city)
+    return 5 if comparable else 0
+
+
+def _phone_level(a: str | None, b: str | None) -> int:
+    if not a or not b:
+        return 0
+    if a == b:
+        return 1
+    if a[-7:] == b[-7:]:
+        return 2
+    return 3
+
+
+def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
+    if not a.email or not b.email:
+        return 0
+    if a.email == b.email:
+        return 1
+    if a.email_user == b.email_user:
+        return 2
+    if a.email_user and b.email_user and _jw(a.email_user, b.email_user) >= 0.92:
+        return 3
+    return 4
+
+
+def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
+    return bool(a.given_name and a.family_name and a.given_name != b.given_name
+                and a.given_name == b.family_name and a.family_name == b.given_name)
+
+
+def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
+    """The comparison vector of a pair: one level index per comparison, in COMPARISON_NAMES order."""
+    if _names_swapped(a, b):  # "Smith John" vs "John Smith": compare the names the right way round
+        b_given, b_canon, b_family = b.family_name, a.given_canonical, b.given_name
+    else:
+        b_given, b_canon, b_family = b.given_name, b.given_canonical, b.family_name
+    return (
+        _given_level(a.given_name, a.given_canonical, b_given, b_canon),
+        _family_level(a.family_name, b_family),
+        _birth_date_level(a.birth_date, b.birth_date),
+        _location_level(a, b),
+        _phone_level(a.phone, b.phone),
+        _email_level(a, b),
+    )
+
+
+def _tf_values(a: NormalizedRecord) -> tuple[str | None, str | None]:
+    return a.given_name, a.family_name
+
+
+# --- Blocking ---------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=65536)
+def _phonetic(value: str | None) -> str | None:
+    if not value:
+        return None
+    compact = value.replace(" ", "")
+    return jellyfish.soundex(compact) if compact.isalpha() else compact[:8]
+
+
+def blocking_keys(n: NormalizedRecord) -> list[str]:
+    """A handful of keys; two records of one person share at least one of them despite typical noise.
+
+    Name codes are Soundex (typos), of the canonical given name (nicknames), and are not tied to the given or
+    family position (swapped names). The birth-date key sorts day and month (transposed dates).
+    """
+    names = {code for code in (_phonetic(n.family_name), _phonetic(n.given_canonical or n.given_name)) if code}
+    keys: list[str] = []
+    if n.birth_date:
+        year, month, day = n.birth_date[:4], n.birth_date[5:7], n.birth_date[8:10]
+        day_month = "".join(sorted((month, day)))
+        keys += [f"dob:{year}{day_month}|n:{code}" for code in sorted(names)]
+    if n.postcode:
+        keys += [f"pc:{n.postcode}|n:{code}" for code in sorted(names)]
+    if n.phone:
+        keys.append(f"ph:{n.phone}")
+    if n.email_user and len(n.email_user) >= 4:
+        keys.append(f"eu:{n.email_user}")
+    if len(names) == 2:
+        place = n.city or n.postcode or n.country or ""
+        keys.append(f"nm:{'+'.join(sorted(names))}|{place}")
+    return keys
+
+
+# --- Model ------------------------------------------------------------------------------------------------
+
+@dataclass
+class MatchScore:
+    probability: float
+    match_weight: float  # log2 odds of a match; equals sum(contributions.values())
+    contributions: dict[str, float]  # per comparison: log2 Bayes factor; plus "prior" and "mixture"
+    levels: dict[str, str] | None = None  # comparison -> level name, for explanations
+    candidate_key: str | None = None  # best_match: the key of the candidate record that scored best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"probability": self.probability, "match_weight": self.match_weight,
+                "contributions": self.contributions, "levels": self.levels, "candidate_key": self.candidate_key}
+
+
+NO_MATCH = MatchScore(probability=0.0, match_weight=-math.inf, contributions={}, levels={})
+
+
+class MatchModel:
+    """Three-class Fellegi-Sunter model. Parameters are probabilities per comparison level and class."""
+
+    def __init__(self, *, version: str, lambdas: Sequence[float], params: dict[str, dict[str, list[float]]],
+                 term_frequencies: dict[str, dict[str, float]] | None = None, tf_floor: float = 1e-5,
+                 population: int | None = None, metadata: dict[str, Any] | None = None):
+        self.version = version
+        self.population = population  # number of records the priors (lambdas) refer to
+        self.lambdas = [float(x) for x in lambdas]
+        self.params = {name: {cls: [float(p) for p in probs] for cls, probs in by_class.items()}
+                       for name, by_class in params.items()}
+        self.term_frequencies = term_frequencies or {}
+        self.tf_floor = tf_floor
+        self.metadata = metadata or {}
+        self._compile()
+
+    def _compile(self) -> None:
+        """Precompute log2 tables so scoring is a few list lookups."""
+        self._log_prior = [math.log2(max(x, 1e-300)) for x in self.lambdas]
+        self._log = []  # per comparison: per class: per level log2 probability (level 0 -> 0.0)
+        for name in COMPARISON_NAMES:
+            by_class = self.params[name]
+            table = []
+            for cls in CLASSES:
+                probs = by_class[cls]
+                table.append([0.0] + [math.log2(max(p, 1e-12)) for p in probs[1:]])
+            self._log.append(table)
+        self._tf_log = {name: {v: math.log2(max(f, self.tf_floor)) for v, f in values.items()}
+                        for name, values in self.term_frequencies.items()}
+
+    def with_population(self, records: int) -> "MatchModel":
+        """The same model with priors for a store of `records` records.
+
+        The expected number of matches and related people per record does not depend on the store's size, but
+        the number of pairs grows with its square, so the prior of a match for one pair falls as 1/records.
+        """
+        if not self.population or records == self.population:
+            return self
+        scale = (self.population - 1) / max(records - 1, 1)
+        match, related = self.lambdas[0] * scale, self.lambdas[1] * scale
+        return MatchModel(version=self.version, lambdas=[match, related, 1.0 - match - related], params=self.params,
+                          term_frequencies=self.term_frequencies, tf_floor=self.tf_floor, population=records,
+                          metadata=self.metadata)
+
+    # --- scoring ----------------------------------------------------------------------------------------
+
+    def score(self, a: NormalizedRecord, b: NormalizedRecord) -> MatchScore:
+        levels = compare(a, b)
+        return self.score_levels(levels, tf_values=self._tf_pair(a, b, levels))
+
+    def probability(self, a: NormalizedRecord, b: NormalizedRecord) -> float:
+        """Match probability only (no explanation built): the cheap path for ranking candidates."""
+        levels = compare(a, b)
+        totals = self._class_totals(levels, self._tf_pair(a, b, levels))
+        return _probability(_match_weight(totals))
+
+    def _tf_pair(self, a: NormalizedRecord, b: NormalizedRecord, levels: tuple[int, ...]) -> tuple[str | None, str | None]:
+        given = a.given_name if levels[0] == EXACT else None
+        family = a.family_name if levels[1] == EXACT else None
+        return given, family
+
+    def _unrelated_log(self, index: int, level: int, tf_value: str | None) -> float:
+        """log2 u for a level; for an exact name match, the value's own frequency when it is known."""
+        if tf_value is not None and level == EXACT:
+            name = COMPARISON_NAMES[index]
+            found = self._tf_log.get(name, {}).get(tf_value)
+            if found is not None:
+                return found
+        return self._log[index][2][level]
+
+    def _class_totals(self, levels: tuple[int, ...], tf_values: tuple[str | None, str | None]) -> list[float]:
+        totals = list(self._log_prior)
+        for index, level in enumerate(levels):
+            if level == 0:
+                continue
+            table = self._log[index]
+            totals[0] += table[0][level]
+            totals[1] += table[1][level]
+            totals[2] += self._unrelated_log(index, level, tf_values[index] if index < 2 else None)
+        return totals
+
+    def score_levels(self, levels: tuple[int, ...], *, tf_values: tuple[str | None, str | None] = (None, None)) -> MatchScore:
+        totals = self._class_totals(levels, tf_values)
+        weight = _match_weight(totals)
+        reference = 1 if totals[1] >= totals[2] else 2  # the most likely non-match explanation
+        contributions = {"prior": self._log_prior[0] - self._log_prior[reference]}
+        level_names = {}
+        for index, level in enumerate(levels):
+            name = COMPARISON_NAMES[index]
+            level_names[name] = COMPARISONS[name][level]
+            if level == 0:
+                contributions[name] = 0.0
+                continue
+            ref = (self._log[index][1][level] if reference == 1
+                   else self._unrelated_log(index, level, tf_values[index] if index < 2 else None))
+            contributions[name] = self._log[index][0][level] - ref
+        # log2 of (reference class likelihood / total non-match likelihood): in [-1, 0] by construction.
+        contributions["mixture"] = weight - sum(contributions.values())
+        level_names["explained_against"] = CLASSES[reference]
+        return MatchScore(probability=_probability(weight), match_weight=weight,
+                          contributions=contributions, levels=level_names)
+
+    # --- persistence ------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "kind": "fellegi-sunter-3class",
+            "classes": list(CLASSES),
+            "lambdas": self.lambdas,
+            "comparisons": {name: {"levels": list(COMPARISONS[name]), **self.params[name]} for name in COMPARISON_NAMES},
+            "term_frequencies": self.term_frequencies,
+            "tf_floor": self.tf_floor,
+            "population": self.population,
+            "metadata": self.metadata,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MatchModel":
+        params = {}
+        for name, levels in COMPARISONS.items():
+            spec = d["comparisons"][name]
+            if list(spec["levels"]) != list(levels):
+                raise ValueError(f"model {d.get('version')}: comparison {name} has levels {spec['levels']}, expected {list(levels)}")
+            params[name] = {c: spec[c] for c in CLASSES}
+        return cls(version=d["version"], lambdas=d["lambdas"], params=params,
+                   term_frequencies=d.get("term_frequencies"), tf_floor=d.get("tf_floor", 1e-5),
+                   population=d.get("population"), metadata=d.get("metadata"))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "MatchModel":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def default(cls) -> "MatchModel":
+        """The shipped model (shared/identity/default_model.json), loaded once per process."""
+        return _default_model()
+
+
+@lru_cache(maxsize=1)
+def _default_model() -> MatchModel:
+    return MatchModel.load(DEFAULT_MODEL_PATH)
+
+
+def _match_weight(totals: list[float]) -> float:
+    high = max(totals[1], totals[2])
+    other = math.log2(2.0 ** (totals[1] - high) + 2.0 ** (totals[2] - high)) + high
+    return totals[0] - other
+
+
+def _probability(weight: float) -> float:
+    if weight > 60:
+        return 1.0
+    if weight < -60:
+        return 0.0
+    return 1.0 / (1.0 + 2.0 ** (-weight))
+
+
+def best_match(record: NormalizedRecord, candidates: Sequence[NormalizedRecord], model: MatchModel) -> MatchScore:
+    """The explained score of `record` against its most probable candidate (NO_MATCH when there is none)."""
+    best, best_p = None, -1.0
+    for candidate in candidates:
+        p = model.probability(record, candidate)
+        if p > best_p:
+            best, best_p = candidate, p
+    if best is None:
+        return NO_MATCH
+    scored = model.score(record, best)
+    scored.candidate_key = best.key
+    return scored

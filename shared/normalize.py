@@ -1,0 +1,455 @@
+"""Normalization of customer fields for identity resolution.
+
+Built on field libraries (email-validator, phonenumbers, Unidecode, nicknames, nameparser) rather than
+hand-written parsers. Every function takes raw source values and returns a comparable form, or None when the
+value is missing, invalid or a placeholder (so a placeholder never links two customers).
+
+`normalize_record` turns a CustomerRecord into a NormalizedRecord: a small frozen dataclass with plain strings,
+cheap to compare in the matching hot path and to store as a JSON snapshot on the profile.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field, fields
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from nameparser import HumanName
+from nicknames import NickNamer
+from unidecode import unidecode
+
+from shared.models import CustomerRecord
+
+# --- Placeholders (blocked values) ------------------------------------------------------------------------
+
+_BLOCKED_ANY = frozenset({
+    "", "na", "n/a", "n.a.", "none", "null", "nil", "unknown", "unk", "-", "--", "-1", "0", "?", "x", "xx", "xxx",
+    "test", "tbc", "tbd", "notprovided", "not provided", "noemail", "no email", "nophone", "anonymous", "undefined",
+    "missing", "empty", "blank", "dummy", "default", "nan", "false", "true",
+})
+_BLOCKED_EMAIL_LOCAL = frozenset({
+    "test", "none", "noemail", "no-email", "no.email", "nomail", "noreply", "no-reply", "donotreply", "do-not-reply",
+    "null", "na", "n/a", "unknown", "email", "example", "dummy", "fake", "abc", "asdf", "xxx", "x", "anonymous",
+    "customer", "nobody", "noone", "no", "info",
+})
+_BLOCKED_EMAIL_DOMAINS = frozenset({
+    "test.com", "none.com", "example.com", "example.org", "example.net", "email.com", "noemail.com", "nomail.com",
+    "null.com", "domain.com", "test.test", "invalid", "unknown.com", "fake.com", "mailinator.com",
+})
+_BLOCKED_BIRTH_DATES = frozenset({"1900-01-01", "1901-01-01", "1970-01-01", "1899-12-31", "9999-12-31", "2000-01-01"})
+_REPEATED_OR_SEQUENCE = re.compile(r"^(\d)\1+$")
+_SEQUENCES = ("0123456789", "1234567890", "9876543210")
+
+
+def is_blocked_value(id_type: str, value: str | None) -> bool:
+    """True for placeholders that must never identify a person (test@test.com, 0000000000, n/a, -1, ...)."""
+    if value is None:
+        return True
+    text = str(value).strip().lower()
+    if text in _BLOCKED_ANY:
+        return True
+    if id_type == "email":
+        local, _, domain = text.partition("@")
+        return local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
+    if id_type == "birth_date":
+        return text in _BLOCKED_BIRTH_DATES
+    digits = re.sub(r"\D", "", text)
+    if id_type == "phone":
+        national = digits[-10:] if len(digits) > 10 else digits
+        return len(national) < 6 or bool(_REPEATED_OR_SEQUENCE.match(national)) or any(national in s for s in _SEQUENCES)
+    # loyalty ids and custom identifiers: all-zero / one repeated character / only separators
+    compact = re.sub(r"[\s\-_.]", "", text)
+    return not compact or bool(re.fullmatch(r"(.)\1*", compact)) or compact in _SEQUENCES
+
+
+# --- Email ------------------------------------------------------------------------------------------------
+
+_GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+# Providers that deliver "user+tag@" to "user@" (sub-addressing), so the tag does not identify a different person.
+_PLUS_TAG_DOMAINS = _GMAIL_DOMAINS | frozenset({
+    "outlook.com", "hotmail.com", "hotmail.co.uk", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
+    "protonmail.com", "proton.me", "pm.me", "fastmail.com", "fastmail.fm", "yandex.com", "yandex.ru", "zoho.com",
+})
+
+
+def normalize_email(value: str | None, *, provider_rules: bool = True) -> str | None:
+    """Validated (syntax only, no DNS), lower-cased email; with provider_rules gmail dots and +tags are removed."""
+    if value is None:
+        return None
+    text = str(value).strip().strip("<>").strip()
+    if not text or "@" not in text:
+        return None
+    try:
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return None
+    local, domain = result.local_part.lower(), result.domain.lower()
+    if provider_rules:
+        if domain in _PLUS_TAG_DOMAINS:
+            local = local.split("+", 1)[0]
+        if domain in _GMAIL_DOMAINS:
+            local, domain = local.replace(".", ""), "gmail.com"
+    if not local:
+        return None
+    return f"{local}@{domain}"
+
+
+# --- Phone ------------------------------------------------------------------------------------------------
+
+_COUNTRY_ALIASES = {
+    "uk": "GB", "united kingdom": "GB", "great britain": "GB", "england": "GB", "scotland": "GB", "wales": "GB",
+    "usa": "US", "us": "US", "united states": "US", "united states of america": "US", "america": "US",
+    "deutschland": "DE", "germany": "DE", "france": "FR", "espana": "ES", "spain": "ES", "italia": "IT",
+    "italy": "IT", "ireland": "IE", "canada": "CA", "australia": "AU", "netherlands": "NL", "nederland": "NL",
+    "mexico": "MX", "brazil": "BR", "brasil": "BR", "india": "IN", "portugal": "PT", "belgium": "BE",
+    "switzerland": "CH", "austria": "AT", "sweden": "SE", "poland": "PL", "new zealand": "NZ",
+}
+
+
+@lru_cache(maxsize=512)
+def region_code(country: str | None) -> str | None:
+    """ISO 3166 alpha-2 code for a country code or a common country name (None if unknown)."""
+    if not country:
+        return None
+    text = unidecode(str(country)).strip().lower().replace(".", "")
+    if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return "GB" if text == "uk" else text.upper()
+    return _COUNTRY_ALIASES.get(text)
+
+
+def normalize_phone(value: str | None, region: str | None = None) -> str | None:
+    """E.164 phone number (phonenumbers), None when it cannot be parsed, is invalid or is a placeholder."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text or is_blocked_value("phone", text):
+        return None
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    try:
+        number = phonenumbers.parse(text, region.upper() if region else None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return None if is_blocked_value("phone", e164) else e164
+
+
+# --- Identifiers ------------------------------------------------------------------------------------------
+
+def normalize_loyalty_id(value: Any) -> str | None:
+    """Upper-cased loyalty id without spaces or dashes; None for placeholders."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():  # spreadsheets turn 123 into 123.0
+        text = str(int(value))
+    text = re.sub(r"[\s\-_.]", "", text).upper()
+    if not text or is_blocked_value("loyalty_id", text):
+        return None
+    return text
+
+
+def normalize_identifier(id_type: str, value: Any) -> str | None:
+    """A custom identifier (crm guid, account number...): trimmed, lower-cased, placeholders removed."""
+    if value is None:
+        return None
+    text = re.sub(r"\s+", "", str(value)).lower()
+    if not text or is_blocked_value(id_type, text):
+        return None
+    return text
+
+
+# --- Names ------------------------------------------------------------------------------------------------
+
+_NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
+_SPACES = re.compile(r"\s+")
+_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan", "n a", "xxx", "tbc", "guest"})
+_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "herr", "frau", "sr", "sra", "mme", "mlle"})
+_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
+
+
+@lru_cache(maxsize=65536)
+def fold_name(value: Any) -> str | None:
+    """ASCII-folded, lower-case name: 'José  O'Brien-Smith' -> 'jose obrien smith'. None if nothing is left."""
+    if value is None:
+        return None
+    text = unidecode(unicodedata.normalize("NFKC", str(value))).lower()
+    text = text.replace("'", "").replace("`", "")
+    text = _SPACES.sub(" ", _NON_ALNUM.sub(" ", text)).strip()
+    if not text or text in _BLOCKED_NAMES:
+        return None
+    return text
+
+
+def _strip_titles(folded: str | None) -> str | None:
+    if not folded:
+        return None
+    tokens = [t for t in folded.split(" ") if t not in _TITLES and t not in _SUFFIXES]
+    return " ".join(tokens) or None
+
+
+_NICKNAMER: NickNamer | None = None
+
+
+def _nicknamer() -> NickNamer:
+    global _NICKNAMER
+    if _NICKNAMER is None:
+        _NICKNAMER = NickNamer()
+    return _NICKNAMER
+
+
+@lru_cache(maxsize=65536)
+def canonical_given_name(value: Any) -> str | None:
+    """One canonical form per nickname family: bob, bobby, robert -> 'robert'; liz -> 'elizabeth'.
+
+    The nicknames data is a many-to-many relation, so the canonical is chosen deterministically among the
+    name and its formal names: the longest, then the one with most nicknames, then alphabetical.
+    """
+    folded = _strip_titles(fold_name(value))
+    if not folded:
+        return None
+    first = folded.split(" ", 1)[0]
+    namer = _nicknamer()
+    options = {first} | namer.canonicals_of(first)
+    return min(options, key=lambda name: (-len(name), -len(namer.nicknames_of(name)), name))
+
+
+@lru_cache(maxsize=65536)
+def are_nicknames(a: str, b: str) -> bool:
+    """True when one given name is a known nickname of the other, or both share a canonical form."""
+    if not a or not b:
+        return False
+    namer = _nicknamer()
+    first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
+    return (first_b in namer.canonicals_of(first_a) or first_a in namer.canonicals_of(first_b)
+            or canonical_given_name(first_a) == canonical_given_name(first_b))
+
+
+def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
+    """(given, family) from a full name, with titles/suffixes and 'Family, Given' order handled by nameparser."""
+    if not full_name or not str(full_name).strip():
+        return None, None
+    parsed = HumanName(str(full_name))
+    return (parsed.first or None), (parsed.last or None)
+
+
+# --- Addresses --------------------------------------------------------------------------------------------
+
+# USPS street suffixes and UK/IE road types plus directionals, folded to one short form.
+_ADDRESS_ABBREVIATIONS = {
+    "street": "st", "str": "st", "strasse": "str", "avenue": "ave", "av": "ave", "avn": "ave", "road": "rd",
+    "boulevard": "blvd", "blv": "blvd", "drive": "dr", "drv": "dr", "lane": "ln", "court": "ct", "crt": "ct",
+    "place": "pl", "plaza": "plz", "square": "sq", "terrace": "ter", "terr": "ter", "parkway": "pkwy",
+    "highway": "hwy", "circle": "cir", "crescent": "cres", "cresc": "cres", "close": "cl", "grove": "gr",
+    "gardens": "gdns", "garden": "gdn", "way": "way", "mews": "mews", "row": "row", "hill": "hl", "park": "pk",
+    "trail": "trl", "turnpike": "tpke", "expressway": "expy", "freeway": "fwy", "alley": "aly", "walk": "wlk",
+    "green": "grn", "view": "vw", "heights": "hts", "mount": "mt", "point": "pt", "square ": "sq",
+    "north": "n", "south": "s", "east": "e", "west": "w", "northeast": "ne", "northwest": "nw",
+    "southeast": "se", "southwest": "sw", "saint": "st",
+}
+_UNIT_WORDS = frozenset({"apartment", "apt", "unit", "flat", "suite", "ste", "room", "rm", "no", "number", "num", "fl", "floor"})
+_ORDINAL_WORDS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
+_LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
+
+
+def _address_tokens(text: str) -> list[str]:
+    folded = unidecode(unicodedata.normalize("NFKC", text)).lower().replace("#", " unit ")
+    folded = _SPACES.sub(" ", _NON_ALNUM.sub(" ", folded.replace("'", ""))).strip()
+    tokens: list[str] = []
+    words = folded.split(" ") if folded else []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in _UNIT_WORDS:  # "Apt 4", "Flat 2B", "Suite 300" -> "unit 4"
+            if i + 1 < len(words) and any(ch.isdigit() for ch in words[i + 1]):
+                tokens += ["unit", words[i + 1]]
+                i += 2
+                continue
+            i += 1
+            continue
+        tokens.append(_ORDINAL_WORDS.get(word, _ADDRESS_ABBREVIATIONS.get(word, word)))
+        i += 1
+    return tokens
+
+
+def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:
+    """'12 High Street, Apt 4' -> '12 high st unit 4': folded, abbreviations unified, unit numbers marked."""
+    parts = [str(p) for p in (line1, line2) if p is not None and str(p).strip()]
+    if not parts:
+        return None
+    tokens = _address_tokens(" ".join(parts))
+    number = _clean_street_number(street_number)
+    if number and (not tokens or tokens[0] != number):
+        tokens.insert(0, number)
+    text = " ".join(tokens)
+    return None if not text or text in _BLOCKED_ANY else text
+
+
+def _clean_street_number(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = re.sub(r"[^0-9a-z]", "", unidecode(str(value)).lower())
+    return text or None
+
+
+def street_number_of(address: str | None) -> str | None:
+    """The house number at the start of a normalized address, if any."""
+    if not address:
+        return None
+    found = _LEADING_NUMBER.match(address)
+    return found.group(1) if found else None
+
+
+def normalize_postcode(value: Any, country: str | None = None) -> str | None:
+    """Postcode without spaces, upper-case; US ZIP+4 cut to 5 digits; leading zeros lost by spreadsheets restored."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    text = re.sub(r"[^0-9A-Za-z]", "", unidecode(text)).upper()
+    if not text or text.lower() in _BLOCKED_ANY or re.fullmatch(r"0+", text):
+        return None
+    region = region_code(country)
+    if region == "US" and text.isdigit():
+        text = text[:5].zfill(5) if len(text) in (3, 4, 5, 9) else text
+    elif region in ("DE", "FR", "ES", "IT") and text.isdigit() and len(text) == 4:
+        text = text.zfill(5)
+    return text
+
+
+def normalize_city(value: Any) -> str | None:
+    folded = fold_name(value)
+    if not folded:
+        return None
+    return " ".join(_ADDRESS_ABBREVIATIONS.get(t, t) if t in ("saint", "mount", "north", "south", "east", "west") else t
+                    for t in folded.split(" "))
+
+
+def normalize_birth_date(value: Any) -> str | None:
+    """ISO date string, None for missing, impossible or placeholder dates (1900-01-01, 1970-01-01...)."""
+    if value is None:
+        return None
+    if isinstance(value, date):
+        iso = value.isoformat()[:10]
+    else:
+        try:
+            iso = date.fromisoformat(str(value).strip()[:10]).isoformat()
+        except ValueError:
+            return None
+    year = int(iso[:4])
+    if year < 1900 or year > date.today().year or is_blocked_value("birth_date", iso):
+        return None
+    return iso
+
+
+# --- Records ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class NormalizedRecord:
+    """What matching compares: plain, already-folded strings (no pydantic in the hot path)."""
+
+    key: str
+    source: str
+    given_name: str | None = None
+    family_name: str | None = None
+    given_canonical: str | None = None
+    birth_date: str | None = None  # ISO yyyy-mm-dd
+    email: str | None = None
+    email_user: str | None = None
+    email_domain: str | None = None
+    phone: str | None = None  # E.164
+    loyalty_id: str | None = None
+    address: str | None = None
+    street_number: str | None = None
+    postcode: str | None = None
+    city: str | None = None
+    country: str | None = None  # ISO alpha-2 when known, else the folded name
+    identifiers: dict[str, str] = field(default_factory=dict)  # custom strong identifiers, blocked values removed
+
+    def to_dict(self) -> dict[str, Any]:
+        """Compact JSON form (None fields left out) for the profile's record snapshot."""
+        out = {}
+        for name in _FIELD_NAMES:
+            value = getattr(self, name)
+            if value is not None and value != {}:
+                out[name] = dict(value) if name == "identifiers" else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NormalizedRecord":
+        return cls(**{k: v for k, v in data.items() if k in _FIELD_SET})
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing identifies the person: no strong identifier and too little for matching."""
+        if self.email or self.phone or self.loyalty_id or self.identifiers:
+            return False
+        has_name = bool(self.family_name and (self.given_name or self.given_canonical))
+        return not (has_name and (self.birth_date or self.address or self.postcode or self.city))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(NormalizedRecord))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+
+
+def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
+    """Normalize every matching field of a canonical customer record."""
+    given, family = rec.given_name, rec.family_name
+    if rec.full_name and not (given and family):
+        parsed_given, parsed_family = split_full_name(rec.full_name)
+        given, family = given or parsed_given, family or parsed_family
+    given_folded = _strip_titles(fold_name(given))
+    family_folded = _strip_titles(fold_name(family))
+    region = (rec.phone_region or region_code(rec.country) or None)
+    email = normalize_email(rec.email)
+    if email and is_blocked_value("email", email):
+        email = None
+    email_user, email_domain = email.split("@", 1) if email else (None, None)
+    address = normalize_address(rec.address_line1, rec.address_line2, rec.street_number)
+    custom = {}
+    for id_type, raw in (rec.identifiers or {}).items():
+        value = normalize_identifier(id_type, raw)
+        if value is not None:
+            custom[str(id_type).strip().lower()] = value
+    country = region_code(rec.country) or fold_name(rec.country)
+    return NormalizedRecord(
+        key=rec.key,
+        source=rec.source,
+        given_name=given_folded,
+        family_name=family_folded,
+        given_canonical=canonical_given_name(given_folded),
+        birth_date=normalize_birth_date(rec.birth_date),
+        email=email,
+        email_user=email_user,
+        email_domain=email_domain,
+        phone=normalize_phone(rec.phone, region),
+        loyalty_id=normalize_loyalty_id(rec.loyalty_id),
+        address=address,
+        street_number=_clean_street_number(rec.street_number) or street_number_of(address),
+        postcode=normalize_postcode(rec.postcode, rec.country),
+        city=normalize_city(rec.city),
+        country=country,
+        identifiers=custom,
+    )
+
+
+def strong_identifiers(n: NormalizedRecord) -> list[tuple[str, str]]:
+    """The record's identifiers that link deterministically, in priority order, placeholders removed."""
+    out: list[tuple[str, str]] = []
+    if n.email and not is_blocked_value("email", n.email):
+        out.append(("email", n.email))
+    if n.phone and not is_blocked_value("phone", n.phone):
+        out.append(("phone", n.phone))
+    if n.loyalty_id and not is_blocked_value("loyalty_id", n.loyalty_id):
+        out.append(("loyalty_id", n.loyalty_id))
+    for id_type, value in sorted(n.identifiers.items()):
+        if not is_blocked_value(id_type, value):
+            out.append((id_type, value))
+    return out
