@@ -26,19 +26,48 @@ def survivor_order(profile: dict[str, Any]) -> tuple[str, str]:
     return (profile.get("created_at", ""), profile["id"])
 
 
-def live_profile(ctx: Ctx, profile_id: str) -> dict[str, Any] | None:
-    """The live profile this id resolves to, finishing any pending merge on the way; None if it is gone."""
+def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str, Any] | None:
+    """The live profile this id resolves to, finishing pending merges on the way; None if it is gone.
+
+    With finish, merges folded into the profile but not yet completed (its "merging" list: the worker
+    died after the fold) are completed too, so a crashed saga is finished by whoever reads the survivor next.
+    """
     current = profile_id
     for _ in range(MAX_ALIAS_HOPS):
         doc, _ = follow_aliases(ctx, current)
         if doc is None or doc.get("doc_type") != "profile":
             return None
         pending = doc.get("pending_merge")
-        if not pending:
-            return doc
-        complete_merge(ctx, doc)
-        current = pending["into"]
+        if pending:
+            complete_merge(ctx, doc)
+            current = pending["into"]
+            continue
+        if finish and doc.get("merging"):
+            for absorbed_id in doc["merging"]:
+                absorbed = ctx.read_profile(absorbed_id)
+                if absorbed is not None and absorbed.get("pending_merge"):
+                    complete_merge(ctx, absorbed)
+                else:
+                    _clear_merging(ctx, doc["id"], absorbed_id)
+            continue
+        return doc
     raise ConcurrencyConflict(f"profile {profile_id} did not settle")
+
+
+def _clear_merging(ctx: Ctx, profile_id: str, absorbed_id: str) -> None:
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = ctx.read_profile(profile_id)
+        if doc is None or absorbed_id not in doc.get("merging", []):
+            return
+        body = {**doc, "merging": [m for m in doc["merging"] if m != absorbed_id]}
+        if not body["merging"]:
+            del body["merging"]
+        try:
+            ctx.profiles.replace_item(body, etag=doc["_etag"])
+            return
+        except PreconditionFailedError:
+            continue
+    raise ConcurrencyConflict("could not close a merge on its survivor")
 
 
 def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +110,7 @@ def _close_pending(ctx: Ctx, merge_id: str, profile_id: str) -> None:
 def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     """Finish the merge an absorbed profile is marked for. Idempotent; safe to run by several workers at once."""
     pending = absorbed["pending_merge"]
-    survivor = live_profile(ctx, pending["into"])
+    survivor = live_profile(ctx, pending["into"], finish=False)
     if survivor is None:
         _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
         raise ConcurrencyConflict(f"merge target of {absorbed['id']} is gone")
@@ -103,6 +132,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
         **why, "records": [r["key"] for r in absorbed.get("records", [])], "status": "done"})
     if target != pending["into"]:
         _close_pending(ctx, pending["merge_id"], pending["into"])
+    _clear_merging(ctx, target, absorbed["id"])
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
 
 
@@ -127,6 +157,7 @@ def fold_into(survivor: dict[str, Any], absorbed: dict[str, Any], ctx: Ctx) -> d
         "never_match": sorted(set(survivor.get("never_match", [])) | set(absorbed.get("never_match", []))),
         "merged_from": merged_from,
         "merge_count": int(survivor.get("merge_count", 0)) + 1 + int(absorbed.get("merge_count", 0)),
+        "merging": sorted(set(survivor.get("merging", [])) | {absorbed["id"]}),  # cleared when the saga ends
         "attributes": attributes,
         "conflicts": conflicts,
         "updated_at": now_iso(),
@@ -140,7 +171,7 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
         try:
             return ctx.profiles.replace_item(fold_into(survivor, absorbed, ctx), etag=survivor["_etag"])
         except PreconditionFailedError:
-            survivor = live_profile(ctx, survivor["id"])
+            survivor = live_profile(ctx, survivor["id"], finish=False)
             if survivor is None:
                 raise ConcurrencyConflict("merge survivor vanished") from None
     raise ConcurrencyConflict(f"could not fold {absorbed['id']}")

@@ -58,6 +58,7 @@ class Side:
     names: set[str]  # what never_match lists may name: profile ids (own and absorbed) and record keys
     never_match: set[str] = field(default_factory=set)
     merge_count: int = 0
+    is_profile: bool = False
 
     @classmethod
     def of_profile(cls, profile: dict[str, Any], *, without_record: str | None = None) -> "Side":
@@ -68,6 +69,7 @@ class Side:
             names={profile["id"], *profile.get("merged_from", []), *(r["key"] for r in records)},
             never_match=set(profile.get("never_match", [])),
             merge_count=int(profile.get("merge_count", 0)),
+            is_profile=True,
         )
 
     @classmethod
@@ -92,7 +94,8 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
     union_ids = set().union(*(s.ids for s in sides))
     if len(union_ids) > policy.max_identifiers:
         return "cap:identifiers"
-    if sum(s.merge_count for s in sides) + len(sides) - 1 > policy.max_merges:
+    profiles = [s for s in sides if s.is_profile]
+    if profiles and sum(s.merge_count for s in profiles) + len(profiles) - 1 > policy.max_merges:
         return "cap:merges"
     by_type: dict[str, set[str]] = {}
     for ident in union_ids:

@@ -1,0 +1,289 @@
+"""Identity engine contract: the same behaviour on the in-memory store and on Cosmos DB (emulator)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from shared.identity import (ProtectionPolicy, ResolverConfig, find_profile_id, get_profile, list_merges,
+                             remove_record, resolve_records, split_record)
+from shared.identity.matching import DEFAULT_MODEL_PATH, MatchModel
+from shared.models import CustomerRecord
+from shared.settings import Settings
+from shared.store import ItemNotFoundError
+
+
+def _hand_model() -> MatchModel:
+    """Temporary stand-in until the trained default model is committed (same class, hand-set parameters)."""
+    params = {
+        "given_name": {"match": [0, .85, .05, .05, .02, .02, .01], "related": [0, .1, .02, .05, .1, .1, .63],
+                       "unrelated": [0, .02, .005, .01, .05, .05, .865]},
+        "family_name": {"match": [0, .9, .05, .03, .02], "related": [0, .8, .05, .05, .1],
+                        "unrelated": [0, .01, .01, .03, .95]},
+        "birth_date": {"match": [0, .9, .03, .05, .02], "related": [0, .01, .01, .08, .9],
+                       "unrelated": [0, .001, .001, .03, .968]},
+        "location": {"match": [0, .7, .1, .1, .05, .05], "related": [0, .7, .1, .1, .05, .05],
+                     "unrelated": [0, .001, .001, .01, .05, .938]},
+        "phone": {"match": [0, .9, .02, .08], "related": [0, .3, .02, .68], "unrelated": [0, .0001, .001, .9989]},
+        "email": {"match": [0, .9, .03, .02, .05], "related": [0, .05, .01, .02, .92],
+                  "unrelated": [0, .0001, .001, .001, .9979]},
+    }
+    return MatchModel(version="test-hand", lambdas=[0.001, 0.001, 0.998], params=params)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MatchModel.default() if DEFAULT_MODEL_PATH.exists() else _hand_model()
+
+
+SETTINGS = Settings()
+
+
+def rec(source: str, key: str, **fields) -> CustomerRecord:
+    return CustomerRecord(source=source, record_key=key, **fields)
+
+
+def resolve(store, model, *records, config=None):
+    return resolve_records(store, list(records), settings=SETTINGS, model=model, config=config)
+
+
+ANN = dict(given_name="Ann", family_name="Lee", birth_date="1980-02-03")
+
+
+def test_deterministic_link_idempotent_and_update(store, model):
+    a, = resolve(store, model, rec("pos", "1", email="Ann.Lee@Mail.net", **ANN))
+    b, = resolve(store, model, rec("web", "9", email=" ann.lee@mail.net ", given_name="Ann", family_name="Lee"))
+    assert (a.action, b.action) == ("created", "linked")
+    assert b.profile_id == a.profile_id and b.reason == "rule:email"
+    again = resolve(store, model, rec("pos", "1", email="Ann.Lee@Mail.net", **ANN))[0]
+    assert again.action == "unchanged" and again.profile_id == a.profile_id
+    updated, = resolve(store, model, rec("pos", "1", email="Ann.Lee@Mail.net", phone="+44 7911 123456", **ANN))
+    assert updated.action == "linked" and updated.profile_id == a.profile_id
+    profile = get_profile(store, a.profile_id)
+    assert len(profile["records"]) == 2
+    assert {"email:ann.lee@mail.net", "phone:+447911123456", "source:pos|1", "source:web|9"} <= set(profile["identifiers"])
+    assert find_profile_id(store, "phone", "07911 123456", region="GB") == a.profile_id
+    assert find_profile_id(store, "source", "web|9") == a.profile_id
+    assert find_profile_id(store, "email", "nobody@else.org") is None
+
+
+def test_merge_keeps_oldest_id_and_redirects_alias(store, model):
+    first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", **ANN))
+    second, = resolve(store, model, rec("web", "2", phone="+44 7911 123456", given_name="Ann", family_name="Lee"))
+    assert first.profile_id != second.profile_id
+    bridge, = resolve(store, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456", given_name="Ann"))
+    assert bridge.action == "merged" and bridge.profile_id == first.profile_id  # the older profile survives
+    redirected = get_profile(store, second.profile_id)
+    assert redirected["id"] == first.profile_id
+    assert redirected["requested_id"] == second.profile_id and redirected["merged_into"] == first.profile_id
+    assert {r["key"] for r in redirected["records"]} == {"pos|1", "web|2", "crm|3"}
+    assert second.profile_id in redirected["merged_from"] and redirected["merge_count"] == 1
+    ident = store.container("identifiers").read_item("phone:+447911123456", "phone:+447911123456")
+    assert ident["profile_id"] == first.profile_id
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == first.profile_id
+    merges = [m for m in list_merges(store, first.profile_id) if m["absorbed_id"]]
+    assert len(merges) == 1 and merges[0]["reason"] == "rule" and merges[0]["absorbed_id"] == second.profile_id
+    assert merges[0]["rule"] == "phone" and merges[0]["status"] == "done" and merges[0]["records"] == ["web|2"]
+
+
+def test_survivorship_most_recent_and_conflicts(store, model):
+    resolve(store, model, rec("pos", "1", email="ann@lee.org", city="Leeds", given_name="Ann", family_name="Lee",
+                              updated_at="2024-01-01T00:00:00Z"))
+    r, = resolve(store, model, rec("web", "2", email="ann@lee.org", city="York", given_name="Ann",
+                                   updated_at="2025-06-01T00:00:00Z"))
+    profile = get_profile(store, r.profile_id)
+    assert profile["attributes"]["city"] == {"value": "York", "source": "web", "record": "web|2", "rule": "most_recent"}
+    assert profile["attributes"]["family_name"]["value"] == "Lee"  # the only non-empty value survives
+    assert profile["conflicts"]["city"] == [{"value": "Leeds", "source": "pos", "record": "pos|1"}]
+    assert "given_name" not in profile["conflicts"]
+
+
+def test_blocked_values_never_link(store, model):
+    a, = resolve(store, model, rec("pos", "1", email="test@test.com", phone="0000000000", given_name="Ann",
+                                   family_name="Lee", postcode="LS1 4AB"))
+    b, = resolve(store, model, rec("pos", "2", email="test@test.com", phone="0000000000", given_name="Bob",
+                                   family_name="Jones", postcode="YO1 7HH"))
+    assert a.action == b.action == "created" and a.profile_id != b.profile_id
+    assert store.container("identifiers").read_item_or_none("email:test@test.com", "email:test@test.com") is None
+
+
+def test_birth_date_conflict_goes_to_review(store, model):
+    mum, = resolve(store, model, rec("pos", "1", email="family@lee.org", given_name="Ann", family_name="Lee",
+                                     birth_date="1960-05-05"))
+    kid, = resolve(store, model, rec("pos", "2", email="family@lee.org", given_name="Amy", family_name="Lee",
+                                     birth_date="1995-09-09"))
+    assert kid.action == "review" and kid.profile_id != mum.profile_id and kid.reason == "conflict:birth_date"
+    reviews = list(store.container("review").query_items())
+    assert [(r["record_key"], r["candidate_profile_id"], r["status"]) for r in reviews] == [("pos|2", mum.profile_id, "open")]
+    # the shared email stays with the first profile
+    assert find_profile_id(store, "email", "family@lee.org") == mum.profile_id
+
+
+def test_loyalty_id_conflict_blocks_merge(store, model):
+    a, = resolve(store, model, rec("pos", "1", loyalty_id="L-100", given_name="Ann", family_name="Lee"))
+    b, = resolve(store, model, rec("web", "2", email="ann@lee.org", loyalty_id="L-200", given_name="Ann", family_name="Lee"))
+    c, = resolve(store, model, rec("crm", "3", email="ann@lee.org", loyalty_id="L-100", given_name="Ann"))
+    assert c.profile_id == a.profile_id  # loyalty id outranks email
+    assert c.action == "linked" and "review:limit:loyalty_id" in c.reason
+    assert get_profile(store, b.profile_id)["id"] == b.profile_id  # not merged
+
+
+def test_merge_cap(store, model):
+    config = ResolverConfig(protection=ProtectionPolicy(max_merges=1))
+    a, = resolve(store, model, rec("s", "1", email="a@lee.org", given_name="Ann"), config=config)
+    b, = resolve(store, model, rec("s", "2", phone="+447911123456", given_name="Ann"), config=config)
+    c, = resolve(store, model, rec("s", "3", email="a@lee.org", phone="+447911123456"), config=config)
+    assert c.action == "merged"
+    d, = resolve(store, model, rec("s", "4", loyalty_id="L9", given_name="Ann"), config=config)
+    e, = resolve(store, model, rec("s", "5", loyalty_id="L9", email="a@lee.org"), config=config)
+    assert e.action == "linked" and e.profile_id == d.profile_id and "cap:merges" in e.reason
+    assert get_profile(store, a.profile_id)["merge_count"] == 1
+
+
+def test_device_id_alone_never_joins_known_customers(store, model):
+    ann, = resolve(store, model, rec("web", "1", email="ann@lee.org", identifiers={"device_id": "dev-42"}))
+    bob, = resolve(store, model, rec("web", "2", email="bob@jones.org", identifiers={"device_id": "dev-42"}))
+    assert bob.profile_id != ann.profile_id
+    anon, = resolve(store, model, rec("web", "3", identifiers={"device_id": "dev-42"}))
+    assert anon.profile_id == ann.profile_id  # an anonymous visit joins the device's first known customer
+
+
+def test_probabilistic_link_review_and_new(store, model):
+    base, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee",
+                                      birth_date="1980-02-03", address_line1="12 High Street", postcode="LS1 4AB", city="Leeds"))
+    same, = resolve(store, model, rec("crm", "2", given_name="Anne", family_name="Lee", birth_date="1980-02-03",
+                                      address_line1="12 High St", postcode="LS14AB", city="Leeds"))
+    assert same.action == "linked" and same.profile_id == base.profile_id and same.reason.startswith("score:")
+    log = [m for m in list_merges(store, base.profile_id) if m["reason"] == "score"]
+    assert log and log[0]["records"] == ["crm|2"] and log[0]["score"] >= SETTINGS.match_threshold
+    assert {"given_name", "birth_date", "location"} <= set(log[0]["contributions"])
+    other, = resolve(store, model, rec("crm", "3", given_name="Zed", family_name="Lee", birth_date="1941-11-30",
+                                       postcode="LS1 4AB", city="Leeds"))
+    assert other.action == "created" and other.profile_id != base.profile_id
+    unsure, = resolve(store, model, rec("crm", "4", given_name="A", family_name="Lee", birth_date="1980-02-03",
+                                        city="Leeds"))
+    assert unsure.action in ("review", "linked")
+    if unsure.action == "review":
+        assert unsure.profile_id != base.profile_id
+        assert any(r["record_key"] == "crm|4" for r in store.container("review").query_items())
+
+
+def test_quarantine_record_without_usable_fields(store, model):
+    r, = resolve(store, model, rec("pos", "1", given_name="Ann", city=None))
+    assert r.action == "quarantined" and r.profile_id is None and "no usable field" in r.reason
+    assert store.container("profiles").count_items() == 0
+
+
+def test_remove_record(store, model):
+    a, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee"))
+    resolve(store, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", given_name="Ann"))
+    assert remove_record(store, "web", "2") == a.profile_id
+    profile = get_profile(store, a.profile_id)
+    assert [r["key"] for r in profile["records"]] == ["pos|1"]
+    assert "phone:+447911123456" not in profile["identifiers"] and "email:ann@lee.org" in profile["identifiers"]
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert store.container("records").read_item_or_none("web|2", "web|2") is None
+    assert remove_record(store, "web", "2") is None  # already gone
+    assert remove_record(store, "pos", "1") == a.profile_id
+    with pytest.raises(ItemNotFoundError):
+        get_profile(store, a.profile_id)
+    assert find_profile_id(store, "email", "ann@lee.org") is None
+    again, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee"))
+    assert again.action == "created"
+
+
+def test_split_never_merges_back(store, model):
+    a, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee"))
+    resolve(store, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", given_name="Bob"))
+    new_id = split_record(store, a.profile_id, "web|2")
+    old, new = get_profile(store, a.profile_id), get_profile(store, new_id)
+    assert [r["key"] for r in old["records"]] == ["pos|1"] and [r["key"] for r in new["records"]] == ["web|2"]
+    assert find_profile_id(store, "phone", "+447911123456") == new_id
+    assert find_profile_id(store, "email", "ann@lee.org") == a.profile_id
+    assert "web|2" in old["never_match"] and a.profile_id in new["never_match"]
+    changed, = resolve(store, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", given_name="Bobby"))
+    assert changed.profile_id == new_id
+    third, = resolve(store, model, rec("app", "3", email="ann@lee.org", phone="+447911123456"))
+    assert third.profile_id in (a.profile_id, new_id)
+    assert get_profile(store, a.profile_id)["id"] != get_profile(store, new_id)["id"]
+    assert any(m["reason"] == "split" and m["split_into"] == new_id for m in list_merges(store, a.profile_id))
+
+
+def test_concurrent_workers_end_in_one_profile(store, model):
+    records = [
+        rec("pos", "1", email="ann@lee.org", given_name="Ann"),
+        rec("web", "2", phone="+447911123456", given_name="Ann"),
+        rec("crm", "3", email="ann@lee.org", phone="+447911123456"),
+        rec("app", "4", loyalty_id="L77", phone="+447911123456"),
+        rec("pos", "5", loyalty_id="L77", email="ann@lee.org"),
+        rec("web", "6", email="ann@lee.org", given_name="Ann"),
+    ]
+    barrier = threading.Barrier(len(records) * 2)
+    results, errors = [], []
+
+    def work(record):
+        try:
+            barrier.wait()
+            results.extend(resolve(store, model, record))
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in records * 2]  # each record twice: redelivery
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    finals = {get_profile(store, r.profile_id)["id"] for r in results}
+    assert len(finals) == 1
+    profile = get_profile(store, finals.pop())
+    assert sorted(r["key"] for r in profile["records"]) == sorted(r.key for r in records)
+    live = [p for p in store.container("profiles").query_items(("doc_type", "=", "profile"))]
+    assert len(live) == 1
+    for ident in store.container("identifiers").query_items():
+        assert get_profile(store, ident["profile_id"])["id"] == profile["id"]
+
+
+class _CrashOnce:
+    """A store whose `records` container fails the first replace: a worker dying in the middle of a merge."""
+
+    def __init__(self, store):
+        self._store = store
+        self.crashed = False
+
+    def container(self, name):
+        inner = self._store.container(name)
+        if name != "records":
+            return inner
+        outer = self
+
+        class Crashing:
+            def __getattr__(self, attr):
+                return getattr(inner, attr)
+
+            def replace_item(self, body, *, etag=None):
+                if not outer.crashed:
+                    outer.crashed = True
+                    raise RuntimeError("worker died")
+                return inner.replace_item(body, etag=etag)
+
+        return Crashing()
+
+
+def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
+    first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann"))
+    second, = resolve(store, model, rec("web", "2", phone="+447911123456", given_name="Ann"))
+    crashing = _CrashOnce(store)
+    with pytest.raises(RuntimeError):
+        resolve(crashing, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456"))
+    absorbed = store.container("profiles").read_item(second.profile_id, second.profile_id)
+    assert absorbed["pending_merge"]["into"] == first.profile_id  # the saga stopped half way
+    later, = resolve(store, model, rec("app", "4", phone="+44 7911 123456", given_name="Ann"))
+    assert later.profile_id == first.profile_id
+    assert get_profile(store, second.profile_id)["id"] == first.profile_id
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == first.profile_id
+    retried, = resolve(store, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456"))
+    assert retried.profile_id == first.profile_id
+    profile = get_profile(store, first.profile_id)
+    assert sorted(r["key"] for r in profile["records"]) == ["app|4", "crm|3", "pos|1", "web|2"]
+    assert [m["status"] for m in list_merges(store, first.profile_id) if m["absorbed_id"]] == ["done"]
