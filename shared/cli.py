@@ -13,6 +13,7 @@ import sys
 COMMAND_MODULES = [
     "shared.bootstrap_cli",
     "shared.ingest_cli",
+    "shared.identity_cli",
     "shared.churn_cli",
 ]
 
