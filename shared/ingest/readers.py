@@ -105,7 +105,7 @@ def stream_from_chunks(chunks) -> io.BufferedReader:
 class _CappedStream(io.RawIOBase):
     """Counts bytes read from an inner stream and stops the file when they pass the cap (gzip bombs)."""
 
-    def __init__(self, inner: BinaryIO, cap: int, info: FileInfo):
+    def __init__(self, inner: BinaryIO, cap: float, info: FileInfo):
         self._inner = inner
         self._cap = cap
         self._info = info
@@ -152,7 +152,9 @@ def open_decompressed(stream: BinaryIO, name: str, options: ReadOptions, info: F
     if compression not in ("gzip", "none"):
         raise FileError("unsupported_compression", f"compression {compression!r} is not supported (gzip or none)")
     info.compression = compression
-    inner: BinaryIO = gzip.GzipFile(fileobj=buffered, mode="rb") if compression == "gzip" else buffered
+    if compression == "none":  # the cap is on what decompression makes, not on a plain file's size
+        return io.BufferedReader(_CappedStream(buffered, float("inf"), info), TEXT_CHUNK)
+    inner = gzip.GzipFile(fileobj=buffered, mode="rb")
     return io.BufferedReader(_CappedStream(inner, options.max_decompressed_bytes, info), TEXT_CHUNK)
 
 

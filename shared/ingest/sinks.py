@@ -26,11 +26,19 @@ BATCH_OPS = 100  # Cosmos transactional batch limit
 # ------------------------------------------------------------------------------------------------ quarantine
 
 
+def _readable(value: str) -> str:
+    """Undecodable bytes (kept as surrogates by the reader) shown as \\xNN, so the line is valid UTF-8."""
+    try:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def truncate_raw(raw: Any) -> Any:
     """The raw row for the quarantine, values cut to RAW_VALUE_CHARS and the row to RAW_ROW_CHARS."""
     def cut(value: Any) -> Any:
         if isinstance(value, str):
-            value = value.encode("utf-8", "backslashreplace").decode("utf-8")  # undecodable bytes as \\xNN
+            value = _readable(value)
             return value if len(value) <= RAW_VALUE_CHARS else value[:RAW_VALUE_CHARS] + f"...[{len(value)} chars]"
         if isinstance(value, (dict, list)):
             text = json.dumps(value, default=str, ensure_ascii=False)
