@@ -1,0 +1,390 @@
+"""The local Functions host (devstack/host.py) against real Azurite, with the small app in tests/hostapp.
+
+Most tests share one in-process host (module fixture); restarts and signals use the host as a subprocess.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from devstack.host import LocalHost, app_functions, load_app
+from devstack.stack import free_port
+from tests.hostapp import function_app as hostapp
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = "tests.hostapp.function_app:app"
+FKEY, MKEY = "function-key-1", "master-key-1"
+YEARLY = "0 0 0 1 1 *"
+
+pytestmark = pytest.mark.stack
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def conn() -> str:
+    return os.environ["AzureWebJobsStorage"]
+
+
+def queue(name: str) -> QueueClient:
+    q = QueueClient.from_connection_string(conn(), name, message_encode_policy=TextBase64EncodePolicy(),
+                                           message_decode_policy=TextBase64DecodePolicy())
+    try:
+        q.create_queue()
+    except ResourceExistsError:
+        pass
+    return q
+
+
+class Inbox:
+    """Collects (and deletes) the messages of a queue, so tests can count what arrived."""
+
+    def __init__(self, name: str) -> None:
+        self.q = queue(name)
+        self.items: list[str] = []
+
+    def poll(self) -> list[str]:
+        for m in self.q.receive_messages(messages_per_page=32, max_messages=32):
+            self.items.append(m.content)
+            self.q.delete_message(m)
+        return self.items
+
+    def json(self) -> list[dict]:
+        return [json.loads(i) for i in self.poll()]
+
+    def wait(self, count: int = 1, timeout: float = 10.0, where=lambda item: True) -> list[dict]:
+        wait_for(lambda: len([i for i in self.json() if where(i)]) >= count, timeout)
+        return [i for i in self.json() if where(i)]
+
+
+def container(name: str):
+    c = BlobServiceClient.from_connection_string(conn()).get_container_client(name)
+    try:
+        c.create_container()
+    except ResourceExistsError:
+        pass
+    return c
+
+
+def app_settings(prefix: str, **extra: str) -> dict[str, str]:
+    return {"HOSTAPP_PREFIX": prefix, "HOSTAPP_TICK": YEARLY, "HOSTAPP_MONITORED": YEARLY, **extra}
+
+
+@pytest.fixture(scope="module")
+def prefix() -> str:
+    return f"h{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def host(local_stack, prefix):
+    settings = app_settings(prefix, HOSTAPP_TICK="* * * * * *", UCP_HOST_FUNCTION_KEYS=f"other,{FKEY}",
+                            UCP_HOST_MASTER_KEY=MKEY)
+    with LocalHost(APP, port=0, app_settings=settings, blob_poll_interval=0.2, queue_lease=5,
+                   drain_timeout=3) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def http(host):
+    with requests.Session() as s:
+        yield s
+
+
+# -- declarations ---------------------------------------------------------------------------------------------
+def test_bindings_come_from_get_functions(host, prefix, http):
+    declared = {f.get_function_name(): f for f in app_functions(hostapp.app)}
+    served = {f["name"]: f for f in http.get(f"{host.url}/admin/functions", headers={"x-functions-key": MKEY}).json()}
+    assert set(served) == set(declared)
+    assert served["on_work"]["trigger"] == "queueTrigger"
+    assert {b["queueName"] for b in served["on_work"]["bindings"]} == {f"{prefix}-work", f"{prefix}-done"}
+    blob = next(b for b in served["on_blob"]["bindings"] if b["type"] == "blobTrigger")
+    assert blob["path"] == f"{prefix}-in/{{name}}" and blob["source"] == "EventGrid"
+    assert served["async_hello"]["isAsync"] is True
+    assert "HOSTAPP_NEVER_SET" in served["misconfigured"]["error"]
+    assert all(f["error"] is None for name, f in served.items() if name != "misconfigured")
+    lines = "\n".join(host.describe())
+    assert f"{host.url}/api/echo/{{id:int}}" in lines and "[error]" in lines
+
+
+# -- HTTP -----------------------------------------------------------------------------------------------------
+def test_http_route_params_query_headers_body(host, http):
+    r = http.get(f"{host.url}/api/echo/42", params={"q": "x"}, headers={"x-test": "yes"})
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
+    assert r.json() == {"id": "42", "params": {"q": "x"}, "method": "GET", "body": "", "header": "yes"}
+    r = http.post(f"{host.url}/api/ECHO/7", data=b"payload")  # literal segments match case-insensitively
+    assert r.status_code == 201 and r.json()["body"] == "payload"
+
+
+def test_http_not_found_and_wrong_method(host, http):
+    assert http.get(f"{host.url}/api/echo/not-a-number").status_code == 404  # {id:int} does not match
+    assert http.get(f"{host.url}/api/nowhere").status_code == 404
+    assert http.get(f"{host.url}/echo/42").status_code == 404  # outside the route prefix
+    assert http.delete(f"{host.url}/api/echo/42").status_code == 404  # the real host answers 404, not 405
+
+
+def test_http_literal_route_wins_over_parameter(host, http):
+    assert http.get(f"{host.url}/api/items/special").text == "literal"
+    assert http.get(f"{host.url}/api/items/other").text == "param:other"
+
+
+def test_http_keys_and_auth_levels(host, http):
+    url = f"{host.url}/api/files/a/b%20c/d.txt"
+    assert http.get(url).status_code == 401
+    assert http.get(url, params={"code": "wrong"}).status_code == 401
+    r = http.get(url, params={"code": FKEY})
+    assert r.status_code == 200 and r.text == "a/b c/d.txt" and r.headers["X-Rest"] == "yes"
+    assert http.get(url, headers={"x-functions-key": MKEY}).status_code == 200
+    assert http.get(f"{host.url}/api/adm", params={"code": FKEY}).status_code == 401  # admin needs the master key
+    assert http.get(f"{host.url}/api/adm", params={"code": MKEY}).text == "admin ok"
+
+
+def test_http_unhandled_exception_is_500_without_details(host, http):
+    r = http.get(f"{host.url}/api/boom")
+    assert r.status_code == 500
+    assert b"do-not-leak" not in r.content and b"Traceback" not in r.content
+    assert http.get(f"{host.url}/api/echo/1").status_code == 200  # the host keeps serving
+
+
+def test_http_async_function_and_keep_alive(host, http):
+    for i in range(20):
+        assert http.get(f"{host.url}/api/async/n{i}").text == f"hello n{i}"
+
+
+def test_http_function_with_queue_output(host, http, prefix):
+    inbox = Inbox(f"{prefix}-enqueued")
+    assert http.post(f"{host.url}/api/enqueue", data=b'{"k": 1}').status_code == 202
+    assert inbox.wait(1) == [{"k": 1}]
+
+
+# -- queues ---------------------------------------------------------------------------------------------------
+def test_queue_output_binding_delivers(host, prefix):
+    done = Inbox(f"{prefix}-done")
+    tag = uuid.uuid4().hex
+    queue(f"{prefix}-work").send_message(json.dumps({"action": "ok", "tag": tag}))
+    got = done.wait(1, where=lambda m: m["tag"] == tag)
+    assert len(got) == 1 and got[0]["dequeue_count"] == 1 and got[0]["function"] == "on_work"
+    multi = uuid.uuid4().hex
+    queue(f"{prefix}-work").send_message(json.dumps({"action": "multi", "tag": multi}))
+    parts = done.wait(3, where=lambda m: m["tag"] == multi)
+    assert sorted(m["part"] for m in parts) == [0, 1, 2]  # a list output: one message per item
+
+
+def test_failing_message_is_retried_5_times_then_poisoned(host, prefix):
+    tag = uuid.uuid4().hex
+    body = json.dumps({"action": "fail", "tag": tag})
+    queue(f"{prefix}-work").send_message(body)
+    poison = Inbox(f"{prefix}-work-poison")
+    got = poison.wait(1, timeout=20, where=lambda m: m.get("tag") == tag)
+    assert got == [json.loads(body)]  # copied unchanged, so it can be replayed
+    assert hostapp.ATTEMPTS[tag] == 5
+    time.sleep(1.5)
+    assert hostapp.ATTEMPTS[tag] == 5  # and not retried any more
+
+
+def test_message_that_is_not_base64_goes_to_poison_with_reason(host, prefix):
+    raw = QueueClient.from_connection_string(conn(), f"{prefix}-work")  # no Base64 encoding
+    raw.send_message("this is {not base64}!")
+    poison = Inbox(f"{prefix}-work-poison")
+    got = poison.wait(1, where=lambda m: "reason" in m)
+    assert got[0]["message"] == "this is {not base64}!" and "Base64" in got[0]["reason"]
+
+
+# -- blobs ----------------------------------------------------------------------------------------------------
+def test_blob_fires_once_per_version(host, prefix):
+    seen = Inbox(f"{prefix}-seen")
+    blobs = container(f"{prefix}-in")
+    data = b"id,name\n1,x\n" * 1000
+    blobs.upload_blob("dir/a.csv", data, metadata={"source": "pos"})
+    got = seen.wait(1, where=lambda m: m["name"].endswith("dir/a.csv"))
+    assert got[0]["name"] == f"{prefix}-in/dir/a.csv"
+    assert got[0]["length"] == got[0]["read"] == len(data)
+    assert got[0]["metadata"] == {"source": "pos"} and got[0]["etag"]
+    assert got[0]["uri"].endswith(f"/{prefix}-in/dir/a.csv")
+    out = container(f"{prefix}-out").download_blob("dir/a.csv.len").readall()  # blob output with {name}
+    assert out == str(len(data)).encode()
+    time.sleep(1.0)  # several scans later it has not fired again
+    assert len(seen.wait(1, where=lambda m: m["name"].endswith("dir/a.csv"))) == 1
+    blobs.upload_blob("dir/a.csv", b"new version", overwrite=True)
+    again = seen.wait(2, where=lambda m: m["name"].endswith("dir/a.csv"))
+    assert len(again) == 2 and again[1]["length"] == len(b"new version") and again[1]["etag"] != got[0]["etag"]
+
+
+def test_failing_blob_is_retried_then_reported_on_poison_queue(host, prefix):
+    name = f"fail-{uuid.uuid4().hex[:6]}.csv"
+    container(f"{prefix}-in").upload_blob(name, b"x")
+    poison = Inbox("webjobs-blobtrigger-poison")
+    got = poison.wait(1, timeout=20, where=lambda m: m["BlobName"] == name)
+    assert got[0]["ContainerName"] == f"{prefix}-in" and got[0]["FunctionId"] == "Host.Functions.on_blob"
+    assert "ValueError" in got[0]["Reason"]
+    assert hostapp.ATTEMPTS[f"{prefix}-in/{name}"] == 5
+
+
+# -- timers and admin -----------------------------------------------------------------------------------------
+def test_timer_fires_every_second(host, prefix):
+    ticks = Inbox(f"{prefix}-ticks")
+    ticks.poll()
+    start = time.time()
+    got = ticks.wait(3, timeout=6, where=lambda m: datetime.fromisoformat(m["at"]).timestamp() > start)
+    times = sorted(datetime.fromisoformat(m["at"]).timestamp() for m in got)
+    assert len(times) >= 3
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(0.5 < g < 1.8 for g in gaps), gaps
+    assert all(t % 1 < 0.5 for t in times), times  # on the second, as "* * * * * *" says
+    assert not any(m["past_due"] for m in got)
+
+
+def test_run_on_startup(host, prefix):
+    got = Inbox(f"{prefix}-startup").wait(1)
+    assert len(got) == 1 and got[0]["past_due"] is False
+
+
+def test_admin_endpoint_runs_queue_and_timer_functions(host, prefix, http):
+    tag = uuid.uuid4().hex
+    url = f"{host.url}/admin/functions/on_work"
+    payload = {"input": json.dumps({"action": "ok", "tag": tag})}
+    assert http.post(url, json=payload).status_code == 401
+    r = http.post(url, json=payload, headers={"x-functions-key": MKEY})
+    assert r.status_code == 202
+    assert Inbox(f"{prefix}-done").wait(1, where=lambda m: m["tag"] == tag)
+    startup = Inbox(f"{prefix}-startup")
+    startup.poll()
+    before = len(startup.items)
+    assert http.post(f"{host.url}/admin/functions/on_startup", json={}, params={"code": MKEY}).status_code == 202
+    assert len(startup.wait(before + 1)) == before + 1
+    assert http.post(f"{host.url}/admin/functions/echo", json={}, params={"code": MKEY}).status_code == 400
+    assert http.post(f"{host.url}/admin/functions/nope", json={}, params={"code": MKEY}).status_code == 404
+
+
+def test_monitored_timer_missed_while_down_runs_past_due(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    settings = app_settings(p, HOSTAPP_MONITORED="*/2 * * * * *")
+    kwargs = dict(port=0, app_settings=settings, host_id=f"mon-{p}", blob_poll_interval=5, drain_timeout=1)
+    with LocalHost(APP, **kwargs):
+        pass  # records the schedule status (next occurrence within 2 s)
+    monitored = Inbox(f"{p}-monitored")
+    time.sleep(2.5)
+    with LocalHost(APP, **kwargs):
+        got = monitored.wait(1, timeout=3)
+    assert got and got[0]["past_due"] is True
+
+
+def test_local_settings_json_fills_in_without_overriding_env(local_stack, tmp_path, monkeypatch):
+    p, env_p = f"h{uuid.uuid4().hex[:8]}", f"h{uuid.uuid4().hex[:8]}"
+    (tmp_path / "host.json").write_text((ROOT / "tests/hostapp/host.json").read_text())
+    values = {**app_settings(p), "UCP_HOST_MASTER_KEY": "local-master", "HOSTAPP_ONLY_LOCAL": "1"}
+    (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": values}))
+    monkeypatch.setenv("HOSTAPP_PREFIX", env_p)
+    monkeypatch.delenv("UCP_HOST_MASTER_KEY", raising=False)
+    monkeypatch.delenv("UCP_HOST_FUNCTION_KEYS", raising=False)
+    with LocalHost(APP, port=0, script_root=tmp_path, timers=False, blob_poll_interval=5) as h:
+        assert os.environ["HOSTAPP_ONLY_LOCAL"] == "1"  # the function code sees local settings too
+        fns = {f["name"]: f for f in requests.get(f"{h.url}/admin/functions", params={"code": "local-master"}).json()}
+        assert f"{env_p}-work" in {b["queueName"] for b in fns["on_work"]["bindings"]}
+        assert requests.get(f"{h.url}/api/files/x").status_code == 401  # keys come from local settings too
+    assert "HOSTAPP_ONLY_LOCAL" not in os.environ
+
+
+# -- as a process: restarts and signals -----------------------------------------------------------------------
+def spawn(prefix: str, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    environment = {**os.environ, **app_settings(prefix), **(env or {})}
+    environment.pop("UCP_HOST_FUNCTION_KEYS", None)
+    environment.pop("UCP_HOST_MASTER_KEY", None)
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", APP, "--port", str(port),
+                             "--blob-poll-interval", "0.2", *args], cwd=ROOT, env=environment,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Host started"):
+            return proc, "".join(lines)
+    proc.kill()
+    raise AssertionError("host did not start:\n" + "".join(lines))
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 10) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0
+    return out
+
+
+def test_blob_receipts_survive_restart(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    seen = Inbox(f"{p}-seen")
+    blobs = container(f"{p}-in")
+    blobs.upload_blob("a.csv", b"first")
+    proc, banner = spawn(p, "--no-timers")
+    try:
+        port = int(banner.split("Host started on http://127.0.0.1:")[1].split()[0])
+        assert "No keys configured" in banner
+        assert "on_blob: blobTrigger on" in banner and f"/api/echo/{{id:int}}" in banner
+        assert requests.get(f"http://127.0.0.1:{port}/api/files/x").status_code == 200  # no keys: open
+        assert len(seen.wait(1)) == 1
+    finally:
+        out = terminate(proc)
+    assert "Host stopped" in out
+    assert "first" not in out  # payloads never reach the log
+    blobs.upload_blob("b.csv", b"written while the host was down")
+    proc, _ = spawn(p, "--no-timers")
+    try:
+        got = seen.wait(2)
+        time.sleep(1.0)
+        got = seen.json()
+        assert sorted(m["name"] for m in got) == [f"{p}-in/a.csv", f"{p}-in/b.csv"]  # b once, a not again
+        blobs.upload_blob("a.csv", b"second version", overwrite=True)
+        assert len(seen.wait(3)) == 3
+    finally:
+        terminate(proc)
+    assert Inbox(f"{p}-startup").poll() == []  # --no-timers: run_on_startup did not run either
+
+
+def test_shutdown_leaves_in_flight_message_to_reappear(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    work = queue(f"{p}-work")
+    tag = uuid.uuid4().hex
+    work.send_message(json.dumps({"action": "sleep", "seconds": 60, "tag": tag}))
+    proc, _ = spawn(p, "--no-timers", "--queue-lease", "2", "--drain-timeout", "0.5")
+    try:
+        assert wait_for(lambda: not work.peek_messages(), timeout=10)  # taken: the function is running
+        time.sleep(2.5)
+        assert not work.peek_messages()  # the lease is renewed while it runs
+        started = time.monotonic()
+        out = terminate(proc)
+        assert time.monotonic() - started < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "still running" in out
+    msg = wait_for(lambda: work.peek_messages(), timeout=5)  # not deleted: back after the lease
+    assert msg and json.loads(msg[0].content)["tag"] == tag and msg[0].dequeue_count == 1
+
+
+def test_load_app_reports_missing_app():
+    with pytest.raises(Exception, match="no FunctionApp"):
+        load_app("tests.hostapp.function_app:nothing", None)
