@@ -209,7 +209,9 @@ def canonical_given_name(value: Any) -> str | None:
     """One canonical form per nickname family: bob, bobby, robert -> 'robert'; liz -> 'elizabeth'.
 
     The nicknames data is a many-to-many relation, so the canonical is chosen deterministically among the
-    name and its formal names: the longest, then the one with most nicknames, then alphabetical.
+    name and its formal names: the one with most nicknames (the hub of the family), then the longest, then
+    alphabetical. A few families do not get one canonical (bill -> robert, william -> william); comparisons
+    also check the relation directly with `are_nicknames`.
     """
     folded = _strip_titles(fold_name(value))
     if not folded:
@@ -217,18 +219,18 @@ def canonical_given_name(value: Any) -> str | None:
     first = folded.split(" ", 1)[0]
     namer = _nicknamer()
     options = {first} | namer.canonicals_of(first)
-    return min(options, key=lambda name: (-len(name), -len(namer.nicknames_of(name)), name))
+    return min(options, key=lambda name: (-len(namer.nicknames_of(name)), -len(name), name))
 
 
 @lru_cache(maxsize=65536)
 def are_nicknames(a: str, b: str) -> bool:
-    """True when one given name is a known nickname of the other, or both share a canonical form."""
+    """True when one given name is a known nickname of the other, or both are nicknames of one name."""
     if not a or not b:
         return False
     namer = _nicknamer()
     first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
-    return (first_b in namer.canonicals_of(first_a) or first_a in namer.canonicals_of(first_b)
-            or canonical_given_name(first_a) == canonical_given_name(first_b))
+    # Related directly (bob -> robert) or through a shared formal name (liz, beth -> elizabeth).
+    return bool((namer.canonicals_of(first_a) | {first_a}) & (namer.canonicals_of(first_b) | {first_b}))
 
 
 def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:

@@ -1,0 +1,200 @@
+"""Normalization of identity fields: real libraries on real-world formats."""
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from shared.models import CustomerRecord
+from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, fold_name, is_blocked_value,
+                              normalize_address, normalize_birth_date, normalize_email, normalize_loyalty_id,
+                              normalize_phone, normalize_postcode, normalize_record, split_full_name,
+                              strong_identifiers)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("  John.Doe@Example.ORG ", "john.doe@example.org"),
+    ("J.O.H.N.Doe+newsletter@gmail.com", "johndoe@gmail.com"),
+    ("john.doe@googlemail.com", "johndoe@gmail.com"),
+    ("ann+shop@outlook.com", "ann@outlook.com"),
+    ("ann+shop@yahoo.com", "ann+shop@yahoo.com"),  # yahoo does not deliver +tags to the base address
+    ("first.last@company.co.uk", "first.last@company.co.uk"),  # dots matter outside gmail
+    ("<bob@example.net>", "bob@example.net"),
+])
+def test_email_normalized(raw, expected):
+    assert normalize_email(raw) == expected
+
+
+def test_email_provider_rules_optional():
+    assert normalize_email("J.Doe+x@gmail.com", provider_rules=False) == "j.doe+x@gmail.com"
+
+
+@pytest.mark.parametrize("raw", [None, "", "not an email", "a@", "@b.com", "a@@b.com", "a b@c.com", "x@localhost"])
+def test_invalid_email_is_none(raw):
+    assert normalize_email(raw) is None
+
+
+@pytest.mark.parametrize("raw, region, expected", [
+    ("07911 123456", "GB", "+447911123456"),
+    ("+44 (0)7911-123456", None, "+447911123456"),
+    ("0044 7911 123456", None, "+447911123456"),
+    ("(415) 555-2671", "US", "+14155552671"),
+    ("415.555.2671", "US", "+14155552671"),
+    ("+1 415 555 2671", "GB", "+14155552671"),  # explicit country code wins over the default region
+    ("06 12 34 56 78", "FR", "+33612345678"),
+    ("030 1234567", "DE", "+49301234567"),
+    ("+49 30 1234567", None, "+49301234567"),
+    ("612 34 56 78", "ES", "+34612345678"),
+    ("0412 345 678", "AU", "+61412345678"),
+])
+def test_phone_to_e164(raw, region, expected):
+    assert normalize_phone(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw, region", [
+    ("0000000000", "US"), ("1111111111", "GB"), ("123", "GB"), ("n/a", "GB"), ("call me", "US"),
+    ("07911 123456", None),  # national format without a region cannot be placed
+    ("+1 555 0000 000", None), (None, "GB"), ("1234567890", "US"),
+])
+def test_bad_phone_is_none(raw, region):
+    assert normalize_phone(raw, region) is None
+
+
+@pytest.mark.parametrize("id_type, value", [
+    ("email", "test@test.com"), ("email", "none@none.com"), ("email", "noreply@shop.com"), ("email", "n/a"),
+    ("phone", "0000000000"), ("phone", "+440000000000"), ("phone", "9999999999"), ("phone", "-1"),
+    ("loyalty_id", "0000"), ("loyalty_id", "N/A"), ("loyalty_id", "null"), ("loyalty_id", "unknown"),
+    ("crm_id", "-1"), ("crm_id", "XXXXXX"), ("birth_date", "1900-01-01"), ("email", None),
+])
+def test_placeholders_blocked(id_type, value):
+    assert is_blocked_value(id_type, value)
+
+
+@pytest.mark.parametrize("id_type, value", [
+    ("email", "ann.smith@gmail.com"), ("phone", "+447911123456"), ("loyalty_id", "L00012345"), ("crm_id", "c-1234"),
+])
+def test_real_values_not_blocked(id_type, value):
+    assert not is_blocked_value(id_type, value)
+
+
+def test_loyalty_id():
+    assert normalize_loyalty_id(" l-0001 2345 ") == "L00012345"
+    assert normalize_loyalty_id(12345.0) == "12345"
+    assert normalize_loyalty_id("0000-0000") is None
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("José", "jose"), ("  ZOË  ", "zoe"), ("O'Brien", "obrien"), ("Müller-Lüdenscheidt", "muller ludenscheidt"),
+    ("Łukasz", "lukasz"), ("Ñúñez", "nunez"), ("Renée", "renee"), ("N/A", None), ("", None), (None, None),
+])
+def test_fold_name(raw, expected):
+    assert fold_name(raw) == expected
+
+
+@pytest.mark.parametrize("a, b", [("Bob", "Robert"), ("Bobby", "robert"), ("Liz", "Elizabeth"), ("Jim", "James"),
+                                  ("Peggy", "Margaret"), ("Mike", "Michael"), ("Dave", "David"), ("Tom", "Thomas")])
+def test_nicknames_share_canonical(a, b):
+    assert canonical_given_name(a) == canonical_given_name(b)
+
+
+@pytest.mark.parametrize("a, b", [("bob", "robert"), ("bill", "william"), ("kate", "katherine"), ("tony", "anthony"),
+                                  ("steve", "stephen"), ("sam", "samuel"), ("chris", "christopher"), ("liz", "beth")])
+def test_nickname_relation(a, b):
+    assert are_nicknames(a, b) and are_nicknames(b, a)
+
+
+@pytest.mark.parametrize("a, b", [("John", "James"), ("Robert", "Richard"), ("Mary", "Sarah"), ("Olivia", "Emma")])
+def test_different_names_are_not_nicknames(a, b):
+    assert canonical_given_name(a) != canonical_given_name(b)
+    assert not are_nicknames(fold_name(a), fold_name(b))
+
+
+def test_full_name_split():
+    assert split_full_name("Smith, John") == ("John", "Smith")
+    assert split_full_name("Dr. Jane A. Doe Jr.") == ("Jane", "Doe")
+    assert split_full_name("  ") == (None, None)
+
+
+@pytest.mark.parametrize("line1, line2, number, expected", [
+    ("12 High Street", None, None, "12 high st"),
+    ("12 High St.", None, None, "12 high st"),
+    ("12 high street", "Apartment 4", None, "12 high st unit 4"),
+    ("12 High St, Flat #4", None, None, "12 high st unit 4"),
+    ("Suite 300, 1 Main Avenue North", None, None, "unit 300 1 main ave n"),
+    ("High Road", None, "221B", "221b high rd"),
+    ("221B Baker St", None, "221B", "221b baker st"),
+    ("Calle Mayor 5", None, None, "calle mayor 5"),
+    ("Rue de l'Église 3", None, None, "rue de leglise 3"),
+    (None, None, None, None),
+])
+def test_normalize_address(line1, line2, number, expected):
+    assert normalize_address(line1, line2, number) == expected
+
+
+def test_address_variants_are_equal():
+    variants = ["10 Downing Street", "10 downing st", "10, Downing St.", "10  DOWNING   STREET"]
+    assert len({normalize_address(v) for v in variants}) == 1
+
+
+@pytest.mark.parametrize("raw, country, expected", [
+    ("sw1a 1aa", "GB", "SW1A1AA"), ("SW1A-1AA", "UK", "SW1A1AA"), ("02134-1234", "US", "02134"),
+    (2134, "US", "02134"), ("2134.0", "US", "21340"), (1010.0, "DE", "01010"), ("75008", "France", "75008"),
+    ("00000", "US", None), ("n/a", "GB", None),
+])
+def test_normalize_postcode(raw, country, expected):
+    assert normalize_postcode(raw, country) == expected
+
+
+def test_birth_date():
+    assert normalize_birth_date(date(1980, 1, 2)) == "1980-01-02"
+    assert normalize_birth_date("1980-01-02") == "1980-01-02"
+    assert normalize_birth_date("1900-01-01") is None  # placeholder
+    assert normalize_birth_date("1970-01-01") is None  # epoch default
+    assert normalize_birth_date("2999-01-01") is None
+    assert normalize_birth_date("not a date") is None
+
+
+def _record(**fields) -> CustomerRecord:
+    return CustomerRecord(source="pos", record_key="17", **fields)
+
+
+def test_normalize_record_and_strong_identifiers():
+    rec = _record(full_name="Dr. José O'Brien", birth_date=date(1980, 5, 17), email="Jose.OBrien+x@GMail.com",
+                  phone="07911 123456", phone_region="GB", loyalty_id="l-123", address_line1="5 Park Road",
+                  address_line2="Flat 2", postcode="sw1a 1aa", city="London", country="UK",
+                  identifiers={"CRM_ID": " ABC-1 ", "device": "unknown"})
+    n = normalize_record(rec)
+    assert (n.key, n.given_name, n.family_name, n.birth_date) == ("pos|17", "jose", "obrien", "1980-05-17")
+    assert (n.email, n.email_user, n.email_domain) == ("joseobrien@gmail.com", "joseobrien", "gmail.com")
+    assert n.phone == "+447911123456" and n.loyalty_id == "L123"
+    assert (n.address, n.street_number, n.postcode, n.city, n.country) == ("5 park rd unit 2", "5", "SW1A1AA", "london", "GB")
+    assert n.identifiers == {"crm_id": "abc-1"}  # the placeholder device id is gone
+    assert strong_identifiers(n) == [("email", "joseobrien@gmail.com"), ("phone", "+447911123456"),
+                                     ("loyalty_id", "L123"), ("crm_id", "abc-1")]
+
+
+def test_phone_region_from_country_when_source_gives_none():
+    assert normalize_record(_record(phone="020 7946 0018", country="United Kingdom")).phone == "+442079460018"
+
+
+def test_placeholders_never_become_identifiers():
+    n = normalize_record(_record(given_name="Ann", family_name="Lee", email="test@test.com", phone="0000000000",
+                                 phone_region="US", loyalty_id="N/A"))
+    assert (n.email, n.phone, n.loyalty_id) == (None, None, None)
+    assert strong_identifiers(n) == []
+
+
+def test_json_round_trip():
+    n = normalize_record(_record(given_name="Ann", family_name="Lee", birth_date=date(1990, 2, 3),
+                                 email="ann@x.org", identifiers={"crm": "9"}))
+    d = n.to_dict()
+    assert "phone" not in d  # compact: missing fields left out
+    again = NormalizedRecord.from_dict(d)
+    assert again == n and again.identifiers == {"crm": "9"}
+
+
+def test_empty_record_detected():
+    assert normalize_record(_record(given_name="Ann")).is_empty
+    assert normalize_record(_record(email="test@test.com", phone="n/a")).is_empty
+    assert not normalize_record(_record(given_name="Ann", family_name="Lee", postcode="SW1A 1AA")).is_empty
+    assert not normalize_record(_record(email="ann@x.org")).is_empty
