@@ -1,0 +1,202 @@
+"""Mappings, row validation, messages and the local pipeline (ucp ingest), on fixture files. No stack needed."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from shared.cli import main as ucp
+from shared.ingest import (decode_message, encode_batches, escape_formula, ingest_file, load_mapping_file,
+                           parse_landing_path, parse_mapping)
+from shared.ingest.mapping import RowMapper
+from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES
+from shared.ingest.pipeline import SeenKeys
+from shared.ingest.readers import FileError
+from shared.models import CustomerRecord
+from shared.store import MemoryStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
+NOW = datetime(2025, 6, 1, tzinfo=timezone.utc)
+
+
+def mapper(mapping: dict, **kw) -> RowMapper:
+    return RowMapper(parse_mapping(mapping), now=NOW, **kw)
+
+
+def test_issue_mapping_maps_every_field():
+    m = load_mapping_file(FIXTURES / "pos.customers.json")
+    raw = {"customer_no": "C9", "first": " Ann ", "last": "Lee", "dob": "19800214", "mail": "a@b.co", "tel": "07700 900123",
+           "addr1": "1 High St", "addr2": "Flat 2", "town": "Leeds", "zip": "LS1", "county": "WY", "house_no": "1",
+           "card_no": "L9", "store_code": "S1", "ignored": "x"}
+    out = RowMapper(m).map_row(1, raw)
+    assert not out.reasons
+    r = out.item
+    assert (r.record_key, r.given_name, r.birth_date, r.phone_region, r.loyalty_id) == ("C9", "Ann", date(1980, 2, 14), "GB", "L9")
+    assert r.attributes == {"store_code": "S1"} and r.address_line2 == "Flat 2" and r.street_number == "1"
+
+
+def test_composite_key_custom_identifiers_nested_columns_and_formats():
+    m = mapper({"source": "crm", "entity": "customers", "record_key": ["region", "id"],
+                "fields": {"given_name": "name.first", "birth_date": {"column": "born", "format": ["%d/%m/%Y", "%Y"]},
+                           "updated_at": {"column": "changed", "format": "epoch_ms"}},
+                "identifiers": {"crm_guid": "guid"}, "attributes": {"tier": "loyalty.tier"}})
+    out = m.map_row(1, {"region": "EU", "id": 7, "name": {"first": "Zoë"}, "born": "02/03/1970",
+                        "changed": "1700000000000", "guid": "g-1", "loyalty": {"tier": "gold"}})
+    assert not out.reasons, out.reasons
+    r = out.item
+    assert r.record_key == "EU|7" and r.given_name == "Zoë" and r.birth_date == date(1970, 3, 2)
+    assert r.identifiers == {"crm_guid": "g-1"} and r.attributes == {"tier": "gold"}
+    assert r.updated_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+
+
+def test_every_reason_of_a_row_is_collected():
+    m = mapper({"source": "pos", "entity": "customers", "record_key": ["id"],
+                "fields": {"birth_date": "dob", "given_name": "name"}, "required": ["email_col"]},
+               max_field_bytes=100)
+    out = m.map_row(4, {"id": "", "dob": "1850-01-01", "name": "x" * 200, "email_col": ""})
+    assert out.item is None
+    assert sorted(r.key for r in out.reasons) == ["date_out_of_range:birth_date", "field_too_large:given_name",
+                                                  "missing_value:email_col", "missing_value:record_key"]
+
+
+def test_transactions_amount_rules_and_timezone():
+    m = mapper({"source": "shop", "entity": "transactions", "timezone": "Europe/London",
+                "fields": {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": {"column": "a", "decimal": ","},
+                           "kind": "k", "items": "items"}})
+    ok = m.map_row(1, {"o": "1", "c": "C", "ts": "2024-07-01 12:00:00", "a": "1.234,50", "k": "Purchase",
+                       "items": '[{"sku": "A", "quantity": 2}]'})
+    assert not ok.reasons
+    assert ok.item.amount == Decimal("1234.50") and ok.item.kind == "purchase"
+    assert ok.item.timestamp == datetime(2024, 7, 1, 11, 0, tzinfo=timezone.utc)  # BST -> UTC
+    assert ok.item.items == [{"sku": "A", "quantity": 2}]
+    bad = m.map_row(2, {"o": "2", "c": "C", "ts": "2024-07-01", "a": "-3", "k": "purchase", "items": "[oops"})
+    assert sorted(r.key for r in bad.reasons) == ["invalid_json:items", "negative_amount:amount"]
+    refund = m.map_row(3, {"o": "3", "c": "C", "ts": "2024-07-01", "a": "-3", "k": "refund"})
+    assert not refund.reasons
+    assert [r.key for r in m.map_row(4, {"o": "4", "c": "C", "ts": "2024-07-01", "a": "NaN"}).reasons] == ["invalid_number:amount"]
+    assert [r.key for r in m.map_row(5, {"o": "5", "ts": "2024-07-01", "a": "1"}).reasons] == ["missing_value:customer_key"]
+    assert [r.key for r in m.map_row(6, {"o": "6", "c": "C", "ts": "2024-07-01", "a": "1", "k": "gift"}).reasons] == ["invalid_value:kind"]
+
+
+def test_record_key_fills_the_natural_id_of_activity():
+    m = mapper({"source": "web", "entity": "events", "record_key": ["id"],
+                "fields": {"timestamp": "ts", "anonymous_id": "anon", "properties": "props", "event": "event"}})
+    out = m.map_row(1, {"id": "e1", "ts": "2024-03-01T10:00:00Z", "anon": "a1", "props": {"sku": "S"}, "event": "View"})
+    assert not out.reasons and out.item.event_id == "e1" and out.item.properties == {"sku": "S"}
+
+
+def test_formula_injection_is_flagged_kept_and_escapable():
+    m = mapper({"source": "pos", "entity": "customers", "record_key": ["id"],
+                "fields": {"given_name": "n", "phone": "p", "city": "c"}})
+    out = m.map_row(1, {"id": "1", "n": "=cmd|' /C calc'!A0", "p": "+44 7700 900123", "c": "-Leeds"})
+    assert not out.reasons and out.item.given_name == "=cmd|' /C calc'!A0"
+    assert out.flags == ["formula_like:given_name", "formula_like:city"]  # the phone's '+' is not a formula
+    assert escape_formula("=1+1") == "'=1+1" and escape_formula("-12.5") == "-12.5" and escape_formula("Ann") == "Ann"
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({"source": "pos", "entity": "customers", "fields": {}}, "record_key"),
+    ({"source": "pos", "entity": "widgets", "record_key": "id"}, "entity"),
+    ({"source": "pos", "entity": "customers", "record_key": "id", "fields": {"shoe": "s"}}, "unknown customers fields"),
+    ({"source": "pos", "entity": "customers", "record_key": "id", "fields": {"city": {"format": "x"}}}, "column"),
+    ({"source": "pos", "entity": "customers", "record_key": "id", "timezone": "Mars/Olympus"}, "timezone"),
+    ({"source": "pos", "entity": "transactions", "fields": {"amount": "a"}}, "order_id"),
+])
+def test_invalid_mappings_are_rejected_with_the_reason(bad, problem):
+    with pytest.raises(ValueError) as err:
+        parse_mapping(bad)
+    assert problem in str(err.value)
+
+
+def test_yaml_mapping_is_accepted():
+    m = parse_mapping("source: pos\nentity: customers\nrecord_key: [id]\nfields: {email: mail}\n")
+    assert m.record_key == ["id"] and m.fields["email"].column == "mail"
+
+
+def test_landing_paths():
+    assert parse_landing_path("pos/customers/2024/x.csv").mode == "upsert"
+    p = parse_landing_path("crm/customers/IncrementalData/2024/05/01/10/Deletes/part-0.csv")
+    assert (p.source, p.entity, p.mode) == ("crm", "customers", "delete")
+    for bad, code in (("x.csv", "bad_path"), ("pos/things/x.csv", "unknown_entity"),
+                      ("pos/customers/IncrementalData/2024/x.csv", "bad_path")):
+        with pytest.raises(FileError) as err:
+            parse_landing_path(bad)
+        assert err.value.code == code
+
+
+def test_messages_stay_under_the_limit_and_round_trip():
+    records = [CustomerRecord(source="pos", record_key=f"K{i}", given_name="Ann", email=f"a{i}@b.co",
+                              attributes={"note": "n" * (i % 700)}) for i in range(600)]
+    batches = list(encode_batches(records, ingestion_id="ing_x"))
+    assert len(batches) > 1 and not any(b.oversize for b in batches)
+    assert all(len(b.text.encode()) <= MAX_MESSAGE_JSON_BYTES for b in batches)
+    decoded = [r for b in batches for r in decode_message(b.text)]
+    assert decoded == records
+    huge = CustomerRecord(source="pos", record_key="H", attributes={"blob": "z" * 60_000})
+    assert [b.oversize for b in encode_batches([records[0], huge, records[1]])] == [False, True, False]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("not json", "not JSON"), ("[1]", "JSON object"), ('{"v": 2, "records": []}', "version"),
+    ('{"v": 1}', "records"), ('{"v": 1, "records": [{"source": "pos"}]}', "record_key"),
+    (b"\xff\xfe", "UTF-8"), ('{"v": 1, "claim": ""}', "claim"),
+])
+def test_decode_message_rejects_malformed_input(text, problem):
+    with pytest.raises(ValueError) as err:
+        decode_message(text)
+    assert problem in str(err.value)
+
+
+def test_seen_keys_stays_exact_across_flushes(monkeypatch):
+    monkeypatch.setattr(SeenKeys, "FLUSH_AT", 100)
+    seen = SeenKeys()
+    fps = [SeenKeys.fingerprint(f"k{i}", "h") for i in range(1000)]
+    assert all(seen.add(fp) for fp in fps)
+    assert not any(seen.add(fp) for fp in fps)
+    assert seen.add(SeenKeys.fingerprint("new", "h"))
+
+
+def test_local_pipeline_accounts_for_every_row(tmp_path):
+    mapping = load_mapping_file(FIXTURES / "pos.customers.json")
+    report, outputs = ingest_file(FIXTURES / "customers.csv", mapping, out_dir=tmp_path)
+    assert report["rows_read"] == report["accepted"] + report["quarantined"] + report["duplicates"] == 9
+    lines = (tmp_path / "customers.jsonl").read_text().splitlines()
+    assert len(lines) == report["accepted"] == 3
+    quarantine = Path(report["quarantine_blob"]).read_text().splitlines()
+    assert len(quarantine) == report["quarantined"] == 5
+
+
+def test_local_pipeline_stores_activity_idempotently(tmp_path):
+    mapping = parse_mapping({"source": "web", "entity": "events", "record_key": ["id"],
+                             "fields": {"timestamp": "ts", "anonymous_id": "anon", "customer_key": "user",
+                                        "type": "type", "event": "event", "properties": "props", "traits": "traits"}})
+    store = MemoryStore()
+    report, _ = ingest_file(FIXTURES / "events.jsonl", mapping, store=store)
+    assert (report["rows_read"], report["accepted"], report["quarantined"]) == (5, 3, 2)
+    assert report["reasons"] == {"invalid_json": 1, "not_an_object": 1}
+    again, _ = ingest_file(FIXTURES / "events.jsonl", mapping, store=store)
+    assert store.container("activity").count_items() == 3 == again["activity_saved"]
+    owners = {d["owner"] for d in store.container("activity").query_items()}
+    assert owners == {"anon|a1", "web|C1"}
+
+
+def test_reviews_json_array_with_out_of_range_rating(tmp_path):
+    mapping = parse_mapping({"source": "shop", "entity": "reviews",
+                             "fields": {"review_id": "review_id", "customer_key": "customer", "timestamp": "date",
+                                        "rating": "stars", "text": "body"}})
+    report, _ = ingest_file(FIXTURES / "reviews.json", mapping)
+    assert (report["accepted"], report["quarantined"]) == (2, 1)
+    assert report["reasons"] == {"invalid_value:rating": 1}
+
+
+def test_ucp_ingest_command(tmp_path, capsys):
+    rc = ucp(["ingest", str(FIXTURES / "customers.csv"), "--mapping", str(FIXTURES / "pos.customers.json"),
+              "--out", str(tmp_path)])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["accepted"] == 3 and report["quarantined"] == 5
+    assert json.loads((tmp_path / "report.json").read_text())["id"] == report["id"]
+    rc = ucp(["ingest", str(tmp_path / "nope.csv"), "--mapping", str(FIXTURES / "pos.customers.json")])
+    assert rc == 2
