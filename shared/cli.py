@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "shared.ingest_cli",
     "shared.identity_cli",
     "shared.churn_cli",
+    "shared.insights_cli",
 ]
 
 

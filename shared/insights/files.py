@@ -1,0 +1,87 @@
+"""Load JSON Lines files into the in-memory store, so the CLI runs the same insight code on files.
+
+Events may be in the SDK shape (type, anonymousId/userId, messageId, context.channel — what the generator
+and POST /api/events use) or canonical (source, event_id, customer_key, ...). Anonymous events are stitched
+to the user an identify (or any event carrying both ids) ties their anonymous id to, as the events API does.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import ValidationError
+
+from ..activity import activity_doc
+from ..events.schema import IncomingEvent
+from ..models import Event
+from ..store import Store
+
+EVENTS_SOURCE = "events"
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield n, json.loads(line)
+                except ValueError as err:
+                    raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+
+
+def _sdk_event(raw: dict[str, Any], user: str | None) -> Event:
+    ev = IncomingEvent.model_validate(raw)
+    event_id = ev.message_id or "h-" + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    context = ev.context.model_dump(exclude_none=True)
+    return Event(source=EVENTS_SOURCE, event_id=event_id, type=ev.type, event=ev.event or ev.name,
+                 timestamp=ev.timestamp, anonymous_id=ev.anonymous_id, customer_key=ev.user_id or user,
+                 user_id=ev.user_id, properties={**ev.properties, **({"name": ev.name} if ev.name else {})},
+                 channel=context.get("channel"), context=context)
+
+
+def load_events(store: Store, path: str | Path) -> dict[str, int]:
+    """Store every event of a JSONL file as activity; bad lines are counted and reported, never fatal."""
+    rows = list(read_jsonl(path))
+    users: dict[str, str] = {}
+    for _, raw in rows:
+        if isinstance(raw, dict):
+            anon, user = raw.get("anonymousId") or raw.get("anonymous_id"), raw.get("userId") or raw.get("user_id")
+            if anon and user:
+                users.setdefault(str(anon), str(user))
+    activity = store.container("activity")
+    counts = {"events": 0, "rejected": 0}
+    errors: list[str] = []
+    for n, raw in rows:
+        try:
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            if "event_id" in raw and "source" in raw:
+                ev = Event.model_validate(raw)
+            else:
+                ev = _sdk_event(raw, users.get(str(raw.get("anonymousId") or raw.get("anonymous_id") or "")))
+            if ev.timestamp is None:
+                raise ValueError("no timestamp")
+            activity.upsert_item(activity_doc(ev))
+            counts["events"] += 1
+        except (ValidationError, ValueError) as err:
+            counts["rejected"] += 1
+            if len(errors) < 5:
+                errors.append(f"line {n}: {str(err).splitlines()[0][:200]}")
+    if errors:
+        counts["errors"] = errors  # type: ignore[assignment]
+    return counts
+
+
+def load_profiles(store: Store, path: str | Path) -> int:
+    """Profile documents (one JSON object per line, in the agreed profile shape)."""
+    profiles = store.container("profiles")
+    n = 0
+    for line, raw in read_jsonl(path):
+        if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
+            raise ValueError(f"{path}:{line}: a profile is a JSON object with a string id")
+        raw.setdefault("doc_type", "profile")
+        profiles.upsert_item(raw)
+        n += 1
+    return n
