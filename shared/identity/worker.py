@@ -96,7 +96,9 @@ def replay_poison(queue: str, settings: Settings, *, dry_run: bool = False) -> I
     target = queue_client(queue, settings)
     seen: set[str] = set()
     while True:
-        batch = list(poison.receive_messages(messages_per_page=32, visibility_timeout=30, max_messages=32))
+        # A dry run only hides each message briefly; a real run hides it while it is being moved.
+        hide = 2 if dry_run else 30
+        batch = list(poison.receive_messages(messages_per_page=32, visibility_timeout=hide, max_messages=32))
         fresh = [m for m in batch if m.id not in seen]
         if not fresh:
             return

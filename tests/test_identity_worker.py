@@ -1,0 +1,125 @@
+"""The resolve queue function, poison handling and replay (Azurite + Cosmos emulator), and `ucp resolve` on files."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from datetime import datetime, timezone
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from shared.cli import main as ucp
+from shared.identity import get_profile
+from shared.identity.worker import POISON_SUFFIX, unwrap_poison
+from shared.storage import blob_service, bootstrap_storage, queue_client
+
+
+def _message(body: str, dequeue_count: int = 1) -> QueueMessage:
+    now = datetime.now(timezone.utc)
+    return QueueMessage(id="m1", body=body.encode(), dequeue_count=dequeue_count, expiration_time=now,
+                        insertion_time=now, time_next_visible=now, pop_receipt="r")
+
+
+@pytest.fixture
+def worker_env(app_env, cosmos_store):
+    bootstrap_storage(app_env)
+    return app_env, cosmos_store
+
+
+def test_queue_function_resolves_and_quarantines(worker_env, functions_by_name):
+    settings, store = worker_env
+    fn = functions_by_name["resolve_queue"]
+    assert fn.get_trigger().queue_name == "%UCP_RESOLVE_QUEUE%"
+    records = [
+        {"source": "pos", "record_key": "1", "given_name": "Ann", "family_name": "Lee", "email": "ann@lee-mail.net"},
+        {"source": "web", "record_key": "2", "given_name": "Ann", "email": "ANN@lee-mail.net"},
+        {"source": "web", "record_key": "3", "given_name": "Nobody"},
+    ]
+    fn.get_user_function()(_message(json.dumps({"v": 1, "ingestion_id": "i1", "records": records})))
+    pos = store.container("records").read_item("pos|1", "pos|1")["profile_id"]
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == pos
+    assert {r["key"] for r in get_profile(store, pos)["records"]} == {"pos|1", "web|2"}
+    blobs = list(blob_service(settings).get_container_client(settings.quarantine_container).list_blobs())
+    assert len(blobs) == 1 and blobs[0].name.endswith(".jsonl")
+    lines = blob_service(settings).get_blob_client(settings.quarantine_container, blobs[0].name).download_blob().readall()
+    rows = [json.loads(line) for line in lines.decode().splitlines()]
+    assert [r["record_key"] for r in rows] == ["web|3"] and "no usable field" in rows[0]["reason"]
+    # redelivery of the same message changes nothing
+    fn.get_user_function()(_message(json.dumps({"v": 1, "ingestion_id": "i1", "records": records}), dequeue_count=2))
+    assert store.container("profiles").count_items(("doc_type", "=", "profile")) == 1
+
+
+@pytest.mark.parametrize("body, reason", [
+    ("not json", "not JSON"),
+    (json.dumps({"v": 1, "records": [{"source": "pos"}]}), "not a valid CustomerRecord"),
+    (json.dumps({"v": 1, "claim": "missing.json"}), "not found"),
+])
+def test_malformed_message_goes_to_poison_with_reason_and_replays(worker_env, functions_by_name, body, reason):
+    settings, _ = worker_env
+    functions_by_name["resolve_queue"].get_user_function()(_message(body))
+    poison = queue_client(settings.resolve_queue + POISON_SUFFIX, settings)
+    peeked = poison.peek_messages(max_messages=5)
+    assert len(peeked) == 1
+    original, why = unwrap_poison(peeked[0].content)
+    assert original == body and reason in why
+
+
+def test_replay_moves_poison_back_unwrapped(worker_env, functions_by_name, capsys):
+    settings, _ = worker_env
+    functions_by_name["resolve_queue"].get_user_function()(_message("not json"))
+    poison = queue_client(settings.resolve_queue + POISON_SUFFIX, settings)
+    target = queue_client(settings.resolve_queue, settings)
+    assert ucp(["replay", "--queue", settings.resolve_queue, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["reason"] == "message is not JSON"
+    assert list(target.peek_messages(max_messages=5)) == []
+    deadline = time.time() + 10  # the dry run hid the message for two seconds
+    while time.time() < deadline and not poison.peek_messages(max_messages=1):
+        time.sleep(0.2)
+    assert ucp(["replay", "--queue", settings.resolve_queue]) == 0
+    assert [m.content for m in target.peek_messages(max_messages=5)] == ["not json"]
+    assert poison.peek_messages(max_messages=5) == []
+
+
+MAPPING = {"source": "{source}", "entity": "customers", "record_key": ["id"],
+           "fields": {"given_name": "first", "family_name": "last", "email": "mail",
+                      "phone": {"column": "tel", "region": "GB"}, "postcode": "zip", "birth_date": "dob"}}
+
+
+def _write_source(tmp_path, source: str, rows: list[dict]) -> str:
+    data = tmp_path / f"{source}.csv"
+    with data.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["id", "first", "last", "mail", "tel", "zip", "dob"])
+        writer.writeheader()
+        writer.writerows(rows)
+    mapping = tmp_path / f"{source}.json"
+    mapping.write_text(json.dumps(MAPPING).replace("{source}", source))
+    return f"{data}:{mapping}"
+
+
+def test_ucp_resolve_on_files(tmp_path):
+    pos = _write_source(tmp_path, "pos", [
+        {"id": "P1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net", "dob": "1980-02-03", "zip": "LS1 4AB"},
+        {"id": "P2", "first": "Bob", "last": "Jones", "tel": "07911 123456", "zip": "YO1 7HH"},
+        {"id": "P3", "first": "", "last": "", "mail": ""},
+    ])
+    web = _write_source(tmp_path, "web", [
+        {"id": "W1", "first": "Ann", "last": "Lee", "mail": "ANN@lee-mail.net"},
+        {"id": "W2", "first": "Robert", "last": "Jones", "tel": "+44 7911 123456"},
+        {"id": "W3", "first": "Cara", "last": "Brown", "dob": "1990-01-01", "zip": "HU1 1AA"},
+    ])
+    out, log = tmp_path / "out.csv", tmp_path / "merges.jsonl"
+    assert ucp(["resolve", pos, web, "--out", str(out), "--merge-log", str(log), "--no-progress"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["source"], r["record_id"]) for r in rows] == [
+        ("pos", "P1"), ("pos", "P2"), ("pos", "P3"), ("web", "W1"), ("web", "W2"), ("web", "W3")]
+    ids = {(r["source"], r["record_id"]): r["profile_id"] for r in rows}
+    assert ids[("pos", "P1")] == ids[("web", "W1")] and ids[("pos", "P2")] == ids[("web", "W2")]
+    assert len({ids[("pos", "P1")], ids[("pos", "P2")], ids[("web", "W3")]}) == 3
+    assert ids[("pos", "P3")] == ""  # nothing to resolve it on
+    assert log.exists()
+
+
+def test_ucp_resolve_rejects_bad_arguments(tmp_path, capsys):
+    assert ucp(["resolve", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "INPUT:MAPPING" in capsys.readouterr().err
