@@ -1,0 +1,228 @@
+"""The true people: households of 1-4 adults sharing an address (and often a family name, a landline, a family
+email, a computer), with life events during the history (moving house, a new email, a marriage name change).
+
+Times are floats: days since the start of the history (negative = before it). A household is generated from its
+own RNG, so households can be produced one at a time (streaming) and the output only depends on the seed.
+"""
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import phonenumbers
+from unidecode import unidecode
+
+from . import banks
+from .config import GeneratorConfig
+from .noise import random_phone
+
+_FIRST_CUM = {c: tuple((m, banks.zipf_weights(len(m)), f, banks.zipf_weights(len(f)))
+                       for m, f in [banks.FIRST_NAMES[c]])[0] for c in banks.COUNTRIES}
+_FAMILY_CUM = {c: banks.zipf_weights(len(banks.FAMILY_NAMES[c])) for c in banks.COUNTRIES}
+
+
+def scramble(x: int, modulus: int, salt: int = 0) -> int:
+    """A bijection of [0, modulus) for modulus = 10**k: unique, non-sequential ids without shared state."""
+    return (x * 7_368_787_397 + 982_451_653 + salt * 1_000_003) % modulus
+
+
+@dataclass(slots=True)
+class Address:
+    country: str
+    number: str
+    street: str
+    street_type: int  # index into banks.STREET_TYPES[country]
+    flat: str | None
+    city: str
+    state: str
+    postcode: str
+
+
+@dataclass(slots=True)
+class Person:
+    index: int
+    person_id: str
+    household_id: str
+    country: str
+    sex: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    mobile: phonenumbers.PhoneNumber
+    # (valid from, value), oldest first; the first entry is valid from -infinity
+    emails: list[tuple[float, str]]
+    addresses: list[tuple[float, Address]]
+    family_names: list[tuple[float, str]]
+    acquired_at: float  # first purchase / first time the retailer met them
+    home_phone: phonenumbers.PhoneNumber | None = None
+    family_email: str | None = None
+    shared_device: str | None = None
+    flags: list[str] = field(default_factory=list)  # twin, common_name, name_change, moved, new_email
+
+    def at(self, series: list, t: float):
+        """The value of a (from, value) series at time t."""
+        return series[max(0, bisect.bisect_right([s[0] for s in series], t) - 1)][1]
+
+
+@dataclass(slots=True)
+class Household:
+    index: int
+    household_id: str
+    people: list[Person]
+
+
+def _pick(rng: random.Random, items, cum) -> str:
+    return items[bisect.bisect_left(cum, rng.random() * cum[-1])]
+
+
+def _first_name(rng: random.Random, country: str, sex: str, avoid: str | None = None) -> str:
+    male, mcum, female, fcum = _FIRST_CUM[country]
+    for _ in range(5):
+        name = _pick(rng, male, mcum) if sex == "M" else _pick(rng, female, fcum)
+        if name != avoid:
+            return name
+    return name
+
+
+def _family_name(rng: random.Random, country: str) -> str:
+    return _pick(rng, banks.FAMILY_NAMES[country], _FAMILY_CUM[country])
+
+
+def _postcode(rng: random.Random, country: str, prefix: str) -> str:
+    if country == "GB":
+        return f"{prefix} {rng.randrange(1, 10)}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}"
+    return prefix + "".join(str(int(rng.random() * 10)) for _ in range(5 - len(prefix)))
+
+
+def _address(rng: random.Random, country: str, city_index: int | None = None) -> Address:
+    cities = banks.CITIES[country]
+    ci = city_index if city_index is not None else min(int(rng.expovariate(0.45)), len(cities) - 1)
+    city, state, prefixes = cities[ci]
+    streets = banks.STREET_NAMES[country]
+    flat = None
+    if rng.random() < 0.2:
+        flat = f"{banks.FLAT_WORDS[country][0]} {rng.randrange(1, 40)}"
+    return Address(country=country, number=str(rng.randrange(1, 250)), street=streets[int(rng.random() * len(streets))],
+                   street_type=int(rng.random() * len(banks.STREET_TYPES[country])), flat=flat, city=city, state=state,
+                   postcode=_postcode(rng, country, prefixes[int(rng.random() * len(prefixes))]))
+
+
+def _birth_date(rng: random.Random, end: date, age_lo: float, age_hi: float) -> date:
+    age_days = rng.uniform(age_lo, age_hi) * 365.25
+    return end - timedelta(days=int(age_days))
+
+
+def _email(rng: random.Random, country: str, given: str, family: str, token: int, old: str | None = None) -> str:
+    """A personal address. The trailing number is unique per person, so two people never share a mailbox."""
+    g, f = unidecode(given).lower().replace(" ", ""), unidecode(family).lower().replace(" ", "").replace("'", "")
+    domains = banks.EMAIL_DOMAINS[country]
+    for _ in range(4):
+        pattern = int(rng.random() * 5)
+        local = (f"{g}.{f}", f"{g}{f}", f"{g[0]}{f}", f"{f}.{g}", f"{g}_{f}")[pattern]
+        domain = domains[min(int(rng.expovariate(0.7)), len(domains) - 1)]
+        email = f"{local}{token}@{domain}"
+        if email != old:
+            return email
+    return f"{g}.{f}.{token}@{domains[-1]}"
+
+
+def make_household(index: int, first_person: int, max_people: int, cfg: GeneratorConfig) -> Household:
+    """Household `index`, whose people get indexes first_person, first_person + 1, ... (at most max_people)."""
+    rng = random.Random(cfg.seed * 1_000_000_007 + index)
+    hard = cfg.hard
+    end = cfg.end_date
+    history = cfg.history_days
+    size = 1 + bisect.bisect_left(list(_cumulative(hard.household_sizes)), rng.random())
+    size = max(1, min(size, 4, max_people))
+    country = banks.COUNTRIES[min(bisect.bisect_left(_COUNTRY_CUMULATIVE, rng.random()), len(banks.COUNTRIES) - 1)]
+    household_id = f"H{index:08d}"
+    address = _address(rng, country)
+    family = _family_name(rng, country)
+    acquired = rng.uniform(-365, history - 1)
+    moved_at = rng.uniform(0, history) if rng.random() < cfg.noise.move else None
+    new_address = _address(rng, country) if moved_at is not None else None
+    home_phone = random_phone(rng, country, landline=True) if size > 1 and rng.random() < hard.home_phone else None
+    family_email = None
+    if size > 1 and rng.random() < hard.shared_family_email:
+        fam = unidecode(family).lower().replace(" ", "").replace("'", "")
+        family_email = f"{('the' + fam + 's', fam + 'family', fam + '.home')[int(rng.random() * 3)]}{index}@" \
+                       f"{banks.EMAIL_DOMAINS[country][int(rng.random() * 3)]}"
+    shared_device = _uuid(rng) if size > 1 and rng.random() < hard.shared_device else None
+
+    # Who: 1 adult; 2 = a couple; 3-4 = a couple and adult children (twins sometimes when there are two).
+    first_sex = "M" if rng.random() < 0.5 else "F"
+    roles: list[tuple[str, float, float]] = [(first_sex, 25 if size > 2 else 18, 85 if size < 3 else 62)]
+    if size >= 2:
+        roles.append(("F" if first_sex == "M" else "M", 25 if size > 2 else 18, 85 if size < 3 else 62))
+    twins = size == 4 and rng.random() < hard.twins
+    for _ in range(size - 2):
+        roles.append(("M" if rng.random() < 0.5 else "F", 18, 24))
+
+    people: list[Person] = []
+    twin_birth = _birth_date(rng, end, 18, 24) if twins else None
+    for k, (sex, lo, hi) in enumerate(roles):
+        pi = first_person + k
+        given = _first_name(rng, country, sex, avoid=people[-1].given_name if people else None)
+        birth = _birth_date(rng, end, lo, hi)
+        if k == 1:  # partner: similar age
+            birth = people[0].birth_date + timedelta(days=int(rng.gauss(0, 4 * 365)))
+            birth = min(birth, end - timedelta(days=int(18.2 * 365.25)))
+        flags: list[str] = []
+        fam_names = [(-1e9, family)]
+        if k == 1 and rng.random() >= hard.keep_family_name:
+            fam_names = [(-1e9, _family_name(rng, country))]  # kept their own name
+        elif k == 1 and rng.random() < hard.name_change:
+            fam_names = [(-1e9, _family_name(rng, country)), (rng.uniform(0, history), family)]
+            flags.append("name_change")
+        if twins and k >= 2:
+            birth = twin_birth
+            flags.append("twin")
+        if size == 1 and rng.random() < hard.common_name:
+            given, family_common, sex = banks.COMMON_NAMES[country][int(rng.random() * len(banks.COMMON_NAMES[country]))]
+            fam_names = [(-1e9, family_common)]
+            address = _address(rng, country, city_index=0)
+            flags.append("common_name")
+        token = pi + 11  # unique per person: no two people share a personal mailbox
+        emails = [(-1e9, _email(rng, country, given, fam_names[-1][1] if rng.random() < 0.5 else fam_names[0][1], token))]
+        if rng.random() < cfg.noise.new_email:
+            emails.append((rng.uniform(0, history), _email(rng, country, given, fam_names[-1][1], token, old=emails[0][1])))
+            flags.append("new_email")
+        addresses = [(-1e9, address)]
+        if moved_at is not None:
+            addresses.append((moved_at, new_address))
+            flags.append("moved")
+        people.append(Person(
+            index=pi, person_id=f"P{pi:08d}", household_id=household_id, country=country, sex=sex, given_name=given,
+            family_name=fam_names[-1][1], birth_date=birth, mobile=random_phone(rng, country), emails=emails,
+            addresses=addresses, family_names=fam_names,
+            acquired_at=min(history - 1, acquired + (rng.uniform(0, 200) if k else 0)), home_phone=home_phone,
+            family_email=family_email, shared_device=shared_device, flags=flags))
+    return Household(index=index, household_id=household_id, people=people)
+
+
+def _cumulative(ps):
+    total = 0.0
+    for p in ps:
+        total += p
+        yield total
+
+
+_COUNTRY_CUMULATIVE = list(_cumulative(banks.COUNTRY_WEIGHTS))
+
+
+def _uuid(rng: random.Random) -> str:
+    h = f"{rng.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
+
+
+def iter_households(cfg: GeneratorConfig):
+    """Households one at a time until cfg.customers people exist (the last one may be cut short)."""
+    made = 0
+    index = 0
+    while made < cfg.customers:
+        household = make_household(index, made, cfg.customers - made, cfg)
+        made += len(household.people)
+        index += 1
+        yield household
