@@ -251,10 +251,12 @@ _ADDRESS_ABBREVIATIONS = {
     "highway": "hwy", "circle": "cir", "crescent": "cres", "cresc": "cres", "close": "cl", "grove": "gr",
     "gardens": "gdns", "garden": "gdn", "way": "way", "mews": "mews", "row": "row", "hill": "hl", "park": "pk",
     "trail": "trl", "turnpike": "tpke", "expressway": "expy", "freeway": "fwy", "alley": "aly", "walk": "wlk",
-    "green": "grn", "view": "vw", "heights": "hts", "mount": "mt", "point": "pt", "square ": "sq",
+    "green": "grn", "view": "vw", "heights": "hts", "mount": "mt", "point": "pt",
     "north": "n", "south": "s", "east": "e", "west": "w", "northeast": "ne", "northwest": "nw",
     "southeast": "se", "southwest": "sw", "saint": "st",
 }
+_DIRECTIONS = frozenset({"north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"})
+_STREET_TYPE_WORDS = frozenset(set(_ADDRESS_ABBREVIATIONS) | set(_ADDRESS_ABBREVIATIONS.values())) - _DIRECTIONS - {"n", "s", "e", "w", "ne", "nw", "se", "sw"}
 _UNIT_WORDS = frozenset({"apartment", "apt", "unit", "flat", "suite", "ste", "room", "rm", "no", "number", "num", "fl", "floor"})
 _ORDINAL_WORDS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
 _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
@@ -275,7 +277,11 @@ def _address_tokens(text: str) -> list[str]:
                 continue
             i += 1
             continue
-        tokens.append(_ORDINAL_WORDS.get(word, _ADDRESS_ABBREVIATIONS.get(word, word)))
+        following = words[i + 1] if i + 1 < len(words) else ""
+        # "Park Road" keeps "park": a street-type word is only shortened where it is the type, not the name.
+        if word in _ADDRESS_ABBREVIATIONS and not (following in _STREET_TYPE_WORDS and word in _STREET_TYPE_WORDS):
+            word = _ADDRESS_ABBREVIATIONS[word]
+        tokens.append(_ORDINAL_WORDS.get(word, word))
         i += 1
     return tokens
 

@@ -186,11 +186,11 @@ def test_placeholders_never_become_identifiers():
 
 def test_json_round_trip():
     n = normalize_record(_record(given_name="Ann", family_name="Lee", birth_date=date(1990, 2, 3),
-                                 email="ann@x.org", identifiers={"crm": "9"}))
+                                 email="ann@x.org", identifiers={"crm": "C-9"}))
     d = n.to_dict()
     assert "phone" not in d  # compact: missing fields left out
     again = NormalizedRecord.from_dict(d)
-    assert again == n and again.identifiers == {"crm": "9"}
+    assert again == n and again.identifiers == {"crm": "c-9"}
 
 
 def test_empty_record_detected():
