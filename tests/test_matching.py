@@ -1,0 +1,174 @@
+"""Blocking keys, comparison levels and the Fellegi-Sunter match model (shipped default and EM training)."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from model_training.match_model import evaluate_pairs, train_match_model
+from model_training.synthetic_people import generate_records
+from shared.identity.matching import (COMPARISON_NAMES, NO_MATCH, MatchModel, best_match, blocking_keys, compare)
+from shared.models import CustomerRecord
+from shared.normalize import normalize_record
+
+
+def rec(key: str, **fields):
+    source, record_key = key.split("|")
+    return normalize_record(CustomerRecord(source=source, record_key=record_key, **fields))
+
+
+ANN = dict(given_name="Elizabeth", family_name="Harrington", birth_date=date(1984, 3, 9), email="liz.harrington@gmail.com",
+           phone="07911 123456", phone_region="GB", address_line1="14 Wellesley Road", city="Bristol",
+           postcode="BS8 1TH", country="GB")
+
+
+def variant(**changes):
+    return {**ANN, **changes}
+
+
+SAME_PERSON_VARIANTS = {
+    "nickname, new email, no phone": variant(given_name="Liz", email="eh1984@outlook.com", phone=None),
+    "typo in surname, abbreviation": variant(family_name="Harington", address_line1="14 Wellesley Rd."),
+    "upper case with diacritics": variant(given_name="ÉLIZABETH", family_name="HARRINGTON"),
+    "swapped names": variant(given_name="Harrington", family_name="Elizabeth", email=None),
+    "moved house": variant(address_line1="2 Quay Street", postcode="BS1 4DJ", phone=None),
+    "day and month swapped": variant(birth_date=date(1984, 9, 3), email=None),
+    "no birth date, same everything else": variant(birth_date=None),
+    "married name, same email": variant(family_name="Osei"),
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> MatchModel:
+    return MatchModel.default()
+
+
+@pytest.mark.parametrize("label", list(SAME_PERSON_VARIANTS))
+def test_noisy_variants_share_a_blocking_key(label):
+    a, b = rec("pos|1", **ANN), rec("crm|2", **SAME_PERSON_VARIANTS[label])
+    assert set(blocking_keys(a)) & set(blocking_keys(b)), label
+
+
+def test_blocking_keys_are_few_and_need_data():
+    keys = blocking_keys(rec("pos|1", **ANN))
+    assert 3 <= len(keys) <= 10 and len(set(keys)) == len(keys)
+    assert blocking_keys(rec("pos|2", given_name="Ann")) == []
+
+
+def test_unrelated_people_share_no_key():
+    other = rec("pos|9", given_name="Tom", family_name="Okafor", birth_date=date(1990, 7, 1), postcode="LS1 4AP",
+                city="Leeds", email="t.okafor@yahoo.com", phone="+447700900999")
+    assert not set(blocking_keys(rec("pos|1", **ANN))) & set(blocking_keys(other))
+
+
+@pytest.mark.parametrize("label", list(SAME_PERSON_VARIANTS))
+def test_same_person_scores_high(model, label):
+    score = model.score(rec("pos|1", **ANN), rec("crm|2", **SAME_PERSON_VARIANTS[label]))
+    assert score.probability >= 0.97, (label, score.levels, score.contributions)
+
+
+HARD_NEGATIVES = {
+    # same birth date, address, surname and landline: only the given name tells them apart
+    "twin": variant(given_name="Victoria", email="vicky.h@gmail.com"),
+    # household: same address, phone, surname; different given name and birth date
+    "spouse": variant(given_name="Daniel", birth_date=date(1981, 11, 23), email="dan.harrington@yahoo.com"),
+    "child": variant(given_name="Oliver", birth_date=date(2012, 5, 30), email=None),
+    # same common-ish name in the same city, nothing else in common
+    "namesake": variant(birth_date=date(1990, 6, 14), address_line1="7 Gloucester Road", postcode="BS7 8AE",
+                        email="eharrington@hotmail.com", phone="07700 900461"),
+}
+
+
+@pytest.mark.parametrize("label", list(HARD_NEGATIVES))
+def test_hard_negatives_score_low(model, label):
+    score = model.score(rec("pos|1", **ANN), rec("crm|2", **HARD_NEGATIVES[label]))
+    assert score.probability < 0.80, (label, score.levels, score.contributions)
+
+
+def test_many_john_smiths_in_one_city_do_not_match(model):
+    smiths = [rec(f"pos|{i}", given_name="John", family_name="Smith", city="London", country="GB",
+                  birth_date=date(1960 + i, 1 + i % 12, 1 + i % 27), postcode=f"E{i} 1AA") for i in range(6)]
+    for i, a in enumerate(smiths):
+        for b in smiths[i + 1:]:
+            assert model.score(a, b).probability < 0.5
+
+
+def test_common_names_weigh_less_than_rare_ones(model):
+    common = model.score(rec("a|1", given_name="John", family_name="Smith", city="Leeds"),
+                         rec("b|1", given_name="John", family_name="Smith", city="Leeds"))
+    rare = model.score(rec("a|2", given_name="Zebedee", family_name="Quarshie", city="Leeds"),
+                       rec("b|2", given_name="Zebedee", family_name="Quarshie", city="Leeds"))
+    assert rare.contributions["family_name"] > common.contributions["family_name"]
+    assert rare.match_weight > common.match_weight
+
+
+def test_contributions_explain_the_weight(model):
+    score = model.score(rec("pos|1", **ANN), rec("crm|2", **SAME_PERSON_VARIANTS["nickname, new email, no phone"]))
+    assert set(COMPARISON_NAMES) <= set(score.contributions)
+    assert sum(score.contributions.values()) == pytest.approx(score.match_weight, abs=1e-9)
+    assert -1.0 - 1e-9 <= score.contributions["mixture"] <= 1e-9
+    assert score.levels["given_name"] == "nickname" and score.levels["phone"] == "null"
+    assert score.contributions["phone"] == 0.0  # a missing value is no evidence
+    assert score.contributions["birth_date"] > 0 and score.contributions["email"] < 0
+
+
+def test_score_is_symmetric(model):
+    a, b = rec("pos|1", **ANN), rec("crm|2", **SAME_PERSON_VARIANTS["typo in surname, abbreviation"])
+    assert model.score(a, b).match_weight == pytest.approx(model.score(b, a).match_weight)
+
+
+def test_levels(model):
+    a = rec("pos|1", **ANN)
+    assert compare(a, a) == (1, 1, 1, 1, 1, 1)
+    empty = rec("pos|3", given_name="Zed")
+    assert compare(a, empty)[1:] == (0, 0, 0, 0, 0)
+
+
+def test_model_json_round_trip(model, tmp_path):
+    path = tmp_path / "model.json"
+    model.save(path)
+    again = MatchModel.from_dict(json.loads(path.read_text()))
+    assert again.version == model.version
+    a, b = rec("pos|1", **ANN), rec("crm|2", **HARD_NEGATIVES["spouse"])
+    assert again.score(a, b).to_dict() == model.score(a, b).to_dict()
+
+
+def test_model_rejects_unknown_levels(model):
+    d = model.to_dict()
+    d["comparisons"]["phone"]["levels"] = ["null", "exact"]
+    with pytest.raises(ValueError, match="phone"):
+        MatchModel.from_dict(d)
+
+
+def test_bigger_store_needs_more_evidence(model):
+    a = rec("pos|1", given_name="Ann", family_name="Lee", city="Leeds")
+    b = rec("pos|2", given_name="Ann", family_name="Lee", city="Leeds")
+    small, big = model.with_population(1_000), model.with_population(10_000_000)
+    assert small.score(a, b).probability > big.score(a, b).probability
+
+
+def test_best_match_picks_the_right_candidate(model):
+    me = rec("pos|1", **ANN)
+    candidates = [rec("crm|t", **HARD_NEGATIVES["twin"]), rec("crm|me", **SAME_PERSON_VARIANTS["moved house"]),
+                  rec("crm|s", **HARD_NEGATIVES["spouse"])]
+    best = best_match(me, candidates, model)
+    assert best.candidate_key == "crm|me" and best.probability >= 0.97
+    assert best_match(me, [], model) is NO_MATCH
+
+
+def test_default_model_is_versioned_and_cached():
+    first = MatchModel.default()
+    assert first is MatchModel.default()
+    assert first.version and first.population and first.metadata["em"]["converged"]
+
+
+def test_em_training_converges_and_separates_people():
+    records, persons = zip(*generate_records(700, seed=3))
+    trained = train_match_model(records, seed=3, n_random_pairs=30_000)
+    assert trained.metadata["em"]["converged"]
+    assert trained.lambdas[0] > 0 and abs(sum(trained.lambdas) - 1) < 1e-9
+    held_out, truth = zip(*generate_records(500, seed=99))
+    report = evaluate_pairs(trained, held_out, truth)
+    assert report["precision"] >= 0.98, report
+    assert report["recall_of_blocked"] >= 0.7, report
