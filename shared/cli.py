@@ -12,6 +12,7 @@ import sys
 # Modules that add subcommands. Each has register(subparsers) and sets a `func` default on its parsers.
 COMMAND_MODULES = [
     "shared.bootstrap_cli",
+    "shared.generate_cli",
     "shared.ingest_cli",
     "shared.identity_cli",
     "shared.churn_cli",

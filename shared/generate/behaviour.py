@@ -28,6 +28,7 @@ class Clock:
         self._tables: dict[str, list[str]] = {}
         self.season = [_season_factor(d) for d in self.dates]
         self.season_max = max(self.season)
+        self._iso_days = [d.isoformat() for d in self.dates]
 
     def date(self, t: float) -> date:
         return self.dates[int(math.floor(t)) + self.offset]
@@ -40,8 +41,9 @@ class Clock:
 
     def iso(self, t: float) -> str:
         """2026-01-31T18:04:05Z"""
-        h, m, s = _hms(t)
-        return f"{self.day_string(t, '%Y-%m-%d')}T{h:02d}:{m:02d}:{s:02d}Z"
+        day = math.floor(t)
+        secs = int((t - day) * 86400)
+        return f"{self._iso_days[int(day) + self.offset]}T{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}Z"
 
     def format(self, t: float, day_fmt: str, time_fmt: str = "{h:02d}:{m:02d}:{s:02d}", sep: str = " ") -> str:
         h, m, s = _hms(t)
@@ -107,7 +109,7 @@ def simulate_shopper(rng: random.Random, acquired_at: float, clock: Clock, cfg: 
     shopper = Shopper(
         rate=rate, dropout=rng.betavariate(cfg.dropout_a, cfg.dropout_b),
         basket_scale=rng.lognormvariate(0.0, 0.35),
-        favourites=tuple(rng.sample(banks.CATEGORIES, 3)),
+        favourites=_three_categories(rng),
         online_share=(rng.betavariate(2, 2) if in_store and online else (1.0 if online else 0.0)),
         has_app=online and rng.random() < 0.4)
     t = acquired_at
@@ -143,7 +145,7 @@ def _purchase(rng: random.Random, t: float, shopper: Shopper, clock: Clock, cfg:
     for _ in range(1 + min(int(rng.expovariate(1.1)), 4)):
         cat = shopper.favourites[int(rng.random() * 3)] if rng.random() < 0.7 else banks.CATEGORIES[int(rng.random() * 10)]
         price = round(banks.CATEGORY_PRICE[cat] * shopper.basket_scale * rng.lognormvariate(0, 0.45), 2)
-        items.append(Item(sku=f"{cat[:3].upper()}-{rng.randrange(1000, 10000)}", category=cat,
+        items.append(Item(sku=f"{cat[:3].upper()}-{1000 + int(rng.random() * 9000)}", category=cat,
                           quantity=1 if rng.random() < 0.85 else 2, price=max(price, 0.99)))
     purchase = Purchase(t=t, channel=channel, items=items, amount=round(sum(i.price * i.quantity for i in items), 2))
     if rng.random() < cfg.return_rate:
@@ -154,6 +156,14 @@ def _purchase(rng: random.Random, t: float, shopper: Shopper, clock: Clock, cfg:
             purchase.return_amount = round(item.price * item.quantity, 2)
             purchase.return_kind = "return" if channel == "store" or rng.random() < 0.5 else "refund"
     return purchase
+
+
+def _three_categories(rng: random.Random) -> tuple[str, ...]:
+    cats = list(banks.CATEGORIES)
+    for i in range(3):  # partial Fisher-Yates
+        j = i + int(rng.random() * (len(cats) - i))
+        cats[i], cats[j] = cats[j], cats[i]
+    return tuple(cats[:3])
 
 
 # ---------------------------------------------------------------- reviews

@@ -57,9 +57,9 @@ class GeneratorConfig:
     hard: HardNegatives = field(default_factory=HardNegatives)
     # Behaviour (per person): purchase rate ~ Gamma(shape, scale) per day; dropout after each purchase ~ Beta(a, b)
     purchase_rate_shape: float = 1.2
-    purchase_rate_scale: float = 0.012
+    purchase_rate_scale: float = 0.018
     dropout_a: float = 1.0
-    dropout_b: float = 5.0
+    dropout_b: float = 7.0
     return_rate: float = 0.07  # per purchase
     review_rate: float = 0.15  # per online order
     browse_sessions_per_year: float = 1.5  # mean, per ecommerce customer while active

@@ -92,7 +92,7 @@ def _family_name(rng: random.Random, country: str) -> str:
 
 def _postcode(rng: random.Random, country: str, prefix: str) -> str:
     if country == "GB":
-        return f"{prefix} {rng.randrange(1, 10)}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}"
+        return f"{prefix} {1 + int(rng.random() * 9)}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.random() * 20)]}"
     return prefix + "".join(str(int(rng.random() * 10)) for _ in range(5 - len(prefix)))
 
 
@@ -103,8 +103,8 @@ def _address(rng: random.Random, country: str, city_index: int | None = None) ->
     streets = banks.STREET_NAMES[country]
     flat = None
     if rng.random() < 0.2:
-        flat = f"{banks.FLAT_WORDS[country][0]} {rng.randrange(1, 40)}"
-    return Address(country=country, number=str(rng.randrange(1, 250)), street=streets[int(rng.random() * len(streets))],
+        flat = f"{banks.FLAT_WORDS[country][0]} {1 + int(rng.random() * 39)}"
+    return Address(country=country, number=str(1 + int(rng.random() * 249)), street=streets[int(rng.random() * len(streets))],
                    street_type=int(rng.random() * len(banks.STREET_TYPES[country])), flat=flat, city=city, state=state,
                    postcode=_postcode(rng, country, prefixes[int(rng.random() * len(prefixes))]))
 

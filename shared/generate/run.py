@@ -161,7 +161,7 @@ class Generator:
             self.stats["purchases"] += 1
             if pur.channel == "store":
                 rec = record_at(plan["pos"], pur.t)
-                shop = store if rng.random() < 0.8 else f"{p.country}{rng.randrange(1, 61):03d}"
+                shop = store if rng.random() < 0.8 else f"{p.country}{1 + int(rng.random() * 60):03d}"
                 receipt = f"{shop}-{scramble(p.index * 512 + k, 10**10, 5):010d}"
                 row = {"receipt_no": receipt, "customer_no": rec.record_key,
                        "txn_time": clock.format(pur.t, "%d/%m/%Y", "{h:02d}:{m:02d}"), "store_id": shop,

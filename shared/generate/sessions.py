@@ -80,10 +80,10 @@ def person_sessions(rng: random.Random, p: Person, accounts: list[SourceRecord],
         user = key if known else None
         items = order.items if order else []
         for _ in range(1 + (rng.random() < 0.5)):
-            sku = items[int(rng.random() * len(items))].sku if items and rng.random() < 0.7 else f"SKU-{rng.randrange(10000, 99999)}"
+            sku = items[int(rng.random() * len(items))].sku if items and rng.random() < 0.7 else f"SKU-{10000 + int(rng.random() * 89999)}"
             yield event("track", "Product Viewed", {"product_id": sku}, user=user), None
         if order or rng.random() < 0.3:
-            yield event("track", "Product Added", {"product_id": items[0].sku if items else f"SKU-{rng.randrange(10000, 99999)}"},
+            yield event("track", "Product Added", {"product_id": items[0].sku if items else f"SKU-{10000 + int(rng.random() * 89999)}"},
                         user=user), None
         if order:
             yield event("track", "Checkout Started", {"value": order.amount, "currency": currency}, user=user), None
