@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from nameparser import HumanName
 from nicknames import NickNamer
 from unidecode import unidecode
@@ -76,18 +76,35 @@ _PLUS_TAG_DOMAINS = _GMAIL_DOMAINS | frozenset({
 })
 
 
+# Plain ASCII addresses (nearly all of them) that email-validator accepts unchanged; anything else (quoted
+# parts, Unicode, punycode, odd characters) goes through email-validator itself. This path is ~20x faster.
+_SIMPLE_EMAIL = re.compile(
+    r"^(?=.{1,254}$)(?=[^@]{1,64}@)[a-z0-9_+\-]+(?:\.[a-z0-9_+\-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+)
+
+
 def normalize_email(value: str | None, *, provider_rules: bool = True) -> str | None:
     """Validated (syntax only, no DNS), lower-cased email; with provider_rules gmail dots and +tags are removed."""
     if value is None:
         return None
-    text = str(value).strip().strip("<>").strip()
+    text = str(value).strip().strip("<>").strip().lower()
     if not text or "@" not in text:
         return None
-    try:
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
-    except EmailNotValidError:
-        return None
-    local, domain = result.local_part.lower(), result.domain.lower()
+    return _normalize_email(text, provider_rules)
+
+
+@lru_cache(maxsize=65536)
+def _normalize_email(text: str, provider_rules: bool) -> str | None:
+    local, _, domain = text.rpartition("@")
+    simple = (_SIMPLE_EMAIL.match(text) and "xn--" not in domain
+              and not any(domain == d or domain.endswith("." + d) for d in SPECIAL_USE_DOMAIN_NAMES))
+    if not simple:
+        try:
+            result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        except EmailNotValidError:
+            return None
+        local, domain = result.local_part.lower(), result.domain.lower()
     if provider_rules:
         if domain in _PLUS_TAG_DOMAINS:
             local = local.split("+", 1)[0]
@@ -130,8 +147,20 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
         return None
     if text.startswith("00"):
         text = "+" + text[2:]
+    # Formatting (spaces, dashes, brackets) does not change the number: cache on the bare digits.
+    digits = _PHONE_FORMATTING.sub("", text)
+    if digits.isdigit() or (digits[:1] == "+" and digits[1:].isdigit()):
+        return _parse_phone(digits, region.upper() if region else None)
+    return _parse_phone(text, region.upper() if region else None)
+
+
+_PHONE_FORMATTING = re.compile(r"[\s\-().\u00a0/]")
+
+
+@lru_cache(maxsize=65536)
+def _parse_phone(text: str, region: str | None) -> str | None:
     try:
-        number = phonenumbers.parse(text, region.upper() if region else None)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_valid_number(number):
