@@ -254,8 +254,14 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     if not pairs:
         raise ValueError("no candidate pairs: the records share no blocking key")
     patterns, counts = _patterns(compare(normalized[i], normalized[j]) for i, j in pairs)
-    all_comparisons = set(range(len(COMPARISON_NAMES)))
-    shares, fitted, info = em(patterns, counts, [m, _init("related"), u], [set(), all_comparisons, set()],
+    # The related class learns everything but the given name: a relative's given name is taken to agree with
+    # yours no more often than a stranger's (u). Left free, EM lets this class absorb matches that lack a birth
+    # date and email, and with them the evidence a same given name carries.
+    related = _init("related")
+    given = COMPARISON_NAMES.index("given_name")
+    related[given] = u[given].copy()
+    related_free = set(range(len(COMPARISON_NAMES))) - {given}
+    shares, fitted, info = em(patterns, counts, [m, related, u], [set(), related_free, set()],
                               lambdas=[0.3, 0.3, 0.4])
     params = {name: {cls: [round(float(p), 10) for p in fitted[k][c]] for k, cls in enumerate(CLASSES)}
               for c, name in enumerate(COMPARISON_NAMES)}
