@@ -34,7 +34,7 @@ FILE_SPECS: dict[str, FileSpec] = {s.source + "." + s.entity: s for s in (
     FileSpec("pos", "customers", "customers", "csv",
              ["customer_no", "first", "last", "dob", "mail", "tel", "addr1", "addr2", "house_no", "town", "zip",
               "county", "country", "card_no", "store_code", "created"],
-             key_column="customer_no", required=("customer_no",), date_columns=("dob", "created"),
+             key_column="customer_no", required=("customer_no",), date_columns=("dob",),
              text_columns=("first", "last", "addr1", "town"), encoding="utf-8-sig", line_terminator="\r\n"),
     FileSpec("pos", "transactions", "transactions", "csv",
              ["receipt_no", "customer_no", "txn_time", "store_id", "till_no", "channel", "type", "category", "total",
