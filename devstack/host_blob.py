@@ -223,23 +223,29 @@ class BlobTriggerListener:
             return [t for t in self.active if t.is_alive()]
 
     def _poll(self) -> None:
+        groups: dict[tuple[str, str], list[BlobWatch]] = {}
+        for watch in self.watches:  # functions on the same container share one listing
+            groups.setdefault((watch.connection.name, watch.container), []).append(watch)
         while not self.stopping.is_set():
-            for watch in self.watches:
+            for watches in groups.values():
                 try:
-                    self._scan(watch)
+                    self._scan(watches)
                 except ResourceNotFoundError:
                     pass  # the container does not exist (yet): nothing to trigger on
                 except Exception as err:  # a storage hiccup must not stop the scanner
-                    log.warning("blob scan of container %s failed: %s", watch.container, type(err).__name__)
+                    log.warning("blob scan of container %s failed: %s", watches[0].container, type(err).__name__)
             self.stopping.wait(self.poll_interval)
 
-    def _scan(self, watch: BlobWatch) -> None:
-        container = watch.connection.blob_service.get_container_client(watch.container)
-        for props in container.list_blobs(name_starts_with=watch.prefix or None, include=["metadata"]):
+    def _scan(self, watches: list[BlobWatch]) -> None:
+        prefixes = {w.prefix for w in watches}
+        prefix = prefixes.pop() if len(prefixes) == 1 else ""
+        container = watches[0].connection.blob_service.get_container_client(watches[0].container)
+        for props in container.list_blobs(name_starts_with=prefix or None, include=["metadata"]):
             if self.stopping.is_set():
                 return
-            if watch.regex.match(props.name):
-                self.dispatch(watch, props)
+            for watch in watches:
+                if watch.regex.match(props.name):
+                    self.dispatch(watch, props)
 
     def dispatch(self, watch: BlobWatch, props: BlobProperties) -> bool:
         """Start the function for this blob version unless it ran already; False when it is busy."""

@@ -242,6 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 413
                 self._reply(413)
                 return
+            if host.stopping.is_set():
+                self.close_connection = True
+                status = 503
+                self._reply(503)
+                return
             path = url.path
             if path.lower().startswith("/admin/") or path.lower().startswith("/runtime/webhooks/"):
                 label = path.split("?")[0] if path.lower().startswith("/admin/host") else "admin"

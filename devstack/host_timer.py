@@ -106,7 +106,7 @@ class TimerRunner:
     def run_now(self, past_due: bool = False, reason: str = "Timer fired") -> None:
         """Invoke once (also used by the admin endpoint); failures are logged, not retried."""
         now = datetime.now(timezone.utc)
-        status = (self.monitor.read(self.spec.name) if self.monitor else None) or {}
+        status = self._read_status() or {}
         request = TimerRequest(past_due=past_due, schedule_status=status, schedule={"AdjustForDST": False})
         with self.running:
             try:
@@ -117,6 +117,15 @@ class TimerRunner:
             nxt = self.schedule.next_after(datetime.now(timezone.utc))
             self._write_status(now, nxt)
 
+    def _read_status(self) -> dict | None:
+        if not self.monitor:
+            return None
+        try:
+            return self.monitor.read(self.spec.name)
+        except Exception as err:  # a storage hiccup must not stop the timer
+            log.warning("timer %s: could not read its schedule status (%s)", self.spec.name, type(err).__name__)
+            return None
+
     def _write_status(self, last: datetime, nxt: datetime) -> None:
         try:
             self.monitor.write(self.spec.name, {"Last": _iso(last), "Next": _iso(nxt),
@@ -125,10 +134,16 @@ class TimerRunner:
             log.warning("timer %s: could not save its schedule status (%s)", self.spec.name, type(err).__name__)
 
     def _loop(self) -> None:
+        try:
+            self._schedule_loop()
+        except Exception as err:  # never stop silently
+            log.error("timer %s stopped: %s", self.spec.name, type(err).__name__)
+
+    def _schedule_loop(self) -> None:
         now = datetime.now(timezone.utc)
         past_due = False
         if self.monitor:
-            status = self.monitor.read(self.spec.name)
+            status = self._read_status()
             if status and status.get("Next") and datetime.fromisoformat(status["Next"]) < now:
                 past_due = True
             elif not status:

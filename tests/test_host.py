@@ -388,3 +388,23 @@ def test_shutdown_leaves_in_flight_message_to_reappear(local_stack):
 def test_load_app_reports_missing_app():
     with pytest.raises(Exception, match="no FunctionApp"):
         load_app("tests.hostapp.function_app:nothing", None)
+
+
+def test_event_grid_webhook_delivers_blob_created_once(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    settings = app_settings(p, UCP_HOST_MASTER_KEY=MKEY)
+    with LocalHost(APP, port=0, app_settings=settings, timers=False, blob_poll_interval=120, drain_timeout=2) as h:
+        time.sleep(0.5)  # the first scan (of a container that does not exist yet) is over; the next is in 2 min
+        seen = Inbox(f"{p}-seen")
+        container(f"{p}-in").upload_blob("eg/x.json", b"{}")
+        url = f"{h.url}/runtime/webhooks/blobs?functionName=Host.Functions.on_blob&code={MKEY}"
+        assert requests.post(url.replace(MKEY, "wrong"), json=[]).status_code == 401
+        handshake = [{"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "data": {"validationCode": "c0de"}}]
+        assert requests.post(url, json=handshake).json() == {"validationResponse": "c0de"}
+        event = [{"eventType": "Microsoft.Storage.BlobCreated",
+                  "subject": f"/blobServices/default/containers/{p}-in/blobs/eg/x.json", "data": {}}]
+        assert requests.post(url, json=event).status_code == 202
+        assert len(seen.wait(1, timeout=5)) == 1
+        assert requests.post(url, json=event).status_code == 202  # at-least-once delivery: a repeat is ignored
+        time.sleep(0.5)
+        assert len(seen.json()) == 1
