@@ -15,6 +15,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import shutil
 import tempfile
 import zlib
@@ -190,9 +191,12 @@ def detect_encoding(sample: bytes) -> str:
     return best.encoding if best is not None else "cp1252"
 
 
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def has_bad_encoding(value: Any) -> bool:
     """True when a decoded string carries undecodable bytes (kept as lone surrogates by surrogateescape)."""
-    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+    return isinstance(value, str) and not value.isascii() and _ESCAPED_BYTE.search(value) is not None
 
 
 def text_stream(data: io.BufferedReader, options: ReadOptions, info: FileInfo) -> io.TextIOWrapper:
@@ -390,15 +394,17 @@ def read_parquet(data: io.BufferedReader, options: ReadOptions, info: FileInfo) 
             raise FileError("invalid_parquet", f"not a readable Parquet file: {err}") from None
         info.columns = list(parquet.schema_arrow.names)
         row_number = 0
-        for group in range(parquet.num_row_groups):
+        batches = parquet.iter_batches(batch_size=10_000)  # row group by row group, a slice at a time
+        while True:
             try:
-                table = parquet.read_row_group(group)
+                batch = next(batches)
+            except StopIteration:
+                return
             except Exception as err:
-                raise FileError("invalid_parquet", f"row group {group} cannot be read: {err}") from None
-            for batch in table.to_batches(max_chunksize=10_000):
-                for row in batch.to_pylist():
-                    row_number += 1
-                    yield row_number, row
+                raise FileError("invalid_parquet", f"row {row_number + 1} onwards cannot be read: {err}") from None
+            for row in batch.to_pylist():
+                row_number += 1
+                yield row_number, row
 
 
 def read_rows(stream: BinaryIO, name: str, options: ReadOptions | None = None,

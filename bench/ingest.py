@@ -1,0 +1,159 @@
+"""Ingestion throughput and peak memory: CSV, JSON Lines and Parquet customer files through the real pipeline.
+
+    python bench/ingest.py                     # 100k rows per format
+    python bench/ingest.py --rows 1000000      # 1M rows
+    python bench/ingest.py --csv-gb 1          # also a ~1 GB CSV (the 300 MB peak RSS target)
+
+Files are synthesized on the fly into a temp dir (deterministic for a seed). Each format runs in a fresh child
+process so its peak RSS is its own. Customer records are encoded into queue messages exactly as in production
+(batching, JSON) but not sent: this measures read + map + validate + dedupe + encode. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GIVEN = ["Ann", "Bob", "Cara", "Dan", "Eve", "José", "Zoë", "Liam", "Mia", "Noah", "Olivia", "Priya", "Raj", "Sofia"]
+FAMILY = ["Smith", "Jones", "Brown", "Taylor", "Wilson", "Müller", "García", "O'Neil", "Nguyen", "Khan"]
+TOWNS = ["Leeds", "York", "Hull", "Bristol", "London", "Manchester", "Cardiff", "Glasgow"]
+COLUMNS = ["customer_no", "first", "last", "dob", "mail", "tel", "addr1", "addr2", "town", "zip", "county",
+           "house_no", "card_no", "store_code"]
+MAPPING = {"source": "bench", "entity": "customers", "record_key": ["customer_no"],
+           "fields": {"given_name": "first", "family_name": "last", "birth_date": {"column": "dob", "format": "%Y%m%d"},
+                      "email": "mail", "phone": {"column": "tel", "region": "GB"}, "address_line1": "addr1",
+                      "address_line2": "addr2", "city": "town", "postcode": "zip", "state": "county",
+                      "street_number": "house_no"},
+           "identifiers": {"loyalty_id": "card_no"}, "attributes": ["store_code"]}
+
+
+def synth_rows(n: int, seed: int):
+    rng = random.Random(seed)
+    for i in range(n):
+        g, f = rng.choice(GIVEN), rng.choice(FAMILY)
+        yield {"customer_no": f"C{i:08d}", "first": g, "last": f,
+               "dob": f"{rng.randint(1940, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}",
+               "mail": f"{g.lower()}.{f.lower()}{i}@example.com".replace("'", ""),
+               "tel": f"07700 9{rng.randint(0, 99999):05d}", "addr1": f"{rng.randint(1, 200)} High Street",
+               "addr2": "" if rng.random() < 0.7 else f"Flat {rng.randint(1, 9)}", "town": rng.choice(TOWNS),
+               "zip": f"LS{rng.randint(1, 29)} {rng.randint(1, 9)}AB", "county": "West Yorkshire",
+               "house_no": str(rng.randint(1, 200)), "card_no": f"L{i:09d}" if rng.random() < 0.4 else "",
+               "store_code": f"S{rng.randint(1, 50):02d}"}
+
+
+def write_csv(path: Path, n: int, seed: int) -> None:
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(synth_rows(n, seed))
+
+
+def write_jsonl(path: Path, n: int, seed: int) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in synth_rows(n, seed):
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def write_parquet(path: Path, n: int, seed: int, group: int = 50_000) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = synth_rows(n, seed)
+    writer = None
+    while True:
+        chunk = [r for _, r in zip(range(group), rows)]
+        if not chunk:
+            break
+        table = pa.Table.from_pylist(chunk)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    if writer:
+        writer.close()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss it is not inherited from the parent across fork+exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(path: str) -> None:
+    """Run the pipeline on one file in this (fresh) process and print its figures."""
+    from shared.ingest import ingest_file, parse_mapping
+    from shared.ingest.sinks import CountingSink
+    from shared.settings import Settings
+
+    mapping = parse_mapping(MAPPING)
+    sink = CountingSink("bench")
+    start = time.perf_counter()
+    report, _ = ingest_file(path, mapping, settings=Settings(), customers=sink)
+    elapsed = time.perf_counter() - start
+    peak_mb = peak_rss_mb()
+    print(json.dumps({"rows": report["rows_read"], "accepted": report["accepted"], "seconds": round(elapsed, 2),
+                      "rows_per_s": round(report["rows_read"] / elapsed), "peak_rss_mb": round(peak_mb, 1),
+                      "messages": sink.messages_sent, "file_mb": round(os.path.getsize(path) / 2**20, 1)}))
+
+
+def run_child(path: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--formats", default="csv,jsonl,parquet,csv.gz")
+    p.add_argument("--csv-gb", type=float, default=0, help="also ingest a CSV of about this many GB")
+    p.add_argument("--child")
+    args = p.parse_args(argv)
+    if args.child:
+        child(args.child)
+        return {}
+    writers = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="ucp-bench-ingest-") as tmp:
+        for fmt in args.formats.split(","):
+            path = Path(tmp) / f"customers.{fmt}"
+            base = fmt.removesuffix(".gz")
+            writers[base](Path(tmp) / f"customers.{base}", args.rows, args.seed)
+            if fmt.endswith(".gz"):
+                with open(Path(tmp) / f"customers.{base}", "rb") as src, gzip.open(path, "wb", 6) as dst:
+                    dst.write(src.read())
+            results[fmt] = run_child(path)
+            for f in Path(tmp).iterdir():
+                f.unlink()
+        if args.csv_gb:
+            n = int(args.csv_gb * 2**30 / 170)  # ~170 bytes per synthesized row
+            path = Path(tmp) / "big.csv"
+            write_csv(path, n, args.seed)
+            results[f"csv_{args.csv_gb:g}gb"] = run_child(path)
+    figures = {"bench": "ingest", "rows": args.rows, "seed": args.seed, "results": results,
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+               "note": "read+map+validate+dedupe+encode messages; queue sends not included"}
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+if __name__ == "__main__":
+    main()
