@@ -32,6 +32,9 @@ from .survivorship import record_values, survive
 log = logging.getLogger(__name__)
 
 ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined")
+# Identifiers that members of one household share (family email, home phone): a link through them alone is
+# checked against the names.
+SHAREABLE_TYPES = frozenset({"email", "phone"})
 NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
                    "with a birth date, address, postcode or city")
 
@@ -153,6 +156,9 @@ class _Work:
             if all(is_weak_type(t) for t in cand.types) and cand_side.is_known() and any(s.is_known() for s in sides):
                 skipped.add(cand.profile["id"])  # a device id alone never joins two known customers
                 continue
+            if set(cand.types) <= SHAREABLE_TYPES and self._names_disagree(cand.profile):
+                skipped.add(cand.profile["id"])  # a family email or home phone: another person of the household
+                continue
             reason = join_conflict(self.policy, sides + [cand_side])
             if reason == "never_match":
                 skipped.add(cand.profile["id"])  # split apart by a person: known not to match, no review
@@ -161,6 +167,24 @@ class _Work:
             else:
                 group.append(cand)
         return group, reviews, skipped
+
+    def _names_disagree(self, profile: dict[str, Any]) -> bool:
+        """True when the record's given name is different from the given name of every record in the profile
+        (judged on the profile record the model finds most similar)."""
+        if not self.n.given_name:
+            return False
+        best = None
+        for entry in profile.get("records", []):
+            if entry["key"] == self.key or not entry.get("match", {}).get("given_name"):
+                continue
+            other = NormalizedRecord.from_dict(entry["match"])
+            p = self.model.probability(self.n, other)
+            if best is None or p > best[0]:
+                best = (p, other)
+        if best is None:
+            return False
+        levels = self.model.score(self.n, best[1]).levels or {}
+        return levels.get("given_name") == "different"
 
     def _side(self, profile: dict[str, Any]) -> Side:
         return Side.of_profile(profile, without_record=self.key)

@@ -72,9 +72,12 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     return attributes, conflicts
 
 
-def _descending(iso: str | None) -> tuple[int, ...]:
-    """Sort key that puts later ISO timestamps first."""
-    return tuple(-ord(c) for c in iso) if iso else (1,)
+_INVERT = {i: 0x2FF - i for i in range(0x100)}
+
+
+def _descending(iso: str | None) -> str:
+    """Sort key that puts later ISO timestamps first (each character mirrored, so ascending order flips)."""
+    return iso.translate(_INVERT) if iso else "\uffff"
 
 
 def _rank(value_entry: tuple[Any, dict[str, Any]], rule: str, policy: SurvivorshipPolicy) -> tuple:
