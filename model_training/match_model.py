@@ -1,6 +1,6 @@
 """Train the identity match model without labels (Fellegi-Sunter, expectation-maximisation).
 
-    python -m model_training.match_model --people 20000 --seed 11 --out shared/identity/default_model.json
+    python -m model_training.match_model --people 20000 --seed 11   # writes shared/identity/default_model.json
 
 How it learns (Fellegi-Sunter as Splink does it, plus a third latent class), with no ground truth:
 - u ("unrelated" class) is measured directly on random record pairs, which are almost all non-matches.
@@ -326,13 +326,40 @@ def evaluate_pairs(model: MatchModel, records: Sequence[CustomerRecord], person_
     }
 
 
-def load_training_records(people: int, seed: int) -> tuple[list[CustomerRecord], list[str]]:
-    """Records with ground truth from the in-repo synthetic generator."""
-    from model_training.synthetic_people import generate_records
+def load_training_records(people: int, seed: int, *, data: str = "generated") -> tuple[list[CustomerRecord], list[str]]:
+    """Customer records with their person ids (ground truth, for evaluation only).
+
+    data="generated": the project's data generator (shared.generate), its files read through the source
+    mappings exactly as ingestion reads them; data="synthetic": the small self-contained generator here.
+    """
+    if data == "synthetic":
+        from model_training.synthetic_people import generate_records
+        pairs = list(generate_records(people, seed=seed))
+        return [r for r, _ in pairs], [p for _, p in pairs]
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="ucp-match-") as tmp:
+        return read_generated_customers(tmp, customers=people, seed=seed)
+
+
+def read_generated_customers(out_dir: str, *, customers: int, seed: int) -> tuple[list[CustomerRecord], list[str]]:
+    """Generate a data set into out_dir and read back every valid customer record with its person id."""
+    from pathlib import Path
+
+    from shared.generate import GeneratorConfig, generate, load_truth_records
+    from shared.ingest import load_mapping_file
+    from shared.ingest.pipeline import iter_mapped
+
+    generate(out_dir, GeneratorConfig(customers=customers, seed=seed), progress=False)
+    truth = load_truth_records(out_dir)
+    config = Path(__file__).resolve().parent.parent / "config" / "sources"
     records, persons = [], []
-    for record, person in generate_records(people, seed=seed):
-        records.append(record)
-        persons.append(person)
+    for path in sorted(Path(out_dir, "landing").glob("*/customers/*")):
+        mapping = load_mapping_file(config / f"{path.parent.parent.name}.customers.json")
+        with path.open("rb") as stream:
+            for mapped in iter_mapped(stream, path.name, mapping):
+                if mapped.item is not None and mapped.item.key in truth:
+                    records.append(mapped.item)
+                    persons.append(truth[mapped.item.key])
     return records, persons
 
 
@@ -341,12 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--eval-seed", type=int, default=12345, help="held-out data for the printed evaluation")
+    parser.add_argument("--data", choices=("generated", "synthetic"), default="generated")
+    parser.add_argument("--population", type=int, default=100_000,
+                        help="store size (records) the shipped priors are set for; see MatchModel.with_population")
     parser.add_argument("--out", default=str(DEFAULT_MODEL_PATH))
     args = parser.parse_args(argv)
-    records, _ = load_training_records(args.people, args.seed)
+    records, _ = load_training_records(args.people, args.seed, data=args.data)
     model = train_match_model(records, seed=args.seed)
+    model.metadata["data"] = args.data
+    model = model.with_population(args.population)
     model.save(args.out)
-    held_out, persons = load_training_records(max(args.people // 4, 1000), args.eval_seed)
+    held_out, persons = load_training_records(max(args.people // 4, 1000), args.eval_seed, data=args.data)
     report = {"version": model.version, "out": args.out, "lambdas": model.lambdas, "training": model.metadata,
               "held_out": evaluate_pairs(model, held_out, persons)}
     json.dump(report, sys.stdout, indent=1)

@@ -11,12 +11,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from .features import FEATURE_NAMES, History
+from .features import FEATURE_GROUPS, FEATURE_NAMES, INDEX, History
 from .registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
 TOP_FACTORS = 5
+GROUP_INDEX = {g: np.array([INDEX[n] for n in names]) for g, names in FEATURE_GROUPS.items()}
 RELOAD_CHECK_SECONDS = 60.0
 
 
@@ -58,21 +59,26 @@ class ChurnModel:
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     def explain(self, features: np.ndarray, *, top: int = TOP_FACTORS) -> tuple[float, list[dict[str, Any]]]:
-        """The score and the features that move it most: each feature in turn is set to its training median and
-        the change in score is its impact (positive = this customer's value pushes the churn risk up).
-        One batched session.run of 1 + n_features rows."""
+        """The score and the factors that move it most. Each factor (a group of related features, FEATURE_GROUPS)
+        is set in turn to the training medians; the change in score is its impact (positive = this customer's
+        values push the churn risk up compared with a typical customer). One session.run of 1 + groups rows."""
         x = np.asarray(features, dtype=np.float64).reshape(-1)
-        rows = np.tile(x, (len(FEATURE_NAMES) + 1, 1))
-        idx = np.arange(len(FEATURE_NAMES))
-        rows[idx + 1, idx] = self.baseline
+        rows = np.tile(x, (len(GROUP_INDEX) + 1, 1))
+        for row, idx in enumerate(GROUP_INDEX.values(), start=1):
+            rows[row, idx] = self.baseline[idx]
         probs = self.predict(rows)
         score, impacts = float(probs[0]), probs[0] - probs[1:]
-        order = np.argsort(-np.abs(impacts), kind="stable")[:top]
-        factors = [
-            {"feature": FEATURE_NAMES[i], "value": _round(x[i]), "typical": _round(self.baseline[i]),
-             "impact": round(float(impacts[i]), 4), "direction": "up" if impacts[i] > 0 else "down"}
-            for i in order if abs(impacts[i]) > 1e-6
-        ]
+        names = list(GROUP_INDEX)
+        factors = []
+        for g in np.argsort(-np.abs(impacts), kind="stable")[:top]:
+            if abs(impacts[g]) < 1e-6:
+                break
+            idx = GROUP_INDEX[names[g]]
+            factors.append({
+                "factor": names[g], "impact": round(float(impacts[g]), 4), "direction": "up" if impacts[g] > 0 else "down",
+                "values": {FEATURE_NAMES[i]: _round(x[i]) for i in idx},
+                "typical": {FEATURE_NAMES[i]: _round(self.baseline[i]) for i in idx},
+            })
         return score, factors
 
 
