@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from shared.activity import save_activity
 from shared.models import Event, Transaction
 
 NOW = datetime(2026, 9, 30, 12, 0, tzinfo=timezone.utc)
+ROOT_DIR = Path(__file__).resolve().parent.parent
 
 
 def ago(days: float, hours: float = 0) -> datetime:

@@ -38,7 +38,13 @@ def _sdk_event(raw: dict[str, Any], user: str | None) -> Event:
     return Event(source=EVENTS_SOURCE, event_id=event_id, type=ev.type, event=ev.event or ev.name,
                  timestamp=ev.timestamp, anonymous_id=ev.anonymous_id, customer_key=ev.user_id or user,
                  user_id=ev.user_id, properties={**ev.properties, **({"name": ev.name} if ev.name else {})},
-                 channel=context.get("channel"), context=context)
+                 channel=context.get("channel") or _channel(raw), context=context)
+
+
+def _channel(raw: dict[str, Any]) -> str | None:
+    """Some exports put the channel at the top level instead of in context."""
+    value = raw.get("channel")
+    return value if value in ("web", "mobile", "server", "store") else None
 
 
 def load_events(store: Store, path: str | Path) -> dict[str, int]:

@@ -150,13 +150,13 @@ def evaluate_segment(store: Store, segment: dict[str, Any] | str, *, now: dateti
     def record(doc: dict[str, Any]) -> dict[str, Any]:
         return {**doc, "size": len(members), "evaluated_at": iso_utc(now)}
 
-    _update_definition(store, segment["id"], record)
+    update_definition(store, segment["id"], record)
     result = {"segment_id": segment["id"], "size": len(members), "added": added, "removed": removed}
     log.info("segment evaluated: %s", result)
     return result
 
 
-def _update_definition(store: Store, segment_id: str, change) -> None:
+def update_definition(store: Store, segment_id: str, change) -> None:
     container = store.container("segments")
     for _ in range(5):
         doc = container.read_item_or_none(segment_id, segment_id)

@@ -1,0 +1,115 @@
+"""The insights refresh: keeps each profile's measures, needs, journey stages and segments current.
+
+For one profile (on demand, e.g. POST /insights/refresh?profile_id= after it changed) or all live profiles
+(the scheduled job, settings.insights_schedule): read its activity once, recompute
+
+- ``measures`` (orders, spend, returns, first/last purchase) from transactions, never incremented, so a merge
+  cannot double them;
+- ``needs`` (category affinity and next likely categories);
+- ``journey_stage``: the current stage in every defined journey the person started, keyed by journey id;
+- ``segments``: the ids of the segments the updated profile belongs to;
+
+and write them in one ETag-guarded replace (a concurrent identity update wins and the profile is re-read).
+The overall category popularity the needs model blends in is taken from the previous run (state container),
+so one pass suffices; a full run also stores each segment's size.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+from ..activity import iso_utc, list_activity
+from ..measures import compute_measures
+from ..store import Store
+from .common import live_profiles, owners, update_profile
+from .journeys import list_journeys, stages_for
+from .needs import popularity_of, profile_needs, purchase_categories
+from .rules import parse_rule, utc_now
+from .segments import update_definition, is_member, list_segments, segment_size
+
+log = logging.getLogger(__name__)
+POPULARITY_ID = "insights:category-popularity"
+FIELDS = ("measures", "needs", "journey_stage", "segments")
+
+
+def load_popularity(store: Store) -> dict[str, float]:
+    doc = store.container("state").read_item_or_none(POPULARITY_ID, POPULARITY_ID)
+    return dict((doc or {}).get("popularity") or {})
+
+
+def _save_popularity(store: Store, counts: Counter, now: datetime) -> None:
+    store.container("state").upsert_item({"id": POPULARITY_ID, "popularity": popularity_of(counts),
+                                          "purchased_items": sum(counts.values()), "computed_at": iso_utc(now)})
+
+
+class _Context:
+    """What every profile's refresh needs, read once per run."""
+
+    def __init__(self, store: Store, now: datetime | None):
+        self.now = now or utc_now()
+        self.segments = [(s["id"], parse_rule(s["rule"])) for s in list_segments(store)]
+        self.journeys = list_journeys(store)
+        self.popularity = load_popularity(store)
+
+
+def _insights(store: Store, profile: dict[str, Any], ctx: _Context, counts: Counter | None) -> dict[str, Any]:
+    activity = list(list_activity(store, owners(profile)))
+    transactions = [a for a in activity if a.get("kind") == "transaction"]
+    if counts is not None:
+        counts.update(purchase_categories(transactions))
+    updated = {**profile,
+               "measures": {**(profile.get("measures") or {}), **compute_measures(transactions)},
+               "needs": profile_needs(activity, ctx.now, ctx.popularity),
+               "journey_stage": stages_for(store, ctx.journeys, profile)}
+    updated["segments"] = sorted(sid for sid, rule in ctx.segments if is_member(store, rule, updated, ctx.now))
+    return {k: updated[k] for k in FIELDS}
+
+
+def _apply(fields: dict[str, Any]):
+    def mutate(doc: dict[str, Any]) -> bool:
+        same = all(doc.get(k) == v for k, v in fields.items() if k != "needs") and \
+            {k: v for k, v in (doc.get("needs") or {}).items() if k != "computed_at"} == \
+            {k: v for k, v in fields["needs"].items() if k != "computed_at"}
+        if same:
+            return False
+        doc.update(fields)
+        return True
+    return mutate
+
+
+def refresh_profile(store: Store, profile_id: str, *, now: datetime | None = None, _ctx: _Context | None = None,
+                    _counts: Counter | None = None) -> dict[str, Any] | None:
+    """Recompute one profile's insights; returns what it now shows (None if no such live profile)."""
+    ctx = _ctx or _Context(store, now)
+    profile = store.container("profiles").read_item_or_none(profile_id, profile_id)
+    if profile is None or profile.get("doc_type") != "profile":
+        return None
+    fields = _insights(store, profile, ctx, _counts)
+    # Membership depends only on the profile and its activity, so it is computed before the guarded write;
+    # if identity changed the profile meanwhile, the next refresh (or this one re-run) catches up.
+    update_profile(store, profile_id, _apply(fields))
+    return {"profile_id": profile_id, **fields}
+
+
+def refresh_all(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
+    """The scheduled job: every live profile, then segment sizes and the category popularity."""
+    ctx = _Context(store, now)
+    counts: Counter = Counter()
+    stats = {"profiles": 0, "failed": 0}
+    for summary in live_profiles(store):
+        stats["profiles"] += 1
+        try:
+            refresh_profile(store, summary["id"], _ctx=ctx, _counts=counts)
+        except Exception as err:  # one bad profile must not stop the run; it is retried on the next run
+            stats["failed"] += 1
+            log.warning("insights refresh failed for profile %s: %s", summary["id"], type(err).__name__)
+    for sid, _ in ctx.segments:
+        size = segment_size(store, sid)
+        update_definition(store, sid, lambda d, size=size: {**d, "size": size, "evaluated_at": iso_utc(ctx.now)})
+    _save_popularity(store, counts, ctx.now)
+    stats["segments"] = len(ctx.segments)
+    stats["journeys"] = len(ctx.journeys)
+    log.info("insights refresh: %s", stats)
+    return stats
