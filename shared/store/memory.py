@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import pickle
 import threading
 import time
 import uuid
@@ -13,6 +14,15 @@ from .base import BatchOperation, clean_body, public_item
 from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 from .query import Filter, get_path, matches
 from .schema import CONTAINERS
+
+
+def _copy(value: Any) -> Any:
+    """Deep copy of a JSON document. A pickle round trip runs in C: about half the time of copy.deepcopy or a
+    Python-level walk, and copying dominated the identity engine's in-process profile."""
+    try:
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(value)
 
 
 def _sort_key(value: Any) -> tuple:
@@ -45,7 +55,7 @@ class MemoryContainer:
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("id"), str) or not body["id"]:
             raise ValueError("item needs a non-empty string id")
-        item = copy.deepcopy(clean_body(body))
+        item = _copy(clean_body(body))
         item["_etag"] = f'"{uuid.uuid4()}"'
         item["_ts"] = int(time.time())
         return item
@@ -60,7 +70,7 @@ class MemoryContainer:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
             self._items[key] = item
-        return copy.deepcopy(item)
+        return _copy(item)
 
     def _check_etag(self, key: tuple[Any, str], etag: str | None, *, must_exist: bool) -> None:
         current = self._items.get(key)
@@ -79,7 +89,7 @@ class MemoryContainer:
         with self._lock:
             self._check_etag(key, etag, must_exist=False)
             self._items[key] = item
-        return copy.deepcopy(item)
+        return _copy(item)
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
@@ -87,7 +97,7 @@ class MemoryContainer:
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
-        return copy.deepcopy(item)
+        return _copy(item)
 
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
         item = self.read_item_or_none(item_id, partition_key)
@@ -98,7 +108,7 @@ class MemoryContainer:
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         with self._lock:
             item = self._items.get(self._key(item_id, partition_key))
-            return copy.deepcopy(item) if item is not None else None
+            return _copy(item) if item is not None else None
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         key = self._key(item_id, partition_key)
@@ -121,14 +131,14 @@ class MemoryContainer:
                     descending: bool = False, limit: int | None = None) -> Iterator[dict[str, Any]]:
         items = self._select(filter_, partition_key, order_by, descending)
         for item in items[:limit] if limit is not None else items:
-            yield public_item(copy.deepcopy(item))
+            yield public_item(_copy(item))
 
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         start = json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"] if continuation else 0
         items = self._select(filter_, partition_key, order_by, descending)
-        page = [public_item(copy.deepcopy(it)) for it in items[start:start + page_size]]
+        page = [public_item(_copy(it)) for it in items[start:start + page_size]]
         end = start + page_size
         token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
         return page, token
