@@ -69,6 +69,8 @@ class Settings(BaseSettings):
 
     # --- Enrichment (derived attributes), six-field NCRONTAB, UTC.
     enrichment_schedule: str = "0 30 3 * * *"
+    # Insights refresh (measures, needs, journey stages, segment membership), six-field NCRONTAB, UTC.
+    insights_schedule: str = "0 0 4 * * *"
 
     # --- Ingestion limits.
     max_decompressed_bytes: int = 2 * 1024**3
