@@ -22,7 +22,8 @@
  *   6. linear queries     the SQL engine built its FROM list with [...acc, x] per document (quadratic: 40k docs
  *                         took 16 s per query); it now appends in place.
  *   7. change feed        upstream returned everything once and then 304 forever; every write now gets a
- *                         sequence number and the feed serves what changed after a continuation.
+ *                         sequence number and the feed serves what changed after a continuation, optionally
+ *                         for one partition key (the SDK names it by its hashed EPK range).
  *   8. --no-ssl           the account advertised https locations even on a plain-HTTP port; it now advertises
  *                         the scheme it serves, so SDK endpoint discovery works.
  *
@@ -466,6 +467,83 @@ Items.prototype._set = function stampSequence(data) {
   return upstreamSet.call(this, data);
 };
 
+// The SDK scopes a change feed to a partition key by its effective partition key (EPK) range, sent as
+// x-ms-start-epk / x-ms-end-epk: the hex MurmurHash3-x64-128 of the key's binary encoding (hash v2; the same
+// function as azure.cosmos.partition_key.PartitionKey._get_effective_partition_key_string).
+const MASK64 = (1n << 64n) - 1n;
+const rotl64 = (x, r) => ((x << BigInt(r)) | (x >> BigInt(64 - r))) & MASK64;
+const mul64 = (a, b) => (a * b) & MASK64;
+function fmix64(k) {
+  let x = k ^ (k >> 33n);
+  x = mul64(x, 0xff51afd7ed558ccdn);
+  x ^= x >> 33n;
+  x = mul64(x, 0xc4ceb9fe1a85ec53n);
+  return x ^ (x >> 33n);
+}
+
+function murmurHash3x64(bytes) {
+  const c1 = 0x87c37b91114253d5n;
+  const c2 = 0x4cf5ad432745937fn;
+  let h1 = 0n;
+  let h2 = 0n;
+  const blocks = bytes.length - (bytes.length % 16);
+  const mixK1 = (k) => mul64(rotl64(mul64(k, c1), 31), c2);
+  const mixK2 = (k) => mul64(rotl64(mul64(k, c2), 33), c1);
+  for (let i = 0; i < blocks; i += 16) {
+    h1 ^= mixK1(bytes.readBigUInt64LE(i));
+    h1 = (mul64((rotl64(h1, 27) + h2) & MASK64, 5n) + 0x52dce729n) & MASK64;
+    h2 ^= mixK2(bytes.readBigUInt64LE(i + 8));
+    h2 = (mul64((rotl64(h2, 31) + h1) & MASK64, 5n) + 0x38495ab5n) & MASK64;
+  }
+  const tail = bytes.length - blocks;
+  let k1 = 0n;
+  let k2 = 0n;
+  for (let j = tail - 1; j >= 8; j -= 1) k2 ^= BigInt(bytes[blocks + j]) << BigInt(8 * (j - 8));
+  for (let j = Math.min(tail, 8) - 1; j >= 0; j -= 1) k1 ^= BigInt(bytes[blocks + j]) << BigInt(8 * j);
+  if (tail > 8) h2 ^= mixK2(k2);
+  if (tail > 0) h1 ^= mixK1(k1);
+  const length = BigInt(bytes.length);
+  h1 ^= length;
+  h2 ^= length;
+  h1 = (h1 + h2) & MASK64;
+  h2 = (h2 + h1) & MASK64;
+  h1 = fmix64(h1);
+  h2 = fmix64(h2);
+  h1 = (h1 + h2) & MASK64;
+  h2 = (h2 + h1) & MASK64;
+  return [h1, h2];
+}
+
+function effectivePartitionKey(value) {
+  let bytes;
+  if (value === true) bytes = Buffer.from([0x03]);
+  else if (value === false) bytes = Buffer.from([0x02]);
+  else if (value === null) bytes = Buffer.from([0x01]);
+  else if (typeof value === "number") {
+    bytes = Buffer.alloc(9);
+    bytes[0] = 0x05;
+    bytes.writeDoubleLE(value, 1);
+  } else if (typeof value === "string") {
+    bytes = Buffer.concat([Buffer.from([0x08]), Buffer.from(value, "utf8"), Buffer.from([0xff])]);
+  } else bytes = Buffer.from([0x00]); // undefined
+  const [low, high] = murmurHash3x64(bytes);
+  // The 16 hash bytes big-endian (high word first), top two bits cleared so every key sorts below "FF".
+  const hex = high.toString(16).padStart(16, "0") + low.toString(16).padStart(16, "0");
+  return ((parseInt(hex.slice(0, 2), 16) & 0x3f).toString(16).padStart(2, "0") + hex.slice(2)).toUpperCase();
+}
+
+// A predicate for the EPK range of the request, or null when it names none (or the container is not hash v2).
+function epkRangeFilter(req, collectionData, keys) {
+  const start = req.headers["x-ms-start-epk"];
+  const end = req.headers["x-ms-end-epk"];
+  if (start === undefined || end === undefined) return null;
+  if (((collectionData.partitionKey || {}).version || 1) !== 2) return null;
+  return (doc) => {
+    const epk = effectivePartitionKey(valueAt(doc, keys));
+    return epk >= String(start).toUpperCase() && (end === "FF" || epk < String(end).toUpperCase());
+  };
+}
+
 function changeFeed(account, req, res, { dbId, collId }) {
   const collection = account.database(dbId).collection(collId);
   const collectionData = collection.read();
@@ -489,6 +567,7 @@ function changeFeed(account, req, res, { dbId, collId }) {
     .filter((doc) => (sequenceOf.get(doc) || 0) > after)
     .filter((doc) => sinceTs === null || doc._ts >= sinceTs)
     .filter((doc) => pk === undefined || valueAt(doc, keys) === pk)
+    .filter(epkRangeFilter(req, collectionData, keys) || (() => true))
     .sort((a, b) => sequenceOf.get(a) - sequenceOf.get(b));
   if (maxItems > 0) changed = changed.slice(0, maxItems);
 
