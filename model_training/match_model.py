@@ -34,6 +34,7 @@ from shared.normalize import NormalizedRecord, normalize_record
 MAX_BLOCK = 40  # blocks larger than this are too common to be informative (and quadratic)
 TF_TOP = 5000
 TF_MIN_COUNT = 3
+RELATED_SAME_GIVEN_NAME = 0.02
 MIN_LABELLED_PAIRS = 200  # fewer pairs labelled by strong identifiers than this: estimate m with EM sessions
 
 # Starting points for EM: what a match, a related person and their differences usually look like. Only the
@@ -192,28 +193,45 @@ def estimate_m_by_sessions(normalized: Sequence[NormalizedRecord], u: list[np.nd
     return [np.mean(estimates[c], axis=0) if estimates.get(c) else None for c in range(len(COMPARISON_NAMES))], info
 
 
-def _shares_phone_and_given_name(a: NormalizedRecord, b: NormalizedRecord) -> bool:
-    return bool(a.phone and a.phone == b.phone and compare(a, b)[0] in (1, 2))
+_GIVEN_AGREES = (1, 2, 3)  # exact, nickname, close spelling
+_DOB_DIFFERENT = 4
+
+
+def _confirmed(vector: tuple[int, ...], skip: str) -> bool:
+    """A second, person-level confirmation that a pair sharing an identifier is one person.
+
+    Identifiers are shared within families (a family email, a landline), so a shared identifier alone would
+    teach m that given names and birth dates often differ. The confirmation never uses the comparison whose
+    m is being estimated: given names are confirmed by an equal birth date, everything else by the given name
+    (and a birth date that does not disagree).
+    """
+    given, birth = vector[0], vector[2]
+    if skip == "given_name":
+        return birth == 1
+    if skip == "birth_date":
+        return given in _GIVEN_AGREES
+    return given in _GIVEN_AGREES and birth != _DOB_DIFFERENT
 
 
 def estimate_m_by_identifiers(normalized: Sequence[NormalizedRecord]) -> tuple[list[np.ndarray | None], dict]:
-    """m per comparison from pairs that a strong identifier labels as the same person.
+    """m per comparison from pairs that strong identifiers label as the same person.
 
-    Pairs sharing an email or loyalty id give m for every comparison but email; pairs sharing a phone and a
-    given name (so not two members of one household), or a loyalty id, give m for email. A comparison never
-    learns from pairs selected by its own field.
+    Pairs sharing an email or loyalty id give m for every comparison but email; pairs sharing a phone or a
+    loyalty id give m for email. A comparison never learns from pairs selected by its own field, and each pair
+    needs a person-level confirmation (see _confirmed).
     """
-    by_email = _pairs_by(normalized, lambda r: r.email) | _pairs_by(normalized, lambda r: r.loyalty_id)
-    by_phone = {(i, j) for i, j in _pairs_by(normalized, lambda r: r.phone)
-                if _shares_phone_and_given_name(normalized[i], normalized[j])}
-    by_phone |= _pairs_by(normalized, lambda r: r.loyalty_id)
-    from_email = _level_counts(compare(normalized[i], normalized[j]) for i, j in by_email)
-    from_phone = _level_counts(compare(normalized[i], normalized[j]) for i, j in by_phone)
+    loyalty = _pairs_by(normalized, lambda r: r.loyalty_id)
+    by_email = {p: compare(normalized[p[0]], normalized[p[1]]) for p in _pairs_by(normalized, lambda r: r.email) | loyalty}
+    by_phone = {p: compare(normalized[p[0]], normalized[p[1]]) for p in _pairs_by(normalized, lambda r: r.phone) | loyalty}
     out: list[np.ndarray | None] = []
+    used = {}
     for c, name in enumerate(COMPARISON_NAMES):
-        counts = from_phone[c] if name == "email" else from_email[c]
-        out.append(counts / counts.sum() if counts.sum() >= MIN_LABELLED_PAIRS else None)
-    return out, {"pairs_sharing_email_or_loyalty_id": len(by_email), "pairs_sharing_phone_and_name": len(by_phone)}
+        vectors = [v for v in (by_phone if name == "email" else by_email).values() if _confirmed(v, name)]
+        counts = _level_counts(vectors)[c]
+        used[name] = len(vectors)
+        out.append(counts / counts.sum() if counts.sum() - 0.5 * (len(counts) - 1) >= MIN_LABELLED_PAIRS else None)
+    return out, {"pairs_sharing_email_or_loyalty_id": len(by_email), "pairs_sharing_phone_or_loyalty_id": len(by_phone),
+                 "confirmed_pairs_used": used}
 
 
 def _level_counts(vectors: Iterable[tuple[int, ...]]) -> list[np.ndarray]:
@@ -260,6 +278,11 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     related = _init("related")
     given = COMPARISON_NAMES.index("given_name")
     related[given] = u[given].copy()
+    # ...except that relatives do share given names more than strangers (Jr/Sr, a mother and daughter):
+    # at least RELATED_SAME_GIVEN_NAME of them, so a same name at a same address is not proof on its own.
+    exact_share = max(related[given][1], RELATED_SAME_GIVEN_NAME)
+    related[given][2:] *= (1 - exact_share) / related[given][2:].sum()
+    related[given][1] = exact_share
     related_free = set(range(len(COMPARISON_NAMES))) - {given}
     shares, fitted, info = em(patterns, counts, [m, related, u], [set(), related_free, set()],
                               lambdas=[0.3, 0.3, 0.4])

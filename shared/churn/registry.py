@@ -130,14 +130,18 @@ class BlobBackend:
         kwargs: dict[str, Any] = {"overwrite": not if_none_match}
         if if_match is not None:
             kwargs.update(etag=if_match, match_condition=MatchConditions.IfNotModified)
+        blob = self.container.get_blob_client(name)
         try:
             try:
-                result = self.container.upload_blob(name, data, **kwargs)
+                result = blob.upload_blob(data, **kwargs)
             except ResourceNotFoundError:
                 if if_match is not None:  # conditioned on a blob that no longer exists
                     raise RegistryConflict(f"{name} is gone since it was read") from None
-                self.container.create_container()
-                result = self.container.upload_blob(name, data, **kwargs)
+                try:
+                    self.container.create_container()
+                except ResourceExistsError:
+                    pass
+                result = blob.upload_blob(data, **kwargs)
         except (ResourceExistsError, ResourceModifiedError) as err:
             raise RegistryConflict(f"{name}: {err.reason or 'condition not met'}") from None
         return result["etag"]
