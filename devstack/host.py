@@ -125,7 +125,7 @@ class LocalHost:
         self.connections = Connections(self.settings)
         self.keys = Keys((self.settings.get("UCP_HOST_FUNCTION_KEYS") or "").split(","),
                          self.settings.get("UCP_HOST_MASTER_KEY"))
-        self.invoker = Invoker(self.connections, self.settings)
+        self.invoker = Invoker(self.connections, self.settings, self.config.queues.message_encoding)
         self.invoker.on_enqueue = self._wake_listeners
         self.functions = [load_spec(fn, self.settings, str(root)) for fn in app_functions(app)]
         for spec in self.functions:

@@ -45,6 +45,7 @@ class QueueOptions:
     visibility_timeout: float = 0.0  # delay before a failed message is retried
     max_dequeue_count: int = 5
     max_polling_interval: float = 60.0
+    message_encoding: str = "base64"  # or "none" (Storage Queues extension v5)
 
     @classmethod
     def from_json(cls, section: Mapping) -> "QueueOptions":
@@ -58,7 +59,15 @@ class QueueOptions:
             max_dequeue_count=int(section.get("maxDequeueCount", 5)),
             max_polling_interval=max(0.1, parse_timespan(section.get("maxPollingInterval", "00:01:00"),
                                                          "extensions.queues.maxPollingInterval")),
+            message_encoding=_encoding(section.get("messageEncoding", "base64")),
         )
+
+
+def _encoding(value: str) -> str:
+    encoding = str(value).lower()
+    if encoding not in ("base64", "none"):
+        raise HostConfigError(f"host.json extensions.queues.messageEncoding must be base64 or none, not {value!r}")
+    return encoding
 
 
 @dataclass(frozen=True)

@@ -210,9 +210,10 @@ class InvocationFailed(Exception):
 class Invoker:
     """Runs user functions and writes their output bindings."""
 
-    def __init__(self, connections: Connections, settings: AppSettings) -> None:
+    def __init__(self, connections: Connections, settings: AppSettings, message_encoding: str = "base64") -> None:
         self.connections = connections
         self.settings = settings
+        self.message_encoding = message_encoding
         self.on_enqueue: Callable[[str, str], None] = lambda connection, queue: None
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="host-async", daemon=True)
@@ -304,7 +305,7 @@ class Invoker:
         client = connection.queue(queue_name)
         self._ensure_created("queue", connection.name, queue_name, client.create_queue)
         for item in items:
-            client.send_message(encode_message(item, where))
+            client.send_message(encode_message(item, where, self.message_encoding))
         self.on_enqueue(connection.name, queue_name)
 
     def _upload_blob(self, b: Binding, value: Any, data: dict[str, Any], where: str) -> None:
@@ -334,8 +335,8 @@ class Invoker:
             self._created.add(key)
 
 
-def encode_message(item: Any, where: str) -> str:
-    """A queue output value as the host writes it: Base64 of the UTF-8 text (or of the bytes)."""
+def encode_message(item: Any, where: str, encoding: str = "base64") -> str:
+    """A queue output value as the host writes it: Base64 of the UTF-8 text (or of the bytes) by default."""
     if isinstance(item, func_abc.QueueMessage):
         item = item.get_body()
     if isinstance(item, str):
@@ -343,6 +344,8 @@ def encode_message(item: Any, where: str) -> str:
     if not isinstance(item, (bytes, bytearray)):
         raise TypeError(f"{where}: a queue message must be str, bytes or QueueMessage (or a list of them), "
                         f"not {type(item).__name__}")
+    if encoding == "none":
+        return bytes(item).decode("utf-8")
     return base64.b64encode(bytes(item)).decode("ascii")
 
 

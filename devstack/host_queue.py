@@ -1,7 +1,8 @@
 """Queue triggers with the real host's semantics (host.json extensions.queues).
 
-- Messages are Base64 text, as the real host reads and writes them by default. One that is not valid Base64
-  goes straight to `<queue>-poison` wrapped as {"reason", "message"} (the raw text), without invoking.
+- Messages are Base64 text, as the real host reads and writes them by default (`messageEncoding: none` reads
+  them as plain text). One that is not valid Base64 goes straight to `<queue>-poison` wrapped as
+  {"reason", "message", "queue"} (the raw text, Base64-encoded like any message), without invoking.
 - A batch of `batchSize` messages is fetched and run concurrently; the next batch is fetched once no more than
   `newBatchThreshold` are still running (so at most batchSize + newBatchThreshold at once per function).
 - While a function runs its message stays invisible (leased, the lease renewed in the background). Success
@@ -139,7 +140,7 @@ class QueueListener:
     def _handle(self, msg: Any, lease: _Lease) -> None:
         raw = msg.content or ""
         try:
-            body = decode_body(raw)
+            body = decode_body(raw) if self.options.message_encoding == "base64" else raw.encode("utf-8")
         except ValueError as err:
             wrapped = json.dumps({"reason": str(err), "message": raw, "queue": self.queue_name})
             self._to_poison(lease, base64.b64encode(wrapped.encode()).decode(), "not valid Base64")

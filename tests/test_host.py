@@ -408,3 +408,78 @@ def test_event_grid_webhook_delivers_blob_created_once(local_stack):
         assert requests.post(url, json=event).status_code == 202  # at-least-once delivery: a repeat is ignored
         time.sleep(0.5)
         assert len(seen.json()) == 1
+
+
+# -- pure parts -----------------------------------------------------------------------------------------------
+def test_route_templates_constraints_and_precedence():
+    from devstack.host_http import Router
+    from devstack.host_invoke import Binding, FunctionSpec
+
+    def spec(name: str, route: str, methods=("GET",)) -> FunctionSpec:
+        trigger = Binding("httpTrigger", "req", "IN", {"route": route, "methods": list(methods), "authLevel": "ANONYMOUS"})
+        return FunctionSpec(name, trigger, [trigger], lambda req: None, ".")
+
+    router = Router([spec("catch", "files/{*path}"), spec("byid", "items/{id:int}"), spec("byname", "items/{name}"),
+                     spec("new", "items/new"), spec("opt", "orders/{id?}"), spec("ranged", "pages/{n:int:range(1,9)}"),
+                     spec("post", "items/{id:int}", methods=("POST",))], "api")
+
+    def hit(method: str, path: str):
+        found = router.match(method, path)
+        return (found[0].spec.name, found[1]) if found else None
+
+    assert hit("GET", "/api/items/new") == ("new", {})
+    assert hit("GET", "/api/items/12") == ("byid", {"id": "12"})
+    assert hit("GET", "/api/items/abc") == ("byname", {"name": "abc"})
+    assert hit("POST", "/api/items/12") == ("post", {"id": "12"})
+    assert hit("PUT", "/api/items/12") is None
+    assert hit("GET", "/api/files/a/b/c%2Fd.txt") == ("catch", {"path": "a/b/c/d.txt"})
+    assert hit("GET", "/api/files") == ("catch", {})
+    assert hit("GET", "/api/orders") == ("opt", {}) and hit("GET", "/api/orders/5") == ("opt", {"id": "5"})
+    assert hit("GET", "/api/pages/3")[0] == "ranged" and hit("GET", "/api/pages/12") is None
+    assert hit("GET", "/items/12") is None and hit("GET", "/api") is None
+
+
+def test_ncrontab_schedules():
+    from devstack.host_config import HostConfigError
+    from devstack.host_timer import Schedule
+
+    start = datetime.fromisoformat("2026-01-01T00:00:00+00:00")  # a Thursday
+    assert Schedule("*/15 * * * * *", "t").next_after(start).isoformat() == "2026-01-01T00:00:15+00:00"
+    assert Schedule("0 30 2 * * MON", "t").next_after(start).isoformat() == "2026-01-05T02:30:00+00:00"
+    # NCRONTAB needs both day fields to match (the 13th AND a Friday), unlike Vixie cron's OR
+    assert Schedule("0 0 0 13 * FRI", "t").next_after(start).isoformat() == "2026-02-13T00:00:00+00:00"
+    assert Schedule("00:00:30", "t").next_after(start).isoformat() == "2026-01-01T00:00:30+00:00"
+    assert Schedule("* * * * * *", "t").is_frequent() and not Schedule("0 0 2 * * *", "t").is_frequent()
+    with pytest.raises(HostConfigError, match="six-field"):
+        Schedule("0 2 * * *", "t")  # five fields: the real host refuses it too
+
+
+def test_host_json_and_binding_expressions(tmp_path):
+    from devstack.host_config import AppSettings, HostConfig, HostConfigError, parse_timespan
+    from devstack.host_invoke import resolve_binding_data
+    from devstack.host_queue import decode_body
+
+    assert parse_timespan("00:00:10", "x") == 10 and parse_timespan("1.00:00:00.5", "x") == 86400.5
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": {"batchSize": 8}, "http": {"routePrefix": ""}}}))
+    config = HostConfig.load(tmp_path)
+    assert (config.route_prefix, config.queues.batch_size, config.queues.new_batch_threshold) == ("", 8, 4)
+    assert config.queues.max_dequeue_count == 5 and config.queues.message_encoding == "base64"
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"queues": {"batchSize": 64}}}))
+    with pytest.raises(HostConfigError, match="batchSize"):
+        HostConfig.load(tmp_path)
+    settings = AppSettings(tmp_path, {"Q": "orders"})
+    assert settings.resolve("%Q%-poison", "x") == "orders-poison"
+    with pytest.raises(HostConfigError, match="MISSING_SETTING"):
+        settings.resolve("%MISSING_SETTING%", "x")
+    assert resolve_binding_data("out/{name}.{Id}", {"name": "a/b.csv", "id": 7}, "x") == "out/a/b.csv.7"
+    with pytest.raises(HostConfigError, match="nothing"):
+        resolve_binding_data("out/{nothing}", {}, "x")
+    assert decode_body(base64.b64encode("héllo".encode()).decode()) == "héllo".encode()
+    with pytest.raises(ValueError, match="Base64"):
+        decode_body("plain text!")
+
+
+def test_cli_fails_clearly_on_a_bad_app(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "devstack.host", "--app", "no_such_module:app", "--port", "0"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "no_such_module" in r.stderr and "Host started" not in r.stdout
