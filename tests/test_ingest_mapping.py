@@ -200,3 +200,16 @@ def test_ucp_ingest_command(tmp_path, capsys):
     assert json.loads((tmp_path / "report.json").read_text())["id"] == report["id"]
     rc = ucp(["ingest", str(tmp_path / "nope.csv"), "--mapping", str(FIXTURES / "pos.customers.json")])
     assert rc == 2
+
+
+def test_event_needs_an_owner():
+    m = mapper({"source": "web", "entity": "events", "fields": {"event_id": "id", "timestamp": "ts",
+                                                                "anonymous_id": "anon", "customer_key": "user"}})
+    assert [r.key for r in m.map_row(1, {"id": "e", "ts": "2024-01-01T00:00:00"}).reasons] == ["missing_value:customer_key"]
+    assert not m.map_row(2, {"id": "e", "ts": "2024-01-01T00:00:00", "anon": "a"}).reasons
+
+
+def test_parquet_typed_dates_get_the_range_check():
+    m = mapper({"source": "loyalty", "entity": "customers", "record_key": ["id"], "fields": {"birth_date": "dob"}})
+    assert [r.key for r in m.map_row(1, {"id": "1", "dob": date(2030, 1, 1)}).reasons] == ["date_out_of_range:birth_date"]
+    assert m.map_row(2, {"id": "2", "dob": datetime(1970, 5, 4, 0, 0)}).item.birth_date == date(1970, 5, 4)

@@ -308,11 +308,10 @@ class RowMapper:
         return spec.default if _blank(value) else value
 
     def _date(self, name: str, value: Any, spec: FieldSpec, reasons: list[Reason]) -> date | None:
-        if isinstance(value, datetime):
-            return value.date()
-        if isinstance(value, date):
-            return value
-        parsed = self._parse_datetime(str(value).strip(), spec, as_date=True)
+        if isinstance(value, date):  # typed columns (Parquet date32/timestamp) still get the range check
+            parsed: Any = value
+        else:
+            parsed = self._parse_datetime(str(value).strip(), spec, as_date=True)
         if parsed is None:
             reasons.append(Reason("invalid_date", name, f"{name} is not a date{self._fmt_hint(spec)}"))
             return None
@@ -466,8 +465,9 @@ class RowMapper:
             value = self._convert(name, self._value(spec, raw), spec, reasons, flags)
             if value is not None:
                 values[name] = value
-            if name == "phone" and spec.region and "phone_region" not in m.fields:
-                values["phone_region"] = spec.region.upper()
+        phone = m.fields.get("phone")
+        if phone is not None and phone.region and not values.get("phone_region"):
+            values["phone_region"] = phone.region.upper()  # the mapping's default when the row names none
         if m.entity == "customers":
             self._extras(raw, values, reasons, flags)
         elif out.record_key is None:
@@ -517,6 +517,9 @@ class RowMapper:
             values["attributes"] = attributes
 
     def _business_rules(self, values: dict[str, Any], reasons: list[Reason]) -> None:
+        if self.mapping.entity == "events" and not values.get("customer_key") and not values.get("anonymous_id") \
+                and not any(r.field in ("customer_key", "anonymous_id") for r in reasons):
+            reasons.append(Reason("missing_value", "customer_key", "an event needs a customer key or an anonymous id"))
         if self.mapping.entity != "transactions":
             return
         kind = values.get("kind", "purchase")

@@ -138,11 +138,11 @@ class Pipeline:
                 if not checked:
                     check_columns(info, self.mapping, self.mode, r)
                     checked = True
-                r["rows_read"] += 1
                 if self.mode == "delete":
                     self._delete(row_number, raw)
                 else:
                     self._upsert(self.mapper.map_row(row_number, raw))
+                r["rows_read"] += 1  # after the row landed somewhere: a FileError mid-row leaves it unread
                 if self.heartbeat and r["rows_read"] % HEARTBEAT_ROWS == 0:
                     self._sync(info)
                     self.heartbeat(r)
