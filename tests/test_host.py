@@ -223,6 +223,9 @@ def test_blob_fires_once_per_version(host, prefix):
     assert got[0]["uri"].endswith(f"/{prefix}-in/dir/a.csv")
     out = container(f"{prefix}-out").download_blob("dir/a.csv.len").readall()  # blob output with {name}
     assert out == str(len(data)).encode()
+    r = requests.get(f"{host.url}/api/outputs/dir/a.csv.len")  # a blob input binding with {name} from the route
+    assert r.status_code == 200 and r.content == out
+    assert requests.get(f"{host.url}/api/outputs/dir/none.len").status_code == 404
     time.sleep(1.0)  # several scans later it has not fired again
     assert len(seen.wait(1, where=lambda m: m["name"].endswith("dir/a.csv"))) == 1
     blobs.upload_blob("dir/a.csv", b"new version", overwrite=True)

@@ -65,6 +65,14 @@ def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
     return func.HttpResponse(status_code=202)
 
 
+@app.route(route="outputs/{*name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.blob_input(arg_name="stored", path="%HOSTAPP_PREFIX%-out/{name}", connection=STORAGE)
+def read_output(req: func.HttpRequest, stored: bytes) -> func.HttpResponse:
+    if stored is None:
+        return func.HttpResponse(status_code=404)
+    return func.HttpResponse(stored, mimetype="application/octet-stream")
+
+
 @app.blob_trigger(arg_name="blob", path="%HOSTAPP_PREFIX%-in/{name}", connection=STORAGE,
                   source=func.BlobSource.EVENT_GRID)
 @app.queue_output(arg_name="seen", queue_name="%HOSTAPP_PREFIX%-seen", connection=STORAGE)
