@@ -8,8 +8,10 @@ from functions.enrichment import bp as enrichment_bp
 from functions.ingest import bp as ingest_bp
 from functions.resolve import bp as resolve_bp
 from functions.churn import bp as churn_bp
+from functions.insights import bp as insights_bp
+from functions.dashboard import bp as dashboard_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health_bp, profiles_bp, events_bp, enrichment_bp, ingest_bp, churn_bp, resolve_bp,):
+for blueprint in (health_bp, profiles_bp, events_bp, enrichment_bp, ingest_bp, churn_bp, resolve_bp, insights_bp, dashboard_bp,):
     app.register_functions(blueprint)

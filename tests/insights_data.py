@@ -68,7 +68,8 @@ def seed_shop(store) -> dict[str, str]:
     mobile), Dee (medium churn, viewed shoes long ago)."""
     put_profiles(store, [
         profile_doc("p_ann", sources=["pos|1", "web|a1"], given="Ann", family="Lee", email="ann@example.com",
-                    churn={"score": 0.82, "risk": "high", "top_factors": [{"feature": "days_since_last_purchase", "impact": 0.4}]},
+                    churn={"score": 0.82, "risk": "high", "top_factors": [{"factor": "recency", "impact": 0.4, "direction": "up"},
+                                                                  {"factor": "frequency", "impact": -0.1, "direction": "down"}]},
                     enrichment={"region": "London", "lifecycle_stage": "lapsing"},
                     measures={"orders": 2, "total_spend": 120.0, "last_purchase": "2026-05-01T00:00:00.000000Z"}),
         profile_doc("p_bob", sources=["web|b1"], given="Bob", family="Ray", email="bob@example.org",

@@ -37,7 +37,7 @@ def test_churn_report_without_a_model(store):
     assert report["risk"] == {"low": 1, "medium": 1, "high": 1}
     assert [b["profiles"] for b in report["score_histogram"]] == [0, 1, 0, 0, 0, 1, 0, 0, 1, 0]
     assert report["average_score"] == round((0.82 + 0.1 + 0.5) / 3, 4)
-    assert report["top_factors"] == [{"feature": "days_since_last_purchase", "profiles": 1}]
+    assert report["top_factors"] == [{"factor": "recency", "profiles": 1}, {"factor": "frequency", "profiles": 1}]
     assert report["model"] is None
 
 

@@ -137,7 +137,7 @@ def churn_report(store: Store, params: ReportParameters | None = None, settings:
         risk[churn.get("risk") or "unknown"] += 1
         bins[min(int(score * 10), 9)] += 1
         for f in (churn.get("top_factors") or [])[:3]:
-            name = f.get("feature") if isinstance(f, dict) else None
+            name = (f.get("factor") or f.get("feature")) if isinstance(f, dict) else None
             if name:
                 factors[name] += 1
     return {
@@ -145,7 +145,7 @@ def churn_report(store: Store, params: ReportParameters | None = None, settings:
         "average_score": round(sum(scores) / len(scores), 4) if scores else None,
         "risk": {level: risk.get(level, 0) for level in (*RISK_LEVELS, *sorted(set(risk) - set(RISK_LEVELS)))},
         "score_histogram": [{"from": i / 10, "to": (i + 1) / 10, "profiles": n} for i, n in enumerate(bins)],
-        "top_factors": [{"feature": k, "profiles": v} for k, v in factors.most_common(10)],
+        "top_factors": [{"factor": k, "profiles": v} for k, v in factors.most_common(10)],
         "model": model_card(settings),
     }
 

@@ -1,0 +1,170 @@
+"""Insights API: segments, journeys and funnels, reports, profile insights; and the scheduled insights refresh."""
+import logging
+
+import azure.functions as func
+
+from functions._http import json_body, respond
+from shared.api.openapi import _op, _path_param, _query, register_paths
+from shared.api.profiles import load_profile
+from shared.insights import api
+from shared.insights.refresh import refresh_all
+from shared.settings import get_settings
+from shared.store import open_store
+
+bp = func.Blueprint()
+
+
+def _params(req: func.HttpRequest) -> dict[str, str]:
+    return {k: v for k, v in req.params.items() if k != "code"}
+
+
+# --- segments -------------------------------------------------------------------------------------------
+
+@bp.route(route="segments", methods=["POST"])
+def create_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.create_segment(open_store(), json_body(req)))
+
+
+@bp.route(route="segments", methods=["GET"])
+def list_segments(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.list_segments(open_store()))
+
+
+@bp.route(route="segments/{segment_id}", methods=["GET"])
+def get_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.get_segment(open_store(), req.route_params["segment_id"]))
+
+
+@bp.route(route="segments/{segment_id}", methods=["DELETE"])
+def delete_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.delete_segment(open_store(), req.route_params["segment_id"]))
+
+
+@bp.route(route="segments/{segment_id}/members", methods=["GET"])
+def segment_members(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.segment_members(open_store(), req.route_params["segment_id"], _params(req)))
+
+
+@bp.route(route="segments/{segment_id}/size", methods=["GET"])
+def segment_size(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.segment_size(open_store(), req.route_params["segment_id"]))
+
+
+@bp.route(route="segments/{segment_id}/evaluate", methods=["POST"])
+def evaluate_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.evaluate_segment(open_store(), req.route_params["segment_id"]))
+
+
+@bp.route(route="segments/{segment_id}/export", methods=["POST"])
+def export_segment(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.export_segment(open_store(), req.route_params["segment_id"], get_settings()))
+
+
+# --- journeys -------------------------------------------------------------------------------------------
+
+@bp.route(route="journeys", methods=["POST"])
+def create_journey(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.create_journey(open_store(), json_body(req)))
+
+
+@bp.route(route="journeys", methods=["GET"])
+def list_journeys(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.list_journeys(open_store()))
+
+
+@bp.route(route="journeys/{journey_id}", methods=["GET"])
+def get_journey(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.get_journey(open_store(), req.route_params["journey_id"]))
+
+
+@bp.route(route="journeys/{journey_id}/funnel", methods=["GET"])
+def journey_funnel(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.journey_funnel(open_store(), req.route_params["journey_id"], _params(req)))
+
+
+@bp.route(route="journeys/{journey_id}/profiles/{profile_id}", methods=["GET"])
+def journey_stage(req: func.HttpRequest) -> func.HttpResponse:
+    def handler():
+        store = open_store()
+        return api.journey_stage(store, req.route_params["journey_id"], load_profile(store, req.route_params["profile_id"]))
+
+    return respond(req, handler)
+
+
+# --- reports --------------------------------------------------------------------------------------------
+
+@bp.route(route="reports", methods=["GET"])
+def list_reports(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.list_reports(open_store()))
+
+
+@bp.route(route="reports", methods=["POST"])
+def create_report(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.create_report(open_store(), json_body(req)))
+
+
+@bp.route(route="reports/{report}", methods=["GET"])
+def run_report(req: func.HttpRequest) -> func.HttpResponse:
+    return respond(req, lambda: api.run_report(open_store(), req.route_params["report"], _params(req), get_settings()))
+
+
+# --- profile insights and the refresh -------------------------------------------------------------------
+
+@bp.route(route="insights/profiles/{profile_id}", methods=["GET"])
+def profile_insights(req: func.HttpRequest) -> func.HttpResponse:
+    def handler():
+        store = open_store()
+        fresh = req.params.get("fresh", "").lower() in ("1", "true", "yes")
+        return api.profile_insights(store, load_profile(store, req.route_params["profile_id"]), fresh=fresh)
+
+    return respond(req, handler)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="%UCP_INSIGHTS_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def refresh_insights(timer: func.TimerRequest) -> None:
+    logging.info("insights refresh: %s", refresh_all(open_store()))
+
+
+SID, JID, PID = _path_param("segment_id"), _path_param("journey_id"), _path_param("profile_id")
+DEFINITION = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+RANGE = [_query("from", "start of the date range (ISO 8601, UTC)"), _query("to", "end of the range, exclusive"),
+         _query("channel", "only this channel (web, mobile, store, ...)")]
+
+register_paths({
+    "/segments": {
+        "post": _op("Create a segment from a rule (evaluated at once)", "201", body={**DEFINITION, "required": ["name", "rule"]},
+                    errors=("400", "401", "422")),
+        "get": _op("List segment definitions", errors=("401",)),
+    },
+    "/segments/{segment_id}": {
+        "get": _op("A segment definition with its size and last evaluation", params=[SID]),
+        "delete": _op("Delete a segment and take it off its members", params=[SID]),
+    },
+    "/segments/{segment_id}/members": {"get": _op("Members, paginated (continuation token)", params=[
+        SID, _query("page_size", "1 to 1000, default 100"), _query("continuation", "token from the previous page")])},
+    "/segments/{segment_id}/size": {"get": _op("Number of members", params=[SID])},
+    "/segments/{segment_id}/evaluate": {"post": _op("Re-evaluate now and update membership", params=[SID])},
+    "/segments/{segment_id}/export": {"post": _op("Export members as CSV to Blob Storage for activation", "201", params=[SID])},
+    "/journeys": {
+        "post": _op("Create a journey (ordered steps)", "201", body={**DEFINITION, "required": ["name", "steps"]},
+                    errors=("400", "401", "422")),
+        "get": _op("List journeys", errors=("401",)),
+    },
+    "/journeys/{journey_id}": {"get": _op("A journey definition", params=[JID])},
+    "/journeys/{journey_id}/funnel": {"get": _op("Funnel: reached, conversion, drop-off and median time per step",
+                                                 params=[JID, *RANGE])},
+    "/journeys/{journey_id}/profiles/{profile_id}": {"get": _op("A profile's current stage in the journey",
+                                                                params=[JID, PID], errors=("400", "401", "404", "410"))},
+    "/reports": {
+        "get": _op("Built-in report names and saved custom reports", errors=("401",)),
+        "post": _op("Save a custom report (a built-in report with parameters)", "201",
+                    body={**DEFINITION, "required": ["name", "report"]}, errors=("400", "401", "422")),
+    },
+    "/reports/{report}": {"get": _op("Run a built-in report (unification, churn, revenue, analytics, funnel) or a saved "
+                                     "one by id; query parameters override saved ones", params=[
+                                         _path_param("report"), *RANGE, _query("journey_id", "for the funnel report"),
+                                         _query("conversion_event", "analytics: the conversion event name"),
+                                         _query("top", "analytics: how many top pages and screens")])},
+    "/insights/profiles/{profile_id}": {"get": _op("A profile's needs, segments and journey stages", params=[
+        PID, _query("fresh", "true to recompute now")], errors=("400", "401", "404", "410"))},
+})

@@ -1,0 +1,254 @@
+// ucp dashboard: plain DOM + inline SVG, no libraries. Data is only ever set as text (never as HTML).
+"use strict";
+
+const KEY = new URLSearchParams(location.search).get("code");
+const SVG = "http://www.w3.org/2000/svg";
+const $ = (id) => document.getElementById(id);
+
+// --- API ------------------------------------------------------------------------------------------------
+function apiUrl(path, params = {}) {
+  const url = new URL("/api/" + path, location.origin);
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
+  if (KEY) url.searchParams.set("code", KEY); // the function key the page was opened with
+  return url;
+}
+
+async function api(path, params) {
+  const resp = await fetch(apiUrl(path, params), { headers: { Accept: "application/json" }, referrerPolicy: "no-referrer" });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const err = new Error(body.detail || body.title || "HTTP " + resp.status);
+    err.status = resp.status;
+    throw err;
+  }
+  return body;
+}
+
+function showError(err) {
+  const box = $("error");
+  if (!err) { box.hidden = true; box.textContent = ""; return; }
+  box.textContent = err.message || String(err);
+  box.hidden = false;
+}
+
+// --- small DOM helpers ------------------------------------------------------------------------------------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  return node;
+}
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%");
+const num = (x) => (x === null || x === undefined ? "–" : Number(x).toLocaleString("en-GB"));
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "–";
+  if (seconds < 60) return Math.round(seconds) + " s";
+  if (seconds < 3600) return Math.round(seconds / 60) + " min";
+  if (seconds < 86400) return (seconds / 3600).toFixed(1) + " h";
+  return (seconds / 86400).toFixed(1) + " d";
+}
+
+function kpis(container, items) {
+  clear(container);
+  for (const [label, value] of items) container.append(el("div", { class: "kpi" }, el("b", {}, value), el("span", {}, label)));
+}
+
+// Horizontal bar chart in SVG: rows of {label, value, note}.
+function barChart(rows, { width = 640, color = "#2563eb", format = num } = {}) {
+  const rowH = 26, labelW = 150, max = Math.max(1, ...rows.map((r) => r.value));
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${rows.length * rowH + 8}`, width: "100%", role: "img", class: "bar-chart" });
+  rows.forEach((r, i) => {
+    const y = i * rowH + 4, w = ((width - labelW - 110) * r.value) / max;
+    chart.append(svg("text", { x: 0, y: y + 15, "font-size": 12 }, r.label));
+    chart.append(svg("rect", { x: labelW, y: y + 4, width: Math.max(w, 1), height: 14, rx: 3, fill: r.color || color }));
+    chart.append(svg("text", { x: labelW + w + 6, y: y + 15, "font-size": 12 }, format(r.value) + (r.note ? "  " + r.note : "")));
+  });
+  return chart;
+}
+
+// --- profile card -----------------------------------------------------------------------------------------
+const RISK_COLOR = { low: "#16a34a", medium: "#d97706", high: "#dc2626" };
+
+function gauge(churn) {
+  const box = clear($("churn-gauge"));
+  if (!churn || typeof churn.score !== "number") { box.append(el("p", { class: "muted" }, "No churn score yet.")); return; }
+  const s = Math.max(0, Math.min(1, churn.score)), r = 70, cx = 90, cy = 85;
+  const angle = Math.PI * (1 - s), x = cx + r * Math.cos(angle), y = cy - r * Math.sin(angle);
+  const g = svg("svg", { viewBox: "0 0 180 110", width: 220, role: "img", "aria-label": "churn score " + s.toFixed(2), id: "gauge-svg" });
+  g.append(svg("path", { d: `M ${cx - r} ${cy} A ${r} ${r} 0 0 1 ${cx + r} ${cy}`, stroke: "#e5e7eb", "stroke-width": 14, fill: "none" }));
+  g.append(svg("path", { d: `M ${cx - r} ${cy} A ${r} ${r} 0 0 1 ${x.toFixed(2)} ${y.toFixed(2)}`,
+                         stroke: RISK_COLOR[churn.risk] || "#2563eb", "stroke-width": 14, fill: "none" }));
+  g.append(svg("text", { x: cx, y: cy - 10, "text-anchor": "middle", "font-size": 24, "font-weight": 600 }, s.toFixed(2)));
+  g.append(svg("text", { x: cx, y: cy + 16, "text-anchor": "middle", "font-size": 13, fill: RISK_COLOR[churn.risk] || "#111" },
+               (churn.risk || "") + " risk"));
+  box.append(g);
+  const factors = clear($("churn-factors"));
+  for (const f of churn.top_factors || []) {
+    const impact = typeof f.impact === "number" ? (f.impact > 0 ? "+" : "") + f.impact.toFixed(3) : "";
+    factors.append(el("li", {}, (f.factor || f.feature || "factor") + " ", el("span", { class: f.impact > 0 ? "risk-high" : "risk-low" }, impact)));
+  }
+}
+
+function activityLine(a) {
+  if (a.kind === "transaction") return `${a.amount >= 0 ? "purchase" : "return"} ${num(a.amount)}${a.channel ? " · " + a.channel : ""}${a.category ? " · " + a.category : ""}`;
+  if (a.kind === "review") return `review ${a.rating ? a.rating + "★" : ""}`;
+  return `${a.type || "event"} ${a.event || ""}${a.channel ? " · " + a.channel : ""}`;
+}
+
+function renderProfile(view, insights) {
+  $("profile").hidden = false;
+  const attr = (n) => (view.attributes[n] || {}).value;
+  $("profile-name").textContent = [attr("given_name"), attr("family_name")].filter(Boolean).join(" ") || attr("full_name") || view.id;
+  $("profile-id").textContent = view.id;
+  $("profile-sources").textContent = view.source_records.map((r) => r.key).join(", ");
+  const ids = clear($("profile-identifiers"));
+  for (const i of view.identifiers) ids.append(el("li", {}, i));
+
+  const tbody = clear($("profile-attributes").tBodies[0]);
+  for (const [name, a] of Object.entries(view.attributes).sort()) {
+    tbody.append(el("tr", {}, el("td", {}, name), el("td", {}, String(a.value ?? "")), el("td", {}, a.source || ""), el("td", {}, a.rule || "")));
+  }
+  gauge(view.churn);
+
+  const m = clear($("profile-measures"));
+  for (const [k, v] of Object.entries(view.measures || {})) m.append(el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, v === null ? "–" : String(v)));
+
+  const segs = clear($("profile-segments"));
+  for (const s of insights.segments || []) segs.append(el("li", {}, s.name));
+  if (!segs.children.length) segs.append(el("li", {}, "none"));
+
+  const stages = clear($("profile-stages"));
+  for (const st of Object.values(insights.journey_stage || view.journey_stage || {})) {
+    stages.append(el("li", { class: "stage" }, `${st.journey}: step ${st.step} of ${st.steps} — ${st.step_name}${st.completed ? " ✓" : ""}`));
+  }
+  if (!stages.children.length) stages.append(el("li", { class: "muted" }, "no journey started"));
+
+  const needs = clear($("profile-needs"));
+  const aff = (insights.needs || {}).affinity || {};
+  for (const [cat, v] of Object.entries(aff).slice(0, 5)) {
+    needs.append(el("div", { class: "bar-row" }, el("span", {}, cat), el("span", { class: "bar" }), el("span", { class: "muted" }, pct(v))));
+    needs.lastChild.children[1].style.width = Math.round(v * 160) + "px";
+  }
+  const next = (insights.needs || {}).next_categories || [];
+  needs.append(el("p", { class: "muted" }, next.length ? "next likely: " + next.join(", ") : "no category signals yet"));
+
+  const tl = clear($("profile-timeline"));
+  for (const a of view.recent_activity || []) tl.append(el("li", {}, el("time", {}, (a.timestamp || "").replace("T", " ").slice(0, 16)), activityLine(a)));
+  if (!tl.children.length) tl.append(el("li", { class: "muted" }, "no activity"));
+}
+
+async function searchProfile(type, value) {
+  showError(null);
+  let view;
+  if (type === "profile_id") view = await api("profiles/" + encodeURIComponent(value));
+  else if (type === "source") {
+    const [source, ...rest] = value.split("|");
+    view = await api("profiles", { source, source_id: rest.join("|") });
+  } else view = await api("profiles", { [type]: value });
+  const insights = await api("insights/profiles/" + encodeURIComponent(view.id));
+  renderProfile(view, insights);
+}
+
+// --- unification and churn ----------------------------------------------------------------------------------
+async function loadUnification() {
+  const r = await api("reports/unification");
+  kpis($("unification-kpis"), [["records", num(r.records)], ["profiles", num(r.profiles)], ["match rate", pct(r.match_rate)],
+    ["merges", num(r.merges)], ["review list", num(r.review_open)]]);
+  const rows = Object.entries(r.per_source).map(([s, v]) => ({ label: s, value: v.records, note: "match " + pct(v.match_rate) }));
+  clear($("unification-chart")).append(rows.length ? barChart(rows) : el("p", { class: "muted" }, "No profiles yet."));
+}
+
+async function loadChurn() {
+  const r = await api("reports/churn");
+  kpis($("churn-kpis"), [["scored", num(r.scored)], ["unscored", num(r.unscored)], ["average score", r.average_score === null ? "–" : r.average_score.toFixed(3)],
+    ["high risk", num(r.risk.high)]]);
+  clear($("churn-risk-chart")).append(barChart(["low", "medium", "high"].map((k) => ({ label: k, value: r.risk[k] || 0, color: RISK_COLOR[k] })), { width: 420 }));
+  const hist = r.score_histogram, w = 420, h = 160, bw = w / hist.length, max = Math.max(1, ...hist.map((b) => b.profiles));
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${h + 20}`, width: "100%", role: "img", id: "churn-histogram-svg" });
+  hist.forEach((b, i) => {
+    const bh = (h * b.profiles) / max;
+    chart.append(svg("rect", { x: i * bw + 2, y: h - bh, width: bw - 4, height: bh, fill: b.from >= 0.7 ? RISK_COLOR.high : b.from >= 0.4 ? RISK_COLOR.medium : RISK_COLOR.low }));
+    chart.append(svg("text", { x: i * bw + bw / 2, y: h + 14, "text-anchor": "middle", "font-size": 10 }, b.from.toFixed(1)));
+  });
+  clear($("churn-histogram")).append(chart);
+  const model = clear($("churn-model"));
+  if (!r.model) model.append(el("dt", {}, "model"), el("dd", {}, "none published yet"));
+  else {
+    model.append(el("dt", {}, "version"), el("dd", {}, r.model.version));
+    for (const [k, v] of Object.entries(r.model.metrics || {})) model.append(el("dt", {}, k), el("dd", {}, typeof v === "number" ? v.toFixed(4) : JSON.stringify(v)));
+  }
+}
+
+// --- funnels -----------------------------------------------------------------------------------------------
+async function loadJourneys() {
+  const { journeys } = await api("journeys");
+  const select = clear($("funnel-journey"));
+  for (const j of journeys) select.append(el("option", { value: j.id }, j.name));
+  if (journeys.length) await loadFunnel();
+  else $("funnel-title").textContent = "No journeys defined yet (POST /api/journeys).";
+}
+
+async function loadFunnel() {
+  const id = $("funnel-journey").value;
+  if (!id) return;
+  const from = $("funnel-from").value, to = $("funnel-to").value;
+  const r = await api(`journeys/${encodeURIComponent(id)}/funnel`, {
+    from: from ? from + "T00:00:00Z" : "", to: to ? to + "T23:59:59Z" : "", channel: $("funnel-channel").value });
+  $("funnel-title").textContent = `${r.journey}: ${num(r.entered)} entered, ${pct(r.overall_conversion)} completed`;
+  const w = 640, rowH = 34, max = Math.max(1, r.steps[0].reached);
+  const chart = svg("svg", { viewBox: `0 0 ${w} ${r.steps.length * rowH}`, width: "100%", role: "img", id: "funnel-svg" });
+  r.steps.forEach((s, i) => {
+    const bw = ((w - 40) * s.reached) / max;
+    chart.append(svg("rect", { x: (w - bw) / 2, y: i * rowH + 3, width: Math.max(bw, 2), height: rowH - 8, rx: 4, fill: "#2563eb", "fill-opacity": 1 - i * 0.12 }));
+    chart.append(svg("text", { x: w / 2, y: i * rowH + rowH / 2 + 3, "text-anchor": "middle", "font-size": 12, fill: "#fff", stroke: "#1e3a8a", "stroke-width": 0.3 },
+                     `${s.name}: ${num(s.reached)}`));
+  });
+  clear($("funnel-chart")).append(chart);
+  const tbody = clear($("funnel-table").tBodies[0]);
+  for (const s of r.steps) {
+    tbody.append(el("tr", {}, el("td", {}, `${s.step}. ${s.name}`), el("td", {}, num(s.reached)), el("td", {}, pct(s.conversion_from_previous)),
+      el("td", {}, s.step > 1 ? `${num(s.drop_off)} (${pct(s.drop_off_rate)})` : "–"), el("td", {}, duration(s.median_seconds_from_previous))));
+  }
+}
+
+async function loadSegments() {
+  const { segments } = await api("segments");
+  const tbody = clear($("segments-table").tBodies[0]);
+  for (const s of segments) tbody.append(el("tr", {}, el("td", {}, s.name), el("td", {}, num(s.size)), el("td", {}, (s.evaluated_at || "never").slice(0, 16))));
+}
+
+// --- wiring -------------------------------------------------------------------------------------------------
+const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, segments: loadSegments };
+
+function guard(fn) {
+  return (...args) => Promise.resolve().then(() => fn(...args)).catch(showError);
+}
+
+function showTab(name) {
+  for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const s of document.querySelectorAll("main .tab")) s.hidden = s.id !== "tab-" + name;
+  showError(null);
+  document.body.dataset.tab = name;
+  if (LOADERS[name]) return guard(LOADERS[name])();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+  $("search").addEventListener("submit", (e) => { e.preventDefault(); guard(searchProfile)($("search-type").value, $("search-value").value.trim()); });
+  $("funnel-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadFunnel)(); });
+  const start = new URLSearchParams(location.search).get("tab");
+  if (start && LOADERS[start]) showTab(start);
+  document.body.dataset.ready = "1";
+});
