@@ -213,3 +213,18 @@ def test_parquet_typed_dates_get_the_range_check():
     m = mapper({"source": "loyalty", "entity": "customers", "record_key": ["id"], "fields": {"birth_date": "dob"}})
     assert [r.key for r in m.map_row(1, {"id": "1", "dob": date(2030, 1, 1)}).reasons] == ["date_out_of_range:birth_date"]
     assert m.map_row(2, {"id": "2", "dob": datetime(1970, 5, 4, 0, 0)}).item.birth_date == date(1970, 5, 4)
+
+
+def test_activity_deletes_remove_the_stored_rows(tmp_path):
+    mapping = parse_mapping({"source": "shop", "entity": "transactions",
+                             "fields": {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": "a"}})
+    orders = tmp_path / "orders.csv"
+    orders.write_text("o,c,ts,a\nO1,C1,2024-01-01,5\nO2,C1,2024-01-02,6\nO3,C2,2024-01-03,7\n")
+    store = MemoryStore()
+    ingest_file(orders, mapping, store=store)
+    deletes = tmp_path / "deletes.csv"
+    deletes.write_text("o,c\nO1,C1\nO1,C1\nO3,\n")
+    report, _ = ingest_file(deletes, mapping, store=store, mode="delete")
+    assert (report["deleted"], report["duplicates"], report["quarantined"]) == (1, 1, 1)
+    assert sorted(d["id"] for d in store.container("activity").query_items()) == ["transaction:shop:O2",
+                                                                                "transaction:shop:O3"]

@@ -297,7 +297,8 @@ class RowMapper:
 
     # --- value extraction and conversion
 
-    def _value(self, spec: FieldSpec, raw: dict[str, Any]) -> Any:
+    def value_of(self, spec: FieldSpec, raw: dict[str, Any]) -> Any:
+        """The raw value a field spec selects (constant, joined columns or one column), default if blank."""
         if spec.value is not None:
             return spec.value
         if spec.columns:
@@ -386,7 +387,7 @@ class RowMapper:
             reasons.append(Reason("invalid_json", name, f"{name} is not valid JSON"))
             return None
 
-    def _checked(self, name: str, value: Any, reasons: list[Reason], flags: list[str]) -> tuple[bool, Any]:
+    def _checked(self, name: str, value: Any, reasons: list[Reason]) -> tuple[bool, Any]:
         """Size and encoding checks every raw value goes through; False drops the value."""
         if isinstance(value, str):
             if len(value) * 4 > self.max_field_bytes and \
@@ -404,7 +405,7 @@ class RowMapper:
         return True, value
 
     def _convert(self, name: str, value: Any, spec: FieldSpec, reasons: list[Reason], flags: list[str]) -> Any:
-        ok, value = self._checked(name, value, reasons, flags)
+        ok, value = self._checked(name, value, reasons)
         if not ok or _blank(value):
             return None
         if name in DATE_FIELDS:
@@ -462,7 +463,7 @@ class RowMapper:
                         if value[0] in _FORMULA_START and is_formula_like(value):
                             flags.append(f"formula_like:{name}")
                     continue
-            value = self._convert(name, self._value(spec, raw), spec, reasons, flags)
+            value = self._convert(name, self.value_of(spec, raw), spec, reasons, flags)
             if value is not None:
                 values[name] = value
         phone = m.fields.get("phone")
@@ -496,7 +497,7 @@ class RowMapper:
     def _extras(self, raw: dict[str, Any], values: dict[str, Any], reasons: list[Reason], flags: list[str]) -> None:
         identifiers: dict[str, str] = {}
         for id_type, spec in self.mapping.identifiers.items():
-            value = self._convert(id_type, self._value(spec, raw), spec, reasons, flags)
+            value = self._convert(id_type, self.value_of(spec, raw), spec, reasons, flags)
             if value is None:
                 continue
             if id_type in CustomerRecord.model_fields and id_type != "identifiers":
@@ -507,8 +508,8 @@ class RowMapper:
             values["identifiers"] = identifiers
         attributes: dict[str, Any] = {}
         for name, spec in self.mapping.attributes.items():
-            value = self._value(spec, raw)
-            ok, value = self._checked(name, value, reasons, flags)
+            value = self.value_of(spec, raw)
+            ok, value = self._checked(name, value, reasons)
             if ok and not _blank(value):
                 attributes[name] = _as_text(value) if not isinstance(value, (dict, list, bool)) else value
                 if is_formula_like(attributes[name]):

@@ -18,7 +18,7 @@ import numpy as np
 from ..models import CustomerRecord
 from .ledger import iso, utc_now
 from .mapping import NATURAL_ID, Mapping, MappedRow, Reason, RowMapper
-from .readers import CSV_DELIMITERS, FileError, FileInfo, read_rows
+from .readers import CSV_DELIMITERS, FileError, FileInfo, RowError, read_rows
 from .sinks import ActivityWriter, CustomerSink, QuarantineSink, truncate_raw
 
 log = logging.getLogger("ucp.ingest")
@@ -195,9 +195,8 @@ class Pipeline:
             self.outputs.activity.add(item)
 
     def _delete(self, row: int, raw: Any) -> None:
-        mapped = self.mapper.map_row(row, raw) if not isinstance(raw, dict) else None
-        if mapped is not None:  # a RowError from the reader
-            self._quarantine(row, raw, mapped.reasons)
+        if isinstance(raw, RowError):
+            self._quarantine(row, raw.raw, [Reason(raw.code, None, raw.message)])
             return
         key = self.mapper.record_key_of(raw)
         if self.mapping.entity == "customers":
@@ -226,9 +225,9 @@ class Pipeline:
 
         m = self.mapping
         natural_spec = m.fields.get(NATURAL_ID[m.entity])
-        natural = key or (self.mapper._value(natural_spec, raw) if natural_spec else None)
+        natural = key or (self.mapper.value_of(natural_spec, raw) if natural_spec else None)
         customer_spec = m.fields.get("customer_key")
-        customer = self.mapper._value(customer_spec, raw) if customer_spec else None
+        customer = self.mapper.value_of(customer_spec, raw) if customer_spec else None
         if natural is None or customer is None:
             return Reason("missing_value", "customer_key", "a delete row needs the activity id and its customer key")
         kind = {"transactions": "transaction", "events": "event", "reviews": "review"}[m.entity]
