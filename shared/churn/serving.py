@@ -105,7 +105,7 @@ class ChurnScorer:
         if self._model is not None and self._checked_at is not None and now - self._checked_at < self.check_seconds:
             return self._model
         with self._lock:
-            if self._model is None or self._checked_at is None or now - self._checked_at >= self.check_seconds:
+            if self._checked_at is None or now - self._checked_at >= self.check_seconds:
                 try:
                     self._refresh()
                 finally:
