@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import re
@@ -125,7 +126,7 @@ class LocalHost:
         self.connections = Connections(self.settings)
         self.keys = Keys((self.settings.get("UCP_HOST_FUNCTION_KEYS") or "").split(","),
                          self.settings.get("UCP_HOST_MASTER_KEY"))
-        self.invoker = Invoker(self.connections, self.settings, self.config.queues.message_encoding)
+        self.invoker = Invoker(self.connections, self.config.queues.message_encoding)
         self.invoker.on_enqueue = self._wake_listeners
         self.functions = [load_spec(fn, self.settings, str(root)) for fn in app_functions(app)]
         for spec in self.functions:
@@ -189,6 +190,7 @@ class LocalHost:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
         deadline = time.monotonic() + self.drain_timeout
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -263,7 +265,7 @@ class LocalHost:
             return 409, f"function {spec.name} is in error: {spec.error}"
         if spec.trigger_type == "httpTrigger":
             return 400, f"{spec.name} is an HTTP function: call its route instead"
-        text = "" if value is None else value if isinstance(value, str) else __import__("json").dumps(value)
+        text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
         worker = threading.Thread(target=self._run_admin, args=(spec, text), name=f"admin-{spec.name}", daemon=True)
         with self._lock:
             self._admin_runs = {t for t in self._admin_runs if t.is_alive()} | {worker}

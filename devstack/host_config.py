@@ -158,9 +158,12 @@ class StorageConnection:
 
     @cached_property
     def blob_service(self) -> BlobServiceClient:
+        # small first GET and chunks: a blob trigger argument streams instead of loading up to 32 MB at once
+        sizes = {"max_single_get_size": 4 * 1024 * 1024, "max_chunk_get_size": 4 * 1024 * 1024}
         if self.connection_string:
-            return BlobServiceClient.from_connection_string(self.connection_string)
-        return BlobServiceClient(f"https://{self.account_name}.blob.core.windows.net", credential=self._credential)
+            return BlobServiceClient.from_connection_string(self.connection_string, **sizes)
+        return BlobServiceClient(f"https://{self.account_name}.blob.core.windows.net", credential=self._credential,
+                                 **sizes)
 
     @cached_property
     def _queue_service(self) -> QueueServiceClient:

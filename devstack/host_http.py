@@ -283,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
             params={k: ",".join(v) for k, v in query.items()}, route_params=params, body=body)
         try:
             result = self.server.host.invoker.invoke(route.spec, request, {**params, **request.params},
-                                                     f"This function was programmatically called via HTTP")
+                                                     "This function was programmatically called via HTTP")
         except InvocationFailed:
             self._reply(500)  # no details to the client; the invoker logged where it failed
             return 500

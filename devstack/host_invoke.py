@@ -149,10 +149,6 @@ class FunctionSpec:
     def outputs(self) -> list[Binding]:
         return [b for b in self.bindings if b.is_output and b.type != "http"]
 
-    @property
-    def inputs(self) -> list[Binding]:
-        return [b for b in self.bindings if not b.is_output and b is not self.trigger]
-
 
 def load_spec(fn, settings: AppSettings, directory: str) -> FunctionSpec:
     """Turn an azure.functions Function into a FunctionSpec; a binding that cannot resolve marks it in error."""
@@ -210,9 +206,8 @@ class InvocationFailed(Exception):
 class Invoker:
     """Runs user functions and writes their output bindings."""
 
-    def __init__(self, connections: Connections, settings: AppSettings, message_encoding: str = "base64") -> None:
+    def __init__(self, connections: Connections, message_encoding: str = "base64") -> None:
         self.connections = connections
-        self.settings = settings
         self.message_encoding = message_encoding
         self.on_enqueue: Callable[[str, str], None] = lambda connection, queue: None
         self._loop = asyncio.new_event_loop()
