@@ -135,13 +135,16 @@ class CosmosContainer:
         ops = []
         for op in operations:
             kind, payload = op[0], op[1]
+            if kind != "delete" and self.partition_key_of(payload) != partition_key:
+                raise ValueError("batch operations must stay in the batch's partition")
             if kind == "create":
                 ops.append(("create", (clean_body(payload),)))
             elif kind == "upsert":
                 ops.append(("upsert", (clean_body(payload),)))
             elif kind == "replace":
                 etag = op[2] if len(op) > 2 else None
-                ops.append(("replace", (payload["id"], clean_body(payload)), _etag_kwargs(etag)))
+                # Batch operations take the etag as if_match_etag (etag/match_condition would be silently ignored).
+                ops.append(("replace", (payload["id"], clean_body(payload)), {"if_match_etag": etag} if etag else {}))
             elif kind == "delete":
                 ops.append(("delete", (payload,)))
             else:

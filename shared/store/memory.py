@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import itertools
 import json
 import pickle
 import threading
@@ -12,8 +13,13 @@ from typing import Any, Iterator, Sequence
 
 from .base import BatchOperation, clean_body, public_item
 from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError
-from .query import Filter, get_path, matches
+from .query import Filter, get_path, json_type, matches, validate
 from .schema import CONTAINERS
+
+
+# ETags only need to differ on every write; a process-wide counter is much cheaper than uuid4 per write.
+_ETAGS = itertools.count(1)
+_RUN = uuid.uuid4().hex[:8]
 
 
 def _copy(value: Any) -> Any:
@@ -25,17 +31,14 @@ def _copy(value: Any) -> Any:
         return copy.deepcopy(value)
 
 
+_TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
+
+
 def _sort_key(value: Any) -> tuple:
-    # Cosmos orders undefined < null < bool < number < string.
-    if value is None:
-        return (1, 0)
-    if isinstance(value, bool):
-        return (2, value)
-    if isinstance(value, (int, float)):
-        return (3, value)
-    if isinstance(value, str):
-        return (4, value)
-    return (0, 0)
+    # Cosmos DB orders undefined < null < false < true < numbers < strings < arrays < objects, and keeps items
+    # without the property (undefined) in an ORDER BY. Arrays and objects tie within their type.
+    kind = json_type(value)
+    return (_TYPE_RANK[kind], value if kind in ("boolean", "number", "string") else 0)
 
 
 class MemoryContainer:
@@ -56,7 +59,7 @@ class MemoryContainer:
         if not isinstance(body.get("id"), str) or not body["id"]:
             raise ValueError("item needs a non-empty string id")
         item = _copy(clean_body(body))
-        item["_etag"] = f'"{uuid.uuid4()}"'
+        item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
         item["_ts"] = int(time.time())
         return item
 
@@ -87,7 +90,8 @@ class MemoryContainer:
         item = self._stamp(body)
         key = self._key(item["id"], self.partition_key_of(item))
         with self._lock:
-            self._check_etag(key, etag, must_exist=False)
+            if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
+                self._check_etag(key, etag, must_exist=False)
             self._items[key] = item
         return _copy(item)
 
@@ -118,6 +122,7 @@ class MemoryContainer:
             self._items.pop(key, None)
 
     def _select(self, filter_: Filter, partition_key: Any, order_by: str | None, descending: bool) -> list[dict[str, Any]]:
+        validate(filter_, order_by)
         with self._lock:
             items = [
                 it for (pk, _), it in self._items.items()

@@ -52,7 +52,7 @@ def to_sql(filter_: Filter, alias: str = "c") -> tuple[str, list[dict[str, Any]]
         if _is_combination(f):
             kind, parts = f
             if kind == "not":
-                return f"(NOT {walk(parts)})"
+                return f"(NOT ({walk(parts)}))"  # parenthesized: the emulator binds NOT tighter than =
             if not parts:
                 raise InvalidFilterError(f"empty {kind!r}")
             return "(" + f" {kind.upper()} ".join(walk(p) for p in parts) + ")"
@@ -79,6 +79,13 @@ def to_sql(filter_: Filter, alias: str = "c") -> tuple[str, list[dict[str, Any]]
     return walk(filter_), params
 
 
+def validate(filter_: Filter, order_by: str | None = None) -> None:
+    """Raise InvalidFilterError for a malformed filter or sort path, whether or not any item would reach it."""
+    to_sql(filter_)
+    if order_by is not None:
+        _check_path(order_by)
+
+
 _MISSING = object()
 
 
@@ -91,51 +98,85 @@ def get_path(doc: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
-    # Cosmos compares only values of the same kind; anything else is undefined, i.e. no match.
-    if left is _MISSING or left is None or right is None:
-        return op == "=" and left is None and right is None
-    numeric = (int, float)
-    if isinstance(left, bool) or isinstance(right, bool):
-        if not (isinstance(left, bool) and isinstance(right, bool)):
-            return False
-    elif isinstance(left, numeric) != isinstance(right, numeric) or (
-        not isinstance(left, numeric) and type(left) is not type(right)
-    ):
-        return op == "!=" and left is not _MISSING
-    try:
-        return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-                ">": left > right, ">=": left >= right}[op]
-    except TypeError:
+def json_type(value: Any) -> str:
+    """The JSON type Cosmos DB sees: undefined, null, boolean, number, string, array or object."""
+    if value is _MISSING:
+        return "undefined"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    return "object"
+
+
+def json_equal(left: Any, right: Any) -> bool:
+    """Deep equality with JSON types: True is not 1 (Python says it is), 1 is 1.0."""
+    kind = json_type(left)
+    if kind != json_type(right):
         return False
+    if kind == "array":
+        return len(left) == len(right) and all(json_equal(a, b) for a, b in zip(left, right))
+    if kind == "object":
+        return left.keys() == right.keys() and all(json_equal(v, right[k]) for k, v in left.items())
+    return left == right
 
 
-def matches(doc: dict[str, Any], filter_: Filter) -> bool:
-    """Evaluate a filter on one document the way Cosmos DB would."""
-    if filter_ is None:
-        return True
+def _compare(op: str, left: Any, right: Any) -> bool | None:
+    # Cosmos DB: a comparison with undefined, or across JSON types, is undefined (None here), which never matches
+    # and stays undefined under NOT. Objects and arrays only support = and !=.
+    kind = json_type(left)
+    if kind == "undefined" or kind != json_type(right):
+        return None
+    if op in ("=", "!="):
+        return json_equal(left, right) == (op == "=")
+    if kind in ("array", "object"):
+        return None
+    if kind == "null":
+        return op in ("<=", ">=")
+    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+
+
+def _evaluate(doc: dict[str, Any], filter_: Any) -> bool | None:
+    """Three-valued (true / false / undefined=None) evaluation, as Cosmos DB's SQL does it."""
     if _is_combination(filter_):
         kind, parts = filter_
         if kind == "not":
-            return not matches(doc, parts)
+            inner = _evaluate(doc, parts)
+            return None if inner is None else not inner
         if not parts:
             raise InvalidFilterError(f"empty {kind!r}")
-        results = (matches(doc, p) for p in parts)
-        return all(results) if kind == "and" else any(results)
+        results = [_evaluate(doc, p) for p in parts]
+        decisive = kind == "or"  # True decides an OR, False decides an AND
+        if decisive in results:
+            return decisive
+        return None if None in results else not decisive
     if not (isinstance(filter_, tuple) and len(filter_) == 3):
         raise InvalidFilterError(f"a condition is (path, op, value), got {filter_!r}")
     path, op, value = filter_
     left = get_path(doc, _check_path(path))
     if op in _SQL_OPS:
         return _compare(op, left, value)
-    if op == "in":
-        return left is not _MISSING and left in list(value)
-    if op == "contains":
-        return isinstance(left, list) and value in left
+    if op == "in":  # ARRAY_CONTAINS(@values, c.path): false, not undefined, when the path is missing
+        return any(json_equal(v, left) for v in value)
+    if op == "contains":  # ARRAY_CONTAINS(c.path, @value): undefined unless the path holds an array
+        return any(json_equal(v, value) for v in left) if json_type(left) == "array" else None
     if op == "startswith":
-        return isinstance(left, str) and isinstance(value, str) and left.startswith(value)
+        return left.startswith(value) if isinstance(left, str) and isinstance(value, str) else None
     if op == "defined":
         return left is not _MISSING
     if op == "undefined":
         return left is _MISSING
     raise InvalidFilterError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
+
+
+def matches(doc: dict[str, Any], filter_: Filter) -> bool:
+    """Evaluate a filter on one document the way Cosmos DB would: only a true result matches."""
+    if filter_ is None:
+        return True
+    return _evaluate(doc, filter_) is True

@@ -1,0 +1,361 @@
+"""The store contract (shared/store/base.py), run identically on MemoryStore and on CosmosStore against the
+Cosmos emulator launcher. Where the two disagreed, the store code was fixed to follow Cosmos DB."""
+from __future__ import annotations
+
+import pytest
+
+from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, where
+from shared.store.query import InvalidFilterError
+from shared.store.schema import CONTAINERS
+
+# Documents of the activity container (partition key /owner) with mixed JSON types on purpose: Cosmos DB compares
+# only values of the same type, so "10" is not 10, true is not 1, and null is not a number.
+DOCS = [
+    {"id": "d1", "owner": "o1", "kind": "transaction", "amount": 10, "tags": ["a", "b"],
+     "meta": {"score": 0.9, "tier": "gold"}, "name": "alice"},
+    {"id": "d2", "owner": "o1", "kind": "event", "amount": 5.5, "tags": ["b"], "meta": {"score": 0.2}, "name": "bob"},
+    {"id": "d3", "owner": "o2", "kind": "transaction", "amount": "10", "tags": [], "meta": {"tier": "silver"},
+     "name": "alfred"},
+    {"id": "d4", "owner": "o2", "kind": "review", "amount": None, "flag": True, "name": "carol"},
+    {"id": "d5", "owner": "o3", "kind": "transaction", "amount": 20, "flag": False, "tags": ["c"],
+     "meta": {"score": 0.5, "tier": "gold"}},
+    {"id": "d6", "owner": "o3", "kind": "event", "amount": 1, "flag": 1, "name": "Al"},
+]
+
+FILTER_CASES = [
+    (("kind", "=", "transaction"), {"d1", "d3", "d5"}),
+    (("amount", "=", 10), {"d1"}),
+    (("amount", "!=", 10), {"d2", "d5", "d6"}),  # "10" and null are other types: undefined, not "different"
+    (("amount", ">", 5), {"d1", "d2", "d5"}),
+    (("amount", ">=", 10), {"d1", "d5"}),
+    (("amount", "<", 10), {"d2", "d6"}),
+    (("amount", "<=", 5.5), {"d2", "d6"}),
+    (("amount", "=", None), {"d4"}),
+    (("flag", "=", True), {"d4"}),
+    (("flag", "=", 1), {"d6"}),
+    (("meta.score", ">", 0.4), {"d1", "d5"}),
+    (("meta.tier", "=", "gold"), {"d1", "d5"}),
+    (("kind", "in", ["event", "review"]), {"d2", "d4", "d6"}),
+    (("amount", "in", [1, "10"]), {"d3", "d6"}),
+    (("tags", "contains", "b"), {"d1", "d2"}),
+    (("name", "startswith", "al"), {"d1", "d3"}),
+    (("meta", "defined", None), {"d1", "d2", "d3", "d5"}),
+    (("meta", "undefined", None), {"d4", "d6"}),
+    (("not", ("kind", "=", "transaction")), {"d2", "d4", "d6"}),
+    # NOT of undefined stays undefined: items without meta.tier match neither the condition nor its negation.
+    (("not", ("meta.tier", "=", "gold")), {"d3"}),
+    (("not", ("tags", "contains", "b")), {"d3", "d5"}),
+    (("and", [("kind", "=", "transaction"), ("amount", ">=", 10)]), {"d1", "d5"}),
+    (("or", [("kind", "=", "review"), ("meta.score", "<", 0.3)]), {"d2", "d4"}),
+    (("or", [("flag", "=", True), ("not", ("amount", "=", 10))]), {"d2", "d4", "d5", "d6"}),
+    (("and", [("not", ("flag", "defined", None)), ("amount", ">", 1)]), {"d1", "d2"}),
+    (where(kind="event", owner="o3"), {"d6"}),
+    (None, {"d1", "d2", "d3", "d4", "d5", "d6"}),
+]
+
+
+@pytest.fixture
+def activity(store):
+    container = store.container("activity")
+    for doc in DOCS:
+        container.create_item(doc)
+    return container
+
+
+def ids(items) -> list[str]:
+    return [it["id"] for it in items]
+
+
+def only_user_and_kept_props(item: dict) -> bool:
+    return all(not k.startswith("_") or k in ("_etag", "_ts") for k in item) and "_etag" in item and "_ts" in item
+
+
+# --- point operations ------------------------------------------------------------------------------------------
+
+def test_create_returns_item_with_etag_and_duplicate_is_409(store):
+    profiles = store.container("profiles")
+    created = profiles.create_item({"id": "p1", "name": "x"})
+    assert created["id"] == "p1" and created["name"] == "x" and only_user_and_kept_props(created)
+    with pytest.raises(ItemExistsError) as err:
+        profiles.create_item({"id": "p1", "name": "other"})
+    assert err.value.status_code == 409
+    assert profiles.read_item("p1", "p1")["name"] == "x"
+
+
+def test_same_id_in_two_partitions_are_two_items(store):
+    activity = store.container("activity")
+    activity.create_item({"id": "x", "owner": "o1", "v": 1})
+    activity.create_item({"id": "x", "owner": "o2", "v": 2})
+    assert activity.read_item("x", "o1")["v"] == 1
+    assert activity.read_item("x", "o2")["v"] == 2
+    assert activity.read_item_or_none("x", "o3") is None
+    with pytest.raises(ItemExistsError):
+        activity.create_item({"id": "x", "owner": "o2"})
+
+
+def test_read_missing_is_404_and_read_item_or_none_is_none(store):
+    profiles = store.container("profiles")
+    with pytest.raises(ItemNotFoundError) as err:
+        profiles.read_item("missing", "missing")
+    assert err.value.status_code == 404
+    assert profiles.read_item_or_none("missing", "missing") is None
+
+
+def test_replace_missing_is_404(store):
+    with pytest.raises(ItemNotFoundError):
+        store.container("profiles").replace_item({"id": "ghost", "v": 1})
+
+
+def test_etag_changes_on_every_write_and_matches_reads(store):
+    profiles = store.container("profiles")
+    tags = [profiles.create_item({"id": "p", "v": 0})["_etag"]]
+    tags.append(profiles.upsert_item({"id": "p", "v": 1})["_etag"])
+    tags.append(profiles.replace_item({"id": "p", "v": 2}, etag=tags[-1])["_etag"])
+    tags.append(profiles.upsert_item({"id": "p", "v": 2})["_etag"])  # same content, still a new version
+    assert len(set(tags)) == 4
+    assert profiles.read_item("p", "p")["_etag"] == tags[-1]
+    assert next(profiles.query_items(("id", "=", "p")))["_etag"] == tags[-1]
+
+
+@pytest.mark.parametrize("write", ["replace", "upsert", "delete"])
+def test_stale_etag_is_412_and_leaves_the_item_alone(store, write):
+    profiles = store.container("profiles")
+    stale = profiles.create_item({"id": "p", "v": 1})["_etag"]
+    profiles.upsert_item({"id": "p", "v": 2})  # someone else wrote in between
+    with pytest.raises(PreconditionFailedError) as err:
+        if write == "replace":
+            profiles.replace_item({"id": "p", "v": 3}, etag=stale)
+        elif write == "upsert":
+            profiles.upsert_item({"id": "p", "v": 3}, etag=stale)
+        else:
+            profiles.delete_item("p", "p", etag=stale)
+    assert err.value.status_code == 412
+    assert profiles.read_item("p", "p")["v"] == 2
+
+
+@pytest.mark.parametrize("write", ["replace", "upsert", "delete"])
+def test_current_etag_is_accepted(store, write):
+    profiles = store.container("profiles")
+    current = profiles.create_item({"id": "p", "v": 1})["_etag"]
+    if write == "replace":
+        assert profiles.replace_item({"id": "p", "v": 2}, etag=current)["v"] == 2
+    elif write == "upsert":
+        assert profiles.upsert_item({"id": "p", "v": 2}, etag=current)["v"] == 2
+    else:
+        profiles.delete_item("p", "p", etag=current)
+        assert profiles.read_item_or_none("p", "p") is None
+
+
+def test_upsert_with_etag_of_a_missing_item_creates_it_like_cosmos(store):
+    # Cosmos DB applies If-Match only to an existing item; an upsert of a missing one is a create.
+    profiles = store.container("profiles")
+    etag = profiles.create_item({"id": "p", "v": 1})["_etag"]
+    profiles.delete_item("p", "p")
+    assert profiles.upsert_item({"id": "p", "v": 2}, etag=etag)["v"] == 2
+
+
+def test_delete_is_ok_when_gone_but_412_with_an_etag(store):
+    profiles = store.container("profiles")
+    etag = profiles.create_item({"id": "p"})["_etag"]
+    profiles.delete_item("p", "p")
+    profiles.delete_item("p", "p")  # already gone: fine
+    with pytest.raises(PreconditionFailedError):
+        profiles.delete_item("p", "p", etag=etag)  # the version we read is gone: the caller must know
+
+
+def test_system_properties_are_stripped_and_a_read_item_can_be_written_back(store):
+    activity = store.container("activity")
+    created = activity.create_item({"id": "a", "owner": "o", "nested": {"k": [1, {"x": None}]}})
+    read = activity.read_item("a", "o")
+    queried = next(activity.query_items(partition_key="o"))
+    for item in (created, read, queried):
+        assert only_user_and_kept_props(item), item.keys()
+        assert item["nested"] == {"k": [1, {"x": None}]}
+    read["extra"] = True
+    written = activity.replace_item(read, etag=read["_etag"])  # _etag/_ts in the body are not stored as data
+    assert only_user_and_kept_props(written) and written["extra"] is True
+    assert set(activity.read_item("a", "o")) == {"id", "owner", "nested", "extra", "_etag", "_ts"}
+
+
+def test_returned_items_are_copies(store):
+    profiles = store.container("profiles")
+    item = profiles.create_item({"id": "p", "list": [1]})
+    item["list"].append(2)
+    read = profiles.read_item("p", "p")
+    read["list"].append(3)
+    assert profiles.read_item("p", "p")["list"] == [1]
+
+
+# --- queries ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("filter_, expected", FILTER_CASES, ids=[str(c[0]) for c in FILTER_CASES])
+def test_query_filters(activity, filter_, expected):
+    assert set(ids(activity.query_items(filter_))) == expected
+    assert activity.count_items(filter_) == len(expected)
+
+
+def test_query_scoped_to_a_partition(activity):
+    assert set(ids(activity.query_items(partition_key="o1"))) == {"d1", "d2"}
+    assert set(ids(activity.query_items(("kind", "=", "transaction"), partition_key="o2"))) == {"d3"}
+    assert list(activity.query_items(partition_key="nobody")) == []
+    assert activity.count_items(partition_key="o3") == 2
+    assert activity.count_items(("amount", ">", 5), partition_key="o3") == 1
+
+
+def test_order_by_follows_cosmos_type_order(activity):
+    # undefined < null < false < true < numbers < strings; ties in any order
+    assert ids(activity.query_items(order_by="amount")) == ["d4", "d6", "d2", "d1", "d5", "d3"]
+    assert ids(activity.query_items(order_by="amount", descending=True)) == ["d3", "d5", "d1", "d2", "d6", "d4"]
+    by_score = ids(activity.query_items(order_by="meta.score"))
+    assert set(by_score[:3]) == {"d3", "d4", "d6"} and by_score[3:] == ["d2", "d5", "d1"]  # missing ones first
+    by_score_desc = ids(activity.query_items(order_by="meta.score", descending=True))
+    assert by_score_desc[:3] == ["d1", "d5", "d2"] and set(by_score_desc[3:]) == {"d3", "d4", "d6"}
+
+
+def test_limit(activity):
+    assert ids(activity.query_items(order_by="amount", descending=True, limit=2)) == ["d3", "d5"]
+    assert ids(activity.query_items(("kind", "=", "transaction"), order_by="amount", limit=1)) == ["d1"]
+    assert len(list(activity.query_items(limit=4))) == 4
+    assert list(activity.query_items(limit=0)) == []
+
+
+def all_pages(container, **kwargs) -> tuple[list[str], int]:
+    seen, pages, token = [], 0, None
+    while True:
+        page, token = container.query_page(continuation=token, **kwargs)
+        seen += ids(page)
+        pages += 1
+        assert pages < 100, "continuation does not advance"
+        if token is None:
+            return seen, pages
+
+
+@pytest.mark.parametrize("order", [None, "amount", "meta.score", "id"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_query_page_covers_everything_exactly_once(activity, order, descending):
+    expected = ids(activity.query_items(order_by=order, descending=descending))
+    seen, pages = all_pages(activity, order_by=order, descending=descending, page_size=4)
+    assert sorted(seen) == sorted(expected) and len(seen) == 6 and pages == 2
+    if order in ("amount", "id"):  # no ties: the paged order is the query order
+        assert seen == expected
+
+
+def test_query_page_within_a_partition_and_with_a_filter(store):
+    activity = store.container("activity")
+    for i in range(23):
+        activity.create_item({"id": f"e{i:02d}", "owner": "big" if i % 4 else "small", "n": i % 5})
+    seen, pages = all_pages(activity, partition_key="big", page_size=5)
+    assert sorted(seen) == [f"e{i:02d}" for i in range(23) if i % 4] and pages == 4
+    seen, _ = all_pages(activity, filter_=("n", ">=", 3), order_by="n", page_size=3)  # ties on n across pages
+    assert sorted(seen) == sorted(f"e{i:02d}" for i in range(23) if i % 5 >= 3)
+    page, token = activity.query_page(("n", "=", 99), page_size=5)
+    assert page == [] and token is None
+
+
+def test_invalid_filters_are_rejected(store):
+    profiles = store.container("profiles")
+    for bad in [("a b", "=", 1), ("a", "like", "x"), ("a;DROP", "=", 1), ("and", []), ("a", "=")]:
+        with pytest.raises(InvalidFilterError):
+            list(profiles.query_items(bad))
+
+
+def test_filter_values_are_parameters_not_sql(activity):
+    assert list(activity.query_items(("name", "=", "x' OR 1=1 --"))) == []
+    activity.create_item({"id": "q", "owner": "o", "name": "it's \"quoted\""})
+    assert ids(activity.query_items(("name", "=", "it's \"quoted\""))) == ["q"]
+
+
+# --- transactional batch ---------------------------------------------------------------------------------------
+
+def test_batch_applies_all_operations(store):
+    activity = store.container("activity")
+    existing = activity.create_item({"id": "a", "owner": "o", "v": 1})
+    activity.create_item({"id": "gone", "owner": "o"})
+    results = activity.execute_batch("o", [
+        ("create", {"id": "b", "owner": "o", "v": 1}),
+        ("upsert", {"id": "c", "owner": "o", "v": 1}),
+        ("replace", {"id": "a", "owner": "o", "v": 2}, existing["_etag"]),
+        ("delete", "gone"),
+    ])
+    assert [r["id"] if r else None for r in results] == ["b", "c", "a", None]
+    assert all(only_user_and_kept_props(r) for r in results[:3])
+    assert activity.read_item("a", "o")["v"] == 2
+    assert activity.read_item_or_none("gone", "o") is None
+    assert sorted(ids(activity.query_items(partition_key="o"))) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("failure, error", [
+    (("create", {"id": "a", "owner": "o"}), ItemExistsError),
+    (("replace", {"id": "a", "owner": "o", "v": 9}, '"stale"'), PreconditionFailedError),
+    (("replace", {"id": "nobody", "owner": "o"}), ItemNotFoundError),
+    (("delete", "nobody"), ItemNotFoundError),
+])
+def test_failed_batch_leaves_nothing_behind(store, failure, error):
+    activity = store.container("activity")
+    activity.create_item({"id": "a", "owner": "o", "v": 1})
+    before = {it["id"]: it for it in activity.query_items(partition_key="o")}
+    with pytest.raises(error):
+        activity.execute_batch("o", [
+            ("create", {"id": "new", "owner": "o"}),
+            ("upsert", {"id": "a", "owner": "o", "v": 2}),
+            failure,
+            ("create", {"id": "after", "owner": "o"}),
+        ])
+    after = {it["id"]: it for it in activity.query_items(partition_key="o")}
+    assert after == before  # same items, same versions (etags)
+
+
+def test_batch_cannot_leave_its_partition(store):
+    activity = store.container("activity")
+    with pytest.raises(ValueError):
+        activity.execute_batch("o", [("create", {"id": "a", "owner": "o"}), ("create", {"id": "b", "owner": "x"})])
+    assert activity.count_items() == 0
+
+
+def test_unknown_batch_operation_is_rejected(store):
+    with pytest.raises(ValueError):
+        store.container("activity").execute_batch("o", [("merge", {"id": "a", "owner": "o"})])
+
+
+# --- bootstrap (Cosmos and Storage) ----------------------------------------------------------------------------
+
+def cosmos_containers(settings) -> dict[str, list[str]]:
+    from azure.cosmos import CosmosClient
+
+    client = CosmosClient(settings.cosmos_endpoint, settings.cosmos_key)
+    db = client.get_database_client(settings.cosmos_database)
+    return {c["id"]: c["partitionKey"]["paths"] for c in db.list_containers()
+            if c["id"].startswith(settings.container_prefix)}
+
+
+def test_cosmos_bootstrap_is_idempotent_and_uses_the_schema(cosmos_store, stack_settings):
+    first = cosmos_containers(stack_settings)
+    names = cosmos_store.bootstrap()  # the fixture ran it once already
+    expected = {stack_settings.container_prefix + name: [path] for name, path in CONTAINERS.items()}
+    assert sorted(names) == sorted(expected)
+    assert cosmos_containers(stack_settings) == first == expected
+
+
+def test_bootstrap_creates_storage_and_cosmos_twice_without_error(stack_settings):
+    from shared.bootstrap import bootstrap
+    from shared.storage import blob_containers, blob_service, queue_client, queues
+
+    first = bootstrap(stack_settings)
+    data = {"id": "kept", "v": 1}
+    from shared.store.cosmos import CosmosStore
+
+    s = stack_settings
+    store = CosmosStore(s.cosmos_endpoint, s.cosmos_key, s.cosmos_database, prefix=s.container_prefix)
+    store.container("profiles").create_item(data)
+    service = blob_service(s)
+    service.get_container_client(s.landing_container).upload_blob("kept.csv", b"a,b\n")
+
+    assert bootstrap(stack_settings) == first  # second run: same answer, nothing lost
+    assert store.container("profiles").read_item("kept", "kept")["v"] == 1
+    assert service.get_container_client(s.landing_container).get_blob_client("kept.csv").exists()
+    existing = {c.name for c in service.list_containers()}
+    assert set(blob_containers(s)) <= existing
+    for name in queues(s):
+        queue_client(name, s).get_queue_properties()  # raises if the queue does not exist
+    assert sorted(first["cosmos_containers"]) == sorted(s.container_prefix + n for n in CONTAINERS)
+    assert cosmos_containers(s) == {s.container_prefix + n: [p] for n, p in CONTAINERS.items()}
