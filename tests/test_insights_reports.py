@@ -112,7 +112,7 @@ def test_saved_custom_reports_run_by_id_with_parameters(store):
     result = rp.run_report(store, saved["id"], {"from": ago(60).isoformat(), "channel": "store"})
     assert result["revenue"] == 100.0
     with pytest.raises(ValidationError):
-        rp.ReportDefinition(name="x", report="revenue", parameters={"colour": "red"}).checked()
+        rp.ReportDefinition(name="x", report="revenue", parameters={"colour": "red"})
     with pytest.raises(ValidationError):
         rp.ReportDefinition(name="x", report="pivot")
     with pytest.raises(DefinitionNotFound):

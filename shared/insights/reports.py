@@ -12,7 +12,7 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..activity import is_purchase, iso_utc
 from ..events.sessions import sessionize
@@ -47,9 +47,14 @@ class ReportDefinition(BaseModel):
     report: Literal["unification", "churn", "revenue", "analytics", "funnel"]
     parameters: dict[str, Any] = Field(default_factory=dict)
 
-    def checked(self) -> "ReportDefinition":
-        ReportParameters.model_validate(self.parameters)
-        return self
+    @field_validator("parameters")
+    @classmethod
+    def _known_parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            ReportParameters.model_validate(value)
+        except ValidationError as err:
+            raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
+        return value
 
 
 def parameters(raw: dict[str, Any] | None) -> ReportParameters:
@@ -291,7 +296,6 @@ def run_builtin(store: Store, name: str, raw_params: dict[str, Any] | None = Non
 # --- custom reports -------------------------------------------------------------------------------------
 
 def create_report(store: Store, definition: ReportDefinition) -> dict[str, Any]:
-    definition.checked()
     at = now_iso()
     doc = {"id": new_id("rpt"), "doc_type": DOC_TYPE, **definition.model_dump(mode="json"), "created_at": at, "updated_at": at}
     return store.container("segments").create_item(doc)
