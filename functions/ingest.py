@@ -5,7 +5,7 @@ import azure.functions as func
 
 from functions._http import respond
 from shared.api import ApiError, ApiResponse
-from shared.ingest import IngestionBusy, get_ingestion, ingest_blob, list_ingestions
+from shared.ingest import IngestionBusy, get_ingestion, ingest_blob, list_ingestions, resume_stale_ingestions
 from shared.settings import get_settings
 from shared.store import open_store
 
@@ -25,6 +25,15 @@ def ingest_landed_blob(blob: func.InputStream) -> None:
     except IngestionBusy as busy:
         log.info("%s; the event will be retried", busy)
         raise  # fail this invocation: the host redelivers, and the retry finds the file done or the lease expired
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 */5 * * * *", run_on_startup=False, use_monitor=False)
+def resume_stale_ingestion(timer: func.TimerRequest) -> None:
+    # Safety net: a worker that died after the host's last retry leaves its file `processing`; finish it.
+    settings = get_settings()
+    resumed = resume_stale_ingestions(settings=settings, store=open_store(settings))
+    if resumed:
+        log.info("resumed %d stale ingestions: %s", len(resumed), [r["id"] for r in resumed])
 
 
 @bp.route(route="ingestions/{ingestion_id}", methods=["GET"])

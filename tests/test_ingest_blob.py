@@ -393,3 +393,28 @@ def test_list_is_newest_first_and_paginates(landing):
     assert positions == sorted(positions, reverse=True)  # newest first
     landing.http("get_ingestion_report", route_params={"ingestion_id": "ing_nope"}, status=404)
     landing.http("list_ingestion_reports", params={"limit": "0"}, status=400)
+
+
+def test_timer_resumes_a_crashed_ingestion_whose_retries_ran_out(landing):
+    from azure.functions.timer import TimerRequest
+
+    def stale_claim(path: str, etag: str) -> dict:
+        name = f"{landing.settings.landing_container}/{path}"
+        doc = ledger.new_report(ingestion_id(name, etag), blob=path, container=landing.settings.landing_container,
+                                etag=etag)
+        doc["lease_until"] = "2000-01-01T00:00:00.000Z"
+        return landing.store.container("ledger").create_item(doc)
+
+    path = f"pos/customers/{landing.run}/orphan.csv"
+    landing.upload(path, (HEADER + row("O1")).encode())
+    etag = landing.service.get_blob_client(landing.settings.landing_container, path).get_blob_properties().etag
+    orphan = stale_claim(path, etag)
+    changed = stale_claim(f"pos/customers/{landing.run}/changed.csv", '"0xOLD"')
+    landing.upload(f"pos/customers/{landing.run}/changed.csv", (HEADER + row("O2")).encode())
+
+    landing.functions["resume_stale_ingestion"](TimerRequest(past_due=False))
+    report = landing.report(path)
+    assert report["id"] == orphan["id"] and report["status"] == "completed" and report["accepted"] == 1
+    assert report["attempt"] == 2
+    closed = landing.http("get_ingestion_report", route_params={"ingestion_id": changed["id"]})
+    assert closed["status"] == "failed" and closed["error"]["code"] == "blob_changed"

@@ -231,3 +231,40 @@ def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: 
         report = pipeline.run(stream_from_chunks(download.chunks()), name, stop_on={ResourceModifiedError: changed})
     report["quarantine_blob"] = quarantine.close()
     return report
+
+
+def resume_stale_ingestions(*, settings, store: Store, limit: int = 20) -> list[dict[str, Any]]:
+    """Finish ingestions whose worker died and whose event will not come again (the host's retries ran out
+    while the lease was live): every `processing` report with an expired lease is run again from the start.
+    A blob that changed since is closed as failed (blob_changed): its new version has its own event."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..storage import blob_service
+
+    now = ledger.iso(ledger.utc_now())
+    stale = list(store.container(ledger.CONTAINER).query_items(
+        ("and", [("doc_type", "=", ledger.DOC_TYPE), ("status", "=", "processing"), ("lease_until", "<", now)]),
+        limit=limit))
+    done = []
+    for doc in stale:
+        client = blob_service(settings).get_blob_client(doc["container"], doc["blob"])
+        try:
+            etag = client.get_blob_properties().etag
+        except ResourceNotFoundError:
+            etag = None
+        if etag != doc["etag"]:
+            report = {**doc, "status": "failed", "error": {
+                "code": "blob_changed", "after_row": doc.get("rows_read", 0),
+                "message": "the blob changed or was deleted before a crashed ingestion could be resumed"}}
+            try:
+                done.append(ledger.public_report(ledger.finish(store, doc, finish_report(report, time.time()))))
+            except ledger.LeaseLost:
+                pass
+            continue
+        try:
+            report = ingest_blob(f"{doc['container']}/{doc['blob']}", settings=settings, store=store)
+        except ledger.IngestionBusy:
+            continue
+        if report is not None:
+            done.append(report)
+    return done
