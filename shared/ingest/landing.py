@@ -228,7 +228,12 @@ def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: 
     if download is None:
         report.update(status="failed", error={"code": changed.code, "message": changed.message, "after_row": 0})
     else:
-        report = pipeline.run(stream_from_chunks(download.chunks()), name, stop_on={ResourceModifiedError: changed})
+        try:
+            report = pipeline.run(stream_from_chunks(download.chunks()), name,
+                                  stop_on={ResourceModifiedError: changed})
+        finally:
+            if isinstance(outputs.customers, QueueFanout):
+                outputs.customers.close()
     report["quarantine_blob"] = quarantine.close()
     return report
 

@@ -133,6 +133,8 @@ class Mapping(BaseModel):
     @field_validator("fields", "identifiers", mode="before")
     @classmethod
     def _specs(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("must be an object of canonical field -> column or {column, format, region}")
         return {k: _spec(s) for k, s in (v or {}).items()}
 
     @field_validator("attributes", mode="before")
@@ -140,6 +142,8 @@ class Mapping(BaseModel):
     def _attribute_specs(cls, v: Any) -> Any:
         if isinstance(v, list):  # ["store_code"]: keep the column under its own name
             return {c: FieldSpec(column=c) for c in v}
+        if v is not None and not isinstance(v, dict):
+            raise ValueError("must be a list of columns or an object of attribute -> column")
         return {k: _spec(s) for k, s in (v or {}).items()}
 
     @field_validator("timezone")
