@@ -31,11 +31,11 @@ def call(fns, name, method="GET", route_params=None, params=None, body=b""):
 
 def people():
     return [
-        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="Ann.Lee@Example.com",
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="Ann.Lee@Shopmail.net",
                        phone="020 7946 0018", phone_region="GB", birth_date="1980-02-03"),
         CustomerRecord(source="ecommerce", record_key="e-9", given_name="Ann", family_name="Lee",
-                       email="ann.lee@example.com", city="London"),
-        CustomerRecord(source="pos", record_key="2", given_name="Bob", family_name="Ray", email="bob.ray@example.org"),
+                       email="ann.lee@shopmail.net", city="London"),
+        CustomerRecord(source="pos", record_key="2", given_name="Bob", family_name="Ray", email="bob.ray@postbox.org"),
     ]
 
 
@@ -43,21 +43,21 @@ def test_lookup_by_any_identifier_normalized_like_ingestion(http_functions, api_
     from shared.identity import resolve_records
 
     resolve_records(api_env, people(), settings=get_settings())
-    resp, by_email = call(http_functions, "lookup_profile", params={"email": "  ANN.LEE@example.com "})
+    resp, by_email = call(http_functions, "lookup_profile", params={"email": "  ANN.LEE@shopmail.net "})
     assert resp.status_code == 200, by_email
     assert {r["key"] for r in by_email["source_records"]} == {"pos|1", "ecommerce|e-9"}
     resp, by_phone = call(http_functions, "lookup_profile", params={"phone": "+44 20 7946 0018"})
     assert resp.status_code == 200 and by_phone["id"] == by_email["id"]
     resp, by_source = call(http_functions, "lookup_profile", params={"source": "pos", "source_id": "1"})
     assert by_source["id"] == by_email["id"]
-    resp, other = call(http_functions, "lookup_profile", params={"email": "bob.ray@example.org"})
+    resp, other = call(http_functions, "lookup_profile", params={"email": "bob.ray@postbox.org"})
     assert other["id"] != by_email["id"]
 
 
 def test_lookup_errors_are_problem_json(http_functions, api_env):
     resp, body = call(http_functions, "lookup_profile", params={"email": "not an email"})
     assert resp.status_code == 400 and resp.mimetype == "application/problem+json" and body["status"] == 400
-    resp, body = call(http_functions, "lookup_profile", params={"email": "nobody@example.com"})
+    resp, body = call(http_functions, "lookup_profile", params={"email": "zoe.quinn@shopmail.net"})
     assert resp.status_code == 404 and body["title"] == "Not Found"
     resp, body = call(http_functions, "lookup_profile", params={})
     assert resp.status_code == 400
@@ -75,7 +75,7 @@ def test_profile_view_measures_come_from_transactions(http_functions, api_env):
         Transaction(source="pos", order_id="o1", customer_key="1", timestamp="2026-01-05T10:00:00Z", amount="20.00"),
         Transaction(source="ecommerce", order_id="o2", customer_key="e-9", timestamp="2026-03-01T10:00:00Z", amount="30.00"),
     ])
-    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@example.com"})
+    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@shopmail.net"})
     resp, view = call(http_functions, "get_profile", route_params={"profile_id": found["id"]})
     assert resp.status_code == 200
     assert view["measures"]["orders"] == 2 and view["measures"]["total_spend"] == 50.0
@@ -92,13 +92,13 @@ def test_erase_cascades_and_answers_gone(http_functions, api_env):
     resolve_records(api_env, people(), settings=get_settings())
     save_activity(api_env, [Transaction(source="pos", order_id="o1", customer_key="1",
                                         timestamp="2026-01-05T10:00:00Z", amount="20.00")])
-    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@example.com"})
+    _, found = call(http_functions, "lookup_profile", params={"email": "ann.lee@shopmail.net"})
     pid = found["id"]
     resp, exported = call(http_functions, "export_profile_data", route_params={"profile_id": pid})
     assert resp.status_code == 200 and len(exported["source_records"]) == 2 and len(exported["activity"]) == 1
     resp, erased = call(http_functions, "erase_profile_data", method="DELETE", route_params={"profile_id": pid})
     assert resp.status_code == 200 and erased["deleted"]["source_records"] == 2
-    for params in ({"email": "ann.lee@example.com"}, {"phone": "+442079460018"}, {"source": "pos", "source_id": "1"}):
+    for params in ({"email": "ann.lee@shopmail.net"}, {"phone": "+442079460018"}, {"source": "pos", "source_id": "1"}):
         resp, _ = call(http_functions, "lookup_profile", params=params)
         assert resp.status_code == 404, params
     resp, body = call(http_functions, "get_profile", route_params={"profile_id": pid})
@@ -108,7 +108,7 @@ def test_erase_cascades_and_answers_gone(http_functions, api_env):
     log = list(api_env.container("state").query_items(("kind", "=", "erasure")))
     assert len(log) == 1 and "ann" not in json.dumps(log).lower()
     # The other person is untouched.
-    resp, _ = call(http_functions, "lookup_profile", params={"email": "bob.ray@example.org"})
+    resp, _ = call(http_functions, "lookup_profile", params={"email": "bob.ray@postbox.org"})
     assert resp.status_code == 200
 
 

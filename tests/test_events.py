@@ -68,11 +68,11 @@ def test_identify_links_earlier_anonymous_events_to_the_profile(store):
     post(store, [{"type": "page", "name": "Home", "anonymousId": "dev-3", "timestamp": _ts(50)},
                  {"type": "track", "event": "Product Viewed", "anonymousId": "dev-3", "timestamp": _ts(45)}])
     status, body = post(store, {"type": "identify", "anonymousId": "dev-3", "timestamp": _ts(40),
-                                "traits": {"email": "Kim.Park@Example.com", "firstName": "Kim", "lastName": "Park"}})
+                                "traits": {"email": "Kim.Park@Shopmail.net", "firstName": "Kim", "lastName": "Park"}})
     assert status == 200
     result = body["results"][0]
     assert result["profile_id"] and result["moved_events"] == 2
-    assert find_profile_id(store, "email", "kim.park@example.com") == result["profile_id"]
+    assert find_profile_id(store, "email", "kim.park@shopmail.net") == result["profile_id"]
     # A later anonymous event from the same device follows the link.
     post(store, {"type": "track", "event": "Checkout Started", "anonymousId": "dev-3", "timestamp": _ts(1)})
     assert list(list_activity(store, ["anon|dev-3"])) == []
@@ -84,8 +84,8 @@ def test_identify_links_earlier_anonymous_events_to_the_profile(store):
 
 
 def test_a_shared_device_never_joins_two_known_customers(store):
-    first = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "ann@example.com"}})[1]
-    second = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "tom@example.com"}})[1]
+    first = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "ann@shopmail.net"}})[1]
+    second = post(store, {"type": "identify", "anonymousId": "family-ipad", "traits": {"email": "tom@shopmail.net"}})[1]
     a, b = first["results"][0]["profile_id"], second["results"][0]["profile_id"]
     assert a and b and a != b
     from shared.identity import get_profile
@@ -94,7 +94,7 @@ def test_a_shared_device_never_joins_two_known_customers(store):
 
 
 def test_user_id_events_belong_to_that_user(store):
-    post(store, {"type": "identify", "userId": "u-77", "traits": {"email": "lee@example.com"}})
+    post(store, {"type": "identify", "userId": "u-77", "traits": {"email": "lee@shopmail.net"}})
     post(store, {"type": "screen", "name": "Basket", "userId": "u-77", "context": {"channel": "mobile"}})
     events = list(list_activity(store, ["events|u-77"]))
     assert [e["type"] for e in events].count("screen") == 1

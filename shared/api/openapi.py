@@ -52,6 +52,12 @@ PATHS: dict[str, dict[str, Any]] = {
                                                  "201", params=PID, errors=("400", "401", "404", "409", "410"),
                                                  body={"type": "object", "required": ["record_key"],
                                                        "properties": {"record_key": {"type": "string"}}})},
+    "/ingestions": {"get": _op("Ingestion reports, newest first (paginated)", errors=("400", "401"), params=[
+        {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+        _query("continuation", "token from the previous page"), _query("status", "filter by status"),
+        _query("source", "filter by source system")])},
+    "/ingestions/{ingestion_id}": {"get": _op("One ingestion report: rows read, accepted, quarantined, duplicates, reasons",
+                                              params=[_path_param("ingestion_id")])},
 }
 
 

@@ -102,10 +102,10 @@ def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiRespo
         id_type, value = present[0], given[present[0]]
     if len(value) > 512:
         raise ApiError(400, f"{id_type} is too long")
-    try:
-        profile_id = identity.find_profile_id(store, id_type, value, region=given.get("region"))
-    except ValueError as err:
-        raise ApiError(400, f"malformed {id_type}: {err}") from None
+    if identity.normalized_identifier(id_type, value, region=given.get("region")) is None:
+        hint = " (for a national number, add region=GB or the like)" if id_type == "phone" else ""
+        raise ApiError(400, f"this {id_type} is malformed or a placeholder that identifies nobody{hint}")
+    profile_id = identity.find_profile_id(store, id_type, value, region=given.get("region"))
     if profile_id is None:
         raise ApiError(404, f"no profile has this {id_type}")
     return ApiResponse(profile_view(store, load_profile(store, profile_id)))
