@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, type=Path, help="registry directory (churn/<version>/, churn/latest)")
     train.add_argument("--min-profiles", type=int, default=None, help="refuse below this many customers (500)")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--cv-folds", type=int, default=None, help="cross-validation folds for model choice (5)")
+    train.add_argument("--models", default=None,
+                       help="candidates to compare, comma-separated (default: logistic_regression,"
+                            "gradient_boosting,hist_gradient_boosting)")
     train.set_defaults(func=cmd_train)
 
     score = sub.add_parser("score", help="score every customer with a purchase on or before the as-of date")
@@ -110,7 +114,7 @@ def _histories(per_customer: dict[str, list[dict]]):
 
 # --- commands ----------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from model_training.churn import MIN_PROFILES, train_and_publish
+    from model_training.churn import CV_FOLDS, MIN_PROFILES, candidate_models, train_and_publish
 
     from .churn.features import as_of_instant
     from .churn.registry import local_registry
@@ -119,10 +123,15 @@ def cmd_train(args) -> int:
     settings = get_settings()
     as_of = as_of_instant(args.as_of)
     window = args.window_days or settings.churn_window_days
+    models = [m.strip() for m in args.models.split(",")] if args.models else None
+    unknown = set(models or ()) - set(candidate_models(0))
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {', '.join(candidate_models(0))}")
     per_customer, stats = read_transactions(args.transactions, args.mapping, as_of=as_of)
     report = train_and_publish(
         _histories(per_customer), local_registry(args.out), as_of=as_of, window_days=window,
-        tolerance=settings.churn_auc_tolerance, min_profiles=args.min_profiles or MIN_PROFILES, seed=args.seed)
+        tolerance=settings.churn_auc_tolerance, min_profiles=args.min_profiles or MIN_PROFILES, seed=args.seed,
+        folds=args.cv_folds or CV_FOLDS, candidates=models)
     report["input"] = stats
     print(json.dumps(report, indent=2, default=str))
     if report["status"] in ("refused", "failed"):

@@ -1,0 +1,109 @@
+"""`ucp churn train|score` on CSV files, embedded (no services)."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model_training.churn_synth import simulate
+from shared.churn.registry import local_registry
+from shared.cli import main
+from tests.test_churn_training import END, FAST
+
+AS_OF = END.date().isoformat()
+
+
+def write_transactions(path: Path, *, n: int = 650, future: bool = False) -> dict[str, list[dict]]:
+    """Renamed columns (needs --mapping), a few bad rows, and optionally rows after the as-of date."""
+    data, _ = simulate(n, seed=21, end=END)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["client", "when", "value", "channel", "kind", "note"])
+        for cid, acts in data.items():
+            for t in acts["transactions"]:
+                w.writerow([cid, t["timestamp"], t["amount"], t["channel"], t["kind"], "x"])
+        w.writerow(["c-bad", "31/02/2026", "10", "", "", ""])  # bad date
+        w.writerow(["c000001", "2026-01-01T00:00:00Z", "ten", "", "", ""])  # bad amount
+        w.writerow(["only-returns", "2026-01-01T00:00:00Z", "-5", "store", "return", ""])
+        if future:
+            w.writerow(["c000001", "2026-07-01T00:00:00Z", "999", "web", "purchase", ""])  # the day after as-of
+            w.writerow(["only-future", "2026-08-15T10:00:00Z", "50", "web", "purchase", ""])
+    return data
+
+
+@pytest.fixture
+def mapping(tmp_path) -> Path:
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps({"customer_id": "client", "timestamp": "when", "amount": "value"}))
+    return path
+
+
+def run(argv, capsys) -> tuple[int, dict, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip().startswith("{") else {}, err
+
+
+def train_args(tx: Path, mapping: Path, out: Path) -> list[str]:
+    return ["churn", "train", "--transactions", str(tx), "--as-of", AS_OF, "--window-days", "90",
+            "--out", str(out), "--mapping", str(mapping), "--cv-folds", "3", "--models", ",".join(FAST["candidates"])]
+
+
+def test_train_then_score_on_files(tmp_path, mapping, capsys, monkeypatch):
+    tx = tmp_path / "tx.csv"
+    data = write_transactions(tx, future=True)
+    code, report, _ = run(train_args(tx, mapping, tmp_path / "models"), capsys)
+    assert code == 0 and report["status"] == "published"
+    assert report["input"]["rejected"] == 2 and report["input"]["after_as_of"] == 2
+    assert report["as_of"].startswith("2026-07-01T00:00:00")  # the end of the as-of day
+    pointer = local_registry(tmp_path / "models").latest()[0]
+    assert pointer["version"] == report["challenger"]["version"]
+
+    scores_csv = tmp_path / "out" / "scores.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "churn", "score", "--transactions", str(tx), "--model",
+         str(tmp_path / "models"), "--as-of", AS_OF, "--out", str(scores_csv), "--mapping", str(mapping)],
+        capture_output=True, text=True, check=True)
+    summary = json.loads(proc.stdout)
+    with open(scores_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["customer_id", "churn_score", "churn_risk"]
+    ids = [r["customer_id"] for r in rows]
+    assert ids == sorted(data)  # every customer with a purchase on or before the as-of date, and nobody else
+    assert summary["scored"] == len(rows) and summary["model_version"] == pointer["version"]
+    for r in rows:
+        score = float(r["churn_score"])
+        assert 0 < score < 1
+        assert r["churn_risk"] == ("high" if score >= 0.7 else "medium" if score >= 0.4 else "low")
+
+
+def test_training_ignores_rows_after_the_as_of_date(tmp_path, mapping, capsys):
+    with_future, without = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_transactions(with_future, future=True)
+    write_transactions(without, future=False)
+    _, a, _ = run(train_args(with_future, mapping, tmp_path / "ma"), capsys)
+    _, b, _ = run(train_args(without, mapping, tmp_path / "mb"), capsys)
+    assert a["status"] == b["status"] == "published"
+    assert a["challenger"]["roc_auc"] == b["challenger"]["roc_auc"] and a["data"] == b["data"]
+
+
+def test_too_little_data_is_refused_with_a_reason(tmp_path, mapping, capsys):
+    tx = tmp_path / "small.csv"
+    write_transactions(tx, n=60)
+    code, report, err = run(train_args(tx, mapping, tmp_path / "models"), capsys)
+    assert code == 1 and report["status"] == "refused" and "at least 500" in err
+    assert local_registry(tmp_path / "models").read_run(report["run_id"])["status"] == "refused"
+
+
+def test_missing_columns_and_missing_model_are_clear_errors(tmp_path, capsys):
+    tx = tmp_path / "tx.csv"
+    tx.write_text("id,ts\n1,2026-01-01\n")
+    assert main(["churn", "score", "--transactions", str(tx), "--model", str(tmp_path / "none"),
+                 "--as-of", AS_OF, "--out", str(tmp_path / "s.csv")]) == 2
+    assert "no model.onnx" in capsys.readouterr().err
+    assert main(["churn", "train", "--transactions", str(tx), "--as-of", AS_OF, "--out", str(tmp_path / "m")]) == 2
+    assert "missing column(s) customer_id, timestamp, amount" in capsys.readouterr().err

@@ -1,0 +1,159 @@
+"""The nightly churn job: train -> publish -> score every profile; the lock; resuming; the timer function on
+Azurite + the Cosmos emulator."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import pytest
+from azure.functions.timer import TimerRequest
+
+from model_training.churn_job import CHECKPOINT_ID, LOCK_ID, JobLock, JobLocked, run_churn_job
+from model_training.churn_synth import simulate
+from shared.activity import activity_doc
+from shared.churn.registry import blob_registry, local_registry
+from shared.models import Event, Review, Transaction
+from shared.settings import Settings
+from shared.store import MemoryStore
+from tests.test_churn_training import END, FAST, WINDOW, trained_model
+
+
+@lru_cache(maxsize=2)
+def stored_customers(n: int, seed: int = 11) -> tuple[list[dict], list[dict]]:
+    """Profiles (two source records each) and their activity docs, as ingestion and identity store them."""
+    data, _ = simulate(n, seed=seed, end=END, window_days=WINDOW)
+    profiles, docs = [], []
+    for cid, acts in data.items():
+        profiles.append({"id": f"p_{cid}", "doc_type": "profile", "records": [
+            {"key": f"pos|{cid}", "source": "pos", "record_key": cid},
+            {"key": f"web|{cid}", "source": "web", "record_key": cid}], "identifiers": [f"source:pos|{cid}"]})
+        for i, t in enumerate(acts["transactions"]):
+            docs.append(activity_doc(Transaction(
+                source="pos", order_id=f"{cid}-{i}", customer_key=cid, timestamp=t["timestamp"],
+                amount=str(t["amount"]), kind=t["kind"], channel=t["channel"], category=t.get("category"))))
+        for i, e in enumerate(acts["events"]):
+            docs.append(activity_doc(Event(source="web", event_id=f"{cid}-{i}", customer_key=cid,
+                                           timestamp=e["timestamp"], channel=e["channel"], event=e["event"])))
+        for i, r in enumerate(acts["reviews"]):
+            docs.append(activity_doc(Review(source="web", review_id=f"{cid}-{i}", customer_key=cid,
+                                            timestamp=r["timestamp"], rating=r["rating"], text=r["text"])))
+    # a profile without purchases and an alias stub: neither is scored
+    profiles.append({"id": "p_browser", "doc_type": "profile", "records": [{"key": "web|browser"}]})
+    profiles.append({"id": "p_old", "doc_type": "alias", "merged_into": profiles[0]["id"]})
+    return profiles, docs
+
+
+def load(store, profiles, docs) -> None:
+    for p in profiles:
+        store.container("profiles").upsert_item(p)
+    activity = store.container("activity")
+    for d in docs:
+        activity.upsert_item(d)
+
+
+def churned_profiles(store) -> dict[str, dict]:
+    return {p["id"]: p["churn"] for p in store.container("profiles").query_items(("churn", "defined", None))}
+
+
+SETTINGS = Settings(churn_window_days=WINDOW, churn_auc_tolerance=0.005)
+
+
+def test_nightly_job_trains_publishes_and_scores_every_profile(tmp_path):
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    profiles, docs = stored_customers(620)
+    load(store, profiles, docs)
+
+    result = run_churn_job(store, registry, SETTINGS, now=END, train_options=FAST)
+    assert result["stage"] == "done" and result["training"] == "published"
+    version = registry.latest()[0]["version"]
+    assert result["model_version"] == version
+    scored = churned_profiles(store)
+    customers = [p for p in profiles if p["id"].startswith("p_c")]
+    assert set(scored) == {p["id"] for p in customers} and result["scored"] == len(customers)
+    assert result["no_purchases"] == 1
+    some = next(iter(scored.values()))
+    assert some["model_version"] == version and some["risk"] in ("low", "medium", "high")
+    assert 0 < some["score"] < 1 and some["scored_at"] and isinstance(some["top_factors"], list)
+    # the other fields of the profile are untouched
+    stored = store.container("profiles").read_item(customers[0]["id"], customers[0]["id"])
+    assert stored["records"] == customers[0]["records"] and stored["identifiers"] == customers[0]["identifiers"]
+    assert registry.read_run(result["run_id"])["status"] == "published"
+    assert store.container("state").read_item_or_none(LOCK_ID, LOCK_ID) is None  # released
+
+
+def test_an_unfinished_run_resumes_where_it_stopped(tmp_path):
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    profiles, docs = stored_customers(620)
+    load(store, profiles, docs)
+    first = run_churn_job(store, registry, SETTINGS, now=END, train_options=FAST)
+
+    # simulate a crash half-way through scoring: checkpoint at stage scoring, churn only on the first half
+    ids = sorted(p["id"] for p in profiles if p["doc_type"] == "profile")
+    halfway = ids[len(ids) // 2]
+    for p in store.container("profiles").query_items(("id", ">", halfway)):
+        store.container("profiles").replace_item({k: v for k, v in p.items() if k != "churn"})
+    state = store.container("state")
+    checkpoint = state.read_item(CHECKPOINT_ID, CHECKPOINT_ID)
+    state.upsert_item({**checkpoint, "stage": "scoring", "scored_up_to": halfway, "scored": 0, "no_purchases": 0,
+                       "started_at": datetime.now(timezone.utc).isoformat()})
+
+    resumed = run_churn_job(store, registry, SETTINGS, now=END + timedelta(days=1), train_options=FAST)
+    assert resumed["run_id"] == first["run_id"] and resumed["resumed"] == 1
+    assert resumed["stage"] == "done"
+    assert resumed["scored"] == len([i for i in ids if i > halfway and i.startswith("p_c")])
+    assert len(registry.runs()) == 1  # no retraining
+    assert len(churned_profiles(store)) == first["scored"]
+
+
+def test_a_second_run_refuses_while_the_lock_is_held(cosmos_store, tmp_path):
+    registry = local_registry(tmp_path)
+    holder = JobLock(cosmos_store, "other-run")
+    holder.acquire()
+    with pytest.raises(JobLocked, match="other-run"):
+        run_churn_job(cosmos_store, registry, SETTINGS, now=END)
+    assert cosmos_store.container("state").read_item_or_none(CHECKPOINT_ID, CHECKPOINT_ID) is None
+
+    holder.release()
+    run = run_churn_job(cosmos_store, registry, SETTINGS, now=END)  # empty store: refused training, nothing to score
+    assert run["training"] == "refused" and run["stage"] == "done"
+
+
+def test_an_expired_lock_is_taken_over(cosmos_store):
+    state = cosmos_store.container("state")
+    state.create_item({"id": LOCK_ID, "owner": "crashed",
+                       "expires_at": (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat()})
+    lock = JobLock(cosmos_store, "new-run")
+    lock.acquire()
+    assert state.read_item(LOCK_ID, LOCK_ID)["owner"] == "new-run"
+    with pytest.raises(JobLocked):
+        JobLock(cosmos_store, "third").acquire()
+    lock.release()
+    assert state.read_item_or_none(LOCK_ID, LOCK_ID) is None
+
+
+def test_timer_function_scores_profiles_on_the_local_stack(functions_by_name, app_env, cosmos_store, caplog):
+    fn = functions_by_name["churn_retrain"]
+    trigger = fn.get_trigger()
+    assert trigger.schedule == "%UCP_CHURN_SCHEDULE%" and not trigger.run_on_startup
+
+    registry = blob_registry(app_env)
+    champion = trained_model()
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    profiles, docs = stored_customers(25, seed=5)
+    load(cosmos_store, profiles, docs)
+
+    fn.get_user_function()(TimerRequest(past_due=False))
+
+    scored = churned_profiles(cosmos_store)
+    customers = {p["id"] for p in profiles if p["id"].startswith("p_c")}
+    assert set(scored) == customers
+    assert {c["model_version"] for c in scored.values()} == {champion.version}
+    runs = registry.runs()
+    assert len(runs) == 1 and registry.read_run(runs[0])["status"] == "refused"  # 25 profiles: too few to train
+    checkpoint = cosmos_store.container("state").read_item(CHECKPOINT_ID, CHECKPOINT_ID)
+    assert checkpoint["stage"] == "done" and checkpoint["scored"] == len(customers)
+
+    JobLock(cosmos_store, "someone-else").acquire()  # a concurrent run: the timer skips, without failing
+    fn.get_user_function()(TimerRequest(past_due=True))
+    assert "churn_retrain skipped" in caplog.text
+    assert len(registry.runs()) == 1
