@@ -98,9 +98,16 @@ class LocalStack:
 
     def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
         log = self.data_dir / f"{name}.log"
-        proc = subprocess.Popen(args, cwd=ROOT, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(log, "ab") as out:  # the child keeps its own descriptor; ours closes here
+            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
+        return proc, log
+
+    def _spawn_cosmos(self, node: str) -> tuple[subprocess.Popen, Path]:
+        proc, log = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
+                                           "--port", str(self.cosmos_port)])
+        self._cosmos = proc
         return proc, log
 
     def start(self) -> dict[str, str]:
@@ -117,8 +124,7 @@ class LocalStack:
                 "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
                 "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
             ])
-            cosmos, clog = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
-                                                  "--port", str(self.cosmos_port)])
+            cosmos, clog = self._spawn_cosmos(node)
             wait_for_port(self.blob_port, azurite, "Azurite (blob)", alog)
             wait_for_port(self.queue_port, azurite, "Azurite (queue)", alog)
             wait_for_port(self.cosmos_port, cosmos, "Cosmos emulator", clog)
@@ -130,9 +136,12 @@ class LocalStack:
     def restart_cosmos(self) -> None:
         """Stop and start the Cosmos emulator on the same port (it keeps data in memory: it comes back empty)."""
         node = check_prerequisites()
-        cosmos = self.procs.pop()
-        _terminate(cosmos)
-        proc, log = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1", "--port", str(self.cosmos_port)])
+        old = getattr(self, "_cosmos", None)
+        if old is None:
+            raise StackError("the stack is not running: call start() first")
+        self.procs.remove(old)
+        _terminate(old)
+        proc, log = self._spawn_cosmos(node)
         wait_for_port(self.cosmos_port, proc, "Cosmos emulator", log)
 
     def stop(self) -> None:
