@@ -5,6 +5,7 @@ own. ATTEMPTS counts invocations by tag when the host runs in the test process.
 """
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
@@ -13,6 +14,8 @@ import azure.functions as func
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 ATTEMPTS: Counter = Counter()
+CONCURRENCY = {"running": 0, "peak": 0}
+_lock = threading.Lock()
 STORAGE = "AzureWebJobsStorage"
 
 
@@ -97,7 +100,14 @@ def on_work(msg: func.QueueMessage, done: func.Out[str], context: func.Context) 
     if body["action"] == "fail":
         raise RuntimeError("this message always fails")
     if body["action"] == "sleep":
-        time.sleep(body["seconds"])
+        with _lock:
+            CONCURRENCY["running"] += 1
+            CONCURRENCY["peak"] = max(CONCURRENCY["peak"], CONCURRENCY["running"])
+        try:
+            time.sleep(body["seconds"])
+        finally:
+            with _lock:
+                CONCURRENCY["running"] -= 1
     if body["action"] == "multi":
         done.set([json.dumps({"tag": body["tag"], "part": i}) for i in range(3)])
         return
