@@ -60,6 +60,14 @@ function duration(seconds) {
   return (seconds / 86400).toFixed(1) + " d";
 }
 
+// Numbers as numbers, ISO timestamps as "YYYY-MM-DD HH:MM", anything else as text.
+function measure(v) {
+  if (v === null || v === undefined) return "–";
+  if (typeof v === "number") return num(v);
+  if (typeof v === "string" && /^\d{4}-\d{2}-\d{2}T/.test(v)) return v.replace("T", " ").slice(0, 16);
+  return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
 function kpis(container, items) {
   clear(container);
   for (const [label, value] of items) container.append(el("div", { class: "kpi" }, el("b", {}, value), el("span", {}, label)));
@@ -123,7 +131,7 @@ function renderProfile(view, insights) {
   gauge(view.churn);
 
   const m = clear($("profile-measures"));
-  for (const [k, v] of Object.entries(view.measures || {})) m.append(el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, v === null ? "–" : String(v)));
+  for (const [k, v] of Object.entries(view.measures || {})) m.append(el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, measure(v)));
 
   const segs = clear($("profile-segments"));
   for (const s of insights.segments || []) segs.append(el("li", {}, s.name));

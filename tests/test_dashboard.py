@@ -1,0 +1,172 @@
+"""The dashboard end to end: the real app on the local host (devstack.host) with Azurite and the Cosmos
+emulator, driven in headless Debian chromium by Playwright (no browser download). Screenshots go to
+test-artifacts/dashboard-*.png."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.activity import save_activity
+from shared.insights import journeys as jr
+from shared.insights import refresh
+from shared.insights import segments as seg
+
+from .conftest import ROOT, settings_env
+from .insights_data import NOW, ago, event, purchase, seed_shop
+from .test_insights_journeys import SHOP
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="Debian chromium is not installed (apt-get install -y chromium)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(store) -> dict:
+    seed_shop(store)
+    ids = store.container("identifiers")
+    for email, pid in (("ann.lee@fastmail.co.uk", "p_ann"), ("bob.ray@fastmail.co.uk", "p_bob")):
+        ids.upsert_item({"id": f"email:{email}", "type": "email", "profile_id": pid, "created_at": "2026-01-01T00:00:00Z"})
+    for key, pid in (("pos|1", "p_ann"), ("web|a1", "p_ann"), ("web|b1", "p_bob")):
+        ids.upsert_item({"id": f"source:{key}", "type": "source", "profile_id": pid, "created_at": "2026-01-01T00:00:00Z"})
+    save_activity(store, [
+        purchase("pos|1", "o1", ago(30), 120.0, channel="store", items=[{"sku": "SH-1", "category": "shoes"}]),
+        purchase("web|b1", "o2", ago(3), 40.0, channel="web", items=[{"sku": "BK-1", "category": "books"}]),
+        event("web|a1", 40, "Home", ago(6), type_="page"),
+        event("web|a1", 41, "Product Added", ago(0, 20)),
+        event("web|b1", 40, "Home", ago(3, 1), type_="page"),
+        event("web|b1", 41, "Product Added", ago(2, 23)),  # after the view seed_shop gives Bob 3 days ago
+        event("web|b1", 42, "Order Completed", ago(2, 22)),
+    ])
+    london = seg.create_segment(store, seg.SegmentDefinition(
+        name="London", rule={"field": "enrichment.region", "op": "=", "value": "London"}), now=NOW)
+    journey = jr.create_journey(store, jr.JourneyDefinition.model_validate(SHOP))
+    refresh.refresh_all(store, now=NOW)
+    store.container("merges").upsert_item({"id": "m1", "profile_id": "p_ann", "absorbed_id": "p_old", "reason": "rule"})
+    return {"segment": london, "journey": journey}
+
+
+@pytest.fixture
+def host(cosmos_store, stack_settings, artifacts_dir):
+    from shared.storage import bootstrap_storage
+
+    bootstrap_storage(stack_settings)
+    data = seed(cosmos_store)
+    key = secrets.token_urlsafe(16)
+    port = free_port()
+    env = {**os.environ, **settings_env(stack_settings), "UCP_HOST_FUNCTION_KEYS": key, "PYTHONUNBUFFERED": "1"}
+    log = open(artifacts_dir / "dashboard-host.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", "function_app:app", "--port", str(port),
+                             "--no-timers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"the local host did not start; see {artifacts_dir / 'dashboard-host.log'}")
+            time.sleep(0.3)
+        yield {"url": url, "key": key, **data}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_dashboard_in_chromium(host, artifacts_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, key = host["url"], host["key"]
+    assert requests.get(f"{url}/api/dashboard", timeout=10).status_code == 401  # the page needs the key
+    assert requests.get(f"{url}/api/dashboard/assets/app.js", timeout=10).status_code == 200  # static, public
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        requested: list[str] = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(f"{url}/api/dashboard?code={key}")
+        page.wait_for_selector("body[data-ready='1']")
+
+        # Profile card: search by email, then by a source record.
+        page.fill("#search-value", "Ann.Lee@Fastmail.co.uk")  # normalized as ingestion does
+        page.click("#search button[type=submit]")
+        page.wait_for_selector("#profile:not([hidden]), #error:not([hidden])")
+        assert page.locator("#error").is_hidden(), page.inner_text("#error")
+        assert page.inner_text("#profile-name") == "Ann Lee"
+        assert "pos|1" in page.inner_text("#profile-sources")
+        attributes = page.inner_text("#profile-attributes")
+        assert "given_name" in attributes and "most_recent" in attributes
+        assert "0.82" in page.inner_text("#churn-gauge") and "high risk" in page.inner_text("#churn-gauge")
+        assert "recency" in page.inner_text("#churn-factors")
+        assert page.inner_text("#profile-segments") == "London"
+        assert "Shop: step 3 of 4 — Cart" in page.inner_text("#profile-stages")
+        assert "shoes" in page.inner_text("#profile-needs")
+        assert page.locator("#profile-timeline li").count() >= 5
+        page.screenshot(path=str(artifacts_dir / "dashboard-profile.png"), full_page=True)
+
+        page.select_option("#search-type", "source")
+        page.fill("#search-value", "web|b1")
+        page.click("#search button[type=submit]")
+        expect(page.locator("#profile-name")).to_have_text("Bob Ray")  # (the page's CSP forbids eval-based waits)
+        assert "Shop: step 4 of 4 — Buy ✓" in page.inner_text("#profile-stages")
+
+        page.fill("#search-value", "web|nobody")
+        page.click("#search button[type=submit]")
+        page.wait_for_selector("#error:not([hidden])")
+        assert "no profile" in page.inner_text("#error")
+
+        page.click("button[data-tab=unification]")
+        page.wait_for_selector("#unification-chart svg")
+        kpis = page.inner_text("#unification-kpis")
+        assert "5\nrecords" in kpis and "4\nprofiles" in kpis and "40.0%\nmatch rate" in kpis
+        page.screenshot(path=str(artifacts_dir / "dashboard-unification.png"), full_page=True)
+
+        page.click("button[data-tab=churn]")
+        page.wait_for_selector("#churn-histogram-svg")
+        assert page.locator("#churn-histogram-svg rect").count() == 10
+        assert "none published" in page.inner_text("#churn-model")
+        page.screenshot(path=str(artifacts_dir / "dashboard-churn.png"), full_page=True)
+
+        page.click("button[data-tab=funnels]")
+        page.fill("#funnel-from", ago(30).date().isoformat())
+        page.fill("#funnel-to", NOW.date().isoformat())
+        page.click("#funnel-form button[type=submit]")
+        expect(page.locator("#funnel-title")).to_contain_text("2 entered")
+        expect(page.locator("#funnel-table tbody tr")).to_have_count(4)
+        rows = page.locator("#funnel-table tbody tr").all_inner_texts()
+        assert rows[0].startswith("1. Visit\t2") and rows[3].startswith("4. Buy\t1")
+        page.screenshot(path=str(artifacts_dir / "dashboard-funnel.png"), full_page=True)
+
+        page.click("button[data-tab=segments]")
+        page.wait_for_selector("#segments-table tbody tr")
+        assert page.inner_text("#segments-table tbody").startswith("London\t2")
+        browser.close()
+
+    assert not [p for p in problems if "404" not in p and "Failed to load resource" not in p], problems
+    assert all(r.startswith(url) for r in requested)  # nothing fetched from anywhere else (no CDN)
+    assert all(f"code={key}" in r for r in requested if "/api/" in r and "/assets/" not in r)
