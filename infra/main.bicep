@@ -164,6 +164,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'UCP_ACTIVITY_QUEUE', value: 'activity' }
         { name: 'UCP_CHURN_SCHEDULE', value: '0 0 2 * * *' }
         { name: 'UCP_ENRICHMENT_SCHEDULE', value: '0 30 3 * * *' }
+        { name: 'UCP_INSIGHTS_SCHEDULE', value: '0 0 4 * * *' }
       ]
     }
   }
