@@ -116,14 +116,35 @@ def test_cli_funnel_on_sdk_event_files(tmp_path):
         {"name": "Buy", "event": "Order Completed"}]}))
     run = subprocess.run([sys.executable, "-m", "shared.cli", "journey", "funnel", "--events", str(events),
                           "--definition", str(definition)], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and "not valid JSON" in run.stderr  # a broken line is reported, with its number
-    events.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
-    run = subprocess.run([sys.executable, "-m", "shared.cli", "journey", "funnel", "--events", str(events),
-                          "--definition", str(definition)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
-    assert report["input"]["events"] == 6 and report["input"]["rejected"] == 1
+    assert report["input"]["events"] == 6 and report["input"]["rejected"] == 2
+    assert report["input"]["errors"][0].startswith("line 7: ")  # the track without an event name
+    assert report["input"]["errors"][1].startswith("line 8: not valid JSON")
     # d1's anonymous visit is stitched to u1 by the identify: one person reaches all three steps.
     assert [s["reached"] for s in report["steps"]] == [2, 2, 1]
     assert report["steps"][2]["median_seconds_from_previous"] == 25 * 60
     assert report["by_channel"]["mobile"]["completed"] == 0
+
+
+def test_cli_funnel_on_generated_events(tmp_path):
+    """The generator's web/mobile events (SDK shape, channel at the top level) go through the CLI funnel."""
+    from shared.generate import GeneratorConfig, generate
+
+    generate(tmp_path / "data", GeneratorConfig(customers=60, seed=3), progress=False)
+    events = sorted((tmp_path / "data" / "landing" / "ecommerce" / "events").glob("*.jsonl*"))
+    definition = tmp_path / "journey.json"
+    definition.write_text(json.dumps({"name": "Shop", "conversion_window_days": 1, "steps": [
+        {"name": "Product view", "event": "Product Viewed"}, {"name": "Cart", "event": "Product Added"},
+        {"name": "Checkout", "event": "Checkout Started"}, {"name": "Purchase", "event": "Order Completed"}]}))
+    run = subprocess.run([sys.executable, "-m", "shared.cli", "journey", "funnel", "--events", str(events[0]),
+                          "--definition", str(definition)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    reached = [s["reached"] for s in report["steps"]]
+    assert reached == sorted(reached, reverse=True) and reached[-1] > 0
+    # Every generated online order is a session that views, adds, checks out and completes within minutes.
+    assert report["steps"][3]["conversion_from_previous"] == 1.0
+    assert report["steps"][3]["median_seconds_from_previous"] < 120
+    assert set(report["by_channel"]) <= {"web", "mobile"} and report["by_channel"]
+    assert report["input"]["rejected"] <= report["input"]["events"] * 0.02  # only the generator's malformed rows

@@ -6,6 +6,7 @@ to the user an identify (or any event carrying both ids) ties their anonymous id
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -21,14 +22,23 @@ from ..store import Store
 EVENTS_SOURCE = "events"
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as fh:
+class BadLine(ValueError):
+    """A line that is not JSON (kept in the stream so callers can count and report it)."""
+
+
+def read_jsonl(path: str | Path, *, strict: bool = True) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) per non-empty line; a broken line raises, or with strict=False comes as BadLine."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
                     yield n, json.loads(line)
                 except ValueError as err:
-                    raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+                    bad = BadLine(f"not valid JSON ({getattr(err, 'msg', err)})")
+                    if strict:
+                        raise ValueError(f"{path}:{n}: {bad}") from None
+                    yield n, bad
 
 
 def _sdk_event(raw: dict[str, Any], user: str | None) -> Event:
@@ -49,7 +59,7 @@ def _channel(raw: dict[str, Any]) -> str | None:
 
 def load_events(store: Store, path: str | Path) -> dict[str, int]:
     """Store every event of a JSONL file as activity; bad lines are counted and reported, never fatal."""
-    rows = list(read_jsonl(path))
+    rows = list(read_jsonl(path, strict=False))
     users: dict[str, str] = {}
     for _, raw in rows:
         if isinstance(raw, dict):
@@ -61,6 +71,8 @@ def load_events(store: Store, path: str | Path) -> dict[str, int]:
     errors: list[str] = []
     for n, raw in rows:
         try:
+            if isinstance(raw, BadLine):
+                raise raw
             if not isinstance(raw, dict):
                 raise ValueError("not a JSON object")
             if "event_id" in raw and "source" in raw:
