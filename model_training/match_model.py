@@ -34,7 +34,7 @@ from shared.normalize import NormalizedRecord, normalize_record
 MAX_BLOCK = 40  # blocks larger than this are too common to be informative (and quadratic)
 TF_TOP = 5000
 TF_MIN_COUNT = 3
-RELATED_SAME_GIVEN_NAME = 0.02
+RELATED_SAME_GIVEN_NAME = 0.01
 MIN_LABELLED_PAIRS = 200  # fewer pairs labelled by strong identifiers than this: estimate m with EM sessions
 
 # Starting points for EM: what a match, a related person and their differences usually look like. Only the
@@ -53,12 +53,15 @@ _INIT = {
 }
 
 
-def candidate_pairs(normalized: Sequence[NormalizedRecord], *, max_block: int = MAX_BLOCK) -> set[tuple[int, int]]:
-    """Index pairs sharing a blocking key (blocks above max_block records are skipped)."""
+def candidate_pairs(normalized: Sequence[NormalizedRecord], *, max_block: int = MAX_BLOCK,
+                    key_prefixes: tuple[str, ...] | None = None) -> set[tuple[int, int]]:
+    """Index pairs sharing a blocking key (optionally only keys with these prefixes; blocks above max_block
+    records are skipped)."""
     blocks: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(normalized):
         for key in blocking_keys(record):
-            blocks[key].append(index)
+            if key_prefixes is None or key.startswith(key_prefixes):
+                blocks[key].append(index)
     pairs: set[tuple[int, int]] = set()
     for members in blocks.values():
         if len(members) < 2 or len(members) > max_block:
@@ -246,6 +249,36 @@ def _level_counts(vectors: Iterable[tuple[int, ...]]) -> list[np.ndarray]:
     return counts
 
 
+HOUSEHOLD_KEYS = ("pc:", "ph:")  # blocking keys of people who share a place or a phone
+
+
+def estimate_related(normalized: Sequence[NormalizedRecord], m: list[np.ndarray], u: list[np.ndarray], *,
+                     key_prefixes: tuple[str, ...] | None = None) -> tuple[list[np.ndarray], dict]:
+    """Level probabilities of the "related" class: EM with m and u fixed on the candidate pairs (all of them,
+    or those of some blocking keys). The class gathers every non-match that is not a random pair: households,
+    twins, neighbours and namesakes that blocking brought together. (Learned on household keys alone
+    (HOUSEHOLD_KEYS) it describes households better but leaves namesakes to the match class: measured worse.)
+
+    The given name is not learned: a relative's given name is taken to agree with yours no more often than a
+    stranger's (u), else EM lets this class absorb matches that lack a birth date and email, and with them the
+    evidence a same given name carries; except that relatives do share names more than strangers (Jr/Sr, a
+    mother and daughter): at least RELATED_SAME_GIVEN_NAME, so a same name at a same address is not proof alone.
+    """
+    related = _init("related")
+    given = COMPARISON_NAMES.index("given_name")
+    related[given] = u[given].copy()
+    exact_share = max(related[given][1], RELATED_SAME_GIVEN_NAME)
+    related[given][2:] *= (1 - exact_share) / related[given][2:].sum()
+    related[given][1] = exact_share
+    pairs = candidate_pairs(normalized, key_prefixes=key_prefixes)
+    if not pairs:
+        return related, {"pairs": 0}
+    patterns, counts = _patterns(compare(normalized[i], normalized[j]) for i, j in pairs)
+    free = set(range(len(COMPARISON_NAMES))) - {given}
+    shares, fitted, info = em(patterns, counts, [m, related, u], [set(), free, set()], lambdas=[0.3, 0.3, 0.4])
+    return fitted[1], {"pairs": len(pairs), "shares": [round(float(x), 5) for x in shares], **info}
+
+
 def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_random_pairs: int = 200_000,
                       version: str | None = None) -> MatchModel:
     """Train a MatchModel on unlabelled customer records with EM.
@@ -272,20 +305,9 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     if not pairs:
         raise ValueError("no candidate pairs: the records share no blocking key")
     patterns, counts = _patterns(compare(normalized[i], normalized[j]) for i, j in pairs)
-    # The related class learns everything but the given name: a relative's given name is taken to agree with
-    # yours no more often than a stranger's (u). Left free, EM lets this class absorb matches that lack a birth
-    # date and email, and with them the evidence a same given name carries.
-    related = _init("related")
-    given = COMPARISON_NAMES.index("given_name")
-    related[given] = u[given].copy()
-    # ...except that relatives do share given names more than strangers (Jr/Sr, a mother and daughter):
-    # at least RELATED_SAME_GIVEN_NAME of them, so a same name at a same address is not proof on its own.
-    exact_share = max(related[given][1], RELATED_SAME_GIVEN_NAME)
-    related[given][2:] *= (1 - exact_share) / related[given][2:].sum()
-    related[given][1] = exact_share
-    related_free = set(range(len(COMPARISON_NAMES))) - {given}
-    shares, fitted, info = em(patterns, counts, [m, related, u], [set(), related_free, set()],
-                              lambdas=[0.3, 0.3, 0.4])
+    related, related_info = estimate_related(normalized, m, u)
+    # Class priors: EM on all candidate pairs with every level probability fixed.
+    shares, fitted, info = em(patterns, counts, [m, related, u], [set(), set(), set()], lambdas=[0.3, 0.3, 0.4])
     params = {name: {cls: [round(float(p), 10) for p in fitted[k][c]] for k, cls in enumerate(CLASSES)}
               for c, name in enumerate(COMPARISON_NAMES)}
     # Priors over ALL record pairs (not candidate pairs): a score then means "P(match) for this pair given what
@@ -296,6 +318,7 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     lambda_related = float(shares[1]) * n_candidates / all_pairs
     lambdas = [lambda_match, lambda_related, 1.0 - lambda_match - lambda_related]
     info["candidate_shares"] = [round(float(x), 5) for x in shares]
+    info["related"] = related_info
     tf = term_frequencies(normalized)
     digest = hashlib.sha256(json.dumps([lambdas, params], sort_keys=True).encode()).hexdigest()[:10]
     metadata = {

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -189,14 +190,25 @@ def blocking_keys(n: NormalizedRecord) -> list[str]:
         keys += [f"dob:{year}{day_month}|n:{code}" for code in sorted(names)]
     if n.postcode:
         keys += [f"pc:{n.postcode}|n:{code}" for code in sorted(names)]
-    if n.phone:
-        keys.append(f"ph:{n.phone}")
-    if n.email_user and len(n.email_user) >= 4:
-        keys.append(f"eu:{n.email_user}")
+    if n.phone:  # the national number: a number parsed with the wrong default region still meets itself
+        keys.append(f"ph:{n.phone[-9:]}")
+    user = _email_user_key(n.email_user)
+    if user:  # "paul_davies519" and "pauldavies519" at any provider
+        keys.append(f"eu:{user}")
     if len(names) == 2:
-        place = n.city or n.postcode or n.country or ""
-        keys.append(f"nm:{'+'.join(sorted(names))}|{place}")
+        both = "+".join(sorted(names))
+        # By city, by country and alone, so a record with only a name still finds its person; the blocks of
+        # common names grow large, and the resolver caps those (a capped key finds no candidates).
+        keys += [f"nm:{both}|{place}" for place in dict.fromkeys((n.city, n.country, "*")) if place]
     return keys
+
+
+_EMAIL_USER_SEPARATORS = re.compile(r"[._\-+]")
+
+
+def _email_user_key(user: str | None) -> str | None:
+    compact = _EMAIL_USER_SEPARATORS.sub("", user) if user else ""
+    return compact if len(compact) >= 4 else None
 
 
 # --- Model ------------------------------------------------------------------------------------------------
