@@ -7,7 +7,6 @@ sample data set, uploads it to the landing container and prints where to look. C
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import secrets
@@ -21,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from devstack.stack import ROOT, LocalStack, StackError, port_in_use
+from shared.settings import get_settings
 
 SAMPLE_DIR = ROOT / ".devstack" / "sample"
 DATA_DIR = ROOT / ".devstack" / "data"
@@ -128,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     host = None
     key = os.environ.get("UCP_HOST_FUNCTION_KEYS", "").split(",")[0] or secrets.token_urlsafe(24)
     try:
-        env = stack.start()
-        env.update({"UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key})
+        os.environ.update(stack.start())
+        get_settings.cache_clear()
+        # Every app setting the bindings may name (%UCP_RESOLVE_QUEUE%, schedules, ...), for the host process.
+        env = {**get_settings().to_env(), "UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key}
         os.environ.update(env)
         log("Azurite on 127.0.0.1:10000 (blob) and :10001 (queue); Cosmos emulator on https://127.0.0.1:8081/")
         from shared.bootstrap import bootstrap

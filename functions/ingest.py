@@ -15,7 +15,7 @@ MAX_PAGE = 200
 
 
 @bp.function_name("ingest_blob")
-@bp.blob_trigger(arg_name="blob", path="landing/{name}", connection="AzureWebJobsStorage",
+@bp.blob_trigger(arg_name="blob", path="%UCP_LANDING_CONTAINER%/{name}", connection="AzureWebJobsStorage",
                  source=func.BlobSource.EVENT_GRID)
 def ingest_landed_blob(blob: func.InputStream) -> None:
     # The binding's bytes are not used: shared.ingest streams the blob itself, so size is not bounded by memory.

@@ -160,10 +160,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'COSMOS_ENDPOINT', value: cosmos.properties.documentEndpoint } // no COSMOS_KEY: Entra ID
         { name: 'COSMOS_DATABASE', value: databaseName }
         // Binding expressions (%NAME%) in the blueprints.
+        { name: 'UCP_LANDING_CONTAINER', value: 'landing' }
         { name: 'UCP_RESOLVE_QUEUE', value: 'resolve' }
         { name: 'UCP_ACTIVITY_QUEUE', value: 'activity' }
         { name: 'UCP_CHURN_SCHEDULE', value: '0 0 2 * * *' }
         { name: 'UCP_ENRICHMENT_SCHEDULE', value: '0 30 3 * * *' }
+        { name: 'UCP_INSIGHTS_SCHEDULE', value: '0 0 4 * * *' }
         { name: 'UCP_INSIGHTS_SCHEDULE', value: '0 0 4 * * *' }
       ]
     }

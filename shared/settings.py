@@ -84,6 +84,20 @@ class Settings(BaseSettings):
         return self
 
 
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables (app settings) that reproduce them in another process:
+        aliased fields under their first alias, the rest as UCP_<NAME>. Unset values are left out."""
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            alias = field.validation_alias
+            env_name = alias.choices[0] if isinstance(alias, AliasChoices) else f"UCP_{name.upper()}"
+            env[env_name] = str(value)
+        return env
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Settings for this process, read once (call get_settings.cache_clear() after changing the environment)."""

@@ -52,16 +52,7 @@ def stack_settings(local_stack) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that reproduce these settings in a child process (e.g. the local host)."""
-    env = {
-        "AzureWebJobsStorage": settings.storage_connection,
-        "COSMOS_ENDPOINT": settings.cosmos_endpoint,
-        "COSMOS_KEY": settings.cosmos_key or "",
-        "COSMOS_DATABASE": settings.cosmos_database,
-    }
-    for name, value in settings.model_dump().items():
-        if name not in ("storage_connection", "cosmos_endpoint", "cosmos_key", "cosmos_database", "storage_account_name"):
-            env[f"UCP_{name.upper()}"] = str(value)
-    return env
+    return settings.to_env()
 
 
 @pytest.fixture
