@@ -114,8 +114,16 @@ def run_report(req: func.HttpRequest) -> func.HttpResponse:
 def profile_insights(req: func.HttpRequest) -> func.HttpResponse:
     def handler():
         store = open_store()
-        fresh = req.params.get("fresh", "").lower() in ("1", "true", "yes")
-        return api.profile_insights(store, load_profile(store, req.route_params["profile_id"]), fresh=fresh)
+        return api.profile_insights(store, load_profile(store, req.route_params["profile_id"]))
+
+    return respond(req, handler)
+
+
+@bp.route(route="insights/profiles/{profile_id}/refresh", methods=["POST"])
+def refresh_profile_insights(req: func.HttpRequest) -> func.HttpResponse:
+    def handler():
+        store = open_store()
+        return api.profile_insights(store, load_profile(store, req.route_params["profile_id"]), fresh=True)
 
     return respond(req, handler)
 
@@ -165,6 +173,9 @@ register_paths({
                                          _path_param("report"), *RANGE, _query("journey_id", "for the funnel report"),
                                          _query("conversion_event", "analytics: the conversion event name"),
                                          _query("top", "analytics: how many top pages and screens")])},
-    "/insights/profiles/{profile_id}": {"get": _op("A profile's needs, segments and journey stages", params=[
-        PID, _query("fresh", "true to recompute now")], errors=("400", "401", "404", "410"))},
+    "/insights/profiles/{profile_id}": {"get": _op("A profile's needs, measures, segments and journey stages",
+                                                   params=[PID], errors=("400", "401", "404", "410"))},
+    "/insights/profiles/{profile_id}/refresh": {"post": _op(
+        "Recompute the profile's measures, needs, journey stages and segment membership now", params=[PID],
+        errors=("400", "401", "404", "410"))},
 })

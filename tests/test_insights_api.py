@@ -70,9 +70,12 @@ def test_segment_routes(functions_by_name, app_store):
     resp, out = call(fns, "export_segment", "POST", route_params={"segment_id": sid})
     assert resp.status_code == 201 and out["rows"] == 2
 
-    resp, ins = call(fns, "profile_insights", route_params={"profile_id": "p_ann"}, params={"fresh": "true"})
+    resp, ins = call(fns, "profile_insights", route_params={"profile_id": "p_ann"})
     assert resp.status_code == 200 and ins["segments"] == [{"id": sid, "name": "London"}]
-    assert ins["measures"]["orders"] == 0
+    assert ins["needs"] is None  # not computed yet
+    resp, ins = call(fns, "refresh_profile_insights", "POST", route_params={"profile_id": "p_ann"})
+    assert resp.status_code == 200 and ins["measures"]["orders"] == 0
+    assert ins["needs"]["top_categories"] == ["shoes", "bags"]
     resp, _ = call(fns, "profile_insights", route_params={"profile_id": "p_missing"})
     assert resp.status_code == 404
 

@@ -183,11 +183,12 @@ async function loadChurn() {
   kpis($("churn-kpis"), [["scored", num(r.scored)], ["unscored", num(r.unscored)], ["average score", r.average_score === null ? "–" : r.average_score.toFixed(3)],
     ["high risk", num(r.risk.high)]]);
   clear($("churn-risk-chart")).append(barChart(["low", "medium", "high"].map((k) => ({ label: k, value: r.risk[k] || 0, color: RISK_COLOR[k] })), { width: 420 }));
+  const t = r.thresholds || { medium: 0.4, high: 0.7 }; // the app's risk thresholds (settings)
   const hist = r.score_histogram, w = 420, h = 160, bw = w / hist.length, max = Math.max(1, ...hist.map((b) => b.profiles));
   const chart = svg("svg", { viewBox: `0 0 ${w} ${h + 20}`, width: "100%", role: "img", id: "churn-histogram-svg" });
   hist.forEach((b, i) => {
     const bh = (h * b.profiles) / max;
-    chart.append(svg("rect", { x: i * bw + 2, y: h - bh, width: bw - 4, height: bh, fill: b.from >= 0.7 ? RISK_COLOR.high : b.from >= 0.4 ? RISK_COLOR.medium : RISK_COLOR.low }));
+    chart.append(svg("rect", { x: i * bw + 2, y: h - bh, width: bw - 4, height: bh, fill: b.from >= t.high ? RISK_COLOR.high : b.from >= t.medium ? RISK_COLOR.medium : RISK_COLOR.low }));
     chart.append(svg("text", { x: i * bw + bw / 2, y: h + 14, "text-anchor": "middle", "font-size": 10 }, b.from.toFixed(1)));
   });
   clear($("churn-histogram")).append(chart);

@@ -1,6 +1,6 @@
 """The insights refresh: keeps each profile's measures, needs, journey stages and segments current.
 
-For one profile (on demand, e.g. POST /insights/refresh?profile_id= after it changed) or all live profiles
+For one profile (on demand: POST /insights/profiles/{id}/refresh, e.g. after it changed) or all live profiles
 (the scheduled job, settings.insights_schedule): read its activity once, recompute
 
 - ``measures`` (orders, spend, returns, first/last purchase) from transactions, never incremented, so a merge

@@ -151,6 +151,7 @@ def churn_report(store: Store, params: ReportParameters | None = None, settings:
         "risk": {level: risk.get(level, 0) for level in (*RISK_LEVELS, *sorted(set(risk) - set(RISK_LEVELS)))},
         "score_histogram": [{"from": i / 10, "to": (i + 1) / 10, "profiles": n} for i, n in enumerate(bins)],
         "top_factors": [{"factor": k, "profiles": v} for k, v in factors.most_common(10)],
+        "thresholds": {"medium": settings.churn_risk_medium, "high": settings.churn_risk_high} if settings else None,
         "model": model_card(settings),
     }
 

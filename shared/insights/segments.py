@@ -12,8 +12,8 @@ view shows its segments. It is kept current in three ways:
 - `evaluate_segment` (on create, on demand via POST /segments/{id}/evaluate, and for every segment in the
   scheduled insights job) adds the segment to profiles that now match and removes it from those that no
   longer do, ETag-guarded;
-- `profile_segments` recomputes one profile's list; the insights refresh job and POST /insights/refresh
-  call it after a profile's measures and needs change;
+- `refresh.refresh_profile` recomputes one profile's list after its measures and needs (the scheduled
+  insights job for every profile; POST /insights/profiles/{id}/refresh for one, e.g. after it changed);
 - the scheduled job (settings.insights_schedule) re-runs every segment, because behaviour windows and
   relative dates ("last 30 days") move with time even when no profile changes.
 """
