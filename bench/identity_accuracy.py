@@ -1,0 +1,180 @@
+"""Accuracy of identity resolution on generated data it was not trained on, and where the errors come from.
+
+1. The match model alone, on every candidate pair of the blocking keys: blocking recall, pair precision and
+   recall at the match threshold, ROC AUC / PR AUC / Brier of the probabilities, microseconds per pair.
+2. The in-process resolver (MemoryStore) over all source customer records in several random arrival orders:
+   pairwise precision/recall/F1, split people and over-merged profiles, records/s; and the cause of each error:
+   - a split person: the best pair across their profiles was never a candidate (blocking), scored below the
+     review threshold, went to review, or scored as a match but was not linked (merge protection, or a record
+     linked by an identifier was not also compared by score);
+   - a wrongly placed record: the action and reason that put it in a profile of another person.
+
+    python -m bench.identity_accuracy [--customers 5000] [--seed 1] [--orders 3] [--data DIR]
+
+The default model is trained on seed 11 (model_training/match_model.py); use other seeds here.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import random
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+from bench.harness import run_benchmark
+from bench.metrics import classification_scores, cluster_scores
+
+TARGETS = {"pairwise_f1": 0.98, "pairwise_precision": 0.995, "f1_spread_across_orders": 0.002}
+
+
+def model_figures(model, normalized, persons, settings) -> dict[str, Any]:
+    from model_training.match_model import candidate_pairs
+
+    pairs = sorted(candidate_pairs(normalized, max_block=10_000))
+    by_person = Counter(persons)
+    true_pairs = sum(c * (c - 1) // 2 for c in by_person.values())
+    labels, probabilities = [], []
+    t0 = time.perf_counter()
+    for i, j in pairs:
+        probabilities.append(model.probability(normalized[i], normalized[j]))
+    us_per_pair = (time.perf_counter() - t0) / max(1, len(pairs)) * 1e6
+    labels = [int(persons[i] == persons[j]) for i, j in pairs]
+    matched = [(y, p) for y, p in zip(labels, probabilities) if p >= settings.match_threshold]
+    tp = sum(y for y, _ in matched)
+    reviewed = sum(1 for y, p in zip(labels, probabilities) if settings.review_threshold <= p < settings.match_threshold)
+    return {
+        "candidate_pairs": len(pairs), "true_pairs": true_pairs,
+        "blocking_recall": round(sum(labels) / max(1, true_pairs), 4),
+        "pair_precision_at_match": round(tp / max(1, len(matched)), 5),
+        "pair_recall_at_match": round(tp / max(1, true_pairs), 4),
+        "pairs_in_review_band": reviewed,
+        **{k: round(v, 5) for k, v in classification_scores(labels, probabilities,
+                                                             threshold=settings.match_threshold).items()
+           if isinstance(v, float)},
+        "score_us_per_pair": round(us_per_pair, 2),
+    }
+
+
+def split_causes(model, normalized, persons, assignment, results, settings) -> Counter:
+    """Why each split person was split, judged on the best pair of their records across profiles."""
+    from shared.identity.matching import blocking_keys
+
+    records_of = defaultdict(list)
+    for index, person in enumerate(persons):
+        records_of[person].append(index)
+    causes = Counter()
+    for indices in records_of.values():
+        if len({assignment.get(normalized[i].key) for i in indices}) <= 1:
+            continue
+        best = None
+        for i, j in itertools.combinations(indices, 2):
+            a, b = normalized[i], normalized[j]
+            if assignment.get(a.key) == assignment.get(b.key):
+                continue
+            p = model.probability(a, b)
+            if best is None or p > best[0]:
+                best = (p, a, b)
+        p, a, b = best
+        if results[a.key].action == "quarantined" or results[b.key].action == "quarantined":
+            causes["quarantined record"] += 1
+        elif not set(blocking_keys(a)) & set(blocking_keys(b)):
+            causes["no shared blocking key"] += 1
+        elif p < settings.review_threshold:
+            causes["scored below review"] += 1
+        elif p < settings.match_threshold:
+            causes["scored for review"] += 1
+        else:
+            reasons = {results[k.key].reason.split(":")[0] for k in (a, b) if results[k.key].action == "review"}
+            causes["scored a match, not linked: " + ("/".join(sorted(reasons)) or "no score comparison")] += 1
+    return causes
+
+
+def misplaced_records(assignment, truth, results) -> Counter:
+    """The action and reason behind each record that ends in a profile whose majority is another person."""
+    members = defaultdict(list)
+    for key, profile in assignment.items():
+        members[profile].append(key)
+    causes = Counter()
+    for keys in members.values():
+        majority, _ = Counter(truth[k] for k in keys).most_common(1)[0]
+        for key in keys:
+            if truth[key] != majority:
+                result = results.get(key)
+                causes[f"{result.action}:{result.reason.split(':')[0]}" if result else "unknown"] += 1
+    return causes
+
+
+def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, Any], dict, dict]:
+    from shared.identity import Resolver
+    from shared.identity.docs import Ctx, follow_aliases
+    from shared.store import MemoryStore
+
+    ordered = list(records)
+    random.Random(order_seed).shuffle(ordered)
+    store = MemoryStore()
+    resolver = Resolver(store, settings=settings)
+    t0 = time.perf_counter()
+    results = {r.key: resolver.resolve(r) for r in ordered}
+    seconds = time.perf_counter() - t0
+    ctx = Ctx(store, settings)
+    assignment = {}
+    for record in records:
+        doc = ctx.records.read_item_or_none(record.key, record.key)
+        profile, _ = follow_aliases(ctx, doc["profile_id"]) if doc else (None, [])
+        if profile is not None:
+            assignment[record.key] = profile["id"]
+    scores = cluster_scores(truth, assignment)
+    figures = {"order_seed": order_seed, "records_per_s": round(len(ordered) / seconds),
+               "actions": dict(Counter(r.action for r in results.values())),
+               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in scores.items()}}
+    return figures, assignment, results
+
+
+def measure(args) -> dict[str, Any]:
+    from model_training.match_model import load_training_records, read_generated_customers
+    from shared.identity.matching import MatchModel
+    from shared.normalize import normalize_record
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    if args.data:
+        records, persons = read_generated_customers(args.data, customers=args.customers, seed=args.seed)
+    else:
+        records, persons = load_training_records(args.customers, args.seed)
+    truth = {r.key: p for r, p in zip(records, persons)}
+    normalized = [normalize_record(r) for r in records]
+    model = MatchModel.default()
+    figures: dict[str, Any] = {"customers": args.customers, "records": len(records), "model_version": model.version,
+                               "model_population": model.population}
+    figures["model"] = model_figures(model.with_population(len(records)), normalized, persons, settings)
+    runs = []
+    for order_seed in range(1, args.orders + 1):
+        run, assignment, results = resolve_once(records, truth, order_seed, settings)
+        if order_seed == 1:
+            figures["split_causes"] = dict(split_causes(model, normalized, persons, assignment, results, settings))
+            figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
+        runs.append(run)
+    f1s = [r["pairwise_f1"] for r in runs]
+    figures.update({
+        "pairwise_precision": min(r["pairwise_precision"] for r in runs),
+        "pairwise_recall": min(r["pairwise_recall"] for r in runs),
+        "pairwise_f1": min(f1s), "f1_spread_across_orders": round(max(f1s) - min(f1s), 5),
+        "records_per_s_in_process": max(r["records_per_s"] for r in runs),
+        "orders": runs, "targets": TARGETS,
+    })
+    return figures
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--orders", type=int, default=3)
+    parser.add_argument("--data", help="generate into (and keep) this folder instead of a temporary one")
+    args = parser.parse_args(argv)
+    return run_benchmark("identity_accuracy", lambda: measure(args), params=vars(args), seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
