@@ -91,3 +91,13 @@ def test_needs_bench_beats_the_most_popular_baseline():
     result = json.loads(run.stdout)
     assert result["held_out_purchases"] > 100
     assert result["model_default"]["hit_rate_at_3"] > result["baseline_most_popular"]["hit_rate_at_3"]
+
+
+def test_refresh_skips_a_stored_segment_whose_rule_no_longer_validates(store):
+    ids = seed_shop(store)
+    ok = seg.create_segment(store, seg.SegmentDefinition(name="All", rule={"field": "attributes.given_name", "op": "exists"}), now=NOW)
+    store.container("segments").create_item({"id": "seg_old", "doc_type": "segment", "name": "Old", "created_at": "2020",
+                                             "rule": {"field": "loyalty.tier", "op": "=", "value": "gold"}})
+    stats = refresh.refresh_all(store, now=NOW)
+    assert stats["failed"] == 0 and stats["segments"] == 1
+    assert store.container("profiles").read_item(ids["cy"], ids["cy"])["segments"] == [ok["id"]]

@@ -17,7 +17,8 @@ async function api(path, params) {
   const resp = await fetch(apiUrl(path, params), { headers: { Accept: "application/json" }, referrerPolicy: "no-referrer" });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
-    const err = new Error(body.detail || body.title || "HTTP " + resp.status);
+    const hint = resp.status === 401 ? " — open the dashboard with ?code=<function key>" : "";
+    const err = new Error((body.detail || body.title || "HTTP " + resp.status) + hint);
     err.status = resp.status;
     throw err;
   }

@@ -26,7 +26,7 @@ from ..store import Store
 from .common import live_profiles, owners, update_profile
 from .journeys import list_journeys, stages_for
 from .needs import popularity_of, profile_needs, purchase_categories
-from .rules import parse_rule, utc_now
+from .rules import RuleError, parse_rule, utc_now
 from .segments import update_definition, is_member, list_segments, segment_size
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,12 @@ class _Context:
 
     def __init__(self, store: Store, now: datetime | None):
         self.now = now or utc_now()
-        self.segments = [(s["id"], parse_rule(s["rule"])) for s in list_segments(store)]
+        self.segments = []
+        for s in list_segments(store):
+            try:
+                self.segments.append((s["id"], parse_rule(s.get("rule"))))
+            except RuleError as err:  # a definition stored under older rules must not stop the whole job
+                log.warning("segment %s skipped: its rule is no longer valid (%s)", s["id"], err)
         self.journeys = list_journeys(store)
         self.popularity = load_popularity(store)
 

@@ -36,6 +36,12 @@ STORE_OPS = {"exists": "defined", "missing": "undefined"}
 PUSHABLE_OPS = {"=", "<", "<=", ">", ">=", "in", "contains", "startswith", "exists", "missing"}
 FIELD_ROOTS = ("attributes", "measures", "churn", "enrichment", "needs", "segments")
 EVENT_TYPES = ("identify", "track", "page", "screen")
+# Cosmos SQL keywords: store.query.to_sql writes paths as c.a.b, so a path with one of these parts (e.g. the
+# ``value`` of every attribute) would not parse. Such conditions are checked in Python on the candidates until
+# to_sql quotes path parts (c["a"]["value"]).
+SQL_KEYWORDS = {"and", "array", "as", "asc", "between", "by", "case", "desc", "distinct", "escape", "exists", "false",
+                "first", "from", "group", "in", "is", "join", "last", "left", "like", "limit", "not", "null", "offset",
+                "or", "order", "right", "select", "top", "true", "udf", "undefined", "value", "where"}
 MAX_DEPTH = 8
 MAX_CONDITIONS = 50
 MAX_WINDOW_DAYS = 3650
@@ -252,7 +258,8 @@ def pushdown(rule: Rule, now: datetime) -> tuple | None:
     match either way), so negations are always checked in Python on the candidates instead.
     """
     if isinstance(rule, Comparison):
-        return rule.store_filter(now) if rule.op in PUSHABLE_OPS else None
+        pushable = rule.op in PUSHABLE_OPS and not any(p.lower() in SQL_KEYWORDS for p in rule.path.split("."))
+        return rule.store_filter(now) if pushable else None
     if isinstance(rule, Combination):
         if rule.kind == "not":
             return None
