@@ -56,9 +56,9 @@ def test_pushdown_keeps_positive_profile_conditions_as_parameterized_sql():
     sql, params = to_sql(flt)
     assert "DROP" not in sql and "London" not in sql
     assert "c.enrichment.region = @" in sql
-    # attributes.<name>.value cannot be written as c.x.value (VALUE is a Cosmos SQL keyword): the `any` that
-    # holds it is checked per candidate instead, which keeps the candidates a superset.
-    assert "attributes" not in sql and "total_spend" not in sql
+    # attributes.<name>.value cannot be written as c.x.value (VALUE is a Cosmos SQL keyword): the store only
+    # checks that the attribute exists, and the value is compared per candidate (a superset stays a superset).
+    assert "IS_DEFINED(c.attributes.email)" in sql and ".value" not in sql
     assert "churn" not in sql  # the negation is checked per candidate, never pushed
     sql, _ = to_sql(seg.candidate_filter(parse_rule({"any": [
         {"field": "measures.total_spend", "op": ">", "value": 100}, {"field": "churn.score", "op": ">=", "value": 0.5}]}), NOW))

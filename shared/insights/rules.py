@@ -258,8 +258,16 @@ def pushdown(rule: Rule, now: datetime) -> tuple | None:
     match either way), so negations are always checked in Python on the candidates instead.
     """
     if isinstance(rule, Comparison):
-        pushable = rule.op in PUSHABLE_OPS and not any(p.lower() in SQL_KEYWORDS for p in rule.path.split("."))
-        return rule.store_filter(now) if pushable else None
+        if rule.op not in PUSHABLE_OPS:
+            return None
+        parts = rule.path.split(".")
+        if not any(p.lower() in SQL_KEYWORDS for p in parts):
+            return rule.store_filter(now)
+        # attributes.email.value = x needs attributes.email to exist: a weaker filter that still narrows.
+        parent = parts[:-1]
+        if rule.op != "missing" and parent and not any(p.lower() in SQL_KEYWORDS for p in parent):
+            return (".".join(parent), "defined", None)
+        return None
     if isinstance(rule, Combination):
         if rule.kind == "not":
             return None
