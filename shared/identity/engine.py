@@ -64,6 +64,7 @@ def _blocking_keys(n: NormalizedRecord) -> list[str]:
 class _Candidate:
     profile: dict[str, Any]
     types: list[str]  # identifier types that led to it ("score" for a probabilistic candidate)
+    detail: dict[str, Any] | None = None  # the match score's explanation, for a probabilistic candidate
 
 
 class Resolver:
@@ -131,10 +132,28 @@ class _Work:
             self.owner[iid] = profile["id"]
             candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
         group, reviews, skipped = self._group(prior, candidates)
-        link = None
-        if not group and not reviews:
-            group, reviews, link = self._probabilistic(profiles)
+        link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _add_probabilistic(self, group: list[_Candidate], reviews, skipped: set[str], profiles) -> dict | None:
+        """The best-scoring other profile joins too when it passes the match threshold: a record linked by a
+        rule can also bridge to a profile founded by a record without identifiers, whatever the arrival order."""
+        exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
+        found = self._best_candidate(profiles, exclude)
+        if found is None:
+            return None
+        profile, detail = found
+        settings = self.ctx.settings
+        if detail["score"] >= settings.match_threshold:
+            reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
+            if reason is None:
+                group.append(_Candidate(profile, ["score"], detail))
+                return {"reason": "score", **detail} if len(group) == 1 else None
+            if reason != "never_match" and not group:
+                reviews.append((profile, reason, detail))
+        elif detail["score"] >= settings.review_threshold and not group:
+            reviews.append((profile, "score", detail))
+        return None
 
     def _live(self, profile_id: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         if profile_id not in cache:
@@ -169,8 +188,9 @@ class _Work:
         return group, reviews, skipped
 
     def _names_disagree(self, profile: dict[str, Any]) -> bool:
-        """True when the record's given name is different from the given name of every record in the profile
-        (judged on the profile record the model finds most similar)."""
+        """True when the record's given name is another person's: different from the given name of the profile
+        record the model finds most similar, and not backed by an equal birth date with a likely match. (Treating
+        swapped given/family names as agreement was measured to over-merge households, so it is not done.)"""
         if not self.n.given_name:
             return False
         best = None
@@ -183,14 +203,18 @@ class _Work:
                 best = (p, other)
         if best is None:
             return False
-        levels = self.model.score(self.n, best[1]).levels or {}
-        return levels.get("given_name") == "different"
+        p, other = best
+        if (self.model.score(self.n, other).levels or {}).get("given_name") != "different":
+            return False
+        n = self.n
+        return not (n.birth_date and n.birth_date == other.birth_date and p >= 0.5)
 
     def _side(self, profile: dict[str, Any]) -> Side:
         return Side.of_profile(profile, without_record=self.key)
 
-    def _probabilistic(self, profiles: dict[str, dict[str, Any]]):
-        """Candidates through blocking keys, scored against their record snapshots."""
+    def _best_candidate(self, profiles: dict[str, dict[str, Any]], exclude: set[str]):
+        """The profile (not excluded) whose records score best against the record, found through blocking
+        keys, with the explained score; None when there is no candidate."""
         ctx, cfg = self.ctx, self.ctx.config
         counts: Counter[str] = Counter()
         for key in self.blocking_keys:
@@ -202,7 +226,7 @@ class _Work:
         seen = set()
         for pid, _ in counts.most_common(cfg.max_candidates):
             profile = self._live(pid, profiles)
-            if profile is None or profile["id"] in seen:
+            if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
             seen.add(profile["id"])
             for entry in profile.get("records", []):
@@ -213,20 +237,13 @@ class _Work:
                 if best is None or p > best[0]:
                     best = (p, profile, other)
         if best is None:
-            return [], [], None
+            return None
         _, profile, other = best
         score = self.model.score(self.n, other)  # the explanation, for the best pair only
         detail = {"score": round(float(score.probability), 6), "match_weight": round(float(score.match_weight), 4),
                   "contributions": {k: round(float(v), 4) for k, v in score.contributions.items()},
                   "model_version": getattr(self.model, "version", None)}
-        if score.probability >= ctx.settings.match_threshold:
-            reason = join_conflict(self.policy, [self.side, self._side(profile)])
-            if reason is None:
-                return [_Candidate(profile, ["score"])], [], {"reason": "score", **detail}
-            return [], [(profile, reason, detail)], None
-        if score.probability >= ctx.settings.review_threshold:
-            return [], [(profile, "score", detail)], None
-        return [], [], None
+        return profile, detail
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -242,7 +259,9 @@ class _Work:
             for other in ordered[1:]:
                 cand = next(g for g in group if g.profile["id"] == other["id"])
                 why = {"reason": "rule", "rule": "+".join(sorted(set(cand.types))), "via_record": self.key}
-                if cand.types == ["prior"]:
+                if cand.detail is not None:
+                    why = {"reason": "score", **cand.detail, "via_record": self.key}
+                elif cand.types == ["prior"]:
                     why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
                 target = merge_profiles(self.ctx, target["id"], other["id"], why)
             link = link or {"reason": "rule", "rule": "+".join(sorted({t for g in group for t in g.types}))}

@@ -58,7 +58,8 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     conflicts: dict[str, Any] = {}
     for name in sorted(candidates):
         rule = policy.rules.get(name, policy.default_rule)
-        ranked = sorted(candidates[name], key=lambda ve: _rank(ve, rule, policy))
+        options = candidates[name]
+        ranked = options if len(options) == 1 else sorted(options, key=lambda ve: _rank(ve, rule, policy))
         value, entry = ranked[0]
         attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
         seen = {_comparable(value)}

@@ -1,0 +1,217 @@
+"""Identity resolution benchmark on generated data with ground truth.
+
+Figures: pairwise precision/recall/F1 and cluster metrics (split people, over-merged profiles, B-cubed) per
+random arrival order and their F1 spread; records/s in process (MemoryStore, one thread) with the share spent
+in normalization; records/s and Cosmos requests per record on the local stack (Cosmos emulator), against the
+minimum (one read per document looked up, one write per document changed).
+
+    python -m bench.identity [--customers 5000] [--seed 1] [--orders 3] [--cosmos-records 400] [--data DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from bench.harness import run_benchmark
+from bench.metrics import cluster_scores
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES_DIR = ROOT / "config" / "sources"
+TARGETS = {"pairwise_f1": 0.98, "pairwise_precision": 0.995, "records_per_s_in_process": 5000,
+           "f1_spread_across_orders": 0.002, "cosmos_requests_vs_minimum": 1.5}
+
+
+def load_customer_records(data_dir: Path) -> list:
+    """Every valid customer record of the landing files, read and mapped like ingestion does."""
+    from shared.ingest import load_mapping_file
+    from shared.ingest.pipeline import iter_mapped
+
+    records = []
+    for folder in sorted((data_dir / "landing").glob("*/customers")):
+        mapping = load_mapping_file(SOURCES_DIR / f"{folder.parent.name}.customers.json")
+        for path in sorted(p for p in folder.iterdir() if p.is_file()):
+            with path.open("rb") as stream:
+                records += [row.item for row in iter_mapped(stream, path.name, mapping) if row.item is not None]
+    return records
+
+
+def final_assignment(store, records) -> dict[str, str]:
+    """record key -> the profile it ends in (after every merge of the run)."""
+    from shared.identity.docs import Ctx, follow_aliases
+
+    ctx = Ctx(store)
+    out = {}
+    for record in records:
+        doc = ctx.records.read_item_or_none(record.key, record.key)
+        if doc is not None:
+            profile, _ = follow_aliases(ctx, doc["profile_id"])
+            if profile is not None:
+                out[record.key] = profile["id"]
+    return out
+
+
+def run_in_process(records, truth, model, order_seed: int | None) -> dict[str, Any]:
+    from shared.identity import Resolver
+    from shared.store import MemoryStore
+
+    ordered = list(records)
+    if order_seed is not None:
+        random.Random(order_seed).shuffle(ordered)
+    store = MemoryStore()
+    resolver = Resolver(store, model=model)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    actions = Counter(resolver.resolve(r).action for r in ordered)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    scores = cluster_scores(truth, final_assignment(store, records))
+    return {"order_seed": order_seed, "records": len(ordered), "seconds": round(wall, 2),
+            "records_per_s": round(len(ordered) / wall), "records_per_cpu_s": round(len(ordered) / cpu),
+            "actions": dict(actions), **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in scores.items()}}
+
+
+def normalization_cost(records) -> float:
+    from shared.normalize import normalize_record
+
+    t0 = time.process_time()
+    for r in records:
+        normalize_record(r)
+    return (time.process_time() - t0) / max(1, len(records))
+
+
+class CountingContainer:
+    """Counts requests and the distinct documents read and written (the minimum a perfect resolver needs)."""
+
+    READS = ("read_item", "read_item_or_none")
+    WRITES = ("create_item", "upsert_item", "replace_item", "delete_item")
+
+    def __init__(self, inner, stats):
+        self._inner, self._stats = inner, stats
+
+    def __getattr__(self, name):
+        attr = getattr(self._inner, name)
+        if name not in self.READS + self.WRITES and name not in ("query_items", "query_page", "count_items"):
+            return attr
+        stats, container = self._stats, self._inner.name
+
+        def counted(*args, **kwargs):
+            stats["requests"][f"{container}.{name}"] += 1
+            doc_id = args[0]["id"] if args and isinstance(args[0], dict) else (args[0] if args else None)
+            if name in self.READS:
+                stats["docs_read"].add((container, doc_id))
+            elif name in self.WRITES:
+                stats["docs_written"].add((container, doc_id))
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+class CountingStore:
+    def __init__(self, inner):
+        self._inner = inner
+        self.stats = {"requests": Counter(), "docs_read": set(), "docs_written": set()}
+
+    def container(self, name):
+        return CountingContainer(self._inner.container(name), self.stats)
+
+    def reset(self):
+        for value in self.stats.values():
+            value.clear()
+
+
+def run_on_cosmos(records, model, limit: int) -> dict[str, Any]:
+    """Resolve the first `limit` records on the Cosmos emulator, counting requests per record."""
+    from devstack.stack import LocalStack
+    from shared.identity import Resolver
+    from shared.settings import Settings
+    from shared.store.cosmos import CosmosStore
+
+    stack = LocalStack()
+    env = stack.start()
+    try:
+        settings = Settings(cosmos_endpoint=env["COSMOS_ENDPOINT"])
+        store = CosmosStore(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
+                            prefix=f"bench{uuid.uuid4().hex[:6]}-")
+        store.bootstrap()
+        counting = CountingStore(store)
+        resolver = Resolver(counting, settings=settings, model=model)
+        per_action: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        total_requests = total_minimum = 0
+        t0 = time.perf_counter()
+        for record in records[:limit]:
+            counting.reset()
+            action = resolver.resolve(record).action
+            s = counting.stats
+            requests = sum(s["requests"].values())
+            minimum = len(s["docs_read"]) + len(s["docs_written"])
+            per_action[action].append((requests, minimum))
+            total_requests += requests
+            total_minimum += minimum
+        wall = time.perf_counter() - t0
+        n = min(limit, len(records))
+        by_action = {a: {"records": len(v), "requests_per_record": round(sum(r for r, _ in v) / len(v), 2),
+                         "minimum_per_record": round(sum(m for _, m in v) / len(v), 2)} for a, v in per_action.items()}
+        created = per_action.get("created", [])
+        return {"records": n, "seconds": round(wall, 2), "records_per_s": round(n / wall, 1),
+                "requests_per_record": round(total_requests / n, 2), "minimum_per_record": round(total_minimum / n, 2),
+                "requests_vs_minimum": round(total_requests / max(1, total_minimum), 3),
+                "new_record_requests_vs_minimum": round(sum(r for r, _ in created) / max(1, sum(m for _, m in created)), 3),
+                "by_action": by_action}
+    finally:
+        stack.stop()
+
+
+def measure(args) -> dict[str, Any]:
+    from shared.generate import GeneratorConfig, generate, load_truth_records
+    from shared.identity.engine import default_model
+
+    tmp = None
+    data = Path(args.data) if args.data else None
+    if data is None or not (data / "truth").exists():
+        data = data or Path(tmp := tempfile.mkdtemp(prefix="ucp-bench-identity-"))
+        generate(data, GeneratorConfig(customers=args.customers, seed=args.seed), progress=False)
+    try:
+        records = load_customer_records(data)
+        truth = load_truth_records(data)
+        model = default_model()
+        runs = [run_in_process(records, truth, model, seed) for seed in range(1, args.orders + 1)]
+        f1s = [r["pairwise_f1"] for r in runs]
+        best = max(runs, key=lambda r: r["records_per_s"])
+        norm = normalization_cost(records)
+        figures: dict[str, Any] = {
+            "customers": args.customers, "records": len(records), "sources": sorted({r.source for r in records}),
+            "model_version": getattr(model, "version", None),
+            "pairwise_precision": min(r["pairwise_precision"] for r in runs),
+            "pairwise_recall": min(r["pairwise_recall"] for r in runs),
+            "pairwise_f1": min(f1s), "f1_spread_across_orders": round(max(f1s) - min(f1s), 5),
+            "records_per_s_in_process": best["records_per_s"], "records_per_cpu_s_in_process": best["records_per_cpu_s"],
+            "normalization_us_per_record": round(norm * 1e6, 1),
+            "normalization_share_of_cpu": round(norm * best["records_per_cpu_s"], 3),
+            "orders": runs, "targets": TARGETS,
+        }
+        if args.cosmos_records > 0:
+            figures["cosmos"] = run_on_cosmos(records, model, args.cosmos_records)
+        return figures
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--orders", type=int, default=3, help="random arrival orders to compare")
+    parser.add_argument("--cosmos-records", type=int, default=400, help="records resolved on the emulator (0: skip)")
+    parser.add_argument("--data", default=None, help="an existing generated data set (default: generate one)")
+    args = parser.parse_args(argv)
+    run_benchmark("identity", lambda: measure(args), params=vars(args))
+
+
+if __name__ == "__main__":
+    main()
