@@ -61,7 +61,7 @@ def _hms(t: float) -> tuple[int, int, int]:
 def _season_factor(d: date) -> float:
     """December peak, Black Friday spike, a small summer sale."""
     doy = d.timetuple().tm_yday
-    return (1.0 + 1.0 * math.exp(-(((doy - 352) / 10.0) ** 2)) + 0.6 * math.exp(-(((doy - 331) / 3.0) ** 2))
+    return (1.0 + 1.2 * math.exp(-(((doy - 350) / 14.0) ** 2)) + 0.6 * math.exp(-(((doy - 331) / 3.0) ** 2))
             + 0.2 * math.exp(-(((doy - 190) / 12.0) ** 2)))
 
 
