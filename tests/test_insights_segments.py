@@ -151,3 +151,14 @@ def test_export_writes_csv_to_blob(cosmos_store, stack_settings):
     by_id = {r["profile_id"]: r for r in rows}
     assert by_id[ids["ann"]]["email"] == "ann@example.com" and by_id[ids["ann"]]["churn_risk"] == "high"
     assert by_id[ids["ann"]]["given_name"].startswith("'=")  # not a live formula in a spreadsheet
+
+
+def test_behaviour_is_read_only_for_profiles_that_pass_the_profile_conditions(store, monkeypatch):
+    seed_shop(store)
+    counted: list[str] = []
+    real = seg.behaviour_counts
+    monkeypatch.setattr(seg, "behaviour_counts", lambda st, p, c, n: counted.append(p["id"]) or real(st, p, c, n))
+    rule = {"all": [{"not": {"field": "churn.risk", "op": "=", "value": "low"}},
+                    {"behaviour": {"event": "Product Viewed", "min_count": 3, "within_days": 30}}]}
+    assert seg.matching_profile_ids(store, rule, now=NOW) == {"p_ann"}
+    assert sorted(counted) == ["p_ann", "p_cy", "p_dee"]  # Bob (low risk) never had his activity read

@@ -112,8 +112,23 @@ def behaviour_counts(store: Store, profile: dict[str, Any], conditions: list[Beh
     return counts
 
 
+class _LazyCounts(dict):
+    """Behaviour counts read on first use: a profile that fails the profile-level part costs no activity query."""
+
+    def __init__(self, load):
+        super().__init__()
+        self._load = load
+
+    def get(self, key, default=None):
+        if self._load is not None:
+            self.update(self._load())
+            self._load = None
+        return super().get(key, default)
+
+
 def is_member(store: Store, rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
-    return evaluate(rule, profile, behaviour_counts(store, profile, behaviours(rule), now), now)
+    conditions = behaviours(rule)
+    return evaluate(rule, profile, _LazyCounts(lambda: behaviour_counts(store, profile, conditions, now)), now)
 
 
 def matching_profile_ids(store: Store, rule_json: dict[str, Any], *, now: datetime | None = None) -> set[str]:
