@@ -295,3 +295,9 @@ def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     profile = get_profile(store, first.profile_id)
     assert sorted(r["key"] for r in profile["records"]) == ["app|4", "crm|3", "pos|1", "web|2"]
     assert [m["status"] for m in list_merges(store, first.profile_id) if m["absorbed_id"]] == ["done"]
+
+
+def test_birth_date_with_day_and_month_swapped_is_no_conflict(store, model):
+    a, = resolve(store, model, rec("pos", "1", email="ray@wilson.net", given_name="Ray", birth_date="1975-04-10"))
+    b, = resolve(store, model, rec("web", "2", email="ray@wilson.net", given_name="Ray", birth_date="1975-10-04"))
+    assert b.action == "linked" and b.profile_id == a.profile_id

@@ -81,8 +81,15 @@ class Side:
         return any(not is_weak_type(t) and t != "source" for t in map(id_type_of, self.ids))
 
 
-def _distinct(values: Iterable[Any]) -> set[Any]:
-    return {v for v in values if v not in (None, "")}
+def _distinct(values: Iterable[Any], attr: str = "") -> set[Any]:
+    return {_comparable(attr, v) for v in values if v not in (None, "")}
+
+
+def _comparable(attr: str, value: Any) -> Any:
+    """Birth dates with day and month swapped (a common keying error) are the same date for conflicts."""
+    if attr == "birth_date" and isinstance(value, str) and len(value) == 10:
+        return value[:4] + "".join(sorted((value[5:7], value[8:10])))
+    return value
 
 
 def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
@@ -105,7 +112,7 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
         if limit is not None and len(values) > limit and len(values) > _largest_side(sides, id_type):
             return f"limit:{id_type}"
     for attr in policy.limit_one_attributes:
-        per_side = [_distinct(snap.get(attr) for snap in s.snapshots) for s in sides]
+        per_side = [_distinct((snap.get(attr) for snap in s.snapshots), attr) for s in sides]
         union = set().union(*per_side)
         if len(union) > 1 and len(union) > max(len(p) for p in per_side):
             return f"conflict:{attr}"
