@@ -187,6 +187,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (QUERY, PROPFIND, ...) is routed too: no route takes it, so it answers 404 like the
+        # real host, instead of http.server's 501.
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
     # -- plumbing -------------------------------------------------------------------------------------------
     def _reply(self, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
                content_type: str | None = None) -> None:
