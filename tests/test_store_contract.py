@@ -312,6 +312,16 @@ def test_batch_cannot_leave_its_partition(store):
     assert activity.count_items() == 0
 
 
+def test_batch_size_limits(store):
+    activity = store.container("activity")
+    assert activity.execute_batch("o", []) == []
+    full = activity.execute_batch("o", [("upsert", {"id": f"i{i}", "owner": "o"}) for i in range(100)])
+    assert len(full) == 100 and activity.count_items(partition_key="o") == 100
+    with pytest.raises(ValueError, match="at most 100"):
+        activity.execute_batch("o", [("upsert", {"id": f"j{i}", "owner": "o"}) for i in range(101)])
+    assert activity.count_items(partition_key="o") == 100
+
+
 def test_unknown_batch_operation_is_rejected(store):
     with pytest.raises(ValueError):
         store.container("activity").execute_batch("o", [("merge", {"id": "a", "owner": "o"})])

@@ -27,6 +27,12 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
 
 # A transactional batch operation: ("create", body) | ("upsert", body) | ("replace", body, etag|None) | ("delete", id)
 BatchOperation = tuple
+MAX_BATCH_OPERATIONS = 100  # Cosmos DB's limit for one transactional batch
+
+
+def check_batch_size(operations: Sequence[BatchOperation]) -> None:
+    if len(operations) > MAX_BATCH_OPERATIONS:
+        raise ValueError(f"a transactional batch holds at most {MAX_BATCH_OPERATIONS} operations, got {len(operations)}")
 
 
 class Container(Protocol):

@@ -9,7 +9,7 @@ from urllib.parse import urlparse
 from azure.core import MatchConditions
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
-from .base import BatchOperation, clean_body, public_item
+from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
 from .query import Filter, to_sql
 from .schema import CONTAINERS
@@ -132,6 +132,9 @@ class CosmosContainer:
             raise _translate(err) from None
 
     def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
+        check_batch_size(operations)
+        if not operations:
+            return []  # Cosmos DB rejects an empty batch; nothing to do is not an error here
         ops = []
         for op in operations:
             kind, payload = op[0], op[1]

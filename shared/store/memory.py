@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Iterator, Sequence
 
-from .base import BatchOperation, clean_body, public_item
+from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 from .query import Filter, get_path, json_type, matches, validate
 from .schema import CONTAINERS
@@ -152,14 +152,18 @@ class MemoryContainer:
         return len(self._select(filter_, partition_key, None, False))
 
     def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
+        check_batch_size(operations)
         with self._lock:
-            snapshot = dict(self._items)
+            # Undo log of the keys this batch touches: rollback costs O(operations), not O(container).
+            undo: list[tuple[tuple[Any, str], dict[str, Any] | None]] = []
             try:
                 results: list[dict[str, Any] | None] = []
                 for op in operations:
                     kind, payload = op[0], op[1]
                     if kind != "delete" and self.partition_key_of(payload) != partition_key:
                         raise ValueError("batch operations must stay in the batch's partition")
+                    key = self._key(payload if kind == "delete" else payload.get("id"), partition_key)
+                    undo.append((key, self._items.get(key)))
                     if kind == "create":
                         results.append(self.create_item(payload))
                     elif kind == "upsert":
@@ -167,7 +171,7 @@ class MemoryContainer:
                     elif kind == "replace":
                         results.append(self.replace_item(payload, etag=op[2] if len(op) > 2 else None))
                     elif kind == "delete":
-                        if self._key(payload, partition_key) not in self._items:
+                        if key not in self._items:
                             raise ItemNotFoundError(f"{self.name}: item not found")
                         self.delete_item(payload, partition_key)
                         results.append(None)
@@ -175,7 +179,11 @@ class MemoryContainer:
                         raise ValueError(f"unknown batch operation {kind!r}")
                 return results
             except Exception:
-                self._items = snapshot
+                for key, previous in reversed(undo):
+                    if previous is None:
+                        self._items.pop(key, None)
+                    else:
+                        self._items[key] = previous
                 raise
 
 
