@@ -172,12 +172,12 @@ function replaceHandler(name, make) {
 replaceHandler("read-document", () => (account, req, res, { dbId, collId, docId }) => {
   const collection = account.database(dbId).collection(collId);
   const collectionData = collection.read();
-  if (!collectionData) return reply(res, 404, NOT_FOUND);
+  if (!collectionData) return reply(res, 404, { ...NOT_FOUND });
   const pk = partitionKeyOf(req);
   const doc = collection.document(docId, pk === undefined ? docId : pk).read();
   // collection.document() falls back to looking the id up as a _rid, so check the id and partition too.
-  if (!doc || doc.id !== docId) return reply(res, 404, NOT_FOUND);
-  if (pk !== undefined && valueAt(doc, partitionPath(collectionData)) !== pk) return reply(res, 404, NOT_FOUND);
+  if (!doc || doc.id !== docId) return reply(res, 404, { ...NOT_FOUND });
+  if (pk !== undefined && valueAt(doc, partitionPath(collectionData)) !== pk) return reply(res, 404, { ...NOT_FOUND });
   return reply(res, 200, doc);
 });
 
@@ -547,7 +547,7 @@ function epkRangeFilter(req, collectionData, keys) {
 function changeFeed(account, req, res, { dbId, collId }) {
   const collection = account.database(dbId).collection(collId);
   const collectionData = collection.read();
-  if (!collectionData) return reply(res, 404, NOT_FOUND);
+  if (!collectionData) return reply(res, 404, { ...NOT_FOUND });
   // The generic response code turns any 200 with A-IM + If-None-Match into 304 and overwrites the etag: we
   // answer the feed ourselves, so take the header away from it.
   delete req.headers["a-im"];
@@ -653,7 +653,7 @@ replaceHandler("batch-documents", () => async (account, req, res, { dbId, collId
   const body = await readBody(req);
   const collection = account.database(dbId).collection(collId);
   const collectionData = collection.read();
-  if (!collectionData) return reply(res, 404, NOT_FOUND);
+  if (!collectionData) return reply(res, 404, { ...NOT_FOUND });
   if (!Array.isArray(body) || body.length === 0) {
     return reply(res, 400, { code: "BadRequest", message: "a batch is a non-empty array of operations" });
   }
