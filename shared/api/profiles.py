@@ -25,19 +25,16 @@ def _identity():
 
 
 def load_profile(store: Store, profile_id: str) -> dict[str, Any]:
-    """The live profile for this id (following merges); 404 unknown, 410 erased."""
+    """The live profile for this id (following merges); 404 unknown, 410 erased. One point read when live."""
     if not profile_id or len(profile_id) > 128:
         raise ApiError(400, "profile id must be 1 to 128 characters")
-    raw = store.container("profiles").read_item_or_none(profile_id, profile_id)
-    if raw is not None and raw.get("doc_type") == "erased":
-        raise ApiError(410, "this profile was erased on request", erased_at=raw.get("erased_at"))
     try:
-        profile = _identity().get_profile(store, profile_id)
+        return _identity().get_profile(store, profile_id)
     except ItemNotFoundError:
+        raw = store.container("profiles").read_item_or_none(profile_id, profile_id)
+        if raw is not None and raw.get("doc_type") == "erased":
+            raise ApiError(410, "this profile was erased on request", erased_at=raw.get("erased_at")) from None
         raise ApiError(404, "no profile with this id") from None
-    if profile.get("doc_type") == "erased":
-        raise ApiError(410, "this profile was erased on request", erased_at=profile.get("erased_at"))
-    return profile
 
 
 def _owners(profile: dict[str, Any]) -> list[str]:
@@ -102,13 +99,19 @@ def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiRespo
         id_type, value = present[0], given[present[0]]
     if len(value) > 512:
         raise ApiError(400, f"{id_type} is too long")
-    if identity.normalized_identifier(id_type, value, region=given.get("region")) is None:
+    identifier = identity.normalized_identifier(id_type, value, region=given.get("region"))
+    if identifier is None:
         hint = " (for a national number, add region=GB or the like)" if id_type == "phone" else ""
         raise ApiError(400, f"this {id_type} is malformed or a placeholder that identifies nobody{hint}")
-    profile_id = identity.find_profile_id(store, id_type, value, region=given.get("region"))
-    if profile_id is None:
+    claim = store.container("identifiers").read_item_or_none(identifier, identifier)
+    if claim is None or not claim.get("profile_id"):
         raise ApiError(404, f"no profile has this {id_type}")
-    return ApiResponse(profile_view(store, load_profile(store, profile_id)))
+    try:
+        return ApiResponse(profile_view(store, load_profile(store, claim["profile_id"])))
+    except ApiError as err:
+        if err.status in (404, 410):  # the claim outlived its profile (erased): nobody has it now
+            raise ApiError(404, f"no profile has this {id_type}") from None
+        raise
 
 
 def merges(store: Store, profile_id: str) -> ApiResponse:
