@@ -35,6 +35,9 @@ MIN_PROFILES = 500
 MIN_CLASS_COUNT = 20
 PARITY_TOLERANCE = 1e-5
 CV_FOLDS = 5
+SNAPSHOTS = 8  # training looks back from this many as-of dates...
+SNAPSHOT_STEP_DAYS = 28  # ...this far apart (more rows, and every season's behaviour)
+GB_MAX_ROWS = 30_000  # GradientBoostingClassifier is exact but slow; above this many rows only HistGB competes
 EPS = 1e-7
 
 
@@ -85,6 +88,26 @@ def labelled_snapshot(histories: Mapping[str, History], *, as_of: float, window_
     return ids, x, np.array(labels, dtype=np.int64)
 
 
+def labelled_snapshots(histories: Mapping[str, History], *, as_of: float, window_days: int, snapshots: int,
+                       step_days: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """labelled_snapshot at as_of, as_of - step, ... (as many as `snapshots`, while each cut-off still has a
+    window of history before it): (customer ids, features, labels, snapshot index 0 = most recent)."""
+    firsts = [h.first_purchase() for h in histories.values() if h.first_purchase() is not None]
+    first = min(firsts) if firsts else as_of
+    ids: list[str] = []
+    xs, ys, ks = [], [], []
+    for k in range(max(1, snapshots)):
+        at = as_of - k * step_days * DAY
+        if k and at - 2 * window_days * DAY < first:
+            break
+        snap_ids, x, y = labelled_snapshot(histories, as_of=at, window_days=window_days)
+        ids += snap_ids
+        xs.append(x)
+        ys.append(y)
+        ks.append(np.full(len(y), k))
+    return ids, np.vstack(xs), np.concatenate(ys), np.concatenate(ks)
+
+
 def data_summary(histories: Mapping[str, History], *, as_of: float, window_days: int) -> dict[str, Any]:
     firsts = [h.first_purchase() for h in histories.values() if h.first_purchase() is not None]
     first = min(firsts) if firsts else None
@@ -130,17 +153,23 @@ def fit_platt(scores: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
-def select_model(x: np.ndarray, y: np.ndarray, *, seed: int, folds: int, names: list[str] | None = None
-                 ) -> tuple[str, dict[str, Any], np.ndarray]:
-    """The candidate with the best mean cross-validated ROC AUC, the CV table, and its out-of-fold scores."""
+def select_model(x: np.ndarray, y: np.ndarray, *, seed: int, folds: int, names: list[str] | None = None,
+                 groups: np.ndarray | None = None) -> tuple[str, dict[str, Any], np.ndarray]:
+    """The candidate with the best mean cross-validated ROC AUC, the CV table, and its out-of-fold scores.
+    With `groups` (customer ids), a customer's rows never sit on both sides of a fold."""
     from sklearn.base import clone
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     models = candidate_models(seed)
     if names:
         models = {n: models[n] for n in names}
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
+    elif len(y) > GB_MAX_ROWS:
+        models.pop("gradient_boosting")
+    if groups is None:
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y))
+    else:
+        splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(x, y, groups))
     table, oof = {}, {}
     for name, model in models.items():
         scores, aucs, started = np.zeros(len(y)), [], time.perf_counter()
@@ -284,7 +313,8 @@ def new_version(now: datetime | None = None) -> str:
 
 def train(histories: Mapping[str, History], *, as_of: float, window_days: int, min_profiles: int = MIN_PROFILES,
           seed: int = 0, holdout_fraction: float = 0.25, folds: int = CV_FOLDS, candidates: list[str] | None = None,
-          version: str | None = None, threads: int = 1) -> TrainedModel:
+          version: str | None = None, snapshots: int = SNAPSHOTS, step_days: int = SNAPSHOT_STEP_DAYS,
+          threads: int = 1) -> TrainedModel:
     """Train and export a churn model. Raises TrainingRefused (with a report) when the data cannot support one.
 
     `threads` caps BLAS/OpenMP threads: on the small shared machines this runs on (2 cores, a Functions worker)
@@ -294,11 +324,13 @@ def train(histories: Mapping[str, History], *, as_of: float, window_days: int, m
 
     with threadpool_limits(threads):
         return _train(histories, as_of=as_of, window_days=window_days, min_profiles=min_profiles, seed=seed,
-                      holdout_fraction=holdout_fraction, folds=folds, candidates=candidates, version=version)
+                      holdout_fraction=holdout_fraction, folds=folds, candidates=candidates, version=version,
+                      snapshots=snapshots, step_days=step_days)
 
 
 def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, min_profiles: int, seed: int,
-           holdout_fraction: float, folds: int, candidates: list[str] | None, version: str | None) -> TrainedModel:
+           holdout_fraction: float, folds: int, candidates: list[str] | None, version: str | None, snapshots: int,
+           step_days: int) -> TrainedModel:
     from sklearn.base import clone
     from sklearn.model_selection import train_test_split
 
@@ -317,12 +349,20 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
         raise TrainingRefused(f"too few churned ({int(y.sum())}) or retained ({int(len(y) - y.sum())}) customers "
                               f"to learn from; each needs at least {MIN_CLASS_COUNT}", report)
 
-    x = to_float32(x)
-    index = np.arange(len(ids))
-    train_idx, hold_idx = train_test_split(index, test_size=holdout_fraction, stratify=y, random_state=seed)
-    x_train, y_train, x_hold, y_hold = x[train_idx], y[train_idx], x[hold_idx], y[hold_idx]
+    # Customer-level holdout, stratified by the latest label; its customers' rows stay out of every snapshot.
+    hold_ids, _ = train_test_split(ids, test_size=holdout_fraction, stratify=y, random_state=seed)
+    hold_set = set(hold_ids)
+    hold_idx = np.array([i for i, cid in enumerate(ids) if cid in hold_set])
+    x_hold, y_hold = to_float32(x[hold_idx]), y[hold_idx]
 
-    chosen, cv_table, oof = select_model(x_train, y_train, seed=seed, folds=folds, names=candidates)
+    all_ids, x_all, y_all, k_all = labelled_snapshots(histories, as_of=as_of, window_days=window_days,
+                                                      snapshots=snapshots, step_days=step_days)
+    in_train = np.array([cid not in hold_set for cid in all_ids])
+    x_train, y_train = to_float32(x_all[in_train]), y_all[in_train]
+    groups = np.array(all_ids, dtype=object)[in_train]
+    latest_train = x_train[k_all[in_train] == 0]
+
+    chosen, cv_table, oof = select_model(x_train, y_train, seed=seed, folds=folds, names=candidates, groups=groups)
     calibration = fit_platt(oof, y_train)
     estimator = clone(candidate_models(seed)[chosen]).fit(x_train, y_train)
     raw_hold = estimator.predict_proba(x_hold)[:, 1]
@@ -352,17 +392,19 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
         "trained_at": datetime.now(timezone.utc).isoformat(),
         "definition": f"P(no purchase within {window_days} days after the as-of date)",
         "data_window": {k: summary[k] for k in ("first_purchase", "cutoff", "as_of", "window_days", "history_days")},
-        "rows": {"total": len(ids), "train": int(len(train_idx)), "holdout": int(len(hold_idx))},
+        "rows": {"customers": len(ids), "train_customers": len(ids) - len(hold_idx), "holdout": int(len(hold_idx)),
+                 "train_rows": int(len(y_train)), "snapshots": int(k_all.max()) + 1, "snapshot_step_days": step_days},
         "base_rate": summary["base_rate"],
         "metrics": evaluate(y_hold, hold_scores),
         "metrics_uncalibrated": evaluate(y_hold, raw_hold),
         "baselines": {"recency_rule_roc_auc": round(float(roc_auc_score(y_hold, recency)), 5)},
         "calibration": calibration_table(y_hold, hold_scores),
         "calibrator": {"method": "platt_on_logit", "a": calibration[0], "b": calibration[1], "fitted_on": "out-of-fold"},
-        "model_selection": {"metric": "roc_auc", "folds": folds, "chosen": chosen, "candidates": cv_table},
+        "model_selection": {"metric": "roc_auc", "folds": folds, "grouped_by": "customer", "chosen": chosen,
+                            "candidates": cv_table},
         "features": list(FEATURE_NAMES),
         "feature_importance": permutation_importance(predict, x_hold, y_hold, seed=seed),
-        "feature_baseline": {n: float(v) for n, v in zip(FEATURE_NAMES, np.median(x_train, axis=0))},
+        "feature_baseline": {n: float(v) for n, v in zip(FEATURE_NAMES, np.median(latest_train, axis=0))},
         "onnx": onnx_info,
         "libraries": library_versions(),
         "training_seconds": round(time.perf_counter() - started, 2),

@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     train.add_argument("--min-profiles", type=int, default=None, help="refuse below this many customers (500)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--cv-folds", type=int, default=None, help="cross-validation folds for model choice (5)")
+    train.add_argument("--snapshots", type=int, default=None,
+                       help="training looks back from this many as-of dates, 28 days apart (8)")
     train.add_argument("--models", default=None,
                        help="candidates to compare, comma-separated (default: logistic_regression,"
                             "gradient_boosting,hist_gradient_boosting)")
@@ -114,7 +116,7 @@ def _histories(per_customer: dict[str, list[dict]]):
 
 # --- commands ----------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    from model_training.churn import CV_FOLDS, MIN_PROFILES, candidate_models, train_and_publish
+    from model_training.churn import CV_FOLDS, MIN_PROFILES, SNAPSHOTS, candidate_models, train_and_publish
 
     from .churn.features import as_of_instant
     from .churn.registry import local_registry
@@ -131,7 +133,7 @@ def cmd_train(args) -> int:
     report = train_and_publish(
         _histories(per_customer), local_registry(args.out), as_of=as_of, window_days=window,
         tolerance=settings.churn_auc_tolerance, min_profiles=args.min_profiles or MIN_PROFILES, seed=args.seed,
-        folds=args.cv_folds or CV_FOLDS, candidates=models)
+        folds=args.cv_folds or CV_FOLDS, candidates=models, snapshots=args.snapshots or SNAPSHOTS)
     report["input"] = stats
     print(json.dumps(report, indent=2, default=str))
     if report["status"] in ("refused", "failed"):

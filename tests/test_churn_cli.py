@@ -50,7 +50,8 @@ def run(argv, capsys) -> tuple[int, dict, str]:
 
 def train_args(tx: Path, mapping: Path, out: Path) -> list[str]:
     return ["churn", "train", "--transactions", str(tx), "--as-of", AS_OF, "--window-days", "90",
-            "--out", str(out), "--mapping", str(mapping), "--cv-folds", "3", "--models", ",".join(FAST["candidates"])]
+            "--out", str(out), "--mapping", str(mapping), "--cv-folds", "3", "--models", ",".join(FAST["candidates"]),
+            "--snapshots", str(FAST["snapshots"])]
 
 
 def test_train_then_score_on_files(tmp_path, mapping, capsys, monkeypatch):

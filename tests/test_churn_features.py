@@ -90,6 +90,8 @@ def test_events_and_reviews():
     ]
     f = feats([tx("2024-06-01", 10.0)], events, reviews)
     assert f["web_events_13w"] == 2 and f["mobile_events_13w"] == 1 and f["events_4w"] == 2
+    assert f["events_since_last_purchase"] == 2  # 06-20 and 06-25 (05-01 was before the purchase)
+    assert f["last_seen_days"] == pytest.approx(6 - 10 / 24)  # the feedback event of 2024-06-25 10:00
     assert f["reviews"] == 3  # two reviews + one feedback event
     text_score = sentiment_score("Terrible, broke after a day")
     assert text_score < -0.3  # VADER, offline, scored the unscored text
@@ -101,6 +103,12 @@ def test_no_events_or_reviews_are_neutral_zeros_never_nan():
     f = feats([tx("2024-06-01", 10.0)])
     assert all(math.isfinite(v) for v in f.values())
     assert f["reviews"] == f["review_sentiment"] == f["review_rating"] == f["events_4w"] == 0
+    assert f["last_seen_days"] == f["recency_days"] == 30.0 and f["events_since_last_purchase"] == 0
+
+
+def test_a_late_return_counts_as_being_seen():
+    f = feats([tx("2024-06-01", 10.0), tx("2024-06-21", -10.0, kind="return")])
+    assert f["recency_days"] == 30.0 and f["last_seen_days"] == 10.0
 
 
 def test_stored_activity_docs_give_the_same_features():

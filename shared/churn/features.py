@@ -54,6 +54,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "web_events_13w",
     "mobile_events_13w",
     "events_4w",
+    "events_since_last_purchase",  # browsing without buying: still around
+    "last_seen_days",  # days since any activity at all (purchase, return, event, review)
     "reviews",  # reviews and feedback events
     "review_sentiment",  # mean VADER compound score of review/feedback texts, 0 when none
     "review_rating",  # mean rating - 3 (so "no reviews" is neutral 0)
@@ -71,7 +73,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "returns": ("returns_ratio", "return_amount_ratio"),
     "channel_mix": ("share_store", "share_web", "share_mobile"),
     "assortment": ("distinct_categories",),
-    "engagement": ("web_events_13w", "mobile_events_13w", "events_4w"),
+    "engagement": ("web_events_13w", "mobile_events_13w", "events_4w", "events_since_last_purchase", "last_seen_days"),
     "reviews": ("reviews", "review_sentiment", "review_rating"),
 }
 INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -263,8 +265,16 @@ class History:
         f[INDEX["web_events_13w"]] = np.count_nonzero(recent_channels == _CHANNEL_CODE["web"])
         f[INDEX["mobile_events_13w"]] = np.count_nonzero(recent_channels == _CHANNEL_CODE["mobile"])
         f[INDEX["events_4w"]] = n_events - int(np.searchsorted(self.event_times, as_of - 4 * WEEK, side="left"))
+        f[INDEX["events_since_last_purchase"]] = n_events - int(np.searchsorted(self.event_times, times[-1], side="right"))
+        last_seen = times[-1]
+        for other, count in ((self.event_times, n_events), (self.return_times, n_returns)):
+            if count:
+                last_seen = max(last_seen, other[count - 1])
 
         n_reviews = int(np.searchsorted(self.review_times, as_of, side="left"))
+        if n_reviews:
+            last_seen = max(last_seen, self.review_times[n_reviews - 1])
+        f[INDEX["last_seen_days"]] = (as_of - last_seen) / DAY
         f[INDEX["reviews"]] = n_reviews
         f[INDEX["review_sentiment"]] = _nanmean_or_zero(self.review_sentiments[:n_reviews])
         ratings = self.review_ratings[:n_reviews]
