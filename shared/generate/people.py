@@ -114,7 +114,7 @@ def _birth_date(rng: random.Random, end: date, age_lo: float, age_hi: float) -> 
     return end - timedelta(days=int(age_days))
 
 
-def _email(rng: random.Random, country: str, given: str, family: str, token: int, old: str | None = None) -> str:
+def personal_email(rng: random.Random, country: str, given: str, family: str, token: int, old: str | None = None) -> str:
     """A personal address. The trailing number is unique per person, so two people never share a mailbox."""
     g, f = unidecode(given).lower().replace(" ", ""), unidecode(family).lower().replace(" ", "").replace("'", "")
     domains = banks.EMAIL_DOMAINS[country]
@@ -185,9 +185,9 @@ def make_household(index: int, first_person: int, max_people: int, cfg: Generato
             address = _address(rng, country, city_index=0)
             flags.append("common_name")
         token = pi + 11  # unique per person: no two people share a personal mailbox
-        emails = [(-1e9, _email(rng, country, given, fam_names[-1][1] if rng.random() < 0.5 else fam_names[0][1], token))]
+        emails = [(-1e9, personal_email(rng, country, given, fam_names[-1][1] if rng.random() < 0.5 else fam_names[0][1], token))]
         if rng.random() < cfg.noise.new_email:
-            emails.append((rng.uniform(0, history), _email(rng, country, given, fam_names[-1][1], token, old=emails[0][1])))
+            emails.append((rng.uniform(0, history), personal_email(rng, country, given, fam_names[-1][1], token, old=emails[0][1])))
             flags.append("new_email")
         addresses = [(-1e9, address)]
         if moved_at is not None:

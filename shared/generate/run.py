@@ -217,7 +217,7 @@ class Generator:
         records = max(1, self.stats["records"])
         noise_kinds = ("typo", "nickname", "case", "whitespace", "swap_names", "diacritics_folded", "maiden_name",
                        "placeholder_email", "placeholder_phone", "placeholder_birth_date", "family_email",
-                       "old_email", "plus_tag", "gmail_dots", "email_case", "email_typo", "home_phone",
+                       "old_email", "reregistration_email", "plus_tag", "gmail_dots", "email_case", "email_typo", "home_phone",
                        "date_swap", "old_address", "street_abbreviation", "street_typo")
         return {
             "generator_version": GENERATOR_VERSION,

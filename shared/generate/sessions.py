@@ -60,16 +60,27 @@ def person_sessions(rng: random.Random, p: Person, accounts: list[SourceRecord],
         login = order is not None or rng.random() < 0.3
         key = record_at(accounts, t).record_key
         session_id = f"{rng.getrandbits(64):016x}"
-        base = {"anonymousId": device, "sessionId": session_id, "channel": channel}
-
         seq = 0
 
         def event(kind: str, name: str | None, props: dict | None = None, traits: dict | None = None, user=None):
+            """One event dict without empty keys (the events sink skips its None-dropping pass)."""
             nonlocal t, seq
             t += (10 + rng.random() * 80) / 86400
             seq += 1
-            return {"messageId": f"{session_id}-{seq}", "type": kind, "event": name, "timestamp": clock.iso(t),
-                    **base, "userId": user, "properties": props or None, "traits": traits}
+            e = {"messageId": f"{session_id}-{seq}", "type": kind}
+            if name:
+                e["event"] = name
+            e["timestamp"] = clock.iso(t)
+            e["anonymousId"] = device
+            e["sessionId"] = session_id
+            e["channel"] = channel
+            if user:
+                e["userId"] = user
+            if props:
+                e["properties"] = props
+            if traits:
+                e["traits"] = traits
+            return e
 
         known = login or (device in identified and not shared)  # a shared device only knows who is logged in
         yield event("screen" if mobile else "page", None, {"name": "home" if rng.random() < 0.6 else "category"},

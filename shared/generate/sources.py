@@ -25,7 +25,7 @@ from .behaviour import Clock
 from .config import GeneratorConfig
 from .noise import case_variant, email_variant, fold_diacritics, format_phone, has_diacritics, nicknames_of, typo, \
     whitespace_variant
-from .people import Address, Person, scramble
+from .people import Address, Person, personal_email, scramble
 from .writers import FileSpec
 
 SOURCES = ("pos", "ecommerce", "loyalty", "crm")
@@ -55,7 +55,7 @@ FILE_SPECS: dict[str, FileSpec] = {s.source + "." + s.entity: s for s in (
              ["messageId", "type", "event", "timestamp", "anonymousId", "userId", "sessionId", "channel",
               "properties", "traits"],
              key_column="messageId", required=("messageId", "timestamp"), date_columns=("timestamp",),
-             text_columns=("event",)),
+             text_columns=("event",), no_nulls=True),
     FileSpec("ecommerce", "reviews", "reviews", "jsonl",
              ["review_id", "customer_id", "product_sku", "rating", "title", "body", "submitted_at"],
              key_column="review_id", required=("review_id", "customer_id", "submitted_at"),
@@ -227,12 +227,12 @@ def customer_view(rng: random.Random, p: Person, rec: SourceRecord, cfg: Generat
         else:
             family = whitespace_variant(rng, family)
         stats["whitespace"] += 1
-    return View(given=given, family=family, email=_email(rng, p, t, style, n, stats),
+    return View(given=given, family=family, email=_email(rng, p, t, style, n, stats, rec.duplicate),
                 phone=_phone(rng, p, rec.source, style, n, stats), birth=_birth(rng, p, style, n, stats),
                 **_address(rng, p, t, style, n, stats))
 
 
-def _email(rng, p: Person, t: float, style: Style, n, stats: Counter) -> str | None:
+def _email(rng, p: Person, t: float, style: Style, n, stats: Counter, duplicate: bool) -> str | None:
     if rng.random() < n.placeholder_email:
         stats["placeholder_email"] += 1
         return banks.PLACEHOLDER_EMAILS[int(rng.random() * len(banks.PLACEHOLDER_EMAILS))]
@@ -242,7 +242,10 @@ def _email(rng, p: Person, t: float, style: Style, n, stats: Counter) -> str | N
     if rng.random() < style.missing_email:
         return None
     email = p.at(p.emails, t)
-    if email != p.emails[-1][1]:
+    if duplicate and rng.random() < 0.6:  # a second account is often a re-registration with another address
+        email = personal_email(rng, p.country, p.given_name, p.family_name, p.index + 11, old=email)
+        stats["reregistration_email"] += 1
+    elif email != p.emails[-1][1]:
         stats["old_email"] += 1
     if rng.random() < n.email_variant:
         kind, email = email_variant(rng, email)

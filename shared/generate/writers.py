@@ -46,6 +46,7 @@ class FileSpec:
     gzip: bool = False
     line_terminator: str = "\n"
     parquet_types: dict[str, Any] = field(default_factory=dict)
+    no_nulls: bool = False  # rows never carry None values (JSON Lines: skip dropping them)
 
     @property
     def extension(self) -> str:
@@ -196,7 +197,8 @@ class JsonlSink(Sink):
 
     def _write(self, rng, row, kind):
         s = self.spec
-        row = {k: v for k, v in row.items() if v is not None}
+        if not s.no_nulls or kind:
+            row = {k: v for k, v in row.items() if v is not None}
         if kind == "bad_date":
             row[s.date_columns[int(rng.random() * len(s.date_columns))]] = BAD_DATES[int(rng.random() * len(BAD_DATES))]
         elif kind == "non_numeric_amount":
