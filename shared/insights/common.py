@@ -34,14 +34,17 @@ def live_profiles(store: Store, filter_: Any = None) -> Iterator[dict[str, Any]]
     yield from store.container("profiles").query_items(flt)
 
 
-def update_profile(store: Store, profile_id: str, mutate: Callable[[dict[str, Any]], bool]) -> bool:
+def update_profile(store: Store, profile_id: str, mutate: Callable[[dict[str, Any]], bool], *,
+                   current: dict[str, Any] | None = None) -> bool:
     """Read-modify-write one profile under its ETag; `mutate` edits the doc and says whether it changed.
 
     A concurrent writer (identity resolution) wins the race and we re-read, so we never overwrite its work.
-    Returns whether the profile was written."""
+    `current` is a copy the caller just read (with its _etag), saving the first read. Returns whether the
+    profile was written."""
     profiles = store.container("profiles")
-    for _ in range(MAX_RETRIES):
-        doc = profiles.read_item_or_none(profile_id, profile_id)
+    for attempt in range(MAX_RETRIES):
+        doc = dict(current) if attempt == 0 and current and current.get("_etag") else \
+            profiles.read_item_or_none(profile_id, profile_id)
         if doc is None or doc.get("doc_type") != "profile":
             return False
         if not mutate(doc):

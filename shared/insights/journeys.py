@@ -237,9 +237,11 @@ def split_by_channel(actors: dict[str, list[dict[str, Any]]]) -> dict[str, dict[
     return out
 
 
-def stages_for(store: Store, journeys: Iterable[dict[str, Any]], profile: dict[str, Any]) -> dict[str, Any]:
+def stages_for(store: Store, journeys: Iterable[dict[str, Any]], profile: dict[str, Any],
+               events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Current stage in each journey the person has started, keyed by journey id (written on the profile)."""
-    events = list(list_activity(store, owners(profile), kind="event"))
+    if events is None:
+        events = list(list_activity(store, owners(profile), kind="event"))
     stages = {}
     for j in journeys:
         stage = stage_of(j, events)

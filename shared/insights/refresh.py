@@ -60,15 +60,16 @@ class _Context:
 
 
 def _insights(store: Store, profile: dict[str, Any], ctx: _Context, counts: Counter | None) -> dict[str, Any]:
-    activity = list(list_activity(store, owners(profile)))
+    activity = list(list_activity(store, owners(profile)))  # read once; everything below works on it
     transactions = [a for a in activity if a.get("kind") == "transaction"]
+    events = [a for a in activity if a.get("kind") == "event"]
     if counts is not None:
         counts.update(purchase_categories(transactions))
     updated = {**profile,
                "measures": {**(profile.get("measures") or {}), **compute_measures(transactions)},
                "needs": profile_needs(activity, ctx.now, ctx.popularity),
-               "journey_stage": stages_for(store, ctx.journeys, profile)}
-    updated["segments"] = sorted(sid for sid, rule in ctx.segments if is_member(store, rule, updated, ctx.now))
+               "journey_stage": stages_for(store, ctx.journeys, profile, events)}
+    updated["segments"] = sorted(sid for sid, rule in ctx.segments if is_member(store, rule, updated, ctx.now, events))
     return {k: updated[k] for k in FIELDS}
 
 
@@ -85,16 +86,16 @@ def _apply(fields: dict[str, Any]):
 
 
 def refresh_profile(store: Store, profile_id: str, *, now: datetime | None = None, _ctx: _Context | None = None,
-                    _counts: Counter | None = None) -> dict[str, Any] | None:
+                    _counts: Counter | None = None, _doc: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Recompute one profile's insights; returns what it now shows (None if no such live profile)."""
     ctx = _ctx or _Context(store, now)
-    profile = store.container("profiles").read_item_or_none(profile_id, profile_id)
+    profile = _doc if _doc is not None else store.container("profiles").read_item_or_none(profile_id, profile_id)
     if profile is None or profile.get("doc_type") != "profile":
         return None
     fields = _insights(store, profile, ctx, _counts)
     # Membership depends only on the profile and its activity, so it is computed before the guarded write;
     # if identity changed the profile meanwhile, the next refresh (or this one re-run) catches up.
-    update_profile(store, profile_id, _apply(fields))
+    update_profile(store, profile_id, _apply(fields), current=profile)
     return {"profile_id": profile_id, **fields}
 
 
@@ -103,13 +104,13 @@ def refresh_all(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
     ctx = _Context(store, now)
     counts: Counter = Counter()
     stats = {"profiles": 0, "failed": 0}
-    for summary in live_profiles(store):
+    for doc in live_profiles(store):  # full documents, with their ETags: no second read per profile
         stats["profiles"] += 1
         try:
-            refresh_profile(store, summary["id"], _ctx=ctx, _counts=counts)
+            refresh_profile(store, doc["id"], _ctx=ctx, _counts=counts, _doc=doc)
         except Exception as err:  # one bad profile must not stop the run; it is retried on the next run
             stats["failed"] += 1
-            log.warning("insights refresh failed for profile %s: %s", summary["id"], type(err).__name__)
+            log.warning("insights refresh failed for profile %s: %s", doc["id"], type(err).__name__)
     for sid, _ in ctx.segments:
         size = segment_size(store, sid)
         update_definition(store, sid, lambda d, size=size: {**d, "size": size, "evaluated_at": iso_utc(ctx.now)})

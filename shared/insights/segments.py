@@ -105,10 +105,16 @@ def behaviour_counts(store: Store, profile: dict[str, Any], conditions: list[Beh
         flt.append(("event", "in", sorted(names)))
     activity = store.container("activity")
     events = [e for owner in owners(profile) for e in activity.query_items(("and", flt), partition_key=owner)]
+    return count_behaviour(conditions, events, now)
+
+
+def count_behaviour(conditions: list[Behaviour], events: list[dict[str, Any]], now: datetime) -> dict[Behaviour, int]:
+    """Counts of each behaviour condition in already-loaded events (activity docs)."""
     counts = {}
+    until = iso_utc(now)  # evaluating "as of" a past moment ignores what happened after it
     for cond in conditions:
         cut = iso_utc(now - timedelta(days=cond.within_days))
-        counts[cond] = sum(1 for e in events if e.get("timestamp", "") >= cut and cond.matches_event(e))
+        counts[cond] = sum(1 for e in events if cut <= e.get("timestamp", "") <= until and cond.matches_event(e))
     return counts
 
 
@@ -126,8 +132,13 @@ class _LazyCounts(dict):
         return super().get(key, default)
 
 
-def is_member(store: Store, rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
+def is_member(store: Store, rule: Rule, profile: dict[str, Any], now: datetime,
+              events: list[dict[str, Any]] | None = None) -> bool:
+    """Whether the profile is in the segment; behaviour is counted in `events` when the caller has the
+    profile's events already, else read from its activity partitions (only if the rule gets that far)."""
     conditions = behaviours(rule)
+    if events is not None:
+        return evaluate(rule, profile, count_behaviour(conditions, events, now), now)
     return evaluate(rule, profile, _LazyCounts(lambda: behaviour_counts(store, profile, conditions, now)), now)
 
 
