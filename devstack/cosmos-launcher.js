@@ -73,7 +73,10 @@ function fail(message) {
   process.exit(2);
 }
 
-const options = parseArgs(process.argv.slice(2));
+// Optional fault injection and persistence for chaos runs (--data-file, --throttle-rate): devstack/cosmos-chaos.js.
+const chaos = require("./cosmos-chaos.js");
+const chaosArgs = chaos.takeOptions(process.argv.slice(2));
+const options = parseArgs(chaosArgs.rest);
 
 // ---------------------------------------------------------------------------------------------------------
 // Loading the package. This file lives in devstack/, so plain require() would search devstack/node_modules
@@ -730,6 +733,7 @@ const server = (options.ssl ? createHttpsServer : createHttpServer)(serverOption
 // client is about to reuse; headersTimeout must exceed keepAliveTimeout.
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 125000;
+chaos.install(server, chaosArgs.options, { accountModule: serverModule("account") });
 
 server.on("error", (err) => {
   console.error(`cosmos-launcher: ${err.code === "EADDRINUSE" ? `port ${options.port} is in use` : err.message}`);

@@ -74,6 +74,8 @@ class LocalStack:
     queue_port: int = 0
     cosmos_port: int = 0
     procs: list[subprocess.Popen] = field(default_factory=list)
+    # Extra launcher options, e.g. ["--data-file", path, "--throttle-rate", "0.1"] (devstack/cosmos-chaos.js).
+    cosmos_args: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._own_dir = self.data_dir is None
@@ -106,7 +108,7 @@ class LocalStack:
 
     def _spawn_cosmos(self, node: str) -> tuple[subprocess.Popen, Path]:
         proc, log = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
-                                           "--port", str(self.cosmos_port)])
+                                           "--port", str(self.cosmos_port), *self.cosmos_args])
         self._cosmos = proc
         return proc, log
 
@@ -134,7 +136,8 @@ class LocalStack:
         return self.env
 
     def restart_cosmos(self) -> None:
-        """Stop and start the Cosmos emulator on the same port (it keeps data in memory: it comes back empty)."""
+        """Stop (SIGTERM) and start the Cosmos emulator on the same port. It keeps data in memory, so it comes
+        back empty unless cosmos_args has "--data-file PATH": then it saves on the way down and loads on start."""
         node = check_prerequisites()
         old = getattr(self, "_cosmos", None)
         if old is None:
