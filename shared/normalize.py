@@ -266,7 +266,22 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
     """(given, family) from a full name, with titles/suffixes and 'Family, Given' order handled by nameparser."""
     if not full_name or not str(full_name).strip():
         return None, None
-    parsed = HumanName(str(full_name))
+    text = str(full_name).strip()
+    tokens = text.split()
+    # "Ann Lee" (most names) needs no parser; nameparser (~150 us) handles titles, suffixes, "Lee, Ann" and
+    # particles such as "de la Cruz".
+    if len(tokens) == 2 and "," not in text and "." not in text and not (
+            {t.lower() for t in tokens} & (_TITLES | _SUFFIXES | _NAME_PARTICLES)):
+        return tokens[0], tokens[1]
+    return _parse_full_name(text)
+
+
+_NAME_PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "van", "von", "der", "den", "la", "le", "bin", "ibn", "al", "st"})
+
+
+@lru_cache(maxsize=16384)
+def _parse_full_name(text: str) -> tuple[str | None, str | None]:
+    parsed = HumanName(text)
     return (parsed.first or None), (parsed.last or None)
 
 
@@ -444,7 +459,6 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         given, family = given or parsed_given, family or parsed_family
     given_folded = _strip_titles(fold_name(given))
     family_folded = _strip_titles(fold_name(family))
-    region = (rec.phone_region or region_code(rec.country) or None)
     email = normalize_email(rec.email)
     if email and is_blocked_value("email", email):
         email = None
@@ -466,7 +480,7 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         email=email,
         email_user=email_user,
         email_domain=email_domain,
-        phone=normalize_phone(rec.phone, region),
+        phone=_record_phone(rec),
         loyalty_id=normalize_loyalty_id(rec.loyalty_id),
         address=address,
         street_number=_clean_street_number(rec.street_number) or street_number_of(address),
@@ -475,6 +489,16 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         country=country,
         identifiers=custom,
     )
+
+
+def _record_phone(rec: CustomerRecord) -> str | None:
+    """The phone parsed with the record's own country first, then the source's default region: a source
+    that is mostly British still has customers with American numbers written the national way."""
+    country = region_code(rec.country)
+    phone = normalize_phone(rec.phone, country or rec.phone_region)
+    if phone is None and rec.phone_region and country and rec.phone_region.upper() != country:
+        phone = normalize_phone(rec.phone, rec.phone_region)
+    return phone
 
 
 def strong_identifiers(n: NormalizedRecord) -> list[tuple[str, str]]:

@@ -177,6 +177,14 @@ def test_phone_region_from_country_when_source_gives_none():
     assert normalize_record(_record(phone="020 7946 0018", country="United Kingdom")).phone == "+442079460018"
 
 
+def test_phone_parsed_in_the_record_country_before_the_source_default():
+    n = normalize_record(_record(phone="(201) 813-4752", phone_region="GB", country="United States"))
+    assert n.phone == "+12018134752"
+    n = normalize_record(_record(phone="01512 8694536", phone_region="GB", country="Germany"))
+    assert n.phone == "+4915128694536"
+    assert normalize_record(_record(phone="07911 123456", phone_region="GB", country="Atlantis")).phone == "+447911123456"
+
+
 def test_placeholders_never_become_identifiers():
     n = normalize_record(_record(given_name="Ann", family_name="Lee", email="test@test.com", phone="0000000000",
                                  phone_region="US", loyalty_id="N/A"))
