@@ -52,7 +52,7 @@ def run_resolve(args) -> int:
 
     pairs = _pairs(args.inputs)
     settings = get_settings()
-    store = MemoryStore()
+    store = MemoryStore(copy_documents=False)  # the engine treats documents as values: no deep copies needed
     resolver = Resolver(store, settings=settings)
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}

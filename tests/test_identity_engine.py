@@ -10,7 +10,7 @@ from shared.identity import (ProtectionPolicy, ResolverConfig, find_profile_id, 
 from shared.identity.matching import DEFAULT_MODEL_PATH, MatchModel
 from shared.models import CustomerRecord
 from shared.settings import Settings
-from shared.store import ItemNotFoundError
+from shared.store import ItemNotFoundError, MemoryStore
 
 
 def _hand_model() -> MatchModel:
@@ -37,6 +37,17 @@ def model():
 
 
 SETTINGS = Settings()
+
+
+@pytest.fixture(params=["memory", "memory-values", "cosmos"])
+def store(request):
+    """Both backends, plus the in-memory store without deep copies that `ucp resolve` uses (the engine treats
+    documents as values, so it must behave the same)."""
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "memory-values":
+        return MemoryStore(copy_documents=False)
+    return request.getfixturevalue("cosmos_store")
 
 
 def rec(source: str, key: str, **fields) -> CustomerRecord:

@@ -34,6 +34,10 @@ def _copy(value: Any) -> Any:
 _TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
 
 
+def _top_level_copy(value: Any) -> Any:
+    return dict(value) if type(value) is dict else value
+
+
 def _sort_key(value: Any) -> tuple:
     # Cosmos DB orders undefined < null < false < true < numbers < strings < arrays < objects, and keeps items
     # without the property (undefined) in an ORDER BY. Arrays and objects tie within their type.
@@ -42,7 +46,10 @@ def _sort_key(value: Any) -> tuple:
 
 
 class MemoryContainer:
-    def __init__(self, name: str, partition_key_path: str):
+    def __init__(self, name: str, partition_key_path: str, *, copy_documents: bool = True):
+        # Without copy_documents only the top level of a document is copied: for trusted in-process callers
+        # (the `ucp resolve` CLI, benchmarks) that treat documents as values and never mutate nested parts.
+        self._copy = _copy if copy_documents else _top_level_copy
         self.name = name
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
@@ -58,7 +65,7 @@ class MemoryContainer:
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("id"), str) or not body["id"]:
             raise ValueError("item needs a non-empty string id")
-        item = _copy(clean_body(body))
+        item = self._copy(clean_body(body))
         item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
         item["_ts"] = int(time.time())
         return item
@@ -73,7 +80,7 @@ class MemoryContainer:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
             self._items[key] = item
-        return _copy(item)
+        return self._copy(item)
 
     def _check_etag(self, key: tuple[Any, str], etag: str | None, *, must_exist: bool) -> None:
         current = self._items.get(key)
@@ -93,7 +100,7 @@ class MemoryContainer:
             if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
                 self._check_etag(key, etag, must_exist=False)
             self._items[key] = item
-        return _copy(item)
+        return self._copy(item)
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
@@ -101,7 +108,7 @@ class MemoryContainer:
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
-        return _copy(item)
+        return self._copy(item)
 
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
         item = self.read_item_or_none(item_id, partition_key)
@@ -112,7 +119,7 @@ class MemoryContainer:
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         with self._lock:
             item = self._items.get(self._key(item_id, partition_key))
-            return _copy(item) if item is not None else None
+            return self._copy(item) if item is not None else None
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         key = self._key(item_id, partition_key)
@@ -136,14 +143,14 @@ class MemoryContainer:
                     descending: bool = False, limit: int | None = None) -> Iterator[dict[str, Any]]:
         items = self._select(filter_, partition_key, order_by, descending)
         for item in items[:limit] if limit is not None else items:
-            yield public_item(_copy(item))
+            yield public_item(self._copy(item))
 
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         start = json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"] if continuation else 0
         items = self._select(filter_, partition_key, order_by, descending)
-        page = [public_item(_copy(it)) for it in items[start:start + page_size]]
+        page = [public_item(self._copy(it)) for it in items[start:start + page_size]]
         end = start + page_size
         token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
         return page, token
@@ -190,9 +197,10 @@ class MemoryContainer:
 class MemoryStore:
     """All containers of CONTAINERS, in this process's memory."""
 
-    def __init__(self, containers: dict[str, str] | None = None):
+    def __init__(self, containers: dict[str, str] | None = None, *, copy_documents: bool = True):
         self._containers = {
-            name: MemoryContainer(name, path) for name, path in (containers or CONTAINERS).items()
+            name: MemoryContainer(name, path, copy_documents=copy_documents)
+            for name, path in (containers or CONTAINERS).items()
         }
 
     def container(self, name: str) -> MemoryContainer:
