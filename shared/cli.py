@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "shared.identity_cli",
     "shared.churn_cli",
     "shared.insights_cli",
+    "shared.audit_cli",
 ]
 
 

@@ -1,0 +1,296 @@
+"""Invariant checks over a store: what must hold after any run, whatever faults the infrastructure threw at it.
+
+    report = audit_store(store)                              # ingestion accounting, records, identifiers, merges
+    clusters = truth_clusters(store, read_truth(path))       # profiles per true person (generated data)
+    diff = compare_clusters(clusters, baseline_clusters)     # against a run without faults
+
+Every check reads whole containers (cross-partition queries), so it is for test, bench and staging sizes, not
+for a 100 M-profile account (there, run it per partition range or on an export). Findings name ids only (record
+keys, profile ids, identifier types), never identifier values, so a report can be logged and shared.
+
+Checks (name: what must hold):
+- ingestion_accounting: every ingestion report's rows_read = accepted + quarantined + duplicates.
+- ingestion_unfinished: no report is still `processing`.
+- ingestion_rows: rows read per blob = the expected rows (a generator's manifest), when given.
+- record_twice_in_profile / record_in_two_profiles: a source record is held by exactly one profile, once.
+- record_doc_missing / record_doc_orphan / record_doc_points_elsewhere: the records container and the profiles'
+  record lists agree, both ways.
+- identifier_dangling / identifier_points_to_alias / identifier_not_held: every identifier doc points to a live
+  profile that lists it; profile_identifier_unindexed / profile_identifier_claimed_elsewhere: every identifier a
+  profile lists has its doc pointing back.
+- orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
+- unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
+  is left pending.
+- blocking_points_to_dead_profile: blocking entries name live profiles only.
+"""
+from __future__ import annotations
+
+import csv
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .store import Store
+
+MAX_SAMPLES = 10
+MAX_ALIAS_HOPS = 20
+
+
+@dataclass
+class Findings:
+    """Violations per check (with a few sample ids each) and the figures the checks counted."""
+
+    figures: dict[str, Any] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+    samples: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
+
+    def fail(self, check: str, sample: Any) -> None:
+        self.counts[check] += 1
+        if len(self.samples[check]) < MAX_SAMPLES:
+            self.samples[check].append(sample)
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "violations": dict(sorted(self.counts.items())),
+                "samples": {k: v for k, v in sorted(self.samples.items()) if v}, "figures": self.figures}
+
+
+def _all(store: Store, container: str, filter_=None) -> list[dict[str, Any]]:
+    return list(store.container(container).query_items(filter_))
+
+
+def id_type(identifier: str) -> str:
+    return identifier.split(":", 1)[0]
+
+
+# ------------------------------------------------------------------------------------------------ ingestion
+
+
+def check_ingestion(reports: Iterable[dict[str, Any]], findings: Findings,
+                    expected_rows: dict[str, int] | None = None) -> None:
+    """Accounting of each ingestion report; rows per blob against expected_rows ({blob name: rows}) if given."""
+    reports = list(reports)
+    totals = Counter()
+    rows_by_blob: dict[str, int] = {}
+    for r in reports:
+        status = r.get("status")
+        totals[f"reports_{status}"] += 1
+        for k in ("rows_read", "accepted", "quarantined", "duplicates", "messages_sent", "records_queued"):
+            totals[k] += int(r.get(k) or 0)
+        if int(r.get("rows_read") or 0) != sum(int(r.get(k) or 0) for k in ("accepted", "quarantined", "duplicates")):
+            findings.fail("ingestion_accounting", r["id"])
+        if status == "processing":
+            findings.fail("ingestion_unfinished", r["id"])
+        if status == "completed":
+            # A blob version has one report (the ledger id is derived from name + ETag); keep the completed one.
+            rows_by_blob[r.get("blob")] = int(r.get("rows_read") or 0)
+    if expected_rows is not None:
+        for blob, rows in sorted(expected_rows.items()):
+            got = rows_by_blob.get(blob)
+            if got != rows:
+                findings.fail("ingestion_rows", {"blob": blob, "expected": rows, "read": got})
+        totals["expected_rows"] = sum(expected_rows.values())
+    findings.figures["ingestion"] = {"reports": len(reports), **dict(sorted(totals.items()))}
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+
+def check_identity(store: Store, findings: Findings) -> dict[str, str]:
+    """The identity containers agree with each other; returns {record key: holding profile id}."""
+    docs = _all(store, "profiles")
+    profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
+    aliases = {d["id"]: d for d in docs if d.get("doc_type") == "alias"}
+    holder: dict[str, str] = {}
+    record_entries = 0
+    for pid, p in profiles.items():
+        keys = [r["key"] for r in p.get("records", [])]
+        record_entries += len(keys)
+        for key, n in Counter(keys).items():
+            if n > 1:
+                findings.fail("record_twice_in_profile", {"profile": pid, "record": key})
+        for key in set(keys):
+            if key in holder:
+                findings.fail("record_in_two_profiles", {"record": key, "profiles": sorted([holder[key], pid])})
+            holder[key] = pid
+        if p.get("pending_merge") or p.get("merging"):
+            findings.fail("unfinished_merge", pid)
+        if not keys:
+            findings.fail("profile_without_records", pid)
+
+    records = _all(store, "records")
+    seen_docs = set()
+    for doc in records:
+        seen_docs.add(doc["id"])
+        owner = holder.get(doc["id"])
+        if owner is None:
+            findings.fail("record_doc_orphan", {"record": doc["id"], "profile": doc.get("profile_id")})
+        elif doc.get("profile_id") != owner:
+            findings.fail("record_doc_points_elsewhere", {"record": doc["id"], "doc": doc.get("profile_id"),
+                                                          "holder": owner})
+    for key, pid in holder.items():
+        if key not in seen_docs:
+            findings.fail("record_doc_missing", {"record": key, "profile": pid})
+
+    identifiers = _all(store, "identifiers")
+    index = {}
+    for doc in identifiers:
+        index[doc["id"]] = doc.get("profile_id")
+        pid = doc.get("profile_id")
+        if pid in aliases:
+            findings.fail("identifier_points_to_alias", {"type": id_type(doc["id"]), "profile": pid})
+        elif pid not in profiles:
+            findings.fail("identifier_dangling", {"type": id_type(doc["id"]), "profile": pid})
+        elif doc["id"] not in profiles[pid].get("identifiers", []):
+            findings.fail("identifier_not_held", {"type": id_type(doc["id"]), "profile": pid})
+    profile_identifiers = 0
+    for pid, p in profiles.items():
+        for iid in p.get("identifiers", []):
+            profile_identifiers += 1
+            if iid not in index:
+                findings.fail("profile_identifier_unindexed", {"type": id_type(iid), "profile": pid})
+            elif index[iid] != pid:
+                findings.fail("profile_identifier_claimed_elsewhere", {"type": id_type(iid), "profile": pid,
+                                                                        "claimed_by": index[iid]})
+
+    for aid, alias in aliases.items():
+        target, hops = alias.get("merged_into"), 0
+        while target in aliases and hops < MAX_ALIAS_HOPS:
+            target, hops = aliases[target].get("merged_into"), hops + 1
+        if target not in profiles:
+            findings.fail("orphan_alias", {"alias": aid, "ends_at": target})
+        elif aid not in profiles[target].get("merged_from", []):
+            findings.fail("alias_not_in_merged_from", {"alias": aid, "profile": target})
+
+    merges = _all(store, "merges")
+    for m in merges:
+        if m.get("status") == "pending":
+            findings.fail("pending_merge_doc", {"merge": m["id"], "profile": m.get("profile_id")})
+
+    stale_blocks = 0
+    blocking = _all(store, "blocking")
+    for doc in blocking:
+        for pid in doc.get("profile_ids", []):
+            if pid not in profiles:
+                stale_blocks += 1
+                findings.fail("blocking_points_to_dead_profile", {"key_type": doc["id"].split(":", 1)[0],
+                                                                  "profile": pid})
+
+    findings.figures["identity"] = {
+        "profiles": len(profiles), "aliases": len(aliases), "record_entries": record_entries,
+        "records_docs": len(records), "identifier_docs": len(identifiers),
+        "profile_identifiers": profile_identifiers,
+        "merges": sum(1 for m in merges if m.get("absorbed_id")), "merge_docs": len(merges),
+        "reviews": store.container("review").count_items(), "blocking_keys": len(blocking),
+    }
+    return holder
+
+
+def audit_store(store: Store, *, expected_rows: dict[str, int] | None = None) -> Findings:
+    """Every check that needs only the store (and, optionally, the rows expected per landed blob)."""
+    findings = Findings()
+    reports = _all(store, "ledger", ("doc_type", "=", "ingestion"))
+    check_ingestion(reports, findings, expected_rows)
+    check_identity(store, findings)
+    return findings
+
+
+# ------------------------------------------------------------------------------------------------ ground truth
+
+
+@dataclass(frozen=True)
+class TruthRecord:
+    key: str  # "source|record_key", as CustomerRecord.key
+    person: str
+    malformed: bool
+
+
+def manifest_rows(generated: str | Path, *, uploaded: Iterable[str] | None = None) -> dict[str, int]:
+    """{blob name in the landing container: rows} from a generator's manifest.json (only the uploaded blobs)."""
+    import json
+
+    manifest = json.loads((Path(generated) / "manifest.json").read_text(encoding="utf-8"))
+    rows = {f["path"].removeprefix("landing/"): int(f["rows"]) for f in manifest["files"]}
+    if uploaded is not None:
+        rows = {name: rows[name] for name in uploaded}
+    return rows
+
+
+def read_truth(path: str | Path) -> list[TruthRecord]:
+    """Customer records of a generator's truth/records.csv (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "truth" / "records.csv" if (path / "truth").is_dir() else path / "records.csv"
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("entity", "customers") != "customers":
+                continue
+            out.append(TruthRecord(f"{row['source']}|{row['record_key']}", row["person_id"],
+                                   str(row.get("malformed", "0")).strip() not in ("", "0", "false", "False")))
+    return out
+
+
+def truth_clusters(store: Store, truth: list[TruthRecord], *, excused: Iterable[str] = ()) -> dict[str, Any]:
+    """Which profile holds each true record, and per person the profiles their records ended in.
+
+    A well-formed true record missing from every profile is `lost`, unless its key is in `excused` (e.g. the
+    resolver quarantined it for having no usable field, or the caller knows it was not uploaded)."""
+    holder: dict[str, str] = {}
+    for p in store.container("profiles").query_items(("doc_type", "=", "profile")):
+        for r in p.get("records", []):
+            holder[r["key"]] = p["id"]
+    excused = set(excused)
+    person_of = {t.key: t.person for t in truth}
+    lost = sorted(t.key for t in truth if not t.malformed and t.key not in holder and t.key not in excused)
+    unknown = sorted(k for k in holder if k not in person_of)
+    profiles_of: dict[str, set[str]] = defaultdict(set)
+    people_of: dict[str, set[str]] = defaultdict(set)
+    for key, pid in holder.items():
+        if key in person_of:
+            profiles_of[person_of[key]].add(pid)
+            people_of[pid].add(person_of[key])
+    per_person = {person: len(pids) for person, pids in sorted(profiles_of.items())}
+    return {
+        "records_held": {k: holder[k] for k in sorted(holder) if k in person_of},
+        "per_person": per_person,
+        "lost": lost,
+        "unknown": unknown,
+        "figures": {
+            "true_records": len(truth), "held": sum(1 for k in holder if k in person_of), "lost": len(lost),
+            "unknown_records": len(unknown), "people": len(per_person),
+            "profiles_per_person": dict(sorted(Counter(per_person.values()).items())),
+            "people_split": sum(1 for n in per_person.values() if n > 1),
+            "profiles_mixing_people": sum(1 for people in people_of.values() if len(people) > 1),
+        },
+    }
+
+
+def compare_clusters(run: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """Differences between a run's clusters and a baseline's: records held by one and not the other, and people
+    whose number of profiles differs. Profile ids may differ between runs; the partition of records may not."""
+    run_keys, base_keys = set(run["records_held"]), set(baseline["records_held"])
+    people = sorted(set(run["per_person"]) | set(baseline["per_person"]))
+    differ = [{"person": p, "run": run["per_person"].get(p, 0), "baseline": baseline["per_person"].get(p, 0)}
+              for p in people if run["per_person"].get(p, 0) != baseline["per_person"].get(p, 0)]
+    return {
+        "same_profile_counts": not differ,
+        "same_records": run_keys == base_keys,
+        "same_partition": _partition(run) == _partition(baseline),
+        "records_only_in_run": sorted(run_keys - base_keys)[:MAX_SAMPLES],
+        "records_only_in_baseline": sorted(base_keys - run_keys)[:MAX_SAMPLES],
+        "people_with_other_profile_count": len(differ),
+        "samples": differ[:MAX_SAMPLES],
+    }
+
+
+def _partition(clusters: dict[str, Any]) -> set[frozenset[str]]:
+    """The grouping of record keys into profiles, independent of profile ids."""
+    groups: dict[str, set[str]] = defaultdict(set)
+    for key, pid in clusters["records_held"].items():
+        groups[pid].add(key)
+    return {frozenset(g) for g in groups.values()}
