@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--end-date", type=date.fromisoformat, default=None, help="last day of the data (YYYY-MM-DD)")
     p.add_argument("--history-days", type=int, default=730, help="days of history before the end date")
     p.add_argument("--rows-per-file", type=int, default=250_000, help="landing files roll over after this many rows")
+    p.add_argument("--workers", type=int, default=1,
+                   help="generate in this many processes (same people and truth; landing files split per worker)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -30,7 +32,7 @@ def run(args) -> int:
                           churn_window_days=args.churn_window_days, end_date=args.end_date or DEFAULT_END_DATE,
                           history_days=args.history_days, rows_per_file=args.rows_per_file)
     started = time.perf_counter()
-    manifest = generate(args.out, cfg, progress=not args.no_progress)
+    manifest = generate(args.out, cfg, progress=not args.no_progress, workers=args.workers)
     seconds = time.perf_counter() - started
     summary = {"out": str(args.out), "people": manifest["counts"]["people"], "records": manifest["counts"]["records"],
                "rows": manifest["totals"]["rows"], "malformed": manifest["totals"]["malformed"],

@@ -18,8 +18,8 @@ from . import banks
 from .config import GeneratorConfig
 from .noise import random_phone
 
-_FIRST_CUM = {c: tuple((m, banks.zipf_weights(len(m)), f, banks.zipf_weights(len(f)))
-                       for m, f in [banks.FIRST_NAMES[c]])[0] for c in banks.COUNTRIES}
+_FIRST_CUM = {c: (male, banks.zipf_weights(len(male)), female, banks.zipf_weights(len(female)))
+              for c, (male, female) in banks.FIRST_NAMES.items()}
 _FAMILY_CUM = {c: banks.zipf_weights(len(banks.FAMILY_NAMES[c])) for c in banks.COUNTRIES}
 
 
@@ -130,12 +130,11 @@ def personal_email(rng: random.Random, country: str, given: str, family: str, to
 
 def make_household(index: int, first_person: int, max_people: int, cfg: GeneratorConfig) -> Household:
     """Household `index`, whose people get indexes first_person, first_person + 1, ... (at most max_people)."""
-    rng = random.Random(cfg.seed * 1_000_000_007 + index)
+    rng = _household_rng(index, cfg)
     hard = cfg.hard
     end = cfg.end_date
     history = cfg.history_days
-    size = 1 + bisect.bisect_left(list(_cumulative(hard.household_sizes)), rng.random())
-    size = max(1, min(size, 4, max_people))
+    size = _size(rng, max_people, cfg)
     country = banks.COUNTRIES[min(bisect.bisect_left(_COUNTRY_CUMULATIVE, rng.random()), len(banks.COUNTRIES) - 1)]
     household_id = f"H{index:08d}"
     address = _address(rng, country)
@@ -217,12 +216,41 @@ def _uuid(rng: random.Random) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}"
 
 
-def iter_households(cfg: GeneratorConfig):
-    """Households one at a time until cfg.customers people exist (the last one may be cut short)."""
-    made = 0
-    index = 0
-    while made < cfg.customers:
+def _household_rng(index: int, cfg: GeneratorConfig) -> random.Random:
+    return random.Random(cfg.seed * 1_000_000_007 + index)
+
+
+def _size(rng: random.Random, max_people: int, cfg: GeneratorConfig) -> int:
+    """The household's size: always the first draw of its RNG, so sizes can be known without the people."""
+    size = 1 + bisect.bisect_left(list(_cumulative(cfg.hard.household_sizes)), rng.random())
+    return max(1, min(size, 4, max_people))
+
+
+def iter_households(cfg: GeneratorConfig, start: int = 0, stop: int | None = None, first_person: int = 0):
+    """Households one at a time until cfg.customers people exist (the last one may be cut short); a shard
+    is the households [start, stop) whose first person has index first_person."""
+    made = first_person
+    index = start
+    while made < cfg.customers and (stop is None or index < stop):
         household = make_household(index, made, cfg.customers - made, cfg)
         made += len(household.people)
         index += 1
         yield household
+
+
+def plan_shards(cfg: GeneratorConfig, shards: int) -> list[tuple[int, int, int]]:
+    """Split the households into `shards` contiguous spans of about equal people: (start, stop, first person).
+    Only household sizes are drawn (cheap), so each shard can then be generated on its own."""
+    bounds = [cfg.customers * k // shards for k in range(1, shards)]
+    spans, start, first, made, index = [], 0, 0, 0, 0
+    while made < cfg.customers:
+        made += _size(_household_rng(index, cfg), cfg.customers - made, cfg)
+        index += 1
+        if bounds and made >= bounds[0]:
+            while bounds and made >= bounds[0]:
+                bounds.pop(0)
+            spans.append((start, index, first))
+            start, first = index, made
+    if start < index or not spans:
+        spans.append((start, index, first))
+    return spans

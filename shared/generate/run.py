@@ -16,12 +16,12 @@ import random
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .behaviour import Clock, Purchase, review_of, simulate_shopper
 from .config import GeneratorConfig
 from .noise import e164
-from .people import Household, Person, iter_households, scramble
+from .people import Household, Person, iter_households, plan_shards, scramble
 from .sessions import person_sessions
 from .sources import FILE_SPECS, SourceRecord, customer_row, customer_view, plan_records, record_at
 from .writers import Sink, open_sink
@@ -59,13 +59,18 @@ class _Truth:
 
 
 class Generator:
-    """Writes one data set. `run()` streams households (`_households` is a generator: one household in memory at a time)."""
+    """Writes one data set, or one shard of it (households [start, stop) when `span` is given).
 
-    def __init__(self, cfg: GeneratorConfig, out_dir: Path):
+    `run()` streams households (`_households` is a generator: one household in memory at a time)."""
+
+    def __init__(self, cfg: GeneratorConfig, out_dir: Path, *, span: tuple[int, int, int] | None = None,
+                 shard: int | None = None):
         self.cfg = cfg
         self.out = Path(out_dir)
         self.clock = Clock(cfg)
-        self.tag = cfg.end_date.strftime("%Y%m%d")
+        self.span = span or (0, None, 0)
+        self.tag = cfg.end_date.strftime("%Y%m%d") + (f"_s{shard + 1}" if shard is not None else "")
+        self.truth_dir = self.out / "truth" / (f".shard{shard + 1}" if shard is not None else "")
         self.stats: Counter = Counter()
         self.sinks: dict[str, Sink] = {}
         self.truth: _Truth | None = None
@@ -80,7 +85,7 @@ class Generator:
 
     def _households(self) -> Iterator[Household]:
         """Generates and writes household after household, yielding each once its rows are written."""
-        for household in iter_households(self.cfg):
+        for household in iter_households(self.cfg, *self.span):
             rng = household_rng(self.cfg.seed, household.index, 1)
             self.stats["households"] += 1
             self.stats[f"household_size_{len(household.people)}"] += 1
@@ -88,26 +93,27 @@ class Generator:
                 self._person(rng, person)
             yield household
 
-    def run(self, progress: bool = True) -> dict[str, Any]:
+    def write(self, on_people: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+        """Writes every row of this generator's households; returns the landing files written."""
         self.out.mkdir(parents=True, exist_ok=True)
-        self.truth = _Truth(self.out / "truth")
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=self.cfg.customers, unit="customer", file=sys.stderr, mininterval=0.5)
+        self.truth = _Truth(self.truth_dir)
         try:
             for household in self._households():
-                if bar is not None:
-                    bar.update(len(household.people))
+                if on_people is not None:
+                    on_people(len(household.people))
+        finally:
+            files = [f for name in sorted(self.sinks) for f in self.sinks[name].close()]
+            self.truth.close()
+        return files
+
+    def run(self, progress: bool = True) -> dict[str, Any]:
+        bar = _progress_bar(self.cfg) if progress else None
+        try:
+            files = self.write(bar.update if bar is not None else None)
         finally:
             if bar is not None:
                 bar.close()
-            files = [f for name in sorted(self.sinks) for f in self.sinks[name].close()]
-            self.truth.close()
-        manifest = self._manifest(files)
-        (self.out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        return manifest
+        return write_manifest(self.out, self.cfg, self.stats, files, self.clock)
 
     # ------------------------------------------------------------ one person
     def _person(self, rng: random.Random, p: Person) -> None:
@@ -213,26 +219,109 @@ class Generator:
                 "submitted_at": self.clock.iso(t)})
             self.stats["reviews"] += 1
 
-    def _manifest(self, files: list[dict[str, Any]]) -> dict[str, Any]:
-        records = max(1, self.stats["records"])
-        noise_kinds = ("typo", "nickname", "case", "whitespace", "swap_names", "diacritics_folded", "maiden_name",
-                       "placeholder_email", "placeholder_phone", "placeholder_birth_date", "family_email",
-                       "old_email", "reregistration_email", "plus_tag", "gmail_dots", "email_case", "email_typo", "home_phone",
-                       "date_swap", "old_address", "street_abbreviation", "street_typo")
-        return {
-            "generator_version": GENERATOR_VERSION,
-            "seed": self.cfg.seed,
-            "params": self.cfg.to_dict(),
-            "as_of": self.cfg.end_date.isoformat(),
-            "history_start": self.clock.start.isoformat(),
-            "counts": {k: v for k, v in sorted(self.stats.items()) if k not in noise_kinds and k != "nickname_eligible"},
-            "noise": {k: {"records": self.stats[k], "rate": round(self.stats[k] / records, 5)} for k in noise_kinds},
-            "nickname_eligible_records": self.stats["nickname_eligible"],
-            "files": files,
-            "totals": {"rows": sum(f["rows"] for f in files), "malformed": sum(f["malformed"] for f in files)},
-        }
+def _progress_bar(cfg: GeneratorConfig):
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.customers, unit="customer", file=sys.stderr, mininterval=0.5)
 
 
-def generate(out_dir: str | Path, cfg: GeneratorConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Write a data set to out_dir and return its manifest."""
-    return Generator(cfg, Path(out_dir)).run(progress=progress)
+NOISE_KINDS = ("typo", "nickname", "case", "whitespace", "swap_names", "diacritics_folded", "maiden_name",
+               "placeholder_email", "placeholder_phone", "placeholder_birth_date", "family_email", "old_email",
+               "reregistration_email", "plus_tag", "gmail_dots", "email_case", "email_typo", "home_phone",
+               "date_swap", "old_address", "street_abbreviation", "street_typo")
+
+
+def write_manifest(out: Path, cfg: GeneratorConfig, stats: Counter, files: list[dict[str, Any]], clock: Clock,
+                   workers: int = 1) -> dict[str, Any]:
+    records = max(1, stats["records"])
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "seed": cfg.seed,
+        "workers": workers,
+        "params": cfg.to_dict(),
+        "as_of": cfg.end_date.isoformat(),
+        "history_start": clock.start.isoformat(),
+        "counts": {k: v for k, v in sorted(stats.items()) if k not in NOISE_KINDS and k != "nickname_eligible"},
+        "noise": {k: {"records": stats[k], "rate": round(stats[k] / records, 5)} for k in NOISE_KINDS},
+        "nickname_eligible_records": stats["nickname_eligible"],
+        "files": files,
+        "totals": {"rows": sum(f["rows"] for f in files), "malformed": sum(f["malformed"] for f in files)},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+_shard_progress = None  # a shared counter in worker processes
+
+
+def _init_worker(counter) -> None:
+    global _shard_progress
+    _shard_progress = counter
+
+
+def _count_people(n: int) -> None:
+    with _shard_progress.get_lock():
+        _shard_progress.value += n
+
+
+def _run_shard(cfg: GeneratorConfig, out: str, span: tuple[int, int, int], shard: int):
+    gen = Generator(cfg, Path(out), span=span, shard=shard)
+    files = gen.write(_count_people)
+    return files, dict(gen.stats)
+
+
+def _generate_parallel(out: Path, cfg: GeneratorConfig, workers: int, progress: bool) -> dict[str, Any]:
+    """Shards of households generated in worker processes, each writing its own landing parts (`_s<k>` in the
+    name) and truth files, which are then concatenated in order: the truth is the same as with one worker."""
+    import multiprocessing
+    import shutil
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    spans = plan_shards(cfg, workers)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads or open files
+    counter = ctx.Value("q", 0)
+    bar = _progress_bar(cfg) if progress else None
+    stats: Counter = Counter()
+    files: list[dict[str, Any]] = []
+    try:
+        with ProcessPoolExecutor(len(spans), mp_context=ctx, initializer=_init_worker, initargs=(counter,)) as pool:
+            futures = [pool.submit(_run_shard, cfg, str(out), span, k) for k, span in enumerate(spans)]
+            while not all(f.done() for f in futures):
+                time.sleep(0.25)
+                if bar is not None:
+                    bar.update(counter.value - bar.n)
+            for f in futures:
+                shard_files, shard_stats = f.result()
+                files += shard_files
+                stats.update(shard_stats)
+        if bar is not None:
+            bar.update(counter.value - bar.n)
+    finally:
+        if bar is not None:
+            bar.close()
+    truth = out / "truth"
+    for name in ("records", "people", "churn", "devices"):
+        with open(truth / f"{name}.csv", "wb") as merged:
+            for k in range(len(spans)):
+                with open(truth / f".shard{k + 1}" / f"{name}.csv", "rb") as part:
+                    header = part.readline()
+                    if k == 0:
+                        merged.write(header)
+                    shutil.copyfileobj(part, merged)
+    for k in range(len(spans)):
+        shutil.rmtree(truth / f".shard{k + 1}")
+    files.sort(key=lambda f: f["path"])
+    return write_manifest(out, cfg, stats, files, Clock(cfg), workers=len(spans))
+
+
+def generate(out_dir: str | Path, cfg: GeneratorConfig, *, progress: bool = True, workers: int = 1) -> dict[str, Any]:
+    """Write a data set to out_dir and return its manifest. With workers > 1 the households are split into
+    that many shards generated in parallel processes: the people, records and truth are identical to one
+    worker's; the landing files are split into per-shard parts instead."""
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    if workers == 1:
+        return Generator(cfg, Path(out_dir)).run(progress=progress)
+    return _generate_parallel(Path(out_dir), cfg, workers, progress)
