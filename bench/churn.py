@@ -208,7 +208,8 @@ def measure(args) -> dict[str, Any]:
                          "brier_of_rule": round(brier(y, (recency > window).astype(float)), 4)},
     }
     return {
-        "data": {"source": source, "customers_generated": args.customers, "scored_customers": len(ids),
+        "data": {"source": source, "dir": str(data_dir) if args.data or args.keep else None,
+                 "customers": len(docs), "scored_customers": len(ids),
                  "churn_rate": round(float(y.mean()), 4), "window_days": window, "read": counts,
                  "load_seconds": round(load_s, 1)},
         "accuracy": results,

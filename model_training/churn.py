@@ -350,7 +350,7 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
                               f"to learn from; each needs at least {MIN_CLASS_COUNT}", report)
 
     # Customer-level holdout, stratified by the latest label; its customers' rows stay out of every snapshot.
-    hold_ids, _ = train_test_split(ids, test_size=holdout_fraction, stratify=y, random_state=seed)
+    _, hold_ids = train_test_split(ids, test_size=holdout_fraction, stratify=y, random_state=seed)
     hold_set = set(hold_ids)
     hold_idx = np.array([i for i, cid in enumerate(ids) if cid in hold_set])
     x_hold, y_hold = to_float32(x[hold_idx]), y[hold_idx]

@@ -81,6 +81,7 @@ def test_trained_model_is_calibrated_useful_and_exported_with_parity():
     assert sum(row["count"] for row in card["calibration"]) == card["rows"]["holdout"]
     rows = card["rows"]
     assert rows["train_customers"] + rows["holdout"] == rows["customers"]
+    assert rows["holdout"] == pytest.approx(0.25 * rows["customers"], abs=1)
     assert rows["snapshots"] > 1 and rows["train_rows"] > rows["train_customers"]
     for key in ("trained_at", "data_window", "feature_importance", "feature_baseline", "libraries", "calibrator"):
         assert card[key]
