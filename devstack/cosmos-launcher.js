@@ -27,8 +27,11 @@
  *   8. --no-ssl           the account advertised https locations even on a plain-HTTP port; it now advertises
  *                         the scheme it serves, so SDK endpoint discovery works.
  *
- * Not emulated (see docs/local-stack.md): OFFSET/LIMIT, GROUP BY, DISTINCT, LIKE, TTL, case-sensitive patch
- * filter predicates, request units, throttling, consistency levels.
+ *   9. patch predicates   upstream lower-cased patch filter predicates (c.Status = 'Active' never matched); they
+ *                         are now evaluated as written.
+ *
+ * Not emulated (see docs/local-stack.md): OFFSET/LIMIT, GROUP BY, DISTINCT, LIKE, TTL, request units,
+ * throttling, consistency levels.
  *
  * Prints one line "cosmos-launcher ready on <url>" when it accepts connections; exits 0 on SIGTERM/SIGINT.
  */
@@ -190,6 +193,38 @@ for (const name of ["replaceOperation", "deleteOperation", "upsertOperation"]) {
   documentOps[name] = (collection, input) =>
     original(collection, input.ifMatch === "*" ? { ...input, ifMatch: undefined } : input);
 }
+
+// Patch filter predicates (patch_item(filter_predicate="FROM c WHERE c.Status = 'Active'")): upstream
+// lower-cased the whole predicate, so property names and string literals with capitals never matched (412).
+// Evaluate the predicate as written against the one document being patched, then let upstream patch it.
+const { parsePartitionKey } = serverModule("utils/get-partition-from-header");
+const upstreamPatch = patchOps.patchOperation;
+patchOps.patchOperation = (collection, input) => {
+  if (!input.condition) return upstreamPatch(collection, input);
+  const unconditional = { ...input, condition: undefined };
+  let doc;
+  try {
+    doc = collection.document(input.id, parsePartitionKey(input.partitionKey, input.id)).read();
+  } catch (err) {
+    doc = undefined;
+  }
+  if (!doc || doc.id !== input.id) return upstreamPatch(collection, unconditional); // upstream answers 404
+  const condition = String(input.condition).trim();
+  let sql = condition;
+  if (/^from\s/i.test(condition)) sql = `SELECT * ${condition}`;
+  else if (/^where\s/i.test(condition)) sql = `SELECT * FROM c ${condition}`;
+  let holds;
+  try {
+    const items = collection.documents;
+    holds = items._getQuery(sql).exec([doc], { udf: items._userDefinedFunctions() }).result.length > 0;
+  } catch (err) {
+    return { statusCode: 400, body: { code: "BadRequest", message: `invalid patch condition: ${err.message}` } };
+  }
+  if (!holds) {
+    return { statusCode: 412, body: { code: "PreconditionFailed", message: "Condition specified in the patch request is not satisfied." } };
+  }
+  return upstreamPatch(collection, unconditional);
+};
 
 // ---------------------------------------------------------------------------------------------------------
 // 3. Queries scoped to the partition key the client sends.

@@ -308,3 +308,22 @@ def test_query_results_match_the_upstream_engine(container):
             key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
             assert sorted(got, key=key) == sorted(expected, key=key), sql
         assert got, f"{sql} returned nothing: the comparison would prove nothing"
+
+
+def test_patch_filter_predicates_keep_their_case(container):
+    container.create_item({"id": "x", "pk": "a", "Status": "Active", "n": 1})
+    patched = container.patch_item("x", partition_key="a", patch_operations=[{"op": "incr", "path": "/n", "value": 1}],
+                                   filter_predicate="FROM c WHERE c.Status = 'Active'")
+    assert patched["n"] == 2
+    with pytest.raises(exceptions.CosmosAccessConditionFailedError):
+        container.patch_item("x", partition_key="a", patch_operations=[{"op": "incr", "path": "/n", "value": 1}],
+                             filter_predicate="FROM c WHERE c.Status = 'active'")
+    with pytest.raises(exceptions.CosmosBatchOperationError) as err:
+        container.execute_item_batch([
+            ("upsert", ({"id": "y", "pk": "a"},)),
+            ("patch", ("x", [{"op": "set", "path": "/n", "value": 0}]), {"filter_predicate": "FROM c WHERE c.n > 5"}),
+        ], partition_key="a")
+    assert err.value.operation_responses[1]["statusCode"] == 412
+    assert container.read_item("x", partition_key="a")["n"] == 2
+    with pytest.raises(exceptions.CosmosResourceNotFoundError):
+        container.read_item("y", partition_key="a")
