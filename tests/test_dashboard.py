@@ -162,6 +162,16 @@ def test_dashboard_in_chromium(host, artifacts_dir):
         assert rows[0].startswith("1. Visit\t2") and rows[3].startswith("4. Buy\t1")
         page.screenshot(path=str(artifacts_dir / "dashboard-funnel.png"), full_page=True)
 
+        page.click("button[data-tab=activity]")
+        page.fill("#activity-from", ago(30).date().isoformat())
+        page.fill("#activity-to", NOW.date().isoformat())
+        page.click("#activity-form button[type=submit]")
+        expect(page.locator("#activity-revenue svg")).to_have_count(1)
+        assert "160" in page.inner_text("#activity-kpis")  # 120 in store + 40 on the web
+        expect(page.locator("#daily-svg circle")).not_to_have_count(0)
+        assert "web" in page.inner_text("#activity-conversion")
+        page.screenshot(path=str(artifacts_dir / "dashboard-activity.png"), full_page=True)
+
         page.click("button[data-tab=segments]")
         page.wait_for_selector("#segments-table tbody tr")
         assert page.inner_text("#segments-table tbody").startswith("London\t2")

@@ -91,7 +91,9 @@ def test_web_and_mobile_analytics(store):
     report = rp.run_report(store, "analytics", {"from": ago(7).isoformat(), "to": NOW.isoformat()})
     # Active: Ann (web), Bob (web), Cy (mobile); Ann's two records count once.
     assert report["active_profiles"] == 3
-    day = {d["date"]: d for d in report["daily_active"]}[ago(1, 5).date().isoformat()]
+    days = {d["date"]: d for d in report["daily_active"]}
+    assert len(days) == 8 and days[ago(5).date().isoformat()] == {"date": ago(5).date().isoformat(), "active": 0}
+    day = days[ago(1, 5).date().isoformat()]
     assert day["active"] == 2 and day["web"] == 1 and day["mobile"] == 1
     assert report["top_pages"] == [{"name": "Home", "views": 1}]
     assert {s["name"]: s["views"] for s in report["top_screens"]} == {"Basket": 1, "(unnamed)": 1}

@@ -35,6 +35,10 @@ def define(name: str, rule: dict) -> seg.SegmentDefinition:
     ({"field": "churn.score", "op": "exists", "value": 1}, "exists takes no value"),
     ({"field": "attributes.email", "op": "=", "value": "a", "extra": 1}, "unexpected key(s) extra"),
     ({"field": "attributes.e-mail", "op": "=", "value": "a"}, "not a valid field path"),
+    ({"field": "attributes.city", "op": "=", "value": "x" * 1001}, "at most 1000 characters"),
+    ({"field": "attributes.city", "op": "in", "value": ["a"] * 101}, "at most 100 values"),
+    ({"all": [{"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {
+        "field": "churn.score", "op": "exists"}}}}}}}}}}]}, "at most 8 levels"),
 ])
 def test_invalid_rules_say_where_and_why(rule, message):
     with pytest.raises(RuleError) as err:

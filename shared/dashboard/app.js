@@ -159,6 +159,7 @@ function renderProfile(view, insights) {
 }
 
 async function searchProfile(type, value) {
+  const current = ticket("profile");
   showError(null);
   let view;
   if (type === "profile_id") view = await api("profiles/" + encodeURIComponent(value));
@@ -167,6 +168,7 @@ async function searchProfile(type, value) {
     view = await api("profiles", { source, source_id: rest.join("|") });
   } else view = await api("profiles", { [type]: value });
   const insights = await api("insights/profiles/" + encodeURIComponent(view.id));
+  if (!current()) return;
   renderProfile(view, insights);
 }
 
@@ -213,9 +215,9 @@ async function loadJourneys() {
 async function loadFunnel() {
   const id = $("funnel-journey").value;
   if (!id) return;
-  const from = $("funnel-from").value, to = $("funnel-to").value;
-  const r = await api(`journeys/${encodeURIComponent(id)}/funnel`, {
-    from: from ? from + "T00:00:00Z" : "", to: to ? to + "T23:59:59Z" : "", channel: $("funnel-channel").value });
+  const current = ticket("funnel");
+  const r = await api(`journeys/${encodeURIComponent(id)}/funnel`, { ...dayRange("funnel-from", "funnel-to"), channel: $("funnel-channel").value });
+  if (!current()) return;
   $("funnel-title").textContent = `${r.journey}: ${num(r.entered)} entered, ${pct(r.overall_conversion)} completed`;
   const w = 640, rowH = 34, max = Math.max(1, r.steps[0].reached);
   const chart = svg("svg", { viewBox: `0 0 ${w} ${r.steps.length * rowH}`, width: "100%", role: "img", id: "funnel-svg" });
@@ -233,6 +235,50 @@ async function loadFunnel() {
   }
 }
 
+// --- activity: web and mobile analytics, revenue ---------------------------------------------------------------
+function dayRange(fromId, toId) {
+  const from = $(fromId).value, to = $(toId).value;
+  return { from: from ? from + "T00:00:00Z" : "", to: to ? to + "T23:59:59Z" : "" };
+}
+
+function lineChart(points, { width = 1000, height = 140 } = {}) {
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 24}`, width: "100%", role: "img", id: "daily-svg" });
+  if (!points.length) return el("p", { class: "muted" }, "No activity in this range.");
+  const max = Math.max(1, ...points.map((p) => p.value)), step = points.length > 1 ? (width - 40) / (points.length - 1) : 0;
+  const xy = points.map((p, i) => [20 + i * step, height - (height - 10) * (p.value / max)]);
+  chart.append(svg("polyline", { points: xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "), fill: "none", stroke: "#2563eb", "stroke-width": 2 }));
+  xy.forEach(([x, y], i) => {
+    chart.append(svg("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 3, fill: "#2563eb" }));
+    if (points.length <= 14 || i % Math.ceil(points.length / 10) === 0)
+      chart.append(svg("text", { x: x.toFixed(1), y: height + 16, "text-anchor": "middle", "font-size": 10 }, points[i].label));
+  });
+  chart.append(svg("text", { x: 2, y: 12, "font-size": 10, fill: "#6b7280" }, "max " + max));
+  return chart;
+}
+
+// Only the latest request of a view may render: an older, slower answer must not overwrite a newer one.
+const latest = {};
+function ticket(view) { latest[view] = (latest[view] || 0) + 1; const mine = latest[view]; return () => latest[view] === mine; }
+
+async function loadActivity() {
+  const current = ticket("activity");
+  const params = { ...dayRange("activity-from", "activity-to"), channel: $("activity-channel").value };
+  const [a, r] = await Promise.all([api("reports/analytics", params), api("reports/revenue", params)]);
+  if (!current()) return;
+  kpis($("activity-kpis"), [["active profiles", num(a.active_profiles)], ["sessions", num(a.sessions)],
+    ["median session", duration(a.median_session_seconds)], ["revenue", num(r.revenue)], ["orders", num(r.orders)]]);
+  clear($("activity-daily")).append(lineChart(a.daily_active.map((d) => ({ label: d.date.slice(5), value: d.active }))));
+  const rev = Object.entries(r.by_channel).map(([c, v]) => ({ label: c, value: v.revenue, note: `${num(v.orders)} orders` }));
+  clear($("activity-revenue")).append(rev.length ? barChart(rev, { width: 420 }) : el("p", { class: "muted" }, "No orders in this range."));
+  const tbody = clear($("activity-conversion").tBodies[0]);
+  for (const [c, v] of Object.entries(a.conversion_by_channel)) tbody.append(el("tr", {}, el("td", {}, c), el("td", {}, num(v.active)), el("td", {}, num(v.converted)), el("td", {}, pct(v.rate))));
+  for (const [id, rows] of [["activity-pages", a.top_pages], ["activity-screens", a.top_screens]]) {
+    const list = clear($(id));
+    for (const p of rows) list.append(el("li", {}, `${p.name} — ${num(p.views)}`));
+    if (!rows.length) list.append(el("li", { class: "muted" }, "none"));
+  }
+}
+
 async function loadSegments() {
   const { segments } = await api("segments");
   const tbody = clear($("segments-table").tBodies[0]);
@@ -240,7 +286,7 @@ async function loadSegments() {
 }
 
 // --- wiring -------------------------------------------------------------------------------------------------
-const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, segments: loadSegments };
+const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, activity: loadActivity, segments: loadSegments };
 
 function guard(fn) {
   return (...args) => Promise.resolve().then(() => fn(...args)).catch(showError);
@@ -258,6 +304,7 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => showTab(b.dataset.tab));
   $("search").addEventListener("submit", (e) => { e.preventDefault(); guard(searchProfile)($("search-type").value, $("search-value").value.trim()); });
   $("funnel-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadFunnel)(); });
+  $("activity-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadActivity)(); });
   const start = new URLSearchParams(location.search).get("tab");
   if (start && LOADERS[start]) showTab(start);
   document.body.dataset.ready = "1";

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter, defaultdict
+from datetime import datetime, timedelta
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -257,8 +258,8 @@ def analytics_report(store: Store, params: ReportParameters | None = None) -> di
     return {
         "report": "analytics", "generated_at": now_iso(), "from": iso_utc(start), "to": iso_utc(end), "channel": p.channel,
         "active_profiles": len(by_actor),
-        "daily_active": [{"date": d, "active": len(v["all"]),
-                          **{c: len(a) for c, a in sorted(v.items()) if c != "all"}} for d, v in sorted(daily.items())],
+        "daily_active": [{"date": d, "active": len(daily[d]["all"]) if d in daily else 0,
+                          **{c: len(a) for c, a in sorted(daily[d].items()) if c != "all"}} for d in _days(start, end)],
         "sessions": sum(sessions.values()), "sessions_by_channel": dict(sorted(sessions.items())),
         "median_session_seconds": durations[len(durations) // 2] if durations else None,
         "top_pages": [{"name": k, "views": v} for k, v in pages.most_common(p.top)],
@@ -268,6 +269,16 @@ def analytics_report(store: Store, params: ReportParameters | None = None) -> di
                                       "rate": round(len(converted[c]) / len(a), 4) if a else 0.0}
                                   for c, a in sorted(active.items())},
     }
+
+
+def _days(start: datetime, end: datetime) -> list[str]:
+    """Every UTC date in [start, end), so a chart's time axis has no gaps."""
+    last = (end - timedelta(microseconds=1)).date()
+    day, out = start.date(), []
+    while day <= last:
+        out.append(day.isoformat())
+        day += timedelta(days=1)
+    return out
 
 
 def funnel_report(store: Store, params: ReportParameters | None = None) -> dict[str, Any]:

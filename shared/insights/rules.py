@@ -175,8 +175,13 @@ def _example(root: str) -> str:
             "needs": "next_categories"}.get(root, "name")
 
 
+MAX_STRING = 1000
+
+
 def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+    if isinstance(value, str):
+        return len(value) <= MAX_STRING
+    return value is None or isinstance(value, (int, float, bool))
 
 
 def _parse_comparison(raw: dict[str, Any], where: str) -> Comparison:
@@ -203,7 +208,8 @@ def _parse_comparison(raw: dict[str, Any], where: str) -> Comparison:
         if op not in ("<", "<=", ">", ">="):
             raise RuleError(f"{where}.value: days_ago works with < <= > >=")
     elif not _scalar(value) or value is None:
-        raise RuleError(f"{where}.value: a string, number or boolean (use op missing for absent values)")
+        raise RuleError(f"{where}.value: a string (at most {MAX_STRING} characters), number or boolean "
+                        "(use op missing for absent values)")
     if op == "startswith" and not isinstance(value, str):
         raise RuleError(f"{where}.value: startswith needs a string")
     if path == "segments" and op != "contains":
