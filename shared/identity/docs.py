@@ -33,7 +33,7 @@ class ResolverConfig:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def stable_hash(*parts: str, size: int = 20) -> str:

@@ -100,6 +100,7 @@ class _Work:
         self.source_iid = source_identifier(self.key)
         self.strong = [identifier_id(t, v) for t, v in strong_identifiers(n)]
         self.snapshot = n.to_dict()
+        self.data = record.model_dump(mode="json", exclude_none=True)
         self.blocking_keys = _blocking_keys(n)
         self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
 
@@ -285,7 +286,7 @@ class _Work:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
         return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                 "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
-                "values": record_values(self.record), "updated_at": updated, "added_at": added_at or now_iso(),
+                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or now_iso(),
                 "link": link or {"reason": "new"}}
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
@@ -382,7 +383,7 @@ class _Work:
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.record.model_dump(mode="json", exclude_none=True), "updated_at": now_iso()})
+            "record": self.data, "updated_at": now_iso()})
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""

@@ -30,9 +30,10 @@ class SurvivorshipPolicy:
                 raise ValueError(f"unknown survivorship rule {rule!r}; use one of {RULES}")
 
 
-def record_values(record: CustomerRecord) -> dict[str, Any]:
-    """The raw attribute values a record contributes (JSON form), extra attributes included."""
-    data = record.model_dump(mode="json", exclude_none=True)
+def record_values(record: CustomerRecord, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The raw attribute values a record contributes (JSON form), extra attributes included. `data` is the
+    record's JSON dump when the caller has it already."""
+    data = data if data is not None else record.model_dump(mode="json", exclude_none=True)
     values = {k: v for k, v in data.items() if k not in _NOT_ATTRIBUTES and v not in ("", None)}
     for name, value in (record.attributes or {}).items():
         if value not in ("", None) and name not in values:
@@ -54,12 +55,17 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     for entry in entries:
         for name, value in (entry.get("values") or {}).items():
             candidates.setdefault(name, []).append((value, entry))
+    ranks: dict[str, tuple] = {}  # per record: (recency key, source priority), computed once
     attributes: dict[str, Any] = {}
     conflicts: dict[str, Any] = {}
     for name in sorted(candidates):
         rule = policy.rules.get(name, policy.default_rule)
         options = candidates[name]
-        ranked = options if len(options) == 1 else sorted(options, key=lambda ve: _rank(ve, rule, policy))
+        if len(options) == 1:
+            value, entry = options[0]
+            attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
+            continue
+        ranked = sorted(options, key=lambda ve: _rank(ve, rule, policy, ranks))
         value, entry = ranked[0]
         attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
         seen = {_comparable(value)}
@@ -81,16 +87,26 @@ def _descending(iso: str | None) -> str:
     return iso.translate(_INVERT) if iso else "\uffff"
 
 
-def _rank(value_entry: tuple[Any, dict[str, Any]], rule: str, policy: SurvivorshipPolicy) -> tuple:
-    value, entry = value_entry
+def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
     # Records that say when they changed outrank those that do not; then when ucp saw them.
-    recent_key = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
-                  _descending(entry.get("added_at")))
+    recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
+              _descending(entry.get("added_at")))
     source = entry["source"]
     priority = policy.source_priority.index(source) if source in policy.source_priority else len(policy.source_priority)
-    order = {
-        "most_recent": (recent_key, priority, -_length(value)),
-        "source_priority": (priority, recent_key, -_length(value)),
-        "most_complete": (-_length(value), priority, recent_key),
-    }[rule]
+    return recent, priority
+
+
+def _rank(value_entry: tuple[Any, dict[str, Any]], rule: str, policy: SurvivorshipPolicy,
+          cache: dict[str, tuple]) -> tuple:
+    value, entry = value_entry
+    if entry["key"] not in cache:
+        cache[entry["key"]] = _entry_rank(entry, policy)
+    recent, priority = cache[entry["key"]]
+    length = -_length(value)
+    if rule == "most_recent":
+        order = (recent, priority, length)
+    elif rule == "source_priority":
+        order = (priority, recent, length)
+    else:
+        order = (length, priority, recent)
     return (*order, entry["key"])

@@ -65,7 +65,9 @@ class MemoryContainer:
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(body.get("id"), str) or not body["id"]:
             raise ValueError("item needs a non-empty string id")
-        item = self._copy(clean_body(body))
+        item = clean_body(body)  # a new top level already
+        if self._copy is _copy:
+            item = _copy(item)
         item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
         item["_ts"] = int(time.time())
         return item
