@@ -166,3 +166,34 @@ def test_behaviour_is_read_only_for_profiles_that_pass_the_profile_conditions(st
                     {"behaviour": {"event": "Product Viewed", "min_count": 3, "within_days": 30}}]}
     assert seg.matching_profile_ids(store, rule, now=NOW) == {"p_ann"}
     assert sorted(counted) == ["p_ann", "p_cy", "p_dee"]  # Bob (low risk) never had his activity read
+
+
+def test_cli_segment_check_and_members_on_files(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from shared.store import MemoryStore
+
+    store = MemoryStore()
+    seed_shop(store)
+    profiles = tmp_path / "profiles.jsonl"
+    profiles.write_text("\n".join(json.dumps({k: v for k, v in d.items() if not k.startswith("_")})
+                                  for d in store.container("profiles").query_items()) + "\n")
+    events = tmp_path / "events.jsonl"
+    events.write_text("\n".join(json.dumps(d) for d in [
+        {"source": "web", "event_id": f"x{i}", "type": "track", "event": "Product Viewed", "customer_key": "a1",
+         "timestamp": f"2026-09-2{i}T10:00:00Z", "properties": {"category": "shoes"}} for i in range(4)]) + "\n")
+    rule = tmp_path / "rule.json"
+    rule.write_text(json.dumps(HIGH_RISK_SHOE_LOOKERS))
+    cli = [sys.executable, "-m", "shared.cli", "segment"]
+    run = subprocess.run([*cli, "check", "--rule", str(rule)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "valid" in run.stdout
+    run = subprocess.run([*cli, "members", "--rule", str(rule), "--profiles", str(profiles), "--events", str(events),
+                          "--at", "2026-09-30T12:00:00Z"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"size": 1, "members": ["p_ann"]}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"field": "churn.colour", "op": "=", "value": 1}))
+    run = subprocess.run([*cli, "check", "--rule", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "churn has score, risk" in run.stderr
