@@ -157,3 +157,20 @@ def test_timer_function_scores_profiles_on_the_local_stack(functions_by_name, ap
     fn.get_user_function()(TimerRequest(past_due=True))
     assert "churn_retrain skipped" in caplog.text
     assert len(registry.runs()) == 1
+
+
+def test_churn_write_retries_on_412_and_keeps_the_concurrent_change(store):
+    from model_training.churn_job import write_churn
+
+    profiles = store.container("profiles")
+    read = profiles.create_item({"id": "p_x", "doc_type": "profile", "records": [{"key": "pos|1"}]})
+    concurrent = {k: v for k, v in read.items() if not k.startswith("_")}
+    profiles.replace_item({**concurrent, "records": [{"key": "pos|1"}, {"key": "web|9"}]})  # a merge lands first
+
+    assert write_churn(store, read, {"score": 0.9, "risk": "high"})  # stale ETag -> 412 -> re-read -> write
+    stored = profiles.read_item("p_x", "p_x")
+    assert stored["churn"]["score"] == 0.9 and len(stored["records"]) == 2
+
+    profiles.replace_item({"id": "p_x", "doc_type": "alias", "merged_into": "p_y"})
+    assert write_churn(store, stored, {"score": 0.1}) is False  # merged away meanwhile: not resurrected
+    assert "churn" not in profiles.read_item("p_x", "p_x")
