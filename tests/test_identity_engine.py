@@ -312,3 +312,10 @@ def test_birth_date_with_day_and_month_swapped_is_no_conflict(store, model):
     a, = resolve(store, model, rec("pos", "1", email="ray@wilson.net", given_name="Ray", birth_date="1975-04-10"))
     b, = resolve(store, model, rec("web", "2", email="ray@wilson.net", given_name="Ray", birth_date="1975-10-04"))
     assert b.action == "linked" and b.profile_id == a.profile_id
+
+
+def test_loyalty_id_as_field_or_custom_identifier_is_one_identifier(store, model):
+    a, = resolve(store, model, rec("pos", "1", loyalty_id="L-100", given_name="Ann", family_name="Lee"))
+    b, = resolve(store, model, rec("app", "2", identifiers={"loyalty_id": "l 100"}, given_name="Ann", family_name="Lee"))
+    assert b.action == "linked" and b.profile_id == a.profile_id
+    assert find_profile_id(store, "loyalty_id", "l-100") == a.profile_id

@@ -53,6 +53,24 @@ def identifier_id(id_type: str, value: str) -> str:
     return f"{id_type}:{value}"
 
 
+def record_identifiers(n) -> list[str]:
+    """The identifier ids a normalized record claims, in priority order (blocked values already removed).
+
+    A loyalty id reaches the record either as the loyalty_id field or as a custom identifier named
+    loyalty_id (mappings do both); normalization folds those two differently, so the custom form is folded
+    like the field here, and "L-100" from one source and "l100" from another claim the same identifier."""
+    from shared.normalize import normalize_loyalty_id, strong_identifiers
+
+    out = []
+    for id_type, value in strong_identifiers(n):
+        if id_type == "loyalty_id":
+            value = normalize_loyalty_id(value) or value
+        iid = identifier_id(id_type, value)
+        if iid not in out:
+            out.append(iid)
+    return out
+
+
 def source_identifier(record_key: str) -> str:
     return identifier_id("source", record_key)
 

@@ -19,12 +19,12 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 from shared.models import CustomerRecord
-from shared.normalize import NormalizedRecord, normalize_record, strong_identifiers
+from shared.normalize import NormalizedRecord, normalize_record
 from shared.settings import Settings
 from shared.store import ItemExistsError, PreconditionFailedError, Store
 
-from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, identifier_id, now_iso, profile_id_for_record,
-                   random_profile_id, source_identifier, stable_hash, with_retries)
+from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id_for_record,
+                   random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .survivorship import record_values, survive
@@ -98,7 +98,7 @@ class _Work:
         self.key = record.key
         self.hash = record.content_hash()
         self.source_iid = source_identifier(self.key)
-        self.strong = [identifier_id(t, v) for t, v in strong_identifiers(n)]
+        self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
         self.data = record.model_dump(mode="json", exclude_none=True)
         self.blocking_keys = _blocking_keys(n)

@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from shared.models import CustomerRecord
-from shared.normalize import normalize_record, strong_identifiers
+from shared.normalize import normalize_record
 from shared.store import ItemNotFoundError, Store
 
-from .docs import Ctx, follow_aliases, identifier_id
+from .docs import Ctx, follow_aliases, identifier_id, record_identifiers
 
 
 def get_profile(store: Store, profile_id: str) -> dict[str, Any]:
@@ -42,10 +42,7 @@ def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = 
         n = normalize_record(CustomerRecord(**fields))
     except ValueError:
         return None
-    for found_type, value in strong_identifiers(n):
-        if found_type == id_type:
-            return identifier_id(found_type, value)
-    return None
+    return next((iid for iid in record_identifiers(n) if iid.split(":", 1)[0] == id_type), None)
 
 
 def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str | None = None) -> str | None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.normalize import NormalizedRecord, strong_identifiers
+from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import ConcurrencyConflict, Ctx, identifier_id, now_iso, random_profile_id, source_identifier, stable_hash, with_retries
+from .docs import (ConcurrencyConflict, Ctx, now_iso, random_profile_id, record_identifiers, source_identifier,
+                   stable_hash, with_retries)
 from .merge import live_profile
 from .survivorship import survive
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 def entry_identifiers(entry: dict[str, Any]) -> set[str]:
     """The identifiers one record entry of a profile contributes (its source key and strong identifiers)."""
     n = NormalizedRecord.from_dict(entry.get("match") or {"key": entry["key"], "source": entry["source"]})
-    return {source_identifier(entry["key"]), *(identifier_id(t, v) for t, v in strong_identifiers(n))}
+    return {source_identifier(entry["key"]), *record_identifiers(n)}
 
 
 def _own(entry: dict[str, Any], remaining: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
