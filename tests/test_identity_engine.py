@@ -264,29 +264,46 @@ def test_concurrent_workers_end_in_one_profile(store, model):
 
 
 class _CrashOnce:
-    """A store whose `records` container fails the first replace: a worker dying in the middle of a merge."""
+    """A store whose container `name` fails the first `method` call: a worker dying half way."""
 
-    def __init__(self, store):
-        self._store = store
+    def __init__(self, store, name="records", method="replace_item"):
+        self._store, self._name, self._method = store, name, method
         self.crashed = False
 
     def container(self, name):
         inner = self._store.container(name)
-        if name != "records":
+        if name != self._name:
             return inner
         outer = self
 
         class Crashing:
             def __getattr__(self, attr):
-                return getattr(inner, attr)
+                value = getattr(inner, attr)
+                if attr != outer._method:
+                    return value
 
-            def replace_item(self, body, *, etag=None):
-                if not outer.crashed:
-                    outer.crashed = True
-                    raise RuntimeError("worker died")
-                return inner.replace_item(body, etag=etag)
+                def crash_once(*args, **kwargs):
+                    if not outer.crashed:
+                        outer.crashed = True
+                        raise RuntimeError("worker died")
+                    return value(*args, **kwargs)
+
+                return crash_once
 
         return Crashing()
+
+
+def test_crash_after_profile_created_is_resumed_by_redelivery(store, model):
+    crashing = _CrashOnce(store, "identifiers", "create_item")
+    record = rec("pos", "1", email="ann@lee.org", phone="+447911123456", given_name="Ann")
+    with pytest.raises(RuntimeError):
+        resolve(crashing, model, record)
+    assert store.container("profiles").count_items() == 1  # the profile exists, its claims do not
+    again, = resolve(store, model, record)
+    assert again.action in ("created", "linked")
+    assert store.container("profiles").count_items() == 1
+    assert find_profile_id(store, "phone", "+447911123456") == again.profile_id
+    assert resolve(store, model, record)[0].action == "unchanged"
 
 
 def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
