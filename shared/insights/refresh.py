@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
@@ -99,18 +100,38 @@ def refresh_profile(store: Store, profile_id: str, *, now: datetime | None = Non
     return {"profile_id": profile_id, **fields}
 
 
-def refresh_all(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
-    """The scheduled job: every live profile, then segment sizes and the category popularity."""
+def refresh_all(store: Store, *, now: datetime | None = None, workers: int = 8) -> dict[str, Any]:
+    """The scheduled job: every live profile, then segment sizes and the category popularity.
+
+    Profiles are refreshed by a small thread pool (the work is waiting on Cosmos), with at most 4 x workers
+    in flight so memory stays flat however many profiles there are."""
     ctx = _Context(store, now)
     counts: Counter = Counter()
     stats = {"profiles": 0, "failed": 0}
-    for doc in live_profiles(store):  # full documents, with their ETags: no second read per profile
-        stats["profiles"] += 1
+
+    def one(doc: dict[str, Any]) -> Counter:
+        mine: Counter = Counter()
+        refresh_profile(store, doc["id"], _ctx=ctx, _counts=mine, _doc=doc)
+        return mine
+
+    def settle(future, pid: str) -> None:
         try:
-            refresh_profile(store, doc["id"], _ctx=ctx, _counts=counts, _doc=doc)
+            counts.update(future.result())
         except Exception as err:  # one bad profile must not stop the run; it is retried on the next run
             stats["failed"] += 1
-            log.warning("insights refresh failed for profile %s: %s", doc["id"], type(err).__name__)
+            log.warning("insights refresh failed for profile %s: %s", pid, type(err).__name__)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="insights") as pool:
+        pending: dict[Any, str] = {}
+        for doc in live_profiles(store):  # full documents, with their ETags: no second read per profile
+            stats["profiles"] += 1
+            pending[pool.submit(one, doc)] = doc["id"]
+            if len(pending) >= 4 * max(1, workers):
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    settle(f, pending.pop(f))
+        for f in list(pending):
+            settle(f, pending.pop(f))
     for sid, _ in ctx.segments:
         size = segment_size(store, sid)
         update_definition(store, sid, lambda d, size=size: {**d, "size": size, "evaluated_at": iso_utc(ctx.now)})
