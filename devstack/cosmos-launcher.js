@@ -267,8 +267,23 @@ function runQuery(collection, docs, body, { continuation, maxItemCount }) {
   });
 }
 
-replaceHandler("query-documents", () => (account, req, res, { dbId, collId }) =>
-  readItems(req, res, "Documents", async (paging) => {
+// A continuation token this server never issued is a 400, as on real Cosmos DB; upstream silently restarted
+// from the first page when the header was not JSON.
+function isOurContinuation(header) {
+  try {
+    const value = JSON.parse(header);
+    return Boolean(value) && typeof value.token === "string" && value.token.startsWith("+RID:");
+  } catch (err) {
+    return false;
+  }
+}
+
+replaceHandler("query-documents", () => (account, req, res, { dbId, collId }) => {
+  const continuationHeader = req.headers["x-ms-continuation"];
+  if (continuationHeader && !isOurContinuation(continuationHeader)) {
+    return reply(res, 400, { code: "BadRequest", message: "Invalid continuation token" });
+  }
+  return readItems(req, res, "Documents", async (paging) => {
     const body = await readBody(req);
     if (!body.query) return reply(res, 400, { code: "BadRequest", message: "missing query" });
     const collection = account.database(dbId).collection(collId);
@@ -289,8 +304,8 @@ replaceHandler("query-documents", () => (account, req, res, { dbId, collId }) =>
       if (err instanceof SqlSyntaxError) throw err; // readItems answers 400 with the parser message
       return reply(res, 400, { code: "BadRequest", message: err.message });
     }
-  }),
-);
+  });
+});
 
 // ---------------------------------------------------------------------------------------------------------
 // 4. Query semantics of real Cosmos DB.

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import azure.functions as func
 
 from shared.api import ApiError, ApiResponse
+from shared.store import BadRequestError
 
 log = logging.getLogger("ucp.http")
 
@@ -29,6 +30,8 @@ def respond(req: func.HttpRequest, handler: Callable[[], ApiResponse]) -> func.H
         result = handler()
     except ApiError as err:
         return problem(err, req)
+    except BadRequestError as err:  # e.g. a continuation token the store never issued
+        return problem(ApiError(400, str(err) or "the store refused this request as malformed"), req)
     except Exception:  # the client gets an id to quote; the log gets the trace (no payloads: no PII)
         incident = uuid.uuid4().hex[:12]
         log.exception("unhandled error in %s %s (incident %s)", req.method, req.url.split("?", 1)[0], incident)

@@ -369,3 +369,14 @@ def test_bootstrap_creates_storage_and_cosmos_twice_without_error(stack_settings
         queue_client(name, s).get_queue_properties()  # raises if the queue does not exist
     assert sorted(first["cosmos_containers"]) == sorted(s.container_prefix + n for n in CONTAINERS)
     assert cosmos_containers(s) == {s.container_prefix + n: [p] for n, p in CONTAINERS.items()}
+
+
+def test_a_continuation_token_the_store_never_issued_is_a_bad_request(store):
+    from shared.store import BadRequestError
+
+    container = store.container("ledger")
+    for i in range(3):
+        container.create_item({"id": f"r{i}"})
+    for token in ("garbage", "eyJvZmZzZXQiOiAtMX0=", "%F3%95"):
+        with pytest.raises(BadRequestError):
+            container.query_page(page_size=1, continuation=token)

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 from .base import Container, Store
-from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
 from .memory import MemoryStore
 from .query import Filter, where
 
 __all__ = [
     "Container", "Store", "MemoryStore", "open_store", "Filter", "where",
-    "StoreError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
+    "StoreError", "BadRequestError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
 ]
 
 

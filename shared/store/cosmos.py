@@ -10,7 +10,7 @@ from azure.core import MatchConditions
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
-from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
 from .query import Filter, to_sql
 from .schema import CONTAINERS
 
@@ -21,7 +21,8 @@ warnings.filterwarnings("ignore", message="Unverified HTTPS request")
 
 def _translate(err: exceptions.CosmosHttpResponseError) -> StoreError:
     status = getattr(err, "status_code", None)
-    kind = {409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError, 429: ThrottledError}.get(status)
+    kind = {400: BadRequestError, 409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError,
+            429: ThrottledError}.get(status)
     if kind is None:
         return StoreError(f"Cosmos DB error {status}: {err.message if hasattr(err, 'message') else err}")
     return kind(f"Cosmos DB {status}")
@@ -116,6 +117,8 @@ class CosmosContainer:
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        if continuation is not None and not (continuation.isascii() and continuation.isprintable()):
+            raise BadRequestError("invalid continuation token")  # would not even fit in an HTTP header
         sql, params = self._sql(filter_, order_by, descending, None)
         try:
             pager = self._query(sql, params, partition_key, max_item_count=page_size).by_page(continuation)

@@ -6,6 +6,12 @@ class StoreError(Exception):
     status_code = 500
 
 
+class BadRequestError(StoreError, ValueError):
+    """The store refused the request as malformed, e.g. a continuation token it never issued (Cosmos 400)."""
+
+    status_code = 400
+
+
 class ItemExistsError(StoreError):
     """create_item on an id that is already there (Cosmos 409 Conflict)."""
 

@@ -12,7 +12,7 @@ import uuid
 from typing import Any, Iterator, Sequence
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
-from .errors import ItemExistsError, ItemNotFoundError, PreconditionFailedError
+from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError
 from .query import Filter, get_path, json_type, matches, validate
 from .schema import CONTAINERS
 
@@ -43,6 +43,16 @@ def _sort_key(value: Any) -> tuple:
     # without the property (undefined) in an ORDER BY. Arrays and objects tie within their type.
     kind = json_type(value)
     return (_TYPE_RANK[kind], value if kind in ("boolean", "number", "string") else 0)
+
+
+def _offset(continuation: str) -> int:
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, UnicodeError):
+        raise BadRequestError("invalid continuation token") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise BadRequestError("invalid continuation token")
+    return offset
 
 
 class MemoryContainer:
@@ -150,7 +160,7 @@ class MemoryContainer:
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        start = json.loads(base64.urlsafe_b64decode(continuation.encode()))["offset"] if continuation else 0
+        start = _offset(continuation) if continuation else 0
         items = self._select(filter_, partition_key, order_by, descending)
         page = [public_item(self._copy(it)) for it in items[start:start + page_size]]
         end = start + page_size
