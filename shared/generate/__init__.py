@@ -1,7 +1,13 @@
-"""Realistic multi-source retail data with ground truth (see run.py for the layout it writes).
+"""Realistic multi-source retail data with ground truth (`ucp generate`; layout in run.py).
 
-    from shared.generate import GeneratorConfig, generate, load_truth_records, load_churn
-    manifest = generate("out/", GeneratorConfig(customers=10_000, seed=7))
+    from shared.generate import GeneratorConfig, generate, load_truth_records, load_churn, load_people
+    manifest = generate("out/", GeneratorConfig(customers=10_000, seed=7), progress=False, workers=1)
+    truth = load_truth_records("out/")      # {"pos|C123...": "P00000042", ...} for every customer record
+    churn = load_churn("out/")              # {"P00000042": {"churned": 0/1, "last_purchase", "as_of", ...}}
+
+`FILE_SPECS["<source>.<entity>"]` describes each landing file (columns, format, delimiter, encoding);
+config/sources/<source>.<entity>.json are the matching ingestion mappings. The behaviour model
+(`behaviour.Clock`, `behaviour.simulate_shopper`) can be used on its own for purchase histories.
 """
 from __future__ import annotations
 
