@@ -36,6 +36,7 @@ def define(name: str, rule: dict) -> seg.SegmentDefinition:
     ({"field": "attributes.email", "op": "=", "value": "a", "extra": 1}, "unexpected key(s) extra"),
     ({"field": "attributes.e-mail", "op": "=", "value": "a"}, "not a valid field path"),
     ({"field": "attributes.city", "op": "=", "value": "x" * 1001}, "at most 1000 characters"),
+    ({"field": "churn.score", "op": ">", "value": float("nan")}, "a string (at most"),
     ({"field": "attributes.city", "op": "in", "value": ["a"] * 101}, "at most 100 values"),
     ({"all": [{"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {"not": {
         "field": "churn.score", "op": "exists"}}}}}}}}}}]}, "at most 8 levels"),

@@ -27,7 +27,7 @@ Scalar = str | int | float | bool
 
 
 class JourneyStep(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
     name: str = Field(min_length=1, max_length=100)
     event: str | None = Field(default=None, min_length=1, max_length=256)
     type: Literal["identify", "track", "page", "screen"] | None = None

@@ -21,6 +21,7 @@ A comparison with a missing field is false (so ``not`` of it is true), the same 
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -181,7 +182,9 @@ MAX_STRING = 1000
 def _scalar(value: Any) -> bool:
     if isinstance(value, str):
         return len(value) <= MAX_STRING
-    return value is None or isinstance(value, (int, float, bool))
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and infinities are not JSON (Cosmos refuses them)
+    return value is None or isinstance(value, (int, bool))
 
 
 def _parse_comparison(raw: dict[str, Any], where: str) -> Comparison:
