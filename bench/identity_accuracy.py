@@ -56,14 +56,16 @@ def model_figures(model, normalized, persons, settings) -> dict[str, Any]:
     }
 
 
-def split_causes(model, normalized, persons, assignment, results, settings) -> Counter:
-    """Why each split person was split, judged on the best pair of their records across profiles."""
-    from shared.identity.matching import blocking_keys
+def split_causes(model, normalized, persons, assignment, results, settings) -> tuple[Counter, dict]:
+    """Why each split person was split, judged on the best pair of their records across profiles; with the
+    most frequent comparison levels of those pairs per cause (given, family, birth date, location, phone, email)."""
+    from shared.identity.matching import blocking_keys, compare
 
     records_of = defaultdict(list)
     for index, person in enumerate(persons):
         records_of[person].append(index)
     causes = Counter()
+    patterns: dict[str, Counter] = defaultdict(Counter)
     for indices in records_of.values():
         if len({assignment.get(normalized[i].key) for i in indices}) <= 1:
             continue
@@ -77,17 +79,19 @@ def split_causes(model, normalized, persons, assignment, results, settings) -> C
                 best = (p, a, b)
         p, a, b = best
         if results[a.key].action == "quarantined" or results[b.key].action == "quarantined":
-            causes["quarantined record"] += 1
+            cause = "quarantined record"
         elif not set(blocking_keys(a)) & set(blocking_keys(b)):
-            causes["no shared blocking key"] += 1
+            cause = "no shared blocking key"
         elif p < settings.review_threshold:
-            causes["scored below review"] += 1
+            cause = "scored below review"
         elif p < settings.match_threshold:
-            causes["scored for review"] += 1
+            cause = "scored for review"
         else:
             reasons = {results[k.key].reason.split(":")[0] for k in (a, b) if results[k.key].action == "review"}
-            causes["scored a match, not linked: " + ("/".join(sorted(reasons)) or "no score comparison")] += 1
-    return causes
+            cause = "scored a match, not linked: " + ("/".join(sorted(reasons)) or "no score comparison")
+        causes[cause] += 1
+        patterns[cause]["".join(str(level) for level in compare(a, b))] += 1
+    return causes, {cause: dict(counter.most_common(5)) for cause, counter in patterns.items()}
 
 
 def misplaced_records(assignment, truth, results) -> Counter:
@@ -152,7 +156,9 @@ def measure(args) -> dict[str, Any]:
     for order_seed in range(1, args.orders + 1):
         run, assignment, results = resolve_once(records, truth, order_seed, settings)
         if order_seed == 1:
-            figures["split_causes"] = dict(split_causes(model, normalized, persons, assignment, results, settings))
+            causes, patterns = split_causes(model, normalized, persons, assignment, results, settings)
+            figures["split_causes"] = dict(causes)
+            figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
         runs.append(run)
     f1s = [r["pairwise_f1"] for r in runs]
