@@ -294,3 +294,31 @@ def _partition(clusters: dict[str, Any]) -> set[frozenset[str]]:
     for key, pid in clusters["records_held"].items():
         groups[pid].add(key)
     return {frozenset(g) for g in groups.values()}
+
+
+def compare_to_envelope(run: dict[str, Any], references: list[dict[str, Any]]) -> dict[str, Any]:
+    """People whose number of profiles in `run` lies outside what fault-free runs gave them.
+
+    Incremental resolution depends on arrival order (a record linked by a score may join different profiles
+    depending on which records came first), and concurrent workers make the order differ from run to run even
+    without faults. So a faulty run is compared with the range each person had over several fault-free runs
+    (other arrival orders), not with one of them."""
+    people = set(run["per_person"])
+    for ref in references:
+        people |= set(ref["per_person"])
+    outside = []
+    for person in sorted(people):
+        seen = [ref["per_person"].get(person, 0) for ref in references]
+        got = run["per_person"].get(person, 0)
+        if not min(seen) <= got <= max(seen):
+            outside.append({"person": person, "run": got, "fault_free": sorted(set(seen))})
+    mixing = [ref["figures"]["profiles_mixing_people"] for ref in references]
+    split = [ref["figures"]["people_split"] for ref in references]
+    return {
+        "references": len(references),
+        "people_outside": len(outside),
+        "samples": outside[:MAX_SAMPLES],
+        "people_split": {"run": run["figures"]["people_split"], "fault_free": [min(split), max(split)]},
+        "profiles_mixing_people": {"run": run["figures"]["profiles_mixing_people"],
+                                   "fault_free": [min(mixing), max(mixing)]},
+    }
