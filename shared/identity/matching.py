@@ -7,6 +7,10 @@ comparisons are independent given the class, so a shared address, shared landlin
 a confident match between a husband and wife; with a "related" class those agreements are explained as well by
 a household as by a match and only person-level evidence (given name, birth date, email) decides.
 
+Priors are over all record pairs of a store of `population` records (the shipped model: 100,000); a store of
+another size should score with `model.with_population(records)`, since with more records a pair that agrees
+only on a name is less likely the same person.
+
 Every score is explainable: `MatchScore.contributions` holds, per comparison, the log2 Bayes factor of the
 match class against the most likely alternative, plus the prior and a small mixture correction, and they sum
 exactly to `match_weight` (log2 odds of a match).
