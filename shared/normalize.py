@@ -142,7 +142,7 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     """E.164 phone number (phonenumbers), None when it cannot be parsed, is invalid or is a placeholder."""
     if value is None:
         return None
-    text = str(value).strip()
+    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
     if not text or is_blocked_value("phone", text):
         return None
     if text.startswith("00"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from shared.models import CustomerRecord
 from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, fold_name, is_blocked_value,
@@ -206,3 +207,27 @@ def test_empty_record_detected():
     assert normalize_record(_record(email="test@test.com", phone="n/a")).is_empty
     assert not normalize_record(_record(given_name="Ann", family_name="Lee", postcode="SW1A 1AA")).is_empty
     assert not normalize_record(_record(email="ann@x.org")).is_empty
+
+
+def test_spreadsheet_numbers():
+    assert normalize_phone(4155552671.0, "US") == "+14155552671"
+    assert normalize_phone(float("nan"), "US") is None
+    assert fold_name(float("nan")) is None
+
+
+_text = st.one_of(st.none(), st.text(max_size=40), st.sampled_from(["n/a", "0000000000", "+44 7911 123456", "a@b.co"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(given_name=_text, family_name=_text, full_name=_text, email=_text, phone=_text, phone_region=_text,
+       loyalty_id=_text, address_line1=_text, postcode=_text, city=_text, country=_text)
+def test_any_text_normalizes_without_error(**fields):
+    fields = {k: v for k, v in fields.items() if v is not None and v.strip()}
+    try:
+        record = CustomerRecord(source="fuzz", record_key="1", **fields)
+    except ValueError:
+        return  # the canonical model itself rejects it
+    n = normalize_record(record)
+    assert NormalizedRecord.from_dict(n.to_dict()) == n
+    for id_type, value in strong_identifiers(n):
+        assert value and not is_blocked_value(id_type, value)
