@@ -94,19 +94,24 @@ def test_top_factors_point_the_right_way():
     model = ChurnModel(trained.onnx, trained.card)
     typical = model.baseline.copy()
 
-    lapsed = typical.copy()
-    lapsed[INDEX["recency_days"]] = 400.0
-    lapsed[INDEX["recency_over_ipt"]] = 400.0 / max(typical[INDEX["ipt_mean_days"]], 1)
+    def last_purchase(days: float) -> np.ndarray:
+        """The typical customer, but last seen and last buying `days` ago."""
+        x = typical.copy()
+        ipt_mean, ipt_std = typical[INDEX["ipt_mean_days"]], typical[INDEX["ipt_std_days"]]
+        x[INDEX["recency_days"]] = x[INDEX["last_seen_days"]] = days
+        x[INDEX["recency_over_ipt"]] = days / max(ipt_mean, 1)
+        x[INDEX["recency_z"]] = (days - ipt_mean) / max(ipt_std, 1)
+        return x
+
+    lapsed = last_purchase(400.0)
     score, factors = model.explain(lapsed)
     assert [f["factor"] for f in factors] == ["recency"]  # the only group that differs from typical
-    assert factors[0]["direction"] == "up" and factors[0]["impact"] > 0  # the median customer is already at risk
+    assert factors[0]["direction"] == "up" and factors[0]["impact"] > 0
     assert factors[0]["values"]["recency_days"] == 400.0
     assert score == pytest.approx(model.predict(lapsed)[0])
     assert factors[0]["impact"] == pytest.approx(score - model.predict(typical)[0], abs=1e-4)
 
-    loyal = typical.copy()
-    loyal[INDEX["recency_days"]] = 2.0
-    loyal[INDEX["recency_over_ipt"]] = 2.0 / max(typical[INDEX["ipt_mean_days"]], 1)
+    loyal = last_purchase(2.0)
     for name in ("purchases_4w", "purchases_13w", "purchases_26w"):
         loyal[INDEX[name]] = typical[INDEX[name]] + 6
     _, factors = model.explain(loyal)

@@ -65,7 +65,7 @@ N_FEATURES = len(FEATURE_NAMES)
 # Features that move together (recency_days and recency_over_ipt, say) are explained together: changing one
 # alone while its siblings keep their values says little about what the customer actually did.
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "recency": ("recency_days", "recency_over_ipt", "recency_z"),
+    "recency": ("recency_days", "recency_over_ipt", "recency_z", "last_seen_days"),
     "frequency": ("frequency", "purchases_4w", "purchases_13w", "purchases_26w", "purchases_trend"),
     "spend": ("monetary_total", "monetary_mean", "monetary_max", "spend_4w", "spend_13w", "spend_26w", "spend_trend"),
     "tenure": ("tenure_days",),
@@ -73,7 +73,7 @@ FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "returns": ("returns_ratio", "return_amount_ratio"),
     "channel_mix": ("share_store", "share_web", "share_mobile"),
     "assortment": ("distinct_categories",),
-    "engagement": ("web_events_13w", "mobile_events_13w", "events_4w", "events_since_last_purchase", "last_seen_days"),
+    "engagement": ("web_events_13w", "mobile_events_13w", "events_4w", "events_since_last_purchase"),
     "reviews": ("reviews", "review_sentiment", "review_rating"),
 }
 INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
