@@ -174,3 +174,36 @@ def test_churn_write_retries_on_412_and_keeps_the_concurrent_change(store):
     profiles.replace_item({"id": "p_x", "doc_type": "alias", "merged_into": "p_y"})
     assert write_churn(store, stored, {"score": 0.1}) is False  # merged away meanwhile: not resurrected
     assert "churn" not in profiles.read_item("p_x", "p_x")
+
+
+def test_runnable_now_through_the_local_hosts_admin_endpoint(stack_settings, cosmos_store):
+    """The real host stand-in resolves %UCP_CHURN_SCHEDULE% and runs the timer on POST /admin/functions/<name>."""
+    import time
+
+    import requests
+
+    from devstack.host import LocalHost
+    from tests.conftest import settings_env
+
+    registry = blob_registry(stack_settings)
+    champion = trained_model()
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    profiles, docs = stored_customers(25, seed=5)
+    load(cosmos_store, profiles, docs[:200])
+    key = "churn-test-master"
+    env = {**settings_env(stack_settings), "UCP_CHURN_SCHEDULE": "0 0 2 * * *", "UCP_HOST_MASTER_KEY": key}
+    with LocalHost("function_app:app", port=0, timers=False, blob_poll_interval=30, app_settings=env) as host:
+        listed = {f["name"]: f for f in requests.get(f"{host.url}/admin/functions", params={"code": key}).json()}
+        assert listed["churn_retrain"]["error"] is None
+        assert listed["churn_retrain"]["bindings"][0]["schedule"] == "0 0 2 * * *"
+        resp = requests.post(f"{host.url}/admin/functions/churn_retrain", json={"input": ""}, params={"code": key})
+        assert resp.status_code == 202
+        state = cosmos_store.container("state")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            checkpoint = state.read_item_or_none(CHECKPOINT_ID, CHECKPOINT_ID)
+            if checkpoint and checkpoint["stage"] == "done":
+                break
+            time.sleep(0.5)
+    assert checkpoint and checkpoint["stage"] == "done" and checkpoint["model_version"] == champion.version
+    assert checkpoint["scored"] == len(churned_profiles(cosmos_store)) > 0
