@@ -122,3 +122,46 @@ def test_profiles_per_person_stay_within_what_fault_free_runs_give(chaos_run):
     refs = reference_orders(generated, cfg.reference_orders, cfg.seed)
     envelope = compare_to_envelope(run.clusters, refs)
     assert envelope["people_outside"] == 0, envelope
+
+
+def test_two_workers_resolving_one_person_at_the_same_moment_end_in_one_profile(monkeypatch):
+    """Records with no shared identifier, linked only by their score: one after the other they form one
+    profile. Here both workers read the blocking keys before either writes (a barrier forces the interleaving
+    that scale-out produces by chance); the re-read after writing makes them meet anyway."""
+    import threading
+
+    from shared.audit import audit_store
+    from shared.identity import engine
+    from shared.identity.engine import resolve_records
+    from shared.models import CustomerRecord
+    from shared.settings import Settings
+
+    same = dict(family_name="Fournier", address_line1="12 rue des Lilas", postcode="13087", city="Marseille",
+                country="FR", birth_date="1980-04-02")
+    records = [CustomerRecord(source="pos", record_key="1", given_name="Amélie", **same),
+               CustomerRecord(source="crm", record_key="x9", given_name="Amelie", **same)]
+    sequential = MemoryStore()
+    assert len({r.profile_id for r in resolve_records(sequential, records, settings=Settings())}) == 1
+
+    store = MemoryStore()
+    barrier = threading.Barrier(2)
+    apply = engine._Work._apply
+
+    def after_both_read(self, *args):
+        barrier.wait(timeout=10)
+        return apply(self, *args)
+
+    monkeypatch.setattr(engine._Work, "_apply", after_both_read)
+    results = {}
+    threads = [threading.Thread(target=lambda r=r: results.update({r.key: resolve_records(store, [r],
+                                                                                            settings=Settings())[0]}))
+               for r in records]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert {r.action for r in results.values()} == {"created", "merged"}
+    findings = audit_store(store)
+    assert findings.ok, findings.as_dict()
+    assert findings.figures["identity"]["profiles"] == 1 and findings.figures["identity"]["aliases"] == 1
+    assert len({r.profile_id for r in results.values()}) == 1

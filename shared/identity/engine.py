@@ -120,6 +120,8 @@ class _Work:
         prior = None
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
+        else:
+            prior = self._held_by(profiles)
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
             doc = ctx.identifiers.read_item_or_none(iid, iid)
@@ -223,9 +225,14 @@ class _Work:
             self.block_docs[key] = doc
             if doc is not None and not doc.get("capped"):
                 counts.update(doc.get("profile_ids", []))
+        self.block_seen = set(counts)
+        return self._best_of([pid for pid, _ in counts.most_common(cfg.max_candidates)], profiles, exclude)
+
+    def _best_of(self, profile_ids: list[str], profiles: dict[str, dict[str, Any]], exclude: set[str]):
+        """The best-scoring of these profiles (not excluded) with the explained score; None if none scores."""
         best = None  # (probability, profile, snapshot)
         seen = set()
-        for pid, _ in counts.most_common(cfg.max_candidates):
+        for pid in profile_ids:
             profile = self._live(pid, profiles)
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
@@ -275,12 +282,74 @@ class _Work:
         profile = self._claim(profile, claims)
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
+        joined = self._join_concurrent(profile)
+        if joined is not None:
+            profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
             self._open_review(profile["id"], cand_profile["id"], why, detail)
         self._commit(profile["id"])
+        profile_id = self._follow_concurrent_merge(profile["id"])
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
-        return ResolveResult(self.key, profile["id"], action, reason)
+        return ResolveResult(self.key, profile_id, action, reason)
+
+    # --- concurrency with other workers ---------------------------------------------------------------------
+
+    def _held_by(self, profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """The live profile that already holds this record although it was never committed (an attempt died
+        after writing it): the retry continues from there instead of placing the record in a second profile."""
+        doc = self.ctx.records.read_item_or_none(self.key, self.key)
+        if doc is None or doc.get("content_hash") is None:
+            return None
+        profile = self._live(doc["profile_id"], profiles)
+        if profile is None or not any(r["key"] == self.key for r in profile.get("records", [])):
+            return None
+        return profile
+
+    def _join_concurrent(self, profile: dict[str, Any]) -> dict[str, Any] | None:
+        """Two records resolved at the same moment by different workers can miss each other: each read the
+        blocking keys before the other had written its profile there, so neither joins the other, although
+        the second would have, one after the other. Both write their keys and then read them again: the later
+        re-read sees the other's profile and merges with it now (the merge saga is idempotent, so both doing
+        it is safe). Returns the merged profile, or None when nothing new turned up."""
+        seen = getattr(self, "block_seen", set())
+        fresh = []
+        for key in self.blocking_keys:
+            doc = self.ctx.blocking.read_item_or_none(key, key)
+            if doc is not None and not doc.get("capped"):
+                fresh += [pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile["id"]]
+        if not fresh:
+            return None
+        current = live_profile(self.ctx, profile["id"])
+        if current is None:
+            raise ConcurrencyConflict("profile vanished while joining concurrent records")
+        found = self._best_of(list(dict.fromkeys(fresh)), {}, {current["id"]})
+        if found is None or found[1]["score"] < self.ctx.settings.match_threshold:
+            return None
+        other, detail = found
+        if join_conflict(self.policy, [Side.of_profile(current), self._side(other)]) is not None:
+            return None
+        ordered = sorted([current, other], key=survivor_order)
+        why = {"reason": "score", **detail, "via_record": self.key}
+        return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+
+    def _follow_concurrent_merge(self, profile_id: str) -> str:
+        """After the commit: if another worker merged the profile away meanwhile, its saga may have repointed
+        the record doc and the source identifier before they were written; point them at the survivor."""
+        live = live_profile(self.ctx, profile_id)
+        if live is None or live["id"] == profile_id:
+            return profile_id
+        for container, item_id in ((self.ctx.records, self.key), (self.ctx.identifiers, self.source_iid)):
+            for _ in range(20):
+                doc = container.read_item_or_none(item_id, item_id)
+                if doc is None or doc.get("profile_id") != profile_id:
+                    break
+                try:
+                    container.replace_item({**doc, "profile_id": live["id"]}, etag=doc["_etag"])
+                    break
+                except PreconditionFailedError:
+                    continue
+        return live["id"]
 
     def _entry(self, link: dict[str, Any] | None, added_at: str | None = None) -> dict[str, Any]:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
