@@ -21,7 +21,7 @@ Checks (name: what must hold):
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
   is left pending.
-- blocking_points_to_dead_profile: blocking entries name live profiles only.
+- blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only.
 """
 from __future__ import annotations
 
@@ -171,12 +171,13 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
         if m.get("status") == "pending":
             findings.fail("pending_merge_doc", {"merge": m["id"], "profile": m.get("profile_id")})
 
-    stale_blocks = 0
+    alias_blocks = 0
     blocking = _all(store, "blocking")
     for doc in blocking:
         for pid in doc.get("profile_ids", []):
-            if pid not in profiles:
-                stale_blocks += 1
+            if pid in aliases:
+                alias_blocks += 1  # harmless: candidates are read through their aliases
+            elif pid not in profiles:
                 findings.fail("blocking_points_to_dead_profile", {"key_type": doc["id"].split(":", 1)[0],
                                                                   "profile": pid})
 
@@ -186,6 +187,7 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
         "profile_identifiers": profile_identifiers,
         "merges": sum(1 for m in merges if m.get("absorbed_id")), "merge_docs": len(merges),
         "reviews": store.container("review").count_items(), "blocking_keys": len(blocking),
+        "blocking_alias_ids": alias_blocks,
     }
     return holder
 
