@@ -166,10 +166,11 @@ def test_dashboard_in_chromium(host, artifacts_dir):
         page.fill("#activity-from", ago(30).date().isoformat())
         page.fill("#activity-to", NOW.date().isoformat())
         page.click("#activity-form button[type=submit]")
-        expect(page.locator("#activity-revenue svg")).to_have_count(1)
-        assert "160" in page.inner_text("#activity-kpis")  # 120 in store + 40 on the web
-        expect(page.locator("#daily-svg circle")).not_to_have_count(0)
+        expect(page.locator("#activity-conversion tbody tr")).to_have_count(2)  # web and mobile: the new range is in
         assert "web" in page.inner_text("#activity-conversion")
+        assert "160" in page.inner_text("#activity-kpis")  # 120 in store + 40 on the web
+        expect(page.locator("#activity-revenue svg")).to_have_count(1)
+        assert page.locator("#daily-svg circle").count() == 31  # one point per day, gaps included
         page.screenshot(path=str(artifacts_dir / "dashboard-activity.png"), full_page=True)
 
         page.click("button[data-tab=segments]")

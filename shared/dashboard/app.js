@@ -236,7 +236,13 @@ async function loadFunnel() {
 }
 
 // --- activity: web and mobile analytics, revenue ---------------------------------------------------------------
+// The form's dates (UTC days); empty fields start as the last 30 days, so every report on a view uses one range.
 function dayRange(fromId, toId) {
+  if (!$(fromId).value && !$(toId).value) {
+    const today = new Date();
+    $(toId).value = today.toISOString().slice(0, 10);
+    $(fromId).value = new Date(today.getTime() - 30 * 86400000).toISOString().slice(0, 10);
+  }
   const from = $(fromId).value, to = $(toId).value;
   return { from: from ? from + "T00:00:00Z" : "", to: to ? to + "T23:59:59Z" : "" };
 }
