@@ -34,6 +34,8 @@ from shared.normalize import NormalizedRecord, normalize_record
 MAX_BLOCK = 40  # blocks larger than this are too common to be informative (and quadratic)
 TF_TOP = 5000
 TF_MIN_COUNT = 3
+# Measured on unseen generated data (5k customers, seed 2, resolver end to end, pairwise P/R):
+# 0.005 -> 0.976/0.915, 0.01 -> 0.992/0.908, 0.02 -> 0.993/0.904. A sharp lever on precision.
 RELATED_SAME_GIVEN_NAME = 0.01
 MIN_LABELLED_PAIRS = 200  # fewer pairs labelled by strong identifiers than this: estimate m with EM sessions
 
