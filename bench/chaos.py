@@ -196,8 +196,12 @@ class PipelineRun:
             late = i % 2 == 1
             if late:  # after the first delivery finished: the ledger says "done"
                 self._wait_for_report(name, timeout=self.cfg.timeout / 2)
-            host = self.hosts[1 + i % (len(self.hosts) - 1)] if len(self.hosts) > 1 else self.hosts[0]
-            status = host.run_function(INGEST_FUNCTION, f"{container}/{name}") if host.alive else None
+            others = self.hosts[1:] or self.hosts
+            status, host = None, others[i % len(others)]
+            for host in others[i % len(others):] + others[:i % len(others)]:  # skip one being restarted
+                status = host.run_function(INGEST_FUNCTION, f"{container}/{name}") if host.alive else None
+                if status is not None:
+                    break
             self.log.blob_duplicates.append({"blob_index": self.blobs.index(name), "late": late,
                                              "host": host.name, "status": status})
             if self._stop.is_set():

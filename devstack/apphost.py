@@ -147,8 +147,9 @@ class AppHost:
                 counts[m.group(2)] = counts.get(m.group(2), 0) + 1
         return counts
 
-    def run_function(self, name: str, value: str = "") -> int:
-        """POST /admin/functions/<name>: run a non-HTTP function now (202 when accepted)."""
+    def run_function(self, name: str, value: str = "") -> int | None:
+        """POST /admin/functions/<name>: run a non-HTTP function now (202 when accepted, None if the host is
+        not reachable, e.g. it is restarting)."""
         body = json.dumps({"input": value}).encode()
         headers = {"content-type": "application/json"}
         if "UCP_HOST_MASTER_KEY" in self.keys:
@@ -159,6 +160,8 @@ class AppHost:
                 return r.status
         except urllib.error.HTTPError as err:
             return err.code
+        except OSError:
+            return None
 
 
 def upload(settings: Settings, landing: Path, names: Iterable[str] | None = None) -> list[str]:
