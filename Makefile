@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: run test setup bench bench-quick clean check-tools stack lint
+.PHONY: run test setup browser bench clean check-tools stack
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -25,12 +25,18 @@ $(STAMP_NPM): package.json package-lock.json | check-tools
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# Debian's Chromium for the dashboard's browser test (no browser download); skipped where apt is not ours.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "note: chromium not installed; the dashboard browser test will be skipped"; }
+
 setup: $(STAMP_PY) $(STAMP_NPM)
 
 run: setup
 	$(PY) -m devstack.run
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 stack: setup

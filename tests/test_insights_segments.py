@@ -60,14 +60,13 @@ def test_pushdown_keeps_positive_profile_conditions_as_parameterized_sql():
     flt = seg.candidate_filter(rule, NOW)
     sql, params = to_sql(flt)
     assert "DROP" not in sql and "London" not in sql
-    assert "c.enrichment.region = @" in sql
-    # attributes.<name>.value cannot be written as c.x.value (VALUE is a Cosmos SQL keyword): the store only
-    # checks that the attribute exists, and the value is compared per candidate (a superset stays a superset).
-    assert "IS_DEFINED(c.attributes.email)" in sql and ".value" not in sql
+    assert 'c["enrichment"]["region"] = @' in sql
+    # Paths are bracketed, so the VALUE keyword of every attribute path parses and is pushed down too.
+    assert 'IS_DEFINED(c["attributes"]["email"]["value"])' in sql
     assert "churn" not in sql  # the negation is checked per candidate, never pushed
     sql, _ = to_sql(seg.candidate_filter(parse_rule({"any": [
         {"field": "measures.total_spend", "op": ">", "value": 100}, {"field": "churn.score", "op": ">=", "value": 0.5}]}), NOW))
-    assert "(c.measures.total_spend > @p1 OR c.churn.score >= @p2)" in sql
+    assert '(c["measures"]["total_spend"] > @p1 OR c["churn"]["score"] >= @p2)' in sql
     assert {"name": "@p1", "value": "London'; DROP"} in params
     # A disjunction with a behaviour branch cannot narrow the candidates.
     assert pushdown(parse_rule({"any": [{"behaviour": {"type": "page"}},

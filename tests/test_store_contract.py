@@ -380,3 +380,13 @@ def test_a_continuation_token_the_store_never_issued_is_a_bad_request(store):
     for token in ("garbage", "eyJvZmZzZXQiOiAtMX0=", "%F3%95"):
         with pytest.raises(BadRequestError):
             container.query_page(page_size=1, continuation=token)
+
+
+def test_paths_whose_parts_are_sql_keywords_filter_and_sort(store):
+    container = store.container("profiles")
+    for i, name in enumerate(["Ann", "Bob", "Cy"]):
+        container.create_item({"id": f"p{i}", "attributes": {"given_name": {"value": name}}, "order": {"by": 3 - i}})
+    found = list(container.query_items(("attributes.given_name.value", "=", "Bob")))
+    assert [d["id"] for d in found] == ["p1"]
+    ordered = list(container.query_items(("attributes.given_name.value", "defined", None), order_by="order.by"))
+    assert [d["id"] for d in ordered] == ["p2", "p1", "p0"]

@@ -58,6 +58,7 @@ def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | N
         "measures": {**compute_measures(transactions), **(profile.get("measures") or {})},
         "churn": profile.get("churn"),
         "segments": profile.get("segments", []),
+        "needs": profile.get("needs"),
         "journey_stage": profile.get("journey_stage"),
         "enrichment": profile.get("enrichment"),
         "behaviour": behaviour_summary(events),

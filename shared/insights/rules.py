@@ -37,12 +37,6 @@ STORE_OPS = {"exists": "defined", "missing": "undefined"}
 PUSHABLE_OPS = {"=", "<", "<=", ">", ">=", "in", "contains", "startswith", "exists", "missing"}
 FIELD_ROOTS = ("attributes", "measures", "churn", "enrichment", "needs", "segments")
 EVENT_TYPES = ("identify", "track", "page", "screen")
-# Cosmos SQL keywords: store.query.to_sql writes paths as c.a.b, so a path with one of these parts (e.g. the
-# ``value`` of every attribute) would not parse. Such conditions are checked in Python on the candidates until
-# to_sql quotes path parts (c["a"]["value"]).
-SQL_KEYWORDS = {"and", "array", "as", "asc", "between", "by", "case", "desc", "distinct", "escape", "exists", "false",
-                "first", "from", "group", "in", "is", "join", "last", "left", "like", "limit", "not", "null", "offset",
-                "or", "order", "right", "select", "top", "true", "udf", "undefined", "value", "where"}
 MAX_DEPTH = 8
 MAX_CONDITIONS = 50
 MAX_WINDOW_DAYS = 3650
@@ -269,14 +263,7 @@ def pushdown(rule: Rule, now: datetime) -> tuple | None:
     if isinstance(rule, Comparison):
         if rule.op not in PUSHABLE_OPS:
             return None
-        parts = rule.path.split(".")
-        if not any(p.lower() in SQL_KEYWORDS for p in parts):
-            return rule.store_filter(now)
-        # attributes.email.value = x needs attributes.email to exist: a weaker filter that still narrows.
-        parent = parts[:-1]
-        if rule.op != "missing" and parent and not any(p.lower() in SQL_KEYWORDS for p in parent):
-            return (".".join(parent), "defined", None)
-        return None
+        return rule.store_filter(now)
     if isinstance(rule, Combination):
         if rule.kind == "not":
             return None

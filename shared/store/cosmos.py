@@ -11,7 +11,7 @@ from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
-from .query import Filter, to_sql
+from .query import Filter, sql_path, to_sql
 from .schema import CONTAINERS
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -95,7 +95,7 @@ class CosmosContainer:
             sql += f" WHERE {where_sql}"
         if order_by:
             to_sql((order_by, "defined", None))  # validates the path
-            sql += f" ORDER BY c.{order_by} {'DESC' if descending else 'ASC'}"
+            sql += f" ORDER BY {sql_path(order_by)} {'DESC' if descending else 'ASC'}"
         return sql, params
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any, **kwargs: Any):

@@ -29,6 +29,12 @@ def where(**equals: Any) -> Filter:
     return conds[0] if len(conds) == 1 else ("and", conds)
 
 
+def sql_path(path: str, alias: str = "c") -> str:
+    """A validated path as Cosmos SQL property access. Brackets, not dots, so that parts that are SQL keywords
+    (attributes.email.value) still parse: c["attributes"]["email"]["value"]."""
+    return alias + "".join(f'["{part}"]' for part in _check_path(path).split("."))
+
+
 def _check_path(path: str) -> str:
     if not isinstance(path, str) or not _PATH.match(path):
         raise InvalidFilterError(f"invalid field path {path!r}")
@@ -59,7 +65,7 @@ def to_sql(filter_: Filter, alias: str = "c") -> tuple[str, list[dict[str, Any]]
         if not (isinstance(f, tuple) and len(f) == 3):
             raise InvalidFilterError(f"a condition is (path, op, value), got {f!r}")
         path, op, value = f
-        ref = f"{alias}." + _check_path(path)
+        ref = sql_path(path, alias)
         if op in _SQL_OPS:
             return f"{ref} {_SQL_OPS[op]} {param(value)}"
         if op == "in":
