@@ -2,7 +2,8 @@
 
 The model is Fellegi-Sunter (as in Splink) with one extension that matters for retail data: besides the usual
 "match" and "unrelated" classes it has a third latent class, "related" (people of one household, twins,
-neighbours sharing a surname), learned with EM like the others. Plain two-class Fellegi-Sunter assumes the
+neighbours sharing a surname, namesakes that blocking brings together), learned with EM without labels (see
+model_training/match_model.py for how m, u and the priors are estimated). Plain two-class Fellegi-Sunter assumes the
 comparisons are independent given the class, so a shared address, shared landline and shared surname add up to
 a confident match between a husband and wife; with a "related" class those agreements are explained as well by
 a household as by a match and only person-level evidence (given name, birth date, email) decides.
