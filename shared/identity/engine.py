@@ -116,6 +116,8 @@ class _Work:
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
         self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone
         self.block_docs: dict[str, dict[str, Any] | None] = {}
+        self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
+        self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
         if source_doc is not None:
@@ -309,15 +311,14 @@ class _Work:
     def _join_concurrent(self, profile: dict[str, Any]) -> dict[str, Any] | None:
         """Two records resolved at the same moment by different workers can miss each other: each read the
         blocking keys before the other had written its profile there, so neither joins the other, although
-        the second would have, one after the other. Both write their keys and then read them again: the later
-        re-read sees the other's profile and merges with it now (the merge saga is idempotent, so both doing
-        it is safe). Returns the merged profile, or None when nothing new turned up."""
-        seen = getattr(self, "block_seen", set())
-        fresh = []
+        the second would have, one after the other. They cannot both write a shared key unnoticed: the later
+        write loses its ETag (412) or its create (409), re-reads the key (_reread_block) and so learns the
+        other's profile, which it scores and merges with now (the merge saga is idempotent). Keys this attempt
+        did not write (already listing the profile) are read again. Returns the merged profile, or None."""
         for key in self.blocking_keys:
-            doc = self.ctx.blocking.read_item_or_none(key, key)
-            if doc is not None and not doc.get("capped"):
-                fresh += [pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile["id"]]
+            if key not in self.block_written:  # nothing we wrote there would have collided: look again
+                self._reread_block(key, profile["id"])
+        fresh = [pid for pid in sorted(self.block_fresh) if pid != profile["id"]]
         if not fresh:
             return None
         current = live_profile(self.ctx, profile["id"])
@@ -468,9 +469,10 @@ class _Work:
             if doc is None:
                 try:
                     blocking.create_item({"id": key, "profile_ids": [profile_id]})
+                    self.block_written.add(key)
                     return
                 except ItemExistsError:
-                    doc = blocking.read_item_or_none(key, key)
+                    doc = self._reread_block(key, profile_id)
                     continue
             ids = doc.get("profile_ids", [])
             if profile_id in ids or doc.get("capped"):
@@ -478,10 +480,20 @@ class _Work:
             body = {**doc, "profile_ids": ids + [profile_id]} if len(ids) < cap else {**doc, "capped": True}
             try:
                 blocking.replace_item(body, etag=doc["_etag"])
+                self.block_written.add(key)
                 return
             except PreconditionFailedError:
-                doc = blocking.read_item_or_none(key, key)
+                doc = self._reread_block(key, profile_id)
         raise ConcurrencyConflict("could not update blocking key")
+
+    def _reread_block(self, key: str, profile_id: str) -> dict[str, Any] | None:
+        """A blocking key changed between our read and our write: another worker wrote it meanwhile. The profiles
+        it added are ones this record was never compared with (see _join_concurrent)."""
+        doc = self.ctx.blocking.read_item_or_none(key, key)
+        if doc is not None and not doc.get("capped"):
+            seen = getattr(self, "block_seen", set())
+            self.block_fresh.update(pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile_id)
+        return doc
 
     def _open_review(self, profile_id: str, candidate_id: str, reason: str, detail: dict | None) -> None:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
