@@ -3,12 +3,15 @@
 Per record (every step idempotent, so at-least-once delivery and several workers are safe):
 1. Its source identifier ("source:<source>|<key>") says whether it was seen before; same content hash -> unchanged.
 2. Strong identifiers (email, phone, loyalty id, custom ids) are looked up with point reads in `identifiers`.
-3. The profiles they lead to are joined with the record unless merge protection forbids it (-> review).
-4. With no strong link, blocking keys give candidate profiles (point reads in `blocking`), the match model scores
-   the record against their record snapshots: link, review, or a new profile.
+3. The profiles they lead to are joined with the record unless merge protection forbids it (-> review), or a
+   shared email/phone is all they have in common and the given names say another person (a household).
+4. Blocking keys give candidate profiles (point reads in `blocking`); the match model scores the record against
+   their record snapshots. With no strong link: link, review, or a new profile. With a strong link, a candidate
+   above the match threshold joins too, so the result does not depend on which record arrived first.
 5. Writes, in an order that a retry can always finish: the profile (which now holds the record), the identifier
    claims (create = claim; a lost race is resolved at once by merging or review), the records doc, the blocking
-   entries, and last the source identifier with the content hash, which marks the record done.
+   entries (a write conflict there reveals a concurrent worker's profile, which is scored and joined), and last
+   the source identifier with the content hash, which marks the record done.
 """
 from __future__ import annotations
 
