@@ -22,7 +22,6 @@ both runs and the comparison of profiles per true person. `ok` is false if any i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -57,6 +56,7 @@ class ChaosConfig:
     restart_cosmos: bool = True
     duplicate_rate: float = 0.1
     throttle_rate: float = 0.1
+    fault_spacing: float = 4.0  # seconds between one crash (or restart) and looking for the next victim
     queue_lease: int = 8  # seconds a killed worker's messages stay invisible (the real host: minutes)
     timeout: float = 900.0
     reference_orders: int = 5  # fault-free sequential arrival orders, for the range of profiles per person
@@ -97,9 +97,13 @@ def select_blobs(generated: Path, activity_files: int) -> list[str]:
     return names
 
 
-def chosen(seed: int, key: str, rate: float) -> bool:
-    digest = hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+def chosen(index: int, rate: float) -> bool:
+    """Every 1/rate-th item (the first one halfway through the first period): exactly that share, even of
+    the few messages and files of a small run."""
+    if rate <= 0:
+        return False
+    period = max(1, round(1 / rate))
+    return index % period == period // 2
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -180,7 +184,7 @@ class PipelineRun:
                         continue
                     seen.add(msg.id)
                     self.log.queue_messages_seen += 1
-                    if chosen(self.cfg.seed, msg.content, self.cfg.duplicate_rate):
+                    if chosen(self.log.queue_messages_seen - 1, self.cfg.duplicate_rate):
                         copy = queue.send_message(msg.content)
                         seen.add(copy.id)  # a copy is not copied again
                         self.log.queue_duplicates += 1
@@ -190,18 +194,23 @@ class PipelineRun:
 
     def _duplicate_blob_events(self) -> None:
         """Deliver a second event for a share of the blobs (same name and ETag) to another instance."""
-        picks = [b for b in self.blobs if chosen(self.cfg.seed, b, self.cfg.duplicate_rate)] or self.blobs[:1]
+        picks = [b for i, b in enumerate(self.blobs) if chosen(i, self.cfg.duplicate_rate)]
         container = self.settings.landing_container
         for i, name in enumerate(picks):
             late = i % 2 == 1
             if late:  # after the first delivery finished: the ledger says "done"
                 self._wait_for_report(name, timeout=self.cfg.timeout / 2)
-            others = self.hosts[1:] or self.hosts
-            status, host = None, others[i % len(others)]
-            for host in others[i % len(others):] + others[:i % len(others)]:  # skip one being restarted
-                status = host.run_function(INGEST_FUNCTION, f"{container}/{name}") if host.alive else None
+            others = self.hosts[1:]
+            order = others[i % len(others):] + others[:i % len(others)] + self.hosts[:1] if others else self.hosts
+            status, host = None, order[0]
+            for _ in range(20):
+                for host in order:  # another instance first; skip one that is being restarted
+                    status = host.run_function(INGEST_FUNCTION, f"{container}/{name}") if host.alive else None
+                    if status is not None:
+                        break
                 if status is not None:
                     break
+                time.sleep(0.5)
             self.log.blob_duplicates.append({"blob_index": self.blobs.index(name), "late": late,
                                              "host": host.name, "status": status})
             if self._stop.is_set():
@@ -234,6 +243,7 @@ class PipelineRun:
             self.log.kills.append({"host": host.name, "resolve_in_flight": running, "at_s": self._elapsed()})
             time.sleep(0.5)
             host.start()
+            self._stop.wait(self.cfg.fault_spacing)  # spread the faults over the run
         if restart_after is not None and restart_after >= self.cfg.kills:
             self._restart_cosmos()
 
@@ -363,8 +373,8 @@ def start_stack(work: Path, *, throttle_rate: float, seed: int, persist: bool):
 
 
 def reference_orders(generated: Path, orders: int, seed: int) -> list[dict[str, Any]]:
-    """Fault-free clusterings of the same customer records in `orders` random arrival orders (one process,
-    MemoryStore, one record at a time): the range a faulty run is compared with."""
+    """Fault-free clusterings of the same customer records in `orders` arrival orders (file order, then random
+    ones; one process, MemoryStore, one record at a time): the range a faulty run is compared with."""
     from bench.identity import load_customer_records
     from shared.audit import read_truth, truth_clusters
     from shared.identity.engine import resolve_records
@@ -375,10 +385,11 @@ def reference_orders(generated: Path, orders: int, seed: int) -> list[dict[str, 
     truth = read_truth(generated)
     out = []
     for i in range(orders):
-        shuffled = list(records)
-        random.Random(seed * 1000 + i).shuffle(shuffled)
+        arrival = list(records)  # the first: the order of the files, which the pipeline roughly follows
+        if i:
+            random.Random(seed * 1000 + i).shuffle(arrival)
         store = MemoryStore()
-        resolve_records(store, shuffled, settings=Settings())
+        resolve_records(store, arrival, settings=Settings())
         out.append(truth_clusters(store, truth))
     return out
 
@@ -449,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duplicate-rate", type=float, default=defaults.duplicate_rate)
     parser.add_argument("--throttle-rate", type=float, default=defaults.throttle_rate)
     parser.add_argument("--queue-lease", type=int, default=defaults.queue_lease)
+    parser.add_argument("--fault-spacing", type=float, default=defaults.fault_spacing)
     parser.add_argument("--timeout", type=float, default=defaults.timeout)
     parser.add_argument("--reference-orders", type=int, default=defaults.reference_orders)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (data, host logs)")

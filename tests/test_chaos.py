@@ -76,7 +76,7 @@ def chaos_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("chaos")
     cfg = ChaosConfig(customers=70, seed=11, rows_per_file=10, activity_files=1, workers=2, kills=1,
                       restart_cosmos=False, duplicate_rate=0.1, throttle_rate=0.1, queue_lease=6, timeout=240,
-                      reference_orders=3)
+                      fault_spacing=0, reference_orders=3)
     generated = generate(work / "data", cfg)
     blobs = select_blobs(generated, cfg.activity_files)
     stack = start_stack(work, throttle_rate=cfg.throttle_rate, seed=cfg.seed, persist=False)
