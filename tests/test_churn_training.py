@@ -97,7 +97,11 @@ def test_trained_model_is_calibrated_useful_and_exported_with_parity():
 def test_every_candidate_exports_within_parity(name):
     ids, x, y = labelled_snapshot(synthetic_histories(), as_of=AS_OF, window_days=WINDOW)
     x = to_float32(x)
-    estimator = candidate_models(0)[name].fit(x[:500], y[:500])
+    import sklearn.ensemble  # noqa: F401  (load OpenMP before capping it, as train() does)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        estimator = candidate_models(0)[name].fit(x[:500], y[:500])
     calibration = (0.9, -0.1)
     expected = platt(estimator.predict_proba(x[500:])[:, 1], *calibration)
     blob, info = verified_export(estimator, calibration, x[500:], expected)
