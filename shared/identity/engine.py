@@ -111,9 +111,14 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
-        source_doc = ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
-        if source_doc is not None and source_doc.get("content_hash") == self.hash:
-            return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
+        # The records doc is written before the commit (the source identifier) and deleted after it, so a record
+        # without one was never committed: a new record costs one read here, not two.
+        record_doc = ctx.records.read_item_or_none(self.key, self.key)
+        source_doc = None
+        if record_doc is not None:
+            source_doc = ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
+            if source_doc is not None and source_doc.get("content_hash") == self.hash:
+                return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
         self.found: dict[str, dict[str, Any]] = {}  # identifier id -> its doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
@@ -125,8 +130,8 @@ class _Work:
         prior = None
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
-        else:
-            prior = self._held_by(profiles)
+        elif record_doc is not None:
+            prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
             doc = ctx.identifiers.read_item_or_none(iid, iid)
@@ -300,11 +305,10 @@ class _Work:
 
     # --- concurrency with other workers ---------------------------------------------------------------------
 
-    def _held_by(self, profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    def _held_by(self, doc: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The live profile that already holds this record although it was never committed (an attempt died
         after writing it): the retry continues from there instead of placing the record in a second profile."""
-        doc = self.ctx.records.read_item_or_none(self.key, self.key)
-        if doc is None or doc.get("content_hash") is None:
+        if doc.get("content_hash") is None:
             return None
         profile = self._live(doc["profile_id"], profiles)
         if profile is None or not any(r["key"] == self.key for r in profile.get("records", [])):
