@@ -165,3 +165,24 @@ def test_two_workers_resolving_one_person_at_the_same_moment_end_in_one_profile(
     assert findings.ok, findings.as_dict()
     assert findings.figures["identity"]["profiles"] == 1 and findings.figures["identity"]["aliases"] == 1
     assert len({r.profile_id for r in results.values()}) == 1
+
+
+def test_ucp_audit_reports_the_configured_store_as_json(app_env, cosmos_store, capsys):
+    from shared.cli import main
+    from shared.identity.engine import resolve_records
+    from shared.models import CustomerRecord
+    from shared.settings import get_settings
+
+    resolve_records(cosmos_store, [
+        CustomerRecord(source="pos", record_key="1", given_name="Ana", family_name="Lopes", email="ana.lopes@fastmail.net"),
+        CustomerRecord(source="crm", record_key="7", given_name="Ana", family_name="Lopes", email="ana.lopes@fastmail.net"),
+    ], settings=get_settings())
+    assert main(["audit"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["figures"]["identity"]["profiles"] == 1
+    assert out["figures"]["identity"]["record_entries"] == 2
+    cosmos_store.container("profiles").create_item({"id": "p_gone", "doc_type": "alias", "merged_into": "p_none"})
+    assert main(["audit"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["violations"] == {"orphan_alias": 1}
+    assert "ana.lopes@fastmail.net" not in json.dumps(out)
