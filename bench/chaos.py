@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import run_benchmark
+from devstack.apphost import ingestion_reports
 
 ROOT = Path(__file__).resolve().parent.parent
 RESOLVE_FUNCTION = "resolve_queue"
@@ -177,19 +178,26 @@ class PipelineRun:
 
         queue = queue_client(self.settings.resolve_queue, self.settings)
         seen: set[str] = set()
+        sent, counted_at = 0, 0.0
         while not self._stop.is_set():
             try:
+                if time.monotonic() - counted_at > 1.0:  # messages ingestion sent so far (some never peeked)
+                    sent = sum(int(r.get("messages_sent") or 0) for r in ingestion_reports(self.store))
+                    counted_at = time.monotonic()
                 for msg in queue.peek_messages(max_messages=32):
                     if msg.id in seen:
                         continue
                     seen.add(msg.id)
                     self.log.queue_messages_seen += 1
-                    if chosen(self.log.queue_messages_seen - 1, self.cfg.duplicate_rate):
+                    # The share of every message sent, not only of those seen before a worker took them.
+                    share = self.cfg.duplicate_rate * max(sent, self.log.queue_messages_seen)
+                    target = max(1, round(share)) if self.cfg.duplicate_rate > 0 else 0
+                    if self.log.queue_duplicates < target:
                         copy = queue.send_message(msg.content)
                         seen.add(copy.id)  # a copy is not copied again
                         self.log.queue_duplicates += 1
-            except Exception as err:  # noqa: BLE001 - a storage hiccup only delays the next peek
-                self.log.notes.append(f"peek failed: {type(err).__name__}")
+            except Exception as err:  # noqa: BLE001 - a storage hiccup (or the store restarting) delays a peek
+                self.log.notes.append(f"duplicator: {type(err).__name__}")
             self._stop.wait(0.05)
 
     def _duplicate_blob_events(self) -> None:
@@ -251,8 +259,9 @@ class PipelineRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             busy = [h for h in hosts if h.alive and h.in_flight(RESOLVE_FUNCTION) > 0]
-            if busy:
-                return max(busy, key=lambda h: h.in_flight(RESOLVE_FUNCTION))
+            if busy:  # the least killed so far, then the busiest
+                killed = [k["host"] for k in self.log.kills]
+                return min(busy, key=lambda h: (killed.count(h.name), -h.in_flight(RESOLVE_FUNCTION)))
             time.sleep(0.05)
         return None
 
