@@ -1,5 +1,5 @@
 """The dashboard: an HTML page and its static assets (no CDN). The page needs the function key (?code=), which
-its script forwards to the API; the assets are public static files with no data in them."""
+its script forwards to the API and its asset URLs carry."""
 import azure.functions as func
 
 from functions._http import respond
@@ -17,10 +17,10 @@ def _static(content: tuple[bytes, str, dict[str, str]]) -> ApiResponse:
 
 @bp.route(route="dashboard", methods=["GET"])
 def dashboard(req: func.HttpRequest) -> func.HttpResponse:
-    return respond(req, lambda: _static(page()))
+    return respond(req, lambda: _static(page(req.params.get("code"))))
 
 
-@bp.route(route="dashboard/assets/{name}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(route="dashboard/assets/{name}", methods=["GET"])
 def dashboard_asset(req: func.HttpRequest) -> func.HttpResponse:
     def handler() -> ApiResponse:
         try:
@@ -45,6 +45,6 @@ def _static_op(summary: str, mimetype: str, *, public: bool = False, params: lis
 
 register_paths({
     "/dashboard": {"get": _static_op("The dashboard page (open it with ?code=<function key>)", "text/html")},
-    "/dashboard/assets/{name}": {"get": _static_op("Dashboard scripts and styles", "text/javascript", public=True, params=[
+    "/dashboard/assets/{name}": {"get": _static_op("Dashboard scripts and styles", "text/javascript", params=[
         {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*\\.(js|css|svg)$"}}])},
 })

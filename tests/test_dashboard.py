@@ -99,7 +99,9 @@ def test_dashboard_in_chromium(host, artifacts_dir):
 
     url, key = host["url"], host["key"]
     assert requests.get(f"{url}/api/dashboard", timeout=10).status_code == 401  # the page needs the key
-    assert requests.get(f"{url}/api/dashboard/assets/app.js", timeout=10).status_code == 200  # static, public
+    assert requests.get(f"{url}/api/dashboard/assets/app.js", timeout=10).status_code == 401  # keys everywhere
+    page_html = requests.get(f"{url}/api/dashboard", params={"code": key}, timeout=10).text
+    assert f"dashboard/assets/app.js?code={key}" in page_html  # the page hands its key on to its assets
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])

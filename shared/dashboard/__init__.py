@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -27,12 +28,18 @@ def _read(name: str) -> bytes:
     return (ROOT / name).read_bytes()
 
 
-def page() -> tuple[bytes, str, dict[str, str]]:
-    return _read("index.html"), TYPES[".html"], {**HEADERS, "Cache-Control": "no-store"}
+def page(key: str | None = None) -> tuple[bytes, str, dict[str, str]]:
+    """The page; with the function key it was opened with, its asset URLs carry that key too (every route but
+    health needs one, static files included)."""
+    html = _read("index.html")
+    if key:
+        html = re.sub(rb'((?:src|href)="dashboard/assets/[a-z0-9_-]+\.(?:js|css|svg))"',
+                      lambda m: m.group(1) + b"?code=" + quote(key, safe="").encode() + b'"', html)
+    return html, TYPES[".html"], {**HEADERS, "Cache-Control": "no-store"}
 
 
 def asset(name: str) -> tuple[bytes, str, dict[str, str]]:
     """A static asset by file name; only plain names of files in this folder (no paths, no Python)."""
     if not _ASSET.match(name or "") or not (ROOT / name).is_file():
         raise AssetNotFound(name)
-    return _read(name), TYPES[Path(name).suffix], {**HEADERS, "Cache-Control": "public, max-age=300"}
+    return _read(name), TYPES[Path(name).suffix], {**HEADERS, "Cache-Control": "private, max-age=300"}
