@@ -55,6 +55,7 @@ class ChaosConfig:
     workers: int = 4
     kills: int = 3
     restart_cosmos: bool = True
+    restart_while_ingesting: bool = False  # restart Cosmos while files are being ingested (not while resolving)
     duplicate_rate: float = 0.1
     throttle_rate: float = 0.1
     fault_spacing: float = 4.0  # seconds between one crash (or restart) and looking for the next victim
@@ -239,6 +240,9 @@ class PipelineRun:
         """Kill a resolver mid-batch `kills` times (restarting it each time); restart Cosmos once, in between."""
         victims = self.hosts[1:] or self.hosts
         restart_after = max(0, self.cfg.kills // 2) if self.cfg.restart_cosmos else None
+        if self.cfg.restart_cosmos and self.cfg.restart_while_ingesting:
+            restart_after = None
+            self._restart_cosmos(while_function=INGEST_FUNCTION)
         for k in range(self.cfg.kills):
             if k == restart_after:
                 self._restart_cosmos()
@@ -265,12 +269,16 @@ class PipelineRun:
             time.sleep(0.05)
         return None
 
-    def _restart_cosmos(self) -> None:
-        busy = self._busy_host(self.hosts, timeout=60)
+    def _restart_cosmos(self, while_function: str = RESOLVE_FUNCTION) -> None:
+        """Restart the emulator (graceful: it saves and reloads its data) while `while_function` runs."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(h.in_flight(while_function) for h in self.hosts if h.alive):
+            time.sleep(0.02)
+        running = {f: sum(h.in_flight(f) for h in self.hosts if h.alive) for f in (INGEST_FUNCTION, RESOLVE_FUNCTION)}
         t = time.monotonic()
         self.stack.restart_cosmos()
         self.log.cosmos_restarts.append({"down_s": round(time.monotonic() - t, 2), "at_s": self._elapsed(),
-                                         "resolve_in_flight": busy.in_flight(RESOLVE_FUNCTION) if busy else 0})
+                                         "in_flight": running})
 
     def _elapsed(self) -> float:
         return round(time.monotonic() - getattr(self, "_t_upload", time.monotonic()), 1)
@@ -314,10 +322,10 @@ class PipelineRun:
 
     def _figures(self, reports: list[dict[str, Any]]) -> dict[str, Any]:
         from devstack.apphost import queue_length
-        from shared.audit import audit_store, manifest_rows, read_truth, truth_clusters
+        from shared.audit import audit_store, manifest_rows, read_truth, resolver_quarantined_keys, truth_clusters
 
         findings = audit_store(self.store, expected_rows=manifest_rows(self.generated, uploaded=self.blobs))
-        excused = self._resolver_quarantined()
+        excused = resolver_quarantined_keys(self.settings)
         self.clusters = truth_clusters(self.store, read_truth(self.generated), excused=excused)
         invocations = {}
         for h in self.hosts:
@@ -342,18 +350,6 @@ class PipelineRun:
                                                                         for r in reports)
             figures["faults"]["cosmos"] = _chaos_stats(self.stack)
         return figures
-
-    def _resolver_quarantined(self) -> set[str]:
-        """Record keys the resolver put aside (no usable field): not lost, reported with their reason."""
-        from shared.storage import blob_service
-
-        container = blob_service(self.settings).get_container_client(self.settings.quarantine_container)
-        keys = set()
-        for blob in container.list_blobs(name_starts_with="resolve/"):
-            for line in container.download_blob(blob.name).readall().decode("utf-8").splitlines():
-                if line.strip():
-                    keys.add(json.loads(line)["record_key"])
-        return keys
 
 
 def _chaos_stats(stack) -> dict[str, Any]:
@@ -466,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--kills", type=int, default=defaults.kills)
     parser.add_argument("--no-cosmos-restart", dest="restart_cosmos", action="store_false")
+    parser.add_argument("--restart-while-ingesting", action="store_true",
+                        help="restart Cosmos while files are ingested (exercises the ingestion lease recovery)")
     parser.add_argument("--duplicate-rate", type=float, default=defaults.duplicate_rate)
     parser.add_argument("--throttle-rate", type=float, default=defaults.throttle_rate)
     parser.add_argument("--queue-lease", type=int, default=defaults.queue_lease)

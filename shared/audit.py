@@ -237,6 +237,22 @@ def read_truth(path: str | Path) -> list[TruthRecord]:
     return out
 
 
+def resolver_quarantined_keys(settings) -> set[str]:
+    """Record keys the resolver put aside (no usable field): in the quarantine container under resolve/, with
+    their reason. They are accounted for, not lost."""
+    import json
+
+    from .storage import blob_service
+
+    container = blob_service(settings).get_container_client(settings.quarantine_container)
+    keys = set()
+    for blob in container.list_blobs(name_starts_with="resolve/"):
+        for line in container.download_blob(blob.name).readall().decode("utf-8").splitlines():
+            if line.strip():
+                keys.add(json.loads(line)["record_key"])
+    return keys
+
+
 def truth_clusters(store: Store, truth: list[TruthRecord], *, excused: Iterable[str] = ()) -> dict[str, Any]:
     """Which profile holds each true record, and per person the profiles their records ended in.
 
