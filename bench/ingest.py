@@ -111,8 +111,11 @@ def child(path: str) -> None:
     report, _ = ingest_file(path, mapping, settings=Settings(), customers=sink)
     elapsed = time.perf_counter() - start
     peak_mb = peak_rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime
     print(json.dumps({"rows": report["rows_read"], "accepted": report["accepted"], "seconds": round(elapsed, 2),
-                      "rows_per_s": round(report["rows_read"] / elapsed), "peak_rss_mb": round(peak_mb, 1),
+                      "rows_per_s": round(report["rows_read"] / elapsed), "cpu_s": round(cpu, 1),
+                      "rows_per_cpu_s": round(report["rows_read"] / cpu), "peak_rss_mb": round(peak_mb, 1),
                       "messages": sink.messages_sent, "file_mb": round(os.path.getsize(path) / 2**20, 1)}))
 
 
