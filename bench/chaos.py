@@ -327,6 +327,7 @@ class PipelineRun:
         findings = audit_store(self.store, expected_rows=manifest_rows(self.generated, uploaded=self.blobs))
         excused = resolver_quarantined_keys(self.settings)
         self.clusters = truth_clusters(self.store, read_truth(self.generated), excused=excused)
+        self.arrival = arrival_order(self.store)
         invocations = {}
         for h in self.hosts:
             for status, n in h.invocations(RESOLVE_FUNCTION).items():
@@ -377,9 +378,11 @@ def start_stack(work: Path, *, throttle_rate: float, seed: int, persist: bool):
     return stack
 
 
-def reference_orders(generated: Path, orders: int, seed: int) -> list[dict[str, Any]]:
-    """Fault-free clusterings of the same customer records in `orders` arrival orders (file order, then random
-    ones; one process, MemoryStore, one record at a time): the range a faulty run is compared with."""
+def reference_orders(generated: Path, orders: int, seed: int, *,
+                     arrivals: list[list[str]] = ()) -> list[dict[str, Any]]:
+    """Fault-free clusterings of the same customer records, one process, MemoryStore, one record at a time:
+    in file order, in `orders` - 1 random orders, and in each given arrival order (record keys, e.g. the order
+    in which a pipeline run placed them). The range a faulty run is compared with."""
     from bench.identity import load_customer_records
     from shared.audit import read_truth, truth_clusters
     from shared.identity.engine import resolve_records
@@ -388,15 +391,29 @@ def reference_orders(generated: Path, orders: int, seed: int) -> list[dict[str, 
 
     records = load_customer_records(generated)
     truth = read_truth(generated)
-    out = []
+    sequences = []
     for i in range(orders):
         arrival = list(records)  # the first: the order of the files, which the pipeline roughly follows
         if i:
             random.Random(seed * 1000 + i).shuffle(arrival)
+        sequences.append(arrival)
+    for keys in arrivals:
+        rank = {key: i for i, key in enumerate(keys)}
+        sequences.append(sorted(records, key=lambda r: rank.get(r.key, len(rank))))
+    out = []
+    for arrival in sequences:
         store = MemoryStore()
         resolve_records(store, arrival, settings=Settings())
         out.append(truth_clusters(store, truth))
     return out
+
+
+def arrival_order(store) -> list[str]:
+    """Record keys in the order a run placed them in profiles (their entries' added_at)."""
+    entries = [(r.get("added_at") or "", r["key"])
+               for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
+               for r in p.get("records", [])]
+    return [key for _, key in sorted(entries)]
 
 
 def invariants_hold(run: dict[str, Any], envelope: dict[str, Any] | None = None) -> bool:
@@ -436,7 +453,10 @@ def chaos(cfg: ChaosConfig, work: Path | None = None) -> dict[str, Any]:
         finally:
             stack.stop()
 
-        refs = reference_orders(generated, cfg.reference_orders, cfg.seed)
+        # Fault-free references: the baseline, file order, random orders, and both runs' own arrival orders
+        # replayed one record at a time (a fault that reorders arrival may change an order-dependent result;
+        # one that corrupts state gives a result no fault-free order gives).
+        refs = reference_orders(generated, cfg.reference_orders, cfg.seed, arrivals=[run.arrival, base.arrival])
         envelope = compare_to_envelope(run.clusters, [base.clusters, *refs])
         figures["comparison"] = {
             "with_baseline": compare_clusters(run.clusters, base.clusters),

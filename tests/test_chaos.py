@@ -119,7 +119,7 @@ def test_no_record_is_lost_or_held_twice_and_the_indexes_agree(chaos_run):
 
 def test_profiles_per_person_stay_within_what_fault_free_runs_give(chaos_run):
     cfg, generated, blobs, run, figures = chaos_run
-    refs = reference_orders(generated, cfg.reference_orders, cfg.seed)
+    refs = reference_orders(generated, cfg.reference_orders, cfg.seed, arrivals=[run.arrival])
     envelope = compare_to_envelope(run.clusters, refs)
     assert envelope["people_outside"] == 0, envelope
 
