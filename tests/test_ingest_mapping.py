@@ -12,7 +12,7 @@ from shared.cli import main as ucp
 from shared.ingest import (decode_message, encode_batches, escape_formula, ingest_file, load_mapping_file,
                            parse_landing_path, parse_mapping)
 from shared.ingest.mapping import RowMapper
-from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES
+from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, MAX_RECORDS_PER_MESSAGE
 from shared.ingest.pipeline import SeenKeys
 from shared.ingest.readers import FileError
 from shared.models import CustomerRecord
@@ -132,7 +132,8 @@ def test_messages_stay_under_the_limit_and_round_trip():
                               attributes={"note": "n" * (i % 700)}) for i in range(600)]
     batches = list(encode_batches(records, ingestion_id="ing_x"))
     assert len(batches) > 1 and not any(b.oversize for b in batches)
-    assert all(len(b.text.encode()) <= MAX_MESSAGE_JSON_BYTES for b in batches)
+    assert all(len(b.text.encode()) <= MAX_MESSAGE_JSON_BYTES and b.count <= MAX_RECORDS_PER_MESSAGE for b in batches)
+    assert any(len(b.text.encode()) > MAX_MESSAGE_JSON_BYTES // 2 for b in encode_batches(records, max_records=1000))
     decoded = [r for b in batches for r in decode_message(b.text)]
     assert decoded == records
     huge = CustomerRecord(source="pos", record_key="H", attributes={"blob": "z" * 60_000})

@@ -18,6 +18,9 @@ from ..models import CustomerRecord
 
 VERSION = 1
 MAX_MESSAGE_JSON_BYTES = 45_000
+# Resolution is I/O-bound (a few Cosmos round trips per record) and parallel across messages, not within one: a
+# 100-record message took ~4.6 s to resolve on the local stack, where four of 25 run side by side.
+MAX_RECORDS_PER_MESSAGE = 25
 
 
 @dataclass
@@ -33,8 +36,9 @@ def _record_json(record: CustomerRecord | dict[str, Any]) -> str:
 
 
 def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | None = None,
-                   max_bytes: int = MAX_MESSAGE_JSON_BYTES) -> Iterator[Batch]:
-    """Pack records into as few messages as fit under max_bytes of UTF-8 JSON, in order."""
+                   max_bytes: int = MAX_MESSAGE_JSON_BYTES,
+                   max_records: int = MAX_RECORDS_PER_MESSAGE) -> Iterator[Batch]:
+    """Pack records, in order, into messages of at most max_records records and max_bytes of UTF-8 JSON."""
     head = json.dumps({"v": VERSION, "ingestion_id": ingestion_id}, separators=(",", ":"))[:-1] + ',"records":['
     tail = "]}"
     overhead = len(head.encode()) + len(tail)
@@ -49,7 +53,7 @@ def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | Non
                 parts, size = [], overhead
             yield Batch(head + part + tail, 1, oversize=True)
             continue
-        if size + part_bytes > max_bytes and parts:
+        if parts and (size + part_bytes > max_bytes or len(parts) >= max_records):
             yield Batch(head + ",".join(parts) + tail, len(parts))
             parts, size = [], overhead
         parts.append(part)
