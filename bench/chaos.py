@@ -55,6 +55,7 @@ class ChaosConfig:
     workers: int = 4
     kills: int = 3
     restart_cosmos: bool = True
+    cosmos_outage: float = 0.0  # seconds the emulator stays down on its restart (long enough: poison, replay)
     restart_while_ingesting: bool = False  # restart Cosmos while files are being ingested (not while resolving)
     duplicate_rate: float = 0.1
     throttle_rate: float = 0.1
@@ -73,8 +74,10 @@ class FaultLog:
     kills: list[dict[str, Any]] = field(default_factory=list)
     cosmos_restarts: list[dict[str, Any]] = field(default_factory=list)
     replayed_poison: int = 0
+    redelivered_blob_events: int = 0
     resumed_ingestions: int = 0
     notes: list[str] = field(default_factory=list)
+    duplicator_errors: dict[str, int] = field(default_factory=dict)  # peeks/sends that failed (store down)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -198,7 +201,8 @@ class PipelineRun:
                         seen.add(copy.id)  # a copy is not copied again
                         self.log.queue_duplicates += 1
             except Exception as err:  # noqa: BLE001 - a storage hiccup (or the store restarting) delays a peek
-                self.log.notes.append(f"duplicator: {type(err).__name__}")
+                name = type(err).__name__
+                self.log.duplicator_errors[name] = self.log.duplicator_errors.get(name, 0) + 1
             self._stop.wait(0.05)
 
     def _duplicate_blob_events(self) -> None:
@@ -276,7 +280,7 @@ class PipelineRun:
             time.sleep(0.02)
         running = {f: sum(h.in_flight(f) for h in self.hosts if h.alive) for f in (INGEST_FUNCTION, RESOLVE_FUNCTION)}
         t = time.monotonic()
-        self.stack.restart_cosmos()
+        self.stack.restart_cosmos(down_for=self.cfg.cosmos_outage)
         self.log.cosmos_restarts.append({"down_s": round(time.monotonic() - t, 2), "at_s": self._elapsed(),
                                          "in_flight": running})
 
@@ -286,13 +290,16 @@ class PipelineRun:
     # -- the operator's part
 
     def _operator_recovery(self, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Replay poison messages and resume crashed ingestions, as docs/operations.md tells an operator."""
+        """What an operator does after an incident (docs/operations.md): replay the resolve queue's poison
+        messages (`ucp replay`), re-deliver the blob events the host gave up on (same name and ETag), and let
+        crashed ingestions whose lease lapsed be resumed (the app's resume_stale_ingestion timer)."""
         from devstack.apphost import queue_length, wait_settled
 
         for _ in range(3):
             poison = queue_length(self.settings, self.settings.resolve_queue + "-poison")
+            blobs = self._poisoned_blobs()
             stale = [r for r in reports if r.get("status") == "processing"]
-            if not poison and not stale:
+            if not poison and not blobs and not stale and self._all_reported(reports):
                 break
             if poison:
                 env = {**os.environ, **self.settings.to_env()}
@@ -301,22 +308,50 @@ class PipelineRun:
                                      text=True, timeout=120)
                 self.log.replayed_poison += poison
                 self.log.notes.append(f"ucp replay: exit {out.returncode}")
-            if stale:
-                self._resume_stale(stale)
+            self._wait_for_leases(stale)
+            for msg, name in blobs:
+                status = self.hosts[0].run_function(INGEST_FUNCTION, f"{self.settings.landing_container}/{name}")
+                if status == 202:
+                    self._blob_poison.delete_message(msg)
+                    self.log.redelivered_blob_events += 1
+            if stale and not blobs:
+                self.hosts[0].run_function("resume_stale_ingestion")
+                self.log.resumed_ingestions += len(stale)
             reports = wait_settled(self.settings, self.store, files=len(self.blobs), hosts=self.hosts,
-                                   timeout=self.cfg.timeout)
+                                   timeout=self.cfg.timeout, allow_unfinished=True)
         return reports
 
-    def _resume_stale(self, stale: list[dict[str, Any]]) -> None:
-        """An ingestion whose worker died keeps its lease (minutes); once it lapses, the app's own timer
-        (resume_stale_ingestion) finishes it. Run that timer now instead of waiting for its schedule."""
+    def _all_reported(self, reports: list[dict[str, Any]]) -> bool:
+        done = {r.get("blob") for r in reports if r.get("status") in ("completed", "failed")}
+        return all(name in done for name in self.blobs)
+
+    def _poisoned_blobs(self) -> list[tuple[Any, str]]:
+        """Messages of the host's blob-trigger poison queue (shared by every app on the storage account) that
+        name this run's landing container, with the blob name."""
+        from shared.storage import queue_client
+
+        self._blob_poison = queue_client(BLOB_POISON_QUEUE, self.settings)
+        found = []
+        try:
+            for msg in self._blob_poison.receive_messages(messages_per_page=32, visibility_timeout=60):
+                body = json.loads(msg.content)
+                if body.get("ContainerName") == self.settings.landing_container:
+                    found.append((msg, body["BlobName"]))
+                else:
+                    self._blob_poison.update_message(msg, visibility_timeout=0)  # another app's: leave it
+        except Exception as err:  # noqa: BLE001 - no such queue: nothing was poisoned
+            if type(err).__name__ != "ResourceNotFoundError":
+                raise
+        return found
+
+    def _wait_for_leases(self, stale: list[dict[str, Any]]) -> None:
+        """An ingestion that failed while the store was down could not give its lease back: a retry is refused
+        (IngestionBusy) until the lease lapses (minutes, by design). Wait for that."""
         from shared.ingest import ledger
 
-        latest = max(r.get("lease_until") or "" for r in stale)
-        while ledger.iso(ledger.utc_now()) <= latest:
+        latest = max((r.get("lease_until") or "" for r in stale), default="")
+        while latest and ledger.iso(ledger.utc_now()) <= latest:
             time.sleep(1)
-        self.hosts[0].run_function("resume_stale_ingestion")
-        self.log.resumed_ingestions += len(stale)
 
     # -- figures
 
@@ -482,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--kills", type=int, default=defaults.kills)
     parser.add_argument("--no-cosmos-restart", dest="restart_cosmos", action="store_false")
+    parser.add_argument("--cosmos-outage", type=float, default=defaults.cosmos_outage,
+                        help="seconds Cosmos stays down on its restart (60+ sends messages to poison)")
     parser.add_argument("--restart-while-ingesting", action="store_true",
                         help="restart Cosmos while files are ingested (exercises the ingestion lease recovery)")
     parser.add_argument("--duplicate-rate", type=float, default=defaults.duplicate_rate)

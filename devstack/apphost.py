@@ -193,9 +193,12 @@ def queue_length(settings: Settings, queue: str) -> int:
 
 
 def wait_settled(settings: Settings, store, *, files: int, hosts: list[AppHost], timeout: float = 300,
-                 quiet: float = 3.0, allow_unfinished: bool = False) -> list[dict[str, Any]]:
+                 quiet: float = 3.0, stalled: float = 25.0, allow_unfinished: bool = False) -> list[dict[str, Any]]:
     """Wait until `files` ingestions are finished, the resolve queue is empty and no host runs anything for
-    `quiet` seconds. Returns the reports. Raises TimeoutError with the state when it does not happen."""
+    `quiet` seconds, or until nothing has moved for `stalled` seconds (longer than the hosts' retry delay)
+    while some files are unfinished: the hosts gave up on them (poison), an operator's turn. With
+    allow_unfinished, a quiet pipeline counts as settled whatever the files. Returns the reports; raises
+    TimeoutError with the state when neither happens in time."""
     deadline = time.monotonic() + timeout
     quiet_since = None
     state: dict[str, Any] = {}
@@ -211,9 +214,10 @@ def wait_settled(settings: Settings, store, *, files: int, hosts: list[AppHost],
         pending = queue_length(settings, settings.resolve_queue)
         running = sum(h.in_flight() for h in hosts if h.alive)
         state = {"reports": len(reports), "finished": len(done), "queue": pending, "running": running}
-        if (len(done) >= files or allow_unfinished) and pending == 0 and running == 0:
+        if pending == 0 and running == 0:
             quiet_since = quiet_since or time.monotonic()
-            if time.monotonic() - quiet_since >= quiet:
+            wait = quiet if (len(done) >= files or allow_unfinished) else stalled
+            if time.monotonic() - quiet_since >= wait:
                 return reports
         else:
             quiet_since = None

@@ -135,15 +135,17 @@ class LocalStack:
             raise
         return self.env
 
-    def restart_cosmos(self) -> None:
+    def restart_cosmos(self, *, down_for: float = 0.0) -> None:
         """Stop (SIGTERM) and start the Cosmos emulator on the same port. It keeps data in memory, so it comes
-        back empty unless cosmos_args has "--data-file PATH": then it saves on the way down and loads on start."""
+        back empty unless cosmos_args has "--data-file PATH": then it saves on the way down and loads on start.
+        down_for: seconds to stay down (an outage) before starting again."""
         node = check_prerequisites()
         old = getattr(self, "_cosmos", None)
         if old is None:
             raise StackError("the stack is not running: call start() first")
         self.procs.remove(old)
         _terminate(old)
+        time.sleep(down_for)
         proc, log = self._spawn_cosmos(node)
         wait_for_port(self.cosmos_port, proc, "Cosmos emulator", log)
 
