@@ -12,12 +12,18 @@ the chaos run:
 2. N workers at once; files of every source are split small (--rows-per-file), so the records of one person
    travel in different messages, resolved by different workers concurrently.
 3. A worker is SIGKILLed while it has resolve invocations running, --kills times, and restarted; the Cosmos
-   emulator is restarted once (graceful, its data file keeps the data) while workers are resolving.
+   emulator is restarted once (graceful, its data file keeps the data) while workers are resolving
+   (--restart-while-ingesting: while files are ingested; --cosmos-outage S: it stays down S seconds, 60+ sends
+   messages and blob events to poison).
 4. The emulator answers 429 with x-ms-retry-after-ms to --throttle-rate of document requests.
-Messages that end in the poison queue are replayed with `ucp replay` at the end, as an operator would.
+Then the operator's part: resolve poison is replayed with `ucp replay`, poisoned blob events are delivered
+again (same name and ETag) once the ingestion leases lapse, stale ingestions are resumed.
 
 Figures: what was injected, how the pipeline coped (failed/retried invocations, poison, replays), the audit of
-both runs and the comparison of profiles per true person. `ok` is false if any invariant fails.
+both runs, and per true person the number of profiles compared with fault-free runs: the baseline, and one
+record at a time in file order, random orders and each run's own arrival order (resolution depends on arrival
+order, which faults change; a corrupted state gives a result no fault-free order gives). Exit code 1 (and
+`invariants_hold` false) if any invariant fails.
 """
 from __future__ import annotations
 
