@@ -186,3 +186,36 @@ def test_ucp_audit_reports_the_configured_store_as_json(app_env, cosmos_store, c
     out = json.loads(capsys.readouterr().out)
     assert out["violations"] == {"orphan_alias": 1}
     assert "ana.lopes@fastmail.net" not in json.dumps(out)
+
+
+def test_a_worker_dying_right_after_placing_a_record_leaves_it_in_one_profile(monkeypatch):
+    """Killed mid-batch after the profile write and before anything else: the redelivered record must
+    continue in the profile that holds it, even if another profile claimed its email meanwhile."""
+    from shared.audit import audit_store
+    from shared.identity import engine
+    from shared.identity.engine import resolve_records
+    from shared.models import CustomerRecord
+    from shared.settings import Settings
+
+    person = dict(given_name="Ines", family_name="Marchal", email="ines.marchal@fastmail.net",
+                  birth_date="1985-01-02")
+    first, second = CustomerRecord(source="loyalty", record_key="M1", **person), \
+        CustomerRecord(source="pos", record_key="C7", **person)
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, profile, claims):
+        raise Killed()
+
+    store = MemoryStore()
+    claim = engine._Work._claim
+    monkeypatch.setattr(engine._Work, "_claim", killed)
+    with pytest.raises(Killed):
+        resolve_records(store, [first], settings=Settings())
+    monkeypatch.setattr(engine._Work, "_claim", claim)
+    resolve_records(store, [second], settings=Settings())  # claims the email in a profile of its own
+    resolve_records(store, [first], settings=Settings())  # the redelivered message
+    findings = audit_store(store)
+    assert findings.ok, findings.as_dict()
+    assert findings.figures["identity"]["profiles"] == 1

@@ -268,7 +268,12 @@ class _Work:
     def _apply(self, group: list[_Candidate], reviews, skipped: set[str], link) -> ResolveResult:
         lost = {iid for iid, owner in self.owner.items() if owner not in {g.profile["id"] for g in group}}
         claims = [iid for iid in self.strong if iid not in lost]
+        self._record_doc_for = None
         if not group:
+            # The records doc goes first, naming the profile about to hold the record: a worker dying right
+            # after the profile write leaves its retry a pointer to continue from (_held_by), not a fresh start
+            # that could place the record in a second profile.
+            self._write_record_doc(profile_id_for_record(self.key))
             profile = self._create_profile(claims)
             action, reason = ("review", reviews[0][1]) if reviews else ("created", "new")
         else:
@@ -283,6 +288,7 @@ class _Work:
                     why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
                 target = merge_profiles(self.ctx, target["id"], other["id"], why)
             link = link or {"reason": "rule", "rule": "+".join(sorted({t for g in group for t in g.types}))}
+            self._write_record_doc(target["id"])
             profile = self._link(target, claims, link)
             action = "merged" if len(group) > 1 else "linked"
             reason = link["reason"] if link["reason"] != "rule" else f"rule:{link['rule']}"
@@ -457,6 +463,9 @@ class _Work:
         raise ConcurrencyConflict("could not update identifiers")
 
     def _write_record_doc(self, profile_id: str) -> None:
+        if getattr(self, "_record_doc_for", None) == profile_id:
+            return  # written earlier in this attempt (a merge saga repoints it if the profile moves)
+        self._record_doc_for = profile_id
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
