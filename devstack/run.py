@@ -7,6 +7,7 @@ sample data set, uploads it to the landing container and prints where to look. C
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timezone
 import json
 import os
 import secrets
@@ -58,10 +59,15 @@ def start_host(env: dict[str, str], port: int) -> subprocess.Popen:
 
 
 def generate_sample(customers: int, seed: int) -> Path:
-    if not (SAMPLE_DIR / "manifest.json").exists():
-        log(f"generating sample data: {customers} customers, seed {seed}")
+    """A multi-source sample whose history ends today, so churn scores mean something now."""
+    today = datetime.now(timezone.utc).date().isoformat()
+    manifest = SAMPLE_DIR / "manifest.json"
+    if not manifest.exists() or json.loads(manifest.read_text()).get("as_of") != today:
+        shutil.rmtree(SAMPLE_DIR, ignore_errors=True)
+        log(f"generating sample data: {customers} customers, seed {seed}, history up to {today}")
         subprocess.run([sys.executable, "-m", "shared.cli", "generate", "--customers", str(customers),
-                        "--seed", str(seed), "--out", str(SAMPLE_DIR)], cwd=ROOT, check=True)
+                        "--seed", str(seed), "--end-date", today, "--out", str(SAMPLE_DIR), "--no-progress"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return SAMPLE_DIR
 
 
@@ -97,6 +103,57 @@ def sample_lookup(sample: Path) -> dict[str, str]:
     return {"truth": str(truth)}
 
 
+def wait_until_settled(base: str, key: str, files: int, timeout: float = 900) -> bool:
+    """Every uploaded file has a finished ingestion report and the resolve queue is empty."""
+    from shared.storage import queue_client
+
+    queue = queue_client(get_settings().resolve_queue)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/ingestions?limit=100&code={key}", timeout=10) as r:
+                reports = json.loads(r.read()).get("items", [])
+        except (urllib.error.URLError, OSError, ValueError):
+            reports = []
+        done = [x for x in reports if x.get("status") in ("completed", "failed")]
+        pending = queue.get_queue_properties().approximate_message_count
+        quiet = quiet + 1 if len(done) >= files and pending == 0 else 0
+        if quiet >= 3:
+            return True
+        time.sleep(1)
+    return False
+
+
+def run_now(port: int, key: str, function: str) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/functions/{function}", method="POST",
+                                 data=b'{"input": ""}', headers={"x-functions-key": key, "content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+
+def show_churn(base: str, key: str, port: int, timeout: float = 600) -> None:
+    """Train the churn model now (the nightly timer's job, through the admin endpoint) and show a scored profile."""
+    from shared.store import open_store
+
+    run_now(port, key, "churn_retrain")
+    log("churn model training started (POST /admin/functions/churn_retrain); scores follow")
+    profiles = open_store().container("profiles")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        scored = list(profiles.query_items(("churn.risk", "=", "high"), limit=1)) or \
+            list(profiles.query_items(("churn.score", "defined", None), limit=1))
+        if scored:
+            pid = scored[0]["id"]
+            log(f"churn scored; for example curl -H 'x-functions-key: {key}' '{base}/profiles/{pid}':")
+            print(json.dumps(scored[0]["churn"], indent=2)[:1500])
+            run_now(port, key, "refresh_insights")
+            log(f"insights refresh started (segments, journeys, needs): {base}/dashboard?code={key}")
+            return
+        time.sleep(3)
+    log("no churn score yet: see .devstack/data/host.log (the model refuses too little data, with a report)")
+
+
 def wait_for_profiles(base: str, key: str, query: dict[str, str], timeout: float = 120) -> dict | None:
     from urllib.parse import urlencode
 
@@ -117,14 +174,18 @@ def wait_for_profiles(base: str, key: str, query: dict[str, str], timeout: float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__)
-    parser.add_argument("--customers", type=int, default=300)
+    parser.add_argument("--customers", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--no-wait", action="store_true", help="stop after the sample data is served (for scripts)")
     args = parser.parse_args(argv)
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(DATA_DIR, 10000, 10001, 8081)
+    # SIGTERM stops everything too (the finally below), not only Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Cosmos keeps its data in .devstack/data too (saved on the way down), like Azurite: a second `make run`
+    # starts where the first stopped.
+    stack = LocalStack(DATA_DIR, 10000, 10001, 8081, cosmos_args=["--data-file", str(DATA_DIR / "cosmos.json")])
     host = None
     key = os.environ.get("UCP_HOST_FUNCTION_KEYS", "").split(",")[0] or secrets.token_urlsafe(24)
     try:
@@ -158,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
             log("no profile answered yet; see .devstack/data/host.log")
         if args.no_wait:
             return 0 if profile else 1
+        if profile:
+            log("waiting for every file to be ingested and resolved")
+            if wait_until_settled(base, key, n):
+                show_churn(base, key, args.port)
         log("Ctrl-C stops everything")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while True:
             if host.poll() is not None:
                 log(f"the Functions host exited with code {host.returncode}; see .devstack/data/host.log")
@@ -169,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
         log("stopping")
         return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if host is not None and host.poll() is None:
             os.killpg(host.pid, signal.SIGTERM)
             try:
