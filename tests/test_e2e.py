@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import secrets
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,12 +16,12 @@ from urllib.parse import quote
 
 import pytest
 
-from devstack.stack import ROOT, free_port
+from devstack.apphost import AppHost, isolated_settings, upload, wait_settled
+from devstack.stack import ROOT
 from shared.bootstrap import bootstrap
-from shared.settings import Settings
-from shared.storage import blob_service, queue_client
+from shared.storage import blob_service
 from shared.store.cosmos import CosmosStore
-from tests.conftest import settings_env, unique_suffix
+from tests.conftest import unique_suffix
 
 pytestmark = pytest.mark.stack
 KEY = secrets.token_urlsafe(16)
@@ -40,78 +38,28 @@ def http(method: str, url: str, *, key: str | None = KEY, body: bytes | None = N
         return err.code, json.loads(raw) if raw and "json" in err.headers.get("content-type", "") else None
 
 
-class AppHost:
-    """The real app in the local host, in a child process with its own containers, queues and log file."""
+class E2EHost:
+    """The real app in one local host (devstack.apphost) with its own containers, queues and log."""
 
     def __init__(self, local_stack, tmp: Path):
-        sfx = unique_suffix()
-        base = Settings()
-        names = {f: f"{getattr(base, f)}-{sfx}" for f in (
-            "landing_container", "quarantine_container", "failed_container", "models_container",
-            "exports_container", "claims_container", "config_container", "resolve_queue", "activity_queue")}
-        self.settings = base.model_copy(update={**names, "container_prefix": f"e{sfx}-"})
+        self.settings = isolated_settings(local_stack.env, f"e{unique_suffix()}")
         bootstrap(self.settings)
         self.store = CosmosStore(self.settings.cosmos_endpoint, self.settings.cosmos_key,
                                  self.settings.cosmos_database, prefix=self.settings.container_prefix)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/api"
-        self.log_path = tmp / "host.log"
-        env = {**os.environ, **settings_env(self.settings), "UCP_HOST_FUNCTION_KEYS": KEY,
-               "UCP_HOST_MASTER_KEY": KEY + "-master", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devstack.host", "--app", "function_app:app", "--port", str(self.port),
-             "--no-timers", "--host-id", f"e2e-{sfx}", "--blob-poll-interval", "0.3", "-v"],
-            cwd=ROOT, env=env, stdout=open(self.log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            try:
-                if http("GET", f"{self.url}/health", key=None)[0] == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError("host did not start:\n" + self.log_path.read_text()[-3000:])
+        self.host = AppHost(self.settings, tmp, name="e2e",
+                            keys={"UCP_HOST_FUNCTION_KEYS": KEY, "UCP_HOST_MASTER_KEY": KEY + "-master"}).start()
+        self.url = f"{self.host.url}/api"
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+    @property
+    def log_path(self) -> Path:
+        return self.host.log_path
 
     def upload(self, landing: Path) -> list[str]:
-        container = blob_service(self.settings).get_container_client(self.settings.landing_container)
-        names = []
-        for path in sorted(landing.rglob("*")):
-            if path.is_file():
-                name = path.relative_to(landing).as_posix()
-                container.upload_blob(name, path.read_bytes(), overwrite=True)
-                names.append(name)
-        return names
-
-    def reports(self) -> list[dict]:
-        return list(self.store.container("ledger").query_items(("doc_type", "=", "ingestion")))
+        return upload(self.settings, landing)
 
     def settle(self, files: int, timeout: float = 240) -> list[dict]:
-        """Wait until every file has a finished report and the resolve queue is drained."""
-        queue = queue_client(self.settings.resolve_queue, self.settings)
-        deadline = time.monotonic() + timeout
-        quiet_since = None
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-            reports = self.reports()
-            done = [r for r in reports if r.get("status") in ("completed", "failed")]
-            pending = queue.get_queue_properties().approximate_message_count
-            if len(done) >= files and pending == 0:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since > 2.0:  # in-flight messages finish too
-                    return done
-            else:
-                quiet_since = None
-            time.sleep(0.5)
-        raise AssertionError(f"pipeline did not settle: {len(self.reports())} reports; log tail:\n"
-                             + self.log_path.read_text()[-3000:])
+        reports = wait_settled(self.settings, self.store, files=files, hosts=[self.host], timeout=timeout)
+        return [r for r in reports if r.get("status") in ("completed", "failed")]
 
     def profile_count(self) -> int:
         return self.store.container("profiles").count_items(("doc_type", "=", "profile"))
@@ -127,9 +75,9 @@ def generated(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_host(local_stack, tmp_path_factory):
-    host = AppHost(local_stack, tmp_path_factory.mktemp("host"))
-    yield host
-    host.stop()
+    e2e = E2EHost(local_stack, tmp_path_factory.mktemp("host"))
+    yield e2e
+    e2e.host.stop()
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +157,10 @@ def test_no_server_errors_under_schemathesis(ingested, app_host, tmp_path):
          "-H", f"x-functions-key: {KEY}", "--request-timeout", "20", "--suppress-health-check", "all",
          "--report", "junit", "--report-junit-path", str(report)],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    (artifacts := ROOT / "test-artifacts").mkdir(exist_ok=True)
+    (artifacts / "schemathesis.txt").write_text(result.stdout + result.stderr)
+    failures = [line[:300] for line in result.stdout.splitlines() if line.startswith(("_", "[", "- ", "  ["))]
+    assert result.returncode == 0, "\n".join(failures[:40]) + "\nfull output: test-artifacts/schemathesis.txt"
 
 
 def test_logs_of_a_full_run_hold_no_pii(ingested, app_host, generated):

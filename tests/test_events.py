@@ -118,3 +118,10 @@ def test_post_events_through_the_blueprint_on_cosmos(functions_by_name, app_env,
     assert cosmos_store.container("profiles").read_item(pid, pid)["doc_type"] == "profile"
     resp = fn(func.HttpRequest(method="POST", url="http://127.0.0.1/api/events", body=b"nope", headers={}))
     assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
+
+
+def test_lone_surrogates_are_rejected_not_crashing(store):
+    body = b'[{"type": "track", "event": "x\\udee8", "anonymousId": "a"}, {"type": "page", "anonymousId": "a"}]'
+    status, result = post(store, body)
+    assert status == 207
+    assert "invalid Unicode" in result["results"][0]["errors"][0] and result["results"][1]["status"] == "accepted"

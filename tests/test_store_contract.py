@@ -390,3 +390,28 @@ def test_paths_whose_parts_are_sql_keywords_filter_and_sort(store):
     assert [d["id"] for d in found] == ["p1"]
     ordered = list(container.query_items(("attributes.given_name.value", "defined", None), order_by="order.by"))
     assert [d["id"] for d in ordered] == ["p2", "p1", "p0"]
+
+
+def test_ids_with_characters_cosmos_forbids_work_the_same(store):
+    container = store.container("identifiers")
+    odd = "email:a/b?c#d\\e%2F@shopmail.net"
+    created = container.create_item({"id": odd, "type": "email"})
+    assert created["id"] == odd
+    assert container.read_item(odd, odd)["id"] == odd
+    assert [d["id"] for d in container.query_items(("id", "=", odd))] == [odd]
+    assert [d["id"] for d in container.query_items(("id", "in", [odd, "x"]))] == [odd]
+    with pytest.raises(ItemExistsError):
+        container.create_item({"id": odd})
+    container.delete_item(odd, odd)
+    assert container.read_item_or_none(odd, odd) is None
+    activity = store.container("activity")
+    activity.execute_batch("o/1", [("create", {"id": "event:events:m#1", "owner": "o/1"})])
+    assert [d["id"] for d in activity.query_items(partition_key="o/1")] == ["event:events:m#1"]
+
+
+def test_blank_continuation_tokens_are_bad_requests(store):
+    from shared.store import BadRequestError
+
+    for token in (" ", "", " x"):
+        with pytest.raises(BadRequestError):
+            store.container("ledger").query_page(page_size=1, continuation=token)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..activity import is_purchase, list_activity
 from ..store import PreconditionFailedError, Store
-from ..unicode_text import fold
+from ..normalize import fold_name
 from .reference import CITY_REGION, DISPOSABLE_MAIL, FREE_MAIL, UK_POSTCODE_AREA_REGION, US_STATE_REGION
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def region_of(postcode: str | None, city: str | None, state: str | None, country
     if state and state.strip().upper() in US_STATE_REGION:
         return US_STATE_REGION[state.strip().upper()]
     if city:
-        return CITY_REGION.get(fold(city))
+        return CITY_REGION.get(fold_name(city) or "")
     return None
 
 
@@ -51,7 +51,7 @@ def household_id(profile: dict[str, Any]) -> str | None:
     address, postcode, family = _attr(profile, "address_line1"), _attr(profile, "postcode"), _attr(profile, "family_name")
     if not (address and family):
         return None
-    key = "|".join(fold(x) for x in (address, postcode or "", family))
+    key = "|".join(fold_name(x) or "" for x in (address, postcode or "", family))
     return "h_" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

@@ -140,7 +140,12 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
         if not isinstance(raw, dict):
             results.append({"index": index, "status": "rejected", "errors": ["an event must be a JSON object"]})
             continue
-        size = len(json.dumps(raw, default=str))
+        try:
+            size = len(json.dumps(raw, default=str, ensure_ascii=False).encode("utf-8"))
+        except UnicodeEncodeError:  # JSON allows "\ud800" escapes that no UTF-8 store can hold
+            results.append({"index": index, "status": "rejected",
+                            "errors": ["the event holds invalid Unicode (a lone surrogate escape)"]})
+            continue
         if size > limits.max_event_bytes:
             results.append({"index": index, "status": "rejected",
                             "errors": [f"event is {size} bytes; the limit is {limits.max_event_bytes}"]})

@@ -1,6 +1,7 @@
 """Cosmos DB store (azure-cosmos), the production backend. Same contract as MemoryStore."""
 from __future__ import annotations
 
+import re
 import warnings
 from functools import lru_cache
 from typing import Any, Iterator, Sequence
@@ -28,6 +29,41 @@ def _translate(err: exceptions.CosmosHttpResponseError) -> StoreError:
     return kind(f"Cosmos DB {status}")
 
 
+# Cosmos DB ids may not hold / \\ ? #; ids made of user data (an email may legally contain # / ?, a message id
+# anything) are stored percent-encoded and handed back decoded, so callers never see the difference.
+_ID_ESCAPES = {"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"}
+_ID_UNESCAPE = re.compile("%(25|2F|5C|3F|23)")
+
+
+def encode_id(value: Any) -> Any:
+    if not isinstance(value, str) or not any(c in value for c in _ID_ESCAPES):
+        return value
+    return "".join(_ID_ESCAPES.get(c, c) for c in value)
+
+
+def decode_id(value: Any) -> Any:
+    if not isinstance(value, str) or "%" not in value:
+        return value
+    return _ID_UNESCAPE.sub(lambda m: bytes.fromhex(m.group(1)).decode(), value)
+
+
+def _encode_filter(filter_: Filter) -> Filter:
+    """Conditions on the id compare with the stored (encoded) form."""
+    if filter_ is None:
+        return None
+    if isinstance(filter_, tuple) and len(filter_) == 2 and filter_[0] in ("and", "or", "not"):
+        kind, parts = filter_
+        if kind == "not":
+            return (kind, _encode_filter(parts))
+        return (kind, [_encode_filter(p) for p in parts]) if isinstance(parts, (list, tuple)) else filter_
+    if not (isinstance(filter_, tuple) and len(filter_) == 3) or filter_[0] != "id":
+        return filter_  # to_sql validates (and rejects) malformed filters
+    path, op, value = filter_
+    if op == "in" and not isinstance(value, (list, tuple)):
+        return filter_
+    return (path, op, [encode_id(v) for v in value] if op == "in" else encode_id(value))
+
+
 def _etag_kwargs(etag: str | None) -> dict[str, Any]:
     return {"etag": etag, "match_condition": MatchConditions.IfNotModified} if etag else {}
 
@@ -39,6 +75,22 @@ class CosmosContainer:
         self.partition_key_path = partition_key_path
         self._fields = partition_key_path.lstrip("/").split("/")
 
+    def _out(self, body: dict[str, Any]) -> dict[str, Any]:
+        doc = clean_body(body)
+        if "id" in doc:
+            doc["id"] = encode_id(doc["id"])
+        return doc
+
+    @staticmethod
+    def _in(item: dict[str, Any]) -> dict[str, Any]:
+        doc = public_item(item)
+        if "id" in doc:
+            doc["id"] = decode_id(doc["id"])
+        return doc
+
+    def _pk(self, value: Any) -> Any:
+        return encode_id(value) if self._fields == ["id"] else value
+
     def partition_key_of(self, body: dict[str, Any]) -> Any:
         value: Any = body
         for f in self._fields:
@@ -49,25 +101,26 @@ class CosmosContainer:
 
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            return public_item(self._proxy.create_item(clean_body(body)))
+            return self._in(self._proxy.create_item(self._out(body)))
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         try:
-            return public_item(self._proxy.upsert_item(clean_body(body), **_etag_kwargs(etag)))
+            return self._in(self._proxy.upsert_item(self._out(body), **_etag_kwargs(etag)))
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         try:
-            return public_item(self._proxy.replace_item(body["id"], clean_body(body), **_etag_kwargs(etag)))
+            doc = self._out(body)
+            return self._in(self._proxy.replace_item(doc["id"], doc, **_etag_kwargs(etag)))
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
 
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
         try:
-            return public_item(self._proxy.read_item(item_id, partition_key=partition_key))
+            return self._in(self._proxy.read_item(encode_id(item_id), partition_key=self._pk(partition_key)))
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
 
@@ -79,7 +132,7 @@ class CosmosContainer:
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         try:
-            self._proxy.delete_item(item_id, partition_key=partition_key, **_etag_kwargs(etag))
+            self._proxy.delete_item(encode_id(item_id), partition_key=self._pk(partition_key), **_etag_kwargs(etag))
         except exceptions.CosmosResourceNotFoundError:
             if etag is not None:
                 raise PreconditionFailedError(f"{self.name}: item changed (it is gone)") from None
@@ -88,7 +141,7 @@ class CosmosContainer:
 
     def _sql(self, filter_: Filter, order_by: str | None, descending: bool, limit: int | None,
              select: str = "*") -> tuple[str, list[dict[str, Any]]]:
-        where_sql, params = to_sql(filter_)
+        where_sql, params = to_sql(_encode_filter(filter_))
         top = f"TOP {int(limit)} " if limit is not None else ""
         sql = f"SELECT {top}{select} FROM c"
         if where_sql:
@@ -100,7 +153,7 @@ class CosmosContainer:
 
     def _query(self, sql: str, params: list[dict[str, Any]], partition_key: Any, **kwargs: Any):
         if partition_key is not None:
-            kwargs["partition_key"] = partition_key
+            kwargs["partition_key"] = self._pk(partition_key)
         else:
             kwargs["enable_cross_partition_query"] = True
         return self._proxy.query_items(sql, parameters=params, **kwargs)
@@ -110,19 +163,20 @@ class CosmosContainer:
         sql, params = self._sql(filter_, order_by, descending, limit)
         try:
             for item in self._query(sql, params, partition_key):
-                yield public_item(item)
+                yield self._in(item)
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
 
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        if continuation is not None and not (continuation.isascii() and continuation.isprintable()):
+        if continuation is not None and not (continuation.isascii() and continuation.isprintable()
+                                             and continuation.strip() == continuation and continuation):
             raise BadRequestError("invalid continuation token")  # would not even fit in an HTTP header
         sql, params = self._sql(filter_, order_by, descending, None)
         try:
             pager = self._query(sql, params, partition_key, max_item_count=page_size).by_page(continuation)
-            page = [public_item(it) for it in next(pager, [])]
+            page = [self._in(it) for it in next(pager, [])]
             return page, pager.continuation_token
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
@@ -144,19 +198,20 @@ class CosmosContainer:
             if kind != "delete" and self.partition_key_of(payload) != partition_key:
                 raise ValueError("batch operations must stay in the batch's partition")
             if kind == "create":
-                ops.append(("create", (clean_body(payload),)))
+                ops.append(("create", (self._out(payload),)))
             elif kind == "upsert":
-                ops.append(("upsert", (clean_body(payload),)))
+                ops.append(("upsert", (self._out(payload),)))
             elif kind == "replace":
                 etag = op[2] if len(op) > 2 else None
                 # Batch operations take the etag as if_match_etag (etag/match_condition would be silently ignored).
-                ops.append(("replace", (payload["id"], clean_body(payload)), {"if_match_etag": etag} if etag else {}))
+                doc = self._out(payload)
+                ops.append(("replace", (doc["id"], doc), {"if_match_etag": etag} if etag else {}))
             elif kind == "delete":
-                ops.append(("delete", (payload,)))
+                ops.append(("delete", (encode_id(payload),)))
             else:
                 raise ValueError(f"unknown batch operation {kind!r}")
         try:
-            results = self._proxy.execute_item_batch(ops, partition_key=partition_key)
+            results = self._proxy.execute_item_batch(ops, partition_key=self._pk(partition_key))
         except exceptions.CosmosBatchOperationError as err:
             failed = err.operation_responses[err.error_index] if err.operation_responses else {}
             status = failed.get("statusCode") if isinstance(failed, dict) else None
@@ -164,7 +219,7 @@ class CosmosContainer:
             raise kind_(f"{self.name}: batch operation {err.error_index} failed with {status}") from None
         except exceptions.CosmosHttpResponseError as err:
             raise _translate(err) from None
-        return [public_item(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
+        return [self._in(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
 
 
 @lru_cache(maxsize=8)

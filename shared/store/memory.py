@@ -160,7 +160,7 @@ class MemoryContainer:
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-        start = _offset(continuation) if continuation else 0
+        start = _offset(continuation) if continuation is not None else 0
         items = self._select(filter_, partition_key, order_by, descending)
         page = [public_item(self._copy(it)) for it in items[start:start + page_size]]
         end = start + page_size
