@@ -394,7 +394,7 @@ def test_paths_whose_parts_are_sql_keywords_filter_and_sort(store):
 
 def test_ids_with_characters_cosmos_forbids_work_the_same(store):
     container = store.container("identifiers")
-    odd = "email:a/b?c#d\\e%2F@shopmail.net"
+    odd = "email:a/b?c#d\\e%2F\t\n@shopmail.net "
     created = container.create_item({"id": odd, "type": "email"})
     assert created["id"] == odd
     assert container.read_item(odd, odd)["id"] == odd

@@ -29,16 +29,19 @@ def _translate(err: exceptions.CosmosHttpResponseError) -> StoreError:
     return kind(f"Cosmos DB {status}")
 
 
-# Cosmos DB ids may not hold / \\ ? #; ids made of user data (an email may legally contain # / ?, a message id
-# anything) are stored percent-encoded and handed back decoded, so callers never see the difference.
-_ID_ESCAPES = {"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23"}
-_ID_UNESCAPE = re.compile("%(25|2F|5C|3F|23)")
+# Cosmos DB ids may not hold / \\ ? # tab CR LF nor end with a space; ids made of user data (an email may
+# legally contain # / ?, a message id anything) are stored percent-encoded and handed back decoded, so callers
+# never see the difference.
+_ID_ESCAPES = {"%": "%25", "/": "%2F", "\\": "%5C", "?": "%3F", "#": "%23", "\t": "%09", "\r": "%0D", "\n": "%0A"}
+_ID_UNESCAPE = re.compile("%(25|2F|5C|3F|23|09|0D|0A|20)")
 
 
 def encode_id(value: Any) -> Any:
-    if not isinstance(value, str) or not any(c in value for c in _ID_ESCAPES):
+    if not isinstance(value, str):
         return value
-    return "".join(_ID_ESCAPES.get(c, c) for c in value)
+    if any(c in value for c in _ID_ESCAPES):
+        value = "".join(_ID_ESCAPES.get(c, c) for c in value)
+    return value[:-1] + "%20" if value.endswith(" ") else value
 
 
 def decode_id(value: Any) -> Any:
