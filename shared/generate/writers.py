@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import random
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
@@ -53,7 +54,7 @@ class FileSpec:
         return {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}[self.format] + (".gz" if self.gzip else "")
 
 
-class Sink:
+class Sink(ABC):
     """One logical file: rows in, parts out. write() returns the malformed kind it injected, or None."""
 
     def __init__(self, spec: FileSpec, out_dir: Path, landing: Path, *, rows_per_file: int, malformed_rate: float,
@@ -107,17 +108,17 @@ class Sink:
         return self.files
 
     # -- format specific
-    def _malformed_kinds(self) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def _malformed_kinds(self) -> list[str]: ...
 
-    def _open(self, path: Path) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _open(self, path: Path) -> None: ...
 
-    def _write(self, rng: random.Random, row: dict[str, Any], kind: str | None) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _write(self, rng: random.Random, row: dict[str, Any], kind: str | None) -> None: ...
 
-    def _close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _close(self) -> None: ...
 
 
 def _open_binary(path: Path, compress: bool):

@@ -3,6 +3,7 @@ quarantine. Each has a blob/queue form (the Functions app) and a local form (the
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 import json
 import logging
 from pathlib import Path
@@ -149,7 +150,7 @@ class CustomerSink(Protocol):
     def flush(self) -> None: ...
 
 
-class _BatchingSink:
+class _BatchingSink(ABC):
     def __init__(self, ingestion: str):
         self.ingestion = ingestion
         self.records_queued = self.messages_sent = self.claim_blobs = 0
@@ -167,8 +168,8 @@ class _BatchingSink:
             self.records_queued += batch.count
             self.messages_sent += 1
 
-    def _send(self, batch: Batch) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _send(self, batch: Batch) -> None: ...
 
 
 class QueueFanout(_BatchingSink):
