@@ -4,7 +4,7 @@ import azure.functions as func
 from functions._http import respond
 from shared.api.errors import ApiError, ApiResponse
 from shared.api.openapi import register_paths
-from shared.events.service import EventPayloadError, accept_events
+from shared.events.service import EventPayloadError, accept_events, anonymous_behaviour
 from shared.settings import get_settings
 from shared.store import open_store
 
@@ -22,6 +22,26 @@ def post_events(req: func.HttpRequest) -> func.HttpResponse:
 
     return respond(req, handler)
 
+
+@bp.route(route="events/sessions", methods=["GET"])
+def anonymous_sessions(req: func.HttpRequest) -> func.HttpResponse:
+    def handler() -> ApiResponse:
+        try:
+            return ApiResponse(anonymous_behaviour(open_store(), req.params.get("anonymous_id", "")))
+        except ValueError as err:
+            raise ApiError(400, str(err)) from None
+
+    return respond(req, handler)
+
+
+register_paths({"/events/sessions": {"get": {
+    "summary": "Sessions of an anonymous (device) id that has not been identified, and its linked profile",
+    "parameters": [{"name": "anonymous_id", "in": "query", "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"},
+                  "401": {"$ref": "#/components/responses/Problem"}},
+}}})
 
 register_paths({"/events": {"post": {
     "summary": "Accept one event or a batch (identify, track, page, screen) with per-event results",

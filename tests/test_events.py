@@ -125,3 +125,17 @@ def test_lone_surrogates_are_rejected_not_crashing(store):
     status, result = post(store, body)
     assert status == 207
     assert "invalid Unicode" in result["results"][0]["errors"][0] and result["results"][1]["status"] == "accepted"
+
+
+def test_sessions_of_an_anonymous_device(store):
+    from shared.events.service import anonymous_behaviour
+
+    post(store, [{"type": "page", "name": "Home", "anonymousId": "dev-s", "timestamp": _ts(120), "context": {"channel": "web"}},
+                 {"type": "page", "name": "Shoes", "anonymousId": "dev-s", "timestamp": _ts(110)},
+                 {"type": "screen", "name": "Cart", "anonymousId": "dev-s", "timestamp": _ts(5), "context": {"channel": "mobile"}}])
+    seen = anonymous_behaviour(store, "dev-s")
+    assert seen["sessions"] == 2 and seen["events"] == 3 and seen["channels"] == ["mobile", "web"]
+    assert seen["linked_profile_id"] is None
+    post(store, {"type": "identify", "anonymousId": "dev-s", "traits": {"email": "sam.reed@shopmail.net"}})
+    after = anonymous_behaviour(store, "dev-s")
+    assert after["linked_profile_id"] and after["events"] == 0  # its events moved to the identified person

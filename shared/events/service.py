@@ -182,3 +182,15 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
     status = 200 if accepted == len(results) else 207 if accepted else 400
     log.info("events: %d accepted, %d rejected", accepted, len(results) - accepted)
     return status, {"accepted": accepted, "rejected": len(results) - accepted, "results": results}
+
+
+def anonymous_behaviour(store: Store, anonymous_id: str) -> dict[str, Any]:
+    """Sessions of an anonymous (device) id: its own unidentified events, and the record it is linked to."""
+    from .sessions import behaviour_summary
+
+    if not anonymous_id or len(anonymous_id) > 256:
+        raise ValueError("anonymous_id must be 1 to 256 characters")
+    link = _link(store, anonymous_id)
+    events = list(store.container("activity").query_items(partition_key=anonymous_owner(anonymous_id)))
+    return {"anonymous_id": anonymous_id, "linked_profile_id": link.get("profile_id") if link else None,
+            **behaviour_summary(events)}

@@ -32,7 +32,7 @@ def sessionize(events: Iterable[dict[str, Any]], gap_minutes: int = 30) -> list[
 def behaviour_summary(events: list[dict[str, Any]], gap_minutes: int = 30) -> dict[str, Any]:
     """What the profile shows about behaviour: last seen, sessions, channels."""
     if not events:
-        return {"last_seen": None, "sessions": 0, "channels": [], "recent_sessions": []}
+        return {"last_seen": None, "sessions": 0, "events": 0, "channels": [], "recent_sessions": []}
     sessions = sessionize(events, gap_minutes)
     channels = sorted({e["channel"] for e in events if e.get("channel")})
     return {"last_seen": max(e["timestamp"] for e in events), "sessions": len(sessions), "events": len(events),
