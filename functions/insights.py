@@ -4,7 +4,7 @@ import logging
 import azure.functions as func
 
 from functions._http import json_body, respond
-from shared.api.openapi import _op, _path_param, _query, register_paths
+from shared.api.openapi import operation, path_param, query_param, register_paths
 from shared.api.profiles import load_profile
 from shared.insights import api
 from shared.insights.refresh import refresh_all
@@ -133,49 +133,49 @@ def refresh_insights(timer: func.TimerRequest) -> None:
     logging.info("insights refresh: %s", refresh_all(open_store()))
 
 
-SID, JID, PID = _path_param("segment_id"), _path_param("journey_id"), _path_param("profile_id")
+SID, JID, PID = path_param("segment_id"), path_param("journey_id"), path_param("profile_id")
 DEFINITION = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-RANGE = [_query("from", "start of the date range (ISO 8601, UTC)"), _query("to", "end of the range, exclusive"),
-         _query("channel", "only this channel (web, mobile, store, ...)")]
+RANGE = [query_param("from", "start of the date range (ISO 8601, UTC)"), query_param("to", "end of the range, exclusive"),
+         query_param("channel", "only this channel (web, mobile, store, ...)")]
 
 register_paths({
     "/segments": {
-        "post": _op("Create a segment from a rule (evaluated at once)", "201", body={**DEFINITION, "required": ["name", "rule"]},
+        "post": operation("Create a segment from a rule (evaluated at once)", "201", body={**DEFINITION, "required": ["name", "rule"]},
                     errors=("400", "401", "422")),
-        "get": _op("List segment definitions", errors=("401",)),
+        "get": operation("List segment definitions", errors=("401",)),
     },
     "/segments/{segment_id}": {
-        "get": _op("A segment definition with its size and last evaluation", params=[SID]),
-        "delete": _op("Delete a segment and take it off its members", params=[SID]),
+        "get": operation("A segment definition with its size and last evaluation", params=[SID]),
+        "delete": operation("Delete a segment and take it off its members", params=[SID]),
     },
-    "/segments/{segment_id}/members": {"get": _op("Members, paginated (continuation token)", params=[
-        SID, _query("page_size", "1 to 1000, default 100"), _query("continuation", "token from the previous page")])},
-    "/segments/{segment_id}/size": {"get": _op("Number of members", params=[SID])},
-    "/segments/{segment_id}/evaluate": {"post": _op("Re-evaluate now and update membership", params=[SID])},
-    "/segments/{segment_id}/export": {"post": _op("Export members as CSV to Blob Storage for activation", "201", params=[SID])},
+    "/segments/{segment_id}/members": {"get": operation("Members, paginated (continuation token)", params=[
+        SID, query_param("page_size", "1 to 1000, default 100"), query_param("continuation", "token from the previous page")])},
+    "/segments/{segment_id}/size": {"get": operation("Number of members", params=[SID])},
+    "/segments/{segment_id}/evaluate": {"post": operation("Re-evaluate now and update membership", params=[SID])},
+    "/segments/{segment_id}/export": {"post": operation("Export members as CSV to Blob Storage for activation", "201", params=[SID])},
     "/journeys": {
-        "post": _op("Create a journey (ordered steps)", "201", body={**DEFINITION, "required": ["name", "steps"]},
+        "post": operation("Create a journey (ordered steps)", "201", body={**DEFINITION, "required": ["name", "steps"]},
                     errors=("400", "401", "422")),
-        "get": _op("List journeys", errors=("401",)),
+        "get": operation("List journeys", errors=("401",)),
     },
-    "/journeys/{journey_id}": {"get": _op("A journey definition", params=[JID])},
-    "/journeys/{journey_id}/funnel": {"get": _op("Funnel: reached, conversion, drop-off and median time per step",
+    "/journeys/{journey_id}": {"get": operation("A journey definition", params=[JID])},
+    "/journeys/{journey_id}/funnel": {"get": operation("Funnel: reached, conversion, drop-off and median time per step",
                                                  params=[JID, *RANGE])},
-    "/journeys/{journey_id}/profiles/{profile_id}": {"get": _op("A profile's current stage in the journey",
+    "/journeys/{journey_id}/profiles/{profile_id}": {"get": operation("A profile's current stage in the journey",
                                                                 params=[JID, PID], errors=("400", "401", "404", "410"))},
     "/reports": {
-        "get": _op("Built-in report names and saved custom reports", errors=("401",)),
-        "post": _op("Save a custom report (a built-in report with parameters)", "201",
+        "get": operation("Built-in report names and saved custom reports", errors=("401",)),
+        "post": operation("Save a custom report (a built-in report with parameters)", "201",
                     body={**DEFINITION, "required": ["name", "report"]}, errors=("400", "401", "422")),
     },
-    "/reports/{report}": {"get": _op("Run a built-in report (unification, churn, revenue, analytics, funnel) or a saved "
+    "/reports/{report}": {"get": operation("Run a built-in report (unification, churn, revenue, analytics, funnel) or a saved "
                                      "one by id; query parameters override saved ones", params=[
-                                         _path_param("report"), *RANGE, _query("journey_id", "for the funnel report"),
-                                         _query("conversion_event", "analytics: the conversion event name"),
-                                         _query("top", "analytics: how many top pages and screens")])},
-    "/insights/profiles/{profile_id}": {"get": _op("A profile's needs, measures, segments and journey stages",
+                                         path_param("report"), *RANGE, query_param("journey_id", "for the funnel report"),
+                                         query_param("conversion_event", "analytics: the conversion event name"),
+                                         query_param("top", "analytics: how many top pages and screens")])},
+    "/insights/profiles/{profile_id}": {"get": operation("A profile's needs, measures, segments and journey stages",
                                                    params=[PID], errors=("400", "401", "404", "410"))},
-    "/insights/profiles/{profile_id}/refresh": {"post": _op(
+    "/insights/profiles/{profile_id}/refresh": {"post": operation(
         "Recompute the profile's measures, needs, journey stages and segment membership now", params=[PID],
         errors=("400", "401", "404", "410"))},
 })

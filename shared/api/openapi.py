@@ -7,7 +7,7 @@ PROBLEM = {"description": "Problem details", "content": {"application/problem+js
 JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 
-def _op(summary: str, ok: str = "200", *, params: list[dict] | None = None, body: dict | None = None,
+def operation(summary: str, ok: str = "200", *, params: list[dict] | None = None, body: dict | None = None,
         errors: tuple[str, ...] = ("400", "401", "404"), security: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK", **JSON_OBJECT}}}
     for code in errors:
@@ -21,43 +21,43 @@ def _op(summary: str, ok: str = "200", *, params: list[dict] | None = None, body
     return op
 
 
-def _path_param(name: str) -> dict[str, Any]:
+def path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
 
 
-def _query(name: str, description: str) -> dict[str, Any]:
+def query_param(name: str, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": {"type": "string", "maxLength": 512}}
 
 
-PID = [_path_param("profile_id")]
+PID = [path_param("profile_id")]
 
 PATHS: dict[str, dict[str, Any]] = {
-    "/health": {"get": _op("Liveness", errors=(), security=False)},
-    "/openapi.json": {"get": _op("This document", errors=("401",))},
-    "/profiles": {"get": _op("Find a profile by any identifier (normalized as ingestion does)", params=[
-        _query("email", "email address"), _query("phone", "phone number in any format"),
-        _query("region", "default region for a national phone number (ISO 3166 alpha-2)"),
-        _query("loyalty_id", "loyalty card id"), _query("source", "source system"),
-        _query("source_id", "record key in that source")])},
+    "/health": {"get": operation("Liveness", errors=(), security=False)},
+    "/openapi.json": {"get": operation("This document", errors=("401",))},
+    "/profiles": {"get": operation("Find a profile by any identifier (normalized as ingestion does)", params=[
+        query_param("email", "email address"), query_param("phone", "phone number in any format"),
+        query_param("region", "default region for a national phone number (ISO 3166 alpha-2)"),
+        query_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
+        query_param("source_id", "record key in that source")])},
     "/profiles/{profile_id}": {
-        "get": _op("Unified profile: attributes with sources, identifiers, measures, churn, activity",
+        "get": operation("Unified profile: attributes with sources, identifiers, measures, churn, activity",
                    params=PID, errors=("400", "401", "404", "410")),
-        "delete": _op("Erase the person (cascade) and log the erasure without PII", params=PID,
+        "delete": operation("Erase the person (cascade) and log the erasure without PII", params=PID,
                       errors=("400", "401", "404", "410")),
     },
-    "/profiles/{profile_id}/export": {"get": _op("Everything held about the person", params=PID, errors=("400", "401", "404", "410"))},
-    "/profiles/{profile_id}/merges": {"get": _op("Merge log with reasons and field contributions", params=PID, errors=("400", "401", "404", "410"))},
-    "/profiles/{profile_id}/split": {"post": _op("Take a source record out into its own profile (never merged back)",
+    "/profiles/{profile_id}/export": {"get": operation("Everything held about the person", params=PID, errors=("400", "401", "404", "410"))},
+    "/profiles/{profile_id}/merges": {"get": operation("Merge log with reasons and field contributions", params=PID, errors=("400", "401", "404", "410"))},
+    "/profiles/{profile_id}/split": {"post": operation("Take a source record out into its own profile (never merged back)",
                                                  "201", params=PID, errors=("400", "401", "404", "409", "410"),
                                                  body={"type": "object", "required": ["record_key"],
                                                        "properties": {"record_key": {"type": "string"}}})},
-    "/ingestions": {"get": _op("Ingestion reports, newest first (paginated)", errors=("400", "401"), params=[
+    "/ingestions": {"get": operation("Ingestion reports, newest first (paginated)", errors=("400", "401"), params=[
         {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-        _query("continuation", "token from the previous page"), _query("status", "filter by status"),
-        _query("source", "filter by source system")])},
-    "/ingestions/{ingestion_id}": {"get": _op("One ingestion report: rows read, accepted, quarantined, duplicates, reasons",
-                                              params=[_path_param("ingestion_id")])},
+        query_param("continuation", "token from the previous page"), query_param("status", "filter by status"),
+        query_param("source", "filter by source system")])},
+    "/ingestions/{ingestion_id}": {"get": operation("One ingestion report: rows read, accepted, quarantined, duplicates, reasons",
+                                              params=[path_param("ingestion_id")])},
 }
 
 
