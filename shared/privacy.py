@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .activity import list_activity
+from .identity.docs import Ctx
+from .identity.maintenance import update_block
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -50,16 +52,8 @@ def _device_links(store: Store, owners: list[str]) -> list[dict[str, Any]]:
 
 
 def _blocking_keys(profile: dict[str, Any]) -> set[str]:
-    try:
-        from .identity.matching import blocking_keys
-        from .normalize import NormalizedRecord
-    except ImportError:  # matching not installed: nothing was indexed either
-        return set()
-    keys: set[str] = set()
-    for r in profile.get("records", []):
-        if r.get("match"):
-            keys.update(blocking_keys(NormalizedRecord.from_dict(r["match"])))
-    return keys
+    """The blocking keys the resolver stored for the profile's records."""
+    return {key for r in profile.get("records", []) for key in r.get("blocking_keys", [])}
 
 
 def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
@@ -85,13 +79,10 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
         for item in list(activity.query_items(partition_key=key)):
             activity.delete_item(item["id"], key)
             counts["activity"] += 1
-    blocking = store.container("blocking")
+    ctx = Ctx(store)
     for key in _blocking_keys(profile):
-        doc = blocking.read_item_or_none(key, key)
-        if doc and pid in doc.get("profile_ids", []):
-            doc["profile_ids"] = [p for p in doc["profile_ids"] if p != pid]
-            blocking.upsert_item(doc)
-            counts["blocking"] += 1
+        update_block(ctx, key, remove=pid, add=None)  # ETag-guarded, like the resolver's own updates
+        counts["blocking"] += 1
     merges = store.container("merges")
     for entry in list(merges.query_items(partition_key=pid)):
         merges.delete_item(entry["id"], pid)

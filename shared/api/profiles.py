@@ -55,7 +55,7 @@ def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | N
         "identifiers": [i for i in profile.get("identifiers", []) if not i.startswith("source:")],
         "source_records": [{"key": r["key"], "source": r.get("source"), "record_key": r.get("record_key"),
                             "added_at": r.get("added_at")} for r in profile.get("records", [])],
-        "measures": {**compute_measures(transactions), **(profile.get("measures") or {})},
+        "measures": {**(profile.get("measures") or {}), **compute_measures(transactions)},  # fresh wins over stored
         "churn": profile.get("churn"),
         "segments": profile.get("segments", []),
         "needs": profile.get("needs"),

@@ -50,7 +50,7 @@ def _point_identifier(ctx: Ctx, iid: str, old: str, new: str) -> None:
         ctx.identifiers.replace_item({**doc, "profile_id": new}, etag=doc["_etag"])
 
 
-def _update_block(ctx: Ctx, key: str, remove: str | None, add: str | None) -> None:
+def update_block(ctx: Ctx, key: str, remove: str | None, add: str | None) -> None:
     for _ in range(20):
         doc = ctx.blocking.read_item_or_none(key, key)
         ids = list((doc or {}).get("profile_ids", []))
@@ -98,7 +98,7 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
         for iid in sorted(own_ids):
             _delete_identifier(ctx, iid, profile["id"])
         for block in sorted(own_keys):
-            _update_block(ctx, block, profile["id"], None)
+            update_block(ctx, block, profile["id"], None)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     _delete_identifier(ctx, source_iid, profile_id)
     ctx.records.delete_item(key, key)
@@ -152,7 +152,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     if record_doc is not None:
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
     for block in entry.get("blocking_keys", []):
-        _update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
+        update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
     ctx.merges.upsert_item({
         "id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
         "absorbed_id": None, "split_into": new_id, "at": now, "reason": "split", "rule": "manual split",
