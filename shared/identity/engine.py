@@ -149,23 +149,30 @@ class _Work:
         return self._apply(group, reviews, skipped, link)
 
     def _add_probabilistic(self, group: list[_Candidate], reviews, skipped: set[str], profiles) -> dict | None:
-        """The best-scoring other profile joins too when it passes the match threshold: a record linked by a
-        rule can also bridge to a profile founded by a record without identifiers, whatever the arrival order."""
+        """Every other profile scoring above the match threshold joins too, best first, each checked by merge
+        protection: a record linked by a rule can also bridge to a profile founded by a record without
+        identifiers, and a record can bridge two profiles of one person, whatever the arrival order. When
+        nothing joins, the best candidate goes to review if it is in the review band or protection blocked it."""
         exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
-        found = self._best_candidate(profiles, exclude)
-        if found is None:
-            return None
-        profile, detail = found
+        ranked = self._ranked_candidates(self._candidate_ids(), profiles, exclude)
         settings = self.ctx.settings
-        if detail["score"] >= settings.match_threshold:
+        blocked = None
+        for p, profile, best in ranked:
+            if p < settings.match_threshold:
+                break
+            detail = self._explain(best)
             reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
             if reason is None:
                 group.append(_Candidate(profile, ["score"], detail))
-                return {"reason": "score", **detail} if len(group) == 1 else None
-            if reason != "never_match" and not group:
-                reviews.append((profile, reason, detail))
-        elif detail["score"] >= settings.review_threshold and not group:
-            reviews.append((profile, "score", detail))
+            elif reason != "never_match" and blocked is None:
+                blocked = (profile, reason, detail)
+        if not group:
+            if blocked is not None:
+                reviews.append(blocked)
+            elif ranked and ranked[0][0] >= settings.review_threshold:
+                reviews.append((ranked[0][1], "score", self._explain(ranked[0][2])))
+        if len(group) == 1 and group[0].types == ["score"]:
+            return {"reason": "score", **group[0].detail}
         return None
 
     def _live(self, profile_id: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -201,9 +208,10 @@ class _Work:
         return group, reviews, skipped
 
     def _names_disagree(self, profile: dict[str, Any]) -> bool:
-        """True when the record's given name is another person's: different from the given name of the profile
-        record the model finds most similar, and not backed by an equal birth date with a likely match. (Treating
-        swapped given/family names as agreement was measured to over-merge households, so it is not done.)"""
+        """True when the record's given name is another person's: "different" from the given name of the profile
+        record the model finds most similar (typos, nicknames and initials are not "different"). An equal birth
+        date does not make them one person: twins share it, and a family email or home phone. (Treating swapped
+        given/family names as agreement was measured to over-merge households, so it is not done.)"""
         if not self.n.given_name:
             return False
         best = None
@@ -216,18 +224,14 @@ class _Work:
                 best = (p, other)
         if best is None:
             return False
-        p, other = best
-        if (self.model.score(self.n, other).levels or {}).get("given_name") != "different":
-            return False
-        n = self.n
-        return not (n.birth_date and n.birth_date == other.birth_date and p >= 0.5)
+        return (self.model.score(self.n, best[1]).levels or {}).get("given_name") == "different"
 
     def _side(self, profile: dict[str, Any]) -> Side:
         return Side.of_profile(profile, without_record=self.key)
 
-    def _best_candidate(self, profiles: dict[str, dict[str, Any]], exclude: set[str]):
-        """The profile (not excluded) whose records score best against the record, found through blocking
-        keys, with the explained score; None when there is no candidate."""
+    def _candidate_ids(self) -> list[str]:
+        """The profiles found under the record's blocking keys, those under most keys first (at most
+        max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
         counts: Counter[str] = Counter()
         for key in self.blocking_keys:
@@ -236,32 +240,31 @@ class _Work:
             if doc is not None and not doc.get("capped"):
                 counts.update(doc.get("profile_ids", []))
         self.block_seen = set(counts)
-        return self._best_of([pid for pid, _ in counts.most_common(cfg.max_candidates)], profiles, exclude)
+        return [pid for pid, _ in counts.most_common(cfg.max_candidates)]
 
-    def _best_of(self, profile_ids: list[str], profiles: dict[str, dict[str, Any]], exclude: set[str]):
-        """The best-scoring of these profiles (not excluded) with the explained score; None if none scores."""
-        best = None  # (probability, profile, snapshot)
+    def _ranked_candidates(self, profile_ids: list[str], profiles: dict[str, dict[str, Any]], exclude: set[str]):
+        """(probability, profile, best-matching record) of these live profiles (not excluded), best first."""
+        scored = []
         seen = set()
         for pid in profile_ids:
             profile = self._live(pid, profiles)
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
             seen.add(profile["id"])
-            for entry in profile.get("records", []):
-                if entry["key"] == self.key or not entry.get("match"):
-                    continue
-                other = NormalizedRecord.from_dict(entry["match"])
-                p = self.model.probability(self.n, other)
-                if best is None or p > best[0]:
-                    best = (p, profile, other)
-        if best is None:
-            return None
-        _, profile, other = best
-        score = self.model.score(self.n, other)  # the explanation, for the best pair only
-        detail = {"score": round(float(score.probability), 6), "match_weight": round(float(score.match_weight), 4),
-                  "contributions": {k: round(float(v), 4) for k, v in score.contributions.items()},
-                  "model_version": getattr(self.model, "version", None)}
-        return profile, detail
+            others = [NormalizedRecord.from_dict(entry["match"]) for entry in profile.get("records", [])
+                      if entry["key"] != self.key and entry.get("match")]
+            if others:
+                p, best = self.model.best_record(self.n, others)
+                scored.append((p, profile, best))
+        scored.sort(key=lambda item: -item[0])  # stable: ties keep the candidates' order
+        return scored
+
+    def _explain(self, other: NormalizedRecord) -> dict[str, Any]:
+        """The explained score of the record against a profile's best-matching record, for logs and reviews."""
+        score = self.model.score(self.n, other)
+        return {"score": round(float(score.probability), 6), "match_weight": round(float(score.match_weight), 4),
+                "contributions": {k: round(float(v), 4) for k, v in score.contributions.items()},
+                "levels": score.levels, "model_version": getattr(self.model, "version", None)}
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -337,10 +340,11 @@ class _Work:
         current = live_profile(self.ctx, profile["id"])
         if current is None:
             raise ConcurrencyConflict("profile vanished while joining concurrent records")
-        found = self._best_of(list(dict.fromkeys(fresh)), {}, {current["id"]})
-        if found is None or found[1]["score"] < self.ctx.settings.match_threshold:
+        ranked = self._ranked_candidates(list(dict.fromkeys(fresh)), {}, {current["id"]})
+        if not ranked or ranked[0][0] < self.ctx.settings.match_threshold:
             return None
-        other, detail = found
+        _, other, best = ranked[0]
+        detail = self._explain(best)
         if join_conflict(self.policy, [Side.of_profile(current), self._side(other)]) is not None:
             return None
         ordered = sorted([current, other], key=survivor_order)
