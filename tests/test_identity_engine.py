@@ -336,3 +336,39 @@ def test_loyalty_id_as_field_or_custom_identifier_is_one_identifier(store, model
     b, = resolve(store, model, rec("app", "2", identifiers={"loyalty_id": "l 100"}, given_name="Ann", family_name="Lee"))
     assert b.action == "linked" and b.profile_id == a.profile_id
     assert find_profile_id(store, "loyalty_id", "l-100") == a.profile_id
+
+
+def test_twins_sharing_the_family_email_and_birth_date_stay_apart(store, model):
+    """Twins are the hard negative an equal birth date cannot settle: only their given names tell them apart."""
+    twin = dict(family_name="Taylor", birth_date="2003-12-27", email="taylor.home6587@shopmail.net",
+                address_line1="9 Richmond Avenue", postcode="B5 9YL", city="Birmingham")
+    olivia, = resolve(store, model, rec("pos", "1", given_name="Olivia", **twin))
+    rachel, = resolve(store, model, rec("crm", "2", given_name="Rachel", **twin))
+    olivia_again, = resolve(store, model, rec("web", "3", given_name="Olivia", **twin))
+    assert rachel.profile_id != olivia.profile_id and rachel.action == "created"
+    assert olivia_again.profile_id == olivia.profile_id
+
+
+def test_a_slip_in_a_short_given_name_is_not_another_person(store, model):
+    """"Any" for "Amy" on a shared email and phone is one person, not a household member."""
+    amy, = resolve(store, model, rec("pos", "1", given_name="Amy", family_name="Johnson", email="amy.j1505@shopmail.net",
+                                     phone="+447403003349"))
+    typo, = resolve(store, model, rec("crm", "2", given_name="Any", family_name="Johnson", email="amy.j1505@shopmail.net",
+                                      phone="+447403003349", birth_date="1999-05-10"))
+    assert typo.profile_id == amy.profile_id and typo.action == "linked"
+
+
+def test_a_record_joins_every_profile_of_its_person_above_the_threshold(store, model):
+    """Two profiles founded by records that share nothing but the person; a third record matching both by
+    score bridges them (not only the best one), and the merge log explains each join."""
+    first, = resolve(store, model, rec("pos", "1", given_name="Jurgen", family_name="Vogelsang", birth_date="1955-02-09",
+                                       address_line1="Ringweg 12", postcode="12988", city="Berlin"))
+    second, = resolve(store, model, rec("crm", "2", given_name="Juergen", family_name="Vogelsang",
+                                        email="jurgen.vogelsang1224@shopmail.net", phone="+4915129124200"))
+    assert second.profile_id != first.profile_id
+    bridge, = resolve(store, model, rec("web", "3", given_name="Jurgen", family_name="Vogelsang", birth_date="1955-02-09",
+                                        postcode="12988", email="jurgen.vogelsang1224@shopmail.net"))
+    assert bridge.action == "merged"
+    survivor = get_profile(store, first.profile_id)
+    assert {r["key"] for r in survivor["records"]} == {"pos|1", "crm|2", "web|3"}
+    assert get_profile(store, second.profile_id)["id"] == survivor["id"]

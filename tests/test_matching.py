@@ -179,3 +179,36 @@ def test_em_training_converges_and_separates_people():
     report = evaluate_pairs(trained, held_out, truth)
     assert report["precision"] >= 0.98, report
     assert report["recall_of_blocked"] >= 0.7, report
+
+
+@pytest.mark.parametrize("a,b,level", [
+    ("paul_davies519@shopmail.net", "pauldavies519@mailbox.org", "same_user"),  # separators aside
+    ("paul.davies519+news@shopmail.net", "pauldavies519@mailbox.org", "same_user"),  # a +tag aside
+    ("jsmith512@shopmail.net", "jsmth512@mailbox.org", "user_fuzzy"),  # a slip, same number
+    ("johnsmith12@shopmail.net", "johnsmith85@shopmail.net", "different"),  # namesakes: another number
+    ("johnsmith@shopmail.net", "johnsmith85@shopmail.net", "different"),
+])
+def test_email_levels_tell_a_retyped_mailbox_from_a_namesakes(model, a, b, level):
+    score = model.score(rec("pos|1", given_name="John", family_name="Smith", email=a),
+                        rec("crm|2", given_name="John", family_name="Smith", email=b))
+    assert score.levels["email"] == level
+
+
+@pytest.mark.parametrize("a,b,level", [
+    ("Amy", "Any", "fuzzy_low"), ("Ana", "Naa", "fuzzy_low"),  # one slip in a short name
+    ("Mxrgaret", "Meg", "fuzzy_low"),  # a typo of the formal name a nickname stands for
+    ("Olivia", "Rachel", "different"), ("Tom", "Kevin", "different"),
+])
+def test_given_name_levels(model, a, b, level):
+    score = model.score(rec("pos|1", given_name=a, family_name="Davies"), rec("crm|2", given_name=b, family_name="Davies"))
+    assert score.levels["given_name"] == level
+
+
+def test_swapped_names_weigh_as_the_common_way_round(model):
+    """"Robinson John" against "John Robinson": "robinson" is a rare given name, so reading it as one would make
+    the pair look far more likely than the same names the right way round."""
+    right = rec("pos|1", given_name="John", family_name="Robinson", city="Leeds")
+    swapped = rec("crm|2", given_name="Robinson", family_name="John", city="Leeds")
+    same = rec("crm|3", given_name="John", family_name="Robinson", city="Leeds")
+    assert model.score(swapped, right).match_weight <= model.score(same, right).match_weight + 1e-9
+    assert model.score(swapped, right).match_weight == pytest.approx(model.score(right, swapped).match_weight)
