@@ -56,42 +56,56 @@ def model_figures(model, normalized, persons, settings) -> dict[str, Any]:
     }
 
 
-def split_causes(model, normalized, persons, assignment, results, settings) -> tuple[Counter, dict]:
-    """Why each split person was split, judged on the best pair of their records across profiles; with the
-    most frequent comparison levels of those pairs per cause (given, family, birth date, location, phone, email)."""
+def split_causes(model, normalized, persons, assignment, results, settings) -> tuple[Counter, Counter, dict]:
+    """Why each person was split, judged on every two of their profiles by the best pair of records across them;
+    counted per pair of profiles and per record pair lost (what pairwise recall misses), with the most frequent
+    comparison levels per cause (given, family, birth date, location, phone, email)."""
     from shared.identity.matching import blocking_keys, compare
 
     records_of = defaultdict(list)
     for index, person in enumerate(persons):
         records_of[person].append(index)
-    causes = Counter()
+    causes, lost_pairs = Counter(), Counter()
     patterns: dict[str, Counter] = defaultdict(Counter)
     for indices in records_of.values():
-        if len({assignment.get(normalized[i].key) for i in indices}) <= 1:
-            continue
-        best = None
-        for i, j in itertools.combinations(indices, 2):
-            a, b = normalized[i], normalized[j]
-            if assignment.get(a.key) == assignment.get(b.key):
-                continue
-            p = model.probability(a, b)
-            if best is None or p > best[0]:
-                best = (p, a, b)
-        p, a, b = best
-        if results[a.key].action == "quarantined" or results[b.key].action == "quarantined":
-            cause = "quarantined record"
-        elif not set(blocking_keys(a)) & set(blocking_keys(b)):
-            cause = "no shared blocking key"
-        elif p < settings.review_threshold:
-            cause = "scored below review"
-        elif p < settings.match_threshold:
-            cause = "scored for review"
-        else:
-            reasons = {results[k.key].reason.split(":")[0] for k in (a, b) if results[k.key].action == "review"}
-            cause = "scored a match, not linked: " + ("/".join(sorted(reasons)) or "no score comparison")
-        causes[cause] += 1
-        patterns[cause]["".join(str(level) for level in compare(a, b))] += 1
-    return causes, {cause: dict(counter.most_common(5)) for cause, counter in patterns.items()}
+        groups = defaultdict(list)
+        for i in indices:
+            groups[assignment.get(normalized[i].key, "quarantined:" + normalized[i].key)].append(i)
+        for group_a, group_b in itertools.combinations(groups.values(), 2):
+            p, a, b = max(((model.probability(normalized[i], normalized[j]), normalized[i], normalized[j])
+                           for i in group_a for j in group_b), key=lambda x: x[0])
+            cause = _split_cause(p, a, b, group_a, group_b, normalized, results, settings, blocking_keys)
+            causes[cause] += 1
+            lost_pairs[cause] += len(group_a) * len(group_b)
+            patterns[cause]["".join(str(level) for level in compare(a, b))] += 1
+    return causes, lost_pairs, {cause: dict(counter.most_common(5)) for cause, counter in patterns.items()}
+
+
+def _split_cause(p, a, b, group_a, group_b, normalized, results, settings, blocking_keys) -> str:
+    if results[a.key].action == "quarantined" or results[b.key].action == "quarantined":
+        return "quarantined record"
+    if not any(set(blocking_keys(normalized[i])) & set(blocking_keys(normalized[j])) for i in group_a for j in group_b):
+        return "no shared blocking key"
+    if p < settings.review_threshold:
+        return "scored below review"
+    if p < settings.match_threshold:
+        return "scored for review"
+    reasons = {results[k.key].reason.split(":")[0] for k in (a, b) if results[k.key].action == "review"}
+    if not reasons and a.loyalty_id and b.loyalty_id and a.loyalty_id != b.loyalty_id:
+        reasons = {"limit"}  # each linked elsewhere by its own loyalty card: the limit of one card per profile
+    return "scored a match, not linked: " + ("/".join(sorted(reasons)) or "no score comparison")
+
+
+def multi_card_people(normalized, persons) -> dict[str, Any]:
+    """People with two loyalty cards (a re-registration): merge protection keeps one card per profile, as the
+    issue asks, so their records stay in one profile per card, or wait in review."""
+    cards = defaultdict(set)
+    for n, person in zip(normalized, persons):
+        if n.loyalty_id:
+            cards[person].add(n.loyalty_id)
+    multi = {person for person, values in cards.items() if len(values) > 1}
+    per_person = Counter(persons)
+    return {"people": len(multi), "true_pairs": sum(per_person[p] * (per_person[p] - 1) // 2 for p in multi)}
 
 
 def misplaced_records(assignment, truth, results) -> Counter:
@@ -156,8 +170,10 @@ def measure(args) -> dict[str, Any]:
     for order_seed in range(1, args.orders + 1):
         run, assignment, results = resolve_once(records, truth, order_seed, settings)
         if order_seed == 1:
-            causes, patterns = split_causes(model, normalized, persons, assignment, results, settings)
-            figures["split_causes"] = dict(causes)
+            causes, lost, patterns = split_causes(model, normalized, persons, assignment, results, settings)
+            figures["split_causes"] = dict(causes.most_common())
+            figures["lost_pairs_by_cause"] = dict(lost.most_common())
+            figures["people_with_two_loyalty_cards"] = multi_card_people(normalized, persons)
             figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
         runs.append(run)
