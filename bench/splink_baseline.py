@@ -214,28 +214,47 @@ def pair_figures(left, right, probabilities, truth: dict) -> dict[str, Any]:
     return figures
 
 
+def fit_and_predict(rows: list[dict], id_columns: list[str], *, seed: int, max_pairs: float,
+                    verbose: bool = False):
+    """(linker, every candidate pair scored, seconds per step)."""
+    t0 = time.perf_counter()
+    linker = build_linker(rows, id_columns, verbose=verbose)
+    train(linker, seed=seed, max_pairs=max_pairs)
+    t1 = time.perf_counter()
+    df_predict = linker.inference.predict(warning_mode="never")
+    return linker, df_predict, {"train_s": t1 - t0, "predict_s": time.perf_counter() - t1}
+
+
+def clusters_at(linker, df_predict, threshold: float) -> dict[str, Any]:
+    """record key -> Splink cluster id: connected components of the pairs scored at or above the threshold."""
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(df_predict,
+                                                                            threshold_match_probability=threshold)
+    columns = clusters.as_duckdbpyrelation().select("unique_id, cluster_id").fetchnumpy()
+    clusters.drop_table_from_database_and_remove_from_cache()
+    return dict(zip(columns["unique_id"], columns["cluster_id"]))
+
+
 def cluster_figures(linker, df_predict, truth: dict, scope: set[str]) -> dict[str, Any]:
-    """Connected components at each threshold, scored over ucp's scope and over all records."""
+    """Figures at each threshold over ucp's scope (records it does not quarantine), plus F1 over all records."""
     out = {}
     for t in THRESHOLDS:
         t0 = time.perf_counter()
-        clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(df_predict, threshold_match_probability=t)
-        columns = clusters.as_duckdbpyrelation().select("unique_id, cluster_id").fetchnumpy()
+        assignment = clusters_at(linker, df_predict, t)
         seconds = time.perf_counter() - t0
-        assignment = dict(zip(columns["unique_id"], columns["cluster_id"]))
         scores = cluster_scores(truth, {k: v for k, v in assignment.items() if k in scope})
         everything = cluster_scores(truth, assignment, missing="singleton")
         out[str(t)] = {**{k: round(v, 5) if isinstance(v, float) else v for k, v in scores.items() if k in SCORE_KEYS},
                        "pairwise_f1_all_records": round(everything["pairwise_f1"], 5),
                        "cluster_s": round(seconds, 2)}
-        clusters.drop_table_from_database_and_remove_from_cache()
     return out
 
 
 def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool = False) -> dict[str, Any]:
+    try:
+        import splink
+    except ImportError as err:
+        raise RuntimeError("splink is not installed: run `make bench-setup` (requirements-bench.txt)") from err
     from shared.normalize import normalize_record
-
-    import splink
 
     truth = {r.key: p for r, p in zip(records, persons)}
     normalized = [normalize_record(r) for r in records]
@@ -246,15 +265,9 @@ def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool =
         "people": len(set(persons)), "input": "fields normalized by shared.normalize.normalize_record (as ucp)",
         "custom_identifier_columns": id_columns,
     }
-    timings = {}
     with PeakRSS() as memory:
-        t0 = time.perf_counter()
-        linker = build_linker(rows, id_columns, verbose=verbose)
-        train(linker, seed=seed, max_pairs=max_pairs)
-        timings["train_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        df_predict = linker.inference.predict(warning_mode="never")
-        timings["predict_s"] = time.perf_counter() - t0
+        linker, df_predict, timings = fit_and_predict(rows, id_columns, seed=seed, max_pairs=max_pairs,
+                                                      verbose=verbose)
         figures["pairs"] = pair_figures(*scored_pairs(df_predict), truth)
         t0 = time.perf_counter()
         figures["thresholds"] = cluster_figures(linker, df_predict, truth, scope)
