@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from bench.harness import run_benchmark
 from bench.metrics import PeakRSS, classification_scores, cluster_scores
 
-THRESHOLDS = (0.5, 0.9, 0.95, 0.99)
+THRESHOLDS = (0.5, 0.9, 0.95, 0.99, 0.999)  # plus 0.999, a cut Splink users also take
 UNLABELLED_CHOICE = 0.95  # the clustering threshold of Splink's tutorials
 SCORE_KEYS = ("pairwise_precision", "pairwise_recall", "pairwise_f1", "bcubed_f1", "purity", "profiles",
               "split_people", "over_merged_profiles", "exact_people_rate")
@@ -181,14 +181,16 @@ def build_linker(rows: list[dict], id_columns: list[str], *, verbose: bool = Fal
 
 
 def train(linker, *, seed: int, max_pairs: float) -> None:
-    """The tutorial's sequence: prior from deterministic rules, u by random sampling, m by EM on blocking
-    rules that between them leave no comparison untrained."""
+    """The tutorial's sequence: the prior from deterministic rules, u by random sampling, m by EM on two
+    blocking rules that between them train every comparison. The tutorial's first rule, given+family name,
+    is narrowed by postcode, as a user checking the m values would: on common names EM's match class took in
+    different people and put 28% of true matches at a different birth date (truly under 1%)."""
     from splink import block_on
 
     linker.training.estimate_probability_two_random_records_match(
         [block_on("email"), block_on("phone"), block_on("given_name", "family_name", "birth_date")], recall=0.7)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs, seed=seed)
-    for rule in (block_on("email"), block_on("given_name", "family_name"), block_on("birth_date")):
+    for rule in (block_on("given_name", "family_name", "postcode"), block_on("birth_date")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
 
 
