@@ -199,8 +199,21 @@ def scored_pairs(df_predict) -> tuple[list[str], list[str], list[float]]:
     return list(columns["unique_id_l"]), list(columns["unique_id_r"]), [float(p) for p in columns["match_probability"]]
 
 
-def pair_figures(left, right, probabilities, truth: dict) -> dict[str, Any]:
-    """Splink's scored candidate pairs before clustering, as identity_accuracy reports ucp's model on its own."""
+def false_pair_kind(a: dict, b: dict) -> str:
+    """What two records of different people that Splink linked have in common (the first that applies)."""
+    for field in ("email", "phone", "loyalty_id"):
+        if a[field] and a[field] == b[field]:
+            return f"shared {field}"
+    if a["family_name"] and a["family_name"] == b["family_name"] and a["postcode"] and a["postcode"] == b["postcode"]:
+        return "same family name and postcode" + (", other given name" if a["given_name"] != b["given_name"] else "")
+    if a["full_name"] and a["full_name"] == b["full_name"]:
+        return "same full name"
+    return "other"
+
+
+def pair_figures(left, right, probabilities, truth: dict, rows_by_key: dict) -> dict[str, Any]:
+    """Splink's scored candidate pairs before clustering, as identity_accuracy reports ucp's model on its own;
+    and what the false pairs it scores as matches (at the unlabelled choice) have in common."""
     by_person = Counter(truth.values())
     true_pairs = sum(c * (c - 1) // 2 for c in by_person.values())
     labels = [int(truth[a] == truth[b]) for a, b in zip(left, right)]
@@ -210,6 +223,9 @@ def pair_figures(left, right, probabilities, truth: dict) -> dict[str, Any]:
         matched = [y for y, p in zip(labels, probabilities) if p >= t]
         figures[f"pair_precision_at_{t}"] = round(sum(matched) / max(1, len(matched)), 5)
         figures[f"pair_recall_at_{t}"] = round(sum(matched) / max(1, true_pairs), 5)
+    false_kinds = Counter(false_pair_kind(rows_by_key[a], rows_by_key[b])
+                          for a, b, y, p in zip(left, right, labels, probabilities) if not y and p >= UNLABELLED_CHOICE)
+    figures[f"false_pairs_at_{UNLABELLED_CHOICE}_by_kind"] = dict(false_kinds.most_common())
     if labels and 0 < sum(labels) < len(labels):
         scores = classification_scores(labels, probabilities, threshold=UNLABELLED_CHOICE)
         figures.update({k: round(scores[k], 5) for k in ("roc_auc", "pr_auc", "brier")})
@@ -270,7 +286,7 @@ def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool =
     with PeakRSS() as memory:
         linker, df_predict, timings = fit_and_predict(rows, id_columns, seed=seed, max_pairs=max_pairs,
                                                       verbose=verbose)
-        figures["pairs"] = pair_figures(*scored_pairs(df_predict), truth)
+        figures["pairs"] = pair_figures(*scored_pairs(df_predict), truth, {row["unique_id"]: row for row in rows})
         t0 = time.perf_counter()
         figures["thresholds"] = cluster_figures(linker, df_predict, truth, scope)
         timings["cluster_all_thresholds_s"] = time.perf_counter() - t0
