@@ -6,16 +6,21 @@ scored with the same metric helpers as bench/identity_accuracy.py, so the two co
 Same seed and size as `python -m bench.identity_accuracy` = same records. Splink gets the fields AFTER ucp's
 normalization (shared.normalize.normalize_record: folded names, canonical given name, ISO birth date, email
 and its user part, E.164 phone, postcode, city, address, identifiers with placeholders removed), so the
-comparison is about the linker, not the cleaning. It is configured as Splink's own tutorials do: u from random
-sampling, the prior from deterministic rules, m by expectation maximisation over several blocking rules, term
-frequency adjustments on names, email, city and address, predict over recall-oriented blocking rules (shared
-identifiers, name+birth date, postcode+name, ...), then connected components at each threshold. Shared email,
-phone, loyalty id and custom identifiers are exact-match comparisons and blocking rules, as ucp links on them.
+comparison is about the linker, not the cleaning. It is configured as Splink's own tutorials do: the prior
+from deterministic rules, u from random sampling, m by expectation maximisation over two blocking rules, term
+frequency adjustments on names, email, phone, postcode and city, predict over recall-oriented blocking rules
+(shared identifiers, email user, name+birth date, postcode+name, swapped names, ...), then connected
+components at each threshold. Shared email, phone, loyalty id and custom identifiers are exact-match
+comparisons and blocking rules, as ucp links on them. Two choices a careful user makes after looking at the
+model: postcode, address and city form one comparison (not three that count one household's address thrice),
+and the EM name block is narrowed by postcode (see train()).
 
-Figures per threshold (0.5, 0.9, 0.95, 0.99): pairwise and cluster metrics over the records ucp does not
-quarantine (ucp's own scope), the pairwise F1 over all records, and seconds. The best F1 over the thresholds
-is chosen on the labels, which flatters Splink; `unlabelled_choice` is the threshold a user without labels
-would take (0.95, the one Splink's tutorials cluster at).
+Figures per threshold (0.5, 0.9, 0.95, 0.99, 0.999): pairwise and cluster metrics over the records ucp does
+not quarantine (ucp's own scope, as identity_accuracy scores it), the pairwise F1 over all records, seconds;
+the scored candidate pairs before clustering (blocking recall, pair precision/recall, ROC/PR AUC) and what
+the false pairs scored as matches share. The best F1 over the thresholds is chosen on the labels, which
+flatters Splink; `unlabelled_choice` is the threshold a user without labels would take (0.95, the one
+Splink's tutorials cluster at).
 
 Splink is a bench-only dependency: `make bench-setup` (requirements-bench.txt), never installed by CI.
 """
