@@ -274,6 +274,7 @@ def cluster_figures(linker, df_predict, truth: dict, scope: set[str]) -> dict[st
 
 def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool = False) -> dict[str, Any]:
     try:
+        import duckdb
         import splink
     except ImportError as err:
         raise RuntimeError("splink is not installed: run `make bench-setup` (requirements-bench.txt)") from err
@@ -284,7 +285,7 @@ def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool =
     scope = {n.key for n in normalized if not n.is_empty}  # ucp quarantines the rest and scores without them
     rows, id_columns = splink_rows(normalized)
     figures: dict[str, Any] = {
-        "splink_version": splink.__version__, "records": len(rows), "records_in_ucp_scope": len(scope),
+        "splink_version": splink.__version__, "duckdb_version": duckdb.__version__, "records": len(rows), "records_in_ucp_scope": len(scope),
         "people": len(set(persons)), "input": "fields normalized by shared.normalize.normalize_record (as ucp)",
         "custom_identifier_columns": id_columns,
     }
