@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NPM := node_modules/.installed
 
-.PHONY: run test setup browser bench clean check-tools stack
+.PHONY: run test setup browser bench bench-setup clean check-tools stack
 
 check-tools:
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found: install Python 3.11 (or run make PYTHON=/path/to/python3.11)"; exit 1; }
@@ -42,7 +42,11 @@ test: setup browser
 stack: setup
 	$(PY) -m devstack.stack up
 
-bench: setup
+# Bench-only packages (Splink for bench/splink_baseline.py); CI installs requirements-dev.txt only.
+bench-setup: setup
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+
+bench: bench-setup
 	$(PY) -m bench
 
 clean:
