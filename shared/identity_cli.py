@@ -19,10 +19,16 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_resolve)
 
-    r = sub.add_parser("replay", help="move messages from <queue>-poison back to <queue>",
-                       description="Puts poison messages back on their queue once the cause is fixed; messages "
-                                   "the resolver wrapped as {reason, message} are unwrapped.")
-    r.add_argument("--queue", required=True, help="queue name, e.g. resolve (reads resolve-poison)")
+    r = sub.add_parser("replay", help="replay what failed, once the cause is fixed: poison messages or files",
+                       description="--queue Q: moves messages of Q-poison back to Q (messages the resolver wrapped "
+                                   "as {reason, message} are unwrapped). --failed-files: lands the files of the "
+                                   "failed container again. --blob-poison: lands again each blob the blob trigger "
+                                   "gave up on. Replaying is idempotent.")
+    what = r.add_mutually_exclusive_group(required=True)
+    what.add_argument("--queue", help="queue name, e.g. resolve (reads resolve-poison)")
+    what.add_argument("--failed-files", nargs="?", const="", metavar="PREFIX",
+                      help="files of the failed container (optionally under PREFIX, e.g. pos/customers/)")
+    what.add_argument("--blob-poison", action="store_true", help="blobs named in webjobs-blobtrigger-poison")
     r.add_argument("--dry-run", action="store_true", help="list what would be replayed, move nothing")
     r.set_defaults(func=run_replay)
 
@@ -101,12 +107,21 @@ def _final_profile(ctx, key: str, cache: dict[str, str], follow_aliases) -> str:
 
 def run_replay(args) -> int:
     from .identity.worker import replay_poison
+    from .ingest.replay import replay_blob_trigger_poison, replay_failed_files
     from .settings import get_settings
 
-    moved = 0
-    for report in replay_poison(args.queue, get_settings(), dry_run=args.dry_run):
-        moved += 1
+    settings = get_settings()
+    if args.queue:
+        reports, what = replay_poison(args.queue, settings, dry_run=args.dry_run), f"message(s) from {args.queue}-poison"
+    elif args.blob_poison:
+        reports, what = replay_blob_trigger_poison(settings, dry_run=args.dry_run), "blob(s) the blob trigger gave up on"
+    else:
+        reports, what = replay_failed_files(settings, prefix=args.failed_files, dry_run=args.dry_run), "failed file(s)"
+    moved = failed = 0
+    for report in reports:
+        moved += bool(report.get("replayed") or args.dry_run) and "error" not in report
+        failed += "error" in report
         print(json.dumps(report))
     verb = "would replay" if args.dry_run else "replayed"
-    print(f"{verb} {moved} message(s) from {args.queue}-poison to {args.queue}", file=sys.stderr)
-    return 0
+    print(f"{verb} {moved} {what}" + (f"; {failed} could not be replayed" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0

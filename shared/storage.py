@@ -35,10 +35,13 @@ def blob_service(settings: Settings | None = None) -> BlobServiceClient:
     return _blob_service(s.storage_connection, s.storage_account_name)
 
 
-def queue_client(name: str, settings: Settings | None = None) -> QueueClient:
-    """A queue client that speaks Base64 text, like the Functions host's queue trigger and output binding."""
+def queue_client(name: str, settings: Settings | None = None, *, base64: bool = True) -> QueueClient:
+    """A queue client that speaks Base64 text, like the Functions host's queue trigger and output binding
+    (base64=False: messages as stored, for queues other writers fill, which may or may not encode)."""
     s = settings or get_settings()
     service = _queue_service(s.storage_connection, s.storage_account_name)
+    if not base64:
+        return QueueClient(service.url, name, credential=service.credential)
     return QueueClient(
         service.url, name, credential=service.credential,
         message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy(),

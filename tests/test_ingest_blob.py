@@ -418,3 +418,60 @@ def test_timer_resumes_a_crashed_ingestion_whose_retries_ran_out(landing):
     assert report["attempt"] == 2
     closed = landing.http("get_ingestion_report", route_params={"ingestion_id": changed["id"]})
     assert closed["status"] == "failed" and closed["error"]["code"] == "blob_changed"
+
+
+def test_failed_file_is_replayed_once_its_mapping_exists(landing, capsys):
+    """A file of a source nobody mapped yet fails to failed/; once the mapping is there, `ucp replay
+    --failed-files` lands it again (a new version, so a new ingestion) and clears it from failed/."""
+    from shared.cli import main as ucp
+
+    source = f"shop{landing.run}"
+    path = landing.upload(f"{source}/customers/day1.csv", (HEADER + row("R1") + row("R2")).encode())
+    landing.trigger(path)
+    first = landing.report(path)
+    assert first["status"] == "failed" and first["error"]["code"] == "unknown_source"
+    assert ucp(["replay", "--failed-files", f"{source}/", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0]) == {"file": path, "reason": "unknown_source",
+                                                                    "replayed": False}
+    landing.set_mapping(source, "customers", pos_mapping(source=source))
+    assert ucp(["replay", "--failed-files", f"{source}/"]) == 0
+    landing.trigger(path)
+    second = landing.report(path)
+    assert second["id"] != first["id"] and second["status"] == "completed" and second["accepted"] == 2
+    failed = blob_service(landing.settings).get_container_client(landing.settings.failed_container)
+    assert not list(failed.list_blobs(name_starts_with=f"{source}/"))
+
+
+def test_blob_trigger_poison_is_replayed_and_unreadable_messages_stay(landing, capsys):
+    """Messages of webjobs-blobtrigger-poison (JSON, Base64 or not, as hosts write them) name a blob: replay
+    lands it again (new ETag, so the trigger fires anew); a message naming no blob stays, reported."""
+    import base64
+
+    from shared.cli import main as ucp
+    from shared.ingest.replay import BLOB_TRIGGER_POISON_QUEUE
+
+    container = landing.settings.landing_container
+    paths = [landing.upload(f"pos/customers/poison-{landing.run}-{i}.csv", (HEADER + row(f"P{i}")).encode())
+             for i in range(2)]
+    etags = {p: landing.service.get_blob_client(container, p).get_blob_properties().etag for p in paths}
+    poison = queue_client(BLOB_TRIGGER_POISON_QUEUE, landing.settings, base64=False)
+    try:
+        poison.create_queue()
+    except Exception:
+        pass
+    poison.clear_messages()
+    bodies = [json.dumps({"Type": "BlobTrigger", "ContainerName": container, "BlobName": p, "Reason": "boom"})
+              for p in paths]
+    poison.send_message(base64.b64encode(bodies[0].encode()).decode())
+    poison.send_message(bodies[1])
+    poison.send_message("not json at all")
+    assert ucp(["replay", "--blob-poison"]) == 1
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted(r["blob"] for r in reports if r["replayed"]) == sorted(f"{container}/{p}" for p in paths)
+    assert [r["error"] for r in reports if not r["replayed"]] == ["the message names no blob (ContainerName, BlobName)"]
+    for p in paths:
+        assert landing.service.get_blob_client(container, p).get_blob_properties().etag != etags[p]
+        landing.trigger(p)
+        assert landing.report(p)["accepted"] == 1
+    left = [m.content for m in poison.receive_messages(visibility_timeout=1, max_messages=32)]
+    assert left == ["not json at all"]

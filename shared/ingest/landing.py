@@ -127,21 +127,16 @@ def _delete_activity(store: Store):
 def copy_to_failed(settings, container: str, name: str, report: dict[str, Any]) -> str | None:
     """failed/<same path> (a server-side copy) plus <same path>.report.json with the reason."""
     from ..storage import blob_service
+    from .replay import REPORT_SUFFIX, copy_blob
 
-    service = blob_service(settings)
-    source = service.get_blob_client(container, name)
-    target = service.get_blob_client(settings.failed_container, name)
     metadata = {"ingestion_id": report["id"],
                 "reason": ((report.get("error") or {}).get("code") or "unknown")[:200]}
     try:
-        target.start_copy_from_url(source.url, metadata=metadata)
-    except Exception:  # no Shared Key (e.g. managed identity without copy rights): stream it across instead
-        try:
-            target.upload_blob(source.download_blob().chunks(), overwrite=True, metadata=metadata)
-        except Exception:
-            log.exception("ingestion %s: could not copy the file to %s", report["id"], settings.failed_container)
-            return None
-    service.get_blob_client(settings.failed_container, f"{name}.report.json").upload_blob(
+        copy_blob(settings, (container, name), (settings.failed_container, name), metadata=metadata)
+    except Exception:
+        log.exception("ingestion %s: could not copy the file to %s", report["id"], settings.failed_container)
+        return None
+    blob_service(settings).get_blob_client(settings.failed_container, f"{name}{REPORT_SUFFIX}").upload_blob(
         json.dumps(ledger.public_report(report), indent=2, default=str).encode(), overwrite=True)
     return f"{settings.failed_container}/{name}"
 
