@@ -10,8 +10,9 @@ from functions.resolve import bp as resolve_bp
 from functions.churn import bp as churn_bp
 from functions.insights import bp as insights_bp
 from functions.dashboard import bp as dashboard_bp
+from functions.reviews import bp as reviews_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (health_bp, profiles_bp, events_bp, enrichment_bp, ingest_bp, churn_bp, resolve_bp, insights_bp, dashboard_bp,):
+for blueprint in (health_bp, profiles_bp, events_bp, enrichment_bp, ingest_bp, churn_bp, resolve_bp, insights_bp, dashboard_bp, reviews_bp):
     app.register_functions(blueprint)

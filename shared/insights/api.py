@@ -5,13 +5,12 @@ or raises ApiError (problem+json, with a list of `errors` for invalid definition
 """
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, Callable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from ..api.errors import ApiError, ApiResponse
+from ..api.paging import decode_token, encode_token, page_size
 from ..settings import Settings
 from ..store import Store, StoreError
 from . import journeys, reports, segments
@@ -20,7 +19,6 @@ from .refresh import refresh_profile
 from .rules import RuleError
 
 M = TypeVar("M", bound=BaseModel)
-MAX_PAGE = 1000
 
 
 def _errors(err: ValidationError) -> list[dict[str, str]]:
@@ -50,26 +48,6 @@ def guarded(fn: Callable[[], ApiResponse]) -> ApiResponse:
         raise ApiError(404, str(err)) from None
 
 
-def _page_size(params: dict[str, str]) -> int:
-    raw = params.get("page_size") or "100"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ApiError(400, f"page_size must be an integer from 1 to {MAX_PAGE}")
-    return int(raw)
-
-
-def encode_token(token: str | None) -> str | None:
-    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=") if token else None
-
-
-def decode_token(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    try:
-        return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ApiError(400, "continuation is not a token this API returned") from None
-
-
 # --- segments -------------------------------------------------------------------------------------------
 
 def create_segment(store: Store, body: Any) -> ApiResponse:
@@ -90,7 +68,7 @@ def delete_segment(store: Store, segment_id: str) -> ApiResponse:
 
 
 def segment_members(store: Store, segment_id: str, params: dict[str, str]) -> ApiResponse:
-    size, token = _page_size(params), decode_token(params.get("continuation"))
+    size, token = page_size(params), decode_token(params.get("continuation"))
 
     def run() -> ApiResponse:
         try:

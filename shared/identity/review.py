@@ -1,0 +1,104 @@
+"""The review list: records the resolver would not join on its own (a score between the thresholds, or merge
+protection in the way), decided by a person.
+
+Approving merges the two profiles (as they are now, after any merges since) with the decision in the merge log;
+rejecting remembers the two as never-match, so they are not proposed or joined again. A decision is written with
+the review's ETag: two people deciding one review at once get one decision and one 409.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from shared.settings import Settings
+from shared.store import ItemNotFoundError, PreconditionFailedError, Store
+
+from .docs import ConcurrencyConflict, Ctx, now_iso, with_retries
+from .merge import live_profile, merge_profiles, survivor_order
+from .protection import Side
+
+STATUSES = ("open", "approved", "rejected", "obsolete")
+
+
+class ReviewDecisionError(Exception):
+    """The review cannot take this decision (already decided, or a profile is gone); the message says why."""
+
+
+def list_reviews(store: Store, *, status: str = "open", page_size: int = 100,
+                 continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Reviews with this status, oldest first, a page at a time."""
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+    items, token = store.container("review").query_page(("status", "=", status), order_by="created_at",
+                                                          page_size=page_size, continuation=continuation)
+    return [_public(i) for i in items], token
+
+
+def get_review(store: Store, review_id: str) -> dict[str, Any]:
+    """One review; raises ItemNotFoundError when there is none."""
+    return _public(store.container("review").read_item(review_id, review_id))
+
+
+def approve_review(store: Store, review_id: str, *, by: str | None = None,
+                   settings: Settings | None = None) -> dict[str, Any]:
+    """Merge the review's two profiles (the older survives, ids stay stable); returns the closed review."""
+    ctx = Ctx(store, settings)
+    review, current, candidate = _open(ctx, review_id)
+    if current["id"] != candidate["id"]:
+        if Side.of_profile(current).never_match & Side.of_profile(candidate).names or \
+                Side.of_profile(candidate).never_match & Side.of_profile(current).names:
+            raise ReviewDecisionError("these profiles were split apart by a person; reject the review instead")
+        survivor, absorbed = sorted([current, candidate], key=survivor_order)
+        why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
+               "score": review.get("score"), "contributions": review.get("contributions", {}),
+               "via_record": review.get("record_key")}
+        current = with_retries(ctx, lambda: merge_profiles(ctx, survivor["id"], absorbed["id"], why))
+    return _close(ctx, review, "approved", by, profile_id=current["id"])
+
+
+def reject_review(store: Store, review_id: str, *, by: str | None = None,
+                  settings: Settings | None = None) -> dict[str, Any]:
+    """Remember the two profiles as never-match; returns the closed review."""
+    ctx = Ctx(store, settings)
+    review, current, candidate = _open(ctx, review_id)
+    if current["id"] == candidate["id"]:
+        raise ReviewDecisionError("the two profiles were merged since; split the record out instead")
+    for profile, other in ((current, candidate), (candidate, current)):
+        with_retries(ctx, lambda: _never_match(ctx, profile["id"], other["id"]))
+    return _close(ctx, review, "rejected", by, profile_id=current["id"])
+
+
+def _open(ctx: Ctx, review_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    review = ctx.review.read_item(review_id, review_id)
+    if review.get("status") != "open":
+        raise ReviewDecisionError(f"the review is {review.get('status')} already")
+    current = live_profile(ctx, review["profile_id"])
+    candidate = live_profile(ctx, review["candidate_profile_id"])
+    if current is None or candidate is None:
+        _close(ctx, review, "obsolete", None)
+        raise ReviewDecisionError("a profile of this review is gone (erased or its records removed)")
+    return review, current, candidate
+
+
+def _never_match(ctx: Ctx, profile_id: str, other_id: str) -> None:
+    profile = live_profile(ctx, profile_id)
+    if profile is None:
+        raise ItemNotFoundError(f"profile {profile_id} is gone")
+    if other_id in profile.get("never_match", []):
+        return
+    body = {**profile, "never_match": sorted({*profile.get("never_match", []), other_id}), "updated_at": now_iso()}
+    try:
+        ctx.profiles.replace_item(body, etag=profile["_etag"])
+    except PreconditionFailedError:
+        raise ConcurrencyConflict("profile changed while recording a never-match") from None
+
+
+def _close(ctx: Ctx, review: dict[str, Any], status: str, by: str | None, **extra: Any) -> dict[str, Any]:
+    body = {**review, "status": status, "decided_at": now_iso(), "decided_by": by, **extra}
+    try:
+        return _public(ctx.review.replace_item(body, etag=review["_etag"]))
+    except PreconditionFailedError:
+        raise ReviewDecisionError("the review was decided by someone else meanwhile") from None
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}

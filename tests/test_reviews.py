@@ -1,0 +1,113 @@
+"""The review list API through the real blueprint functions on the Cosmos emulator: list, read, approve (merge),
+reject (never-match), and the errors a client can make."""
+from __future__ import annotations
+
+import json
+import zlib
+
+import azure.functions as func
+import pytest
+
+from shared.identity import find_profile_id, get_profile, list_merges, resolve_records
+from shared.models import CustomerRecord
+from shared.settings import get_settings
+
+
+@pytest.fixture
+def api_store(app_env, cosmos_store):
+    return cosmos_store
+
+
+def call(fns, name, method="GET", route_params=None, params=None, body=b""):
+    req = func.HttpRequest(method=method, url=f"http://127.0.0.1/api/{name}", params=params or {},
+                           route_params=route_params or {}, body=body, headers={})
+    resp = fns[name].get_user_function()(req)
+    return resp, (json.loads(resp.get_body()) if resp.get_body() else None)
+
+
+def two_cards(store, name: str, email: str):
+    """One person, two loyalty cards: merge protection (one card per profile) sends the second to review."""
+    first = CustomerRecord(source="loyalty", record_key=f"{name}-1", given_name=name, family_name="Moreau",
+                           email=email, loyalty_id=f"6337{zlib.crc32(name.encode()) % 10**8:08d}1")
+    second = CustomerRecord(source="loyalty", record_key=f"{name}-2", given_name=name, family_name="Moreau",
+                            email=email, loyalty_id=f"6337{zlib.crc32(name.encode()) % 10**8:08d}2")
+    return resolve_records(store, [first, second], settings=get_settings())
+
+
+def open_reviews(fns, **params):
+    resp, body = call(fns, "list_reviews", params=params)
+    assert resp.status_code == 200, body
+    return body
+
+
+def test_approving_a_review_merges_the_profiles_with_the_decision_logged(functions_by_name, api_store):
+    a, b = two_cards(api_store, "Claire", "claire.moreau77@shopmail.net")
+    assert b.action == "review" and b.profile_id != a.profile_id and b.reason.startswith("limit:loyalty_id")
+    listed = open_reviews(functions_by_name)["reviews"]
+    assert len(listed) == 1
+    review = listed[0]
+    assert review["record_key"] == "loyalty|Claire-2" and review["reason"] == "limit:loyalty_id"
+    assert {review["profile_id"], review["candidate_profile_id"]} == {a.profile_id, b.profile_id}
+    resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
+    assert resp.status_code == 200 and one == review
+
+    resp, done = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]},
+                      body=json.dumps({"by": "steward-7"}).encode())
+    assert resp.status_code == 200, done
+    assert done["status"] == "approved" and done["decided_by"] == "steward-7" and done["profile_id"] == a.profile_id
+    merged = get_profile(api_store, b.profile_id)  # the absorbed id redirects
+    assert merged["id"] == a.profile_id and {r["key"] for r in merged["records"]} == {"loyalty|Claire-1", "loyalty|Claire-2"}
+    log = [m for m in list_merges(api_store, a.profile_id) if m.get("reason") == "review"]
+    assert log and log[0]["review_id"] == review["id"] and log[0]["rule"] == "approved by a person"
+    assert open_reviews(functions_by_name)["reviews"] == []
+    assert [r["id"] for r in open_reviews(functions_by_name, status="approved")["reviews"]] == [review["id"]]
+    resp, again = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]})
+    assert resp.status_code == 409 and "approved already" in again["detail"]
+
+
+def test_rejecting_a_review_keeps_the_two_apart_for_good(functions_by_name, api_store):
+    a, b = two_cards(api_store, "Louis", "louis.moreau12@shopmail.net")
+    review = open_reviews(functions_by_name)["reviews"][0]
+    resp, done = call(functions_by_name, "reject_review", "POST", route_params={"review_id": review["id"]})
+    assert resp.status_code == 200 and done["status"] == "rejected" and done["decided_by"] is None
+    # The same person's next record, carrying both cards' profiles' email, no longer proposes the join.
+    third, = resolve_records(api_store, [CustomerRecord(source="pos", record_key="L-3", given_name="Louis",
+                                                        family_name="Moreau", email="louis.moreau12@shopmail.net")],
+                             settings=get_settings())
+    assert third.action == "linked" and third.profile_id == a.profile_id
+    assert get_profile(api_store, b.profile_id)["id"] == b.profile_id  # still apart
+    assert open_reviews(functions_by_name)["reviews"] == []
+    assert find_profile_id(api_store, "email", "louis.moreau12@shopmail.net") == a.profile_id
+
+
+def test_review_api_errors(functions_by_name, api_store):
+    resp, body = call(functions_by_name, "get_review", route_params={"review_id": "r_nosuch"})
+    assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    resp, body = call(functions_by_name, "approve_review", "POST", route_params={"review_id": "r_nosuch"})
+    assert resp.status_code == 404
+    resp, body = call(functions_by_name, "list_reviews", params={"status": "maybe"})
+    assert resp.status_code == 400 and "status" in body["detail"]
+    resp, body = call(functions_by_name, "list_reviews", params={"continuation": "bm90IGEgdG9rZW4"})
+    assert resp.status_code == 400
+    resp, body = call(functions_by_name, "list_reviews", params={"page_size": "0"})
+    assert resp.status_code == 400
+    two_cards(api_store, "Ines", "ines.moreau5@shopmail.net")
+    review = open_reviews(functions_by_name)["reviews"][0]
+    for bad in (b"not json", json.dumps({"by": "x" * 65}).encode(), json.dumps(["by"]).encode()):
+        resp, body = call(functions_by_name, "reject_review", "POST", route_params={"review_id": review["id"]}, body=bad)
+        assert resp.status_code == 400, body
+    assert open_reviews(functions_by_name)["reviews"][0]["status"] == "open"
+
+
+def test_reviews_are_paged(functions_by_name, api_store):
+    for name in ("Anne", "Paul", "Remi"):
+        two_cards(api_store, name, f"{name.lower()}.moreau9@shopmail.net")
+    seen, token = [], None
+    while True:
+        page = open_reviews(functions_by_name, page_size="2", **({"continuation": token} if token else {}))
+        assert len(page["reviews"]) <= 2
+        seen += [r["record_key"] for r in page["reviews"]]
+        token = page["continuation"]
+        if not token:
+            break
+    assert sorted(seen) == ["loyalty|Anne-2", "loyalty|Paul-2", "loyalty|Remi-2"]
