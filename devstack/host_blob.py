@@ -129,12 +129,34 @@ def blob_properties(props: BlobProperties) -> dict[str, Any]:
 
 
 def blob_argument(client: BlobClient, props: BlobProperties, annotation: Any, container: str) -> Any:
-    """What a blob parameter receives, by its annotation: bytes, str, or a (streaming) InputStream."""
+    """What a blob parameter receives, by its annotation: bytes, str, a (streaming) InputStream, or, for the SDK
+    types of azurefunctions-extensions-bindings-blob, the azure.storage.blob client the worker would build from
+    the same connection (the host then passes no content at all)."""
+    sdk = sdk_blob_argument(client, annotation)
+    if sdk is not None:
+        return sdk
     if annotation is bytes:
         return client.download_blob().readall()
     if annotation is str:
         return client.download_blob().readall().decode("utf-8")
     return BlobStream(client, props, container)
+
+
+def sdk_blob_argument(client: BlobClient, annotation: Any) -> Any:
+    """BlobClient, ContainerClient or StorageStreamDownloader for an SDK-type annotation; None otherwise."""
+    try:
+        from azurefunctions.extensions.bindings import blob as sdk
+    except ImportError:  # the extension is not installed: no parameter can ask for an SDK type
+        return None
+    if not isinstance(annotation, type):
+        return None
+    if issubclass(annotation, sdk.BlobClient):
+        return client
+    if issubclass(annotation, sdk.ContainerClient):
+        return client._get_container_client()  # same account, credential and pipeline settings
+    if issubclass(annotation, sdk.StorageStreamDownloader):
+        return client.download_blob()
+    return None
 
 
 def path_regex(pattern: str) -> re.Pattern:

@@ -2,6 +2,7 @@
 import logging
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 from functions._http import respond
 from shared.api import ApiError, ApiResponse
@@ -15,13 +16,14 @@ MAX_PAGE = 200
 
 
 @bp.function_name("ingest_blob")
-@bp.blob_trigger(arg_name="blob", path="%UCP_LANDING_CONTAINER%/{name}", connection="AzureWebJobsStorage",
+@bp.blob_trigger(arg_name="client", path="%UCP_LANDING_CONTAINER%/{name}", connection="AzureWebJobsStorage",
                  source=func.BlobSource.EVENT_GRID)
-def ingest_landed_blob(blob: func.InputStream) -> None:
-    # The binding's bytes are not used: shared.ingest streams the blob itself, so size is not bounded by memory.
+def ingest_landed_blob(client: blob.BlobClient) -> None:
+    # An SDK-type binding: the host hands over the blob's name, never its bytes (with func.InputStream the Python
+    # worker receives the whole file in memory); shared.ingest streams it in chunks.
     settings = get_settings()
     try:
-        ingest_blob(blob.name, settings=settings, store=open_store(settings))
+        ingest_blob(f"{client.container_name}/{client.blob_name}", settings=settings, store=open_store(settings))
     except IngestionBusy as busy:
         log.info("%s; the event will be retried", busy)
         raise  # fail this invocation: the host redelivers, and the retry finds the file done or the lease expired

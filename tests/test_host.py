@@ -244,6 +244,14 @@ def test_blob_fires_once_per_version(host, prefix):
     assert len(again) == 2 and again[1]["length"] == len(b"new version") and again[1]["etag"] != got[0]["etag"]
 
 
+def test_blob_trigger_with_an_sdk_type_gets_a_blob_client(host, prefix):
+    """azurefunctions-extensions-bindings-blob: the parameter gets an azure.storage.blob client, as in Azure."""
+    seen = Inbox(f"{prefix}-seen")
+    container(f"{prefix}-sdk").upload_blob("x/b.csv", b"id\n7\n")
+    got = seen.wait(1, where=lambda m: m["name"].endswith("-sdk/x/b.csv"))
+    assert got[0]["type"].startswith("azure.storage.blob") and got[0]["content"] == "id\n7\n"
+
+
 def test_failing_blob_is_retried_then_reported_on_poison_queue(host, prefix):
     name = f"fail-{uuid.uuid4().hex[:6]}.csv"
     container(f"{prefix}-in").upload_blob(name, b"x")

@@ -1,7 +1,8 @@
 """Ingestion through the blob-triggered function, against Azurite and the Cosmos emulator.
 
 The function is taken from a FunctionApp built here with the ingestion blueprint and called with a real
-azure.functions.blob.InputStream, as the host would; it reads its settings from the environment."""
+azure.storage.blob.BlobClient, as the worker builds it for the SDK-type binding; it reads its settings from the
+environment."""
 from __future__ import annotations
 
 import gzip
@@ -14,7 +15,6 @@ import azure.functions as func
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from azure.functions.blob import InputStream
 
 from shared.ingest import IngestionBusy, decode_message, ledger
 from shared.ingest.ledger import ingestion_id
@@ -78,8 +78,7 @@ class Landing:
 
     def trigger(self, path: str) -> None:
         """What the host does on the BlobCreated event (the bytes are not what the function reads)."""
-        name = f"{self.settings.landing_container}/{path}"
-        self.functions["ingest_blob"](InputStream(data=b"", name=name, uri=f"http://azurite/{name}", length=0))
+        self.functions["ingest_blob"](client=self.service.get_blob_client(self.settings.landing_container, path))
 
     def report(self, path: str) -> dict:
         etag = self.service.get_blob_client(self.settings.landing_container, path).get_blob_properties().etag

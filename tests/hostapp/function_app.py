@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_sdk
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 ATTEMPTS: Counter = Counter()
@@ -90,6 +91,15 @@ def on_blob(blob: func.InputStream, seen: func.Out[str], copy: func.Out[str]) ->
                          "etag": blob.blob_properties.get("ETag"), "metadata": blob.metadata,
                          "content_type": blob.blob_properties.get("ContentType")}))
     copy.set(str(len(data)))
+
+
+@app.blob_trigger(arg_name="client", path="%HOSTAPP_PREFIX%-sdk/{name}", connection=STORAGE,
+                  source=func.BlobSource.EVENT_GRID)
+@app.queue_output(arg_name="seen", queue_name="%HOSTAPP_PREFIX%-seen", connection=STORAGE)
+def on_blob_sdk(client: blob_sdk.BlobClient, seen: func.Out[str]) -> None:
+    """An SDK-type binding: a storage BlobClient for the blob, no content passed."""
+    seen.set(json.dumps({"name": f"{client.container_name}/{client.blob_name}", "type": type(client).__module__,
+                         "content": client.download_blob().readall().decode()}))
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%HOSTAPP_PREFIX%-work", connection=STORAGE)
