@@ -1,22 +1,26 @@
-"""How the Cosmos client is built: the transport ignores the environment only when it says nothing to requests."""
+"""How the Cosmos client is built: its transport ignores the environment only where that changes nothing."""
 from __future__ import annotations
 
 import pytest
 
-from shared.store.cosmos import _REQUESTS_ENV, _transport
+from shared.store.cosmos import _CA_BUNDLE_ENV, _PROXY_ENV, _transport
+
+REMOTE = "https://acct.documents.azure.com:443/"
+LOCAL = "https://127.0.0.1:8081/"
 
 
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
-    for name in _REQUESTS_ENV:
+    for name in _PROXY_ENV + _CA_BUNDLE_ENV:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
     return monkeypatch
 
 
-def test_no_proxy_settings_means_a_session_that_skips_the_environment(clean_env):
-    transport = _transport()
+@pytest.mark.parametrize("endpoint", [REMOTE, LOCAL])
+def test_nothing_in_the_environment_means_a_session_that_skips_it(clean_env, endpoint):
+    transport = _transport(endpoint)
     transport.open()
     try:
         assert transport.session.trust_env is False
@@ -24,12 +28,19 @@ def test_no_proxy_settings_means_a_session_that_skips_the_environment(clean_env)
         transport.close()
 
 
-@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY", "REQUESTS_CA_BUNDLE"])
-def test_proxy_or_ca_settings_are_honoured(clean_env, name):
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "http_proxy", "NO_PROXY", "NETRC"])
+@pytest.mark.parametrize("endpoint", [REMOTE, LOCAL])
+def test_proxy_settings_are_honoured(clean_env, name, endpoint):
     clean_env.setenv(name, "http://proxy.example:3128")
-    assert _transport() is None  # the SDK's default transport, which reads them
+    assert _transport(endpoint) is None  # the SDK's default transport, which reads them
+
+
+def test_a_ca_bundle_is_honoured_where_tls_is_verified(clean_env):
+    clean_env.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
+    assert _transport(REMOTE) is None
+    assert _transport(LOCAL) is not None  # the SDK does not verify the local emulator's certificate
 
 
 def test_a_netrc_file_is_honoured(clean_env, tmp_path):
     (tmp_path / ".netrc").write_text("machine example.org login a password b\n")
-    assert _transport() is None
+    assert _transport(REMOTE) is None

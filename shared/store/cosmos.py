@@ -246,14 +246,18 @@ def _read_many_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="cosmos-read-many")
 
 
-# What requests reads from the environment when its session trusts it (proxies, CA bundles, .netrc).
-_REQUESTS_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle", "netrc")
+# What requests reads from the environment when its session trusts it: proxies and .netrc, and CA bundles.
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
+_CA_BUNDLE_ENV = ("requests_ca_bundle", "curl_ca_bundle")
 
 
-def _transport() -> RequestsTransport | None:
-    """Without proxy or CA settings in the environment, a session that ignores it: requests otherwise scans
-    os.environ for proxies (and looks for ~/.netrc) on every request, a visible share of a point read's CPU."""
-    if any(name.lower() in _REQUESTS_ENV for name in os.environ) or os.path.exists(os.path.expanduser("~/.netrc")):
+def _transport(endpoint: str) -> RequestsTransport | None:
+    """A session that ignores the environment when the environment would change nothing: requests otherwise
+    scans os.environ for proxies and looks for ~/.netrc on every request, a visible share of a point read's
+    CPU. A CA bundle matters only where TLS is verified (the SDK skips verification for the local emulator)."""
+    env = {name.lower() for name in os.environ}
+    local = urlparse(endpoint).hostname in LOCAL_HOSTS
+    if env & set(_PROXY_ENV) or (env & set(_CA_BUNDLE_ENV) and not local) or os.path.exists(os.path.expanduser("~/.netrc")):
         return None
     return RequestsTransport(use_env_settings=False)
 
@@ -262,7 +266,7 @@ def _transport() -> RequestsTransport | None:
 def _client(endpoint: str, key: str | None) -> CosmosClient:
     """One CosmosClient per process and endpoint (it pools connections)."""
     kwargs: dict[str, Any] = {}
-    transport = _transport()
+    transport = _transport(endpoint)
     if transport is not None:
         kwargs["transport"] = transport
     host = urlparse(endpoint).hostname
