@@ -242,8 +242,9 @@ class CosmosContainer:
 
 @lru_cache(maxsize=1)
 def _read_many_pool() -> ThreadPoolExecutor:
-    """ReadMany runs its per-partition queries on an executor; one per process instead of a new one per call."""
-    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="cosmos-read-many")
+    """ReadMany runs its per-partition queries on an executor: one per process instead of a new one per call,
+    with a thread for each resolve lane (settings.resolve_concurrency) and more, so lanes never queue for it."""
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="cosmos-read-many")
 
 
 # What requests reads from the environment when its session trusts it: proxies and .netrc, and CA bundles.
