@@ -11,6 +11,7 @@ the engine's ETag and claim protocol settles that exactly as it does between two
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from functools import lru_cache
@@ -60,8 +61,9 @@ def lanes(records: Sequence[CustomerRecord]) -> list[list[int]]:
 
 
 @lru_cache(maxsize=4)
-def _pool(workers: int) -> ThreadPoolExecutor:
-    # One pool per process: messages resolved at the same time share it, so threads stay bounded.
+def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
+    # One pool per process (a forked child cannot use its parent's threads): messages resolved at the same time
+    # share it, so threads stay bounded.
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="resolve-lane")
 
 
@@ -82,7 +84,7 @@ def resolve_in_lanes(store: Store, records: Sequence[CustomerRecord], *, setting
         for lane in groups:
             run(lane)
     else:
-        futures = [_pool(workers).submit(run, lane) for lane in groups]
+        futures = [_pool(workers, os.getpid()).submit(run, lane) for lane in groups]
         wait(futures)
         for future in futures:
             future.result()  # raises the first failure

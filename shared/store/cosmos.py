@@ -240,10 +240,15 @@ class CosmosContainer:
         return [self._in(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
 
 
-@lru_cache(maxsize=1)
 def _read_many_pool() -> ThreadPoolExecutor:
     """ReadMany runs its per-partition queries on an executor: one per process instead of a new one per call,
     with a thread for each resolve lane (settings.resolve_concurrency) and more, so lanes never queue for it."""
+    return _process_pool(os.getpid())
+
+
+@lru_cache(maxsize=1)
+def _process_pool(pid: int) -> ThreadPoolExecutor:
+    # Keyed by process: a forked child cannot use its parent's threads, so it gets a pool of its own.
     return ThreadPoolExecutor(max_workers=16, thread_name_prefix="cosmos-read-many")
 
 
