@@ -150,7 +150,7 @@ def throughput(args) -> dict:
 
 def end_to_end(args) -> dict:
     """Upload a 100-row customer CSV to Azurite with the local host running the real app; time until the API
-    serves the profile of the file's last row (blob trigger -> ingestion -> resolve queue -> identity -> API)."""
+    serves the profile of every row of the file (blob trigger -> ingestion -> resolve queue -> identity -> API)."""
     import http.client
     from urllib.parse import quote
 
@@ -213,15 +213,20 @@ def end_to_end(args) -> dict:
                 w = csv.DictWriter(buf, COLUMNS)
                 w.writeheader()
                 w.writerows(rows)
-                last = f"/api/profiles?email={quote(rows[-1]['mail'])}"
+                lookups = [f"/api/profiles?email={quote(r['mail'])}" for r in rows]
                 blob = f"e2e/customers/trial{trial}.csv"
                 t0, wall0 = time.perf_counter(), time.time()
                 client = blobs.get_blob_client(settings.landing_container, blob)
                 etag = client.upload_blob(buf.getvalue().encode(), overwrite=True)["etag"]
-                while status(last) != 200:
-                    if time.perf_counter() - t0 > args.timeout:
-                        break
-                    time.sleep(0.02)
+                # Served = every row of the file served. Rows finish in any order (they resolve concurrently), so
+                # the rows not seen yet are looked up in turn, a pause after each miss: a row is dropped as soon as
+                # it is seen, and at the end the few rows left are each looked up every few tens of ms.
+                pending = list(lookups)
+                while pending and time.perf_counter() - t0 <= args.timeout:
+                    path = pending.pop(0)
+                    if status(path) != 200:
+                        pending.append(path)
+                        time.sleep(0.005)
                 elapsed = time.perf_counter() - t0
                 report = get_json(f"/api/ingestions/{ingestion_id(f'{settings.landing_container}/{blob}', etag)}")
                 if elapsed > args.timeout:  # say why, from the report and the host's log
@@ -232,12 +237,12 @@ def end_to_end(args) -> dict:
                         finished = datetime.fromisoformat(report["finished_at"].replace("Z", "+00:00")).timestamp()
                         ingested.append((finished - wall0) * 1000)
                     time.sleep(0.2)
-                    missing += sum(status(f"/api/profiles?email={quote(r['mail'])}") != 200 for r in rows)
+                    missing += sum(status(path) != 200 for path in lookups)
         finally:
             host.terminate()
             host.wait(timeout=15)
             host_log.close()
-    return {"trials": args.trials, "rows_per_file": 100, "upload_to_served_ms": percentiles(served),
+    return {"trials": args.trials, "rows_per_file": 100, "upload_to_all_rows_served_ms": percentiles(served),
             "upload_to_ingested_ms": percentiles(ingested), "rows_not_served_after": missing, "blob_poll_interval_s": args.poll, "target_p95_ms": 2000,
             "note": "the local host polls blobs every blob_poll_interval (Event Grid pushes in Azure)"}
 

@@ -101,6 +101,34 @@ def test_read_missing_is_404_and_read_item_or_none_is_none(store):
     assert profiles.read_item_or_none("missing", "missing") is None
 
 
+def test_read_items_reads_many_in_order_with_none_for_missing(store):
+    identifiers = store.container("identifiers")  # partition key = id, ids from user data (escaped in Cosmos)
+    ids = ["email:a@b.org", "email:we#ird/?@x.org", "phone:+441", "loyalty:trailing "]
+    written = {i: identifiers.create_item({"id": i, "n": n}) for n, i in enumerate(ids)}
+    keys = [(i, i) for i in ["phone:+441", "missing", *ids, "email:a@b.org"]]
+    got = identifiers.read_items(keys)
+    assert [d and d["id"] for d in got] == [k[0] if k[0] != "missing" else None for k in keys]
+    assert [d and d["_etag"] for d in got] == [written[k[0]]["_etag"] if k[0] in written else None for k in keys]
+    assert identifiers.read_items([("missing", "missing")]) == [None]
+    assert identifiers.read_items([]) == []
+
+
+def test_read_items_keeps_partitions_apart(activity):
+    activity.create_item({"id": "d1", "owner": "o2", "v": "other partition, same id"})
+    got = activity.read_items([("d1", "o1"), ("d1", "o2"), ("d1", "o3"), ("d3", "o2"), ("d3", "o1")])
+    assert [(d["owner"], d["kind"]) if d and "kind" in d else d and d["v"] for d in got] == [
+        ("o1", "transaction"), "other partition, same id", None, ("o2", "transaction"), None]
+
+
+def test_read_items_sees_the_latest_write(store):
+    profiles = store.container("profiles")
+    profiles.create_item({"id": "p", "v": 1})
+    profiles.create_item({"id": "q", "v": 1})
+    latest = profiles.replace_item({"id": "p", "v": 2})
+    profiles.delete_item("q", "q")
+    assert profiles.read_items([("p", "p"), ("q", "q")]) == [latest, None]
+
+
 def test_replace_missing_is_404(store):
     with pytest.raises(ItemNotFoundError):
         store.container("profiles").replace_item({"id": "ghost", "v": 1})

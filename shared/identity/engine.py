@@ -114,11 +114,12 @@ class _Work:
         # The records doc is written before the commit (the source identifier) and deleted after it, so a record
         # without one was never committed: a new record costs one read here, not two.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
-        source_doc = None
-        if record_doc is not None:
-            source_doc = ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
-            if source_doc is not None and source_doc.get("content_hash") == self.hash:
-                return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
+        # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
+        lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
+        id_docs = dict(zip(lookups, ctx.identifiers.read_items([(iid, iid) for iid in lookups])))
+        source_doc = id_docs.get(self.source_iid)
+        if source_doc is not None and source_doc.get("content_hash") == self.hash:
+            return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
         self.found: dict[str, dict[str, Any]] = {}  # identifier id -> its doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
@@ -134,7 +135,7 @@ class _Work:
             prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
-            doc = ctx.identifiers.read_item_or_none(iid, iid)
+            doc = id_docs[iid]
             if doc is None:
                 continue
             self.found[iid] = doc
@@ -234,8 +235,8 @@ class _Work:
         max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
         counts: Counter[str] = Counter()
-        for key in self.blocking_keys:
-            doc = ctx.blocking.read_item_or_none(key, key)
+        docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
+        for key, doc in zip(self.blocking_keys, docs):
             self.block_docs[key] = doc
             if doc is not None and not doc.get("capped"):
                 counts.update(doc.get("profile_ids", []))
@@ -331,9 +332,7 @@ class _Work:
         write loses its ETag (412) or its create (409), re-reads the key (_reread_block) and so learns the
         other's profile, which it scores and merges with now (the merge saga is idempotent). Keys this attempt
         did not write (already listing the profile) are read again. Returns the merged profile, or None."""
-        for key in self.blocking_keys:
-            if key not in self.block_written:  # nothing we wrote there would have collided: look again
-                self._reread_block(key, profile["id"])
+        self._reread_blocks([key for key in self.blocking_keys if key not in self.block_written], profile["id"])
         fresh = [pid for pid in sorted(self.block_fresh) if pid != profile["id"]]
         if not fresh:
             return None
@@ -509,11 +508,15 @@ class _Work:
     def _reread_block(self, key: str, profile_id: str) -> dict[str, Any] | None:
         """A blocking key changed between our read and our write: another worker wrote it meanwhile. The profiles
         it added are ones this record was never compared with (see _join_concurrent)."""
-        doc = self.ctx.blocking.read_item_or_none(key, key)
-        if doc is not None and not doc.get("capped"):
-            seen = getattr(self, "block_seen", set())
-            self.block_fresh.update(pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile_id)
-        return doc
+        return self._reread_blocks([key], profile_id)[0]
+
+    def _reread_blocks(self, keys: list[str], profile_id: str) -> list[dict[str, Any] | None]:
+        docs = self.ctx.blocking.read_items([(key, key) for key in keys])
+        seen = getattr(self, "block_seen", set())
+        for doc in docs:
+            if doc is not None and not doc.get("capped"):
+                self.block_fresh.update(pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile_id)
+        return docs
 
     def _open_review(self, profile_id: str, candidate_id: str, reason: str, detail: dict | None) -> None:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,

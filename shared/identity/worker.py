@@ -22,7 +22,7 @@ from shared.settings import Settings
 from shared.storage import blob_service, queue_client
 from shared.store import Store
 
-from .engine import resolve_records
+from .lanes import resolve_in_lanes
 
 log = logging.getLogger(__name__)
 POISON_SUFFIX = "-poison"
@@ -37,7 +37,7 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
         send_to_poison(settings.resolve_queue, raw, str(err), settings)
         log.warning("resolve message sent to poison: %s", err)
         return {"poisoned": str(err)}
-    results = resolve_records(store, records, settings=settings, model=model)
+    results = resolve_in_lanes(store, records, settings=settings, model=model)
     bad = [{"reason": res.reason, "record_key": res.record_key, "record": rec.model_dump(mode="json", exclude_none=True)}
            for rec, res in zip(records, results) if res.action == "quarantined"]
     if bad:

@@ -4,6 +4,8 @@
 - ``replace_item``/``upsert_item``/``delete_item`` with ``etag=`` fail with PreconditionFailedError (412)
   when the item changed since it was read; ``replace_item`` of a missing item is ItemNotFoundError (404).
 - ``read_item`` raises ItemNotFoundError; ``read_item_or_none`` returns None instead.
+- ``read_items`` reads many (id, partition key) pairs in one round trip (Cosmos DB ReadMany): one result per
+  pair, in order, None where missing. It is as consistent as point reads, so ETag protocols can rely on it.
 - ``delete_item`` succeeds when the item is already gone (without an etag).
 - Items come back with ``_etag`` and ``_ts``; other system properties are dropped.
 """
@@ -50,6 +52,8 @@ class Container(Protocol):
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]: ...
 
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None: ...
+
+    def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]: ...
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None: ...
 

@@ -1,13 +1,16 @@
 """Cosmos DB store (azure-cosmos), the production backend. Same contract as MemoryStore."""
 from __future__ import annotations
 
+import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
+from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
@@ -133,6 +136,18 @@ class CosmosContainer:
         except ItemNotFoundError:
             return None
 
+    def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
+        wanted = [(encode_id(item_id), self._pk(pk)) for item_id, pk in keys]
+        if len(keys) <= 1:  # the SDK would make one a point read anyway, through its thread pool
+            return [self.read_item_or_none(*key) for key in keys]
+        unique = list(dict.fromkeys(wanted))
+        try:
+            items = self._proxy.read_items(unique, executor=_read_many_pool())
+        except exceptions.CosmosHttpResponseError as err:
+            raise _translate(err) from None
+        found = {(item["id"], self.partition_key_of(item)): item for item in items}
+        return [self._in(found[key]) if key in found else None for key in wanted]
+
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         try:
             self._proxy.delete_item(encode_id(item_id), partition_key=self._pk(partition_key), **_etag_kwargs(etag))
@@ -225,10 +240,41 @@ class CosmosContainer:
         return [self._in(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
 
 
+def _read_many_pool() -> ThreadPoolExecutor:
+    """ReadMany runs its per-partition queries on an executor: one per process instead of a new one per call,
+    with a thread for each resolve lane (settings.resolve_concurrency) and more, so lanes never queue for it."""
+    return _process_pool(os.getpid())
+
+
+@lru_cache(maxsize=1)
+def _process_pool(pid: int) -> ThreadPoolExecutor:
+    # Keyed by process: a forked child cannot use its parent's threads, so it gets a pool of its own.
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="cosmos-read-many")
+
+
+# What requests reads from the environment when its session trusts it: proxies and .netrc, and CA bundles.
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
+_CA_BUNDLE_ENV = ("requests_ca_bundle", "curl_ca_bundle")
+
+
+def _transport(endpoint: str) -> RequestsTransport | None:
+    """A session that ignores the environment when the environment would change nothing: requests otherwise
+    scans os.environ for proxies and looks for ~/.netrc on every request, a visible share of a point read's
+    CPU. A CA bundle matters only where TLS is verified (the SDK skips verification for the local emulator)."""
+    env = {name.lower() for name in os.environ}
+    local = urlparse(endpoint).hostname in LOCAL_HOSTS
+    if env & set(_PROXY_ENV) or (env & set(_CA_BUNDLE_ENV) and not local) or os.path.exists(os.path.expanduser("~/.netrc")):
+        return None
+    return RequestsTransport(use_env_settings=False)
+
+
 @lru_cache(maxsize=8)
 def _client(endpoint: str, key: str | None) -> CosmosClient:
     """One CosmosClient per process and endpoint (it pools connections)."""
     kwargs: dict[str, Any] = {}
+    transport = _transport(endpoint)
+    if transport is not None:
+        kwargs["transport"] = transport
     host = urlparse(endpoint).hostname
     if host in LOCAL_HOSTS and endpoint.startswith("http://"):
         # cosmosdb-server advertises https locations; keep talking to the endpoint we were given.

@@ -133,6 +133,11 @@ class MemoryContainer:
             item = self._items.get(self._key(item_id, partition_key))
             return self._copy(item) if item is not None else None
 
+    def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
+        with self._lock:
+            found = [self._items.get(self._key(item_id, pk)) for item_id, pk in keys]
+        return [self._copy(item) if item is not None else None for item in found]
+
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         key = self._key(item_id, partition_key)
         with self._lock:
