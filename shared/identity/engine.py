@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
-from shared.models import CustomerRecord
+from shared.models import CustomerRecord, content_hash_of
 from shared.normalize import NormalizedRecord, normalize_record
 from shared.settings import Settings
 from shared.store import ItemExistsError, PreconditionFailedError, Store
@@ -30,6 +30,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
+from .snapshots import snapshot_record
 from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
@@ -99,11 +100,11 @@ class _Work:
         self.record = record
         self.n = n
         self.key = record.key
-        self.hash = record.content_hash()
+        self.data = record.model_dump(mode="json", exclude_none=True)
+        self.hash = content_hash_of(self.data)
         self.source_iid = source_identifier(self.key)
         self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
-        self.data = record.model_dump(mode="json", exclude_none=True)
         self.blocking_keys = _blocking_keys(n)
         self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
 
@@ -210,7 +211,7 @@ class _Work:
         for entry in profile.get("records", []):
             if entry["key"] == self.key or not entry.get("match", {}).get("given_name"):
                 continue
-            other = NormalizedRecord.from_dict(entry["match"])
+            other = snapshot_record(entry)
             p = self.model.probability(self.n, other)
             if best is None or p > best[0]:
                 best = (p, other)
@@ -250,7 +251,7 @@ class _Work:
             for entry in profile.get("records", []):
                 if entry["key"] == self.key or not entry.get("match"):
                     continue
-                other = NormalizedRecord.from_dict(entry["match"])
+                other = snapshot_record(entry)
                 p = self.model.probability(self.n, other)
                 if best is None or p > best[0]:
                     best = (p, profile, other)
