@@ -30,7 +30,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
-from .snapshots import snapshot_record
+from .snapshots import profile_snapshots
 from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
@@ -208,10 +208,9 @@ class _Work:
         if not self.n.given_name:
             return False
         best = None
-        for entry in profile.get("records", []):
-            if entry["key"] == self.key or not entry.get("match", {}).get("given_name"):
+        for key, other in profile_snapshots(profile):
+            if key == self.key or not other.given_name:
                 continue
-            other = snapshot_record(entry)
             p = self.model.probability(self.n, other)
             if best is None or p > best[0]:
                 best = (p, other)
@@ -248,10 +247,9 @@ class _Work:
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
             seen.add(profile["id"])
-            for entry in profile.get("records", []):
-                if entry["key"] == self.key or not entry.get("match"):
+            for key, other in profile_snapshots(profile):
+                if key == self.key:
                     continue
-                other = snapshot_record(entry)
                 p = self.model.probability(self.n, other)
                 if best is None or p > best[0]:
                     best = (p, profile, other)

@@ -1,34 +1,31 @@
-"""The NormalizedRecord of a profile's record entry, built once rather than for every comparison.
+"""The normalized records of a profile (its record entries' "match" snapshots), built once per profile version.
 
-A profile is a candidate for every record that shares a blocking key with it, so the same record snapshots
-are scored again and again; rebuilding the frozen dataclass from the stored JSON each time was a large part of
-in-process resolution. The cache is keyed by record key and content hash, and a hit is only used when the
-stored snapshot is equal to the cached one, so a snapshot written differently (another normalizer version,
-another store) is never mistaken for a cached one.
+A profile is a candidate for every record that shares a blocking key with it, so its records are scored again
+and again; rebuilding the frozen dataclasses from the stored JSON for every comparison was a large part of
+in-process resolution. The cache is keyed by profile id and holds the snapshots of one version, recognised by
+its ETag and the (key, content hash) of its records, so a changed profile is never scored from stale snapshots.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from shared.normalize import NormalizedRecord
 
-MAX_CACHED = 100_000  # about the records of one large `ucp resolve` run; cleared when full (bounded memory)
+MAX_CACHED_PROFILES = 200_000  # bounded memory for long-running processes; cleared when full
 
-_cache: dict[tuple[str, str | None], tuple[dict[str, Any], NormalizedRecord]] = {}
-_lock = threading.Lock()
+Snapshots = tuple[tuple[str, NormalizedRecord], ...]
+_cache: dict[str, tuple[tuple, Snapshots]] = {}
 
 
-def snapshot_record(entry: dict[str, Any]) -> NormalizedRecord:
-    """The normalized form of a profile record entry (its "match" snapshot)."""
-    match = entry["match"]
-    cache_key = (entry["key"], entry.get("hash"))
-    found = _cache.get(cache_key)
-    if found is not None and found[0] == match:
+def profile_snapshots(profile: dict[str, Any]) -> Snapshots:
+    """(record key, normalized record) for each record entry of the profile that has a snapshot."""
+    records = profile.get("records", [])
+    version = (profile.get("_etag"), tuple((entry["key"], entry.get("hash")) for entry in records))
+    found = _cache.get(profile["id"])
+    if found is not None and found[0] == version:
         return found[1]
-    record = NormalizedRecord.from_dict(match)
-    with _lock:
-        if len(_cache) >= MAX_CACHED:
-            _cache.clear()
-        _cache[cache_key] = (dict(match), record)  # a copy: the caller's document may change later
-    return record
+    snapshots = tuple((entry["key"], NormalizedRecord.from_dict(entry["match"])) for entry in records if entry.get("match"))
+    if len(_cache) >= MAX_CACHED_PROFILES:
+        _cache.clear()
+    _cache[profile["id"]] = (version, snapshots)
+    return snapshots
