@@ -30,7 +30,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
-from .snapshots import profile_snapshots
+from .snapshots import ProfileSnapshots
 from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class Resolver:
                  config: ResolverConfig | None = None):
         self.ctx = Ctx(store, settings, config)
         self.model = model or default_model()
+        self.snapshots = ProfileSnapshots()
 
     def resolve(self, record: CustomerRecord) -> ResolveResult:
         try:
@@ -96,6 +97,7 @@ class _Work:
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord):
         self.ctx = resolver.ctx
         self.model = resolver.model
+        self.snapshots = resolver.snapshots
         self.policy = self.ctx.config.protection
         self.record = record
         self.n = n
@@ -208,7 +210,7 @@ class _Work:
         if not self.n.given_name:
             return False
         best = None
-        for key, other in profile_snapshots(profile):
+        for key, other in self.snapshots.of(profile):
             if key == self.key or not other.given_name:
                 continue
             p = self.model.probability(self.n, other)
@@ -247,7 +249,7 @@ class _Work:
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
             seen.add(profile["id"])
-            for key, other in profile_snapshots(profile):
+            for key, other in self.snapshots.of(profile):
                 if key == self.key:
                     continue
                 p = self.model.probability(self.n, other)
