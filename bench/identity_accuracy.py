@@ -126,14 +126,14 @@ def misplaced_records(assignment, truth, results) -> Counter:
 def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, Any], dict, dict]:
     from shared.identity import Resolver
     from shared.identity.docs import Ctx, follow_aliases
-    from shared.store import MemoryStore
+    from shared.store import MemoryStore, with_frozen_heap
 
     ordered = list(records)
     random.Random(order_seed).shuffle(ordered)
     store = MemoryStore()
     resolver = Resolver(store, settings=settings)
     t0 = time.perf_counter()
-    results = {r.key: resolver.resolve(r) for r in ordered}
+    results = {r.key: resolver.resolve(r) for r in with_frozen_heap(ordered)}
     seconds = time.perf_counter() - t0
     ctx = Ctx(store, settings)
     assignment = {}

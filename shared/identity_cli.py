@@ -46,15 +46,27 @@ def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
+    """(source, mapped row) for every row of every input file, read with its mapping."""
+    from .ingest import load_mapping_file
+    from .ingest.pipeline import iter_mapped
+
+    for data, mapping_path in pairs:
+        mapping = load_mapping_file(mapping_path)
+        if mapping.entity != "customers":
+            raise ValueError(f"{mapping_path}: ucp resolve needs a customers mapping, not {mapping.entity}")
+        with data.open("rb") as stream:
+            for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
+                yield mapping.source, mapped
+
+
 def run_resolve(args) -> int:
     from tqdm import tqdm
 
     from .identity import Resolver
     from .identity.docs import Ctx, follow_aliases
-    from .ingest import load_mapping_file
-    from .ingest.pipeline import iter_mapped
     from .settings import get_settings
-    from .store import MemoryStore
+    from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
     settings = get_settings()
@@ -63,21 +75,16 @@ def run_resolve(args) -> int:
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)
-    for data, mapping_path in pairs:
-        mapping = load_mapping_file(mapping_path)
-        if mapping.entity != "customers":
-            raise ValueError(f"{mapping_path}: ucp resolve needs a customers mapping, not {mapping.entity}")
-        with data.open("rb") as stream:
-            for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
-                record = mapped.item
-                if record is None:
-                    rows.append((mapping.source, mapped.record_key or "", None))
-                    counts["invalid"] = counts.get("invalid", 0) + 1
-                else:
-                    result = resolver.resolve(record)
-                    counts[result.action] = counts.get(result.action, 0) + 1
-                    rows.append((record.source, record.record_key, record.key if result.profile_id else None))
-                progress.update(1)
+    for source, mapped in with_frozen_heap(_mapped_rows(pairs, settings)):
+        record = mapped.item
+        if record is None:
+            rows.append((source, mapped.record_key or "", None))
+            counts["invalid"] = counts.get("invalid", 0) + 1
+        else:
+            result = resolver.resolve(record)
+            counts[result.action] = counts.get(result.action, 0) + 1
+            rows.append((record.source, record.record_key, record.key if result.profile_id else None))
+        progress.update(1)
     progress.close()
     ctx = Ctx(store, settings)
     final: dict[str, str] = {}

@@ -24,8 +24,13 @@ class _Canonical(BaseModel):
 
     def content_hash(self) -> str:
         """Stable hash of the record's content: re-processing the same content is recognised as a no-op."""
-        payload = json.dumps(self.model_dump(mode="json", exclude_none=True), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:32]
+        return content_hash_of(self.model_dump(mode="json", exclude_none=True))
+
+
+def content_hash_of(data: dict[str, Any]) -> str:
+    """content_hash from the record's JSON dump (mode="json", exclude_none), for callers that dumped it already."""
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
 class CustomerRecord(_Canonical):

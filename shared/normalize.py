@@ -42,6 +42,9 @@ _BLOCKED_EMAIL_DOMAINS = frozenset({
 })
 _BLOCKED_BIRTH_DATES = frozenset({"1900-01-01", "1901-01-01", "1970-01-01", "1899-12-31", "9999-12-31", "2000-01-01"})
 _REPEATED_OR_SEQUENCE = re.compile(r"^(\d)\1+$")
+_NON_DIGITS = re.compile(r"\D")
+_ID_SEPARATORS = re.compile(r"[\s\-_.]")
+_ONE_REPEATED_CHARACTER = re.compile(r"(.)\1*")
 _SEQUENCES = ("0123456789", "1234567890", "9876543210")
 
 
@@ -49,7 +52,12 @@ def is_blocked_value(id_type: str, value: str | None) -> bool:
     """True for placeholders that must never identify a person (test@test.com, 0000000000, n/a, -1, ...)."""
     if value is None:
         return True
-    text = str(value).strip().lower()
+    return _is_blocked(id_type, str(value))
+
+
+@lru_cache(maxsize=65536)  # one record asks about the same email or phone several times (raw, parsed, claimed)
+def _is_blocked(id_type: str, value: str) -> bool:
+    text = value.strip().lower()
     if text in _BLOCKED_ANY:
         return True
     if id_type == "email":
@@ -57,13 +65,13 @@ def is_blocked_value(id_type: str, value: str | None) -> bool:
         return local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
     if id_type == "birth_date":
         return text in _BLOCKED_BIRTH_DATES
-    digits = re.sub(r"\D", "", text)
+    digits = _NON_DIGITS.sub("", text)
     if id_type == "phone":
         national = digits[-10:] if len(digits) > 10 else digits
         return len(national) < 6 or bool(_REPEATED_OR_SEQUENCE.match(national)) or any(national in s for s in _SEQUENCES)
     # loyalty ids and custom identifiers: all-zero / one repeated character / only separators
-    compact = re.sub(r"[\s\-_.]", "", text)
-    return not compact or bool(re.fullmatch(r"(.)\1*", compact)) or compact in _SEQUENCES
+    compact = _ID_SEPARATORS.sub("", text)
+    return not compact or bool(_ONE_REPEATED_CHARACTER.fullmatch(compact)) or compact in _SEQUENCES
 
 
 # --- Email ------------------------------------------------------------------------------------------------
@@ -178,7 +186,7 @@ def normalize_loyalty_id(value: Any) -> str | None:
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():  # spreadsheets turn 123 into 123.0
         text = str(int(value))
-    text = re.sub(r"[\s\-_.]", "", text).upper()
+    text = _ID_SEPARATORS.sub("", text).upper()
     if not text or is_blocked_value("loyalty_id", text):
         return None
     return text
@@ -188,7 +196,7 @@ def normalize_identifier(id_type: str, value: Any) -> str | None:
     """A custom identifier (crm guid, account number...): trimmed, lower-cased, placeholders removed."""
     if value is None:
         return None
-    text = re.sub(r"\s+", "", str(value)).lower()
+    text = _SPACES.sub("", str(value)).lower()
     if not text or is_blocked_value(id_type, text):
         return None
     return text
@@ -343,10 +351,15 @@ def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) 
     return None if not text or text in _BLOCKED_ANY else text
 
 
+_NON_LOWER_ALNUM = re.compile(r"[^0-9a-z]")
+_NON_ALNUM_ANY_CASE = re.compile(r"[^0-9A-Za-z]")
+_ALL_ZEROS = re.compile(r"0+")
+
+
 def _clean_street_number(value: Any) -> str | None:
     if value is None:
         return None
-    text = re.sub(r"[^0-9a-z]", "", unidecode(str(value)).lower())
+    text = _NON_LOWER_ALNUM.sub("", unidecode(str(value)).lower())
     return text or None
 
 
@@ -365,8 +378,8 @@ def normalize_postcode(value: Any, country: str | None = None) -> str | None:
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         text = str(int(value))
-    text = re.sub(r"[^0-9A-Za-z]", "", unidecode(text)).upper()
-    if not text or text.lower() in _BLOCKED_ANY or re.fullmatch(r"0+", text):
+    text = _NON_ALNUM_ANY_CASE.sub("", unidecode(text)).upper()
+    if not text or text.lower() in _BLOCKED_ANY or _ALL_ZEROS.fullmatch(text):
         return None
     region = region_code(country)
     if region == "US" and text.isdigit():

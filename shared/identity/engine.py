@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
-from shared.models import CustomerRecord
+from shared.models import CustomerRecord, content_hash_of
 from shared.normalize import NormalizedRecord, normalize_record
 from shared.settings import Settings
 from shared.store import ItemExistsError, PreconditionFailedError, Store
@@ -30,6 +30,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
+from .snapshots import ProfileSnapshots
 from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class Resolver:
                  config: ResolverConfig | None = None):
         self.ctx = Ctx(store, settings, config)
         self.model = model or default_model()
+        self.snapshots = ProfileSnapshots()
 
     def resolve(self, record: CustomerRecord) -> ResolveResult:
         try:
@@ -95,15 +97,16 @@ class _Work:
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord):
         self.ctx = resolver.ctx
         self.model = resolver.model
+        self.snapshots = resolver.snapshots
         self.policy = self.ctx.config.protection
         self.record = record
         self.n = n
         self.key = record.key
-        self.hash = record.content_hash()
+        self.data = record.model_dump(mode="json", exclude_none=True)
+        self.hash = content_hash_of(self.data)
         self.source_iid = source_identifier(self.key)
         self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
-        self.data = record.model_dump(mode="json", exclude_none=True)
         self.blocking_keys = _blocking_keys(n)
         self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
 
@@ -216,10 +219,9 @@ class _Work:
         if not self.n.given_name:
             return False
         best = None
-        for entry in profile.get("records", []):
-            if entry["key"] == self.key or not entry.get("match", {}).get("given_name"):
+        for key, other in self.snapshots.of(profile):
+            if key == self.key or not other.given_name:
                 continue
-            other = NormalizedRecord.from_dict(entry["match"])
             p = self.model.probability(self.n, other)
             if best is None or p > best[0]:
                 best = (p, other)
@@ -252,8 +254,7 @@ class _Work:
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
                 continue
             seen.add(profile["id"])
-            others = [NormalizedRecord.from_dict(entry["match"]) for entry in profile.get("records", [])
-                      if entry["key"] != self.key and entry.get("match")]
+            others = [other for key, other in self.snapshots.of(profile) if key != self.key]
             if others:
                 p, best = self.model.best_record(self.n, others)
                 scored.append((p, profile, best))

@@ -47,6 +47,7 @@ COMPARISON_NAMES = tuple(COMPARISONS)
 # Comparisons whose "exact" level is adjusted by how common the value is (John / Smith weigh less).
 TF_COMPARISONS = {"given_name": "given_name", "family_name": "family_name"}
 EXACT = 1
+MAX_CACHED_PROBABILITIES = 200_000
 
 
 # --- Comparison levels ------------------------------------------------------------------------------------
@@ -284,6 +285,8 @@ class MatchModel:
             self._log.append(table)
         self._tf_log = {name: {v: math.log2(max(f, self.tf_floor)) for v, f in values.items()}
                         for name, values in self.term_frequencies.items()}
+        # Probability by (levels, term-frequency values): few distinct keys, so candidate ranking is mostly lookups.
+        self._probabilities: dict[tuple, float] = {}
 
     def with_population(self, records: int) -> "MatchModel":
         """The same model with priors for a store of `records` records.
@@ -308,8 +311,13 @@ class MatchModel:
     def probability(self, a: NormalizedRecord, b: NormalizedRecord) -> float:
         """Match probability only (no explanation built): the cheap path for ranking candidates."""
         levels = compare(a, b)
-        totals = self._class_totals(levels, self._tf_pair(a, b, levels))
-        return _probability(_match_weight(totals))
+        key = (levels, self._tf_pair(a, b, levels))
+        found = self._probabilities.get(key)
+        if found is None:
+            if len(self._probabilities) >= MAX_CACHED_PROBABILITIES:
+                self._probabilities.clear()
+            found = self._probabilities[key] = _probability(_match_weight(self._class_totals(*key)))
+        return found
 
     def best_record(self, a: NormalizedRecord, others: Sequence[NormalizedRecord]) -> tuple[float, NormalizedRecord | None]:
         """The probability of the best-matching of `others` and that record: how a record scores against a

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from .base import Container, Store
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
-from .memory import MemoryStore
+from .memory import MemoryStore, with_frozen_heap
 from .query import Filter, where
 
 __all__ = [
-    "Container", "Store", "MemoryStore", "open_store", "Filter", "where",
+    "Container", "Store", "MemoryStore", "with_frozen_heap", "open_store", "Filter", "where",
     "StoreError", "BadRequestError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
 ]
 

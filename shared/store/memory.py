@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import base64
 import copy
+import gc
 import itertools
 import json
 import pickle
 import threading
 import time
 import uuid
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError
@@ -29,6 +30,24 @@ def _copy(value: Any) -> Any:
         return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
     except (pickle.PicklingError, TypeError, AttributeError):
         return copy.deepcopy(value)
+
+
+T = TypeVar("T")
+
+
+def with_frozen_heap(items: Iterable[T], every: int = 1000) -> Iterator[T]:
+    """Yield the items of a bulk run on a MemoryStore; every `every` items, what survived so far leaves the
+    garbage collector's generations (gc.freeze). The store keeps millions of documents alive and each full
+    collection walked all of them: a quarter of `ucp resolve`'s time at 100k records. Documents hold no
+    reference cycles (reference counting frees a replaced one), so nothing is kept longer; the collector gets
+    them back (gc.unfreeze, for the whole process) when the iteration ends."""
+    try:
+        for count, item in enumerate(items, 1):
+            yield item
+            if count % every == 0:
+                gc.freeze()
+    finally:
+        gc.unfreeze()
 
 
 _TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
@@ -63,11 +82,12 @@ class MemoryContainer:
         self.name = name
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
+        self._top_field = None if "." in self._field else self._field  # a top-level key: one dict lookup
         self._items: dict[tuple[Any, str], dict[str, Any]] = {}
         self._lock = threading.RLock()
 
     def partition_key_of(self, body: dict[str, Any]) -> Any:
-        value = get_path(body, self._field)
+        value = body.get(self._top_field) if self._top_field else get_path(body, self._field)
         if not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"item has no partition key {self.partition_key_path}")
         return value
@@ -129,9 +149,9 @@ class MemoryContainer:
         return item
 
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
-        with self._lock:
-            item = self._items.get(self._key(item_id, partition_key))
-            return self._copy(item) if item is not None else None
+        # No lock: one dict lookup is atomic, and a stored item is never changed in place (writes replace it).
+        item = self._items.get((partition_key, item_id))
+        return self._copy(item) if item is not None else None
 
     def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
         with self._lock:

@@ -1,0 +1,73 @@
+"""The in-process speed paths of identity resolution decide exactly what the plain paths decide.
+
+Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
+the model's probability memo, the heap frozen during the run (`ucp resolve`). Plain: deep-copying store, no
+snapshot cache, explained scores, the garbage collector left alone.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import random
+
+import pytest
+
+from model_training.match_model import load_training_records
+from shared.identity import Resolver
+from shared.identity.matching import MatchModel
+from shared.identity.snapshots import ProfileSnapshots
+from shared.normalize import normalize_record
+from shared.store import MemoryStore, with_frozen_heap
+
+
+@pytest.fixture(scope="module")
+def records():
+    found, _ = load_training_records(400, seed=23)
+    random.Random(5).shuffle(found)
+    return found
+
+
+def _resolve_all(resolver, records):
+    return {r.key: resolver.resolve(r) for r in records}
+
+
+def test_fast_and_plain_paths_place_every_record_alike(records):
+    plain = Resolver(MemoryStore(copy_documents=True))
+    plain.snapshots = ProfileSnapshots(max_profiles=0)  # rebuilt from the stored JSON at every comparison
+    fast = Resolver(MemoryStore(copy_documents=False))
+    expected = _resolve_all(plain, records)
+    got = {r.key: fast.resolve(r) for r in with_frozen_heap(records, every=50)}
+    assert got == expected
+    actions = {r.action for r in got.values()}
+    assert {"created", "linked"} <= actions  # the set exercises links, not only new profiles
+    assert gc.get_freeze_count() == 0  # the collector got the heap back
+
+
+def test_probability_memo_equals_the_explained_score(records):
+    model = MatchModel.default()
+    normalized = [normalize_record(r) for r in records[:120]]
+    pairs = list(itertools.combinations(normalized, 2))
+    for _ in range(2):  # the second round is answered from the memo
+        for a, b in pairs:
+            assert model.probability(a, b) == model.score(a, b).probability
+
+
+def test_profile_snapshots_follow_the_profile_version():
+    store = MemoryStore()
+    profiles = store.container("profiles")
+    entry = {"key": "pos|1", "hash": "h1", "match": {"key": "pos|1", "source": "pos", "given_name": "ann"}}
+    doc = profiles.create_item({"id": "p_1", "records": [entry]})
+    snapshots = ProfileSnapshots()
+    first = snapshots.of(doc)
+    assert [(k, n.given_name) for k, n in first] == [("pos|1", "ann")]
+    assert snapshots.of(profiles.read_item("p_1", "p_1")) is first  # same version: not rebuilt
+    changed = {**entry, "hash": "h2", "match": {**entry["match"], "given_name": "anne"}}
+    doc = profiles.replace_item({**doc, "records": [changed]}, etag=doc["_etag"])
+    assert [(k, n.given_name) for k, n in snapshots.of(doc)] == [("pos|1", "anne")]
+
+
+def test_frozen_heap_is_released_when_the_run_stops_early():
+    items = with_frozen_heap(range(10), every=2)
+    assert list(itertools.islice(items, 5)) == [0, 1, 2, 3, 4]
+    items.close()
+    assert gc.get_freeze_count() == 0
