@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # --- Identity resolution thresholds (match probability).
     match_threshold: float = 0.97
     review_threshold: float = 0.80
+    # Merge protection, survivorship and candidate limits (JSON); empty: the shipped config/identity.json.
+    identity_config: str = ""
     # Records of one queue message resolved side by side (those sharing a key stay in order): threads per process.
     resolve_concurrency: int = 8
 

@@ -81,7 +81,7 @@ class Ctx:
     def __init__(self, store: Store, settings: Settings | None = None, config: ResolverConfig | None = None):
         self.store = store
         self.settings = settings or get_settings()
-        self.config = config or ResolverConfig()
+        self.config = config or _configured(self.settings)
         self.profiles = store.container("profiles")
         self.identifiers = store.container("identifiers")
         self.records = store.container("records")
@@ -91,6 +91,12 @@ class Ctx:
 
     def read_profile(self, profile_id: str) -> dict[str, Any] | None:
         return self.profiles.read_item_or_none(profile_id, profile_id)
+
+
+def _configured(settings: Settings) -> ResolverConfig:
+    from .config import load_identity_config  # config imports this module
+
+    return load_identity_config(settings.identity_config or None)
 
 
 def with_retries(ctx: Ctx, step: Callable[[], T]) -> T:
