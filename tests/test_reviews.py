@@ -5,24 +5,17 @@ from __future__ import annotations
 import json
 import zlib
 
-import azure.functions as func
 import pytest
 
 from shared.identity import find_profile_id, get_profile, list_merges, resolve_records
 from shared.models import CustomerRecord
 from shared.settings import get_settings
+from tests.test_api_profiles import call
 
 
 @pytest.fixture
 def api_store(app_env, cosmos_store):
     return cosmos_store
-
-
-def call(fns, name, method="GET", route_params=None, params=None, body=b""):
-    req = func.HttpRequest(method=method, url=f"http://127.0.0.1/api/{name}", params=params or {},
-                           route_params=route_params or {}, body=body, headers={})
-    resp = fns[name].get_user_function()(req)
-    return resp, (json.loads(resp.get_body()) if resp.get_body() else None)
 
 
 def two_cards(store, name: str, email: str):
