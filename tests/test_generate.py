@@ -19,7 +19,7 @@ import pytest
 
 from shared.generate import FILE_SPECS, GeneratorConfig, generate, load_churn, load_people, load_truth_records
 from shared.generate import banks
-from shared.generate.noise import fold_diacritics, nicknames_of, random_phone, typo
+from shared.generate.noise import fold_diacritics, nicknames_of, typo, unique_phone
 from shared.generate.people import iter_households
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -408,7 +408,20 @@ def test_noise_primitives():
     assert fold_diacritics("Müller", german_style=True) == "Mueller"
     for region in banks.COUNTRIES:
         for landline in (False, True):
-            assert all(phonenumbers.is_valid_number(random_phone(rng, region, landline=landline)) for _ in range(50))
+            numbers = [unique_phone(i, region, landline=landline) for i in range(0, 2_000_000, 997)]
+            assert all(phonenumbers.is_valid_number(n) for n in numbers[:300])
+            assert len({n.national_number for n in numbers}) == len(numbers)  # subscribers do not share numbers
+
+
+def test_unrelated_people_share_no_phone():
+    """Only a household's landline puts one number on several people (the hard negative), never chance."""
+    owners: dict[int, set[str]] = defaultdict(set)
+    for household in iter_households(GeneratorConfig(customers=20_000, seed=5)):
+        for person in household.people:
+            for number in (person.mobile, person.home_phone):
+                if number is not None:
+                    owners[(number.country_code, number.national_number)].add(person.household_id)
+    assert len(owners) > 20_000 and all(len(households) == 1 for households in owners.values())
 
 
 # ---------------------------------------------------------------- malformed rows

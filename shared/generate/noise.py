@@ -2,6 +2,8 @@
 formats, street abbreviations. Each function takes the caller's `random.Random` so output is deterministic."""
 from __future__ import annotations
 
+import itertools
+import math
 import random
 import unicodedata
 from functools import lru_cache
@@ -122,14 +124,23 @@ def _phone_prefixes(region: str, landline: bool) -> tuple[str, ...]:
         digits = template[:keep] + "".join(str(int(rng.random() * 10)) for _ in range(len(template) - keep))
         if phonenumbers.is_valid_number(phonenumbers.PhoneNumber(country_code=code, national_number=int(digits))):
             found.add(digits[:-4])
-    pool = sorted(found)
-    return tuple(pool[:: max(1, len(pool) // 40)]) or (template[:-4],)  # a few dozen: format templates stay cached
+    return tuple(sorted(found)) or (template[:-4],)
 
 
-def random_phone(rng: random.Random, region: str, *, landline: bool = False) -> phonenumbers.PhoneNumber:
-    """A valid number of the region: a known-valid prefix and a random 4-digit tail."""
+@lru_cache(maxsize=None)
+def _phone_multiplier(space: int) -> int:
+    """A multiplier coprime with the number space, so index -> slot is a bijection of [0, space)."""
+    return next(m for m in itertools.count(7_368_787_397) if math.gcd(m, space) == 1)
+
+
+def unique_phone(index: int, region: str, *, landline: bool = False) -> phonenumbers.PhoneNumber:
+    """The valid number of the region that belongs to `index` (a person for mobiles, a household for landlines):
+    distinct indexes get distinct numbers (up to a few million per region), as real subscribers do; only the
+    household hard negative makes people share a number. Non-sequential: a scrambled slot of prefix x tail."""
     prefixes = _phone_prefixes(region, landline)
-    digits = f"{prefixes[int(rng.random() * len(prefixes))]}{int(rng.random() * 10000):04d}"
+    space = len(prefixes) * 10_000
+    slot = (index * _phone_multiplier(space) + 982_451_653) % space
+    digits = f"{prefixes[slot // 10_000]}{slot % 10_000:04d}"
     return phonenumbers.PhoneNumber(country_code=phonenumbers.country_code_for_region(region),
                                     national_number=int(digits))
 
@@ -137,7 +148,7 @@ def random_phone(rng: random.Random, region: str, *, landline: bool = False) -> 
 PHONE_STYLES = ("e164", "international", "national", "digits", "dashes", "double_zero", "dots")
 
 
-@lru_cache(maxsize=20_000)
+@lru_cache(maxsize=100_000)
 def _phone_template(country_code: int, prefix: str, style: str) -> str:
     """The formatted form of prefix + "0000". Numbers sharing all but their last 4 digits format alike (the
     pattern is chosen by leading digits), so formatting is a cached template plus the tail: phonenumbers' own

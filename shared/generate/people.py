@@ -16,7 +16,7 @@ from unidecode import unidecode
 
 from . import banks
 from .config import GeneratorConfig
-from .noise import random_phone
+from .noise import unique_phone
 
 _FIRST_CUM = {c: (male, banks.zipf_weights(len(male)), female, banks.zipf_weights(len(female)))
               for c, (male, female) in banks.FIRST_NAMES.items()}
@@ -142,7 +142,7 @@ def make_household(index: int, first_person: int, max_people: int, cfg: Generato
     acquired = rng.uniform(-365, history - 1)
     moved_at = rng.uniform(0, history) if rng.random() < cfg.noise.move else None
     new_address = _address(rng, country) if moved_at is not None else None
-    home_phone = random_phone(rng, country, landline=True) if size > 1 and rng.random() < hard.home_phone else None
+    home_phone = unique_phone(index, country, landline=True) if size > 1 and rng.random() < hard.home_phone else None
     family_email = None
     if size > 1 and rng.random() < hard.shared_family_email:
         fam = unidecode(family).lower().replace(" ", "").replace("'", "")
@@ -194,7 +194,7 @@ def make_household(index: int, first_person: int, max_people: int, cfg: Generato
             flags.append("moved")
         people.append(Person(
             index=pi, person_id=f"P{pi:08d}", household_id=household_id, country=country, sex=sex, given_name=given,
-            family_name=fam_names[-1][1], birth_date=birth, mobile=random_phone(rng, country), emails=emails,
+            family_name=fam_names[-1][1], birth_date=birth, mobile=unique_phone(pi, country), emails=emails,
             addresses=addresses, family_names=fam_names,
             acquired_at=min(history - 1, acquired + (rng.uniform(0, 200) if k else 0)), home_phone=home_phone,
             family_email=family_email, shared_device=shared_device, flags=flags))
