@@ -372,3 +372,18 @@ def test_a_record_joins_every_profile_of_its_person_above_the_threshold(store, m
     survivor = get_profile(store, first.profile_id)
     assert {r["key"] for r in survivor["records"]} == {"pos|1", "crm|2", "web|3"}
     assert get_profile(store, second.profile_id)["id"] == survivor["id"]
+
+
+def test_a_score_never_joins_a_twin_on_its_own(store, model):
+    """Twins share the family email, birth date and address: the email leads to their mother's profile (another
+    given name: skipped), and scoring finds the first twin's profile well above the threshold. Only the given name
+    tells them apart, so the second twin goes to review instead of into the first twin's profile."""
+    family = dict(family_name="Gibson", email="gibson.home453@shopmail.net", postcode="W2 7EX", city="London")
+    mother, = resolve(store, model, rec("crm", "1", given_name="Mary", birth_date="1970-01-04", **family))
+    james, = resolve(store, model, rec("crm", "2", given_name="James", birth_date="2004-10-31", **family))
+    stephen, = resolve(store, model, rec("pos", "3", given_name="Stephen", birth_date="2004-10-31",
+                                         address_line1="183 Meadow Close", **family))
+    assert len({mother.profile_id, james.profile_id, stephen.profile_id}) == 3
+    assert stephen.action == "review" and stephen.reason == "score:given_name"
+    review = [r for r in store.container("review").query_items() if r["record_key"] == "pos|3"]
+    assert review and review[0]["candidate_profile_id"] == james.profile_id and review[0]["score"] >= 0.97

@@ -166,6 +166,10 @@ class _Work:
                 break
             detail = self._explain(best)
             reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
+            if reason is None and detail["levels"].get("given_name") == "different":
+                # Twins and family members share all else (birth date, family email, home phone, address): a
+                # score never joins another given name on its own; a person decides.
+                reason = "score:given_name"
             if reason is None:
                 group.append(_Candidate(profile, ["score"], detail))
             elif reason != "never_match" and blocked is None:
