@@ -407,6 +407,56 @@ def test_shutdown_leaves_in_flight_message_to_reappear(local_stack):
     assert msg and json.loads(msg[0].content)["tag"] == tag and msg[0].dequeue_count == 1
 
 
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def worker_pids(banner: str) -> list[int]:
+    line = next(l for l in banner.splitlines() if "FUNCTIONS_WORKER_PROCESS_COUNT" in l)
+    return [int(p) for p in line.split("worker processes ")[1].split(", ")]
+
+
+def test_worker_processes_share_queue_invocations_with_the_same_retries(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    work, done = queue(f"{p}-work"), Inbox(f"{p}-done")
+    proc, banner = spawn(p, "--no-timers", env={"FUNCTIONS_WORKER_PROCESS_COUNT": "3"})
+    try:
+        workers = worker_pids(banner)
+        assert len(workers) == 2 and proc.pid not in workers and all(map(alive, workers))
+        tags = [uuid.uuid4().hex for _ in range(6)]
+        for tag in tags:
+            work.send_message(json.dumps({"action": "sleep", "seconds": 0.5, "tag": tag}))
+        got = done.wait(6, timeout=20, where=lambda m: m.get("tag") in tags)
+        assert sorted(m["tag"] for m in got) == sorted(tags)  # each message once
+        assert {m["pid"] for m in got} == {proc.pid, *workers}  # all three processes took some
+        failing = json.dumps({"action": "fail", "tag": uuid.uuid4().hex})
+        work.send_message(failing)
+        poison = Inbox(f"{p}-work-poison")
+        assert poison.wait(1, timeout=30, where=lambda m: m.get("tag") == json.loads(failing)["tag"])
+        assert not work.peek_messages()  # poisoned after maxDequeueCount, not left behind
+    finally:
+        out = terminate(proc, timeout=20)
+    assert wait_for(lambda: not any(map(alive, workers)), timeout=5)
+    assert "Host stopped" in out and "[worker 2] Executed 'Functions.on_work'" in out
+
+
+def test_worker_processes_exit_when_the_host_is_killed(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    proc, banner = spawn(p, "--no-timers", env={"FUNCTIONS_WORKER_PROCESS_COUNT": "2"})
+    workers = worker_pids(banner)
+    assert all(map(alive, workers))
+    proc.kill()  # no chance to stop them: they notice their stdin closing
+    proc.wait(10)
+    try:
+        assert wait_for(lambda: not any(map(alive, workers)), timeout=15)
+    finally:
+        proc.stdout.close()
+
+
 def test_load_app_reports_missing_app():
     with pytest.raises(Exception, match="no FunctionApp"):
         load_app("tests.hostapp.function_app:nothing", None)
