@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     review_threshold: float = 0.80
     # Records of one queue message resolved side by side (those sharing a key stay in order): threads per process.
     resolve_concurrency: int = 8
+    # Records per resolve message (UCP_RESOLVE_BATCH_RECORDS): a file's messages are resolved by different processes
+    # or instances at once, so smaller messages spread a small file. Records of one source record stay together.
+    resolve_batch_records: int = 25
 
     # --- Churn.
     churn_window_days: int = 90
