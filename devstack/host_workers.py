@@ -53,6 +53,11 @@ def process_count(value: str | None) -> int:
         return 1
 
 
+def suggested_process_count() -> int:
+    """One worker process per core (what `make run` and the e2e bench use): resolution is Python CPU."""
+    return max(1, min(MAX_PROCESSES, os.cpu_count() or 1))
+
+
 # -- the message over the pipe ----------------------------------------------------------------------------------
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
