@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--poll", type=float, default=0.25, help="local host blob poll interval (s), with --e2e")
     p.add_argument("--worker-processes", type=int, default=0,
                    help="FUNCTIONS_WORKER_PROCESS_COUNT of the local host (default: one per CPU), with --e2e")
-    p.add_argument("--miss-pause", type=float, default=0.02,
+    p.add_argument("--miss-pause", type=float, default=0.005,
                    help="seconds the --e2e observer waits after a row not served yet (its lookups load the host)")
     p.add_argument("--host-log", help="keep the local host's log in this file (with --e2e)")
     p.add_argument("--child")
