@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -80,8 +81,9 @@ class Worker:
         self.send(reply)
 
     def drain(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
         for thread in list(self.running):
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def main(argv: list[str] | None = None) -> int:

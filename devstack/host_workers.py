@@ -8,7 +8,7 @@ the least busy process. HTTP, blob triggers and timers stay in the host process.
 
 Protocol: one JSON line per invocation on the worker's stdin, one JSON line per result on its stdout. A worker
 exits when its stdin closes, so it stops with the host, even one killed with SIGKILL. A worker that dies fails
-its running invocations (their messages are retried like any failure).
+its running invocations (their messages are retried like any failure) and is not restarted.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from azure.functions.queue import QueueMessage
 
+from .host_config import HostConfigError
 from .host_invoke import FunctionSpec, InvocationFailed, Invoker
 
 log = logging.getLogger("devstack.host")
@@ -177,7 +178,7 @@ class WorkerProcesses:
         deadline = time.monotonic() + timeout
         for worker in self.workers:
             if not worker.wait_ready(max(0.0, deadline - time.monotonic())):
-                raise RuntimeError(f"worker process {worker.number} did not start (see the host's log)")
+                raise HostConfigError(f"worker process {worker.number} did not start (see the host's log)")
 
     @property
     def pids(self) -> list[int]:
