@@ -457,6 +457,20 @@ def test_worker_processes_exit_when_the_host_is_killed(local_stack):
         proc.stdout.close()
 
 
+def test_worker_process_count_setting_and_messages_over_the_pipe():
+    from azure.functions.queue import QueueMessage
+
+    from devstack.host_workers import message_from_json, message_to_json, process_count
+
+    assert [process_count(v) for v in (None, "", "0", "3", "25", "two")] == [1, 1, 1, 3, 10, 1]
+    now = datetime.now().astimezone()
+    msg = QueueMessage(id="m1", body=b"\x00\xffbinary", dequeue_count=3, pop_receipt="r", insertion_time=now,
+                       expiration_time=None, time_next_visible=now)
+    back = message_from_json(json.loads(json.dumps(message_to_json(msg))))
+    assert (back.id, back.get_body(), back.dequeue_count, back.pop_receipt, back.insertion_time,
+            back.expiration_time) == ("m1", b"\x00\xffbinary", 3, "r", now, None)
+
+
 def test_load_app_reports_missing_app():
     with pytest.raises(Exception, match="no FunctionApp"):
         load_app("tests.hostapp.function_app:nothing", None)
