@@ -119,6 +119,25 @@ def child(path: str) -> None:
                       "messages": sink.messages_sent, "file_mb": round(os.path.getsize(path) / 2**20, 1)}))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (Linux /proc; 0 for one that is gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def run_child(path: Path) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", str(path)], capture_output=True, text=True,
                          check=True, cwd=ROOT)
@@ -163,8 +182,12 @@ def end_to_end(args) -> dict:
     from shared.settings import get_settings
     from shared.storage import blob_service
 
+    from devstack.host_workers import suggested_process_count
+
+    processes = args.worker_processes or suggested_process_count()
     mapping = {**MAPPING, "source": "e2e"}
-    served, ingested, missing = [], [], 0
+    served, ingested, missing, observed = [], [], 0, 0
+    cpu_ms: list[list[float]] = [[], [], []]  # per trial: what a file costs, whatever else loads the machine
     with LocalStack() as stack:
         os.environ.update(stack.env)
         get_settings.cache_clear()
@@ -174,7 +197,8 @@ def end_to_end(args) -> dict:
         blobs.get_blob_client(settings.config_container, "sources/e2e.customers.json").upload_blob(
             json.dumps(mapping).encode(), overwrite=True)
         port, key = free_port(), "bench-key"
-        env = {**os.environ, **settings.to_env(), "UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key}
+        env = {**os.environ, **settings.to_env(), "UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key,
+               "FUNCTIONS_WORKER_PROCESS_COUNT": str(processes)}
         host_log = open(args.host_log or Path(stack.data_dir) / "host.log", "wb")
         host = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", "function_app:app", "--port",
                                  str(port), "--no-timers", "--blob-poll-interval", str(args.poll)],
@@ -215,24 +239,31 @@ def end_to_end(args) -> dict:
                 w.writerows(rows)
                 lookups = [f"/api/profiles?email={quote(r['mail'])}" for r in rows]
                 blob = f"e2e/customers/trial{trial}.csv"
+                groups = [[host.pid], child_pids(host.pid), [p.pid for p in stack.procs]]
+                cpu0 = [cpu_seconds(pids) for pids in groups]
                 t0, wall0 = time.perf_counter(), time.time()
                 client = blobs.get_blob_client(settings.landing_container, blob)
                 etag = client.upload_blob(buf.getvalue().encode(), overwrite=True)["etag"]
                 # Served = every row of the file served. Rows finish in any order (they resolve concurrently), so
                 # the rows not seen yet are looked up in turn, a pause after each miss: a row is dropped as soon as
-                # it is seen, and at the end the few rows left are each looked up every few tens of ms.
+                # it is seen, and at the end the few rows left are each looked up every few tens of ms. The pause
+                # bounds the observer's own load: each lookup costs host and emulator CPU that resolution needs.
                 pending = list(lookups)
                 while pending and time.perf_counter() - t0 <= args.timeout:
                     path = pending.pop(0)
+                    observed += 1
                     if status(path) != 200:
                         pending.append(path)
-                        time.sleep(0.005)
+                        time.sleep(args.miss_pause)
                 elapsed = time.perf_counter() - t0
+                cpu = [cpu_seconds(pids) - before for pids, before in zip(groups, cpu0)]
                 report = get_json(f"/api/ingestions/{ingestion_id(f'{settings.landing_container}/{blob}', etag)}")
                 if elapsed > args.timeout:  # say why, from the report and the host's log
                     print("not served in time; ingestion report:", report, file=sys.stderr)
                 if trial:
                     served.append(elapsed * 1000)
+                    for figures, seconds in zip(cpu_ms, cpu):
+                        figures.append(seconds * 1000)
                     if report and report.get("finished_at"):
                         finished = datetime.fromisoformat(report["finished_at"].replace("Z", "+00:00")).timestamp()
                         ingested.append((finished - wall0) * 1000)
@@ -243,7 +274,13 @@ def end_to_end(args) -> dict:
             host.wait(timeout=15)
             host_log.close()
     return {"trials": args.trials, "rows_per_file": 100, "upload_to_all_rows_served_ms": percentiles(served),
-            "upload_to_ingested_ms": percentiles(ingested), "rows_not_served_after": missing, "blob_poll_interval_s": args.poll, "target_p95_ms": 2000,
+            "upload_to_ingested_ms": percentiles(ingested), "rows_not_served_after": missing,
+            "cpu_ms_per_file": {"host_process": percentiles(cpu_ms[0]), "worker_processes": percentiles(cpu_ms[1]),
+                                "azurite_and_cosmos_emulator": percentiles(cpu_ms[2]),
+                                "note": "upload to served, observer lookups included"},
+            "blob_poll_interval_s": args.poll, "functions_worker_process_count": processes,
+            "resolve_batch_records": settings.resolve_batch_records, "miss_pause_s": args.miss_pause,
+            "api_lookups_per_trial": round(observed / (args.trials + 1)), "target_p95_ms": 2000,
             "note": "the local host polls blobs every blob_poll_interval (Event Grid pushes in Azure)"}
 
 
@@ -259,6 +296,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--timeout", type=float, default=120, help="seconds to wait for a file to be served (--e2e)")
     p.add_argument("--poll", type=float, default=0.25, help="local host blob poll interval (s), with --e2e")
+    p.add_argument("--worker-processes", type=int, default=0,
+                   help="FUNCTIONS_WORKER_PROCESS_COUNT of the local host (default: one per CPU), with --e2e")
+    p.add_argument("--miss-pause", type=float, default=0.005,
+                   help="seconds the --e2e observer waits after a row not served yet (its lookups load the host)")
     p.add_argument("--host-log", help="keep the local host's log in this file (with --e2e)")
     p.add_argument("--child")
     args = p.parse_args(argv)

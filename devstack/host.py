@@ -36,6 +36,7 @@ from .host_http import Keys, Router, serve
 from .host_invoke import FunctionSpec, InvocationFailed, Invoker, load_spec
 from .host_queue import QueueListener
 from .host_timer import TimerRunner, TimerStatusStore
+from .host_workers import SETTING as WORKER_PROCESS_COUNT, WorkerProcesses, process_count
 
 log = logging.getLogger("devstack.host")
 
@@ -77,7 +78,8 @@ class LocalHost:
     def __init__(self, app_ref: str = "function_app:app", *, address: str = "127.0.0.1", port: int = 7071,
                  script_root: str | Path | None = None, timers: bool = True,
                  app_settings: Mapping[str, str] | None = None, host_id: str | None = None,
-                 blob_poll_interval: float = 1.0, queue_lease: int = 30, drain_timeout: float = 10.0) -> None:
+                 blob_poll_interval: float = 1.0, queue_lease: int = 30, drain_timeout: float = 10.0,
+                 worker_processes: int | None = None) -> None:
         self.app_ref = app_ref
         self.address = address
         self.port = port
@@ -88,6 +90,8 @@ class LocalHost:
         self.blob_poll_interval = blob_poll_interval
         self.queue_lease = queue_lease
         self.drain_timeout = drain_timeout
+        self.worker_processes = worker_processes  # None: the FUNCTIONS_WORKER_PROCESS_COUNT app setting
+        self.workers: WorkerProcesses | None = None
         self.stopping = threading.Event()
         self.functions: list[FunctionSpec] = []
         self.queue_listeners: list[QueueListener] = []
@@ -168,9 +172,16 @@ class LocalHost:
                                                      self.config.queues, self.host_id, self.blob_poll_interval,
                                                      self.stopping)
             self.blob_listener.start()
-        for spec in (s for s in specs if s.trigger_type == "queueTrigger"):
+        queue_specs = [s for s in specs if s.trigger_type == "queueTrigger"]
+        count = self.worker_processes or process_count(self.settings.get(WORKER_PROCESS_COUNT))
+        if queue_specs and count > 1:
+            self.workers = WorkerProcesses(count, self.app_ref, self.script_root, self.invoker, self._wake_listeners,
+                                           self.drain_timeout)
+            self.workers.wait_ready()
+        for spec in queue_specs:
             listener = QueueListener(spec, self.connections.get(spec.trigger.attrs.get("connection")),
-                                     self.invoker, self.config.queues, self.queue_lease, self.stopping)
+                                     self.workers or self.invoker, self.config.queues, self.queue_lease,
+                                     self.stopping)
             self.queue_listeners.append(listener)
             listener.start()
         status_store = TimerStatusStore(host_storage, self.host_id) if timer_specs else None
@@ -197,6 +208,8 @@ class LocalHost:
         unfinished = self.in_flight()
         for listener in self.queue_listeners:
             listener.join(max(0.0, deadline - time.monotonic()))
+        if self.workers is not None:
+            self.workers.stop(max(1.0, deadline - time.monotonic()))
         if getattr(self, "invoker", None) is not None:
             self.invoker.close()
         for name, value in self._saved_env.items():
@@ -382,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     if not host.keys.configured:
         print("\nNo keys configured (UCP_HOST_FUNCTION_KEYS, UCP_HOST_MASTER_KEY): every auth level is allowed "
               "without a key, as under func start.")
+    if host.workers is not None:
+        print(f"\nQueue triggers run in {host.workers.count} processes ({WORKER_PROCESS_COUNT}): this one and "
+              f"worker processes {', '.join(map(str, host.workers.pids))}")
     print(f"\nHost started on {host.url} (id {host.host_id})", flush=True)
     while not stop.wait(1.0):
         pass

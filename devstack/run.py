@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devstack.host_workers import SETTING as WORKER_PROCESS_COUNT, suggested_process_count
 from devstack.stack import ROOT, LocalStack, StackError, port_in_use
 from shared.settings import get_settings
 
@@ -192,8 +193,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update(stack.start())
         get_settings.cache_clear()
         # Every app setting the bindings may name (%UCP_RESOLVE_QUEUE%, schedules, ...), for the host process.
-        env = {**get_settings().to_env(), "UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key}
+        env = {**get_settings().to_env(), "UCP_HOST_FUNCTION_KEYS": key, "UCP_HOST_MASTER_KEY": key,
+               WORKER_PROCESS_COUNT: os.environ.get(WORKER_PROCESS_COUNT) or str(suggested_process_count())}
         os.environ.update(env)
+        log(f"queue functions run in {env[WORKER_PROCESS_COUNT]} worker processes ({WORKER_PROCESS_COUNT})")
         log("Azurite on 127.0.0.1:10000 (blob) and :10001 (queue); Cosmos emulator on https://127.0.0.1:8081/")
         from shared.bootstrap import bootstrap
 

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     identity_config: str = ""
     # Records of one queue message resolved side by side (those sharing a key stay in order): threads per process.
     resolve_concurrency: int = 8
+    # Records per resolve message (UCP_RESOLVE_BATCH_RECORDS): a file's messages are resolved by different processes
+    # or instances at once, so smaller messages spread a small file. Records of one source record stay together.
+    resolve_batch_records: int = 25
 
     # --- Churn.
     churn_window_days: int = 90

@@ -407,6 +407,70 @@ def test_shutdown_leaves_in_flight_message_to_reappear(local_stack):
     assert msg and json.loads(msg[0].content)["tag"] == tag and msg[0].dequeue_count == 1
 
 
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in state  # a zombie has exited
+
+
+def worker_pids(banner: str) -> list[int]:
+    line = next(l for l in banner.splitlines() if "FUNCTIONS_WORKER_PROCESS_COUNT" in l)
+    return [int(p) for p in line.split("worker processes ")[1].split(", ")]
+
+
+def test_worker_processes_share_queue_invocations_with_the_same_retries(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    work, done = queue(f"{p}-work"), Inbox(f"{p}-done")
+    proc, banner = spawn(p, "--no-timers", env={"FUNCTIONS_WORKER_PROCESS_COUNT": "3"})
+    try:
+        workers = worker_pids(banner)
+        assert len(workers) == 2 and proc.pid not in workers and all(map(alive, workers))
+        tags = [uuid.uuid4().hex for _ in range(6)]
+        for tag in tags:
+            work.send_message(json.dumps({"action": "sleep", "seconds": 0.5, "tag": tag}))
+        got = done.wait(6, timeout=20, where=lambda m: m.get("tag") in tags)
+        assert sorted(m["tag"] for m in got) == sorted(tags)  # each message once
+        assert {m["pid"] for m in got} == {proc.pid, *workers}  # all three processes took some
+        failing = json.dumps({"action": "fail", "tag": uuid.uuid4().hex})
+        work.send_message(failing)
+        poison = Inbox(f"{p}-work-poison")
+        assert poison.wait(1, timeout=30, where=lambda m: m.get("tag") == json.loads(failing)["tag"])
+        assert not work.peek_messages()  # poisoned after maxDequeueCount, not left behind
+    finally:
+        out = terminate(proc, timeout=20)
+    assert wait_for(lambda: not any(map(alive, workers)), timeout=5)
+    assert "Host stopped" in out and "[worker 2] Executed 'Functions.on_work'" in out
+
+
+def test_worker_processes_exit_when_the_host_is_killed(local_stack):
+    p = f"h{uuid.uuid4().hex[:8]}"
+    proc, banner = spawn(p, "--no-timers", env={"FUNCTIONS_WORKER_PROCESS_COUNT": "2"})
+    workers = worker_pids(banner)
+    assert all(map(alive, workers))
+    proc.kill()  # no chance to stop them: they notice their stdin closing
+    proc.wait(10)
+    try:
+        assert wait_for(lambda: not any(map(alive, workers)), timeout=15)
+    finally:
+        proc.stdout.close()
+
+
+def test_worker_process_count_setting_and_messages_over_the_pipe():
+    from azure.functions.queue import QueueMessage
+
+    from devstack.host_workers import message_from_json, message_to_json, process_count
+
+    assert [process_count(v) for v in (None, "", "0", "3", "25", "two")] == [1, 1, 1, 3, 10, 1]
+    now = datetime.now().astimezone()
+    msg = QueueMessage(id="m1", body=b"\x00\xffbinary", dequeue_count=3, pop_receipt="r", insertion_time=now,
+                       expiration_time=None, time_next_visible=now)
+    back = message_from_json(json.loads(json.dumps(message_to_json(msg))))
+    assert (back.id, back.get_body(), back.dequeue_count, back.pop_receipt, back.insertion_time,
+            back.expiration_time) == ("m1", b"\x00\xffbinary", 3, "r", now, None)
+
+
 def test_load_app_reports_missing_app():
     with pytest.raises(Exception, match="no FunctionApp"):
         load_app("tests.hostapp.function_app:nothing", None)

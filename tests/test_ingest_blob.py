@@ -162,6 +162,23 @@ def test_csv_is_ingested_with_exact_accounting_quarantine_and_fanout(landing):
     assert report["records_queued"] == 3 and report["messages_sent"] == 1
 
 
+def test_customer_records_fan_out_in_capped_messages_keeping_a_records_updates_together(landing):
+    cap = landing.settings.resolve_batch_records
+    keys = [f"F{i:03d}" for i in range(2 * cap + 10)]
+    rows = [row(k) for k in keys]
+    rows.insert(cap + 5, row(keys[cap - 1], first="Annabel"))  # an update of a record the first message holds
+    path = f"pos/customers/{landing.run}/fanout.csv"
+    report = landing.land(path, (HEADER + "".join(rows)).encode())
+    assert report["accepted"] == len(keys) + 1 and report["messages_sent"] == 3
+    q = queue_client(landing.settings.resolve_queue, landing.settings)
+    messages = [decode_message(m.content, landing.settings) for m in q.peek_messages(max_messages=32)
+                if json.loads(m.content).get("ingestion_id") == report["id"]]
+    assert sorted(len(m) for m in messages) == sorted([cap + 1, cap, 10])
+    holder = next(m for m in messages if any(r.record_key == keys[cap - 1] for r in m))
+    assert [r.given_name for r in holder if r.record_key == keys[cap - 1]] == ["Ann", "Annabel"]  # file order
+    assert sorted(r.record_key for m in messages for r in m) == sorted(keys + [keys[cap - 1]])
+
+
 def test_redelivered_event_changes_nothing(landing):
     path = f"pos/customers/{landing.run}/again.csv"
     first = landing.land(path, (HEADER + row("R1") + row("R2")).encode())

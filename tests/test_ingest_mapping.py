@@ -12,7 +12,7 @@ from shared.cli import main as ucp
 from shared.ingest import (decode_message, encode_batches, escape_formula, ingest_file, load_mapping_file,
                            parse_landing_path, parse_mapping)
 from shared.ingest.mapping import RowMapper
-from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, MAX_RECORDS_PER_MESSAGE
+from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, MAX_RECORDS_PER_MESSAGE, by_source_key
 from shared.ingest.pipeline import SeenKeys
 from shared.ingest.readers import FileError
 from shared.models import CustomerRecord
@@ -138,6 +138,18 @@ def test_messages_stay_under_the_limit_and_round_trip():
     assert decoded == records
     huge = CustomerRecord(source="pos", record_key="H", attributes={"blob": "z" * 60_000})
     assert [b.oversize for b in encode_batches([records[0], huge, records[1]])] == [False, True, False]
+
+
+def test_records_of_one_source_record_share_a_message_in_order():
+    records = [CustomerRecord(source="pos", record_key=f"K{i % 7}", given_name=f"N{i}") for i in range(21)]
+    grouped = by_source_key(records)
+    assert [r.given_name for r in grouped if r.record_key == "K3"] == ["N3", "N10", "N17"]
+    batches = [decode_message(b.text) for b in encode_batches(grouped, max_records=4)]
+    assert len(batches) == 4 and max(len(b) for b in batches) == 6  # the cap stretches, never splitting a key
+    holders = {key: [i for i, batch in enumerate(batches) if any(r.record_key == key for r in batch)]
+               for key in {r.record_key for r in records}}
+    assert all(len(found) == 1 for found in holders.values())
+    assert sorted(r.given_name for batch in batches for r in batch) == sorted(r.given_name for r in records)
 
 
 @pytest.mark.parametrize("text, problem", [

@@ -18,9 +18,8 @@ from ..models import CustomerRecord
 
 VERSION = 1
 MAX_MESSAGE_JSON_BYTES = 45_000
-# A cap on records per message, for deployments that want resolution spread over more invocations. On the local
-# stack (2 shared cores) 25 per message showed no gain over size-bound batches (~100 records) for a 100-row file:
-# upload-to-served p50 was 4.6-8 s either way, dominated by resolution and machine load. Size bounds by default.
+# Default cap on records per message (settings.resolve_batch_records overrides it): one message is resolved by one
+# process, so a file spread over several messages is resolved by several processes or instances at once.
 MAX_RECORDS_PER_MESSAGE = 1000
 
 
@@ -36,16 +35,28 @@ def _record_json(record: CustomerRecord | dict[str, Any]) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
+def by_source_key(records: Iterable[CustomerRecord]) -> list[CustomerRecord]:
+    """The records with those of one source record (an update after the original) moved together, in file
+    order: a message boundary never separates them, so they are resolved in order."""
+    groups: dict[Any, list[CustomerRecord]] = {}
+    for record in records:
+        groups.setdefault(record.key if isinstance(record, CustomerRecord) else id(record), []).append(record)
+    return [record for group in groups.values() for record in group]
+
+
 def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | None = None,
                    max_bytes: int = MAX_MESSAGE_JSON_BYTES,
                    max_records: int = MAX_RECORDS_PER_MESSAGE) -> Iterator[Batch]:
-    """Pack records, in order, into messages of at most max_records records and max_bytes of UTF-8 JSON."""
+    """Pack records, in order, into messages of at most max_records records and max_bytes of UTF-8 JSON.
+    Consecutive records of one source record are not split by max_records (only by max_bytes)."""
     head = json.dumps({"v": VERSION, "ingestion_id": ingestion_id}, separators=(",", ":"))[:-1] + ',"records":['
     tail = "]}"
     overhead = len(head.encode()) + len(tail)
     parts: list[str] = []
     size = overhead
+    last_key = None
     for record in records:
+        key = record.key if isinstance(record, CustomerRecord) else None
         part = _record_json(record)
         part_bytes = len(part.encode()) + 1  # + the comma
         if overhead + part_bytes > max_bytes:
@@ -54,11 +65,13 @@ def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | Non
                 parts, size = [], overhead
             yield Batch(head + part + tail, 1, oversize=True)
             continue
-        if parts and (size + part_bytes > max_bytes or len(parts) >= max_records):
+        same_record = key is not None and key == last_key
+        if parts and (size + part_bytes > max_bytes or (len(parts) >= max_records and not same_record)):
             yield Batch(head + ",".join(parts) + tail, len(parts))
             parts, size = [], overhead
         parts.append(part)
         size += part_bytes
+        last_key = key
     if parts:
         yield Batch(head + ",".join(parts) + tail, len(parts))
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ..activity import activity_doc
 from ..models import CustomerRecord, Event, Review, Transaction
 from ..store import Store
-from .messages import Batch, claim_message, encode_batches
+from .messages import MAX_RECORDS_PER_MESSAGE, Batch, by_source_key, claim_message, encode_batches
 
 log = logging.getLogger("ucp.ingest")
 
@@ -151,8 +151,9 @@ class CustomerSink(Protocol):
 
 
 class _BatchingSink(ABC):
-    def __init__(self, ingestion: str):
+    def __init__(self, ingestion: str, max_records: int = MAX_RECORDS_PER_MESSAGE):
         self.ingestion = ingestion
+        self.max_records = max(1, max_records)
         self.records_queued = self.messages_sent = self.claim_blobs = 0
         self._pending: list[CustomerRecord] = []
 
@@ -163,7 +164,7 @@ class _BatchingSink(ABC):
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
-        for batch in encode_batches(pending, ingestion_id=self.ingestion):
+        for batch in encode_batches(by_source_key(pending), ingestion_id=self.ingestion, max_records=self.max_records):
             self._send(batch)
             self.records_queued += batch.count
             self.messages_sent += 1
@@ -182,7 +183,7 @@ class QueueFanout(_BatchingSink):
     WINDOW = 32
 
     def __init__(self, settings, ingestion: str):
-        super().__init__(ingestion)
+        super().__init__(ingestion, settings.resolve_batch_records)
         from concurrent.futures import ThreadPoolExecutor
 
         from ..storage import queue_client

@@ -5,6 +5,7 @@ own. ATTEMPTS counts invocations by tag when the host runs in the test process.
 """
 import asyncio
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -121,7 +122,7 @@ def on_work(msg: func.QueueMessage, done: func.Out[str], context: func.Context) 
     if body["action"] == "multi":
         done.set([json.dumps({"tag": body["tag"], "part": i}) for i in range(3)])
         return
-    done.set(json.dumps({"tag": body["tag"], "dequeue_count": msg.dequeue_count, "id": msg.id,
+    done.set(json.dumps({"tag": body["tag"], "dequeue_count": msg.dequeue_count, "id": msg.id, "pid": os.getpid(),
                          "invocation": context.invocation_id, "function": context.function_name}))
 
 
