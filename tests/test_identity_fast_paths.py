@@ -1,8 +1,9 @@
 """The in-process speed paths of identity resolution decide exactly what the plain paths decide.
 
 Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
-the model's probability memo, the heap frozen during the run (`ucp resolve`). Plain: deep-copying store, no
-snapshot cache, explained scores, the garbage collector left alone.
+the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads,
+incremental survivorship), as `ucp resolve` runs. Plain: deep-copying store, no snapshot cache, explained scores,
+the garbage collector left alone, the re-reads and full survivorship of queue workers.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from model_training.match_model import load_training_records
 from shared.identity import Resolver
+from shared.identity.docs import ResolverConfig
 from shared.identity.matching import MatchModel
 from shared.identity.snapshots import ProfileSnapshots
 from shared.normalize import normalize_record
@@ -31,13 +33,24 @@ def _resolve_all(resolver, records):
     return {r.key: resolver.resolve(r) for r in records}
 
 
+def _profiles(store):
+    """Each live profile's content, without the timestamps of the run."""
+    out = {}
+    for doc in store.container("profiles").query_items(("doc_type", "=", "profile")):
+        records = sorted(({k: v for k, v in r.items() if k != "added_at"} for r in doc["records"]), key=lambda r: r["key"])
+        out[doc["id"]] = (records, doc["identifiers"], doc["attributes"], doc.get("conflicts"), doc["merge_count"])
+    return out
+
+
 def test_fast_and_plain_paths_place_every_record_alike(records):
     plain = Resolver(MemoryStore(copy_documents=True))
     plain.snapshots = ProfileSnapshots(max_profiles=0)  # rebuilt from the stored JSON at every comparison
-    fast = Resolver(MemoryStore(copy_documents=False))
+    fast_store = MemoryStore(copy_documents=False)
+    fast = Resolver(fast_store, config=ResolverConfig(single_writer=True))
     expected = _resolve_all(plain, records)
     got = {r.key: fast.resolve(r) for r in with_frozen_heap(records, every=50)}
     assert got == expected
+    assert _profiles(fast_store) == _profiles(plain.ctx.store)  # same records, attributes and conflicts
     actions = {r.action for r in got.values()}
     assert {"created", "linked"} <= actions  # the set exercises links, not only new profiles
     assert gc.get_freeze_count() == 0  # the collector got the heap back

@@ -114,6 +114,8 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
+        self.now = now_iso()  # one timestamp per attempt: every document it writes says when the record was resolved
+        self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier) and deleted after it, so a record
         # without one was never committed: a new record costs one read here, not two.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
@@ -230,7 +232,11 @@ class _Work:
         return (self.model.score(self.n, best[1]).levels or {}).get("given_name") == "different"
 
     def _side(self, profile: dict[str, Any]) -> Side:
-        return Side.of_profile(profile, without_record=self.key)
+        version = (profile["id"], profile.get("_etag"))
+        side = self.sides.get(version) if version[1] is not None else None
+        if side is None:
+            side = self.sides[version] = Side.of_profile(profile, without_record=self.key)
+        return side
 
     def _candidate_ids(self) -> list[str]:
         """The profiles found under the record's blocking keys, those under most keys first (at most
@@ -303,13 +309,13 @@ class _Work:
         profile = self._claim(profile, claims)
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
-        joined = self._join_concurrent(profile)
+        joined = None if self.ctx.config.single_writer else self._join_concurrent(profile)
         if joined is not None:
             profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
             self._open_review(profile["id"], cand_profile["id"], why, detail)
         self._commit(profile["id"])
-        profile_id = self._follow_concurrent_merge(profile["id"])
+        profile_id = profile["id"] if self.ctx.config.single_writer else self._follow_concurrent_merge(profile["id"])
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
@@ -373,11 +379,11 @@ class _Work:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
         return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                 "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
-                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or now_iso(),
+                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or self.now,
                 "link": link or {"reason": "new"}}
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
-        now = now_iso()
+        now = self.now
         entry = self._entry(None, now)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
         doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
@@ -405,7 +411,7 @@ class _Work:
                 return target
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
-                    "conflicts": conflicts, "updated_at": now_iso()}
+                    "conflicts": conflicts, "updated_at": self.now}
             try:
                 return self.ctx.profiles.replace_item(body, etag=target["_etag"])
             except PreconditionFailedError:
@@ -420,7 +426,7 @@ class _Work:
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
-            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": now_iso()}
+            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": self.now}
             try:
                 if stale is not None:
                     self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
@@ -473,7 +479,7 @@ class _Work:
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.data, "updated_at": now_iso()})
+            "record": self.data, "updated_at": self.now})
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
@@ -523,7 +529,7 @@ class _Work:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
                "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
-               "status": "open", "created_at": now_iso()}
+               "status": "open", "created_at": self.now}
         try:
             self.ctx.review.create_item(doc)
         except ItemExistsError:
@@ -532,12 +538,12 @@ class _Work:
     def _log_score_link(self, profile_id: str, link: dict[str, Any]) -> None:
         self.ctx.merges.upsert_item({
             "id": "l_" + stable_hash("link", self.key, profile_id), "profile_id": profile_id, "absorbed_id": None,
-            "at": now_iso(), **link, "records": [self.key], "status": "done"})
+            "at": self.now, **link, "records": [self.key], "status": "done"})
 
     def _commit(self, profile_id: str) -> None:
         """The source identifier with the content hash, written last: the record is done."""
         body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
-                "created_at": (self.source_doc or {}).get("created_at") or now_iso()}
+                "created_at": (self.source_doc or {}).get("created_at") or self.now}
         try:
             if self.source_doc is not None:
                 self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
