@@ -52,6 +52,9 @@ def test_fast_and_plain_paths_place_every_record_alike(records):
     got = {r.key: fast.resolve(r) for r in with_frozen_heap(records, every=50)}
     assert got == expected
     assert _profiles(fast_store) == _profiles(plain.ctx.store)  # same records, attributes and conflicts
+    rebuilt = ProfileSnapshots(max_profiles=0)
+    for doc in fast_store.container("profiles").query_items(("doc_type", "=", "profile")):
+        assert fast.snapshots.of(doc) == rebuilt.of(doc)  # kept up to date by the resolver's own writes
     actions = {r.action for r in got.values()}
     assert {"created", "linked"} <= actions  # the set exercises links, not only new profiles
     assert gc.get_freeze_count() == 0  # the collector got the heap back

@@ -390,7 +390,7 @@ class _Work:
                "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
                "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
         try:
-            return self.ctx.profiles.create_item(doc)
+            return self._wrote(None, self.ctx.profiles.create_item(doc))
         except ItemExistsError:
             pass
         # A retry of our own creation, or the id was used before (record removed, split or merged away).
@@ -398,7 +398,7 @@ class _Work:
         if existing is not None and any(r["key"] == self.key for r in existing["records"]):
             return self._link(existing, claims, None)
         doc["id"] = random_profile_id()
-        return self.ctx.profiles.create_item(doc)
+        return self._wrote(None, self.ctx.profiles.create_item(doc))
 
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
         """Add (or refresh) the record in the target profile, with optimistic concurrency."""
@@ -413,12 +413,17 @@ class _Work:
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": self.now}
             try:
-                return self.ctx.profiles.replace_item(body, etag=target["_etag"])
+                return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
             except PreconditionFailedError:
                 target = live_profile(self.ctx, target["id"])
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
         raise ConcurrencyConflict("could not link record")
+
+    def _wrote(self, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+        """`after` is `before` with this record's entry last: its snapshots are known without rebuilding them."""
+        self.snapshots.written(before, after, self.key, self.n)
+        return after
 
     def _survive(self, target: dict[str, Any], records: list[dict[str, Any]], added: dict[str, Any] | None):
         """The profile's attributes and conflicts with its records; a single writer adding a record updates
