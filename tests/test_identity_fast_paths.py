@@ -1,9 +1,9 @@
 """The in-process speed paths of identity resolution decide exactly what the plain paths decide.
 
 Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
-the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads,
-incremental survivorship), as `ucp resolve` runs. Plain: deep-copying store, no snapshot cache, explained scores,
-the garbage collector left alone, the re-reads and full survivorship of queue workers.
+the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads), as
+`ucp resolve` runs. Plain: deep-copying store, no snapshot cache, explained scores, the garbage collector left
+alone, the re-reads of queue workers.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from shared.identity import Resolver
 from shared.identity.docs import ResolverConfig
 from shared.identity.matching import MatchModel
 from shared.identity.snapshots import ProfileSnapshots
-from shared.identity.survivorship import SurvivorshipPolicy, survive, survive_added
 from shared.normalize import normalize_record
 from shared.store import MemoryStore, with_frozen_heap
 
@@ -89,25 +88,3 @@ def test_frozen_heap_is_released_when_the_run_stops_early():
     items.close()
     assert gc.get_freeze_count() == 0
 
-
-@pytest.mark.parametrize("policy", [
-    SurvivorshipPolicy(),
-    SurvivorshipPolicy(default_rule="source_priority", source_priority=("crm", "web")),
-    SurvivorshipPolicy(rules={"email": "most_complete", "city": "source_priority"}, source_priority=("pos",)),
-])
-def test_incremental_survivorship_equals_the_full_computation(policy):
-    rng = random.Random(7)
-    pools = {"email": ["a@x.com", "A@x.com ", "b@x.com"], "city": ["Leeds", "leeds", "York", "New  York"],
-             "given_name": ["Ann", "Anne", "ann"], "birth_date": ["1980-01-02", "1980-02-01"]}
-    for _ in range(300):
-        entries: list[dict] = []
-        attributes, conflicts = survive([], policy)
-        for i in range(rng.randint(1, 7)):
-            values = {name: rng.choice(pool) for name, pool in pools.items() if rng.random() < 0.6}
-            day = rng.choice([None, "2024-01-01", "2024-03-05", "2023-12-31"])
-            added = {"key": f"{rng.choice(['crm', 'web', 'pos'])}|{i}", "values": values, "updated_at": day,
-                     "added_at": f"2026-01-01T00:00:0{rng.randint(0, 3)}.000000Z"}
-            added["source"] = added["key"].split("|")[0]
-            attributes, conflicts = survive_added(entries, attributes, conflicts, added, policy)
-            entries.append(added)
-            assert (attributes, conflicts) == survive(entries, policy)

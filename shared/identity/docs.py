@@ -32,9 +32,7 @@ class ResolverConfig:
     max_candidates: int = 20  # candidate profiles scored per record
     # One process, one thread, over a store only this resolver writes (`ucp resolve`, benchmarks): no other
     # worker can change a document between our read and our write, so the re-reads that catch concurrent
-    # workers are skipped, and survivorship is updated from the profile's attributes instead of recomputed
-    # over all its records (both exact only when nobody else writes, and the policy is the one the store was
-    # filled with). Never for queue workers or a shared Cosmos store.
+    # workers are skipped. Never for queue workers or a shared Cosmos store.
     single_writer: bool = False
 
 

@@ -31,7 +31,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
-from .survivorship import record_values, survive, survive_added
+from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ class _Work:
             identifiers = sorted(set(target.get("identifiers", [])) | {self.source_iid, *claims})
             if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
                 return target
-            attributes, conflicts = self._survive(target, records, entry if old is None else None)
+            attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": self.now}
             try:
@@ -424,14 +424,6 @@ class _Work:
         """`after` is `before` with this record's entry last: its snapshots are known without rebuilding them."""
         self.snapshots.written(before, after, self.key, self.n)
         return after
-
-    def _survive(self, target: dict[str, Any], records: list[dict[str, Any]], added: dict[str, Any] | None):
-        """The profile's attributes and conflicts with its records; a single writer adding a record updates
-        the target's own (nobody else changed them, and the policy is the one they were computed with)."""
-        policy = self.ctx.config.survivorship
-        if added is None or not self.ctx.config.single_writer:
-            return survive(records, policy)
-        return survive_added(records[:-1], target.get("attributes", {}), target.get("conflicts", {}), added, policy)
 
     def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
         """Claim each identifier for the profile; a claim lost to another profile is settled now."""

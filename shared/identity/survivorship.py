@@ -79,43 +79,6 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     return attributes, conflicts
 
 
-def survive_added(entries: list[dict[str, Any]], attributes: dict[str, Any], conflicts: dict[str, Any],
-                  added: dict[str, Any], policy: SurvivorshipPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
-    """survive(entries + [added]) from (attributes, conflicts) = survive(entries, policy), ranking only the added
-    record's values against each attribute's winner and kept conflicting values (one per distinct value, each
-    the best-ranked of its kind): a profile's cost no longer grows with its records on every link. Exact when
-    (attributes, conflicts) came from this policy; otherwise, or when they name a record not in entries, it
-    recomputes them."""
-    by_key = {entry["key"]: entry for entry in entries}
-    ranks: dict[str, tuple] = {}
-    attributes, conflicts = dict(attributes), dict(conflicts)
-    for name, value in (added.get("values") or {}).items():
-        rule = policy.rules.get(name, policy.default_rule)
-        current = attributes.get(name)
-        if current is None:
-            attributes[name] = {"value": value, "source": added["source"], "record": added["key"], "rule": rule}
-            continue
-        kept = [current, *conflicts.get(name, [])]
-        if current.get("rule") != rule or any(item["record"] not in by_key for item in kept):
-            return survive([*entries, added], policy)
-        options = [(item["value"], by_key[item["record"]]) for item in kept]
-        comparable = _comparable(value)
-        same = next((i for i, (other, _) in enumerate(options) if _comparable(other) == comparable), None)
-        if same is None:
-            options.append((value, added))
-        elif _rank((value, added), rule, policy, ranks) < _rank(options[same], rule, policy, ranks):
-            options[same] = (value, added)
-        else:
-            continue  # a value of this kind already ranks higher: nothing changes
-        options.sort(key=lambda ve: _rank(ve, rule, policy, ranks))
-        (value, entry), others = options[0], options[1:]
-        attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
-        conflicts.pop(name, None)
-        if others:
-            conflicts[name] = [{"value": v, "source": e["source"], "record": e["key"]} for v, e in others]
-    return {k: attributes[k] for k in sorted(attributes)}, {k: conflicts[k] for k in sorted(conflicts)}
-
-
 _INVERT = {i: 0x2FF - i for i in range(0x100)}
 
 
