@@ -8,7 +8,9 @@ alone, the re-reads of queue workers.
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
+import json
 import random
 
 import pytest
@@ -18,6 +20,7 @@ from shared.identity import Resolver
 from shared.identity.docs import ResolverConfig
 from shared.identity.matching import MatchModel
 from shared.identity.snapshots import ProfileSnapshots
+from shared.models import CustomerRecord, content_hash_of
 from shared.normalize import normalize_record
 from shared.store import MemoryStore, with_frozen_heap
 
@@ -88,3 +91,13 @@ def test_frozen_heap_is_released_when_the_run_stops_early():
     items.close()
     assert gc.get_freeze_count() == 0
 
+
+
+def test_content_hash_stays_the_one_stored_by_earlier_versions(records):
+    """Stored content hashes decide whether a record re-sent later is unchanged: the hash must not drift."""
+    extra = CustomerRecord(source="crm", record_key="é-1", given_name="José", family_name="Ñúñez",
+                           attributes={"Note": "naïve ✓", "n": 1.5, "b": True})
+    for record in [*records[:200], extra]:
+        data = record.model_dump(mode="json", exclude_none=True)
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        assert content_hash_of(data) == hashlib.sha256(payload.encode()).hexdigest()[:32]

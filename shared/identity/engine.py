@@ -242,14 +242,16 @@ class _Work:
         """The profiles found under the record's blocking keys, those under most keys first (at most
         max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}
         docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
         for key, doc in zip(self.blocking_keys, docs):
             self.block_docs[key] = doc
             if doc is not None and not doc.get("capped"):
-                counts.update(doc.get("profile_ids", []))
+                for pid in doc.get("profile_ids", ()):
+                    counts[pid] = counts.get(pid, 0) + 1
         self.block_seen = set(counts)
-        return [pid for pid, _ in counts.most_common(cfg.max_candidates)]
+        # A stable sort: profiles under as many keys keep the order they were first met in.
+        return sorted(counts, key=counts.__getitem__, reverse=True)[:cfg.max_candidates]
 
     def _ranked_candidates(self, profile_ids: list[str], profiles: dict[str, dict[str, Any]], exclude: set[str]):
         """(probability, profile, best-matching record) of these live profiles (not excluded), best first."""
