@@ -114,7 +114,6 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
-        self.now = now_iso()  # one timestamp per attempt: every document it writes says when the record was resolved
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier) and deleted after it, so a record
         # without one was never committed: a new record costs one read here, not two.
@@ -381,11 +380,11 @@ class _Work:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
         return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                 "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
-                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or self.now,
+                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or now_iso(),
                 "link": link or {"reason": "new"}}
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
-        now = self.now
+        now = now_iso()
         entry = self._entry(None, now)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
         doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
@@ -413,7 +412,7 @@ class _Work:
                 return target
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
-                    "conflicts": conflicts, "updated_at": self.now}
+                    "conflicts": conflicts, "updated_at": now_iso()}
             try:
                 return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
             except PreconditionFailedError:
@@ -433,7 +432,7 @@ class _Work:
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
-            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": self.now}
+            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": now_iso()}
             try:
                 if stale is not None:
                     self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
@@ -486,7 +485,7 @@ class _Work:
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.data, "updated_at": self.now})
+            "record": self.data, "updated_at": now_iso()})
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
@@ -536,7 +535,7 @@ class _Work:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
                "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
-               "status": "open", "created_at": self.now}
+               "status": "open", "created_at": now_iso()}
         try:
             self.ctx.review.create_item(doc)
         except ItemExistsError:
@@ -545,12 +544,12 @@ class _Work:
     def _log_score_link(self, profile_id: str, link: dict[str, Any]) -> None:
         self.ctx.merges.upsert_item({
             "id": "l_" + stable_hash("link", self.key, profile_id), "profile_id": profile_id, "absorbed_id": None,
-            "at": self.now, **link, "records": [self.key], "status": "done"})
+            "at": now_iso(), **link, "records": [self.key], "status": "done"})
 
     def _commit(self, profile_id: str) -> None:
         """The source identifier with the content hash, written last: the record is done."""
         body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
-                "created_at": (self.source_doc or {}).get("created_at") or self.now}
+                "created_at": (self.source_doc or {}).get("created_at") or now_iso()}
         try:
             if self.source_doc is not None:
                 self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
