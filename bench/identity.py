@@ -67,13 +67,14 @@ def run_in_process(records, truth, model, order_seed: int | None) -> dict[str, A
     """One thread resolving every record, as `ucp resolve` runs it. records_per_cpu_s (process CPU time) is the
     one-core figure; records_per_s (wall time) is lower when other work shares the machine (see load_average)."""
     from shared.identity import Resolver
+    from shared.identity.docs import ResolverConfig
     from shared.store import MemoryStore, with_frozen_heap
 
     ordered = list(records)
     if order_seed is not None:
         random.Random(order_seed).shuffle(ordered)
     store = MemoryStore(copy_documents=False)  # as `ucp resolve` runs it
-    resolver = Resolver(store, model=cold_caches(model))
+    resolver = Resolver(store, model=cold_caches(model), config=ResolverConfig(single_writer=True))
     load_before = _load_average()
     t0, cpu0 = time.perf_counter(), time.process_time()
     actions = Counter(resolver.resolve(r).action for r in with_frozen_heap(ordered))

@@ -64,14 +64,14 @@ def run_resolve(args) -> int:
     from tqdm import tqdm
 
     from .identity import Resolver
-    from .identity.docs import Ctx, follow_aliases
+    from .identity.docs import Ctx, ResolverConfig, follow_aliases
     from .settings import get_settings
     from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
     settings = get_settings()
     store = MemoryStore(copy_documents=False)  # the engine treats documents as values: no deep copies needed
-    resolver = Resolver(store, settings=settings)
+    resolver = Resolver(store, settings=settings, config=ResolverConfig(single_writer=True))  # this thread alone writes
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)

@@ -29,8 +29,12 @@ class _Canonical(BaseModel):
 
 def content_hash_of(data: dict[str, Any]) -> str:
     """content_hash from the record's JSON dump (mode="json", exclude_none), for callers that dumped it already."""
-    payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    payload = _HASH_ENCODER.encode(data)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+# json.dumps(data, sort_keys=True, separators=(",", ":")) without building an encoder per call: same bytes.
+_HASH_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 class CustomerRecord(_Canonical):

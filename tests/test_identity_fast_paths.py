@@ -1,21 +1,26 @@
 """The in-process speed paths of identity resolution decide exactly what the plain paths decide.
 
 Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
-the model's probability memo, the heap frozen during the run (`ucp resolve`). Plain: deep-copying store, no
-snapshot cache, explained scores, the garbage collector left alone.
+the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads), as
+`ucp resolve` runs. Plain: deep-copying store, no snapshot cache, explained scores, the garbage collector left
+alone, the re-reads of queue workers.
 """
 from __future__ import annotations
 
 import gc
+import hashlib
 import itertools
+import json
 import random
 
 import pytest
 
 from model_training.match_model import load_training_records
 from shared.identity import Resolver
+from shared.identity.docs import ResolverConfig
 from shared.identity.matching import MatchModel
 from shared.identity.snapshots import ProfileSnapshots
+from shared.models import CustomerRecord, content_hash_of
 from shared.normalize import normalize_record
 from shared.store import MemoryStore, with_frozen_heap
 
@@ -31,13 +36,27 @@ def _resolve_all(resolver, records):
     return {r.key: resolver.resolve(r) for r in records}
 
 
+def _profiles(store):
+    """Each live profile's content, without the timestamps of the run."""
+    out = {}
+    for doc in store.container("profiles").query_items(("doc_type", "=", "profile")):
+        records = sorted(({k: v for k, v in r.items() if k != "added_at"} for r in doc["records"]), key=lambda r: r["key"])
+        out[doc["id"]] = (records, doc["identifiers"], doc["attributes"], doc.get("conflicts"), doc["merge_count"])
+    return out
+
+
 def test_fast_and_plain_paths_place_every_record_alike(records):
     plain = Resolver(MemoryStore(copy_documents=True))
     plain.snapshots = ProfileSnapshots(max_profiles=0)  # rebuilt from the stored JSON at every comparison
-    fast = Resolver(MemoryStore(copy_documents=False))
+    fast_store = MemoryStore(copy_documents=False)
+    fast = Resolver(fast_store, config=ResolverConfig(single_writer=True))
     expected = _resolve_all(plain, records)
     got = {r.key: fast.resolve(r) for r in with_frozen_heap(records, every=50)}
     assert got == expected
+    assert _profiles(fast_store) == _profiles(plain.ctx.store)  # same records, attributes and conflicts
+    rebuilt = ProfileSnapshots(max_profiles=0)
+    for doc in fast_store.container("profiles").query_items(("doc_type", "=", "profile")):
+        assert fast.snapshots.of(doc) == rebuilt.of(doc)  # kept up to date by the resolver's own writes
     actions = {r.action for r in got.values()}
     assert {"created", "linked"} <= actions  # the set exercises links, not only new profiles
     assert gc.get_freeze_count() == 0  # the collector got the heap back
@@ -71,3 +90,14 @@ def test_frozen_heap_is_released_when_the_run_stops_early():
     assert list(itertools.islice(items, 5)) == [0, 1, 2, 3, 4]
     items.close()
     assert gc.get_freeze_count() == 0
+
+
+
+def test_content_hash_stays_the_one_stored_by_earlier_versions(records):
+    """Stored content hashes decide whether a record re-sent later is unchanged: the hash must not drift."""
+    extra = CustomerRecord(source="crm", record_key="é-1", given_name="José", family_name="Ñúñez",
+                           attributes={"Note": "naïve ✓", "n": 1.5, "b": True})
+    for record in [*records[:200], extra]:
+        data = record.model_dump(mode="json", exclude_none=True)
+        payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        assert content_hash_of(data) == hashlib.sha256(payload.encode()).hexdigest()[:32]

@@ -30,6 +30,10 @@ class ResolverConfig:
     max_attempts: int = 12
     blocking_cap: int = 50  # profile ids per blocking key; a fuller key is too common to be useful
     max_candidates: int = 20  # candidate profiles scored per record
+    # One process, one thread, over a store only this resolver writes (`ucp resolve`, benchmarks): no other
+    # worker can change a document between our read and our write, so the re-reads that catch concurrent
+    # workers are skipped. Never for queue workers or a shared Cosmos store.
+    single_writer: bool = False
 
 
 def now_iso() -> str:

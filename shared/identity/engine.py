@@ -114,6 +114,7 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
+        self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier) and deleted after it, so a record
         # without one was never committed: a new record costs one read here, not two.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
@@ -234,20 +235,26 @@ class _Work:
         return (self.model.score(self.n, best[1]).levels or {}).get("given_name") == "different"
 
     def _side(self, profile: dict[str, Any]) -> Side:
-        return Side.of_profile(profile, without_record=self.key)
+        version = (profile["id"], profile.get("_etag"))
+        side = self.sides.get(version) if version[1] is not None else None
+        if side is None:
+            side = self.sides[version] = Side.of_profile(profile, without_record=self.key)
+        return side
 
     def _candidate_ids(self) -> list[str]:
         """The profiles found under the record's blocking keys, those under most keys first (at most
         max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
-        counts: Counter[str] = Counter()
+        counts: dict[str, int] = {}
         docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
         for key, doc in zip(self.blocking_keys, docs):
             self.block_docs[key] = doc
             if doc is not None and not doc.get("capped"):
-                counts.update(doc.get("profile_ids", []))
+                for pid in doc.get("profile_ids", ()):
+                    counts[pid] = counts.get(pid, 0) + 1
         self.block_seen = set(counts)
-        return [pid for pid, _ in counts.most_common(cfg.max_candidates)]
+        # A stable sort: profiles under as many keys keep the order they were first met in.
+        return sorted(counts, key=counts.__getitem__, reverse=True)[:cfg.max_candidates]
 
     def _ranked_candidates(self, profile_ids: list[str], profiles: dict[str, dict[str, Any]], exclude: set[str]):
         """(probability, profile, best-matching record) of these live profiles (not excluded), best first."""
@@ -307,13 +314,13 @@ class _Work:
         profile = self._claim(profile, claims)
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
-        joined = self._join_concurrent(profile)
+        joined = None if self.ctx.config.single_writer else self._join_concurrent(profile)
         if joined is not None:
             profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
             self._open_review(profile["id"], cand_profile["id"], why, detail)
         self._commit(profile["id"])
-        profile_id = self._follow_concurrent_merge(profile["id"])
+        profile_id = profile["id"] if self.ctx.config.single_writer else self._follow_concurrent_merge(profile["id"])
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
@@ -388,7 +395,7 @@ class _Work:
                "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
                "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
         try:
-            return self.ctx.profiles.create_item(doc)
+            return self._wrote(None, self.ctx.profiles.create_item(doc))
         except ItemExistsError:
             pass
         # A retry of our own creation, or the id was used before (record removed, split or merged away).
@@ -396,7 +403,7 @@ class _Work:
         if existing is not None and any(r["key"] == self.key for r in existing["records"]):
             return self._link(existing, claims, None)
         doc["id"] = random_profile_id()
-        return self.ctx.profiles.create_item(doc)
+        return self._wrote(None, self.ctx.profiles.create_item(doc))
 
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
         """Add (or refresh) the record in the target profile, with optimistic concurrency."""
@@ -411,12 +418,17 @@ class _Work:
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": now_iso()}
             try:
-                return self.ctx.profiles.replace_item(body, etag=target["_etag"])
+                return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
             except PreconditionFailedError:
                 target = live_profile(self.ctx, target["id"])
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
         raise ConcurrencyConflict("could not link record")
+
+    def _wrote(self, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+        """`after` is `before` with this record's entry last: its snapshots are known without rebuilding them."""
+        self.snapshots.written(before, after, self.key, self.n)
+        return after
 
     def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
         """Claim each identifier for the profile; a claim lost to another profile is settled now."""

@@ -28,8 +28,23 @@ class ProfileSnapshots:
             return found[1]
         snapshots = tuple((entry["key"], NormalizedRecord.from_dict(entry["match"]))
                           for entry in profile.get("records", []) if entry.get("match"))
+        self._put(profile, snapshots)
+        return snapshots
+
+    def written(self, before: dict[str, Any] | None, after: dict[str, Any], key: str, record: NormalizedRecord) -> None:
+        """The resolver wrote `after`: `before` (None for a new profile) with the entry of record `key` (re)placed
+        last, its snapshot being `record`. The new version's snapshots follow from the cached old ones, so the
+        next record scoring this profile does not rebuild them all from JSON."""
+        if before is None:
+            self._put(after, ((key, record),))
+            return
+        found = self._cache.get(before["id"])
+        if found is not None and before.get("_etag") is not None and found[0] == before["_etag"]:
+            self._put(after, tuple(s for s in found[1] if s[0] != key) + ((key, record),))
+
+    def _put(self, profile: dict[str, Any], snapshots: Snapshots) -> None:
+        etag = profile.get("_etag")
         if etag is not None and self._max > 0:
             if len(self._cache) >= self._max:
                 self._cache.clear()
             self._cache[profile["id"]] = (etag, snapshots)
-        return snapshots

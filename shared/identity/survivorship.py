@@ -51,6 +51,11 @@ def _length(value: Any) -> int:
 
 def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
     """(attributes, conflicts) of a profile from its record entries (each with values, source, key, updated_at)."""
+    if len(entries) == 1:  # a new profile: every value wins, nothing conflicts
+        entry = entries[0]
+        values = entry.get("values") or {}
+        return {name: {"value": values[name], "source": entry["source"], "record": entry["key"],
+                       "rule": policy.rules.get(name, policy.default_rule)} for name in sorted(values)}, {}
     candidates: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     for entry in entries:
         for name, value in (entry.get("values") or {}).items():

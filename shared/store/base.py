@@ -20,7 +20,10 @@ SYSTEM_KEEP = ("_etag", "_ts")
 
 def clean_body(body: dict[str, Any]) -> dict[str, Any]:
     """The user part of a document: drops system properties so a read item can be written back."""
-    return {k: v for k, v in body.items() if not k.startswith("_")}
+    item = dict(body)  # copying in C and deleting the few system keys is faster than filtering every key
+    for key in [k for k in item if k[:1] == "_"]:
+        del item[key]
+    return item
 
 
 def public_item(item: dict[str, Any]) -> dict[str, Any]:
