@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT:MAPPING", help="a data file and its mapping file, joined by ':'")
     p.add_argument("--out", type=Path, required=True, help="CSV to write: source,record_id,profile_id")
     p.add_argument("--merge-log", type=Path, default=None, help="JSON Lines file for the merge log")
+    p.add_argument("--identity-config", type=Path, default=None,
+                   help="merge protection and survivorship rules (JSON, as config/identity.json; default: that file)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_resolve)
 
@@ -63,15 +65,21 @@ def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
 def run_resolve(args) -> int:
     from tqdm import tqdm
 
+    from dataclasses import replace
+
     from .identity import Resolver
-    from .identity.docs import Ctx, ResolverConfig, follow_aliases
+    from .identity.config import load_identity_config
+    from .identity.docs import Ctx, follow_aliases
     from .settings import get_settings
     from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
     settings = get_settings()
+    if args.identity_config:
+        settings = settings.model_copy(update={"identity_config": str(args.identity_config)})
+    config = replace(load_identity_config(settings.identity_config or None), single_writer=True)  # one thread writes
     store = MemoryStore(copy_documents=False)  # the engine treats documents as values: no deep copies needed
-    resolver = Resolver(store, settings=settings, config=ResolverConfig(single_writer=True))  # this thread alone writes
+    resolver = Resolver(store, settings=settings, config=config)
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)

@@ -123,3 +123,20 @@ def test_ucp_resolve_on_files(tmp_path):
 def test_ucp_resolve_rejects_bad_arguments(tmp_path, capsys):
     assert ucp(["resolve", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "INPUT:MAPPING" in capsys.readouterr().err
+
+
+def test_ucp_resolve_takes_the_deployments_identity_rules(tmp_path):
+    """--identity-config: the same rules file as the deployment (here: one email per profile) changes the links."""
+    pos = _write_source(tmp_path, "pos", [{"id": "P1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net",
+                                           "tel": "07911 123456"}])
+    web = _write_source(tmp_path, "web", [{"id": "W1", "first": "Ann", "last": "Lee", "mail": "ann.lee@work-mail.net",
+                                           "tel": "+44 7911 123456"}])
+    rules = tmp_path / "identity.json"
+    rules.write_text(json.dumps({"protection": {"limits": {"email": 1}}}))
+    outputs = []
+    for extra in ([], ["--identity-config", str(rules)]):
+        out = tmp_path / f"out{len(outputs)}.csv"
+        assert ucp(["resolve", pos, web, "--out", str(out), "--no-progress", *extra]) == 0
+        outputs.append({r["record_id"]: r["profile_id"] for r in csv.DictReader(out.open())})
+    assert outputs[0]["P1"] == outputs[0]["W1"]  # linked by the phone, two emails allowed
+    assert outputs[1]["P1"] != outputs[1]["W1"]  # a second email is over the limit: review, not a link
