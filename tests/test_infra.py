@@ -60,3 +60,18 @@ def test_azure_yaml_deploys_the_function_app():
     text = (ROOT / "azure.yaml").read_text()
     assert "host: function" in text and "infra/eventgrid.bicep" in text
     assert "functionName=Host.Functions.ingest_blob" in (ROOT / "infra" / "eventgrid.bicep").read_text()
+
+
+def test_local_settings_example_sets_every_binding_setting_once(functions_by_name):
+    """The file users copy to local.settings.json: valid JSON without a key set twice (the second silently wins),
+    and every %SETTING% the bindings name."""
+    import json
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        assert len(keys) == len(set(keys)), f"set twice: {sorted({k for k in keys if keys.count(k) > 1})}"
+        return dict(pairs)
+
+    values = json.loads((ROOT / "local.settings.example.json").read_text(), object_pairs_hook=no_duplicates)["Values"]
+    named = {m for f in functions_by_name.values() for m in re.findall(r"%(\w+)%", f.get_function_json())}
+    assert named and named <= set(values)
