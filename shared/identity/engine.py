@@ -115,8 +115,8 @@ class _Work:
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
-        # The records doc is written before the commit (the source identifier) and deleted after it, so a record
-        # without one was never committed: a new record costs one read here, not two.
+        # The records doc is written before the commit (the source identifier), so a record without one was never
+        # started: a new record needs no source-identifier lookup.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
         lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
@@ -223,16 +223,9 @@ class _Work:
         given/family names as agreement was measured to over-merge households, so it is not done.)"""
         if not self.n.given_name:
             return False
-        best = None
-        for key, other in self.snapshots.of(profile):
-            if key == self.key or not other.given_name:
-                continue
-            p = self.model.probability(self.n, other)
-            if best is None or p > best[0]:
-                best = (p, other)
-        if best is None:
-            return False
-        return (self.model.score(self.n, best[1]).levels or {}).get("given_name") == "different"
+        named = [other for key, other in self.snapshots.of(profile) if key != self.key and other.given_name]
+        _, best = self.model.best_record(self.n, named)
+        return best is not None and (self.model.score(self.n, best).levels or {}).get("given_name") == "different"
 
     def _side(self, profile: dict[str, Any]) -> Side:
         version = (profile["id"], profile.get("_etag"))

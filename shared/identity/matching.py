@@ -453,11 +453,7 @@ def _probability(weight: float) -> float:
 
 def best_match(record: NormalizedRecord, candidates: Sequence[NormalizedRecord], model: MatchModel) -> MatchScore:
     """The explained score of `record` against its most probable candidate (NO_MATCH when there is none)."""
-    best, best_p = None, -1.0
-    for candidate in candidates:
-        p = model.probability(record, candidate)
-        if p > best_p:
-            best, best_p = candidate, p
+    _, best = model.best_record(record, candidates)
     if best is None:
         return NO_MATCH
     scored = model.score(record, best)
