@@ -358,6 +358,17 @@ def test_a_slip_in_a_short_given_name_is_not_another_person(store, model):
     assert typo.profile_id == amy.profile_id and typo.action == "linked"
 
 
+def test_two_common_similar_given_names_on_a_family_email_are_two_people(store, model):
+    """Andrea and Andreas are one letter apart, but each is a common name (a typo of a name is rare): on a family
+    email alone they are two people of one household; a typo of either still joins."""
+    home = dict(family_name="Wolf", email="wolf.home8844@shopmail.net", postcode="20419")
+    andreas, = resolve(store, model, rec("pos", "1", given_name="Andreas", phone="+4915121792417", **home))
+    andrea, = resolve(store, model, rec("web", "2", given_name="Andrea", **home))
+    typo, = resolve(store, model, rec("crm", "3", given_name="Andraes", **home))
+    assert andrea.profile_id != andreas.profile_id and andrea.action == "created"
+    assert typo.profile_id == andreas.profile_id
+
+
 def test_a_record_joins_every_profile_of_its_person_above_the_threshold(store, model):
     """Two profiles founded by records that share nothing but the person; a third record matching both by
     score bridges them (not only the best one), and the merge log explains each join."""

@@ -167,7 +167,8 @@ class _Work:
                 break
             detail = self._explain(best)
             reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
-            if reason is None and detail["levels"].get("given_name") == "different":
+            if reason is None and (detail["levels"].get("given_name") == "different"
+                                   or self.model.two_known_given_names(self.n, best)):
                 # Twins and family members share all else (birth date, family email, home phone, address): a
                 # score never joins another given name on its own; a person decides.
                 reason = "score:given_name"
@@ -225,7 +226,10 @@ class _Work:
             return False
         named = [other for key, other in self.snapshots.of(profile) if key != self.key and other.given_name]
         _, best = self.model.best_record(self.n, named)
-        return best is not None and (self.model.score(self.n, best).levels or {}).get("given_name") == "different"
+        if best is None:
+            return False
+        return ((self.model.score(self.n, best).levels or {}).get("given_name") == "different"
+                or self.model.two_known_given_names(self.n, best))
 
     def _side(self, profile: dict[str, Any]) -> Side:
         version = (profile["id"], profile.get("_etag"))

@@ -47,6 +47,9 @@ COMPARISON_NAMES = tuple(COMPARISONS)
 # Comparisons whose "exact" level is adjusted by how common the value is (John / Smith weigh less).
 TF_COMPARISONS = {"given_name": "given_name", "family_name": "family_name"}
 EXACT = 1
+GIVEN_FUZZY_LEVELS = (3, 4)  # given_name "fuzzy_high", "fuzzy_low"
+# A given name borne by one record in a thousand or more: typos of even the commonest names stay well below.
+COMMON_GIVEN_NAME = 1e-3
 MAX_CACHED_PROBABILITIES = 200_000
 
 
@@ -337,6 +340,14 @@ class MatchModel:
             if best is None or p > best_p:
                 best_p, best = p, b
         return best_p, best
+
+    def two_known_given_names(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
+        """True when the given names differ and each is a name the model has seen often (its term-frequency
+        table): "jennie"/"dennie", "andrea"/"andreas" are two people's names, where a typo ("francpois") is rare.
+        Only similar names are asked about: exact, nicknames and initials agree, and "different" already differs."""
+        names = self.term_frequencies.get("given_name", {})
+        return (names.get(a.given_name, 0.0) >= COMMON_GIVEN_NAME and names.get(b.given_name, 0.0) >= COMMON_GIVEN_NAME
+                and _given_level(a.given_name, a.given_canonical, b.given_name, b.given_canonical) in GIVEN_FUZZY_LEVELS)
 
     def _tf_pair(self, a: NormalizedRecord, b: NormalizedRecord, levels: tuple[int, ...]) -> tuple[str | None, str | None]:
         given = a.given_name if levels[0] == EXACT else None
