@@ -266,8 +266,12 @@ def are_nicknames(a: str, b: str) -> bool:
         return False
     namer = _nicknamer()
     first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
-    # Related directly (bob -> robert) or through a shared formal name (liz, beth -> elizabeth).
-    return bool((namer.canonicals_of(first_a) | {first_a}) & (namer.canonicals_of(first_b) | {first_b}))
+    formal_a, formal_b = namer.canonicals_of(first_a), namer.canonicals_of(first_b)
+    if first_a == first_b or first_a in formal_b or first_b in formal_a:  # bob -> robert
+        return True
+    # Through a shared formal name (liz, beth -> elizabeth), not a shared short form: the data lists "bill" as
+    # a name both Robert and William are nicknames of, yet they are two names (a household's father and son).
+    return any(len(name) >= max(len(first_a), len(first_b)) for name in formal_a & formal_b)
 
 
 def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
