@@ -259,6 +259,12 @@ def canonical_given_name(value: Any) -> str | None:
     return min(options, key=lambda name: (-len(namer.nicknames_of(name)), -len(name), name))
 
 
+@lru_cache(maxsize=16384)
+def nickname_forms(canonical: str) -> tuple[str, ...]:
+    """The nicknames of a canonical given name (robert -> bob, bobby, rob...), for comparing a typo of one."""
+    return tuple(sorted(_nicknamer().nicknames_of(canonical)))
+
+
 @lru_cache(maxsize=65536)
 def are_nicknames(a: str, b: str) -> bool:
     """True when one given name is a known nickname of the other, or both are nicknames of one name."""

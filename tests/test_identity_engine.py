@@ -369,6 +369,20 @@ def test_two_common_similar_given_names_on_a_family_email_are_two_people(store, 
     assert typo.profile_id == andreas.profile_id
 
 
+def test_a_score_never_joins_twins_with_two_similar_common_names(store, model):
+    """Stephen and Stephanie, twins at one address, score far above the threshold: the names are each common, so
+    the pair goes to review; a typo of Stephen ("Stepen") is not another name and links."""
+    # (Stephanie's record arrives last: "Stepen" would score as high against her profile and bridge the twins.)
+    home = dict(family_name="Butler", address_line1="43 High Drive", postcode="EC1V 5FX", country="GB",
+                birth_date="1991-08-19")
+    stephen, = resolve(store, model, rec("pos", "1", given_name="Stephen", **home))
+    typo, = resolve(store, model, rec("web", "3", given_name="Stepen", **home))
+    stephanie, = resolve(store, model, rec("crm", "2", given_name="Stephanie", **home))
+    assert stephanie.action == "review" and stephanie.reason == "score:given_name"
+    assert stephanie.profile_id != stephen.profile_id
+    assert typo.action == "linked" and typo.profile_id == stephen.profile_id
+
+
 def test_a_record_joins_every_profile_of_its_person_above_the_threshold(store, model):
     """Two profiles founded by records that share nothing but the person; a third record matching both by
     score bridges them (not only the best one), and the merge log explains each join."""

@@ -32,6 +32,7 @@ SAME_PERSON_VARIANTS = {
     "typo in surname, abbreviation": variant(family_name="Harington", address_line1="14 Wellesley Rd."),
     "upper case with diacritics": variant(given_name="ÉLIZABETH", family_name="HARRINGTON"),
     "swapped names": variant(given_name="Harrington", family_name="Elizabeth", email=None),
+    "swapped names with a typo": variant(given_name="Harrington", family_name="Elizabdeth", email=None),
     "moved house": variant(address_line1="2 Quay Street", postcode="BS1 4DJ", phone=None),
     "day and month swapped": variant(birth_date=date(1984, 9, 3), email=None),
     "no birth date, same everything else": variant(birth_date=None),
@@ -197,6 +198,7 @@ def test_email_levels_tell_a_retyped_mailbox_from_a_namesakes(model, a, b, level
 @pytest.mark.parametrize("a,b,level", [
     ("Amy", "Any", "fuzzy_low"), ("Ana", "Naa", "fuzzy_low"),  # one slip in a short name
     ("Mxrgaret", "Meg", "fuzzy_low"),  # a typo of the formal name a nickname stands for
+    ("Dabey", "David", "fuzzy_low"), ("Ejss", "Jessica", "fuzzy_low"),  # a typo of a nickname of the formal name
     ("Olivia", "Rachel", "different"), ("Tom", "Kevin", "different"),
 ])
 def test_given_name_levels(model, a, b, level):

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import jellyfish
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from shared.normalize import NormalizedRecord, are_nicknames
+from shared.normalize import NormalizedRecord, are_nicknames, canonical_given_name, nickname_forms
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 CLASSES = ("match", "related", "unrelated")
@@ -47,7 +47,7 @@ COMPARISON_NAMES = tuple(COMPARISONS)
 # Comparisons whose "exact" level is adjusted by how common the value is (John / Smith weigh less).
 TF_COMPARISONS = {"given_name": "given_name", "family_name": "family_name"}
 EXACT = 1
-GIVEN_FUZZY_LEVELS = (3, 4)  # given_name "fuzzy_high", "fuzzy_low"
+GIVEN_FUZZY_LEVELS, GIVEN_DIFFERENT = (3, 4), 6  # given_name "fuzzy_high", "fuzzy_low"; "different"
 # A given name borne by one record in a thousand or more: typos of even the commonest names stay well below.
 COMMON_GIVEN_NAME = 1e-3
 MAX_CACHED_PROBABILITIES = 200_000
@@ -73,6 +73,8 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
     if sim >= 0.82:
         return 4
     if min(len(a), len(b)) >= 3 and OSA.distance(a, b) <= 1:  # "amy"/"any", "ana"/"naa": short names, one slip
+        return 4
+    if _typo_of_nickname(a, b_canon) or _typo_of_nickname(b, a_canon):  # "dabey": a typo of davey, for david
         return 4
     if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
         return 5
@@ -131,6 +133,11 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     return 5 if comparable else 0
 
 
+def _typo_of_nickname(name: str, canonical: str | None) -> bool:
+    # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess).
+    return bool(canonical) and len(name) >= 4 and any(_jw(name, nick) >= 0.88 for nick in nickname_forms(canonical))
+
+
 def _phone_level(a: str | None, b: str | None) -> int:
     if not a or not b:
         return 0
@@ -173,14 +180,25 @@ def _email_user_parts(user: str | None) -> tuple[str, tuple[str, ...]]:
 
 
 def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
-    return bool(a.given_name and a.family_name and a.given_name != b.given_name
-                and a.given_name == b.family_name and a.family_name == b.given_name)
+    """"Smith John" vs "John Smith", also with a typo on either side ("Woods Lunda" vs "Linda Woods")."""
+    given_a, family_a, given_b, family_b = a.given_name, a.family_name, b.given_name, b.family_name
+    if not (given_a and family_a and given_b and family_b) or given_a == given_b:
+        return False
+    if given_a == family_b and family_a == given_b:
+        return True
+    # Cheap test first (a typo rarely hits a first letter), then: both names close, or one equal and the other a
+    # typo; and the straight order must not fit.
+    if given_a[0] != family_b[0] or family_a[0] != given_b[0]:
+        return False
+    low, high = sorted((_jw(given_a, family_b), _jw(family_a, given_b)))
+    return ((low >= 0.92 or (high == 1.0 and low >= 0.82))
+            and _jw(given_a, given_b) < 0.82 and _jw(family_a, family_b) < 0.82)
 
 
 def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
     """The comparison vector of a pair: one level index per comparison, in COMPARISON_NAMES order."""
     if _names_swapped(a, b):  # "Smith John" vs "John Smith": compare the names the right way round
-        b_given, b_canon, b_family = b.family_name, a.given_canonical, b.given_name
+        b_given, b_canon, b_family = b.family_name, canonical_given_name(b.family_name), b.given_name
     else:
         b_given, b_canon, b_family = b.given_name, b.given_canonical, b.family_name
     return (
@@ -341,13 +359,16 @@ class MatchModel:
                 best_p, best = p, b
         return best_p, best
 
-    def two_known_given_names(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
-        """True when the given names differ and each is a name the model has seen often (its term-frequency
-        table): "jennie"/"dennie", "andrea"/"andreas" are two people's names, where a typo ("francpois") is rare.
-        Only similar names are asked about: exact, nicknames and initials agree, and "different" already differs."""
+    def another_given_name(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
+        """True when the given names are two people's: "different", or similar where each is a name the model has
+        seen often (its term-frequency table): Andrea/Andreas, Petra/Peter, where a typo ("Francpois") is rare.
+        Nicknames and initials are not another name."""
+        level = compare(a, b)[0]
+        if level == GIVEN_DIFFERENT:
+            return True
         names = self.term_frequencies.get("given_name", {})
-        return (names.get(a.given_name, 0.0) >= COMMON_GIVEN_NAME and names.get(b.given_name, 0.0) >= COMMON_GIVEN_NAME
-                and _given_level(a.given_name, a.given_canonical, b.given_name, b.given_canonical) in GIVEN_FUZZY_LEVELS)
+        return (level in GIVEN_FUZZY_LEVELS and names.get(a.given_name, 0.0) >= COMMON_GIVEN_NAME
+                and names.get(b.given_name, 0.0) >= COMMON_GIVEN_NAME)
 
     def _tf_pair(self, a: NormalizedRecord, b: NormalizedRecord, levels: tuple[int, ...]) -> tuple[str | None, str | None]:
         given = a.given_name if levels[0] == EXACT else None
