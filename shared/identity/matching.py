@@ -74,6 +74,8 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
         return 4
     if min(len(a), len(b)) >= 3 and OSA.distance(a, b) <= 1:  # "amy"/"any", "ana"/"naa": short names, one slip
         return 4
+    if sorted((len(a), len(b))) == [2, 3] and _one_letter_dropped(*sorted((a, b), key=len)):  # "in" for "ian"
+        return 4
     if _typo_of_nickname(a, b_canon) or _typo_of_nickname(b, a_canon):  # "dabey": a typo of davey, for david
         return 4
     if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
@@ -133,6 +135,10 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     return 5 if comparable else 0
 
 
+def _one_letter_dropped(short: str, name: str) -> bool:
+    return any(name[:i] + name[i + 1:] == short for i in range(len(name)))
+
+
 def _typo_of_nickname(name: str, canonical: str | None) -> bool:
     # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess).
     return bool(canonical) and len(name) >= 4 and any(_jw(name, nick) >= 0.88 for nick in nickname_forms(canonical))
@@ -150,9 +156,9 @@ def _phone_level(a: str | None, b: str | None) -> int:
 
 def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     """Same mailbox; same user name at another provider (separators and +tags aside: "paul_davies519",
-    "pauldavies519"); a slip in the user name; or different. People put a number in their user name, and
-    namesakes' addresses differ mostly by it ("johnsmith12", "john.smith85"): a different number is another
-    person's mailbox, however similar the letters."""
+    "pauldavies519"); a slip in the user name, or its parts reordered around the same number; or different.
+    People put a number in their user name, and namesakes' addresses differ mostly by it ("johnsmith12",
+    "john.smith85"): a different number is another person's mailbox, however similar the letters."""
     if not a.email or not b.email:
         return 0
     if a.email == b.email:
@@ -165,6 +171,8 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     if digits_a != digits_b:
         return 4
     if _jw(user_a, user_b) >= 0.92:
+        return 3
+    if digits_a and sorted(user_a) == sorted(user_b):  # "peter.richter1707" / "richter.peter1707": reordered
         return 3
     return 4
 
