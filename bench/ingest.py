@@ -203,33 +203,36 @@ def wait_until_served(port: int, key: str, paths: list[str], *, clients: int, mi
                       timeout: float) -> tuple[float | None, int]:
     """Look up every path until each has been served (200) once: (when the last one was, None on timeout;
     lookups made). Rows finish in any order, so a row not served yet goes to the back of the line. Several
-    clients look up side by side, as API users would: when many rows become visible at once (a message's lanes
-    commit together), one client would see the last of them only after as many sequential lookups. A client
-    pauses clients x miss_pause after a miss, so the misses cost the host about what one client pausing
-    miss_pause would: each lookup costs host and emulator CPU that resolution needs."""
+    clients look up side by side, as API users would: rows become visible in bursts (a message's lanes commit
+    together), and one client would see the last of a burst only after as many sequential lookups. Each lookup
+    costs host and emulator CPU that resolution needs, so a client that missed waits about clients x miss_pause
+    (the clients together probe about every miss_pause) but wakes as soon as another client is served a row:
+    the next rows are likely served too."""
     pending = collections.deque(paths)
-    lock = threading.Lock()
+    changed = threading.Condition()
     state = {"in_flight": 0, "lookups": 0, "served_at": None}
     deadline = time.perf_counter() + timeout
+    rng = random.Random(0)
 
     def client() -> None:
         api = ApiClient(port, key)
         while time.perf_counter() < deadline:
-            with lock:
+            with changed:
                 if not pending:
                     return  # any row still in flight comes back to the client checking it
                 path = pending.popleft()
                 state["in_flight"] += 1
                 state["lookups"] += 1
             served = api.status(path) == 200
-            with lock:
+            with changed:
                 state["in_flight"] -= 1
-                if not served:
+                if served:
+                    if not pending and not state["in_flight"]:
+                        state["served_at"] = time.perf_counter()
+                    changed.notify_all()
+                else:
                     pending.append(path)
-                elif not pending and not state["in_flight"]:
-                    state["served_at"] = time.perf_counter()
-            if not served:
-                time.sleep(miss_pause * clients)
+                    changed.wait(miss_pause * clients * rng.uniform(0.5, 1.5))  # jitter: clients stay staggered
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(max(1, clients))]
     for thread in threads:
@@ -345,8 +348,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--poll", type=float, default=0.25, help="local host blob poll interval (s), with --e2e")
     p.add_argument("--worker-processes", type=int, default=0,
                    help="FUNCTIONS_WORKER_PROCESS_COUNT of the local host (default: one per CPU), with --e2e")
-    p.add_argument("--miss-pause", type=float, default=0.005,
-                   help="seconds the --e2e observer waits after a row not served yet (its lookups load the host)")
+    p.add_argument("--miss-pause", type=float, default=0.025,
+                   help="--e2e: the observer's clients together look up a row not served yet about this often "
+                        "(its lookups load the host)")
     p.add_argument("--clients", type=int, default=4, help="concurrent API clients of the --e2e observer")
     p.add_argument("--host-log", help="keep the local host's log in this file (with --e2e)")
     p.add_argument("--child")
