@@ -84,8 +84,8 @@ class _Server:
         self.sock.close()
 
 
-def _send(port: int, transport: HttpClientTransport | None = None, **kwargs):
-    with transport or HttpClientTransport() as transport:
+def _send(port: int, **kwargs):
+    with HttpClientTransport() as transport:
         return transport.send(HttpRequest("GET", f"http://127.0.0.1:{port}/dbs"), **kwargs)
 
 
