@@ -10,10 +10,10 @@ from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
-from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
+from .cosmos_transport import HttpClientTransport
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
 from .query import Filter, sql_path, to_sql
 from .schema import CONTAINERS
@@ -257,15 +257,15 @@ _PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "netrc")
 _CA_BUNDLE_ENV = ("requests_ca_bundle", "curl_ca_bundle")
 
 
-def _transport(endpoint: str) -> RequestsTransport | None:
-    """A session that ignores the environment when the environment would change nothing: requests otherwise
-    scans os.environ for proxies and looks for ~/.netrc on every request, a visible share of a point read's
-    CPU. A CA bundle matters only where TLS is verified (the SDK skips verification for the local emulator)."""
+def _transport(endpoint: str) -> HttpClientTransport | None:
+    """http.client straight, unless the environment asks for what only requests does: requests' session honours
+    proxy variables and ~/.netrc (and a CA bundle variable, which matters only where TLS is verified: the SDK
+    skips verification for the local emulator), so there the SDK's default RequestsTransport stays."""
     env = {name.lower() for name in os.environ}
     local = urlparse(endpoint).hostname in LOCAL_HOSTS
     if env & set(_PROXY_ENV) or (env & set(_CA_BUNDLE_ENV) and not local) or os.path.exists(os.path.expanduser("~/.netrc")):
         return None
-    return RequestsTransport(use_env_settings=False)
+    return HttpClientTransport()
 
 
 @lru_cache(maxsize=8)
