@@ -26,6 +26,7 @@ LOCAL = "https://127.0.0.1:8081/"
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("UCP_COSMOS_TRANSPORT", raising=False)
     for name in _PROXY_ENV + _CA_BUNDLE_ENV:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
@@ -48,6 +49,11 @@ def test_a_ca_bundle_is_honoured_where_tls_is_verified(clean_env):
     clean_env.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate.pem")
     assert _transport(REMOTE) is None
     assert _transport(LOCAL) is not None  # the SDK does not verify the local emulator's certificate
+
+
+def test_operators_can_fall_back_to_the_sdk_default_transport(clean_env):
+    clean_env.setenv("UCP_COSMOS_TRANSPORT", "requests")
+    assert _transport(REMOTE) is None and _transport(LOCAL) is None
 
 
 def test_a_netrc_file_is_honoured(clean_env, tmp_path):

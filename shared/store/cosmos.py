@@ -260,7 +260,10 @@ _CA_BUNDLE_ENV = ("requests_ca_bundle", "curl_ca_bundle")
 def _transport(endpoint: str) -> HttpClientTransport | None:
     """http.client straight, unless the environment asks for what only requests does: requests' session honours
     proxy variables and ~/.netrc (and a CA bundle variable, which matters only where TLS is verified: the SDK
-    skips verification for the local emulator), so there the SDK's default RequestsTransport stays."""
+    skips verification for the local emulator), so there the SDK's default RequestsTransport stays.
+    UCP_COSMOS_TRANSPORT=requests keeps the SDK's default everywhere (a fallback for operators)."""
+    if os.environ.get("UCP_COSMOS_TRANSPORT", "http.client").lower() == "requests":
+        return None
     env = {name.lower() for name in os.environ}
     local = urlparse(endpoint).hostname in LOCAL_HOSTS
     if env & set(_PROXY_ENV) or (env & set(_CA_BUNDLE_ENV) and not local) or os.path.exists(os.path.expanduser("~/.netrc")):
