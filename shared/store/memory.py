@@ -53,8 +53,31 @@ def with_frozen_heap(items: Iterable[T], every: int = 1000) -> Iterator[T]:
 _TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
 
 
-def _top_level_copy(value: Any) -> Any:
-    return dict(value) if type(value) is dict else value
+class ReadOnlyDocument(dict):
+    """A stored document handed out as it is stored, without a copy (MemoryStore(copy_documents=False)).
+    Changing it in place raises: a caller that changes a document builds a new one ({**doc, ...}) and writes
+    that, so a returned document can never change the store behind its back. Copies (dict(doc), copy,
+    pickle) are plain dicts."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a stored document is read-only: write a changed copy ({**doc, ...}) instead")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return dict, (dict(self),)
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+
+def _as_stored(value: Any) -> Any:
+    return value
 
 
 def _sort_key(value: Any) -> tuple:
@@ -76,9 +99,10 @@ def _offset(continuation: str) -> int:
 
 class MemoryContainer:
     def __init__(self, name: str, partition_key_path: str, *, copy_documents: bool = True):
-        # Without copy_documents only the top level of a document is copied: for trusted in-process callers
-        # (the `ucp resolve` CLI, benchmarks) that treat documents as values and never mutate nested parts.
-        self._copy = _copy if copy_documents else _top_level_copy
+        # Without copy_documents, documents are stored and handed out as ReadOnlyDocuments, never copied: for
+        # in-process callers (the `ucp resolve` CLI, benchmarks) that treat documents as values. The top level
+        # refuses changes; nested lists and dicts are shared, and such callers never change them in place.
+        self._copy = _copy if copy_documents else _as_stored
         self.name = name
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
@@ -100,7 +124,7 @@ class MemoryContainer:
             item = _copy(item)
         item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
         item["_ts"] = int(time.time())
-        return item
+        return item if self._copy is _copy else ReadOnlyDocument(item)
 
     def _key(self, item_id: str, partition_key: Any) -> tuple[Any, str]:
         return (partition_key, item_id)
