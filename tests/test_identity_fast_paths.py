@@ -101,3 +101,16 @@ def test_content_hash_stays_the_one_stored_by_earlier_versions(records):
         data = record.model_dump(mode="json", exclude_none=True)
         payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         assert content_hash_of(data) == hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def test_timestamps_keep_their_format_across_seconds(monkeypatch):
+    """now_iso formats the date and time once per second: each second still gets its own, as datetime says."""
+    import time
+    from datetime import datetime, timezone
+
+    from shared.identity import docs
+
+    for ns in (1_767_225_599_999_999_000, 1_767_225_600_000_001_000, 1_767_225_599_000_000_000, 951_782_400_123_456_789):
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        expected = datetime.fromtimestamp(ns // 1000 / 1e6, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+        assert docs.now_iso() == expected
