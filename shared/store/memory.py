@@ -118,14 +118,13 @@ class MemoryContainer:
         return value
 
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(body.get("id"), str) or not body["id"]:
+        item_id = body.get("id")
+        if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
-        item = clean_body(body)  # a new top level already
-        if self._copy is _copy:
-            item = _copy(item)
-        item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
-        item["_ts"] = int(time.time())
-        return item if self._copy is _copy else ReadOnlyDocument(item)
+        item = _copy(clean_body(body)) if self._copy is _copy else clean_body(body, into=ReadOnlyDocument)
+        dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
+        dict.__setitem__(item, "_ts", int(time.time()))
+        return item
 
     def _key(self, item_id: str, partition_key: Any) -> tuple[Any, str]:
         return (partition_key, item_id)
