@@ -276,15 +276,30 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
         return None, None
     text = str(full_name).strip()
     tokens = text.split()
-    # "Ann Lee" (most names) needs no parser; nameparser (~150 us) handles titles, suffixes, "Lee, Ann" and
-    # particles such as "de la Cruz".
+    # "Ann Lee" and "Lee, Ann" (most names) need no parser; nameparser (~150 us) handles titles, suffixes,
+    # particles such as "de la Cruz", and words it reads specially in the "Family, Given" form.
     if len(tokens) == 2 and "," not in text and "." not in text and not (
             {t.lower() for t in tokens} & (_TITLES | _SUFFIXES | _NAME_PARTICLES)):
         return tokens[0], tokens[1]
+    if text.count(",") == 1 and "." not in text:
+        family, given = (part.strip() for part in text.split(","))
+        if (family and given and len(family.split()) == 1 and len(given.split()) == 1
+                and not {family.lower(), given.lower()} & _parser_words()):
+            return given, family
     return _parse_full_name(text)
 
 
 _NAME_PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "van", "von", "der", "den", "la", "le", "bin", "ibn", "al", "st"})
+
+
+@lru_cache(maxsize=1)
+def _parser_words() -> frozenset[str]:
+    """Words nameparser gives a role of their own (titles, suffixes, particles, conjunctions)."""
+    from nameparser.config import CONSTANTS
+
+    return frozenset().union(CONSTANTS.titles, CONSTANTS.first_name_titles, CONSTANTS.suffix_acronyms,
+                             CONSTANTS.suffix_not_acronyms, CONSTANTS.prefixes, CONSTANTS.conjunctions,
+                             _TITLES, _SUFFIXES, _NAME_PARTICLES)
 
 
 @lru_cache(maxsize=16384)
