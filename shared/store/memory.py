@@ -104,6 +104,7 @@ class MemoryContainer:
         # in-process callers (the `ucp resolve` CLI, benchmarks) that treat documents as values. The top level
         # refuses changes; nested lists and dicts are shared, and such callers never change them in place.
         self._copy = _copy if copy_documents else _as_stored
+        self._copies = copy_documents
         self.name = name
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
@@ -121,7 +122,7 @@ class MemoryContainer:
         item_id = body.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
-        item = _copy(clean_body(body)) if self._copy is _copy else clean_body(body, into=ReadOnlyDocument)
+        item = _copy(clean_body(body)) if self._copies else clean_body(body, into=ReadOnlyDocument)
         dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
         dict.__setitem__(item, "_ts", int(time.time()))
         return item
@@ -131,7 +132,7 @@ class MemoryContainer:
 
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
@@ -151,7 +152,7 @@ class MemoryContainer:
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
                 self._check_etag(key, etag, must_exist=False)
@@ -160,7 +161,7 @@ class MemoryContainer:
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
@@ -175,12 +176,13 @@ class MemoryContainer:
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         # No lock: one dict lookup is atomic, and a stored item is never changed in place (writes replace it).
         item = self._items.get((partition_key, item_id))
-        return self._copy(item) if item is not None else None
+        return _copy(item) if item is not None and self._copies else item
 
     def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
+        items = self._items
         with self._lock:
-            found = [self._items.get(self._key(item_id, pk)) for item_id, pk in keys]
-        return [self._copy(item) if item is not None else None for item in found]
+            found = [items.get((pk, item_id)) for item_id, pk in keys]
+        return [_copy(item) if item is not None else None for item in found] if self._copies else found
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         key = self._key(item_id, partition_key)
