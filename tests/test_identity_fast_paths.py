@@ -169,3 +169,48 @@ def test_survivorship_ranks_as_defined_with_ties(default_rule):
                             "added_at": rng.choice(["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"]),
                             "values": picked})
         assert survive(entries, policy) == _survive_by_definition(entries, policy)
+
+
+@pytest.mark.parametrize("default_rule", ["most_recent", "source_priority", "most_complete"])
+def test_a_record_joining_a_profile_changes_only_what_survivorship_would(default_rule):
+    """survive_added (a record joining: only its attributes ranked again against the shown values) equals
+    survivorship over all the profile's records, record after record, ties and equal forms included."""
+    from shared.identity.survivorship import SurvivorshipPolicy, survive, survive_added
+
+    rng = random.Random(11)
+    policy = SurvivorshipPolicy(default_rule=default_rule, source_priority=("crm", "pos"),
+                                rules={"email": "most_complete", "city": "source_priority", "phone": "most_recent"})
+    values = {"given_name": ["Ann", "ann", "Anne", "A", " ANN "], "email": ["a@x.com", "A@X.com", "ann.lee@x.com"],
+              "city": ["Leeds", "leeds ", "York", "LEEDS"], "phone": ["0113 496 0000", "+44 113 496 0000"],
+              "n": [1, 1.0, True, 2, "1"]}
+    for _ in range(300):
+        entries, shown = [], ({}, {})
+        for i in range(rng.randint(1, 6)):
+            entry = {"key": f"r|{i}", "source": rng.choice(["crm", "pos", "web"]),
+                     "updated_at": rng.choice([None, "2025-01-01T00:00:00", "2025-02-01T00:00:00"]),
+                     "added_at": rng.choice(["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"]),
+                     "values": {name: rng.choice(options) for name, options in values.items() if rng.random() < 0.7}}
+            shown = survive_added(entries, *shown, entry, policy)
+            entries.append(entry)
+            assert shown == survive(entries, policy)
+            assert list(shown[0]) == sorted(shown[0]) and list(shown[1]) == sorted(shown[1])
+
+
+def test_only_versions_the_resolver_wrote_count_as_its_own():
+    """A record joining a profile re-ranks only its own attributes when the resolver wrote that very version
+    (its attributes are then the resolver's own survivorship); a version read or changed elsewhere is not."""
+    store = MemoryStore()
+    resolver = Resolver(store, config=ResolverConfig(single_writer=True))
+    first = resolver.resolve(CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee",
+                                            email="ann.lee@mail.co.uk", birth_date="1980-05-01"))
+    profiles = store.container("profiles")
+    written = profiles.read_item(first.profile_id, first.profile_id)
+    assert resolver.snapshots.wrote(written)
+    changed = profiles.replace_item({**written, "attributes": {}}, etag=written["_etag"])  # e.g. another worker
+    assert resolver.snapshots.of(changed) and not resolver.snapshots.wrote(changed)
+    second = resolver.resolve(CustomerRecord(source="crm", record_key="2", given_name="Ann", family_name="Lee",
+                                             email="ann.lee@mail.co.uk", city="Leeds"))
+    assert second.action == "linked"
+    doc = profiles.read_item(first.profile_id, first.profile_id)
+    assert set(doc["attributes"]) == {"given_name", "family_name", "email", "birth_date", "city"}  # from all records
+    assert resolver.snapshots.wrote(doc)
