@@ -31,7 +31,7 @@ from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
-from .survivorship import record_values, survive, survive_added
+from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
 
@@ -407,12 +407,7 @@ class _Work:
             identifiers = sorted(set(target.get("identifiers", [])) | {self.source_iid, *claims})
             if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
                 return target
-            policy = self.ctx.config.survivorship
-            if old is None and self.snapshots.wrote(target):  # its attributes are survive(its records)
-                attributes, conflicts = survive_added(target["records"], target["attributes"], target["conflicts"],
-                                                      entry, policy)
-            else:
-                attributes, conflicts = survive(records, policy)
+            attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": now_iso()}
             try:

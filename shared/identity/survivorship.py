@@ -85,55 +85,6 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     return attributes, conflicts
 
 
-def survive_added(entries: list[dict[str, Any]], attributes: dict[str, Any], conflicts: dict[str, Any],
-                  entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple[dict[str, Any], dict[str, Any]]:
-    """survive(entries + [entry]) from (attributes, conflicts) = survive(entries), for a record not among
-    `entries` (a record joining a profile): only the attributes it has a value for are ranked again, against
-    the values the profile shows (the winner and one per conflicting form; the values they hide rank lower)."""
-    if not entries:
-        return survive([entry], policy)
-    by_key = {e["key"]: e for e in entries}
-    order_keys: dict[str, Any] = {}
-    attributes, conflicts = dict(attributes), dict(conflicts)
-    for name, value in (entry.get("values") or {}).items():
-        rule = policy.rules.get(name, policy.default_rule)
-        shown = attributes.get(name)
-        if shown is None:
-            attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
-            continue
-        if rule not in order_keys:
-            order_keys[rule] = _order_key(rule, [*entries, entry], policy)
-        shown_options = [(shown["value"], by_key[shown["record"]])]
-        shown_options += [(c["value"], by_key[c["record"]]) for c in conflicts.get(name, ())]
-        ranked = _with_option(shown_options, (value, entry), order_keys[rule])
-        if ranked is None:
-            continue  # the same form is shown from a record that ranks higher: nothing changes
-        winner, winner_entry = ranked[0]
-        if winner_entry is entry:
-            attributes[name] = {"value": winner, "source": entry["source"], "record": entry["key"], "rule": rule}
-        others = [{"value": v, "source": e["source"], "record": e["key"]} for v, e in ranked[1:]]
-        if others:
-            conflicts[name] = others
-        else:
-            conflicts.pop(name, None)
-    return ({name: attributes[name] for name in sorted(attributes)},
-            {name: conflicts[name] for name in sorted(conflicts)})
-
-
-def _with_option(shown: list[tuple[Any, dict[str, Any]]], option: tuple[Any, dict[str, Any]], order_key):
-    """The shown options (best first, one per comparable form) with `option` ranked in: it takes the place of
-    the shown option of its form if it ranks higher. None when that shown option ranks higher."""
-    form = _comparable(option[0])
-    rank = order_key(option)
-    same = next((i for i, (value, _) in enumerate(shown) if value == option[0] or _comparable(value) == form), None)
-    if same is not None:
-        if order_key(shown[same]) < rank:
-            return None
-        shown = shown[:same] + shown[same + 1:]
-    at = next((i for i, other in enumerate(shown) if rank < order_key(other)), len(shown))
-    return shown[:at] + [option] + shown[at:]
-
-
 def _conflicting(value: Any, options: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
     """The values of ranked options that differ from the winning value, best first, once per comparable form."""
     seen = None
