@@ -224,6 +224,7 @@ def fold_name(value: Any) -> str | None:
     return text
 
 
+@lru_cache(maxsize=65536)
 def _strip_titles(folded: str | None) -> str | None:
     if not folded:
         return None
@@ -353,6 +354,7 @@ def _address_tokens(text: str) -> list[str]:
     return tokens
 
 
+@lru_cache(maxsize=65536, typed=True)  # one household's address comes from several sources
 def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:
     """'12 High Street, Apt 4' -> '12 high st unit 4': folded, abbreviations unified, unit numbers marked."""
     parts = [str(p) for p in (line1, line2) if p is not None and str(p).strip()]
@@ -386,6 +388,7 @@ def street_number_of(address: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+@lru_cache(maxsize=65536, typed=True)  # neighbours and a person's records share postcodes
 def normalize_postcode(value: Any, country: str | None = None) -> str | None:
     """Postcode without spaces, upper-case; US ZIP+4 cut to 5 digits; leading zeros lost by spreadsheets restored."""
     if value is None:
@@ -414,8 +417,13 @@ def normalize_city(value: Any) -> str | None:
 
 def normalize_birth_date(value: Any) -> str | None:
     """ISO date string, None for missing, impossible or placeholder dates (1900-01-01, 1970-01-01...)."""
-    if value is None:
-        return None
+    iso = _birth_date_iso(value) if value is not None else None
+    return iso if iso is None or int(iso[:4]) <= date.today().year else None
+
+
+@lru_cache(maxsize=65536, typed=True)  # few distinct dates: many people share one
+def _birth_date_iso(value: Any) -> str | None:
+    """The ISO date of a raw value, None when unreadable, before 1900 or a placeholder (not yet in the future)."""
     if isinstance(value, date):
         iso = value.isoformat()[:10]
     else:
@@ -423,10 +431,7 @@ def normalize_birth_date(value: Any) -> str | None:
             iso = date.fromisoformat(str(value).strip()[:10]).isoformat()
         except ValueError:
             return None
-    year = int(iso[:4])
-    if year < 1900 or year > date.today().year or is_blocked_value("birth_date", iso):
-        return None
-    return iso
+    return None if int(iso[:4]) < 1900 or is_blocked_value("birth_date", iso) else iso
 
 
 # --- Records ----------------------------------------------------------------------------------------------
