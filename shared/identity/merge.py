@@ -32,15 +32,21 @@ def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str,
     With finish, merges folded into the profile but not yet completed (its "merging" list: the worker
     died after the fold) are completed too, so a crashed saga is finished by whoever reads the survivor next.
     """
+    doc = ctx.read_profile(profile_id)
+    if doc is not None and doc.get("doc_type") == "profile" and not doc.get("pending_merge") and not (
+            finish and doc.get("merging")):
+        return doc  # the common case: a live profile with no merge in flight
     current = profile_id
     for _ in range(MAX_ALIAS_HOPS):
-        doc, _ = follow_aliases(ctx, current)
+        if doc is not None and doc.get("doc_type") == "alias":
+            doc, _ = follow_aliases(ctx, doc["merged_into"])
         if doc is None or doc.get("doc_type") != "profile":
             return None
         pending = doc.get("pending_merge")
         if pending:
             complete_merge(ctx, doc)
             current = pending["into"]
+            doc = ctx.read_profile(current)
             continue
         if finish and doc.get("merging"):
             for absorbed_id in doc["merging"]:
@@ -49,6 +55,7 @@ def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str,
                     complete_merge(ctx, absorbed)
                 else:
                     _clear_merging(ctx, doc["id"], absorbed_id)
+            doc = ctx.read_profile(current)
             continue
         return doc
     raise ConcurrencyConflict(f"profile {profile_id} did not settle")
