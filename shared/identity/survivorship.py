@@ -79,17 +79,19 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
             options = sorted(options, key=order_keys[rule])
         value, entry = options[0]
         attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
-        others = _conflicting(value, options[1:])
-        if others:
-            conflicts[name] = others
+        if len(options) > 1:
+            others = _conflicting(value, options)
+            if others:
+                conflicts[name] = others
     return attributes, conflicts
 
 
 def _conflicting(value: Any, options: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The values of ranked options that differ from the winning value, best first, once per comparable form."""
+    """The values of the ranked options after the first (the winning `value`) that differ from it, best first,
+    once per comparable form."""
     seen = None
     others = []
-    for other, entry in options:
+    for other, entry in options[1:]:
         if other == value:  # the same value again (the common case): nothing to compare
             continue
         if seen is None:
