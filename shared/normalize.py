@@ -41,7 +41,6 @@ _BLOCKED_EMAIL_DOMAINS = frozenset({
     "null.com", "domain.com", "test.test", "invalid", "unknown.com", "fake.com", "mailinator.com",
 })
 _BLOCKED_BIRTH_DATES = frozenset({"1900-01-01", "1901-01-01", "1970-01-01", "1899-12-31", "9999-12-31", "2000-01-01"})
-_REPEATED_OR_SEQUENCE = re.compile(r"^(\d)\1+$")
 _NON_DIGITS = re.compile(r"\D")
 _ID_SEPARATORS = re.compile(r"[\s\-_.]")
 _ONE_REPEATED_CHARACTER = re.compile(r"(.)\1*")
@@ -55,8 +54,8 @@ def is_blocked_value(id_type: str, value: str | None) -> bool:
     return _is_blocked(id_type, str(value))
 
 
-@lru_cache(maxsize=65536)  # one record asks about the same email or phone several times (raw, parsed, claimed)
 def _is_blocked(id_type: str, value: str) -> bool:
+    # A few set lookups, not cached: a cache of every email and phone seen thrashed at 100k records.
     text = value.strip().lower()
     if text in _BLOCKED_ANY:
         return True
@@ -65,13 +64,17 @@ def _is_blocked(id_type: str, value: str) -> bool:
         return local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
     if id_type == "birth_date":
         return text in _BLOCKED_BIRTH_DATES
-    digits = _NON_DIGITS.sub("", text)
     if id_type == "phone":
+        digits = _NON_DIGITS.sub("", text)
         national = digits[-10:] if len(digits) > 10 else digits
-        return len(national) < 6 or bool(_REPEATED_OR_SEQUENCE.match(national)) or any(national in s for s in _SEQUENCES)
+        return len(national) < 6 or national == national[0] * len(national) or national in _SEQUENCE_PARTS
     # loyalty ids and custom identifiers: all-zero / one repeated character / only separators
     compact = _ID_SEPARATORS.sub("", text)
     return not compact or bool(_ONE_REPEATED_CHARACTER.fullmatch(compact)) or compact in _SEQUENCES
+
+
+# Every run of consecutive digits of the sequences: a phone number that is part of one is a placeholder.
+_SEQUENCE_PARTS = frozenset(s[i:j] for s in _SEQUENCES for i in range(len(s)) for j in range(i + 1, len(s) + 1))
 
 
 # --- Email ------------------------------------------------------------------------------------------------
