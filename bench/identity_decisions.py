@@ -1,14 +1,16 @@
 """Every decision of in-process identity resolution, for checking that a speed change changed none.
 
 Resolves a generated data set in file order (as `ucp resolve`, single writer) and writes, per record key, the
-(profile id, action, reason) of its resolution and the profile it ends in. With --compare, prints how many
-records differ from an earlier dump (the check of issue 5's speed work: none may).
+(profile id, action, reason) of its resolution and the profile it ends in, and per profile a digest of what it
+shows (attributes, conflicts, identifiers, record keys). With --compare, prints how many records and profiles
+differ from an earlier dump (the check of issue 5's speed work: none may).
 
     python -m bench.identity_decisions --data DIR --out after.json [--compare before.json] [--plain]
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -30,12 +32,23 @@ def dump(data_dir: Path, *, single_writer: bool = True) -> dict:
         results[result.record_key] = [result.profile_id, result.action, result.reason]
     cpu = time.process_time() - cpu0
     return {"records": len(records), "records_per_cpu_s": round(len(records) / cpu), "results": results,
-            "final": final_assignment(store, records)}
+            "final": final_assignment(store, records), "profiles": profile_digests(store)}
+
+
+def profile_digests(store) -> dict[str, str]:
+    """Per live profile, a digest of what it shows: attributes, conflicts, identifiers and its records' keys."""
+    out = {}
+    for doc in store.container("profiles").query_items(("doc_type", "=", "profile")):
+        shown = [doc["attributes"], doc.get("conflicts"), doc["identifiers"], sorted(r["key"] for r in doc["records"])]
+        out[doc["id"]] = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()[:16]
+    return out
 
 
 def differences(before: dict, after: dict) -> dict:
     out = {}
-    for part in ("results", "final"):
+    for part in ("results", "final", "profiles"):
+        if part not in before or part not in after:
+            continue  # a dump from before profiles were digested
         keys = before[part].keys() | after[part].keys()
         differ = sorted(k for k in keys if before[part].get(k) != after[part].get(k))
         out[part] = {"records": len(keys), "differ": len(differ),

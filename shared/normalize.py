@@ -41,7 +41,6 @@ _BLOCKED_EMAIL_DOMAINS = frozenset({
     "null.com", "domain.com", "test.test", "invalid", "unknown.com", "fake.com", "mailinator.com",
 })
 _BLOCKED_BIRTH_DATES = frozenset({"1900-01-01", "1901-01-01", "1970-01-01", "1899-12-31", "9999-12-31", "2000-01-01"})
-_REPEATED_OR_SEQUENCE = re.compile(r"^(\d)\1+$")
 _NON_DIGITS = re.compile(r"\D")
 _ID_SEPARATORS = re.compile(r"[\s\-_.]")
 _ONE_REPEATED_CHARACTER = re.compile(r"(.)\1*")
@@ -55,8 +54,8 @@ def is_blocked_value(id_type: str, value: str | None) -> bool:
     return _is_blocked(id_type, str(value))
 
 
-@lru_cache(maxsize=65536)  # one record asks about the same email or phone several times (raw, parsed, claimed)
 def _is_blocked(id_type: str, value: str) -> bool:
+    # A few set lookups, not cached: a cache of every email and phone seen thrashed at 100k records.
     text = value.strip().lower()
     if text in _BLOCKED_ANY:
         return True
@@ -65,13 +64,17 @@ def _is_blocked(id_type: str, value: str) -> bool:
         return local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
     if id_type == "birth_date":
         return text in _BLOCKED_BIRTH_DATES
-    digits = _NON_DIGITS.sub("", text)
     if id_type == "phone":
+        digits = _NON_DIGITS.sub("", text)
         national = digits[-10:] if len(digits) > 10 else digits
-        return len(national) < 6 or bool(_REPEATED_OR_SEQUENCE.match(national)) or any(national in s for s in _SEQUENCES)
+        return len(national) < 6 or national == national[0] * len(national) or national in _SEQUENCE_PARTS
     # loyalty ids and custom identifiers: all-zero / one repeated character / only separators
     compact = _ID_SEPARATORS.sub("", text)
     return not compact or bool(_ONE_REPEATED_CHARACTER.fullmatch(compact)) or compact in _SEQUENCES
+
+
+# Every run of consecutive digits of the sequences: a phone number that is part of one is a placeholder.
+_SEQUENCE_PARTS = frozenset(s[i:j] for s in _SEQUENCES for i in range(len(s)) for j in range(i + 1, len(s) + 1))
 
 
 # --- Email ------------------------------------------------------------------------------------------------
@@ -224,6 +227,7 @@ def fold_name(value: Any) -> str | None:
     return text
 
 
+@lru_cache(maxsize=65536)
 def _strip_titles(folded: str | None) -> str | None:
     if not folded:
         return None
@@ -286,15 +290,30 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
         return None, None
     text = str(full_name).strip()
     tokens = text.split()
-    # "Ann Lee" (most names) needs no parser; nameparser (~150 us) handles titles, suffixes, "Lee, Ann" and
-    # particles such as "de la Cruz".
+    # "Ann Lee" and "Lee, Ann" (most names) need no parser; nameparser (~150 us) handles titles, suffixes,
+    # particles such as "de la Cruz", and words it reads specially in the "Family, Given" form.
     if len(tokens) == 2 and "," not in text and "." not in text and not (
             {t.lower() for t in tokens} & (_TITLES | _SUFFIXES | _NAME_PARTICLES)):
         return tokens[0], tokens[1]
+    if text.count(",") == 1 and "." not in text:
+        family, given = (part.strip() for part in text.split(","))
+        if (family and given and len(family.split()) == 1 and len(given.split()) == 1
+                and not {family.lower(), given.lower()} & _parser_words()):
+            return given, family
     return _parse_full_name(text)
 
 
 _NAME_PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "van", "von", "der", "den", "la", "le", "bin", "ibn", "al", "st"})
+
+
+@lru_cache(maxsize=1)
+def _parser_words() -> frozenset[str]:
+    """Words nameparser gives a role of their own (titles, suffixes, particles, conjunctions)."""
+    from nameparser.config import CONSTANTS
+
+    return frozenset().union(CONSTANTS.titles, CONSTANTS.first_name_titles, CONSTANTS.suffix_acronyms,
+                             CONSTANTS.suffix_not_acronyms, CONSTANTS.prefixes, CONSTANTS.conjunctions,
+                             _TITLES, _SUFFIXES, _NAME_PARTICLES)
 
 
 @lru_cache(maxsize=16384)
@@ -348,6 +367,7 @@ def _address_tokens(text: str) -> list[str]:
     return tokens
 
 
+@lru_cache(maxsize=65536, typed=True)  # one household's address comes from several sources
 def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:
     """'12 High Street, Apt 4' -> '12 high st unit 4': folded, abbreviations unified, unit numbers marked."""
     parts = [str(p) for p in (line1, line2) if p is not None and str(p).strip()]
@@ -381,6 +401,7 @@ def street_number_of(address: str | None) -> str | None:
     return found.group(1) if found else None
 
 
+@lru_cache(maxsize=65536, typed=True)  # neighbours and a person's records share postcodes
 def normalize_postcode(value: Any, country: str | None = None) -> str | None:
     """Postcode without spaces, upper-case; US ZIP+4 cut to 5 digits; leading zeros lost by spreadsheets restored."""
     if value is None:
@@ -409,8 +430,13 @@ def normalize_city(value: Any) -> str | None:
 
 def normalize_birth_date(value: Any) -> str | None:
     """ISO date string, None for missing, impossible or placeholder dates (1900-01-01, 1970-01-01...)."""
-    if value is None:
-        return None
+    iso = _birth_date_iso(value) if value is not None else None
+    return iso if iso is None or int(iso[:4]) <= date.today().year else None
+
+
+@lru_cache(maxsize=65536, typed=True)  # few distinct dates: many people share one
+def _birth_date_iso(value: Any) -> str | None:
+    """The ISO date of a raw value, None when unreadable, before 1900 or a placeholder (not yet in the future)."""
     if isinstance(value, date):
         iso = value.isoformat()[:10]
     else:
@@ -418,10 +444,7 @@ def normalize_birth_date(value: Any) -> str | None:
             iso = date.fromisoformat(str(value).strip()[:10]).isoformat()
         except ValueError:
             return None
-    year = int(iso[:4])
-    if year < 1900 or year > date.today().year or is_blocked_value("birth_date", iso):
-        return None
-    return iso
+    return None if int(iso[:4]) < 1900 or is_blocked_value("birth_date", iso) else iso
 
 
 # --- Records ----------------------------------------------------------------------------------------------

@@ -86,10 +86,12 @@ def test_profile_snapshots_follow_the_profile_version():
 
 
 def test_frozen_heap_is_released_when_the_run_stops_early():
+    thresholds = gc.get_threshold()
     items = with_frozen_heap(range(10), every=2)
     assert list(itertools.islice(items, 5)) == [0, 1, 2, 3, 4]
+    assert gc.get_threshold()[0] > thresholds[0]  # young collections wait for the next freeze
     items.close()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == thresholds
 
 
 
@@ -101,3 +103,71 @@ def test_content_hash_stays_the_one_stored_by_earlier_versions(records):
         data = record.model_dump(mode="json", exclude_none=True)
         payload = json.dumps(data, sort_keys=True, separators=(",", ":"))
         assert content_hash_of(data) == hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def test_timestamps_keep_their_format_across_seconds(monkeypatch):
+    """now_iso formats the date and time once per second: each second still gets its own, as datetime says."""
+    import time
+    from datetime import datetime, timezone
+
+    from shared.identity import docs
+
+    for ns in (1_767_225_599_999_999_000, 1_767_225_600_000_001_000, 1_767_225_599_000_000_000, 951_782_400_123_456_789):
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        expected = datetime.fromtimestamp(ns // 1000 / 1e6, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+        assert docs.now_iso() == expected
+
+
+def _survive_by_definition(entries, policy):
+    """Survivorship as docs/identity.md defines it: per attribute, every record's value ranked by the rule's
+    criteria, then the other criteria (recency, source priority, length), then the record key."""
+    from shared.identity.survivorship import _comparable, _descending
+
+    def order(value, entry, rule):
+        recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
+                  _descending(entry.get("added_at")))
+        sources = policy.source_priority
+        priority = sources.index(entry["source"]) if entry["source"] in sources else len(sources)
+        length = -len(str(value))
+        parts = {"most_recent": (recent, priority, length), "source_priority": (priority, recent, length),
+                 "most_complete": (length, priority, recent)}[rule]
+        return (*parts, entry["key"])
+
+    attributes, conflicts = {}, {}
+    names = sorted({name for entry in entries for name in entry.get("values") or {}})
+    for name in names:
+        rule = policy.rules.get(name, policy.default_rule)
+        ranked = sorted(((e["values"][name], e) for e in entries if name in (e.get("values") or {})),
+                        key=lambda ve: order(*ve, rule))
+        value, entry = ranked[0]
+        attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
+        seen, others = {_comparable(value)}, []
+        for other, other_entry in ranked[1:]:
+            if _comparable(other) not in seen:
+                seen.add(_comparable(other))
+                others.append({"value": other, "source": other_entry["source"], "record": other_entry["key"]})
+        if others:
+            conflicts[name] = others
+    return attributes, conflicts
+
+
+@pytest.mark.parametrize("default_rule", ["most_recent", "source_priority", "most_complete"])
+def test_survivorship_ranks_as_defined_with_ties(default_rule):
+    """The survivorship shortcuts (records ranked once, values compared only when they differ) choose exactly
+    what ranking every attribute's values by the definition chooses, ties on time and source included."""
+    from shared.identity.survivorship import SurvivorshipPolicy, survive
+
+    rng = random.Random(7)
+    policy = SurvivorshipPolicy(default_rule=default_rule, source_priority=("crm", "pos"),
+                                rules={"email": "most_complete", "city": "source_priority", "phone": "most_recent"})
+    values = {"given_name": ["Ann", "ann", "Anne", "A"], "email": ["a@x.com", "A@X.com", "ann.lee@x.com"],
+              "city": ["Leeds", "leeds ", "York"], "phone": ["0113 496 0000", "+44 113 496 0000"], "n": [1, 1.0, True, 2]}
+    for _ in range(400):
+        entries = []
+        for i in range(rng.randint(2, 5)):
+            picked = {name: rng.choice(options) for name, options in values.items() if rng.random() < 0.8}
+            entries.append({"key": f"{rng.choice(['crm', 'pos', 'web'])}|{i}", "source": rng.choice(["crm", "pos", "web"]),
+                            "updated_at": rng.choice([None, "2025-01-01T00:00:00", "2025-02-01T00:00:00"]),
+                            "added_at": rng.choice(["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"]),
+                            "values": picked})
+        assert survive(entries, policy) == _survive_by_definition(entries, policy)

@@ -117,6 +117,18 @@ def test_full_name_split():
     assert split_full_name("  ") == (None, None)
 
 
+@pytest.mark.parametrize("family", ["Smith", "BEGUM  ", "O'Brien", "Smith-Jones", "Ñúñez", "Van", "Lord", "Major", "y", "J"])
+@pytest.mark.parametrize("given", ["John", " SARAH", "Mary-Jo", "King", "Lord", "Jr", "Ms", "Van", "y", "III", "Ann Marie", ""])
+def test_family_given_form_splits_as_nameparser_does(family, given):
+    """"Family, Given" is split without nameparser when both parts are plain words; words nameparser reads
+    specially (titles such as King or Lord, suffixes, particles, conjunctions) still go to it."""
+    from nameparser import HumanName
+
+    for text in (f"{family}, {given}", f"{family},{given}"):
+        parsed = HumanName(text.strip())
+        assert split_full_name(text) == ((parsed.first or None), (parsed.last or None))
+
+
 @pytest.mark.parametrize("line1, line2, number, expected", [
     ("12 High Street", None, None, "12 high st"),
     ("12 High St.", None, None, "12 high st"),

@@ -214,6 +214,31 @@ def test_returned_items_are_copies(store):
     assert profiles.read_item("p", "p")["list"] == [1]
 
 
+def test_the_value_store_hands_out_documents_that_refuse_changes():
+    """MemoryStore(copy_documents=False) (`ucp resolve`) returns stored documents without copying them: a change
+    in place would change the store, so it raises; a changed copy is written like any body."""
+    import copy
+    import json
+    import pickle
+
+    from shared.store import MemoryStore
+
+    profiles = MemoryStore(copy_documents=False).container("profiles")
+    created = profiles.create_item({"id": "p", "n": 1})
+    read = profiles.read_item("p", "p")
+    for change in (lambda d: d.__setitem__("n", 2), lambda d: d.update(n=2), lambda d: d.pop("n"),
+                   lambda d: d.setdefault("x", 1), lambda d: d.clear(), lambda d: d.__delitem__("n")):
+        for doc in (created, read, profiles.read_items([("p", "p")])[0]):
+            with pytest.raises(TypeError):
+                change(doc)
+    assert profiles.read_item("p", "p")["n"] == 1
+    for plain in (dict(read), {**read}, copy.copy(read), copy.deepcopy(read), pickle.loads(pickle.dumps(read))):
+        assert type(plain) is dict and plain == read
+    assert json.loads(json.dumps(read)) == read
+    written = profiles.replace_item({**read, "n": 2}, etag=read["_etag"])
+    assert written["n"] == 2 and read["n"] == 1 and profiles.read_item("p", "p")["n"] == 2
+
+
 # --- queries ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("filter_, expected", FILTER_CASES, ids=[str(c[0]) for c in FILTER_CASES])

@@ -11,7 +11,7 @@ MAX_PAGE = 1000
 
 def page_size(params: dict[str, str], *, default: int = 100) -> int:
     raw = params.get("page_size") or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:  # "¹".isdigit(), but int fails
         raise ApiError(400, f"page_size must be an integer from 1 to {MAX_PAGE}")
     return int(raw)
 

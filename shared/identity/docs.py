@@ -37,7 +37,17 @@ class ResolverConfig:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    """The current UTC time as "2026-01-31T12:00:00.123456Z". Every resolved record stamps several documents:
+    the date and time part is formatted once per second, the microseconds per call."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros:06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")  # (whole seconds since the epoch, their formatted date and time)
 
 
 def stable_hash(*parts: str, size: int = 20) -> str:

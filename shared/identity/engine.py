@@ -239,13 +239,12 @@ class _Work:
         """The profiles found under the record's blocking keys, those under most keys first (at most
         max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
-        counts: dict[str, int] = {}
+        counts: Counter[str] = Counter()  # counted in C, in the order first met
         docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
         for key, doc in zip(self.blocking_keys, docs):
             self.block_docs[key] = doc
             if doc is not None and not doc.get("capped"):
-                for pid in doc.get("profile_ids", ()):
-                    counts[pid] = counts.get(pid, 0) + 1
+                counts.update(doc.get("profile_ids", ()))
         self.block_seen = set(counts)
         # A stable sort: profiles under as many keys keep the order they were first met in.
         return sorted(counts, key=counts.__getitem__, reverse=True)[:cfg.max_candidates]

@@ -32,15 +32,21 @@ def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str,
     With finish, merges folded into the profile but not yet completed (its "merging" list: the worker
     died after the fold) are completed too, so a crashed saga is finished by whoever reads the survivor next.
     """
+    doc = ctx.read_profile(profile_id)
+    if doc is not None and doc.get("doc_type") == "profile" and not doc.get("pending_merge") and not (
+            finish and doc.get("merging")):
+        return doc  # the common case: a live profile with no merge in flight
     current = profile_id
     for _ in range(MAX_ALIAS_HOPS):
-        doc, _ = follow_aliases(ctx, current)
+        if doc is not None and doc.get("doc_type") == "alias":
+            doc, _ = follow_aliases(ctx, doc["merged_into"])
         if doc is None or doc.get("doc_type") != "profile":
             return None
         pending = doc.get("pending_merge")
         if pending:
             complete_merge(ctx, doc)
             current = pending["into"]
+            doc = ctx.read_profile(current)
             continue
         if finish and doc.get("merging"):
             for absorbed_id in doc["merging"]:
@@ -49,6 +55,7 @@ def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str,
                     complete_merge(ctx, absorbed)
                 else:
                     _clear_merging(ctx, doc["id"], absorbed_id)
+            doc = ctx.read_profile(current)
             continue
         return doc
     raise ConcurrencyConflict(f"profile {profile_id} did not settle")
@@ -86,9 +93,9 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
                 _close_pending(ctx, merge_id, survivor_id)  # someone else is merging it; help them instead
             complete_merge(ctx, absorbed)
             break
-        absorbed["pending_merge"] = {"into": survivor_id, "merge_id": merge_id, "at": at, **why}
+        marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
         try:
-            marked = ctx.profiles.replace_item(absorbed, etag=absorbed["_etag"])
+            marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])
         except PreconditionFailedError:
             continue
         complete_merge(ctx, marked)
@@ -180,29 +187,30 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
 def _repoint(container, item_id: str, old: str, new: str, update) -> None:
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = container.read_item_or_none(item_id, item_id)
-        if doc is None or not update(doc, old, new):
+        changed = update(doc, old, new) if doc is not None else None
+        if changed is None:
             return
         try:
-            container.replace_item(doc, etag=doc["_etag"])
+            container.replace_item(changed, etag=doc["_etag"])
             return
         except (PreconditionFailedError, ItemNotFoundError):
             continue
     raise ConcurrencyConflict(f"could not repoint {container.name} item")
 
 
-def _set_profile_id(doc: dict[str, Any], old: str, new: str) -> bool:
+# Repointing steps return the changed document, or None when it needs no change (read documents stay as read).
+
+def _set_profile_id(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
     if doc.get("profile_id") != old:
-        return False
-    doc["profile_id"] = new
-    return True
+        return None
+    return {**doc, "profile_id": new}
 
 
-def _swap_in_list(doc: dict[str, Any], old: str, new: str) -> bool:
+def _swap_in_list(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
     ids = doc.get("profile_ids", [])
     if old not in ids:
-        return False
-    doc["profile_ids"] = list(dict.fromkeys(new if i == old else i for i in ids))
-    return True
+        return None
+    return {**doc, "profile_ids": list(dict.fromkeys(new if i == old else i for i in ids))}
 
 
 def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:

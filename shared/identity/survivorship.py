@@ -54,34 +54,53 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
     if len(entries) == 1:  # a new profile: every value wins, nothing conflicts
         entry = entries[0]
         values = entry.get("values") or {}
-        return {name: {"value": values[name], "source": entry["source"], "record": entry["key"],
-                       "rule": policy.rules.get(name, policy.default_rule)} for name in sorted(values)}, {}
+        source, key, rules, default_rule = entry["source"], entry["key"], policy.rules, policy.default_rule
+        return {name: {"value": values[name], "source": source, "record": key,
+                       "rule": rules.get(name, default_rule)} for name in sorted(values)}, {}
+    rules, default_rule = policy.rules, policy.default_rule
+    order_keys = {default_rule: _order_key(default_rule, entries, policy)}  # per rule: sort key of an option
+    # Options are gathered best record first under the default rule: when no two records tie on it (recency
+    # and source priority; not for most_complete, which ranks values), they come out ranked already.
+    rank_of = order_keys[default_rule]
+    by_record = sorted(entries, key=lambda entry: rank_of((None, entry)))
+    presorted = default_rule != "most_complete" and len({rank_of((None, e))[0] for e in entries}) == len(entries)
     candidates: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
-    for entry in entries:
+    for entry in by_record:
         for name, value in (entry.get("values") or {}).items():
             candidates.setdefault(name, []).append((value, entry))
-    ranks: dict[str, tuple] = {}  # per record: (recency key, source priority), computed once
     attributes: dict[str, Any] = {}
     conflicts: dict[str, Any] = {}
     for name in sorted(candidates):
-        rule = policy.rules.get(name, policy.default_rule)
+        rule = rules.get(name, default_rule)
         options = candidates[name]
-        if len(options) == 1:
-            value, entry = options[0]
-            attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
-            continue
-        ranked = sorted(options, key=lambda ve: _rank(ve, rule, policy, ranks))
-        value, entry = ranked[0]
+        if len(options) > 1 and not (presorted and rule == default_rule):
+            if rule not in order_keys:
+                order_keys[rule] = _order_key(rule, entries, policy)
+            options = sorted(options, key=order_keys[rule])
+        value, entry = options[0]
         attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
-        seen = {_comparable(value)}
-        others = []
-        for other, other_entry in ranked[1:]:
-            if _comparable(other) not in seen:
-                seen.add(_comparable(other))
-                others.append({"value": other, "source": other_entry["source"], "record": other_entry["key"]})
-        if others:
-            conflicts[name] = others
+        if len(options) > 1:
+            others = _conflicting(value, options)
+            if others:
+                conflicts[name] = others
     return attributes, conflicts
+
+
+def _conflicting(value: Any, options: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The values of the ranked options after the first (the winning `value`) that differ from it, best first,
+    once per comparable form."""
+    seen = None
+    others = []
+    for other, entry in options[1:]:
+        if other == value:  # the same value again (the common case): nothing to compare
+            continue
+        if seen is None:
+            seen = {_comparable(value)}
+        comparable = _comparable(other)
+        if comparable not in seen:
+            seen.add(comparable)
+            others.append({"value": other, "source": entry["source"], "record": entry["key"]})
+    return others
 
 
 _INVERT = {i: 0x2FF - i for i in range(0x100)}
@@ -101,17 +120,13 @@ def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
     return recent, priority
 
 
-def _rank(value_entry: tuple[Any, dict[str, Any]], rule: str, policy: SurvivorshipPolicy,
-          cache: dict[str, tuple]) -> tuple:
-    value, entry = value_entry
-    if entry["key"] not in cache:
-        cache[entry["key"]] = _entry_rank(entry, policy)
-    recent, priority = cache[entry["key"]]
-    length = -_length(value)
-    if rule == "most_recent":
-        order = (recent, priority, length)
-    elif rule == "source_priority":
-        order = (priority, recent, length)
-    else:
-        order = (length, priority, recent)
-    return (*order, entry["key"])
+def _order_key(rule: str, entries: list[dict[str, Any]], policy: SurvivorshipPolicy):
+    """Sort key of a (value, entry) option under a rule, best first: the rule's criteria, then the others
+    (recency, source priority, length), then the record key. Each entry's rank is computed once."""
+    ranks = {}
+    for entry in entries:
+        recent, priority = _entry_rank(entry, policy)
+        ranks.setdefault(entry["key"], (priority, recent) if rule != "most_recent" else (recent, priority))
+    if rule == "most_complete":
+        return lambda option: (-_length(option[0]), ranks[option[1]["key"]], option[1]["key"])
+    return lambda option: (ranks[option[1]["key"]], -_length(option[0]), option[1]["key"])

@@ -141,7 +141,7 @@ def create_report(store: Store, body: Any) -> ApiResponse:
 def run_report(store: Store, report: str, params: dict[str, str], settings: Settings) -> ApiResponse:
     overrides = {k: v for k, v in params.items() if k != "code"}
     if "top" in overrides:
-        if not overrides["top"].isdigit():
+        if not (overrides["top"].isascii() and overrides["top"].isdigit()):  # "¹".isdigit(), but int fails
             raise ApiError(400, "top must be an integer")
         overrides["top"] = int(overrides["top"])
     return guarded(lambda: ApiResponse(reports.run_report(store, report, overrides, settings)))

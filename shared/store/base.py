@@ -18,11 +18,11 @@ from .query import Filter
 SYSTEM_KEEP = ("_etag", "_ts")
 
 
-def clean_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The user part of a document: drops system properties so a read item can be written back."""
-    item = dict(body)  # copying in C and deleting the few system keys is faster than filtering every key
+def clean_body(body: dict[str, Any], into: type[dict] = dict) -> dict[str, Any]:
+    """The user part of a document (a new `into`): drops system properties so a read item can be written back."""
+    item = into(body)  # copying in C and deleting the few system keys is faster than filtering every key
     for key in [k for k in item if k[:1] == "_"]:
-        del item[key]
+        dict.__delitem__(item, key)
     return item
 
 

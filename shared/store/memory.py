@@ -35,26 +35,57 @@ def _copy(value: Any) -> Any:
 T = TypeVar("T")
 
 
-def with_frozen_heap(items: Iterable[T], every: int = 1000) -> Iterator[T]:
+def with_frozen_heap(items: Iterable[T], every: int = 100) -> Iterator[T]:
     """Yield the items of a bulk run on a MemoryStore; every `every` items, what survived so far leaves the
     garbage collector's generations (gc.freeze). The store keeps millions of documents alive and each full
     collection walked all of them: a quarter of `ucp resolve`'s time at 100k records. Documents hold no
     reference cycles (reference counting frees a replaced one), so nothing is kept longer; the collector gets
-    them back (gc.unfreeze, for the whole process) when the iteration ends."""
+    them back (gc.unfreeze, for the whole process) when the iteration ends. Freezing is cheap (it moves a list),
+    so it happens often, and the young generation's threshold is raised meanwhile: what survives a few records is
+    frozen before a young collection would walk it (those collections took 3-5% of a run, and found nothing)."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
     try:
         for count, item in enumerate(items, 1):
             yield item
             if count % every == 0:
                 gc.freeze()
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
+
+
+YOUNG_THRESHOLD = 20_000  # allocations between young collections during with_frozen_heap (Python's default: 700)
 
 
 _TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
 
 
-def _top_level_copy(value: Any) -> Any:
-    return dict(value) if type(value) is dict else value
+class ReadOnlyDocument(dict):
+    """A stored document handed out as it is stored, without a copy (MemoryStore(copy_documents=False)).
+    Changing it in place raises: a caller that changes a document builds a new one ({**doc, ...}) and writes
+    that, so a returned document can never change the store behind its back. Copies (dict(doc), copy,
+    pickle) are plain dicts."""
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a stored document is read-only: write a changed copy ({**doc, ...}) instead")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _read_only  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple:
+        return dict, (dict(self),)
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict) -> dict[str, Any]:
+        return copy.deepcopy(dict(self), memo)
+
+
+def _as_stored(value: Any) -> Any:
+    return value
 
 
 def _sort_key(value: Any) -> tuple:
@@ -76,9 +107,11 @@ def _offset(continuation: str) -> int:
 
 class MemoryContainer:
     def __init__(self, name: str, partition_key_path: str, *, copy_documents: bool = True):
-        # Without copy_documents only the top level of a document is copied: for trusted in-process callers
-        # (the `ucp resolve` CLI, benchmarks) that treat documents as values and never mutate nested parts.
-        self._copy = _copy if copy_documents else _top_level_copy
+        # Without copy_documents, documents are stored and handed out as ReadOnlyDocuments, never copied: for
+        # in-process callers (the `ucp resolve` CLI, benchmarks) that treat documents as values. The top level
+        # refuses changes; nested lists and dicts are shared, and such callers never change them in place.
+        self._copy = _copy if copy_documents else _as_stored
+        self._copies = copy_documents
         self.name = name
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
@@ -93,13 +126,12 @@ class MemoryContainer:
         return value
 
     def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(body.get("id"), str) or not body["id"]:
+        item_id = body.get("id")
+        if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
-        item = clean_body(body)  # a new top level already
-        if self._copy is _copy:
-            item = _copy(item)
-        item["_etag"] = f'"{next(_ETAGS):x}-{_RUN}"'
-        item["_ts"] = int(time.time())
+        item = _copy(clean_body(body)) if self._copies else clean_body(body, into=ReadOnlyDocument)
+        dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
+        dict.__setitem__(item, "_ts", int(time.time()))
         return item
 
     def _key(self, item_id: str, partition_key: Any) -> tuple[Any, str]:
@@ -107,7 +139,7 @@ class MemoryContainer:
 
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
@@ -127,7 +159,7 @@ class MemoryContainer:
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
                 self._check_etag(key, etag, must_exist=False)
@@ -136,7 +168,7 @@ class MemoryContainer:
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = self._key(item["id"], self.partition_key_of(item))
+        key = (self.partition_key_of(item), item["id"])
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
@@ -151,12 +183,13 @@ class MemoryContainer:
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         # No lock: one dict lookup is atomic, and a stored item is never changed in place (writes replace it).
         item = self._items.get((partition_key, item_id))
-        return self._copy(item) if item is not None else None
+        return _copy(item) if item is not None and self._copies else item
 
     def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
+        items = self._items
         with self._lock:
-            found = [self._items.get(self._key(item_id, pk)) for item_id, pk in keys]
-        return [self._copy(item) if item is not None else None for item in found]
+            found = [items.get((pk, item_id)) for item_id, pk in keys]
+        return [_copy(item) if item is not None else None for item in found] if self._copies else found
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         key = self._key(item_id, partition_key)
