@@ -58,6 +58,27 @@ def synth_rows(n: int, seed: int):
                "store_code": f"S{rng.randint(1, 50):02d}"}
 
 
+def people_rows(n: int, seed: int):
+    """Customers of the data generator's population (`ucp generate`): its name frequencies, households (family
+    emails aside, each row has the person's own email), addresses and countries; clean values, one row each."""
+    import phonenumbers
+
+    from shared.generate import GeneratorConfig
+    from shared.generate import banks
+    from shared.generate.people import iter_households
+
+    people = (p for h in iter_households(GeneratorConfig(customers=n, seed=seed)) for p in h.people)
+    for i, p in enumerate(people):
+        a = p.addresses[-1][1]
+        street = f"{a.street} {banks.STREET_TYPES[a.country][a.street_type][0]}".strip()
+        yield {"customer_no": f"C{i:08d}", "first": p.given_name, "last": p.family_name,
+               "dob": p.birth_date.strftime("%Y%m%d"), "mail": p.emails[-1][1],
+               "tel": phonenumbers.format_number(p.mobile, phonenumbers.PhoneNumberFormat.E164),
+               "addr1": f"{a.number} {street}", "addr2": a.flat or "", "town": a.city, "zip": a.postcode,
+               "county": a.state, "house_no": a.number, "card_no": f"L{i:09d}" if i % 5 < 2 else "",
+               "store_code": f"S{i % 50:02d}"}
+
+
 def write_csv(path: Path, n: int, seed: int) -> None:
     import csv
 
@@ -284,9 +305,11 @@ def end_to_end(args) -> dict:
                 if time.monotonic() > deadline or host.poll() is not None:
                     raise RuntimeError("the local host did not start")
                 time.sleep(0.2)
+            population = list(people_rows(100 * (args.trials + 1), args.seed)) if args.population == "generated" else []
             for trial in range(args.trials + 1):  # trial 0 warms up (imports, model load, connections)
-                rows = [{**r, "customer_no": f"T{trial}-{r['customer_no']}",
-                         "mail": f"t{trial}.{r['mail']}"} for r in synth_rows(100, args.seed + trial)]
+                batch = population[100 * trial:100 * (trial + 1)] or list(synth_rows(100, args.seed + trial))
+                rows = [{**r, "customer_no": f"T{trial}-{r['customer_no']}", "mail": f"t{trial}.{r['mail']}"}
+                        for r in batch]
                 buf = io.StringIO()
                 import csv
 
@@ -322,7 +345,8 @@ def end_to_end(args) -> dict:
             host.terminate()
             host.wait(timeout=15)
             host_log.close()
-    return {"trials": args.trials, "rows_per_file": 100, "upload_to_all_rows_served_ms": percentiles(served),
+    return {"trials": args.trials, "rows_per_file": 100, "population": args.population,
+            "upload_to_all_rows_served_ms": percentiles(served),
             "upload_to_ingested_ms": percentiles(ingested), "rows_not_served_after": missing,
             "cpu_ms_per_file": {"host_process": percentiles(cpu_ms[0]), "worker_processes": percentiles(cpu_ms[1]),
                                 "azurite_and_cosmos_emulator": percentiles(cpu_ms[2]),
@@ -353,6 +377,10 @@ def main(argv: list[str] | None = None) -> dict:
                         "(its lookups load the host)")
     p.add_argument("--clients", type=int, default=4, help="concurrent API clients of the --e2e observer")
     p.add_argument("--host-log", help="keep the local host's log in this file (with --e2e)")
+    p.add_argument("--population", choices=("generated", "synthetic"), default="generated",
+                   help="--e2e rows: people of the data generator's population (realistic name frequencies), or the "
+                        "throughput bench's synthetic rows (14 given x 10 family names: every new row meets dozens "
+                        "of namesakes, a worst case for blocking)")
     p.add_argument("--child")
     args = p.parse_args(argv)
     if args.child:
