@@ -35,6 +35,7 @@ log = logging.getLogger("devstack.host")
 
 SETTING = "FUNCTIONS_WORKER_PROCESS_COUNT"
 MAX_PROCESSES = 10  # the real host's limit
+HOST_PROCESS_HANDICAP = 1
 
 
 class WorkerExited(Exception):
@@ -188,7 +189,9 @@ class WorkerProcesses:
         """The least busy process (None = this one); ties go round, so an idle host spreads a burst."""
         with self._lock:
             start = next(self._turn)
-            candidates: list[tuple[int, int, _Worker | None]] = [(self._local_busy, 0, None)]
+            # The host process also serves HTTP, blob triggers and timers, which the real host spreads over its
+            # workers: it counts as one invocation busier.
+            candidates: list[tuple[int, int, _Worker | None]] = [(self._local_busy + HOST_PROCESS_HANDICAP, 0, None)]
             candidates += [(w.busy(), w.number - 1, w) for w in self.workers if w.alive]
             best = min(candidates, key=lambda c: (c[0], (c[1] - start) % self.count))[2]
             if best is None:
