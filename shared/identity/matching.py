@@ -72,9 +72,8 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
         return 3
     if sim >= 0.82:
         return 4
-    if min(len(a), len(b)) >= 3 and OSA.distance(a, b) <= 1:  # "amy"/"any", "ana"/"naa": short names, one slip
-        return 4
-    if sorted((len(a), len(b))) == [2, 3] and _one_letter_dropped(*sorted((a, b), key=len)):  # "in" for "ian"
+    # One slip in a short name ("amy"/"any", "ana"/"naa"), or a letter dropped from a three-letter one ("in"/"ian").
+    if (min(len(a), len(b)) >= 3 or sorted((len(a), len(b))) == [2, 3]) and OSA.distance(a, b) <= 1:
         return 4
     if _typo_of_nickname(a, b_canon) or _typo_of_nickname(b, a_canon):  # "dabey": a typo of davey, for david
         return 4
@@ -133,10 +132,6 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
         return 4
     comparable = (a.address and b.address) or (pc_a and pc_b) or (a.city and b.city)
     return 5 if comparable else 0
-
-
-def _one_letter_dropped(short: str, name: str) -> bool:
-    return any(name[:i] + name[i + 1:] == short for i in range(len(name)))
 
 
 def _typo_of_nickname(name: str, canonical: str | None) -> bool:
