@@ -8,6 +8,9 @@
      review threshold, went to review, or scored as a match but was not linked (merge protection, or a record
      linked by an identifier was not also compared by score);
    - a wrongly placed record: the action and reason that put it in a profile of another person.
+3. The ceiling the mandated rules put on recall (bench/ceiling.py): the best recall any resolver obeying the same
+   quarantine and merge protection could reach, the true pairs those rules forbid by rule, the F1 at that recall
+   and the measured precision, and the recall gap still recoverable (ceiling minus measured recall).
 
     python -m bench.identity_accuracy [--customers 5000] [--seed 1] [--orders 3] [--data DIR]
 
@@ -149,8 +152,22 @@ def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, A
     return figures, assignment, results
 
 
+def ceiling_figures(ceiling, precision: float, recall: float) -> dict[str, Any]:
+    """The recall ceiling under protection next to the measured precision and recall."""
+    return {
+        "recall_ceiling_under_protection": round(ceiling.recall, 5),
+        "f1_ceiling_at_measured_precision": round(ceiling.f1_at(precision), 5),
+        "recoverable_recall_gap": round(ceiling.recall - recall, 5),
+        "pairs_lost_to_mandated_rules": dict(ceiling.lost_pairs.most_common()),
+        "protection_ceiling": {"true_pairs": ceiling.true_pairs, "reachable_pairs": ceiling.reachable_pairs,
+                               "quarantined_records": ceiling.quarantined_records},
+    }
+
+
 def measure(args) -> dict[str, Any]:
+    from bench.ceiling import protection_ceiling
     from model_training.match_model import load_training_records, read_generated_customers
+    from shared.identity.config import load_identity_config
     from shared.identity.matching import MatchModel
     from shared.normalize import normalize_record
     from shared.settings import get_settings
@@ -166,6 +183,8 @@ def measure(args) -> dict[str, Any]:
     figures: dict[str, Any] = {"customers": args.customers, "records": len(records), "model_version": model.version,
                                "model_population": model.population}
     figures["model"] = model_figures(model.with_population(len(records)), normalized, persons, settings)
+    policy = load_identity_config(settings.identity_config or None).protection  # the file the resolver loads
+    ceiling = protection_ceiling(normalized, persons, policy)
     runs = []
     for order_seed in range(1, args.orders + 1):
         run, assignment, results = resolve_once(records, truth, order_seed, settings)
@@ -185,6 +204,7 @@ def measure(args) -> dict[str, Any]:
         "records_per_s_in_process": max(r["records_per_s"] for r in runs),
         "orders": runs, "targets": TARGETS,
     })
+    figures.update(ceiling_figures(ceiling, figures["pairwise_precision"], figures["pairwise_recall"]))
     return figures
 
 
