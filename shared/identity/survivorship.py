@@ -103,12 +103,13 @@ def _conflicting(value: Any, options: list[tuple[Any, dict[str, Any]]]) -> list[
     return others
 
 
-_INVERT = {i: 0x2FF - i for i in range(0x100)}
+_INVERT = bytes(range(255, -1, -1))  # byte b -> 255 - b
 
 
-def _descending(iso: str | None) -> str:
-    """Sort key that puts later ISO timestamps first (each character mirrored, so ascending order flips)."""
-    return iso.translate(_INVERT) if iso else "\uffff"
+def _descending(iso: str | None) -> bytes:
+    """Sort key that puts later ISO timestamps first (each byte mirrored, so ascending order flips; UTF-8 keeps
+    the order of the characters). A missing time sorts last: no mirrored ISO timestamp starts with 0xff."""
+    return iso.encode().translate(_INVERT) if iso else b"\xff"
 
 
 def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
