@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from datetime import date
 
+import phonenumbers
 import pytest
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from hypothesis import given, settings, strategies as st
 
 from shared.models import CustomerRecord
@@ -11,6 +13,7 @@ from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_n
                               normalize_address, normalize_birth_date, normalize_email, normalize_loyalty_id,
                               normalize_phone, normalize_postcode, normalize_record, split_full_name,
                               strong_identifiers)
+from shared.normalize import _BLOCKED_ANY, _digits_of, _is_placeholder_phone
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -30,9 +33,20 @@ def test_email_provider_rules_optional():
     assert normalize_email("J.Doe+x@gmail.com", provider_rules=False) == "j.doe+x@gmail.com"
 
 
-@pytest.mark.parametrize("raw", [None, "", "not an email", "a@", "@b.com", "a@@b.com", "a b@c.com", "x@localhost"])
+@pytest.mark.parametrize("raw", [None, "", "not an email", "a@", "@b.com", "a@@b.com", "a b@c.com", "x@localhost",
+                                 "ann@mail.test", "ann@shop.local", "ann@my.onion"])
 def test_invalid_email_is_none(raw):
     assert normalize_email(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["ann@localhost.net", "ann@testing.com", "ann@local.shopmail.net"])
+def test_special_use_names_only_as_the_last_label(raw):
+    assert normalize_email(raw) == raw
+
+
+def test_special_use_domains_are_single_labels():
+    # normalize_email checks only an address's last label against them (a set look-up, not a suffix scan)
+    assert SPECIAL_USE_DOMAIN_NAMES and all(name and "." not in name for name in SPECIAL_USE_DOMAIN_NAMES)
 
 
 @pytest.mark.parametrize("raw, region, expected", [
@@ -61,11 +75,42 @@ def test_bad_phone_is_none(raw, region):
     assert normalize_phone(raw, region) is None
 
 
+def _library_e164(text: str, region: str | None) -> str | None:
+    """normalize_phone spelled out plainly: placeholder check, 00 prefix, then phonenumbers as it is."""
+    text = text.strip()
+    if not text or is_blocked_value("phone", text):
+        return None
+    try:
+        number = phonenumbers.parse("+" + text[2:] if text.startswith("00") else text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return e164 if phonenumbers.is_valid_number(number) and not is_blocked_value("phone", e164) else None
+
+
+_phone_text = st.one_of(
+    st.text(alphabet="0123456789 +-()./#x\u00a0\u0663", max_size=18),
+    st.from_regex(r"(\+|00)?(1|33|44|49)[ -]?[1-9][0-9]{2}[ .-]?[0-9]{3}[ .-]?[0-9]{3,4}", fullmatch=True),
+    st.from_regex(r"0[1-9]\d{2,3}[ ]?\d{3}[ ]?\d{3,4}", fullmatch=True))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_phone_text, region=st.sampled_from([None, "GB", "US", "DE", "FR", "gb"]))
+def test_phone_is_the_library_number_unless_a_placeholder(text, region):
+    assert normalize_phone(text, region) == _library_e164(text, region.upper() if region else None)
+
+
+def test_placeholder_words_are_placeholder_phones_by_their_digits():
+    # normalize_phone reads a phone's placeholders off its digits alone; every placeholder word must agree
+    assert all(_is_placeholder_phone(_digits_of(word)) for word in _BLOCKED_ANY)
+
+
 @pytest.mark.parametrize("id_type, value", [
     ("email", "test@test.com"), ("email", "none@none.com"), ("email", "noreply@shop.com"), ("email", "n/a"),
     ("phone", "0000000000"), ("phone", "+440000000000"), ("phone", "9999999999"), ("phone", "-1"),
     ("loyalty_id", "0000"), ("loyalty_id", "N/A"), ("loyalty_id", "null"), ("loyalty_id", "unknown"),
-    ("crm_id", "-1"), ("crm_id", "XXXXXX"), ("birth_date", "1900-01-01"), ("email", None),
+    ("crm_id", "-1"), ("crm_id", "XXXXXX"), ("crm_id", "7.7.7"), ("crm_id", "a a"), ("birth_date", "1900-01-01"),
+    ("email", None),
 ])
 def test_placeholders_blocked(id_type, value):
     assert is_blocked_value(id_type, value)
@@ -73,6 +118,7 @@ def test_placeholders_blocked(id_type, value):
 
 @pytest.mark.parametrize("id_type, value", [
     ("email", "ann.smith@gmail.com"), ("phone", "+447911123456"), ("loyalty_id", "L00012345"), ("crm_id", "c-1234"),
+    ("crm_id", "7.7.8"), ("phone", "07911 123456"),
 ])
 def test_real_values_not_blocked(id_type, value):
     assert not is_blocked_value(id_type, value)
@@ -166,6 +212,13 @@ def test_birth_date():
     assert normalize_birth_date("1970-01-01") is None  # epoch default
     assert normalize_birth_date("2999-01-01") is None
     assert normalize_birth_date("not a date") is None
+
+
+def test_birth_date_up_to_this_year():
+    this_year = date.today().year
+    assert normalize_birth_date(date(this_year, 12, 31)) == f"{this_year}-12-31"
+    assert normalize_birth_date(date(this_year + 1, 1, 1)) is None
+    assert normalize_birth_date(f"{this_year + 1}-01-01") is None
 
 
 def _record(**fields) -> CustomerRecord:
