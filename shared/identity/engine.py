@@ -114,7 +114,6 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
-        self.now = now_iso()  # one time for every document this attempt writes
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier), so a record without one was never
         # started: a new record needs no source-identifier lookup.
@@ -379,15 +378,16 @@ class _Work:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
         return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                 "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
-                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or self.now,
+                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or now_iso(),
                 "link": link or {"reason": "new"}}
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
-        entry = self._entry(None)
+        now = now_iso()
+        entry = self._entry(None, now)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
-        doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": self.now,
-               "updated_at": self.now, "records": [entry], "identifiers": sorted({self.source_iid, *claims}),
-               "attributes": attributes, "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
+        doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
+               "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
+               "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
         try:
             return self._wrote(None, self.ctx.profiles.create_item(doc))
         except ItemExistsError:
@@ -410,7 +410,7 @@ class _Work:
                 return target
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
-                    "conflicts": conflicts, "updated_at": self.now}
+                    "conflicts": conflicts, "updated_at": now_iso()}
             try:
                 return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
             except PreconditionFailedError:
@@ -430,7 +430,7 @@ class _Work:
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
-            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": self.now}
+            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": now_iso()}
             try:
                 if stale is not None:
                     self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
@@ -483,7 +483,7 @@ class _Work:
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.data, "updated_at": self.now})
+            "record": self.data, "updated_at": now_iso()})
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
@@ -533,7 +533,7 @@ class _Work:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
                "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
-               "status": "open", "created_at": self.now}
+               "status": "open", "created_at": now_iso()}
         try:
             self.ctx.review.create_item(doc)
         except ItemExistsError:
@@ -542,12 +542,12 @@ class _Work:
     def _log_score_link(self, profile_id: str, link: dict[str, Any]) -> None:
         self.ctx.merges.upsert_item({
             "id": "l_" + stable_hash("link", self.key, profile_id), "profile_id": profile_id, "absorbed_id": None,
-            "at": self.now, **link, "records": [self.key], "status": "done"})
+            "at": now_iso(), **link, "records": [self.key], "status": "done"})
 
     def _commit(self, profile_id: str) -> None:
         """The source identifier with the content hash, written last: the record is done."""
         body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
-                "created_at": (self.source_doc or {}).get("created_at") or self.now}
+                "created_at": (self.source_doc or {}).get("created_at") or now_iso()}
         try:
             if self.source_doc is not None:
                 self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
