@@ -257,7 +257,8 @@ def blocking_keys(n: NormalizedRecord) -> list[str]:
         keys.append(f"ed:{digits}|n:{'+'.join(names)}")
     # No key by name alone (or name and city). Those blocks held 80% of the candidate pairs at 102k records for
     # 0.0003 pairwise recall (F1 -0.0002 with the key above): a name is not enough to link, so the pairs they
-    # brought scored low, and they cost a third of in-process resolution time and two writes per record.
+    # brought scored low, and they cost a third of in-process resolution time and two writes per record (the key
+    # above adds one back where the email user name has a number).
     # Nor a key by country, nor by national phone number (a number parsed with the wrong default region): 10
     # of 76,899 true pairs had no other key, for a write per record with a phone (F1 -0.0001).
     return keys
