@@ -77,7 +77,7 @@ def run_in_process(records, truth, model, order_seed: int | None) -> dict[str, A
     resolver = Resolver(store, model=cold_caches(model), config=ResolverConfig(single_writer=True))
     load_before = _load_average()
     t0, cpu0 = time.perf_counter(), time.process_time()
-    actions = Counter(resolver.resolve(r).action for r in with_frozen_heap(ordered))
+    actions = Counter(result.action for result in resolver.resolve_many(with_frozen_heap(ordered)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     scores = cluster_scores(truth, final_assignment(store, records))
     return {"order_seed": order_seed, "records": len(ordered), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),

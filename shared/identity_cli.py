@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from itertools import islice
 from pathlib import Path
 
 
@@ -68,6 +69,7 @@ def run_resolve(args) -> int:
     from dataclasses import replace
 
     from .identity import Resolver
+    from .identity.engine import NORMALIZE_AHEAD
     from .identity.config import load_identity_config
     from .identity.docs import Ctx, follow_aliases
     from .settings import get_settings
@@ -83,16 +85,19 @@ def run_resolve(args) -> int:
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)
-    for source, mapped in with_frozen_heap(_mapped_rows(pairs, settings)):
-        record = mapped.item
-        if record is None:
-            rows.append((source, mapped.record_key or "", None))
-            counts["invalid"] = counts.get("invalid", 0) + 1
-        else:
-            result = resolver.resolve(record)
-            counts[result.action] = counts.get(result.action, 0) + 1
-            rows.append((record.source, record.record_key, record.key if result.profile_id else None))
-        progress.update(1)
+    mapped_rows = with_frozen_heap(_mapped_rows(pairs, settings))
+    while chunk := list(islice(mapped_rows, NORMALIZE_AHEAD)):  # resolve_many normalizes a chunk ahead
+        results = resolver.resolve_many(mapped.item for _, mapped in chunk if mapped.item is not None)
+        for source, mapped in chunk:
+            record = mapped.item
+            if record is None:
+                rows.append((source, mapped.record_key or "", None))
+                counts["invalid"] = counts.get("invalid", 0) + 1
+            else:
+                result = next(results)
+                counts[result.action] = counts.get(result.action, 0) + 1
+                rows.append((record.source, record.record_key, record.key if result.profile_id else None))
+        progress.update(len(chunk))
     progress.close()
     ctx = Ctx(store, settings)
     final: dict[str, str] = {}

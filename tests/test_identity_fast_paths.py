@@ -2,7 +2,7 @@
 
 Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
 the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads), as
-`ucp resolve` runs. Plain: deep-copying store, no snapshot cache, explained scores, the garbage collector left
+`ucp resolve` runs, with records normalized a chunk ahead (resolve_many). Plain: deep-copying store, no snapshot cache, explained scores, the garbage collector left
 alone, the re-reads of queue workers.
 """
 from __future__ import annotations
@@ -50,9 +50,13 @@ def test_fast_and_plain_paths_place_every_record_alike(records):
     plain.snapshots = ProfileSnapshots(max_profiles=0)  # rebuilt from the stored JSON at every comparison
     fast_store = MemoryStore(copy_documents=False)
     fast = Resolver(fast_store, config=ResolverConfig(single_writer=True))
+    unusable = [CustomerRecord(source="pos", record_key=f"bare-{i}", given_name="Ann") for i in range(2)]
+    records = records[:100] + unusable[:1] + records[100:300] + unusable[1:] + records[300:]  # across chunks
     expected = _resolve_all(plain, records)
-    got = {r.key: fast.resolve(r) for r in with_frozen_heap(records, every=50)}
+    # resolve_many, as `ucp resolve` runs: records normalized a chunk ahead, results in record order
+    got = dict(zip((r.key for r in records), fast.resolve_many(with_frozen_heap(records, every=50))))
     assert got == expected
+    assert [got[r.key].action for r in unusable] == ["quarantined"] * 2
     assert _profiles(fast_store) == _profiles(plain.ctx.store)  # same records, attributes and conflicts
     rebuilt = ProfileSnapshots(max_profiles=0)
     for doc in fast_store.container("profiles").query_items(("doc_type", "=", "profile")):

@@ -89,3 +89,16 @@ def test_a_failing_record_fails_the_message_after_the_other_lanes_finish():
     with pytest.raises(RuntimeError, match="store unavailable"):
         resolve_in_lanes(FailingStore(), records, settings=SETTINGS, workers=4)
     assert store.container("profiles").count_items() == len(records) - 1  # every other lane finished
+
+
+def test_each_record_is_normalized_once_for_lanes_and_resolving(monkeypatch, generated_records):
+    import shared.identity.engine as engine
+    import shared.identity.lanes as lanes_module
+
+    calls = []
+    normalize = engine.normalize_record
+    counting = lambda record: calls.append(record.key) or normalize(record)  # noqa: E731
+    for module in (engine, lanes_module):  # wherever a module would call it from
+        monkeypatch.setattr(module, "normalize_record", counting, raising=False)
+    resolve_in_lanes(MemoryStore(), generated_records[:40], settings=SETTINGS, workers=4)
+    assert sorted(calls) == sorted(r.key for r in generated_records[:40])

@@ -18,28 +18,29 @@ from functools import lru_cache
 from typing import Sequence
 
 from shared.models import CustomerRecord
-from shared.normalize import normalize_record
+from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import Store
 
 from .docs import ResolverConfig, record_identifiers
-from .engine import Resolver, ResolveResult
+from .engine import Resolver, ResolveResult, normalize_for_resolution
 from .matching import blocking_keys
 
 log = logging.getLogger(__name__)
 
 
-def record_keys(record: CustomerRecord) -> list[str]:
-    """The keys through which this record can meet another: source record, strong identifiers, blocking keys."""
+def record_keys(record: CustomerRecord, normalized: NormalizedRecord | ResolveResult | None = None) -> list[str]:
+    """The keys through which this record can meet another: source record, strong identifiers, blocking keys.
+    `normalized`: what normalize_for_resolution(record) returned, when the caller has it already."""
     keys = [f"record:{record.key}"]
-    try:
-        n = normalize_record(record)
-    except (ValueError, TypeError, ArithmeticError):
+    n = normalize_for_resolution(record) if normalized is None else normalized
+    if isinstance(n, ResolveResult):
         return keys  # it will be quarantined; it meets nothing
     return keys + record_identifiers(n) + blocking_keys(n)
 
 
-def lanes(records: Sequence[CustomerRecord]) -> list[list[int]]:
+def lanes(records: Sequence[CustomerRecord], normalized: Sequence[NormalizedRecord | ResolveResult] | None = None
+          ) -> list[list[int]]:
     """Indexes of the records, grouped so that records sharing a key (even through others) are in one lane,
     in message order within a lane; the longest lanes first."""
     parent: dict[str, str] = {}
@@ -52,7 +53,7 @@ def lanes(records: Sequence[CustomerRecord]) -> list[list[int]]:
 
     for i, record in enumerate(records):
         here = root(f"#{i}")
-        for key in record_keys(record):
+        for key in record_keys(record, normalized[i] if normalized is not None else None):
             parent[root(key)] = here  # here stays a root: others join under it
     groups: dict[str, list[int]] = {}
     for i in range(len(records)):
@@ -75,11 +76,13 @@ def resolve_in_lanes(store: Store, records: Sequence[CustomerRecord], *, setting
     workers = settings.resolve_concurrency if workers is None else workers
     results: list[ResolveResult] = [None] * len(records)  # type: ignore[list-item]  # each set by its lane
 
+    normalized = [normalize_for_resolution(record) for record in records]  # once, for the lanes and resolving
+
     def run(lane: list[int]) -> None:
         for i in lane:
-            results[i] = resolver.resolve(records[i])
+            results[i] = resolver.resolve(records[i], normalized=normalized[i])
 
-    groups = lanes(records)
+    groups = lanes(records, normalized)
     if workers <= 1 or len(groups) <= 1:
         for lane in groups:
             run(lane)
