@@ -97,7 +97,10 @@ def _write_source(tmp_path, source: str, rows: list[dict]) -> str:
     return f"{data}:{mapping}"
 
 
-def test_ucp_resolve_on_files(tmp_path):
+@pytest.mark.parametrize("normalize_ahead", [1, 2, None])  # chunk boundaries inside and across files
+def test_ucp_resolve_on_files(tmp_path, monkeypatch, normalize_ahead):
+    if normalize_ahead is not None:
+        monkeypatch.setattr("shared.identity.engine.NORMALIZE_AHEAD", normalize_ahead)
     pos = _write_source(tmp_path, "pos", [
         {"id": "P1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net", "dob": "1980-02-03", "zip": "LS1 4AB"},
         {"id": "P2", "first": "Bob", "last": "Jones", "tel": "07911 123456", "zip": "YO1 7HH"},
