@@ -3,10 +3,10 @@
 Figures: pairwise precision/recall/F1 and cluster metrics (split people, over-merged profiles, B-cubed) per
 random arrival order and their F1 spread; records/s in process (MemoryStore, one thread, records streaming in as
 `ucp resolve` reads them) per second of process CPU time (the one-core figure of the issue) and of wall time, with
-the load average during the run and the share spent in normalization; records/s and Cosmos requests per new record on the local stack (Cosmos
-emulator), against the issue's minimum: one read per identifier looked up (point or batched), one write per
-document changed (a write that failed or left the content as it was read changes nothing). Queries and batches
-count as requests too.
+the load average during the run and the share spent in normalization; records/s and Cosmos requests per new
+record on the local stack (Cosmos emulator), against the issue's minimum: one read per identifier looked up (point
+or batched), one write per document changed (a write that failed or left the content as it was read changes
+nothing). Queries and batches count as requests too.
 
     python -m bench.identity [--customers 5000] [--seed 1] [--orders 3] [--cosmos-records 400] [--data DIR]
 
@@ -84,7 +84,8 @@ def run_in_process(packed: list[bytes], keys: list[str], truth, model, order_see
     load_before = _load_average()
     unpickling = [0.0, 0.0]  # CPU and wall seconds spent unpickling records
     t0, cpu0 = time.perf_counter(), time.process_time()
-    actions = Counter(result.action for result in resolver.resolve_many(with_frozen_heap(_unpacked(ordered, unpickling))))
+    streamed = with_frozen_heap(_unpacked(ordered, unpickling))
+    actions = Counter(result.action for result in resolver.resolve_many(streamed))
     wall, cpu = time.perf_counter() - t0 - unpickling[1], time.process_time() - cpu0 - unpickling[0]
     scores = cluster_scores(truth, final_assignment(store, keys))
     return {"order_seed": order_seed, "records": len(ordered), "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),

@@ -1,9 +1,9 @@
 """The in-process speed paths of identity resolution decide exactly what the plain paths decide.
 
 Fast: a MemoryStore that copies only the top level of documents, profile snapshots cached per profile version,
-the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads), as
-`ucp resolve` runs, with records normalized a chunk ahead (resolve_many). Plain: deep-copying store, no snapshot cache, explained scores, the garbage collector left
-alone, the re-reads of queue workers.
+the model's probability memo, the heap frozen during the run, the single-writer mode (no concurrency re-reads),
+records normalized a chunk ahead (resolve_many), as `ucp resolve` runs. Plain: deep-copying store, no snapshot
+cache, explained scores, the garbage collector left alone, the re-reads of queue workers.
 """
 from __future__ import annotations
 

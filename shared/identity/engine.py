@@ -81,7 +81,8 @@ class Resolver:
         self.model = model or default_model()
         self.snapshots = ProfileSnapshots()
 
-    def resolve(self, record: CustomerRecord, *, normalized: NormalizedRecord | ResolveResult | None = None) -> ResolveResult:
+    def resolve(self, record: CustomerRecord, *,
+                normalized: NormalizedRecord | ResolveResult | None = None) -> ResolveResult:
         """`normalized`: what normalize_for_resolution(record) returned, when the caller has it already."""
         n = normalize_for_resolution(record) if normalized is None else normalized
         if isinstance(n, ResolveResult):
