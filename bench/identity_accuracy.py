@@ -11,6 +11,8 @@
 3. The ceiling the mandated rules put on recall (bench/ceiling.py): the best recall any resolver obeying the same
    quarantine and merge protection could reach, the true pairs those rules forbid by rule, the F1 at that recall
    and the measured precision, and the recall gap still recoverable (ceiling minus measured recall).
+4. The review list worked by a reviewer who knows the truth (bench/review_list.py, first order): its size, the
+   share of true matches in it, and the pairwise scores once every review is decided.
 
     python -m bench.identity_accuracy [--customers 5000] [--seed 1] [--orders 3] [--data DIR]
 
@@ -27,6 +29,7 @@ from typing import Any
 
 from bench.harness import run_benchmark
 from bench.metrics import classification_scores, cluster_scores
+from bench.review_list import work_review_list
 
 TARGETS = {"pairwise_f1": 0.98, "pairwise_precision": 0.995, "f1_spread_across_orders": 0.002}
 
@@ -126,7 +129,7 @@ def misplaced_records(assignment, truth, results) -> Counter:
     return causes
 
 
-def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, Any], dict, dict]:
+def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, Any], dict, dict, Any]:
     from shared.identity import Resolver
     from shared.identity.docs import Ctx, follow_aliases
     from shared.store import MemoryStore, with_frozen_heap
@@ -149,7 +152,7 @@ def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, A
     figures = {"order_seed": order_seed, "records_per_s": round(len(ordered) / seconds),
                "actions": dict(Counter(r.action for r in results.values())),
                **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in scores.items()}}
-    return figures, assignment, results
+    return figures, assignment, results, store
 
 
 def ceiling_figures(ceiling, precision: float, recall: float) -> dict[str, Any]:
@@ -187,7 +190,7 @@ def measure(args) -> dict[str, Any]:
     ceiling = protection_ceiling(normalized, persons, policy)
     runs = []
     for order_seed in range(1, args.orders + 1):
-        run, assignment, results = resolve_once(records, truth, order_seed, settings)
+        run, assignment, results, store = resolve_once(records, truth, order_seed, settings)
         if order_seed == 1:
             causes, lost, patterns = split_causes(model, normalized, persons, assignment, results, settings)
             figures["split_causes"] = dict(causes.most_common())
@@ -195,6 +198,7 @@ def measure(args) -> dict[str, Any]:
             figures["people_with_two_loyalty_cards"] = multi_card_people(normalized, persons)
             figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
+            figures["review_list_worked"] = work_review_list(store, truth, list(truth), settings=settings)
         runs.append(run)
     f1s = [r["pairwise_f1"] for r in runs]
     figures.update({

@@ -1,0 +1,62 @@
+"""What working the review list is worth: every open review decided by a reviewer who knows the ground truth.
+
+The resolver leaves to a person what it must not decide alone (a score between the thresholds, or merge
+protection in the way, such as a second loyalty card). This replays the reviewer's side through the same calls
+the API makes (approve_review, reject_review): approve when the candidate profile holds a record of the person the
+review's record belongs to, reject otherwise. The figures are the size of the list, the share of true matches in
+it, and the pairwise scores before and after: an upper bound on what review adds, since a real reviewer errs.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from bench.metrics import cluster_scores
+
+
+def work_review_list(store, truth: dict[str, Any], keys, *, settings=None) -> dict[str, Any]:
+    """Decide every open review of `store` with the truth (record key -> person); the figures before and after."""
+    from bench.identity import final_assignment
+    from shared.identity.docs import Ctx
+    from shared.identity.merge import live_profile
+    from shared.identity.review import ReviewDecisionError, approve_review, list_reviews, reject_review
+
+    before = cluster_scores(truth, final_assignment(store, keys))
+    ctx = Ctx(store, settings)
+    reviews = _all_open(store, list_reviews)
+    decisions: Counter = Counter()
+    by_reason: dict[str, Counter] = {}
+    for review in reviews:
+        person = truth.get(review["record_key"])
+        candidate = live_profile(ctx, review["candidate_profile_id"])
+        same = candidate is not None and any(truth.get(r["key"]) == person for r in candidate.get("records", []))
+        reason = review["reason"].split(":")[0]
+        by_reason.setdefault(reason, Counter())["true_match" if same else "not_a_match"] += 1
+        try:
+            (approve_review if same else reject_review)(store, review["id"], by="bench", settings=settings)
+            decisions["approved" if same else "rejected"] += 1
+        except ReviewDecisionError:  # merged since, a profile gone, or split apart by a person
+            decisions["no_longer_open"] += 1
+    after = cluster_scores(truth, final_assignment(store, keys))
+    true_matches = sum(c["true_match"] for c in by_reason.values())
+    return {
+        "reviews": len(reviews), "true_match_share": round(true_matches / len(reviews), 4) if reviews else None,
+        "by_reason": {reason: dict(counts) for reason, counts in sorted(by_reason.items())},
+        "decisions": dict(decisions),
+        "reviews_per_1000_records": round(1000 * len(reviews) / max(1, len(keys)), 2),
+        "before": _pairwise(before), "after": _pairwise(after),
+    }
+
+
+def _all_open(store, list_reviews) -> list[dict[str, Any]]:
+    """Every open review, oldest first (the list is read whole before deciding: decisions change it)."""
+    out, token = [], None
+    while True:
+        page, token = list_reviews(store, page_size=1000, continuation=token)
+        out += page
+        if not token:
+            return out
+
+
+def _pairwise(scores: dict[str, Any]) -> dict[str, float]:
+    return {k: round(scores[k], 5) for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1")}
