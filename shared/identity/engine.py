@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from itertools import islice
 from typing import Any, Iterable, Iterator
@@ -40,6 +41,7 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined")
 # Identifiers that members of one household share (family email, home phone): a link through them alone is
 # checked against the names.
 SHAREABLE_TYPES = frozenset({"email", "phone"})
+STALE_VERSION = "stale: a newer version of this record is resolved already"
 NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
                    "with a birth date, address, postcode or city")
 
@@ -142,6 +144,8 @@ class _Work:
         # The records doc is written before the commit (the source identifier), so a record without one was never
         # started: a new record needs no source-identifier lookup.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
+        if record_doc is not None and self._older_than(record_doc):
+            return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
         lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
         id_docs = dict(zip(lookups, ctx.identifiers.read_items([(iid, iid) for iid in lookups])))
@@ -176,6 +180,17 @@ class _Work:
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _older_than(self, record_doc: dict[str, Any]) -> bool:
+        """True when the stored version of the record says it changed later than this one: a redelivered or late
+        message must not undo a newer version (at-least-once delivery, in any order)."""
+        stored = (record_doc.get("record") or {}).get("updated_at")
+        if self.record.updated_at is None or not stored:
+            return False
+        try:
+            return datetime.fromisoformat(stored) > self.record.updated_at
+        except (TypeError, ValueError):  # an unreadable or naive stored time: resolve as before
+            return False
 
     def _add_probabilistic(self, group: list[_Candidate], reviews, skipped: set[str], profiles) -> dict | None:
         """Every other profile scoring above the match threshold joins too, best first, each checked by merge
@@ -301,6 +316,7 @@ class _Work:
 
     def _apply(self, group: list[_Candidate], reviews, skipped: set[str], link) -> ResolveResult:
         lost = {iid for iid, owner in self.owner.items() if owner not in {g.profile["id"] for g in group}}
+        self.lost = lost  # indexed to a profile outside the group: never listed by the record's profile
         claims = [iid for iid in self.strong if iid not in lost]
         self._record_doc_for = None
         if not group:
@@ -374,7 +390,13 @@ class _Work:
             return None
         _, other, best = ranked[0]
         detail = self._explain(best)
-        if join_conflict(self.policy, [Side.of_profile(current), self._side(other)]) is not None:
+        # The checks a record meets one after the other (_add_probabilistic): protection, then twins and family.
+        reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
+        if reason is None and self.model.another_given_name(self.n, best):
+            reason = "score:given_name"
+        if reason is not None:
+            if reason != "never_match":
+                self._open_review(current["id"], other["id"], reason, detail)
             return None
         ordered = sorted([current, other], key=survivor_order)
         why = {"reason": "score", **detail, "via_record": self.key}
@@ -429,7 +451,9 @@ class _Work:
             old = next((r for r in target["records"] if r["key"] == self.key), None)
             entry = self._entry(link or (old or {}).get("link"), old["added_at"] if old else None)
             records = [r for r in target["records"] if r["key"] != self.key] + [entry]
-            identifiers = sorted(set(target.get("identifiers", [])) | {self.source_iid, *claims})
+            # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
+            # its claim and died before taking it off again.
+            identifiers = sorted((set(target.get("identifiers", [])) - self.lost) | {self.source_iid, *claims})
             if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
                 return target
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
@@ -479,7 +503,14 @@ class _Work:
             return current
         if other["id"] == current["id"]:
             return current
-        reason = join_conflict(self.policy, [Side.of_profile(current), Side.of_profile(other)])
+        # The rules _group applies when the claim is found before deciding: a device id never joins two known
+        # customers, a family email or home phone never joins another given name.
+        id_type = id_type_of(iid)
+        mine, theirs = Side.of_profile(current), Side.of_profile(other)
+        if (is_weak_type(id_type) and mine.is_known() and theirs.is_known()) or (
+                id_type in SHAREABLE_TYPES and self._names_disagree(other)):
+            return self._drop_identifier(current, iid)
+        reason = join_conflict(self.policy, [mine, theirs])
         if reason is None:
             ordered = sorted([current, other], key=survivor_order)
             why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}

@@ -126,6 +126,12 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     _repoint_identifiers(ctx, absorbed, target)
     _repoint_records(ctx, absorbed, target)
     _repoint_blocking(ctx, absorbed, target)
+    # The merge log says "done" before the absorbed profile becomes an alias: once it is one, no retry comes
+    # back here (the mark that leads a retry to finish the saga is gone with it).
+    why = {k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")}
+    ctx.merges.upsert_item({
+        "id": pending["merge_id"], "profile_id": target, "absorbed_id": absorbed["id"], "at": pending["at"],
+        **why, "records": [r["key"] for r in absorbed.get("records", [])], "status": "done"})
     alias = {"id": absorbed["id"], "doc_type": "alias", "merged_into": target, "merged_at": now_iso()}
     try:
         ctx.profiles.replace_item(alias, etag=absorbed["_etag"])
@@ -133,10 +139,6 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
         current = ctx.read_profile(absorbed["id"])
         if current is not None and current.get("doc_type") != "alias":
             raise ConcurrencyConflict(f"absorbed profile {absorbed['id']} changed during its merge") from None
-    why = {k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")}
-    ctx.merges.upsert_item({
-        "id": pending["merge_id"], "profile_id": target, "absorbed_id": absorbed["id"], "at": pending["at"],
-        **why, "records": [r["key"] for r in absorbed.get("records", [])], "status": "done"})
     if target != pending["into"]:
         _close_pending(ctx, pending["merge_id"], pending["into"])
     _clear_merging(ctx, target, absorbed["id"])
