@@ -82,8 +82,7 @@ def holders(store, key):
 
 # --- remove_record: a crash after the profile write strands the record's own identifiers ----------------------
 
-@known_defect("remove_record writes the profile first; a retry no longer knows the record's own identifiers")
-def test_remove_record_crash_after_profile_write_leaves_identifier_pointing_at_profile():
+def test_remove_record_dying_before_its_releases_is_finished_by_the_retry():
     store = MemoryStore()
     ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
     resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann"))
@@ -98,7 +97,7 @@ def test_remove_record_crash_after_profile_write_leaves_identifier_pointing_at_p
     assert violations(store) == {}
 
 
-# --- split_record: not resumable ----------------------------------------------------------------------------
+# --- split_record: resumable ----------------------------------------------------------------------------
 
 def _two_record_profile(store):
     ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
@@ -106,8 +105,7 @@ def _two_record_profile(store):
     return ann.profile_id
 
 
-@known_defect("split_record picks a new random id on each attempt")
-def test_split_crash_after_new_profile_then_retry_leaves_record_in_two_profiles():
+def test_split_dying_after_creating_the_new_profile_is_finished_by_the_retry():
     store = MemoryStore()
     pid = _two_record_profile(store)
     crashing = CrashingStore(store, "profiles", "replace_item")
@@ -118,30 +116,25 @@ def test_split_crash_after_new_profile_then_retry_leaves_record_in_two_profiles(
     assert violations(store) == {}
 
 
-@known_defect("a split is not resumable after its profile writes; a prior profile is joined without checking "
-              "never_match")
-def test_split_crash_after_old_profile_write_cannot_be_finished_and_record_returns():
+def test_split_dying_after_its_profile_writes_is_finished_by_the_retry():
     store = MemoryStore()
     pid = _two_record_profile(store)
     crashing = CrashingStore(store, "identifiers", "replace_item")
     with pytest.raises(Died):
         split_record(crashing, pid, "web|2", settings=SETTINGS)  # both profiles written, pointers not yet
-    # The pointers (source and phone identifiers, records doc) still name the old profile, which no longer holds
-    # the record; a retried split cannot find the record any more, and the record's next update puts it back
-    # into the old profile, next to its copy in the split profile (never_match is not checked for the prior).
-    try:
-        split_record(store, pid, "web|2", settings=SETTINGS)
-    except Exception:  # noqa: BLE001 - ItemNotFoundError today
-        pass
+    new_id = split_record(store, pid, "web|2", settings=SETTINGS)  # the caller retries: the split is finished
+    assert find_profile_id(store, "phone", "+447911123456") == new_id
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == new_id
+    # The record's next update stays in the split profile, not back next to its copy in the old one.
     resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Anne"))
-    assert len(holders(store, "web|2")) == 1, holders(store, "web|2")
+    assert holders(store, "web|2") == [new_id]
+    assert [m["split_into"] for m in store.container("merges").query_items() if m.get("split_into")] == [new_id]
     assert violations(store) == {}
 
 
 # --- a new profile under a random id: the records doc names the wrong id, so a crash duplicates the record ------
 
-@known_defect("the records doc names the derived id when the profile is created under a random one")
-def test_crash_after_creating_a_profile_under_a_random_id_puts_the_record_in_two_profiles():
+def test_crash_after_creating_a_profile_under_a_random_id_is_completed_in_that_profile():
     store = MemoryStore()
     # pos|1 founds p_<hash of pos|1>; web|2 joins it; pos|1 is then deleted at the source: the profile lives on
     # with web|2, so its id is taken when pos|1 comes back (as another person).

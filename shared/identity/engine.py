@@ -443,6 +443,7 @@ class _Work:
         if existing is not None and any(r["key"] == self.key for r in existing["records"]):
             return self._link(existing, claims, None)
         doc["id"] = random_profile_id()
+        self._write_record_doc(doc["id"])  # first, as for the derived id: a retry finds the profile through it
         return self._wrote(None, self.ctx.profiles.create_item(doc))
 
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:

@@ -8,8 +8,7 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import (ConcurrencyConflict, Ctx, now_iso, random_profile_id, record_identifiers, source_identifier,
-                   stable_hash, with_retries)
+from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
 from .merge import live_profile
 from .survivorship import survive
 
@@ -91,14 +90,16 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
     if profile is not None and entry is not None:
         remaining = [r for r in profile["records"] if r["key"] != key]
         own_ids, own_keys = _own(entry, remaining)
+        # Released before the profile changes: a retry after a crash works them out again from the entry, which
+        # is gone once the profile is written.
+        for iid in sorted(own_ids - {source_iid}):
+            _delete_identifier(ctx, iid, profile["id"])
+        for block in sorted(own_keys):
+            update_block(ctx, block, profile["id"], None)
         if remaining:
             ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
         else:
             ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
-        for iid in sorted(own_ids):
-            _delete_identifier(ctx, iid, profile["id"])
-        for block in sorted(own_keys):
-            update_block(ctx, block, profile["id"], None)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     _delete_identifier(ctx, source_iid, profile_id)
     ctx.records.delete_item(key, key)
@@ -122,6 +123,10 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     if profile is None:
         raise ItemNotFoundError(f"profile {profile_id} not found")
     matches = [r for r in profile["records"] if r["key"] == record_key or r["record_key"] == record_key]
+    if not matches:  # an attempt that died after taking the record out: finish it
+        resumed = _split_in_flight(ctx, profile, record_key)
+        if resumed is not None:
+            return _finish_split(ctx, profile, *resumed)
     if len(matches) != 1:
         raise ItemNotFoundError(f"record {record_key!r} is not (uniquely) in profile {profile['id']}")
     entry = matches[0]
@@ -130,32 +135,85 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     if not remaining:
         raise ValueError("the record is the profile's only record; nothing to split")
     own_ids, own_keys = _own(entry, remaining)
-    new_id = random_profile_id()
-    now = now_iso()
-    moved = {**entry, "link": {"reason": "split", "from": profile["id"]}}
-    attributes, conflicts = survive([moved], ctx.config.survivorship)
-    ctx.profiles.create_item({
-        "id": new_id, "doc_type": "profile", "created_at": now, "updated_at": now, "records": [moved],
-        "identifiers": sorted(own_ids | {source_identifier(key)}), "attributes": attributes, "conflicts": conflicts,
-        "never_match": sorted({profile["id"], *profile.get("merged_from", []), *(r["key"] for r in remaining)}),
-        "merged_from": [], "merge_count": 0})
+    new_id, new = _split_target(ctx, profile["id"], key)
+    if new is None:  # else an earlier attempt created it and died before changing the old profile
+        now = now_iso()
+        moved = {**entry, "link": {"reason": "split", "from": profile["id"]}}
+        attributes, conflicts = survive([moved], ctx.config.survivorship)
+        ctx.profiles.create_item({
+            "id": new_id, "doc_type": "profile", "created_at": now, "updated_at": now, "records": [moved],
+            "identifiers": sorted(own_ids | {source_identifier(key)}), "attributes": attributes,
+            "conflicts": conflicts, "merged_from": [], "merge_count": 0,
+            "never_match": sorted({profile["id"], *profile.get("merged_from", []), *(r["key"] for r in remaining)})})
     never = sorted(set(profile.get("never_match", [])) | {key, new_id})
     try:
-        ctx.profiles.replace_item(_without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never),
-                                  etag=profile["_etag"])
+        profile = ctx.profiles.replace_item(
+            _without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never), etag=profile["_etag"])
     except PreconditionFailedError:
-        ctx.profiles.delete_item(new_id, new_id)
+        ctx.profiles.delete_item(new_id, new_id)  # the retry decides again from the changed profile
         raise
-    for iid in sorted(own_ids | {source_identifier(key)}):
+    return _finish_split(ctx, profile, entry, new_id, own_keys)
+
+
+def _split_id(profile_id: str, key: str, attempt: int) -> str:
+    # Derived, so a retried split finds the profile an earlier attempt created; `attempt` counts earlier splits
+    # of the same record from the same profile (split, approved back in a review, split again).
+    return "p_" + stable_hash("split", profile_id, key, str(attempt))
+
+
+def _split_target(ctx: Ctx, profile_id: str, key: str) -> tuple[str, dict[str, Any] | None]:
+    """The id of the profile this split creates, and that profile if an earlier attempt created it already."""
+    for attempt in range(MAX_SPLITS_OF_ONE_RECORD):
+        new_id = _split_id(profile_id, key, attempt)
+        doc = ctx.read_profile(new_id)
+        if doc is None:
+            return new_id, None
+        if doc.get("doc_type") == "profile" and [r["key"] for r in doc.get("records", [])] == [key]:
+            return new_id, doc
+    raise ConcurrencyConflict(f"record split from profile {profile_id} too often")
+
+
+def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
+    """(entry, new profile id, own blocking keys) of a split of this profile whose profile writes are done but
+    not the pointers (identifiers, records doc, blocking keys, log); None when there is none."""
+    for key in profile.get("never_match", []):
+        if key != record_key and key.split("|", 1)[-1] != record_key:
+            continue
+        for attempt in range(MAX_SPLITS_OF_ONE_RECORD):
+            new_id = _split_id(profile["id"], key, attempt)
+            new = ctx.read_profile(new_id)
+            if new is None:
+                break
+            entries = new.get("records", [])
+            if new.get("doc_type") == "profile" and [r["key"] for r in entries] == [key] and new_id in profile[
+                    "never_match"] and not _pointers_moved(ctx, key, new_id):
+                others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
+                return entries[0], new_id, set(entries[0].get("blocking_keys", [])) - others
+    return None
+
+
+def _pointers_moved(ctx: Ctx, key: str, new_id: str) -> bool:
+    doc = ctx.records.read_item_or_none(key, key)
+    return doc is not None and doc.get("profile_id") == new_id
+
+
+def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_id: str, own_keys: set[str]) -> str:
+    """Point what named the record's old profile at the new one, and log the split (idempotent)."""
+    key = entry["key"]
+    new = ctx.read_profile(new_id) or {}
+    for iid in new.get("identifiers", []):
         _point_identifier(ctx, iid, profile["id"], new_id)
-    record_doc = ctx.records.read_item_or_none(key, key)
-    if record_doc is not None:
-        ctx.records.replace_item({**record_doc, "profile_id": new_id})
     for block in entry.get("blocking_keys", []):
         update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
     ctx.merges.upsert_item({
         "id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
-        "absorbed_id": None, "split_into": new_id, "at": now, "reason": "split", "rule": "manual split",
-        "records": [key], "status": "done"})
+        "absorbed_id": None, "split_into": new_id, "at": new.get("created_at") or now_iso(), "reason": "split",
+        "rule": "manual split", "records": [key], "status": "done"})
+    record_doc = ctx.records.read_item_or_none(key, key)
+    if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
+        ctx.records.replace_item({**record_doc, "profile_id": new_id})
     log.info("split a record of profile %s into %s", profile["id"], new_id)
     return new_id
+
+
+MAX_SPLITS_OF_ONE_RECORD = 20
