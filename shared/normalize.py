@@ -258,11 +258,21 @@ def _strip_titles(folded: str | None) -> str | None:
 
 _NICKNAMER: NickNamer | None = None
 
+# Links in the nicknames data between two names of different people (often a man's and a woman's name, or a
+# name of its own such as Ian, the Scottish John): a family email or phone must not join them.
+_NOT_NICKNAMES = (
+    ("andrea", "andrew"), ("louis", "louise"), ("patrick", "peter"), ("emily", "emma"),
+    ("alexandria", "alexander"), ("garrett", "jerry"), ("john", "ian"),
+)
+
 
 def _nicknamer() -> NickNamer:
     global _NICKNAMER
     if _NICKNAMER is None:
-        _NICKNAMER = NickNamer()
+        lookup = NickNamer.default_lookup()
+        for formal, nickname in _NOT_NICKNAMES:
+            lookup.get(formal, set()).discard(nickname)
+        _NICKNAMER = NickNamer(nickname_lookup=lookup)
     return _NICKNAMER
 
 
@@ -270,18 +280,45 @@ def _nicknamer() -> NickNamer:
 def canonical_given_name(value: Any) -> str | None:
     """One canonical form per nickname family: bob, bobby, robert -> 'robert'; liz -> 'elizabeth'.
 
-    The nicknames data is a many-to-many relation, so the canonical is chosen deterministically among the
-    name and its formal names: the one with most nicknames (the hub of the family), then the longest, then
-    alphabetical. A few families do not get one canonical (bill -> robert, william -> william); comparisons
-    also check the relation directly with `are_nicknames`.
+    Of the compound "mary jane" only the first word counts. See `_canonical_of` for the choice.
     """
     folded = _strip_titles(fold_name(value))
     if not folded:
         return None
-    first = folded.split(" ", 1)[0]
+    return _canonical_of(folded.split(" ", 1)[0])
+
+
+@lru_cache(maxsize=16384)
+def _canonical_of(first: str) -> str:
+    """The hub of the name's family (the formal name with most nicknames), or the name itself when ambiguous.
+
+    The nicknames data is many-to-many: "ann" is listed under anna and under christiana, "chris" under
+    christopher and christiana. Picking the hub among all of them made Ann and Chris one name. So the hub is
+    the canonical only when the name's other formal names are of the hub's family (they share nicknames with
+    it: margaretta, margaret) or are minor (at most half the hub's nicknames); else the name stands for itself.
+    """
     namer = _nicknamer()
-    options = {first} | namer.canonicals_of(first)
-    return min(options, key=lambda name: (-len(namer.nicknames_of(name)), -len(name), name))
+    formals = namer.canonicals_of(first)
+    if not formals:
+        return first
+    hub = min(formals | {first}, key=lambda name: (-len(namer.nicknames_of(name)), -len(name), name))
+    if hub == first:
+        return first
+    family, others = {hub}, set(formals) - {hub}
+    grown = True
+    while grown:
+        joined = {name for name in others if any(_same_family(name, member) for member in family)}
+        family |= joined
+        others -= joined
+        grown = bool(joined)
+    hub_size = len(namer.nicknames_of(hub))
+    return hub if all(2 * len(namer.nicknames_of(name)) <= hub_size for name in others) else first
+
+
+def _same_family(a: str, b: str) -> bool:
+    namer = _nicknamer()
+    nicks_a, nicks_b = namer.nicknames_of(a), namer.nicknames_of(b)
+    return a in nicks_b or b in nicks_a or len(nicks_a & nicks_b) >= 2
 
 
 @lru_cache(maxsize=16384)
@@ -290,19 +327,36 @@ def nickname_forms(canonical: str) -> tuple[str, ...]:
     return tuple(sorted(_nicknamer().nicknames_of(canonical)))
 
 
+def compound_names_differ(a: str, b: str) -> bool:
+    """True for two compound given names whose later words differ: Jean-Pierre and Jean-Luc are brothers.
+    An initial is not another word ("mary j" / "mary jane")."""
+    if " " not in a or " " not in b:
+        return False
+    rest_a, rest_b = a.split(" ", 1)[1], b.split(" ", 1)[1]
+    return not (rest_a.startswith(rest_b) or rest_b.startswith(rest_a))
+
+
 @lru_cache(maxsize=65536)
 def are_nicknames(a: str, b: str) -> bool:
-    """True when one given name is a known nickname of the other, or both are nicknames of one name."""
-    if not a or not b:
+    """True when one given name is a known nickname of the other, or both are short forms of one name."""
+    if not a or not b or compound_names_differ(a, b):
         return False
     namer = _nicknamer()
     first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
     formal_a, formal_b = namer.canonicals_of(first_a), namer.canonicals_of(first_b)
     if first_a == first_b or first_a in formal_b or first_b in formal_a:  # bob -> robert
         return True
-    # Through a shared formal name (liz, beth -> elizabeth), not a shared short form: the data lists "bill" as
-    # a name both Robert and William are nicknames of, yet they are two names (a household's father and son).
-    return any(len(name) >= max(len(first_a), len(first_b)) for name in formal_a & formal_b)
+    if _canonical_of(first_a) == _canonical_of(first_b):  # bobby, bob -> robert
+        return True
+    # A shared formal name alone is not enough (ann and chris are both listed under christiana, ian and jack
+    # under john): both must be short forms of it, their letters in its order (liz, beth -> elizabeth).
+    return any(len(name) > max(len(first_a), len(first_b)) and _letters_in_order(first_a, name)
+               and _letters_in_order(first_b, name) for name in formal_a & formal_b)
+
+
+def _letters_in_order(short: str, name: str) -> bool:
+    rest = iter(name)
+    return all(ch in rest for ch in short)
 
 
 def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import jellyfish
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from shared.normalize import NormalizedRecord, are_nicknames, canonical_given_name, nickname_forms
+from shared.normalize import NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ, nickname_forms
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 CLASSES = ("match", "related", "unrelated")
@@ -64,7 +64,12 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
         return 0
     if a == b:
         return 1
-    if (a_canon and a_canon == b_canon) or are_nicknames(a, b):
+    if compound_names_differ(a, b):
+        # Jean-Pierre / Jean-Luc, Mary Jane / Mary Ann: siblings, though their letters are close. A typo in the
+        # second word ("anna lena" / "anna lenna") still compares as a typo below.
+        if _jw(a.split(" ", 1)[1], b.split(" ", 1)[1]) < 0.82:
+            return GIVEN_DIFFERENT
+    elif (a_canon and a_canon == b_canon) or are_nicknames(a, b):
         return 2
     # Against the other's formal name too: "mxrgaret" is a typo of the "margaret" that "meg" stands for.
     sim = max(_jw(a, b), _jw(a, b_canon) if b_canon else 0.0, _jw(a_canon, b) if a_canon else 0.0)
