@@ -39,7 +39,8 @@ RID = path_param("review_id")
 DECISION = {"type": "object", "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 64}}}
 register_paths({
     "/reviews": {"get": operation("Reviews (default: open), oldest first, paginated", errors=("400", "401"), params=[
-        query_param("status", "open, approved, rejected or obsolete"), query_param("page_size", "1 to 1000, default 50"),
+        query_param("status", "open, deciding, approved, rejected or obsolete"),
+        query_param("page_size", "1 to 1000, default 50"),
         query_param("continuation", "token from the previous page")])},
     "/reviews/{review_id}": {"get": operation("One review: the record, the two profiles, the score and its contributions",
                                               params=[RID])},

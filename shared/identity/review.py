@@ -2,8 +2,9 @@
 protection in the way), decided by a person.
 
 Approving merges the two profiles (as they are now, after any merges since) with the decision in the merge log;
-rejecting remembers the two as never-match, so they are not proposed or joined again. A decision is written with
-the review's ETag: two people deciding one review at once get one decision and one 409.
+rejecting remembers the two as never-match, so they are not proposed or joined again. The decision is taken on
+the review first, with its ETag ("deciding"), and carried out after: two people deciding one review at once get
+one decision and one 409, and a decision whose worker died half-way is finished by taking it again.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from .docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side
 
-STATUSES = ("open", "approved", "rejected", "obsolete")
+STATUSES = ("open", "deciding", "approved", "rejected", "obsolete")
 
 
 class ReviewDecisionError(Exception):
@@ -42,10 +43,11 @@ def approve_review(store: Store, review_id: str, *, by: str | None = None,
                    settings: Settings | None = None) -> dict[str, Any]:
     """Merge the review's two profiles (the older survives, ids stay stable); returns the closed review."""
     ctx = Ctx(store, settings)
-    review, current, candidate = _open(ctx, review_id)
+    review, current, candidate = _open(ctx, review_id, "approved", by)
     if current["id"] != candidate["id"]:
         if Side.of_profile(current).never_match & Side.of_profile(candidate).names or \
                 Side.of_profile(candidate).never_match & Side.of_profile(current).names:
+            _reopen(ctx, review)
             raise ReviewDecisionError("these profiles were split apart by a person; reject the review instead")
         survivor, absorbed = sorted([current, candidate], key=survivor_order)
         why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
@@ -59,24 +61,45 @@ def reject_review(store: Store, review_id: str, *, by: str | None = None,
                   settings: Settings | None = None) -> dict[str, Any]:
     """Remember the two profiles as never-match; returns the closed review."""
     ctx = Ctx(store, settings)
-    review, current, candidate = _open(ctx, review_id)
+    review, current, candidate = _open(ctx, review_id, "rejected", by)
     if current["id"] == candidate["id"]:
+        _reopen(ctx, review)
         raise ReviewDecisionError("the two profiles were merged since; split the record out instead")
     for profile, other in ((current, candidate), (candidate, current)):
         with_retries(ctx, lambda: _never_match(ctx, profile["id"], other["id"]))
     return _close(ctx, review, "rejected", by, profile_id=current["id"])
 
 
-def _open(ctx: Ctx, review_id: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _open(ctx: Ctx, review_id: str, decision: str, by: str | None):
+    """(review, its two live profiles) once the decision is taken on the review ("deciding", with its ETag), or
+    the same decision of an earlier attempt that died before carrying it out."""
     review = ctx.review.read_item(review_id, review_id)
-    if review.get("status") != "open":
-        raise ReviewDecisionError(f"the review is {review.get('status')} already")
+    status = review.get("status")
+    if status == "deciding" and review.get("decision") != decision:
+        raise ReviewDecisionError(f"the review is being decided ({review.get('decision')}) by someone else")
+    if status not in ("open", "deciding"):
+        raise ReviewDecisionError(f"the review is {status} already")
     current = live_profile(ctx, review["profile_id"])
     candidate = live_profile(ctx, review["candidate_profile_id"])
     if current is None or candidate is None:
         _close(ctx, review, "obsolete", None)
         raise ReviewDecisionError("a profile of this review is gone (erased or its records removed)")
+    if status == "open":
+        body = {**review, "status": "deciding", "decision": decision, "decided_by": by}
+        try:
+            review = ctx.review.replace_item(body, etag=review["_etag"])
+        except PreconditionFailedError:
+            raise ReviewDecisionError("the review was decided by someone else meanwhile") from None
     return review, current, candidate
+
+
+def _reopen(ctx: Ctx, review: dict[str, Any]) -> None:
+    """Back to open: the decision could not be carried out (nothing was changed)."""
+    body = {k: v for k, v in review.items() if k not in ("decision", "decided_by")}
+    try:
+        ctx.review.replace_item({**body, "status": "open"}, etag=review["_etag"])
+    except PreconditionFailedError:
+        pass
 
 
 def _never_match(ctx: Ctx, profile_id: str, other_id: str) -> None:
@@ -93,10 +116,14 @@ def _never_match(ctx: Ctx, profile_id: str, other_id: str) -> None:
 
 
 def _close(ctx: Ctx, review: dict[str, Any], status: str, by: str | None, **extra: Any) -> dict[str, Any]:
-    body = {**review, "status": status, "decided_at": now_iso(), "decided_by": by, **extra}
+    body = {k: v for k, v in review.items() if k != "decision"}
+    body = {**body, "status": status, "decided_at": now_iso(), "decided_by": by, **extra}
     try:
         return _public(ctx.review.replace_item(body, etag=review["_etag"]))
     except PreconditionFailedError:
+        current = ctx.review.read_item(review["id"], review["id"])
+        if current.get("status") == status and status != "obsolete":
+            return _public(current)  # the same decision, finished by a retry meanwhile
         raise ReviewDecisionError("the review was decided by someone else meanwhile") from None
 
 
