@@ -115,7 +115,10 @@ def normalize_email(value: str | None, *, provider_rules: bool = True) -> str | 
     """Validated (syntax only, no DNS), lower-cased email; with provider_rules gmail dots and +tags are removed."""
     if value is None:
         return None
-    text = str(value).strip().strip("<>").strip().lower()
+    text = str(value).strip().strip("<>").strip()
+    if not text.isascii():  # full-width letters typed with an IME: "ＡＮＮ@..." is ann@...
+        text = unicodedata.normalize("NFKC", text)
+    text = text.lower()
     if not text or "@" not in text:
         return None
     return _normalize_email(text, provider_rules)
@@ -198,7 +201,10 @@ def _parse_phone(text: str, region: str | None) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return None if is_blocked_value("phone", e164) else e164
+    # The national number too: "+34 666 666 666" is as much a placeholder as "666 666 666".
+    if is_blocked_value("phone", e164) or _is_placeholder_phone(str(number.national_number)):
+        return None
+    return e164
 
 
 # --- Identifiers ------------------------------------------------------------------------------------------
@@ -230,7 +236,11 @@ def normalize_identifier(id_type: str, value: Any) -> str | None:
 
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
-_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan", "n a", "xxx", "tbc", "guest"})
+_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan", "n a",
+                            "xxx", "tbc", "guest"})
+# Every placeholder of any field, as fold_name leaves it ("Not Provided" -> "not provided"), but real surnames
+# (Na, Blank) and the initial X.
+_BLOCKED_NAMES |= {_SPACES.sub(" ", _NON_ALNUM.sub(" ", v)).strip() for v in _BLOCKED_ANY} - {"", "na", "blank", "x"}
 _TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "herr", "frau", "sr", "sra", "mme", "mlle"})
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
 
@@ -459,7 +469,10 @@ def _address_text(line1: Any, line2: Any, number: str | None) -> str | None:
     parts = [str(p) for p in (line1, line2) if p is not None and str(p).strip()]
     if not parts:
         return None
-    tokens = _address_tokens(" ".join(parts))
+    raw = " ".join(parts)
+    if raw.strip().lower() in _BLOCKED_ANY:  # before folding turns "n/a" into "n a"
+        return None
+    tokens = _address_tokens(raw)
     if number and (not tokens or tokens[0] != number):
         tokens.insert(0, number)
     text = " ".join(tokens)
