@@ -249,8 +249,7 @@ class HookStore:
         return Wrapped()
 
 
-@known_defect("claims made after a concurrent merge are not repointed to the survivor")
-def test_claim_after_a_concurrent_merge_points_at_the_alias():
+def test_claims_made_after_a_concurrent_merge_follow_the_survivor():
     store = MemoryStore()
     older, = resolve(store, rec("pos", "0", loyalty_id="L-1", given_name="Ann", family_name="Lee"))
     bridge = rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", given_name="Ann", family_name="Lee")
@@ -262,11 +261,10 @@ def test_claim_after_a_concurrent_merge_points_at_the_alias():
     first, = resolve(hooked, rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456",
                                  given_name="Ann", family_name="Lee"))
     assert merged and merged[0].action == "merged" and first.profile_id == older.profile_id
-    assert violations(store) == {}  # today: identifier_points_to_alias (the phone names the absorbed id)
+    assert violations(store) == {}  # no identifier names the absorbed id
 
 
-@known_defect("claims made after a concurrent merge are not repointed to the survivor")
-def test_phone_claimed_for_an_alias_is_not_moved_by_a_split():
+def test_phone_claimed_after_a_concurrent_merge_is_moved_by_a_split():
     store = MemoryStore()
     older, = resolve(store, rec("pos", "0", loyalty_id="L-1", given_name="Ann", family_name="Lee"))
     bridge = rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", given_name="Ann", family_name="Lee")

@@ -30,6 +30,7 @@ from shared.store import ItemExistsError, PreconditionFailedError, Store
 
 from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id_for_record,
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
+from .maintenance import update_block
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
@@ -159,6 +160,7 @@ class _Work:
         self.block_docs: dict[str, dict[str, Any] | None] = {}
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
+        self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
         if source_doc is not None:
@@ -408,7 +410,11 @@ class _Work:
         live = live_profile(self.ctx, profile_id)
         if live is None or live["id"] == profile_id:
             return profile_id
-        for container, item_id in ((self.ctx.records, self.key), (self.ctx.identifiers, self.source_iid)):
+        # What this attempt wrote after the saga repointed the profile's documents names the absorbed id too.
+        for key in sorted(self.block_written):
+            update_block(self.ctx, key, profile_id, live["id"])
+        for container, item_id in ((self.ctx.records, self.key), (self.ctx.identifiers, self.source_iid),
+                                   *((self.ctx.identifiers, iid) for iid in self.claimed)):
             for _ in range(20):
                 doc = container.read_item_or_none(item_id, item_id)
                 if doc is None or doc.get("profile_id") != profile_id:
@@ -485,6 +491,7 @@ class _Work:
                     self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
                 else:
                     self.ctx.identifiers.create_item(body)
+                self.claimed.append(iid)
                 continue
             except (ItemExistsError, PreconditionFailedError):
                 pass
