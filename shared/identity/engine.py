@@ -329,6 +329,8 @@ class _Work:
             profile = self._create_profile(claims)
             action, reason = ("review", reviews[0][1]) if reviews else ("created", "new")
         else:
+            if len(group) > 1 and not self.ctx.config.single_writer:
+                self._check_group_live(group)
             ordered = sorted((g.profile for g in group), key=survivor_order)
             target = ordered[0]
             for other in ordered[1:]:
@@ -362,6 +364,14 @@ class _Work:
         return ResolveResult(self.key, profile_id, action, reason)
 
     # --- concurrency with other workers ---------------------------------------------------------------------
+
+    def _check_group_live(self, group: list[_Candidate]) -> None:
+        """Before merging: another worker may have merged a member into a profile this record never saw (whose
+        rules the decision did not check). Then the decision is taken again from fresh reads."""
+        for member in group:
+            live = live_profile(self.ctx, member.profile["id"])
+            if live is None or live["id"] != member.profile["id"]:
+                raise ConcurrencyConflict("a profile of the group was merged away meanwhile")
 
     def _held_by(self, doc: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The live profile that already holds this record although it was never committed (an attempt died
