@@ -129,7 +129,8 @@ def _normalize_email(text: str, provider_rules: bool) -> str | None:
     simple = _SIMPLE_EMAIL.match(text) and "xn--" not in domain and domain.rpartition(".")[2] not in _SPECIAL_USE_TLDS
     if not simple:
         try:
-            result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+            # A needlessly quoted local part ("ann"@x) is unquoted: RFC 5321 makes it the same mailbox as ann@x.
+            result = validate_email(text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=True)
         except EmailNotValidError:
             return None
         local, domain = result.local_part.lower(), result.domain.lower()
@@ -177,11 +178,20 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     # number, so the digits alone decide, and they are the same in bare as in text.
     if not text or _is_placeholder_phone(_digits_of(bare)):
         return None
+    region = region_code(region) if region else None  # "UK" is GB to phonenumbers too
     if text.startswith("00"):  # then bare starts with the same "00"
+        # The region's own international prefix first (Australia's is 0011), then "00" as most countries'.
+        found = _parse_phone(bare, region) if region and _is_bare_number(bare) else None
+        if found:
+            return found
         text, bare = "+" + text[2:], "+" + bare[2:]
-    if bare.isdigit() or (bare[:1] == "+" and bare[1:].isdigit()):
-        return _parse_phone(bare, region.upper() if region else None)
-    return _parse_phone(text, region.upper() if region else None)
+    if _is_bare_number(bare):
+        return _parse_phone(bare, region)
+    return _parse_phone(text, region)
+
+
+def _is_bare_number(bare: str) -> bool:
+    return bare.isdigit() or (bare[:1] == "+" and bare[1:].isdigit())
 
 
 _PHONE_FORMATTING = re.compile(r"[\s\-().\u00a0/]")
@@ -236,8 +246,8 @@ def normalize_identifier(id_type: str, value: Any) -> str | None:
 
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
-_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan", "n a",
-                            "xxx", "tbc", "guest"})
+_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan",
+                            "n a", "xxx", "tbc", "guest"})
 # Every placeholder of any field, as fold_name leaves it ("Not Provided" -> "not provided"), but real surnames
 # (Na, Blank) and the initial X.
 _BLOCKED_NAMES |= {_SPACES.sub(" ", _NON_ALNUM.sub(" ", v)).strip() for v in _BLOCKED_ANY} - {"", "na", "blank", "x"}
@@ -250,12 +260,32 @@ def fold_name(value: Any) -> str | None:
     """ASCII-folded, lower-case name: 'José  O'Brien-Smith' -> 'jose obrien smith'. None if nothing is left."""
     if value is None:
         return None
-    text = unidecode(unicodedata.normalize("NFKC", str(value))).lower()
-    text = text.replace("'", "").replace("`", "")
-    text = _SPACES.sub(" ", _NON_ALNUM.sub(" ", text)).strip()
+    text = str(value)
+    if not text.isascii():
+        text = _fold_unicode(text)
+    text = text.lower().replace("'", "").replace("`", "")
+    text = _SPACES.sub(" ", _NON_NAME_CHARS.sub(" ", text)).strip()
     if not text or text in _BLOCKED_NAMES:
         return None
     return text
+
+
+# Accents typed as apostrophes (O´Brien): NFKC makes them a space and a combining mark, so they go first.
+_APOSTROPHE_LIKE = str.maketrans({"\u00b4": "'", "\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u02bb": "'",
+                                  "\u02b9": "'", "\u02ca": "'", "\u0060": "'"})
+# Han ideographs: unidecode reads them as pinyin without tones, so 张伟, 章伟 and 张薇 would all be "zhang wei".
+_HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+)")
+_NON_NAME_CHARS = re.compile(r"[^a-z0-9 \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+")
+
+
+def _fold_unicode(text: str) -> str:
+    """ASCII letters for Latin (and other alphabetic) scripts; Han kept as it is, after NFKC and case folding.
+    Zero-width and other format characters (category Cf, pasted from web forms) are dropped, not made spaces."""
+    text = "".join(ch for ch in text.translate(_APOSTROPHE_LIKE) if unicodedata.category(ch) != "Cf")
+    text = unicodedata.normalize("NFKC", text).casefold()
+    if not _HAN.search(text):
+        return unidecode(text)
+    return "".join(part if index % 2 else unidecode(part) for index, part in enumerate(_HAN.split(text)))
 
 
 @lru_cache(maxsize=65536)
@@ -411,7 +441,7 @@ def _parse_full_name(text: str) -> tuple[str | None, str | None]:
 
 # USPS street suffixes and UK/IE road types plus directionals, folded to one short form.
 _ADDRESS_ABBREVIATIONS = {
-    "street": "st", "str": "st", "strasse": "str", "avenue": "ave", "av": "ave", "avn": "ave", "road": "rd",
+    "street": "st", "str": "st", "strasse": "st", "avenue": "ave", "av": "ave", "avn": "ave", "road": "rd",
     "boulevard": "blvd", "blv": "blvd", "drive": "dr", "drv": "dr", "lane": "ln", "court": "ct", "crt": "ct",
     "place": "pl", "plaza": "plz", "square": "sq", "terrace": "ter", "terr": "ter", "parkway": "pkwy",
     "highway": "hwy", "circle": "cir", "crescent": "cres", "cresc": "cres", "close": "cl", "grove": "gr",
@@ -423,7 +453,10 @@ _ADDRESS_ABBREVIATIONS = {
 }
 _DIRECTIONS = frozenset({"north", "south", "east", "west", "northeast", "northwest", "southeast", "southwest"})
 _STREET_TYPE_WORDS = frozenset(set(_ADDRESS_ABBREVIATIONS) | set(_ADDRESS_ABBREVIATIONS.values())) - _DIRECTIONS - {"n", "s", "e", "w", "ne", "nw", "se", "sw"}
-_UNIT_WORDS = frozenset({"apartment", "apt", "unit", "flat", "suite", "ste", "room", "rm", "no", "number", "num", "fl", "floor"})
+# Words that mark a flat, floor or room by the number after them, and the one form each is written as.
+_UNIT_WORDS = {"apartment": "unit", "apt": "unit", "unit": "unit", "flat": "unit", "suite": "unit", "ste": "unit",
+               "room": "room", "rm": "room", "fl": "floor", "floor": "floor"}
+_HOUSE_NUMBER_WORDS = frozenset({"no", "number", "num", "nr"})  # "No. 12 High Street": the house number
 _ORDINAL_WORDS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
 _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
 
@@ -432,24 +465,30 @@ def _address_tokens(text: str) -> list[str]:
     folded = unidecode(unicodedata.normalize("NFKC", text)).lower().replace("#", " unit ")
     folded = _SPACES.sub(" ", _NON_ALNUM.sub(" ", folded.replace("'", ""))).strip()
     tokens: list[str] = []
+    units: list[str] = []  # at the end, wherever they were written: "Flat 4, 12 High St" is "12 High St, Flat 4"
     words = folded.split(" ") if folded else []
     i = 0
     while i < len(words):
         word = words[i]
-        if word in _UNIT_WORDS:  # "Apt 4", "Flat 2B", "Suite 300" -> "unit 4"
-            if i + 1 < len(words) and any(ch.isdigit() for ch in words[i + 1]):
-                tokens += ["unit", words[i + 1]]
-                i += 2
-                continue
-            i += 1
-            continue
         following = words[i + 1] if i + 1 < len(words) else ""
+        if word in _UNIT_WORDS or word in _HOUSE_NUMBER_WORDS:
+            # A word without a number after it is part of a name: "12 Flat Rock Road", "Suite Lane".
+            skip = following in _HOUSE_NUMBER_WORDS or following == "unit"  # "Flat No. 4", "Flat #4"
+            number_at = i + 2 if skip else i + 1
+            number = words[number_at] if number_at < len(words) else ""
+            if any(ch.isdigit() for ch in number):
+                if word in _UNIT_WORDS:  # "Apt 4", "Flat 2B", "Suite 300" -> "unit 4"; "Floor 4" -> "floor 4"
+                    units += [_UNIT_WORDS[word], number]
+                else:
+                    tokens.append(number)
+                i = number_at + 1
+                continue
         # "Park Road" keeps "park": a street-type word is only shortened where it is the type, not the name.
         if word in _ADDRESS_ABBREVIATIONS and not (following in _STREET_TYPE_WORDS and word in _STREET_TYPE_WORDS):
             word = _ADDRESS_ABBREVIATIONS[word]
         tokens.append(_ORDINAL_WORDS.get(word, word))
         i += 1
-    return tokens
+    return tokens + units
 
 
 def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:
@@ -532,11 +571,11 @@ def _city_of_folded(folded: str) -> str:
 def normalize_birth_date(value: Any) -> str | None:
     """ISO date string, None for missing, impossible or placeholder dates (1900-01-01, 1970-01-01...)."""
     iso = _birth_date_iso(value) if value is not None else None
-    # A year up to the one this module was loaded in cannot be in the future: no clock read for those.
-    return iso if iso is None or iso[:4] <= _YEAR_AT_IMPORT or int(iso[:4]) <= date.today().year else None
+    # A date up to the day this module was loaded cannot be in the future: no clock read for those.
+    return iso if iso is None or iso <= _DAY_AT_IMPORT or iso <= date.today().isoformat() else None
 
 
-_YEAR_AT_IMPORT = f"{date.today().year:04d}"  # compared as text with the 4-digit years of ISO dates
+_DAY_AT_IMPORT = date.today().isoformat()  # compared as text with ISO dates (4-digit years from 1900)
 
 
 @lru_cache(maxsize=65536, typed=True)  # few distinct dates: many people share one
@@ -659,9 +698,10 @@ def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
 def _record_phone(rec: CustomerRecord, country: str | None) -> str | None:
     """The phone parsed with the record's own country (its region code) first, then the source's default
     region: a source that is mostly British still has customers with American numbers written the national way."""
-    phone = normalize_phone(rec.phone, country or rec.phone_region)
-    if phone is None and rec.phone_region and country and rec.phone_region.upper() != country:
-        phone = normalize_phone(rec.phone, rec.phone_region)
+    source_region = region_code(rec.phone_region) if rec.phone_region else None
+    phone = normalize_phone(rec.phone, country or source_region)
+    if phone is None and source_region and country and source_region != country:
+        phone = normalize_phone(rec.phone, source_region)
     return phone
 
 
