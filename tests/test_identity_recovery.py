@@ -278,8 +278,7 @@ def test_phone_claimed_after_a_concurrent_merge_is_moved_by_a_split():
 
 # --- an updated record never leaves the profile it was in -------------------------------------------------------
 
-@known_defect("an updated record always stays in its prior profile; it is not re-decided")
-def test_record_updated_to_another_persons_details_merges_the_two_people():
+def test_record_corrected_to_another_persons_details_moves_to_that_person():
     store = MemoryStore()
     ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee",
                               birth_date="1980-02-03"))
@@ -290,6 +289,43 @@ def test_record_updated_to_another_persons_details_merges_the_two_people():
     assert _final(store, ann.profile_id) != _final(store, bob.profile_id), moved  # Ann and Bob stay two people
     assert _final(store, moved.profile_id) == _final(store, bob.profile_id)
     assert holders(store, "web|2") == [_final(store, ann.profile_id)]
+    assert holders(store, "pos|1") == [_final(store, bob.profile_id)]
+    assert [m["reason"] for m in store.container("merges").query_items()] == ["record_changed"]
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("container, method", [("merges", "upsert_item"), ("profiles", "replace_item"),
+                                               ("records", "upsert_item")])
+def test_record_moving_to_another_person_survives_a_crash(container, method):
+    store = MemoryStore()
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
+    bob, = resolve(store, rec("crm", "3", email="bob.stone@shopmail.net", given_name="Bob", family_name="Stone"))
+    corrected = rec("pos", "1", email="bob.stone@shopmail.net", given_name="Bob", family_name="Stone")
+    with pytest.raises(Died):
+        resolve(CrashingStore(store, container, method), corrected)
+    moved, = resolve(store, corrected)  # the redelivery
+    assert moved.profile_id == bob.profile_id and holders(store, "pos|1") == [bob.profile_id]
+    assert holders(store, "web|2") == [ann.profile_id]
+    assert resolve(store, corrected)[0].action == "unchanged"
+    assert violations(store) == {}
+
+
+def test_record_updated_with_a_new_address_stays_in_its_profile():
+    """Joined by score (name, birth date, address), the record moves house and drops its birth date: it no longer
+    scores as a match with the other record, but nothing says it is someone else, so the profile keeps it (ids
+    stay stable; only a record whose identifiers lead to another profile leaves, see above)."""
+    store = MemoryStore()
+    ann = dict(given_name="Ann", family_name="Lee", birth_date="1980-02-03", country="GB")
+    home = dict(address_line1="1 Mill Street", city="Leeds", postcode="LS1 4AP")
+    first, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ann, **home))
+    web, = resolve(store, rec("web", "2", phone="+447911123456", **ann, **home))
+    assert (web.action, web.profile_id) == ("linked", first.profile_id)
+    moved, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee",
+                                country="GB", address_line1="9 High Road", city="York", postcode="YO1 7HH"))
+    assert (moved.action, moved.profile_id) == ("linked", first.profile_id)
+    assert holders(store, "web|2") == holders(store, "pos|1") == [first.profile_id]
+    assert violations(store) == {}
 
 
 # --- a merge saga dying after the alias write never closes its merge log entry -----------------------------------

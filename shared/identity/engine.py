@@ -30,7 +30,7 @@ from shared.store import ItemExistsError, PreconditionFailedError, Store
 
 from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id_for_record,
                    random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
-from .maintenance import update_block
+from .maintenance import entry_identifiers, take_out, update_block
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
@@ -165,6 +165,8 @@ class _Work:
         prior = None
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
+            if prior is not None and not any(r["key"] == self.key for r in prior["records"]):
+                prior = None  # the record was taken out of it (its content changed: see _leave)
         elif record_doc is not None:
             prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}
@@ -179,9 +181,33 @@ class _Work:
                 continue
             self.owner[iid] = profile["id"]
             candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
+        if source_doc is not None and prior is not None and self._should_leave(prior):
+            return self._leave(prior)
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _should_leave(self, prior: dict[str, Any]) -> bool:
+        """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
+        its identifiers lead to another profile (staying would merge the two people), and it shares no identifier
+        with the profile's other records nor scores as a match against them."""
+        others = [r for r in prior["records"] if r["key"] != self.key]
+        if not others or all(owner == prior["id"] for owner in self.owner.values()):
+            return False
+        if set(self.strong) & set().union(*map(entry_identifiers, others)):
+            return False
+        p, best = self.model.best_record(self.n, [n for key, n in self.snapshots.of(prior) if key != self.key])
+        return best is None or p < self.ctx.settings.match_threshold or self.model.another_given_name(self.n, best)
+
+    def _leave(self, prior: dict[str, Any]) -> ResolveResult:
+        """Take the changed record out of its profile, then resolve it again like a new one. The log entry comes
+        first (idempotent): a retry after a crash finds the record still in the profile, or resolves it afresh."""
+        self.ctx.merges.upsert_item({
+            "id": "o_" + stable_hash("out", self.key, prior["id"], self.hash), "profile_id": prior["id"],
+            "absorbed_id": None, "at": now_iso(), "reason": "record_changed", "records": [self.key],
+            "rule": "its new content is no longer this profile's person", "status": "done"})
+        take_out(self.ctx, prior, self.key)
+        return self.attempt()
 
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
         """True when the stored version of the record says it changed later than this one: a redelivered or late

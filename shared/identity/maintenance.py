@@ -86,25 +86,34 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
     if pointer is None:
         return None
     profile = live_profile(ctx, pointer["profile_id"])
-    entry = next((r for r in profile["records"] if r["key"] == key), None) if profile else None
-    if profile is not None and entry is not None:
-        remaining = [r for r in profile["records"] if r["key"] != key]
-        own_ids, own_keys = _own(entry, remaining)
-        # Released before the profile changes: a retry after a crash works them out again from the entry, which
-        # is gone once the profile is written.
-        for iid in sorted(own_ids - {source_iid}):
-            _delete_identifier(ctx, iid, profile["id"])
-        for block in sorted(own_keys):
-            update_block(ctx, block, profile["id"], None)
-        if remaining:
-            ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
-        else:
-            ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
+    if profile is not None:
+        take_out(ctx, profile, key)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     _delete_identifier(ctx, source_iid, profile_id)
     ctx.records.delete_item(key, key)
     log.info("removed record from profile %s", profile_id)
     return profile_id
+
+
+def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
+    """Take a record's entry out of its profile (deleted when it was the last), releasing the identifiers and
+    blocking keys only that record gave it; the record's own source identifier and records doc are left to the
+    caller. Raises PreconditionFailedError when the profile changed since it was read."""
+    entry = next((r for r in profile["records"] if r["key"] == key), None)
+    if entry is None:
+        return
+    remaining = [r for r in profile["records"] if r["key"] != key]
+    own_ids, own_keys = _own(entry, remaining)
+    # Released before the profile changes: a retry after a crash works them out again from the entry, which is
+    # gone once the profile is written.
+    for iid in sorted(own_ids - {source_identifier(key)}):
+        _delete_identifier(ctx, iid, profile["id"])
+    for block in sorted(own_keys):
+        update_block(ctx, block, profile["id"], None)
+    if remaining:
+        ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
+    else:
+        ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
