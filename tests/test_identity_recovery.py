@@ -2,7 +2,7 @@
 concurrent workers, and split, remove and review decisions caught in the middle.
 
 Each test drives the in-memory store into one such moment; the store's invariant audit (shared/audit.py) or the
-documented behaviour says what must hold after. Known defects not fixed yet are strict xfails saying what is wrong."""
+documented behaviour says what must hold after."""
 from __future__ import annotations
 
 import threading
@@ -17,11 +17,6 @@ from shared.settings import Settings
 from shared.store import MemoryStore
 
 SETTINGS = Settings()
-
-
-def known_defect(why: str):
-    """A defect found and not fixed yet: the test fails until it is, then the strict xfail makes it fail loudly."""
-    return pytest.mark.xfail(strict=True, reason="known defect: " + why)
 
 
 def rec(source: str, key: str, **fields) -> CustomerRecord:
@@ -397,12 +392,11 @@ def test_review_decision_dying_half_way_is_finished_by_taking_it_again():
     assert violations(store) == {}
 
 
-@known_defect("_join_concurrent sees new profiles under the keys, not new content of profiles already listed")
-def test_concurrent_records_meeting_only_through_a_profile_update_end_in_two_profiles(monkeypatch):
+def test_concurrent_records_meeting_only_through_a_profile_update_end_in_one_profile(monkeypatch):
     """r0 founds P. r1 joins P by its email (it writes no blocking key: r0 has them all). r2 is r1's person by
     score (not r0's): one after the other it joins P. Here r2's worker reads P (holding r0 only) and decides to
     create a profile; r1's worker then links r1 into P and finishes; r2's worker writes its profile and the shared
-    blocking keys (unchanged since it read them, so no ETag conflict) and never learns of r1."""
+    blocking keys (unchanged since it read them, so no ETag conflict): it must still learn of r1."""
     e = dict(email="john.smith77@shopmail.net")
     r0 = rec("pos", "0", given_name="John", family_name="Smyth", birth_date="1980-03-02", **e)
     r1 = rec("web", "1", given_name="John", family_name="Smith", birth_date="1980-02-03", **e)

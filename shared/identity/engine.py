@@ -161,6 +161,7 @@ class _Work:
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
+        self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
         if source_doc is not None:
@@ -227,6 +228,7 @@ class _Work:
         nothing joins, the best candidate goes to review if it is in the review band or protection blocked it."""
         exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
         ranked = self._ranked_candidates(self._candidate_ids(), profiles, exclude)
+        self.scored = {profile["id"]: profile.get("_etag") for _, profile, _ in ranked}
         settings = self.ctx.settings
         blocked = None
         for p, profile, best in ranked:
@@ -417,7 +419,7 @@ class _Work:
         other's profile, which it scores and merges with now (the merge saga is idempotent). Keys this attempt
         did not write (already listing the profile) are read again. Returns the merged profile, or None."""
         self._reread_blocks([key for key in self.blocking_keys if key not in self.block_written], profile["id"])
-        fresh = [pid for pid in sorted(self.block_fresh) if pid != profile["id"]]
+        fresh = [pid for pid in sorted(self.block_fresh | self._changed_since_scored()) if pid != profile["id"]]
         if not fresh:
             return None
         current = live_profile(self.ctx, profile["id"])
@@ -439,6 +441,16 @@ class _Work:
         ordered = sorted([current, other], key=survivor_order)
         why = {"reason": "score", **detail, "via_record": self.key}
         return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+
+    def _changed_since_scored(self) -> set[str]:
+        """The profiles scored in the decision that changed since (one batched read): another worker may have
+        linked a record to one without touching a blocking key (its keys were there already), and that record
+        may be this one's person. Writing blocking keys cannot reveal that, so they are scored again."""
+        ids = list(self.scored)
+        if not ids:
+            return set()
+        docs = self.ctx.profiles.read_items([(pid, pid) for pid in ids])
+        return {pid for pid, doc in zip(ids, docs) if doc is not None and doc.get("_etag") != self.scored[pid]}
 
     def _follow_concurrent_merge(self, profile_id: str) -> str:
         """After the commit: if another worker merged the profile away meanwhile, its saga may have repointed
