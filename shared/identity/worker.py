@@ -48,7 +48,8 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
 
 
 def quarantine_blob_name(message_text: str) -> str:
-    """Named after the message content, so a redelivered message overwrites rather than duplicates."""
+    """Named after the day and the message content: a message redelivered the same day overwrites its file; one
+    redelivered after midnight leaves an identical copy under the new day (readers go by record key, not file)."""
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
     return f"resolve/{day}/{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.jsonl"
 
