@@ -29,7 +29,8 @@ from typing import Any, Sequence
 import jellyfish
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from shared.normalize import NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ, nickname_forms
+from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ,
+                              nickname_forms)
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 CLASSES = ("match", "related", "unrelated")
