@@ -12,6 +12,8 @@ from shared.models import CustomerRecord
 from shared.settings import Settings
 from shared.store import ItemNotFoundError, MemoryStore
 
+from .store_faults import Died, crashing
+
 
 def _hand_model() -> MatchModel:
     """Temporary stand-in until the trained default model is committed (same class, hand-set parameters)."""
@@ -263,41 +265,11 @@ def test_concurrent_workers_end_in_one_profile(store, model):
         assert get_profile(store, ident["profile_id"])["id"] == profile["id"]
 
 
-class _CrashOnce:
-    """A store whose container `name` fails the first `method` call: a worker dying half way."""
-
-    def __init__(self, store, name="records", method="replace_item"):
-        self._store, self._name, self._method = store, name, method
-        self.crashed = False
-
-    def container(self, name):
-        inner = self._store.container(name)
-        if name != self._name:
-            return inner
-        outer = self
-
-        class Crashing:
-            def __getattr__(self, attr):
-                value = getattr(inner, attr)
-                if attr != outer._method:
-                    return value
-
-                def crash_once(*args, **kwargs):
-                    if not outer.crashed:
-                        outer.crashed = True
-                        raise RuntimeError("worker died")
-                    return value(*args, **kwargs)
-
-                return crash_once
-
-        return Crashing()
-
-
 def test_crash_after_profile_created_is_resumed_by_redelivery(store, model):
-    crashing = _CrashOnce(store, "identifiers", "create_item")
+    dying = crashing(store, "identifiers", "create_item")
     record = rec("pos", "1", email="ann@lee.org", phone="+447911123456", given_name="Ann")
-    with pytest.raises(RuntimeError):
-        resolve(crashing, model, record)
+    with pytest.raises(Died):
+        resolve(dying, model, record)
     assert store.container("profiles").count_items() == 1  # the profile exists, its claims do not
     again, = resolve(store, model, record)
     assert again.action in ("created", "linked")
@@ -309,9 +281,9 @@ def test_crash_after_profile_created_is_resumed_by_redelivery(store, model):
 def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann"))
     second, = resolve(store, model, rec("web", "2", phone="+447911123456", given_name="Ann"))
-    crashing = _CrashOnce(store)
-    with pytest.raises(RuntimeError):
-        resolve(crashing, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456"))
+    dying = crashing(store, "records", "replace_item")
+    with pytest.raises(Died):
+        resolve(dying, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456"))
     absorbed = store.container("profiles").read_item(second.profile_id, second.profile_id)
     assert absorbed["pending_merge"]["into"] == first.profile_id  # the saga stopped half way
     later, = resolve(store, model, rec("app", "4", phone="+44 7911 123456", given_name="Ann"))

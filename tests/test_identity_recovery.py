@@ -16,6 +16,8 @@ from shared.models import CustomerRecord
 from shared.settings import Settings
 from shared.store import MemoryStore
 
+from .store_faults import Died, crashing, hooked
+
 SETTINGS = Settings()
 
 
@@ -25,45 +27,6 @@ def rec(source: str, key: str, **fields) -> CustomerRecord:
 
 def resolve(store, *records):
     return resolve_records(store, list(records), settings=SETTINGS)
-
-
-class Died(Exception):
-    """A worker dying between two store writes (not one of the engine's retried conflicts)."""
-
-
-class CrashingStore:
-    """Wraps a store: the `nth` call (1-based) of `method` on container `name` dies instead of running
-    (only calls for which `when(args)` is true are counted). Later calls run normally."""
-
-    def __init__(self, store, name, method, nth=1, when=None):
-        self._store, self._name, self._method, self._nth = store, name, method, nth
-        self._when = when or (lambda *a, **k: True)
-        self.calls = 0
-        self.crashed = False
-
-    def container(self, name):
-        inner = self._store.container(name)
-        if name != self._name:
-            return inner
-        outer = self
-
-        class Wrapped:
-            def __getattr__(self, attr):
-                value = getattr(inner, attr)
-                if attr != outer._method:
-                    return value
-
-                def call(*args, **kwargs):
-                    if not outer.crashed and outer._when(*args, **kwargs):
-                        outer.calls += 1
-                        if outer.calls == outer._nth:
-                            outer.crashed = True
-                            raise Died(f"worker died at {name}.{attr}")
-                    return value(*args, **kwargs)
-
-                return call
-
-        return Wrapped()
 
 
 def violations(store):
@@ -81,9 +44,9 @@ def test_remove_record_dying_before_its_releases_is_finished_by_the_retry():
     store = MemoryStore()
     ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
     resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann"))
-    crashing = CrashingStore(store, "identifiers", "delete_item")
+    dying = crashing(store, "identifiers", "delete_item")
     with pytest.raises(Died):
-        remove_record(crashing, "web", "2", settings=SETTINGS)  # profile written, its identifiers not yet
+        remove_record(dying, "web", "2", settings=SETTINGS)  # profile written, its identifiers not yet
     assert remove_record(store, "web", "2", settings=SETTINGS) == ann.profile_id  # the retry
     assert holders(store, "web|2") == []
     # the phone was only web|2's: the profile no longer lists it, yet the index still leads to it for good
@@ -103,9 +66,9 @@ def _two_record_profile(store):
 def test_split_dying_after_creating_the_new_profile_is_finished_by_the_retry():
     store = MemoryStore()
     pid = _two_record_profile(store)
-    crashing = CrashingStore(store, "profiles", "replace_item")
+    dying = crashing(store, "profiles", "replace_item")
     with pytest.raises(Died):
-        split_record(crashing, pid, "web|2", settings=SETTINGS)  # new profile created, old one not yet changed
+        split_record(dying, pid, "web|2", settings=SETTINGS)  # new profile created, old one not yet changed
     new_id = split_record(store, pid, "web|2", settings=SETTINGS)  # the caller retries the split
     assert holders(store, "web|2") == [new_id]
     assert violations(store) == {}
@@ -114,9 +77,9 @@ def test_split_dying_after_creating_the_new_profile_is_finished_by_the_retry():
 def test_split_dying_after_its_profile_writes_is_finished_by_the_retry():
     store = MemoryStore()
     pid = _two_record_profile(store)
-    crashing = CrashingStore(store, "identifiers", "replace_item")
+    dying = crashing(store, "identifiers", "replace_item")
     with pytest.raises(Died):
-        split_record(crashing, pid, "web|2", settings=SETTINGS)  # both profiles written, pointers not yet
+        split_record(dying, pid, "web|2", settings=SETTINGS)  # both profiles written, pointers not yet
     new_id = split_record(store, pid, "web|2", settings=SETTINGS)  # the caller retries: the split is finished
     assert find_profile_id(store, "phone", "+447911123456") == new_id
     assert store.container("records").read_item("web|2", "web|2")["profile_id"] == new_id
@@ -137,9 +100,9 @@ def test_crash_after_creating_a_profile_under_a_random_id_is_completed_in_that_p
     resolve(store, rec("web", "2", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
     assert remove_record(store, "pos", "1", settings=SETTINGS) == ann.profile_id
     back = rec("pos", "1", email="bob.stone@shopmail.net", given_name="Bob", family_name="Stone")
-    crashing = CrashingStore(store, "identifiers", "create_item")
+    dying = crashing(store, "identifiers", "create_item")
     with pytest.raises(Died):
-        resolve(crashing, back)  # profile created under a random id, records doc names p_<hash>; then dies
+        resolve(dying, back)  # profile created under a random id, records doc names p_<hash>; then dies
     resolve(store, back)  # the redelivered message
     assert len(holders(store, "pos|1")) == 1, holders(store, "pos|1")
     assert violations(store) == {}
@@ -178,6 +141,36 @@ def _final(store, profile_id):
     return get_profile(store, profile_id)["id"]
 
 
+def _while_deciding(monkeypatch, record, worker_run, meanwhile):
+    """Run `worker_run()` on a thread whose resolution of `record` stops after its reads and decision; run
+    `meanwhile()` (another worker), then let the first one write. Returns ({"result" or "error"}, meanwhile())."""
+    decided, go = threading.Event(), threading.Event()
+    apply = engine._Work._apply
+
+    def paused(self, *args):
+        if self.key == record.key and not go.is_set():
+            decided.set()
+            assert go.wait(timeout=10)
+        return apply(self, *args)
+
+    monkeypatch.setattr(engine._Work, "_apply", paused)
+    out = {}
+
+    def work():
+        try:
+            out["result"] = worker_run()
+        except Exception as err:  # noqa: BLE001 - the caller checks it
+            out["error"] = err
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert decided.wait(timeout=10)  # the worker has read everything and decided
+    other = meanwhile()
+    go.set()
+    worker.join(timeout=30)
+    return out, other
+
+
 def test_concurrent_household_members_on_a_family_email_stay_apart(monkeypatch):
     dad = rec("pos", "1", email="lee.home@shopmail.net", given_name="Raymond", family_name="Lee")
     son = rec("web", "2", email="lee.home@shopmail.net", given_name="Kevin", family_name="Lee")
@@ -213,37 +206,6 @@ def test_concurrent_twins_go_to_review_not_joined_by_score(monkeypatch):
 
 # --- a claim written after another worker merged the profile away points at the alias ---------------------------
 
-class HookStore:
-    """Wraps a store: just before the `nth` call of `method` on container `name`, runs `hook()` (another worker
-    acting at that moment)."""
-
-    def __init__(self, store, name, method, nth, hook):
-        self._store, self._name, self._method, self._nth, self._hook = store, name, method, nth, hook
-        self.calls = 0
-
-    def container(self, name):
-        inner = self._store.container(name)
-        if name != self._name:
-            return inner
-        outer = self
-
-        class Wrapped:
-            def __getattr__(self, attr):
-                value = getattr(inner, attr)
-                if attr != outer._method:
-                    return value
-
-                def call(*args, **kwargs):
-                    outer.calls += 1
-                    if outer.calls == outer._nth:
-                        outer._hook()
-                    return value(*args, **kwargs)
-
-                return call
-
-        return Wrapped()
-
-
 def test_claims_made_after_a_concurrent_merge_follow_the_survivor():
     store = MemoryStore()
     older, = resolve(store, rec("pos", "0", loyalty_id="L-1", given_name="Ann", family_name="Lee"))
@@ -251,9 +213,9 @@ def test_claims_made_after_a_concurrent_merge_follow_the_survivor():
     merged = []
     # worker 1 creates its profile A and claims the email; worker 2 then links the email and the loyalty id,
     # merging A into the older profile; worker 1 goes on to claim the phone for A.
-    hooked = HookStore(store, "identifiers", "create_item", nth=2,
+    interfered = hooked(store, "identifiers", "create_item", nth=2,
                        hook=lambda: merged.append(resolve(store, bridge)[0]))
-    first, = resolve(hooked, rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456",
+    first, = resolve(interfered, rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456",
                                  given_name="Ann", family_name="Lee"))
     assert merged and merged[0].action == "merged" and first.profile_id == older.profile_id
     assert violations(store) == {}  # no identifier names the absorbed id
@@ -263,8 +225,8 @@ def test_phone_claimed_after_a_concurrent_merge_is_moved_by_a_split():
     store = MemoryStore()
     older, = resolve(store, rec("pos", "0", loyalty_id="L-1", given_name="Ann", family_name="Lee"))
     bridge = rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", given_name="Ann", family_name="Lee")
-    hooked = HookStore(store, "identifiers", "create_item", nth=2, hook=lambda: resolve(store, bridge))
-    resolve(hooked, rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann",
+    interfered = hooked(store, "identifiers", "create_item", nth=2, hook=lambda: resolve(store, bridge))
+    resolve(interfered, rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann",
                         family_name="Lee"))
     new_id = split_record(store, older.profile_id, "web|1", settings=SETTINGS)
     # the phone is web|1's alone: it must follow the record into the split profile
@@ -298,7 +260,7 @@ def test_record_moving_to_another_person_survives_a_crash(container, method):
     bob, = resolve(store, rec("crm", "3", email="bob.stone@shopmail.net", given_name="Bob", family_name="Stone"))
     corrected = rec("pos", "1", email="bob.stone@shopmail.net", given_name="Bob", family_name="Stone")
     with pytest.raises(Died):
-        resolve(CrashingStore(store, container, method), corrected)
+        resolve(crashing(store, container, method), corrected)
     moved, = resolve(store, corrected)  # the redelivery
     assert moved.profile_id == bob.profile_id and holders(store, "pos|1") == [bob.profile_id]
     assert holders(store, "web|2") == [ann.profile_id]
@@ -334,9 +296,9 @@ def test_merge_saga_dying_at_its_last_steps_is_finished_by_the_redelivery(contai
     first, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))
     second, = resolve(store, rec("web", "2", phone="+447911123456", given_name="Ann", family_name="Lee"))
     bridge = rec("crm", "3", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann")
-    crashing = CrashingStore(store, container, method, when=when)
+    dying = crashing(store, container, method, when=when)
     with pytest.raises(Died):
-        resolve(crashing, bridge)
+        resolve(dying, bridge)
     assert resolve(store, bridge)[0].profile_id == first.profile_id  # the redelivery
     assert resolve(store, bridge)[0].action == "unchanged"
     assert store.container("profiles").read_item(second.profile_id, second.profile_id)["doc_type"] == "alias"
@@ -347,14 +309,16 @@ def test_merge_saga_dying_at_its_last_steps_is_finished_by_the_redelivery(contai
 
 # --- review: a reject and an approve at once end rejected on paper and merged in fact -----------------------------
 
+def _mother_and_daughter():
+    ann = dict(email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee")
+    return rec("pos", "1", birth_date="1960-05-05", **ann), rec("pos", "2", birth_date="1995-09-09", **ann)
+
+
 def test_concurrent_approve_and_reject_of_one_review_end_as_the_review_says():
     from shared.identity.review import ReviewDecisionError, approve_review, get_review, reject_review
 
     store = MemoryStore()
-    mum, = resolve(store, rec("pos", "1", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee",
-                              birth_date="1960-05-05"))
-    kid, = resolve(store, rec("pos", "2", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee",
-                              birth_date="1995-09-09"))
+    mum, kid = resolve(store, *_mother_and_daughter())  # one family email, two birth dates: a review
     review_id = next(store.container("review").query_items())["id"]
     # One person approves; while the merge runs, another person rejects the same review: the first decision
     # taken on the review wins, the other gets an error, and what happened is what the review says.
@@ -365,8 +329,8 @@ def test_concurrent_approve_and_reject_of_one_review_end_as_the_review_says():
             reject_review(store, review_id, by="bob", settings=SETTINGS)
         rejected.append("refused")
 
-    hooked = HookStore(store, "profiles", "replace_item", nth=1, hook=bob_rejects)
-    approved = approve_review(hooked, review_id, by="alice", settings=SETTINGS)
+    interfered = hooked(store, "profiles", "replace_item", nth=1, hook=bob_rejects)
+    approved = approve_review(interfered, review_id, by="alice", settings=SETTINGS)
     assert rejected == ["refused"]
     assert approved["status"] == get_review(store, review_id)["status"] == "approved"
     assert approved["decided_by"] == "alice" and "decision" not in approved
@@ -377,13 +341,10 @@ def test_review_decision_dying_half_way_is_finished_by_taking_it_again():
     from shared.identity.review import ReviewDecisionError, approve_review, get_review, reject_review
 
     store = MemoryStore()
-    mum, = resolve(store, rec("pos", "1", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee",
-                              birth_date="1960-05-05"))
-    kid, = resolve(store, rec("pos", "2", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee",
-                              birth_date="1995-09-09"))
+    mum, kid = resolve(store, *_mother_and_daughter())  # one family email, two birth dates: a review
     review_id = next(store.container("review").query_items())["id"]
     with pytest.raises(Died):
-        approve_review(CrashingStore(store, "profiles", "replace_item"), review_id, by="alice", settings=SETTINGS)
+        approve_review(crashing(store, "profiles", "replace_item"), review_id, by="alice", settings=SETTINGS)
     assert get_review(store, review_id)["status"] == "deciding"
     with pytest.raises(ReviewDecisionError, match="being decided"):
         reject_review(store, review_id, by="bob", settings=SETTINGS)  # taken already: another decision is refused
@@ -406,25 +367,10 @@ def test_concurrent_records_meeting_only_through_a_profile_update_end_in_one_pro
 
     store = MemoryStore()
     p, = resolve(store, r0)
-    decided, go = threading.Event(), threading.Event()
-    apply = engine._Work._apply
-
-    def paused(self, *args):
-        if self.key == r2.key and not go.is_set():
-            decided.set()
-            assert go.wait(timeout=10)
-        return apply(self, *args)
-
-    monkeypatch.setattr(engine._Work, "_apply", paused)
-    out = {}
-    worker = threading.Thread(target=lambda: out.update(r2=resolve(store, r2)[0]))
-    worker.start()
-    assert decided.wait(timeout=10)  # r2's worker has read everything and decided
-    one, = resolve(store, r1)  # r1's worker runs to the end meanwhile
-    go.set()
-    worker.join(timeout=30)
+    # r2's worker reads and decides; r1's worker runs to the end meanwhile
+    out, (one,) = _while_deciding(monkeypatch, r2, lambda: resolve(store, r2)[0], lambda: resolve(store, r1))
     assert one.profile_id == p.profile_id
-    assert _final(store, out["r2"].profile_id) == _final(store, p.profile_id), out["r2"]
+    assert _final(store, out["result"].profile_id) == _final(store, p.profile_id), out
 
 
 # --- a lost claim's identifier is never dropped if the worker dies before dropping it ----------------------------
@@ -435,37 +381,12 @@ def test_identifier_of_a_lost_claim_leaves_the_profile_after_a_crash(monkeypatch
     dies before dropping the email from the daughter's profile. The redelivery links the record to its profile
     again but keeps the email listed: the profile claims an identifier indexed to another profile, for good."""
     email = "email:fam.lee@shopmail.net"
-    mum = rec("pos", "1", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee", birth_date="1960-05-05")
-    kid = rec("pos", "2", email="fam.lee@shopmail.net", given_name="Ann", family_name="Lee", birth_date="1995-09-09")
+    mum, kid = _mother_and_daughter()
     store = MemoryStore()
-    decided, go = threading.Event(), threading.Event()
-    apply = engine._Work._apply
-
-    def paused(self, *args):
-        if self.key == kid.key and not go.is_set():
-            decided.set()
-            assert go.wait(timeout=10)
-        return apply(self, *args)
-
-    monkeypatch.setattr(engine._Work, "_apply", paused)
-    crashing = CrashingStore(store, "profiles", "replace_item",  # the write dropping the email
-                             when=lambda body, **k: body.get("doc_type") == "profile"
-                             and email not in body.get("identifiers", []))
-    out = {}
-
-    def work():
-        try:
-            resolve(crashing, kid)
-        except Died as err:
-            out["died"] = err
-
-    worker = threading.Thread(target=work)
-    worker.start()
-    assert decided.wait(timeout=10)
-    resolve(store, mum)
-    go.set()
-    worker.join(timeout=30)
-    assert "died" in out
+    dying = crashing(store, "profiles", "replace_item",  # the write dropping the email
+                     when=lambda body, **_: body.get("doc_type") == "profile" and email not in body["identifiers"])
+    out, _ = _while_deciding(monkeypatch, kid, lambda: resolve(dying, kid), lambda: resolve(store, mum))
+    assert isinstance(out.get("error"), Died), out
     again, = resolve(store, kid)  # the redelivered message
     assert email not in get_profile(store, again.profile_id)["identifiers"]
     assert violations(store) == {}
@@ -504,22 +425,6 @@ def test_group_member_merged_into_a_third_profile_meanwhile_is_decided_again(mon
 
     store = MemoryStore()
     resolve(store, a, t, b)
-    decided, go = threading.Event(), threading.Event()
-    apply = engine._Work._apply
-
-    def paused(self, *args):
-        if self.key == r.key and not go.is_set():
-            decided.set()
-            assert go.wait(timeout=10)
-        return apply(self, *args)
-
-    monkeypatch.setattr(engine._Work, "_apply", paused)
-    out = {}
-    worker = threading.Thread(target=lambda: out.update(r=resolve(store, r)[0]))
-    worker.start()
-    assert decided.wait(timeout=10)
-    other, = resolve(store, q)
-    go.set()
-    worker.join(timeout=30)
-    assert _final(store, out["r"].profile_id) == _final(store, other.profile_id), (out["r"], other)
+    out, (other,) = _while_deciding(monkeypatch, r, lambda: resolve(store, r)[0], lambda: resolve(store, q))
+    assert _final(store, out["result"].profile_id) == _final(store, other.profile_id), (out, other)
     assert violations(store) == {}
