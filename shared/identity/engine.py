@@ -38,10 +38,11 @@ from .survivorship import record_values, survive
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined")
+ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", "erased")
 # Identifiers that members of one household share (family email, home phone): a link through them alone is
 # checked against the names.
 SHAREABLE_TYPES = frozenset({"email", "phone"})
+ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
 STALE_VERSION = "stale: a newer version of this record is resolved already"
 NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
                    "with a birth date, address, postcode or city")
@@ -145,6 +146,8 @@ class _Work:
         # The records doc is written before the commit (the source identifier), so a record without one was never
         # started: a new record needs no source-identifier lookup.
         record_doc = ctx.records.read_item_or_none(self.key, self.key)
+        if record_doc is not None and record_doc.get("erased_at"):
+            return ResolveResult(self.key, None, "erased", ERASED)
         if record_doc is not None and self._older_than(record_doc):
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.

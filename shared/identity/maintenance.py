@@ -60,7 +60,11 @@ def update_block(ctx: Ctx, key: str, remove: str | None, add: str | None) -> Non
             return
         try:
             if doc is None:
-                ctx.blocking.create_item({"id": key, "profile_ids": new_ids})
+                if new_ids:
+                    ctx.blocking.create_item({"id": key, "profile_ids": new_ids})
+            elif not new_ids and not doc.get("capped"):
+                # Deleted, not kept empty: a key is made of a person's data (birth date, postcode, email name).
+                ctx.blocking.delete_item(key, key, etag=doc["_etag"])
             else:
                 ctx.blocking.replace_item({**doc, "profile_ids": new_ids}, etag=doc["_etag"])
             return
@@ -83,8 +87,8 @@ def remove_record(store: Store, source: str, record_key: str, *, settings: Setti
 def _remove_once(ctx: Ctx, key: str) -> str | None:
     source_iid = source_identifier(key)
     pointer = ctx.records.read_item_or_none(key, key) or ctx.identifiers.read_item_or_none(source_iid, source_iid)
-    if pointer is None:
-        return None
+    if pointer is None or pointer.get("erased_at"):
+        return None  # unknown, or erased on request (its empty records doc stays: see shared/privacy.py)
     profile = live_profile(ctx, pointer["profile_id"])
     if profile is not None:
         take_out(ctx, profile, key)
