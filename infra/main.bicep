@@ -8,6 +8,8 @@ targetScope = 'resourceGroup'
 @description('Short environment name (azd sets it); used to derive resource names.')
 param environmentName string
 param location string = resourceGroup().location
+@description('Days a data file (landed, quarantined, failed, claim-check, export) is kept: an erase cannot rewrite them.')
+param fileRetentionDays int = 30
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
@@ -60,6 +62,30 @@ resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2
   parent: blobService
   name: name
 }]
+
+// Files hold whole rows of many people: erasing one person (shared/privacy.py) cannot rewrite them, so they expire.
+resource fileRetention 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expire-data-files'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [ 'blockBlob' ]
+              prefixMatch: [ 'landing/', 'quarantine/', 'failed/', 'claims/', 'exports/' ]
+            }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: fileRetentionDays } } }
+          }
+        }
+      ]
+    }
+  }
+}
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage

@@ -31,6 +31,15 @@ def test_blob_containers_and_queues_exist():
     assert set(queues(s)) <= declared_queues
 
 
+def test_data_files_expire_since_an_erase_cannot_rewrite_them():
+    rule = MAIN.split("name: 'expire-data-files'", 1)[1].split("actions:", 1)
+    prefixes = set(re.findall(r"'([\w-]+)/'", rule[0]))
+    s = Settings()
+    assert prefixes == {s.landing_container, s.quarantine_container, s.failed_container, s.claims_container,
+                        s.exports_container}
+    assert "delete: { daysAfterModificationGreaterThan: fileRetentionDays }" in rule[1]
+
+
 def test_every_binding_expression_is_an_app_setting(functions_by_name):
     settings = bicep_app_settings()
     for fn in functions_by_name.values():
