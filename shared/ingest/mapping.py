@@ -50,6 +50,7 @@ REQUIRED_FIELDS = {
 DATE_FIELDS = {"birth_date"}
 DATETIME_FIELDS = {"updated_at", "timestamp"}
 JSON_FIELDS = {"items", "traits", "properties"}
+MAX_JSON_DEPTH = 64  # pydantic's serializer gives up near 255 levels, mid-file; real properties are shallow
 NOT_TEXT = DATE_FIELDS | DATETIME_FIELDS | JSON_FIELDS | {"amount", "rating", "phone"}
 _NUMBER_LIKE = re.compile(r"^[+-][\d\s().,]*$")
 _FORMULA_START = frozenset("=@+-\t\r")
@@ -272,6 +273,16 @@ def _lookup(raw: dict[str, Any], column: str) -> Any:
     return None
 
 
+def _too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when a JSON value nests deeper than limit (walked iteratively: no recursion to exhaust)."""
+    level = [value]
+    for _ in range(limit):
+        level = [c for v in level for c in (v.values() if isinstance(v, dict) else v) if isinstance(c, (dict, list))]
+        if not level:
+            return False
+    return True
+
+
 def _blank(value: Any) -> bool:
     return value is None or value == "" or (isinstance(value, str) and value.isspace())
 
@@ -386,10 +397,14 @@ class RowMapper:
         if not isinstance(value, str):
             return value
         try:
-            return json.loads(value)
-        except ValueError:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):  # RecursionError: hostile nesting
             reasons.append(Reason("invalid_json", name, f"{name} is not valid JSON"))
             return None
+        if isinstance(parsed, (dict, list)) and _too_deep(parsed):
+            reasons.append(Reason("invalid_json", name, f"{name} nests deeper than {MAX_JSON_DEPTH} levels"))
+            return None
+        return parsed
 
     def _checked(self, name: str, value: Any, reasons: list[Reason]) -> tuple[bool, Any]:
         """Size and encoding checks every raw value goes through; False drops the value."""
@@ -402,6 +417,9 @@ class RowMapper:
                 reasons.append(Reason("invalid_encoding", name, f"{name} has bytes that are not valid in the file's encoding"))
                 return False, None
         elif isinstance(value, (dict, list)):
+            if _too_deep(value):
+                reasons.append(Reason("invalid_json", name, f"{name} nests deeper than {MAX_JSON_DEPTH} levels"))
+                return False, None
             size = len(json.dumps(value, default=str))
             if size > self.max_field_bytes:
                 reasons.append(Reason("field_too_large", name, f"{name} is larger than {self.max_field_bytes} bytes"))

@@ -309,7 +309,7 @@ def read_jsonl(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -> Ite
         row_number += 1
         try:
             value = json.loads(line)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: hostile nesting ([[[...]]])
             yield row_number, RowError("invalid_json", f"not valid JSON: {err}", line[:1000])
             continue
         if not isinstance(value, dict):
@@ -364,6 +364,8 @@ def read_json_array(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -
             try:
                 value, end = decoder.raw_decode(buffer, pos)
                 break
+            except RecursionError:  # hostile nesting: the array cannot be resynchronised after it
+                raise FileError("invalid_json", f"row {row_number + 1} is nested too deeply") from None
             except ValueError as err:
                 if len(buffer) - pos > options.max_row_bytes:
                     raise FileError("row_too_large",
