@@ -349,7 +349,11 @@ class RowMapper:
             return None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=self.zone)
-        parsed = parsed.astimezone(timezone.utc)
+        try:
+            parsed = parsed.astimezone(timezone.utc)
+        except OverflowError:  # year 1 or 9999 shifted past the calendar's edge
+            reasons.append(Reason("date_out_of_range", name, f"{name} is before 1900 or in the future"))
+            return None
         if parsed.date() < MIN_DATE or parsed > self.now + FUTURE_SKEW:
             reasons.append(Reason("date_out_of_range", name,
                                   f"{name} {parsed.isoformat()} is before 1900 or in the future"))
