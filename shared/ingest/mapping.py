@@ -424,9 +424,13 @@ class RowMapper:
             if _too_deep(value):
                 reasons.append(Reason("invalid_json", name, f"{name} nests deeper than {MAX_JSON_DEPTH} levels"))
                 return False, None
-            size = len(json.dumps(value, default=str))
-            if size > self.max_field_bytes:
+            text = json.dumps(value, default=str)
+            if len(text) > self.max_field_bytes:
                 reasons.append(Reason("field_too_large", name, f"{name} is larger than {self.max_field_bytes} bytes"))
+                return False, None
+            # A surrogate nested anywhere is dumped as \udXXX (rare: only then the exact check)
+            if "\\ud" in text and has_bad_encoding(json.dumps(value, default=str, ensure_ascii=False)):
+                reasons.append(Reason("invalid_encoding", name, f"{name} holds text that is not valid Unicode"))
                 return False, None
         return True, value
 
@@ -468,7 +472,9 @@ class RowMapper:
         m = self.mapping
         key = self.record_key_of(raw)
         if m.record_key:
-            if key is None:
+            if key is None and any(has_bad_encoding(_as_text(_lookup(raw, c))) for c in m.record_key):
+                reasons.append(Reason("invalid_encoding", "record_key", "the record key is not valid text"))
+            elif key is None:
                 reasons.append(Reason("missing_value", "record_key",
                                       f"record key column(s) {', '.join(m.record_key)} empty or missing"))
             elif len(key.encode()) > 256:

@@ -191,11 +191,13 @@ def detect_encoding(sample: bytes) -> str:
     return best.encoding if best is not None else "cp1252"
 
 
-_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# Any surrogate: undecodable bytes kept by surrogateescape (\udc80-\udcff), or a lone UTF-16 half from a JSON
+# escape ("\ud83d" of an emoji cut in two); none of them can be encoded as UTF-8 later.
+_ESCAPED_BYTE = re.compile("[\ud800-\udfff]")
 
 
 def has_bad_encoding(value: Any) -> bool:
-    """True when a decoded string carries undecodable bytes (kept as lone surrogates by surrogateescape)."""
+    """True when a decoded string carries undecodable bytes or a lone surrogate (not valid text)."""
     return isinstance(value, str) and not value.isascii() and _ESCAPED_BYTE.search(value) is not None
 
 
