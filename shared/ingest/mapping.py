@@ -412,6 +412,8 @@ class RowMapper:
 
     def _checked(self, name: str, value: Any, reasons: list[Reason]) -> tuple[bool, Any]:
         """Size and encoding checks every raw value goes through; False drops the value."""
+        if isinstance(value, bytes):  # Parquet BINARY: text if UTF-8, else bad bytes escaped (invalid_encoding)
+            value = value.decode("utf-8", "surrogateescape")
         if isinstance(value, str):
             if len(value) * 4 > self.max_field_bytes and \
                     len(value.encode("utf-8", "surrogateescape")) > self.max_field_bytes:
