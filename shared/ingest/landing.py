@@ -33,6 +33,7 @@ MAPPING_SUFFIXES = (".json", ".yaml", ".yml")
 _INCREMENTAL = re.compile(r"^IncrementalData/\d{4}/\d{2}/\d{2}/\d{2}/(Upserts|Deletes)/.+", re.IGNORECASE)
 _NAME_PART = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 DOWNLOAD_CHUNK = 4 * 1024 * 1024
+MAX_ATTEMPTS = 5  # claims of one file (each crashed) before the timer closes it as failed instead of retrying
 
 
 @dataclass
@@ -236,35 +237,49 @@ def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: 
 def resume_stale_ingestions(*, settings, store: Store, limit: int = 20) -> list[dict[str, Any]]:
     """Finish ingestions whose worker died and whose event will not come again (the host's retries ran out
     while the lease was live): every `processing` report with an expired lease is run again from the start.
-    A blob that changed since is closed as failed (blob_changed): its new version has its own event."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    from ..storage import blob_service
-
+    A blob that changed since is closed as failed (blob_changed): its new version has its own event. A file
+    whose ingestion crashed MAX_ATTEMPTS times is closed as failed (crashed) and copied to failed/ for replay.
+    One file failing here never stops the others (it would be first again on every run)."""
     now = ledger.iso(ledger.utc_now())
     stale = list(store.container(ledger.CONTAINER).query_items(
         ("and", [("doc_type", "=", ledger.DOC_TYPE), ("status", "=", "processing"), ("lease_until", "<", now)]),
         limit=limit))
     done = []
     for doc in stale:
-        client = blob_service(settings).get_blob_client(doc["container"], doc["blob"])
         try:
-            etag = client.get_blob_properties().etag
-        except ResourceNotFoundError:
-            etag = None
-        if etag != doc["etag"]:
-            report = {**doc, "status": "failed", "error": {
-                "code": "blob_changed", "after_row": doc.get("rows_read", 0),
-                "message": "the blob changed or was deleted before a crashed ingestion could be resumed"}}
-            try:
-                done.append(ledger.public_report(ledger.finish(store, doc, finish_report(report, time.time()))))
-            except ledger.LeaseLost:
-                pass
+            report = _resume(doc, settings=settings, store=store)
+        except (ledger.IngestionBusy, ledger.LeaseLost):
             continue
-        try:
-            report = ingest_blob(f"{doc['container']}/{doc['blob']}", settings=settings, store=store)
-        except ledger.IngestionBusy:
+        except Exception:
+            log.exception("ingestion %s (attempt %s): resuming failed; retried on the next run",
+                          doc["id"], doc.get("attempt", 1))
             continue
         if report is not None:
             done.append(report)
     return done
+
+
+def _resume(doc: dict[str, Any], *, settings, store: Store) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from ..storage import blob_service
+
+    client = blob_service(settings).get_blob_client(doc["container"], doc["blob"])
+    try:
+        etag = client.get_blob_properties().etag
+    except ResourceNotFoundError:
+        etag = None
+    error = None
+    if etag != doc["etag"]:
+        error = {"code": "blob_changed", "after_row": doc.get("rows_read", 0),
+                 "message": "the blob changed or was deleted before a crashed ingestion could be resumed"}
+    elif int(doc.get("attempt", 1)) >= MAX_ATTEMPTS:
+        error = {"code": "crashed", "after_row": doc.get("rows_read", 0),
+                 "message": f"the ingestion crashed in {doc.get('attempt')} attempts (last error: "
+                            f"{doc.get('last_error') or 'the worker died'}); the file is in failed/ for replay"}
+    if error is None:
+        return ingest_blob(f"{doc['container']}/{doc['blob']}", settings=settings, store=store)
+    report = {**doc, "status": "failed", "error": error}
+    if error["code"] == "crashed":
+        report["failed_blob"] = copy_to_failed(settings, doc["container"], doc["blob"], report)
+    return ledger.public_report(ledger.finish(store, doc, finish_report(report, time.time())))
