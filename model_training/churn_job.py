@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
-from shared.churn.features import History
+from shared.churn.features import ACTIVITY_FIELDS, History
 from shared.churn.registry import ModelRegistry
 from shared.churn.serving import ChurnModel, score_history
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
@@ -32,7 +32,6 @@ LOCK_SECONDS = 45 * 60  # renewed between stages and at every page of scoring; a
 RESUME_HOURS = 20  # an unfinished run older than this is abandoned, not resumed (its data is stale)
 PAGE_SIZE = 100
 WRITE_RETRIES = 5
-ACTIVITY_FIELDS = ("timestamp", "amount", "kind", "channel", "category", "items", "rating", "sentiment", "text")
 
 
 class JobLocked(RuntimeError):
@@ -110,7 +109,7 @@ def load_histories(store: Store) -> dict[str, History]:
     for doc in store.container("activity").query_items(None):
         pid = owner_to_profile.get(doc.get("owner"))
         if pid is not None:
-            docs.setdefault(pid, []).append({k: doc[k] for k in (*ACTIVITY_FIELDS, "kind") if k in doc})
+            docs.setdefault(pid, []).append({k: doc[k] for k in ACTIVITY_FIELDS if k in doc})
     histories = {}
     for pid, items in docs.items():
         try:

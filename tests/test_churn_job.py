@@ -8,10 +8,13 @@ from functools import lru_cache
 import pytest
 from azure.functions.timer import TimerRequest
 
-from model_training.churn_job import CHECKPOINT_ID, LOCK_ID, JobLock, JobLocked, run_churn_job
+from model_training.churn import labelled_snapshot
+from model_training.churn_job import CHECKPOINT_ID, LOCK_ID, JobLock, JobLocked, load_histories, run_churn_job
 from model_training.churn_synth import simulate
-from shared.activity import activity_doc
+from shared.activity import activity_doc, save_activity
+from shared.churn.features import FEATURE_NAMES, to_epoch
 from shared.churn.registry import blob_registry, local_registry
+from shared.churn.serving import profile_history
 from shared.models import Event, Review, Transaction
 from shared.settings import Settings
 from shared.store import MemoryStore
@@ -207,3 +210,49 @@ def test_runnable_now_through_the_local_hosts_admin_endpoint(stack_settings, cos
             time.sleep(0.5)
     assert checkpoint and checkpoint["stage"] == "done" and checkpoint["model_version"] == champion.version
     assert checkpoint["scored"] == len(churned_profiles(cosmos_store)) > 0
+
+
+def utc(day: str) -> datetime:
+    return datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+
+
+def test_nightly_histories_read_a_positive_refund_as_a_return_like_serving():
+    """Stored transactions keep their own kind as transaction_kind (kind="transaction"): the nightly job's copy of
+    the docs must keep it, or a refund with a positive amount becomes a purchase in training and batch scoring
+    while score_profile reads it as a return, and a churned customer is labelled retained."""
+    store = MemoryStore()
+    save_activity(store, [
+        Transaction(source="pos", order_id="o1", customer_key="42", timestamp=utc("2025-01-10"), amount="100"),
+        Transaction(source="pos", order_id="o1-R", customer_key="42", timestamp=utc("2025-03-15"), amount="40",
+                    kind="refund"),
+    ])
+    profile = {"id": "p_1", "doc_type": "profile", "records": [{"key": "pos|42"}]}
+    store.container("profiles").upsert_item(profile)
+
+    as_of = to_epoch("2025-04-01T00:00:00Z")
+    nightly = dict(zip(FEATURE_NAMES, load_histories(store)["p_1"].features(as_of)))
+    serving = dict(zip(FEATURE_NAMES, profile_history(store, profile).features(as_of)))
+    assert serving["frequency"] == 1 and serving["returns_ratio"] == 1.0  # the definition
+    assert nightly == serving
+    # bought 2025-01-10, then only a refund in [cut-off, as_of): churned
+    ids, _, y = labelled_snapshot(load_histories(store), as_of=as_of, window_days=60)
+    assert dict(zip(ids, y.tolist())) == {"p_1": 1}
+
+
+def test_nightly_histories_equal_profile_history_for_every_stored_customer():
+    """Every feature the nightly job computes is the serving one, whatever the doc shape (some sources store
+    returns with a positive amount)."""
+    store = MemoryStore()
+    profiles, docs = stored_customers(60, seed=7)
+    positive = [{**d, "amount": abs(d["amount"])} if d.get("transaction_kind") in ("return", "refund") else d
+                for d in docs]
+    assert positive != docs
+    load(store, profiles, positive)
+    nightly = load_histories(store)
+    as_of = to_epoch(END)
+    for profile in profiles:
+        if profile["doc_type"] != "profile" or profile["id"] not in nightly:
+            continue
+        serving = profile_history(store, profile)
+        if serving.purchases_before(as_of):
+            assert (nightly[profile["id"]].features(as_of) == serving.features(as_of)).all(), profile["id"]

@@ -80,6 +80,11 @@ INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 assert sorted(sum(FEATURE_GROUPS.values(), ())) == sorted(FEATURE_NAMES), "every feature in exactly one group"
 
 RETURN_KINDS = frozenset({"return", "refund"})
+# The activity-doc fields History reads: the nightly job keeps only these, so they must match from_docs or its
+# features drift from profile_history's. `properties` is left out: only a review's text fallback, and stored
+# reviews have none (shared.models.Review) while events' can be large.
+ACTIVITY_FIELDS = ("timestamp", "amount", "kind", "transaction_kind", "channel", "category", "items", "rating",
+                   "sentiment", "text")
 CHANNEL_GROUPS = {
     "store": "store", "pos": "store", "instore": "store", "in-store": "store", "in_store": "store", "retail": "store",
     "web": "web", "online": "web", "ecommerce": "web", "e-commerce": "web", "website": "web",
