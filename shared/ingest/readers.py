@@ -236,10 +236,52 @@ class _CappedLines:
             raise StopIteration
         self.line_number += 1
         if len(line) > self._limit:
-            while line and not line.endswith("\n"):
-                line = self._text.readline(self._limit)
-            raise RowTooLarge(f"line {self.line_number} is longer than {self._limit} characters")
+            self._skip_rest(line)
         return line
+
+    def _skip_rest(self, line: str) -> None:
+        while line and not line.endswith("\n"):
+            line = self._text.readline(self._limit)
+        raise RowTooLarge(f"line {self.line_number} is longer than {self._limit} characters")
+
+
+class RecordTooLarge(Exception):
+    pass
+
+
+class _RecordLines(_CappedLines):
+    """CSV lines, keeping those of the logical record being read (read_csv clears them per record): a stray
+    quote makes csv read on across lines, so the record is capped and its lines after the first re-read."""
+
+    def __init__(self, text: io.TextIOBase, limit: int):
+        super().__init__(text, limit)
+        self.record: list[str] = []
+        self.size = 0
+        self.at_eof = False
+        self._again: list[str] = []  # lines to read again, last first
+
+    def __next__(self) -> str:
+        if self._again:
+            line = self._again.pop()
+        else:
+            line = self._text.readline(self._limit + 1)
+            if not line:
+                self.at_eof = True
+                raise StopIteration
+            self.line_number += 1
+            if len(line) > self._limit:
+                self._skip_rest(line)
+        self.record.append(line)
+        self.size += len(line)
+        if self.size > self._limit:  # a line alone is capped, so this record spans several
+            raise RecordTooLarge()
+        return line
+
+    def read_again_after_first(self) -> str:
+        """The record's first line; the lines after it are read again."""
+        self._again.extend(reversed(self.record[1:]))
+        self.at_eof = False
+        return self.record[0]
 
 
 def sniff_delimiter(header_line: str) -> str:
@@ -249,7 +291,7 @@ def sniff_delimiter(header_line: str) -> str:
 
 
 def read_csv(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -> Iterator[Row]:
-    lines = _CappedLines(text, options.max_row_bytes)
+    lines = _RecordLines(text, options.max_row_bytes)
     try:
         first = next(lines)
     except StopIteration:
@@ -268,13 +310,25 @@ def read_csv(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -> Itera
     if len(set(columns)) != len(columns):
         dupes = sorted({c for c in columns if columns.count(c) > 1})
         raise FileError("duplicate_columns", f"the header repeats columns: {', '.join(dupes)}")
+    record = lines.record
     reader = csv.reader(lines, delimiter=delimiter, quotechar=options.quotechar, strict=False)
     row_number = 0
     while True:
+        record.clear()
+        lines.size = 0
         try:
             values = next(reader)
+            if lines.at_eof:  # csv returns what it has when the file ends inside a quoted field
+                raise RecordTooLarge()
         except StopIteration:
             return
+        except RecordTooLarge:
+            row_number += 1
+            cause = "the end of the file" if lines.at_eof else f"{options.max_row_bytes} characters"
+            yield row_number, RowError("malformed_row", f"a quote opened on this line is not closed within {cause}; "
+                                                        "the lines after it are read as rows of their own",
+                                       lines.read_again_after_first().rstrip("\r\n"))
+            continue
         except RowTooLarge as err:
             row_number += 1
             yield row_number, RowError("row_too_large", str(err))
