@@ -160,6 +160,7 @@ class Pipeline:
                 raise
             r["status"] = "failed"
             r["error"] = {"code": err.code, "message": err.message, "after_row": r["rows_read"]}
+        r["warnings"].extend(info.warnings)
         self._flush()
         self._sync(info)
         elapsed = time.perf_counter() - started

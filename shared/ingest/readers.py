@@ -19,7 +19,7 @@ import re
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterator
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
@@ -75,6 +75,7 @@ class FileInfo:
     delimiter: str | None = None
     columns: list[str] | None = None
     bytes_read: int = 0  # decompressed bytes
+    warnings: list[str] = field(default_factory=list)
 
 
 class _ChunkStream(io.RawIOBase):
@@ -187,7 +188,12 @@ def detect_encoding(sample: bytes) -> str:
         return "utf-8"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(sample).best()
+    # On a few accented names cp1250 often scores best for a Western European export (ñ read as ń, ø as ř);
+    # Western European single-byte files are the common case, so cp1252 wins whenever it is a candidate.
+    matches = from_bytes(sample)
+    if any(m.encoding == "cp1252" for m in matches):
+        return "cp1252"
+    best = matches.best()
     return best.encoding if best is not None else "cp1252"
 
 
@@ -203,6 +209,9 @@ def has_bad_encoding(value: Any) -> bool:
 
 def text_stream(data: io.BufferedReader, options: ReadOptions, info: FileInfo) -> io.TextIOWrapper:
     encoding = options.encoding or detect_encoding(data.peek(SAMPLE_BYTES)[:SAMPLE_BYTES])
+    if not options.encoding and encoding not in ("utf-8", "utf-8-sig", "utf-16"):
+        info.warnings.append(f"the file is not UTF-8 and no encoding is declared: read as {encoding} (a guess; "
+                             "set \"encoding\" in the mapping if names look wrong)")
     try:
         codecs.lookup(encoding)
     except LookupError:
