@@ -54,6 +54,7 @@ MAX_JSON_DEPTH = 64  # pydantic's serializer gives up near 255 levels, mid-file;
 NOT_TEXT = DATE_FIELDS | DATETIME_FIELDS | JSON_FIELDS | {"amount", "rating", "phone"}
 _NUMBER_LIKE = re.compile(r"^[+-][\d\s().,]*$")
 _FORMULA_START = frozenset("=@+-\t\r")
+_DOT_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")  # 1.234.567,89 with a decimal comma
 # strptime costs ~20 µs; these common date layouts are sliced directly (strptime still decides odd input).
 _FAST_DATES = {"%Y%m%d": (slice(0, 4), slice(4, 6), slice(6, 8), 8),
                "%Y-%m-%d": (slice(0, 4), slice(5, 7), slice(8, 10), 10),
@@ -385,7 +386,11 @@ class RowMapper:
 
     def _amount(self, name: str, value: Any, spec: FieldSpec, reasons: list[Reason]) -> Decimal | None:
         text = str(value).strip()
-        if spec.decimal == ",":
+        if spec.decimal == "," and isinstance(value, str):  # a JSON/Parquet number has no separators to swap
+            if "." in text and not _DOT_THOUSANDS.match(text):  # "12.50" is not 1250
+                reasons.append(Reason("invalid_number", name, f"{name} has a '.' that is not a thousands separator "
+                                                              "(the mapping says the decimal mark is ',')"))
+                return None
             text = text.replace(".", "").replace(",", ".")
         try:
             amount = Decimal(text)
