@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from shared.churn.features import DAY, FEATURE_NAMES, N_FEATURES, History
-from shared.churn.registry import ModelRegistry, RegistryConflict
+from shared.churn.registry import ModelRegistry, RegistryConflict, RegistryError
 from shared.churn.serving import ChurnModel
 
 log = logging.getLogger(__name__)
@@ -416,12 +416,21 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
 
 # --- champion / challenger ---------------------------------------------------------------------------
 def champion_on_holdout(registry: ModelRegistry, trained: TrainedModel) -> tuple[dict[str, Any] | None, str | None]:
-    """The champion's pointer ETag and its ROC AUC on the challenger's holdout (None when there is no champion)."""
+    """The champion's ROC AUC on the challenger's holdout and the pointer ETag to publish against (None, None when
+    there is no champion). A champion the registry cannot load (missing or changed blob, corrupt pointer or card)
+    is reported as incompatible, so it is replaced rather than blocking every publish. Other errors (storage
+    unreachable) propagate: the run fails and the gate is not skipped."""
     from sklearn.metrics import roc_auc_score
 
-    found = registry.load_latest()
-    if found is None:
+    etag = registry.latest_etag()  # read first: a broken pointer is replaced only if nobody moved it since
+    if etag is None:
         return None, None
+    try:
+        found = registry.load_latest()
+    except RegistryError as err:
+        return {"version": _pointer_version(registry), "incompatible": f"{type(err).__name__}: {err}"}, etag
+    if found is None:  # deleted since: publishing against `etag` then conflicts, as it should
+        return None, etag
     pointer, etag, blob, card = found
     info: dict[str, Any] = {"version": pointer["version"], "card_roc_auc": card.get("metrics", {}).get("roc_auc")}
     try:
@@ -430,6 +439,14 @@ def champion_on_holdout(registry: ModelRegistry, trained: TrainedModel) -> tuple
     except Exception as err:  # incompatible features or unloadable: it cannot serve this code anyway
         info["incompatible"] = f"{type(err).__name__}: {err}"
     return info, etag
+
+
+def _pointer_version(registry: ModelRegistry) -> str | None:
+    try:
+        found = registry.latest()
+    except RegistryError:
+        return None
+    return found[0]["version"] if found else None
 
 
 def train_and_publish(histories: Mapping[str, History], registry: ModelRegistry, *, as_of: float, window_days: int,

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 from shared.churn.features import ACTIVITY_FIELDS, History
-from shared.churn.registry import ModelRegistry
+from shared.churn.registry import ModelRegistry, RegistryError
 from shared.churn.serving import ChurnModel, score_history
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
@@ -200,13 +200,8 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
             lock.renew()
 
         if checkpoint["stage"] == "scoring":
-            found = registry.load_latest()
-            if found is None:
-                checkpoint["model_version"] = None
-            else:
-                pointer, etag, blob, card = found
-                checkpoint["model_version"] = pointer["version"]
-                model = ChurnModel(blob, card, etag=etag)
+            model, checkpoint["model_version"] = _champion(registry, checkpoint)
+            if model is not None:
 
                 def on_page(cp: dict[str, Any]) -> None:
                     cp.update(_save(state, cp))
@@ -223,6 +218,26 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
     log.info("churn job %s: training=%s model=%s scored=%d no_purchases=%d gone=%d", result["run_id"],
              result.get("training"), result.get("model_version"), result["scored"], result["no_purchases"], result["gone"])
     return result
+
+
+def _champion(registry: ModelRegistry, checkpoint: dict[str, Any]) -> tuple[ChurnModel | None, str | None]:
+    """The published model to score with, or None (nothing published, or a champion that cannot be loaded: the
+    run finishes without scoring, keeps the error in the checkpoint, and the next training replaces it)."""
+    try:
+        found = registry.load_latest()
+    except RegistryError as err:
+        checkpoint["model_error"] = f"{type(err).__name__}: {err}"
+        log.error("churn job: the published model cannot be loaded; nothing scored: %s", err)
+        return None, None
+    if found is None:
+        return None, None
+    pointer, etag, blob, card = found
+    try:
+        return ChurnModel(blob, card, etag=etag), pointer["version"]
+    except Exception as err:  # noqa: BLE001  incompatible features or bytes onnxruntime refuses
+        checkpoint["model_error"] = f"{type(err).__name__}: {err}"
+        log.error("churn job: model %s cannot serve; nothing scored: %s", pointer["version"], err)
+        return None, None
 
 
 def _resumable(checkpoint: dict[str, Any]) -> bool:

@@ -256,3 +256,19 @@ def test_nightly_histories_equal_profile_history_for_every_stored_customer():
         serving = profile_history(store, profile)
         if serving.purchases_before(as_of):
             assert (nightly[profile["id"]].features(as_of) == serving.features(as_of)).all(), profile["id"]
+
+
+def test_a_champion_that_cannot_be_loaded_does_not_crash_the_nightly_run(tmp_path):
+    """Training refused (too few profiles) and the published model is gone: the run finishes, says why, and the
+    next training replaces the champion (test_churn_registry)."""
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    champion = trained_model()
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    (tmp_path / "churn" / champion.version / "model.onnx").unlink()
+    profiles, docs = stored_customers(25, seed=5)
+    load(store, profiles, docs)
+
+    result = run_churn_job(store, registry, SETTINGS, now=END, train_options=FAST)
+    assert result["stage"] == "done" and result["training"] == "refused"
+    assert result["model_version"] is None and "incomplete or missing" in result["model_error"]
+    assert result["scored"] == 0

@@ -99,3 +99,83 @@ def test_run_report_is_plain_json_in_the_registry(tmp_path):
     assert json.loads((tmp_path / "churn" / "runs" / "r-1.json").read_text())["reason"] == "too small"
     with pytest.raises(RegistryError):
         registry.write_run("../escape", {})
+
+
+def _break_missing_model(root, registry, version):
+    (root / "churn" / version / "model.onnx").unlink()
+
+
+def _break_tampered_model(root, registry, version):
+    registry.backend.write(f"churn/{version}/model.onnx", b"not an onnx model")
+
+
+def _break_corrupt_pointer(root, registry, version):
+    registry.backend.write("churn/latest", b"{not json")
+
+
+@pytest.mark.parametrize("breaker", [_break_missing_model, _break_tampered_model, _break_corrupt_pointer])
+def test_a_champion_that_cannot_be_loaded_is_replaced(tmp_path, breaker):
+    """A champion the registry cannot load cannot serve either: like one trained on other features, it is
+    replaced, instead of failing every publish (and every nightly run) for good."""
+    registry = local_registry(tmp_path)
+    champion = renamed(trained_model())
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    breaker(tmp_path, registry, champion.version)
+
+    challenger = renamed(trained_model())
+    report = publish_if_better(challenger, registry, tolerance=0.005)
+    assert report["status"] == "published", report
+    assert "incompatible" in report["champion"]
+    assert registry.latest()[0]["version"] == challenger.version
+
+
+def test_a_broken_champion_is_not_replaced_over_a_concurrent_publish(tmp_path):
+    registry = local_registry(tmp_path)
+    champion = renamed(trained_model())
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    registry.backend.write("churn/latest", b"{not json")
+    other = renamed(trained_model())
+
+    real_load_latest = registry.load_latest
+
+    def unreadable_then_someone_publishes():
+        try:
+            return real_load_latest()
+        finally:  # another run replaces the broken pointer after this one read it
+            registry.publish(other.version, other.onnx, other.card, expected_latest=registry.latest_etag())
+
+    registry.load_latest = unreadable_then_someone_publishes
+    report = publish_if_better(renamed(trained_model()), registry, tolerance=0.005)
+    assert report["status"] == "kept_champion" and "another run published first" in report["decision"]
+    assert registry.latest()[0]["version"] == other.version
+
+
+def test_an_unreachable_registry_fails_the_run_instead_of_skipping_the_gate(tmp_path):
+    """Only unusable registry content makes a champion replaceable: a storage error is not a reason to publish
+    without comparing."""
+    registry = local_registry(tmp_path)
+    champion = renamed(trained_model())
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    read = registry.backend.read
+
+    def flaky_read(name):
+        if name.endswith("model.onnx"):
+            raise ConnectionError("storage unreachable")
+        return read(name)
+
+    registry.backend.read = flaky_read
+    report = publish_if_better(renamed(trained_model()), registry, tolerance=0.005)
+    assert report["status"] == "failed" and "unreachable" in report["reason"]
+    assert registry.latest()[0]["version"] == champion.version
+
+
+def test_corrupt_registry_json_is_a_registry_error(tmp_path):
+    registry = local_registry(tmp_path)
+    trained = renamed(trained_model())
+    registry.publish(trained.version, trained.onnx, trained.card, expected_latest=None)
+    registry.backend.write(f"churn/{trained.version}/card.json", b"[1, 2]")
+    with pytest.raises(RegistryError, match="not a JSON object"):
+        registry.load_latest()
+    registry.backend.write("churn/latest", b'{"no": "version"}')
+    with pytest.raises(RegistryError, match="names no version"):
+        registry.latest()

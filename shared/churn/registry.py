@@ -179,7 +179,10 @@ class ModelRegistry:
         found = self.backend.read(self.latest_name)
         if found is None:
             return None
-        return json.loads(found[0]), found[1]
+        pointer = _json_doc(found[0], self.latest_name)
+        if not isinstance(pointer.get("version"), str):
+            raise RegistryError(f"{self.latest_name} names no version")
+        return pointer, found[1]
 
     def latest_etag(self) -> str | None:
         return self.backend.etag(self.latest_name)
@@ -192,7 +195,7 @@ class ModelRegistry:
             raise RegistryError(f"churn model version {version} is incomplete or missing in the registry")
         if model_etag is not None and model[1] != model_etag:
             raise RegistryError(f"churn model {version} changed after it was published (ETag mismatch)")
-        return model[0], json.loads(card[0])
+        return model[0], _json_doc(card[0], self._card_name(version))
 
     def load_latest(self) -> tuple[dict[str, Any], str, bytes, dict[str, Any]] | None:
         """(pointer, pointer ETag, model bytes, card) of the champion, or None."""
@@ -238,6 +241,17 @@ def _safe(part: str) -> str:
     if not part or "/" in part or part in (".", "..") or part.startswith("."):
         raise RegistryError(f"invalid registry name part: {part!r}")
     return part
+
+
+def _json_doc(data: bytes, name: str) -> dict[str, Any]:
+    """A stored JSON object; a corrupt one is a RegistryError (unusable content), like a missing blob."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RegistryError(f"{name} is not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{name} is not a JSON object")
+    return doc
 
 
 def _json_bytes(doc: dict[str, Any]) -> bytes:
