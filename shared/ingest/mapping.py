@@ -20,6 +20,7 @@ A row maps to a canonical pydantic model or to a list of every reason it cannot 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -289,8 +290,13 @@ def _blank(value: Any) -> bool:
 
 
 def _as_text(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        if not math.isfinite(value):  # Parquet/pandas NaN means no value, not the text "nan"
+            return None
+    elif isinstance(value, bytes):  # Parquet BINARY without a UTF8 annotation; bad bytes stay marked
+        return value.decode("utf-8", "surrogateescape").strip()
     if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         return str(value)
     return value.strip() if isinstance(value, str) else value
@@ -550,8 +556,11 @@ class RowMapper:
             value = self.value_of(spec, raw)
             ok, value = self._checked(name, value, reasons)
             if ok and not _blank(value):
-                attributes[name] = _as_text(value) if not isinstance(value, (dict, list, bool)) else value
-                if is_formula_like(attributes[name]):
+                value = _as_text(value) if not isinstance(value, (dict, list, bool)) else value
+                if value is None:  # NaN
+                    continue
+                attributes[name] = value
+                if is_formula_like(value):
                     flags.append(f"formula_like:{name}")
         if attributes:
             values["attributes"] = attributes
