@@ -51,6 +51,7 @@ REQUIRED_FIELDS = {
 DATE_FIELDS = {"birth_date"}
 DATETIME_FIELDS = {"updated_at", "timestamp"}
 JSON_FIELDS = {"items", "traits", "properties"}
+MAX_AMOUNT = Decimal(10) ** 15  # beyond float's exact integers; no retail amount is near it
 MAX_JSON_DEPTH = 64  # pydantic's serializer gives up near 255 levels, mid-file; real properties are shallow
 NOT_TEXT = DATE_FIELDS | DATETIME_FIELDS | JSON_FIELDS | {"amount", "rating", "phone"}
 _NUMBER_LIKE = re.compile(r"^[+-][\d\s().,]*$")
@@ -403,8 +404,8 @@ class RowMapper:
         except InvalidOperation:
             reasons.append(Reason("invalid_number", name, f"{name} is not a number"))
             return None
-        if not amount.is_finite():
-            reasons.append(Reason("invalid_number", name, f"{name} is not a finite number"))
+        if not amount.is_finite() or abs(amount) >= MAX_AMOUNT:  # 1e400 is finite, but float(...) is inf
+            reasons.append(Reason("invalid_number", name, f"{name} is not a finite number below {MAX_AMOUNT:,}"))
             return None
         return amount
 
