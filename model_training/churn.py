@@ -2,7 +2,8 @@
 
     histories (customer id -> shared.churn.History)
       -> labelled snapshot: features as of cut-off = as_of - window, label = no purchase in [cut-off, as_of)
-      -> customer-level holdout (stratified)
+      -> customer-level holdout, chosen by a hash of the customer id (the same customers every run, so no
+         champion was trained on the holdout it is compared on)
       -> candidates compared by cross-validated ROC AUC (logistic regression, gradient boosting, hist GB)
       -> Platt calibration fitted on the winner's out-of-fold scores
       -> ONNX export (the calibration is part of the graph), parity with scikit-learn checked on the holdout
@@ -14,6 +15,7 @@ can put a split between a value and its float32 rounding (the source of HistGrad
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import platform
 import secrets
@@ -37,6 +39,8 @@ PARITY_TOLERANCE = 1e-5
 CV_FOLDS = 5
 SNAPSHOTS = 8  # training looks back from this many as-of dates...
 SNAPSHOT_STEP_DAYS = 28  # ...this far apart (more rows, and every season's behaviour)
+HOLDOUT_FRACTION = 0.25  # of customers, by id hash; changing it moves customers between train and holdout
+MIN_HOLDOUT_CLASS_COUNT = 5  # churned and retained customers each, or the holdout AUC means nothing
 GB_MAX_ROWS = 30_000  # GradientBoostingClassifier is exact but slow; above this many rows only HistGB competes
 EPS = 1e-7
 
@@ -78,7 +82,8 @@ def labelled_snapshot(histories: Mapping[str, History], *, as_of: float, window_
     (no purchase in [cut-off, as_of))."""
     cutoff = as_of - window_days * DAY
     ids, rows, labels = [], [], []
-    for cid, history in histories.items():
+    for cid in sorted(histories):  # row order (and so CV folds) must not depend on the storage scan order
+        history = histories[cid]
         if history.purchases_before(cutoff) == 0:
             continue
         ids.append(cid)
@@ -119,6 +124,13 @@ def data_summary(histories: Mapping[str, History], *, as_of: float, window_days:
         "window_days": window_days,
         "history_days": round((as_of - first) / DAY, 1) if first is not None else 0.0,
     }
+
+
+def in_holdout(customer_id: str, fraction: float = HOLDOUT_FRACTION) -> bool:
+    """Whether a customer belongs to the holdout: sha256 of the id as a number in [0, 1) below `fraction`.
+    The same every run, whatever the data, its order or the seed; a smaller fraction gives a subset."""
+    digest = hashlib.sha256(str(customer_id).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < fraction
 
 
 # --- models ------------------------------------------------------------------------------------------
@@ -312,9 +324,9 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def train(histories: Mapping[str, History], *, as_of: float, window_days: int, min_profiles: int = MIN_PROFILES,
-          seed: int = 0, holdout_fraction: float = 0.25, folds: int = CV_FOLDS, candidates: list[str] | None = None,
-          version: str | None = None, snapshots: int = SNAPSHOTS, step_days: int = SNAPSHOT_STEP_DAYS,
-          threads: int = 1) -> TrainedModel:
+          seed: int = 0, holdout_fraction: float = HOLDOUT_FRACTION, folds: int = CV_FOLDS,
+          candidates: list[str] | None = None, version: str | None = None, snapshots: int = SNAPSHOTS,
+          step_days: int = SNAPSHOT_STEP_DAYS, threads: int = 1) -> TrainedModel:
     """Train and export a churn model. Raises TrainingRefused (with a report) when the data cannot support one.
 
     `threads` caps BLAS/OpenMP threads: on the small shared machines this runs on (2 cores, a Functions worker)
@@ -332,7 +344,6 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
            holdout_fraction: float, folds: int, candidates: list[str] | None, version: str | None, snapshots: int,
            step_days: int) -> TrainedModel:
     from sklearn.base import clone
-    from sklearn.model_selection import train_test_split
 
     started = time.perf_counter()
     summary = data_summary(histories, as_of=as_of, window_days=window_days)
@@ -349,15 +360,20 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
         raise TrainingRefused(f"too few churned ({int(y.sum())}) or retained ({int(len(y) - y.sum())}) customers "
                               f"to learn from; each needs at least {MIN_CLASS_COUNT}", report)
 
-    # Customer-level holdout, stratified by the latest label; its customers' rows stay out of every snapshot.
-    _, hold_ids = train_test_split(ids, test_size=holdout_fraction, stratify=y, random_state=seed)
-    hold_set = set(hold_ids)
-    hold_idx = np.array([i for i, cid in enumerate(ids) if cid in hold_set])
+    # Customer-level holdout by id hash: the same customers every run, so the champion (trained on the others)
+    # is compared on customers it never saw; their rows stay out of every snapshot.
+    hold_set = {cid for cid in ids if in_holdout(cid, holdout_fraction)}
+    hold_idx = np.array([i for i, cid in enumerate(ids) if cid in hold_set], dtype=np.int64)
     x_hold, y_hold = to_float32(x[hold_idx]), y[hold_idx]
+    held_churned = int(y_hold.sum())
+    if min(held_churned, len(y_hold) - held_churned) < MIN_HOLDOUT_CLASS_COUNT:
+        raise TrainingRefused(f"the holdout ({holdout_fraction:.0%} of customers by id hash) has {held_churned} "
+                              f"churned and {len(y_hold) - held_churned} retained customers; each needs at least "
+                              f"{MIN_HOLDOUT_CLASS_COUNT}", report)
 
     all_ids, x_all, y_all, k_all = labelled_snapshots(histories, as_of=as_of, window_days=window_days,
                                                       snapshots=snapshots, step_days=step_days)
-    in_train = np.array([cid not in hold_set for cid in all_ids])
+    in_train = np.array([not in_holdout(cid, holdout_fraction) for cid in all_ids])
     x_train, y_train = to_float32(x_all[in_train]), y_all[in_train]
     groups = np.array(all_ids, dtype=object)[in_train]
     latest_train = x_train[k_all[in_train] == 0]
@@ -395,6 +411,7 @@ def _train(histories: Mapping[str, History], *, as_of: float, window_days: int, 
         "rows": {"customers": len(ids), "train_customers": len(ids) - len(hold_idx), "holdout": int(len(hold_idx)),
                  "train_rows": int(len(y_train)), "snapshots": int(k_all.max()) + 1, "snapshot_step_days": step_days},
         "base_rate": summary["base_rate"],
+        "holdout_split": {"by": "sha256(customer id)", "fraction": holdout_fraction},
         "metrics": evaluate(y_hold, hold_scores),
         "metrics_uncalibrated": evaluate(y_hold, raw_hold),
         "baselines": {"recency_rule_roc_auc": round(float(roc_auc_score(y_hold, recency)), 5)},
