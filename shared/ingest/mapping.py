@@ -150,6 +150,15 @@ class Mapping(BaseModel):
             raise ValueError("must be a list of columns or an object of attribute -> column")
         return {k: _spec(s) for k, s in (v or {}).items()}
 
+    @field_validator("delimiter", "quotechar")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        if v in ("tab", "\\t"):
+            return "\t"
+        if v is not None and (len(v) != 1 or v in "\r\n"):  # else csv raises TypeError on every file
+            raise ValueError('must be one character (or "tab"), not a line break')
+        return v
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str) -> str:
@@ -161,6 +170,8 @@ class Mapping(BaseModel):
 
     @model_validator(mode="after")
     def _fields_exist(self) -> "Mapping":
+        if self.delimiter is not None and self.delimiter == self.quotechar:
+            raise ValueError("delimiter and quotechar must differ")
         model = MODELS[self.entity]
         unknown = [f for f in self.fields if f not in model.model_fields or f == "source"]
         if unknown:
