@@ -120,13 +120,18 @@ def load_histories(store: Store) -> dict[str, History]:
 
 
 # --- scoring -----------------------------------------------------------------------------------------
-def write_churn(store: Store, profile: dict[str, Any], churn: dict[str, Any]) -> bool:
-    """Set profile["churn"] with an ETag-guarded replace; on 412 re-read and retry. False if the profile is gone
-    or was merged away meanwhile."""
+def write_churn(store: Store, profile: dict[str, Any], churn: dict[str, Any] | None) -> bool:
+    """Set profile["churn"] (remove it when churn is None) with an ETag-guarded replace; on 412 re-read and
+    retry. False if the profile is gone or was merged away meanwhile."""
     container = store.container("profiles")
     for _ in range(WRITE_RETRIES):
         body = {k: v for k, v in profile.items() if not k.startswith("_")}
-        body["churn"] = churn
+        if churn is not None:
+            body["churn"] = churn
+        elif "churn" in body:
+            del body["churn"]
+        else:
+            return True  # nothing to remove: no write
         try:
             container.replace_item(body, etag=profile.get("_etag"))
             return True
@@ -145,15 +150,25 @@ def score_profiles(store: Store, model: ChurnModel, histories: Mapping[str, Hist
     from shared.churn.serving import profile_history
 
     scored_at = _now().isoformat()
+    for key in ("unreadable", "cleared"):  # absent from checkpoints written before they were counted
+        checkpoint.setdefault(key, 0)
     for page in iter_profiles(store, after=checkpoint.get("scored_up_to")):
         for profile in page:
             history = histories.get(profile["id"])
-            if history is None:  # created after the histories were loaded, or has no activity
-                history = profile_history(store, profile)
+            if history is None:  # created after the histories were loaded, no activity, or unreadable activity
+                try:
+                    history = profile_history(store, profile)
+                except (KeyError, ValueError, TypeError):  # one bad doc must not stop the run (or every resume)
+                    log.warning("churn: profile %s not scored: unreadable activity", profile["id"])
+                    checkpoint["unreadable"] += 1
+                    continue
             result = score_history(model, history, as_of=as_of.timestamp(),
                                    medium=settings.churn_risk_medium, high=settings.churn_risk_high)
             if result is None:
                 checkpoint["no_purchases"] += 1
+                # a score from purchases the profile no longer has (a split moved them) must not stay
+                if "churn" in profile and write_churn(store, profile, None):
+                    checkpoint["cleared"] += 1
             elif write_churn(store, profile, {**result, "scored_at": scored_at}):
                 checkpoint["scored"] += 1
             else:
@@ -184,7 +199,7 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
             as_of = now or _now()
             checkpoint = {"id": CHECKPOINT_ID, "run_id": run_id, "stage": "training", "as_of": as_of.isoformat(),
                           "started_at": _now().isoformat(), "scored_up_to": None, "scored": 0, "no_purchases": 0,
-                          "gone": 0}
+                          "gone": 0, "unreadable": 0, "cleared": 0}
         checkpoint = _save(state, checkpoint)
         as_of = datetime.fromisoformat(checkpoint["as_of"])
         histories = load_histories(store)
@@ -215,8 +230,9 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
         lock.release()
     result = {k: v for k, v in checkpoint.items() if not k.startswith("_")}
     result["seconds"] = round(time.perf_counter() - started, 2)
-    log.info("churn job %s: training=%s model=%s scored=%d no_purchases=%d gone=%d", result["run_id"],
-             result.get("training"), result.get("model_version"), result["scored"], result["no_purchases"], result["gone"])
+    log.info("churn job %s: training=%s model=%s scored=%d no_purchases=%d cleared=%d unreadable=%d gone=%d",
+             result["run_id"], result.get("training"), result.get("model_version"), result["scored"],
+             result["no_purchases"], result.get("cleared", 0), result.get("unreadable", 0), result["gone"])
     return result
 
 

@@ -272,3 +272,64 @@ def test_a_champion_that_cannot_be_loaded_does_not_crash_the_nightly_run(tmp_pat
     assert result["stage"] == "done" and result["training"] == "refused"
     assert result["model_version"] is None and "incomplete or missing" in result["model_error"]
     assert result["scored"] == 0
+
+
+def _stored(store, cid, *, bad=False):
+    """A profile with three purchases; `bad` adds an activity doc whose amount cannot be read."""
+    store.container("profiles").upsert_item({"id": f"p_{cid}", "doc_type": "profile",
+                                             "records": [{"key": f"pos|{cid}"}]})
+    save_activity(store, [Transaction(source="pos", order_id=f"{cid}-{i}", customer_key=cid, timestamp=utc(day),
+                                      amount="25") for i, day in enumerate(["2026-01-10", "2026-03-01", "2026-05-20"])])
+    if bad:
+        store.container("activity").upsert_item({"id": f"transaction:pos:{cid}-x", "owner": f"pos|{cid}",
+                                                  "kind": "transaction", "timestamp": "2026-04-01T00:00:00Z",
+                                                  "amount": "n/a"})
+
+
+def test_an_unreadable_activity_doc_does_not_stop_the_nightly_run(tmp_path):
+    """load_histories skips a profile whose activity cannot be parsed; scoring must not then re-parse it and die
+    (the job would stop mid-scoring, and every resume on the same page)."""
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    champion = trained_model()
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    _stored(store, "a_bad", bad=True)
+    _stored(store, "b_good")
+    result = run_churn_job(store, registry, SETTINGS, now=END)
+    assert result["stage"] == "done" and result["unreadable"] == 1 and result["scored"] == 1
+    assert "churn" in store.container("profiles").read_item("p_b_good", "p_b_good")
+
+
+def test_a_profile_without_purchases_does_not_keep_an_old_score(tmp_path):
+    """A split moves the purchasing record out of a profile (identity.maintenance keeps its other fields): its
+    old score, computed from the record that left, is removed instead of being served forever."""
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    champion = trained_model()
+    registry.publish(champion.version, champion.onnx, champion.card, expected_latest=None)
+    _stored(store, "buyer")
+    first = run_churn_job(store, registry, SETTINGS, now=END)
+    profiles = store.container("profiles")
+    assert first["scored"] == 1 and "churn" in profiles.read_item("p_buyer", "p_buyer")
+
+    doc = profiles.read_item("p_buyer", "p_buyer")
+    profiles.replace_item({**{k: v for k, v in doc.items() if not k.startswith("_")}, "records": [{"key": "web|w1"}]})
+    save_activity(store, [Event(source="web", event_id="e1", customer_key="w1", timestamp=utc("2026-06-01"),
+                                channel="web")])
+    second = run_churn_job(store, registry, SETTINGS, now=END + timedelta(days=1))
+    assert second["no_purchases"] == 1 and second["cleared"] == 1
+    stored = profiles.read_item("p_buyer", "p_buyer")
+    assert "churn" not in stored and stored["records"] == [{"key": "web|w1"}]
+    third = run_churn_job(store, registry, SETTINGS, now=END + timedelta(days=2))
+    assert third["no_purchases"] == 1 and third["cleared"] == 0  # nothing left to remove: no write
+
+
+def test_removing_a_score_is_etag_guarded(store):
+    from model_training.churn_job import write_churn
+
+    profiles = store.container("profiles")
+    read = profiles.create_item({"id": "p_x", "doc_type": "profile", "records": [{"key": "pos|1"}],
+                                 "churn": {"score": 0.5}})
+    concurrent = {k: v for k, v in read.items() if not k.startswith("_")}
+    profiles.replace_item({**concurrent, "records": [{"key": "pos|1"}, {"key": "web|9"}]})  # a merge lands first
+    assert write_churn(store, read, None)
+    stored = profiles.read_item("p_x", "p_x")
+    assert "churn" not in stored and len(stored["records"]) == 2
