@@ -317,8 +317,10 @@ def read_csv(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -> Itera
     columns = [c.strip() for c in header]
     info.columns = columns
     if len(set(columns)) != len(columns):
-        dupes = sorted({c for c in columns if columns.count(c) > 1})
-        raise FileError("duplicate_columns", f"the header repeats columns: {', '.join(dupes)}")
+        # Positions, not names: a file without a header row would put a customer's data in the report.
+        repeats = [str(i) for i, c in enumerate(columns, 1) if columns.index(c) != i - 1]
+        raise FileError("duplicate_columns", f"the header repeats column names (at positions {', '.join(repeats)}; "
+                                             "is the header row missing?)")
     record = lines.record
     reader = csv.reader(lines, delimiter=delimiter, quotechar=options.quotechar, strict=False)
     row_number = 0
