@@ -2,17 +2,21 @@
 
 TX is a CSV with `customer_id,timestamp,amount` and optionally `channel,kind,category` (extra columns are
 ignored). `--mapping M` renames columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
-an ingestion mapping with a "fields" object (customer_key is accepted for customer_id); an optional
-"timestamp_format" (strptime) parses non-ISO timestamps. Bad rows are counted and skipped, never fatal.
+an ingestion mapping with a "fields" object (customer_key is accepted for customer_id). Timestamps are ISO 8601
+unless the timestamp field's "format" (as in ingestion: strptime, a list of them, "epoch" or "epoch_ms") or a
+top-level "timestamp_format" says otherwise; times without an offset are in the mapping's "timezone" (UTC by
+default), a parsed offset is kept. Bad rows are counted and skipped, never fatal.
 """
 from __future__ import annotations
 
 import csv
 import json
 import sys
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category")
 REQUIRED = ("customer_id", "timestamp", "amount")
@@ -52,26 +56,55 @@ def _common(parser) -> None:
 
 
 # --- reading -----------------------------------------------------------------------------------------
-def load_mapping(path: Path | None) -> tuple[dict[str, str], str | None]:
+@dataclass(frozen=True)
+class TimeFormat:
+    formats: tuple[str, ...] = ()  # none: ISO 8601
+    zone: tzinfo = timezone.utc  # for times without an offset
+
+    def parse(self, raw: str) -> float:
+        """Epoch seconds; ValueError when no format matches."""
+        if not self.formats:
+            return self._epoch(datetime.fromisoformat(raw))
+        for fmt in self.formats:
+            try:
+                if fmt in ("epoch", "epoch_ms"):
+                    seconds = float(raw) / (1000 if fmt == "epoch_ms" else 1)
+                    if seconds != seconds or abs(seconds) == float("inf"):
+                        raise ValueError("not a finite epoch")
+                    return seconds
+                return self._epoch(datetime.strptime(raw, fmt))
+            except ValueError:
+                continue
+        raise ValueError(f"{raw!r} matches none of {list(self.formats)}")
+
+    def _epoch(self, parsed: datetime) -> float:
+        # an offset in the text wins; only a naive time takes the mapping's zone
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=self.zone)).timestamp()
+
+
+def load_mapping(path: Path | None) -> tuple[dict[str, str], TimeFormat]:
     if path is None:
-        return {f: f for f in FIELDS}, None
+        return {f: f for f in FIELDS}, TimeFormat()
     data = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a mapping is a JSON object of field -> column")
     fields = data.get("fields", data)
     columns = {f: f for f in FIELDS}
+    formats = data.get("timestamp_format")
     for name, spec in fields.items():
         target = "customer_id" if name == "customer_key" else name
         if target in FIELDS:
             columns[target] = spec["column"] if isinstance(spec, dict) else str(spec)
-    return columns, data.get("timestamp_format")
+            if target == "timestamp" and isinstance(spec, dict) and spec.get("format"):
+                formats = spec["format"]  # the field's own format, as ingestion reads it
+    formats = (formats,) if isinstance(formats, str) else tuple(formats or ())
+    zone = ZoneInfo(data["timezone"]) if isinstance(data.get("timezone"), str) else timezone.utc
+    return columns, TimeFormat(formats, zone)
 
 
 def read_transactions(path: Path, mapping: Path | None, *, as_of: float) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Transactions per customer, only those before `as_of`; and counts (rows, skipped with line numbers)."""
-    from .churn.features import to_epoch
-
-    columns, ts_format = load_mapping(mapping)
+    columns, time_format = load_mapping(mapping)
     per_customer: dict[str, list[dict[str, Any]]] = {}
     stats: dict[str, Any] = {"rows": 0, "used": 0, "after_as_of": 0, "rejected": 0, "rejected_lines": []}
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -84,12 +117,11 @@ def read_transactions(path: Path, mapping: Path | None, *, as_of: float) -> tupl
             try:
                 cid = (row[columns["customer_id"]] or "").strip()
                 raw_ts = (row[columns["timestamp"]] or "").strip()
-                ts = (datetime.strptime(raw_ts, ts_format).replace(tzinfo=timezone.utc).timestamp()
-                      if ts_format else to_epoch(raw_ts))
+                ts = time_format.parse(raw_ts)
                 amount = float(row[columns["amount"]])
                 if not cid or amount != amount or amount in (float("inf"), float("-inf")):
                     raise ValueError("empty customer id or non-finite amount")
-            except (ValueError, TypeError, KeyError, AttributeError):
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
                 stats["rejected"] += 1
                 if len(stats["rejected_lines"]) < MAX_REPORTED_LINES:
                     stats["rejected_lines"].append(reader.line_num)

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from model_training.churn_synth import simulate
+from shared.churn.features import to_epoch
 from shared.churn.registry import local_registry
+from shared.churn_cli import read_transactions
 from shared.cli import main
 from tests.test_churn_training import END, FAST
 
@@ -108,3 +110,37 @@ def test_missing_columns_and_missing_model_are_clear_errors(tmp_path, capsys):
     assert "no model.onnx" in capsys.readouterr().err
     assert main(["churn", "train", "--transactions", str(tx), "--as-of", AS_OF, "--out", str(tmp_path / "m")]) == 2
     assert "missing column(s) customer_id, timestamp, amount" in capsys.readouterr().err
+
+
+def test_an_ingestion_mappings_timestamp_format_is_used(tmp_path):
+    """`--mapping` accepts an ingestion mapping: the timestamp field's own format (pos.transactions.json:
+    {"column": "txn_time", "format": "%d/%m/%Y %H:%M"}) parses the POS file, instead of rejecting every row."""
+    tx = tmp_path / "receipts.csv"
+    tx.write_text("receipt_no,customer_no,txn_time,total,currency,type,channel,store_id,category\n"
+                  "R1,42,30/09/2026 14:05,10.00,EUR,purchase,store,S1,shoes\n"
+                  "R2,42,01/10/2026 09:00,-4.00,EUR,return,store,S1,shoes\n")
+    mapping = Path(__file__).resolve().parents[1] / "config" / "sources" / "pos.transactions.json"
+    assert json.loads(mapping.read_text())["fields"]["timestamp"]["format"] == "%d/%m/%Y %H:%M"
+    per_customer, stats = read_transactions(tx, mapping, as_of=to_epoch("2026-12-31T00:00:00Z"))
+    assert stats["rejected"] == 0 and stats["used"] == 2, stats
+    assert [t["timestamp"] for t in per_customer["42"]] == [to_epoch("2026-09-30T14:05:00Z"),
+                                                            to_epoch("2026-10-01T09:00:00Z")]
+    assert [t["kind"] for t in per_customer["42"]] == ["purchase", "return"]
+
+
+@pytest.mark.parametrize("spec, extra, raw, expected", [
+    ({"column": "t", "format": "%Y-%m-%d %H:%M%z"}, {}, "2026-03-01 12:00+0200", "2026-03-01T10:00:00Z"),
+    ({"column": "t", "format": "%Y-%m-%d %H:%M"}, {"timezone": "Europe/Berlin"}, "2026-03-01 12:00",
+     "2026-03-01T11:00:00Z"),
+    ({"column": "t", "format": ["%d/%m/%Y", "epoch_ms"]}, {}, "1772366400000", "2026-03-01T12:00:00Z"),
+    ("t", {"timestamp_format": "%d.%m.%Y %H:%M"}, "01.03.2026 12:00", "2026-03-01T12:00:00Z"),
+    ("t", {}, "2026-03-01T12:00:00+01:00", "2026-03-01T11:00:00Z"),
+])
+def test_timestamps_keep_their_offset_and_naive_ones_take_the_mappings_zone(tmp_path, spec, extra, raw, expected):
+    tx = tmp_path / "tx.csv"
+    tx.write_text(f"c,t,a\nx,{raw},10\n")
+    mapping = tmp_path / "m.json"
+    mapping.write_text(json.dumps({"fields": {"customer_key": "c", "timestamp": spec, "amount": "a"}, **extra}))
+    per_customer, stats = read_transactions(tx, mapping, as_of=to_epoch("2027-01-01T00:00:00Z"))
+    assert stats["used"] == 1, stats
+    assert per_customer["x"][0]["timestamp"] == to_epoch(expected)
