@@ -351,6 +351,9 @@ def read_csv(text: io.TextIOBase, options: ReadOptions, info: FileInfo) -> Itera
         if not values or (len(values) == 1 and not values[0].strip()):
             continue  # blank line: not a row
         row_number += 1
+        if values == header:  # exports concatenated (cat a.csv b.csv): not a customer named "first last"
+            yield row_number, RowError("repeated_header", "the header line is repeated here", values)
+            continue
         if len(values) != len(columns):
             raw = dict(zip(columns, values)) if len(values) < len(columns) else {"values": values}
             yield row_number, RowError(
