@@ -45,5 +45,5 @@ def respond(req: func.HttpRequest, handler: Callable[[], ApiResponse]) -> func.H
 def json_body(req: func.HttpRequest) -> Any:
     try:
         return req.get_json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         raise ApiError(400, "the request body must be valid JSON") from None

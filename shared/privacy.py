@@ -18,6 +18,7 @@ from typing import Any
 
 from .activity import list_activity
 from .identity.docs import ConcurrencyConflict, Ctx
+from .identity.lookup import list_merges
 from .identity.maintenance import update_block
 from .identity.merge import live_profile
 from .store import PreconditionFailedError, Store
@@ -42,11 +43,6 @@ def _aliases(store: Store, profile: dict[str, Any]) -> list[str]:
     return sorted(set(profile.get("merged_from", [])) | set(direct))
 
 
-def _merge_log(store: Store, profile: dict[str, Any]) -> list[dict[str, Any]]:
-    merges = store.container("merges")
-    return [entry for pid in _merged_ids(profile) for entry in merges.query_items(partition_key=pid)]
-
-
 def _reviews(store: Store, profile: dict[str, Any]) -> list[dict[str, Any]]:
     """Review items about the person: their record is the subject or their profile the candidate."""
     ids = _merged_ids(profile)
@@ -66,7 +62,7 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "source_records": [r for r in records if r],
         "identifiers": [i for i in identifiers if i and i.get("profile_id") == pid],
         "activity": list(list_activity(store, owners)),
-        "merges": _merge_log(store, profile),
+        "merges": list_merges(store, pid),
         "aliases": _aliases(store, profile),
         "review": _reviews(store, profile),
         "device_links": _device_links(store, owners),
@@ -131,7 +127,7 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             update_block(ctx, key, remove=pid, add=None)
         counts["blocking"] += 1
     merges = store.container("merges")
-    for entry in _merge_log(store, profile):
+    for entry in list_merges(store, profile["id"]):
         merges.delete_item(entry["id"], entry["profile_id"])
         counts["merges"] += 1
     review = store.container("review")

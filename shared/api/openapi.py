@@ -39,7 +39,9 @@ PATHS: dict[str, dict[str, Any]] = {
         query_param("email", "email address"), query_param("phone", "phone number in any format"),
         query_param("region", "default region for a national phone number (ISO 3166 alpha-2)"),
         query_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
-        query_param("source_id", "record key in that source")])},
+        query_param("source_id", "record key in that source"),
+        query_param("id_type", "a custom identifier of the mappings (e.g. ecommerce_id), with id"),
+        query_param("id", "the custom identifier's value")])},
     "/profiles/{profile_id}": {
         "get": operation("Unified profile: attributes with sources, identifiers, measures, churn, activity",
                    params=PID, errors=("400", "401", "404", "410")),

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from ..activity import list_activity
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 # Query parameter -> identifier type, in the order a lookup tries them.
 LOOKUP_PARAMS = ("email", "phone", "loyalty_id")
 RECENT_ACTIVITY = 20
+_CUSTOM_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a custom identifier's name in the mappings
 
 
 def _identity():
@@ -86,17 +88,25 @@ def get_profile_view(store: Store, profile_id: str) -> ApiResponse:
 
 
 def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiResponse:
-    """GET /profiles?email=|phone=|loyalty_id=|source=&source_id= (normalized exactly as ingestion does)."""
+    """GET /profiles?email=|phone=|loyalty_id=|source=&source_id=|id_type=&id= (normalized exactly as ingestion
+    does; id_type names a custom identifier of the mappings, such as ecommerce_id)."""
     identity = _identity()
-    given = {k: v for k, v in params.items() if k in (*LOOKUP_PARAMS, "source", "source_id", "region") and v}
+    given = {k: v for k, v in params.items()
+             if k in (*LOOKUP_PARAMS, "source", "source_id", "id_type", "id", "region") and v}
     if "source" in given or "source_id" in given:
         if not (given.get("source") and given.get("source_id")):
             raise ApiError(400, "source lookup needs both source and source_id")
         id_type, value = "source", f"{given['source']}|{given['source_id']}"
+    elif "id_type" in given or "id" in given:
+        id_type, value = given.get("id_type", "").strip().lower(), given.get("id", "")
+        if not value or not _CUSTOM_TYPE.fullmatch(id_type) or id_type in (*LOOKUP_PARAMS, "source"):
+            raise ApiError(400, "a custom identifier lookup needs id_type (a custom identifier's name, such as "
+                                "ecommerce_id) and id")
     else:
         present = [k for k in LOOKUP_PARAMS if k in given]
         if len(present) != 1:
-            raise ApiError(400, "give exactly one of email, phone, loyalty_id, or source with source_id")
+            raise ApiError(400, "give exactly one of email, phone, loyalty_id, source with source_id, "
+                                "or id_type with id")
         id_type, value = present[0], given[present[0]]
     if len(value) > 512:
         raise ApiError(400, f"{id_type} is too long")

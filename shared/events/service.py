@@ -48,7 +48,7 @@ def parse_payload(body: bytes, limits: EventLimits) -> list[Any]:
         raise EventPayloadError(413, f"request body is {len(body)} bytes; the limit is {limits.max_body_bytes}")
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting too deep to parse
         raise EventPayloadError(400, "request body must be a JSON object, a JSON array, or {\"batch\": [...]}") from None
     items = data.get("batch") if isinstance(data, dict) and "batch" in data else data
     items = items if isinstance(items, list) else [items]

@@ -59,6 +59,11 @@ def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str |
 
 
 def list_merges(store: Store, profile_id: str) -> list[dict[str, Any]]:
-    """The merge log of a profile (merges, score links, splits), oldest first."""
-    items = store.container("merges").query_items(partition_key=profile_id, order_by="at")
+    """The merge log of a profile (merges, score links, splits), oldest first: also the entries of the profiles
+    merged into it, which were written under the survivor of their time."""
+    doc, _ = follow_aliases(Ctx(store), profile_id)
+    partitions = [doc["id"], *doc.get("merged_from", [])] if doc and doc.get("doc_type") == "profile" else [profile_id]
+    merges = store.container("merges")
+    items = [item for pid in partitions for item in merges.query_items(partition_key=pid)]
+    items.sort(key=lambda item: (item.get("at") or "", item["id"]))
     return [{k: v for k, v in item.items() if not k.startswith("_")} for item in items]

@@ -44,6 +44,8 @@ def guarded(fn: Callable[[], ApiResponse]) -> ApiResponse:
         raise ApiError(400, "invalid parameters", errors=_errors(err)) from None
     except (RuleError, ValueError) as err:
         raise ApiError(400, str(err)) from None
+    except OverflowError:  # a date at the edge of the calendar, moved by a time zone
+        raise ApiError(400, "a date is out of range") from None
     except LookupError as err:
         raise ApiError(404, str(err)) from None
 

@@ -204,10 +204,18 @@ def load_actor_events(store: Store, steps: list[JourneyStep], start: datetime, e
     return actors
 
 
+def _in_calendar(moment: datetime) -> datetime:
+    """Dates far enough from year 1 and 9999 that a range and its days can be computed from them."""
+    if not 1900 <= moment.year <= 9998:
+        raise ValueError("dates must be between the years 1900 and 9998")
+    return moment
+
+
 def date_range(start: str | datetime | None, end: str | datetime | None, *, default_days: int = 30) -> tuple[datetime, datetime]:
     """[start, end) in UTC; defaults to the last `default_days` days. Raises ValueError on bad input."""
-    end_dt = (parse_time(end) if isinstance(end, str) else end) or utc_now()
-    start_dt = (parse_time(start) if isinstance(start, str) else start) or end_dt - timedelta(days=default_days)
+    end_dt = _in_calendar((parse_time(end) if isinstance(end, str) else end) or utc_now())
+    start_dt = _in_calendar((parse_time(start) if isinstance(start, str) else start)
+                            or end_dt - timedelta(days=default_days))
     if start_dt >= end_dt:
         raise ValueError("the date range is empty: 'from' must be before 'to'")
     if end_dt - start_dt > timedelta(days=3 * 366):

@@ -40,7 +40,7 @@ EVENT_TYPES = ("identify", "track", "page", "screen")
 MAX_DEPTH = 8
 MAX_CONDITIONS = 50
 MAX_WINDOW_DAYS = 3650
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: "$" would let a trailing newline in
 _FIXED_FIELDS = {"churn": ("score", "risk", "model_version", "scored_at"),
                  "needs": ("top_categories", "next_categories", "computed_at")}
 
@@ -145,7 +145,7 @@ def field_path(name: Any, where: str = "field") -> str:
     root = parts[0]
     if root not in FIELD_ROOTS:
         raise RuleError(f"{where}: unknown field {name!r}; fields start with one of {', '.join(FIELD_ROOTS)}")
-    if not all(_NAME.match(p) for p in parts):
+    if not all(_NAME.fullmatch(p) for p in parts):
         raise RuleError(f"{where}: {name!r} is not a valid field path (letters, digits, _ and dots)")
     if root == "segments":
         if len(parts) != 1:

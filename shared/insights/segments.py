@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..activity import iso_utc
+from ..ingest import escape_formula
 from ..settings import Settings
 from ..store import PreconditionFailedError, Store
 from .common import (LIVE_PROFILES, list_definitions, live_profiles, new_id, now_iso, owners, read_definition,
@@ -242,10 +243,7 @@ def member_summary(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _spreadsheet_safe(value: Any) -> str:
     """CSV cells a spreadsheet would run as a formula get a leading quote (phone numbers like +44... stay)."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "@", "\t", "\r") or (text[:1] in ("+", "-") and not text[1:2].isdigit()):
-        return "'" + text
-    return text
+    return escape_formula("" if value is None else str(value))
 
 
 def export_rows(store: Store, segment_id: str) -> Iterator[list[str]]:

@@ -13,7 +13,7 @@ Condition = tuple[str, str, Any]
 Filter = Union[Condition, tuple[str, Any], None]
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "contains", "startswith", "defined", "undefined")
-_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # fullmatch: "$" allows a final "\n"
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
@@ -36,7 +36,7 @@ def sql_path(path: str, alias: str = "c") -> str:
 
 
 def _check_path(path: str) -> str:
-    if not isinstance(path, str) or not _PATH.match(path):
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
         raise InvalidFilterError(f"invalid field path {path!r}")
     return path
 
