@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
-from shared.churn.features import ACTIVITY_FIELDS, History
+from shared.churn.features import ACTIVITY_FIELDS, History, to_epoch  # to_epoch: naive times are UTC
 from shared.churn.registry import ModelRegistry, RegistryError
 from shared.churn.serving import ChurnModel, score_history
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
@@ -162,7 +162,7 @@ def score_profiles(store: Store, model: ChurnModel, histories: Mapping[str, Hist
                     log.warning("churn: profile %s not scored: unreadable activity", profile["id"])
                     checkpoint["unreadable"] += 1
                     continue
-            result = score_history(model, history, as_of=as_of.timestamp(),
+            result = score_history(model, history, as_of=to_epoch(as_of),
                                    medium=settings.churn_risk_medium, high=settings.churn_risk_high)
             if result is None:
                 checkpoint["no_purchases"] += 1
@@ -206,7 +206,7 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
         lock.renew()
 
         if checkpoint["stage"] == "training":
-            report = train_and_publish(histories, registry, as_of=as_of.timestamp(),
+            report = train_and_publish(histories, registry, as_of=to_epoch(as_of),
                                        window_days=settings.churn_window_days, tolerance=settings.churn_auc_tolerance,
                                        run_id=checkpoint["run_id"], min_profiles=min_profiles, **(train_options or {}))
             checkpoint.update(stage="scoring", training=report["status"], training_reason=report.get("reason")

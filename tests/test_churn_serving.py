@@ -154,3 +154,23 @@ def test_groups_cover_every_feature_once():
     assert sorted(names) == sorted(FEATURE_NAMES) and len(names) == len(set(names))
     assert np.array_equal(np.sort(np.concatenate([[INDEX[n] for n in g] for g in FEATURE_GROUPS.values()])),
                           np.arange(len(FEATURE_NAMES)))
+
+
+def test_a_naive_as_of_is_utc_whatever_the_machines_time_zone(tmp_path, monkeypatch):
+    import time
+
+    store, registry = MemoryStore(), local_registry(tmp_path)
+    registry.publish(trained_model().version, trained_model().onnx, trained_model().card, expected_latest=None)
+    save_activity(store, [Transaction(source="pos", order_id="o1", customer_key="42", amount="25",
+                                      timestamp=datetime(2025, 5, 1, tzinfo=timezone.utc))])
+    profile = {"id": "p_1", "doc_type": "profile", "records": [{"key": "pos|42"}]}
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14: read as local, 06:00 would be before the purchase
+    time.tzset()
+    try:
+        naive = score_profile(store, profile, scorer=ChurnScorer(registry), as_of=datetime(2025, 5, 1, 6))
+        aware = score_profile(store, profile, scorer=ChurnScorer(registry),
+                              as_of=datetime(2025, 5, 1, 6, tzinfo=timezone.utc))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert naive is not None and naive == aware

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from .features import FEATURE_GROUPS, FEATURE_NAMES, INDEX, History
+from .features import FEATURE_GROUPS, FEATURE_NAMES, INDEX, History, to_epoch
 from .registry import ModelRegistry
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def score_profile(store, profile: Mapping[str, Any], *, scorer: ChurnScorer | No
 
     s = settings or get_settings()
     model = (scorer or default_scorer(s)).model()
-    when = (as_of or datetime.now(timezone.utc)).timestamp()
+    when = to_epoch(as_of or datetime.now(timezone.utc))  # a naive as_of is UTC, as everywhere in churn
     return score_history(model, profile_history(store, profile), as_of=when,
                          medium=s.churn_risk_medium, high=s.churn_risk_high)
 
