@@ -268,21 +268,22 @@ class ActivityWriter:
 
     def __init__(self, store: Store):
         self._container = store.container("activity")
-        self._pending: dict[str, list[dict[str, Any]]] = {}
-        self._count = 0
+        self._pending: dict[str, dict[str, Any]] = {}  # by id across owners: an order moved in the file is kept once
         self.saved = 0
 
     def add(self, item: Transaction | Event | Review) -> None:
         doc = activity_doc(item)
-        self._pending.setdefault(doc["owner"], []).append(doc)
-        self._count += 1
-        if self._count >= ACTIVITY_BUFFER:
+        self._pending.pop(doc["id"], None)  # last wins, in file order
+        self._pending[doc["id"]] = doc
+        if len(self._pending) >= ACTIVITY_BUFFER:
             self.flush()
 
     def flush(self) -> None:
-        pending, self._pending, self._count = self._pending, {}, 0
-        for owner, docs in pending.items():
-            unique = list({d["id"]: d for d in docs}.values())  # one op per id in a batch
+        pending, self._pending = self._pending, {}
+        by_owner: dict[str, list[dict[str, Any]]] = {}
+        for doc in pending.values():
+            by_owner.setdefault(doc["owner"], []).append(doc)
+        for owner, unique in by_owner.items():
             if len(unique) == 1:
                 self._container.upsert_item(unique[0])
             else:
