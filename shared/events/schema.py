@@ -4,12 +4,29 @@ Both camelCase (anonymousId, userId, messageId) and snake_case names are accepte
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_ID = 256
+MAX_DEPTH = 32  # nesting of properties/traits/context; the stored form cannot serialize very deep values
+
+
+def check_json_value(value: Any, max_depth: int = MAX_DEPTH) -> Any:
+    """Refuse values nested deeper than max_depth and non-finite numbers (NaN, Infinity: not JSON). Iterative, so
+    a deep value gives a reason instead of a RecursionError."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, (dict, list)):
+            if depth >= max_depth:
+                raise ValueError(f"nested more than {max_depth} levels deep")
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return value
 
 
 class EventContext(BaseModel):
@@ -45,13 +62,18 @@ class IncomingEvent(BaseModel):
             raise ValueError("a track event needs an event name")
         return self
 
+    @field_validator("traits", "properties", "context", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return check_json_value(value)
+
     @field_validator("timestamp")
     @classmethod
     def _plausible_time(cls, ts: datetime | None) -> datetime | None:
         if ts is None:
             return None
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=timezone.utc)
+        if ts.tzinfo is None:  # a device's local time without its offset: nothing tells which zone it is
+            raise ValueError("timestamp needs a UTC offset (Z or +hh:mm): a time without a zone is ambiguous")
         now = datetime.now(timezone.utc)
         if ts > now + timedelta(hours=24):
             raise ValueError("timestamp is more than a day in the future")
