@@ -1,18 +1,21 @@
 """Load JSON Lines files into the in-memory store, so the CLI runs the same insight code on files.
 
 Events may be in the SDK shape (type, anonymousId/userId, messageId, context.channel — what the generator
-and POST /api/events use) or canonical (source, event_id, customer_key, ...). Anonymous events are stitched
-to the user an identify (or any event carrying both ids) ties their anonymous id to, as the events API does.
+and POST /api/events use) or canonical (source, event_id, customer_key, ...). An anonymous event is stitched to
+the user of the latest identify (or any event carrying both ids) on its anonymous id at or before the event's
+time, as the events API links a device to its latest identify; one before any identify, to the first user.
 """
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..activity import activity_doc
 from ..events.schema import IncomingEvent
@@ -34,16 +37,48 @@ def read_jsonl(path: str | Path, *, strict: bool = True) -> Iterator[tuple[int, 
             if line.strip():
                 try:
                     yield n, json.loads(line)
-                except ValueError as err:
+                except (ValueError, RecursionError) as err:  # RecursionError: nested deeper than the parser goes
                     bad = BadLine(f"not valid JSON ({getattr(err, 'msg', err)})")
                     if strict:
                         raise ValueError(f"{path}:{n}: {bad}") from None
                     yield n, bad
 
 
-def _sdk_event(raw: dict[str, Any], user: str | None) -> Event:
+_TIME = TypeAdapter(datetime)
+Ties = list[tuple[datetime, str]]  # (when, userId) of the events tying one anonymous id to a user, in time order
+
+
+def _ties(rows: list[tuple[int, Any]]) -> dict[str, Ties]:
+    ties: dict[str, Ties] = {}
+    for _, raw in rows:
+        if isinstance(raw, dict):
+            anon, user = raw.get("anonymousId") or raw.get("anonymous_id"), raw.get("userId") or raw.get("user_id")
+            if anon and user:
+                try:
+                    when = _TIME.validate_python(raw.get("timestamp"))
+                except ValidationError:
+                    continue  # the line itself is rejected below
+                if when.tzinfo is not None:
+                    ties.setdefault(str(anon), []).append((when, str(user)))
+    for found in ties.values():
+        found.sort(key=lambda t: t[0])
+    return ties
+
+
+def _stitch(ties: Ties, when: datetime | None) -> str | None:
+    """The user of the latest tie at or before `when`; before the first, the first (as the API moves a device's
+    earlier events to its first identify)."""
+    if not ties or when is None:
+        return None
+    i = bisect.bisect_right(ties, when, key=lambda t: t[0])
+    return ties[max(i - 1, 0)][1]
+
+
+def _sdk_event(raw: dict[str, Any], ties: Ties) -> Event:
     ev = IncomingEvent.model_validate(raw)
-    event_id = ev.message_id or "h-" + hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    user = None if ev.user_id else _stitch(ties, ev.timestamp)
+    canonical = json.dumps(raw, sort_keys=True, default=str)
+    event_id = ev.message_id or "h-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
     context = ev.context.model_dump(exclude_none=True)
     return Event(source=EVENTS_SOURCE, event_id=event_id, type=ev.type, event=ev.event or ev.name,
                  timestamp=ev.timestamp, anonymous_id=ev.anonymous_id, customer_key=ev.user_id or user,
@@ -60,12 +95,7 @@ def _channel(raw: dict[str, Any]) -> str | None:
 def load_events(store: Store, path: str | Path) -> dict[str, int]:
     """Store every event of a JSONL file as activity; bad lines are counted and reported, never fatal."""
     rows = list(read_jsonl(path, strict=False))
-    users: dict[str, str] = {}
-    for _, raw in rows:
-        if isinstance(raw, dict):
-            anon, user = raw.get("anonymousId") or raw.get("anonymous_id"), raw.get("userId") or raw.get("user_id")
-            if anon and user:
-                users.setdefault(str(anon), str(user))
+    ties = _ties(rows)
     activity = store.container("activity")
     counts = {"events": 0, "rejected": 0}
     errors: list[str] = []
@@ -78,12 +108,12 @@ def load_events(store: Store, path: str | Path) -> dict[str, int]:
             if "event_id" in raw and "source" in raw:
                 ev = Event.model_validate(raw)
             else:
-                ev = _sdk_event(raw, users.get(str(raw.get("anonymousId") or raw.get("anonymous_id") or "")))
+                ev = _sdk_event(raw, ties.get(str(raw.get("anonymousId") or raw.get("anonymous_id") or ""), []))
             if ev.timestamp is None:
                 raise ValueError("no timestamp")
             activity.upsert_item(activity_doc(ev))
             counts["events"] += 1
-        except (ValidationError, ValueError) as err:
+        except (ValidationError, ValueError, RecursionError) as err:
             counts["rejected"] += 1
             if len(errors) < 5:
                 errors.append(f"line {n}: {str(err).splitlines()[0][:200]}")
