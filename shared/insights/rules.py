@@ -17,7 +17,8 @@ PATH is one of ``attributes.<name>`` (the unified value; ``attributes.<name>.sou
 missing``. A value ``{"days_ago": N}`` means the UTC timestamp N days before evaluation (for dates such as
 ``measures.last_purchase``).
 
-A comparison with a missing field is false (so ``not`` of it is true), the same on both stores.
+A comparison with a missing field is false (so ``not`` of it is true), the same on both stores. ``exists`` and
+``missing`` treat a null value as absent (a never-buyer's ``measures.last_purchase`` is null: it is missing).
 """
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from ..activity import iso_utc
 from ..store.query import matches
 
 OPS = ("=", "!=", "<", "<=", ">", ">=", "in", "contains", "startswith", "exists", "missing")
-STORE_OPS = {"exists": "defined", "missing": "undefined"}
 # Operators whose store filter gives exactly the Python result (type mismatches are "no match" in both);
 # "!=" is left to Python because Cosmos and Python disagree on comparing different types.
 PUSHABLE_OPS = {"=", "<", "<=", ">", ">=", "in", "contains", "startswith", "exists", "missing"}
@@ -61,7 +61,14 @@ class Comparison:
         return self.value
 
     def store_filter(self, now: datetime) -> tuple:
-        return (self.path, STORE_OPS.get(self.op, self.op), self.resolved_value(now))
+        # exists/missing treat null as absent (measures of a never-buyer are null). "in [null]" is two-valued
+        # (ARRAY_CONTAINS is false, not undefined, for other types), so it stays exact under NOT on both stores.
+        is_null = (self.path, "in", [None])
+        if self.op == "exists":
+            return ("and", [(self.path, "defined", None), ("not", is_null)])
+        if self.op == "missing":
+            return ("or", [(self.path, "undefined", None), is_null])
+        return (self.path, self.op, self.resolved_value(now))
 
 
 @dataclass(frozen=True)
