@@ -1,4 +1,5 @@
-"""Timer triggers: six-field NCRONTAB (or a TimeSpan) in UTC, run_on_startup, use_monitor, no retries.
+"""Timer triggers: NCRONTAB (six fields, or five without seconds) or a TimeSpan, in UTC; run_on_startup,
+use_monitor, no retries. Expressions NCrontab refuses (day-of-week 7, L, W, #, ?) are refused here too.
 
 With use_monitor, the schedule status (Last, Next, LastUpdated) is kept in the host storage account like the
 real host (`azure-webjobs-hosts/timers/<host id>/Host.Functions.<name>/status`); a start that finds `Next` in the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -23,6 +25,14 @@ from .host_invoke import FunctionSpec, InvocationFailed, Invoker
 log = logging.getLogger("devstack.host")
 
 
+# NCRONTAB fields, as the real host parses them (NCrontab): lowest and highest value, names where allowed.
+_FIELDS = (("second", 0, 59, ()), ("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day", 1, 31, ()),
+           ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+           ("day-of-week", 0, 6, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")))
+# One item of a field's list: *, a value, a range, each optionally with a step (NCrontab knows no L, W, # or ?).
+_ITEM = re.compile(r"(\*|\w+(-\w+)?)(/\d+)?")
+
+
 class Schedule:
     def __init__(self, expression: str, where: str) -> None:
         self.expression = expression.strip()
@@ -31,9 +41,16 @@ class Schedule:
             self.interval = parse_timespan(self.expression, where)
             if self.interval <= 0:
                 raise HostConfigError(f"{where}: interval must be positive")
-        elif len(self.expression.split()) != 6 or not croniter.is_valid(self.expression, second_at_beginning=True):
-            raise HostConfigError(f"{where}: {self.expression!r} is not a six-field NCRONTAB expression "
-                                  "'{second} {minute} {hour} {day} {month} {day-of-week}'")
+            return
+        fields = self.expression.split()
+        if len(fields) == 5:  # the real host reads five fields as having no seconds field (CronSchedule)
+            fields = ["0", *fields]
+        if len(fields) != 6 or not all(_ncrontab_field(f, spec) for f, spec in zip(fields, _FIELDS)) or \
+                not croniter.is_valid(" ".join(fields), second_at_beginning=True):
+            raise HostConfigError(f"{where}: {self.expression!r} is not an NCRONTAB expression "
+                                  "'{second} {minute} {hour} {day} {month} {day-of-week}' (day-of-week 0-6; "
+                                  "no L, W, # or ?)")
+        self.expression = " ".join(fields)
 
     def next_after(self, moment: datetime) -> datetime:
         if self.interval is not None:
@@ -66,6 +83,23 @@ class TimerStatusStore:
     def write(self, function: str, status: dict) -> None:
         self.container.upload_blob(f"{self.root}Host.Functions.{function}/status", json.dumps(status),
                                    overwrite=True)
+
+
+def _ncrontab_field(text: str, spec: tuple) -> bool:
+    """True when NCrontab accepts the field: items of *, values and ranges in range, each with an optional step."""
+    _, low, high, names = spec
+    for item in text.split(","):
+        if not _ITEM.fullmatch(item):
+            return False
+        values = item.split("/", 1)[0]
+        if values == "*":
+            continue
+        for value in values.split("-"):
+            if value.upper() in names:
+                continue
+            if not value.isdigit() or not low <= int(value) <= high:
+                return False
+    return True
 
 
 def _iso(moment: datetime) -> str:

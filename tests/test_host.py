@@ -536,8 +536,13 @@ def test_ncrontab_schedules():
     assert Schedule("0 0 0 13 * FRI", "t").next_after(start).isoformat() == "2026-02-13T00:00:00+00:00"
     assert Schedule("00:00:30", "t").next_after(start).isoformat() == "2026-01-01T00:00:30+00:00"
     assert Schedule("* * * * * *", "t").is_frequent() and not Schedule("0 0 2 * * *", "t").is_frequent()
-    with pytest.raises(HostConfigError, match="six-field"):
-        Schedule("0 2 * * *", "t")  # five fields: the real host refuses it too
+    # Five fields: no seconds field, as the real host reads them (CronSchedule: IncludingSeconds = fields != 5)
+    assert Schedule("0 2 * * *", "t").next_after(start).isoformat() == "2026-01-01T02:00:00+00:00"
+    # What NCrontab refuses fails here too, not first in Azure: day-of-week 7, L, W, #, ?, out-of-range values
+    for expression in ("0 0 0 * * 7", "0 0 0 * * 0-7", "0 0 0 L * *", "0 0 0 * * 5#2", "0 0 0 15W * *",
+                       "0 0 0 ? * MON", "0 60 * * * *", "0 0 0 * 13 *", "* * * *"):
+        with pytest.raises(HostConfigError, match="NCRONTAB"):
+            Schedule(expression, "t")
 
 
 def test_host_json_and_binding_expressions(tmp_path):
