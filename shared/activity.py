@@ -57,7 +57,9 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
         if isinstance(feedback, str):
             data["sentiment"] = sentiment_score(feedback)
     data["timestamp"] = iso_utc(item.timestamp)
-    return {**data, "id": f"{kind}:{item.source}:{natural}", "owner": owner, "kind": kind}
+    # A return or refund usually reuses its sale's order id: its own prefix keeps it from replacing the sale.
+    prefix = f"transaction-{item.kind}" if isinstance(item, Transaction) and item.kind != "purchase" else kind
+    return {**data, "id": f"{prefix}:{item.source}:{natural}", "owner": owner, "kind": kind}
 
 
 def iso_utc(ts: datetime) -> str:

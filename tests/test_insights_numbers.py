@@ -54,7 +54,6 @@ def test_measures_count_two_orders_with_the_same_number_in_two_sources_as_two_or
     assert m["average_order_value"] == 75.0
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_a_return_row_that_reuses_the_order_id_does_not_erase_the_purchase():
     """Order O1 for 100, then a return of 30 recorded against the same order id (the usual way a till or a
     shop platform links a return to its sale). Right: 1 order, spend 100, returns 30, net 70."""
