@@ -93,6 +93,7 @@ class LocalHost:
         self.worker_processes = worker_processes  # None: the FUNCTIONS_WORKER_PROCESS_COUNT app setting
         self.workers: WorkerProcesses | None = None
         self.stopping = threading.Event()
+        self.halted = threading.Event()  # set after the drain: queue leases are renewed until then
         self.functions: list[FunctionSpec] = []
         self.queue_listeners: list[QueueListener] = []
         self.timers: dict[str, TimerRunner] = {}
@@ -181,7 +182,7 @@ class LocalHost:
         for spec in queue_specs:
             listener = QueueListener(spec, self.connections.get(spec.trigger.attrs.get("connection")),
                                      self.workers or self.invoker, self.config.queues, self.queue_lease,
-                                     self.stopping)
+                                     self.stopping, self.halted)
             self.queue_listeners.append(listener)
             listener.start()
         status_store = TimerStatusStore(host_storage, self.host_id) if timer_specs else None
@@ -206,6 +207,7 @@ class LocalHost:
         while self.in_flight() and time.monotonic() < deadline:
             time.sleep(0.05)
         unfinished = self.in_flight()
+        self.halted.set()  # only now: a message still running then reappears after its lease
         for listener in self.queue_listeners:
             listener.join(max(0.0, deadline - time.monotonic()))
         if self.workers is not None:

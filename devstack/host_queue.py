@@ -10,8 +10,9 @@
   dequeue_count; after `maxDequeueCount` attempts it is copied unchanged to `<queue>-poison` and deleted.
 - An empty queue is polled with exponential back-off up to `maxPollingInterval`; a message this host writes to
   the queue through an output binding wakes its listener at once (as the real host does).
-- On shutdown nothing new is fetched; a message whose function does not finish in time is left leased and
-  reappears when the lease expires.
+- On shutdown nothing new is fetched, but leases are still renewed while running functions drain (the real
+  host renews until the invocation returns); `halt` is set after the drain deadline, and a message whose
+  function did not finish by then reappears when its lease expires.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class _Lease:
 
 class QueueListener:
     def __init__(self, spec: FunctionSpec, connection: StorageConnection, invoker: Invoker,
-                 options: QueueOptions, lease_seconds: int, stopping: threading.Event) -> None:
+                 options: QueueOptions, lease_seconds: int, stopping: threading.Event,
+                 halt: threading.Event | None = None) -> None:
         self.spec = spec
         self.queue_name = spec.trigger.attrs["queueName"].lower()
         self.connection = connection
@@ -63,7 +65,8 @@ class QueueListener:
         self.invoker = invoker
         self.options = options
         self.lease_seconds = max(1, int(lease_seconds))
-        self.stopping = stopping
+        self.stopping = stopping  # stop fetching
+        self.halt = halt or threading.Event()  # stop renewing leases: set after the drain, not when it starts
         self.wake = threading.Event()
         self.leases: dict[str, _Lease] = {}
         self._changed = threading.Condition()
@@ -185,8 +188,8 @@ class QueueListener:
 
     # -- lease renewal --------------------------------------------------------------------------------------
     def _renew(self) -> None:
-        """Keep running messages invisible; stops at shutdown so unfinished ones reappear after the lease."""
-        while not self.stopping.wait(min(1.0, self.lease_seconds / 4)):
+        """Keep running messages invisible until `halt`, so unfinished ones reappear only after the drain."""
+        while not self.halt.wait(min(1.0, self.lease_seconds / 4)):
             now = time.monotonic()
             with self._changed:
                 due = [lease for lease in self.leases.values() if lease.renew_at <= now]
