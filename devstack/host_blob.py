@@ -4,7 +4,10 @@ Like the real host, receipts live in the host storage account (container `azure-
 `blobreceipts/<host id>/Host.Functions.<name>/<etag>/<container>/<blob name>`), so a restarted host neither
 misses a blob written while it was down nor fires again for a version it already handled. Failed blobs are
 retried (host.json extensions.queues maxDequeueCount and visibilityTimeout, as the real host runs blob
-triggers through an internal queue), then reported on the `webjobs-blobtrigger-poison` queue.
+triggers through an internal queue), then reported on the `webjobs-blobtrigger-poison` queue. Before each
+attempt the blob's properties are read again, as the real host does: a deleted blob, or one whose ETag changed
+since it was detected (the new version fires on its own), is skipped as a success, and the content is read
+only if it still has the detected ETag.
 Functions with `source=EVENT_GRID` are served the same way (there is no Event Grid locally), plus an
 Event Grid-style webhook (`POST /runtime/webhooks/blobs?functionName=Host.Functions.<name>`).
 """
@@ -18,6 +21,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.functions import _abc as func_abc
 from azure.storage.blob import BlobClient, BlobProperties
@@ -76,7 +80,7 @@ class BlobStream(func_abc.InputStream):
 
     def _fill(self, want: int) -> None:
         if self._chunks is None:
-            self._chunks = iter(self._client.download_blob().chunks())
+            self._chunks = iter(_download(self._client, self._properties["ETag"]).chunks())
         parts = [self._buffer]
         have = len(self._buffer)
         while not self._eof and (want < 0 or have < want):
@@ -128,21 +132,28 @@ def blob_properties(props: BlobProperties) -> dict[str, Any]:
     }
 
 
+def _download(client: BlobClient, etag: str | None):
+    """The content of exactly this version: a blob overwritten since `etag` fails (412) instead of mixing."""
+    if not etag:
+        return client.download_blob()
+    return client.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified)
+
+
 def blob_argument(client: BlobClient, props: BlobProperties, annotation: Any, container: str) -> Any:
     """What a blob parameter receives, by its annotation: bytes, str, a (streaming) InputStream, or, for the SDK
     types of azurefunctions-extensions-bindings-blob, the azure.storage.blob client the worker would build from
-    the same connection (the host then passes no content at all)."""
-    sdk = sdk_blob_argument(client, annotation)
+    the same connection (the host then passes no content at all). Content is read only at the ETag of `props`."""
+    sdk = sdk_blob_argument(client, annotation, props.etag)
     if sdk is not None:
         return sdk
     if annotation is bytes:
-        return client.download_blob().readall()
+        return _download(client, props.etag).readall()
     if annotation is str:
-        return client.download_blob().readall().decode("utf-8")
+        return _download(client, props.etag).readall().decode("utf-8")
     return BlobStream(client, props, container)
 
 
-def sdk_blob_argument(client: BlobClient, annotation: Any) -> Any:
+def sdk_blob_argument(client: BlobClient, annotation: Any, etag: str | None = None) -> Any:
     """BlobClient, ContainerClient or StorageStreamDownloader for an SDK-type annotation; None otherwise."""
     try:
         from azurefunctions.extensions.bindings import blob as sdk
@@ -155,7 +166,7 @@ def sdk_blob_argument(client: BlobClient, annotation: Any) -> Any:
     if issubclass(annotation, sdk.ContainerClient):
         return client._get_container_client()  # same account, credential and pipeline settings
     if issubclass(annotation, sdk.StorageStreamDownloader):
-        return client.download_blob()
+        return _download(client, etag)
     return None
 
 
@@ -304,17 +315,19 @@ class BlobTriggerListener:
             last_error = ""
             for attempt in range(1, attempts + 1):
                 try:
+                    gone = self._gone(client, props)
+                    if gone:  # the real host ignores such a version: success, no invocation, no retry
+                        log.info("blob trigger %s: skipped a blob version since %s", spec.name,
+                                 "deleted" if gone == "Deleted" else "overwritten")
+                        self.receipts.write(spec.name, watch.container, props.name, props.etag, gone)
+                        return
                     arg = blob_argument(client, props, spec.param_types.get(spec.trigger.name), watch.container)
                     self.invoker.invoke(spec, arg, data, f"New blob detected: {watch.container}/(name withheld)",
                                         retry=(attempt - 1, attempts - 1))
                     self.receipts.write(spec.name, watch.container, props.name, props.etag, "Succeeded")
                     return
                 except InvocationFailed as err:
-                    last_error = type(err.__cause__).__name__
-                    if isinstance(err.__cause__, ResourceNotFoundError) and not client.exists():
-                        log.warning("blob for %s was deleted before it could be processed", spec.name)
-                        self.receipts.write(spec.name, watch.container, props.name, props.etag, "Deleted")
-                        return
+                    last_error = type(err.__cause__).__name__  # a 412 or 404 mid-read: the next check skips it
                 except Exception as err:  # the argument could not be built (storage error)
                     last_error = type(err).__name__
                     log.warning("blob trigger %s: could not read the blob: %s", spec.name, last_error)
@@ -333,6 +346,15 @@ class BlobTriggerListener:
             watch.slots.release()
             with self._lock:
                 self.active.discard(threading.current_thread())
+
+    @staticmethod
+    def _gone(client: BlobClient, props: BlobProperties) -> str | None:
+        """'Deleted' or 'Changed' when the detected version is no longer the blob's current one, else None."""
+        try:
+            current = client.get_blob_properties()
+        except ResourceNotFoundError:
+            return "Deleted"
+        return None if etag_key(current.etag) == etag_key(props.etag) else "Changed"
 
     def _to_poison(self, watch: BlobWatch, props: BlobProperties, reason: str) -> None:
         body = json.dumps({
