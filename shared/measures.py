@@ -7,13 +7,14 @@ from .activity import is_purchase
 
 
 def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    orders: dict[str, float] = {}
+    orders: dict[tuple[Any, Any], float] = {}
     returns = 0.0
     first = last = None
     for tx in transactions:
         amount = float(tx.get("amount") or 0.0)
         if is_purchase(tx):
-            orders[tx.get("order_id") or tx.get("id")] = orders.get(tx.get("order_id") or tx.get("id"), 0.0) + amount
+            order = (tx.get("source"), tx.get("order_id") or tx.get("id"))  # each source numbers its own orders
+            orders[order] = orders.get(order, 0.0) + amount
             ts = tx.get("timestamp")
             first = ts if first is None or ts < first else first
             last = ts if last is None or ts > last else last
