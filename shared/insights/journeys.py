@@ -11,7 +11,7 @@ claimed yet (anonymous owners) count as separate visitors, so the top of the fun
 from __future__ import annotations
 
 import statistics
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -205,10 +205,10 @@ def load_actor_events(store: Store, steps: list[JourneyStep], start: datetime, e
 
 
 def _in_calendar(moment: datetime) -> datetime:
-    """Dates far enough from year 1 and 9999 that a range and its days can be computed from them."""
+    """In UTC (reports list UTC days), and far enough from year 1 and 9999 to compute a range and its days."""
     if not 1900 <= moment.year <= 9998:
         raise ValueError("dates must be between the years 1900 and 9998")
-    return moment
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 def date_range(start: str | datetime | None, end: str | datetime | None, *, default_days: int = 30) -> tuple[datetime, datetime]:
