@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any, Callable, Literal
@@ -167,7 +168,10 @@ def _profile_segments(store: Store, pid: str, cache: dict[str, list[str]]) -> li
 
 
 def revenue_report(store: Store, params: ReportParameters | None = None) -> dict[str, Any]:
-    """Revenue (purchases), returns and orders in a date range, by channel, by segment and by both."""
+    """Revenue (purchases), returns and orders in a date range, by channel, by segment and by both.
+
+    Money is never added across currencies: every bucket has ``by_currency``, and its own revenue, returns,
+    net revenue and average order value only when it holds one currency (None when it mixes several)."""
     p = params or ReportParameters()
     start, end = date_range(p.start, p.end, default_days=90)
     flt: list[Any] = [("kind", "=", "transaction"), ("timestamp", ">=", iso_utc(start)), ("timestamp", "<", iso_utc(end))]
@@ -177,8 +181,11 @@ def revenue_report(store: Store, params: ReportParameters | None = None) -> dict
     segs: dict[str, list[str]] = {}
     names = {s["id"]: s["name"] for s in list_definitions(store, "segment")}
 
-    def blank() -> dict[str, Any]:
+    def money() -> dict[str, Any]:
         return {"revenue": 0.0, "returns": 0.0, "orders": set(), "customers": set()}
+
+    def blank() -> dict[str, Any]:
+        return {**money(), "currencies": defaultdict(money)}
 
     total, by_channel, by_segment = blank(), defaultdict(blank), defaultdict(blank)
     by_both: dict[tuple[str, str], dict[str, Any]] = defaultdict(blank)
@@ -190,19 +197,28 @@ def revenue_report(store: Store, params: ReportParameters | None = None) -> dict
         for s in seg_ids or [NO_SEGMENT]:
             buckets += [by_segment[s], by_both[(s, channel)]]
         amount = float(tx.get("amount") or 0.0)
+        order = (tx.get("source"), tx.get("order_id") or tx["id"])  # each source numbers its own orders
         for b in buckets:
-            if is_purchase(tx):
-                b["revenue"] += amount
-                b["orders"].add(tx.get("order_id") or tx["id"])
-                b["customers"].add(pid)
-            else:
-                b["returns"] += abs(amount)
+            for m in (b, b["currencies"][tx.get("currency") or "unknown"]):
+                if is_purchase(tx):
+                    m["revenue"] += amount
+                    m["orders"].add(order)
+                    m["customers"].add(pid)
+                else:
+                    m["returns"] += abs(amount)
+
+    def figures(m: dict[str, Any], single: bool = True) -> dict[str, Any]:
+        orders = len(m["orders"])
+        return {"revenue": round(m["revenue"], 2) if single else None,
+                "returns": round(m["returns"], 2) if single else None,
+                "net_revenue": round(m["revenue"] - m["returns"], 2) if single else None,
+                "orders": orders, "customers": len(m["customers"]),
+                "average_order_value": round(m["revenue"] / orders, 2) if orders and single else None}
 
     def out(b: dict[str, Any]) -> dict[str, Any]:
-        orders = len(b["orders"])
-        return {"revenue": round(b["revenue"], 2), "returns": round(b["returns"], 2),
-                "net_revenue": round(b["revenue"] - b["returns"], 2), "orders": orders, "customers": len(b["customers"]),
-                "average_order_value": round(b["revenue"] / orders, 2) if orders else None}
+        currencies = sorted(b["currencies"])
+        return {**figures(b, len(currencies) <= 1), "currency": currencies[0] if len(currencies) == 1 else None,
+                "by_currency": {c: figures(b["currencies"][c]) for c in currencies}}
 
     def label(seg: str) -> str:
         return names.get(seg, seg)
@@ -254,14 +270,13 @@ def analytics_report(store: Store, params: ReportParameters | None = None) -> di
         for s in sessionize(events):
             sessions[s["channels"][0] if len(s["channels"]) == 1 else "mixed" if s["channels"] else "unknown"] += 1
             durations.append(s["duration_seconds"])
-    durations.sort()
     return {
         "report": "analytics", "generated_at": now_iso(), "from": iso_utc(start), "to": iso_utc(end), "channel": p.channel,
         "active_profiles": len(by_actor),
         "daily_active": [{"date": d, "active": len(daily[d]["all"]) if d in daily else 0,
                           **{c: len(a) for c, a in sorted(daily[d].items()) if c != "all"}} for d in _days(start, end)],
         "sessions": sum(sessions.values()), "sessions_by_channel": dict(sorted(sessions.items())),
-        "median_session_seconds": durations[len(durations) // 2] if durations else None,
+        "median_session_seconds": statistics.median(durations) if durations else None,
         "top_pages": [{"name": k, "views": v} for k, v in pages.most_common(p.top)],
         "top_screens": [{"name": k, "views": v} for k, v in screens.most_common(p.top)],
         "conversion_event": p.conversion_event,
