@@ -1,7 +1,9 @@
 """The resolve-queue worker: one message of customer records in, profiles out; bad input out of the way.
 
 - A message that can never succeed (not JSON, wrong schema, missing claim blob) goes straight to
-  `<queue>-poison` wrapped as {"reason", "message"}, instead of burning the host's five retries.
+  `<queue>-poison` wrapped as {"reason", "message"}, instead of burning the host's five retries. A wrapper too
+  big for a queue message keeps the message in a claim-check blob (like ingestion's oversize batches), and
+  "message" is then the claim message pointing at it, which `ucp replay` re-enqueues as it is.
 - Records with no usable field go to the quarantine container as JSON lines with the reason.
 - Anything else that fails (store unavailable, a lost race beyond the retries) raises, so the host retries the
   message; reprocessing is idempotent.
@@ -17,7 +19,7 @@ from typing import Any, Iterator
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from shared.ingest.messages import decode_message
+from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, claim_message, decode_message
 from shared.settings import Settings
 from shared.storage import blob_service, queue_client
 from shared.store import Store
@@ -26,6 +28,8 @@ from .lanes import resolve_in_lanes
 
 log = logging.getLogger(__name__)
 POISON_SUFFIX = "-poison"
+POISON_CLAIM_PREFIX = "poison/"  # claim-check blobs of poisoned messages, in settings.claims_container
+HOST_POISON_KEYS = {"reason", "message", "queue"}  # the local host's wrapper of a message it could not decode
 
 
 def handle_resolve_message(text: str | bytes, *, store: Store, settings: Settings, model=None) -> dict[str, Any]:
@@ -56,6 +60,10 @@ def quarantine_blob_name(message_text: str) -> str:
 
 def write_jsonl(container: str, name: str, rows: list[dict[str, Any]], settings: Settings) -> None:
     data = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows).encode()
+    _upload(container, name, data, settings)
+
+
+def _upload(container: str, name: str, data: bytes, settings: Settings) -> None:
     client = blob_service(settings).get_blob_client(container, name)
     try:
         client.upload_blob(data, overwrite=True)
@@ -70,6 +78,11 @@ def write_jsonl(container: str, name: str, rows: list[dict[str, Any]], settings:
 def send_to_poison(queue: str, message_text: str, reason: str, settings: Settings) -> None:
     client = queue_client(queue + POISON_SUFFIX, settings)
     body = json.dumps({"reason": reason, "message": message_text}, ensure_ascii=False)
+    if len(body.encode()) > MAX_MESSAGE_JSON_BYTES:  # escaping + Base64 would pass the 64 KiB queue limit
+        # Named after the content: poisoning the same message again overwrites its own blob.
+        name = f"{POISON_CLAIM_PREFIX}{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.json"
+        _upload(settings.claims_container, name, message_text.encode(), settings)
+        body = json.dumps({"reason": reason, "message": claim_message(name)}, ensure_ascii=False)
     try:
         client.send_message(body)
     except ResourceNotFoundError:
@@ -81,12 +94,14 @@ def send_to_poison(queue: str, message_text: str, reason: str, settings: Setting
 
 
 def unwrap_poison(content: str) -> tuple[str, str | None]:
-    """(original message, reason) of a poison message: ours are wrapped, the host's are the raw message."""
+    """(original message, reason) of a poison message: ours and the host's undecodable ones are wrapped
+    ({"reason", "message"}, the host adds "queue"); one the host gave up on is the raw message."""
     try:
         body = json.loads(content)
     except ValueError:
         return content, None
-    if isinstance(body, dict) and set(body) == {"reason", "message"} and isinstance(body["message"], str):
+    if isinstance(body, dict) and {"reason", "message"} <= set(body) <= HOST_POISON_KEYS \
+            and isinstance(body["message"], str):
         return body["message"], body["reason"]
     return content, None
 
