@@ -244,7 +244,12 @@ function dayRange(fromId, toId) {
     $(fromId).value = new Date(today.getTime() - 30 * 86400000).toISOString().slice(0, 10);
   }
   const from = $(fromId).value, to = $(toId).value;
-  return { from: from ? from + "T00:00:00Z" : "", to: to ? to + "T23:59:59Z" : "" };
+  // Reports take [from, to): midnight after the "to" day keeps that whole day (its final second too).
+  return { from: from ? from + "T00:00:00Z" : "", to: to ? nextDay(to) + "T00:00:00Z" : "" };
+}
+
+function nextDay(day) {
+  return new Date(Date.parse(day + "T00:00:00Z") + 86400000).toISOString().slice(0, 10);
 }
 
 function lineChart(points, { width = 1000, height = 140 } = {}) {
@@ -266,15 +271,25 @@ function lineChart(points, { width = 1000, height = 140 } = {}) {
 const latest = {};
 function ticket(view) { latest[view] = (latest[view] || 0) + 1; const mine = latest[view]; return () => latest[view] === mine; }
 
+// Revenue per currency ("GBP 100 · USD 80"); never one sum across currencies.
+function money(r) {
+  const parts = Object.entries(r.by_currency || {});
+  if (!parts.length) return num(r.revenue);
+  return parts.map(([cur, m]) => (cur === "unknown" ? "" : cur + " ") + num(m.revenue)).join(" · ");
+}
+
 async function loadActivity() {
   const current = ticket("activity");
   const params = { ...dayRange("activity-from", "activity-to"), channel: $("activity-channel").value };
   const [a, r] = await Promise.all([api("reports/analytics", params), api("reports/revenue", params)]);
   if (!current()) return;
   kpis($("activity-kpis"), [["active profiles", num(a.active_profiles)], ["sessions", num(a.sessions)],
-    ["median session", duration(a.median_session_seconds)], ["revenue", num(r.revenue)], ["orders", num(r.orders)]]);
+    ["median session", duration(a.median_session_seconds)], ["revenue", money(r)], ["orders", num(r.orders)]]);
   clear($("activity-daily")).append(lineChart(a.daily_active.map((d) => ({ label: d.date.slice(5), value: d.active }))));
-  const rev = Object.entries(r.by_channel).map(([c, v]) => ({ label: c, value: v.revenue, note: `${num(v.orders)} orders` }));
+  // One bar per channel and currency: amounts in different currencies are never added.
+  const several = Object.keys(r.by_currency || {}).length > 1;
+  const rev = Object.entries(r.by_channel).flatMap(([c, v]) => Object.entries(v.by_currency || { "": v })
+    .map(([cur, m]) => ({ label: several ? `${c} ${cur}` : c, value: m.revenue, note: `${num(m.orders)} orders` })));
   clear($("activity-revenue")).append(rev.length ? barChart(rev, { width: 420 }) : el("p", { class: "muted" }, "No orders in this range."));
   const tbody = clear($("activity-conversion").tBodies[0]);
   for (const [c, v] of Object.entries(a.conversion_by_channel)) tbody.append(el("tr", {}, el("td", {}, c), el("td", {}, num(v.active)), el("td", {}, num(v.converted)), el("td", {}, pct(v.rate))));
