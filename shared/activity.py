@@ -69,6 +69,13 @@ def iso_utc(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def up_to(activity: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The activity dated at or before `now`: what an "as of now" computation may use (stored timestamps are
+    iso_utc strings, so string order is time order)."""
+    cutoff = iso_utc(now)
+    return [a for a in activity if (a.get("timestamp") or "") <= cutoff]
+
+
 def save_activity(store: Store, items: Iterable[Transaction | Event | Review]) -> int:
     container = store.container("activity")
     n = 0

@@ -80,7 +80,6 @@ def test_exists_and_missing_on_measures_of_a_customer_who_never_bought():
     assert never == {"p_bo"}
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_refresh_as_of_a_moment_ignores_later_transactions():
     """refresh_profile(now=T) computes measures 'as of' T (segments and needs use T): an order dated 5 days
     after T must not be in orders, spend or last_purchase."""
@@ -96,7 +95,6 @@ def test_refresh_as_of_a_moment_ignores_later_transactions():
 
 # --- enrichment -----------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_enrichment_lifecycle_as_of_ignores_later_purchases():
     """As of NOW the person has bought nothing yet (their only purchase is dated 10 days later): a prospect
     with no tenure, not a 'new' customer."""
@@ -247,7 +245,6 @@ def test_dashboard_date_range_includes_the_whole_last_day():
 
 # --- needs ----------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_needs_as_of_a_moment_use_nothing_from_after_it():
     """A view of product SKU1 (no category on the event) 10 days before NOW; the only thing that says SKU1 is
     'shoes' is a purchase 5 days after NOW. As of NOW there is no category signal at all."""

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from ..activity import is_purchase, list_activity
+from ..activity import is_purchase, list_activity, up_to
 from ..store import PreconditionFailedError, Store
 from ..normalize import fold_name
 from .reference import CITY_REGION, DISPOSABLE_MAIL, FREE_MAIL, UK_POSTCODE_AREA_REGION, US_STATE_REGION
@@ -71,7 +71,7 @@ def lifecycle(first: str | None, last: str | None, now: datetime) -> tuple[int |
 
 def enrich_profile(profile: dict[str, Any], transactions: list[dict[str, Any]], *, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(timezone.utc)
-    purchases = sorted(t["timestamp"] for t in transactions if is_purchase(t))
+    purchases = sorted(t["timestamp"] for t in up_to(transactions, now) if is_purchase(t))  # as of `now`
     tenure, stage = lifecycle(purchases[0] if purchases else None, purchases[-1] if purchases else None, now)
     return {
         "derived": True,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from ..activity import is_purchase
+from ..activity import is_purchase, up_to
 from .common import parse_time
 
 CART_EVENTS = ("Product Added", "Added to Cart", "Add to Cart")
@@ -95,7 +95,7 @@ def popularity_of(category_counts: Counter) -> dict[str, float]:
 
 def profile_needs(activity: Iterable[dict[str, Any]], now: datetime, popularity: dict[str, float],
                   model: NeedsModel = DEFAULT_MODEL) -> dict[str, Any]:
-    signals = category_signals(activity, model)
+    signals = category_signals(up_to(activity, now), model)  # nothing learnt from after `now`
     aff = affinity(signals, now, model)
     top = dict(list(aff.items())[:model.keep])
     return {"affinity": {c: round(v, 4) for c, v in top.items()}, "top_categories": list(top)[:model.top],

@@ -21,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any
 
-from ..activity import iso_utc, list_activity
+from ..activity import iso_utc, list_activity, up_to
 from ..measures import compute_measures
 from ..store import Store
 from .common import live_profiles, owners, update_profile
@@ -61,7 +61,8 @@ class _Context:
 
 
 def _insights(store: Store, profile: dict[str, Any], ctx: _Context, counts: Counter | None) -> dict[str, Any]:
-    activity = list(list_activity(store, owners(profile)))  # read once; everything below works on it
+    # Read once; everything below works on it, as of ctx.now (a later-dated row is not yet known then).
+    activity = up_to(list_activity(store, owners(profile)), ctx.now)
     transactions = [a for a in activity if a.get("kind") == "transaction"]
     events = [a for a in activity if a.get("kind") == "event"]
     if counts is not None:
