@@ -107,7 +107,6 @@ def test_enrichment_lifecycle_as_of_ignores_later_purchases():
 
 # --- segments and the refresh ---------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet")
 def test_refresh_updates_a_segment_built_on_another_segment_in_the_same_run():
     """Segment A: churn risk high. Segment B: members of A. The person becomes high risk; after one refresh
     run they must be in A and in B (B is by definition a superset of A), and B's stored size must be 1."""

@@ -27,7 +27,7 @@ from ..store import Store
 from .common import live_profiles, owners, update_profile
 from .journeys import list_journeys, stages_for
 from .needs import popularity_of, profile_needs, purchase_categories
-from .rules import RuleError, parse_rule, utc_now
+from .rules import Combination, Comparison, RuleError, parse_rule, utc_now
 from .segments import update_definition, is_member, list_segments, segment_size
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,15 @@ class _Context:
                 self.segments.append((s["id"], parse_rule(s.get("rule"))))
             except RuleError as err:  # a definition stored under older rules must not stop the whole job
                 log.warning("segment %s skipped: its rule is no longer valid (%s)", s["id"], err)
+        self.nested = any(_on_segments(rule) for _, rule in self.segments)  # membership may depend on membership
         self.journeys = list_journeys(store)
         self.popularity = load_popularity(store)
+
+
+def _on_segments(rule: Any) -> bool:
+    if isinstance(rule, Comparison):
+        return rule.path == "segments"
+    return isinstance(rule, Combination) and any(_on_segments(p) for p in rule.parts)
 
 
 def _insights(store: Store, profile: dict[str, Any], ctx: _Context, counts: Counter | None) -> dict[str, Any]:
@@ -71,8 +78,26 @@ def _insights(store: Store, profile: dict[str, Any], ctx: _Context, counts: Coun
                "measures": {**(profile.get("measures") or {}), **compute_measures(transactions)},
                "needs": profile_needs(activity, ctx.now, ctx.popularity),
                "journey_stage": stages_for(store, ctx.journeys, profile, events)}
-    updated["segments"] = sorted(sid for sid, rule in ctx.segments if is_member(store, rule, updated, ctx.now, events))
+    updated["segments"] = _memberships(store, ctx, updated, events)
     return {k: updated[k] for k in FIELDS}
+
+
+def _memberships(store: Store, ctx: _Context, profile: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
+    """The segments the profile belongs to. A rule on ``segments`` sees the memberships decided before it in
+    this run (creation order), and passes repeat until nothing changes, so a segment built on a later one
+    (or on one whose id sorts later) is current after one run too. A cycle stops after one pass per segment."""
+    known = {sid for sid, _ in ctx.segments}
+    current = set(profile.get("segments") or []) & known
+    for _ in range(len(ctx.segments) if ctx.nested else 1):
+        before = set(current)
+        for sid, rule in ctx.segments:
+            if is_member(store, rule, {**profile, "segments": sorted(current)}, ctx.now, events):
+                current.add(sid)
+            else:
+                current.discard(sid)
+        if current == before:
+            break
+    return sorted(current)
 
 
 def _apply(fields: dict[str, Any]):
