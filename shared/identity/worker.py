@@ -42,7 +42,8 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
         log.warning("resolve message sent to poison: %s", err)
         return {"poisoned": str(err)}
     results = resolve_in_lanes(store, records, settings=settings, model=model)
-    bad = [{"reason": res.reason, "record_key": res.record_key, "record": rec.model_dump(mode="json", exclude_none=True)}
+    bad = [{"reason": res.reason, "record_key": res.record_key,
+            "record": rec.model_dump(mode="json", exclude_none=True)}
            for rec, res in zip(records, results) if res.action == "quarantined"]
     if bad:
         name = quarantine_blob_name(raw)
