@@ -2,7 +2,9 @@
 
 A person reaches step k when, after reaching step k-1, a later event matches step k, all within
 ``conversion_window_days`` of the event that started the attempt (step 1). Of several attempts the deepest
-counts for the funnel (ties: the earliest); the person's *current stage* is where their latest attempt stands.
+counts for the funnel (ties: the first to get that deep, started by the last step-1 event before it); the
+person's *current stage* is where their latest attempt stands. In a funnel's ``by_channel`` each person counts
+once, under the channel of the step-1 event of their counted attempt (so the channels add up to the total).
 
 Who is a "person": events are read from the `activity` container and mapped to profiles through their owner
 (a source record key -> its profile; one profile's several records make one timeline). Events nobody has
@@ -22,7 +24,6 @@ from .common import list_definitions, new_id, now_iso, owners, parse_time, read_
 from .rules import utc_now
 
 DOC_TYPE = "journey"
-MAX_ATTEMPTS = 100  # per person: attempts (step-1 events) tried when looking for the deepest one
 Scalar = str | int | float | bool
 
 
@@ -81,31 +82,55 @@ def definition_of(doc: dict[str, Any]) -> JourneyDefinition:
 
 def attempt(steps: list[JourneyStep], events: list[dict[str, Any]], start: int, window: timedelta) -> list[str]:
     """Timestamps of the steps reached from the step-1 event at `start` (events sorted by time)."""
-    reached = [events[start]["timestamp"]]
-    deadline = iso_utc(parse_time(reached[0]) + window)
+    return [ev["timestamp"] for ev in _attempt(steps, events, start, window)]
+
+
+def _attempt(steps: list[JourneyStep], events: list[dict[str, Any]], start: int,
+             window: timedelta) -> list[dict[str, Any]]:
+    reached = [events[start]]
+    deadline = iso_utc(parse_time(reached[0]["timestamp"]) + window)
     for ev in events[start + 1:]:
         if len(reached) == len(steps) or ev["timestamp"] > deadline:
             break
         if steps[len(reached)].matches(ev):
-            reached.append(ev["timestamp"])
+            reached.append(ev)
     return reached
+
+
+def _deepest(steps: list[JourneyStep], events: list[dict[str, Any]], window: timedelta) -> list[dict[str, Any]]:
+    """The events of the deepest attempt, in one pass however many step-1 events there are.
+
+    chains[k] is the attempt with the latest start that has reached step k+1 so far: a later start has a later
+    deadline, so no earlier one can go further from there. Of equally deep attempts the first to get that deep
+    counts (the one started by the last step-1 event before it: last touch)."""
+    chains: list[tuple[str, list[dict[str, Any]]] | None] = [None] * len(steps)  # (deadline, events)
+    best: list[dict[str, Any]] = []
+    for ev in events:
+        for k in range(len(steps) - 1, 0, -1):  # deepest first, so one event advances an attempt by one step only
+            held = chains[k - 1]
+            if held is not None and ev["timestamp"] <= held[0] and steps[k].matches(ev):
+                chains[k] = (held[0], [*held[1], ev])
+                if k + 1 > len(best):
+                    best = chains[k][1]
+        if steps[0].matches(ev):
+            chains[0] = (iso_utc(parse_time(ev["timestamp"]) + window), [ev])
+            best = best or [ev]
+    return best
 
 
 def progress(steps: list[JourneyStep], events: list[dict[str, Any]], window: timedelta) -> tuple[list[str], list[str]]:
     """(deepest attempt, latest attempt) for one person's events, as timestamps of the steps reached."""
+    best, latest = _progress(steps, events, window)
+    return [e["timestamp"] for e in best], [e["timestamp"] for e in latest]
+
+
+def _progress(steps: list[JourneyStep], events: list[dict[str, Any]],
+              window: timedelta) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     events = sorted(events, key=lambda e: e["timestamp"])
     starts = [i for i, ev in enumerate(events) if steps[0].matches(ev)]
     if not starts:
         return [], []
-    best: list[str] = []
-    for i in starts[:MAX_ATTEMPTS]:
-        got = attempt(steps, events, i, window)
-        if len(got) > len(best):
-            best = got
-            if len(best) == len(steps):
-                break
-    latest = attempt(steps, events, starts[-1], window)
-    return best, latest
+    return _deepest(steps, events, window), _attempt(steps, events, starts[-1], window)
 
 
 def stage_of(journey: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -127,13 +152,23 @@ def profile_stage(store: Store, journey: dict[str, Any], profile: dict[str, Any]
 
 def funnel_from_events(definition: JourneyDefinition, actor_events: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Funnel figures for people's events (already limited to the date range and channel)."""
-    steps = definition.steps
+    return _figures(definition, best_attempts(definition, actor_events).values())
+
+
+def best_attempts(definition: JourneyDefinition,
+                  actor_events: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Each person's deepest attempt (the events of the steps reached)."""
     window = timedelta(days=definition.conversion_window_days)
+    return {actor: _progress(definition.steps, events, window)[0] for actor, events in actor_events.items()}
+
+
+def _figures(definition: JourneyDefinition, attempts: Iterable[list[dict[str, Any]]]) -> dict[str, Any]:
+    steps = definition.steps
     reached = [0] * len(steps)
     gaps: list[list[float]] = [[] for _ in steps]
     total_times: list[float] = []
-    for events in actor_events.values():
-        best, _ = progress(steps, events, window)
+    for chain in attempts:
+        best = [e["timestamp"] for e in chain]
         for k, ts in enumerate(best):
             reached[k] += 1
             if k:
@@ -230,18 +265,21 @@ def funnel(store: Store, journey: dict[str, Any], *, start: str | datetime | Non
     start_dt, end_dt = date_range(start, end)
     actors = load_actor_events(store, definition.steps, start_dt, end_dt, channel)
     report = {"journey_id": journey.get("id"), "journey": definition.name, "from": iso_utc(start_dt),
-              "to": iso_utc(end_dt), "channel": channel, **funnel_from_events(definition, actors)}
+              "to": iso_utc(end_dt), "channel": channel}
+    attempts = best_attempts(definition, actors)
+    report.update(_figures(definition, attempts.values()))
     if channel is None:
-        report["by_channel"] = {c: funnel_from_events(definition, by)
-                                for c, by in sorted(split_by_channel(actors).items())}
+        report["by_channel"] = {c: _figures(definition, chains) for c, chains in sorted(by_channel(attempts).items())}
     return report
 
 
-def split_by_channel(actors: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for actor, events in actors.items():
-        for ev in events:
-            out.setdefault(ev.get("channel") or "unknown", {}).setdefault(actor, []).append(ev)
+def by_channel(attempts: dict[str, list[dict[str, Any]]]) -> dict[str, list[list[dict[str, Any]]]]:
+    """Each person's attempt under the channel where it started (their full timeline, so a web view followed by
+    an app purchase is one web conversion, and the channels add up to the total)."""
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for chain in attempts.values():
+        if chain:
+            out.setdefault(chain[0].get("channel") or "unknown", []).append(chain)
     return out
 
 
