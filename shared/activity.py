@@ -57,9 +57,17 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
         if isinstance(feedback, str):
             data["sentiment"] = sentiment_score(feedback)
     data["timestamp"] = iso_utc(item.timestamp)
+    transaction_kind = item.kind if isinstance(item, Transaction) else None
+    return {**data, "id": activity_id(kind, item.source, natural, transaction_kind), "owner": owner, "kind": kind}
+
+
+def activity_id(kind: str, source: str, natural: str, transaction_kind: str | None = None) -> str:
     # A return or refund usually reuses its sale's order id: its own prefix keeps it from replacing the sale.
-    prefix = f"transaction-{item.kind}" if isinstance(item, Transaction) and item.kind != "purchase" else kind
-    return {**data, "id": f"{prefix}:{item.source}:{natural}", "owner": owner, "kind": kind}
+    prefix = f"transaction-{transaction_kind}" if transaction_kind not in (None, "purchase") else kind
+    return f"{prefix}:{source}:{natural}"
+
+
+TRANSACTION_KINDS = ("purchase", "return", "refund")
 
 
 def iso_utc(ts: datetime) -> str:

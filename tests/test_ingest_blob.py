@@ -227,7 +227,7 @@ def test_activity_rows_are_stored_and_bad_amounts_quarantined(landing):
                                  "date_out_of_range:timestamp": 1}
     assert report["activity_saved"] == 2
     docs = list(landing.store.container("activity").query_items(partition_key="shop|C2"))
-    assert [(d["id"], d["amount"]) for d in docs] == [("transaction:shop:O4", -7.5)]
+    assert [(d["id"], d["amount"]) for d in docs] == [("transaction-return:shop:O4", -7.5)]
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -229,14 +229,17 @@ def test_parquet_typed_dates_get_the_range_check():
 
 
 def test_activity_deletes_remove_the_stored_rows(tmp_path):
+    """A delete row removes the order: its sale and its return (stored under their own ids)."""
     mapping = parse_mapping({"source": "shop", "entity": "transactions",
-                             "fields": {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": "a"}})
+                             "fields": {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": "a",
+                                        "kind": "k"}})
     orders = tmp_path / "orders.csv"
-    orders.write_text("o,c,ts,a\nO1,C1,2024-01-01,5\nO2,C1,2024-01-02,6\nO3,C2,2024-01-03,7\n")
+    orders.write_text("o,c,ts,a,k\nO1,C1,2024-01-01,5,purchase\nO1,C1,2024-01-03,-2,return\n"
+                      "O2,C1,2024-01-02,6,purchase\nO3,C2,2024-01-03,7,purchase\n")
     store = MemoryStore()
     ingest_file(orders, mapping, store=store)
     deletes = tmp_path / "deletes.csv"
-    deletes.write_text("o,c\nO1,C1\nO1,C1\nO3,\n")
+    deletes.write_text("o,c,k\nO1,C1,\nO1,C1,\nO3,,\n")
     report, _ = ingest_file(deletes, mapping, store=store, mode="delete")
     assert (report["deleted"], report["duplicates"], report["quarantined"]) == (1, 1, 1)
     assert sorted(d["id"] for d in store.container("activity").query_items()) == ["transaction:shop:O2",

@@ -216,16 +216,18 @@ class Pipeline:
             if isinstance(target, Reason):
                 self._quarantine(row, raw, [target])
                 return
-            if not self.seen.add(SeenKeys.fingerprint("delete", *target)):
+            ids, owner = target
+            if not self.seen.add(SeenKeys.fingerprint("delete", ids[0], owner)):
                 self.report["duplicates"] += 1
                 return
-            self.outputs.delete_activity(*target)
+            for doc_id in ids:
+                self.outputs.delete_activity(doc_id, owner)
         self.report["accepted"] += 1
         self.report["deleted"] += 1
 
-    def _activity_target(self, raw: dict[str, Any], key: str | None) -> tuple[str, str] | Reason:
-        """(doc id, owner) of the activity a delete row names."""
-        from ..activity import owner_key
+    def _activity_target(self, raw: dict[str, Any], key: str | None) -> tuple[list[str], str] | Reason:
+        """(doc ids, owner) of the activity a delete row names: for an order, its sale and its return and refund."""
+        from ..activity import TRANSACTION_KINDS, activity_id, owner_key
 
         m = self.mapping
         natural_spec = m.fields.get(NATURAL_ID[m.entity])
@@ -235,7 +237,9 @@ class Pipeline:
         if natural is None or customer is None:
             return Reason("missing_value", "customer_key", "a delete row needs the activity id and its customer key")
         kind = {"transactions": "transaction", "events": "event", "reviews": "review"}[m.entity]
-        return f"{kind}:{m.source}:{str(natural).strip()}", owner_key(m.source, str(customer).strip())
+        natural = str(natural).strip()
+        kinds = TRANSACTION_KINDS if kind == "transaction" else (None,)
+        return [activity_id(kind, m.source, natural, k) for k in kinds], owner_key(m.source, str(customer).strip())
 
     # --- bookkeeping
 
