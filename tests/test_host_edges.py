@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 import uuid
@@ -22,9 +21,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient
+
+from .test_host import conn, container, queue, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = "tests.hostapp.function_app:app"
@@ -32,39 +31,6 @@ YEARLY = "0 0 0 1 1 *"
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
-def _conn() -> str:
-    return os.environ["AzureWebJobsStorage"]
-
-
-def _queue(name: str) -> QueueClient:
-    q = QueueClient.from_connection_string(_conn(), name, message_encode_policy=TextBase64EncodePolicy(),
-                                           message_decode_policy=TextBase64DecodePolicy())
-    try:
-        q.create_queue()
-    except ResourceExistsError:
-        pass
-    return q
-
-
-def _container(name: str):
-    c = BlobServiceClient.from_connection_string(_conn()).get_container_client(name)
-    try:
-        c.create_container()
-    except ResourceExistsError:
-        pass
-    return c
-
-
-def _wait_for(predicate, timeout: float = 10.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 class _FakeQueue:
     def __init__(self, name: str, sent: dict) -> None:
         self.name, self.sent = name, sent
@@ -101,14 +67,14 @@ def test_lease_is_renewed_while_an_invocation_finishes_during_the_drain(local_st
     from devstack.host import LocalHost
 
     p = f"r{uuid.uuid4().hex[:8]}"
-    work = _queue(f"{p}-work")
+    work = queue(f"{p}-work")
     settings = {"HOSTAPP_PREFIX": p, "HOSTAPP_TICK": YEARLY, "HOSTAPP_MONITORED": YEARLY}
     host = LocalHost(APP, port=0, app_settings=settings, timers=False, blob_poll_interval=30, queue_lease=2,
                      drain_timeout=8).start()
     stopper = None
     try:
         work.send_message(json.dumps({"action": "sleep", "seconds": 5, "tag": uuid.uuid4().hex}))
-        assert _wait_for(lambda: host.in_flight() == 1, timeout=10)  # the function is running
+        assert wait_for(lambda: host.in_flight() == 1, timeout=10)  # the function is running
         stopper = threading.Thread(target=host.stop)
         stopper.start()  # graceful shutdown; the function needs ~4.5 s more, well within the 8 s drain
         time.sleep(3.0)
@@ -158,7 +124,7 @@ def _blob_listener(prefix: str, fn, annotation):
     attrs = {"path": f"{prefix}-in/{{name}}", "connection": "AzureWebJobsStorage"}
     trigger = Binding("blobTrigger", "blob", "IN", attrs)
     spec = FunctionSpec("edge_blob", trigger, [trigger], fn, ".", param_types={"blob": annotation})
-    connections = Connections(AppSettings(ROOT / "tests" / "hostapp", {"AzureWebJobsStorage": _conn()}))
+    connections = Connections(AppSettings(ROOT / "tests" / "hostapp", {"AzureWebJobsStorage": conn()}))
     invoker = Invoker(connections)
     listener = BlobTriggerListener([spec], invoker, connections, QueueOptions(visibility_timeout=0.0),
                                    f"edges-{prefix}", 30.0, threading.Event())
@@ -166,7 +132,7 @@ def _blob_listener(prefix: str, fn, annotation):
 
 
 def _blob_poison_for(name: str) -> list[dict]:
-    q = QueueClient.from_connection_string(_conn(), "webjobs-blobtrigger-poison")
+    q = QueueClient.from_connection_string(conn(), "webjobs-blobtrigger-poison")
     mine = []
     try:
         for m in q.receive_messages(max_messages=32, visibility_timeout=2):
@@ -192,13 +158,13 @@ def test_blob_deleted_before_its_invocation_is_ignored_not_poisoned(local_stack)
 
     listener, invoker = _blob_listener(p, fn, bytes)
     try:
-        blobs = _container(f"{p}-in")
+        blobs = container(f"{p}-in")
         blobs.upload_blob("gone.csv", b"x")
         props = next(iter(blobs.list_blobs()))
         blobs.delete_blob("gone.csv")  # deleted after the scan saw it, before the function ran
         watch = listener.watches[0]
         assert listener.dispatch(watch, props)
-        assert _wait_for(lambda: not listener.in_flight(), timeout=20)
+        assert wait_for(lambda: not listener.in_flight(), timeout=20)
         poisoned = _blob_poison_for("gone.csv")
         assert poisoned == [], f"a deleted blob was reported as poison: {poisoned}"
         assert calls == []
@@ -221,18 +187,18 @@ def test_blob_overwritten_before_its_invocation_is_not_run_with_the_newer_conten
 
     listener, invoker = _blob_listener(p, fn, InputStream)
     try:
-        blobs = _container(f"{p}-in")
+        blobs = container(f"{p}-in")
         blobs.upload_blob("a.csv", b"version one")
         old = next(iter(blobs.list_blobs()))
         blobs.upload_blob("a.csv", b"v2", overwrite=True)
         assert listener.dispatch(listener.watches[0], old)
-        assert _wait_for(lambda: not listener.in_flight(), timeout=20)
+        assert wait_for(lambda: not listener.in_flight(), timeout=20)
         mismatched = [(etag, n, data) for etag, n, data in calls if etag == old.etag and data != b"version one"]
         assert mismatched == [], f"the old version's invocation got other content: {mismatched}"
         assert calls == []  # skipped: the new version is dispatched by the next scan
         new = next(iter(blobs.list_blobs()))
         assert listener.dispatch(listener.watches[0], new)
-        assert _wait_for(lambda: not listener.in_flight(), timeout=20)
+        assert wait_for(lambda: not listener.in_flight(), timeout=20)
         assert calls == [(new.etag, 2, b"v2")]
     finally:
         invoker.close()
