@@ -8,7 +8,7 @@ targetScope = 'resourceGroup'
 @description('Short environment name (azd sets it); used to derive resource names.')
 param environmentName string
 param location string = resourceGroup().location
-@description('Days a data file (landed, quarantined, failed, claim-check, export) is kept: an erase cannot rewrite them.')
+@description('Days a data file (landed, quarantined, failed, claim-check, export) is kept (erase cannot rewrite it).')
 param fileRetentionDays int = 30
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
