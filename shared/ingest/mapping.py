@@ -453,7 +453,7 @@ class RowMapper:
             if len(text) > self.max_field_bytes:
                 reasons.append(Reason("field_too_large", name, f"{name} is larger than {self.max_field_bytes} bytes"))
                 return False, None
-            # A surrogate nested anywhere is dumped as \udXXX (rare: only then the exact check)
+            # A surrogate nested anywhere is dumped as a \ud escape (rare: only then the exact check)
             if "\\ud" in text and has_bad_encoding(json.dumps(value, default=str, ensure_ascii=False)):
                 reasons.append(Reason("invalid_encoding", name, f"{name} holds text that is not valid Unicode"))
                 return False, None
