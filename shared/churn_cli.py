@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category")
 REQUIRED = ("customer_id", "timestamp", "amount")
@@ -89,16 +89,23 @@ def load_mapping(path: Path | None) -> tuple[dict[str, str], TimeFormat]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a mapping is a JSON object of field -> column")
     fields = data.get("fields", data)
+    if not isinstance(fields, dict):
+        raise ValueError(f"{path}: fields is a JSON object of field -> column")
     columns = {f: f for f in FIELDS}
     formats = data.get("timestamp_format")
     for name, spec in fields.items():
         target = "customer_id" if name == "customer_key" else name
         if target in FIELDS:
+            if isinstance(spec, dict) and not isinstance(spec.get("column"), str):
+                raise ValueError(f"{path}: field {name} names no column")
             columns[target] = spec["column"] if isinstance(spec, dict) else str(spec)
             if target == "timestamp" and isinstance(spec, dict) and spec.get("format"):
                 formats = spec["format"]  # the field's own format, as ingestion reads it
     formats = (formats,) if isinstance(formats, str) else tuple(formats or ())
-    zone = ZoneInfo(data["timezone"]) if isinstance(data.get("timezone"), str) else timezone.utc
+    try:
+        zone = ZoneInfo(data["timezone"]) if isinstance(data.get("timezone"), str) else timezone.utc
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{path}: unknown timezone {data['timezone']!r}") from None
     return columns, TimeFormat(formats, zone)
 
 

@@ -35,9 +35,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError) as err:
+    except Exception as err:  # noqa: BLE001 - bad input or paths get one line; anything else its traceback
+        if not _input_error(err):
+            raise
         print(f"ucp {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def _input_error(err: Exception) -> bool:
+    """A file or value the user gave cannot be used (missing, a directory, unreadable, malformed)."""
+    from .ingest.readers import FileError  # imported here: the CLI starts without the readers
+
+    return isinstance(err, (ValueError, OSError, FileError))
 
 
 if __name__ == "__main__":

@@ -39,13 +39,16 @@ def register(sub) -> None:
 def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
     pairs = []
     for spec in specs:
-        data, sep, mapping = spec.rpartition(":")
-        if not sep or not data or not mapping:
+        # Paths may hold ":" themselves (C:\\data.csv, a:b/map.json): the split where both sides are files.
+        splits = [(Path(spec[:i]), Path(spec[i + 1:]))
+                  for i, ch in enumerate(spec) if ch == ":" and 0 < i < len(spec) - 1]
+        if not splits:
             raise ValueError(f"expected INPUT:MAPPING, got {spec!r}")
-        for path in (Path(data), Path(mapping)):
-            if not path.is_file():
-                raise FileNotFoundError(f"no such file: {path}")
-        pairs.append((Path(data), Path(mapping)))
+        found = next(((data, mapping) for data, mapping in splits if data.is_file() and mapping.is_file()), None)
+        if found is None:
+            data, mapping = splits[-1]
+            raise FileNotFoundError(f"no such file: {data if not data.is_file() else mapping}")
+        pairs.append(found)
     return pairs
 
 
@@ -76,6 +79,9 @@ def run_resolve(args) -> int:
     from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
+    for out in (args.out, args.merge_log):  # checked before the work, not after it
+        if out is not None and out.is_dir():
+            raise ValueError(f"{out} is a folder; give a file name")
     settings = get_settings()
     if args.identity_config:
         settings = settings.model_copy(update={"identity_config": str(args.identity_config)})
