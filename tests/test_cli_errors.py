@@ -44,7 +44,8 @@ def run_cli(argv, capsys) -> tuple[int, str]:
     except SystemExit:
         raise
     except BaseException as err:  # noqa: BLE001
-        pytest.fail(f"ucp {' '.join(map(str, argv[:2]))} raised {type(err).__name__}: {err} (a traceback, not an error)")
+        command = " ".join(map(str, argv[:2]))
+        pytest.fail(f"ucp {command} raised {type(err).__name__}: {err} (a traceback, not an error)")
     return code, capsys.readouterr().err
 
 
