@@ -231,7 +231,8 @@ class _Work:
         nothing joins, the best candidate goes to review if it is in the review band or protection blocked it."""
         exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
         ranked = self._ranked_candidates(self._candidate_ids(), profiles, exclude)
-        self.scored = {profile["id"]: profile.get("_etag") for _, profile, _ in ranked}
+        if not self.ctx.config.single_writer:  # for _join_concurrent: no other writer in a single-writer run
+            self.scored = {profile["id"]: profile.get("_etag") for _, profile, _ in ranked}
         settings = self.ctx.settings
         blocked = None
         for p, profile, best in ranked:
@@ -274,11 +275,8 @@ class _Work:
                 continue
             sides = [self.side] + [self._side(g.profile) for g in group]
             cand_side = self._side(cand.profile)
-            if all(is_weak_type(t) for t in cand.types) and cand_side.is_known() and any(s.is_known() for s in sides):
-                skipped.add(cand.profile["id"])  # a device id alone never joins two known customers
-                continue
-            if set(cand.types) <= SHAREABLE_TYPES and self._names_disagree(cand.profile):
-                skipped.add(cand.profile["id"])  # a family email or home phone: another person of the household
+            if self._shared_not_joined(cand.types, cand.profile, cand_side, sides):
+                skipped.add(cand.profile["id"])
                 continue
             reason = join_conflict(self.policy, sides + [cand_side])
             if reason == "never_match":
@@ -288,6 +286,13 @@ class _Work:
             else:
                 group.append(cand)
         return group, reviews, skipped
+
+    def _shared_not_joined(self, types: list[str], profile: dict[str, Any], side: Side, sides: list[Side]) -> bool:
+        """True when what the record shares with the profile never joins on its own: a device id alone between two
+        known customers, or a family email or home phone with another person's given name (household)."""
+        if all(is_weak_type(t) for t in types) and side.is_known() and any(s.is_known() for s in sides):
+            return True
+        return set(types) <= SHAREABLE_TYPES and self._names_disagree(profile)
 
     def _names_disagree(self, profile: dict[str, Any]) -> bool:
         """True when the record's given name is another person's: that of the profile record the model finds most
@@ -562,12 +567,8 @@ class _Work:
             return current
         if other["id"] == current["id"]:
             return current
-        # The rules _group applies when the claim is found before deciding: a device id never joins two known
-        # customers, a family email or home phone never joins another given name.
-        id_type = id_type_of(iid)
         mine, theirs = Side.of_profile(current), Side.of_profile(other)
-        if (is_weak_type(id_type) and mine.is_known() and theirs.is_known()) or (
-                id_type in SHAREABLE_TYPES and self._names_disagree(other)):
+        if self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides before claiming
             return self._drop_identifier(current, iid)
         reason = join_conflict(self.policy, [mine, theirs])
         if reason is None:
