@@ -61,6 +61,8 @@ function duration(seconds) {
   return (seconds / 86400).toFixed(1) + " d";
 }
 
+const MONEY_MEASURES = ["total_spend", "returns", "net_spend", "average_order_value"];
+
 // Numbers as numbers, ISO timestamps as "YYYY-MM-DD HH:MM", anything else as text.
 function measure(v) {
   if (v === null || v === undefined) return "–";
@@ -131,8 +133,16 @@ function renderProfile(view, insights) {
   }
   gauge(view.churn);
 
-  const m = clear($("profile-measures"));
-  for (const [k, v] of Object.entries(view.measures || {})) m.append(el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, measure(v)));
+  // Money measures per currency ("GBP 100 · EUR 80"), never one sum across currencies.
+  const m = clear($("profile-measures")), ms = view.measures || {};
+  const perCurrency = Object.entries(ms.by_currency || {});
+  const inEach = (k) => perCurrency.map(([cur, c]) => (cur === "unknown" ? "" : `${cur} `) + measure(c[k]))
+    .join(" · ");
+  for (const [k, v] of Object.entries(ms)) {
+    if (k === "by_currency") continue;
+    const text = MONEY_MEASURES.includes(k) && perCurrency.length ? inEach(k) : measure(v);
+    m.append(el("dt", {}, k.replaceAll("_", " ")), el("dd", {}, text));
+  }
 
   const segs = clear($("profile-segments"));
   for (const s of insights.segments || []) segs.append(el("li", {}, s.name));

@@ -11,11 +11,12 @@ A rule is one of
                    "min_count": 3, "max_count": null, "within_days": 30}}   at least/at most N times in the last D days
 
 PATH is one of ``attributes.<name>`` (the unified value; ``attributes.<name>.source`` for its source),
-``measures.<name>`` (orders, total_spend, last_purchase, ...), ``churn.score``, ``churn.risk``,
-``enrichment.<name>`` (region, lifecycle_stage, ...), ``needs.top_categories``, ``needs.next_categories``,
-``segments`` (membership of other segments). OP is one of ``= != < <= > >= in contains startswith exists
-missing``. A value ``{"days_ago": N}`` means the UTC timestamp N days before evaluation (for dates such as
-``measures.last_purchase``).
+``measures.<name>`` (orders, total_spend, last_purchase, ...; the money ones are null for a customer who bought in
+several currencies), ``measures.by_currency.<currency>.<name>`` (one currency's figures), ``churn.score``,
+``churn.risk``, ``enrichment.<name>`` (region, lifecycle_stage, ...), ``needs.top_categories``,
+``needs.next_categories``, ``segments`` (membership of other segments). OP is one of ``= != < <= > >= in
+contains startswith exists missing``. A value ``{"days_ago": N}`` means the UTC timestamp N days before
+evaluation (for dates such as ``measures.last_purchase``).
 
 A comparison with a missing field is false (so ``not`` of it is true), the same on both stores. ``exists`` and
 ``missing`` treat a null value as absent (a never-buyer's ``measures.last_purchase`` is null: it is missing).
@@ -167,6 +168,9 @@ def field_path(name: Any, where: str = "field") -> str:
             return f"{name}.value"
         if len(parts) != 3 or parts[2] not in ("value", "source", "rule"):
             raise RuleError(f"{where}: attribute fields are attributes.<name>[.value|.source|.rule]")
+    elif root == "measures" and len(parts) > 2 and parts[1] == "by_currency":
+        if len(parts) != 4:  # one currency's figure: measures.by_currency.GBP.total_spend
+            raise RuleError(f"{where}: per-currency measures are measures.by_currency.<currency>.<name>")
     elif len(parts) != 2:
         raise RuleError(f"{where}: {root} fields are {root}.<name>")
     return name
