@@ -161,8 +161,13 @@ def ceiling_figures(ceiling, precision: float, recall: float) -> dict[str, Any]:
         "recall_ceiling_under_protection": round(ceiling.recall, 5),
         "f1_ceiling_at_measured_precision": round(ceiling.f1_at(precision), 5),
         "recoverable_recall_gap": round(ceiling.recall - recall, 5),
+        # Within protection, the pairs a chain of records sharing more than a name joins: the rest need a link on
+        # the name alone.
+        "recall_ceiling_beyond_names": round(ceiling.evidence_recall, 5),
+        "f1_ceiling_beyond_names_at_measured_precision": round(ceiling.f1_at(precision, ceiling.evidence_recall), 5),
         "pairs_lost_to_mandated_rules": dict(ceiling.lost_pairs.most_common()),
         "protection_ceiling": {"true_pairs": ceiling.true_pairs, "reachable_pairs": ceiling.reachable_pairs,
+                               "evidence_pairs": ceiling.evidence_pairs,
                                "quarantined_records": ceiling.quarantined_records},
     }
 

@@ -91,4 +91,25 @@ def test_ceiling_figures_next_to_measured_precision_and_recall():
     assert figures["recoverable_recall_gap"] == 0.125
     assert figures["pairs_lost_to_mandated_rules"] == {"limit:loyalty_id": 2, "quarantine": 2,
                                                        "conflict:birth_date": 1}
-    assert figures["protection_ceiling"] == {"true_pairs": 8, "reachable_pairs": 3, "quarantined_records": 1}
+    assert figures["protection_ceiling"] == {"true_pairs": 8, "reachable_pairs": 3, "evidence_pairs": 3,
+                                             "quarantined_records": 1}
+
+
+def test_pairs_beyond_names_follow_chains_of_shared_evidence():
+    """Inside one allowed group: a1-a2 share an email, a2-a3 a birth date (a chain: all three pairs count), a4
+    shares only the name (Ann Lee), a5 only the city: their pairs need a link on the name alone."""
+    rows = [
+        _record("a1", email="ann.lee@shopmail.net"),
+        _record("a2", email="ann.lee@shopmail.net", birth_date=date(1980, 3, 14)),
+        _record("a3", birth_date=date(1980, 3, 14), phone="+442079460000"),
+        _record("a4", phone="+442079461111"),
+        _record("a5", city="Leeds"),
+        _record("a6", city="Leeds"),
+    ]
+    normalized = [normalize_record(r) for r in rows]
+    c = protection_ceiling(normalized, ["ann"] * len(rows), POLICY)
+    assert (c.true_pairs, c.reachable_pairs, c.evidence_pairs) == (15, 15, 3)
+    assert c.evidence_recall == pytest.approx(3 / 15)
+    figures = ceiling_figures(c, precision=1.0, recall=0.1)
+    assert figures["recall_ceiling_beyond_names"] == 0.2
+    assert figures["f1_ceiling_beyond_names_at_measured_precision"] == pytest.approx(2 * 0.2 / 1.2, abs=1e-5)
