@@ -28,6 +28,7 @@ var cosmosContainers = [
   { name: 'merges', pk: '/profile_id' }
   { name: 'review', pk: '/id' }
   { name: 'activity', pk: '/owner' }
+  { name: 'activity_owners', pk: '/id' }
   { name: 'ledger', pk: '/id' }
   { name: 'segments', pk: '/id' }
   { name: 'state', pk: '/id' }

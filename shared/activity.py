@@ -3,17 +3,25 @@
 The owner is the source customer key ("<source>|<record key>", the same key as the customer's source record),
 so activity can be stored before its customer is resolved and is found, once resolved, through the profile's
 list of source records: one small partition query per record, never a scan.
+
+Cosmos ids are unique per partition only, so the `activity_owners` container (partitioned by id) holds an owner
+entry per stored id, {"id": <activity id>, "owner": <owner>}: a later file naming an order with another
+customer moves the order instead of storing it twice (write_activity). The entries hold customer keys, so they
+are erased and exported with the person's activity (shared/privacy.py).
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from .models import Event, Review, Transaction
 from .sentiment import sentiment_score
-from .store import Store
+from .store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
+from .store.base import MAX_BATCH_OPERATIONS
 
 KINDS = ("transaction", "event", "review")
+OWNERS = "activity_owners"  # container: activity id -> the owner partition holding it
+ENTRY_ATTEMPTS = 5  # owner entry writes racing another ingestion that moves the same id
 
 
 # Track events whose text is the customer's own words, scored for sentiment like reviews.
@@ -84,13 +92,125 @@ def up_to(activity: Iterable[dict[str, Any]], now: datetime) -> list[dict[str, A
     return [a for a in activity if (a.get("timestamp") or "") <= cutoff]
 
 
-def save_activity(store: Store, items: Iterable[Transaction | Event | Review]) -> int:
-    container = store.container("activity")
+def save_activity(store: Store, items: Iterable[Transaction | Event | Review], *, chunk: int = 1000) -> int:
+    """Store these items (the same id twice: the last wins) through write_activity; returns how many."""
+    pending: dict[str, dict[str, Any]] = {}
     n = 0
     for item in items:
-        container.upsert_item(activity_doc(item))
-        n += 1
+        doc = activity_doc(item)
+        pending.pop(doc["id"], None)
+        pending[doc["id"]] = doc
+        if len(pending) >= chunk:
+            n += len(pending)
+            write_activity(store, list(pending.values()))
+            pending = {}
+    if pending:
+        n += len(pending)
+        write_activity(store, list(pending.values()))
     return n
+
+
+def write_activity(store: Store, docs: Sequence[dict[str, Any]]) -> int:
+    """Store activity docs (each id once in `docs`) so that every id lives under one owner; returns how many ids
+    moved to another owner.
+
+    One batched read (ReadMany) of the ids' owner entries, then: the copy under an owner that is no longer the
+    id's is deleted, every doc is written (batched per owner partition), and last the entry of each new or moved
+    id. A crash between two steps leaves the entry as it was (naming the old owner, or none), so the retry
+    (ingestion is at least once) does the move again; an id stored under its entry's owner costs no entry write."""
+    if not docs:
+        return 0
+    activity, owners = store.container("activity"), store.container(OWNERS)
+    entries = owners.read_items([(doc["id"], doc["id"]) for doc in docs])
+    changed = [(doc, e) for doc, e in zip(docs, entries) if e is None or e.get("owner") != doc["owner"]]
+    for doc, entry in changed:
+        if entry is not None:
+            activity.delete_item(doc["id"], entry["owner"])  # already gone is fine (a retry, a delete row)
+    by_owner: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        by_owner.setdefault(doc["owner"], []).append(doc)
+    for owner, same in by_owner.items():
+        if len(same) == 1:
+            activity.upsert_item(same[0])
+            continue
+        for start in range(0, len(same), MAX_BATCH_OPERATIONS):
+            activity.execute_batch(owner, [("upsert", d) for d in same[start:start + MAX_BATCH_OPERATIONS]])
+    for doc, entry in changed:
+        _record_owner(activity, owners, doc, entry)
+    return sum(entry is not None for _, entry in changed)
+
+
+def _record_owner(activity, owners, doc: dict[str, Any], entry: dict[str, Any] | None) -> None:
+    """Point the id's entry at doc's owner (doc is written). The entry is created, or replaced with the ETag it was
+    read with: when another ingestion moved the id meanwhile, its copy is deleted, ours written again (it may
+    have deleted ours) and the entry taken over from what it says now, so one copy is left either way."""
+    body = {"id": doc["id"], "owner": doc["owner"]}
+    for attempt in range(ENTRY_ATTEMPTS):
+        try:
+            if entry is None:
+                owners.create_item(body)
+            else:
+                owners.replace_item(body, etag=entry["_etag"])
+            return
+        except (ItemExistsError, PreconditionFailedError, ItemNotFoundError):
+            if attempt == ENTRY_ATTEMPTS - 1:
+                raise
+        entry = owners.read_item_or_none(doc["id"], doc["id"])
+        if entry is not None and entry.get("owner") == doc["owner"]:
+            return  # another writer of the same owner (a retry of this file) wrote the doc and the entry
+        if entry is not None:
+            activity.delete_item(doc["id"], entry["owner"])
+        activity.upsert_item(doc)
+
+
+def delete_activity(store: Store, doc_id: str, owner: str) -> None:
+    """Delete one activity doc under this owner, and first its owner entry if it names this owner (so an entry
+    never outlives its doc unnoticed: a retry after a crash in between finds the entry again)."""
+    owners = store.container(OWNERS)
+    entry = owners.read_item_or_none(doc_id, doc_id)
+    if entry is not None and entry.get("owner") == owner:
+        forget_owner(owners, entry)
+    store.container("activity").delete_item(doc_id, owner)
+
+
+def owner_entries(store: Store, owners: Sequence[str]) -> list[dict[str, Any]]:
+    """The owner entries naming these owners (a person's source record keys): a cross-partition query, for the
+    rare erase and export."""
+    if not owners:
+        return []
+    return list(store.container(OWNERS).query_items(("owner", "in", list(owners))))
+
+
+def forget_owner(container, entry: dict[str, Any]) -> bool:
+    """Delete an owner entry as it was read; False when it changed meanwhile (it now names another owner's copy)."""
+    try:
+        container.delete_item(entry["id"], entry["id"], etag=entry["_etag"])
+        return True
+    except PreconditionFailedError:
+        return False
+
+
+def forget_entries(store: Store, owner: str, ids: Sequence[str]) -> None:
+    """Before the activity docs `ids` of `owner` are deleted (an erase): their owner entries go first, when they
+    name this owner or an owner that does not hold the id (left behind by a move that did not update it)."""
+    if not ids:
+        return
+    container, activity = store.container(OWNERS), store.container("activity")
+    for entry in container.read_items([(i, i) for i in ids]):
+        if entry is not None and (entry.get("owner") == owner
+                                  or activity.read_item_or_none(entry["id"], entry["owner"]) is None):
+            forget_owner(container, entry)
+
+
+def follow_move(store: Store, entry: dict[str, Any] | None, old: str, new: str) -> None:
+    """After a doc was copied from owner `old` to `new` (a device link, shared/events), and before the old copy
+    is deleted: its owner entry (as read before), if it named `old`, names `new`."""
+    if entry is None or entry.get("owner") != old:
+        return
+    try:
+        store.container(OWNERS).replace_item({"id": entry["id"], "owner": new}, etag=entry["_etag"])
+    except (PreconditionFailedError, ItemNotFoundError):
+        pass  # changed meanwhile: the ingestion that changed it settles where the id lives
 
 
 def is_purchase(tx: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..activity import delete_activity
 from ..models import ENTITIES
 from ..store import Store
 from . import ledger
@@ -121,8 +122,7 @@ def _delete_record(store: Store, settings):
 
 
 def _delete_activity(store: Store):
-    container = store.container("activity")
-    return lambda doc_id, owner: container.delete_item(doc_id, owner)
+    return lambda doc_id, owner: delete_activity(store, doc_id, owner)
 
 
 def copy_to_failed(settings, container: str, name: str, report: dict[str, Any]) -> str | None:

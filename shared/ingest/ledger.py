@@ -50,8 +50,8 @@ def new_report(ingestion: str, *, blob: str, container: str, etag: str | None, s
         "format": None, "compression": None, "encoding": None, "delimiter": None,
         "rows_read": 0, "accepted": 0, "quarantined": 0, "duplicates": 0,
         "reasons": {}, "flags": {}, "warnings": [], "unmapped_columns": [],
-        "records_queued": 0, "messages_sent": 0, "claim_blobs": 0, "activity_saved": 0, "deleted": 0,
-        "quarantine_blob": None, "failed_blob": None,
+        "records_queued": 0, "messages_sent": 0, "claim_blobs": 0, "activity_saved": 0, "activity_moved": 0,
+        "deleted": 0, "quarantine_blob": None, "failed_blob": None,
         "created_at": iso(now), "started_at": iso(now), "finished_at": None, "timings": {},
         "attempt": 1, "lease_until": iso(now + timedelta(seconds=LEASE_SECONDS)),
     }

@@ -260,6 +260,7 @@ class Pipeline:
             r.update(records_queued=sink.records_queued, messages_sent=sink.messages_sent, claim_blobs=sink.claim_blobs)
         if self.outputs.activity is not None:
             r["activity_saved"] = self.outputs.activity.saved
+            r["activity_moved"] = self.outputs.activity.moved  # ids stored under another owner before
 
 
 def finish_report(report: dict[str, Any], started_wall: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..activity import activity_doc
+from ..activity import activity_doc, write_activity
 from ..models import CustomerRecord, Event, Review, Transaction
 from ..store import Store
 from .messages import MAX_RECORDS_PER_MESSAGE, Batch, by_source_key, claim_message, encode_batches
@@ -21,7 +21,6 @@ RAW_ROW_CHARS = 16_000
 QUARANTINE_BLOCK_BYTES = 4 * 1024 * 1024
 CUSTOMER_BUFFER = 500
 ACTIVITY_BUFFER = 1000
-BATCH_OPS = 100  # Cosmos transactional batch limit
 
 
 # ------------------------------------------------------------------------------------------------ quarantine
@@ -264,12 +263,15 @@ class CountingSink(_BatchingSink):
 
 class ActivityWriter:
     """Transactions, events and reviews into the activity container, batched per owner partition. Ids are
-    stable (kind:source:natural id), so writing the same row twice leaves one document."""
+    stable (kind:source:natural id), so writing the same row twice leaves one document; an id stored under
+    another owner before (a later file or buffer naming the order with another customer) is moved, not copied
+    (shared.activity.write_activity)."""
 
     def __init__(self, store: Store):
-        self._container = store.container("activity")
+        self._store = store
         self._pending: dict[str, dict[str, Any]] = {}  # by id across owners: an order moved in the file is kept once
         self.saved = 0
+        self.moved = 0
 
     def add(self, item: Transaction | Event | Review) -> None:
         doc = activity_doc(item)
@@ -280,13 +282,6 @@ class ActivityWriter:
 
     def flush(self) -> None:
         pending, self._pending = self._pending, {}
-        by_owner: dict[str, list[dict[str, Any]]] = {}
-        for doc in pending.values():
-            by_owner.setdefault(doc["owner"], []).append(doc)
-        for owner, unique in by_owner.items():
-            if len(unique) == 1:
-                self._container.upsert_item(unique[0])
-            else:
-                for start in range(0, len(unique), BATCH_OPS):
-                    self._container.execute_batch(owner, [("upsert", d) for d in unique[start:start + BATCH_OPS]])
-            self.saved += len(unique)
+        if pending:
+            self.moved += write_activity(self._store, list(pending.values()))
+            self.saved += len(pending)

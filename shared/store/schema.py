@@ -14,6 +14,7 @@ CONTAINERS: dict[str, str] = {
     "merges": "/profile_id",  # merge log, per surviving profile
     "review": "/id",  # record/profile pairs between the review and match thresholds
     "activity": "/owner",  # transactions, events, reviews keyed by their owner
+    "activity_owners": "/id",  # activity id -> the owner holding it: a moved order is moved, not copied
     "ledger": "/id",  # ingestion ledger (blob name + etag) and ingestion reports
     "segments": "/id",  # segment, journey and report definitions
     "state": "/id",  # small singletons: job locks, checkpoints, counters
