@@ -1,13 +1,14 @@
 """Privacy operations: export everything held about a person, and erase it with cascade.
 
 Erase removes the profile, its aliases (every profile merged into it, however long ago), identifiers, source
-records, activity, blocking entries, merge log, review items and scores, then leaves tombstones (ids and time
-only): the profile id and its aliases answer 410 Gone, and each erased source record keeps an empty records doc
-(its key and the time), so the record arriving again (a redelivered or replayed message, its file landed again)
-is not resolved into a new profile: the resolver answers "erased". A merge in flight is finished first, so the
-whole person is erased; a record linked while the erase runs is erased by another pass (the tombstone is written
-with the profile's ETag). The erasure log (state container, `erasure:<profile id>`) holds ids and counts, never
-PII, and is written before the tombstone, so a retry after a crash completes it.
+records, activity and its owner entries (activity id -> record key), blocking entries, merge log, review items
+and scores, then leaves tombstones (ids and time only): the profile id and its aliases answer 410 Gone, and each
+erased source record keeps an empty records doc (its key and the time), so the record arriving again (a
+redelivered or replayed message, its file landed again) is not resolved into a new profile: the resolver answers
+"erased". A merge in flight is finished first, so the whole person is erased; a record linked while the erase runs
+is erased by another pass (the tombstone is written with the profile's ETag). The erasure log (state container,
+`erasure:<profile id>`) holds ids and counts, never PII, and is written before the tombstone, so a retry after a
+crash completes it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from .activity import list_activity
+from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner_entries
 from .identity.docs import ConcurrencyConflict, Ctx
 from .identity.lookup import list_merges
 from .identity.maintenance import update_block
@@ -62,6 +63,7 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "source_records": [r for r in records if r],
         "identifiers": [i for i in identifiers if i and i.get("profile_id") == pid],
         "activity": list(list_activity(store, owners)),
+        "activity_owners": owner_entries(store, owners),  # where each activity id is stored (its owner)
         "merges": list_merges(store, pid),
         "aliases": _aliases(store, profile),
         "review": _reviews(store, profile),
@@ -113,8 +115,13 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             identifiers.delete_item(ident, ident)
             counts["identifiers"] += 1
     records, activity = store.container("records"), store.container("activity")
+    entries = store.container(OWNERS)
+    for entry in owner_entries(store, owners):  # those naming the person's records, also where no doc is left
+        forget_owner(entries, entry)
     for key in owners:
-        for item in list(activity.query_items(partition_key=key)):
+        items = list(activity.query_items(partition_key=key))
+        forget_entries(store, key, [item["id"] for item in items])  # first: a retry finds the docs again
+        for item in items:
             activity.delete_item(item["id"], key)
             counts["activity"] += 1
         doc = records.read_item_or_none(key, key)

@@ -4,13 +4,16 @@ blocking keys, an erase cut off half-way. On the in-memory store; the HTTP route
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
+
+from shared.activity import save_activity
 
 from shared.api.errors import ApiError
 from shared.api.profiles import load_profile
 from shared.identity import find_profile_id, remove_record, resolve_records
-from shared.models import CustomerRecord
+from shared.models import CustomerRecord, Transaction
 from shared.privacy import erase_profile, export_profile
 from shared.settings import Settings
 from shared.store import MemoryStore
@@ -21,7 +24,8 @@ SETTINGS = Settings()
 EMAIL = "ann.lee@shopmail.net"
 PHONE = "+447911123456"
 BIRTH = "1980-02-03"
-CONTAINERS = ("profiles", "identifiers", "records", "blocking", "merges", "review", "activity")
+CONTAINERS = ("profiles", "identifiers", "records", "blocking", "merges", "review", "activity",
+              "activity_owners")
 
 
 def rec(source: str, key: str, **fields) -> CustomerRecord:
@@ -209,3 +213,68 @@ def test_interrupted_erase_is_logged_when_retried():
     log = [d for d in store.container("state").query_items() if d.get("kind") == "erasure"]
     assert [d["profile_id"] for d in log] == [first.profile_id], "the erasure is not in the erasure log"
     assert log[0]["counts"]["source_records"] == 0  # what the completing call deleted
+
+
+# --- 8. owner entries of activity (activity id -> record key) outlive the activity they locate ----------------
+
+def order(customer: str, order_id: str, amount: str = "10") -> Transaction:
+    return Transaction(source="pos", order_id=order_id, customer_key=customer, amount=amount,
+                       timestamp=datetime(2026, 9, 1, tzinfo=timezone.utc))
+
+
+def entries(store) -> dict[str, str]:
+    return {e["id"]: e["owner"] for e in store.container("activity_owners").query_items()}
+
+
+@pytest.mark.parametrize("cut_off", [False, True])
+def test_erase_removes_the_owner_entries_of_the_persons_activity_and_keeps_others(cut_off):
+    store = MemoryStore()
+    ann, = resolve(store, rec("pos", "1", given_name="Ann", family_name="Lee", email=EMAIL))
+    resolve(store, rec("pos", "2", given_name="Bob", family_name="Ray", email="bob.ray@shopmail.net"))
+    save_activity(store, [order("1", "O1"), order("1", "O2"), order("2", "O3")])
+    save_activity(store, [order("2", "O2")])  # a later file: O2 was Bob's all along
+    assert entries(store) == {"transaction:pos:O1": "pos|1", "transaction:pos:O2": "pos|2",
+                              "transaction:pos:O3": "pos|2"}
+    assert [e["id"] for e in export(store, ann.profile_id)["activity_owners"]] == ["transaction:pos:O1"]
+    if cut_off:  # the erase dies after the owner entries, before the activity: the client retries
+        with pytest.raises(Died):
+            erase(crashing(store, "activity", "delete_item"), ann.profile_id)
+    erase(store, ann.profile_id)
+    assert entries(store) == {"transaction:pos:O2": "pos|2", "transaction:pos:O3": "pos|2"}
+    assert docs_mentioning(store, "pos|1", EMAIL) == []
+
+
+def test_erase_removes_the_owner_entry_of_a_file_event_moved_by_a_device_link(tmp_path):
+    """An anonymous event ingested from a file, then its device identifies (POST /api/events): the event moves
+    to the identified record. Its owner entry, left naming the device's timeline or moved along with the event
+    (shared.activity.move_activity), goes with the erased person's activity."""
+    from shared.events.service import accept_events
+    from shared.ingest import ingest_file, parse_mapping
+
+    store = MemoryStore()
+    path = tmp_path / "events.csv"
+    path.write_text("e,anon,ts\nE1,dev-9,2026-09-01T10:00:00\n")
+    mapping = {"source": "web", "entity": "events",
+               "fields": {"event_id": "e", "anonymous_id": "anon", "timestamp": "ts"}}
+    ingest_file(path, parse_mapping(mapping), store=store, settings=SETTINGS)
+    assert entries(store) == {"event:web:E1": "anon|dev-9"}
+    body = {"type": "identify", "userId": "u-9", "anonymousId": "dev-9", "messageId": "i-9",
+            "traits": {"email": EMAIL}}
+    _, answer = accept_events(store, json.dumps(body).encode(), SETTINGS)
+    assert [d["owner"] for d in store.container("activity").query_items(("id", "=", "event:web:E1"))] == [
+        "events|u-9"]
+    erase(store, answer["results"][0]["profile_id"])
+    assert entries(store) == {} and docs_mentioning(store, "u-9", "dev-9", EMAIL) == []
+
+
+def test_an_owner_entry_follows_a_doc_moved_to_another_owner():
+    """follow_move, what a device link's move calls between writing the new copy and deleting the old one."""
+    from shared.activity import OWNERS, follow_move
+
+    store = MemoryStore()
+    save_activity(store, [order("1", "O1")])
+    entry = store.container(OWNERS).read_item("transaction:pos:O1", "transaction:pos:O1")
+    follow_move(store, entry, "pos|3", "pos|2")  # names another owner: left as it is
+    assert entries(store) == {"transaction:pos:O1": "pos|1"}
+    follow_move(store, entry, "pos|1", "pos|2")
+    assert entries(store) == {"transaction:pos:O1": "pos|2"}
