@@ -1,7 +1,8 @@
 """Privacy operations: export everything held about a person, and erase it with cascade.
 
-Erase removes the profile, its aliases (every profile merged into it, however long ago), identifiers, source
-records, activity and its owner entries (activity id -> record key), blocking entries, merge log, review items
+Erase removes the profile, its aliases (every profile merged into it, however long ago), identifiers, the
+person's part of device links (their segments of a shared device's history; a link left with no one is deleted),
+source records, activity and its owner entries (activity id -> record key), blocking entries, merge log, review items
 and scores, then leaves tombstones (ids and time only): the profile id and its aliases answer 410 Gone, and each
 erased source record keeps an empty records doc (its key and the time), so the record arriving again (a
 redelivered or replayed message, its file landed again) is not resolved into a new profile: the resolver answers
@@ -18,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner_entries
+from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx
 from .identity.lookup import list_merges
 from .identity.maintenance import update_block
@@ -67,16 +69,8 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "merges": list_merges(store, pid),
         "aliases": _aliases(store, profile),
         "review": _reviews(store, profile),
-        "device_links": _device_links(store, owners),
+        "device_links": [export_view(link, owners) for link in links_holding(store, owners)],  # own part only
     }
-
-
-def _device_links(store: Store, owners: list[str]) -> list[dict[str, Any]]:
-    """Anonymous (device) ids linked to this person's records by identify events."""
-    if not owners:
-        return []
-    return list(store.container("identifiers").query_items(
-        ("and", [("type", "=", "anonymous_id"), ("owner", "in", owners)])))
 
 
 def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
@@ -106,9 +100,8 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     ids_of_person = set(_merged_ids(profile))
     owners = [r["key"] for r in profile.get("records", [])]
     identifiers = store.container("identifiers")
-    for link in _device_links(store, owners):
-        identifiers.delete_item(link["id"], link["id"])
-        counts["device_links"] += 1
+    # A shared device's link keeps the others: only this person's part of its history goes (shared/events/devices.py).
+    counts["device_links"] += erase_owners(store, owners)
     for ident in profile.get("identifiers", []):
         doc = identifiers.read_item_or_none(ident, ident)
         if doc and doc.get("profile_id") in ids_of_person:

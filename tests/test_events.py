@@ -139,3 +139,33 @@ def test_sessions_of_an_anonymous_device(store):
     post(store, {"type": "identify", "anonymousId": "dev-s", "traits": {"email": "sam.reed@shopmail.net"}})
     after = anonymous_behaviour(store, "dev-s")
     assert after["linked_profile_id"] and after["events"] == 0  # its events moved to the identified person
+
+
+def test_shared_device_history_stitching_export_and_erase(store):
+    """On both stores (the link's queries: held owners, stitched events): Ann identifies and browses, Tom's page
+    view arrives before his identify; Ann's page view is redelivered after Tom's identify. Each page view ends
+    under who browsed, Tom's export holds nothing of Ann's, and erasing Ann leaves Tom's part of the link."""
+    from shared.api.profiles import load_profile
+    from shared.privacy import erase_profile, export_profile
+
+    def identify(mid: str, minutes_ago: float, email: str) -> str:
+        return post(store, {"type": "identify", "anonymousId": "den-pc", "messageId": mid,
+                            "timestamp": _ts(minutes_ago), "traits": {"email": email}})[1]["results"][0]["profile_id"]
+
+    def page(mid: str, minutes_ago: float) -> dict:
+        return {"type": "page", "name": mid, "anonymousId": "den-pc", "messageId": mid, "timestamp": _ts(minutes_ago)}
+
+    ann = identify("ann-id", 60, "ann.den@shopmail.net")
+    post(store, [page("ann-p", 50), page("tom-p", 30)])
+    tom = identify("tom-id", 40, "tom.den@shopmail.net")
+    post(store, page("ann-p", 50))
+    keys = {p: [r["key"] for r in load_profile(store, p)["records"]] for p in (ann, tom)}
+    owners = {d["properties"]["name"]: d["owner"] for k in keys.values()
+              for d in list_activity(store, k, kind="event") if d["type"] == "page"}
+    assert owners == {"ann-p": keys[ann][0], "tom-p": keys[tom][0]}
+    exported = json.dumps(export_profile(store, load_profile(store, tom)))
+    assert keys[ann][0] not in exported and "ann-p" not in exported
+    erase_profile(store, load_profile(store, ann))
+    link = store.container("identifiers").read_item("anonymous_id:den-pc", "anonymous_id:den-pc")
+    assert [s["owner"] for s in link["history"]] == [None, keys[tom][0]] and link["owners"] == keys[tom]
+    assert post(store, page("ann-p", 50))[1]["results"][0]["stored"] is False

@@ -11,10 +11,13 @@ import pytest
 
 from shared.activity import list_activity
 from shared.api.profiles import load_profile, profile_view
+from shared.events.devices import MAX_DEVICE_HISTORY
 from shared.events.service import accept_events, anonymous_behaviour
-from shared.privacy import erase_profile
+from shared.privacy import erase_profile, export_profile
 from shared.settings import Settings
 from shared.store import MemoryStore
+
+from .store_faults import InterceptingStore
 
 
 def _ts(minutes_ago: float) -> str:
@@ -32,6 +35,16 @@ def view(store, profile_id: str) -> dict:
 
 def event_docs(store) -> list[dict]:
     return list(store.container("activity").query_items(("kind", "=", "event")))
+
+
+def record_keys(store, profile_id: str) -> list[str]:
+    """The profile's source record keys: the owners of its activity."""
+    return [r["key"] for r in load_profile(store, profile_id)["records"]]
+
+
+def device_link(store, anonymous_id: str) -> dict | None:
+    key = f"anonymous_id:{anonymous_id}"
+    return store.container("identifiers").read_item_or_none(key, key)
 
 
 # --- identify -----------------------------------------------------------------------------------------------
@@ -108,7 +121,177 @@ def test_a_retried_older_identify_does_not_take_back_a_shared_device():
     assert (len(ann_pages), len(tom_pages)) == (1, 0), (
         f"Ann's page view after her identify went to Tom: ann={len(ann_pages)} tom={len(tom_pages)}")
     link = store.container("identifiers").read_item("anonymous_id:family-tablet", "anonymous_id:family-tablet")
-    assert link["profile_id"] == ann_pid and link["previous_owners"] == []  # Tom's record is not in Ann's export
+    assert link["profile_id"] == ann_pid
+    tom_keys = record_keys(store, tom_pid)
+    exported = json.dumps(export_profile(store, load_profile(store, ann_pid))["device_links"])
+    assert not [k for k in tom_keys if k in exported], f"Ann's export holds Tom's record keys: {exported}"
+
+
+# --- shared devices: each anonymous event belongs to the latest identify at or before it -----------------------
+
+def identify(store, device: str, message_id: str, minutes_ago: float, email: str) -> str:
+    _, body = post(store, {"type": "identify", "anonymousId": device, "messageId": message_id,
+                           "timestamp": _ts(minutes_ago), "traits": {"email": email}})
+    return body["results"][0]["profile_id"]
+
+
+def page(device: str, message_id: str, minutes_ago: float, name: str) -> dict:
+    return {"type": "page", "name": name, "anonymousId": device, "messageId": message_id,
+            "timestamp": _ts(minutes_ago)}
+
+
+def pages_by_owner(store) -> list[tuple[str, str]]:
+    return sorted((d["properties"]["name"], d["owner"]) for d in event_docs(store) if d["type"] == "page")
+
+
+def shared_tablet(store) -> tuple[str, str]:
+    """Ann identifies on the tablet and browses, then Tom identifies on it. Ann's page view is redelivered
+    (at-least-once) after Tom's identify, and a page view of Ann's that was never delivered arrives late; then
+    Tom browses. Returns (Ann's profile id, Tom's)."""
+    ann = identify(store, "tablet", "ann-id", 60, "ann.tablet@shopmail.net")
+    handbags = page("tablet", "ann-e1", 50, "Handbags")
+    post(store, handbags)
+    tom = identify(store, "tablet", "tom-id", 40, "tom.tablet@shopmail.net")
+    post(store, handbags)  # the redelivery
+    post(store, page("tablet", "ann-e2", 45, "Scarves"))  # late: between Ann's page view and Tom's identify
+    post(store, page("tablet", "tom-e1", 30, "Drills"))
+    return ann, tom
+
+
+def test_a_shared_devices_retried_and_late_browsing_stays_with_who_browsed():
+    """Ann's redelivered page view and her late one are stored under Ann (the latest identify at or before each
+    event is hers), not under Tom, who holds the device now; the redelivery is stored once."""
+    store = MemoryStore()
+    ann, tom = shared_tablet(store)
+    [ann_key], [tom_key] = record_keys(store, ann), record_keys(store, tom)
+    assert pages_by_owner(store) == [("Drills", tom_key), ("Handbags", ann_key), ("Scarves", ann_key)]
+    ann_pages = [e.get("name") for e in view(store, ann)["recent_activity"] if e.get("type") == "page"]
+    tom_pages = [e.get("name") for e in view(store, tom)["recent_activity"] if e.get("type") == "page"]
+    assert (len(ann_pages), len(tom_pages)) == (2, 1), f"Ann's page views {ann_pages}, Tom's {tom_pages}"
+    link = device_link(store, "tablet")
+    assert [s["owner"] for s in link["history"]] == [ann_key, tom_key] and link["profile_id"] == tom
+
+
+def test_export_of_a_shared_devices_later_user_holds_none_of_the_earlier_ones_events_or_keys():
+    store = MemoryStore()
+    ann, tom = shared_tablet(store)
+    [ann_key], [tom_key] = record_keys(store, ann), record_keys(store, tom)
+    tom_export = export_profile(store, load_profile(store, tom))
+    text = json.dumps(tom_export)
+    leaked = [n for n in (ann_key, ann_key.split("|", 1)[1], ann, "ann-e1", "ann-e2", "Handbags", "Scarves")
+              if n in text]
+    assert leaked == [], f"Tom's export holds Ann's {leaked}"
+    assert [s["owner"] for d in tom_export["device_links"] for s in d["history"]] == [tom_key]
+    ann_export = export_profile(store, load_profile(store, ann))
+    assert tom_key not in json.dumps(ann_export) and tom not in json.dumps(ann_export["device_links"])
+    assert sorted(a["properties"]["name"] for a in ann_export["activity"] if a["type"] == "page") == [
+        "Handbags", "Scarves"]
+    assert [d["linked_now"] for d in ann_export["device_links"]] == [False]
+
+
+def test_erasing_one_user_of_a_shared_device_takes_them_out_of_its_link_and_leaves_the_other():
+    """Erasing Ann leaves a gap (its time only) in the tablet's history: Ann's keys are gone from the link, her
+    redelivered page view is answered "erased" (not stored, and not given to Tom), and Tom keeps his link and
+    browsing. Erasing Tom too deletes the link."""
+    store = MemoryStore()
+    ann, tom = shared_tablet(store)
+    [ann_key], [tom_key] = record_keys(store, ann), record_keys(store, tom)
+    counts = erase_profile(store, load_profile(store, ann))
+    assert counts["device_links"] == 1
+    link = device_link(store, "tablet")
+    assert ann_key not in json.dumps(link) and ann not in json.dumps(link)
+    assert [s["owner"] for s in link["history"]] == [None, tom_key] and link["owners"] == [tom_key]
+    _, again = post(store, [page("tablet", "ann-e1", 50, "Handbags"), page("tablet", "tom-e2", 20, "Saws")])
+    assert [r.get("stored", True) for r in again["results"]] == [False, True]
+    assert "erased" in again["results"][0]["reason"]
+    assert pages_by_owner(store) == [("Drills", tom_key), ("Saws", tom_key)]
+    assert link["profile_id"] == tom and anonymous_behaviour(store, "tablet")["linked_profile_id"] == tom
+    erase_profile(store, load_profile(store, tom))
+    assert device_link(store, "tablet") is None
+
+
+def test_an_identify_arriving_after_events_it_covers_moves_them():
+    """Tom's page view reaches the API before his identify (batches, retries): it is stored under Ann, the only
+    identify known then; when Tom's identify (earlier than the page view) arrives, the page view moves to Tom.
+    Its retry stays stored once."""
+    store = MemoryStore()
+    ann = identify(store, "tablet", "ann-id", 60, "ann.tablet@shopmail.net")
+    drills = page("tablet", "tom-e1", 30, "Drills")
+    post(store, [page("tablet", "ann-e1", 50, "Handbags"), drills])
+    _, answer = post(store, {"type": "identify", "anonymousId": "tablet", "messageId": "tom-id",
+                             "timestamp": _ts(40), "traits": {"email": "tom.tablet@shopmail.net"}})
+    tom = answer["results"][0]["profile_id"]
+    assert answer["results"][0]["moved_events"] == 1
+    post(store, drills)
+    [ann_key], [tom_key] = record_keys(store, ann), record_keys(store, tom)
+    assert pages_by_owner(store) == [("Drills", tom_key), ("Handbags", ann_key)]
+
+
+def test_concurrent_identifies_of_a_shared_device_both_enter_its_history():
+    """Tom's identify and Kim's race on the tablet's link (ETag): the one that loses reads the link again, so
+    both hand-overs are kept, in event-time order, and each one's browsing goes to them."""
+    store = MemoryStore()
+    ann = identify(store, "tablet", "ann-id", 60, "ann.tablet@shopmail.net")
+    kim = []
+    racing = InterceptingStore(
+        store, "identifiers", "replace_item", when=lambda body, **kw: body.get("type") == "anonymous_id",
+        before=lambda: kim.append(identify(store, "tablet", "kim-id", 20, "kim.tablet@shopmail.net")))
+    _, answer = accept_events(racing, json.dumps({
+        "type": "identify", "anonymousId": "tablet", "messageId": "tom-id", "timestamp": _ts(40),
+        "traits": {"email": "tom.tablet@shopmail.net"}}).encode(), Settings())
+    assert racing.intercepted and kim
+    tom = answer["results"][0]["profile_id"]
+    keys = [record_keys(store, p)[0] for p in (ann, tom, kim[0])]
+    assert [s["owner"] for s in device_link(store, "tablet")["history"]] == keys
+    post(store, [page("tablet", "a", 50, "A"), page("tablet", "t", 30, "T"), page("tablet", "k", 10, "K")])
+    assert pages_by_owner(store) == sorted(zip("ATK", keys))
+
+
+def test_an_identify_racing_an_erase_of_the_devices_other_user_is_kept():
+    """Ann is erased while Tom identifies on her device: the erase's link write loses the race (ETag), reads the
+    link again and takes only Ann out: Tom's hand-over stays."""
+    store = MemoryStore()
+    ann = identify(store, "tablet", "ann-id", 60, "ann.tablet@shopmail.net")
+    tom = []
+    racing = InterceptingStore(
+        store, "identifiers", "delete_item", when=lambda item_id, *a, **kw: item_id.startswith("anonymous_id:"),
+        before=lambda: tom.append(identify(store, "tablet", "tom-id", 40, "tom.tablet@shopmail.net")))
+    erase_profile(racing, load_profile(store, ann))
+    assert racing.intercepted and tom
+    link = device_link(store, "tablet")
+    assert [s["owner"] for s in link["history"]] == [None] + record_keys(store, tom[0])
+
+
+def test_device_history_is_bounded_and_older_events_are_answered_not_stored():
+    """A device that changed hands more often than the link keeps forgets the oldest hand-overs: an anonymous
+    event older than what it remembers is answered with a reason, not stored (whose it is is not known)."""
+    store = MemoryStore()
+    people = ["ann.bound@shopmail.net", "tom.bound@shopmail.net"]
+    for i in range(MAX_DEVICE_HISTORY + 3):
+        identify(store, "kiosk", f"id-{i}", 200 - i, people[i % 2])
+    link = device_link(store, "kiosk")
+    assert len(link["history"]) == MAX_DEVICE_HISTORY and link["forgotten_before"] == link["history"][0]["at"]
+    _, body = post(store, [page("kiosk", "old", 199.5, "Old"), page("kiosk", "new", 150, "New")])
+    assert [r.get("stored", True) for r in body["results"]] == [False, True]
+    assert "older than" in body["results"][0]["reason"]
+    assert [name for name, _ in pages_by_owner(store)] == ["New"]
+
+
+def test_a_link_written_before_the_history_still_finds_a_retry_under_the_persons_earlier_record():
+    """A device link in the earlier format (owner, identified_at, previous_owners): a retried event stored under
+    the person's earlier record is still stored once."""
+    store = MemoryStore()
+    store.container("identifiers").create_item({
+        "id": "anonymous_id:old-phone", "type": "anonymous_id", "owner": "events|rec-2", "profile_id": "p-1",
+        "linked_at": _ts(30), "identified_at": "2000-01-01T00:00:00.000000Z", "previous_owners": ["events|rec-1"]})
+    retry = page("old-phone", "o-1", 40, "Home")
+    store.container("activity").upsert_item({"id": "event:events:o-1", "owner": "events|rec-1", "kind": "event",
+                                             "type": "page", "source": "events", "event_id": "o-1",
+                                             "anonymous_id": "old-phone", "timestamp": "2000-01-02T00:00:00.000000Z",
+                                             "properties": {"name": "Home"}})
+    post(store, retry)
+    copies = [owner for name, owner in pages_by_owner(store) if name == "Home"]
+    assert len(copies) == 1 and copies[0] in ("events|rec-1", "events|rec-2"), copies
 
 
 # --- at-least-once ------------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ Identity from events goes through the same resolver and merge protection as file
 customer record of source `events`: keyed by userId when there is one, else by the anonymous id together with
 the identifiers it asserts, so one shared device that identifies as two people yields two records that are
 linked to two profiles by their own identifiers: the device id is never an identifier and never joins anyone.
-The anonymous id is then linked to the record (the person identified on that device now): its earlier events
-move to that record's timeline, and later anonymous events follow the link. The link follows the latest identify
-by event time (a retried older identify does not take the device back) and remembers the person's records it
-pointed at before, so a retried anonymous event already stored under one of them is not stored twice. An
-identify the resolver cannot use (quarantined) links nothing; an erased person's identify and events are not
-stored again.
+The anonymous id is then linked to the record (shared/events/devices.py): the link keeps a short history of who
+identified on the device and when, and each anonymous event of the device is stored under the record of the
+latest identify at or before the event's own timestamp (browsing before the first identify: the first one's).
+So a shared device that changes hands keeps each person's browsing with that person whatever order identifies,
+events and their retries arrive in: a retried event lands where its first delivery is and overwrites itself,
+and an identify that arrives after events it covers moves them. An identify the resolver cannot use
+(quarantined) links nothing; an erased person's identify and events are not stored again.
 """
 from __future__ import annotations
 
@@ -26,14 +27,12 @@ from pydantic import ValidationError
 from ..activity import activity_doc, anonymous_owner, iso_utc, owner_key
 from ..models import CustomerRecord, Event
 from ..settings import Settings
-from ..store import ItemExistsError, PreconditionFailedError, Store
+from ..store import Store
+from .devices import ERASED, held_owners, link_identify, owner_at, read_link, settle
 from .schema import IncomingEvent
 
 log = logging.getLogger(__name__)
 EVENTS_SOURCE = "events"
-MAX_PREVIOUS_OWNERS = 10  # records of the same person a device link remembers, to de-duplicate retries
-LINK_ATTEMPTS = 5  # ETag-guarded link writes racing other identifies of the same device
-ERASED = "its person was erased on request: the event is not stored"
 
 
 @dataclass(frozen=True)
@@ -112,60 +111,16 @@ def identify_record(ev: IncomingEvent) -> CustomerRecord:
     return CustomerRecord(source=EVENTS_SOURCE, record_key=key, **fields)
 
 
-def _link(store: Store, anonymous_id: str) -> dict[str, Any] | None:
-    link_id = f"anonymous_id:{anonymous_id}"
-    return store.container("identifiers").read_item_or_none(link_id, link_id)
-
-
-def _identified_at(link: dict[str, Any]) -> str:
-    """When the identify behind the link happened (links written before this was kept: when they were made)."""
-    return link.get("identified_at") or iso_utc(datetime.fromisoformat(link["linked_at"]))
-
-
-def _link_anonymous(store: Store, anonymous_id: str, record_key: str, profile_id: str,
-                    identified: datetime) -> tuple[dict[str, Any], int]:
-    """Point the anonymous id at the identified record unless a later identify (by event time) holds it, then
-    move the device's anonymous events to whoever holds it. Returns the link and how many events moved."""
-    owner = owner_key(EVENTS_SOURCE, record_key)
-    link_id, at = f"anonymous_id:{anonymous_id}", iso_utc(identified)
-    identifiers = store.container("identifiers")
-    for attempt in range(LINK_ATTEMPTS):
-        link = identifiers.read_item_or_none(link_id, link_id)
-        same = link is not None and link["owner"] == owner and link.get("profile_id") == profile_id
-        if link is not None and _identified_at(link) >= at and (same or link["owner"] != owner):
-            break  # a later identify holds the device, or this one is a retry: nothing to change
-        # Only the same person's records: the link is exported and erased with its owner's profile.
-        previous = [] if link is None or link.get("profile_id") != profile_id else [
-            link["owner"], *link.get("previous_owners", [])]
-        doc = {"id": link_id, "type": "anonymous_id", "owner": owner, "profile_id": profile_id,
-               "linked_at": datetime.now(timezone.utc).isoformat(),
-               "identified_at": max(at, _identified_at(link)) if link and link["owner"] == owner else at,
-               "previous_owners": [o for o in dict.fromkeys(previous) if o != owner][:MAX_PREVIOUS_OWNERS]}
-        try:
-            link = identifiers.create_item(doc) if link is None else identifiers.replace_item(doc, etag=link["_etag"])
-            break
-        except (ItemExistsError, PreconditionFailedError):
-            if attempt == LINK_ATTEMPTS - 1:
-                raise
-    return link, _move_anonymous(store, anonymous_id, link["owner"])
-
-
-def _move_anonymous(store: Store, anonymous_id: str, owner: str) -> int:
+def _store_once(store: Store, doc: dict[str, Any], link: dict[str, Any]) -> None:
+    """Store a device's anonymous event under the owner its link gives it; a retry lands there too and
+    overwrites itself. A copy under another record of the link (stored before a change of the link that was
+    racing it, or an event without timestamp, placed by its arrival) is left where it is, not stored twice: the
+    next change of the link settles it."""
     activity = store.container("activity")
-    moved = 0
-    for doc in list(activity.query_items(partition_key=anonymous_owner(anonymous_id))):
-        doc["owner"] = owner
-        doc["customer_key"] = owner.split("|", 1)[1]
-        activity.upsert_item(doc)
-        activity.delete_item(doc["id"], anonymous_owner(anonymous_id))
-        moved += 1
-    return moved
-
-
-def _stored_before(store: Store, doc_id: str, link: dict[str, Any]) -> bool:
-    """A retried anonymous event may be stored under an owner the device was linked to before."""
-    owners = link.get("previous_owners") or []
-    return any(store.container("activity").read_items([(doc_id, o) for o in owners])) if owners else False
+    elsewhere = [o for o in held_owners(link) if o != doc["owner"]]
+    if elsewhere and any(activity.read_items([(doc["id"], o) for o in elsewhere])):
+        return
+    activity.upsert_item(doc)
 
 
 def _erased(store: Store, record_key: str) -> bool:
@@ -173,10 +128,10 @@ def _erased(store: Store, record_key: str) -> bool:
     return bool((store.container("records").read_item_or_none(key, key) or {}).get("erased_at"))
 
 
-def _to_event(ev: IncomingEvent, event_id: str, customer_key: str | None) -> Event:
+def _to_event(ev: IncomingEvent, event_id: str, customer_key: str | None, at: datetime) -> Event:
     context = ev.context.model_dump(exclude_none=True)
     return Event(source=EVENTS_SOURCE, event_id=event_id, type=ev.type, event=ev.event or ev.name,
-                 timestamp=ev.timestamp or datetime.now(timezone.utc), anonymous_id=ev.anonymous_id,
+                 timestamp=at, anonymous_id=ev.anonymous_id,
                  customer_key=customer_key, user_id=ev.user_id, traits=ev.traits if ev.type == "identify" else {},
                  properties={**ev.properties, **({"name": ev.name} if ev.name else {})},
                  channel=context.get("channel"), context=context)
@@ -223,6 +178,7 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
             event_id = _event_id(canonical, copies[canonical])
             copies[canonical] += 1
         result: dict[str, Any] = {"index": index, "status": "accepted", "event_id": event_id}
+        at = ev.timestamp or datetime.now(timezone.utc)  # one time for stitching and storing
         results.append(result)
         customer_key = ev.user_id
         if ev.type == "identify":
@@ -243,9 +199,10 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
             else:
                 customer_key = record.record_key
                 if ev.anonymous_id:
-                    links[ev.anonymous_id], result["moved_events"] = _link_anonymous(
-                        store, ev.anonymous_id, record.record_key, outcome.profile_id,
-                        ev.timestamp or datetime.now(timezone.utc))
+                    link, changed = link_identify(store, ev.anonymous_id, owner_key(EVENTS_SOURCE, record.record_key),
+                                                  outcome.profile_id, iso_utc(at))
+                    links[ev.anonymous_id] = link
+                    result["moved_events"] = settle(store, ev.anonymous_id, link, changed=changed)
         elif customer_key:
             if customer_key not in erased:
                 erased[customer_key] = _erased(store, customer_key)
@@ -254,13 +211,16 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
                 continue
         elif ev.anonymous_id:
             if ev.anonymous_id not in links:
-                links[ev.anonymous_id] = _link(store, ev.anonymous_id)
+                links[ev.anonymous_id] = read_link(store, ev.anonymous_id)
             link = links[ev.anonymous_id]
-            if link is not None:
-                customer_key = link["owner"].split("|", 1)[1]
-                if _stored_before(store, f"event:{EVENTS_SOURCE}:{event_id}", link):
-                    continue  # a retry of an event stored before the device's link moved
-        activity.upsert_item(activity_doc(_to_event(ev, event_id, customer_key)))
+            if link is not None:  # the owner of the latest identify on the device at or before the event
+                owner, why_not = owner_at(link, iso_utc(at))
+                if owner is None:
+                    result.update(stored=False, reason=why_not)
+                    continue
+                _store_once(store, activity_doc(_to_event(ev, event_id, owner.split("|", 1)[1], at)), link)
+                continue
+        activity.upsert_item(activity_doc(_to_event(ev, event_id, customer_key, at)))
     accepted = sum(r["status"] == "accepted" for r in results)
     status = 200 if accepted == len(results) else 207 if accepted else 400
     log.info("events: %d accepted, %d rejected", accepted, len(results) - accepted)
@@ -273,7 +233,7 @@ def anonymous_behaviour(store: Store, anonymous_id: str) -> dict[str, Any]:
 
     if not anonymous_id or len(anonymous_id) > 256:
         raise ValueError("anonymous_id must be 1 to 256 characters")
-    link = _link(store, anonymous_id)
+    link = read_link(store, anonymous_id)
     events = list(store.container("activity").query_items(partition_key=anonymous_owner(anonymous_id)))
     return {"anonymous_id": anonymous_id, "linked_profile_id": link.get("profile_id") if link else None,
             **behaviour_summary(events)}
