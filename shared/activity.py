@@ -11,6 +11,8 @@ are erased and exported with the person's activity (shared/privacy.py).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -66,13 +68,29 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
             data["sentiment"] = sentiment_score(feedback)
     data["timestamp"] = iso_utc(item.timestamp)
     transaction_kind = item.kind if isinstance(item, Transaction) else None
-    return {**data, "id": activity_id(kind, item.source, natural, transaction_kind), "owner": owner, "kind": kind}
+    part = return_part(data) if transaction_kind not in (None, "purchase") else None
+    return {**data, "id": activity_id(kind, item.source, natural, transaction_kind, part), "owner": owner, "kind": kind}
 
 
-def activity_id(kind: str, source: str, natural: str, transaction_kind: str | None = None) -> str:
-    # A return or refund usually reuses its sale's order id: its own prefix keeps it from replacing the sale.
+def activity_id(kind: str, source: str, natural: str, transaction_kind: str | None = None,
+                part: str | None = None) -> str:
+    """``<kind>:<source>:<natural id>``. A return or refund usually reuses its sale's order id, and an order may
+    have several: its own prefix keeps it from replacing the sale, its `part` (return_part) from replacing the
+    order's other returns (``transaction-return:<source>:<order id>:<part>``)."""
     prefix = f"transaction-{transaction_kind}" if transaction_kind not in (None, "purchase") else kind
-    return f"{prefix}:{source}:{natural}"
+    return f"{prefix}:{source}:{natural}" + (f":{part}" if part is not None else "")
+
+
+def return_part(doc: dict[str, Any]) -> str:
+    """What tells a return or refund apart from its order's other ones, from its stored form: its mapped
+    `return_id`, else a hash of its time, amount and returned lines (sku, quantity). The same row ingested again
+    gets the same part (so it overwrites itself); two returns differing in any of these get two."""
+    if doc.get("return_id"):
+        return str(doc["return_id"])
+    lines = [[str(i.get("sku") or ""), str(i.get("quantity") or "")] for i in doc.get("items") or ()
+             if isinstance(i, dict)]
+    content = json.dumps([doc.get("timestamp"), repr(float(doc.get("amount") or 0.0)), lines], separators=(",", ":"))
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
 TRANSACTION_KINDS = ("purchase", "return", "refund")

@@ -71,6 +71,9 @@ class CustomerRecord(_Canonical):
 
 class Transaction(_Canonical):
     order_id: str = Field(min_length=1, max_length=256)
+    # A return's or refund's own number (return note, credit note, refund id): an order may have several. Without
+    # it a return is told apart from its order's other returns by its content (shared.activity.return_part).
+    return_id: str | None = Field(default=None, min_length=1, max_length=256)
     customer_key: str = Field(min_length=1, max_length=256)  # the source's customer record key
     timestamp: datetime
     amount: Decimal  # negative only for kind=return/refund

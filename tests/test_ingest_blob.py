@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shared.activity import return_part
 from shared.ingest import IngestionBusy, decode_message, ledger
 from shared.ingest.ledger import ingestion_id
 from shared.settings import Settings, get_settings
@@ -227,7 +228,7 @@ def test_activity_rows_are_stored_and_bad_amounts_quarantined(landing):
                                  "date_out_of_range:timestamp": 1}
     assert report["activity_saved"] == 2
     docs = list(landing.store.container("activity").query_items(partition_key="shop|C2"))
-    assert [(d["id"], d["amount"]) for d in docs] == [("transaction-return:shop:O4", -7.5)]
+    assert [(d["id"], d["amount"]) for d in docs] == [("transaction-return:shop:O4:" + return_part(docs[0]), -7.5)]
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -229,12 +229,14 @@ def test_parquet_typed_dates_get_the_range_check():
 
 
 def test_activity_deletes_remove_the_stored_rows(tmp_path):
-    """A delete row removes the order: its sale and its return (stored under their own ids)."""
+    """A delete row removes the order: its sale and its returns and refund (stored under their own ids), not
+    those of an order whose number starts with its own ("O1:b")."""
     mapping = parse_mapping({"source": "shop", "entity": "transactions",
                              "fields": {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": "a",
                                         "kind": "k"}})
     orders = tmp_path / "orders.csv"
     orders.write_text("o,c,ts,a,k\nO1,C1,2024-01-01,5,purchase\nO1,C1,2024-01-03,-2,return\n"
+                      "O1,C1,2024-01-04,-1,return\nO1,C1,2024-01-05,-1,refund\n"
                       "O2,C1,2024-01-02,6,purchase\nO3,C2,2024-01-03,7,purchase\n")
     store = MemoryStore()
     ingest_file(orders, mapping, store=store)
@@ -244,3 +246,38 @@ def test_activity_deletes_remove_the_stored_rows(tmp_path):
     assert (report["deleted"], report["duplicates"], report["quarantined"]) == (1, 1, 1)
     assert sorted(d["id"] for d in store.container("activity").query_items()) == ["transaction:shop:O2",
                                                                                 "transaction:shop:O3"]
+    orders.write_text("o,c,ts,a,k\nO1,C1,2024-01-03,-2,return\nO1:b,C1,2024-01-03,-2,return\n")
+    ingest_file(orders, mapping, store=store)
+    deletes.write_text("o,c,k\nO1,C1,\n")
+    ingest_file(deletes, mapping, store=store, mode="delete")
+    assert [d["order_id"] for d in store.container("activity").query_items(partition_key="shop|C1")
+            if d.get("transaction_kind") == "return"] == ["O1:b"]
+
+
+def test_a_mapped_return_id_tells_returns_apart_and_a_re_ingest_changes_nothing(tmp_path):
+    """Two returns of order O1 with the same time and amount (two identical items brought back at one till
+    visit, two credit notes): their own numbers (fields.return_id) keep both. A file without return numbers
+    tells returns apart by time, amount and lines; in both, the same file twice leaves the same documents."""
+    fields = {"order_id": "o", "customer_key": "c", "timestamp": "ts", "amount": "a", "kind": "k"}
+    with_ids = parse_mapping({"source": "shop", "entity": "transactions", "fields": {**fields, "return_id": "r"}})
+    mapped = RowMapper(with_ids, now=NOW).map_row(1, {"o": "O1", "c": "C1", "ts": "2024-01-03", "a": "-2",
+                                                       "k": "return", "r": "CN-7"})
+    assert not mapped.reasons and mapped.item.return_id == "CN-7"
+    orders = tmp_path / "orders.csv"
+    orders.write_text("o,c,ts,a,k,r\nO1,C1,2024-01-01,5,purchase,\nO1,C1,2024-01-03,-2,return,CN-7\n"
+                      "O1,C1,2024-01-03,-2,return,CN-8\n")
+    store = MemoryStore()
+    for _ in range(2):
+        report, _ = ingest_file(orders, with_ids, store=store)
+        assert (report["accepted"], report["duplicates"]) == (3, 0)
+        assert sorted(d["id"] for d in store.container("activity").query_items()) == [
+            "transaction-return:shop:O1:CN-7", "transaction-return:shop:O1:CN-8", "transaction:shop:O1"]
+    lines = tmp_path / "lines.jsonl"
+    rows = [{"o": "O2", "c": "C1", "ts": "2024-01-05", "a": "-3.50", "k": "refund", "items": [{"sku": s}]}
+            for s in ("A", "B")]
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    items = parse_mapping({"source": "shop", "entity": "transactions", "fields": {**fields, "items": "items"}})
+    store = MemoryStore()
+    for _ in range(2):
+        ingest_file(lines, items, store=store)
+        assert len([d for d in store.container("activity").query_items() if d["order_id"] == "O2"]) == 2

@@ -1,7 +1,8 @@
 """The insight numbers on small, hand-computed scenarios: measures, enrichment, refresh, segments, funnels,
 reports, the dashboard's date range and needs.
 
-- orders are keyed by (source, order id), and a return reusing its order id does not replace the purchase;
+- orders are keyed by (source, order id), and a return reusing its order id does not replace the purchase
+  nor the order's other returns;
 - exists/missing treat null as absent;
 - "as of" computations (refresh, enrichment, needs) ignore activity after the moment;
 - a segment built on another segment is current after one refresh run;
@@ -18,6 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.activity import iso_utc, list_activity, save_activity
 from shared.enrichment import enrich_profile
+from shared.ingest import ingest_file, parse_mapping
 from shared.insights import journeys as jr
 from shared.insights import refresh
 from shared.insights import reports as rp
@@ -62,6 +64,25 @@ def test_a_return_row_that_reuses_the_order_id_does_not_erase_the_purchase():
     assert m["returns"] == 30.0
     assert (m["orders"], m["total_spend"], m["net_spend"]) == (1, 100.0, 70.0)
     assert m["last_purchase"] is not None
+
+
+def test_two_partial_returns_of_one_order_are_both_counted_and_a_re_ingest_changes_nothing(tmp_path):
+    """Order O1 for 100 at the till; 10.00 of it comes back on one day, 5.00 on another, both rows with the
+    order's receipt number (no return number in the file). Right: returns 15, net 85, whatever the order the
+    rows come in; ingesting the same file again stores nothing new."""
+    mapping = parse_mapping({"source": "pos", "entity": "transactions", "fields": {
+        "order_id": "receipt", "customer_key": "cust", "timestamp": "at", "amount": "total", "kind": "type"}})
+    receipts = tmp_path / "receipts.csv"
+    receipts.write_text("receipt,cust,at,total,type\nO1,1,2024-09-01T10:00:00Z,100.00,purchase\n"
+                        "O1,1,2024-09-05T11:00:00Z,-10.00,return\nO1,1,2024-09-09T12:00:00Z,-5.00,return\n")
+    store = MemoryStore()
+    ingest_file(receipts, mapping, store=store)
+    m = compute_measures(_transactions(store, ["pos|1"]))
+    assert (m["orders"], m["total_spend"], m["returns"], m["net_spend"]) == (1, 100.0, 15.0, 85.0)
+    stored = sorted(d["id"] for d in store.container("activity").query_items())
+    ingest_file(receipts, mapping, store=store)
+    assert sorted(d["id"] for d in store.container("activity").query_items()) == stored
+    assert compute_measures(_transactions(store, ["pos|1"]))["returns"] == 15.0
 
 
 def test_exists_and_missing_on_measures_of_a_customer_who_never_bought():

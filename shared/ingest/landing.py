@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..activity import delete_activity
+from ..activity import activity_id, delete_activity
 from ..models import ENTITIES
 from ..store import Store
 from . import ledger
@@ -122,7 +122,21 @@ def _delete_record(store: Store, settings):
 
 
 def _delete_activity(store: Store):
-    return lambda doc_id, owner: delete_activity(store, doc_id, owner)
+    """Deletes an activity doc by id (and its owner entry). For an order's return or refund id (what a delete row
+    names), also the order's returns or refunds stored under their own part (shared.activity.activity_id), found
+    in the owner's partition by their id prefix and kept only if they are this order's."""
+    container = store.container("activity")
+
+    def delete(doc_id: str, owner: str) -> None:
+        delete_activity(store, doc_id, owner)
+        if not doc_id.startswith(("transaction-return:", "transaction-refund:")):
+            return
+        for doc in list(container.query_items(("id", "startswith", f"{doc_id}:"), partition_key=owner)):
+            order = activity_id("transaction", doc.get("source"), doc.get("order_id"), doc.get("transaction_kind"))
+            if order == doc_id:  # not order "O1:x" when deleting O1
+                delete_activity(store, doc["id"], owner)
+
+    return delete
 
 
 def copy_to_failed(settings, container: str, name: str, report: dict[str, Any]) -> str | None:
