@@ -5,11 +5,15 @@ ignored). `--mapping M` renames columns: a JSON object {"customer_id": "<column>
 an ingestion mapping with a "fields" object (customer_key is accepted for customer_id). Timestamps are ISO 8601
 unless the timestamp field's "format" (as in ingestion: strptime, a list of them, "epoch" or "epoch_ms") or a
 top-level "timestamp_format" says otherwise; times without an offset are in the mapping's "timezone" (UTC by
-default), a parsed offset is kept. Bad rows are counted and skipped, never fatal.
+default), a parsed offset is kept. The file is read by ingestion's readers (shared/ingest/readers.py) with the
+mapping's "encoding", "delimiter", "quotechar", "compression" and "format" (gzip and JSON Lines work too).
+Bad rows (unparseable, short or long, or with bytes not valid in the file's encoding) are counted and skipped,
+never fatal.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -20,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category")
 REQUIRED = ("customer_id", "timestamp", "amount")
-MAX_REPORTED_LINES = 10
+MAX_REPORTED_ROWS = 10
+READ_OPTIONS = ("format", "compression", "encoding", "delimiter", "quotechar")
 
 
 def register(subparsers) -> None:
@@ -109,38 +114,69 @@ def load_mapping(path: Path | None) -> tuple[dict[str, str], TimeFormat]:
     return columns, TimeFormat(formats, zone)
 
 
-def read_transactions(path: Path, mapping: Path | None, *, as_of: float) -> tuple[dict[str, list[dict]], dict[str, Any]]:
-    """Transactions per customer, only those before `as_of`; and counts (rows, skipped with line numbers)."""
+def read_options(path: Path | None):
+    """How to read the file: the mapping's top-level format/compression/encoding/delimiter/quotechar, as in
+    ingestion; what it leaves out is found out as ingestion does (name, magic bytes, BOM/UTF-8, header)."""
+    from .ingest.readers import ReadOptions
+
+    data = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    given = {k: data[k] for k in READ_OPTIONS if isinstance(data, dict) and data.get(k) is not None}
+    bad = [k for k, v in given.items() if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"{path}: {', '.join(bad)} must be text")
+    if given.get("delimiter") in ("tab", "\\t"):
+        given["delimiter"] = "\t"
+    return ReadOptions(**given)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else value if isinstance(value, str) else str(value)
+
+
+def read_transactions(path: Path, mapping: Path | None, *,
+                      as_of: float) -> tuple[dict[str, list[dict]], dict[str, Any]]:
+    """Transactions per customer, only those before `as_of`; and counts (rows, skipped with row numbers)."""
+    from .ingest.readers import FileInfo, RowError, has_bad_encoding, read_rows
+
     columns, time_format = load_mapping(mapping)
+    options = read_options(mapping)
     per_customer: dict[str, list[dict[str, Any]]] = {}
-    stats: dict[str, Any] = {"rows": 0, "used": 0, "after_as_of": 0, "rejected": 0, "rejected_lines": []}
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [columns[f] for f in REQUIRED if columns[f] not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(reader.fieldnames or [])})")
-        for row in reader:
+    stats: dict[str, Any] = {"rows": 0, "used": 0, "after_as_of": 0, "rejected": 0, "rejected_rows": []}
+    used = [columns[f] for f in FIELDS]
+    info = FileInfo()
+    with open(path, "rb") as fh:
+        rows = read_rows(fh, path.name, options, info)
+        first = next(rows, None)  # the header is read with the first row
+        if info.columns is not None:
+            missing = [columns[f] for f in REQUIRED if columns[f] not in info.columns]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (have: {', '.join(info.columns)})")
+        for row_number, row in itertools.chain([first] if first else [], rows):
             stats["rows"] += 1
             try:
-                cid = (row[columns["customer_id"]] or "").strip()
-                raw_ts = (row[columns["timestamp"]] or "").strip()
+                if isinstance(row, RowError):
+                    raise ValueError(row.code)
+                if any(has_bad_encoding(row.get(c)) for c in used):  # bytes not valid in the file's encoding
+                    raise ValueError("invalid_encoding")
+                cid = _text(row[columns["customer_id"]]).strip()
+                raw_ts = _text(row[columns["timestamp"]]).strip()
                 ts = time_format.parse(raw_ts)
                 amount = float(row[columns["amount"]])
                 if not cid or amount != amount or amount in (float("inf"), float("-inf")):
                     raise ValueError("empty customer id or non-finite amount")
             except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
                 stats["rejected"] += 1
-                if len(stats["rejected_lines"]) < MAX_REPORTED_LINES:
-                    stats["rejected_lines"].append(reader.line_num)
+                if len(stats["rejected_rows"]) < MAX_REPORTED_ROWS:
+                    stats["rejected_rows"].append(row_number)
                 continue
             if ts >= as_of:
                 stats["after_as_of"] += 1
                 continue
             tx = {"timestamp": ts, "amount": amount}
             for optional in ("channel", "kind", "category"):
-                value = row.get(columns[optional])
+                value = _text(row.get(columns[optional])).strip()
                 if value:
-                    tx[optional] = value.strip()
+                    tx[optional] = value
             per_customer.setdefault(cid, []).append(tx)
             stats["used"] += 1
     stats["customers"] = len(per_customer)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import subprocess
 import sys
@@ -144,3 +145,60 @@ def test_timestamps_keep_their_offset_and_naive_ones_take_the_mappings_zone(tmp_
     per_customer, stats = read_transactions(tx, mapping, as_of=to_epoch("2027-01-01T00:00:00Z"))
     assert stats["used"] == 1, stats
     assert per_customer["x"][0]["timestamp"] == to_epoch(expected)
+
+
+POS_MAPPING = Path(__file__).resolve().parents[1] / "config" / "sources" / "pos.transactions.json"
+POS_HEADER = "receipt_no,customer_no,txn_time,total,currency,type,channel,store_id,category\n"
+
+
+def test_undecodable_rows_are_counted_and_skipped_not_fatal(tmp_path):
+    """Latin-1 bytes in a UTF-8 file (the generator's bad_encoding rows) reject their row, as ingestion does;
+    the file is read on, and the row numbers are reported."""
+    tx = tmp_path / "receipts.csv"
+    tx.write_bytes(POS_HEADER.encode() + b"R1,42,30/09/2026 14:05,10.00,EUR,purchase,store,S1,shoes\n"
+                   + b"R2,43,30/09/2026 15:05,12.00,EUR,purchase,store,S1,Fran\xe7ois\n"
+                   + b"R3,42,01/10/2026 09:00,-4.00,EUR,return,store,S1,shoes\n")
+    with pytest.raises(UnicodeDecodeError):
+        tx.read_text(encoding="utf-8")
+    per_customer, stats = read_transactions(tx, POS_MAPPING, as_of=to_epoch("2026-12-31T00:00:00Z"))
+    assert stats["rows"] == 3 and stats["used"] == 2 and stats["rejected"] == 1, stats
+    assert stats["rejected_rows"] == [2] and list(per_customer) == ["42"]
+
+
+def test_the_mappings_encoding_and_delimiter_are_honoured(tmp_path):
+    tx = tmp_path / "tx.csv.gz"
+    with gzip.open(tx, "wb") as fh:
+        fh.write("c;t;a;category\nx;2026-03-01T12:00:00Z;10;Caf\u00e9\n".encode("cp1252"))
+    mapping = tmp_path / "m.json"
+    mapping.write_text(json.dumps({"encoding": "cp1252", "delimiter": ";",
+                                   "fields": {"customer_key": "c", "timestamp": "t", "amount": "a"}}))
+    per_customer, stats = read_transactions(tx, mapping, as_of=to_epoch("2027-01-01T00:00:00Z"))
+    assert stats["used"] == 1 and stats["rejected"] == 0, stats
+    assert per_customer["x"][0]["category"] == "Caf\u00e9"
+
+
+def test_the_generators_pos_file_is_read_with_its_mapping(tmp_path):
+    """README's churn example: `ucp generate` output plus config/sources/pos.transactions.json. Every injected
+    bad_encoding row is rejected (not a crash), and good rows are used."""
+    generate = pytest.importorskip("shared.generate")
+    manifest = generate.generate(tmp_path, generate.GeneratorConfig(customers=200, seed=3, malformed_rate=0.03),
+                                 progress=False)
+    spec = next(f for f in manifest["files"] if f["path"].startswith("landing/pos/transactions/"))
+    assert spec["malformed_kinds"].get("bad_encoding", 0) > 0, spec
+    _, stats = read_transactions(tmp_path / spec["path"], POS_MAPPING, as_of=to_epoch("2026-10-01T00:00:00Z"))
+    assert stats["rows"] == spec["rows"]
+    assert spec["malformed_kinds"]["bad_encoding"] <= stats["rejected"] <= spec["malformed"], stats
+    assert stats["used"] + stats["rejected"] + stats["after_as_of"] == stats["rows"]
+
+
+def test_json_lines_with_the_ecommerce_mapping(tmp_path):
+    tx = tmp_path / "orders.jsonl"
+    tx.write_text('{"order_id":"O1","customer_id":"10459601247","created_at":"2025-02-11T19:05:59Z","kind":"purchase",'
+                  '"source_name":"web","total_price":"12.09","currency":"GBP","main_category":"grocery"}\n'
+                  '{"order_id":"O2","customer_id":"10459601247","created_at":"2025-02-12T19:05:59Z",'
+                  '"total_price":12.5}\n{"order_id":"O3", broken\n')
+    mapping = Path(__file__).resolve().parents[1] / "config" / "sources" / "ecommerce.transactions.json"
+    per_customer, stats = read_transactions(tx, mapping, as_of=to_epoch("2026-01-01T00:00:00Z"))
+    assert stats["used"] == 2 and stats["rejected"] == 1 and stats["rejected_rows"] == [3], stats
+    assert [t["amount"] for t in per_customer["10459601247"]] == [12.09, 12.5]
+    assert per_customer["10459601247"][0]["channel"] == "web"
