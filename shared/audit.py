@@ -17,7 +17,11 @@ Checks (name: what must hold):
   record lists agree, both ways.
 - identifier_dangling / identifier_points_to_alias / identifier_not_held: every identifier doc points to a live
   profile that lists it; profile_identifier_unindexed / profile_identifier_claimed_elsewhere: every identifier a
-  profile lists has its doc pointing back.
+  profile lists has its doc pointing back. Device links (`anonymous_id:<id>` docs in the identifiers container,
+  shared/events/devices.py) are not identifiers (no profile lists them) and are checked apart:
+- device_link_owner_unknown / device_link_without_owner: every record a device link names (its segments' owners)
+  is held by a live profile (an erase takes the person's records out of their links), and a link names one at
+  least (a link with no one left is deleted).
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
   is left pending.
@@ -35,6 +39,7 @@ from .store import Store
 
 MAX_SAMPLES = 10
 MAX_ALIAS_HOPS = 20
+DEVICE_LINK = "anonymous_id"  # shared/events/devices.py: a device's link, not an identifier
 
 
 @dataclass
@@ -138,7 +143,10 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
         if key not in seen_docs:
             findings.fail("record_doc_missing", {"record": key, "profile": pid})
 
-    identifiers = _all(store, "identifiers")
+    identifiers, device_links = [], []
+    for doc in _all(store, "identifiers"):
+        is_link = doc.get("type") == DEVICE_LINK or id_type(doc["id"]) == DEVICE_LINK
+        (device_links if is_link else identifiers).append(doc)
     index = {}
     for doc in identifiers:
         index[doc["id"]] = doc.get("profile_id")
@@ -158,6 +166,8 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
             elif index[iid] != pid:
                 findings.fail("profile_identifier_claimed_elsewhere", {"type": id_type(iid), "profile": pid,
                                                                         "claimed_by": index[iid]})
+
+    check_device_links(device_links, holder, findings)
 
     for aid, alias in aliases.items():
         target, hops = alias.get("merged_into"), 0
@@ -185,13 +195,28 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
 
     findings.figures["identity"] = {
         "profiles": len(profiles), "aliases": len(aliases), "record_entries": record_entries,
-        "records_docs": len(records), "identifier_docs": len(identifiers),
+        "records_docs": len(records), "identifier_docs": len(identifiers), "device_links": len(device_links),
         "profile_identifiers": profile_identifiers,
         "merges": sum(1 for m in merges if m.get("absorbed_id")), "merge_docs": len(merges),
         "reviews": store.container("review").count_items(), "blocking_keys": len(blocking),
         "blocking_alias_ids": alias_blocks,
     }
     return holder
+
+
+def check_device_links(links: Iterable[dict[str, Any]], holder: dict[str, str], findings: Findings) -> None:
+    """Every record a device link names is held by a live profile. Findings name the record key, never the
+    anonymous id. (The link's cached profile ids are not checked: a merge or split since the identify leaves
+    them behind, and the owner is what stitching follows.)"""
+    from .events.devices import held_owners
+
+    for link in links:
+        owners = held_owners(link)
+        if not owners:
+            findings.fail("device_link_without_owner", {"type": DEVICE_LINK})
+        for owner in owners:
+            if owner not in holder:
+                findings.fail("device_link_owner_unknown", {"record": owner})
 
 
 def audit_store(store: Store, *, expected_rows: dict[str, int] | None = None) -> Findings:
