@@ -459,6 +459,27 @@ def test_failed_file_is_replayed_once_its_mapping_exists(landing, capsys):
     assert not list(failed.list_blobs(name_starts_with=f"{source}/"))
 
 
+def test_blob_poison_replay_without_the_queue_is_nothing_to_replay(landing, capsys):
+    """The host creates webjobs-blobtrigger-poison at its first give-up, so a healthy system has none:
+    `ucp replay --blob-poison` (and --dry-run) then replays 0 blobs, exit 0, no traceback."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.cli import main as ucp
+    from shared.ingest.replay import BLOB_TRIGGER_POISON_QUEUE
+
+    poison = queue_client(BLOB_TRIGGER_POISON_QUEUE, landing.settings, base64=False)
+    try:
+        poison.delete_queue()
+    except ResourceNotFoundError:
+        pass
+    for dry_run in ([], ["--dry-run"]):
+        assert ucp(["replay", "--blob-poison", *dry_run]) == 0
+        out, err = capsys.readouterr()
+        assert out == "" and err.endswith(" 0 blob(s) the blob trigger gave up on\n"), err
+    with pytest.raises(ResourceNotFoundError):  # replay did not create it either
+        poison.get_queue_properties()
+
+
 def test_blob_trigger_poison_is_replayed_and_unreadable_messages_stay(landing, capsys):
     """Messages of webjobs-blobtrigger-poison (JSON, Base64 or not, as hosts write them) name a blob: replay
     lands it again (new ETag, so the trigger fires anew); a message naming no blob stays, reported."""

@@ -56,12 +56,18 @@ def replay_failed_files(settings, *, prefix: str = "", dry_run: bool = False) ->
 
 def replay_blob_trigger_poison(settings, *, dry_run: bool = False) -> Iterator[dict[str, Any]]:
     """Land again each blob the host gave up on (its poison message names it), then delete the message.
-    A message that names no blob, or a blob that is gone, stays in the queue and is reported."""
+    A message that names no blob, or a blob that is gone, stays in the queue and is reported. The host creates
+    the queue at its first give-up, so on a healthy system it does not exist: nothing to replay."""
+    from azure.core.exceptions import ResourceNotFoundError
+
     poison = queue_client(BLOB_TRIGGER_POISON_QUEUE, settings, base64=False)  # the host may or may not encode
     seen: set[str] = set()
     while True:
-        received = list(poison.receive_messages(messages_per_page=32, visibility_timeout=2 if dry_run else 30,
-                                                max_messages=32))
+        try:
+            received = list(poison.receive_messages(messages_per_page=32, visibility_timeout=2 if dry_run else 30,
+                                                    max_messages=32))
+        except ResourceNotFoundError:  # QueueNotFound: the blob trigger never gave up on a blob
+            return
         batch = [m for m in received if m.id not in seen]
         for msg in received:
             if msg.id in seen and not dry_run:  # a message kept earlier in this run: let it show again
