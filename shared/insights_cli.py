@@ -1,7 +1,7 @@
 """`ucp journey ...` and `ucp segment ...`: funnels and segments on files, with the in-memory store.
 
     ucp journey funnel --events EVENTS.jsonl --definition JOURNEY.json [--from ISO] [--to ISO] [--channel web]
-    ucp segment check --rule RULE.json
+    ucp segment check --rule RULE.json          (a segment definition {"name", "rule"} or the rule alone)
     ucp segment members --rule RULE.json --profiles PROFILES.jsonl [--events EVENTS.jsonl] [--at ISO]
 """
 from __future__ import annotations
@@ -55,11 +55,26 @@ def journey_funnel(args) -> int:
     return 0
 
 
+def _read_rule(path: str) -> tuple[Any, bool]:
+    """The rule of a file holding either a segment definition as POST /segments takes it ({"name", "rule",
+    "description"}, validated as such) or the rule alone; and whether it was a definition."""
+    data = _read_json(path)
+    if not (isinstance(data, dict) and "rule" in data):  # no rule has a "rule" key: all, any, not, field, behaviour
+        return data, False
+    from .insights.segments import SegmentDefinition
+
+    try:
+        return SegmentDefinition.model_validate(data).rule, True
+    except ValidationError as err:
+        raise _validation(err) from None
+
+
 def segment_check(args) -> int:
     from .insights.rules import parse_rule
 
-    parse_rule(_read_json(args.rule))
-    print("rule is valid")
+    rule, definition = _read_rule(args.rule)
+    parse_rule(rule)
+    print("segment definition is valid" if definition else "rule is valid")
     return 0
 
 
@@ -73,7 +88,7 @@ def segment_members(args) -> int:
     load_profiles(store, args.profiles)
     if args.events:
         load_events(store, args.events)
-    members = matching_profile_ids(store, _read_json(args.rule), now=parse_time(args.at) if args.at else None)
+    members = matching_profile_ids(store, _read_rule(args.rule)[0], now=parse_time(args.at) if args.at else None)
     _print({"size": len(members), "members": sorted(members)})
     return 0
 

@@ -197,3 +197,46 @@ def test_cli_segment_check_and_members_on_files(tmp_path):
     bad.write_text(json.dumps({"field": "churn.colour", "op": "=", "value": 1}))
     run = subprocess.run([*cli, "check", "--rule", str(bad)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "churn has score, risk" in run.stderr
+
+
+def test_cli_takes_a_segment_definition_as_docs_show_it_or_the_rule_alone(tmp_path, capsys):
+    """`ucp segment check|members --rule R.json`: R.json may be the POST /segments body ({"name", "rule"}, as
+    in docs/insights.md) or the rule alone; a definition is validated as POST /segments validates it."""
+    import json
+    import re
+    from pathlib import Path
+
+    from shared.cli import main
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "insights.md").read_text(encoding="utf-8")
+    example = json.loads(re.search(r"```json\n(\{\"name\".*?)```", doc, re.S).group(1))
+    assert set(example) == {"name", "rule"}
+    as_documented = tmp_path / "R.json"
+    as_documented.write_text(json.dumps(example))
+    assert main(["segment", "check", "--rule", str(as_documented)]) == 0
+    assert capsys.readouterr().out == "segment definition is valid\n"
+
+    from shared.store import MemoryStore
+
+    store = MemoryStore()
+    seed_shop(store)
+    profiles = tmp_path / "P.jsonl"
+    profiles.write_text("\n".join(json.dumps({k: v for k, v in d.items() if not k.startswith("_")})
+                                  for d in store.container("profiles").query_items()) + "\n")
+    rule = {"field": "churn.risk", "op": "in", "value": ["medium", "high"]}
+    expected = sorted(seg.matching_profile_ids(store, rule, now=NOW))
+    assert expected
+    for i, body in enumerate(({"name": "Risky", "rule": rule}, rule)):
+        path = tmp_path / f"r{i}.json"
+        path.write_text(json.dumps(body))
+        assert main(["segment", "members", "--rule", str(path), "--profiles", str(profiles),
+                     "--at", NOW.isoformat()]) == 0
+        assert json.loads(capsys.readouterr().out)["members"] == expected
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "", "rule": rule}))
+    assert main(["segment", "check", "--rule", str(bad)]) == 2
+    assert "name" in capsys.readouterr().err
+    bad.write_text(json.dumps({"name": "x", "rule": {"field": "churn.colour", "op": "=", "value": 1}}))
+    assert main(["segment", "check", "--rule", str(bad)]) == 2
+    assert "churn has score, risk" in capsys.readouterr().err
