@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 from ..identity import review
 from ..settings import Settings
-from ..store import ItemNotFoundError, Store, StoreError
+from ..store import BadRequestError, ItemNotFoundError, Store
 from .errors import ApiError, ApiResponse
 from .paging import decode_token, encode_token, page_size
 
@@ -17,7 +17,7 @@ def list_reviews(store: Store, params: dict[str, str]) -> ApiResponse:
     size, token = page_size(params, default=50), decode_token(params.get("continuation"))
     try:
         items, next_token = review.list_reviews(store, status=status, page_size=size, continuation=token)
-    except (KeyError, ValueError, TypeError, StoreError):  # a token from elsewhere or tampered with
+    except BadRequestError:  # a token from elsewhere or tampered with; a throttled or failing store is not 400
         raise ApiError(400, "continuation is not a token this API returned") from None
     return ApiResponse({"status": status, "reviews": items, "continuation": encode_token(next_token)})
 

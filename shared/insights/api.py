@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from ..api.errors import ApiError, ApiResponse
 from ..api.paging import decode_token, encode_token, page_size
 from ..settings import Settings
-from ..store import Store, StoreError
+from ..store import BadRequestError, Store
 from . import journeys, reports, segments
 from .common import DefinitionNotFound
 from .refresh import refresh_profile
@@ -75,7 +75,7 @@ def segment_members(store: Store, segment_id: str, params: dict[str, str]) -> Ap
     def run() -> ApiResponse:
         try:
             members, next_token = segments.members_page(store, segment_id, page_size=size, continuation=token)
-        except (KeyError, ValueError, TypeError, StoreError):  # a token from elsewhere or tampered with
+        except BadRequestError:  # a token from elsewhere or tampered with; a throttled or failing store is not 400
             raise ApiError(400, "continuation is not a token this API returned") from None
         return ApiResponse({"segment_id": segment_id, "members": members, "continuation": encode_token(next_token)})
 

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from .base import Container, Store
-from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .errors import (
+    BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, StoreError,
+    ThrottledError, UnavailableError,
+)
 from .memory import MemoryStore, with_frozen_heap
 from .query import Filter, where
 
 __all__ = [
     "Container", "Store", "MemoryStore", "with_frozen_heap", "open_store", "Filter", "where",
     "StoreError", "BadRequestError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
+    "RequestTooLargeError", "UnavailableError",
 ]
 
 

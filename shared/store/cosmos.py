@@ -1,20 +1,26 @@
 """Cosmos DB store (azure-cosmos), the production backend. Same contract as MemoryStore."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
+from azure.core.exceptions import IncompleteReadError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .cosmos_transport import HttpClientTransport
-from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, StoreError, ThrottledError
+from .errors import (
+    BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, StoreError,
+    ThrottledError, UnavailableError,
+)
 from .query import Filter, sql_path, to_sql
 from .schema import CONTAINERS
 
@@ -23,13 +29,40 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
 
 
+_ERRORS: dict[int, type[StoreError]] = {
+    400: BadRequestError, 404: ItemNotFoundError, 408: UnavailableError, 409: ItemExistsError,
+    412: PreconditionFailedError, 413: RequestTooLargeError, 429: ThrottledError, 503: UnavailableError,
+}
+# Failures to reach Cosmos DB or to get its whole answer (the SDK retried what it retries): worth a retry later.
+_UNREACHABLE = (ServiceRequestError, ServiceResponseError, IncompleteReadError, exceptions.CosmosClientTimeoutError)
+
+
+def _retry_after(err: exceptions.CosmosHttpResponseError) -> float | None:
+    """Seconds Cosmos DB asked us to wait (x-ms-retry-after-ms), when it said."""
+    try:
+        ms = float((getattr(err, "headers", None) or {}).get("x-ms-retry-after-ms"))
+    except (TypeError, ValueError):
+        return None
+    return ms / 1000 if math.isfinite(ms) and ms >= 0 else None
+
+
 def _translate(err: exceptions.CosmosHttpResponseError) -> StoreError:
     status = getattr(err, "status_code", None)
-    kind = {400: BadRequestError, 409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError,
-            429: ThrottledError}.get(status)
+    kind = _ERRORS.get(status)  # type: ignore[arg-type]
     if kind is None:
         return StoreError(f"Cosmos DB error {status}: {err.message if hasattr(err, 'message') else err}")
-    return kind(f"Cosmos DB {status}")
+    return kind(f"Cosmos DB {status}", retry_after=_retry_after(err))
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Cosmos DB's answers and network failures as the store's own errors (shared/store/errors.py)."""
+    try:
+        yield
+    except exceptions.CosmosHttpResponseError as err:
+        raise _translate(err) from None
+    except _UNREACHABLE as err:
+        raise UnavailableError(f"Cosmos DB did not answer ({type(err).__name__})") from err
 
 
 # Cosmos DB ids may not hold / \\ ? # tab CR LF nor end with a space; ids made of user data (an email may
@@ -106,29 +139,23 @@ class CosmosContainer:
         return value
 
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            return self._in(self._proxy.create_item(self._out(body)))
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
+        doc = self._out(body)
+        with _store_errors():
+            return self._in(self._proxy.create_item(doc))
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
-        try:
-            return self._in(self._proxy.upsert_item(self._out(body), **_etag_kwargs(etag)))
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
+        doc = self._out(body)
+        with _store_errors():
+            return self._in(self._proxy.upsert_item(doc, **_etag_kwargs(etag)))
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
-        try:
-            doc = self._out(body)
+        doc = self._out(body)
+        with _store_errors():
             return self._in(self._proxy.replace_item(doc["id"], doc, **_etag_kwargs(etag)))
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
-        try:
+        with _store_errors():
             return self._in(self._proxy.read_item(encode_id(item_id), partition_key=self._pk(partition_key)))
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         try:
@@ -141,21 +168,19 @@ class CosmosContainer:
         if len(keys) <= 1:  # the SDK would make one a point read anyway, through its thread pool
             return [self.read_item_or_none(*key) for key in keys]
         unique = list(dict.fromkeys(wanted))
-        try:
+        with _store_errors():
             items = self._proxy.read_items(unique, executor=_read_many_pool())
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
         found = {(item["id"], self.partition_key_of(item)): item for item in items}
         return [self._in(found[key]) if key in found else None for key in wanted]
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
         try:
-            self._proxy.delete_item(encode_id(item_id), partition_key=self._pk(partition_key), **_etag_kwargs(etag))
-        except exceptions.CosmosResourceNotFoundError:
+            with _store_errors():
+                self._proxy.delete_item(encode_id(item_id), partition_key=self._pk(partition_key),
+                                        **_etag_kwargs(etag))
+        except ItemNotFoundError:
             if etag is not None:
                 raise PreconditionFailedError(f"{self.name}: item changed (it is gone)") from None
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def _sql(self, filter_: Filter, order_by: str | None, descending: bool, limit: int | None,
              select: str = "*") -> tuple[str, list[dict[str, Any]]]:
@@ -179,11 +204,9 @@ class CosmosContainer:
     def query_items(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                     descending: bool = False, limit: int | None = None) -> Iterator[dict[str, Any]]:
         sql, params = self._sql(filter_, order_by, descending, limit)
-        try:
+        with _store_errors():
             for item in self._query(sql, params, partition_key):
                 yield self._in(item)
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
@@ -192,19 +215,15 @@ class CosmosContainer:
                                              and continuation.strip() == continuation and continuation):
             raise BadRequestError("invalid continuation token")  # would not even fit in an HTTP header
         sql, params = self._sql(filter_, order_by, descending, None)
-        try:
+        with _store_errors():
             pager = self._query(sql, params, partition_key, max_item_count=page_size).by_page(continuation)
             page = [self._in(it) for it in next(pager, [])]
             return page, pager.continuation_token
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def count_items(self, filter_: Filter = None, *, partition_key: Any = None) -> int:
         sql, params = self._sql(filter_, None, False, None, select="VALUE COUNT(1)")
-        try:
+        with _store_errors():
             return int(sum(self._query(sql, params, partition_key)))
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
 
     def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
         check_batch_size(operations)
@@ -229,14 +248,13 @@ class CosmosContainer:
             else:
                 raise ValueError(f"unknown batch operation {kind!r}")
         try:
-            results = self._proxy.execute_item_batch(ops, partition_key=self._pk(partition_key))
+            with _store_errors():
+                results = self._proxy.execute_item_batch(ops, partition_key=self._pk(partition_key))
         except exceptions.CosmosBatchOperationError as err:
             failed = err.operation_responses[err.error_index] if err.operation_responses else {}
             status = failed.get("statusCode") if isinstance(failed, dict) else None
-            kind_ = {409: ItemExistsError, 404: ItemNotFoundError, 412: PreconditionFailedError}.get(status, StoreError)
+            kind_ = _ERRORS.get(status, StoreError)  # type: ignore[arg-type]
             raise kind_(f"{self.name}: batch operation {err.error_index} failed with {status}") from None
-        except exceptions.CosmosHttpResponseError as err:
-            raise _translate(err) from None
         return [self._in(r["resourceBody"]) if r.get("resourceBody") else None for r in results]
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 class StoreError(Exception):
     status_code = 500
 
+    def __init__(self, *args: object, retry_after: float | None = None):
+        super().__init__(*args)
+        self.retry_after = retry_after  # seconds the store asked us to wait, when it said
+
 
 class BadRequestError(StoreError, ValueError):
     """The store refused the request as malformed, e.g. a continuation token it never issued (Cosmos 400)."""
@@ -30,7 +34,21 @@ class PreconditionFailedError(StoreError):
     status_code = 412
 
 
+class RequestTooLargeError(StoreError, ValueError):
+    """A document or a transactional batch over Cosmos DB's size limits (2 MB of JSON per item, 2 MB per batch
+    request) (Cosmos 413). Retrying the same write cannot help."""
+
+    status_code = 413
+
+
 class ThrottledError(StoreError):
-    """The store asked us to slow down and its own retries ran out (Cosmos 429)."""
+    """The store asked us to slow down and its own retries ran out (Cosmos 429); retry_after when it said."""
 
     status_code = 429
+
+
+class UnavailableError(StoreError):
+    """The store could not be reached or did not answer (network failure, timeout, Cosmos 503/408): the request
+    may be retried later."""
+
+    status_code = 503
