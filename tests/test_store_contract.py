@@ -272,8 +272,8 @@ def test_limit(activity):
     assert list(activity.query_items(limit=0)) == []
 
 
-def all_pages(container, **kwargs) -> tuple[list[str], int]:
-    seen, pages, token = [], 0, None
+def all_pages(container, continuation=None, **kwargs) -> tuple[list[str], int]:
+    seen, pages, token = [], 0, continuation
     while True:
         page, token = container.query_page(continuation=token, **kwargs)
         seen += ids(page)
@@ -293,6 +293,30 @@ def test_query_page_covers_everything_exactly_once(activity, order, descending):
         assert seen == expected
 
 
+# Pages of an ordered query follow (value, id): ties are broken by id, so every backend gives the same pages.
+# Values of every JSON type, in Cosmos DB's order: undefined < null < false < true < numbers < strings < arrays
+# < objects (arrays tie with arrays, objects with objects).
+PAGED_ORDER = {
+    "amount": ["d4", "d6", "d2", "d1", "d5", "d3"],
+    "meta.score": ["d3", "d4", "d6", "d2", "d5", "d1"],  # three without a score: by id
+    "flag": ["d1", "d2", "d3", "d5", "d4", "d6"],  # undefined, false, true, the number 1
+    "tags": ["d4", "d6", "d1", "d2", "d3", "d5"],  # two without tags, then the arrays, by id
+    "meta": ["d4", "d6", "d1", "d2", "d3", "d5"],  # two without meta, then the objects, by id
+    "name": ["d5", "d6", "d3", "d1", "d2", "d4"],  # d5 has none; "Al" < "alfred" < "alice" < "bob" < "carol"
+    "id": ["d1", "d2", "d3", "d4", "d5", "d6"],
+}
+
+
+@pytest.mark.parametrize("order", list(PAGED_ORDER))
+@pytest.mark.parametrize("descending", [False, True])
+def test_ordered_pages_are_the_same_on_every_backend(activity, order, descending):
+    expected = PAGED_ORDER[order][::-1] if descending else PAGED_ORDER[order]
+    for size in range(1, 8):  # a page boundary at every place, inside groups of ties too
+        seen, pages = all_pages(activity, order_by=order, descending=descending, page_size=size)
+        assert seen == expected, size
+        assert pages == max(1, -(-6 // size)), size  # no empty last page
+
+
 def test_query_page_within_a_partition_and_with_a_filter(store):
     activity = store.container("activity")
     for i in range(23):
@@ -300,9 +324,53 @@ def test_query_page_within_a_partition_and_with_a_filter(store):
     seen, pages = all_pages(activity, partition_key="big", page_size=5)
     assert sorted(seen) == [f"e{i:02d}" for i in range(23) if i % 4] and pages == 4
     seen, _ = all_pages(activity, filter_=("n", ">=", 3), order_by="n", page_size=3)  # ties on n across pages
-    assert sorted(seen) == sorted(f"e{i:02d}" for i in range(23) if i % 5 >= 3)
+    assert seen == sorted((f"e{i:02d}" for i in range(23) if i % 5 >= 3), key=lambda k: (int(k[1:]) % 5, k))
+    seen, _ = all_pages(activity, partition_key="big", order_by="n", descending=True, page_size=4)
+    assert seen == sorted((f"e{i:02d}" for i in range(23) if i % 4), key=lambda k: (int(k[1:]) % 5, k))[::-1]
     page, token = activity.query_page(("n", "=", 99), page_size=5)
     assert page == [] and token is None
+    page, token = activity.query_page(("n", "=", 99), order_by="n", page_size=5)
+    assert page == [] and token is None
+
+
+def test_ordered_pages_neither_skip_nor_repeat_items_written_between_pages(store):
+    activity = store.container("activity")
+    for i in range(10):
+        activity.create_item({"id": f"k{i}", "owner": f"o{i % 3}", "n": i // 2})  # n: 0 0 1 1 2 2 3 3 4 4
+    page, token = activity.query_page(order_by="n", page_size=3)
+    assert ids(page) == ["k0", "k1", "k2"] and token  # the page ends inside the group n=1
+    activity.create_item({"id": "a", "owner": "x", "n": -1})  # sorts before the position: its place was passed
+    activity.create_item({"id": "k1z", "owner": "x", "n": 1})  # ties with k2 but sorts before it: passed
+    activity.create_item({"id": "k2a", "owner": "x", "n": 1})  # ties with k2 and sorts after it: on a next page
+    activity.upsert_item({"id": "k0", "owner": "o0", "n": 0, "changed": True})  # a seen item rewritten
+    activity.upsert_item({"id": "k3", "owner": "o0", "n": 1, "changed": True})  # an unseen one rewritten
+    activity.delete_item("k5", "o2")  # an unseen item deleted
+    activity.create_item({"id": "z", "owner": "x", "n": 99})  # sorts after everything
+    rest, _ = all_pages(activity, order_by="n", page_size=3, continuation=token)
+    assert rest == ["k2a", "k3", "k4", "k6", "k7", "k8", "k9", "z"]
+
+
+def test_a_continuation_token_is_bound_to_its_query(store):
+    from shared.store import BadRequestError
+
+    ledger = store.container("ledger")
+    for i in range(4):
+        ledger.create_item({"id": f"r{i}", "status": "done", "created_at": f"2026-01-0{i + 1}T00:00:00Z"})
+    query = {"filter_": ("status", "=", "done"), "order_by": "created_at"}
+    page, token = ledger.query_page(page_size=2, **query)
+    assert ids(page) == ["r0", "r1"] and token
+    assert ids(ledger.query_page(page_size=2, continuation=token, **query)[0]) == ["r2", "r3"]
+    for other in ({**query, "filter_": ("status", "=", "failed")}, {**query, "descending": True},
+                  {**query, "order_by": "id"}, {"order_by": "created_at"}):
+        with pytest.raises(BadRequestError):
+            ledger.query_page(page_size=2, continuation=token, **other)
+    with pytest.raises(BadRequestError):
+        store.container("review").query_page(page_size=2, continuation=token, **query)
+    tampered = [token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), token + "x", token[:10], "x" * 5000, "",
+                " ", "é", "eyJxIjogMX0", "bnVsbA", "W10"]
+    for bad in tampered:
+        with pytest.raises(BadRequestError):
+            ledger.query_page(page_size=2, continuation=bad, **query)
 
 
 def test_invalid_filters_are_rejected(store):

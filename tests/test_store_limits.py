@@ -8,12 +8,230 @@ emulator that answers as the real gateway does (see GatewayFront).
 """
 from __future__ import annotations
 
+import http.client
 import json
 import logging
+import re
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from shared.store import MemoryStore, RequestTooLargeError, ThrottledError, UnavailableError
+from shared.store import BadRequestError, MemoryStore, RequestTooLargeError, ThrottledError, UnavailableError
+
+
+# =============================================================================================================
+# 1. Paging a cross-partition ORDER BY query (review list, ingestion list) on a real Cosmos DB gateway
+# =============================================================================================================
+
+_ORDER_BY_QUERY = re.compile(
+    r"^SELECT \* FROM c(?: WHERE (?P<where>.*?))? ORDER BY (?P<expr>\S+) (?P<dir>ASC|DESC)$", re.S)
+
+
+class GatewayFront:
+    """A plain-HTTP front for the local emulator that answers ORDER BY queries the way the Cosmos DB gateway does.
+
+    The emulator runs any query whole, so the SDK never takes the path it takes against Azure. The real gateway:
+    - refuses a cross-partition query with ORDER BY with 400 / substatus 1004 ("can not be directly served by the
+      gateway"); the SDK then asks for a query plan (x-ms-cosmos-is-query-plan-request) and runs the plan's
+      rewritten query per partition key range (x-ms-documentdb-partitionkeyrangeid), merging the results itself;
+    - answers 400 "Invalid Continuation Token" when such a query comes back with a continuation token that was
+      issued for one partition range's rewritten query (github.com/Azure/azure-sdk-for-python/issues/41434; the
+      SDK hands that per-range token out as the page's continuation: issue #37230).
+    Everything else is forwarded unchanged to the emulator (range queries with the cross-partition header, which
+    the launcher needs when no partition key is sent)."""
+
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.seen: list[str] = []
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                front._handle(self, body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _reply(handler, status: int, payload, headers=()) -> None:
+        data = json.dumps(payload).encode()
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(data)))
+        for k, v in headers:
+            handler.send_header(k, v)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _handle(self, handler, body: bytes) -> None:
+        h = {k.lower(): v for k, v in handler.headers.items()}
+        post = handler.command == "POST"
+        is_query = post and h.get("x-ms-documentdb-isquery", "").lower() == "true"
+        is_plan = post and h.get("x-ms-cosmos-is-query-plan-request", "").lower() == "true"
+        cross = "x-ms-documentdb-partitionkey" not in h and "x-ms-documentdb-partitionkeyrangeid" not in h
+        if (is_query or is_plan) and cross:
+            m = _ORDER_BY_QUERY.match(json.loads(body)["query"].strip())
+            if m and is_plan:
+                self.seen.append("query plan")
+                where = f"({m['where']}) AND " if m["where"] else ""
+                rewritten = (f'SELECT c._rid, [{{"item": {m["expr"]}}}] AS orderByItems, c AS payload FROM c WHERE '
+                             f'{where}({{documentdb-formattableorderbyquery-filter}}) ORDER BY {m["expr"]} {m["dir"]}')
+                return self._reply(handler, 200, {
+                    "partitionedQueryExecutionInfoVersion": 2,
+                    "queryInfo": {"distinctType": "None", "top": None, "offset": None, "limit": None,
+                                  "orderBy": ["Descending" if m["dir"] == "DESC" else "Ascending"],
+                                  "orderByExpressions": [m["expr"]], "groupByExpressions": [], "groupByAliases": [],
+                                  "aggregates": [], "groupByAliasToAggregateType": {}, "rewrittenQuery": rewritten,
+                                  "hasSelectValue": False, "dCountInfo": None, "hasNonStreamingOrderBy": False},
+                    "queryRanges": [{"min": "", "max": "FF", "isMinInclusive": True, "isMaxInclusive": False}]})
+            if m:
+                if h.get("x-ms-continuation"):
+                    self.seen.append("continuation refused")
+                    return self._reply(handler, 400, {"code": "BadRequest", "message": "Invalid Continuation Token"})
+                self.seen.append("1004")
+                return self._reply(handler, 400, {"code": "BadRequest", "message": (
+                    "The provided cross partition query can not be directly served by the gateway.")},
+                    [("x-ms-substatus", "1004")])
+        headers = {k: v for k, v in handler.headers.items()
+                   if k.lower() not in ("host", "connection", "content-length")}
+        if is_query and "x-ms-documentdb-partitionkeyrangeid" in h:
+            headers["x-ms-documentdb-query-enablecrosspartition"] = "true"
+            self.seen.append("range query")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection("127.0.0.1", self.upstream_port, context=context, timeout=30)
+        try:
+            conn.request(handler.command, handler.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        handler.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("transfer-encoding", "connection", "content-length", "keep-alive"):
+                handler.send_header(k, v)
+        handler.send_header("content-length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+@pytest.fixture
+def gateway_store(local_stack, cosmos_store, stack_settings):
+    """A CosmosStore that reaches the emulator through GatewayFront (the containers exist: cosmos_store made them)."""
+    from shared.store.cosmos import CosmosStore
+
+    front = GatewayFront(local_stack.cosmos_port)
+    s = stack_settings
+    try:
+        yield CosmosStore(f"http://127.0.0.1:{front.port}/", s.cosmos_key, s.cosmos_database,
+                          prefix=s.container_prefix), front
+    finally:
+        front.close()
+
+
+def _drain(page_fn, limit: int = 20) -> list[str]:
+    seen, token = [], None
+    for _ in range(limit):
+        items, token = page_fn(token)
+        seen += [i["id"] for i in items]
+        if token is None:
+            return seen
+    raise AssertionError(f"paging did not end after {limit} pages: {seen}")
+
+
+def _reviews(store):
+    from shared.identity import review
+
+    for i in range(5):
+        store.container("review").create_item(
+            {"id": f"rev{i}", "status": "open", "created_at": f"2026-01-0{i + 1}T00:00:00Z"})
+    expected = [f"rev{i}" for i in range(5)]  # oldest first
+    whole = lambda: store.container("review").query_items(("status", "=", "open"), order_by="created_at")  # noqa: E731
+    return expected, whole, lambda token: review.list_reviews(store, status="open", page_size=2, continuation=token)
+
+
+def _ingestions(store):
+    from shared.ingest import ledger
+
+    for i in range(5):
+        store.container("ledger").create_item(
+            {"id": f"ing{i}", "doc_type": ledger.DOC_TYPE, "status": "completed", "blob": f"landing/f{i}.csv",
+             "created_at": f"2026-01-0{i + 1}T00:00:00.000Z"})
+    expected = [f"ing{i}" for i in reversed(range(5))]  # newest first
+    whole = lambda: store.container("ledger").query_items(  # noqa: E731
+        ("doc_type", "=", ledger.DOC_TYPE), order_by="created_at", descending=True)
+    return expected, whole, lambda token: ledger.list_ingestions(store, page_size=2, continuation=token)
+
+
+@pytest.mark.parametrize("listing", [_reviews, _ingestions], ids=["GET /reviews", "GET /ingestions"])
+def test_ordered_lists_page_past_the_first_page_on_a_real_cosmos_gateway(gateway_store, listing):
+    """Production: the review list (GET /reviews, shared/identity/review.list_reviews) and the ingestion list
+    (GET /ingestions, shared/ingest/ledger.list_ingestions) never get past their first page: page 2 is refused
+    (400; the review API words it "continuation is not a token this API returned"). Even a gateway that took the
+    token would resume in the wrong place: it is a per-range token (TRC counts what the SDK buffered, not what it
+    returned), so items would be skipped.
+
+    Why: CosmosContainer.query_page (shared/store/cosmos.py:188-200) pages with the SDK's by_page(continuation) and
+    returns pager.continuation_token. Both containers are partitioned by /id, so these ORDER BY created_at lists
+    are cross-partition ORDER BY queries. Against Azure the SDK runs them from a query plan, merging the partition
+    ranges client-side; the azure-cosmos Python SDK has no continuation support for such queries (its pipelined
+    execution context ignores options['continuation']; the token it exposes is the last per-range server token,
+    which the gateway refuses: azure-sdk-for-python #37230, #41434). The local emulator runs every query whole,
+    so the contract suite (test_query_page_covers_everything_exactly_once) cannot see it."""
+    store, front = gateway_store
+    expected, whole, page = listing(store)
+    assert [d["id"] for d in whole()] == expected  # read whole, the same query is fine through the same gateway
+    assert "query plan" in front.seen  # ... and took the path the SDK takes against Azure
+    try:
+        seen = _drain(page)
+    except BadRequestError as err:
+        pytest.fail(f"a page after the first was refused ({err}); gateway requests: {front.seen}")
+
+    assert seen == expected, front.seen
+
+
+def test_ordered_pages_end_inside_groups_of_ties_on_a_real_cosmos_gateway(gateway_store):
+    """Reviews created in the same instant tie on created_at. Pages are ordered by (created_at, id) without a
+    composite index: a page that ends inside a group of ties is followed by a query for the rest of the group
+    ordered by id, which goes through the gateway's query plan like the others. Reviews written between pages are
+    neither skipped nor repeated: one that sorts after the position is on a later page."""
+    from shared.identity import review
+
+    store, front = gateway_store
+    reviews = store.container("review")
+    stamps = ["2026-01-01T00:00:00Z"] * 3 + ["2026-01-02T00:00:00Z"] * 4 + ["2026-01-03T00:00:00Z"]
+    for i, stamp in enumerate(stamps):
+        reviews.create_item({"id": f"rev{i}", "status": "open", "created_at": stamp})
+    page, token = review.list_reviews(store, status="open", page_size=2)
+    seen = [r["id"] for r in page]
+    assert seen == ["rev0", "rev1"] and token
+    reviews.create_item({"id": "rev00", "status": "open", "created_at": stamps[0]})  # ties, sorts before rev1
+    reviews.create_item({"id": "rev1a", "status": "open", "created_at": stamps[0]})  # ties, sorts after rev1
+    front.seen.clear()
+    for _ in range(10):
+        page, token = review.list_reviews(store, status="open", page_size=2, continuation=token)
+        seen += [r["id"] for r in page]
+        if token is None:
+            break
+    assert seen == ["rev0", "rev1", "rev1a", "rev2", "rev3", "rev4", "rev5", "rev6", "rev7"], front.seen
+    assert "query plan" in front.seen and "continuation refused" not in front.seen
 
 
 # =============================================================================================================

@@ -8,6 +8,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
+from itertools import islice
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlparse
 
@@ -15,6 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import IncompleteReadError, ServiceRequestError, ServiceResponseError
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
+from . import paging
 from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .cosmos_transport import HttpClientTransport
 from .errors import (
@@ -211,6 +213,9 @@ class CosmosContainer:
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        if order_by:
+            return self._keyset_page(filter_, partition_key, order_by, descending, page_size, continuation)
+        # Without ORDER BY the gateway serves a cross-partition query itself, and its continuation tokens work.
         if continuation is not None and not (continuation.isascii() and continuation.isprintable()
                                              and continuation.strip() == continuation and continuation):
             raise BadRequestError("invalid continuation token")  # would not even fit in an HTTP header
@@ -219,6 +224,66 @@ class CosmosContainer:
             pager = self._query(sql, params, partition_key, max_item_count=page_size).by_page(continuation)
             page = [self._in(it) for it in next(pager, [])]
             return page, pager.continuation_token
+
+    def _first(self, filter_: Filter, partition_key: Any, order_by: str, descending: bool,
+               count: int) -> list[dict[str, Any]]:
+        """The first `count` items of a query, which is run afresh: no continuation token is ever sent."""
+        sql, params = self._sql(filter_, order_by, descending, None)
+        with _store_errors():
+            return [self._in(it) for it in islice(self._query(sql, params, partition_key, max_item_count=count), count)]
+
+    def _keyset_page(self, filter_: Filter, partition_key: Any, order_by: str, descending: bool, page_size: int,
+                     continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """The page_size items after the token's position in the order (value, id) (shared/store/paging.py).
+
+        Ordering by two properties would need a composite index per list, so each query orders by one: the
+        next items by value (one more than needed, to know whether there are more). The items of all but the
+        last value returned are complete; the last value's group may go on beyond them, so it is read on its
+        own, ordered by id. A page is one query, and one more for each group of ties it ends or starts in.
+        The token says when the page ends with its last value's group (id null): the next page starts after it."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        fp = paging.fingerprint(self.name, filter_, partition_key, order_by, descending)
+        position = paging.decode(continuation, fp) if continuation is not None else None
+        in_group = position is not None and position.item_id is not None  # its group may go on after its id
+        from_id = True  # in the group: only the ids after position's (False: the whole group)
+        page: list[dict[str, Any]] = []
+
+        def key(item: dict[str, Any]) -> tuple:  # the order Cosmos DB gives: stored (encoded) ids
+            return paging.item_key(item, order_by, encode_id(item["id"]))
+
+        while True:
+            need = page_size - len(page)
+            if in_group:
+                assert position is not None
+                group = paging.both(filter_, paging.group_filter(order_by, position),
+                                    paging.id_after(position, descending) if from_id else None)
+                rows = self._first(group, partition_key, "id", descending, need + 1)
+                if len(rows) > need:
+                    page += rows[:need]
+                    group_ends = False
+                    break
+                page += rows
+                in_group = False
+                continue
+            after = paging.after_filter(order_by, position, descending) if position is not None else None
+            if position is not None and after is None:  # nothing sorts after this value
+                return page, None
+            rows = sorted(self._first(paging.both(filter_, after), partition_key, order_by, descending, need + 1),
+                          key=key, reverse=descending)
+            if len(rows) <= need:
+                return page + rows, None
+            last = key(rows[-1])[0]
+            complete = [row for row in rows if key(row)[0] != last]
+            if len(complete) >= need:
+                page += complete[:need]
+                following = complete[need] if len(complete) > need else rows[-1]
+                group_ends = not page or key(following)[0] != key(page[-1])[0]
+                break
+            page += complete  # then the last value's group, whole, by id
+            position, in_group, from_id = paging.Position.of(rows[-1], order_by), True, False
+        last = paging.Position.of(page[-1], order_by)
+        return page, paging.encode(fp, paging.Position(last.kind, last.value, None) if group_ends else last)
 
     def count_items(self, filter_: Filter = None, *, partition_key: Any = None) -> int:
         sql, params = self._sql(filter_, None, False, None, select="VALUE COUNT(1)")

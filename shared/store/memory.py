@@ -12,9 +12,10 @@ import time
 import uuid
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
+from . import paging
 from .base import BatchOperation, check_batch_size, clean_body, public_item
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError
-from .query import Filter, get_path, json_type, matches, validate
+from .query import Filter, get_path, matches, sort_key, validate
 from .schema import CONTAINERS
 
 
@@ -58,9 +59,6 @@ def with_frozen_heap(items: Iterable[T], every: int = 100) -> Iterator[T]:
 YOUNG_THRESHOLD = 20_000  # allocations between young collections during with_frozen_heap (Python's default: 700)
 
 
-_TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
-
-
 class ReadOnlyDocument(dict):
     """A stored document handed out as it is stored, without a copy (MemoryStore(copy_documents=False)).
     Changing it in place raises: a caller that changes a document builds a new one ({**doc, ...}) and writes
@@ -86,13 +84,6 @@ class ReadOnlyDocument(dict):
 
 def _as_stored(value: Any) -> Any:
     return value
-
-
-def _sort_key(value: Any) -> tuple:
-    # Cosmos DB orders undefined < null < false < true < numbers < strings < arrays < objects, and keeps items
-    # without the property (undefined) in an ORDER BY. Arrays and objects tie within their type.
-    kind = json_type(value)
-    return (_TYPE_RANK[kind], value if kind in ("boolean", "number", "string") else 0)
 
 
 def _offset(continuation: str) -> int:
@@ -206,7 +197,7 @@ class MemoryContainer:
                 if (partition_key is None or pk == partition_key) and matches(it, filter_)
             ]
         if order_by:
-            items.sort(key=lambda it: _sort_key(get_path(it, order_by)), reverse=descending)
+            items.sort(key=lambda it: sort_key(get_path(it, order_by)), reverse=descending)
         return items
 
     def query_items(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
@@ -218,11 +209,33 @@ class MemoryContainer:
     def query_page(self, filter_: Filter = None, *, partition_key: Any = None, order_by: str | None = None,
                    descending: bool = False, page_size: int = 100,
                    continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        if order_by:
+            return self._keyset_page(filter_, partition_key, order_by, descending, page_size, continuation)
         start = _offset(continuation) if continuation is not None else 0
         items = self._select(filter_, partition_key, order_by, descending)
         page = [public_item(self._copy(it)) for it in items[start:start + page_size]]
         end = start + page_size
         token = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode() if end < len(items) else None
+        return page, token
+
+    def _keyset_page(self, filter_: Filter, partition_key: Any, order_by: str, descending: bool, page_size: int,
+                     continuation: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """The page_size items after the token's position in the order (value, id) (shared/store/paging.py)."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        fp = paging.fingerprint(self.name, filter_, partition_key, order_by, descending)
+        position = paging.decode(continuation, fp) if continuation is not None else None
+        items = self._select(filter_, partition_key, None, False)
+        items.sort(key=lambda it: paging.item_key(it, order_by), reverse=descending)
+        start = 0
+        if position is not None:  # the first item after the position: by (value, id), or by value without an id
+            after = (position.sort_key(), position.item_id) if position.item_id is not None else (position.sort_key(),)
+            keys = [paging.item_key(it, order_by)[:len(after)] for it in items]
+            start = next((i for i, key in enumerate(keys) if (key < after if descending else key > after)), len(keys))
+        chosen = items[start:start + page_size]
+        page = [public_item(self._copy(it)) for it in chosen]
+        more = start + page_size < len(items)
+        token = paging.encode(fp, paging.Position.of(chosen[-1], order_by)) if more and chosen else None
         return page, token
 
     def count_items(self, filter_: Filter = None, *, partition_key: Any = None) -> int:

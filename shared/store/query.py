@@ -2,7 +2,8 @@
 
 A filter is either a condition ``(path, op, value)`` or a combination ``("and", [f, ...])``,
 ``("or", [f, ...])``, ``("not", f)``. Paths are dotted field names (``churn.score``); values are always
-sent as query parameters, never pasted into the SQL text.
+sent as query parameters, never pasted into the SQL text. ``(path, "type", "string")`` holds when the value
+is of that JSON type (null, boolean, number, string, array or object; Cosmos DB's IS_STRING and so on).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import Any, Union
 Condition = tuple[str, str, Any]
 Filter = Union[Condition, tuple[str, Any], None]
 
-OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "contains", "startswith", "defined", "undefined")
+OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "in", "contains", "startswith", "defined", "undefined", "type")
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # fullmatch: "$" allows a final "\n"
 _SQL_OPS = {"=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_TYPE_FUNCTIONS = {"null": "IS_NULL", "boolean": "IS_BOOL", "number": "IS_NUMBER", "string": "IS_STRING",
+                   "array": "IS_ARRAY", "object": "IS_OBJECT"}
 
 
 class InvalidFilterError(ValueError):
@@ -78,11 +81,19 @@ def to_sql(filter_: Filter, alias: str = "c") -> tuple[str, list[dict[str, Any]]
             return f"IS_DEFINED({ref})"
         if op == "undefined":
             return f"NOT IS_DEFINED({ref})"
+        if op == "type":
+            return f"{_type_function(value)}({ref})"
         raise InvalidFilterError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
 
     if filter_ is None:
         return "", params
     return walk(filter_), params
+
+
+def _type_function(kind: Any) -> str:
+    if kind not in _TYPE_FUNCTIONS:
+        raise InvalidFilterError(f"unknown JSON type {kind!r}; use one of {', '.join(_TYPE_FUNCTIONS)}")
+    return _TYPE_FUNCTIONS[kind]
 
 
 def validate(filter_: Filter, order_by: str | None = None) -> None:
@@ -93,6 +104,7 @@ def validate(filter_: Filter, order_by: str | None = None) -> None:
 
 
 _MISSING = object()
+MISSING = _MISSING  # what get_path returns for a path the document does not have (undefined)
 
 
 def get_path(doc: dict[str, Any], path: str) -> Any:
@@ -119,6 +131,17 @@ def json_type(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "array"
     return "object"
+
+
+TYPE_RANK = {"undefined": 0, "null": 1, "boolean": 2, "number": 3, "string": 4, "array": 5, "object": 6}
+
+
+def sort_key(value: Any) -> tuple:
+    """Where a value goes in an ORDER BY. Cosmos DB orders undefined < null < false < true < numbers < strings <
+    arrays < objects, and keeps items without the property (undefined) in an ORDER BY. Arrays and objects tie
+    within their type."""
+    kind = json_type(value)
+    return (TYPE_RANK[kind], value if kind in ("boolean", "number", "string") else 0)
 
 
 def json_equal(left: Any, right: Any) -> bool:
@@ -178,6 +201,9 @@ def _evaluate(doc: dict[str, Any], filter_: Any) -> bool | None:
         return left is not _MISSING
     if op == "undefined":
         return left is _MISSING
+    if op == "type":  # IS_STRING(c.path) and so on: false, not undefined, when the path is missing
+        _type_function(value)
+        return json_type(left) == value
     raise InvalidFilterError(f"unknown operator {op!r}; use one of {', '.join(OPERATORS)}")
 
 
