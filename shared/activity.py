@@ -18,8 +18,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from .models import Event, Review, Transaction
 from .sentiment import sentiment_score
-from .store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
-from .store.base import MAX_BATCH_OPERATIONS
+from .store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, Store
+from .store.base import BATCH_BYTES_BUDGET, BATCH_OPERATION_BYTES, MAX_BATCH_OPERATIONS, document_json
 
 KINDS = ("transaction", "event", "review")
 OWNERS = "activity_owners"  # container: activity id -> the owner partition holding it
@@ -138,6 +138,7 @@ def write_activity(store: Store, docs: Sequence[dict[str, Any]]) -> int:
     (ingestion is at least once) does the move again; an id stored under its entry's owner costs no entry write."""
     if not docs:
         return 0
+    sizes = _sizes(docs)  # before anything is written: a doc Cosmos DB cannot store stops the whole call
     activity, owners = store.container("activity"), store.container(OWNERS)
     entries = owners.read_items([(doc["id"], doc["id"]) for doc in docs])
     changed = [(doc, e) for doc, e in zip(docs, entries) if e is None or e.get("owner") != doc["owner"]]
@@ -151,11 +152,41 @@ def write_activity(store: Store, docs: Sequence[dict[str, Any]]) -> int:
         if len(same) == 1:
             activity.upsert_item(same[0])
             continue
-        for start in range(0, len(same), MAX_BATCH_OPERATIONS):
-            activity.execute_batch(owner, [("upsert", d) for d in same[start:start + MAX_BATCH_OPERATIONS]])
+        for batch in _batches(same, sizes):
+            if len(batch) == 1:  # a doc too large to share a batch
+                activity.upsert_item(batch[0])
+            else:
+                activity.execute_batch(owner, [("upsert", d) for d in batch])
     for doc, entry in changed:
         _record_owner(activity, owners, doc, entry)
     return sum(entry is not None for _, entry in changed)
+
+
+def _sizes(docs: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Each doc's size as sent (by id); RequestTooLargeError naming the first doc over Cosmos DB's item limit."""
+    sizes = {}
+    for doc in docs:
+        try:
+            sizes[doc["id"]] = len(document_json(doc))
+        except RequestTooLargeError as err:
+            raise RequestTooLargeError(f"activity {doc['id']}: {err}") from None
+    return sizes
+
+
+def _batches(docs: list[dict[str, Any]], sizes: dict[str, int]) -> Iterator[list[dict[str, Any]]]:
+    """The docs in order, cut into transactional batches of at most MAX_BATCH_OPERATIONS operations and
+    BATCH_BYTES_BUDGET bytes (Cosmos DB refuses a batch request over 2 MB); a doc over the budget goes alone."""
+    batch: list[dict[str, Any]] = []
+    total = 0
+    for doc in docs:
+        size = sizes[doc["id"]] + BATCH_OPERATION_BYTES
+        if batch and (len(batch) == MAX_BATCH_OPERATIONS or total + size > BATCH_BYTES_BUDGET):
+            yield batch
+            batch, total = [], 0
+        batch.append(doc)
+        total += size
+    if batch:
+        yield batch
 
 
 def _record_owner(activity, owners, doc: dict[str, Any], entry: dict[str, Any] | None) -> None:

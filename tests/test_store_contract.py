@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, where
+from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, where
 from shared.store.query import InvalidFilterError
 from shared.store.schema import CONTAINERS
 
@@ -446,6 +446,23 @@ def test_batch_size_limits(store):
 def test_unknown_batch_operation_is_rejected(store):
     with pytest.raises(ValueError):
         store.container("activity").execute_batch("o", [("merge", {"id": "a", "owner": "o"})])
+
+
+# --- what Cosmos DB refuses (MemoryStore with copy_documents, the default) ----------------------------------
+
+def test_documents_and_batches_over_the_size_limits_are_refused(store):
+    from shared.store.base import MAX_BATCH_REQUEST_BYTES, MAX_ITEM_BYTES
+
+    profiles, activity = store.container("profiles"), store.container("activity")
+    with pytest.raises(RequestTooLargeError):
+        profiles.create_item({"id": "big", "blob": "x" * MAX_ITEM_BYTES})
+    with pytest.raises(RequestTooLargeError):  # measured as the SDK sends it: non-ASCII escaped (6 bytes each)
+        profiles.upsert_item({"id": "big", "blob": "\u00e9" * (MAX_ITEM_BYTES // 5)})
+    assert profiles.read_item_or_none("big", "big") is None
+    third = "x" * (MAX_BATCH_REQUEST_BYTES // 3)  # each item is fine, the three together are not
+    with pytest.raises(RequestTooLargeError):
+        activity.execute_batch("o", [("upsert", {"id": f"b{i}", "owner": "o", "blob": third}) for i in range(3)])
+    assert activity.count_items(partition_key="o") == 0
 
 
 # --- bootstrap (Cosmos and Storage) ----------------------------------------------------------------------------

@@ -14,11 +14,22 @@ import logging
 import re
 import ssl
 import threading
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from shared.store import BadRequestError, MemoryStore, RequestTooLargeError, ThrottledError, UnavailableError
+
+# Cosmos DB service limits (learn.microsoft.com/azure/cosmos-db/concepts-limits, "Per-item limits" and
+# "Transactional batch"): an item is at most 2 MB of JSON, and a transactional batch request at most 2 MB
+# (besides 100 operations).
+MAX_ITEM_BYTES = 2 * 1024 * 1024
+MAX_BATCH_REQUEST_BYTES = 2 * 1024 * 1024
+
+
+def _json_bytes(doc) -> int:
+    return len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 # =============================================================================================================
@@ -232,6 +243,89 @@ def test_ordered_pages_end_inside_groups_of_ties_on_a_real_cosmos_gateway(gatewa
             break
     assert seen == ["rev0", "rev1", "rev1a", "rev2", "rev3", "rev4", "rev5", "rev6", "rev7"], front.seen
     assert "query plan" in front.seen and "continuation refused" not in front.seen
+
+
+# =============================================================================================================
+# 4. Transactional batches over the 2 MB request limit
+# =============================================================================================================
+
+def test_activity_batches_stay_under_the_cosmos_batch_request_limit():
+    """Production: ingesting an order history where one customer has many large orders (a trade account, a
+    backfill) fails the whole file: Cosmos DB answers 413 to a transactional batch over 2 MB, the store raises a
+    StoreError, the ingestion is retried from the start and fails the same way every time.
+
+    Why: write_activity (shared/activity.py:133-137) cuts each owner's docs into batches by operation count only
+    (MAX_BATCH_OPERATIONS = 100); base.check_batch_size checks only the count. Cosmos DB also limits a batch
+    request to 2 MB. MemoryStore and the emulator launcher enforce only the 100 operations."""
+    from shared.activity import save_activity
+    from shared.models import Transaction
+
+    store = MemoryStore()
+    activity = store.container("activity")
+    sizes: list[int] = []
+    original = activity.execute_batch
+
+    def measured(partition_key, operations):
+        sizes.append(_json_bytes([op[1] for op in operations]))
+        return original(partition_key, operations)
+
+    activity.execute_batch = measured  # type: ignore[method-assign]
+    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    items = [{"sku": f"SKU-{n:06d}", "category": "Home & Garden > Lighting > Outdoor", "quantity": 2,
+              "price": 12.99, "name": "Solar path light, warm white, pack of 4"} for n in range(150)]
+    orders = [Transaction(source="erp", order_id=f"SO-{i}", customer_key="TRADE-001",
+                          timestamp=start + timedelta(days=i),
+                          amount="1948.50", items=items) for i in range(100)]
+    save_activity(store, orders)
+
+    assert activity.count_items(partition_key="erp|TRADE-001") == 100
+    assert sizes and max(sizes) <= MAX_BATCH_REQUEST_BYTES, \
+        f"a batch of {max(sizes):,} bytes: Cosmos DB refuses batches over {MAX_BATCH_REQUEST_BYTES:,}"
+
+
+def _order(order_id: str, lines: int, day: int = 0):
+    from shared.models import Transaction
+
+    items = [{"sku": f"SKU-{n:06d}", "category": "Home & Garden > Lighting > Outdoor", "quantity": 2,
+              "price": 12.99, "name": "Solar path light, warm white, pack of 4"} for n in range(lines)]
+    return Transaction(source="erp", order_id=order_id, customer_key="TRADE-001", amount="1948.50", items=items,
+                       timestamp=datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(days=day))
+
+
+def test_an_activity_doc_too_large_to_share_a_batch_is_written_alone():
+    """An order of about 1.7 MB fits Cosmos DB's item limit but not a batch with its customer's other orders:
+    it is written on its own, the others in batches under the limit."""
+    from shared.activity import save_activity
+
+    store = MemoryStore()
+    activity = store.container("activity")
+    sizes: list[int] = []
+    original = activity.execute_batch
+
+    def measured(partition_key, operations):
+        sizes.append(_json_bytes([op[1] for op in operations]))
+        return original(partition_key, operations)
+
+    activity.execute_batch = measured  # type: ignore[method-assign]
+    orders = [_order(f"SO-{i}", 3, i) for i in range(5)] + [_order("SO-BIG", 13_000, 9)]
+    save_activity(store, orders)
+    assert activity.count_items(partition_key="erp|TRADE-001") == 6
+    assert sizes and max(sizes) <= MAX_BATCH_REQUEST_BYTES
+
+
+def test_an_activity_doc_over_the_item_limit_is_a_clear_error_before_anything_is_written():
+    """Production: an order with tens of thousands of lines is more than the 2 MB Cosmos DB stores per item. The
+    upsert failed with a bare StoreError ("Cosmos DB error 413") after the rest of the buffer was written (and
+    moved between owners), and every retry of the file did the same. Now write_activity measures every doc first
+    and raises RequestTooLargeError naming the order's activity id and size, before anything is written."""
+    from shared.activity import save_activity
+
+    store = MemoryStore()
+    with pytest.raises(RequestTooLargeError, match="SO-HUGE") as err:
+        save_activity(store, [_order("SO-1", 3), _order("SO-HUGE", 20_000, 1)])
+    assert f"at most {MAX_ITEM_BYTES:,} per item" in str(err.value)
+    assert store.container("activity").count_items() == 0
+    assert store.container("activity_owners").count_items() == 0
 
 
 # =============================================================================================================

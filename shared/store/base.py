@@ -8,11 +8,17 @@
   pair, in order, None where missing. It is as consistent as point reads, so ETag protocols can rely on it.
 - ``delete_item`` succeeds when the item is already gone (without an etag).
 - Items come back with ``_etag`` and ``_ts``; other system properties are dropped.
+- A document is at most MAX_ITEM_BYTES of JSON (RequestTooLargeError), a transactional batch at most
+  MAX_BATCH_OPERATIONS operations (ValueError) and MAX_BATCH_REQUEST_BYTES (RequestTooLargeError): what Cosmos
+  DB refuses is refused before it is sent.
+- ``query_page`` with ``order_by`` orders by (value, id) and pages by position (shared/store/paging.py).
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterator, Protocol, Sequence
 
+from .errors import RequestTooLargeError
 from .query import Filter
 
 SYSTEM_KEEP = ("_etag", "_ts")
@@ -32,12 +38,45 @@ def public_item(item: dict[str, Any]) -> dict[str, Any]:
 
 # A transactional batch operation: ("create", body) | ("upsert", body) | ("replace", body, etag|None) | ("delete", id)
 BatchOperation = tuple
-MAX_BATCH_OPERATIONS = 100  # Cosmos DB's limit for one transactional batch
+# Cosmos DB's service limits (learn.microsoft.com/azure/cosmos-db/concepts-limits): an item is at most 2 MB of
+# JSON; a transactional batch holds at most 100 operations in a request of at most 2 MB.
+MAX_ITEM_BYTES = 2 * 1024 * 1024
+MAX_BATCH_OPERATIONS = 100
+MAX_BATCH_REQUEST_BYTES = 2 * 1024 * 1024
+BATCH_BYTES_BUDGET = 3 * 512 * 1024  # what a writer puts in one batch (1.5 MiB): a margin for the SDK's envelope
+BATCH_OPERATION_BYTES = 160  # each operation's envelope around its body: type, id, ETag, JSON punctuation
 
 
-def check_batch_size(operations: Sequence[BatchOperation]) -> None:
+def document_json(body: Any) -> str:
+    """The document as the SDK sends it: compact JSON with non-ASCII escaped, so its length is its size in
+    bytes. RequestTooLargeError over MAX_ITEM_BYTES. Messages carry no document content."""
+    text = json.dumps(body, separators=(",", ":"))
+    if len(text) > MAX_ITEM_BYTES:
+        raise RequestTooLargeError(f"the document is {len(text):,} bytes of JSON; Cosmos DB stores at most "
+                                   f"{MAX_ITEM_BYTES:,} per item")
+    return text
+
+
+def operation_bytes(operation: BatchOperation) -> int:
+    """About what one batch operation adds to the request: its body (as document_json) and envelope."""
+    kind, payload = operation[0], operation[1]
+    if kind == "delete":
+        return BATCH_OPERATION_BYTES + len(json.dumps(payload))
+    size = BATCH_OPERATION_BYTES + len(document_json(payload))
+    if kind == "replace" and isinstance(payload, dict):  # the id again, and the ETag
+        size += len(json.dumps(payload.get("id"))) + len(str(operation[2] if len(operation) > 2 else ""))
+    return size
+
+
+def check_batch_size(operations: Sequence[BatchOperation], *, measure: bool = True) -> None:
+    """ValueError over MAX_BATCH_OPERATIONS; with measure, RequestTooLargeError over MAX_BATCH_REQUEST_BYTES."""
     if len(operations) > MAX_BATCH_OPERATIONS:
         raise ValueError(f"a transactional batch holds at most {MAX_BATCH_OPERATIONS} operations, got {len(operations)}")
+    if measure:
+        total = sum(operation_bytes(op) for op in operations)
+        if total > MAX_BATCH_REQUEST_BYTES:
+            raise RequestTooLargeError(f"a transactional batch of {total:,} bytes; Cosmos DB takes at most "
+                                       f"{MAX_BATCH_REQUEST_BYTES:,} per batch request")
 
 
 class Container(Protocol):

@@ -17,7 +17,7 @@ from azure.core.exceptions import IncompleteReadError, ServiceRequestError, Serv
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from . import paging
-from .base import BatchOperation, check_batch_size, clean_body, public_item
+from .base import BatchOperation, check_batch_size, clean_body, document_json, public_item
 from .cosmos_transport import HttpClientTransport
 from .errors import (
     BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, StoreError,
@@ -116,10 +116,12 @@ class CosmosContainer:
         self.partition_key_path = partition_key_path
         self._fields = partition_key_path.lstrip("/").split("/")
 
-    def _out(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _out(self, body: dict[str, Any], *, check: bool = True) -> dict[str, Any]:
         doc = clean_body(body)
         if "id" in doc:
             doc["id"] = encode_id(doc["id"])
+        if check:  # refused here, with a clear error, as Cosmos DB would refuse it (base.document_json)
+            document_json(doc)
         return doc
 
     @staticmethod
@@ -291,7 +293,7 @@ class CosmosContainer:
             return int(sum(self._query(sql, params, partition_key)))
 
     def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
-        check_batch_size(operations)
+        check_batch_size(operations)  # counted and measured: Cosmos DB answers 413 to a request over 2 MB
         if not operations:
             return []  # Cosmos DB rejects an empty batch; nothing to do is not an error here
         ops = []
@@ -299,14 +301,14 @@ class CosmosContainer:
             kind, payload = op[0], op[1]
             if kind != "delete" and self.partition_key_of(payload) != partition_key:
                 raise ValueError("batch operations must stay in the batch's partition")
-            if kind == "create":
-                ops.append(("create", (self._out(payload),)))
+            if kind == "create":  # the bodies were checked with the batch's size
+                ops.append(("create", (self._out(payload, check=False),)))
             elif kind == "upsert":
-                ops.append(("upsert", (self._out(payload),)))
+                ops.append(("upsert", (self._out(payload, check=False),)))
             elif kind == "replace":
                 etag = op[2] if len(op) > 2 else None
                 # Batch operations take the etag as if_match_etag (etag/match_condition would be silently ignored).
-                doc = self._out(payload)
+                doc = self._out(payload, check=False)
                 ops.append(("replace", (doc["id"], doc), {"if_match_etag": etag} if etag else {}))
             elif kind == "delete":
                 ops.append(("delete", (encode_id(payload),)))

@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 from . import paging
-from .base import BatchOperation, check_batch_size, clean_body, public_item
+from .base import BatchOperation, check_batch_size, clean_body, document_json, public_item
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError
 from .query import Filter, get_path, matches, sort_key, validate
 from .schema import CONTAINERS
@@ -120,7 +120,11 @@ class MemoryContainer:
         item_id = body.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
-        item = _copy(clean_body(body)) if self._copies else clean_body(body, into=ReadOnlyDocument)
+        if self._copies:
+            item = _copy(clean_body(body))
+            document_json(item)  # refused as Cosmos DB would refuse it (too large)
+        else:
+            item = clean_body(body, into=ReadOnlyDocument)
         dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
         dict.__setitem__(item, "_ts", int(time.time()))
         return item
@@ -242,7 +246,7 @@ class MemoryContainer:
         return len(self._select(filter_, partition_key, None, False))
 
     def execute_batch(self, partition_key: Any, operations: Sequence[BatchOperation]) -> list[dict[str, Any] | None]:
-        check_batch_size(operations)
+        check_batch_size(operations, measure=self._copies)
         with self._lock:
             # Undo log of the keys this batch touches: rollback costs O(operations), not O(container).
             undo: list[tuple[tuple[Any, str], dict[str, Any] | None]] = []
