@@ -139,7 +139,9 @@ resource cosmosContainerResources 'Microsoft.DocumentDB/databaseAccounts/sqlData
   properties: {
     resource: {
       id: c.name
-      partitionKey: { paths: [ c.pk ], kind: 'Hash' }
+      // Hash v2, as `ucp bootstrap` and the SDK create them (v1 hashes only a key's first 101 bytes). The version is
+      // fixed at creation: a container deployed as v1 must be created anew and its data copied into it.
+      partitionKey: { paths: [ c.pk ], kind: 'Hash', version: 2 }
       indexingPolicy: { indexingMode: 'consistent', automatic: true, includedPaths: [ { path: '/*' } ], excludedPaths: [ { path: '/"_etag"/?' } ] }
     }
   }
@@ -192,7 +194,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'UCP_ACTIVITY_QUEUE', value: 'activity' }
         { name: 'UCP_CHURN_SCHEDULE', value: '0 0 2 * * *' }
         { name: 'UCP_ENRICHMENT_SCHEDULE', value: '0 30 3 * * *' }
-        { name: 'UCP_INSIGHTS_SCHEDULE', value: '0 0 4 * * *' }
         { name: 'UCP_INSIGHTS_SCHEDULE', value: '0 0 4 * * *' }
       ]
     }

@@ -84,3 +84,17 @@ def test_local_settings_example_sets_every_binding_setting_once(functions_by_nam
     values = json.loads((ROOT / "local.settings.example.json").read_text(), object_pairs_hook=no_duplicates)["Values"]
     named = {m for f in functions_by_name.values() for m in re.findall(r"%(\w+)%", f.get_function_json())}
     assert named and named <= set(values)
+
+
+def test_no_app_setting_is_declared_twice():
+    """Two entries with one name in siteConfig.appSettings: only one takes effect, silently, so a later edit of the
+    other does nothing (or both are edited and drift apart)."""
+    blocks = re.findall(r"appSettings:\s*\[(.*?)\n\s*\]", MAIN, flags=re.S)
+    assert blocks, "no appSettings array found in infra/main.bicep"
+    every: set[str] = set()
+    for block in blocks:
+        names = re.findall(r"\{\s*name:\s*'([^']+)'", block)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        assert twice == [], f"app settings declared more than once: {twice}"
+        every.update(names)
+    assert set(bicep_app_settings()) <= every  # the parse above sees every setting
