@@ -8,6 +8,7 @@
 
 Several AppHosts on the same settings poll the same queues, like scaled-out instances of one Function App.
 `kill()` is a crash (SIGKILL: no drain, leased messages reappear after the lease), `stop()` a graceful shutdown.
+A host also gets SIGTERM when the process that started it dies without stopping it (devstack/lifeline.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterable
 
+from devstack import lifeline
 from devstack.stack import ROOT, free_port
 from shared.settings import Settings
 
@@ -82,26 +84,35 @@ class AppHost:
         if self.verbose:
             cmd.append("-v")
         with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"host {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/admin/host/ping", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"host {self.name} did not start within {timeout:.0f} s:\n{self.log_tail()}")
+            self.proc = lifeline.popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"host {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                try:
+                    with urllib.request.urlopen(f"{self.url}/admin/host/ping", timeout=2) as r:
+                        if r.status == 200:
+                            return self
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            raise RuntimeError(f"host {self.name} did not start within {timeout:.0f} s:\n{self.log_tail()}")
+        except BaseException:  # not started: nothing may keep running (the caller gets no host to stop)
+            self.kill()
+            raise
 
     def kill(self) -> None:
         """A crash: SIGKILL to the host's process group, nothing drains."""
         if self.alive:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
+        if self.proc is not None:
+            lifeline.release(self.proc.pid)
 
     def stop(self, *, timeout: float = 30) -> None:
         """A graceful shutdown (SIGTERM: running invocations get the drain timeout)."""
@@ -112,6 +123,7 @@ class AppHost:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+        lifeline.release(self.proc.pid)
 
     def __enter__(self) -> "AppHost":
         return self.start()

@@ -2,26 +2,31 @@
 
 Starts Azurite and the Cosmos emulator, creates the containers and queues, starts the Functions host
 (`func start` when Core Tools are installed, else the project's local host), generates a small multi-source
-sample data set, uploads it to the landing container and prints where to look. Ctrl-C stops everything.
+sample data set, uploads it to the landing container and prints where to look. Ctrl-C, SIGTERM or closing the
+terminal (SIGHUP) stops everything; if this process is killed outright, its servers get SIGTERM all the same.
+Azurite and the Cosmos emulator keep their data in .devstack/data between runs (`make clean` resets it).
 """
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
 import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Optional
+from urllib.parse import urlencode
 
+from devstack import lifeline
 from devstack.host_workers import SETTING as WORKER_PROCESS_COUNT, suggested_process_count
-from devstack.stack import ROOT, LocalStack, StackError, port_in_use
+from devstack.stack import (ROOT, LocalStack, StackError, ignore_stop_signals, port_in_use, stop_on_signals,
+                            terminate)
 from shared.settings import get_settings
 
 SAMPLE_DIR = ROOT / ".devstack" / "sample"
@@ -29,7 +34,10 @@ DATA_DIR = ROOT / ".devstack" / "data"
 
 
 def log(msg: str) -> None:
-    print(f"[ucp] {msg}", flush=True)
+    try:
+        print(f"[ucp] {msg}", flush=True)
+    except OSError:  # the terminal is gone (SIGHUP): keep stopping quietly
+        pass
 
 
 def start_host(env: dict[str, str], port: int) -> subprocess.Popen:
@@ -44,19 +52,24 @@ def start_host(env: dict[str, str], port: int) -> subprocess.Popen:
         args = [sys.executable, "-m", "devstack.host", "--app", "function_app:app", "--port", str(port)]
         log("Core Tools not installed: starting the local host (devstack/host.py)")
     host_log = DATA_DIR / "host.log"
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=open(host_log, "wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise StackError(f"the Functions host exited with code {proc.returncode}; see {host_log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except (urllib.error.URLError, ConnectionError, OSError):
-            time.sleep(0.2)
-    raise StackError(f"the Functions host did not answer on port {port} within 60 s; see {host_log}")
+    with open(host_log, "wb") as out:  # the host keeps its own descriptor
+        proc = lifeline.popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise StackError(f"the Functions host exited with code {proc.returncode}; see {host_log}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        return proc
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.2)
+        raise StackError(f"the Functions host did not answer on port {port} within 60 s; see {host_log}")
+    except BaseException:  # not started (or Ctrl-C meanwhile): stop it, the caller never gets it
+        terminate(proc, timeout=15)
+        raise
 
 
 def generate_sample(customers: int, seed: int) -> Path:
@@ -86,9 +99,10 @@ def upload_landing(sample: Path) -> int:
     return n
 
 
-def sample_lookup(sample: Path) -> dict[str, str]:
-    """One generated customer's email, to show a lookup (fake data made by the generator)."""
-    truth = sample / "truth" / "records.csv"
+def sample_lookups(sample: Path, limit: int = 10) -> list[dict[str, str]]:
+    """Lookups of generated customers (fake data made by the generator), by email, in file order: the first is
+    shown; the others stand in when it answers nothing (that person was erased in an earlier run)."""
+    found: list[dict[str, str]] = []
     for path in sorted((sample / "landing").rglob("*.jsonl")):
         if "/customers/" not in path.as_posix():
             continue
@@ -98,10 +112,17 @@ def sample_lookup(sample: Path) -> dict[str, str]:
                     row = json.loads(line)
                 except ValueError:
                     continue
+                if not isinstance(row, dict):
+                    continue
                 for key, value in row.items():
                     if "mail" in key.lower() and isinstance(value, str) and "@" in value and "test" not in value:
-                        return {"email": value.strip()}
-    return {"truth": str(truth)}
+                        query = {"email": value.strip()}
+                        if query not in found:
+                            found.append(query)
+                        break
+                if len(found) >= limit:
+                    return found
+    return found
 
 
 def wait_until_settled(base: str, key: str, files: int, timeout: float = 900) -> bool:
@@ -128,7 +149,8 @@ def wait_until_settled(base: str, key: str, files: int, timeout: float = 900) ->
 
 def run_now(port: int, key: str, function: str) -> int:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/admin/functions/{function}", method="POST",
-                                 data=b'{"input": ""}', headers={"x-functions-key": key, "content-type": "application/json"})
+                                 data=b'{"input": ""}',
+                                 headers={"x-functions-key": key, "content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return r.status
 
@@ -155,21 +177,38 @@ def show_churn(base: str, key: str, port: int, timeout: float = 600) -> None:
     log("no churn score yet: see .devstack/data/host.log (the model refuses too little data, with a report)")
 
 
-def wait_for_profiles(base: str, key: str, query: dict[str, str], timeout: float = 120) -> dict | None:
-    from urllib.parse import urlencode
+_REPORTED: set[int] = set()
 
-    url = f"{base}/profiles?{urlencode(query)}&code={key}"
+
+def lookup_profile(base: str, key: str, query: dict[str, str]) -> dict | None:
+    """GET /profiles?<query>: the profile, or None when nobody has it (yet, or any more: 404, 410)."""
+    try:
+        with urllib.request.urlopen(f"{base}/profiles?{urlencode(query)}&code={key}", timeout=5) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as err:
+        if err.code not in (404, 410) and err.code not in _REPORTED:
+            _REPORTED.add(err.code)
+            log(f"lookup answered {err.code}")
+    except (urllib.error.URLError, OSError, ValueError):
+        pass
+    return None
+
+
+def wait_for_profiles(base: str, key: str, queries: list[dict[str, str]], timeout: float = 120, *,
+                      lookup: Optional[Callable[[dict[str, str]], dict | None]] = None,
+                      pause: float = 1.0) -> tuple[dict[str, str], dict] | None:
+    """The first sample customer whose lookup answers, with their profile. Each round asks every candidate in
+    order, so a customer erased by an earlier run (404 for good) never holds up the others."""
+    lookup = lookup or (lambda query: lookup_profile(base, key, query))
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                return json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            if err.code not in (404,):
-                log(f"lookup answered {err.code}")
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
+    while queries:
+        for query in queries:
+            profile = lookup(query)
+            if profile:
+                return query, profile
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(pause)
     return None
 
 
@@ -182,10 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    # SIGTERM stops everything too (the finally below), not only Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    # Cosmos keeps its data in .devstack/data too (saved on the way down), like Azurite: a second `make run`
-    # starts where the first stopped.
+    # SIGTERM and SIGHUP (the terminal closing) stop everything too (the finally below), not only Ctrl-C.
+    stop_on_signals()
+    # Cosmos keeps its data in .devstack/data too (saved on the way down, loaded on start), like Azurite: a second
+    # `make run` starts where the first stopped; `make clean` starts afresh.
     stack = LocalStack(DATA_DIR, 10000, 10001, 8081, cosmos_args=["--data-file", str(DATA_DIR / "cosmos.json")])
     host = None
     key = os.environ.get("UCP_HOST_FUNCTION_KEYS", "").split(",")[0] or secrets.token_urlsafe(24)
@@ -207,17 +246,22 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{args.port}/api"
         n = upload_landing(sample)
         log(f"uploaded {n} files to the landing container; ingestion and identity resolution are running")
-        query = sample_lookup(sample)
-        profile = wait_for_profiles(base, key, query) if "email" in query else None
+        candidates = sample_lookups(sample)
+        found = wait_for_profiles(base, key, candidates)
+        query, profile = found if found else (candidates[0] if candidates else None, None)
+        if found and query != candidates[0]:
+            first = urlencode(candidates[0], safe="@")
+            log(f"the first sample customer ({first}) has no profile (erased in an earlier run?): showing another")
         log("ready. Try:")
         print(f"  curl '{base}/health'")
         print(f"  curl -H 'x-functions-key: {key}' '{base}/ingestions'")
-        if "email" in query:
-            print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles?email={query['email']}'")
+        if query:
+            print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles?{urlencode(query, safe='@')}'")
         if profile:
             print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles/{profile.get('id')}'")
             print(f"  dashboard: {base}/dashboard?code={key}")
-            print(json.dumps({k: profile.get(k) for k in ("id", "identifiers", "churn") if k in profile}, indent=2)[:2000])
+            shown = {k: profile.get(k) for k in ("id", "identifiers", "churn") if k in profile}
+            print(json.dumps(shown, indent=2)[:2000])
         else:
             log("no profile answered yet; see .devstack/data/host.log")
         if args.no_wait:
@@ -236,17 +280,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the clean-up short
-        log("stopping")
+        ignore_stop_signals()  # a second signal must not cut the clean-up short
+        log("stopping (the Cosmos emulator saves its data on the way down)")
         return 0
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if host is not None and host.poll() is None:
-            os.killpg(host.pid, signal.SIGTERM)
-            try:
-                host.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(host.pid, signal.SIGKILL)
+        ignore_stop_signals()
+        if host is not None:
+            terminate(host, timeout=15)
         stack.stop()
 
 

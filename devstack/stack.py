@@ -1,14 +1,15 @@
 """Start and stop the local Azure stack: Azurite (Blob, Queue) and the Cosmos DB emulator.
 
-    python -m devstack.stack up      # foreground; Ctrl-C stops both
-    python -m devstack.stack env     # the environment variables the app needs for the running stack
+    python -m devstack.stack up      # foreground; prints the environment the app needs; Ctrl-C stops both
 
 Both servers run as direct children (never through npx, whose parent would leave the server running) in
-their own process group, and are stopped by that group on exit, failure or signal.
+their own process group, and are stopped by that group on exit, failure, Ctrl-C, SIGTERM or SIGHUP (the terminal
+closing). If this process dies without stopping them (SIGKILL), they get SIGTERM too (devstack/lifeline.py).
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -20,12 +21,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack import lifeline
 from shared.settings import COSMOS_EMULATOR_KEY, azurite_connection_string
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_JS = ROOT / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
 COSMOS_LAUNCHER = ROOT / "devstack" / "cosmos-launcher.js"
 COSMOS_PACKAGE = ROOT / "node_modules" / "@vercel" / "cosmosdb-server"
+NODE_MAJOR = 20  # @vercel/cosmosdb-server needs Node.js 20 or later
+NODE_HINT = ("install Node.js 20 or later: https://nodejs.org or NodeSource's packages (the nodejs packages of "
+             "Debian 12 and Ubuntu are older)")
+# Seconds a stopped server gets between SIGTERM and SIGKILL; the Cosmos emulator writes its data file (--data-file)
+# on the way down, ~2 s for the 1,000-customer sample of `make run`, so it gets much longer.
+STOP_GRACE = 5.0
+SAVE_GRACE = 120.0
 
 
 class StackError(RuntimeError):
@@ -55,13 +64,26 @@ def wait_for_port(port: int, proc: subprocess.Popen, name: str, log: Path, timeo
     raise StackError(f"{name} did not open port {port} within {timeout:.0f} s; see {log}")
 
 
+@functools.lru_cache(maxsize=None)
+def node_major(node: str) -> int | None:
+    try:
+        out = subprocess.run([node, "-p", "process.versions.node"], capture_output=True, text=True, timeout=30)
+        return int(out.stdout.strip().split(".")[0])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 def check_prerequisites() -> str:
     node = shutil.which("node")
     if not node:
-        raise StackError("Node.js is not on PATH: install Node 20 (Debian: apt-get install nodejs npm), then run make again.")
+        raise StackError(f"Node.js is not on PATH: {NODE_HINT}, then run make again.")
+    major = node_major(node)
+    if major is not None and major < NODE_MAJOR:
+        raise StackError(f"{node} is Node.js {major}; the Cosmos emulator needs {NODE_MAJOR} or later: {NODE_HINT}.")
     missing = [p for p in (AZURITE_JS, COSMOS_PACKAGE) if not p.exists()]
     if missing:
-        raise StackError(f"npm packages are missing ({', '.join(str(m.relative_to(ROOT)) for m in missing)}): run 'npm ci' in {ROOT}.")
+        names = ", ".join(str(m.relative_to(ROOT)) for m in missing)
+        raise StackError(f"npm packages are missing ({names}): run 'npm ci' in {ROOT}.")
     return node
 
 
@@ -101,8 +123,7 @@ class LocalStack:
     def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
         log = self.data_dir / f"{name}.log"
         with open(log, "ab") as out:  # the child keeps its own descriptor; ours closes here
-            proc = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = lifeline.popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
         return proc, log
 
@@ -144,14 +165,19 @@ class LocalStack:
         if old is None:
             raise StackError("the stack is not running: call start() first")
         self.procs.remove(old)
-        _terminate(old)
+        terminate(old, self._grace(old))
         time.sleep(down_for)
         proc, log = self._spawn_cosmos(node)
         wait_for_port(self.cosmos_port, proc, "Cosmos emulator", log)
 
+    def _grace(self, proc: subprocess.Popen) -> float:
+        saves = proc is getattr(self, "_cosmos", None) and "--data-file" in self.cosmos_args
+        return SAVE_GRACE if saves else STOP_GRACE
+
     def stop(self) -> None:
         while self.procs:
-            _terminate(self.procs.pop())
+            proc = self.procs.pop()
+            terminate(proc, self._grace(proc))
         if self._own_dir and self.data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -163,17 +189,41 @@ class LocalStack:
         self.stop()
 
 
-def _terminate(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    if proc.poll() is not None:
-        return
+def terminate(proc: subprocess.Popen, timeout: float = STOP_GRACE) -> None:
+    """SIGTERM to the child's process group, SIGKILL after timeout seconds."""
     try:
+        if proc.poll() is not None:
+            return
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=timeout)
     except (ProcessLookupError, PermissionError):
         pass
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         proc.wait()
+    finally:
+        lifeline.release(proc.pid)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (the terminal closing, an SSH session dropping) end the main thread like Ctrl-C, so the
+    entry point's clean-up runs. A SIGHUP ignored on purpose (nohup) stays ignored."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _interrupt)
+
+
+def ignore_stop_signals() -> None:
+    """While cleaning up: a second SIGTERM or SIGHUP must not cut the clean-up short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,21 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue-port", type=int, default=10001)
     parser.add_argument("--cosmos-port", type=int, default=8081)
     args = parser.parse_args(argv)
-    stack = LocalStack(Path(args.data_dir), args.blob_port, args.queue_port, args.cosmos_port)
+    data_dir = Path(args.data_dir)
+    # Like Azurite, the Cosmos emulator keeps its data in the data directory (saved on stop, loaded on start), the
+    # same file as `make run`'s; `make clean` removes it.
+    stack = LocalStack(data_dir, args.blob_port, args.queue_port, args.cosmos_port,
+                       cosmos_args=["--data-file", str(data_dir / "cosmos.json")])
+    stop_on_signals()
     try:
         env = stack.start()
+        for k, v in env.items():
+            print(f"{k}={v}", flush=True)
+        while True:
+            time.sleep(3600)
     except StackError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for k, v in env.items():
-        print(f"{k}={v}")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
-        while True:
-            time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
+        ignore_stop_signals()
         stack.stop()
     return 0
 

@@ -2,16 +2,24 @@
 These tests run their own stack (not the session one), so restarting or stopping it disturbs no other test."""
 from __future__ import annotations
 
+import io
+import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 from azure.storage.blob import BlobServiceClient
 
 import devstack.stack as stack_module
-from devstack.stack import LocalStack, StackError, port_in_use
+from devstack import lifeline
+from devstack.stack import ROOT, LocalStack, StackError, free_port, port_in_use
 from shared.settings import COSMOS_EMULATOR_KEY
 
 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
@@ -83,7 +91,8 @@ def test_port_in_use_names_the_port_and_starts_nothing():
 
 
 def test_missing_node_modules_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(stack_module, "COSMOS_PACKAGE", stack_module.ROOT / "node_modules" / "@vercel" / "no-such-server")
+    monkeypatch.setattr(stack_module, "COSMOS_PACKAGE",
+                        stack_module.ROOT / "node_modules" / "@vercel" / "no-such-server")
     stack = LocalStack()
     with pytest.raises(StackError, match=r"npm packages are missing .*no-such-server.*run 'npm ci'"):
         stack.start()
@@ -105,3 +114,158 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(monkeypatch, tmp_p
     with pytest.raises(StackError, match=r"(?s)Cosmos emulator exited with code 7.*launcher exploded"):
         stack.start()
     assert stack.procs == []  # Azurite, started first, was stopped again
+
+
+def test_a_node_older_than_20_is_a_clear_error(monkeypatch, tmp_path):
+    old_node = tmp_path / "node"
+    old_node.write_text("#!/bin/sh\necho 18.19.0\n")
+    old_node.chmod(0o755)
+    monkeypatch.setattr(stack_module.shutil, "which", lambda name: str(old_node))
+    with pytest.raises(StackError, match=r"is Node\.js 18; the Cosmos emulator needs 20 or later"):
+        LocalStack().start()
+
+
+# -- the servers die with their parent, however it dies -----------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _wait_gone(pids: list[int], ports: list[int], timeout: float) -> tuple[list[int], list[int]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [p for p in pids if _alive(p)]
+        busy = [p for p in ports if port_in_use(p)]
+        if not (left or busy) or time.monotonic() > deadline:
+            return left, busy
+        time.sleep(0.2)
+
+
+def _kill_groups(pids: list[int]) -> None:
+    """Clean-up after a failed test: the groups this test started, by id."""
+    for pid in pids:
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+# A parent that starts a stack and waits to be killed. "thread": from a thread that then ends (the kernel's
+# parent-death signal would fire when that thread exits, so the watchdog is used); "no-prctl": as on macOS.
+PARENT = r"""
+import json, sys, threading
+from pathlib import Path
+from devstack import lifeline
+from devstack.stack import LocalStack
+
+mode, data_dir = sys.argv[1], Path(sys.argv[2])
+if mode == "no-prctl":
+    lifeline._PRCTL = None
+stack = LocalStack(data_dir)
+if mode == "thread":
+    worker = threading.Thread(target=stack.start)
+    worker.start()
+    worker.join()
+else:
+    stack.start()
+watchdog = lifeline._WATCHDOG._proc
+print(json.dumps({"pids": [p.pid for p in stack.procs], "ports": [stack.blob_port, stack.queue_port,
+                  stack.cosmos_port], "watchdog": watchdog.pid if watchdog else None}), flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize("mode", ["main-thread", "thread", "no-prctl"])
+def test_a_sigkilled_parent_leaves_no_server_running(mode, tmp_path):
+    """`kill -9` of `make run`, `make stack` or pytest (a CI timeout): the emulators must not keep their ports."""
+    if mode == "main-thread" and lifeline._PRCTL is None:
+        pytest.skip("no prctl here: the watchdog cases cover this platform")
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, mode, str(tmp_path / "stack")], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    pids: list[int] = []
+    try:
+        info = json.loads(parent.stdout.readline())
+        pids, ports = info["pids"], info["ports"]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert (info["watchdog"] is None) == (mode == "main-thread")
+        if mode == "thread":
+            time.sleep(1.0)  # the thread that started them has ended: they must still run
+            assert all(_alive(p) for p in pids) and all(port_in_use(p) for p in ports)
+        parent.kill()
+        parent.wait(timeout=10)
+        left, busy = _wait_gone(pids + ([info["watchdog"]] if info["watchdog"] else []), ports, timeout=20)
+        assert left == [] and busy == [], f"still running: pids {left}, ports in use {busy}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        _kill_groups(pids)
+
+
+def test_the_watchdog_stops_what_it_guards_and_forgets_what_was_released():
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 60 & wait"], start_new_session=True)
+    polite = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    released = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    procs = [stubborn, polite, released]
+    try:
+        time.sleep(0.2)  # the trap is set
+        lines = f"+{stubborn.pid}\n+{polite.pid}\n+{released.pid}\n-{released.pid}\nnoise\n"
+        started = time.monotonic()
+        lifeline.watchdog_main(io.StringIO(lines), grace=1.0)
+        assert polite.wait(timeout=5) == -signal.SIGTERM
+        assert stubborn.wait(timeout=5) == -signal.SIGKILL  # ignored SIGTERM: SIGKILL after the grace
+        assert time.monotonic() - started >= 1.0
+        assert released.poll() is None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _stack_up(data_dir: Path, ports: list[int]) -> tuple[subprocess.Popen, dict[str, str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.stack", "up", "--data-dir", str(data_dir), "--blob-port", str(ports[0]),
+         "--queue-port", str(ports[1]), "--cosmos-port", str(ports[2])],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(proc.stdout.readline().rstrip("\n").split("=", 1) for _ in range(3))
+    return proc, env
+
+
+def test_make_stack_stops_cleanly_on_sighup_and_keeps_cosmos_data(tmp_path):
+    """`make stack` in a terminal that closes: an orderly stop (exit 0, not killed by the signal) that saves the
+    Cosmos data, which the next `make stack` loads, as `make run` does."""
+    data_dir = tmp_path / "data"
+    ports = [free_port(), free_port(), free_port()]
+    proc, env = _stack_up(data_dir, ports)
+    pids: list[int] = []
+    try:
+        assert env["COSMOS_ENDPOINT"] == f"https://127.0.0.1:{ports[2]}/"
+        pids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        client = CosmosClient(env["COSMOS_ENDPOINT"], COSMOS_EMULATOR_KEY)
+        db = client.create_database_if_not_exists("stack-test")
+        db.create_container_if_not_exists("c", partition_key=PartitionKey("/id")).upsert_item({"id": "kept"})
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=30) == 0
+        assert _wait_gone(pids, ports, timeout=10) == ([], [])
+        assert (data_dir / "cosmos.json").exists()
+
+        proc, env = _stack_up(data_dir, ports)
+        pids = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        container = CosmosClient(env["COSMOS_ENDPOINT"], COSMOS_EMULATOR_KEY).get_database_client(
+            "stack-test").get_container_client("c")
+        assert container.read_item("kept", partition_key="kept")["id"] == "kept"
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+        assert _wait_gone(pids, ports, timeout=10) == ([], [])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _kill_groups(pids)
