@@ -2,9 +2,13 @@
 Cosmos emulator launcher. Where the two disagreed, the store code was fixed to follow Cosmos DB."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
-from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, where
+from shared.store import (
+    InvalidDocumentError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, where,
+)
 from shared.store.query import InvalidFilterError
 from shared.store.schema import CONTAINERS
 
@@ -449,6 +453,25 @@ def test_unknown_batch_operation_is_rejected(store):
 
 
 # --- what Cosmos DB refuses (MemoryStore with copy_documents, the default) ----------------------------------
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), datetime(2026, 1, 1, tzinfo=timezone.utc),
+                                   {1, 2}, b"raw"], ids=["NaN", "Infinity", "-Infinity", "datetime", "set", "bytes"])
+def test_a_document_that_is_not_json_is_refused_and_nothing_is_written(store, value):
+    profiles, activity = store.container("profiles"), store.container("activity")
+    body = {"id": "p1", "nested": {"list": [1, value]}}
+    for write in (profiles.create_item, profiles.upsert_item):
+        with pytest.raises(InvalidDocumentError):
+            write(body)
+    assert profiles.read_item_or_none("p1", "p1") is None
+    stored = profiles.create_item({"id": "p1", "v": 1})
+    with pytest.raises(InvalidDocumentError):
+        profiles.replace_item(body, etag=stored["_etag"])
+    assert profiles.read_item("p1", "p1")["_etag"] == stored["_etag"]
+    with pytest.raises(InvalidDocumentError):
+        activity.execute_batch("o", [("create", {"id": "a", "owner": "o"}),
+                                     ("upsert", {"id": "b", "owner": "o", "x": value})])
+    assert activity.count_items() == 0
+
 
 def test_documents_and_batches_over_the_size_limits_are_refused(store):
     from shared.store.base import MAX_BATCH_REQUEST_BYTES, MAX_ITEM_BYTES

@@ -475,3 +475,28 @@ def test_cosmos_failures_are_the_stores_own_errors(error, expected, retry_after)
         with pytest.raises(expected) as err:
             call()
         assert err.value.retry_after == retry_after
+
+
+# =============================================================================================================
+# 8. MemoryStore accepts documents Cosmos DB refuses
+# =============================================================================================================
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), datetime(2026, 1, 1, tzinfo=timezone.utc)],
+                         ids=["NaN", "Infinity", "datetime"])
+def test_memory_store_refuses_what_cosmos_refuses(cosmos_store, value):
+    """Production: code that writes a NaN score, an infinite ratio or a datetime object into a document works on
+    MemoryStore - the backend of the fast tests and of `ucp resolve` - and fails only in production: the SDK cannot
+    serialize a datetime (TypeError) and Cosmos DB refuses NaN/Infinity (not JSON). The profile update, the churn
+    or insights job then fails for that document, in production only.
+
+    Why: MemoryContainer._stamp (shared/store/memory.py:128-135) copies the body with pickle, which keeps any
+    Python object; nothing checks that a document is JSON. The module promises "Cosmos DB semantics"."""
+    from shared.store import StoreError
+
+    body = {"id": "p1", "churn": {"score": value}}
+    with pytest.raises((TypeError, ValueError, StoreError)):
+        cosmos_store.container("profiles").create_item(body)  # Cosmos: refused (this part holds today)
+    memory = MemoryStore().container("profiles")
+    with pytest.raises((TypeError, ValueError, StoreError)):
+        memory.create_item(body)
+    assert memory.read_item_or_none("p1", "p1") is None

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from .base import Container, Store
 from .errors import (
-    BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError, RequestTooLargeError, StoreError,
-    ThrottledError, UnavailableError,
+    BadRequestError, InvalidDocumentError, ItemExistsError, ItemNotFoundError, PreconditionFailedError,
+    RequestTooLargeError, StoreError, ThrottledError, UnavailableError,
 )
 from .memory import MemoryStore, with_frozen_heap
 from .query import Filter, where
@@ -12,7 +12,7 @@ from .query import Filter, where
 __all__ = [
     "Container", "Store", "MemoryStore", "with_frozen_heap", "open_store", "Filter", "where",
     "StoreError", "BadRequestError", "ItemExistsError", "ItemNotFoundError", "PreconditionFailedError", "ThrottledError",
-    "RequestTooLargeError", "UnavailableError",
+    "InvalidDocumentError", "RequestTooLargeError", "UnavailableError",
 ]
 
 

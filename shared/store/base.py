@@ -8,9 +8,9 @@
   pair, in order, None where missing. It is as consistent as point reads, so ETag protocols can rely on it.
 - ``delete_item`` succeeds when the item is already gone (without an etag).
 - Items come back with ``_etag`` and ``_ts``; other system properties are dropped.
-- A document is at most MAX_ITEM_BYTES of JSON (RequestTooLargeError), a transactional batch at most
-  MAX_BATCH_OPERATIONS operations (ValueError) and MAX_BATCH_REQUEST_BYTES (RequestTooLargeError): what Cosmos
-  DB refuses is refused before it is sent.
+- A document must be JSON (no NaN, Infinity, datetime or other objects: InvalidDocumentError) of at most
+  MAX_ITEM_BYTES, and a transactional batch at most MAX_BATCH_OPERATIONS operations (ValueError) and
+  MAX_BATCH_REQUEST_BYTES (RequestTooLargeError); what Cosmos DB refuses is refused before it is sent.
 - ``query_page`` with ``order_by`` orders by (value, id) and pages by position (shared/store/paging.py).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterator, Protocol, Sequence
 
-from .errors import RequestTooLargeError
+from .errors import InvalidDocumentError, RequestTooLargeError
 from .query import Filter
 
 SYSTEM_KEEP = ("_etag", "_ts")
@@ -49,8 +49,12 @@ BATCH_OPERATION_BYTES = 160  # each operation's envelope around its body: type, 
 
 def document_json(body: Any) -> str:
     """The document as the SDK sends it: compact JSON with non-ASCII escaped, so its length is its size in
-    bytes. RequestTooLargeError over MAX_ITEM_BYTES. Messages carry no document content."""
-    text = json.dumps(body, separators=(",", ":"))
+    bytes. InvalidDocumentError when it is not JSON (Cosmos DB refuses NaN and Infinity, the SDK cannot serialize a
+    datetime or other object), RequestTooLargeError over MAX_ITEM_BYTES. Messages carry no document content."""
+    try:
+        text = json.dumps(body, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise InvalidDocumentError(f"the document is not JSON: {str(err)[:120]}") from None
     if len(text) > MAX_ITEM_BYTES:
         raise RequestTooLargeError(f"the document is {len(text):,} bytes of JSON; Cosmos DB stores at most "
                                    f"{MAX_ITEM_BYTES:,} per item")
@@ -58,7 +62,7 @@ def document_json(body: Any) -> str:
 
 
 def operation_bytes(operation: BatchOperation) -> int:
-    """About what one batch operation adds to the request: its body (as document_json) and envelope."""
+    """About what one batch operation adds to the request: its body (validated by document_json) and envelope."""
     kind, payload = operation[0], operation[1]
     if kind == "delete":
         return BATCH_OPERATION_BYTES + len(json.dumps(payload))
@@ -69,7 +73,8 @@ def operation_bytes(operation: BatchOperation) -> int:
 
 
 def check_batch_size(operations: Sequence[BatchOperation], *, measure: bool = True) -> None:
-    """ValueError over MAX_BATCH_OPERATIONS; with measure, RequestTooLargeError over MAX_BATCH_REQUEST_BYTES."""
+    """ValueError over MAX_BATCH_OPERATIONS; with measure, RequestTooLargeError over MAX_BATCH_REQUEST_BYTES
+    (and InvalidDocumentError for a body that is not JSON)."""
     if len(operations) > MAX_BATCH_OPERATIONS:
         raise ValueError(f"a transactional batch holds at most {MAX_BATCH_OPERATIONS} operations, got {len(operations)}")
     if measure:

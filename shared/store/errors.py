@@ -16,6 +16,13 @@ class BadRequestError(StoreError, ValueError):
     status_code = 400
 
 
+class InvalidDocumentError(StoreError, ValueError):
+    """A document Cosmos DB cannot store: not JSON (NaN or Infinity, which Cosmos DB refuses with 400; a datetime
+    or other object, which the SDK cannot serialize). The writer's bug, not a client's bad request."""
+
+    status_code = 400
+
+
 class ItemExistsError(StoreError):
     """create_item on an id that is already there (Cosmos 409 Conflict)."""
 

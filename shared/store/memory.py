@@ -1,4 +1,11 @@
-"""In-memory store with Cosmos DB semantics: the embedded backend of the `ucp` CLI and of fast tests."""
+"""In-memory store with Cosmos DB semantics: the embedded backend of the `ucp` CLI and of fast tests.
+
+With copy_documents (the default, as tests and the API use it) a write stores the document's JSON round trip, so a
+document Cosmos DB would refuse is refused here too (not JSON, over the item or batch size limit: base.py) and
+what is stored is what Cosmos DB would store (tuples become lists, keys strings). Without it (`ucp resolve`, the
+in-process identity bench: thousands of records a second), writes are neither serialized nor checked; the same
+code runs with copies in its tests, which catch what Cosmos DB would refuse.
+"""
 from __future__ import annotations
 
 import base64
@@ -120,9 +127,8 @@ class MemoryContainer:
         item_id = body.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
-        if self._copies:
-            item = _copy(clean_body(body))
-            document_json(item)  # refused as Cosmos DB would refuse it (too large)
+        if self._copies:  # what Cosmos DB would store, and refuse (not JSON, too large) as it would
+            item = json.loads(document_json(clean_body(body)))
         else:
             item = clean_body(body, into=ReadOnlyDocument)
         dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
