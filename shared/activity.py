@@ -68,7 +68,11 @@ def activity_doc(item: Transaction | Event | Review) -> dict[str, Any]:
             data["sentiment"] = sentiment_score(feedback)
     data["timestamp"] = iso_utc(item.timestamp)
     transaction_kind = item.kind if isinstance(item, Transaction) else None
-    part = return_part(data) if transaction_kind not in (None, "purchase") else None
+    part = None
+    if transaction_kind == "purchase":
+        part = item.line_id  # a line of a line-level file; None for an order-level row (id unchanged)
+    elif transaction_kind is not None:
+        part = return_part(data)
     return {**data, "id": activity_id(kind, item.source, natural, transaction_kind, part), "owner": owner, "kind": kind}
 
 
@@ -76,7 +80,10 @@ def activity_id(kind: str, source: str, natural: str, transaction_kind: str | No
                 part: str | None = None) -> str:
     """``<kind>:<source>:<natural id>``. A return or refund usually reuses its sale's order id, and an order may
     have several: its own prefix keeps it from replacing the sale, its `part` (return_part) from replacing the
-    order's other returns (``transaction-return:<source>:<order id>:<part>``)."""
+    order's other returns (``transaction-return:<source>:<order id>:<part>``). A purchase row of a line-level
+    file (Transaction.line_id) has its line as part (``transaction:<source>:<order id>:<line id>``), so an
+    order's lines are each kept; without a line id a purchase has no part. Every doc of an order starts with
+    its id without part followed by ``:`` (how a delete row finds them, shared.ingest.landing)."""
     prefix = f"transaction-{transaction_kind}" if transaction_kind not in (None, "purchase") else kind
     return f"{prefix}:{source}:{natural}" + (f":{part}" if part is not None else "")
 
@@ -84,13 +91,17 @@ def activity_id(kind: str, source: str, natural: str, transaction_kind: str | No
 def return_part(doc: dict[str, Any]) -> str:
     """What tells a return or refund apart from its order's other ones, from its stored form: its mapped
     `return_id`, else a hash of its time, amount and returned lines (sku, quantity). The same row ingested again
-    gets the same part (so it overwrites itself); two returns differing in any of these get two."""
+    gets the same part (so it overwrites itself); two returns differing in any of these get two. A row with a
+    line id (line-level files) adds it (``<return id or hash>:<line id>``): a return's lines share its number."""
     if doc.get("return_id"):
-        return str(doc["return_id"])
-    lines = [[str(i.get("sku") or ""), str(i.get("quantity") or "")] for i in doc.get("items") or ()
-             if isinstance(i, dict)]
-    content = json.dumps([doc.get("timestamp"), repr(float(doc.get("amount") or 0.0)), lines], separators=(",", ":"))
-    return hashlib.sha256(content.encode()).hexdigest()[:16]
+        part = str(doc["return_id"])
+    else:
+        lines = [[str(i.get("sku") or ""), str(i.get("quantity") or "")] for i in doc.get("items") or ()
+                 if isinstance(i, dict)]
+        content = json.dumps([doc.get("timestamp"), repr(float(doc.get("amount") or 0.0)), lines],
+                             separators=(",", ":"))
+        part = hashlib.sha256(content.encode()).hexdigest()[:16]
+    return f"{part}:{doc['line_id']}" if doc.get("line_id") else part
 
 
 TRANSACTION_KINDS = ("purchase", "return", "refund")

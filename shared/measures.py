@@ -30,7 +30,8 @@ def compute_measures(transactions: Iterable[dict[str, Any]]) -> dict[str, Any]:
         amount = float(tx.get("amount") or 0.0)
         currency = currency_of(tx)
         if is_purchase(tx):
-            order = (tx.get("source"), tx.get("order_id") or tx.get("id"))  # each source numbers its own orders
+            # each source numbers its own orders; the lines of a line-level file (line_id) are one order
+            order = (tx.get("source"), tx.get("order_id") or tx.get("id"))
             orders[order] = None
             per_order = spend.setdefault(currency, {})
             per_order[order] = per_order.get(order, 0.0) + amount

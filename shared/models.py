@@ -74,9 +74,12 @@ class Transaction(_Canonical):
     # A return's or refund's own number (return note, credit note, refund id): an order may have several. Without
     # it a return is told apart from its order's other returns by its content (shared.activity.return_part).
     return_id: str | None = Field(default=None, min_length=1, max_length=256)
+    # The order line a row is (line-level files: one row per order line). With it each line is its own document
+    # (shared.activity.activity_doc) and consumers count orders by (source, order_id), not rows.
+    line_id: str | None = Field(default=None, min_length=1, max_length=256)
     customer_key: str = Field(min_length=1, max_length=256)  # the source's customer record key
     timestamp: datetime
-    amount: Decimal  # negative only for kind=return/refund
+    amount: Decimal  # negative only for kind=return/refund; a line's own amount when line_id is set
     currency: str | None = None
     kind: Literal["purchase", "return", "refund"] = "purchase"
     channel: str | None = None  # store, web, mobile, ...

@@ -10,6 +10,11 @@ Conventions (so training and serving cannot drift):
   [as_of - 28 days, as_of).
 - A purchase is a transaction that is not a return/refund and has amount >= 0; a return is kind return/refund or
   a negative amount. Amounts are in the source currency, unconverted.
+- Purchases are orders, not rows: the purchase docs of one order (source, order_id) are one purchase (a
+  line-level file stores each order line as its own doc): earliest time, summed amount, categories together.
+  Likewise a return's lines (docs with a line_id of one order, kind and return: return_id, else time) are one
+  return. An order stored as one row or as its lines gives the same features. Docs without order_id (the churn
+  CLI's rows) are each their own.
 - Every feature is a finite float: no NaN reaches a model (some converted models fail silently on NaN).
 - Durations are in days.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -84,7 +90,7 @@ RETURN_KINDS = frozenset({"return", "refund"})
 # features drift from profile_history's. `properties` is left out: only a review's text fallback, and stored
 # reviews have none (shared.models.Review) while events' can be large.
 ACTIVITY_FIELDS = ("timestamp", "amount", "kind", "transaction_kind", "channel", "category", "items", "rating",
-                   "sentiment", "text")
+                   "sentiment", "text", "source", "order_id", "line_id", "return_id")
 CHANNEL_GROUPS = {
     "store": "store", "pos": "store", "instore": "store", "in-store": "store", "in_store": "store", "retail": "store",
     "web": "web", "online": "web", "ecommerce": "web", "e-commerce": "web", "website": "web",
@@ -143,6 +149,43 @@ def _finite_amount(value: Any) -> float:
     return amount if np.isfinite(amount) else 0.0
 
 
+def _purchase_key(tx: Mapping[str, Any]) -> tuple | None:
+    """The order a purchase doc belongs to (its lines share it); None: the doc is a purchase of its own."""
+    return ("order", tx.get("source"), str(tx["order_id"])) if tx.get("order_id") else None
+
+
+def _return_key(tx: Mapping[str, Any], kind: str, t: float) -> tuple | None:
+    """The return a return line belongs to (docs with a line_id: its order, kind and return number, else time);
+    None: the doc is a return of its own (a row without line is a whole return)."""
+    if not tx.get("line_id") or not tx.get("order_id"):
+        return None
+    return ("return", tx.get("source"), str(tx["order_id"]), kind, str(tx["return_id"]) if tx.get("return_id") else t)
+
+
+def _total(amounts: list[float]) -> float:
+    """The sum of an order's line amounts, as the order's own total would be: exact in decimal (0.1 + 0.2 is
+    0.3, as a one-row order of 0.3 stores it) and the same in any order the lines are read."""
+    return amounts[0] if len(amounts) == 1 else float(sum(Decimal(repr(a)) for a in amounts))
+
+
+def _grouped(rows: list[tuple]) -> list[tuple]:
+    """(key, time, amount, channel code, categories) rows -> one (time, amount, channel, categories) per key (a
+    None key alone): the earliest time, the total, the channel (the lowest known code when lines disagree), the
+    categories together. Independent of the rows' order, so the nightly scan and serving agree."""
+    merged: dict[Any, list] = {}
+    for i, (key, t, amount, channel, cats) in enumerate(rows):
+        merged.setdefault(key if key is not None else ("row", i), []).append((t, amount, channel, cats))
+    out = []
+    for parts in merged.values():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        known = [c for _, _, c, _ in parts if c]
+        out.append((min(p[0] for p in parts), _total([p[1] for p in parts]), min(known) if known else 0,
+                    frozenset().union(*(p[3] for p in parts))))
+    return out
+
+
 @dataclass
 class History:
     """One customer's activity as sorted arrays. Build with `History.from_docs`; query with `features(as_of)`."""
@@ -166,17 +209,18 @@ class History:
         events: Iterable[Mapping[str, Any]] = (),
         reviews: Iterable[Mapping[str, Any]] = (),
     ) -> "History":
-        purchases, returns = [], []
+        purchase_rows, return_rows = [], []
         for tx in transactions:
             t, amount = to_epoch(tx["timestamp"]), _finite_amount(tx.get("amount"))
             # stored activity docs keep the transaction's own kind as transaction_kind (kind = "transaction")
             kind = str(tx.get("transaction_kind") or tx.get("kind") or "purchase").lower()
             if kind in RETURN_KINDS or amount < 0:
-                returns.append((t, abs(amount)))
+                return_rows.append((_return_key(tx, kind, t), t, abs(amount), 0, frozenset()))
             else:
-                purchases.append((t, amount, _CHANNEL_CODE.get(channel_group(tx.get("channel")), 0), frozenset(_categories(tx))))
-        purchases.sort(key=lambda p: p[0])
-        returns.sort(key=lambda r: r[0])
+                channel = _CHANNEL_CODE.get(channel_group(tx.get("channel")), 0)
+                purchase_rows.append((_purchase_key(tx), t, amount, channel, frozenset(_categories(tx))))
+        purchases = sorted(_grouped(purchase_rows), key=lambda p: p[0])
+        returns = sorted(((r[0], r[1]) for r in _grouped(return_rows)), key=lambda r: r[0])
         evs, revs = [], []
         for e in events:
             evs.append((to_epoch(e["timestamp"]), _CHANNEL_CODE.get(channel_group(e.get("channel")), 0)))

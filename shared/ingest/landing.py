@@ -122,14 +122,15 @@ def _delete_record(store: Store, settings):
 
 
 def _delete_activity(store: Store):
-    """Deletes an activity doc by id (and its owner entry). For an order's return or refund id (what a delete row
-    names), also the order's returns or refunds stored under their own part (shared.activity.activity_id), found
-    in the owner's partition by their id prefix and kept only if they are this order's."""
+    """Deletes an activity doc by id (and its owner entry). For an order's sale, return or refund id (what a
+    delete row names), also the order's docs stored under a part (shared.activity.activity_id): its lines
+    (line-level files) and its returns or refunds, found in the owner's partition by their id prefix and kept
+    only if they are this order's."""
     container = store.container("activity")
 
     def delete(doc_id: str, owner: str) -> None:
         delete_activity(store, doc_id, owner)
-        if not doc_id.startswith(("transaction-return:", "transaction-refund:")):
+        if not doc_id.startswith(("transaction:", "transaction-return:", "transaction-refund:")):
             return
         for doc in list(container.query_items(("id", "startswith", f"{doc_id}:"), partition_key=owner)):
             order = activity_id("transaction", doc.get("source"), doc.get("order_id"), doc.get("transaction_kind"))

@@ -15,6 +15,10 @@ A field spec is a column name or an object: ``column`` (a dotted path reaches in
 (joined with "|"), ``format`` (strptime format, a list of them, or "epoch"/"epoch_ms"), ``region`` (default phone
 region), ``value`` (a constant), ``default``, ``decimal`` ("," for decimal commas).
 
+Transactions may map one item from plain columns (a line-level file: one row per order line) with the fields
+``sku``, ``quantity`` and ``unit_price`` (ITEM_FIELDS): the row's ``items`` is then the one item
+``{"sku", "quantity", "price", "category"}`` (the row's category), instead of a JSON ``items`` column.
+
 A row maps to a canonical pydantic model or to a list of every reason it cannot (never just the first).
 """
 from __future__ import annotations
@@ -51,9 +55,12 @@ REQUIRED_FIELDS = {
 DATE_FIELDS = {"birth_date"}
 DATETIME_FIELDS = {"updated_at", "timestamp"}
 JSON_FIELDS = {"items", "traits", "properties"}
+# Transactions: mapping fields that build the row's one item (not canonical fields): field -> item key.
+ITEM_FIELDS = {"sku": "sku", "quantity": "quantity", "unit_price": "price"}
+ITEM_NUMBERS = {"quantity", "unit_price"}
 MAX_AMOUNT = Decimal(10) ** 15  # beyond float's exact integers; no retail amount is near it
 MAX_JSON_DEPTH = 64  # pydantic's serializer gives up near 255 levels, mid-file; real properties are shallow
-NOT_TEXT = DATE_FIELDS | DATETIME_FIELDS | JSON_FIELDS | {"amount", "rating", "phone"}
+NOT_TEXT = DATE_FIELDS | DATETIME_FIELDS | JSON_FIELDS | ITEM_NUMBERS | {"amount", "rating", "phone"}
 _NUMBER_LIKE = re.compile(r"^[+-][\d\s().,]*$")
 _FORMULA_START = frozenset("=@+-\t\r")
 _DOT_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(\.\d{3})+(,\d*)?$")  # 1.234.567,89 with a decimal comma
@@ -173,9 +180,13 @@ class Mapping(BaseModel):
         if self.delimiter is not None and self.delimiter == self.quotechar:
             raise ValueError("delimiter and quotechar must differ")
         model = MODELS[self.entity]
-        unknown = [f for f in self.fields if f not in model.model_fields or f == "source"]
+        extra = ITEM_FIELDS if self.entity == "transactions" else {}
+        unknown = [f for f in self.fields if (f not in model.model_fields and f not in extra) or f == "source"]
         if unknown:
             raise ValueError(f"unknown {self.entity} fields: {', '.join(unknown)}")
+        if "items" in self.fields and any(f in self.fields for f in extra):
+            raise ValueError("fields.items (a JSON list) and the one-item fields sku/quantity/unit_price exclude "
+                             "each other")
         if self.entity == "customers" and not self.record_key and "record_key" not in self.fields:
             raise ValueError("a customers mapping needs record_key columns")
         natural = NATURAL_ID.get(self.entity)
@@ -469,6 +480,11 @@ class RowMapper:
             return self._datetime(name, value, spec, reasons)
         if name == "amount":
             return self._amount(name, value, spec, reasons)
+        if name in ITEM_NUMBERS and self.mapping.entity == "transactions":
+            number = self._amount(name, value, spec, reasons)
+            if number is None:
+                return None
+            return int(number) if name == "quantity" and number == number.to_integral_value() else float(number)
         if name in JSON_FIELDS:
             return self._json(name, value, reasons)
         if name == "kind" and isinstance(value, str):
@@ -530,6 +546,8 @@ class RowMapper:
             self._extras(raw, values, reasons, flags)
         elif out.record_key is None:
             out.record_key = _as_text(values.get(NATURAL_ID[m.entity]))
+        if m.entity == "transactions":
+            self._one_item(values)
         for name in (*REQUIRED_FIELDS[m.entity], *m.required):
             if not any(r.field == name for r in reasons) and not self._present(name, values, raw):
                 reasons.append(Reason("missing_value", name, f"{name} is required"))
@@ -577,6 +595,15 @@ class RowMapper:
         if attributes:
             values["attributes"] = attributes
 
+    @staticmethod
+    def _one_item(values: dict[str, Any]) -> None:
+        """The row's item from the one-item fields (ITEM_FIELDS), with the row's category; none when all blank."""
+        item = {key: values.pop(name) for name, key in ITEM_FIELDS.items() if name in values}
+        if item:
+            if values.get("category") is not None:
+                item["category"] = values["category"]
+            values["items"] = [item]
+
     def _business_rules(self, values: dict[str, Any], reasons: list[Reason]) -> None:
         if self.mapping.entity == "events" and not values.get("customer_key") and not values.get("anonymous_id") \
                 and not any(r.field in ("customer_key", "anonymous_id") for r in reasons):
@@ -587,4 +614,8 @@ class RowMapper:
         amount = values.get("amount")
         if kind == "purchase" and isinstance(amount, Decimal) and amount < 0:
             reasons.append(Reason("negative_amount", "amount", "a purchase cannot have a negative amount"))
+        if kind == "purchase" and "line_id" in self.mapping.fields and values.get("line_id") is None \
+                and not any(r.field == "line_id" for r in reasons):
+            # a line-level file: a purchase row without its line would be stored as a whole order beside its lines
+            reasons.append(Reason("missing_value", "line_id", "a purchase row needs its line id (fields.line_id)"))
 

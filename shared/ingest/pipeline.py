@@ -226,7 +226,8 @@ class Pipeline:
         self.report["deleted"] += 1
 
     def _activity_target(self, raw: dict[str, Any], key: str | None) -> tuple[list[str], str] | Reason:
-        """(doc ids, owner) of the activity a delete row names: for an order, its sale and its return and refund."""
+        """(doc ids, owner) of the activity a delete row names: for an order, its sale, return and refund ids (the
+        delete also removes the docs stored under a part of these: lines, each return; shared.ingest.landing)."""
         from ..activity import TRANSACTION_KINDS, activity_id, owner_key
 
         m = self.mapping

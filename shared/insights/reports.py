@@ -197,7 +197,8 @@ def revenue_report(store: Store, params: ReportParameters | None = None) -> dict
         for s in seg_ids or [NO_SEGMENT]:
             buckets += [by_segment[s], by_both[(s, channel)]]
         amount = float(tx.get("amount") or 0.0)
-        order = (tx.get("source"), tx.get("order_id") or tx["id"])  # each source numbers its own orders
+        # each source numbers its own orders; the lines of a line-level file (line_id) are one order
+        order = (tx.get("source"), tx.get("order_id") or tx["id"])
         for b in buckets:
             for m in (b, b["currencies"][tx.get("currency") or "unknown"]):
                 if is_purchase(tx):
