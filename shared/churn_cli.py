@@ -1,7 +1,7 @@
 """`ucp churn train|score`: the churn model on files, embedded (no services).
 
-TX is a CSV with `customer_id,timestamp,amount` and optionally `channel,kind,category` (extra columns are
-ignored). `--mapping M` renames columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
+TX is a CSV with `customer_id,timestamp,amount` and optionally `channel,kind,category,order_id` (extra columns
+are ignored; the rows of one order_id, a line-level file's lines, are one purchase). `--mapping M` renames columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
 an ingestion mapping with a "fields" object (customer_key is accepted for customer_id). Timestamps are ISO 8601
 unless the timestamp field's "format" (as in ingestion: strptime, a list of them, "epoch" or "epoch_ms") or a
 top-level "timestamp_format" says otherwise; times without an offset are in the mapping's "timezone" (UTC by
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category")
+FIELDS = ("customer_id", "timestamp", "amount", "channel", "kind", "category", "order_id")
 REQUIRED = ("customer_id", "timestamp", "amount")
 MAX_REPORTED_ROWS = 10
 READ_OPTIONS = ("format", "compression", "encoding", "delimiter", "quotechar")
@@ -173,7 +173,7 @@ def read_transactions(path: Path, mapping: Path | None, *,
                 stats["after_as_of"] += 1
                 continue
             tx = {"timestamp": ts, "amount": amount}
-            for optional in ("channel", "kind", "category"):
+            for optional in ("channel", "kind", "category", "order_id"):
                 value = _text(row.get(columns[optional])).strip()
                 if value:
                     tx[optional] = value

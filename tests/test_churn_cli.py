@@ -202,3 +202,23 @@ def test_json_lines_with_the_ecommerce_mapping(tmp_path):
     assert stats["used"] == 2 and stats["rejected"] == 1 and stats["rejected_rows"] == [3], stats
     assert [t["amount"] for t in per_customer["10459601247"]] == [12.09, 12.5]
     assert per_customer["10459601247"][0]["channel"] == "web"
+
+
+def test_a_line_level_files_lines_of_one_order_are_one_purchase(tmp_path):
+    """A POS export with one row per order line: with order_id read, the three lines of O1 are one purchase of
+    their total, as the nightly job counts them from stored activity; without it, three purchases."""
+    from shared.churn.features import History
+
+    tx = tmp_path / "lines.csv"
+    tx.write_text("customer_id,timestamp,amount,order_id\n"
+                  "42,2026-09-01T10:00:00Z,10.00,O1\n42,2026-09-01T10:00:00Z,5.50,O1\n"
+                  "42,2026-09-01T10:00:00Z,4.50,O1\n42,2026-09-20T10:00:00Z,7.00,O2\n")
+    as_of = to_epoch("2026-10-01T00:00:00Z")
+    per_customer, stats = read_transactions(tx, None, as_of=as_of)
+    assert stats["used"] == 4
+    by_order = History.from_docs(per_customer["42"])
+    plain = tmp_path / "plain.csv"
+    plain.write_text("customer_id,timestamp,amount\n42,2026-09-01T10:00:00Z,20.00\n42,2026-09-20T10:00:00Z,7.00\n")
+    whole = History.from_docs(read_transactions(plain, None, as_of=as_of)[0]["42"])
+    assert by_order.purchases_before(as_of) == 2
+    assert by_order.features(as_of).tolist() == whole.features(as_of).tolist()
