@@ -244,6 +244,11 @@ def normalize_identifier(id_type: str, value: Any) -> str | None:
 
 # --- Names ------------------------------------------------------------------------------------------------
 
+# A name, address, city, country or postcode is matched on its first 128 characters: nothing longer is a person's
+# (a mis-mapped column), and it keeps the match snapshot a profile stores per record bounded
+# (shared/identity/bounds.py; folding can make a text longer than it came).
+MAX_TEXT_CHARS = 128
+
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
 _BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan",
@@ -265,6 +270,8 @@ def fold_name(value: Any) -> str | None:
         text = _fold_unicode(text)
     text = text.lower().replace("'", "").replace("`", "")
     text = _SPACES.sub(" ", _NON_NAME_CHARS.sub(" ", text)).strip()
+    if len(text) > MAX_TEXT_CHARS:
+        text = text[:MAX_TEXT_CHARS].rstrip()
     if not text or text in _BLOCKED_NAMES:
         return None
     return text
@@ -514,7 +521,7 @@ def _address_text(line1: Any, line2: Any, number: str | None) -> str | None:
     tokens = _address_tokens(raw)
     if number and (not tokens or tokens[0] != number):
         tokens.insert(0, number)
-    text = " ".join(tokens)
+    text = " ".join(tokens)[:MAX_TEXT_CHARS].rstrip()
     return None if not text or text in _BLOCKED_ANY else text
 
 
@@ -526,7 +533,7 @@ _ALL_ZEROS = re.compile(r"0+")
 def _clean_street_number(value: Any) -> str | None:
     if value is None:
         return None
-    text = _NON_LOWER_ALNUM.sub("", unidecode(str(value)).lower())
+    text = _NON_LOWER_ALNUM.sub("", unidecode(str(value)).lower())[:MAX_TEXT_CHARS]
     return text or None
 
 
@@ -554,7 +561,7 @@ def normalize_postcode(value: Any, country: str | None = None) -> str | None:
         text = text[:5].zfill(5) if len(text) in (3, 4, 5, 9) else text
     elif region in ("DE", "FR", "ES", "IT") and text.isdigit() and len(text) == 4:
         text = text.zfill(5)
-    return text
+    return text[:MAX_TEXT_CHARS]
 
 
 def normalize_city(value: Any) -> str | None:

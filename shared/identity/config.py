@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .docs import ResolverConfig
-from .protection import ProtectionPolicy
+from .protection import MAX_RECORDS_LIMIT, ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "identity.json"
@@ -32,6 +32,8 @@ class ProtectionConfig(_Strict):
     limit_one_attributes: list[str] = Field(default_factory=lambda: ["birth_date"])
     max_merges: int = Field(100, ge=1)
     max_identifiers: int = Field(1000, ge=1)
+    # Record entries per profile: a profile document must stay under Cosmos DB's 2 MB (bounds.py).
+    max_records: int = Field(100, ge=1, le=MAX_RECORDS_LIMIT)
 
 
 class SurvivorshipConfig(_Strict):
@@ -54,7 +56,8 @@ class IdentityConfig(_Strict):
         return ResolverConfig(
             protection=ProtectionPolicy(limits=limits, default_limit=p.default_limit, weak_limit=p.weak_limit,
                                         priority=tuple(p.priority), limit_one_attributes=tuple(p.limit_one_attributes),
-                                        max_merges=p.max_merges, max_identifiers=p.max_identifiers),
+                                        max_merges=p.max_merges, max_identifiers=p.max_identifiers,
+                                        max_records=p.max_records),
             survivorship=SurvivorshipPolicy(default_rule=s.default_rule, rules=dict(s.rules),
                                             source_priority=tuple(s.source_priority)),
             blocking_cap=self.blocking_cap, max_candidates=self.max_candidates)

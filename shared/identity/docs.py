@@ -63,8 +63,49 @@ def random_profile_id() -> str:
     return "p_" + uuid.uuid4().hex[:20]
 
 
+# Cosmos DB refuses an id longer than 1,023 bytes, counted as stored: UTF-8, after the percent-encoding of the
+# characters it forbids (CosmosContainer's encode_id, mirrored here: the identity engine runs on any store). An id of
+# at most 255 characters always fits (4 bytes a character at most; an escaped character takes 3).
+MAX_ID_BYTES = 1023
+SAFE_ID_CHARS = 255
+_ESCAPED_IN_IDS = ("%", "/", "\\", "?", "#", "\t", "\r", "\n")
+DIGEST_CHARS = 40  # hex digits of a long value's digest (160 bits)
+
+
+def stored_id_bytes(item_id: str) -> int:
+    """The bytes Cosmos DB counts for this id: UTF-8, after percent-encoding (2 more bytes per escaped character)."""
+    escaped = sum(item_id.count(c) for c in _ESCAPED_IN_IDS) + (1 if item_id.endswith(" ") else 0)
+    return len(item_id.encode("utf-8", "surrogatepass")) + 2 * escaped
+
+
+def fits_in_id(item_id: str) -> bool:
+    return len(item_id) <= SAFE_ID_CHARS or stored_id_bytes(item_id) <= MAX_ID_BYTES
+
+
+def value_digest(value: str) -> str:
+    """"#" and a stable digest of a value: what an id holds instead of a value too long for it."""
+    return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:DIGEST_CHARS]
+
+
+def is_digest(value: str) -> bool:
+    return len(value) == DIGEST_CHARS + 1 and value[0] == "#" and all(c in _HEX for c in value[1:])
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
 def identifier_id(id_type: str, value: str) -> str:
-    return f"{id_type}:{value}"
+    """The id of an identifier (or blocking key) document: "<type>:<value>", or "<type>:#<digest of the value>" when
+    that would be longer than Cosmos DB allows. Every id of a value is built here, so the same value always finds
+    the same document; ids that fit never change. A digest is itself short, so it stays as it is (a snapshot may
+    hold the digest in place of the value). A type too long for an id of its own (a custom identifier's name) is
+    made a digest too."""
+    iid = f"{id_type}:{value}"
+    if len(iid) <= SAFE_ID_CHARS or stored_id_bytes(iid) <= MAX_ID_BYTES:
+        return iid
+    if not fits_in_id(id_type + ":#" + "0" * DIGEST_CHARS):
+        id_type = value_digest(id_type)[:17]
+    return f"{id_type}:{value_digest(value)}"
 
 
 def record_identifiers(n) -> list[str]:
@@ -77,7 +118,7 @@ def record_identifiers(n) -> list[str]:
 
     out = []
     for id_type, value in strong_identifiers(n):
-        if id_type == "loyalty_id":
+        if id_type == "loyalty_id" and not is_digest(value):
             value = normalize_loyalty_id(value) or value
         iid = identifier_id(id_type, value)
         if iid not in out:

@@ -23,18 +23,20 @@ from functools import lru_cache
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
-from shared.models import CustomerRecord, content_hash_of
+from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, normalize_record
 from shared.settings import Settings
 from shared.store import ItemExistsError, PreconditionFailedError, Store
 
-from .docs import (ConcurrencyConflict, Ctx, ResolverConfig, now_iso, profile_id_for_record,
-                   random_profile_id, record_identifiers, source_identifier, stable_hash, with_retries)
+from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
+from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
+                   profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
+                   with_retries)
 from .maintenance import entry_identifiers, take_out, update_block
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
-from .survivorship import record_values, survive
+from .survivorship import _NOT_ATTRIBUTES, record_values, survive
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ ERASED = "its person was erased on request: the record is not resolved again (sh
 STALE_VERSION = "stale: a newer version of this record is resolved already"
 NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
                    "with a birth date, address, postcode or city")
+KEY_TOO_LONG = f"source and record key too long for a document id (Cosmos DB: {MAX_ID_BYTES} bytes)"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ def default_model():
 
 
 def _blocking_keys(n: NormalizedRecord) -> list[str]:
+    """The record's blocking keys. Each is the id of its document, short enough for one by construction: made of
+    Soundex codes, a birth date, a postcode (cut to 128 characters) and an email user name (an email is at most 254
+    characters), it takes at most about 1,015 bytes once encoded."""
     from shared.identity.matching import blocking_keys
 
     return list(dict.fromkeys(blocking_keys(n)))
@@ -92,6 +98,8 @@ class Resolver:
         if isinstance(n, ResolveResult):
             return n
         work = _Work(self, record, n)
+        if work.too_large:
+            return ResolveResult(record.key, None, "quarantined", TOO_LARGE)
         return with_retries(self.ctx, work.attempt)
 
     def resolve_many(self, records: Iterable[CustomerRecord]) -> Iterator[ResolveResult]:
@@ -116,11 +124,19 @@ def normalize_for_resolution(record: CustomerRecord) -> NormalizedRecord | Resol
         return ResolveResult(record.key, None, "quarantined", f"normalization failed: {type(err).__name__}")
     if n.is_empty:
         return ResolveResult(record.key, None, "quarantined", NO_USABLE_FIELD)
+    if len(record.record_key) > SAFE_ID_CHARS - 65 and not fits_in_id(record.key):  # source: 64 at most
+        return ResolveResult(record.key, None, "quarantined", KEY_TOO_LONG)  # the records doc's id
     return n
 
 
 class _Work:
     """One record's resolution; `attempt` runs from fresh reads each time a race is lost."""
+
+    # Set by _bound_entry for a record whose entry had to be measured: its values (None: as record_values gives
+    # them), whether they were shortened, whether even its matching data passes the bound.
+    values: dict[str, Any] | None = None
+    cut = False
+    too_large = False
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord):
         self.ctx = resolver.ctx
@@ -131,12 +147,33 @@ class _Work:
         self.n = n
         self.key = record.key
         self.data = record.model_dump(mode="json", exclude_none=True)
-        self.hash = content_hash_of(self.data)
+        self.hash, size = record_hash(self.data)  # content_hash_of(self.data), and its dump's length
         self.source_iid = source_identifier(self.key)
         self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
         self.blocking_keys = _blocking_keys(n)
         self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
+        # At most one value per field and attribute (record_values; source, record key, identifiers and attributes
+        # are not values): the estimate needs no values built.
+        values = len(self.data) - 4 + len(record.attributes or ())
+        if estimate(size, values, self.key, n.email, n.loyalty_id, n.identifiers) > ENTRY_BYTES:
+            self._bound_entry()  # a long record: measured, and shortened if need be
+
+    def _bound_entry(self) -> None:
+        """The values of the record's profile entry, shortened to its size bound if need be (bounds.py); the record
+        is too large when even its matching data does not fit (it is quarantined)."""
+        values = record_values(self.record, self.data)
+        extra = [name for name in self.record.attributes or () if name in values and (
+            name in _NOT_ATTRIBUTES or name not in self.data)]
+        fitted = bounded(values, self.snapshot, self.blocking_keys, [self.source_iid, *self.strong], self.key,
+                         self.record.source, extra)
+        if fitted is None:
+            self.too_large = True
+            log.warning("record quarantined: its profile entry would pass %d bytes", ENTRY_BYTES)
+            return
+        self.values, snapshot, self.cut = fitted
+        if snapshot != self.snapshot:  # identifier values replaced by their digests: matching is the same
+            self.snapshot, self.n = snapshot, NormalizedRecord.from_dict(snapshot)
 
     # --- reads and decision -------------------------------------------------------------------------------
 
@@ -484,10 +521,14 @@ class _Work:
 
     def _entry(self, link: dict[str, Any] | None, added_at: str | None = None) -> dict[str, Any]:
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
-        return {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
-                "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
-                "values": record_values(self.record, self.data), "updated_at": updated, "added_at": added_at or now_iso(),
-                "link": link or {"reason": "new"}}
+        entry = {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
+                 "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
+                 "values": record_values(self.record, self.data) if self.values is None else self.values,
+                 "updated_at": updated, "added_at": added_at or now_iso(),
+                 "link": link or {"reason": "new"}}
+        if self.cut:
+            entry["cut"] = True  # shortened to its size bound: the records container holds the whole record
+        return entry
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
         now = now_iso()
@@ -519,6 +560,9 @@ class _Work:
             identifiers = sorted((set(target.get("identifiers", [])) - self.lost) | {self.source_iid, *claims})
             if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
                 return target
+            if old is None and len(records) > self.policy.max_records:
+                # Records linked by other workers since the decision filled it: decide again (cap:records).
+                raise ConcurrencyConflict("the profile reached its records cap meanwhile")
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": now_iso()}

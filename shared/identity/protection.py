@@ -4,7 +4,8 @@ Checked on the union of the sides about to be joined (a record and the profiles 
 - never_match pairs (from splits) are never joined;
 - per identifier type, a profile holds at most `limit` distinct values (email 5, phone 5, loyalty_id 1);
 - a limit-1 attribute in conflict (two birth dates, two loyalty ids) blocks the automatic join;
-- caps on merges and identifiers per profile (a giant profile is a bug, not a customer).
+- caps on merges, identifiers and records per profile (a giant profile is a bug, not a customer; the records cap
+  also keeps the profile document under Cosmos DB's item size limit, see bounds.py).
 
 Blocked placeholder values are removed earlier, by normalization, so they never reach an identifier claim.
 A device or anonymous id alone never joins two known customers: see `is_weak_type` and the engine.
@@ -14,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+# Record entries a profile may hold at most, whatever the configuration: 100 entries of at most 16 KB each keep
+# the profile document under Cosmos DB's 2 MB item limit (bounds.py).
+MAX_RECORDS_LIMIT = 100
 WEAK_TYPE_MARKERS = ("device", "anonymous", "anon_id", "cookie", "session", "ga_client", "idfa", "gaid", "ip_address")
 
 
@@ -28,6 +32,11 @@ class ProtectionPolicy:
     limit_one_attributes: tuple[str, ...] = ("birth_date",)
     max_merges: int = 100
     max_identifiers: int = 1000
+    max_records: int = MAX_RECORDS_LIMIT  # record entries per profile
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_records <= MAX_RECORDS_LIMIT:
+            raise ValueError(f"max_records must be 1 to {MAX_RECORDS_LIMIT} (a profile document's size depends on it)")
 
     def limit(self, id_type: str) -> int | None:
         if id_type in self.limits:
@@ -59,6 +68,7 @@ class Side:
     never_match: set[str] = field(default_factory=set)
     merge_count: int = 0
     is_profile: bool = False
+    records: int = 1  # record entries it brings
 
     @classmethod
     def of_profile(cls, profile: dict[str, Any], *, without_record: str | None = None) -> "Side":
@@ -70,6 +80,7 @@ class Side:
             never_match=set(profile.get("never_match", [])),
             merge_count=int(profile.get("merge_count", 0)),
             is_profile=True,
+            records=len(records),
         )
 
     @classmethod
@@ -94,13 +105,17 @@ def _comparable(attr: str, value: Any) -> Any:
 
 def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
     """Why these sides must not be joined automatically, or None when they may be."""
+    records = 0
     for i, a in enumerate(sides):
+        records += a.records
         for b in sides[i + 1:]:
             if a.never_match & b.names or b.never_match & a.names:
                 return "never_match"
     union_ids = set().union(*(s.ids for s in sides))
     if len(union_ids) > policy.max_identifiers:
         return "cap:identifiers"
+    if records > policy.max_records:
+        return "cap:records"
     profiles = [s for s in sides if s.is_profile]
     if profiles and sum(s.merge_count for s in profiles) + len(profiles) - 1 > policy.max_merges:
         return "cap:merges"

@@ -49,6 +49,12 @@ def approve_review(store: Store, review_id: str, *, by: str | None = None,
                 Side.of_profile(candidate).never_match & Side.of_profile(current).names:
             _reopen(ctx, review)
             raise ReviewDecisionError("these profiles were split apart by a person; reject the review instead")
+        cap = ctx.config.protection.max_records
+        if len(current.get("records", [])) + len(candidate.get("records", [])) > cap:
+            # Not a matter of judgement: a profile document holds at most this many records (bounds.py).
+            _reopen(ctx, review)
+            raise ReviewDecisionError(f"together the two profiles hold more than {cap} records, the most one profile "
+                                      "may hold; reject the review, or split records out first")
         survivor, absorbed = sorted([current, candidate], key=survivor_order)
         why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
                "score": review.get("score"), "contributions": review.get("contributions", {}),
