@@ -258,8 +258,17 @@ def test_activity_batches_stay_under_the_cosmos_batch_request_limit():
     (MAX_BATCH_OPERATIONS = 100); base.check_batch_size checks only the count. Cosmos DB also limits a batch
     request to 2 MB. MemoryStore and the emulator launcher enforce only the 100 operations."""
     from shared.activity import save_activity
-    from shared.models import Transaction
 
+    store, activity, sizes = _measured_batches()
+    save_activity(store, [_order(f"SO-{i}", 150, i) for i in range(100)])
+
+    assert activity.count_items(partition_key="erp|TRADE-001") == 100
+    assert sizes and max(sizes) <= MAX_BATCH_REQUEST_BYTES, \
+        f"a batch of {max(sizes):,} bytes: Cosmos DB refuses batches over {MAX_BATCH_REQUEST_BYTES:,}"
+
+
+def _measured_batches():
+    """A MemoryStore whose activity container records the JSON size of every transactional batch sent to it."""
     store = MemoryStore()
     activity = store.container("activity")
     sizes: list[int] = []
@@ -270,17 +279,7 @@ def test_activity_batches_stay_under_the_cosmos_batch_request_limit():
         return original(partition_key, operations)
 
     activity.execute_batch = measured  # type: ignore[method-assign]
-    start = datetime(2025, 1, 1, tzinfo=timezone.utc)
-    items = [{"sku": f"SKU-{n:06d}", "category": "Home & Garden > Lighting > Outdoor", "quantity": 2,
-              "price": 12.99, "name": "Solar path light, warm white, pack of 4"} for n in range(150)]
-    orders = [Transaction(source="erp", order_id=f"SO-{i}", customer_key="TRADE-001",
-                          timestamp=start + timedelta(days=i),
-                          amount="1948.50", items=items) for i in range(100)]
-    save_activity(store, orders)
-
-    assert activity.count_items(partition_key="erp|TRADE-001") == 100
-    assert sizes and max(sizes) <= MAX_BATCH_REQUEST_BYTES, \
-        f"a batch of {max(sizes):,} bytes: Cosmos DB refuses batches over {MAX_BATCH_REQUEST_BYTES:,}"
+    return store, activity, sizes
 
 
 def _order(order_id: str, lines: int, day: int = 0):
@@ -297,16 +296,7 @@ def test_an_activity_doc_too_large_to_share_a_batch_is_written_alone():
     it is written on its own, the others in batches under the limit."""
     from shared.activity import save_activity
 
-    store = MemoryStore()
-    activity = store.container("activity")
-    sizes: list[int] = []
-    original = activity.execute_batch
-
-    def measured(partition_key, operations):
-        sizes.append(_json_bytes([op[1] for op in operations]))
-        return original(partition_key, operations)
-
-    activity.execute_batch = measured  # type: ignore[method-assign]
+    store, activity, sizes = _measured_batches()
     orders = [_order(f"SO-{i}", 3, i) for i in range(5)] + [_order("SO-BIG", 13_000, 9)]
     save_activity(store, orders)
     assert activity.count_items(partition_key="erp|TRADE-001") == 6
