@@ -1,7 +1,8 @@
 """`ucp churn train|score`: the churn model on files, embedded (no services).
 
 TX is a CSV with `customer_id,timestamp,amount` and optionally `channel,kind,category,order_id` (extra columns
-are ignored; the rows of one order_id, a line-level file's lines, are one purchase). `--mapping M` renames columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
+are ignored; the rows of one order_id, a line-level file's lines, are one purchase). `--mapping M` renames
+columns: a JSON object {"customer_id": "<column>", "timestamp": ..., ...}, or
 an ingestion mapping with a "fields" object (customer_key is accepted for customer_id). Timestamps are ISO 8601
 unless the timestamp field's "format" (as in ingestion: strptime, a list of them, "epoch" or "epoch_ms") or a
 top-level "timestamp_format" says otherwise; times without an offset are in the mapping's "timezone" (UTC by
