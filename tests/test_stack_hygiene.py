@@ -13,6 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.ingest import child_pids
+from tests.test_stack import _alive
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -43,21 +46,6 @@ def test_bicep_containers_use_the_partition_key_version_that_bootstrap_uses():
 # 7. The devstack launcher: stopping leaves nothing running
 # =============================================================================================================
 
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def test_closing_the_terminal_of_make_stack_stops_the_emulators():
     """Dev stack: closing the terminal (or an SSH session dropping) that runs `make stack` / `make run` leaves
     Azurite and the Cosmos emulator running in the background, holding ports 10000/10001/8081: the next
@@ -78,7 +66,7 @@ def test_closing_the_terminal_of_make_stack_stops_the_emulators():
     servers: list[int] = []
     try:
         assert proc.stdout.readline().startswith("AzureWebJobsStorage="), "the stack did not start"
-        servers = _children(proc.pid)
+        servers = child_pids(proc.pid)
         assert len(servers) == 2
         proc.send_signal(signal.SIGHUP)  # what the terminal sends when it closes
         proc.wait(timeout=15)
