@@ -65,6 +65,34 @@ def test_lookup_errors_are_problem_json(http_functions, api_env):
     assert resp.status_code == 404
 
 
+def test_lookup_by_a_long_identifier_finds_what_the_resolver_stored(http_functions, api_env):
+    """A loyalty card or custom identifier too long for an id of its own is stored under "<type>:#<digest>"
+    (identity.docs.identifier_id): the lookup finds it by the value as given. Only a value longer than ingestion
+    accepts for any field (settings.max_field_bytes), which nothing stored can hold, is refused, with 414."""
+    from shared.identity import resolve_records
+
+    card = "LC-" + "9f3a" * 300  # 1,203 characters
+    token = "eyJhbGciOiJSUzI1NiJ9." + "eyJzdWIiOiJib2IifQ" * 60
+    created, = resolve_records(api_env, [CustomerRecord(source="pos", record_key="long-1", given_name="Ann",
+                                                        family_name="Lee", loyalty_id=card,
+                                                        identifiers={"app_user_token": token})],
+                               settings=get_settings())
+    assert created.action == "created"
+    resp, by_card = call(http_functions, "lookup_profile", params={"loyalty_id": card.lower()})
+    assert resp.status_code == 200, by_card
+    assert by_card["id"] == created.profile_id and "loyalty_id:#" in " ".join(by_card["identifiers"])
+    resp, by_token = call(http_functions, "lookup_profile", params={"id_type": "app_user_token", "id": token})
+    assert resp.status_code == 200 and by_token["id"] == created.profile_id
+    limit = get_settings().max_field_bytes
+    resp, body = call(http_functions, "lookup_profile", params={"loyalty_id": "7" + "0123456789" * (limit // 10)})
+    assert resp.status_code == 404, body  # as long as ingestion accepts: looked up, nobody has it
+    resp, body = call(http_functions, "lookup_profile", params={"loyalty_id": "€" * (limit // 3 + 1)})
+    assert resp.status_code == 414 and resp.mimetype == "application/problem+json"
+    assert f"{limit} bytes" in body["detail"] and "€" not in body["detail"]
+    resp, body = call(http_functions, "lookup_profile", params={"id_type": "app_user_token", "id": "t" * (limit + 1)})
+    assert resp.status_code == 414
+
+
 def test_profile_view_measures_come_from_transactions(http_functions, api_env):
     from shared.activity import save_activity
     from shared.identity import resolve_records

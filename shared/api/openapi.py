@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..settings import Settings
+
 PROBLEM = {"description": "Problem details", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -30,18 +32,30 @@ def query_param(name: str, description: str) -> dict[str, Any]:
             "schema": {"type": "string", "maxLength": 512}}
 
 
+# The longest identifier value a lookup takes: what ingestion accepts for any value (UCP_MAX_FIELD_BYTES, in
+# UTF-8 bytes, so at most as many characters), the default of the setting here; a longer one is answered 414.
+IDENTIFIER_BYTES = Settings.model_fields["max_field_bytes"].default
+
+
+def identifier_param(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False,
+            "description": f"{description}; at most UCP_MAX_FIELD_BYTES bytes in UTF-8 ({IDENTIFIER_BYTES} by "
+                           "default), as ingestion accepts",
+            "schema": {"type": "string", "maxLength": IDENTIFIER_BYTES}}
+
+
 PID = [path_param("profile_id")]
 
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": operation("Liveness", errors=(), security=False)},
     "/openapi.json": {"get": operation("This document", errors=("401",))},
     "/profiles": {"get": operation("Find a profile by any identifier (normalized as ingestion does)", params=[
-        query_param("email", "email address"), query_param("phone", "phone number in any format"),
+        identifier_param("email", "email address"), identifier_param("phone", "phone number in any format"),
         query_param("region", "default region for a national phone number (ISO 3166 alpha-2)"),
-        query_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
-        query_param("source_id", "record key in that source"),
+        identifier_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
+        identifier_param("source_id", "record key in that source"),
         query_param("id_type", "a custom identifier of the mappings (e.g. ecommerce_id), with id"),
-        query_param("id", "the custom identifier's value")])},
+        identifier_param("id", "the custom identifier's value")], errors=("400", "401", "404", "414"))},
     "/profiles/{profile_id}": {
         "get": operation("Unified profile: attributes with sources, identifiers, measures, churn, activity",
                    params=PID, errors=("400", "401", "404", "410")),

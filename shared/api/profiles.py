@@ -89,7 +89,9 @@ def get_profile_view(store: Store, profile_id: str) -> ApiResponse:
 
 def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiResponse:
     """GET /profiles?email=|phone=|loyalty_id=|source=&source_id=|id_type=&id= (normalized exactly as ingestion
-    does; id_type names a custom identifier of the mappings, such as ecommerce_id)."""
+    does; id_type names a custom identifier of the mappings, such as ecommerce_id). A value of any length
+    ingestion accepts is found (a long one under the digest id identity.docs.identifier_id gives it); a longer
+    one is answered 414."""
     identity = _identity()
     given = {k: v for k, v in params.items()
              if k in (*LOOKUP_PARAMS, "source", "source_id", "id_type", "id", "region") and v}
@@ -108,8 +110,10 @@ def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiRespo
             raise ApiError(400, "give exactly one of email, phone, loyalty_id, source with source_id, "
                                 "or id_type with id")
         id_type, value = present[0], given[present[0]]
-    if len(value) > 512:
-        raise ApiError(400, f"{id_type} is too long")
+    limit = settings.max_field_bytes  # ingestion refuses a longer value (field_too_large): none is stored
+    if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
+        raise ApiError(414, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion accepts for a "
+                            "value: no profile can have it")
     identifier = identity.normalized_identifier(id_type, value, region=given.get("region"))
     if identifier is None:
         hint = " (for a national number, add region=GB or the like)" if id_type == "phone" else ""
