@@ -6,8 +6,9 @@ list of source records: one small partition query per record, never a scan.
 
 Cosmos ids are unique per partition only, so the `activity_owners` container (partitioned by id) holds an owner
 entry per stored id, {"id": <activity id>, "owner": <owner>}: a later file naming an order with another
-customer moves the order instead of storing it twice (write_activity). The entries hold customer keys, so they
-are erased and exported with the person's activity (shared/privacy.py).
+customer, or an event posted to the events API again for another person, moves it instead of storing it twice
+(write_activity, which file ingestion and the events API both write through). The entries hold customer keys, so
+they are erased and exported with the person's activity (shared/privacy.py).
 """
 from __future__ import annotations
 

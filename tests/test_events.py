@@ -169,3 +169,60 @@ def test_shared_device_history_stitching_export_and_erase(store):
     link = store.container("identifiers").read_item("anonymous_id:den-pc", "anonymous_id:den-pc")
     assert [s["owner"] for s in link["history"]] == [None, keys[tom][0]] and link["owners"] == keys[tom]
     assert post(store, page("ann-p", 50))[1]["results"][0]["stored"] is False
+
+
+# --- Owner entries (activity_owners): events posted here are indexed like activity ingested from files ----------
+
+def test_an_event_id_posted_again_for_another_customer_is_moved_not_stored_twice(store):
+    """Cosmos ids are unique per owner partition only: the same messageId sent for u-1, then (corrected) for u-2,
+    was stored under both and counted twice. It moves, as a file's order does (shared.activity.write_activity)."""
+    from .test_ingest_adversarial import placed
+
+    event = {"type": "track", "event": "Order Completed", "messageId": "m-moved", "timestamp": _ts(5)}
+    post(store, {**event, "userId": "u-1"})
+    assert placed(store) == [("event:events:m-moved", "events|u-1")]
+    post(store, {**event, "userId": "u-2"})
+    assert placed(store) == [("event:events:m-moved", "events|u-2")]
+    post(store, {**event, "anonymousId": "dev-m"})  # an unlinked device's timeline is an owner like any other
+    assert placed(store) == [("event:events:m-moved", "anon|dev-m")]
+
+
+def test_the_same_event_posted_again_writes_no_owner_entry(store):
+    from .test_ingest_adversarial import CountingStore, placed
+
+    batch = [{"type": "track", "event": "Product Viewed", "userId": "u-3", "messageId": f"m-{i}",
+              "timestamp": _ts(10 - i)} for i in range(3)]
+    post(store, batch)
+    before = placed(store)
+    counted = CountingStore(store)
+    status, body = post(counted, batch)  # a retried batch
+    assert status == 200 and placed(store) == before and len(before) == 3
+    entries = {k: v for k, v in counted.ops.items() if k[0] == "activity_owners"}
+    assert entries == {("activity_owners", "read_items"): 3, ("activity_owners", "read_items calls"): 1}, entries
+    assert ("activity", "delete_item") not in counted.ops
+
+
+def test_erase_and_export_cover_the_owner_entries_of_posted_events(store):
+    """Identify, anonymous browsing before it (moved on identify) and after it (stitched through the device
+    link), and events by userId: each stored once with its entry; the export lists them, the erase deletes them
+    and leaves another person's."""
+    from shared.api.profiles import load_profile
+    from shared.privacy import erase_profile, export_profile
+
+    from .test_ingest_adversarial import placed
+
+    post(store, {"type": "page", "name": "Home", "anonymousId": "dev-e", "messageId": "e-1", "timestamp": _ts(30)})
+    _, body = post(store, {"type": "identify", "userId": "u-e", "anonymousId": "dev-e", "messageId": "e-2",
+                           "timestamp": _ts(20), "traits": {"email": "eve.stone@shopmail.net"}})
+    pid = body["results"][0]["profile_id"]
+    post(store, [{"type": "page", "name": "Shoes", "anonymousId": "dev-e", "messageId": "e-3", "timestamp": _ts(10)},
+                 {"type": "track", "event": "Order Completed", "userId": "u-e", "messageId": "e-4",
+                  "timestamp": _ts(5)},
+                 {"type": "track", "event": "Order Completed", "userId": "u-other", "messageId": "o-1",
+                  "timestamp": _ts(5)}])
+    mine = [(f"event:events:e-{i}", "events|u-e") for i in range(1, 5)]
+    assert placed(store) == [*mine, ("event:events:o-1", "events|u-other")]
+    exported = export_profile(store, load_profile(store, pid))
+    assert sorted((e["id"], e["owner"]) for e in exported["activity_owners"]) == mine
+    erase_profile(store, load_profile(store, pid))
+    assert placed(store) == [("event:events:o-1", "events|u-other")]

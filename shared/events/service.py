@@ -11,6 +11,11 @@ So a shared device that changes hands keeps each person's browsing with that per
 events and their retries arrive in: a retried event lands where its first delivery is and overwrites itself,
 and an identify that arrives after events it covers moves them. An identify the resolver cannot use
 (quarantined) links nothing; an erased person's identify and events are not stored again.
+
+Events are stored as ingested activity is (shared/activity.py write_activity): each id under one owner, with
+its owner entry in `activity_owners`, so an event id sent again for another person moves rather than being
+stored twice, a retry writes no entry, and a person's export and erase find the entries. The entries of a
+request's events are read in one ReadMany, apart from identifies and stitched anonymous events (each on its own).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..activity import activity_doc, anonymous_owner, iso_utc, owner_key
+from ..activity import activity_doc, anonymous_owner, iso_utc, owner_key, save_activity, write_activity
 from ..models import CustomerRecord, Event
 from ..settings import Settings
 from ..store import Store
@@ -115,12 +120,21 @@ def _store_once(store: Store, doc: dict[str, Any], link: dict[str, Any]) -> None
     """Store a device's anonymous event under the owner its link gives it; a retry lands there too and
     overwrites itself. A copy under another record of the link (stored before a change of the link that was
     racing it, or an event without timestamp, placed by its arrival) is left where it is, not stored twice: the
-    next change of the link settles it."""
+    next change of the link settles it. Otherwise it is written as any activity is (write_activity): a copy under
+    an owner outside the link (the same messageId sent for someone else) moves here, and its owner entry with it."""
     activity = store.container("activity")
     elsewhere = [o for o in held_owners(link) if o != doc["owner"]]
     if elsewhere and any(activity.read_items([(doc["id"], o) for o in elsewhere])):
         return
-    activity.upsert_item(doc)
+    write_activity(store, [doc])
+
+
+def _flush(store: Store, pending: list[Event]) -> None:
+    """Store the events held back, as ingestion stores activity (save_activity: an id posted before for another
+    owner is moved there, and its owner entry written or, when it did not move, left alone)."""
+    if pending:
+        save_activity(store, pending)
+        pending.clear()
 
 
 def _erased(store: Store, record_key: str) -> bool:
@@ -148,7 +162,7 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
     links: dict[str, dict[str, Any] | None] = {}  # anonymous id -> its link, read once per request
     erased: dict[str, bool] = {}  # userId -> its events record was erased, read once per request
     copies: Counter[str] = Counter()  # identical items without messageId seen so far in this batch
-    activity = store.container("activity")
+    pending: list[Event] = []  # stored together, before anything reads the activity back (identify, stitching)
     for index, raw in enumerate(items):
         if not isinstance(raw, dict):
             results.append({"index": index, "status": "rejected", "errors": ["an event must be a JSON object"]})
@@ -182,6 +196,7 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
         results.append(result)
         customer_key = ev.user_id
         if ev.type == "identify":
+            _flush(store, pending)  # its device's events, to be moved by settle
             try:
                 record = identify_record(ev)
             except ValidationError as err:
@@ -218,9 +233,11 @@ def accept_events(store: Store, body: bytes, settings: Settings, *,
                 if owner is None:
                     result.update(stored=False, reason=why_not)
                     continue
+                _flush(store, pending)
                 _store_once(store, activity_doc(_to_event(ev, event_id, owner.split("|", 1)[1], at)), link)
                 continue
-        activity.upsert_item(activity_doc(_to_event(ev, event_id, customer_key, at)))
+        pending.append(_to_event(ev, event_id, customer_key, at))
+    _flush(store, pending)
     accepted = sum(r["status"] == "accepted" for r in results)
     status = 200 if accepted == len(results) else 207 if accepted else 400
     log.info("events: %d accepted, %d rejected", accepted, len(results) - accepted)
