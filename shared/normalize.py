@@ -637,11 +637,16 @@ class NormalizedRecord:
 
     @property
     def is_empty(self) -> bool:
-        """True when nothing identifies the person: no strong identifier and too little for matching."""
+        """True when nothing identifies the person: no strong identifier and too little for matching. Without an
+        identifier, a full name with a birth date or a place is enough; so is one name (a source that left the
+        other blank) with a birth date and an address or postcode: "Donaldson, 1994-08-25, 14 Manity Court" is one
+        person as surely, where quarantining it would leave the customer and their orders in no profile."""
         if self.email or self.phone or self.loyalty_id or self.identifiers:
             return False
-        has_name = bool(self.family_name and (self.given_name or self.given_canonical))
-        return not (has_name and (self.birth_date or self.address or self.postcode or self.city))
+        given = self.given_name or self.given_canonical
+        if self.family_name and given:
+            return not (self.birth_date or self.address or self.postcode or self.city)
+        return not ((self.family_name or given) and self.birth_date and (self.address or self.postcode))
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(NormalizedRecord))

@@ -195,6 +195,19 @@ def test_quarantine_record_without_usable_fields(store, model):
     assert store.container("profiles").count_items() == 0
 
 
+def test_record_with_one_name_resolves_on_its_birth_date_and_address(store, model):
+    # A till that keeps only the surname: with the birth date and address it is still the customer, not quarantine.
+    base, = resolve(store, model, rec("crm", "1", given_name="Ann", family_name="Lindqvist", birth_date="1980-02-03",
+                                      address_line1="12 Oak Street", postcode="LS1 4AB", city="Leeds"))
+    same, = resolve(store, model, rec("pos", "2", family_name="Lindqvist", birth_date="1980-02-03",
+                                      address_line1="12 Oak St", postcode="LS1 4AB"))
+    assert same.action == "linked" and same.profile_id == base.profile_id and same.reason.startswith("score:")
+    # Someone else of the household (another birth date) is not joined on the surname and address.
+    parent, = resolve(store, model, rec("pos", "3", family_name="Lindqvist", birth_date="1957-06-09",
+                                        address_line1="12 Oak St", postcode="LS1 4AB"))
+    assert parent.action == "created" and parent.profile_id != base.profile_id
+
+
 def test_remove_record(store, model):
     a, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee"))
     resolve(store, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", given_name="Ann"))

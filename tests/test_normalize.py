@@ -276,6 +276,19 @@ def test_empty_record_detected():
     assert not normalize_record(_record(email="ann@x.org")).is_empty
 
 
+def test_one_name_is_enough_with_a_birth_date_and_an_address_or_postcode():
+    # A source that left one name blank: the other name, the birth date and where the person lives still tell
+    # one person (FEBRL's data sets have such rows; quarantining them left 5% of their records in no profile).
+    born = date(1994, 8, 25)
+    assert not normalize_record(_record(family_name="Donaldson", birth_date=born,
+                                        address_line1="14 Manity Court")).is_empty
+    assert not normalize_record(_record(given_name="Isabelle", birth_date=born, postcode="2193")).is_empty
+    # One name with less than that stays quarantined: a birth date alone, or a place alone.
+    assert normalize_record(_record(family_name="Donaldson", birth_date=born)).is_empty
+    assert normalize_record(_record(family_name="Donaldson", postcode="2193", address_line1="14 Manity Court")).is_empty
+    assert normalize_record(_record(given_name="Isabelle", birth_date=born, city="Utakarra")).is_empty
+
+
 def test_spreadsheet_numbers():
     assert normalize_phone(4155552671.0, "US") == "+14155552671"
     assert normalize_phone(float("nan"), "US") is None

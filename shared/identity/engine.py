@@ -46,8 +46,9 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", 
 SHAREABLE_TYPES = frozenset({"email", "phone"})
 ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
 STALE_VERSION = "stale: a newer version of this record is resolved already"
-NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, or a family and given name "
-                   "with a birth date, address, postcode or city")
+NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, a family and given name with a "
+                   "birth date, address, postcode or city, or one of the names with a birth date and an address or "
+                   "postcode")
 KEY_TOO_LONG = f"source and record key too long for a document id (Cosmos DB: {MAX_ID_BYTES} bytes)"
 
 
