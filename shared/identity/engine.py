@@ -180,6 +180,8 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
+        # One time for every document this attempt writes: they are one change (and formatting it is not free).
+        self.now = now_iso()
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier), so a record without one was never
         # started: a new record needs no source-identifier lookup.
@@ -246,7 +248,7 @@ class _Work:
         first (idempotent): a retry after a crash finds the record still in the profile, or resolves it afresh."""
         self.ctx.merges.upsert_item({
             "id": "o_" + stable_hash("out", self.key, prior["id"], self.hash), "profile_id": prior["id"],
-            "absorbed_id": None, "at": now_iso(), "reason": "record_changed", "records": [self.key],
+            "absorbed_id": None, "at": self.now, "reason": "record_changed", "records": [self.key],
             "rule": "its new content is no longer this profile's person", "status": "done"})
         take_out(self.ctx, prior, self.key)
         return self.attempt()
@@ -525,15 +527,15 @@ class _Work:
         entry = {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                  "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
                  "values": record_values(self.record, self.data) if self.values is None else self.values,
-                 "updated_at": updated, "added_at": added_at or now_iso(),
+                 "updated_at": updated, "added_at": added_at or self.now,
                  "link": link or {"reason": "new"}}
         if self.cut:
             entry["cut"] = True  # shortened to its size bound: the records container holds the whole record
         return entry
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
-        now = now_iso()
-        entry = self._entry(None, now)
+        now = self.now
+        entry = self._entry(None)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
         doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
                "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
@@ -566,7 +568,7 @@ class _Work:
                 raise ConcurrencyConflict("the profile reached its records cap meanwhile")
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
-                    "conflicts": conflicts, "updated_at": now_iso()}
+                    "conflicts": conflicts, "updated_at": self.now}
             try:
                 return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
             except PreconditionFailedError:
@@ -586,7 +588,7 @@ class _Work:
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
-            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": now_iso()}
+            body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": self.now}
             try:
                 if stale is not None:
                     self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
@@ -643,7 +645,7 @@ class _Work:
         self.ctx.records.upsert_item({
             "id": self.key, "profile_id": profile_id, "source": self.record.source,
             "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.data, "updated_at": now_iso()})
+            "record": self.data, "updated_at": self.now})
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
@@ -693,7 +695,7 @@ class _Work:
         doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
                "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
-               "status": "open", "created_at": now_iso()}
+               "status": "open", "created_at": self.now}
         try:
             self.ctx.review.create_item(doc)
         except ItemExistsError:
@@ -702,12 +704,12 @@ class _Work:
     def _log_score_link(self, profile_id: str, link: dict[str, Any]) -> None:
         self.ctx.merges.upsert_item({
             "id": "l_" + stable_hash("link", self.key, profile_id), "profile_id": profile_id, "absorbed_id": None,
-            "at": now_iso(), **link, "records": [self.key], "status": "done"})
+            "at": self.now, **link, "records": [self.key], "status": "done"})
 
     def _commit(self, profile_id: str) -> None:
         """The source identifier with the content hash, written last: the record is done."""
         body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
-                "created_at": (self.source_doc or {}).get("created_at") or now_iso()}
+                "created_at": (self.source_doc or {}).get("created_at") or self.now}
         try:
             if self.source_doc is not None:
                 self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
