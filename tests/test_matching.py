@@ -37,6 +37,9 @@ SAME_PERSON_VARIANTS = {
     "day and month swapped": variant(birth_date=date(1984, 9, 3), email=None),
     "no birth date, same everything else": variant(birth_date=None),
     "married name, same email": variant(family_name="Osei"),
+    # Every name code changes (E421 H652 -> A421 H625): only the birth date and postcode key is left.
+    "both names mistyped, no email or phone": variant(given_name="Alizabeth", family_name="Harrignton", email=None,
+                                                      phone=None),
 }
 
 

@@ -247,12 +247,18 @@ def blocking_keys(n: NormalizedRecord) -> list[str]:
     """
     names = name_codes(n)
     keys: list[str] = []
+    born = None
     if n.birth_date:
         year, month, day = n.birth_date[:4], n.birth_date[5:7], n.birth_date[8:10]
-        day_month = "".join(sorted((month, day)))
-        keys += [f"dob:{year}{day_month}|n:{code}" for code in names]
+        born = year + "".join(sorted((month, day)))
+        keys += [f"dob:{born}|n:{code}" for code in names]
     if n.postcode:
         keys += [f"pc:{n.postcode}|n:{code}" for code in names]
+        if born:
+            # Birth date and postcode without the name: both names mistyped ("Geogia Simmovnds" for "Georgia
+            # Simmonds") change every name code above. A tiny block (a household's twins at most). Measured: FEBRL
+            # recall +0.01 at precision 1.000; the 102k bench set F1 +0.0002; +1.2% instructions per record.
+            keys.append(f"dp:{born}|{n.postcode}")
     user = _email_user_key(n.email_user)
     if user:  # "paul_davies519" and "pauldavies519" at any provider
         keys.append(f"eu:{user}")
