@@ -90,6 +90,7 @@ def run_resolve(args) -> int:
     resolver = Resolver(store, settings=settings, config=config)
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
+    flags: dict[str, int] = {}  # of the resolved rows, as ingestion reports them (dropped_invalid:birth_date, ...)
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)
     mapped_rows = with_frozen_heap(_mapped_rows(pairs, settings))
     while chunk := list(islice(mapped_rows, NORMALIZE_AHEAD)):  # resolve_many normalizes a chunk ahead
@@ -102,6 +103,8 @@ def run_resolve(args) -> int:
             else:
                 result = next(results)
                 counts[result.action] = counts.get(result.action, 0) + 1
+                for flag in mapped.flags:
+                    flags[flag] = flags.get(flag, 0) + 1
                 rows.append((record.source, record.record_key, record.key if result.profile_id else None))
         progress.update(len(chunk))
     progress.close()
@@ -118,7 +121,7 @@ def run_resolve(args) -> int:
             for doc in store.container("merges").query_items(order_by="at"):
                 f.write(json.dumps({k: v for k, v in doc.items() if not k.startswith("_")}, default=str) + "\n")
     profiles = len(set(final.values()))
-    print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts}), file=sys.stderr)
+    print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "flags": flags}), file=sys.stderr)
     return 0
 
 

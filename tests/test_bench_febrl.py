@@ -18,9 +18,12 @@ ROWS = [
     # two people: twins (same family name, address and birth date, another given name)
     "rec-3-org, emily, taylor, 5, river lane, , fitzroy, 3065, vic, 19900505, 4567890",
     "rec-4-org, sophie, taylor, 5, river lane, , fitzroy, 3065, vic, 19900505, 5678901",
-    # a duplicate whose birth date is impossible (FEBRL corrupts some): the mapping rejects the row
+    # a duplicate whose birth date is impossible (FEBRL corrupts some): the mapping drops the value
+    # ("on_invalid": "drop"), the record is kept and linked on name and address
     "rec-5-org, lucy, nguyen, 3, green street, , bega, 2550, nsw, 19850412, 6789012",
     "rec-5-dup-0, lucy, nguyen, 3, green street, , bega, 2550, nsw, 19851342, 6789012",
+    # a duplicate with one name and nothing else to match on: ucp quarantines it (no profile)
+    "rec-2-dup-0, peter, , , , , , , , , 3456789",
 ]
 
 
@@ -35,15 +38,17 @@ def test_tiny_febrl_file_scores_what_ucp_must_do_with_it(febrl_dir, capsys):
     figures = report["figures"]["datasets"]["1"]
 
     assert report["ok"] and report["benchmark"] == "febrl"
-    assert (figures["records"], figures["people"]) == (9, 6)
-    assert figures["records_without_profile"] == 1 and figures["actions"]["invalid"] == 1  # rec-5-dup-0
-    # true pairs: 0, 1 and 5; ucp links 0 (exact) and 1 (one typo), never the twins, cannot link 5's rejected row
-    assert (figures["true_pairs"], figures["predicted_pairs"], figures["true_positive_pairs"]) == (3, 2, 2)
+    assert (figures["records"], figures["people"]) == (10, 6)
+    assert figures["records_without_profile"] == 1 and figures["actions"]["quarantined"] == 1  # rec-2-dup-0
+    assert "invalid" not in figures["actions"]  # rec-5-dup-0 is kept without its birth date
+    # true pairs: 0, 1, 2 and 5; ucp links 0 (exact), 1 (one typo) and 5 (no birth date), never the twins, and
+    # cannot link 2's quarantined duplicate
+    assert (figures["true_pairs"], figures["predicted_pairs"], figures["true_positive_pairs"]) == (4, 3, 3)
     assert figures["pairwise_precision"] == 1.0
-    assert figures["pairwise_recall"] == pytest.approx(2 / 3, abs=1e-5)
+    assert figures["pairwise_recall"] == pytest.approx(3 / 4, abs=1e-5)
     assert figures["resolved_records_only"]["pairwise_recall"] == 1.0
     assert figures["cluster"]["over_merged_profiles"] == 0
-    assert figures["cluster"]["profiles"] == 7  # 5 resolved profiles (twins apart) + the rejected row on its own
+    assert figures["cluster"]["profiles"] == 7  # 6 resolved profiles (twins apart) + the quarantined row on its own
     assert figures["missed_pairs"] == 1
     assert figures["missed_pairs_by_cause"] == {"a record without a profile": 1}
     assert figures["records_per_s"] > 0

@@ -13,7 +13,13 @@ The mapping format is the one of issue 4, plus documented extensions:
 
 A field spec is a column name or an object: ``column`` (a dotted path reaches into nested JSON), ``columns``
 (joined with "|"), ``format`` (strptime format, a list of them, or "epoch"/"epoch_ms"), ``region`` (default phone
-region), ``value`` (a constant), ``default``, ``decimal`` ("," for decimal commas).
+region), ``value`` (a constant), ``default``, ``decimal`` ("," for decimal commas), ``on_invalid``.
+
+``on_invalid``: "quarantine" (the default) quarantines a row whose value of the field cannot be used (an impossible
+date, a number that is not one, a value too large or not valid text, a value the model refuses, e.g. a rating of 7);
+"drop" keeps the row without that value and flags it ``dropped_invalid:<field>`` (the field's name, never the
+value), counted in the report's ``flags``. Only for optional values: refused on the record key, required fields, the
+natural id and customer key of activity and fields whose absence means something else (NO_DROP).
 
 Transactions may map one item from plain columns (a line-level file: one row per order line) with the fields
 ``sku``, ``quantity`` and ``unit_price`` (ITEM_FIELDS): the row's ``items`` is then the one item
@@ -52,6 +58,18 @@ REQUIRED_FIELDS = {
     "events": ("event_id", "timestamp"),
     "reviews": ("review_id", "customer_key", "timestamp"),
 }
+# Fields "on_invalid": "drop" is refused on (besides REQUIRED_FIELDS and the mapping's `required`): the keys that
+# identify a row or its owner, and values whose absence means something else (no kind is a purchase, no type a track
+# event, no line id a whole order).
+NO_DROP = {
+    "customers": ("record_key",),
+    "transactions": ("order_id", "customer_key", "timestamp", "amount", "kind", "line_id"),
+    "events": ("event_id", "customer_key", "timestamp", "type"),
+    "reviews": ("review_id", "customer_key", "timestamp"),
+}
+_NO_DROP_WHY = {"kind": "without it a row is a purchase", "type": "without it an event is a track event",
+                "line_id": "without it a row is a whole order"}
+DROPPED_FLAG = "dropped_invalid"
 DATE_FIELDS = {"birth_date"}
 DATETIME_FIELDS = {"updated_at", "timestamp"}
 JSON_FIELDS = {"items", "traits", "properties"}
@@ -99,6 +117,7 @@ class FieldSpec(BaseModel):
     value: Any = None
     default: Any = None
     decimal: Literal[".", ","] = "."
+    on_invalid: Literal["quarantine", "drop"] = "quarantine"  # "drop": keep the row without an unusable value
 
     @model_validator(mode="after")
     def _has_source(self) -> "FieldSpec":
@@ -192,7 +211,24 @@ class Mapping(BaseModel):
         natural = NATURAL_ID.get(self.entity)
         if natural and natural not in self.fields and not self.record_key:
             raise ValueError(f"a {self.entity} mapping needs fields.{natural} or record_key")
+        self._drop_only_optional()
         return self
+
+    def _drop_only_optional(self) -> None:
+        """"on_invalid": "drop" only where a row stays what it is without the value (see NO_DROP)."""
+        wrong = []
+        for group in ("fields", "identifiers", "attributes"):
+            for name, spec in getattr(self, group).items():
+                if spec.on_invalid != "drop":
+                    continue
+                if name in self.required:
+                    wrong.append(f"{group}.{name} (in required)")
+                elif group == "fields" and name in REQUIRED_FIELDS[self.entity]:
+                    wrong.append(f"{group}.{name} (required for {self.entity})")
+                elif group == "fields" and name in NO_DROP[self.entity]:
+                    wrong.append(f"{group}.{name} ({_NO_DROP_WHY.get(name, 'a key')})")
+        if wrong:
+            raise ValueError('on_invalid "drop" is only for optional values, not for ' + ", ".join(wrong))
 
     def read_options(self, settings=None) -> ReadOptions:
         opts = ReadOptions(format=self.format, compression=self.compression, encoding=self.encoding,
@@ -339,6 +375,7 @@ class RowMapper:
         self._plain = {name for name, spec in mapping.fields.items()
                        if name not in NOT_TEXT and name != "kind" and spec.column and "." not in spec.column
                        and spec.value is None and spec.default is None}
+        self._drop = {name for name, spec in mapping.fields.items() if spec.on_invalid == "drop"}
 
     # --- value extraction and conversion
 
@@ -494,6 +531,16 @@ class RowMapper:
             flags.append(f"formula_like:{name}")
         return value
 
+    def _convert_or_drop(self, name: str, spec: FieldSpec, raw: dict[str, Any], flags: list[str]) -> Any:
+        """The converted value of an on_invalid "drop" field; an unusable one is left out and flagged instead of
+        adding its reasons (every reason of the value, size and encoding included: the row stays valid)."""
+        own: list[Reason] = []
+        value = self._convert(name, self.value_of(spec, raw), spec, own, flags)
+        if own:
+            flags.append(f"{DROPPED_FLAG}:{name}")
+            return None
+        return value
+
     # --- the row
 
     def record_key_of(self, raw: dict[str, Any]) -> str | None:
@@ -536,7 +583,10 @@ class RowMapper:
                         if value[0] in _FORMULA_START and is_formula_like(value):
                             flags.append(f"formula_like:{name}")
                     continue
-            value = self._convert(name, self.value_of(spec, raw), spec, reasons, flags)
+            if spec.on_invalid == "drop":
+                value = self._convert_or_drop(name, spec, raw, flags)
+            else:
+                value = self._convert(name, self.value_of(spec, raw), spec, reasons, flags)
             if value is not None:
                 values[name] = value
         phone = m.fields.get("phone")
@@ -557,10 +607,26 @@ class RowMapper:
         try:
             out.item = self.model.model_validate(values)
         except ValidationError as err:
-            for e in err.errors():
+            errors = err.errors()
+            if self._drop and self._drop_refused(errors, values, flags):
+                errors = [e for e in errors if not e["loc"] or e["loc"][0] not in self._drop]
+                if not errors:
+                    try:
+                        out.item = self.model.model_validate(values)
+                    except ValidationError as again:
+                        errors = again.errors()
+            for e in errors:
                 loc = ".".join(str(p) for p in e["loc"]) or None
                 reasons.append(Reason("invalid_value", loc, f"{loc}: {e['msg']}"))
         return out
+
+    def _drop_refused(self, errors: list[Any], values: dict[str, Any], flags: list[str]) -> bool:
+        """Leaves out (and flags) the values of "drop" fields the model refused, e.g. a rating of 7; True if any."""
+        refused = dict.fromkeys(e["loc"][0] for e in errors if e["loc"] and e["loc"][0] in self._drop)
+        for name in refused:
+            values.pop(name, None)
+            flags.append(f"{DROPPED_FLAG}:{name}")
+        return bool(refused)
 
     def _present(self, name: str, values: dict[str, Any], raw: dict[str, Any]) -> bool:
         if values.get(name) is not None:
@@ -572,7 +638,10 @@ class RowMapper:
     def _extras(self, raw: dict[str, Any], values: dict[str, Any], reasons: list[Reason], flags: list[str]) -> None:
         identifiers: dict[str, str] = {}
         for id_type, spec in self.mapping.identifiers.items():
-            value = self._convert(id_type, self.value_of(spec, raw), spec, reasons, flags)
+            if spec.on_invalid == "drop":
+                value = self._convert_or_drop(id_type, spec, raw, flags)
+            else:
+                value = self._convert(id_type, self.value_of(spec, raw), spec, reasons, flags)
             if value is None:
                 continue
             if id_type in CustomerRecord.model_fields and id_type != "identifiers":
@@ -584,7 +653,10 @@ class RowMapper:
         attributes: dict[str, Any] = {}
         for name, spec in self.mapping.attributes.items():
             value = self.value_of(spec, raw)
-            ok, value = self._checked(name, value, reasons)
+            own: list[Reason] = [] if spec.on_invalid == "drop" else reasons
+            ok, value = self._checked(name, value, own)
+            if not ok and own is not reasons:
+                flags.append(f"{DROPPED_FLAG}:{name}")
             if ok and not _blank(value):
                 value = _as_text(value) if not isinstance(value, (dict, list, bool)) else value
                 if value is None:  # NaN
