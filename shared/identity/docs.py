@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
+from shared.normalize import normalize_loyalty_id, strong_identifiers
 from shared.settings import Settings, get_settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
@@ -114,8 +115,6 @@ def record_identifiers(n) -> list[str]:
     A loyalty id reaches the record either as the loyalty_id field or as a custom identifier named
     loyalty_id (mappings do both); normalization folds those two differently, so the custom form is folded
     like the field here, and "L-100" from one source and "l100" from another claim the same identifier."""
-    from shared.normalize import normalize_loyalty_id, strong_identifiers
-
     out = []
     for id_type, value in strong_identifiers(n):
         if id_type == "loyalty_id" and not is_digest(value):

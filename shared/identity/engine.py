@@ -33,6 +33,7 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import entry_identifiers, take_out, update_block
+from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict
 from .snapshots import ProfileSnapshots
@@ -62,8 +63,6 @@ class ResolveResult:
 
 @lru_cache(maxsize=1)
 def default_model():
-    from shared.identity.matching import MatchModel
-
     return MatchModel.default()
 
 
@@ -71,8 +70,6 @@ def _blocking_keys(n: NormalizedRecord) -> list[str]:
     """The record's blocking keys. Each is the id of its document, short enough for one by construction: made of
     Soundex codes, a birth date, a postcode (cut to 128 characters) and an email user name (an email is at most 254
     characters), it takes at most about 1,015 bytes once encoded."""
-    from shared.identity.matching import blocking_keys
-
     return list(dict.fromkeys(blocking_keys(n)))
 
 
