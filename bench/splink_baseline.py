@@ -31,7 +31,7 @@ import logging
 import re
 import time
 from collections import Counter
-from typing import Any, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 from bench.harness import run_benchmark
 from bench.metrics import PeakRSS, classification_scores, cluster_scores
@@ -257,13 +257,16 @@ def clusters_at(linker, df_predict, threshold: float) -> dict[str, Any]:
     return dict(zip(columns["unique_id"], columns["cluster_id"]))
 
 
-def cluster_figures(linker, df_predict, truth: dict, scope: set[str]) -> dict[str, Any]:
-    """Figures at each threshold over ucp's scope (records it does not quarantine), plus F1 over all records."""
+def cluster_figures(linker, df_predict, truth: dict, scope: set[str], clusters: dict | None = None) -> dict[str, Any]:
+    """Figures at each threshold over ucp's scope (records it does not quarantine), plus F1 over all records.
+    A dict given as clusters receives each threshold's clusters (record key -> cluster id)."""
     out = {}
     for t in THRESHOLDS:
         t0 = time.perf_counter()
         assignment = clusters_at(linker, df_predict, t)
         seconds = time.perf_counter() - t0
+        if clusters is not None:
+            clusters[t] = assignment
         scores = cluster_scores(truth, {k: v for k, v in assignment.items() if k in scope})
         everything = cluster_scores(truth, assignment, missing="singleton")
         out[str(t)] = {**{k: round(v, 5) if isinstance(v, float) else v for k, v in scores.items() if k in SCORE_KEYS},
@@ -272,21 +275,35 @@ def cluster_figures(linker, df_predict, truth: dict, scope: set[str]) -> dict[st
     return out
 
 
-def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool = False) -> dict[str, Any]:
+def require_splink() -> None:
+    """A clear error when Splink is not installed (it is bench-only)."""
     try:
-        import duckdb
-        import splink
+        import duckdb  # noqa: F401
+        import splink  # noqa: F401
     except ImportError as err:
         raise RuntimeError("splink is not installed: run `make bench-setup` (requirements-bench.txt)") from err
-    from shared.normalize import normalize_record
 
-    truth = {r.key: p for r, p in zip(records, persons)}
-    normalized = [normalize_record(r) for r in records]
-    scope = {n.key for n in normalized if not n.is_empty}  # ucp quarantines the rest and scores without them
+
+def ucp_scope(normalized: Sequence) -> set[str]:
+    """The keys of the records ucp resolves: it quarantines the rest (no usable field) and scores without them."""
+    return {n.key for n in normalized if not n.is_empty}
+
+
+def splink_figures(normalized: Sequence, truth: Mapping[Hashable, Hashable], *, seed: int, max_pairs: float,
+                   verbose: bool = False, clusters: dict | None = None) -> dict[str, Any]:
+    """Splink trained (unsupervised) and run on normalized records, scored against the truth (record key ->
+    person) at each threshold over ucp's scope (ucp_scope); records of the truth Splink is not given count as
+    records of their own in pairwise_f1_all_records. A dict given as clusters receives the clusters."""
+    require_splink()
+    import duckdb
+    import splink
+
+    scope = ucp_scope(normalized)
     rows, id_columns = splink_rows(normalized)
     figures: dict[str, Any] = {
-        "splink_version": splink.__version__, "duckdb_version": duckdb.__version__, "records": len(rows), "records_in_ucp_scope": len(scope),
-        "people": len(set(persons)), "input": "fields normalized by shared.normalize.normalize_record (as ucp)",
+        "splink_version": splink.__version__, "duckdb_version": duckdb.__version__, "records": len(rows),
+        "records_in_ucp_scope": len(scope), "people": len(set(truth.values())),
+        "input": "fields normalized by shared.normalize.normalize_record (as ucp)",
         "custom_identifier_columns": id_columns,
     }
     with PeakRSS() as memory:
@@ -294,7 +311,7 @@ def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool =
                                                       verbose=verbose)
         figures["pairs"] = pair_figures(*scored_pairs(df_predict), truth, {row["unique_id"]: row for row in rows})
         t0 = time.perf_counter()
-        figures["thresholds"] = cluster_figures(linker, df_predict, truth, scope)
+        figures["thresholds"] = cluster_figures(linker, df_predict, truth, scope, clusters)
         timings["cluster_all_thresholds_s"] = time.perf_counter() - t0
     figures["seconds"] = {k: round(v, 2) for k, v in timings.items()}
     figures["seconds"]["splink_total_s"] = round(sum(timings.values()), 2)
@@ -306,6 +323,16 @@ def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool =
     figures["unlabelled_choice"] = UNLABELLED_CHOICE
     figures["unlabelled_choice_scores"] = figures["thresholds"][str(UNLABELLED_CHOICE)]
     return figures
+
+
+def run_splink(records, persons, *, seed: int, max_pairs: float, verbose: bool = False) -> dict[str, Any]:
+    """splink_figures on customer records (normalized here) and their people."""
+    require_splink()
+    from shared.normalize import normalize_record
+
+    truth = {r.key: p for r, p in zip(records, persons)}
+    normalized = [normalize_record(r) for r in records]
+    return splink_figures(normalized, truth, seed=seed, max_pairs=max_pairs, verbose=verbose)
 
 
 def measure(args) -> dict[str, Any]:

