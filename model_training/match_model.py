@@ -1,6 +1,7 @@
 """Train the identity match model without labels (Fellegi-Sunter, expectation-maximisation).
 
     python -m model_training.match_model --people 20000 --seed 11   # writes shared/identity/default_model.json
+    ucp match-model FILE:MAPPING ... --out MODEL.json               # fits one to your own files (fit_match_model)
 
 How it learns (Fellegi-Sunter as Splink does it, plus a third latent class), with no ground truth:
 - u ("unrelated" class) is measured directly on random record pairs, which are almost all non-matches.
@@ -293,9 +294,9 @@ def estimate_related(normalized: Sequence[NormalizedRecord], m: list[np.ndarray]
     return fitted[1], {"pairs": len(pairs), "shares": [round(float(x), 5) for x in shares], **info}
 
 
-def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_random_pairs: int = 200_000,
-                      version: str | None = None) -> MatchModel:
-    """Train a MatchModel on unlabelled customer records with EM.
+def train_match_model(records: Iterable[CustomerRecord | NormalizedRecord], *, seed: int = 1,
+                      n_random_pairs: int = 200_000, version: str | None = None) -> MatchModel:
+    """Train a MatchModel on unlabelled customer records (or records normalized already) with EM.
 
     1. u: level frequencies among random pairs.  2. m: from pairs a strong identifier (email, loyalty id)
     labels as one person, each comparison learning only from pairs not selected by its own field (two-class EM
@@ -303,7 +304,7 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     EM on the resolver's own candidate pairs with m and u fixed.
     """
     started = time.perf_counter()
-    normalized = [normalize_record(r) for r in records]
+    normalized = [r if isinstance(r, NormalizedRecord) else normalize_record(r) for r in records]
     if len(normalized) < 10:
         raise ValueError("need at least 10 records to train a match model")
     u_freq = _level_frequencies(compare(normalized[i], normalized[j])
@@ -343,6 +344,60 @@ def train_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, n_ran
     }
     return MatchModel(version=version or f"fs3-{digest}", lambdas=lambdas, params=params,
                       term_frequencies=tf, population=len(normalized), metadata=metadata)
+
+
+# --- Fitting to a retailer's own records (`ucp match-model`) ----------------------------------------------
+
+# The fewest usable records `ucp match-model` fits a model to without --force. Measured on generated data (pair
+# recall at 0.97 on 4,300 held-out records, precision 0.998 to 0.999 for all; the shipped model, fitted on 42,366
+# records: 0.848): fitted on 240 records 0.747, 527 0.803, 1,020 0.820, 2,088 0.833, 4,212 0.842. Below about a
+# thousand records too few pairs share an email or loyalty id to measure m on (MIN_LABELLED_PAIRS; m then comes
+# from EM sessions alone), names are rarely seen often enough for term frequencies, and the fit links
+# markedly less than the shipped model would.
+MIN_FIT_RECORDS = 1000
+
+
+class TooFewRecordsError(ValueError):
+    """Too few usable records to fit a match model worth deploying."""
+
+
+def fit_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, population: int | None = None,
+                    inputs: list[dict] | None = None, force: bool = False) -> MatchModel:
+    """A match model fitted, without labels, to a retailer's own customer records (`ucp match-model`).
+
+    Trains on the records the resolver would resolve (not those it quarantines: no usable field; a record key
+    given twice counts once, its last version, as the resolver keeps it), with train_match_model. The priors are
+    set for a store of `population` records (default: the usable records). metadata records the provenance
+    (`inputs` as the caller describes them: file names and counts, never record values), and the version says
+    the model is fitted: fitted-<date>-<hash of its parameters>. Raises TooFewRecordsError below
+    MIN_FIT_RECORDS usable records unless `force`.
+    """
+    from shared.identity.engine import normalize_for_resolution
+
+    latest: dict[str, CustomerRecord] = {}
+    read = 0
+    for record in records:
+        latest[record.key] = record
+        read += 1
+    normalized = [n for n in map(normalize_for_resolution, latest.values()) if isinstance(n, NormalizedRecord)]
+    if len(normalized) < MIN_FIT_RECORDS and not force:
+        raise TooFewRecordsError(
+            f"{len(normalized)} usable customer records: a match model needs at least {MIN_FIT_RECORDS:,} to be "
+            "fitted reliably (fewer cannot measure what a match looks like; the shipped model is then the better "
+            "choice); --force fits it anyway")
+    if population is not None and population < 2:
+        raise ValueError(f"population {population}: the store size the priors are set for is at least 2 records")
+    model = train_match_model(normalized, seed=seed)
+    model = model.with_population(population or len(normalized))
+    model.metadata.update({
+        "data": "fitted", "inputs": list(inputs or []), "records_read": read,
+        "duplicate_keys": read - len(latest), "unusable_records": len(latest) - len(normalized),
+        "population": model.population,
+    })
+    digest = hashlib.sha256(json.dumps([model.lambdas, model.params, model.term_frequencies],
+                                       sort_keys=True).encode()).hexdigest()[:10]
+    model.version = f"fitted-{model.metadata['trained_at'][:10].replace('-', '')}-{digest}"
+    return model
 
 
 # --- Evaluation against ground truth (never used for training) --------------------------------------------

@@ -1,4 +1,5 @@
-"""`ucp resolve` (identity resolution on local files, in memory) and `ucp replay` (poison queue -> queue)."""
+"""`ucp resolve` (identity resolution on local files, in memory), `ucp match-model` (the match model fitted to
+those files) and `ucp replay` (poison queue -> queue)."""
 from __future__ import annotations
 
 import csv
@@ -12,15 +13,36 @@ def register(sub) -> None:
     p = sub.add_parser(
         "resolve", help="resolve customer files into profiles, in memory; writes source,record_id,profile_id",
         description="Reads each INPUT with its source MAPPING (the same readers and mappings as ingestion), links "
-                    "every customer record to a profile with the identity engine and the shipped match model, and "
-                    "writes one CSV row per input record. No labels or other configuration needed.")
+                    "every customer record to a profile with the identity engine and the match model (the shipped "
+                    "one, or --model), and writes one CSV row per input record. No labels or other configuration "
+                    "needed.")
     p.add_argument("inputs", nargs="+", metavar="INPUT:MAPPING", help="a data file and its mapping file, joined by ':'")
     p.add_argument("--out", type=Path, required=True, help="CSV to write: source,record_id,profile_id")
     p.add_argument("--merge-log", type=Path, default=None, help="JSON Lines file for the merge log")
     p.add_argument("--identity-config", type=Path, default=None,
                    help="merge protection and survivorship rules (JSON, as config/identity.json; default: that file)")
+    p.add_argument("--model", type=Path, default=None,
+                   help="match model (JSON, as ucp match-model writes; default: UCP_MATCH_MODEL, else the shipped one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_resolve)
+
+    m = sub.add_parser(
+        "match-model", help="fit the match model to your customer files, without labels; writes MODEL.json",
+        description="Reads each INPUT with its source MAPPING as ucp resolve does and fits the match model's weights "
+                    "to those records without labels: u from random pairs, m from pairs sharing an email or loyalty "
+                    "id (or by EM), the related class and class priors by EM. Use it with ucp resolve --model, or "
+                    "deploy it with UCP_MATCH_MODEL. Thresholds, merge protection and the given-name rule still "
+                    "decide as before. Prints a JSON summary.")
+    m.add_argument("inputs", nargs="+", metavar="INPUT:MAPPING", help="a data file and its mapping file, joined by ':'")
+    m.add_argument("--out", type=Path, required=True, help="model file to write (JSON)")
+    m.add_argument("--population", type=int, default=None, metavar="N",
+                   help="the store size the priors are set for: how many customer records the store the model "
+                        "resolves against will hold (a pair's prior odds of being one person fall as it grows); "
+                        "default: the number of usable records read")
+    m.add_argument("--seed", type=int, default=1, help="seed of the random pairs u is measured on (default 1)")
+    m.add_argument("--force", action="store_true",
+                   help="fit even to fewer usable records than a reliable fit needs (1,000)")
+    m.set_defaults(func=run_match_model)
 
     r = sub.add_parser("replay", help="replay what failed, once the cause is fixed: poison messages or files",
                        description="--queue Q: moves messages of Q-poison back to Q (messages the resolver wrapped "
@@ -60,7 +82,7 @@ def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
     for data, mapping_path in pairs:
         mapping = load_mapping_file(mapping_path)
         if mapping.entity != "customers":
-            raise ValueError(f"{mapping_path}: ucp resolve needs a customers mapping, not {mapping.entity}")
+            raise ValueError(f"{mapping_path}: a customers mapping is needed, not {mapping.entity}")
         with data.open("rb") as stream:
             for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
                 yield mapping.source, mapped
@@ -85,6 +107,8 @@ def run_resolve(args) -> int:
     settings = get_settings()
     if args.identity_config:
         settings = settings.model_copy(update={"identity_config": str(args.identity_config)})
+    if args.model:  # loaded by the Resolver below, before any file is read
+        settings = settings.model_copy(update={"match_model": str(args.model)})
     config = replace(load_identity_config(settings.identity_config or None), single_writer=True)  # one thread writes
     store = MemoryStore(copy_documents=False)  # the engine treats documents as values: no deep copies needed
     resolver = Resolver(store, settings=settings, config=config)
@@ -122,6 +146,42 @@ def run_resolve(args) -> int:
                 f.write(json.dumps({k: v for k, v in doc.items() if not k.startswith("_")}, default=str) + "\n")
     profiles = len(set(final.values()))
     print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "flags": flags}), file=sys.stderr)
+    return 0
+
+
+def run_match_model(args) -> int:
+    import time
+
+    from model_training.match_model import fit_match_model
+    from .settings import get_settings
+
+    started = time.perf_counter()
+    pairs = _pairs(args.inputs)
+    if args.out.is_dir():  # checked before the work, not after it
+        raise ValueError(f"{args.out} is a folder; give a file name")
+    if args.population is not None and args.population < 2:
+        raise ValueError(f"--population {args.population}: the store size the priors are set for, at least 2")
+    settings = get_settings()
+    records, inputs = [], []
+    for data, mapping in pairs:
+        read = invalid = 0
+        for _, mapped in _mapped_rows([(data, mapping)], settings):
+            if mapped.item is None:
+                invalid += 1
+            else:
+                records.append(mapped.item)
+                read += 1
+        # Provenance in the model file: names and counts only, never a record's values.
+        inputs.append({"file": data.name, "mapping": mapping.name, "records": read, "invalid": invalid})
+    model = fit_match_model(records, seed=args.seed, population=args.population, inputs=inputs, force=args.force)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    meta = model.metadata
+    print(json.dumps({
+        "out": str(args.out), "version": model.version, "records": meta["records"],
+        "unusable_records": meta["unusable_records"], "duplicate_keys": meta["duplicate_keys"],
+        "population": model.population, "candidate_pairs": meta["candidate_pairs"], "m_source": meta["m_source"],
+        "inputs": inputs, "training_seconds": meta["seconds"], "seconds": round(time.perf_counter() - started, 2)}))
     return 0
 
 

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     review_threshold: float = 0.80
     # Merge protection, survivorship and candidate limits (JSON); empty: the shipped config/identity.json.
     identity_config: str = ""
+    # The match model (JSON, as `ucp match-model` writes one fitted to your data); empty: the shipped model.
+    match_model: str = ""
     # Records of one queue message resolved side by side (those sharing a key stay in order): threads per process.
     resolve_concurrency: int = 8
     # Records per resolve message (UCP_RESOLVE_BATCH_RECORDS): a file's messages are resolved by different processes

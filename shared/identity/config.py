@@ -1,8 +1,10 @@
 """The resolver's rules as a deployment sets them: merge protection, survivorship and candidate limits, from a
-JSON file (`config/identity.json`, shipped with the defaults; UCP_IDENTITY_CONFIG points at another).
+JSON file (`config/identity.json`, shipped with the defaults; UCP_IDENTITY_CONFIG points at another); and the
+match model (`shared/identity/default_model.json`, shipped; UCP_MATCH_MODEL points at one `ucp match-model` fitted).
 
 Match and review thresholds are settings of their own (UCP_MATCH_THRESHOLD, UCP_REVIEW_THRESHOLD). A file that
-does not validate stops the resolver with every error located, rather than resolving with rules nobody chose.
+does not validate stops the resolver with every error located, rather than resolving with rules nobody chose;
+likewise a model file that does not load (never a silent fall back to the shipped model).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .docs import ResolverConfig
+from .matching import CLASSES, COMPARISONS, MatchModel
 from .protection import MAX_RECORDS_LIMIT, ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
@@ -87,3 +90,65 @@ def _load(path: str) -> ResolverConfig:
         raise IdentityConfigError(f"identity configuration {path}: {where}") from None
     except ValueError as err:
         raise IdentityConfigError(f"identity configuration {path}: {err}") from None
+
+
+class MatchModelError(ValueError):
+    """The match model file is missing or does not load; the message says which file and why."""
+
+
+def load_match_model(path: str | Path | None = None) -> MatchModel:
+    """The match model in this file (default: the shipped one); each file loaded once per process."""
+    return _load_model(str(path)) if path else MatchModel.default()
+
+
+@lru_cache(maxsize=8)
+def _load_model(path: str) -> MatchModel:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MatchModelError(f"match model {path} does not exist") from None
+    except OSError as err:
+        raise MatchModelError(f"match model {path} cannot be read: {err.strerror or err}") from None
+    except ValueError as err:
+        raise MatchModelError(f"match model {path} is not valid JSON: {err}") from None
+    problem = _model_problem(data)
+    if problem:
+        raise MatchModelError(f"match model {path}: {problem}")
+    try:
+        return MatchModel.from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise MatchModelError(f"match model {path}: {err}") from None
+
+
+def _model_problem(data) -> str | None:
+    """What keeps this JSON from being a model the resolver can score with (None: nothing), checked before
+    MatchModel.from_dict so that a wrong shape is an error at start, not at the first record scored."""
+    if not isinstance(data, dict) or not {"lambdas", "comparisons"} & data.keys():
+        return "not a match model (a JSON object with version, lambdas and comparisons, as ucp match-model writes)"
+    if data.get("kind", "fellegi-sunter-3class") != "fellegi-sunter-3class":
+        return f"kind {data['kind']!r}: this resolver scores with fellegi-sunter-3class models"
+    if not isinstance(data.get("version"), str) or not data["version"]:
+        return "no version"
+    if not _probabilities(data.get("lambdas"), len(CLASSES)):
+        return f"lambdas: {len(CLASSES)} class priors between 0 and 1 expected"
+    population = data.get("population")
+    if population is not None and (not isinstance(population, int) or isinstance(population, bool) or population < 2):
+        return f"population {population!r}: the store size (records) the priors are set for, at least 2"
+    comparisons = data.get("comparisons")
+    if not isinstance(comparisons, dict):
+        return "no comparisons"
+    for name, levels in COMPARISONS.items():
+        spec = comparisons.get(name)
+        if not isinstance(spec, dict):
+            return f"comparison {name} is missing"
+        if list(spec.get("levels") or []) != list(levels):
+            return f"comparison {name} has levels {spec.get('levels')}, expected {list(levels)}"
+        for cls in CLASSES:
+            if not _probabilities(spec.get(cls), len(levels)):
+                return f"comparison {name}: {len(levels)} probabilities between 0 and 1 expected for class {cls}"
+    return None
+
+
+def _probabilities(values, count: int) -> bool:
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values))

@@ -19,16 +19,16 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from itertools import islice
 from typing import Any, Iterable, Iterator
 
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, normalize_record
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from shared.store import ItemExistsError, PreconditionFailedError, Store
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
+from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
@@ -61,9 +61,10 @@ class ResolveResult:
     reason: str = ""
 
 
-@lru_cache(maxsize=1)
-def default_model():
-    return MatchModel.default()
+def default_model(settings: Settings | None = None) -> MatchModel:
+    """The resolver's match model: the file settings.match_model (UCP_MATCH_MODEL) names, else the shipped one.
+    Each file is loaded once per process; one that does not load raises MatchModelError (no fall back)."""
+    return load_match_model((settings or get_settings()).match_model or None)
 
 
 def _blocking_keys(n: NormalizedRecord) -> list[str]:
@@ -86,7 +87,7 @@ class Resolver:
     def __init__(self, store: Store, *, settings: Settings | None = None, model=None,
                  config: ResolverConfig | None = None):
         self.ctx = Ctx(store, settings, config)
-        self.model = model or default_model()
+        self.model = model or default_model(self.ctx.settings)
         self.snapshots = ProfileSnapshots()
 
     def resolve(self, record: CustomerRecord, *,
