@@ -149,3 +149,25 @@ def test_splink_not_installed_is_a_clear_error(febrl_dir, monkeypatch, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "splink is not installed" in err and "Traceback" not in err
+
+
+MORE_PEOPLE = [  # without duplicates: fitting needs 10 usable records at the least
+    "rec-6-org, oliver, wright, 9, hill street, , manly, 2095, nsw, 19700202, 7890123",
+    "rec-7-org, chloe, martin, 21, bay road, , sandgate, 4017, qld, 19820707, 8901234",
+    "rec-8-org, jack, wilson, 2, lake avenue, , belconnen, 2617, act, 19951111, 9012345",
+]
+
+
+def test_fit_path_fits_a_model_to_the_data_and_resolves_with_it(tmp_path):
+    # `ucp match-model --force` on the 12 usable rows, then `ucp resolve --model`: scored like the shipped run
+    (tmp_path / "dataset1.csv").write_text("\n".join([HEADER, *ROWS, *MORE_PEOPLE]) + "\n", encoding="utf-8")
+    report = febrl.main(["--data", str(tmp_path), "--datasets", "1", "--fit"])
+    figures = report["figures"]["datasets"]["1"]
+    fitted = figures["fitted_model"]
+
+    assert report["ok"] and fitted["model_version"].startswith("fitted-")
+    assert fitted["actions"]["quarantined"] == 1  # the same rows are usable whatever the model
+    assert sum(fitted["actions"].values()) == figures["records"]
+    assert fitted["pairwise_precision"] == 1.0  # the twins stay apart: the given-name rule is not the model's
+    assert 0 < fitted["pairwise_recall"] <= 3 / 4  # at most the 3 pairs ucp can reach
+    assert report["figures"]["summary"]["1"]["fitted_model"]["pairwise_f1"] == fitted["pairwise_f1"]
