@@ -532,7 +532,9 @@ class _Work:
         return entry
 
     def _create_profile(self, claims: list[str]) -> dict[str, Any]:
-        now = self.now
+        # The time of this write, not the attempt's: the older profile survives a merge (survivor_order), so
+        # concurrent workers' profiles must be ordered as they were created.
+        now = now_iso()
         entry = self._entry(None)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
         doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
