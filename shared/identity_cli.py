@@ -1,5 +1,5 @@
 """`ucp resolve` (identity resolution on local files, in memory), `ucp match-model` (the match model fitted to
-those files) and `ucp replay` (poison queue -> queue)."""
+those files) and `ucp replay` (poison queue -> queue, failed files, quarantined records)."""
 from __future__ import annotations
 
 import csv
@@ -44,16 +44,24 @@ def register(sub) -> None:
                    help="fit even to fewer usable records than a reliable fit needs (1,000)")
     m.set_defaults(func=run_match_model)
 
-    r = sub.add_parser("replay", help="replay what failed, once the cause is fixed: poison messages or files",
+    r = sub.add_parser("replay", help="replay what failed, once the cause is fixed: poison messages, files or "
+                                      "quarantined records",
                        description="--queue Q: moves messages of Q-poison back to Q (messages the resolver wrapped "
                                    "as {reason, message} are unwrapped). --failed-files: lands the files of the "
                                    "failed container again. --blob-poison: lands again each blob the blob trigger "
-                                   "gave up on. Replaying is idempotent.")
+                                   "gave up on. --quarantined-records: puts the customer records the resolver "
+                                   "quarantined (resolve/ of the quarantine container, e.g. no usable field) back "
+                                   "on the resolve queue, then deletes their blob; a line that is not a valid "
+                                   "record stays in its blob and is reported; records that still cannot be "
+                                   "resolved are quarantined again. Prints one JSON report per message, file or "
+                                   "blob (no record values). Replaying is idempotent.")
     what = r.add_mutually_exclusive_group(required=True)
     what.add_argument("--queue", help="queue name, e.g. resolve (reads resolve-poison)")
     what.add_argument("--failed-files", nargs="?", const="", metavar="PREFIX",
                       help="files of the failed container (optionally under PREFIX, e.g. pos/customers/)")
     what.add_argument("--blob-poison", action="store_true", help="blobs named in webjobs-blobtrigger-poison")
+    what.add_argument("--quarantined-records", nargs="?", const="", metavar="PREFIX",
+                      help="records the resolver quarantined (optionally under PREFIX, e.g. resolve/2026/11/)")
     r.add_argument("--dry-run", action="store_true", help="list what would be replayed, move nothing")
     r.set_defaults(func=run_replay)
 
@@ -196,14 +204,19 @@ def _final_profile(ctx, key: str, cache: dict[str, str], follow_aliases) -> str:
 
 def run_replay(args) -> int:
     from .identity.worker import replay_poison
-    from .ingest.replay import replay_blob_trigger_poison, replay_failed_files
+    from .ingest.replay import replay_blob_trigger_poison, replay_failed_files, replay_quarantined_records
     from .settings import get_settings
 
     settings = get_settings()
+    if args.quarantined_records is not None:
+        return _replay_quarantined(replay_quarantined_records(settings, prefix=args.quarantined_records,
+                                                              dry_run=args.dry_run), args.dry_run)
     if args.queue:
-        reports, what = replay_poison(args.queue, settings, dry_run=args.dry_run), f"message(s) from {args.queue}-poison"
+        reports = replay_poison(args.queue, settings, dry_run=args.dry_run)
+        what = f"message(s) from {args.queue}-poison"
     elif args.blob_poison:
-        reports, what = replay_blob_trigger_poison(settings, dry_run=args.dry_run), "blob(s) the blob trigger gave up on"
+        reports = replay_blob_trigger_poison(settings, dry_run=args.dry_run)
+        what = "blob(s) the blob trigger gave up on"
     else:
         reports, what = replay_failed_files(settings, prefix=args.failed_files, dry_run=args.dry_run), "failed file(s)"
     moved = failed = 0
@@ -214,3 +227,19 @@ def run_replay(args) -> int:
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {moved} {what}" + (f"; {failed} could not be replayed" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _replay_quarantined(reports, dry_run: bool) -> int:
+    """One JSON report per quarantine blob; exit 1 when a blob could not be replayed or kept lines."""
+    blobs = records = lines = failed = 0
+    for report in reports:
+        blobs += 1
+        records += report["records"] if "error" not in report else 0
+        lines += len(report["left"])
+        failed += "error" in report
+        print(json.dumps(report, ensure_ascii=False))
+    verb = "would replay" if dry_run else "replayed"
+    print(f"{verb} {records} quarantined record(s) of {blobs} blob(s)"
+          + (f"; {lines} line(s) could not be read and stay" if lines else "")
+          + (f"; {failed} blob(s) could not be replayed" if failed else ""), file=sys.stderr)
+    return 1 if lines or failed else 0

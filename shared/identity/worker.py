@@ -4,7 +4,8 @@
   `<queue>-poison` wrapped as {"reason", "message"}, instead of burning the host's five retries. A wrapper too
   big for a queue message keeps the message in a claim-check blob (like ingestion's oversize batches), and
   "message" is then the claim message pointing at it, which `ucp replay` re-enqueues as it is.
-- Records with no usable field go to the quarantine container as JSON lines with the reason.
+- Records with no usable field go to the quarantine container as JSON lines with the reason
+  (`ucp replay --quarantined-records` puts them back on the queue once fixed: shared/ingest/replay.py).
 - Anything else that fails (store unavailable, a lost race beyond the retries) raises, so the host retries the
   message; reprocessing is idempotent.
 """

@@ -1,25 +1,38 @@
 """Landing a file again once the cause of its failure is fixed: from `failed/`, or from the blob trigger's poison
-queue.
+queue; and resolving again the customer records the resolver quarantined (`resolve/` of the quarantine container).
 
 Ingestion runs once per blob name + ETag, so a replay needs a new version of the landed blob: a server-side copy
 (of the failed copy, or of the blob onto itself) gives one, and, unlike a metadata change, raises the
 BlobCreated event the Event Grid trigger listens to. Rows that were ingested before are recognised by key and
 content hash, so replaying a file that partly went through changes nothing twice.
+
+Quarantined records go back on the resolve queue in the messages ingestion sends (QueueFanout, with its
+claim-check), and their blob is deleted once they are queued: a record the resolver still cannot resolve is
+quarantined again under a new blob, so the quarantine never holds it twice because of a replay.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
+from collections import Counter
 from typing import Any, Iterator
 
+from pydantic import ValidationError
+
+from ..models import CustomerRecord
 from ..storage import blob_service, queue_client
 
 log = logging.getLogger("ucp.ingest")
 
 BLOB_TRIGGER_POISON_QUEUE = "webjobs-blobtrigger-poison"  # the Functions host's name for it
 REPORT_SUFFIX = ".report.json"
+# Where the resolver quarantines the records it cannot resolve (shared/identity/worker.py quarantine_blob_name):
+# JSON lines {"reason", "record_key", "record": CustomerRecord JSON}.
+QUARANTINED_RECORDS_PREFIX = "resolve/"
+REASON_CHARS = 200
 
 
 def copy_blob(settings, source: tuple[str, str], target: tuple[str, str], *,
@@ -121,3 +134,116 @@ def _poisoned_blob(content: str) -> tuple[str, str] | None:
 def _poison_reason(content: str) -> str | None:
     reason = (_poison_body(content) or {}).get("Reason")
     return str(reason)[:500] if reason else None
+
+
+def quarantined_records_prefix(prefix: str = "") -> str:
+    """The blob name prefix to replay: PREFIX under resolve/ ("resolve/2026/11/", or "2026/11/" for short)."""
+    prefix = (prefix or "").lstrip("/")
+    if prefix.startswith(QUARANTINED_RECORDS_PREFIX) or QUARANTINED_RECORDS_PREFIX.startswith(prefix):
+        return max(prefix, QUARANTINED_RECORDS_PREFIX, key=len)
+    return QUARANTINED_RECORDS_PREFIX + prefix
+
+
+def replay_quarantined_records(settings, *, prefix: str = "", dry_run: bool = False) -> Iterator[dict[str, Any]]:
+    """Put the records of each quarantine blob under resolve/ (and prefix) back on the resolve queue, then delete
+    the blob; yields one report per blob: records queued, why they had been quarantined, and the lines left in
+    the blob with the reason each could not be read (line numbers and reasons only, never record values).
+
+    A line that is not a valid CustomerRecord stays: the blob is rewritten with only those lines. Records are
+    queued before the blob is deleted or rewritten, and only if it is unchanged since it was read (its ETag): a
+    crash in between, or a re-run, queues them again, which the resolver answers by key and content hash."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+    container = blob_service(settings).get_container_client(settings.quarantine_container)
+    try:  # the listing first: blobs the resolver quarantines again during the run wait for the next one
+        names = [b.name for b in container.list_blobs(name_starts_with=quarantined_records_prefix(prefix))]
+    except ResourceNotFoundError:  # no quarantine container yet: nothing was ever quarantined
+        return
+    for name in names:
+        try:
+            downloader = container.download_blob(name)
+            data, etag = downloader.readall(), downloader.properties.etag
+        except ResourceNotFoundError:  # gone since the listing (another replay took it): nothing left to replay
+            continue
+        records, reasons, left = _read_quarantined(data)
+        report = {"blob": name, "records": len(records), "reasons": dict(reasons),
+                  "left": [{"line": number, "reason": why} for number, why, _ in left], "replayed": False}
+        if dry_run:
+            yield report
+            continue
+        if records:
+            try:
+                _enqueue(settings, records, ingestion=_replay_id(name, etag))
+            except Exception as err:  # the queue is unreachable: the blob stays as it is
+                report["error"] = f"could not queue the records: {type(err).__name__}"
+                yield report
+                continue
+        if records or not left:
+            try:
+                if left:
+                    container.upload_blob(name, b"".join(raw + b"\n" for _, _, raw in left), overwrite=True,
+                                          etag=etag, match_condition=MatchConditions.IfNotModified)
+                else:
+                    container.delete_blob(name, etag=etag, match_condition=MatchConditions.IfNotModified)
+            except ResourceNotFoundError:  # deleted meanwhile by another replay of the same version: done
+                pass
+            except ResourceModifiedError:
+                # Changed since it was read (edited, or a redelivered message quarantined again): its records are
+                # queued, and it stays for the next replay, which queues them again (no-ops by content hash).
+                report["error"] = "the blob changed while being replayed: it stays; replay again"
+                yield report
+                continue
+            report["replayed"] = True
+        log.info("replayed %d quarantined record(s) of %s; %d line(s) left", len(records), name, len(left))
+        yield report
+
+
+def _read_quarantined(data: bytes) -> tuple[list[CustomerRecord], Counter, list[tuple[int, str, bytes]]]:
+    """(records, their quarantine reasons counted, [(line number, why it cannot be replayed, the line)])."""
+    records: list[CustomerRecord] = []
+    reasons: Counter = Counter()
+    left: list[tuple[int, str, bytes]] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.rstrip(b"\r")
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            left.append((number, "line is not UTF-8 text", raw))
+            continue
+        except (ValueError, RecursionError):
+            left.append((number, "line is not JSON", raw))
+            continue
+        if not isinstance(line, dict) or not isinstance(line.get("record"), dict):
+            left.append((number, "line has no record object", raw))
+            continue
+        try:
+            records.append(CustomerRecord.model_validate(line["record"]))
+        except ValidationError as err:  # field names only, as decode_message reports them: no values
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
+            left.append((number, f"record is not a valid CustomerRecord (fields: {', '.join(fields)})", raw))
+            continue
+        reasons[str(line.get("reason") or "")[:REASON_CHARS]] += 1
+    return records, reasons, left
+
+
+def _replay_id(name: str, etag: str | None) -> str:
+    """The ingestion id of a blob's replay messages, which also names their claim-check blobs: the same for the
+    same blob version, so a re-run after a crash overwrites its own claim blobs."""
+    digest = hashlib.sha256(f"{name}\n{(etag or '').strip(chr(34))}".encode()).hexdigest()[:24]
+    return f"replay-quarantine/{digest}"
+
+
+def _enqueue(settings, records: list[CustomerRecord], *, ingestion: str) -> None:
+    """Send the records to the resolve queue exactly as ingestion does (messages, batch size, claim-check)."""
+    from .sinks import QueueFanout
+
+    fanout = QueueFanout(settings, ingestion)
+    try:
+        for record in records:
+            fanout.add(record)
+        fanout.flush()
+    finally:
+        fanout.close()
