@@ -266,3 +266,13 @@ def test_a_blob_changed_while_replayed_stays(env, monkeypatch):
     [report] = replay_quarantined_records(settings)
     assert report["replayed"] is False and "changed while being replayed" in report["error"]
     assert json.loads(_read(settings, name))["record"]["email"] == FIX["email"]  # the edit is kept
+
+
+def test_audit_reads_the_quarantined_keys_past_a_damaged_line(env):
+    # A line the replay leaves in place (damaged by hand) must not stop the audit: the other keys are excused.
+    from shared.audit import resolver_quarantined_keys
+
+    settings, store = env
+    name = _quarantine_by_worker(settings, store)
+    _write(settings, name, _read(settings, name) + b'{"broken\n[1, 2]\n\xff\xfe\n')
+    assert resolver_quarantined_keys(settings) == {"web|2"}
