@@ -37,6 +37,9 @@ class ProtectionConfig(_Strict):
     max_identifiers: int = Field(1000, ge=1)
     # Record entries per profile: a profile document must stay under Cosmos DB's 2 MB (bounds.py).
     max_records: int = Field(100, ge=1, le=MAX_RECORDS_LIMIT)
+    # Values that identify nobody in this deployment (a store's walk-in email, its own phone), per identifier type:
+    # normalized as records are, then treated as built-in placeholders are (protection.py).
+    blocked_values: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class SurvivorshipConfig(_Strict):
@@ -60,7 +63,7 @@ class IdentityConfig(_Strict):
             protection=ProtectionPolicy(limits=limits, default_limit=p.default_limit, weak_limit=p.weak_limit,
                                         priority=tuple(p.priority), limit_one_attributes=tuple(p.limit_one_attributes),
                                         max_merges=p.max_merges, max_identifiers=p.max_identifiers,
-                                        max_records=p.max_records),
+                                        max_records=p.max_records, blocked_values=p.blocked_values),
             survivorship=SurvivorshipPolicy(default_rule=s.default_rule, rules=dict(s.rules),
                                             source_priority=tuple(s.source_priority)),
             blocking_cap=self.blocking_cap, max_candidates=self.max_candidates)

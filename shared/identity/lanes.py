@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 def record_keys(record: CustomerRecord, normalized: NormalizedRecord | ResolveResult | None = None) -> list[str]:
     """The keys through which this record can meet another: source record, strong identifiers, blocking keys.
-    `normalized`: what normalize_for_resolution(record) returned, when the caller has it already."""
+    `normalized`: what the resolver's normalize(record) returned (without the values its configuration blocks),
+    when the caller has it already; else the record normalized without configured blocked values."""
     keys = [f"record:{record.key}"]
     n = normalize_for_resolution(record) if normalized is None else normalized
     if isinstance(n, ResolveResult):
@@ -76,7 +77,7 @@ def resolve_in_lanes(store: Store, records: Sequence[CustomerRecord], *, setting
     workers = settings.resolve_concurrency if workers is None else workers
     results: list[ResolveResult] = [None] * len(records)  # type: ignore[list-item]  # each set by its lane
 
-    normalized = [normalize_for_resolution(record) for record in records]  # once, for the lanes and resolving
+    normalized = [resolver.normalize(record) for record in records]  # once, for the lanes and resolving
 
     def run(lane: list[int]) -> None:
         for i in lane:

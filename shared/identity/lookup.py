@@ -5,9 +5,11 @@ from typing import Any
 
 from shared.models import CustomerRecord
 from shared.normalize import normalize_record
+from shared.settings import Settings, get_settings
 from shared.store import ItemNotFoundError, Store
 
-from .docs import Ctx, follow_aliases, identifier_id, record_identifiers
+from .docs import Ctx, ResolverConfig, _configured, follow_aliases, identifier_id, record_identifiers
+from .protection import id_type_of
 
 
 def get_profile(store: Store, profile_id: str) -> dict[str, Any]:
@@ -45,12 +47,25 @@ def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = 
     return next((iid for iid in record_identifiers(n) if iid.split(":", 1)[0] == id_type), None)
 
 
+def is_blocked_identifier(iid: str, config: ResolverConfig | Settings | None = None) -> bool:
+    """True when the deployment blocks this identifier's value (protection.blocked_values of the identity
+    configuration, or of the one these settings name): the resolver leaves it out of every record, so it
+    identifies nobody, although profiles may hold it from before it was blocked."""
+    if not isinstance(config, ResolverConfig):
+        config = _configured(config or get_settings())
+    id_type = id_type_of(iid)
+    return any(identifier_id(id_type, value) == iid for value in config.protection.blocked_values.get(id_type, ()))
+
+
 def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str | None = None) -> str | None:
-    """The live profile id holding this identifier, normalized exactly as ingestion does; None if none."""
+    """The live profile id holding this identifier, normalized exactly as ingestion does; None if none, or if the
+    deployment blocks it (is_blocked_identifier)."""
     iid = normalized_identifier(id_type, raw_value, region=region)
     if iid is None:
         return None
     ctx = Ctx(store)
+    if is_blocked_identifier(iid, ctx.config):
+        return None
     doc = ctx.identifiers.read_item_or_none(iid, iid)
     if doc is None:
         return None

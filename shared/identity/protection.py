@@ -7,13 +7,19 @@ Checked on the union of the sides about to be joined (a record and the profiles 
 - caps on merges, identifiers and records per profile (a giant profile is a bug, not a customer; the records cap
   also keeps the profile document under Cosmos DB's item size limit, see bounds.py).
 
-Blocked placeholder values are removed earlier, by normalization, so they never reach an identifier claim.
+Blocked placeholder values are removed earlier, by normalization, so they never reach an identifier claim; so
+are the values a deployment blocks (`blocked_values`: a store's walk-in email or its own phone, typed for
+customers who give none), by `without_blocked` before the resolver computes anything from a record.
 A device or anonymous id alone never joins two known customers: see `is_weak_type` and the engine.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
+
+from shared.models import CustomerRecord
+from shared.normalize import (NormalizedRecord, is_blocked_value, normalize_email, normalize_identifier,
+                              normalize_loyalty_id, normalize_phone)
 
 # Record entries a profile may hold at most, whatever the configuration: 100 entries of at most 16 KB each keep
 # the profile document under Cosmos DB's 2 MB item limit (bounds.py).
@@ -33,10 +39,14 @@ class ProtectionPolicy:
     max_merges: int = 100
     max_identifiers: int = 1000
     max_records: int = MAX_RECORDS_LIMIT  # record entries per profile
+    # Values the deployment blocks, per identifier type (email, phone, loyalty_id or a custom identifier), given in
+    # any form and held normalized as records are: {"email": frozenset({"walkin@mystore.co.uk"})}. Empty: none.
+    blocked_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_records <= MAX_RECORDS_LIMIT:
             raise ValueError(f"max_records must be 1 to {MAX_RECORDS_LIMIT} (a profile document's size depends on it)")
+        object.__setattr__(self, "blocked_values", normalize_blocked_values(self.blocked_values))
 
     def limit(self, id_type: str) -> int | None:
         if id_type in self.limits:
@@ -47,6 +57,75 @@ class ProtectionPolicy:
         if id_type in self.priority:
             return self.priority.index(id_type)
         return len(self.priority) + (1 if is_weak_type(id_type) else 0)
+
+
+# Record fields that are not identifiers: a value blocked under one of these names would block nothing.
+_NOT_IDENTIFIERS = frozenset(CustomerRecord.model_fields) - {"email", "phone", "loyalty_id"}
+
+
+def normalize_blocked_values(blocked: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+    """Blocked values per identifier type, normalized exactly as a record's are (a phone in international form:
+    a blocked value has no country of its own). Raises ValueError naming the type and value that cannot be."""
+    out: dict[str, set[str]] = {}
+    for raw_type, values in blocked.items():
+        id_type = str(raw_type).strip().lower()  # as normalize_record keys custom identifiers
+        where = f"protection.blocked_values.{raw_type}"
+        if not id_type or id_type in _NOT_IDENTIFIERS:
+            raise ValueError(f"{where}: not an identifier type (email, phone, loyalty_id or a custom identifier)")
+        if isinstance(values, str):
+            raise ValueError(f"{where}: a list of values expected")
+        for index, value in enumerate(values):
+            normalized = _normalized_blocked(id_type, value)
+            if normalized is None:
+                raise ValueError(f"{where}[{index}]: {value!r} {_refusal(id_type)}")
+            out.setdefault(id_type, set()).add(normalized)
+    return {id_type: frozenset(values) for id_type, values in sorted(out.items())}
+
+
+def _normalized_blocked(id_type: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if id_type == "email":
+        email = normalize_email(value)
+        return email if email and not is_blocked_value("email", email) else None
+    if id_type == "phone":
+        return normalize_phone(value)
+    if id_type == "loyalty_id":
+        return normalize_loyalty_id(value)
+    return normalize_identifier(id_type, value)
+
+
+def _refusal(id_type: str) -> str:
+    if id_type == "phone":
+        return ("is not a phone number in international form (E.164: + and the country code, such as "
+                "+442079460000), or is a placeholder blocked already")
+    what = {"email": "an email address", "loyalty_id": "a loyalty id"}.get(id_type, f"a {id_type} value")
+    return f"normalizes to nothing: not {what}, or a placeholder blocked already"
+
+
+def without_blocked(n: NormalizedRecord, blocked: Mapping[str, frozenset[str]]) -> NormalizedRecord:
+    """The record without its values the deployment blocks, as normalization leaves out a built-in placeholder
+    (an email with its user and domain); the same record when it has none. Called only when some are blocked."""
+    changes: dict[str, Any] = {}
+    if n.email is not None and n.email in blocked.get("email", ()):
+        changes.update(email=None, email_user=None, email_domain=None)
+    if n.phone is not None and n.phone in blocked.get("phone", ()):
+        changes["phone"] = None
+    if n.loyalty_id is not None and n.loyalty_id in blocked.get("loyalty_id", ()):
+        changes["loyalty_id"] = None
+    if n.identifiers and not blocked.keys().isdisjoint(n.identifiers):
+        kept = {t: v for t, v in n.identifiers.items() if not _blocked_custom(t, v, blocked)}
+        if len(kept) < len(n.identifiers):
+            changes["identifiers"] = kept
+    return replace(n, **changes) if changes else n
+
+
+def _blocked_custom(id_type: str, value: str, blocked: Mapping[str, frozenset[str]]) -> bool:
+    values = blocked.get(id_type)
+    if not values:
+        return False
+    # A custom identifier named loyalty_id claims the loyalty id it folds to (docs.record_identifiers).
+    return value in values or (id_type == "loyalty_id" and normalize_loyalty_id(value) in values)
 
 
 def is_weak_type(id_type: str) -> bool:

@@ -1,0 +1,146 @@
+"""Values a deployment blocks (protection.blocked_values of config/identity.json): a store's walk-in email or its
+own phone, typed at the till for customers who give none, are left out of every record as built-in placeholders
+(test@test.com, 0000000000) are, so they neither link customers by rule nor count as evidence in scoring."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from shared.api.errors import ApiError
+from shared.api.profiles import lookup
+from shared.identity import get_profile, resolve_records
+from shared.identity.config import IdentityConfigError, load_identity_config
+from shared.identity.engine import NO_USABLE_FIELD
+from shared.models import CustomerRecord
+from shared.settings import Settings
+from shared.store import MemoryStore
+
+WALK_IN = "walkin@mystore.co.uk"
+BLOCKED = {"email": ["  WalkIn@MyStore.co.uk "], "phone": ["+44 20 7946 0000"], "loyalty_id": ["l-999 001"],
+           "Member_No": [" STORE 1 "]}
+
+
+def configured(tmp_path, blocked=None) -> Settings:
+    path = tmp_path / "identity.json"
+    path.write_text(json.dumps({"protection": {"blocked_values": BLOCKED if blocked is None else blocked}}))
+    return Settings(identity_config=str(path))
+
+
+def walk_ins():
+    """Two different customers called Ann Lee whom the cashier gave the store's walk-in email."""
+    return [
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email=WALK_IN,
+                       postcode="SW1A 1AA", city="London"),
+        CustomerRecord(source="pos", record_key="2", given_name="Ann", family_name="Lee", email="WALKIN@mystore.co.uk",
+                       postcode="LS1 4AP", city="Leeds"),
+    ]
+
+
+# --- configuration --------------------------------------------------------------------------------------------
+
+def test_blocked_values_are_normalized_at_load_as_records_are(tmp_path):
+    policy = load_identity_config(configured(tmp_path).identity_config).protection
+    assert policy.blocked_values == {"email": {WALK_IN}, "phone": {"+442079460000"}, "loyalty_id": {"L999001"},
+                                     "member_no": {"store1"}}
+    assert load_identity_config().protection.blocked_values == {}  # the shipped file blocks nothing of its own
+
+
+@pytest.mark.parametrize("blocked,where", [
+    ({"phone": ["+44 20 7946 0001", "020 7946 0000"]}, "protection.blocked_values.phone[1]: '020 7946 0000' is not a "
+                                                        "phone number in international form"),
+    ({"email": [""]}, "protection.blocked_values.email[0]: '' normalizes to nothing"),
+    ({"email": ["walk-in at the till"]}, "protection.blocked_values.email[0]: 'walk-in at the till' normalizes to "
+                                         "nothing: not an email address"),
+    ({"loyalty_id": ["--"]}, "protection.blocked_values.loyalty_id[0]: '--' normalizes to nothing"),
+    ({"member_no": ["   "]}, "protection.blocked_values.member_no[0]: '   ' normalizes to nothing"),
+    ({"birth_date": ["1985-01-01"]}, "protection.blocked_values.birth_date: not an identifier type"),
+    ({"email": WALK_IN}, "protection.blocked_values.email: Input should be a valid list"),
+])
+def test_a_value_that_cannot_be_blocked_fails_the_config_with_its_place(tmp_path, blocked, where):
+    with pytest.raises(IdentityConfigError, match=r"identity\.json: " + re.escape(where)):
+        load_identity_config(configured(tmp_path, blocked).identity_config)
+
+
+# --- resolution ---------------------------------------------------------------------------------------------
+
+def test_customers_given_the_walk_in_email_stay_apart(store, tmp_path):
+    default = resolve_records(MemoryStore(), walk_ins(), settings=Settings())
+    assert [r.action for r in default] == ["created", "linked"]  # one profile by rule, without the config
+    assert default[1].reason == "rule:email"
+    first, second = resolve_records(store, walk_ins(), settings=configured(tmp_path))
+    assert (first.action, second.action) == ("created", "created"), (first, second)
+    assert first.profile_id != second.profile_id
+
+
+def test_a_blocked_email_claims_nothing_and_keys_nothing(store, tmp_path):
+    default_store = MemoryStore()
+    resolve_records(default_store, walk_ins()[:1], settings=Settings())
+    assert default_store.container("blocking").read_item_or_none("eu:walkin", "eu:walkin") is not None
+    assert default_store.container("identifiers").read_item_or_none(f"email:{WALK_IN}", f"email:{WALK_IN}")
+
+    (result,) = resolve_records(store, walk_ins()[:1], settings=configured(tmp_path))
+    assert store.container("blocking").read_item_or_none("eu:walkin", "eu:walkin") is None
+    assert store.container("identifiers").read_item_or_none(f"email:{WALK_IN}", f"email:{WALK_IN}") is None
+    (entry,) = get_profile(store, result.profile_id)["records"]
+    assert not any(key.startswith("eu:") for key in entry["blocking_keys"])
+    assert not {"email", "email_user", "email_domain"} & entry["match"].keys()  # no evidence for scoring either
+    assert entry["values"]["email"] == WALK_IN  # the record as the source sent it is kept
+
+
+def test_a_record_with_only_a_blocked_email_and_a_name_is_quarantined(store, tmp_path):
+    record = CustomerRecord(source="pos", record_key="3", given_name="Ann", family_name="Lee", email=WALK_IN)
+    assert resolve_records(MemoryStore(), [record], settings=Settings())[0].action == "created"
+    (result,) = resolve_records(store, [record], settings=configured(tmp_path))
+    assert (result.action, result.profile_id, result.reason) == ("quarantined", None, NO_USABLE_FIELD)
+
+
+def test_the_store_phone_written_nationally_is_blocked(store, tmp_path):
+    records = [CustomerRecord(source="pos", record_key=str(i), given_name="Sam", family_name="Okafor",
+                              phone=" 020 7946 0000", phone_region="GB", city=city)
+               for i, city in enumerate(("Leeds", "York"))]
+    assert resolve_records(MemoryStore(), records, settings=Settings())[1].reason == "rule:phone"
+    first, second = resolve_records(store, records, settings=configured(tmp_path))
+    assert (first.action, second.action) == ("created", "created") and first.profile_id != second.profile_id
+    assert get_profile(store, first.profile_id)["identifiers"] == ["source:pos|0"]
+
+
+def test_a_blocked_custom_identifier_and_loyalty_id_link_nobody(store, tmp_path):
+    records = [
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", city="Leeds",
+                       identifiers={"member_no": "STORE 1"}, loyalty_id="L999001"),
+        CustomerRecord(source="pos", record_key="2", given_name="Omar", family_name="Haddad", city="York",
+                       identifiers={"member_no": "store1"}, loyalty_id="l 999 001"),
+    ]
+    assert resolve_records(MemoryStore(), records, settings=Settings())[1].action == "linked"
+    first, second = resolve_records(store, records, settings=configured(tmp_path))
+    assert (first.action, second.action) == ("created", "created") and first.profile_id != second.profile_id
+    assert store.container("identifiers").read_item_or_none("member_no:store1", "member_no:store1") is None
+    assert get_profile(store, second.profile_id)["identifiers"] == ["source:pos|2"]
+
+
+def test_lanes_leave_blocked_values_out_too(tmp_path):
+    from shared.identity.lanes import resolve_in_lanes
+
+    results = resolve_in_lanes(MemoryStore(), walk_ins(), settings=configured(tmp_path), workers=2)
+    assert [r.action for r in results] == ["created", "created"]
+
+
+# --- lookup -------------------------------------------------------------------------------------------------
+
+def test_lookup_of_a_blocked_value_answers_404_saying_it_is_blocked(store, tmp_path):
+    """Claimed before it was blocked, the walk-in email stays in its profile, but names nobody any more."""
+    from shared.identity import is_blocked_identifier
+
+    (before,) = resolve_records(store, walk_ins()[:1], settings=Settings())
+    assert lookup(store, {"email": WALK_IN}, Settings()).body["id"] == before.profile_id
+    settings = configured(tmp_path)
+    assert is_blocked_identifier(f"email:{WALK_IN}", settings)
+    with pytest.raises(ApiError) as err:
+        lookup(store, {"email": " WalkIn@MyStore.co.uk"}, settings)
+    assert err.value.status == 404 and "blocked" in err.value.detail and "protection.blocked_values" in err.value.detail
+    with pytest.raises(ApiError) as err:
+        lookup(store, {"id_type": "member_no", "id": "Store 1"}, settings)
+    assert err.value.status == 404 and "blocked" in err.value.detail
+    assert lookup(store, {"email": WALK_IN}, Settings()).body["id"] == before.profile_id  # the claim is kept
