@@ -23,7 +23,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -362,7 +362,8 @@ class TooFewRecordsError(ValueError):
 
 
 def fit_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, population: int | None = None,
-                    inputs: list[dict] | None = None, force: bool = False) -> MatchModel:
+                    inputs: list[dict] | None = None, force: bool = False,
+                    blocked: Mapping[str, frozenset[str]] | None = None) -> MatchModel:
     """A match model fitted, without labels, to a retailer's own customer records (`ucp match-model`).
 
     Trains on the records the resolver would resolve (not those it quarantines: no usable field; a record key
@@ -370,7 +371,9 @@ def fit_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, populat
     set for a store of `population` records (default: the usable records). metadata records the provenance
     (`inputs` as the caller describes them: file names and counts, never record values), and the version says
     the model is fitted: fitted-<date>-<hash of its parameters>. Raises TooFewRecordsError below
-    MIN_FIT_RECORDS usable records unless `force`.
+    MIN_FIT_RECORDS usable records unless `force`. `blocked`: the deployment's blocked values
+    (ProtectionPolicy.blocked_values), left out as the resolver leaves them out: a store's walk-in email shared by
+    many customers must not teach the model that a shared email means one person.
     """
     from shared.identity.engine import normalize_for_resolution
 
@@ -379,7 +382,8 @@ def fit_match_model(records: Iterable[CustomerRecord], *, seed: int = 1, populat
     for record in records:
         latest[record.key] = record
         read += 1
-    normalized = [n for n in map(normalize_for_resolution, latest.values()) if isinstance(n, NormalizedRecord)]
+    normalized = [n for n in (normalize_for_resolution(record, blocked) for record in latest.values())
+                  if isinstance(n, NormalizedRecord)]
     if len(normalized) < MIN_FIT_RECORDS and not force:
         raise TooFewRecordsError(
             f"{len(normalized)} usable customer records: a match model needs at least {MIN_FIT_RECORDS:,} to be "

@@ -42,6 +42,10 @@ def register(sub) -> None:
     m.add_argument("--seed", type=int, default=1, help="seed of the random pairs u is measured on (default 1)")
     m.add_argument("--force", action="store_true",
                    help="fit even to fewer usable records than a reliable fit needs (1,000)")
+    m.add_argument("--identity-config", type=Path, default=None,
+                   help="the identity config whose blocked values are left out of the records, as the resolver "
+                        "leaves them out (JSON, as config/identity.json; default: UCP_IDENTITY_CONFIG, else that "
+                        "file)")
     m.set_defaults(func=run_match_model)
 
     r = sub.add_parser("replay", help="replay what failed, once the cause is fixed: poison messages, files or "
@@ -161,6 +165,7 @@ def run_match_model(args) -> int:
     import time
 
     from model_training.match_model import fit_match_model
+    from .identity.config import load_identity_config
     from .settings import get_settings
 
     started = time.perf_counter()
@@ -181,7 +186,9 @@ def run_match_model(args) -> int:
                 read += 1
         # Provenance in the model file: names and counts only, never a record's values.
         inputs.append({"file": data.name, "mapping": mapping.name, "records": read, "invalid": invalid})
-    model = fit_match_model(records, seed=args.seed, population=args.population, inputs=inputs, force=args.force)
+    config = load_identity_config(args.identity_config or settings.identity_config or None)
+    model = fit_match_model(records, seed=args.seed, population=args.population, inputs=inputs, force=args.force,
+                            blocked=config.protection.blocked_values)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.out)
     meta = model.metadata

@@ -94,6 +94,29 @@ def test_match_model_fits_a_model_to_the_files(fit, data):
     assert "@" not in text and str(data) not in text  # no email address, no local path
 
 
+def test_the_deployments_blocked_values_are_left_out_of_the_fit(data, tmp_path, capsys):
+    # A store's walk-in email, typed for customers who gave a first name only: blocked in the identity config,
+    # the fit leaves it out as the resolver does, so those records have nothing usable (as the resolver sees them).
+    walk_in = tmp_path / "walk_in.csv"
+    walk_in.write_text("id,first,email\n" + "".join(f"w{i},Guest{i},walkin@mystore.co.uk\n" for i in range(40)))
+    mapping = tmp_path / "till.customers.json"
+    mapping.write_text(json.dumps({"source": "till", "entity": "customers", "format": "csv", "record_key": ["id"],
+                                   "fields": {"given_name": "first", "email": "email"}}))
+    config = json.loads((ROOT / "config" / "identity.json").read_text())
+    config["protection"]["blocked_values"] = {"email": ["WalkIn@MyStore.co.uk"]}
+    blocked = tmp_path / "identity.json"
+    blocked.write_text(json.dumps(config))
+    argv = ["match-model", *inputs(data), f"{walk_in}:{mapping}"]
+    code, stdout, err = run_cli([*argv, "--out", tmp_path / "a.json"], capsys)
+    assert code == 0, err
+    plain = json.loads(stdout)
+    code, stdout, err = run_cli([*argv, "--out", tmp_path / "b.json", "--identity-config", blocked], capsys)
+    assert code == 0, err
+    fitted = json.loads(stdout)
+    assert fitted["unusable_records"] == plain["unusable_records"] + 40
+    assert fitted["records"] == plain["records"] - 40
+
+
 def test_population_and_seed(fit, data, tmp_path, capsys):
     path, summary = fit
     out = tmp_path / "m.json"
