@@ -80,12 +80,7 @@ def load_identity_config(path: str | Path | None = None) -> ResolverConfig:
 
 @lru_cache(maxsize=8)
 def _load(path: str) -> ResolverConfig:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IdentityConfigError(f"identity configuration {path} does not exist") from None
-    except ValueError as err:
-        raise IdentityConfigError(f"identity configuration {path} is not valid JSON: {err}") from None
+    data = _read_json(path, "identity configuration", IdentityConfigError)
     try:
         return IdentityConfig.model_validate(data).resolver_config()
     except ValidationError as err:
@@ -93,6 +88,18 @@ def _load(path: str) -> ResolverConfig:
         raise IdentityConfigError(f"identity configuration {path}: {where}") from None
     except ValueError as err:
         raise IdentityConfigError(f"identity configuration {path}: {err}") from None
+
+
+def _read_json(path: str, what: str, error: type[ValueError]) -> object:
+    """The JSON in this file, or `error` saying which file (`what` it is) and why it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read: {err.strerror or err}") from None
+    except ValueError as err:
+        raise error(f"{what} {path} is not valid JSON: {err}") from None
 
 
 class MatchModelError(ValueError):
@@ -106,14 +113,7 @@ def load_match_model(path: str | Path | None = None) -> MatchModel:
 
 @lru_cache(maxsize=8)
 def _load_model(path: str) -> MatchModel:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MatchModelError(f"match model {path} does not exist") from None
-    except OSError as err:
-        raise MatchModelError(f"match model {path} cannot be read: {err.strerror or err}") from None
-    except ValueError as err:
-        raise MatchModelError(f"match model {path} is not valid JSON: {err}") from None
+    data = _read_json(path, "match model", MatchModelError)
     problem = _model_problem(data)
     if problem:
         raise MatchModelError(f"match model {path}: {problem}")
