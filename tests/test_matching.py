@@ -200,6 +200,21 @@ def test_email_levels_tell_a_retyped_mailbox_from_a_namesakes(model, a, b, level
 
 
 @pytest.mark.parametrize("a,b,level", [
+    (("14 Wellesley Road", "BS8 1TH", "Bristol"), ("14 Wellesley Road", "BS8 1HT", "Bristol"), "address_exact"),
+    (("14 Wellesley Road", "5495", "Rochedale"), ("14 Wellesly Road", "5459", "Rochedale"), "address_fuzzy"),
+    # Another postcode is another place: in another city even one slip away, or more than one slip away.
+    (("14 Wellesley Road", "BS8 1TH", "Bristol"), ("14 Wellesley Road", "BS8 1HT", "Bath"), "different"),
+    (("14 Wellesley Road", "BS8 1TH", "Bristol"), ("14 Wellesley Road", "BS1 4DJ", "Bristol"), "city"),
+])
+def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level):
+    def place(line, postcode, city):
+        return dict(address_line1=line, postcode=postcode, city=city, country="GB")
+    score = model.score(rec("pos|1", given_name="Ann", family_name="Lee", **place(*a)),
+                        rec("crm|2", given_name="Ann", family_name="Lee", **place(*b)))
+    assert score.levels["location"] == level
+
+
+@pytest.mark.parametrize("a,b,level", [
     ("Amy", "Any", "fuzzy_low"), ("Ana", "Naa", "fuzzy_low"),  # one slip in a short name
     ("Mxrgaret", "Meg", "fuzzy_low"),  # a typo of the formal name a nickname stands for
     ("In", "Ian", "fuzzy_low"), ("Ue", "Uwe", "fuzzy_low"), ("Dabey", "David", "fuzzy_low"), ("Ejss", "Jessica", "fuzzy_low"),  # a typo of a nickname of the formal name

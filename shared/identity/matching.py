@@ -126,7 +126,9 @@ def _numbers_compatible(a: NormalizedRecord, b: NormalizedRecord) -> bool:
 
 def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     pc_a, pc_b = a.postcode, b.postcode
-    postcode_conflict = bool(pc_a and pc_b and pc_a != pc_b)
+    # A postcode one slip away (5495 / 5459, BS81TH / BS81HT) in the same city is a typo, not another place.
+    postcode_conflict = bool(pc_a and pc_b and pc_a != pc_b) and not (
+        a.city and a.city == b.city and OSA.distance(pc_a, pc_b) <= 1)
     if a.address and b.address and not postcode_conflict:
         if a.address == b.address:
             return 1
