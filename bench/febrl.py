@@ -22,9 +22,10 @@ the mapper strips every value, so the files are read as they are (no cleaned cop
 
 For each data set the bench runs the one real path of `ucp resolve INPUT:MAPPING ... --out OUT.csv`
 (shared.cli.main in this process, data set 4 as two input files), reads back source,record_id,profile_id and
-reports: records, records without a profile (the CLI's action counts: `invalid` rows the mapping rejected, e.g.
-FEBRL's impossible birth dates such as 19371233, and `quarantined` records without enough to match on, e.g. one
-name and no birth date; the CLI does not report their reasons), true and predicted pairs, pairwise
+reports: records, records without a profile (the CLI's action counts: `invalid` rows the mapping rejected, none
+since the mapping drops FEBRL's impossible birth dates such as 19371233 from their records with "on_invalid":
+"drop", and `quarantined` records without enough to match on, e.g. one name and no birth date; the CLI does not
+report their reasons), true and predicted pairs, pairwise
 precision/recall/F1 over all records (a record without a profile counts as a profile of its own), the same over the
 resolved records only, the cluster figures of bench.metrics.cluster_scores, seconds and records per second. To show
 what the misses are, the true pairs not in one profile are counted by cause (as bench/identity_accuracy.py's split
