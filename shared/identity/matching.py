@@ -197,6 +197,13 @@ def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
         return False
     if given_a == family_b and family_a == given_b:
         return True
+    if (given_a == family_b) != (family_a == given_b):
+        # One name the same across, the other a slip or another form of one given name ("Green Edward" vs "Ted
+        # Green", "Evans James" vs "James Veans"), where the straight order does not fit.
+        one, other = (family_a, given_b) if given_a == family_b else (given_a, family_b)
+        if (OSA.distance(one, other) <= 1 or canonical_given_name(one) == canonical_given_name(other)) \
+                and given_a != given_b and family_a != family_b:
+            return True
     # Cheap test first (a typo rarely hits a first letter), then: both names close, or one equal and the other a
     # typo; and the straight order must not fit.
     if given_a[0] != family_b[0] or family_a[0] != given_b[0]:
