@@ -35,6 +35,7 @@ SAME_PERSON_VARIANTS = {
     "swapped names with a typo": variant(given_name="Harrington", family_name="Elizabdeth", email=None),
     "swapped names, one a nickname": variant(given_name="Harrington", family_name="Liz", email=None),
     "swapped names, one mistyped at its start": variant(given_name="Ahrrington", family_name="Elizabeth", email=None),
+    "swapped names, both mistyped": variant(given_name="Ahrrington", family_name="Elizabteh", email=None),
     "moved house": variant(address_line1="2 Quay Street", postcode="BS1 4DJ", phone=None),
     "day and month swapped": variant(birth_date=date(1984, 9, 3), email=None),
     "no birth date, same everything else": variant(birth_date=None),

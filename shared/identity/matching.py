@@ -190,6 +190,11 @@ def _email_user_parts(user: str | None) -> tuple[str, tuple[str, ...]]:
     return compact, tuple(_DIGITS.findall(compact))
 
 
+def _one_slip(a: str, b: str) -> bool:
+    """The same name, or one typo apart (an edit or a transposition) in names of 3 letters or more."""
+    return a == b or (min(len(a), len(b)) >= 3 and OSA.distance(a, b) <= 1)
+
+
 def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
     """"Smith John" vs "John Smith", also with a typo on either side ("Woods Lunda" vs "Linda Woods")."""
     given_a, family_a, given_b, family_b = a.given_name, a.family_name, b.given_name, b.family_name
@@ -197,13 +202,13 @@ def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
         return False
     if given_a == family_b and family_a == given_b:
         return True
-    if (given_a == family_b) != (family_a == given_b):
-        # One name the same across, the other a slip or another form of one given name ("Green Edward" vs "Ted
-        # Green", "Evans James" vs "James Veans"), where the straight order does not fit.
-        one, other = (family_a, given_b) if given_a == family_b else (given_a, family_b)
-        if (OSA.distance(one, other) <= 1 or canonical_given_name(one) == canonical_given_name(other)) \
-                and given_a != given_b and family_a != family_b:
-            return True
+    if given_a != given_b and family_a != family_b and (
+            _one_slip(given_a, family_b) and _one_slip(family_a, given_b)
+            or given_a == family_b and are_nicknames(family_a, given_b)
+            or family_a == given_b and are_nicknames(given_a, family_b)):
+        # Each name a slip of the other's across ("Ggray Paul" vs "Apul Gray", "Evans James" vs "James Veans"),
+        # or one the same and the other another form of one given name ("Wood William" vs "Bill Wood").
+        return True
     # Cheap test first (a typo rarely hits a first letter), then: both names close, or one equal and the other a
     # typo; and the straight order must not fit.
     if given_a[0] != family_b[0] or family_a[0] != given_b[0]:
