@@ -101,7 +101,8 @@ def upload_landing(sample: Path) -> int:
 
 def sample_lookups(sample: Path, limit: int = 10) -> list[dict[str, str]]:
     """Lookups of generated customers (fake data made by the generator), by email, in file order: the first is
-    shown; the others stand in when it answers nothing (that person was erased in an earlier run)."""
+    shown; the others stand in when it answers nothing (that person is not resolved yet, or was erased in an
+    earlier run)."""
     found: list[dict[str, str]] = []
     for path in sorted((sample / "landing").rglob("*.jsonl")):
         if "/customers/" not in path.as_posix():
@@ -251,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         query, profile = found if found else (candidates[0] if candidates else None, None)
         if found and query != candidates[0]:
             first = urlencode(candidates[0], safe="@")
-            log(f"the first sample customer ({first}) has no profile (erased in an earlier run?): showing another")
+            # Files are resolved in parallel: another customer's profile can answer first. Only a later answer
+            # tells an erased person from one not resolved yet, so the message says both.
+            log(f"the first sample customer ({first}) has no profile yet (still being resolved, or erased in an "
+                "earlier run): showing another")
         log("ready. Try:")
         print(f"  curl '{base}/health'")
         print(f"  curl -H 'x-functions-key: {key}' '{base}/ingestions'")
