@@ -269,11 +269,12 @@ def resolver_quarantined_keys(settings) -> set[str]:
     their reason. They are accounted for, not lost."""
     import json
 
+    from .ingest.messages import QUARANTINED_RECORDS_PREFIX
     from .storage import blob_service
 
     container = blob_service(settings).get_container_client(settings.quarantine_container)
     keys = set()
-    for blob in container.list_blobs(name_starts_with="resolve/"):
+    for blob in container.list_blobs(name_starts_with=QUARANTINED_RECORDS_PREFIX):
         for line in container.download_blob(blob.name).readall().decode("utf-8", "replace").splitlines():
             try:
                 row = json.loads(line) if line.strip() else None

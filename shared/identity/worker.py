@@ -20,7 +20,8 @@ from typing import Any, Iterator
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, claim_message, decode_message
+from shared.ingest.messages import (MAX_MESSAGE_JSON_BYTES, QUARANTINED_RECORDS_PREFIX, claim_message,
+                                    decode_message)
 from shared.settings import Settings
 from shared.storage import blob_service, queue_client
 from shared.store import Store
@@ -57,7 +58,7 @@ def quarantine_blob_name(message_text: str) -> str:
     """Named after the day and the message content: a message redelivered the same day overwrites its file; one
     redelivered after midnight leaves an identical copy under the new day (readers go by record key, not file)."""
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"resolve/{day}/{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.jsonl"
+    return f"{QUARANTINED_RECORDS_PREFIX}{day}/{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.jsonl"
 
 
 def write_jsonl(container: str, name: str, rows: list[dict[str, Any]], settings: Settings) -> None:

@@ -21,6 +21,9 @@ MAX_MESSAGE_JSON_BYTES = 45_000
 # Default cap on records per message (settings.resolve_batch_records overrides it): one message is resolved by one
 # process, so a file spread over several messages is resolved by several processes or instances at once.
 MAX_RECORDS_PER_MESSAGE = 1000
+# Where the resolver quarantines the records of these messages it cannot resolve, in the quarantine container:
+# JSON lines {"reason", "record_key", "record": CustomerRecord JSON} (worker, `ucp replay`, audit).
+QUARANTINED_RECORDS_PREFIX = "resolve/"
 
 
 @dataclass

@@ -23,15 +23,13 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from ..models import CustomerRecord
+from .messages import QUARANTINED_RECORDS_PREFIX
 from ..storage import blob_service, queue_client
 
 log = logging.getLogger("ucp.ingest")
 
 BLOB_TRIGGER_POISON_QUEUE = "webjobs-blobtrigger-poison"  # the Functions host's name for it
 REPORT_SUFFIX = ".report.json"
-# Where the resolver quarantines the records it cannot resolve (shared/identity/worker.py quarantine_blob_name):
-# JSON lines {"reason", "record_key", "record": CustomerRecord JSON}.
-QUARANTINED_RECORDS_PREFIX = "resolve/"
 REASON_CHARS = 200
 
 
