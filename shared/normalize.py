@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
+from phonenumbers.phonemetadata import PhoneMetadata
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from nameparser import HumanName
 from nicknames import NickNamer
@@ -208,13 +209,38 @@ def _parse_phone(text: str, region: str | None) -> str | None:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(number):
+    if not _is_valid_number(number):
         return None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     # The national number too: "+34 666 666 666" is as much a placeholder as "666 666 666".
     if is_blocked_value("phone", e164) or _is_placeholder_phone(str(number.national_number)):
         return None
     return e164
+
+
+def _is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
+    """phonenumbers.is_valid_number, sooner for a number of a shared calling code's main region (GB of +44, US of
+    +1): is_valid_number first finds the number's region by validating it against each region in turn, then
+    validates it again for the region found. When the first region has no leading-digits rule, a number valid
+    for it is the one that search returns, so one validation decides (tests pin the two together)."""
+    main_region = _MAIN_REGIONS.get(number.country_code)
+    if main_region is not None and phonenumbers.is_valid_number_for_region(number, main_region):
+        return True
+    return phonenumbers.is_valid_number(number)
+
+
+def _main_regions() -> dict[int, str]:
+    """The first region of each calling code several regions share, when region_code_for_number validates a number
+    against it before any other (it has no leading-digits rule)."""
+    main = {}
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region(regions[0]) if len(regions) > 1 else None
+        if metadata is not None and metadata.leading_digits is None:
+            main[code] = regions[0]
+    return main
+
+
+_MAIN_REGIONS = _main_regions()
 
 
 # --- Identifiers ------------------------------------------------------------------------------------------

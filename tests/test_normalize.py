@@ -13,7 +13,7 @@ from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_n
                               normalize_address, normalize_birth_date, normalize_email, normalize_loyalty_id,
                               normalize_phone, normalize_postcode, normalize_record, split_full_name,
                               strong_identifiers)
-from shared.normalize import _BLOCKED_ANY, _digits_of, _is_placeholder_phone
+from shared.normalize import _BLOCKED_ANY, _digits_of, _is_placeholder_phone, _is_valid_number
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -98,6 +98,18 @@ _phone_text = st.one_of(
 @given(text=_phone_text, region=st.sampled_from([None, "GB", "US", "DE", "FR", "gb"]))
 def test_phone_is_the_library_number_unless_a_placeholder(text, region):
     assert normalize_phone(text, region) == _library_e164(text, region.upper() if region else None)
+
+
+@settings(max_examples=600, deadline=None)
+@given(code=st.sampled_from([1, 7, 39, 44, 61, 262, 590, 33, 49]),
+       national=st.one_of(st.integers(min_value=10**5, max_value=10**12),
+                          st.sampled_from([1624123456, 1481123456, 1534123456, 4165550123, 2125550123,
+                                           7700900123, 2079460000, 612345678, 412345678, 693123456])))
+def test_phone_validity_shortcut_agrees_with_the_library(code, national):
+    # Crown dependencies (+44 1624, Isle of Man), Canada (+1 416), Reunion/Mayotte (+262): the main region's
+    # one validation must decide exactly as is_valid_number's search over the calling code's regions.
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=national)
+    assert _is_valid_number(number) == phonenumbers.is_valid_number(number)
 
 
 def test_placeholder_words_are_placeholder_phones_by_their_digits():
