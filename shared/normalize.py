@@ -187,7 +187,8 @@ def normalize_phone(value: str | None, region: str | None = None) -> str | None:
             return found
         text, bare = "+" + text[2:], "+" + bare[2:]
     if _is_bare_number(bare):
-        return _parse_phone(bare, region)
+        # An international number parses the same whatever the default region: one cache entry for all regions.
+        return _parse_phone(bare, None if bare[:1] == "+" else region)
     return _parse_phone(text, region)
 
 
