@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -261,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  curl -H 'x-functions-key: {key}' '{base}/ingestions'")
         if query:
             print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles?{urlencode(query, safe='@')}'")
+            # The same lookup with the identifier out of the URL (and so out of access logs): production's way.
+            print(f"  curl -H 'x-functions-key: {key}' -H 'content-type: application/json' "
+                  f"-d {shlex.quote(json.dumps(query))} '{base}/profiles/lookup'")
         if profile:
             print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles/{profile.get('id')}'")
             print(f"  dashboard: {base}/dashboard?code={key}")

@@ -21,6 +21,13 @@ def lookup_profile(req: func.HttpRequest) -> func.HttpResponse:
     return respond(req, lambda: api.lookup(open_store(), dict(req.params), get_settings()))
 
 
+@bp.route(route="profiles/lookup", methods=["POST"])
+def lookup_profile_by_body(req: func.HttpRequest) -> func.HttpResponse:
+    """The lookup of GET /profiles with its parameters in a JSON body: no identifier in the URL (access logs,
+    proxies) and no URL length limit. GET /profiles/lookup is still the profile with id "lookup" (another method)."""
+    return respond(req, lambda: api.lookup(open_store(), api.lookup_params(json_body(req)), get_settings()))
+
+
 @bp.route(route="profiles/{profile_id}/merges", methods=["GET"])
 def get_profile_merges(req: func.HttpRequest) -> func.HttpResponse:
     return respond(req, lambda: api.merges(open_store(), req.route_params["profile_id"]))

@@ -195,3 +195,71 @@ def test_lookup_by_a_custom_identifier(fns, mem):
                    {"id_type": "bad type!", "id": "1"}, {"id": "EC-7781"}):
         assert call(fns, "lookup_profile", params=params)[0].status_code == 400, params
     assert call(fns, "lookup_profile", params={"id_type": "ecommerce_id", "id": "EC-0000"})[0].status_code == 404
+
+
+# --- 7. POST /profiles/lookup: the lookup with its parameters in a JSON body, none in the URL -------------------
+
+def lookup_people():
+    return [
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="Ann.Lee@Shopmail.net",
+                       phone="020 7946 0018", phone_region="GB", loyalty_id="L-100 200",
+                       identifiers={"ecommerce_id": "EC-7781"}),
+        CustomerRecord(source="pos", record_key="2", given_name="Bob", family_name="Ray", email="bob.ray@postbox.org"),
+    ]
+
+
+def test_post_lookup_finds_a_profile_by_each_identifier_kind_as_get_does(fns, mem):
+    from shared.identity import resolve_records
+
+    ann, bob = resolve_records(mem, lookup_people(), settings=get_settings())
+    for params in ({"email": "  ANN.LEE@shopmail.net "}, {"phone": "+44 20 7946 0018"},
+                   {"phone": "020 7946 0018", "region": "GB"}, {"loyalty_id": "l100200"},
+                   {"source": "pos", "source_id": "1"}, {"id_type": "ecommerce_id", "id": " EC-7781"},
+                   {"email": "ann.lee@shopmail.net", "phone": None, "loyalty_id": ""}):
+        resp, body = call(fns, "lookup_profile_by_body", "POST", body=params)
+        assert resp.status_code == 200 and body["id"] == ann.profile_id, (params, body)
+        get_params = {k: v for k, v in params.items() if v is not None}
+        assert call(fns, "lookup_profile", params=get_params)[1] == body, params  # one code path, one answer
+    resp, body = call(fns, "lookup_profile_by_body", "POST", body={"email": "bob.ray@postbox.org"})
+    assert resp.status_code == 200 and body["id"] == bob.profile_id
+    resp, body = call(fns, "lookup_profile_by_body", "POST", body={"email": "zoe.quinn@shopmail.net"})
+    assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    assert body == call(fns, "lookup_profile", params={"email": "zoe.quinn@shopmail.net"})[1] | {
+        "instance": body["instance"]}
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"not json", b"[]", b'["email", "ann.lee@shopmail.net"]', b'"ann.lee@shopmail.net"', b"42", b"null",
+    b"{}", b'{"email": 1}', b'{"email": ["ann.lee@shopmail.net"]}', b'{"email": {"value": "x"}}',
+    b'{"email": true}', b'{"emial": "ann.lee@shopmail.net"}', b'{"email": "ann.lee@shopmail.net", "code": "k"}',
+    b'{"email": "ann\\ud800@shopmail.net"}', b'{"email": "a@b.co", "phone": "+442079460018"}',
+    b'{"source": "pos"}', b'{"id_type": "ecommerce_id"}',
+])
+def test_post_lookup_of_a_bad_body_is_400(fns, mem, raw):
+    resp, body = call(fns, "lookup_profile_by_body", "POST", body=raw)
+    assert resp.status_code == 400 and resp.mimetype == "application/problem+json", (raw, body)
+    assert "ann" not in body["detail"] and "shopmail" not in body["detail"]  # a value is never echoed
+
+
+def test_post_lookup_of_a_placeholder_is_404_and_of_a_malformed_value_400(fns, mem):
+    from shared.identity import resolve_records
+
+    resolve_records(mem, lookup_people(), settings=get_settings())
+    for params in ({"email": "test@test.com"}, {"phone": "0000000000"}, {"loyalty_id": "n/a"}):
+        for resp, body in (call(fns, "lookup_profile_by_body", "POST", body=params),
+                           call(fns, "lookup_profile", params=params)):
+            assert resp.status_code == 404 and "placeholder" in body["detail"], (params, body)
+    for params in ({"email": "not an email"}, {"phone": "020 7946 0018"}):
+        for resp, body in (call(fns, "lookup_profile_by_body", "POST", body=params),
+                           call(fns, "lookup_profile", params=params)):
+            assert resp.status_code == 400 and "malformed" in body["detail"], (params, body)
+
+
+def test_get_profiles_lookup_is_still_the_profile_with_id_lookup(fns, mem):
+    """POST /profiles/lookup is a route of its own; GET (and DELETE) /profiles/lookup still name a profile id."""
+    resp, body = call(fns, "get_profile", route_params={"profile_id": "lookup"})
+    assert resp.status_code == 404 and body["detail"] == "no profile with this id"
+    triggers = {name: fn.get_trigger() for name, fn in fns.items() if fn.get_trigger().type == "httpTrigger"}
+    on_lookup = {m.value for name, t in triggers.items() if t.route == "profiles/lookup" for m in t.methods}
+    on_profile_id = {m.value for name, t in triggers.items() if t.route == "profiles/{profile_id}" for m in t.methods}
+    assert on_lookup == {"POST"} and "POST" not in on_profile_id  # no route order decides between them

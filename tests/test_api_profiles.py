@@ -93,6 +93,82 @@ def test_lookup_by_a_long_identifier_finds_what_the_resolver_stored(http_functio
     assert resp.status_code == 414
 
 
+def post_lookup(fns, body):
+    return call(fns, "lookup_profile_by_body", "POST", body=json.dumps(body).encode())
+
+
+def test_post_lookup_finds_a_value_longer_than_a_url_carries(http_functions, api_env):
+    """POST /profiles/lookup takes what GET /profiles takes, in a JSON body: a value as long as ingestion accepts
+    (settings.max_field_bytes), such as a 10 KB loyalty id a record was resolved with, which no URL carries through
+    the platform; a longer one is answered 414 as the GET answers it."""
+    from shared.identity import resolve_records
+
+    card = "LC-" + "7c1e" * 2560  # 10,243 characters
+    token = "tok-" + "x9" * 6000
+    created, = resolve_records(api_env, [CustomerRecord(source="pos", record_key="long-2", given_name="Ann",
+                                                        family_name="Lee", email="ann.lee@shopmail.net",
+                                                        phone="020 7946 0018", phone_region="GB", loyalty_id=card,
+                                                        identifiers={"app_user_token": token})],
+                               settings=get_settings())
+    for body in ({"loyalty_id": card.lower()}, {"id_type": "app_user_token", "id": token},
+                 {"email": "ANN.LEE@shopmail.net"}, {"phone": "020 7946 0018", "region": "GB"},
+                 {"source": "pos", "source_id": "long-2"}):
+        resp, view = post_lookup(http_functions, body)
+        assert resp.status_code == 200 and view["id"] == created.profile_id, (list(body), view)
+    limit = get_settings().max_field_bytes
+    resp, body = post_lookup(http_functions, {"loyalty_id": "7" + "0123456789" * (limit // 10)})
+    assert resp.status_code == 404, body  # as long as ingestion accepts: looked up, nobody has it
+    for too_long in ({"loyalty_id": "€" * (limit // 3 + 1)}, {"id_type": "app_user_token", "id": "t" * (limit + 1)},
+                     {"email": "a" * limit + "@shopmail.net"}):
+        resp, body = post_lookup(http_functions, too_long)
+        assert resp.status_code == 414 and resp.mimetype == "application/problem+json", list(too_long)
+        assert f"{limit} bytes" in body["detail"] and "€" not in body["detail"]
+
+
+def test_placeholder_lookups_answer_404_on_cosmos_and_malformed_400(http_functions, api_env):
+    from shared.identity import resolve_records
+
+    resolve_records(api_env, [CustomerRecord(source="pos", record_key="ph-1", given_name="Ann", family_name="Lee",
+                                             email="test@test.com", phone="0000000000", loyalty_id="n/a",
+                                             city="Leeds")], settings=get_settings())
+    for params in ({"email": "test@test.com"}, {"phone": "0000000000"}, {"loyalty_id": "n/a"}):
+        for resp, body in (call(http_functions, "lookup_profile", params=params), post_lookup(http_functions, params)):
+            assert resp.status_code == 404 and "placeholder" in body["detail"], (params, body)
+    for params in ({"email": "not an email"}, {"phone": "not a phone"}):
+        for resp, body in (call(http_functions, "lookup_profile", params=params), post_lookup(http_functions, params)):
+            assert resp.status_code == 400 and "malformed" in body["detail"], (params, body)
+
+
+def test_post_lookup_over_real_http_through_the_local_host(app_env, api_env):
+    """The local host (devstack, serving function_app.app.get_functions()) routes POST /api/profiles/lookup to the
+    lookup, and GET /api/profiles/lookup still to the profile with id "lookup"; the identifier stays out of the
+    URL."""
+    import requests
+
+    from devstack.host import LocalHost
+    from shared.identity import resolve_records
+    from tests.conftest import settings_env
+
+    card = "LC-" + "5d2b" * 2560
+    created, = resolve_records(api_env, [CustomerRecord(source="pos", record_key="http-1", given_name="Ann",
+                                                        family_name="Lee", email="ann.lee@shopmail.net",
+                                                        loyalty_id=card)], settings=get_settings())
+    key = "lookup-test-key"
+    env = {**settings_env(app_env), "UCP_HOST_FUNCTION_KEYS": key}
+    with LocalHost("function_app:app", port=0, timers=False, blob_poll_interval=30, app_settings=env) as host:
+        url, headers = f"{host.url}/api/profiles/lookup", {"x-functions-key": key}
+        for body in ({"email": "ANN.LEE@shopmail.net"}, {"loyalty_id": card}):
+            resp = requests.post(url, json=body, headers=headers, timeout=30)
+            assert resp.status_code == 200 and resp.json()["id"] == created.profile_id, resp.text[:300]
+        resp = requests.post(url, json={"email": "test@test.com"}, headers=headers, timeout=30)
+        assert resp.status_code == 404 and "placeholder" in resp.json()["detail"]
+        resp = requests.post(url, data=b"[1]", headers=headers, timeout=30)
+        assert resp.status_code == 400 and resp.headers["content-type"].startswith("application/problem+json")
+        assert requests.post(url, json={"email": "ann.lee@shopmail.net"}, timeout=30).status_code == 401
+        resp = requests.get(url, headers=headers, timeout=30)  # GET: the profile with id "lookup"
+        assert resp.status_code == 404 and resp.json()["detail"] == "no profile with this id"
+
+
 def test_profile_view_measures_come_from_transactions(http_functions, api_env):
     from shared.activity import save_activity
     from shared.identity import resolve_records

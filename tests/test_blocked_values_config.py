@@ -144,3 +144,61 @@ def test_lookup_of_a_blocked_value_answers_404_saying_it_is_blocked(store, tmp_p
         lookup(store, {"id_type": "member_no", "id": "Store 1"}, settings)
     assert err.value.status == 404 and "blocked" in err.value.detail
     assert lookup(store, {"email": WALK_IN}, Settings()).body["id"] == before.profile_id  # the claim is kept
+
+
+# Built-in placeholders, well formed for their type: normalization leaves each out of every record.
+PLACEHOLDERS = [
+    {"email": "test@test.com"}, {"email": " TEST@Test.com "}, {"email": "noreply@example.com"}, {"email": "N/A"},
+    {"phone": "0000000000"}, {"phone": "000-000-0000", "region": "GB"}, {"phone": "+34 666 666 666"},
+    {"phone": "1234567890"}, {"phone": "n/a"},
+    {"loyalty_id": "n/a"}, {"loyalty_id": "0000"}, {"loyalty_id": "--"},
+    {"id_type": "member_no", "id": "unknown"},
+]
+# Malformed: not an email, a phone number with letters or that cannot be parsed (national without a region).
+MALFORMED = [
+    ({"email": "not an email"}, ""), ({"email": "ann.lee@"}, ""), ({"phone": "call me"}, ""),
+    ({"phone": "020 7946 0018"}, "region"),
+]
+
+
+def test_lookup_of_a_built_in_placeholder_answers_404_like_a_blocked_value(store):
+    """test@test.com, 0000000000, n/a identify nobody, as a value the deployment blocks does: 404 saying so, not
+    400. A record given one keeps it as received, claims nothing by it, and the lookup finds nobody by it."""
+    (ann,) = resolve_records(store, [CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee",
+                                                    email="test@test.com", phone="0000000000", loyalty_id="0000",
+                                                    identifiers={"member_no": "unknown"}, city="Leeds")],
+                             settings=Settings())
+    assert ann.action == "created" and get_profile(store, ann.profile_id)["identifiers"] == ["source:pos|1"]
+    for params in PLACEHOLDERS:
+        with pytest.raises(ApiError) as err:
+            lookup(store, params, Settings())
+        detail = err.value.detail
+        assert err.value.status == 404 and "placeholder" in detail and "identifies nobody" in detail, params
+        assert "malformed" not in detail, params
+
+
+@pytest.mark.parametrize("params,hint", MALFORMED)
+def test_lookup_of_a_malformed_value_still_answers_400(store, params, hint):
+    with pytest.raises(ApiError) as err:
+        lookup(store, params, Settings())
+    assert err.value.status == 400 and "malformed" in err.value.detail and "placeholder" not in err.value.detail
+    assert hint in err.value.detail
+
+
+def test_a_placeholder_is_what_normalization_leaves_out_and_nothing_else():
+    """One decision: every value the lookup calls a placeholder is left out of a record by normalization (so no
+    profile can hold it), a usable value is not one, and neither is a malformed one."""
+    from shared.identity import is_placeholder_identifier, normalized_identifier
+
+    for params in PLACEHOLDERS:
+        id_type = params.get("id_type") or next(k for k in params if k != "region")
+        value = params.get("id") or params[id_type]
+        assert normalized_identifier(id_type, value, region=params.get("region")) is None, params
+        assert is_placeholder_identifier(id_type, value, region=params.get("region")), params
+    for params, _ in MALFORMED:
+        (id_type, value), = ((k, v) for k, v in params.items() if k != "region")
+        assert not is_placeholder_identifier(id_type, value), params
+    for id_type, value in (("email", "ann.lee@shopmail.net"), ("phone", "+44 20 7946 0018"),
+                           ("loyalty_id", "L-100"), ("member_no", "M-7781"), ("source", "pos|1")):
+        assert normalized_identifier(id_type, value) is not None
+        assert not is_placeholder_identifier(id_type, value), (id_type, value)

@@ -10,8 +10,11 @@ JSON_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
 
 def operation(summary: str, ok: str = "200", *, params: list[dict] | None = None, body: dict | None = None,
-        errors: tuple[str, ...] = ("400", "401", "404"), security: bool = True) -> dict[str, Any]:
+        errors: tuple[str, ...] = ("400", "401", "404"), security: bool = True,
+        description: str | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "OK", **JSON_OBJECT}}}
+    if description:
+        op["description"] = description
     for code in errors:
         op["responses"][code] = PROBLEM
     if params:
@@ -46,16 +49,39 @@ def identifier_param(name: str, description: str) -> dict[str, Any]:
 
 PID = [path_param("profile_id")]
 
+LOOKUP_SUMMARY = "Find a profile by any identifier (normalized as ingestion does)"
+# A lookup's parameters: the query of GET /profiles, the JSON body members of POST /profiles/lookup.
+LOOKUP_PARAMS = [
+    identifier_param("email", "email address"), identifier_param("phone", "phone number in any format"),
+    query_param("region", "default region for a national phone number (ISO 3166 alpha-2)"),
+    identifier_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
+    identifier_param("source_id", "record key in that source"),
+    query_param("id_type", "a custom identifier of the mappings (e.g. ecommerce_id), with id"),
+    identifier_param("id", "the custom identifier's value")]
+LOOKUP_ERRORS = ("400", "401", "404", "414")
+LOOKUP_BODY = {
+    "type": "object", "additionalProperties": False,
+    "description": "the parameters of GET /profiles as string members: one identifier, or source with source_id, "
+                   "or id_type with id (null or an empty string is absent)",
+    "properties": {p["name"]: {**p["schema"], "nullable": True, "description": p["description"]}
+                   for p in LOOKUP_PARAMS},
+}
+
 PATHS: dict[str, dict[str, Any]] = {
     "/health": {"get": operation("Liveness", errors=(), security=False)},
     "/openapi.json": {"get": operation("This document", errors=("401",))},
-    "/profiles": {"get": operation("Find a profile by any identifier (normalized as ingestion does)", params=[
-        identifier_param("email", "email address"), identifier_param("phone", "phone number in any format"),
-        query_param("region", "default region for a national phone number (ISO 3166 alpha-2)"),
-        identifier_param("loyalty_id", "loyalty card id"), query_param("source", "source system"),
-        identifier_param("source_id", "record key in that source"),
-        query_param("id_type", "a custom identifier of the mappings (e.g. ecommerce_id), with id"),
-        identifier_param("id", "the custom identifier's value")], errors=("400", "401", "404", "414"))},
+    "/profiles": {"get": operation(
+        LOOKUP_SUMMARY, params=LOOKUP_PARAMS, errors=LOOKUP_ERRORS,
+        description="The identifier is in the URL, so in access logs and proxies, and a URL carries a few KB at most: "
+                    "prefer POST /profiles/lookup in production. A built-in placeholder (test@test.com, 0000000000, "
+                    "n/a) or a value the deployment blocks answers 404 saying so; a malformed value 400; a value "
+                    "longer than ingestion accepts 414.")},
+    "/profiles/lookup": {"post": operation(
+        LOOKUP_SUMMARY + ", the parameters in a JSON body", body=LOOKUP_BODY, errors=LOOKUP_ERRORS,
+        description="The lookup of GET /profiles with its parameters as the members of a JSON object, answered "
+                    "exactly as GET /profiles answers them: no identifier in the URL (none in access logs or "
+                    "proxies) and no URL length limit. Recommended in production. A body that is not such an "
+                    "object (other members, a value that is not a string) answers 400.")},
     "/profiles/{profile_id}": {
         "get": operation("Unified profile: attributes with sources, identifiers, measures, churn, activity",
                    params=PID, errors=("400", "401", "404", "410")),

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 # Query parameter -> identifier type, in the order a lookup tries them.
 LOOKUP_PARAMS = ("email", "phone", "loyalty_id")
+# Every parameter of a lookup: the query of GET /profiles, the JSON body of POST /profiles/lookup.
+LOOKUP_FIELDS = (*LOOKUP_PARAMS, "source", "source_id", "id_type", "id", "region")
 RECENT_ACTIVITY = 20
 _CUSTOM_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a custom identifier's name in the mappings
 
@@ -87,14 +89,38 @@ def get_profile_view(store: Store, profile_id: str) -> ApiResponse:
     return ApiResponse(profile_view(store, profile, requested_id=profile_id))
 
 
+def lookup_params(body: Any) -> dict[str, str]:
+    """The lookup parameters of a POST /profiles/lookup body: a JSON object with the query parameters of
+    GET /profiles as string members (null or "" is absent, as an empty query parameter). Anything else is 400."""
+    if not isinstance(body, dict):
+        raise ApiError(400, 'body must be a JSON object of the lookup parameters, such as {"email": "..."}')
+    unknown = sorted(k for k in body if k not in LOOKUP_FIELDS)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])  # names only: a value is never echoed (PII)
+        raise ApiError(400, f"unknown lookup parameter(s) {shown}; the parameters are {', '.join(LOOKUP_FIELDS)}")
+    params: dict[str, str] = {}
+    for name, value in body.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ApiError(400, f"{name} must be a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): ingestion keeps no such value
+            raise ApiError(400, f"{name} is not valid Unicode (a lone surrogate escape)") from None
+        params[name] = value
+    return params
+
+
 def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiResponse:
-    """GET /profiles?email=|phone=|loyalty_id=|source=&source_id=|id_type=&id= (normalized exactly as ingestion
-    does; id_type names a custom identifier of the mappings, such as ecommerce_id). A value of any length
-    ingestion accepts is found (a long one under the digest id identity.docs.identifier_id gives it); a longer
-    one is answered 414."""
+    """GET /profiles?email=|phone=|loyalty_id=|source=&source_id=|id_type=&id= and POST /profiles/lookup with
+    the same parameters in a JSON body (lookup_params), normalized exactly as ingestion does; id_type names a
+    custom identifier of the mappings, such as ecommerce_id. A value of any length ingestion accepts is found (a
+    long one under the digest id identity.docs.identifier_id gives it); a longer one is answered 414. A built-in
+    placeholder (test@test.com, 0000000000, n/a) or a value the deployment blocks identifies nobody: 404 saying
+    so; a malformed value is 400."""
     identity = _identity()
-    given = {k: v for k, v in params.items()
-             if k in (*LOOKUP_PARAMS, "source", "source_id", "id_type", "id", "region") and v}
+    given = {k: v for k, v in params.items() if k in LOOKUP_FIELDS and v and v.strip()}
     if "source" in given or "source_id" in given:
         if not (given.get("source") and given.get("source_id")):
             raise ApiError(400, "source lookup needs both source and source_id")
@@ -114,10 +140,16 @@ def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiRespo
     if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
         raise ApiError(414, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion accepts for a "
                             "value: no profile can have it")
-    identifier = identity.normalized_identifier(id_type, value, region=given.get("region"))
+    region = given.get("region")
+    identifier = identity.normalized_identifier(id_type, value, region=region)
     if identifier is None:
-        hint = " (for a national number, add region=GB or the like)" if id_type == "phone" else ""
-        raise ApiError(400, f"this {id_type} is malformed or a placeholder that identifies nobody{hint}")
+        if identity.is_placeholder_identifier(id_type, value, region=region):
+            # Left out of every record by normalization, as a value the deployment blocks is by the resolver.
+            raise ApiError(404, f"this {id_type} is a placeholder (such as test@test.com, 0000000000 or n/a) that "
+                                "identifies nobody: ingestion leaves it out of every record, so no profile is found "
+                                "by it")
+        hint = " (for a national number, give region, such as GB)" if id_type == "phone" else ""
+        raise ApiError(400, f"this {id_type} is malformed{hint}")
     if identity.is_blocked_identifier(identifier, settings):
         # Left out of every record by the resolver: profiles that held it before it was blocked keep it, but it
         # names nobody, so none of them is this value's person.

@@ -7,11 +7,13 @@ Public API (the ingestion, HTTP API and churn code call these):
     get_profile(store, profile_id) -> dict
     find_profile_id(store, id_type, raw_value, *, region=None) -> str | None
     is_blocked_identifier(iid, config_or_settings=None) -> bool
+    is_placeholder_identifier(id_type, raw_value, *, region=None) -> bool
     list_merges(store, profile_id) -> list[dict]
 """
 from .docs import ResolverConfig
 from .engine import ACTIONS, Resolver, ResolveResult, resolve_records
-from .lookup import find_profile_id, get_profile, is_blocked_identifier, list_merges, normalized_identifier
+from .lookup import (find_profile_id, get_profile, is_blocked_identifier, is_placeholder_identifier, list_merges,
+                     normalized_identifier)
 from .maintenance import remove_record, split_record
 from .protection import ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
@@ -19,5 +21,5 @@ from .survivorship import SurvivorshipPolicy
 __all__ = [
     "ACTIONS", "Resolver", "ResolveResult", "ResolverConfig", "ProtectionPolicy", "SurvivorshipPolicy",
     "resolve_records", "remove_record", "split_record", "get_profile", "find_profile_id", "list_merges",
-    "normalized_identifier", "is_blocked_identifier",
+    "normalized_identifier", "is_blocked_identifier", "is_placeholder_identifier",
 ]

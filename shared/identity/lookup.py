@@ -1,10 +1,14 @@
 """Reading identity results: profiles through aliases, the profile of an identifier, the merge log."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import phonenumbers
+
 from shared.models import CustomerRecord
-from shared.normalize import normalize_record
+from shared.normalize import (is_blocked_value, normalize_email, normalize_identifier, normalize_loyalty_id,
+                              normalize_record, region_code)
 from shared.settings import Settings, get_settings
 from shared.store import ItemNotFoundError, Store
 
@@ -45,6 +49,53 @@ def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = 
     except ValueError:
         return None
     return next((iid for iid in record_identifiers(n) if iid.split(":", 1)[0] == id_type), None)
+
+
+def is_placeholder_identifier(id_type: str, raw_value: str, *, region: str | None = None) -> bool:
+    """True when this raw value is well formed but a built-in placeholder that ingestion leaves out of every record,
+    so it identifies nobody: test@test.com, 0000000000, "+34 666 666 666", a loyalty id "N/A" or "0000", and the
+    placeholder words (n/a, unknown, -1...) of any type. False when it is malformed (an email that is not an
+    address, a phone number with letters or that cannot be parsed) or usable. normalized_identifier gives None for
+    both kinds of unusable value; this tells them apart, and normalization's own test decides what a placeholder
+    is (shared.normalize.is_blocked_value, through the normalizers)."""
+    id_type = id_type.strip().lower()
+    text = str(raw_value).strip()
+    if not text or id_type == "source":
+        return False  # nothing given; a source key is never a placeholder
+    if id_type == "email":
+        email = normalize_email(text)
+        return is_blocked_value("email", email) if email else _is_placeholder_word(text)
+    if id_type == "phone":
+        return _is_placeholder_phone(text, region) if _PHONE_TEXT.fullmatch(text) else _is_placeholder_word(text)
+    # A loyalty id or custom identifier has no form to be malformed in: normalization leaves one out only as a
+    # placeholder.
+    if id_type == "loyalty_id":
+        return normalize_loyalty_id(text) is None
+    return normalize_identifier(id_type, text) is None
+
+
+# A phone number as written: digits with an optional leading + and the formatting normalization ignores.
+_PHONE_TEXT = re.compile(r"\+?[\d\s\-()./\u00a0]*\d[\d\s\-()./\u00a0]*")
+
+
+def _is_placeholder_word(text: str) -> bool:
+    """n/a, unknown, none, 0000, xxxx: a value that is a placeholder as any identifier (read as one of no form of
+    its own), so also when it is not an email address or a phone number."""
+    return is_blocked_value("identifier", text)
+
+
+def _is_placeholder_phone(text: str, region: str | None) -> bool:
+    """A phone number normalize_phone leaves out as a placeholder by its digits before parsing (0000000000, fewer
+    than 6 digits), or by its national number after ("+34 666 666 666")."""
+    if is_blocked_value("phone", text):
+        return True
+    digits = "".join(c for c in text if c.isdigit())
+    try:
+        number = phonenumbers.parse("+" + digits[2:] if digits.startswith("00") else text,
+                                    region_code(region) if region else None)
+    except phonenumbers.NumberParseException:
+        return False
+    return is_blocked_value("phone", str(number.national_number))
 
 
 def is_blocked_identifier(iid: str, config: ResolverConfig | Settings | None = None) -> bool:
