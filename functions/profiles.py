@@ -25,7 +25,8 @@ def lookup_profile(req: func.HttpRequest) -> func.HttpResponse:
 def lookup_profile_by_body(req: func.HttpRequest) -> func.HttpResponse:
     """The lookup of GET /profiles with its parameters in a JSON body: no identifier in the URL (access logs,
     proxies) and no URL length limit. GET /profiles/lookup is still the profile with id "lookup" (another method)."""
-    return respond(req, lambda: api.lookup(open_store(), api.lookup_params(json_body(req)), get_settings()))
+    return respond(req, lambda: api.lookup(open_store(), api.lookup_params(json_body(req)), get_settings(),
+                                           too_large_status=413))
 
 
 @bp.route(route="profiles/{profile_id}/merges", methods=["GET"])

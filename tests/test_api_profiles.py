@@ -100,7 +100,7 @@ def post_lookup(fns, body):
 def test_post_lookup_finds_a_value_longer_than_a_url_carries(http_functions, api_env):
     """POST /profiles/lookup takes what GET /profiles takes, in a JSON body: a value as long as ingestion accepts
     (settings.max_field_bytes), such as a 10 KB loyalty id a record was resolved with, which no URL carries through
-    the platform; a longer one is answered 414 as the GET answers it."""
+    the platform; a longer one is answered 413 (the GET, whose URL holds it, answers 414)."""
     from shared.identity import resolve_records
 
     card = "LC-" + "7c1e" * 2560  # 10,243 characters
@@ -121,7 +121,7 @@ def test_post_lookup_finds_a_value_longer_than_a_url_carries(http_functions, api
     for too_long in ({"loyalty_id": "€" * (limit // 3 + 1)}, {"id_type": "app_user_token", "id": "t" * (limit + 1)},
                      {"email": "a" * limit + "@shopmail.net"}):
         resp, body = post_lookup(http_functions, too_long)
-        assert resp.status_code == 414 and resp.mimetype == "application/problem+json", list(too_long)
+        assert resp.status_code == 413 and resp.mimetype == "application/problem+json", list(too_long)
         assert f"{limit} bytes" in body["detail"] and "€" not in body["detail"]
 
 

@@ -77,11 +77,12 @@ PATHS: dict[str, dict[str, Any]] = {
                     "n/a) or a value the deployment blocks answers 404 saying so; a malformed value 400; a value "
                     "longer than ingestion accepts 414.")},
     "/profiles/lookup": {"post": operation(
-        LOOKUP_SUMMARY + ", the parameters in a JSON body", body=LOOKUP_BODY, errors=LOOKUP_ERRORS,
+        LOOKUP_SUMMARY + ", the parameters in a JSON body", body=LOOKUP_BODY, errors=("400", "401", "404", "413"),
         description="The lookup of GET /profiles with its parameters as the members of a JSON object, answered "
                     "exactly as GET /profiles answers them: no identifier in the URL (none in access logs or "
                     "proxies) and no URL length limit. Recommended in production. A body that is not such an "
-                    "object (other members, a value that is not a string) answers 400.")},
+                    "object (other members, a value that is not a string) answers 400; a value longer than ingestion "
+                    "accepts 413.")},
     "/profiles/{profile_id}": {
         "get": operation("Unified profile: attributes with sources, identifiers, measures, churn, activity",
                    params=PID, errors=("400", "401", "404", "410")),

@@ -112,11 +112,12 @@ def lookup_params(body: Any) -> dict[str, str]:
     return params
 
 
-def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiResponse:
+def lookup(store: Store, params: dict[str, str], settings: Settings, *, too_large_status: int = 414) -> ApiResponse:
     """GET /profiles?email=|phone=|loyalty_id=|source=&source_id=|id_type=&id= and POST /profiles/lookup with
     the same parameters in a JSON body (lookup_params), normalized exactly as ingestion does; id_type names a
     custom identifier of the mappings, such as ecommerce_id. A value of any length ingestion accepts is found (a
-    long one under the digest id identity.docs.identifier_id gives it); a longer one is answered 414. A built-in
+    long one under the digest id identity.docs.identifier_id gives it); a longer one is answered too_large_status
+    (414 URI Too Long for the GET's query, 413 Content Too Large for the POST's body). A built-in
     placeholder (test@test.com, 0000000000, n/a) or a value the deployment blocks identifies nobody: 404 saying
     so; a malformed value is 400."""
     identity = _identity()
@@ -138,8 +139,8 @@ def lookup(store: Store, params: dict[str, str], settings: Settings) -> ApiRespo
         id_type, value = present[0], given[present[0]]
     limit = settings.max_field_bytes  # ingestion refuses a longer value (field_too_large): none is stored
     if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
-        raise ApiError(414, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion accepts for a "
-                            "value: no profile can have it")
+        raise ApiError(too_large_status, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion "
+                                         "accepts for a value: no profile can have it")
     region = given.get("region")
     identifier = identity.normalized_identifier(id_type, value, region=region)
     if identifier is None:
