@@ -397,3 +397,18 @@ def test_a_score_never_joins_a_twin_on_its_own(store, model):
     assert stephen.action == "review" and stephen.reason == "score:given_name"
     review = [r for r in store.container("review").query_items() if r["record_key"] == "pos|3"]
     assert review and review[0]["candidate_profile_id"] == james.profile_id and review[0]["score"] >= 0.97
+
+
+def test_two_mailboxes_made_of_the_names_with_one_number_are_one_person(store, model):
+    """"mdavies22132" and "davies.michael22132": the person's own number in two address patterns is evidence of
+    the person (email level user_fuzzy, in the merge log), where a same name at one address alone stays in review
+    (a namesake or a relative). A family mailbox with that number is not made of a given name."""
+    home = dict(family_name="Davies", address_line1="213 Chestnut Crescent", postcode="M4 4XB", city="Manchester")
+    first, = resolve(store, model, rec("web", "1", given_name="Michael", email="mdavies22132@shopmail.net", **home))
+    family, = resolve(store, model, rec("crm", "2", given_name="Michael", email="thedavies22132@mailbox.org", **home))
+    assert family.profile_id != first.profile_id
+    second, = resolve(store, model, rec("pos", "3", given_name="Michael", email="davies.michael22132@mailbox.org",
+                                        birth_date="1987-03-02", phone="+447408990690", **home))
+    assert second.action in ("linked", "merged") and second.profile_id == first.profile_id
+    log = [m for m in list_merges(store, first.profile_id) if m["reason"] == "score"]
+    assert log and log[0]["levels"]["email"] == "user_fuzzy" and log[0]["contributions"]["email"] > 0

@@ -193,6 +193,13 @@ def test_em_training_converges_and_separates_people():
     ("paul.davies519+news@shopmail.net", "pauldavies519@mailbox.org", "same_user"),  # a +tag aside
     ("jsmith512@shopmail.net", "jsmth512@mailbox.org", "user_fuzzy"),  # a slip, same number
     ("peter.richter1707@shopmail.net", "richter.peter1707@mailbox.org", "user_fuzzy"),  # reordered, same number
+    # Both made of the person's names, with the same number: the person's own number in two address patterns.
+    ("jsmith22132@shopmail.net", "smith.john22132@mailbox.org", "user_fuzzy"),
+    ("john_smith4417@shopmail.net", "smith.j4417@mailbox.org", "user_fuzzy"),
+    ("thesmiths22132@shopmail.net", "john.smith22132@mailbox.org", "different"),  # a family mailbox
+    ("jsmith1985@shopmail.net", "john.smith1985@mailbox.org", "different"),  # a year: namesakes share it
+    ("jsmith85@shopmail.net", "john.smith85@mailbox.org", "different"),  # two digits: too common
+    ("psmith22132@shopmail.net", "john.smith22132@mailbox.org", "different"),  # another given name's initial
     ("johnsmith12@shopmail.net", "johnsmith85@shopmail.net", "different"),  # namesakes: another number
     ("johnsmith@shopmail.net", "johnsmith85@shopmail.net", "different"),
 ])

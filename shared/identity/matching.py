@@ -177,7 +177,39 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
         return 3
     if digits_a and sorted(user_a) == sorted(user_b):  # "peter.richter1707" / "richter.peter1707": reordered
         return 3
+    if _own_number(digits_a) and _made_of_names(user_a, a, b) and _made_of_names(user_b, a, b):
+        # "mdavies22132" / "davies.michael22132": both user names are the person's names (in any of the usual
+        # patterns) with the same number of 3 or more digits that is not a year. A family mailbox
+        # ("thedavies22132") is not made of a given name; a namesake born the same year may share a year.
+        return 3
     return 4
+
+
+def _own_number(digits: tuple[str, ...]) -> bool:
+    """One number of 3 digits or more, not one a namesake could share: a year (1900-2099)."""
+    return len(digits) == 1 and len(digits[0]) >= 3 and not (len(digits[0]) == 4 and digits[0][:2] in ("19", "20"))
+
+
+def _made_of_names(user: str, a: NormalizedRecord, b: NormalizedRecord) -> bool:
+    """True when the letters of an email user name are a family name of either record with, before or after it, a
+    given name of either (as written, its formal form, or its first letter): "mdavies", "davies.michael"."""
+    letters = _DIGITS.sub("", user)
+    for family in {a.family_name, b.family_name}:
+        family = family.replace(" ", "").replace("'", "") if family else ""
+        if len(family) < 2:
+            continue
+        start = letters.find(family)
+        if start < 0:
+            continue
+        rest = letters[:start] + letters[start + len(family):]
+        if rest and any(rest == given or rest == given[0] for given in _given_forms(a, b)):
+            return True
+    return False
+
+
+def _given_forms(a: NormalizedRecord, b: NormalizedRecord) -> set[str]:
+    return {name.replace(" ", "").replace("-", "") for name in (a.given_name, a.given_canonical, b.given_name,
+                                                                 b.given_canonical) if name}
 
 
 _DIGITS = re.compile(r"\d+")
