@@ -412,3 +412,24 @@ def test_two_mailboxes_made_of_the_names_with_one_number_are_one_person(store, m
     assert second.action in ("linked", "merged") and second.profile_id == first.profile_id
     log = [m for m in list_merges(store, first.profile_id) if m["reason"] == "score"]
     assert log and log[0]["levels"]["email"] == "user_fuzzy" and log[0]["contributions"]["email"] > 0
+
+
+@pytest.mark.parametrize("first,second,one", [
+    ("Jihn", "Jon", True),  # a typo and a nickname of the John whose mailbox it is
+    ("Stuart", "Tsu", True),  # a slip of Stu, which no one is called
+    ("John", "Mary", False),  # his wife gives his mailbox: two people
+    ("John", "Ottilie", False),  # a rare name is a name, not a slip of John's
+    ("Jihn", "Kevn", False),  # a slip of Kevin, not of John: his brother
+])
+def test_a_personal_mailbox_tells_a_garbled_given_name_from_a_household_member(store, model, first, second, one):
+    """A shared email with another given name is a household's, unless it is a personal mailbox made of a given
+    name that both records give in some form: then the names were mistyped or shortened."""
+    user = "stuart_andrews3574" if first == "Stuart" else "johnscott8049"
+    family = "Andrews" if first == "Stuart" else "Scott"
+    a, = resolve(store, model, rec("pos", "1", email=f"{user}@shopmail.net", given_name=first, family_name=family))
+    b, = resolve(store, model, rec("web", "2", email=f"{user}@shopmail.net", given_name=second, family_name=family,
+                                   birth_date="1980-02-03"))
+    assert (b.profile_id == a.profile_id) is one
+    assert b.action == ("linked" if one else "created")
+    if one:
+        assert b.reason == "rule:email"

@@ -243,3 +243,19 @@ def test_swapped_names_weigh_as_the_common_way_round(model):
     same = rec("crm|3", given_name="John", family_name="Robinson", city="Leeds")
     assert model.score(swapped, right).match_weight <= model.score(same, right).match_weight + 1e-9
     assert model.score(swapped, right).match_weight == pytest.approx(model.score(right, swapped).match_weight)
+
+
+@pytest.mark.parametrize("user,first,second,both", [
+    ("johnscott8049", "Jihn", "Jon", True),  # John's mailbox: a typo and a nickname of his name
+    ("lisaturner17307", "Lisa", "Lkz", True),  # a slip of Liz, Lisa's short form, that no one is called
+    ("johnscott8049", "John", "Mary", False),  # another person's name
+    ("johnscott8049", "John", "Ottilie", False),  # a rare name is not a slip
+    ("thescotts8049", "Jihn", "Jon", False),  # a family mailbox names no one
+    ("scott8049", "Jihn", "Jon", False),  # nor does a family name alone
+])
+def test_a_personal_mailbox_names_its_owner(model, user, first, second, both):
+    family = "Turner" if "turner" in user else "Scott"
+    a = rec("pos|1", given_name=first, family_name=family, email=f"{user}@shopmail.net")
+    b = rec("crm|2", given_name=second, family_name=family, email=f"{user}@shopmail.net")
+    assert model.another_given_name(a, b)
+    assert model.mailbox_names_both(a, b) is both

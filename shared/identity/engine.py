@@ -341,9 +341,9 @@ class _Work:
         known customers, or a family email or home phone with another person's given name (household)."""
         if all(is_weak_type(t) for t in types) and side.is_known() and any(s.is_known() for s in sides):
             return True
-        return set(types) <= SHAREABLE_TYPES and self._names_disagree(profile)
+        return set(types) <= SHAREABLE_TYPES and self._names_disagree(profile, "email" in types)
 
-    def _names_disagree(self, profile: dict[str, Any]) -> bool:
+    def _names_disagree(self, profile: dict[str, Any], email: bool = False) -> bool:
         """True when the record's given name is another person's: that of the profile record the model finds most
         similar (typos, nicknames and initials are not another name). An equal birth date does not make them one
         person: twins share it, and a family email or home phone. (Treating swapped given/family names as
@@ -352,7 +352,12 @@ class _Work:
             return False
         named = [other for key, other in self.snapshots.of(profile) if key != self.key and other.given_name]
         _, best = self.model.best_record(self.n, named)
-        return best is not None and self.model.another_given_name(self.n, best)
+        if best is None or not self.model.another_given_name(self.n, best):
+            return False
+        # A shared personal mailbox made of a given name that neither record contradicts ("johnscott8049" of "Jihn"
+        # and "Jon" Scott), or that one names and the other garbles into no one's name ("Tsu" on Stuart's): one
+        # person whose names were mistyped or shortened, not two people of a household (MatchModel.mailbox_names_both).
+        return not (email and self.model.mailbox_names_both(self.n, best))
 
     def _side(self, profile: dict[str, Any]) -> Side:
         version = (profile["id"], profile.get("_etag"))

@@ -185,6 +185,20 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     return 4
 
 
+@lru_cache(maxsize=65536)
+def mailbox_given_name(user: str | None, *families: str | None) -> str | None:
+    """The given name an email user name is made of with a family name ("johnscott8049" with Scott: "john"), or
+    None: no family name in it, or what is left is not a name of 2 letters or more."""
+    letters = _DIGITS.sub("", compact_email_user(user))
+    for family in families:
+        family = family.replace(" ", "").replace("'", "") if family else ""
+        start = letters.find(family) if len(family) >= 2 else -1
+        if start >= 0:
+            rest = letters[:start] + letters[start + len(family):]
+            return rest if len(rest) >= 2 and rest.isalpha() else None
+    return None
+
+
 def _own_number(digits: tuple[str, ...]) -> bool:
     """One number of 3 digits or more, not one a namesake could share: a year (1900-2099)."""
     return len(digits) == 1 and len(digits[0]) >= 3 and not (len(digits[0]) == 4 and digits[0][:2] in ("19", "20"))
@@ -438,6 +452,40 @@ class MatchModel:
         names = self.term_frequencies.get("given_name", {})
         return (level in GIVEN_FUZZY_LEVELS and names.get(a.given_name, 0.0) >= COMMON_GIVEN_NAME
                 and names.get(b.given_name, 0.0) >= COMMON_GIVEN_NAME)
+
+    def mailbox_names_both(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
+        """True when a's email is a personal mailbox whose given name is neither record's another given name:
+        "johnscott8049" given as "Jihn Scott" (a typo) and as "Jon Scott" (a nickname) is John's own address,
+        not a family one that two people of a household give; or one record's and the other's is a slip of it that
+        is no one's name. Letters of the user name less a family name of either record must be a given name people
+        are called (not an initial, not "the..s", "family", "home")."""
+        given = mailbox_given_name(a.email_user, a.family_name, b.family_name)
+        if given is None or not self._known_given(given):
+            return False
+        canonical = canonical_given_name(given)
+        against = [self._another_given(given, canonical, x.given_name, x.given_canonical) for x in (a, b)]
+        if not any(against):
+            return True
+        # One record names the mailbox's owner, the other a slip of that name or of a short form of it that no one
+        # is called ("lkz" for Liz, on Lisa's mailbox; "tsu" for Stu, on Stuart's), not a rare name of its own.
+        other = b if against[1] else a
+        if against[0] == against[1] or self._known_given(other.given_name):
+            return False
+        forms = (given, *nickname_forms(canonical or given))
+        return any(OSA.distance(other.given_name, form) <= (1 if len(form) <= 4 else 2) for form in forms)
+
+    def _known_given(self, name: str | None) -> bool:
+        """A given name people are called: in the model's term frequencies or the nickname data."""
+        return bool(name) and (name in self.term_frequencies.get("given_name", {}) or bool(nickname_forms(name)))
+
+    def _another_given(self, a: str, a_canon: str | None, b: str | None, b_canon: str | None) -> bool:
+        """another_given_name on two given names alone."""
+        level = _given_level(a, a_canon, b, b_canon)
+        if level == GIVEN_DIFFERENT:
+            return True
+        names = self.term_frequencies.get("given_name", {})
+        return (level in GIVEN_FUZZY_LEVELS and names.get(a, 0.0) >= COMMON_GIVEN_NAME
+                and names.get(b, 0.0) >= COMMON_GIVEN_NAME)
 
     def _tf_pair(self, a: NormalizedRecord, b: NormalizedRecord, levels: tuple[int, ...]) -> tuple[str | None, str | None]:
         given = a.given_name if levels[0] == EXACT else None
