@@ -57,6 +57,19 @@ def test_noisy_variants_share_a_blocking_key(label):
     assert set(blocking_keys(a)) & set(blocking_keys(b)), label
 
 
+@pytest.mark.parametrize("a,b", [
+    # A married name, the number kept: only the given name's code is common.
+    (("Patricia", "Bell", "patriciabell40537"), ("Patricia", "Robinson", "patriciarobinson40537")),
+    # A typo in the family name and in the user name: only the given name's code is common.
+    (("Alberto", "Gonzalez", "albeto_gonzalez8502"), ("Alberto", "Gonalez", "alberto_gonzalez8502")),
+])
+def test_the_email_number_with_either_name_is_a_blocking_key(model, a, b):
+    first, second = (rec(f"{source}|1", given_name=given, family_name=family, email=f"{user}@shopmail.net")
+                     for source, (given, family, user) in (("pos", a), ("crm", b)))
+    assert [key for key in set(blocking_keys(first)) & set(blocking_keys(second)) if key.startswith("ed:")]
+    assert model.score(first, second).levels["email"] == "user_fuzzy"
+
+
 def test_blocking_keys_are_few_and_need_data():
     keys = blocking_keys(rec("pos|1", **ANN))
     assert 3 <= len(keys) <= 10 and len(set(keys)) == len(keys)
