@@ -401,6 +401,20 @@ def nickname_forms(canonical: str) -> tuple[str, ...]:
     return tuple(sorted(_nicknamer().nicknames_of(canonical)))
 
 
+@lru_cache(maxsize=16384)
+def formal_names_of(nickname: str) -> tuple[str, ...]:
+    """The formal names a nickname is listed under (ricky -> richard, frederick, ...); () for a formal name or a
+    string the nicknames data does not know."""
+    return tuple(sorted(_nicknamer().canonicals_of(nickname)))
+
+
+@lru_cache(maxsize=16384)
+def is_known_given_name(name: str) -> bool:
+    """True when the nicknames data lists the name, as a formal name or as a nickname."""
+    namer = _nicknamer()
+    return bool(namer.nicknames_of(name) or namer.canonicals_of(name))
+
+
 def compound_names_differ(a: str, b: str) -> bool:
     """True for two compound given names whose later words differ: Jean-Pierre and Jean-Luc are brothers.
     An initial is not another word ("mary j" / "mary jane")."""

@@ -30,7 +30,7 @@ import jellyfish
 from rapidfuzz.distance import OSA, JaroWinkler
 
 from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ,
-                              nickname_forms)
+                              formal_names_of, is_known_given_name, nickname_forms)
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 CLASSES = ("match", "related", "unrelated")
@@ -82,6 +82,8 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
     if (min(len(a), len(b)) >= 3 or sorted((len(a), len(b))) == [2, 3]) and OSA.distance(a, b) <= 1:
         return 4
     if _typo_of_nickname(a, b_canon) or _typo_of_nickname(b, a_canon):  # "dabey": a typo of davey, for david
+        return 4
+    if _typo_of_formal(a, b) or _typo_of_formal(b, a):  # "ricahrd": a typo of richard, whom "ricky" stands for
         return 4
     if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
         return 5
@@ -145,6 +147,14 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
 def _typo_of_nickname(name: str, canonical: str | None) -> bool:
     # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess).
     return bool(canonical) and len(name) >= 4 and any(_jw(name, nick) >= 0.88 for nick in nickname_forms(canonical))
+
+
+def _typo_of_formal(name: str, nickname: str) -> bool:
+    """A slip (one edit) of a formal name the other is a nickname of, itself no name the nicknames data knows:
+    "ricahrd" / "ricky" (richard), "thdeodore" / "teddy" (theodore). Needed where the nickname has no one
+    canonical form (ricky also stands for frederick and eric). A known name ("amelia" / "emily") is not a slip."""
+    return (len(name) >= 5 and not is_known_given_name(name)
+            and any(OSA.distance(name, formal) <= 1 for formal in formal_names_of(nickname)))
 
 
 def _phone_level(a: str | None, b: str | None) -> int:
