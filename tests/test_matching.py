@@ -36,6 +36,7 @@ SAME_PERSON_VARIANTS = {
     "swapped names, one a nickname": variant(given_name="Harrington", family_name="Liz", email=None),
     "swapped names, one mistyped at its start": variant(given_name="Ahrrington", family_name="Elizabeth", email=None),
     "swapped names, both mistyped": variant(given_name="Ahrrington", family_name="Elizabteh", email=None),
+    "swapped names, a nickname and a typo": variant(given_name="Harringtn", family_name="Lizzy", email=None),
     "moved house": variant(address_line1="2 Quay Street", postcode="BS1 4DJ", phone=None),
     "day and month swapped": variant(birth_date=date(1984, 9, 3), email=None),
     "no birth date, same everything else": variant(birth_date=None),
@@ -248,6 +249,20 @@ def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level)
 def test_given_name_levels(model, a, b, level):
     score = model.score(rec("pos|1", given_name=a, family_name="Davies"), rec("crm|2", given_name=b, family_name="Davies"))
     assert score.levels["given_name"] == level
+
+
+@pytest.mark.parametrize("a,b,levels", [
+    # Across, a typo of a nickname and a slip of the family name: compared the right way round.
+    (("Dony", "Riey"), ("Rley", "Donald"), ("nickname", "fuzzy_low")),
+    (("Khan", "Sandra"), ("Asndy", "Khan"), ("exact", "different")),
+    # Not swapped: the family names agree straight (a household), or nothing agrees across.
+    (("Sandy", "Khan"), ("Khan", "Kahn"), ("different", "fuzzy_high")),
+    (("Mary", "Jones"), ("Jane", "Morris"), ("different", "different")),
+])
+def test_swapped_names_with_a_nickname_and_a_typo(model, a, b, levels):
+    score = model.score(rec("pos|1", given_name=a[0], family_name=a[1]),
+                        rec("crm|2", given_name=b[0], family_name=b[1]))
+    assert (score.levels["given_name"], score.levels["family_name"]) == levels
 
 
 def test_swapped_names_weigh_as_the_common_way_round(model):

@@ -265,6 +265,14 @@ def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
         # Each name a slip of the other's across ("Ggray Paul" vs "Apul Gray", "Evans James" vs "James Veans"),
         # or one the same and the other another form of one given name ("Wood William" vs "Bill Wood").
         return True
+    if (given_a[0] == family_b[0] or family_a[0] == given_b[0]) and _jw(family_a, family_b) < 0.82 and _given_level(
+            given_a, a.given_canonical, given_b, b.given_canonical) == GIVEN_DIFFERENT and (
+            _swapped_across(given_a, a.given_canonical, family_b, family_a, given_b)
+            or _swapped_across(given_b, b.given_canonical, family_a, family_b, given_a)):
+        # The straight order fits neither name; across, a given name is the other's in some form (a typo, a
+        # nickname, both: "Dony Riey" vs "Rley Donald") and the family name is close ("Riey" / "Rley"). One
+        # first letter across agrees (cheap test first: a typo rarely hits both).
+        return True
     # Cheap test first (a typo rarely hits a first letter), then: both names close, or one equal and the other a
     # typo; and the straight order must not fit.
     if given_a[0] != family_b[0] or family_a[0] != given_b[0]:
@@ -272,6 +280,13 @@ def _names_swapped(a: NormalizedRecord, b: NormalizedRecord) -> bool:
     low, high = sorted((_jw(given_a, family_b), _jw(family_a, given_b)))
     return ((low >= 0.92 or (high == 1.0 and low >= 0.82))
             and _jw(given_a, given_b) < 0.82 and _jw(family_a, family_b) < 0.82)
+
+
+def _swapped_across(given: str, canonical: str | None, other_family: str, family: str, other_given: str) -> bool:
+    """A given name that compares as the same one (exact, nickname, fuzzy) with the other record's family name, and
+    a family name close to the other's given name."""
+    return (_jw(family, other_given) >= 0.82
+            and 0 < _given_level(given, canonical, other_family, canonical_given_name(other_family)) < 5)
 
 
 def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
