@@ -214,6 +214,12 @@ def test_em_training_converges_and_separates_people():
     ("jsmith1985@shopmail.net", "john.smith1985@mailbox.org", "different"),  # a year: namesakes share it
     ("jsmith85@shopmail.net", "john.smith85@mailbox.org", "different"),  # two digits: too common
     ("psmith22132@shopmail.net", "john.smith22132@mailbox.org", "different"),  # another given name's initial
+    # The same number with a slip: a letter typed inside it, two adjacent digits swapped (4 digits or more).
+    ("jsmith2e7731@shopmail.net", "jsmith27731@mailbox.org", "user_fuzzy"),
+    ("jsmith1568@shopmail.net", "jsmith5168@mailbox.org", "user_fuzzy"),
+    ("jsmith1985@shopmail.net", "jsmith1958@mailbox.org", "different"),  # two years: namesakes
+    ("jsmith4106@shopmail.net", "jsmith4108@mailbox.org", "different"),  # another digit: a sibling's number
+    ("jsmith31904@shopmail.net", "john.smith31940@mailbox.org", "different"),  # two patterns need the same number
     ("johnsmith12@shopmail.net", "johnsmith85@shopmail.net", "different"),  # namesakes: another number
     ("johnsmith@shopmail.net", "johnsmith85@shopmail.net", "different"),
 ])

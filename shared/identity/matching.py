@@ -181,13 +181,14 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
         return 4
     if user_a == user_b:
         return 2
-    if digits_a != digits_b:
+    if digits_a != digits_b and not _number_slip(digits_a, digits_b):
         return 4
     if _jw(user_a, user_b) >= 0.92:
         return 3
     if digits_a and sorted(user_a) == sorted(user_b):  # "peter.richter1707" / "richter.peter1707": reordered
         return 3
-    if _own_number(digits_a) and _made_of_names(user_a, a, b) and _made_of_names(user_b, a, b):
+    if (digits_a == digits_b and _own_number(digits_a)
+            and _made_of_names(user_a, a, b) and _made_of_names(user_b, a, b)):
         # "mdavies22132" / "davies.michael22132": both user names are the person's names (in any of the usual
         # patterns) with the same number of 3 or more digits that is not a year. A family mailbox
         # ("thedavies22132") is not made of a given name; a namesake born the same year may share a year.
@@ -207,6 +208,16 @@ def mailbox_given_name(user: str | None, *families: str | None) -> str | None:
             rest = letters[:start] + letters[start + len(family):]
             return rest if len(rest) >= 2 and rest.isalpha() else None
     return None
+
+
+def _number_slip(digits_a: tuple[str, ...], digits_b: tuple[str, ...]) -> bool:
+    """The same number with a slip: a letter typed inside it ("cmartin2e7731" / "cmartin27731"), or two adjacent
+    digits of a number of 4 or more swapped ("cwhite1568" / "cwhite5168"), not in a year (1985 / 1958: namesakes)."""
+    a, b = "".join(digits_a), "".join(digits_b)
+    if a == b:
+        return True
+    return (len(a) == len(b) >= 4 and sorted(a) == sorted(b) and OSA.distance(a, b) == 1
+            and not any(len(x) == 4 and x[:2] in ("19", "20") for x in (a, b)))
 
 
 def _own_number(digits: tuple[str, ...]) -> bool:
