@@ -250,6 +250,8 @@ def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level)
     ("In", "Ian", "fuzzy_low"), ("Ue", "Uwe", "fuzzy_low"), ("Dabey", "David", "fuzzy_low"), ("Ejss", "Jessica", "fuzzy_low"),  # a typo of a nickname of the formal name
     # A slip of the formal name that a nickname without one canonical form stands for (ricky: richard, eric...).
     ("Ricahrd", "Ricky", "fuzzy_low"), ("Thdeodore", "Teddy", "fuzzy_low"), ("Wiloliam", "Bill", "fuzzy_low"),
+    # One slip of a known name into no name, 5 letters or more: a typo, as close as a high similarity.
+    ("Dahiel", "Daniel", "fuzzy_high"), ("Mafy", "Mary", "fuzzy_low"), ("Karen", "Karin", "fuzzy_low"),
     ("Olivia", "Rachel", "different"), ("Tom", "Kevin", "different"),
 ])
 def test_given_name_levels(model, a, b, level):

@@ -77,10 +77,10 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
     if sim >= 0.92:
         return 3
     if sim >= 0.82:
-        return 4
+        return 3 if _slip_of_a_name(a, b) else 4
     # One slip in a short name ("amy"/"any", "ana"/"naa"), or a letter dropped from a three-letter one ("in"/"ian").
     if (min(len(a), len(b)) >= 3 or sorted((len(a), len(b))) == [2, 3]) and OSA.distance(a, b) <= 1:
-        return 4
+        return 3 if _slip_of_a_name(a, b) else 4
     if _typo_of_nickname(a, b_canon) or _typo_of_nickname(b, a_canon):  # "dabey": a typo of davey, for david
         return 4
     if _typo_of_formal(a, b) or _typo_of_formal(b, a):  # "ricahrd": a typo of richard, whom "ricky" stands for
@@ -91,6 +91,14 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
     if first_a == first_b:  # "mary jane" vs "mary"
         return 3
     return 6
+
+
+def _slip_of_a_name(a: str, b: str) -> bool:
+    """One slip (an edit or a transposition) between a name the nicknames data knows and a string it does not, of 5
+    letters or more: a typo of that name ("petfa" / "petra", "dahiel" / "daniel"), where two known names one slip
+    apart may be two people of a household (Maria / Mario), and a short slip is near too many names ("amry": a
+    typo of Mary, or of Amy)."""
+    return min(len(a), len(b)) >= 5 and is_known_given_name(a) != is_known_given_name(b) and OSA.distance(a, b) <= 1
 
 
 def _family_level(a: str | None, b: str | None) -> int:
