@@ -59,16 +59,21 @@ def test_noisy_variants_share_a_blocking_key(label):
 
 
 @pytest.mark.parametrize("a,b", [
-    # A married name, the number kept: only the given name's code is common.
+    # A married name, the number kept: the names' codes differ.
     (("Patricia", "Bell", "patriciabell40537"), ("Patricia", "Robinson", "patriciarobinson40537")),
-    # A typo in the family name and in the user name: only the given name's code is common.
+    # A typo in the family name and in the user name.
     (("Alberto", "Gonzalez", "albeto_gonzalez8502"), ("Alberto", "Gonalez", "alberto_gonzalez8502")),
 ])
-def test_the_email_number_with_either_name_is_a_blocking_key(model, a, b):
+def test_an_email_number_of_4_digits_is_a_blocking_key(model, a, b):
     first, second = (rec(f"{source}|1", given_name=given, family_name=family, email=f"{user}@shopmail.net")
                      for source, (given, family, user) in (("pos", a), ("crm", b)))
     assert [key for key in set(blocking_keys(first)) & set(blocking_keys(second)) if key.startswith("ed:")]
     assert model.score(first, second).levels["email"] == "user_fuzzy"
+
+
+def test_a_short_email_number_or_a_year_is_blocked_with_the_names():
+    keys = blocking_keys(rec("pos|1", given_name="John", family_name="Smith", email="jsmith1985@shopmail.net"))
+    assert [key for key in keys if key.startswith("ed:")] == ["ed:1985|n:J535+S530"]  # john: J535 (jonathan)
 
 
 def test_blocking_keys_are_few_and_need_data():
