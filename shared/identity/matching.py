@@ -210,12 +210,18 @@ def mailbox_given_name(user: str | None, *families: str | None) -> str | None:
     None: no family name in it, or what is left is not a name of 2 letters or more."""
     letters = _DIGITS.sub("", compact_email_user(user))
     for family in families:
-        family = family.replace(" ", "").replace("'", "") if family else ""
-        start = letters.find(family) if len(family) >= 2 else -1
-        if start >= 0:
-            rest = letters[:start] + letters[start + len(family):]
+        rest = _less_family(letters, family)
+        if rest is not None:
             return rest if len(rest) >= 2 and rest.isalpha() else None
     return None
+
+
+def _less_family(letters: str, family: str | None) -> str | None:
+    """The letters of a user name without a family name of 2 letters or more (spaces and apostrophes aside), None
+    when they do not hold it."""
+    family = family.replace(" ", "").replace("'", "") if family else ""
+    start = letters.find(family) if len(family) >= 2 else -1
+    return letters[:start] + letters[start + len(family):] if start >= 0 else None
 
 
 def _number_slip(digits_a: tuple[str, ...], digits_b: tuple[str, ...]) -> bool:
@@ -238,13 +244,7 @@ def _made_of_names(user: str, a: NormalizedRecord, b: NormalizedRecord) -> bool:
     given name of either (as written, its formal form, or its first letter): "mdavies", "davies.michael"."""
     letters = _DIGITS.sub("", user)
     for family in {a.family_name, b.family_name}:
-        family = family.replace(" ", "").replace("'", "") if family else ""
-        if len(family) < 2:
-            continue
-        start = letters.find(family)
-        if start < 0:
-            continue
-        rest = letters[:start] + letters[start + len(family):]
+        rest = _less_family(letters, family)
         if rest and any(rest == given or rest == given[0] for given in _given_forms(a, b)):
             return True
     return False
@@ -494,12 +494,15 @@ class MatchModel:
         """True when the given names are two people's: "different", or similar where each is a name the model has
         seen often (its term-frequency table): Andrea/Andreas, Petra/Peter, where a typo ("Francpois") is rare.
         Nicknames and initials are not another name."""
-        level = compare(a, b)[0]
+        return self._another_at(compare(a, b)[0], a.given_name, b.given_name)
+
+    def _another_at(self, level: int, a: str | None, b: str | None) -> bool:
+        """another_given_name of two given names compared at this given-name level."""
         if level == GIVEN_DIFFERENT:
             return True
         names = self.term_frequencies.get("given_name", {})
-        return (level in GIVEN_FUZZY_LEVELS and names.get(a.given_name, 0.0) >= COMMON_GIVEN_NAME
-                and names.get(b.given_name, 0.0) >= COMMON_GIVEN_NAME)
+        return (level in GIVEN_FUZZY_LEVELS and names.get(a, 0.0) >= COMMON_GIVEN_NAME
+                and names.get(b, 0.0) >= COMMON_GIVEN_NAME)
 
     def mailbox_names_both(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
         """True when a's email is a personal mailbox whose given name is neither record's another given name:
@@ -528,12 +531,7 @@ class MatchModel:
 
     def _another_given(self, a: str, a_canon: str | None, b: str | None, b_canon: str | None) -> bool:
         """another_given_name on two given names alone."""
-        level = _given_level(a, a_canon, b, b_canon)
-        if level == GIVEN_DIFFERENT:
-            return True
-        names = self.term_frequencies.get("given_name", {})
-        return (level in GIVEN_FUZZY_LEVELS and names.get(a, 0.0) >= COMMON_GIVEN_NAME
-                and names.get(b, 0.0) >= COMMON_GIVEN_NAME)
+        return self._another_at(_given_level(a, a_canon, b, b_canon), a, b)
 
     def _tf_pair(self, a: NormalizedRecord, b: NormalizedRecord, levels: tuple[int, ...]) -> tuple[str | None, str | None]:
         given = a.given_name if levels[0] == EXACT else None
