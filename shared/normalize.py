@@ -170,15 +170,28 @@ def region_code(country: str | None) -> str | None:
 
 def normalize_phone(value: str | None, region: str | None = None) -> str | None:
     """E.164 phone number (phonenumbers), None when it cannot be parsed, is invalid or is a placeholder."""
+    return _phone(value, region) or None
+
+
+def is_placeholder_phone(value: str | None, region: str | None = None) -> bool:
+    """True when normalize_phone leaves the value out as a placeholder (0000000000, fewer than 6 digits,
+    "+34 666 666 666"), not because it is no valid phone number."""
+    return _phone(value, region) == ""
+
+
+def _phone(value: str | None, region: str | None) -> str | None:
+    """The E.164 number, "" for a placeholder, None when the value is no valid phone number."""
     if value is None:
         return None
     text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()
+    if not text:
+        return None
     # Formatting (spaces, dashes, brackets) does not change the number: cache on the bare digits.
     bare = _PHONE_FORMATTING.sub("", text)
     # is_blocked_value("phone", text) read off bare: its placeholder words all have fewer digits than a phone
     # number, so the digits alone decide, and they are the same in bare as in text.
-    if not text or _is_placeholder_phone(_digits_of(bare)):
-        return None
+    if _is_placeholder_phone(_digits_of(bare)):
+        return ""
     region = region_code(region) if region else None  # "UK" is GB to phonenumbers too
     if text.startswith("00"):  # then bare starts with the same "00"
         # The region's own international prefix first (Australia's is 0011), then "00" as most countries'.
@@ -206,17 +219,18 @@ phonenumbers.enable_pattern_cache()
 
 @lru_cache(maxsize=65536)
 def _parse_phone(text: str, region: str | None) -> str | None:
+    """As _phone: E.164, "" for a placeholder, None for no valid number."""
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
         return None
+    # The national number too: "+34 666 666 666" is as much a placeholder as "666 666 666".
+    if _is_placeholder_phone(str(number.national_number)):
+        return ""
     if not _is_valid_number(number):
         return None
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    # The national number too: "+34 666 666 666" is as much a placeholder as "666 666 666".
-    if is_blocked_value("phone", e164) or _is_placeholder_phone(str(number.national_number)):
-        return None
-    return e164
+    return "" if is_blocked_value("phone", e164) else e164
 
 
 def _is_valid_number(number: phonenumbers.PhoneNumber) -> bool:

@@ -4,11 +4,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import phonenumbers
-
 from shared.models import CustomerRecord
-from shared.normalize import (is_blocked_value, normalize_email, normalize_identifier, normalize_loyalty_id,
-                              normalize_record, region_code)
+from shared.normalize import (is_blocked_value, is_placeholder_phone, normalize_email, normalize_identifier,
+                              normalize_loyalty_id, normalize_record)
 from shared.settings import Settings, get_settings
 from shared.store import ItemNotFoundError, Store
 
@@ -66,7 +64,7 @@ def is_placeholder_identifier(id_type: str, raw_value: str, *, region: str | Non
         email = normalize_email(text)
         return is_blocked_value("email", email) if email else _is_placeholder_word(text)
     if id_type == "phone":
-        return _is_placeholder_phone(text, region) if _PHONE_TEXT.fullmatch(text) else _is_placeholder_word(text)
+        return is_placeholder_phone(text, region) if _PHONE_TEXT.fullmatch(text) else _is_placeholder_word(text)
     # A loyalty id or custom identifier has no form to be malformed in: normalization leaves one out only as a
     # placeholder.
     if id_type == "loyalty_id":
@@ -82,20 +80,6 @@ def _is_placeholder_word(text: str) -> bool:
     """n/a, unknown, none, 0000, xxxx: a value that is a placeholder as any identifier (read as one of no form of
     its own), so also when it is not an email address or a phone number."""
     return is_blocked_value("identifier", text)
-
-
-def _is_placeholder_phone(text: str, region: str | None) -> bool:
-    """A phone number normalize_phone leaves out as a placeholder by its digits before parsing (0000000000, fewer
-    than 6 digits), or by its national number after ("+34 666 666 666")."""
-    if is_blocked_value("phone", text):
-        return True
-    digits = "".join(c for c in text if c.isdigit())
-    try:
-        number = phonenumbers.parse("+" + digits[2:] if digits.startswith("00") else text,
-                                    region_code(region) if region else None)
-    except phonenumbers.NumberParseException:
-        return False
-    return is_blocked_value("phone", str(number.national_number))
 
 
 def is_blocked_identifier(iid: str, config: ResolverConfig | Settings | None = None) -> bool:
