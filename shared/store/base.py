@@ -27,21 +27,28 @@ SYSTEM_KEEP = ("_etag", "_ts")
 def clean_body(body: dict[str, Any], into: type[dict] = dict) -> dict[str, Any]:
     """The user part of a document (a new `into`): drops system properties so a read item can be written back."""
     item = into(body)  # copying in C and deleting the few system keys is faster than filtering every key
-    shape = tuple(item)
-    system = _SYSTEM_KEYS_BY_SHAPE.get(shape)
-    if system is None:
-        system = tuple(k for k in shape if k[:1] == "_")
-        if len(_SYSTEM_KEYS_BY_SHAPE) >= 4096:
-            _SYSTEM_KEYS_BY_SHAPE.clear()
-        _SYSTEM_KEYS_BY_SHAPE[shape] = system
-    for key in system:
+    for key in system_keys(body)[0]:
         dict.__delitem__(item, key)
     return item
 
 
+def system_keys(body: dict[str, Any]) -> tuple[tuple[str, ...], bool]:
+    """The keys of the document's system properties, in order, and whether they are its last keys (as in a
+    document read from a store and copied with changed values: {**doc, ...})."""
+    shape = tuple(body)
+    found = _SYSTEM_KEYS_BY_SHAPE.get(shape)
+    if found is None:
+        system = tuple(k for k in shape if k[:1] == "_")
+        found = system, shape[len(shape) - len(system):] == system
+        if len(_SYSTEM_KEYS_BY_SHAPE) >= 4096:
+            _SYSTEM_KEYS_BY_SHAPE.clear()
+        _SYSTEM_KEYS_BY_SHAPE[shape] = found
+    return found
+
+
 # A container's documents come in a few shapes (their keys, in order): the system keys of each are found once.
 # Looking a shape up runs in C; testing every key of every document written was most of a write's cost in process.
-_SYSTEM_KEYS_BY_SHAPE: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SYSTEM_KEYS_BY_SHAPE: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
 
 
 def public_item(item: dict[str, Any]) -> dict[str, Any]:

@@ -20,15 +20,17 @@ import uuid
 from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 from . import paging
-from .base import BatchOperation, check_batch_size, clean_body, document_json, public_item
+from .base import BatchOperation, check_batch_size, clean_body, document_json, public_item, system_keys
 from .errors import BadRequestError, ItemExistsError, ItemNotFoundError, PreconditionFailedError
 from .query import Filter, get_path, matches, sort_key, validate
 from .schema import CONTAINERS
 
 
-# ETags only need to differ on every write; a process-wide counter is much cheaper than uuid4 per write.
-_ETAGS = itertools.count(1)
+# ETags only need to differ on every write; a process-wide counter is much cheaper than uuid4 per write, and
+# formatting it inside the iterator (in C) cheaper than an f-string per write.
 _RUN = uuid.uuid4().hex[:8]
+_ETAG_TEXTS = map(('"{:x}-' + _RUN + '"').format, itertools.count(1))
+_STAMP_KEYS = ("_etag", "_ts")
 
 
 def _copy(value: Any) -> Any:
@@ -130,8 +132,13 @@ class MemoryContainer:
         if self._copies:  # what Cosmos DB would store, and refuse (not JSON, too large) as it would
             item = json.loads(document_json(clean_body(body)))
         else:
+            system, last = system_keys(body)
+            if not system or (last and system == _STAMP_KEYS):
+                # A new body, or a stored document copied with changes: its two system keys, new values in place
+                # (in one construction: adding them afterwards may grow the dict once more).
+                return ReadOnlyDocument(body, _etag=next(_ETAG_TEXTS), _ts=int(time.time()))
             item = clean_body(body, into=ReadOnlyDocument)
-        dict.__setitem__(item, "_etag", f'"{next(_ETAGS):x}-{_RUN}"')  # a ReadOnlyDocument refuses item["_etag"] =
+        dict.__setitem__(item, "_etag", next(_ETAG_TEXTS))  # a ReadOnlyDocument refuses item["_etag"] =
         dict.__setitem__(item, "_ts", int(time.time()))
         return item
 
