@@ -116,7 +116,10 @@ class MemoryContainer:
         self.partition_key_path = partition_key_path
         self._field = partition_key_path.lstrip("/").replace("/", ".")
         self._top_field = None if "." in self._field else self._field  # a top-level key: one dict lookup
-        self._items: dict[tuple[Any, str], dict[str, Any]] = {}
+        # Where the partition key is the id (most containers), an item is keyed by its id alone: a string caches
+        # its hash, a (partition key, id) tuple hashes both at every lookup. Elsewhere by the pair.
+        self._by_id = self._field == "id"
+        self._items: dict[Any, dict[str, Any]] = {}
         self._lock = threading.RLock()
 
     def partition_key_of(self, body: dict[str, Any]) -> Any:
@@ -142,19 +145,24 @@ class MemoryContainer:
         dict.__setitem__(item, "_ts", int(time.time()))
         return item
 
-    def _key(self, item_id: str, partition_key: Any) -> tuple[Any, str]:
-        return (partition_key, item_id)
+    def _key(self, item_id: str, partition_key: Any) -> Any:
+        """The key of (id, partition key) in self._items. In a container keyed by ids, a partition key other than
+        the id gives the pair, which no item there has: it finds nothing, as in Cosmos DB."""
+        return item_id if self._by_id and partition_key == item_id else (partition_key, item_id)
+
+    def _key_of(self, item: dict[str, Any]) -> Any:
+        return item["id"] if self._by_id else (self.partition_key_of(item), item["id"])
 
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
         item = self._stamp(body)
-        key = (self.partition_key_of(item), item["id"])
+        key = self._key_of(item)
         with self._lock:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
             self._items[key] = item
         return self._copy(item)
 
-    def _check_etag(self, key: tuple[Any, str], etag: str | None, *, must_exist: bool) -> None:
+    def _check_etag(self, key: Any, etag: str | None, *, must_exist: bool) -> None:
         current = self._items.get(key)
         if current is None:
             if must_exist:
@@ -167,7 +175,7 @@ class MemoryContainer:
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = (self.partition_key_of(item), item["id"])
+        key = self._key_of(item)
         with self._lock:
             if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
                 self._check_etag(key, etag, must_exist=False)
@@ -176,7 +184,7 @@ class MemoryContainer:
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
         item = self._stamp(body)
-        key = (self.partition_key_of(item), item["id"])
+        key = self._key_of(item)
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
@@ -190,13 +198,13 @@ class MemoryContainer:
 
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         # No lock: one dict lookup is atomic, and a stored item is never changed in place (writes replace it).
-        item = self._items.get((partition_key, item_id))
+        item = self._items.get(item_id if self._by_id and partition_key == item_id else (partition_key, item_id))
         return _copy(item) if item is not None and self._copies else item
 
     def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
-        items = self._items
+        items, by_id = self._items, self._by_id
         with self._lock:
-            found = [items.get((pk, item_id)) for item_id, pk in keys]
+            found = [items.get(item_id if by_id and pk == item_id else (pk, item_id)) for item_id, pk in keys]
         return [_copy(item) if item is not None else None for item in found] if self._copies else found
 
     def delete_item(self, item_id: str, partition_key: Any, *, etag: str | None = None) -> None:
@@ -208,10 +216,11 @@ class MemoryContainer:
 
     def _select(self, filter_: Filter, partition_key: Any, order_by: str | None, descending: bool) -> list[dict[str, Any]]:
         validate(filter_, order_by)
+        by_id = self._by_id
         with self._lock:
             items = [
-                it for (pk, _), it in self._items.items()
-                if (partition_key is None or pk == partition_key) and matches(it, filter_)
+                it for key, it in self._items.items()
+                if (partition_key is None or (key if by_id else key[0]) == partition_key) and matches(it, filter_)
             ]
         if order_by:
             items.sort(key=lambda it: sort_key(get_path(it, order_by)), reverse=descending)
@@ -262,7 +271,7 @@ class MemoryContainer:
         check_batch_size(operations, measure=self._copies)
         with self._lock:
             # Undo log of the keys this batch touches: rollback costs O(operations), not O(container).
-            undo: list[tuple[tuple[Any, str], dict[str, Any] | None]] = []
+            undo: list[tuple[Any, dict[str, Any] | None]] = []
             try:
                 results: list[dict[str, Any] | None] = []
                 for op in operations:
