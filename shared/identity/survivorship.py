@@ -58,12 +58,14 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
         return {name: {"value": values[name], "source": source, "record": key,
                        "rule": rules.get(name, default_rule)} for name in sorted(values)}, {}
     rules, default_rule = policy.rules, policy.default_rule
-    order_keys = {default_rule: _order_key(default_rule, entries, policy)}  # per rule: sort key of an option
+    ranks = _ranks(default_rule, entries, policy)
     # Options are gathered best record first under the default rule: when no two records tie on it (recency
     # and source priority; not for most_complete, which ranks values), they come out ranked already.
-    rank_of = order_keys[default_rule]
-    by_record = sorted(entries, key=lambda entry: rank_of((None, entry)))
-    presorted = default_rule != "most_complete" and len({rank_of((None, e))[0] for e in entries}) == len(entries)
+    by_record = sorted(entries, key=lambda entry: (ranks[entry["key"]], entry["key"]))
+    presorted = default_rule != "most_complete" and len(set(ranks.values())) == len(entries)
+    if presorted and all(rule == default_rule for rule in rules.values()):
+        return _survive_ranked(by_record, default_rule)
+    order_keys = {default_rule: _order_key(default_rule, ranks)}  # per rule: sort key of an option
     candidates: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
     for entry in by_record:
         for name, value in (entry.get("values") or {}).items():
@@ -75,7 +77,7 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
         options = candidates[name]
         if len(options) > 1 and not (presorted and rule == default_rule):
             if rule not in order_keys:
-                order_keys[rule] = _order_key(rule, entries, policy)
+                order_keys[rule] = _order_key(rule, _ranks(rule, entries, policy))
             options = sorted(options, key=order_keys[rule])
         value, entry = options[0]
         attributes[name] = {"value": value, "source": entry["source"], "record": entry["key"], "rule": rule}
@@ -84,6 +86,33 @@ def survive(entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> tuple[
             if others:
                 conflicts[name] = others
     return attributes, conflicts
+
+
+def _survive_ranked(by_record: list[dict[str, Any]], rule: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """survive's result where the entries are ranked already (by_record, best first) and every attribute follows
+    their rule (the common case), in one pass: each attribute's first value wins, and the later ones that differ
+    from it conflict, once per comparable form (as _conflicting keeps them)."""
+    attributes: dict[str, Any] = {}
+    conflicts: dict[str, list[dict[str, Any]]] = {}
+    forms: dict[str, set] = {}  # per conflicting attribute: the comparable forms met
+    for entry in by_record:
+        source, key = entry["source"], entry["key"]
+        for name, value in (entry.get("values") or {}).items():
+            won = attributes.get(name)
+            if won is None:
+                attributes[name] = {"value": value, "source": source, "record": key, "rule": rule}
+                continue
+            if value == won["value"]:  # the same value again (the common case): nothing to compare
+                continue
+            seen = forms.get(name)
+            if seen is None:
+                seen = forms[name] = {_comparable(won["value"])}
+            comparable = _comparable(value)
+            if comparable not in seen:
+                seen.add(comparable)
+                conflicts.setdefault(name, []).append({"value": value, "source": source, "record": key})
+    return ({name: attributes[name] for name in sorted(attributes)},
+            {name: conflicts[name] for name in sorted(conflicts)})
 
 
 def _conflicting(value: Any, options: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
@@ -121,13 +150,19 @@ def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
     return recent, priority
 
 
-def _order_key(rule: str, entries: list[dict[str, Any]], policy: SurvivorshipPolicy):
-    """Sort key of a (value, entry) option under a rule, best first: the rule's criteria, then the others
-    (recency, source priority, length), then the record key. Each entry's rank is computed once."""
+def _ranks(rule: str, entries: list[dict[str, Any]], policy: SurvivorshipPolicy) -> dict[str, tuple]:
+    """Each entry's rank under a rule by its record key, computed once: the rule's criteria, then the others
+    (recency, source priority)."""
     ranks = {}
     for entry in entries:
         recent, priority = _entry_rank(entry, policy)
         ranks.setdefault(entry["key"], (priority, recent) if rule != "most_recent" else (recent, priority))
+    return ranks
+
+
+def _order_key(rule: str, ranks: dict[str, tuple]):
+    """Sort key of a (value, entry) option under a rule, best first: the rule's criteria, then the others
+    (recency, source priority, length), then the record key."""
     if rule == "most_complete":
         return lambda option: (-_length(option[0]), ranks[option[1]["key"]], option[1]["key"])
     return lambda option: (ranks[option[1]["key"]], -_length(option[0]), option[1]["key"])
