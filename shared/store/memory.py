@@ -128,39 +128,38 @@ class MemoryContainer:
             raise ValueError(f"item has no partition key {self.partition_key_path}")
         return value
 
-    def _stamp(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _stamped(self, body: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """(key in self._items, the document as stored) of a body written."""
         item_id = body.get("id")
         if not isinstance(item_id, str) or not item_id:
             raise ValueError("item needs a non-empty string id")
         if self._copies:  # what Cosmos DB would store, and refuse (not JSON, too large) as it would
             item = json.loads(document_json(clean_body(body)))
+            item["_etag"], item["_ts"] = next(_ETAG_TEXTS), int(time.time())
         else:
             system, last = system_keys(body)
             if not system or (last and system == _STAMP_KEYS):
                 # A new body, or a stored document copied with changes: its two system keys, new values in place
                 # (in one construction: adding them afterwards may grow the dict once more).
-                return ReadOnlyDocument(body, _etag=next(_ETAG_TEXTS), _ts=int(time.time()))
-            item = clean_body(body, into=ReadOnlyDocument)
-        dict.__setitem__(item, "_etag", next(_ETAG_TEXTS))  # a ReadOnlyDocument refuses item["_etag"] =
-        dict.__setitem__(item, "_ts", int(time.time()))
-        return item
+                item = ReadOnlyDocument(body, _etag=next(_ETAG_TEXTS), _ts=int(time.time()))
+            else:
+                item = clean_body(body, into=ReadOnlyDocument)
+                dict.__setitem__(item, "_etag", next(_ETAG_TEXTS))  # a ReadOnlyDocument refuses item["_etag"] =
+                dict.__setitem__(item, "_ts", int(time.time()))
+        return (item_id if self._by_id else (self.partition_key_of(item), item_id)), item
 
     def _key(self, item_id: str, partition_key: Any) -> Any:
         """The key of (id, partition key) in self._items. In a container keyed by ids, a partition key other than
         the id gives the pair, which no item there has: it finds nothing, as in Cosmos DB."""
         return item_id if self._by_id and partition_key == item_id else (partition_key, item_id)
 
-    def _key_of(self, item: dict[str, Any]) -> Any:
-        return item["id"] if self._by_id else (self.partition_key_of(item), item["id"])
-
     def create_item(self, body: dict[str, Any]) -> dict[str, Any]:
-        item = self._stamp(body)
-        key = self._key_of(item)
+        key, item = self._stamped(body)
         with self._lock:
             if key in self._items:
                 raise ItemExistsError(f"{self.name}: id already exists")
             self._items[key] = item
-        return self._copy(item)
+        return _copy(item) if self._copies else item
 
     def _check_etag(self, key: Any, etag: str | None, *, must_exist: bool) -> None:
         current = self._items.get(key)
@@ -174,21 +173,19 @@ class MemoryContainer:
             raise PreconditionFailedError(f"{self.name}: item changed since it was read")
 
     def upsert_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
-        item = self._stamp(body)
-        key = self._key_of(item)
+        key, item = self._stamped(body)
         with self._lock:
             if key in self._items:  # Cosmos DB: upsert with an etag of a missing item creates it
                 self._check_etag(key, etag, must_exist=False)
             self._items[key] = item
-        return self._copy(item)
+        return _copy(item) if self._copies else item
 
     def replace_item(self, body: dict[str, Any], *, etag: str | None = None) -> dict[str, Any]:
-        item = self._stamp(body)
-        key = self._key_of(item)
+        key, item = self._stamped(body)
         with self._lock:
             self._check_etag(key, etag, must_exist=True)
             self._items[key] = item
-        return self._copy(item)
+        return _copy(item) if self._copies else item
 
     def read_item(self, item_id: str, partition_key: Any) -> dict[str, Any]:
         item = self.read_item_or_none(item_id, partition_key)
