@@ -415,8 +415,9 @@ class _Work:
             # The records doc goes first, naming the profile about to hold the record: a worker dying right
             # after the profile write leaves its retry a pointer to continue from (_held_by), not a fresh start
             # that could place the record in a second profile.
-            self._write_record_doc(profile_id_for_record(self.key))
-            profile = self._create_profile(claims)
+            profile_id = profile_id_for_record(self.key)
+            self._write_record_doc(profile_id)
+            profile = self._create_profile(profile_id, claims)
             action, reason = ("review", reviews[0][1]) if reviews else ("created", "new")
         else:
             if len(group) > 1 and not self.ctx.config.single_writer:
@@ -547,13 +548,13 @@ class _Work:
             entry["cut"] = True  # shortened to its size bound: the records container holds the whole record
         return entry
 
-    def _create_profile(self, claims: list[str]) -> dict[str, Any]:
+    def _create_profile(self, profile_id: str, claims: list[str]) -> dict[str, Any]:
         # The time of this write, not the attempt's: the older profile survives a merge (survivor_order), so
         # concurrent workers' profiles must be ordered as they were created.
         now = now_iso()
         entry = self._entry(None)
         attributes, conflicts = survive([entry], self.ctx.config.survivorship)
-        doc = {"id": profile_id_for_record(self.key), "doc_type": "profile", "created_at": now, "updated_at": now,
+        doc = {"id": profile_id, "doc_type": "profile", "created_at": now, "updated_at": now,
                "records": [entry], "identifiers": sorted({self.source_iid, *claims}), "attributes": attributes,
                "conflicts": conflicts, "never_match": [], "merged_from": [], "merge_count": 0}
         try:
