@@ -340,7 +340,10 @@ def _phonetic(value: str | None) -> str | None:
 
 def name_codes(n: NormalizedRecord) -> list[str]:
     """The distinct Soundex codes of the family name and the canonical given name, sorted (either order)."""
-    return sorted({code for code in (_phonetic(n.family_name), _phonetic(n.given_canonical or n.given_name)) if code})
+    family, given = _phonetic(n.family_name), _phonetic(n.given_canonical or n.given_name)
+    if family and given and family != given:
+        return [family, given] if family < given else [given, family]
+    return [family or given] if family or given else []
 
 
 def blocking_keys(n: NormalizedRecord) -> list[str]:
