@@ -720,10 +720,11 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
     email, email_user, email_domain = _record_email(rec.email)
     address, street_number = _address_fields(rec.address_line1, rec.address_line2, rec.street_number)
     custom = {}
-    for id_type, raw in (rec.identifiers or {}).items():
+    for raw_type, raw in (rec.identifiers or {}).items():
+        id_type = str(raw_type).strip().lower()  # checked for placeholders under the type it is kept as
         value = normalize_identifier(id_type, raw)
         if value is not None:
-            custom[str(id_type).strip().lower()] = value
+            custom[id_type] = value
     region = region_code(rec.country)
     country = region or fold_name(rec.country)
     return NormalizedRecord(
@@ -774,15 +775,16 @@ def _record_phone(rec: CustomerRecord, country: str | None) -> str | None:
 
 
 def strong_identifiers(n: NormalizedRecord) -> list[tuple[str, str]]:
-    """The record's identifiers that link deterministically, in priority order, placeholders removed."""
+    """The record's identifiers that link deterministically, in priority order. Placeholders are not looked for
+    again: normalization left them out (each normalizer tests its value with is_blocked_value under the type it
+    keeps it as; a test pins it), and a stored snapshot holds what normalization gave or a digest of it."""
     out: list[tuple[str, str]] = []
-    if n.email and not is_blocked_value("email", n.email):
+    if n.email:
         out.append(("email", n.email))
-    if n.phone and not is_blocked_value("phone", n.phone):
+    if n.phone:
         out.append(("phone", n.phone))
-    if n.loyalty_id and not is_blocked_value("loyalty_id", n.loyalty_id):
+    if n.loyalty_id:
         out.append(("loyalty_id", n.loyalty_id))
-    for id_type, value in sorted(n.identifiers.items()):
-        if not is_blocked_value(id_type, value):
-            out.append((id_type, value))
+    if n.identifiers:
+        out += sorted(n.identifiers.items())
     return out

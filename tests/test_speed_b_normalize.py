@@ -1,0 +1,36 @@
+"""Normalization leaves out every placeholder itself, so strong_identifiers need not look for them again."""
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.models import CustomerRecord
+from shared.normalize import is_blocked_value, normalize_record, strong_identifiers
+
+
+def _record(**fields) -> CustomerRecord:
+    return CustomerRecord(source="pos", record_key="17", **fields)
+
+
+def test_a_custom_identifier_is_checked_for_placeholders_under_the_type_it_is_kept_as():
+    # "Email" is kept as "email": "nobody" (no domain) and 1900-01-01 are placeholders of those types.
+    n = normalize_record(_record(given_name="Ann", identifiers={"Email": "nobody", " Birth_Date ": "1900-01-01",
+                                                                "CRM": "C-9"}))
+    assert n.identifiers == {"crm": "c-9"}
+    assert strong_identifiers(n) == [("crm", "c-9")]
+
+
+_text = st.one_of(st.none(), st.text(max_size=30),
+                  st.sampled_from(["n/a", "0000000000", "+44 7911 123456", "a@b.co", "test@test.com", "-1", "1111"]))
+_types = st.one_of(st.text(max_size=12), st.sampled_from(["Email", " PHONE", "loyalty_id", "Birth_Date", "crm"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(email=_text, phone=_text, loyalty_id=_text, identifiers=st.dictionaries(_types, st.text(max_size=20),
+                                                                                 max_size=3))
+def test_no_strong_identifier_is_a_placeholder(email, phone, loyalty_id, identifiers):
+    fields = {k: v for k, v in dict(email=email, phone=phone, loyalty_id=loyalty_id).items() if v and v.strip()}
+    try:
+        record = _record(phone_region="GB", identifiers=identifiers, **fields)
+    except ValueError:
+        return  # the canonical model itself rejects it
+    for id_type, value in strong_identifiers(normalize_record(record)):
+        assert value and not is_blocked_value(id_type, value)
