@@ -444,9 +444,8 @@ def are_nicknames(a: str, b: str) -> bool:
     38,984 calls)."""
     if not a or not b or compound_names_differ(a, b):
         return False
-    namer = _nicknamer()
     first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
-    formal_a, formal_b = namer.canonicals_of(first_a), namer.canonicals_of(first_b)
+    formal_a, formal_b = formal_names_of(first_a), formal_names_of(first_b)  # cached: names recur in many pairs
     if first_a == first_b or first_a in formal_b or first_b in formal_a:  # bob -> robert
         return True
     if _canonical_of(first_a) == _canonical_of(first_b):  # bobby, bob -> robert
@@ -454,7 +453,7 @@ def are_nicknames(a: str, b: str) -> bool:
     # A shared formal name alone is not enough (ann and chris are both listed under christiana, ian and jack
     # under john): both must be short forms of it, their letters in its order (liz, beth -> elizabeth).
     return any(len(name) > max(len(first_a), len(first_b)) and _letters_in_order(first_a, name)
-               and _letters_in_order(first_b, name) for name in formal_a & formal_b)
+               and _letters_in_order(first_b, name) for name in formal_a if name in formal_b)
 
 
 def _letters_in_order(short: str, name: str) -> bool:
