@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import jellyfish
 from rapidfuzz.distance import OSA, JaroWinkler
+from rapidfuzz.process import extractOne
 
 from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ,
                               formal_names_of, is_known_given_name, nickname_forms)
@@ -153,8 +154,9 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
 
 
 def _typo_of_nickname(name: str, canonical: str | None) -> bool:
-    # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess).
-    return bool(canonical) and len(name) >= 4 and any(_jw(name, nick) >= 0.88 for nick in nickname_forms(canonical))
+    # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess). One call scores all the forms.
+    return bool(canonical) and len(name) >= 4 and extractOne(
+        name, nickname_forms(canonical), scorer=_jw, score_cutoff=0.88) is not None
 
 
 def _typo_of_formal(name: str, nickname: str) -> bool:
