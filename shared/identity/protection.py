@@ -188,7 +188,8 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
     for i, a in enumerate(sides):
         records += a.records
         for b in sides[i + 1:]:
-            if a.never_match & b.names or b.never_match & a.names:
+            # Most never_match lists are empty (only splits fill them): no set is built for those.
+            if (a.never_match and a.never_match & b.names) or (b.never_match and b.never_match & a.names):
                 return "never_match"
     union_ids = set().union(*(s.ids for s in sides))
     if len(union_ids) > policy.max_identifiers:
@@ -198,12 +199,15 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
     profiles = [s for s in sides if s.is_profile]
     if profiles and sum(s.merge_count for s in profiles) + len(profiles) - 1 > policy.max_merges:
         return "cap:merges"
-    by_type: dict[str, set[str]] = {}
-    for ident in union_ids:
-        by_type.setdefault(id_type_of(ident), set()).add(ident)
-    for id_type, values in sorted(by_type.items()):
+    # A type whose values one side holds all of never passes its limit here (_largest_side): only the types of the
+    # identifiers the widest side lacks are counted.
+    widest = max((s.ids for s in sides), key=len, default=set())
+    for id_type in sorted({id_type_of(ident) for ident in union_ids - widest}):
         limit = policy.limit(id_type)
-        if limit is not None and len(values) > limit and len(values) > _largest_side(sides, id_type):
+        if limit is None:
+            continue
+        values = sum(1 for ident in union_ids if id_type_of(ident) == id_type)
+        if values > limit and values > _largest_side(sides, id_type):
             return f"limit:{id_type}"
     for attr in policy.limit_one_attributes:
         per_side = [_distinct((snap.get(attr) for snap in s.snapshots), attr) for s in sides]
