@@ -18,6 +18,7 @@ from typing import Any
 
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
+from phonenumbers.phonenumberutil import _is_number_matching_desc  # the type test is_valid_number uses
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from nameparser import HumanName
 from nicknames import NickNamer
@@ -237,11 +238,35 @@ def _is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
     """phonenumbers.is_valid_number, sooner for a number of a shared calling code's main region (GB of +44, US of
     +1): is_valid_number first finds the number's region by validating it against each region in turn, then
     validates it again for the region found. When the first region has no leading-digits rule, a number valid
-    for it is the one that search returns, so one validation decides (tests pin the two together)."""
+    for it is the one that search returns, so one validation decides (tests pin the two together). A calling code
+    of one region is validated for it, as is_valid_number does; both through _valid_for_region."""
     main_region = _MAIN_REGIONS.get(number.country_code)
-    if main_region is not None and phonenumbers.is_valid_number_for_region(number, main_region):
+    if main_region is not None and _valid_for_region(number, main_region):
         return True
+    only_region = _ONLY_REGIONS.get(number.country_code)
+    if only_region is not None:
+        return _valid_for_region(number, only_region)
     return phonenumbers.is_valid_number(number)
+
+
+# The number types after fixed line and mobile, in phonenumbers' order.
+_RARER_NUMBER_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+                       "voicemail")
+
+
+def _valid_for_region(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """phonenumbers.is_valid_number_for_region for a region of the number's calling code: a number is valid when it
+    is of some type of the region. phonenumbers tests the rare types first and fixed line and mobile last; this
+    tests those first (ten patterns tried for a mobile number, two now), with the same answer."""
+    metadata = PhoneMetadata.metadata_for_region(region)
+    nsn = phonenumbers.national_significant_number(number)
+    if not _is_number_matching_desc(nsn, metadata.general_desc):
+        return False
+    if _is_number_matching_desc(nsn, metadata.fixed_line):
+        return True
+    if not metadata.same_mobile_and_fixed_line_pattern and _is_number_matching_desc(nsn, metadata.mobile):
+        return True
+    return any(_is_number_matching_desc(nsn, getattr(metadata, kind)) for kind in _RARER_NUMBER_TYPES)
 
 
 def _main_regions() -> dict[int, str]:
@@ -255,7 +280,19 @@ def _main_regions() -> dict[int, str]:
     return main
 
 
+def _only_regions() -> dict[int, str]:
+    """The region of each calling code no other region shares (not the non-geographic 001), as is_valid_number
+    validates a number of that code against it."""
+    only = {}
+    for code, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items():
+        metadata = PhoneMetadata.metadata_for_region(regions[0]) if len(regions) == 1 else None
+        if metadata is not None and metadata.country_code == code:
+            only[code] = regions[0]
+    return only
+
+
 _MAIN_REGIONS = _main_regions()
+_ONLY_REGIONS = _only_regions()
 
 
 # --- Identifiers ------------------------------------------------------------------------------------------
