@@ -34,3 +34,27 @@ def test_no_strong_identifier_is_a_placeholder(email, phone, loyalty_id, identif
         return  # the canonical model itself rejects it
     for id_type, value in strong_identifiers(normalize_record(record)):
         assert value and not is_blocked_value(id_type, value)
+
+
+def test_phone_validity_agrees_with_the_library_for_every_region_and_number_type():
+    # _valid_for_region tests fixed line and mobile before the rarer types: every type's example number of every
+    # region, and the same with its last digit changed, must be valid exactly when the library says so.
+    import phonenumbers
+    from phonenumbers import PhoneNumberType
+
+    from shared.normalize import _is_valid_number
+
+    checked = 0
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        for number_type in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE,
+                            PhoneNumberType.PREMIUM_RATE, PhoneNumberType.SHARED_COST, PhoneNumberType.VOIP,
+                            PhoneNumberType.PERSONAL_NUMBER, PhoneNumberType.PAGER, PhoneNumberType.UAN,
+                            PhoneNumberType.VOICEMAIL):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is None:
+                continue
+            for national in (example.national_number, example.national_number // 10 * 10 + 7):
+                number = phonenumbers.PhoneNumber(country_code=example.country_code, national_number=national)
+                assert _is_valid_number(number) == phonenumbers.is_valid_number(number), (region, national)
+                checked += 1
+    assert checked > 2000
