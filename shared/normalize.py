@@ -811,9 +811,9 @@ def _record_phone(rec: CustomerRecord, country: str | None) -> str | None:
 
 
 def strong_identifiers(n: NormalizedRecord) -> list[tuple[str, str]]:
-    """The record's identifiers that link deterministically, in priority order. Placeholders are not looked for
-    again: normalization left them out (each normalizer tests its value with is_blocked_value under the type it
-    keeps it as; a test pins it), and a stored snapshot holds what normalization gave or a digest of it."""
+    """The record's identifiers that link deterministically, in priority order. An email, phone or loyalty id is
+    not tested for a placeholder again: normalization left those out (each normalizer tests its value with
+    is_blocked_value; a test pins it), and a stored snapshot holds what normalization gave or a digest of it."""
     out: list[tuple[str, str]] = []
     if n.email:
         out.append(("email", n.email))
@@ -821,6 +821,9 @@ def strong_identifiers(n: NormalizedRecord) -> list[tuple[str, str]]:
         out.append(("phone", n.phone))
     if n.loyalty_id:
         out.append(("loyalty_id", n.loyalty_id))
-    if n.identifiers:
-        out += sorted(n.identifiers.items())
+    for id_type, value in sorted(n.identifiers.items()):
+        # Still tested: a snapshot stored before normalize_record tested a custom value under the type it keeps may
+        # hold a placeholder ("Email": "nobody" kept as email).
+        if not is_blocked_value(id_type, value):
+            out.append((id_type, value))
     return out

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.models import CustomerRecord
-from shared.normalize import is_blocked_value, normalize_record, strong_identifiers
+from shared.normalize import NormalizedRecord, is_blocked_value, normalize_record, strong_identifiers
 
 
 def _record(**fields) -> CustomerRecord:
@@ -15,6 +15,12 @@ def test_a_custom_identifier_is_checked_for_placeholders_under_the_type_it_is_ke
     n = normalize_record(_record(given_name="Ann", identifiers={"Email": "nobody", " Birth_Date ": "1900-01-01",
                                                                 "CRM": "C-9"}))
     assert n.identifiers == {"crm": "c-9"}
+    assert strong_identifiers(n) == [("crm", "c-9")]
+
+
+def test_a_stored_snapshot_custom_placeholder_is_still_no_identifier():
+    # Stored by a version that tested "Email" as a custom type: kept as email, but no address.
+    n = NormalizedRecord.from_dict({"key": "pos|17", "source": "pos", "identifiers": {"email": "nobody", "crm": "c-9"}})
     assert strong_identifiers(n) == [("crm", "c-9")]
 
 
