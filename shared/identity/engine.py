@@ -19,6 +19,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from itertools import islice
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -162,12 +163,17 @@ class _Work:
         self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
         self.blocking_keys = _blocking_keys(n)
-        self.side = Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
         # At most one value per field and attribute (record_values; source, record key, identifiers and attributes
         # are not values): the estimate needs no values built.
         values = len(self.data) - 4 + len(record.attributes or ())
         if estimate(size, values, self.key, n.email, n.loyalty_id, n.identifiers) > ENTRY_BYTES:
             self._bound_entry()  # a long record: measured, and shortened if need be
+
+    @cached_property
+    def side(self) -> Side:
+        """The record as merge protection sees it: built only when a candidate profile is checked (most records
+        have none)."""
+        return Side.of_record(self.key, [self.source_iid, *self.strong], self.snapshot)
 
     def _bound_entry(self) -> None:
         """The values of the record's profile entry, shortened to its size bound if need be (bounds.py); the record
@@ -183,6 +189,7 @@ class _Work:
             return
         self.values, snapshot, self.cut = fitted
         if snapshot != self.snapshot:  # identifier values replaced by their digests: matching is the same
+            self.side  # built now, from the values themselves: merge protection compares those, as it always did
             self.snapshot, self.n = snapshot, NormalizedRecord.from_dict(snapshot)
 
     # --- reads and decision -------------------------------------------------------------------------------
@@ -206,10 +213,8 @@ class _Work:
         if source_doc is not None and source_doc.get("content_hash") == self.hash:
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
-        self.found: dict[str, dict[str, Any]] = {}  # identifier id -> its doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
         self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone
-        self.block_docs: dict[str, dict[str, Any] | None] = {}
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
@@ -227,7 +232,6 @@ class _Work:
             doc = id_docs[iid]
             if doc is None:
                 continue
-            self.found[iid] = doc
             profile = self._live(doc["profile_id"], profiles)
             if profile is None:
                 self.stale[iid] = doc
@@ -278,8 +282,10 @@ class _Work:
         protection: a record linked by a rule can also bridge to a profile founded by a record without
         identifiers, and a record can bridge two profiles of one person, whatever the arrival order. When
         nothing joins, the best candidate goes to review if it is in the review band or protection blocked it."""
-        exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
-        ranked = self._ranked_candidates(self._candidate_ids(), profiles, exclude)
+        ranked = []
+        if candidate_ids := self._candidate_ids():  # most records have none
+            exclude = {g.profile["id"] for g in group} | skipped | {r[0]["id"] for r in reviews}
+            ranked = self._ranked_candidates(candidate_ids, profiles, exclude)
         if not self.ctx.config.single_writer:  # for _join_concurrent: no other writer in a single-writer run
             self.scored = {profile["id"]: profile.get("_etag") for _, profile, _ in ranked}
         settings = self.ctx.settings
@@ -317,6 +323,8 @@ class _Work:
         group: list[_Candidate] = [_Candidate(prior, ["prior"])] if prior else []
         reviews: list[tuple[dict[str, Any], str, dict | None]] = []
         skipped: set[str] = set()
+        if not candidates:
+            return group, reviews, skipped
         ranked = sorted(candidates.values(), key=lambda c: (min(self.policy.rank(t) for t in c.types),
                                                             survivor_order(c.profile)))
         for cand in ranked:
@@ -339,9 +347,9 @@ class _Work:
     def _shared_not_joined(self, types: list[str], profile: dict[str, Any], side: Side, sides: list[Side]) -> bool:
         """True when what the record shares with the profile never joins on its own: a device id alone between two
         known customers, or a family email or home phone with another person's given name (household)."""
-        if all(is_weak_type(t) for t in types) and side.is_known() and any(s.is_known() for s in sides):
-            return True
-        return set(types) <= SHAREABLE_TYPES and self._names_disagree(profile, "email" in types)
+        if set(types) <= SHAREABLE_TYPES:  # neither is a weak type: tested first, as most candidates share these
+            return self._names_disagree(profile, "email" in types)
+        return all(is_weak_type(t) for t in types) and side.is_known() and any(s.is_known() for s in sides)
 
     def _names_disagree(self, profile: dict[str, Any], email: bool = False) -> bool:
         """True when the record's given name is another person's: that of the profile record the model finds most
@@ -372,12 +380,14 @@ class _Work:
         ctx, cfg = self.ctx, self.ctx.config
         counts: dict[str, int] = {}  # in the order first met (Counter.update costs more on a few short lists)
         docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
-        for key, doc in zip(self.blocking_keys, docs):
-            self.block_docs[key] = doc
-            if doc is not None and not doc.get("capped"):
+        self.block_docs: dict[str, dict[str, Any] | None] = dict(zip(self.blocking_keys, docs))  # for _add_to_block
+        for doc in filter(None, docs):  # most keys of a record have no document yet
+            if not doc.get("capped"):
                 for profile_id in doc.get("profile_ids", ()):
                     counts[profile_id] = counts.get(profile_id, 0) + 1
-        self.block_seen = set(counts)
+        self.block_seen = counts.keys()  # only asked whether a profile was met
+        if not counts:
+            return []
         # A stable sort: profiles under as many keys keep the order they were first met in.
         return sorted(counts, key=counts.__getitem__, reverse=True)[:cfg.max_candidates]
 
@@ -702,7 +712,7 @@ class _Work:
 
     def _reread_blocks(self, keys: list[str], profile_id: str) -> list[dict[str, Any] | None]:
         docs = self.ctx.blocking.read_items([(key, key) for key in keys])
-        seen = getattr(self, "block_seen", set())
+        seen = getattr(self, "block_seen", ())
         for doc in docs:
             if doc is not None and not doc.get("capped"):
                 self.block_fresh.update(pid for pid in doc.get("profile_ids", []) if pid not in seen and pid != profile_id)
