@@ -119,6 +119,7 @@ class Resolver:
 
 
 NORMALIZE_AHEAD = 256  # records; at 100k records 1,024 measured alike, 64 half the gain
+_UNREAD = object()  # a blocking key whose document the decision did not read
 
 
 def normalize_for_resolution(record: CustomerRecord, blocked: Mapping[str, frozenset[str]] | None = None
@@ -208,7 +209,7 @@ class _Work:
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
         lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
-        id_docs = dict(zip(lookups, ctx.identifiers.read_items([(iid, iid) for iid in lookups])))
+        id_docs = dict(zip(lookups, ctx.identifiers.read_items(list(zip(lookups, lookups)))))
         source_doc = id_docs.get(self.source_iid)
         if source_doc is not None and source_doc.get("content_hash") == self.hash:
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -379,7 +380,7 @@ class _Work:
         max_candidates); capped keys are too common to find anyone."""
         ctx, cfg = self.ctx, self.ctx.config
         counts: dict[str, int] = {}  # in the order first met (Counter.update costs more on a few short lists)
-        docs = ctx.blocking.read_items([(key, key) for key in self.blocking_keys])
+        docs = ctx.blocking.read_items(list(zip(self.blocking_keys, self.blocking_keys)))
         self.block_docs: dict[str, dict[str, Any] | None] = dict(zip(self.blocking_keys, docs))  # for _add_to_block
         for doc in filter(None, docs):  # most keys of a record have no document yet
             if not doc.get("capped"):
@@ -417,9 +418,9 @@ class _Work:
     # --- writes -------------------------------------------------------------------------------------------
 
     def _apply(self, group: list[_Candidate], reviews, skipped: set[str], link) -> ResolveResult:
-        lost = {iid for iid, owner in self.owner.items() if owner not in {g.profile["id"] for g in group}}
+        lost = self._lost(group) if self.owner else set()
         self.lost = lost  # indexed to a profile outside the group: never listed by the record's profile
-        claims = [iid for iid in self.strong if iid not in lost]
+        claims = [iid for iid in self.strong if iid not in lost] if lost else self.strong
         self._record_doc_for = None
         if not group:
             # The records doc goes first, naming the profile about to hold the record: a worker dying right
@@ -463,6 +464,11 @@ class _Work:
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
+
+    def _lost(self, group: list[_Candidate]) -> set[str]:
+        """The identifiers found indexed to a live profile the record does not join."""
+        joined = {g.profile["id"] for g in group}
+        return {iid for iid, owner in self.owner.items() if owner not in joined}
 
     # --- concurrency with other workers ---------------------------------------------------------------------
 
@@ -582,9 +588,14 @@ class _Work:
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
         """Add (or refresh) the record in the target profile, with optimistic concurrency."""
         for _ in range(50):
-            old = next((r for r in target["records"] if r["key"] == self.key), None)
+            old, records = None, []
+            for r in target["records"]:  # one pass: this record's entry, and the others
+                if r["key"] != self.key:
+                    records.append(r)
+                elif old is None:
+                    old = r
             entry = self._entry(link or (old or {}).get("link"), old["added_at"] if old else None)
-            records = [r for r in target["records"] if r["key"] != self.key] + [entry]
+            records.append(entry)
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
             # its claim and died before taking it off again.
             identifiers = sorted((set(target.get("identifiers", [])) - self.lost) | {self.source_iid, *claims})
@@ -676,14 +687,19 @@ class _Work:
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
-        covered = {k for r in profile["records"] if r["key"] != self.key for k in r.get("blocking_keys", [])}
+        covered: set[str] = set()
+        for r in profile["records"]:
+            if r["key"] != self.key:
+                covered.update(r.get("blocking_keys", ()))
         for key in self.blocking_keys:
             if key not in covered:
                 self._add_to_block(key, profile["id"])
 
     def _add_to_block(self, key: str, profile_id: str) -> None:
-        blocking, cap = self.ctx.blocking, self.ctx.config.blocking_cap
-        doc = self.block_docs.pop(key, None) if key in self.block_docs else blocking.read_item_or_none(key, key)
+        blocking = self.ctx.blocking
+        doc = self.block_docs.pop(key, _UNREAD)
+        if doc is _UNREAD:
+            doc = blocking.read_item_or_none(key, key)
         for _ in range(50):
             if doc is None:
                 try:
@@ -696,7 +712,8 @@ class _Work:
             ids = doc.get("profile_ids", [])
             if profile_id in ids or doc.get("capped"):
                 return
-            body = {**doc, "profile_ids": ids + [profile_id]} if len(ids) < cap else {**doc, "capped": True}
+            body = ({**doc, "profile_ids": ids + [profile_id]} if len(ids) < self.ctx.config.blocking_cap
+                    else {**doc, "capped": True})
             try:
                 blocking.replace_item(body, etag=doc["_etag"])
                 self.block_written.add(key)
@@ -711,7 +728,7 @@ class _Work:
         return self._reread_blocks([key], profile_id)[0]
 
     def _reread_blocks(self, keys: list[str], profile_id: str) -> list[dict[str, Any] | None]:
-        docs = self.ctx.blocking.read_items([(key, key) for key in keys])
+        docs = self.ctx.blocking.read_items(list(zip(keys, keys)))
         seen = getattr(self, "block_seen", ())
         for doc in docs:
             if doc is not None and not doc.get("capped"):
@@ -736,7 +753,7 @@ class _Work:
     def _commit(self, profile_id: str) -> None:
         """The source identifier with the content hash, written last: the record is done."""
         body = {"id": self.source_iid, "type": "source", "profile_id": profile_id, "content_hash": self.hash,
-                "created_at": (self.source_doc or {}).get("created_at") or self.now}
+                "created_at": (self.source_doc and self.source_doc.get("created_at")) or self.now}
         try:
             if self.source_doc is not None:
                 self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
