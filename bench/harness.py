@@ -53,7 +53,7 @@ def machine_info() -> dict[str, Any]:
 
 def python_build() -> dict[str, Any]:
     """How this interpreter was built, which moves a pure-Python figure more than most code changes: on one
-    machine the same resolver ran about 15% faster on Debian's CPython 3.11 (libpython linked into the executable,
+    machine the same resolver ran about 12% faster on Debian's CPython 3.11 (libpython linked into the executable,
     optimized by the distribution) than on a default pyenv build (a shared libpython, no PGO) (docs/identity.md).
     `libpython` is the shared library this process loaded (None when linked in); `configure` the build flags that
     matter for speed among those configure was given (a distribution may optimize without naming them)."""

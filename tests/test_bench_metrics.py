@@ -140,7 +140,7 @@ def test_run_benchmark_prints_one_json_report_and_saves(tmp_path):
     assert printed["figures"] == {"rows_per_s": 123} and printed["seed"] == 7 and printed["ok"] is True
     assert printed["machine"]["cpu_count"] >= 1 and printed["machine"]["python"].startswith("3.")
     assert printed["versions"]["pydantic"] and printed["peak_rss_mb"] > 0
-    build = printed["machine"]["python_build"]  # the interpreter's build moves speed figures by 15%
+    build = printed["machine"]["python_build"]  # the interpreter's build moves speed figures by 12%
     assert Path(build["executable"]).is_file()
     assert build["libpython"] is None or Path(build["libpython"]).name.startswith("libpython3")
     assert json.loads((tmp_path / "demo.json").read_text())["benchmark"] == "demo"
