@@ -195,12 +195,13 @@ class MemoryContainer:
 
     def read_item_or_none(self, item_id: str, partition_key: Any) -> dict[str, Any] | None:
         # No lock: one dict lookup is atomic, and a stored item is never changed in place (writes replace it).
-        item = self._items.get(item_id if self._by_id and partition_key == item_id else (partition_key, item_id))
+        item = self._items.get(self._key(item_id, partition_key))
         return _copy(item) if item is not None and self._copies else item
 
     def read_items(self, keys: Sequence[tuple[str, Any]]) -> list[dict[str, Any] | None]:
         items, by_id = self._items, self._by_id
         with self._lock:
+            # self._key, inlined: a batch reads many keys
             found = [items.get(item_id if by_id and pk == item_id else (pk, item_id)) for item_id, pk in keys]
         return [_copy(item) if item is not None else None for item in found] if self._copies else found
 
