@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT:MAPPING", help="a data file and its mapping file, joined by ':'")
     p.add_argument("--out", type=Path, required=True, help="CSV to write: source,record_id,profile_id")
     p.add_argument("--merge-log", type=Path, default=None, help="JSON Lines file for the merge log")
+    p.add_argument("--rejects", type=Path, default=None,
+                   help="CSV of the records left without a profile and why: file,row,source,record_id,action,reason,"
+                        "message (action invalid: the mapping refused the row, as ingestion would quarantine it; "
+                        "quarantined: nothing to resolve it on). Reasons are counted in the summary either way")
     p.add_argument("--identity-config", type=Path, default=None,
                    help="merge protection and survivorship rules (JSON, as config/identity.json; default: that file)")
     p.add_argument("--model", type=Path, default=None,
@@ -87,7 +91,7 @@ def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
 
 
 def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
-    """(source, mapped row) for every row of every input file, read with its mapping."""
+    """(source, file name, mapped row) for every row of every input file, read with its mapping."""
     from .ingest import load_mapping_file
     from .ingest.pipeline import iter_mapped
 
@@ -97,7 +101,34 @@ def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
             raise ValueError(f"{mapping_path}: a customers mapping is needed, not {mapping.entity}")
         with data.open("rb") as stream:
             for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
-                yield mapping.source, mapped
+                yield mapping.source, data.name, mapped
+
+
+class _RejectsFile:
+    """`ucp resolve --rejects`: one CSV row per record left without a profile, written as it happens; a no-op
+    without a path."""
+
+    HEADER = ("file", "row", "source", "record_id", "action", "reason", "message")
+
+    def __init__(self, path: Path | None):
+        self._path, self._file, self._writer = path, None, None
+
+    def __enter__(self) -> "_RejectsFile":
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self._path.open("w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.HEADER)
+        return self
+
+    def write(self, file_name: str, mapped, source: str, record_id: str, action: str, codes: list[str],
+              message: str) -> None:
+        if self._writer is not None:  # record ids as written in --out, so the two files join
+            self._writer.writerow([file_name, mapped.row, source, record_id, action, ";".join(codes), message])
+
+    def __exit__(self, *exc) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def run_resolve(args) -> int:
@@ -106,14 +137,14 @@ def run_resolve(args) -> int:
     from dataclasses import replace
 
     from .identity import Resolver
-    from .identity.engine import NORMALIZE_AHEAD
+    from .identity.engine import NORMALIZE_AHEAD, quarantine_code
     from .identity.config import load_identity_config
     from .identity.docs import Ctx, follow_aliases
     from .settings import get_settings
     from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
-    for out in (args.out, args.merge_log):  # checked before the work, not after it
+    for out in (args.out, args.merge_log, args.rejects):  # checked before the work, not after it
         if out is not None and out.is_dir():
             raise ValueError(f"{out} is a folder; give a file name")
     settings = get_settings()
@@ -127,22 +158,33 @@ def run_resolve(args) -> int:
     rows: list[tuple[str, str, str | None]] = []  # source, record key, record key to look up (None: not resolved)
     counts: dict[str, int] = {}
     flags: dict[str, int] = {}  # of the resolved rows, as ingestion reports them (dropped_invalid:birth_date, ...)
+    reasons: dict[str, int] = {}  # why rows have no profile: the mapping's reasons, the resolver's quarantine codes
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)
     mapped_rows = with_frozen_heap(_mapped_rows(pairs, settings))
-    while chunk := list(islice(mapped_rows, NORMALIZE_AHEAD)):  # resolve_many normalizes a chunk ahead
-        results = resolver.resolve_many(mapped.item for _, mapped in chunk if mapped.item is not None)
-        for source, mapped in chunk:
-            record = mapped.item
-            if record is None:
-                rows.append((source, mapped.record_key or "", None))
-                counts["invalid"] = counts.get("invalid", 0) + 1
-            else:
-                result = next(results)
-                counts[result.action] = counts.get(result.action, 0) + 1
-                for flag in mapped.flags:
-                    flags[flag] = flags.get(flag, 0) + 1
-                rows.append((record.source, record.record_key, record.key if result.profile_id else None))
-        progress.update(len(chunk))
+    with _RejectsFile(args.rejects) as rejects:
+        while chunk := list(islice(mapped_rows, NORMALIZE_AHEAD)):  # resolve_many normalizes a chunk ahead
+            results = resolver.resolve_many(mapped.item for _, _, mapped in chunk if mapped.item is not None)
+            for source, file_name, mapped in chunk:
+                record = mapped.item
+                if record is None:
+                    rows.append((source, mapped.record_key or "", None))
+                    counts["invalid"] = counts.get("invalid", 0) + 1
+                    codes = [reason.key for reason in mapped.reasons]
+                    rejects.write(file_name, mapped, source, mapped.record_key or "", "invalid", codes,
+                                  "; ".join(reason.message for reason in mapped.reasons))
+                else:
+                    result = next(results)
+                    counts[result.action] = counts.get(result.action, 0) + 1
+                    for flag in mapped.flags:
+                        flags[flag] = flags.get(flag, 0) + 1
+                    rows.append((record.source, record.record_key, record.key if result.profile_id else None))
+                    if result.action != "quarantined":
+                        continue
+                    codes = [quarantine_code(result.reason)]
+                    rejects.write(file_name, mapped, source, record.record_key, "quarantined", codes, result.reason)
+                for code in codes:
+                    reasons[code] = reasons.get(code, 0) + 1
+            progress.update(len(chunk))
     progress.close()
     ctx = Ctx(store, settings)
     final: dict[str, str] = {}
@@ -157,7 +199,8 @@ def run_resolve(args) -> int:
             for doc in store.container("merges").query_items(order_by="at"):
                 f.write(json.dumps({k: v for k, v in doc.items() if not k.startswith("_")}, default=str) + "\n")
     profiles = len(set(final.values()))
-    print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "flags": flags}), file=sys.stderr)
+    print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "reasons": reasons,
+                      "flags": flags}), file=sys.stderr)
     return 0
 
 
@@ -178,7 +221,7 @@ def run_match_model(args) -> int:
     records, inputs = [], []
     for data, mapping in pairs:
         read = invalid = 0
-        for _, mapped in _mapped_rows([(data, mapping)], settings):
+        for _, _, mapped in _mapped_rows([(data, mapping)], settings):
             if mapped.item is None:
                 invalid += 1
             else:

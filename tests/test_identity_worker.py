@@ -123,6 +123,32 @@ def test_ucp_resolve_on_files(tmp_path, monkeypatch, normalize_ahead):
     assert log.exists()
 
 
+def test_ucp_resolve_says_why_a_record_has_no_profile(tmp_path, capsys):
+    """--rejects: each record left without a profile, with its file row and the reason (field names, no values);
+    the summary counts the reasons either way."""
+    pos = _write_source(tmp_path, "pos", [
+        {"id": "P1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net"},
+        {"id": "P2", "first": "Bob", "last": "Jones", "mail": "test@test.com", "tel": "0000000000"},
+        {"id": "P3", "first": "Cara", "last": "Brown", "dob": "1990-13-45", "mail": "cara@brown-mail.net"},
+        {"id": "P4", "first": "Dan"},
+    ])
+    out, rejects = tmp_path / "out.csv", tmp_path / "rejects.csv"
+    assert ucp(["resolve", pos, "--out", str(out), "--rejects", str(rejects), "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert summary["actions"] == {"created": 1, "quarantined": 2, "invalid": 1}
+    assert summary["reasons"] == {"no_usable_field": 2, "invalid_date:birth_date": 1}
+    rows = list(csv.DictReader(rejects.open(encoding="utf-8")))
+    assert [(r["file"], r["row"], r["source"], r["record_id"], r["action"], r["reason"]) for r in rows] == [
+        ("pos.csv", "2", "pos", "P2", "quarantined", "no_usable_field"),
+        ("pos.csv", "3", "pos", "P3", "invalid", "invalid_date:birth_date"),
+        ("pos.csv", "4", "pos", "P4", "quarantined", "no_usable_field")]
+    assert rows[0]["message"].endswith("left out as a placeholder, blocked or not valid: email, phone")
+    assert rows[2]["message"].startswith("no usable field") and "left out" not in rows[2]["message"]
+    assert "test@test.com" not in rejects.read_text(encoding="utf-8")
+    no_profile = {r["record_id"] for r in csv.DictReader(out.open()) if not r["profile_id"]}
+    assert no_profile == {r["record_id"] for r in rows}  # the two files join on the record id
+
+
 def test_ucp_resolve_rejects_bad_arguments(tmp_path, capsys):
     assert ucp(["resolve", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "INPUT:MAPPING" in capsys.readouterr().err

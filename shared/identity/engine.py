@@ -52,6 +52,17 @@ NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id
                    "birth date, address, postcode or city, or one of the names with a birth date and an address or "
                    "postcode")
 KEY_TOO_LONG = f"source and record key too long for a document id (Cosmos DB: {MAX_ID_BYTES} bytes)"
+NORMALIZATION_FAILED = "normalization failed"
+_QUARANTINE_CODES = {KEY_TOO_LONG: "key_too_long", TOO_LARGE: "too_large"}
+
+
+def quarantine_code(reason: str) -> str:
+    """A short, stable code for a quarantined result's reason, to count reasons by (reports, `ucp resolve`)."""
+    if reason.startswith(NORMALIZATION_FAILED):
+        return "normalization_failed"
+    if reason.startswith(NO_USABLE_FIELD):  # which fields were left out follows it
+        return "no_usable_field"
+    return _QUARANTINE_CODES.get(reason, "other")
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,19 @@ NORMALIZE_AHEAD = 256  # records; at 100k records 1,024 measured alike, 64 half 
 _UNREAD = object()  # a blocking key whose document the decision did not read
 
 
+def _left_out_fields(record: CustomerRecord, n: NormalizedRecord) -> list[str]:
+    """The names of the fields a record gave that normalization (or the deployment's blocked values) left out: why
+    a record with an email, say, still has no usable field. Names only, never values."""
+    given = {"email": record.email, "phone": record.phone, "loyalty_id": record.loyalty_id,
+             "birth_date": record.birth_date, "address_line1": record.address_line1, "postcode": record.postcode,
+             "city": record.city}
+    kept = {"email": n.email, "phone": n.phone, "loyalty_id": n.loyalty_id, "birth_date": n.birth_date,
+            "address_line1": n.address, "postcode": n.postcode, "city": n.city}
+    fields = [name for name, value in given.items() if value not in (None, "") and kept[name] is None]
+    return fields + sorted(str(t) for t, v in (record.identifiers or {}).items()
+                           if v not in (None, "") and str(t).strip().lower() not in n.identifiers)
+
+
 def normalize_for_resolution(record: CustomerRecord, blocked: Mapping[str, frozenset[str]] | None = None
                              ) -> NormalizedRecord | ResolveResult:
     """The normalized record, or the quarantined result of a record that cannot be resolved. `blocked`: the values
@@ -131,11 +155,13 @@ def normalize_for_resolution(record: CustomerRecord, blocked: Mapping[str, froze
     try:
         n = normalize_record(record)
     except (ValueError, TypeError, ArithmeticError) as err:
-        return ResolveResult(record.key, None, "quarantined", f"normalization failed: {type(err).__name__}")
+        return ResolveResult(record.key, None, "quarantined", f"{NORMALIZATION_FAILED}: {type(err).__name__}")
     if blocked:  # an empty mapping when none are configured: nothing more per record
         n = without_blocked(n, blocked)
     if n.is_empty:
-        return ResolveResult(record.key, None, "quarantined", NO_USABLE_FIELD)
+        left_out = _left_out_fields(record, n)
+        detail = f"; left out as a placeholder, blocked or not valid: {', '.join(left_out)}" if left_out else ""
+        return ResolveResult(record.key, None, "quarantined", NO_USABLE_FIELD + detail)
     if len(record.record_key) > SAFE_ID_CHARS - 65 and not fits_in_id(record.key):  # source: 64 at most
         return ResolveResult(record.key, None, "quarantined", KEY_TOO_LONG)  # the records doc's id
     return n
