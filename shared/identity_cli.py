@@ -19,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT:MAPPING", help="a data file and its mapping file, joined by ':'")
     p.add_argument("--out", type=Path, required=True, help="CSV to write: source,record_id,profile_id")
     p.add_argument("--merge-log", type=Path, default=None, help="JSON Lines file for the merge log")
+    p.add_argument("--reviews", type=Path, default=None,
+                   help="JSON Lines file for the review list: the records the resolver would not join on its own "
+                        "(a score between the thresholds, or merge protection in the way), with the candidate "
+                        "profile, the score and each field's contribution; profile ids as --out names them")
     p.add_argument("--rejects", type=Path, default=None,
                    help="CSV of the records left without a profile and why: file,row,source,record_id,action,reason,"
                         "message (action invalid: the mapping refused the row, as ingestion would quarantine it; "
@@ -144,7 +148,7 @@ def run_resolve(args) -> int:
     from .store import MemoryStore, with_frozen_heap
 
     pairs = _pairs(args.inputs)
-    for out in (args.out, args.merge_log, args.rejects):  # checked before the work, not after it
+    for out in (args.out, args.merge_log, args.reviews, args.rejects):  # checked before the work, not after it
         if out is not None and out.is_dir():
             raise ValueError(f"{out} is a folder; give a file name")
     settings = get_settings()
@@ -194,10 +198,16 @@ def run_resolve(args) -> int:
         writer.writerow(["source", "record_id", "profile_id"])
         for source, record_id, key in rows:
             writer.writerow([source, record_id, _final_profile(ctx, key, final, follow_aliases) if key else ""])
-    if args.merge_log:
-        with args.merge_log.open("w", encoding="utf-8") as f:
-            for doc in store.container("merges").query_items(order_by="at"):
-                f.write(json.dumps({k: v for k, v in doc.items() if not k.startswith("_")}, default=str) + "\n")
+    for path, container, order_by in ((args.merge_log, "merges", "at"), (args.reviews, "review", "created_at")):
+        if path is not None:
+            with path.open("w", encoding="utf-8") as f:
+                for doc in store.container(container).query_items(order_by=order_by):
+                    doc = {k: v for k, v in doc.items() if not k.startswith("_")}
+                    if container == "review":  # the profiles as --out names them, after the run's later merges
+                        for field in ("profile_id", "candidate_profile_id"):
+                            profile, _ = follow_aliases(ctx, doc[field])
+                            doc[field] = profile["id"] if profile else doc[field]
+                    f.write(json.dumps(doc, default=str) + "\n")
     profiles = len(set(final.values()))
     print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "reasons": reasons,
                       "flags": flags}), file=sys.stderr)

@@ -149,6 +149,29 @@ def test_ucp_resolve_says_why_a_record_has_no_profile(tmp_path, capsys):
     assert no_profile == {r["record_id"] for r in rows}  # the two files join on the record id
 
 
+def test_ucp_resolve_reviews_name_the_profiles_as_out_does(tmp_path):
+    """A review's candidate absorbed by a later merge: --reviews names the profile it now belongs to."""
+    pos = _write_source(tmp_path, "pos", [
+        {"id": "P0", "first": "Ann", "last": "Lee", "tel": "07911 111111"},
+        {"id": "P1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net", "tel": "07911 123456"}])
+    web = _write_source(tmp_path, "web", [  # a second email: over the limit of one, so a review against P1
+        {"id": "W1", "first": "Ann", "last": "Lee", "mail": "ann.lee@work-mail.net", "tel": "+44 7911 123456"}])
+    crm = _write_source(tmp_path, "crm", [  # P1's email, P0's phone: P1's profile merges into P0's, the older
+        {"id": "C1", "first": "Ann", "last": "Lee", "mail": "ann@lee-mail.net", "tel": "07911 111111"}])
+    rules = tmp_path / "identity.json"
+    rules.write_text(json.dumps({"protection": {"limits": {"email": 1}}}))
+    out, reviews, merges = tmp_path / "out.csv", tmp_path / "reviews.jsonl", tmp_path / "merges.jsonl"
+    assert ucp(["resolve", pos, web, crm, "--out", str(out), "--reviews", str(reviews), "--merge-log", str(merges),
+                "--identity-config", str(rules), "--no-progress"]) == 0
+    ids = {r["record_id"]: r["profile_id"] for r in csv.DictReader(out.open())}
+    assert ids["P0"] == ids["P1"] == ids["C1"] != ids["W1"]
+    (merge,) = [json.loads(line) for line in merges.read_text(encoding="utf-8").splitlines()]
+    (review,) = [json.loads(line) for line in reviews.read_text(encoding="utf-8").splitlines()]
+    assert (merge["profile_id"], merge["records"]) == (ids["P1"], ["pos|P1"])  # P1's first profile is an alias now
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|W1", ids["W1"], ids["P1"])
+
+
 def test_ucp_resolve_rejects_bad_arguments(tmp_path, capsys):
     assert ucp(["resolve", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "INPUT:MAPPING" in capsys.readouterr().err
@@ -169,3 +192,10 @@ def test_ucp_resolve_takes_the_deployments_identity_rules(tmp_path):
         outputs.append({r["record_id"]: r["profile_id"] for r in csv.DictReader(out.open())})
     assert outputs[0]["P1"] == outputs[0]["W1"]  # linked by the phone, two emails allowed
     assert outputs[1]["P1"] != outputs[1]["W1"]  # a second email is over the limit: review, not a link
+    reviews = tmp_path / "reviews.jsonl"  # --reviews: the review list the run left
+    assert ucp(["resolve", pos, web, "--out", str(tmp_path / "out.csv"), "--reviews", str(reviews), "--no-progress",
+                "--identity-config", str(rules)]) == 0
+    (review,) = [json.loads(line) for line in reviews.read_text(encoding="utf-8").splitlines()]
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"], review["status"]) == (
+        "web|W1", outputs[1]["W1"], outputs[1]["P1"], "open")
+    assert review["reason"] and not any(key.startswith("_") for key in review)
