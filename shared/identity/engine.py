@@ -35,7 +35,7 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    with_retries)
 from .maintenance import entry_identifiers, take_out, update_block
 from .matching import MatchModel, blocking_keys
-from .merge import live_profile, merge_profiles, survivor_order
+from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, record_values, survive
@@ -762,7 +762,7 @@ class _Work:
         return docs
 
     def _open_review(self, profile_id: str, candidate_id: str, reason: str, detail: dict | None) -> None:
-        doc = {"id": "r_" + stable_hash("review", self.key, candidate_id), "record_key": self.key,
+        doc = {"id": review_id(self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
                "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
                "status": "open", "created_at": self.now}

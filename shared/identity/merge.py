@@ -126,6 +126,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     _repoint_identifiers(ctx, absorbed, target)
     _repoint_records(ctx, absorbed, target)
     _repoint_blocking(ctx, absorbed, target)
+    _close_joined_reviews(ctx, survivor, absorbed, pending["merge_id"])
     # The merge log says "done" before the absorbed profile becomes an alias: once it is one, no retry comes
     # back here (the mark that leads a retry to finish the saga is gone with it).
     why = {k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")}
@@ -143,6 +144,40 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
         _close_pending(ctx, pending["merge_id"], pending["into"])
     _clear_merging(ctx, target, absorbed["id"])
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
+
+
+def review_id(record_key: str, candidate_id: str) -> str:
+    """The id of the review a record opens against a candidate profile: one per pair, so a retry finds its own."""
+    return "r_" + stable_hash("review", record_key, candidate_id)
+
+
+# Beyond this many (record, profile id) pairs a merge looks its reviews up with one query instead of point reads.
+MAX_REVIEW_PROBES = 200
+
+
+def _close_joined_reviews(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any], merge_id: str) -> None:
+    """Open reviews this merge answered: a record on one side against a profile on the other (live then, an alias
+    of one since) are one profile now, and a person would only approve them. They are closed as obsolete, so the
+    review list holds only open questions. `survivor` is the folded doc (it lists both sides); idempotent."""
+    absorbed_ids = [absorbed["id"], *absorbed.get("merged_from", [])]
+    absorbed_keys = [r["key"] for r in absorbed.get("records", [])]
+    survivor_ids = [i for i in (survivor["id"], *survivor.get("merged_from", [])) if i not in set(absorbed_ids)]
+    survivor_keys = [r["key"] for r in survivor["records"] if r["key"] not in set(absorbed_keys)]
+    crossing = [(absorbed_keys, survivor_ids), (survivor_keys, absorbed_ids)]
+    if sum(len(keys) * len(ids) for keys, ids in crossing) <= MAX_REVIEW_PROBES:
+        wanted = sorted({review_id(key, pid) for keys, ids in crossing for key in keys for pid in ids})
+    else:
+        wanted = [doc["id"] for doc in ctx.review.query_items(("and", [("status", "=", "open"), ("or", [
+            ("and", [("record_key", "in", keys), ("candidate_profile_id", "in", ids)]) for keys, ids in crossing])]))]
+    for review in ctx.review.read_items([(rid, rid) for rid in wanted]):
+        if review is None or review.get("status") != "open":
+            continue  # decided, or being decided: the person's decision stands
+        body = {**review, "status": "obsolete", "obsolete_reason": "merged", "merge_id": merge_id,
+                "profile_id": survivor["id"], "decided_at": now_iso(), "decided_by": None}
+        try:
+            ctx.review.replace_item(body, etag=review["_etag"])
+        except (PreconditionFailedError, ItemNotFoundError):
+            pass  # taken by a person meanwhile, or gone
 
 
 def _unmark(ctx: Ctx, absorbed: dict[str, Any]) -> None:
