@@ -198,10 +198,11 @@ def run_resolve(args) -> int:
         writer.writerow(["source", "record_id", "profile_id"])
         for source, record_id, key in rows:
             writer.writerow([source, record_id, _final_profile(ctx, key, final, follow_aliases) if key else ""])
-    for path, container, order_by in ((args.merge_log, "merges", "at"), (args.reviews, "review", "created_at")):
-        if path is not None:
+    for path, container, filter_, order_by in ((args.merge_log, "merges", None, "at"),
+                                               (args.reviews, "review", ("status", "=", "open"), "created_at")):
+        if path is not None:  # the review list: the questions still open (a later merge answers some)
             with path.open("w", encoding="utf-8") as f:
-                for doc in store.container(container).query_items(order_by=order_by):
+                for doc in store.container(container).query_items(filter_, order_by=order_by):
                     doc = {k: v for k, v in doc.items() if not k.startswith("_")}
                     if container == "review":  # the profiles as --out names them, after the run's later merges
                         for field in ("profile_id", "candidate_profile_id"):
