@@ -17,7 +17,7 @@ def list_reviews(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.route(route="reviews/{review_id}", methods=["GET"])
 def get_review(req: func.HttpRequest) -> func.HttpResponse:
-    return respond(req, lambda: api.get_review(open_store(), req.route_params["review_id"]))
+    return respond(req, lambda: api.get_review(open_store(), req.route_params["review_id"], get_settings()))
 
 
 @bp.route(route="reviews/{review_id}/approve", methods=["POST"])
@@ -42,8 +42,10 @@ register_paths({
         query_param("status", "open, deciding, approved, rejected or obsolete"),
         query_param("page_size", "1 to 1000, default 50"),
         query_param("continuation", "token from the previous page")])},
-    "/reviews/{review_id}": {"get": operation("One review: the record, the two profiles, the score and its contributions",
-                                              params=[RID])},
+    "/reviews/{review_id}": {"get": operation(
+        "One review to decide: the score with each comparison's level and contribution, and side by side the "
+        "record under review and the candidate profile (its attributes, the record it was compared with)",
+        params=[RID])},
     "/reviews/{review_id}/approve": {"post": operation("Merge the two profiles (the older id survives)", params=[RID],
                                                        body=DECISION, errors=("400", "401", "404", "409"))},
     "/reviews/{review_id}/reject": {"post": operation("Keep the two profiles apart for good (never-match)", params=[RID],

@@ -42,7 +42,12 @@ def test_approving_a_review_merges_the_profiles_with_the_decision_logged(functio
     assert review["record_key"] == "loyalty|Claire-2" and review["reason"] == "limit:loyalty_id"
     assert {review["profile_id"], review["candidate_profile_id"]} == {a.profile_id, b.profile_id}
     resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
-    assert resp.status_code == 200 and one == review
+    assert resp.status_code == 200 and {k: one[k] for k in review} == review
+    # side by side: the second card's record, and the profile holding the first (no score: protection decided)
+    assert (one["record"]["key"], one["record"]["values"]["loyalty_id"]) == ("loyalty|Claire-2", "633" + "7" + (
+        one["record"]["values"]["loyalty_id"][4:]))
+    assert one["candidate"]["records"] == ["loyalty|Claire-1"] and one["candidate"]["compared_record"] is None
+    assert one["candidate"]["attributes"]["given_name"] == "Claire" and one["score"] is None and one["levels"] == {}
 
     resp, done = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]},
                       body=json.dumps({"by": "steward-7"}).encode())
@@ -56,6 +61,30 @@ def test_approving_a_review_merges_the_profiles_with_the_decision_logged(functio
     assert [r["id"] for r in open_reviews(functions_by_name, status="approved")["reviews"]] == [review["id"]]
     resp, again = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]})
     assert resp.status_code == 409 and "approved already" in again["detail"]
+
+
+def test_a_scored_review_reads_side_by_side(functions_by_name, api_store):
+    """Same name at one address, a family mailbox against a personal one: a score in the review band. GET shows
+    each comparison's level and the two records' values as their sources sent them."""
+    home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
+    first, second = resolve_records(api_store, [
+        CustomerRecord(source="pos", record_key="A-1", address_line1="1 High Street", email="thelees4300@mail.net",
+                       **home),
+        CustomerRecord(source="web", record_key="A-2", address_line1="1 High St", email="ann.lee88@post.net", **home)],
+        settings=get_settings())
+    assert (first.action, second.action, second.reason) == ("created", "review", "score")
+    (review,) = open_reviews(functions_by_name)["reviews"]
+    resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
+    assert resp.status_code == 200, one
+    assert one["compared_record"] == "pos|A-1" and one["model_version"] and 0 < one["score"] < 1
+    assert one["levels"]["given_name"] == "exact" and one["levels"]["email"] == "different"
+    assert set(one["levels"]) - {"explained_against"} <= set(one["contributions"])  # against related or unrelated
+    assert (one["record"]["key"], one["record"]["profile_id"]) == ("web|A-2", second.profile_id)
+    assert one["record"]["values"]["email"] == "ann.lee88@post.net"
+    compared = one["candidate"]["compared_record"]
+    assert (compared["key"], compared["profile_id"]) == ("pos|A-1", first.profile_id)
+    assert compared["values"]["address_line1"] == "1 High Street"
+    assert one["candidate"]["profile_id"] == first.profile_id
 
 
 def test_rejecting_a_review_keeps_the_two_apart_for_good(functions_by_name, api_store):

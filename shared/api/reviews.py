@@ -22,8 +22,9 @@ def list_reviews(store: Store, params: dict[str, str]) -> ApiResponse:
     return ApiResponse({"status": status, "reviews": items, "continuation": encode_token(next_token)})
 
 
-def get_review(store: Store, review_id: str) -> ApiResponse:
-    return _decided(lambda: review.get_review(store, review_id))
+def get_review(store: Store, review_id: str, settings: Settings | None = None) -> ApiResponse:
+    """The review with the record and the candidate profile side by side, as a person decides it."""
+    return _decided(lambda: review.get_review_to_decide(store, review_id, settings=settings))
 
 
 def decide(store: Store, review_id: str, decision: str, body: Any, settings: Settings) -> ApiResponse:

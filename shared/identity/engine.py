@@ -439,7 +439,8 @@ class _Work:
         score = self.model.score(self.n, other)
         return {"score": round(float(score.probability), 6), "match_weight": round(float(score.match_weight), 4),
                 "contributions": {k: round(float(v), 4) for k, v in score.contributions.items()},
-                "levels": score.levels, "model_version": getattr(self.model, "version", None)}
+                "levels": score.levels, "model_version": getattr(self.model, "version", None),
+                "compared_record": other.key}
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -762,10 +763,13 @@ class _Work:
         return docs
 
     def _open_review(self, profile_id: str, candidate_id: str, reason: str, detail: dict | None) -> None:
+        detail = detail or {}
         doc = {"id": review_id(self.key, candidate_id), "record_key": self.key,
                "profile_id": profile_id, "candidate_profile_id": candidate_id, "reason": reason,
-               "score": (detail or {}).get("score"), "contributions": (detail or {}).get("contributions", {}),
-               "status": "open", "created_at": self.now}
+               "score": detail.get("score"), "contributions": detail.get("contributions", {}),
+               # what a person reads first: each comparison's level, and which of the candidate's records it was
+               "levels": detail.get("levels", {}), "compared_record": detail.get("compared_record"),
+               "model_version": detail.get("model_version"), "status": "open", "created_at": self.now}
         try:
             self.ctx.review.create_item(doc)
         except ItemExistsError:

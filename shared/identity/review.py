@@ -13,7 +13,7 @@ from typing import Any
 from shared.settings import Settings
 from shared.store import ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import ConcurrencyConflict, Ctx, now_iso, with_retries
+from .docs import ConcurrencyConflict, Ctx, follow_aliases, now_iso, with_retries
 from .merge import live_profile, merge_profiles, survivor_order
 from .protection import Side
 
@@ -37,6 +37,32 @@ def list_reviews(store: Store, *, status: str = "open", page_size: int = 100,
 def get_review(store: Store, review_id: str) -> dict[str, Any]:
     """One review; raises ItemNotFoundError when there is none."""
     return _public(store.container("review").read_item(review_id, review_id))
+
+
+def get_review_to_decide(store: Store, review_id: str, *, settings: Settings | None = None) -> dict[str, Any]:
+    """One review with what a person needs to decide it, side by side: the record under review (its values as
+    its source sent them) and the candidate profile as it is now (its surviving attributes, and the values of the
+    record it was compared with). Read only; raises ItemNotFoundError when there is no such review."""
+    ctx = Ctx(store, settings)
+    doc = get_review(store, review_id)
+    current, _ = follow_aliases(ctx, doc["profile_id"])
+    candidate, _ = follow_aliases(ctx, doc["candidate_profile_id"])
+    return {**doc,
+            "record": _entry_view(current, doc["record_key"]),
+            "candidate": None if candidate is None else {
+                "profile_id": candidate["id"],
+                "attributes": {name: a.get("value") for name, a in candidate.get("attributes", {}).items()},
+                "records": [r["key"] for r in candidate.get("records", [])],
+                "compared_record": _entry_view(candidate, doc.get("compared_record"))}}
+
+
+def _entry_view(profile: dict[str, Any] | None, record_key: str | None) -> dict[str, Any] | None:
+    """A source record of a profile as a person reads it; None when the profile no longer holds it."""
+    entry = next((r for r in (profile or {}).get("records", []) if r["key"] == record_key), None)
+    if entry is None:
+        return None
+    return {"key": entry["key"], "source": entry.get("source"), "profile_id": profile["id"],
+            "values": entry.get("values", {})}
 
 
 def approve_review(store: Store, review_id: str, *, by: str | None = None,
