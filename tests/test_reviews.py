@@ -43,11 +43,13 @@ def test_approving_a_review_merges_the_profiles_with_the_decision_logged(functio
     assert {review["profile_id"], review["candidate_profile_id"]} == {a.profile_id, b.profile_id}
     resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
     assert resp.status_code == 200 and {k: one[k] for k in review} == review
-    # side by side: the second card's record, and the profile holding the first (no score: protection decided)
-    assert (one["record"]["key"], one["record"]["values"]["loyalty_id"]) == ("loyalty|Claire-2", "633" + "7" + (
-        one["record"]["values"]["loyalty_id"][4:]))
-    assert one["candidate"]["records"] == ["loyalty|Claire-1"] and one["candidate"]["compared_record"] is None
-    assert one["candidate"]["attributes"]["given_name"] == "Claire" and one["score"] is None and one["levels"] == {}
+    # side by side: the second card's record, and the profile holding the first
+    assert one["record"]["key"] == "loyalty|Claire-2" and one["record"]["values"]["loyalty_id"].endswith("2")
+    assert one["candidate"]["records"] == ["loyalty|Claire-1"] and one["candidate"]["attributes"]["given_name"] == "Claire"
+    assert one["candidate"]["compared_record"]["values"]["loyalty_id"].endswith("1")
+    # protection opened it, not a score; scored all the same, so a person sees how alike the two are
+    assert one["score"] > 0.99 and one["compared_record"] == "loyalty|Claire-1"
+    assert (one["levels"]["given_name"], one["levels"]["email"]) == ("exact", "exact")
 
     resp, done = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]},
                       body=json.dumps({"by": "steward-7"}).encode())

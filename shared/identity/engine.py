@@ -434,6 +434,12 @@ class _Work:
         scored.sort(key=lambda item: -item[0])  # stable: ties keep the candidates' order
         return scored
 
+    def _scored_against(self, profile: dict[str, Any]) -> dict[str, Any] | None:
+        """The explained score against a profile's best-matching record, for a review that merge protection (not a
+        score) opened: the person deciding it sees how alike the two are. It decides nothing."""
+        others = [other for key, other in self.snapshots.of(profile) if key != self.key]
+        return self._explain(self.model.best_record(self.n, others)[1]) if others else None
+
     def _explain(self, other: NormalizedRecord) -> dict[str, Any]:
         """The explained score of the record against a profile's best-matching record, for logs and reviews."""
         score = self.model.score(self.n, other)
@@ -485,7 +491,7 @@ class _Work:
         if joined is not None:
             profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
-            self._open_review(profile["id"], cand_profile["id"], why, detail)
+            self._open_review(profile["id"], cand_profile["id"], why, detail or self._scored_against(cand_profile))
         self._commit(profile["id"])
         profile_id = profile["id"] if self.ctx.config.single_writer else self._follow_concurrent_merge(profile["id"])
         if action == "linked" and reviews:
@@ -687,7 +693,7 @@ class _Work:
             ordered = sorted([current, other], key=survivor_order)
             why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
             return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
-        self._open_review(current["id"], other["id"], reason, None)
+        self._open_review(current["id"], other["id"], reason, self._scored_against(other))
         return self._drop_identifier(current, iid)
 
     def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
