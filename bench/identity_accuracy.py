@@ -12,7 +12,8 @@
    quarantine and merge protection could reach, the true pairs those rules forbid by rule, the F1 at that recall
    and the measured precision, and the recall gap still recoverable (ceiling minus measured recall).
 4. The review list worked by a reviewer who knows the truth (bench/review_list.py, first order): its size, the
-   share of true matches in it, and the pairwise scores once every review is decided.
+   share of true matches in it, and the pairwise scores once every review is decided; first, one steward's bulk
+   approval (STEWARD_BULK_APPROVAL), measured on its own: how many it approved, how many wrongly, what is left.
 
     python -m bench.identity_accuracy [--customers 5000] [--seed 1] [--orders 3] [--data DIR]
 
@@ -30,6 +31,10 @@ from typing import Any
 from bench.harness import run_benchmark
 from bench.metrics import classification_scores, cluster_scores
 from bench.review_list import work_review_list
+
+# What a steward might approve with one decision (POST /api/reviews/approve) before working the rest of the review
+# list one by one: second loyalty cards whose records agree on (nearly) everything else.
+STEWARD_BULK_APPROVAL = {"reason": "limit:loyalty_id", "min_score": 0.9999}
 
 TARGETS = {"pairwise_f1": 0.98, "pairwise_precision": 0.995, "f1_spread_across_orders": 0.002}
 
@@ -203,7 +208,8 @@ def measure(args) -> dict[str, Any]:
             figures["people_with_two_loyalty_cards"] = multi_card_people(normalized, persons)
             figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
-            figures["review_list_worked"] = work_review_list(store, truth, list(truth), settings=settings)
+            figures["review_list_worked"] = work_review_list(store, truth, list(truth), settings=settings,
+                                                             bulk=STEWARD_BULK_APPROVAL)
         runs.append(run)
     f1s = [r["pairwise_f1"] for r in runs]
     figures.update({

@@ -14,38 +14,62 @@ from typing import Any
 from bench.metrics import cluster_scores
 
 
-def work_review_list(store, truth: dict[str, Any], keys, *, settings=None) -> dict[str, Any]:
-    """Decide every open review of `store` with the truth (record key -> person); the figures before and after."""
+def work_review_list(store, truth: dict[str, Any], keys, *, settings=None,
+                     bulk: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decide every open review of `store` with the truth (record key -> person); the figures before and after.
+    `bulk` (reason and/or min_score): first one steward's decision approving every open review that filter names
+    (approve_reviews, as POST /api/reviews/approve), measured on its own; then the rest one by one."""
     from bench.identity import final_assignment
     from shared.identity.docs import Ctx
-    from shared.identity.merge import live_profile
-    from shared.identity.review import ReviewDecisionError, approve_review, list_reviews, reject_review
+    from shared.identity.review import ReviewDecisionError, approve_review, approve_reviews, list_reviews, reject_review
 
     before = cluster_scores(truth, final_assignment(store, keys))
     ctx = Ctx(store, settings)
     reviews = _all_open(store, list_reviews)
-    decisions: Counter = Counter()
+    true_match = {review["id"]: _is_true_match(ctx, truth, review) for review in reviews}
     by_reason: dict[str, Counter] = {}
     for review in reviews:
-        person = truth.get(review["record_key"])
-        candidate = live_profile(ctx, review["candidate_profile_id"])
-        same = candidate is not None and any(truth.get(r["key"]) == person for r in candidate.get("records", []))
-        reason = review["reason"].split(":")[0]
-        by_reason.setdefault(reason, Counter())["true_match" if same else "not_a_match"] += 1
+        counts = by_reason.setdefault(review["reason"].split(":")[0], Counter())
+        counts["true_match" if true_match[review["id"]] else "not_a_match"] += 1
+    figures: dict[str, Any] = {}
+    if bulk:
+        approved: list[str] = []
+        while True:
+            done = approve_reviews(store, by="bench-bulk", limit=100, settings=settings, **bulk)
+            approved += done["approved"]
+            if not done["more"]:
+                break
+        figures["bulk_first"] = {
+            "filter": bulk, "approved": len(approved), "wrong": sum(not true_match[i] for i in approved),
+            "reviews_left": len(_all_open(store, list_reviews)),
+            "after": _pairwise(cluster_scores(truth, final_assignment(store, keys)))}
+    decisions: Counter = Counter()
+    for review in _all_open(store, list_reviews):
+        same = _is_true_match(ctx, truth, review)  # as the profiles are now, after the decisions before it
         try:
             (approve_review if same else reject_review)(store, review["id"], by="bench", settings=settings)
             decisions["approved" if same else "rejected"] += 1
         except ReviewDecisionError:  # merged since, a profile gone, or split apart by a person
             decisions["no_longer_open"] += 1
     after = cluster_scores(truth, final_assignment(store, keys))
-    true_matches = sum(c["true_match"] for c in by_reason.values())
+    true_matches = sum(true_match.values())
     return {
         "reviews": len(reviews), "true_match_share": round(true_matches / len(reviews), 4) if reviews else None,
         "by_reason": {reason: dict(counts) for reason, counts in sorted(by_reason.items())},
+        **figures,
         "decisions": dict(decisions),
         "reviews_per_1000_records": round(1000 * len(reviews) / max(1, len(keys)), 2),
         "before": _pairwise(before), "after": _pairwise(after),
     }
+
+
+def _is_true_match(ctx, truth: dict[str, Any], review: dict[str, Any]) -> bool:
+    """Whether the review's candidate profile holds a record of the person the review's record belongs to."""
+    from shared.identity.merge import live_profile
+
+    person = truth.get(review["record_key"])
+    candidate = live_profile(ctx, review["candidate_profile_id"])
+    return candidate is not None and any(truth.get(r["key"]) == person for r in candidate.get("records", []))
 
 
 def _all_open(store, list_reviews) -> list[dict[str, Any]]:

@@ -43,3 +43,21 @@ def test_true_matches_are_approved_and_the_others_rejected():
     carol = live_profile(ctx, assignment["loyalty|c1"])
     assert assignment["loyalty|d1"] in carol["never_match"]  # rejected: not proposed again
     assert work_review_list(store, truth, list(truth))["reviews"] == 0  # every review was decided
+
+
+def test_a_bulk_decision_first_then_the_rest_one_by_one():
+    """The steward's filter approves the second cards scoring over it, household ones included if they pass it:
+    the bench counts what it approved wrongly, then the rest is decided one by one."""
+    records = [_record("a1", "Alice", "LC100001", "alice.jones@shopmail.net"),
+               _record("a2", "Alice", "LC100002", "alice.jones@shopmail.net"),
+               _record("c1", "Carol", "LC100003", "the.joneses@shopmail.net"),
+               _record("d1", "Carol", "LC100004", "the.joneses@shopmail.net")]
+    truth = {"loyalty|a1": "alice", "loyalty|a2": "alice", "loyalty|c1": "carol", "loyalty|d1": "carol-mother"}
+    store = MemoryStore()
+    resolve_records(store, records)
+    figures = work_review_list(store, truth, list(truth), bulk={"reason": "limit:loyalty_id", "min_score": 0.5})
+    bulk = figures["bulk_first"]
+    # both score high (same name, same email): the filter approves both, one of them wrongly
+    assert (bulk["approved"], bulk["wrong"], bulk["reviews_left"]) == (2, 1, 0)
+    assert bulk["after"]["pairwise_recall"] == 1.0 and bulk["after"]["pairwise_precision"] == 0.5
+    assert figures["reviews"] == 2 and figures["decisions"] == {}

@@ -68,12 +68,7 @@ def test_approving_a_review_merges_the_profiles_with_the_decision_logged(functio
 def test_a_scored_review_reads_side_by_side(functions_by_name, api_store):
     """Same name at one address, a family mailbox against a personal one: a score in the review band. GET shows
     each comparison's level and the two records' values as their sources sent them."""
-    home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
-    first, second = resolve_records(api_store, [
-        CustomerRecord(source="pos", record_key="A-1", address_line1="1 High Street", email="thelees4300@mail.net",
-                       **home),
-        CustomerRecord(source="web", record_key="A-2", address_line1="1 High St", email="ann.lee88@post.net", **home)],
-        settings=get_settings())
+    first, second = _family_mailbox_review(api_store)
     assert (first.action, second.action, second.reason) == ("created", "review", "score")
     (review,) = open_reviews(functions_by_name)["reviews"]
     resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
@@ -135,3 +130,62 @@ def test_reviews_are_paged(functions_by_name, api_store):
         if not token:
             break
     assert sorted(seen) == ["loyalty|Anne-2", "loyalty|Paul-2", "loyalty|Remi-2"]
+
+
+def _family_mailbox_review(store):
+    """Same name at one address, a family mailbox against a personal one: a review by score."""
+    home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
+    return resolve_records(store, [
+        CustomerRecord(source="pos", record_key="A-1", address_line1="1 High Street", email="thelees4300@mail.net",
+                       **home),
+        CustomerRecord(source="web", record_key="A-2", address_line1="1 High St", email="ann.lee88@post.net", **home)],
+        settings=get_settings())
+
+
+def test_a_steward_approves_the_reviews_a_filter_names(functions_by_name, api_store):
+    """Second loyalty cards of one name and email, all scoring over 0.99: one decision approves them, a page at
+    a time; the review a score opened is left for its own decision."""
+    pairs = [two_cards(api_store, name, f"{name.lower()}.moreau3@shopmail.net") for name in ("Lea", "Hugo", "Zoe")]
+    _family_mailbox_review(api_store)
+    assert len(open_reviews(functions_by_name)["reviews"]) == 4
+    cards = open_reviews(functions_by_name, reason="limit", min_score="0.99")["reviews"]
+    assert sorted(r["record_key"] for r in cards) == ["loyalty|Hugo-2", "loyalty|Lea-2", "loyalty|Zoe-2"]
+    assert [r["reason"] for r in open_reviews(functions_by_name, reason="score")["reviews"]] == ["score"]
+    assert open_reviews(functions_by_name, reason="limit:email")["reviews"] == []
+
+    def bulk(**body):
+        return call(functions_by_name, "approve_reviews", "POST", body=json.dumps(body).encode())
+
+    resp, preview = bulk(by="steward-7", reason="limit:loyalty_id", dry_run=True)
+    assert resp.status_code == 200 and sorted(preview["approved"]) == sorted(r["id"] for r in cards)
+    assert len(open_reviews(functions_by_name)["reviews"]) == 4  # a dry run changes nothing
+
+    resp, first = bulk(by="steward-7", reason="limit:loyalty_id", min_score=0.99, limit=2)
+    assert resp.status_code == 200 and len(first["approved"]) == 2 and first["more"] is True
+    resp, second = bulk(by="steward-7", reason="limit:loyalty_id", min_score=0.99, limit=2)
+    assert len(second["approved"]) == 1 and second["more"] is False and second["not_approved"] == []
+    for (a, b) in pairs:  # each person's two cards are one profile now, the decision logged as the steward's
+        assert get_profile(api_store, b.profile_id)["id"] == a.profile_id
+    assert {r["decided_by"] for r in open_reviews(functions_by_name, status="approved")["reviews"]} == {"steward-7"}
+    assert [r["reason"] for r in open_reviews(functions_by_name)["reviews"]] == ["score"]
+
+
+@pytest.mark.parametrize("body", [
+    {"reason": "limit"},  # who decides is required
+    {"by": "steward-7"},  # no filter: not a decision
+    {"by": "steward-7", "reason": "limit", "limit": 0},
+    {"by": "steward-7", "reason": "limit", "limit": 101},
+    {"by": "steward-7", "min_score": 2},
+    {"by": "steward-7", "min_score": "high"},
+    {"by": "steward-7", "reason": ""},
+    {"by": "steward-7", "reason": "limit", "dry_run": "yes"},
+    {"by": "steward-7", "reason": "limit", "everything": True},
+    ["by"],
+])
+def test_bulk_approval_refuses_what_is_not_a_decision(functions_by_name, api_store, body):
+    two_cards(api_store, "Ines", "ines.moreau8@shopmail.net")
+    resp, problem = call(functions_by_name, "approve_reviews", "POST", body=json.dumps(body).encode())
+    assert resp.status_code == 400 and problem["detail"], problem
+    assert [r["status"] for r in open_reviews(functions_by_name)["reviews"]] == ["open"]
+    resp, _ = call(functions_by_name, "list_reviews", params={"min_score": "1.5"})
+    assert resp.status_code == 400

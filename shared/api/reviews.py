@@ -15,8 +15,10 @@ def list_reviews(store: Store, params: dict[str, str]) -> ApiResponse:
     if status not in review.STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(review.STATUSES)}")
     size, token = page_size(params, default=50), decode_token(params.get("continuation"))
+    reason, min_score = params.get("reason") or None, _score(params.get("min_score"))
     try:
-        items, next_token = review.list_reviews(store, status=status, page_size=size, continuation=token)
+        items, next_token = review.list_reviews(store, status=status, reason=reason, min_score=min_score,
+                                                page_size=size, continuation=token)
     except BadRequestError:  # a token from elsewhere or tampered with; a throttled or failing store is not 400
         raise ApiError(400, "continuation is not a token this API returned") from None
     return ApiResponse({"status": status, "reviews": items, "continuation": encode_token(next_token)})
@@ -35,6 +37,44 @@ def decide(store: Store, review_id: str, decision: str, body: Any, settings: Set
         raise ApiError(400, 'body must be empty or JSON {"by": "<who decided, 1-64 characters>"}')
     action = {"approve": review.approve_review, "reject": review.reject_review}[decision]
     return _decided(lambda: action(store, review_id, by=by, settings=settings))
+
+
+BULK_LIMIT = 100  # reviews one call approves at most: each is a merge, and an HTTP call must end in minutes
+_BULK_MEMBERS = {"by", "reason", "min_score", "limit", "dry_run"}
+
+
+def approve_many(store: Store, body: Any, settings: Settings) -> ApiResponse:
+    """Approve the open reviews a filter names, as one person's decision: {"by", "reason" and/or "min_score",
+    "limit" (1-100), "dry_run"}. Call again while "more" is true."""
+    if not isinstance(body, dict) or set(body) - _BULK_MEMBERS:
+        raise ApiError(400, f"body must be a JSON object with members among {', '.join(sorted(_BULK_MEMBERS))}")
+    by, reason, limit = body.get("by"), body.get("reason"), body.get("limit", BULK_LIMIT)
+    if not isinstance(by, str) or not 0 < len(by) <= 64:
+        raise ApiError(400, '"by" is required: who decides, 1-64 characters')
+    if reason is not None and (not isinstance(reason, str) or not reason):
+        raise ApiError(400, '"reason" must be a review reason, such as "limit:loyalty_id" or "score"')
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= BULK_LIMIT:
+        raise ApiError(400, f'"limit" must be an integer from 1 to {BULK_LIMIT}')
+    if not isinstance(body.get("dry_run", False), bool):
+        raise ApiError(400, '"dry_run" must be true or false')
+    min_score = _score(body.get("min_score"))
+    if reason is None and min_score is None:
+        raise ApiError(400, 'name a "reason" or a "min_score": approving every review at once is not a decision')
+    return ApiResponse(review.approve_reviews(store, by=by, reason=reason, min_score=min_score, limit=limit,
+                                              dry_run=body.get("dry_run", False), settings=settings))
+
+
+def _score(value: Any) -> float | None:
+    """A min_score from a query string or a JSON body: a number from 0 to 1, or None."""
+    if value is None or value == "":
+        return None
+    try:
+        score = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        score = None
+    if score is None or not 0 <= score <= 1:
+        raise ApiError(400, "min_score must be a number from 0 to 1")
+    return score
 
 
 def _decided(fn: Callable[[], dict[str, Any]]) -> ApiResponse:

@@ -24,14 +24,43 @@ class ReviewDecisionError(Exception):
     """The review cannot take this decision (already decided, or a profile is gone); the message says why."""
 
 
-def list_reviews(store: Store, *, status: str = "open", page_size: int = 100,
-                 continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """Reviews with this status, oldest first, a page at a time."""
+def list_reviews(store: Store, *, status: str = "open", reason: str | None = None, min_score: float | None = None,
+                 page_size: int = 100, continuation: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """Reviews with this status, oldest first, a page at a time. `reason`: only those opened for it, whole
+    ("limit:loyalty_id") or by its kind ("limit"); `min_score`: only those scoring at least this."""
     if status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-    items, token = store.container("review").query_page(("status", "=", status), order_by="created_at",
-                                                          page_size=page_size, continuation=continuation)
+    conditions: list = [("status", "=", status)]
+    if reason is not None:
+        conditions.append(("or", [("reason", "=", reason), ("reason", "startswith", reason + ":")]))
+    if min_score is not None:
+        conditions.append(("score", ">=", min_score))
+    filter_ = conditions[0] if len(conditions) == 1 else ("and", conditions)
+    items, token = store.container("review").query_page(filter_, order_by="created_at", page_size=page_size,
+                                                          continuation=continuation)
     return [_public(i) for i in items], token
+
+
+def approve_reviews(store: Store, *, by: str, reason: str | None = None, min_score: float | None = None,
+                    limit: int = 100, dry_run: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+    """A person's decision for many reviews at once: approve up to `limit` open reviews opened for `reason`
+    and scoring at least `min_score` (at least one of the two), oldest first, each as approve_review does (logged
+    with the review, `by` as who decided). Reviews a merge answers meanwhile are closed, not approved. With
+    dry_run, only lists what would be approved. Call again while `more` is true."""
+    if reason is None and min_score is None:
+        raise ValueError("name a reason or a min_score: approving every review at once is not a decision")
+    page, token = list_reviews(store, reason=reason, min_score=min_score, page_size=limit)
+    approved, not_approved = [], []
+    for review in page:
+        if dry_run:
+            approved.append(review["id"])
+            continue
+        try:
+            approve_review(store, review["id"], by=by, settings=settings)
+            approved.append(review["id"])
+        except ReviewDecisionError as err:
+            not_approved.append({"id": review["id"], "why": str(err)})
+    return {"approved": approved, "not_approved": not_approved, "dry_run": dry_run, "more": token is not None}
 
 
 def get_review(store: Store, review_id: str) -> dict[str, Any]:
