@@ -172,6 +172,22 @@ def test_ucp_resolve_reviews_name_the_profiles_as_out_does(tmp_path):
         "web|W1", ids["W1"], ids["P1"])
 
 
+def test_ucp_resolve_reviews_are_the_open_questions(tmp_path):
+    """A review a later record answers (its merge joins the two sides) is closed, so --reviews leaves it out."""
+    pos = _write_source(tmp_path, "pos", [  # a family mailbox at 1 High Street
+        {"id": "A1", "first": "Ann", "last": "Lee", "mail": "thelees4300@mail.net", "tel": "07911 123456",
+         "zip": "LS1 4AB"}])
+    web = _write_source(tmp_path, "web", [  # a personal mailbox, same name and postcode: a review by score
+        {"id": "A2", "first": "Ann", "last": "Lee", "mail": "ann.lee88@post.net", "zip": "LS1 4AB"}])
+    crm = _write_source(tmp_path, "crm", [  # A2's email with A1's phone: the two are merged
+        {"id": "A3", "first": "Ann", "last": "Lee", "mail": "ann.lee88@post.net", "tel": "+44 7911 123456"}])
+    for inputs, open_reviews in (([pos, web], 1), ([pos, web, crm], 0)):
+        out, reviews = tmp_path / "out.csv", tmp_path / "reviews.jsonl"
+        assert ucp(["resolve", *inputs, "--out", str(out), "--reviews", str(reviews), "--no-progress"]) == 0
+        assert len(reviews.read_text(encoding="utf-8").splitlines()) == open_reviews
+    assert len({r["profile_id"] for r in csv.DictReader(out.open())}) == 1
+
+
 def test_ucp_resolve_rejects_bad_arguments(tmp_path, capsys):
     assert ucp(["resolve", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")]) == 2
     assert "INPUT:MAPPING" in capsys.readouterr().err
