@@ -183,3 +183,70 @@ def test_dashboard_in_chromium(host, artifacts_dir):
     assert not [p for p in problems if "404" not in p and "Failed to load resource" not in p], problems
     assert all(r.startswith(url) for r in requested)  # nothing fetched from anywhere else (no CDN)
     assert all(f"code={key}" in r for r in requested if "/api/" in r and "/assets/" not in r)
+
+
+def test_review_list_in_chromium(host, cosmos_store, artifacts_dir):
+    """A steward works the review list in the dashboard: filter, open a review side by side, approve, reject."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from shared.identity import resolve_records
+    from shared.identity.review import get_review
+    from shared.models import CustomerRecord
+    from shared.settings import get_settings
+
+    home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
+    card = dict(source="loyalty", given_name="Claire", family_name="Moreau", email="claire.moreau77@shopmail.net")
+    results = resolve_records(cosmos_store, [
+        CustomerRecord(record_key="C-1", loyalty_id="633700000001", **card),
+        CustomerRecord(record_key="C-2", loyalty_id="633700000002", **card),  # a second card: protection
+        CustomerRecord(source="pos", record_key="A-1", address_line1="1 High Street", email="thelees4300@mail.net",
+                       **home),
+        CustomerRecord(source="web", record_key="A-2", address_line1="1 High St", email="ann.lee88@post.net", **home),
+    ], settings=get_settings())
+    assert [r.action for r in results] == ["created", "review", "created", "review"]
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        problems: list[str] = []
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(f"{host['url']}/api/dashboard?code={host['key']}&tab=reviews")
+        rows = page.locator("#reviews-table tbody tr")
+        expect(rows).to_have_count(2)
+
+        page.select_option("#review-reason", "limit")
+        page.click("#reviews-form button[type=submit]")
+        expect(rows).to_have_count(1)
+        assert "loyalty|C-2" in rows.first.inner_text() and "limit:loyalty_id" in rows.first.inner_text()
+        rows.first.locator("button").click()
+        expect(page.locator("#review-sides")).to_contain_text("loyalty|C-2")
+        card_row = page.locator("#review-compare tbody tr", has_text="loyalty_id")
+        assert card_row.get_attribute("class") == "differs"
+        assert "633700000002" in card_row.inner_text() and "633700000001" in card_row.inner_text()
+        assert page.locator("#review-compare tbody tr", has_text="given_name").get_attribute("class") == "same"
+        assert "given_name: exact" in page.inner_text("#review-levels")
+        page.screenshot(path=str(artifacts_dir / "dashboard-review.png"), full_page=True)
+        page.fill("#review-by", "steward-7")
+        page.click("#review-approve")
+        expect(page.locator("#reviews-count")).to_contain_text("approved: loyalty|C-2")
+        expect(rows).to_have_count(0)
+
+        page.select_option("#review-reason", "")
+        page.click("#reviews-form button[type=submit]")
+        expect(rows).to_have_count(1)
+        rows.first.locator("button").click()
+        expect(page.locator("#review-sides")).to_contain_text("web|A-2")
+        assert page.inner_text("#review-title").startswith("score (match probability 0.")
+        assert "email: different" in page.inner_text("#review-levels")
+        assert "birth_date: missing on one side" in page.inner_text("#review-levels")
+        page.click("#review-reject")
+        expect(page.locator("#reviews-count")).to_contain_text("rejected: web|A-2")
+        expect(rows).to_have_count(0)
+        browser.close()
+
+    reviews = {r["record_key"]: r for r in cosmos_store.container("review").query_items()}
+    assert (reviews["loyalty|C-2"]["status"], reviews["loyalty|C-2"]["decided_by"]) == ("approved", "steward-7")
+    assert (reviews["web|A-2"]["status"], reviews["web|A-2"]["decided_by"]) == ("rejected", "steward-7")  # kept
+    assert get_review(cosmos_store, reviews["loyalty|C-2"]["id"])["profile_id"] == results[0].profile_id
+    assert not [p for p in problems if "Failed to load resource" not in p], problems  # (the browser's favicon)

@@ -13,8 +13,10 @@ function apiUrl(path, params = {}) {
   return url;
 }
 
-async function api(path, params) {
-  const resp = await fetch(apiUrl(path, params), { headers: { Accept: "application/json" }, referrerPolicy: "no-referrer" });
+async function api(path, params, payload) { // with a payload: POST it as JSON
+  const init = { headers: { Accept: "application/json" }, referrerPolicy: "no-referrer" };
+  if (payload !== undefined) Object.assign(init, { method: "POST", body: JSON.stringify(payload), headers: { ...init.headers, "Content-Type": "application/json" } });
+  const resp = await fetch(apiUrl(path, params), init);
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     const hint = resp.status === 401 ? " — open the dashboard with ?code=<function key>" : "";
@@ -316,8 +318,60 @@ async function loadSegments() {
   for (const s of segments) tbody.append(el("tr", {}, el("td", {}, s.name), el("td", {}, num(s.size)), el("td", {}, (s.evaluated_at || "never").slice(0, 16))));
 }
 
+// --- review list: what the resolver left to a person -----------------------------------------------------------
+const COMPARED = ["given_name", "family_name", "full_name", "birth_date", "email", "phone", "loyalty_id", "address_line1",
+  "address_line2", "postcode", "city", "country"];
+
+async function loadReviews() {
+  const current = ticket("reviews");
+  const { reviews, continuation } = await api("reviews", { reason: $("review-reason").value, min_score: $("review-min-score").value, page_size: 100 });
+  if (!current()) return;
+  const tbody = clear($("reviews-table").tBodies[0]);
+  for (const r of reviews) {
+    const open = el("button", { type: "button" }, "Open");
+    open.addEventListener("click", () => guard(openReview)(r.id));
+    tbody.append(el("tr", { "data-review": r.id }, el("td", {}, (r.created_at || "").replace("T", " ").slice(0, 16)), el("td", {}, r.reason),
+      el("td", {}, r.score === null || r.score === undefined ? "–" : r.score.toFixed(4)), el("td", {}, r.record_key), el("td", {}, open)));
+  }
+  $("reviews-count").textContent = reviews.length ? `${reviews.length}${continuation ? "+" : ""} open` : "no open reviews";
+  $("review").hidden = true;
+}
+
+async function openReview(id) {
+  const r = await api("reviews/" + encodeURIComponent(id));
+  const mine = (r.record || {}).values || {}, theirs = ((r.candidate || {}).compared_record || {}).values || {};
+  const attrs = (r.candidate || {}).attributes || {};
+  $("review").hidden = false;
+  $("review").dataset.review = r.id;
+  $("review-title").textContent = `${r.reason}${r.score === null ? "" : ` (match probability ${r.score.toFixed(4)})`}`;
+  $("review-sides").textContent = `${r.record_key} → profile ${(r.candidate || {}).profile_id || "(gone)"} (${((r.candidate || {}).records || []).join(", ")})`;
+  const tbody = clear($("review-compare").tBodies[0]);
+  const fields = COMPARED.filter((f) => f in mine || f in theirs || f in attrs);
+  for (const f of fields) {
+    const a = mine[f] ?? "", b = theirs[f] ?? attrs[f] ?? "";
+    tbody.append(el("tr", { class: String(a).toLowerCase() === String(b).toLowerCase() ? "same" : "differs" }, el("td", {}, f), el("td", {}, String(a)), el("td", {}, String(b))));
+  }
+  const levels = clear($("review-levels"));
+  for (const [name, level] of Object.entries(r.levels || {})) {
+    if (name === "explained_against") continue;
+    const bits = (r.contributions || {})[name];
+    if (level === null || level === "null") { levels.append(el("li", { class: "muted" }, `${name}: missing on one side`)); continue; }
+    levels.append(el("li", {}, `${name}: ${level}`, el("span", { class: bits > 0 ? "risk-low" : "risk-high" }, typeof bits === "number" ? ` ${bits > 0 ? "+" : ""}${bits.toFixed(2)} bits` : "")));
+  }
+  if (!levels.children.length) levels.append(el("li", { class: "muted" }, "not scored"));
+}
+
+async function decideReview(decision) {
+  const id = $("review").dataset.review;
+  const by = $("review-by").value.trim();
+  const done = await api(`reviews/${encodeURIComponent(id)}/${decision}`, {}, by ? { by } : {});
+  await loadReviews();
+  $("reviews-count").textContent = `${done.status}: ${done.record_key} · ` + $("reviews-count").textContent;
+}
+
 // --- wiring -------------------------------------------------------------------------------------------------
-const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, activity: loadActivity, segments: loadSegments };
+const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, activity: loadActivity, segments: loadSegments,
+  reviews: loadReviews };
 
 function guard(fn) {
   return (...args) => Promise.resolve().then(() => fn(...args)).catch(showError);
@@ -336,6 +390,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search").addEventListener("submit", (e) => { e.preventDefault(); guard(searchProfile)($("search-type").value, $("search-value").value.trim()); });
   $("funnel-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadFunnel)(); });
   $("activity-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadActivity)(); });
+  $("reviews-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadReviews)(); });
+  $("review-approve").addEventListener("click", () => guard(decideReview)("approve"));
+  $("review-reject").addEventListener("click", () => guard(decideReview)("reject"));
   const start = new URLSearchParams(location.search).get("tab");
   if (start && LOADERS[start]) showTab(start);
   document.body.dataset.ready = "1";
