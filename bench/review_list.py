@@ -34,10 +34,11 @@ def work_review_list(store, truth: dict[str, Any], keys, *, settings=None,
     figures: dict[str, Any] = {}
     if bulk:
         approved: list[str] = []
+        token = None
         while True:
-            done = approve_reviews(store, by="bench-bulk", limit=100, settings=settings, **bulk)
+            done = approve_reviews(store, by="bench-bulk", limit=100, continuation=token, settings=settings, **bulk)
             approved += done["approved"]
-            if not done["more"]:
+            if not (token := done["continuation"]):
                 break
         figures["bulk_first"] = {
             "filter": bulk, "approved": len(approved), "wrong": sum(not true_match[i] for i in approved),

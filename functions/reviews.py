@@ -45,7 +45,8 @@ DECISION = {"type": "object", "properties": {"by": {"type": "string", "minLength
 BULK = {"type": "object", "required": ["by"], "additionalProperties": False, "properties": {
     "by": {"type": "string", "minLength": 1, "maxLength": 64}, "reason": {"type": "string", "minLength": 1},
     "min_score": {"type": "number", "minimum": 0, "maximum": 1},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 100}, "dry_run": {"type": "boolean"}}}
+    "limit": {"type": "integer", "minimum": 1, "maximum": 100}, "dry_run": {"type": "boolean"},
+    "continuation": {"type": "string"}}}
 register_paths({
     "/reviews": {"get": operation("Reviews (default: open), oldest first, paginated", errors=("400", "401"), params=[
         query_param("status", "open, deciding, approved, rejected or obsolete"),
@@ -59,7 +60,8 @@ register_paths({
         params=[RID])},
     "/reviews/approve": {"post": operation(
         "Approve the open reviews a filter names (reason and/or min_score), up to limit (1-100), as one person's "
-        "decision; dry_run lists them; call again while more is true", body=BULK, errors=("400", "401"))},
+        "decision; dry_run lists them; call again with the returned continuation until it is null", body=BULK,
+        errors=("400", "401"))},
     "/reviews/{review_id}/approve": {"post": operation("Merge the two profiles (the older id survives)", params=[RID],
                                                        body=DECISION, errors=("400", "401", "404", "409"))},
     "/reviews/{review_id}/reject": {"post": operation("Keep the two profiles apart for good (never-match)", params=[RID],

@@ -71,3 +71,26 @@ def test_a_review_a_person_is_deciding_is_left_to_them(store, tmp_path, lookup):
     approve_review(store, review_id("crm|C1", profiles["W1"]), by="ops", settings=settings)
     approve_review(store, review_id("web|W1", profiles["P1"]), by="ops", settings=settings)
     assert _status(store, "crm|C1", profiles["P1"])["status"] == "deciding"
+
+
+def test_a_bulk_approval_moves_past_the_reviews_it_cannot_approve(store, tmp_path):
+    """Under a cap of one record per profile no second card can be approved: each review is listed with why and
+    stays open, and the continuation moves on, so a caller looping until it is None ends."""
+    from shared.identity.review import approve_reviews
+
+    rules = tmp_path / "identity.json"
+    rules.write_text(json.dumps({"protection": {"max_records": 1}}))
+    settings = Settings(identity_config=str(rules))
+    records = [CustomerRecord(source="loyalty", record_key=f"{name}-{n}", given_name=name, family_name="Moreau",
+                              email=f"{name.lower()}.moreau@shopmail.net", loyalty_id=f"6337000{len(name)}{n}")
+               for name in ("Lea", "Hugo") for n in (1, 2)]
+    resolve_records(store, records, settings=settings, config=load_identity_config(str(rules)))
+    calls, token, refused = 0, None, []
+    while True:
+        done = approve_reviews(store, by="steward-7", reason="cap", limit=1, continuation=token, settings=settings)
+        calls, refused, token = calls + 1, refused + done["not_approved"], done["continuation"]
+        assert done["approved"] == []
+        if token is None:
+            break
+    assert calls == 2 and len(refused) == 2 and all("more than 1 records" in r["why"] for r in refused)
+    assert len(list_reviews(store)[0]) == 2  # still open, for a person to reject or split

@@ -161,9 +161,12 @@ def test_a_steward_approves_the_reviews_a_filter_names(functions_by_name, api_st
     assert len(open_reviews(functions_by_name)["reviews"]) == 4  # a dry run changes nothing
 
     resp, first = bulk(by="steward-7", reason="limit:loyalty_id", min_score=0.99, limit=2)
-    assert resp.status_code == 200 and len(first["approved"]) == 2 and first["more"] is True
-    resp, second = bulk(by="steward-7", reason="limit:loyalty_id", min_score=0.99, limit=2)
-    assert len(second["approved"]) == 1 and second["more"] is False and second["not_approved"] == []
+    assert resp.status_code == 200 and len(first["approved"]) == 2 and first["continuation"]
+    resp, second = bulk(by="steward-7", reason="limit:loyalty_id", min_score=0.99, limit=2,
+                        continuation=first["continuation"])
+    assert len(second["approved"]) == 1 and second["continuation"] is None and second["not_approved"] == []
+    resp, other = bulk(by="steward-7", reason="score", continuation=first["continuation"])
+    assert resp.status_code == 400  # a token of another filter
     for (a, b) in pairs:  # each person's two cards are one profile now, the decision logged as the steward's
         assert get_profile(api_store, b.profile_id)["id"] == a.profile_id
     assert {r["decided_by"] for r in open_reviews(functions_by_name, status="approved")["reviews"]} == {"steward-7"}
@@ -180,6 +183,8 @@ def test_a_steward_approves_the_reviews_a_filter_names(functions_by_name, api_st
     {"by": "steward-7", "reason": ""},
     {"by": "steward-7", "reason": "limit", "dry_run": "yes"},
     {"by": "steward-7", "reason": "limit", "everything": True},
+    {"by": "steward-7", "reason": "limit", "continuation": 7},
+    {"by": "steward-7", "reason": "limit", "continuation": "bm90IGEgdG9rZW4"},
     ["by"],
 ])
 def test_bulk_approval_refuses_what_is_not_a_decision(functions_by_name, api_store, body):

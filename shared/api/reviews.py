@@ -40,12 +40,13 @@ def decide(store: Store, review_id: str, decision: str, body: Any, settings: Set
 
 
 BULK_LIMIT = 100  # reviews one call approves at most: each is a merge, and an HTTP call must end in minutes
-_BULK_MEMBERS = {"by", "reason", "min_score", "limit", "dry_run"}
+_BULK_MEMBERS = {"by", "reason", "min_score", "limit", "dry_run", "continuation"}
 
 
 def approve_many(store: Store, body: Any, settings: Settings) -> ApiResponse:
     """Approve the open reviews a filter names, as one person's decision: {"by", "reason" and/or "min_score",
-    "limit" (1-100), "dry_run"}. Call again while "more" is true."""
+    "limit" (1-100), "dry_run", "continuation"}. Call again with the same filter and the returned continuation
+    until it is null."""
     if not isinstance(body, dict) or set(body) - _BULK_MEMBERS:
         raise ApiError(400, f"body must be a JSON object with members among {', '.join(sorted(_BULK_MEMBERS))}")
     by, reason, limit = body.get("by"), body.get("reason"), body.get("limit", BULK_LIMIT)
@@ -60,8 +61,16 @@ def approve_many(store: Store, body: Any, settings: Settings) -> ApiResponse:
     min_score = _score(body.get("min_score"))
     if reason is None and min_score is None:
         raise ApiError(400, 'name a "reason" or a "min_score": approving every review at once is not a decision')
-    return ApiResponse(review.approve_reviews(store, by=by, reason=reason, min_score=min_score, limit=limit,
-                                              dry_run=body.get("dry_run", False), settings=settings))
+    token = body.get("continuation")
+    if token is not None and not isinstance(token, str):
+        raise ApiError(400, '"continuation" must be the token the previous call returned')
+    try:
+        done = review.approve_reviews(store, by=by, reason=reason, min_score=min_score, limit=limit,
+                                      dry_run=body.get("dry_run", False), continuation=decode_token(token),
+                                      settings=settings)
+    except BadRequestError:
+        raise ApiError(400, "continuation is not a token this API returned") from None
+    return ApiResponse({**done, "continuation": encode_token(done["continuation"])})
 
 
 def _score(value: Any) -> float | None:

@@ -161,8 +161,9 @@ def _close_joined_reviews(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str
     review list holds only open questions. `survivor` is the folded doc (it lists both sides); idempotent."""
     absorbed_ids = [absorbed["id"], *absorbed.get("merged_from", [])]
     absorbed_keys = [r["key"] for r in absorbed.get("records", [])]
-    survivor_ids = [i for i in (survivor["id"], *survivor.get("merged_from", [])) if i not in set(absorbed_ids)]
-    survivor_keys = [r["key"] for r in survivor["records"] if r["key"] not in set(absorbed_keys)]
+    in_absorbed = set(absorbed_ids) | set(absorbed_keys)
+    survivor_ids = [i for i in (survivor["id"], *survivor.get("merged_from", [])) if i not in in_absorbed]
+    survivor_keys = [r["key"] for r in survivor["records"] if r["key"] not in in_absorbed]
     crossing = [(absorbed_keys, survivor_ids), (survivor_keys, absorbed_ids)]
     if sum(len(keys) * len(ids) for keys, ids in crossing) <= MAX_REVIEW_PROBES:
         wanted = sorted({review_id(key, pid) for keys, ids in crossing for key in keys for pid in ids})

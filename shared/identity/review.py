@@ -42,14 +42,17 @@ def list_reviews(store: Store, *, status: str = "open", reason: str | None = Non
 
 
 def approve_reviews(store: Store, *, by: str, reason: str | None = None, min_score: float | None = None,
-                    limit: int = 100, dry_run: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+                    limit: int = 100, dry_run: bool = False, continuation: str | None = None,
+                    settings: Settings | None = None) -> dict[str, Any]:
     """A person's decision for many reviews at once: approve up to `limit` open reviews opened for `reason`
     and scoring at least `min_score` (at least one of the two), oldest first, each as approve_review does (logged
-    with the review, `by` as who decided). Reviews a merge answers meanwhile are closed, not approved. With
-    dry_run, only lists what would be approved. Call again while `more` is true."""
+    with the review, `by` as who decided). A review that cannot be approved (a merge answered it meanwhile, or
+    the two would pass the records cap) is listed with why. With dry_run, only lists what would be approved.
+    Call again with the returned continuation until it is None: it goes on after this page, past the reviews left
+    open, so every call moves on."""
     if reason is None and min_score is None:
         raise ValueError("name a reason or a min_score: approving every review at once is not a decision")
-    page, token = list_reviews(store, reason=reason, min_score=min_score, page_size=limit)
+    page, token = list_reviews(store, reason=reason, min_score=min_score, page_size=limit, continuation=continuation)
     approved, not_approved = [], []
     for review in page:
         if dry_run:
@@ -60,7 +63,7 @@ def approve_reviews(store: Store, *, by: str, reason: str | None = None, min_sco
             approved.append(review["id"])
         except ReviewDecisionError as err:
             not_approved.append({"id": review["id"], "why": str(err)})
-    return {"approved": approved, "not_approved": not_approved, "dry_run": dry_run, "more": token is not None}
+    return {"approved": approved, "not_approved": not_approved, "dry_run": dry_run, "continuation": token}
 
 
 def get_review(store: Store, review_id: str) -> dict[str, Any]:
