@@ -57,7 +57,7 @@ _QUARANTINE_CODES = {KEY_TOO_LONG: "key_too_long", TOO_LARGE: "too_large"}
 
 
 def quarantine_code(reason: str) -> str:
-    """A short, stable code for a quarantined result's reason, to count reasons by (reports, `ucp resolve`)."""
+    """A short, stable code for a quarantined result's reason: what `ucp resolve`'s summary counts by."""
     if reason.startswith(NORMALIZATION_FAILED):
         return "normalization_failed"
     if reason.startswith(NO_USABLE_FIELD):  # which fields were left out follows it
