@@ -94,6 +94,16 @@ def host(cosmos_store, stack_settings, artifacts_dir):
         log.close()
 
 
+def open_page(playwright):
+    """(browser, page, the console errors and page errors the page reports as it runs) in headless chromium."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return browser, page, problems
+
+
 def test_dashboard_in_chromium(host, artifacts_dir):
     from playwright.sync_api import expect, sync_playwright
 
@@ -104,11 +114,7 @@ def test_dashboard_in_chromium(host, artifacts_dir):
     assert f"dashboard/assets/app.js?code={key}" in page_html  # the page hands its key on to its assets
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        browser, page, problems = open_page(p)
         requested: list[str] = []
         page.on("request", lambda r: requested.append(r.url))
         page.goto(f"{url}/api/dashboard?code={key}")
@@ -206,11 +212,7 @@ def test_review_list_in_chromium(host, cosmos_store, artifacts_dir):
     assert [r.action for r in results] == ["created", "review", "created", "review"]
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--headless=new"])
-        page = browser.new_page(viewport={"width": 1280, "height": 1000})
-        problems: list[str] = []
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        browser, page, problems = open_page(p)
         page.goto(f"{host['url']}/api/dashboard?code={host['key']}&tab=reviews")
         rows = page.locator("#reviews-table tbody tr")
         expect(rows).to_have_count(2)

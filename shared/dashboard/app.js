@@ -15,7 +15,10 @@ function apiUrl(path, params = {}) {
 
 async function api(path, params, payload) { // with a payload: POST it as JSON
   const init = { headers: { Accept: "application/json" }, referrerPolicy: "no-referrer" };
-  if (payload !== undefined) Object.assign(init, { method: "POST", body: JSON.stringify(payload), headers: { ...init.headers, "Content-Type": "application/json" } });
+  if (payload !== undefined) {
+    Object.assign(init, { method: "POST", body: JSON.stringify(payload),
+      headers: { ...init.headers, "Content-Type": "application/json" } });
+  }
   const resp = await fetch(apiUrl(path, params), init);
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) {
@@ -319,44 +322,52 @@ async function loadSegments() {
 }
 
 // --- review list: what the resolver left to a person -----------------------------------------------------------
-const COMPARED = ["given_name", "family_name", "full_name", "birth_date", "email", "phone", "loyalty_id", "address_line1",
-  "address_line2", "postcode", "city", "country"];
+const COMPARED = ["given_name", "family_name", "full_name", "birth_date", "email", "phone", "loyalty_id",
+  "address_line1", "address_line2", "postcode", "city", "country"];
 
 async function loadReviews() {
   const current = ticket("reviews");
-  const { reviews, continuation } = await api("reviews", { reason: $("review-reason").value, min_score: $("review-min-score").value, page_size: 100 });
+  const filter = { reason: $("review-reason").value, min_score: $("review-min-score").value, page_size: 100 };
+  const { reviews, continuation } = await api("reviews", filter);
   if (!current()) return;
   const tbody = clear($("reviews-table").tBodies[0]);
   for (const r of reviews) {
     const open = el("button", { type: "button" }, "Open");
     open.addEventListener("click", () => guard(openReview)(r.id));
-    tbody.append(el("tr", { "data-review": r.id }, el("td", {}, (r.created_at || "").replace("T", " ").slice(0, 16)), el("td", {}, r.reason),
-      el("td", {}, r.score === null || r.score === undefined ? "–" : r.score.toFixed(4)), el("td", {}, r.record_key), el("td", {}, open)));
+    const score = r.score === null || r.score === undefined ? "–" : r.score.toFixed(4);
+    tbody.append(el("tr", { "data-review": r.id }, el("td", {}, (r.created_at || "").replace("T", " ").slice(0, 16)),
+      el("td", {}, r.reason), el("td", {}, score), el("td", {}, r.record_key), el("td", {}, open)));
   }
-  $("reviews-count").textContent = reviews.length ? `${reviews.length}${continuation ? "+" : ""} open` : "no open reviews";
+  const count = `${reviews.length}${continuation ? "+" : ""} open`;
+  $("reviews-count").textContent = reviews.length ? count : "no open reviews";
   $("review").hidden = true;
+}
+
+function levelLine(name, level, bits) {
+  if (level === null || level === "null") return el("li", { class: "muted" }, `${name}: missing on one side`);
+  const text = typeof bits === "number" ? ` ${bits > 0 ? "+" : ""}${bits.toFixed(2)} bits` : "";
+  return el("li", {}, `${name}: ${level}`, el("span", { class: bits > 0 ? "risk-low" : "risk-high" }, text));
 }
 
 async function openReview(id) {
   const r = await api("reviews/" + encodeURIComponent(id));
-  const mine = (r.record || {}).values || {}, theirs = ((r.candidate || {}).compared_record || {}).values || {};
-  const attrs = (r.candidate || {}).attributes || {};
+  const candidate = r.candidate || {};
+  const mine = (r.record || {}).values || {}, theirs = (candidate.compared_record || {}).values || {};
+  const attrs = candidate.attributes || {};
   $("review").hidden = false;
   $("review").dataset.review = r.id;
-  $("review-title").textContent = `${r.reason}${r.score === null ? "" : ` (match probability ${r.score.toFixed(4)})`}`;
-  $("review-sides").textContent = `${r.record_key} → profile ${(r.candidate || {}).profile_id || "(gone)"} (${((r.candidate || {}).records || []).join(", ")})`;
+  $("review-title").textContent = r.reason + (r.score === null ? "" : ` (match probability ${r.score.toFixed(4)})`);
+  const records = (candidate.records || []).join(", ");
+  $("review-sides").textContent = `${r.record_key} → profile ${candidate.profile_id || "(gone)"} (${records})`;
   const tbody = clear($("review-compare").tBodies[0]);
-  const fields = COMPARED.filter((f) => f in mine || f in theirs || f in attrs);
-  for (const f of fields) {
-    const a = mine[f] ?? "", b = theirs[f] ?? attrs[f] ?? "";
-    tbody.append(el("tr", { class: String(a).toLowerCase() === String(b).toLowerCase() ? "same" : "differs" }, el("td", {}, f), el("td", {}, String(a)), el("td", {}, String(b))));
+  for (const f of COMPARED.filter((f) => f in mine || f in theirs || f in attrs)) {
+    const a = String(mine[f] ?? ""), b = String(theirs[f] ?? attrs[f] ?? "");
+    const same = a.toLowerCase() === b.toLowerCase() ? "same" : "differs";
+    tbody.append(el("tr", { class: same }, el("td", {}, f), el("td", {}, a), el("td", {}, b)));
   }
   const levels = clear($("review-levels"));
   for (const [name, level] of Object.entries(r.levels || {})) {
-    if (name === "explained_against") continue;
-    const bits = (r.contributions || {})[name];
-    if (level === null || level === "null") { levels.append(el("li", { class: "muted" }, `${name}: missing on one side`)); continue; }
-    levels.append(el("li", {}, `${name}: ${level}`, el("span", { class: bits > 0 ? "risk-low" : "risk-high" }, typeof bits === "number" ? ` ${bits > 0 ? "+" : ""}${bits.toFixed(2)} bits` : "")));
+    if (name !== "explained_against") levels.append(levelLine(name, level, (r.contributions || {})[name]));
   }
   if (!levels.children.length) levels.append(el("li", { class: "muted" }, "not scored"));
 }
@@ -370,8 +381,8 @@ async function decideReview(decision) {
 }
 
 // --- wiring -------------------------------------------------------------------------------------------------
-const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, activity: loadActivity, segments: loadSegments,
-  reviews: loadReviews };
+const LOADERS = { unification: loadUnification, churn: loadChurn, funnels: loadJourneys, activity: loadActivity,
+  segments: loadSegments, reviews: loadReviews };
 
 function guard(fn) {
   return (...args) => Promise.resolve().then(() => fn(...args)).catch(showError);
