@@ -202,24 +202,31 @@ def test_review_list_in_chromium(host, cosmos_store, artifacts_dir):
 
     home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
     card = dict(source="loyalty", given_name="Claire", family_name="Moreau", email="claire.moreau77@shopmail.net")
+    other = dict(source="loyalty", given_name="Hugo", family_name="Moreau", email="hugo.moreau41@shopmail.net")
     results = resolve_records(cosmos_store, [
         CustomerRecord(record_key="C-1", loyalty_id="633700000001", **card),
         CustomerRecord(record_key="C-2", loyalty_id="633700000002", **card),  # a second card: protection
+        CustomerRecord(record_key="H-1", loyalty_id="633700000011", **other),
+        CustomerRecord(record_key="H-2", loyalty_id="633700000012", **other),
         CustomerRecord(source="pos", record_key="A-1", address_line1="1 High Street", email="thelees4300@mail.net",
                        **home),
         CustomerRecord(source="web", record_key="A-2", address_line1="1 High St", email="ann.lee88@post.net", **home),
     ], settings=get_settings())
-    assert [r.action for r in results] == ["created", "review", "created", "review"]
+    assert [r.action for r in results] == ["created", "review"] * 3
 
     with sync_playwright() as p:
         browser, page, problems = open_page(p)
         page.goto(f"{host['url']}/api/dashboard?code={host['key']}&tab=reviews")
         rows = page.locator("#reviews-table tbody tr")
-        expect(rows).to_have_count(2)
+        expect(rows).to_have_count(3)
+        page.on("dialog", lambda dialog: dialog.accept())  # the bulk approval asks first
+        page.fill("#review-by", "steward-7")
+        page.click("#reviews-approve-all")  # no filter: refused in the page
+        expect(page.locator("#error")).to_contain_text("choose a reason or a score")
 
         page.select_option("#review-reason", "limit")
         page.click("#reviews-form button[type=submit]")
-        expect(rows).to_have_count(1)
+        expect(rows).to_have_count(2)
         assert "loyalty|C-2" in rows.first.inner_text() and "limit:loyalty_id" in rows.first.inner_text()
         rows.first.locator("button").click()
         expect(page.locator("#review-sides")).to_contain_text("loyalty|C-2")
@@ -229,10 +236,14 @@ def test_review_list_in_chromium(host, cosmos_store, artifacts_dir):
         assert page.locator("#review-compare tbody tr", has_text="given_name").get_attribute("class") == "same"
         assert "given_name: exact" in page.inner_text("#review-levels")
         page.screenshot(path=str(artifacts_dir / "dashboard-review.png"), full_page=True)
-        page.fill("#review-by", "steward-7")
         page.click("#review-approve")
         expect(page.locator("#reviews-count")).to_contain_text("approved: loyalty|C-2")
+        expect(rows).to_have_count(1)
+        page.fill("#review-min-score", "0.99")
+        page.click("#reviews-approve-all")  # Hugo's second card, by one decision
+        expect(page.locator("#reviews-count")).to_contain_text("approved 1, not approved 0")
         expect(rows).to_have_count(0)
+        page.fill("#review-min-score", "")
 
         page.select_option("#review-reason", "")
         page.click("#reviews-form button[type=submit]")
@@ -249,6 +260,7 @@ def test_review_list_in_chromium(host, cosmos_store, artifacts_dir):
 
     reviews = {r["record_key"]: r for r in cosmos_store.container("review").query_items()}
     assert (reviews["loyalty|C-2"]["status"], reviews["loyalty|C-2"]["decided_by"]) == ("approved", "steward-7")
+    assert (reviews["loyalty|H-2"]["status"], reviews["loyalty|H-2"]["decided_by"]) == ("approved", "steward-7")
     assert (reviews["web|A-2"]["status"], reviews["web|A-2"]["decided_by"]) == ("rejected", "steward-7")  # kept
     assert get_review(cosmos_store, reviews["loyalty|C-2"]["id"])["profile_id"] == results[0].profile_id
     assert not [p for p in problems if "Failed to load resource" not in p], problems  # (the browser's favicon)

@@ -327,6 +327,7 @@ const COMPARED = ["given_name", "family_name", "full_name", "birth_date", "email
 
 async function loadReviews() {
   const current = ticket("reviews");
+  showError(null);
   const filter = { reason: $("review-reason").value, min_score: $("review-min-score").value, page_size: 100 };
   const { reviews, continuation } = await api("reviews", filter);
   if (!current()) return;
@@ -372,6 +373,24 @@ async function openReview(id) {
   if (!levels.children.length) levels.append(el("li", { class: "muted" }, "not scored"));
 }
 
+async function approveMatching() {
+  // One decision for every open review the filter shows (POST /api/reviews/approve, a page at a time).
+  const by = $("review-by").value.trim(), reason = $("review-reason").value, score = $("review-min-score").value;
+  if (!reason && !score) throw new Error("choose a reason or a score first: approving every review is not a decision");
+  if (!by) throw new Error("say who decides (your steward id) first");
+  const filter = { ...(reason ? { reason } : {}), ...(score ? { min_score: Number(score) } : {}) };
+  if (!confirm(`Approve every open review that matches (${$("reviews-count").textContent}) as ${by}?`)) return;
+  let approved = 0, refused = 0, continuation = null;
+  do {
+    const done = await api("reviews/approve", {}, { by, ...filter, ...(continuation ? { continuation } : {}) });
+    approved += done.approved.length;
+    refused += done.not_approved.length;
+    continuation = done.continuation;
+  } while (continuation);
+  await loadReviews();
+  $("reviews-count").textContent = `approved ${approved}, not approved ${refused} · ` + $("reviews-count").textContent;
+}
+
 async function decideReview(decision) {
   const id = $("review").dataset.review;
   const by = $("review-by").value.trim();
@@ -404,6 +423,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("reviews-form").addEventListener("submit", (e) => { e.preventDefault(); guard(loadReviews)(); });
   $("review-approve").addEventListener("click", () => guard(decideReview)("approve"));
   $("review-reject").addEventListener("click", () => guard(decideReview)("reject"));
+  $("reviews-approve-all").addEventListener("click", () => guard(approveMatching)());
   const start = new URLSearchParams(location.search).get("tab");
   if (start && LOADERS[start]) showTab(start);
   document.body.dataset.ready = "1";
