@@ -210,8 +210,10 @@ def run_resolve(args) -> int:
                             doc[field] = profile["id"] if profile else doc[field]
                     f.write(json.dumps(doc, default=str) + "\n")
     profiles = len(set(final.values()))
+    # Open at the end: fewer than the "review" actions when later merges answered some (--reviews lists these).
+    open_reviews = store.container("review").count_items(("status", "=", "open"))
     print(json.dumps({"records": len(rows), "profiles": profiles, "actions": counts, "reasons": reasons,
-                      "flags": flags}), file=sys.stderr)
+                      "flags": flags, "open_reviews": open_reviews}), file=sys.stderr)
     return 0
 
 

@@ -172,7 +172,7 @@ def test_ucp_resolve_reviews_name_the_profiles_as_out_does(tmp_path):
         "web|W1", ids["W1"], ids["P1"])
 
 
-def test_ucp_resolve_reviews_are_the_open_questions(tmp_path):
+def test_ucp_resolve_reviews_are_the_open_questions(tmp_path, capsys):
     """A review a later record answers (its merge joins the two sides) is closed, so --reviews leaves it out."""
     pos = _write_source(tmp_path, "pos", [  # a family mailbox at 1 High Street
         {"id": "A1", "first": "Ann", "last": "Lee", "mail": "thelees4300@mail.net", "tel": "07911 123456",
@@ -185,6 +185,8 @@ def test_ucp_resolve_reviews_are_the_open_questions(tmp_path):
         out, reviews = tmp_path / "out.csv", tmp_path / "reviews.jsonl"
         assert ucp(["resolve", *inputs, "--out", str(out), "--reviews", str(reviews), "--no-progress"]) == 0
         assert len(reviews.read_text(encoding="utf-8").splitlines()) == open_reviews
+        summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+        assert (summary["actions"]["review"], summary["open_reviews"]) == (1, open_reviews)
     assert len({r["profile_id"] for r in csv.DictReader(out.open())}) == 1
 
 
