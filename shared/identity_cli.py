@@ -170,12 +170,11 @@ def run_resolve(args) -> int:
             results = resolver.resolve_many(mapped.item for _, _, mapped in chunk if mapped.item is not None)
             for source, file_name, mapped in chunk:
                 record = mapped.item
-                if record is None:
+                if record is None:  # the mapping refused the row
                     rows.append((source, mapped.record_key or "", None))
                     counts["invalid"] = counts.get("invalid", 0) + 1
-                    codes = [reason.key for reason in mapped.reasons]
-                    rejects.write(file_name, mapped, source, mapped.record_key or "", "invalid", codes,
-                                  "; ".join(reason.message for reason in mapped.reasons))
+                    action, codes = "invalid", [reason.key for reason in mapped.reasons]
+                    message = "; ".join(reason.message for reason in mapped.reasons)
                 else:
                     result = next(results)
                     counts[result.action] = counts.get(result.action, 0) + 1
@@ -184,8 +183,8 @@ def run_resolve(args) -> int:
                     rows.append((record.source, record.record_key, record.key if result.profile_id else None))
                     if result.action != "quarantined":
                         continue
-                    codes = [quarantine_code(result.reason)]
-                    rejects.write(file_name, mapped, source, record.record_key, "quarantined", codes, result.reason)
+                    action, codes, message = "quarantined", [quarantine_code(result.reason)], result.reason
+                rejects.write(file_name, mapped, source, rows[-1][1], action, codes, message)
                 for code in codes:
                     reasons[code] = reasons.get(code, 0) + 1
             progress.update(len(chunk))
@@ -198,17 +197,13 @@ def run_resolve(args) -> int:
         writer.writerow(["source", "record_id", "profile_id"])
         for source, record_id, key in rows:
             writer.writerow([source, record_id, _final_profile(ctx, key, final, follow_aliases) if key else ""])
-    for path, container, filter_, order_by in ((args.merge_log, "merges", None, "at"),
-                                               (args.reviews, "review", ("status", "=", "open"), "created_at")):
-        if path is not None:  # the review list: the questions still open (a later merge answers some)
-            with path.open("w", encoding="utf-8") as f:
-                for doc in store.container(container).query_items(filter_, order_by=order_by):
-                    doc = {k: v for k, v in doc.items() if not k.startswith("_")}
-                    if container == "review":  # the profiles as --out names them, after the run's later merges
-                        for field in ("profile_id", "candidate_profile_id"):
-                            profile, _ = follow_aliases(ctx, doc[field])
-                            doc[field] = profile["id"] if profile else doc[field]
-                    f.write(json.dumps(doc, default=str) + "\n")
+    if args.merge_log:
+        _write_jsonl(args.merge_log, store.container("merges").query_items(order_by="at"))
+    if args.reviews:  # the questions still open (a later merge answers some), profiles named as --out names them
+        open_list = store.container("review").query_items(("status", "=", "open"), order_by="created_at")
+        _write_jsonl(args.reviews, ({**doc, **{field: _final_id(ctx, doc[field], follow_aliases)
+                                               for field in ("profile_id", "candidate_profile_id")}}
+                                    for doc in open_list))
     profiles = len(set(final.values()))
     # Open at the end: fewer than the "review" actions when later merges answered some (--reviews lists these).
     open_reviews = store.container("review").count_items(("status", "=", "open"))
@@ -254,6 +249,19 @@ def run_match_model(args) -> int:
         "population": model.population, "candidate_pairs": meta["candidate_pairs"], "m_source": meta["m_source"],
         "inputs": inputs, "training_seconds": meta["seconds"], "seconds": round(time.perf_counter() - started, 2)}))
     return 0
+
+
+def _write_jsonl(path: Path, docs) -> None:
+    """Documents as JSON Lines, without their system properties."""
+    with path.open("w", encoding="utf-8") as f:
+        for doc in docs:
+            f.write(json.dumps({k: v for k, v in doc.items() if not k.startswith("_")}, default=str) + "\n")
+
+
+def _final_id(ctx, profile_id: str, follow_aliases) -> str:
+    """The live profile an id leads to after the run's merges (the id itself if it leads nowhere)."""
+    profile, _ = follow_aliases(ctx, profile_id)
+    return profile["id"] if profile else profile_id
 
 
 def _final_profile(ctx, key: str, cache: dict[str, str], follow_aliases) -> str:
