@@ -170,7 +170,12 @@ def test_a_steward_approves_the_reviews_a_filter_names(functions_by_name, api_st
     assert resp.status_code == 400  # a token of another filter
     for (a, b) in pairs:  # each person's two cards are one profile now, the decision logged as the steward's
         assert get_profile(api_store, b.profile_id)["id"] == a.profile_id
-    assert {r["decided_by"] for r in open_reviews(functions_by_name, status="approved")["reviews"]} == {"steward-7"}
+    approved = open_reviews(functions_by_name, status="approved")["reviews"]
+    assert {r["decided_by"] for r in approved} == {"steward-7"}
+    bulk_filter = {"reason": "limit:loyalty_id", "min_score": 0.99}  # the decision's filter, for the audit trail
+    assert [r["bulk_filter"] for r in approved] == [bulk_filter] * 3
+    logged = [m for a, _ in pairs for m in list_merges(api_store, a.profile_id) if m.get("reason") == "review"]
+    assert [m["bulk_filter"] for m in logged] == [bulk_filter] * 3
     assert [r["reason"] for r in open_reviews(functions_by_name)["reviews"]] == ["score"]
 
 

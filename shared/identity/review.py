@@ -46,20 +46,21 @@ def approve_reviews(store: Store, *, by: str, reason: str | None = None, min_sco
                     settings: Settings | None = None) -> dict[str, Any]:
     """A person's decision for many reviews at once: approve up to `limit` open reviews opened for `reason`
     and scoring at least `min_score` (at least one of the two), oldest first, each as approve_review does (logged
-    with the review, `by` as who decided). A review that cannot be approved (a merge answered it meanwhile, or
-    the two would pass the records cap) is listed with why. With dry_run, only lists what would be approved.
-    Call again with the returned continuation until it is None: it goes on after this page, past the reviews left
-    open, so every call moves on."""
+    with the review and the merge, with `by` as who decided and the filter). A review that cannot be approved (a
+    merge answered it meanwhile, or the two would pass the records cap) is listed with why. With dry_run, only
+    lists what would be approved. Call again with the returned continuation until it is None: it goes on after
+    this page, past the reviews left open, so every call moves on."""
     if reason is None and min_score is None:
         raise ValueError("name a reason or a min_score: approving every review at once is not a decision")
     page, token = list_reviews(store, reason=reason, min_score=min_score, page_size=limit, continuation=continuation)
+    bulk_filter = {key: value for key, value in (("reason", reason), ("min_score", min_score)) if value is not None}
     approved, not_approved = [], []
     for review in page:
         if dry_run:
             approved.append(review["id"])
             continue
         try:
-            approve_review(store, review["id"], by=by, settings=settings)
+            approve_review(store, review["id"], by=by, bulk_filter=bulk_filter, settings=settings)
             approved.append(review["id"])
         except ReviewDecisionError as err:
             not_approved.append({"id": review["id"], "why": str(err)})
@@ -97,9 +98,10 @@ def _entry_view(profile: dict[str, Any] | None, record_key: str | None) -> dict[
             "values": entry.get("values", {})}
 
 
-def approve_review(store: Store, review_id: str, *, by: str | None = None,
+def approve_review(store: Store, review_id: str, *, by: str | None = None, bulk_filter: dict[str, Any] | None = None,
                    settings: Settings | None = None) -> dict[str, Any]:
-    """Merge the review's two profiles (the older survives, ids stay stable); returns the closed review."""
+    """Merge the review's two profiles (the older survives, ids stay stable); returns the closed review.
+    `bulk_filter`: the filter of the bulk decision this approval is part of, kept with it and in the merge log."""
     ctx = Ctx(store, settings)
     review, current, candidate = _open(ctx, review_id, "approved", by)
     if current["id"] != candidate["id"]:
@@ -116,9 +118,10 @@ def approve_review(store: Store, review_id: str, *, by: str | None = None,
         survivor, absorbed = sorted([current, candidate], key=survivor_order)
         why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
                "score": review.get("score"), "contributions": review.get("contributions", {}),
-               "via_record": review.get("record_key")}
+               "via_record": review.get("record_key"), **({"bulk_filter": bulk_filter} if bulk_filter else {})}
         current = with_retries(ctx, lambda: merge_profiles(ctx, survivor["id"], absorbed["id"], why))
-    return _close(ctx, review, "approved", by, profile_id=current["id"])
+    return _close(ctx, review, "approved", by, profile_id=current["id"],
+                  **({"bulk_filter": bulk_filter} if bulk_filter else {}))
 
 
 def reject_review(store: Store, review_id: str, *, by: str | None = None,
