@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         if profile:
             print(f"  curl -H 'x-functions-key: {key}' '{base}/profiles/{profile.get('id')}'")
             print(f"  dashboard: {base}/dashboard?code={key}")
+            print(f"  review list (records left to a person): {base}/dashboard?code={key}&tab=reviews")
             shown = {k: profile.get(k) for k in ("id", "identifiers", "churn") if k in profile}
             print(json.dumps(shown, indent=2)[:2000])
         else:
