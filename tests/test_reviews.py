@@ -100,6 +100,38 @@ def test_rejecting_a_review_keeps_the_two_apart_for_good(functions_by_name, api_
     assert find_profile_id(api_store, "email", "louis.moreau12@shopmail.net") == a.profile_id
 
 
+@pytest.mark.parametrize("decision", ["approve_review", "reject_review"])
+def test_a_review_follows_its_record_split_out_since(functions_by_name, api_store, decision):
+    """The review names the profile its record was in when it opened. Another person's record joined that profile
+    since (the same card typed at a till), and a steward split the reviewed record out: the decision is about the
+    record, so it is taken for the profile that holds it now, and the other person is left alone."""
+    a, b = two_cards(api_store, "Maud", "maud.moreau31@shopmail.net")
+    card = get_profile(api_store, b.profile_id)["records"][0]["values"]["loyalty_id"]
+    stranger, = resolve_records(api_store, [CustomerRecord(source="pos", record_key="Z-9", given_name="Zoe",
+                                                           family_name="Quinn", loyalty_id=card)], settings=get_settings())
+    assert (stranger.action, stranger.profile_id) == ("linked", b.profile_id)
+    resp, split = call(functions_by_name, "split_profile", "POST", route_params={"profile_id": b.profile_id},
+                       body=json.dumps({"record_key": "loyalty|Maud-2"}).encode())
+    assert resp.status_code == 201, split
+    moved_to = split["new_profile_id"]
+    (review,) = open_reviews(functions_by_name)["reviews"]
+    resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
+    assert (one["record"]["key"], one["record"]["profile_id"]) == ("loyalty|Maud-2", moved_to)
+
+    resp, done = call(functions_by_name, decision, "POST", route_params={"review_id": review["id"]})
+    assert resp.status_code == 200, done
+    assert done["profile_id"] == (a.profile_id if decision == "approve_review" else moved_to)
+    assert [r["key"] for r in get_profile(api_store, b.profile_id)["records"]] == ["pos|Z-9"]
+    if decision == "approve_review":
+        merged = get_profile(api_store, a.profile_id)
+        assert sorted(r["key"] for r in merged["records"]) == ["loyalty|Maud-1", "loyalty|Maud-2"]
+        assert get_profile(api_store, moved_to)["id"] == a.profile_id
+    else:
+        assert a.profile_id in get_profile(api_store, moved_to)["never_match"]
+        assert moved_to in get_profile(api_store, a.profile_id)["never_match"]
+        assert b.profile_id not in get_profile(api_store, a.profile_id)["never_match"]
+
+
 def test_review_api_errors(functions_by_name, api_store):
     resp, body = call(functions_by_name, "get_review", route_params={"review_id": "r_nosuch"})
     assert resp.status_code == 404 and resp.mimetype == "application/problem+json"

@@ -8,7 +8,7 @@ one decision and one 409, and a decision whose worker died half-way is finished 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from shared.settings import Settings
 from shared.store import ItemNotFoundError, PreconditionFailedError, Store
@@ -78,7 +78,7 @@ def get_review_to_decide(store: Store, review_id: str, *, settings: Settings | N
     record it was compared with). Read only; raises ItemNotFoundError when there is no such review."""
     ctx = Ctx(store, settings)
     doc = get_review(store, review_id)
-    current, _ = follow_aliases(ctx, doc["profile_id"])
+    current = _record_holder(ctx, doc, lambda profile_id: follow_aliases(ctx, profile_id)[0])
     candidate, _ = follow_aliases(ctx, doc["candidate_profile_id"])
     return {**doc,
             "record": _entry_view(current, doc["record_key"]),
@@ -87,6 +87,20 @@ def get_review_to_decide(store: Store, review_id: str, *, settings: Settings | N
                 "attributes": {name: a.get("value") for name, a in candidate.get("attributes", {}).items()},
                 "records": [r["key"] for r in candidate.get("records", [])],
                 "compared_record": _entry_view(candidate, doc.get("compared_record"))}}
+
+
+def _record_holder(ctx: Ctx, review: dict[str, Any], find: Callable[[str], dict[str, Any] | None]
+                   ) -> dict[str, Any] | None:
+    """The profile that holds the review's record now, found by `find` (a profile id to its profile, or None): a
+    split, or a change of the record, may have moved it since the review was opened. None when no profile does."""
+    key = review["record_key"]
+    profile = find(review["profile_id"])
+    if profile is None or not any(r["key"] == key for r in profile.get("records", [])):
+        record_doc = ctx.records.read_item_or_none(key, key)
+        if record_doc is None or record_doc.get("erased_at"):
+            return None
+        profile = find(record_doc["profile_id"])
+    return profile if profile is not None and any(r["key"] == key for r in profile.get("records", [])) else None
 
 
 def _entry_view(profile: dict[str, Any] | None, record_key: str | None) -> dict[str, Any] | None:
@@ -146,11 +160,12 @@ def _open(ctx: Ctx, review_id: str, decision: str, by: str | None):
         raise ReviewDecisionError(f"the review is being decided ({review.get('decision')}) by someone else")
     if status not in ("open", "deciding"):
         raise ReviewDecisionError(f"the review is {status} already")
-    current = live_profile(ctx, review["profile_id"])
+    # The review is about its record: decide for the profile holding it now.
+    current = _record_holder(ctx, review, lambda profile_id: live_profile(ctx, profile_id))
     candidate = live_profile(ctx, review["candidate_profile_id"])
     if current is None or candidate is None:
         _close(ctx, review, "obsolete", None)
-        raise ReviewDecisionError("a profile of this review is gone (erased or its records removed)")
+        raise ReviewDecisionError("the record or the candidate profile of this review is gone (erased or removed)")
     if status == "open":
         body = {**review, "status": "deciding", "decision": decision, "decided_by": by}
         try:
