@@ -52,6 +52,25 @@ def test_lookup_by_any_identifier_normalized_like_ingestion(http_functions, api_
     assert by_source["id"] == by_email["id"]
     resp, other = call(http_functions, "lookup_profile", params={"email": "bob.ray@postbox.org"})
     assert other["id"] != by_email["id"]
+    resp, padded = call(http_functions, "lookup_profile", params={"source": "pos ", "source_id": " 1"})
+    assert resp.status_code == 200 and padded["id"] == by_email["id"]  # trimmed as ingestion trims the key
+
+
+@pytest.mark.parametrize("params", [
+    {"source": "pos", "source_id": "1", "email": "bob.ray@postbox.org"},
+    {"id_type": "ecommerce_id", "id": "EC-1", "email": "bob.ray@postbox.org"},
+    {"source": "pos", "source_id": "1", "id_type": "ecommerce_id", "id": "EC-1"},
+    {"email": "ann.lee@shopmail.net", "loyalty_id": "633700012"},
+])
+def test_a_lookup_by_two_identifiers_is_refused(http_functions, api_env, params):
+    """Two identifiers may name two people: the lookup says so rather than answer for one and ignore the other."""
+    from shared.identity import resolve_records
+
+    resolve_records(api_env, people(), settings=get_settings())
+    for name, kwargs in (("lookup_profile", {"params": params}),
+                         ("lookup_profile_by_body", {"method": "POST", "body": json.dumps(params).encode()})):
+        resp, body = call(http_functions, name, **kwargs)
+        assert resp.status_code == 400 and "exactly one" in body["detail"], (name, body)
 
 
 def test_lookup_errors_are_problem_json(http_functions, api_env):

@@ -18,6 +18,8 @@ log = logging.getLogger(__name__)
 LOOKUP_PARAMS = ("email", "phone", "loyalty_id")
 # Every parameter of a lookup: the query of GET /profiles, the JSON body of POST /profiles/lookup.
 LOOKUP_FIELDS = (*LOOKUP_PARAMS, "source", "source_id", "id_type", "id", "region")
+# The kinds of identifier a lookup takes one of, each by the parameters that name it.
+_LOOKUP_KINDS = (*((name,) for name in LOOKUP_PARAMS), ("source", "source_id"), ("id_type", "id"))
 RECENT_ACTIVITY = 20
 _CUSTOM_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a custom identifier's name in the mappings
 
@@ -122,21 +124,22 @@ def lookup(store: Store, params: dict[str, str], settings: Settings, *, too_larg
     so; a malformed value is 400."""
     identity = _identity()
     given = {k: v for k, v in params.items() if k in LOOKUP_FIELDS and v and v.strip()}
-    if "source" in given or "source_id" in given:
+    kinds = [names for names in _LOOKUP_KINDS if any(name in given for name in names)]
+    if len(kinds) != 1:  # two identifiers may name two people: which one was meant is not ours to guess
+        raise ApiError(400, "give exactly one of email, phone, loyalty_id, source with source_id, "
+                            "or id_type with id")
+    if kinds[0] == ("source", "source_id"):
         if not (given.get("source") and given.get("source_id")):
             raise ApiError(400, "source lookup needs both source and source_id")
-        id_type, value = "source", f"{given['source']}|{given['source_id']}"
-    elif "id_type" in given or "id" in given:
+        # trimmed as ingestion trims a record's key
+        id_type, value = "source", f"{given['source'].strip()}|{given['source_id'].strip()}"
+    elif kinds[0] == ("id_type", "id"):
         id_type, value = given.get("id_type", "").strip().lower(), given.get("id", "")
         if not value or not _CUSTOM_TYPE.fullmatch(id_type) or id_type in (*LOOKUP_PARAMS, "source"):
             raise ApiError(400, "a custom identifier lookup needs id_type (a custom identifier's name, such as "
                                 "ecommerce_id) and id")
     else:
-        present = [k for k in LOOKUP_PARAMS if k in given]
-        if len(present) != 1:
-            raise ApiError(400, "give exactly one of email, phone, loyalty_id, source with source_id, "
-                                "or id_type with id")
-        id_type, value = present[0], given[present[0]]
+        id_type, value = kinds[0][0], given[kinds[0][0]]
     limit = settings.max_field_bytes  # ingestion refuses a longer value (field_too_large): none is stored
     if len(value) * 4 > limit and len(value.encode("utf-8", "surrogatepass")) > limit:
         raise ApiError(too_large_status, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion "
