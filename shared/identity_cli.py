@@ -7,6 +7,7 @@ import json
 import sys
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 
 def register(sub) -> None:
@@ -94,18 +95,32 @@ def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _mapped_rows(pairs: list[tuple[Path, Path]], settings):
-    """(source, file name, mapped row) for every row of every input file, read with its mapping."""
+def _customers_mappings(pairs: list[tuple[Path, Path]]) -> list[tuple[Path, Any]]:
+    """(input file, its mapping) for every pair, every mapping loaded and checked before any file is read."""
     from .ingest import load_mapping_file
-    from .ingest.pipeline import iter_mapped
 
+    loaded = []
     for data, mapping_path in pairs:
         mapping = load_mapping_file(mapping_path)
         if mapping.entity != "customers":
             raise ValueError(f"{mapping_path}: a customers mapping is needed, not {mapping.entity}")
-        with data.open("rb") as stream:
-            for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
-                yield mapping.source, data.name, mapped
+        loaded.append((data, mapping))
+    return loaded
+
+
+def _mapped_rows(inputs: list[tuple[Path, Any]], settings):
+    """(source, file name, mapped row) for every row of every input file, read with its mapping; a file that
+    cannot be read is named in the error (with several inputs, which one failed is the first question)."""
+    from .ingest.pipeline import iter_mapped
+    from .ingest.readers import FileError
+
+    for data, mapping in inputs:
+        try:
+            with data.open("rb") as stream:
+                for mapped in iter_mapped(stream, data.name, mapping, settings=settings):
+                    yield mapping.source, data.name, mapped
+        except (ValueError, OSError, FileError) as err:
+            raise ValueError(f"{data} (source {mapping.source}): {err}") from err
 
 
 class _RejectsFile:
@@ -119,7 +134,6 @@ class _RejectsFile:
 
     def __enter__(self) -> "_RejectsFile":
         if self._path is not None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self._path.open("w", newline="", encoding="utf-8")
             self._writer = csv.writer(self._file)
             self._writer.writerow(self.HEADER)
@@ -130,9 +144,11 @@ class _RejectsFile:
         if self._writer is not None:  # record ids as written in --out, so the two files join
             self._writer.writerow([file_name, mapped.row, source, record_id, action, ";".join(codes), message])
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         if self._file is not None:
             self._file.close()
+            if exc_type is not None:  # a run that failed has no list of rejects: a partial one would read as one
+                self._path.unlink(missing_ok=True)
 
 
 def run_resolve(args) -> int:
@@ -147,10 +163,13 @@ def run_resolve(args) -> int:
     from .settings import get_settings
     from .store import MemoryStore, with_frozen_heap
 
-    pairs = _pairs(args.inputs)
-    for out in (args.out, args.merge_log, args.reviews, args.rejects):  # checked before the work, not after it
-        if out is not None and out.is_dir():
+    inputs = _customers_mappings(_pairs(args.inputs))
+    outputs = [out for out in (args.out, args.merge_log, args.reviews, args.rejects) if out is not None]
+    for out in outputs:  # checked before the work, not after it
+        if out.is_dir():
             raise ValueError(f"{out} is a folder; give a file name")
+    for out in outputs:
+        out.parent.mkdir(parents=True, exist_ok=True)
     settings = get_settings()
     if args.identity_config:
         settings = settings.model_copy(update={"identity_config": str(args.identity_config)})
@@ -164,7 +183,7 @@ def run_resolve(args) -> int:
     flags: dict[str, int] = {}  # of the resolved rows, as ingestion reports them (dropped_invalid:birth_date, ...)
     reasons: dict[str, int] = {}  # why rows have no profile: the mapping's reasons, the resolver's quarantine codes
     progress = tqdm(unit=" records", disable=args.no_progress, file=sys.stderr)
-    mapped_rows = with_frozen_heap(_mapped_rows(pairs, settings))
+    mapped_rows = with_frozen_heap(_mapped_rows(inputs, settings))
     with _RejectsFile(args.rejects) as rejects:
         while chunk := list(islice(mapped_rows, NORMALIZE_AHEAD)):  # resolve_many normalizes a chunk ahead
             results = resolver.resolve_many(mapped.item for _, _, mapped in chunk if mapped.item is not None)
@@ -191,7 +210,6 @@ def run_resolve(args) -> int:
     progress.close()
     ctx = Ctx(store, settings)
     final: dict[str, str] = {}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["source", "record_id", "profile_id"])
@@ -227,16 +245,16 @@ def run_match_model(args) -> int:
         raise ValueError(f"--population {args.population}: the store size the priors are set for, at least 2")
     settings = get_settings()
     records, inputs = [], []
-    for data, mapping in pairs:
+    for (data, mapping_path), loaded in zip(pairs, _customers_mappings(pairs)):
         read = invalid = 0
-        for _, _, mapped in _mapped_rows([(data, mapping)], settings):
+        for _, _, mapped in _mapped_rows([loaded], settings):
             if mapped.item is None:
                 invalid += 1
             else:
                 records.append(mapped.item)
                 read += 1
         # Provenance in the model file: names and counts only, never a record's values.
-        inputs.append({"file": data.name, "mapping": mapping.name, "records": read, "invalid": invalid})
+        inputs.append({"file": data.name, "mapping": mapping_path.name, "records": read, "invalid": invalid})
     config = load_identity_config(args.identity_config or settings.identity_config or None)
     model = fit_match_model(records, seed=args.seed, population=args.population, inputs=inputs, force=args.force,
                             blocked=config.protection.blocked_values)

@@ -70,6 +70,37 @@ def test_resolve_mapping_that_does_not_match_the_file_is_a_clear_error(tmp_path,
     assert_clear_error(code, err)
 
 
+def test_resolve_names_the_input_that_failed_and_leaves_no_partial_rejects(tmp_path, pos_customers, capsys):
+    """With several inputs, the error says which file; a failed run leaves no rejects file that reads as "none"."""
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    rejects = tmp_path / "rejects.csv"
+    code, err = run_cli(["resolve", f"{pos_customers}:{SOURCES / 'pos.customers.json'}",
+                         f"{empty}:{SOURCES / 'pos.customers.json'}", "--out", tmp_path / "o.csv",
+                         "--rejects", rejects, "--no-progress"], capsys)
+    assert_clear_error(code, err)
+    assert "empty.csv (source pos)" in err and pos_customers.name not in err
+    assert not rejects.exists()
+
+
+def test_resolve_checks_every_mapping_before_reading_any_file(tmp_path, pos_customers, capsys):
+    code, err = run_cli(["resolve", f"{pos_customers}:{SOURCES / 'pos.customers.json'}",
+                         f"{pos_customers}:{SOURCES / 'pos.transactions.json'}", "--out", tmp_path / "o.csv",
+                         "--no-progress"], capsys)
+    assert_clear_error(code, err)
+    assert "pos.transactions.json: a customers mapping is needed" in err
+
+
+def test_resolve_creates_the_folders_of_every_output(tmp_path, pos_customers, capsys):
+    outputs = {name: tmp_path / name / "out" for name in ("out.csv", "merges.jsonl", "reviews.jsonl", "rejects.csv")}
+    code, err = run_cli(["resolve", f"{pos_customers}:{SOURCES / 'pos.customers.json'}",
+                         "--out", outputs["out.csv"], "--merge-log", outputs["merges.jsonl"],
+                         "--reviews", outputs["reviews.jsonl"], "--rejects", outputs["rejects.csv"],
+                         "--no-progress"], capsys)
+    assert code == 0, err
+    assert all(path.is_file() for path in outputs.values())
+
+
 def test_resolve_out_is_a_directory_is_a_clear_error(tmp_path, pos_customers, capsys):
     code, err = run_cli(["resolve", f"{pos_customers}:{SOURCES / 'pos.customers.json'}", "--out", tmp_path,
                          "--no-progress"], capsys)
