@@ -100,36 +100,41 @@ def test_rejecting_a_review_keeps_the_two_apart_for_good(functions_by_name, api_
     assert find_profile_id(api_store, "email", "louis.moreau12@shopmail.net") == a.profile_id
 
 
+@pytest.mark.parametrize("side", ["record", "compared_record"])
 @pytest.mark.parametrize("decision", ["approve_review", "reject_review"])
-def test_a_review_follows_its_record_split_out_since(functions_by_name, api_store, decision):
-    """The review names the profile its record was in when it opened. Another person's record joined that profile
-    since (the same card typed at a till), and a steward split the reviewed record out: the decision is about the
-    record, so it is taken for the profile that holds it now, and the other person is left alone."""
-    a, b = two_cards(api_store, "Maud", "maud.moreau31@shopmail.net")
-    card = get_profile(api_store, b.profile_id)["records"][0]["values"]["loyalty_id"]
+def test_a_review_follows_its_records_split_out_since(functions_by_name, api_store, decision, side):
+    """The review names the profiles its record and the record it was compared with were in when it opened.
+    Another person's record joined one of them since (the same card typed at a till), and a steward split the
+    reviewed record out: the decision is about the two records, so it is taken for the profiles holding them now,
+    and the other person is left alone."""
+    a, b = two_cards(api_store, f"Maud{side[0]}", f"maud.moreau31{side[0]}@shopmail.net")
+    key, left = (f"loyalty|Maud{side[0]}-2", b.profile_id) if side == "record" else (f"loyalty|Maud{side[0]}-1",
+                                                                                    a.profile_id)
+    card = get_profile(api_store, left)["records"][0]["values"]["loyalty_id"]
     stranger, = resolve_records(api_store, [CustomerRecord(source="pos", record_key="Z-9", given_name="Zoe",
                                                            family_name="Quinn", loyalty_id=card)], settings=get_settings())
-    assert (stranger.action, stranger.profile_id) == ("linked", b.profile_id)
-    resp, split = call(functions_by_name, "split_profile", "POST", route_params={"profile_id": b.profile_id},
-                       body=json.dumps({"record_key": "loyalty|Maud-2"}).encode())
+    assert (stranger.action, stranger.profile_id) == ("linked", left)
+    resp, split = call(functions_by_name, "split_profile", "POST", route_params={"profile_id": left},
+                       body=json.dumps({"record_key": key}).encode())
     assert resp.status_code == 201, split
     moved_to = split["new_profile_id"]
+    stays = a.profile_id if side == "record" else b.profile_id
     (review,) = open_reviews(functions_by_name)["reviews"]
     resp, one = call(functions_by_name, "get_review", route_params={"review_id": review["id"]})
-    assert (one["record"]["key"], one["record"]["profile_id"]) == ("loyalty|Maud-2", moved_to)
+    shown = one["record"] if side == "record" else one["candidate"]["compared_record"]
+    assert (shown["key"], shown["profile_id"]) == (key, moved_to)
 
     resp, done = call(functions_by_name, decision, "POST", route_params={"review_id": review["id"]})
     assert resp.status_code == 200, done
-    assert done["profile_id"] == (a.profile_id if decision == "approve_review" else moved_to)
-    assert [r["key"] for r in get_profile(api_store, b.profile_id)["records"]] == ["pos|Z-9"]
+    assert [r["key"] for r in get_profile(api_store, left)["records"]] == ["pos|Z-9"]
     if decision == "approve_review":
-        merged = get_profile(api_store, a.profile_id)
-        assert sorted(r["key"] for r in merged["records"]) == ["loyalty|Maud-1", "loyalty|Maud-2"]
-        assert get_profile(api_store, moved_to)["id"] == a.profile_id
+        merged = get_profile(api_store, moved_to)
+        assert sorted(r["key"] for r in merged["records"]) == [f"loyalty|Maud{side[0]}-1", f"loyalty|Maud{side[0]}-2"]
+        assert get_profile(api_store, stays)["id"] == merged["id"]
     else:
-        assert a.profile_id in get_profile(api_store, moved_to)["never_match"]
-        assert moved_to in get_profile(api_store, a.profile_id)["never_match"]
-        assert b.profile_id not in get_profile(api_store, a.profile_id)["never_match"]
+        assert stays in get_profile(api_store, moved_to)["never_match"]
+        assert moved_to in get_profile(api_store, stays)["never_match"]
+        assert left not in get_profile(api_store, stays)["never_match"]
 
 
 def test_review_api_errors(functions_by_name, api_store):

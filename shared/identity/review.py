@@ -78,8 +78,7 @@ def get_review_to_decide(store: Store, review_id: str, *, settings: Settings | N
     record it was compared with). Read only; raises ItemNotFoundError when there is no such review."""
     ctx = Ctx(store, settings)
     doc = get_review(store, review_id)
-    current = _record_holder(ctx, doc, lambda profile_id: follow_aliases(ctx, profile_id)[0])
-    candidate, _ = follow_aliases(ctx, doc["candidate_profile_id"])
+    current, candidate = _sides(ctx, doc, lambda profile_id: follow_aliases(ctx, profile_id)[0])
     return {**doc,
             "record": _entry_view(current, doc["record_key"]),
             "candidate": None if candidate is None else {
@@ -89,12 +88,20 @@ def get_review_to_decide(store: Store, review_id: str, *, settings: Settings | N
                 "compared_record": _entry_view(candidate, doc.get("compared_record"))}}
 
 
-def _record_holder(ctx: Ctx, review: dict[str, Any], find: Callable[[str], dict[str, Any] | None]
-                   ) -> dict[str, Any] | None:
-    """The profile that holds the review's record now, found by `find` (a profile id to its profile, or None): a
-    split, or a change of the record, may have moved it since the review was opened. None when no profile does."""
-    key = review["record_key"]
-    profile = find(review["profile_id"])
+def _sides(ctx: Ctx, review: dict[str, Any], find: Callable[[str], dict[str, Any] | None]):
+    """The review's two profiles now, found by `find` (a profile id to its profile, or None). A review is about
+    its record and the record it was compared with: a split, or a change of a record, may have moved either since
+    the review opened, so each side is the profile holding that record now. The record under review in no profile
+    (erased) leaves no side; a compared record in none leaves the candidate profile as it was named."""
+    current = _holder(ctx, review["profile_id"], review["record_key"], find)
+    compared = review.get("compared_record")
+    candidate = _holder(ctx, review["candidate_profile_id"], compared, find) if compared else None
+    return current, candidate or find(review["candidate_profile_id"])
+
+
+def _holder(ctx: Ctx, profile_id: str, key: str, find) -> dict[str, Any] | None:
+    """The profile holding the record `key`: the one named if it still does, else the one its records doc names."""
+    profile = find(profile_id)
     if profile is None or not any(r["key"] == key for r in profile.get("records", [])):
         record_doc = ctx.records.read_item_or_none(key, key)
         if record_doc is None or record_doc.get("erased_at"):
@@ -160,9 +167,7 @@ def _open(ctx: Ctx, review_id: str, decision: str, by: str | None):
         raise ReviewDecisionError(f"the review is being decided ({review.get('decision')}) by someone else")
     if status not in ("open", "deciding"):
         raise ReviewDecisionError(f"the review is {status} already")
-    # The review is about its record: decide for the profile holding it now.
-    current = _record_holder(ctx, review, lambda profile_id: live_profile(ctx, profile_id))
-    candidate = live_profile(ctx, review["candidate_profile_id"])
+    current, candidate = _sides(ctx, review, lambda profile_id: live_profile(ctx, profile_id))
     if current is None or candidate is None:
         _close(ctx, review, "obsolete", None)
         raise ReviewDecisionError("the record or the candidate profile of this review is gone (erased or removed)")
