@@ -149,23 +149,63 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         raise ValueError("the record is the profile's only record; nothing to split")
     own_ids, own_keys = _own(entry, remaining)
     new_id, new = _split_target(ctx, profile["id"], key)
-    if new is None:  # else an earlier attempt created it and died before changing the old profile
-        now = now_iso()
-        moved = {**entry, "link": {"reason": "split", "from": profile["id"]}}
-        attributes, conflicts = survive([moved], ctx.config.survivorship)
-        ctx.profiles.create_item({
-            "id": new_id, "doc_type": "profile", "created_at": now, "updated_at": now, "records": [moved],
-            "identifiers": sorted(own_ids | {source_identifier(key)}), "attributes": attributes,
-            "conflicts": conflicts, "merged_from": [], "merge_count": 0,
-            "never_match": sorted({profile["id"], *profile.get("merged_from", []), *(r["key"] for r in remaining)})})
+    if new is None:
+        created = ctx.profiles.create_item(_split_profile(ctx, new_id, profile, entry, own_ids))
+    else:  # an earlier attempt, or a concurrent split of the same record, created it
+        created = None
+        _adopt(ctx, new)
     never = sorted(set(profile.get("never_match", [])) | {key, new_id})
     try:
         profile = ctx.profiles.replace_item(
             _without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never), etag=profile["_etag"])
     except PreconditionFailedError:
-        ctx.profiles.delete_item(new_id, new_id)  # the retry decides again from the changed profile
-        raise
+        return _after_lost_split(ctx, profile["id"], entry, new_id, created)
     return _finish_split(ctx, profile, entry, new_id, own_keys)
+
+
+def _split_profile(ctx: Ctx, new_id: str, profile: dict[str, Any], entry: dict[str, Any], own_ids: set[str]
+                   ) -> dict[str, Any]:
+    """The profile a split creates: the record's entry alone, never to match the profile it leaves."""
+    now = now_iso()
+    moved = {**entry, "link": {"reason": "split", "from": profile["id"]}}
+    remaining = [r["key"] for r in profile["records"] if r["key"] != entry["key"]]
+    attributes, conflicts = survive([moved], ctx.config.survivorship)
+    return {"id": new_id, "doc_type": "profile", "created_at": now, "updated_at": now, "records": [moved],
+            "identifiers": sorted(own_ids | {source_identifier(entry["key"])}), "attributes": attributes,
+            "conflicts": conflicts, "merged_from": [], "merge_count": 0,
+            "never_match": sorted({profile["id"], *profile.get("merged_from", []), *remaining})}
+
+
+def _adopt(ctx: Ctx, new: dict[str, Any]) -> None:
+    """Take over a split profile another attempt created, with a write under its ETag: that attempt deletes its
+    creation only under the ETag of its create (_after_lost_split), so it can no longer delete it from under
+    this split, which may be about to take the record out of the old profile."""
+    ctx.profiles.replace_item({**new, "updated_at": now_iso()}, etag=new["_etag"])
+
+
+def _after_lost_split(ctx: Ctx, profile_id: str, entry: dict[str, Any], new_id: str,
+                      created: dict[str, Any] | None) -> str:
+    """The old profile changed before this split took the record out of it. A concurrent split of the same record
+    may have done so into the same new profile: then this one finishes it. Otherwise the profile this attempt
+    created is deleted (only as created: a concurrent split may have adopted it since) and the split is retried."""
+    current = live_profile(ctx, profile_id)
+    if current is not None and _split_done_into(ctx, current, entry["key"], new_id):
+        others = {k for r in current["records"] for k in r.get("blocking_keys", [])}
+        return _finish_split(ctx, current, entry, new_id, set(entry.get("blocking_keys", [])) - others)
+    if created is not None:
+        try:
+            ctx.profiles.delete_item(new_id, new_id, etag=created["_etag"])
+        except PreconditionFailedError:
+            raise ConcurrencyConflict("a concurrent split of the record took over its new profile") from None
+    raise ConcurrencyConflict(f"profile {profile_id} changed during the split")
+
+
+def _split_done_into(ctx: Ctx, profile: dict[str, Any], key: str, new_id: str) -> bool:
+    """True when the record left the profile by a split into new_id, which holds it alone."""
+    if new_id not in profile.get("never_match", []) or any(r["key"] == key for r in profile["records"]):
+        return False
+    new = ctx.read_profile(new_id)
+    return new is not None and new.get("doc_type") == "profile" and [r["key"] for r in new["records"]] == [key]
 
 
 def _split_id(profile_id: str, key: str, attempt: int) -> str:

@@ -1,0 +1,60 @@
+"""Races between two actors on one profile (two splits, a merge and a person's approval, a removal and a link, two
+versions of one record) and a worker dying right after its commit: each test drives both stores into one such
+moment, and the invariant audit (shared/audit.py) or the behaviour one after the other says what must hold."""
+from __future__ import annotations
+
+import pytest
+
+from shared.audit import audit_store
+from shared.identity import get_profile, resolve_records, split_record
+from shared.identity.maintenance import _split_id
+from shared.models import CustomerRecord
+from shared.settings import Settings
+
+from .store_faults import InterceptingStore
+
+SETTINGS = Settings()
+ANN = dict(given_name="Ann", family_name="Lee")
+
+
+def rec(source: str, key: str, **fields) -> CustomerRecord:
+    return CustomerRecord(source=source, record_key=key, **fields)
+
+
+def resolve(store, *records):
+    return resolve_records(store, list(records), settings=SETTINGS)
+
+
+def violations(store):
+    return audit_store(store).as_dict()["violations"]
+
+
+def holders(store, key):
+    return [p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
+            if any(r["key"] == key for r in p["records"])]
+
+
+def live_records(store):
+    return {p["id"]: sorted(r["key"] for r in p["records"])
+            for p in store.container("profiles").query_items(("doc_type", "=", "profile"))}
+
+
+def before_call(store, container, method, hook, when=None):
+    """The store, with `hook()` (another worker or person acting) run just before the first matching call."""
+    return InterceptingStore(store, container, method, when=when, before=hook)
+
+
+# --- two splits of one record at once (a double-clicked button, a client retrying a slow call) -----------------
+
+def test_two_concurrent_splits_of_one_record_keep_it_in_the_new_profile(store):
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", **ANN))
+    new_id = _split_id(ann.profile_id, "web|2", 0)
+    first = []
+    # B reads the old profile; A's split runs to the end just before B looks for the profile it would create
+    b_store = before_call(store, "profiles", "read_item_or_none", when=lambda item_id, _: item_id == new_id,
+                          hook=lambda: first.append(split_record(store, ann.profile_id, "web|2", settings=SETTINGS)))
+    second = split_record(b_store, ann.profile_id, "web|2", settings=SETTINGS)
+    assert first == [new_id] and second == new_id
+    assert holders(store, "web|2") == [new_id] and holders(store, "pos|1") == [ann.profile_id]
+    assert violations(store) == {}
