@@ -58,3 +58,40 @@ def test_two_concurrent_splits_of_one_record_keep_it_in_the_new_profile(store):
     assert first == [new_id] and second == new_id
     assert holders(store, "web|2") == [new_id] and holders(store, "pos|1") == [ann.profile_id]
     assert violations(store) == {}
+
+
+# --- a split names its record unambiguously; the API answers a lost race with 4xx, not 500 ---------------------
+
+def _profile_with_keys_alike(store):
+    """One profile holding web record "2", pos record "web|2" and crm record "2"."""
+    e = dict(email="ann.lee@shopmail.net", **ANN)
+    first, *_ = resolve(store, rec("web", "2", **e), rec("pos", "web|2", **e), rec("crm", "2", **e))
+    return first.profile_id
+
+
+def test_split_by_a_full_key_that_is_also_another_records_key_splits_that_record(store):
+    from shared.api.profiles import split
+
+    pid = _profile_with_keys_alike(store)
+    with pytest.raises(ValueError, match="full key"):
+        split_record(store, pid, "2", settings=SETTINGS)  # the record key of crm|2 and web|2: which one?
+    answer = split(store, pid, {"record_key": "web|2"}, SETTINGS)
+    assert answer.status == 201
+    assert holders(store, "web|2") == [answer.body["new_profile_id"]] and holders(store, "pos|web|2") == [pid]
+    assert violations(store) == {}
+
+
+def test_split_losing_the_profiles_other_record_meanwhile_answers_409(store):
+    from shared.api.errors import ApiError
+    from shared.api.profiles import split
+    from shared.identity import remove_record
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", **ANN))
+    # the API reads the profile (two records), then pos|1 is deleted at its source before the split reads it
+    racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=2,
+                               before=lambda: remove_record(store, "pos", "1", settings=SETTINGS))
+    with pytest.raises(ApiError) as refused:
+        split(racing, ann.profile_id, {"record_key": "web|2"}, SETTINGS)
+    assert refused.value.status == 409 and "only record" in refused.value.detail
+    assert holders(store, "web|2") == [ann.profile_id]

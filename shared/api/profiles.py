@@ -183,5 +183,15 @@ def split(store: Store, profile_id: str, body: Any, settings: Settings) -> ApiRe
         raise ApiError(404, "this profile has no such source record")
     if len(profile.get("records", [])) < 2:
         raise ApiError(409, "a profile with a single source record cannot be split")
-    new_id = _identity().split_record(store, profile["id"], body["record_key"], settings=settings)
+    from ..identity.docs import ConcurrencyConflict
+    from ..store import ItemExistsError, PreconditionFailedError
+
+    try:
+        new_id = _identity().split_record(store, profile["id"], body["record_key"], settings=settings)
+    except ItemNotFoundError:  # taken out, split or the profile merged away since it was read
+        raise ApiError(404, "this profile has no such source record (any more)") from None
+    except ValueError as err:  # the profile's only record (now), or a record key naming several
+        raise ApiError(409, str(err)) from None
+    except (ConcurrencyConflict, PreconditionFailedError, ItemExistsError):
+        raise ApiError(409, "the profile kept changing while it was split; try again") from None
     return ApiResponse({"profile_id": profile["id"], "new_profile_id": new_id}, status=201)

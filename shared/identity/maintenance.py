@@ -123,9 +123,9 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
     """Move one record out of a profile into a new profile of its own; the two never match again.
 
-    `record_key` is the record's full key ("pos|123"), or its source key when that is unique in the profile.
-    Returns the new profile's id. Raises ItemNotFoundError for an unknown profile or record, ValueError when
-    the record is the profile's only one.
+    `record_key` is the record's full key ("pos|123"), or its source's record key when only one record of the
+    profile has it. Returns the new profile's id. Raises ItemNotFoundError for an unknown profile or record,
+    ValueError when the record is the profile's only one or a record key names several records.
     """
     ctx = Ctx(store, settings)
     return with_retries(ctx, lambda: _split_once(ctx, profile_id, record_key))
@@ -135,14 +135,12 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     profile = live_profile(ctx, profile_id)
     if profile is None:
         raise ItemNotFoundError(f"profile {profile_id} not found")
-    matches = [r for r in profile["records"] if r["key"] == record_key or r["record_key"] == record_key]
-    if not matches:  # an attempt that died after taking the record out: finish it
+    entry = _entry_named(profile, record_key)
+    if entry is None:  # an attempt that died after taking the record out: finish it
         resumed = _split_in_flight(ctx, profile, record_key)
         if resumed is not None:
             return _finish_split(ctx, profile, *resumed)
-    if len(matches) != 1:
-        raise ItemNotFoundError(f"record {record_key!r} is not (uniquely) in profile {profile['id']}")
-    entry = matches[0]
+        raise ItemNotFoundError(f"record {record_key!r} is not in profile {profile['id']}")
     key = entry["key"]
     remaining = [r for r in profile["records"] if r["key"] != key]
     if not remaining:
@@ -206,6 +204,20 @@ def _split_done_into(ctx: Ctx, profile: dict[str, Any], key: str, new_id: str) -
         return False
     new = ctx.read_profile(new_id)
     return new is not None and new.get("doc_type") == "profile" and [r["key"] for r in new["records"]] == [key]
+
+
+def _entry_named(profile: dict[str, Any], record_key: str) -> dict[str, Any] | None:
+    """The profile's record a split names: by its full key, else by its source's record key if only one record has
+    it. "web|2" is the full key of web record 2 and the record key of pos record "web|2": the full key wins."""
+    for entry in profile["records"]:
+        if entry["key"] == record_key:
+            return entry
+    named = [entry for entry in profile["records"] if entry["record_key"] == record_key]
+    if len(named) > 1:
+        raise ValueError(f"{len(named)} records of the profile have this record key (from sources "
+                         f"{', '.join(sorted(r['source'] for r in named))}): name one by its full key, "
+                         "<source>|<record key>")
+    return named[0] if named else None
 
 
 def _split_id(profile_id: str, key: str, attempt: int) -> str:
