@@ -95,3 +95,14 @@ def test_split_losing_the_profiles_other_record_meanwhile_answers_409(store):
         split(racing, ann.profile_id, {"record_key": "web|2"}, SETTINGS)
     assert refused.value.status == 409 and "only record" in refused.value.detail
     assert holders(store, "web|2") == [ann.profile_id]
+
+
+def test_the_profile_a_split_creates_says_in_its_merge_log_where_its_record_came_from(store):
+    from shared.identity import list_merges
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", **ANN))
+    new_id = split_record(store, ann.profile_id, "web|2", settings=SETTINGS)
+    logged, = list_merges(store, new_id)
+    assert (logged["reason"], logged["split_from"], logged["records"]) == ("split", ann.profile_id, ["web|2"])
+    assert [m.get("split_into") for m in list_merges(store, ann.profile_id) if m["reason"] == "split"] == [new_id]

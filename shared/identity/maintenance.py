@@ -270,10 +270,13 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         _point_identifier(ctx, iid, profile["id"], new_id)
     for block in entry.get("blocking_keys", []):
         update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
-    ctx.merges.upsert_item({
-        "id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
-        "absorbed_id": None, "split_into": new_id, "at": new.get("created_at") or now_iso(), "reason": "split",
-        "rule": "manual split", "records": [key], "status": "done"})
+    # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
+    logged = {"absorbed_id": None, "at": new.get("created_at") or now_iso(), "reason": "split", "rule": "manual split",
+              "records": [key], "status": "done"}
+    ctx.merges.upsert_item({"id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
+                            "split_into": new_id, **logged})
+    ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
+                            "split_from": profile["id"], **logged})
     record_doc = ctx.records.read_item_or_none(key, key)
     if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
