@@ -106,3 +106,38 @@ def test_the_profile_a_split_creates_says_in_its_merge_log_where_its_record_came
     logged, = list_merges(store, new_id)
     assert (logged["reason"], logged["split_from"], logged["records"]) == ("split", ann.profile_id, ["web|2"])
     assert [m.get("split_into") for m in list_merges(store, ann.profile_id) if m["reason"] == "split"] == [new_id]
+
+
+# --- a merge whose profile to absorb was merged into a third profile meanwhile -----------------------------------
+
+def test_merge_finding_its_profile_to_absorb_merged_elsewhere_decides_again(store):
+    """R joins A (email) and B (phone); just before R's merge saga starts, Q merges B into T (Q has B's phone and T's
+    loyalty id). R must not take B's alias for its merge done: A, B and T are one person, as one after the other."""
+    a = rec("pos", "a", email="ann.lee@shopmail.net", given_name="Ann")
+    t = rec("pos", "t", loyalty_id="L-77", given_name="Ann")
+    b = rec("pos", "b", phone="+447911123456", given_name="Ann")
+    r = rec("web", "r", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann")
+    q = rec("crm", "q", phone="+447911123456", loyalty_id="L-77", given_name="Ann")
+    resolve(store, a, t, b)
+    racing = before_call(store, "merges", "upsert_item", hook=lambda: resolve(store, q))  # R's pending merge doc
+    resolve(racing, r)
+    assert len(live_records(store)) == 1, live_records(store)
+    assert violations(store) == {}
+
+
+def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as_they_are_now(store):
+    from shared.identity.review import approve_review
+
+    t, = resolve(store, rec("app", "t", loyalty_id="L-77", **ANN))
+    mum, kid = resolve(store, rec("pos", "1", email="fam.lee@shopmail.net", birth_date="1960-05-05", **ANN),
+                       rec("pos", "2", email="fam.lee@shopmail.net", birth_date="1995-09-09", phone="+447911123456",
+                           **ANN))
+    review_id = next(store.container("review").query_items())["id"]
+    q = rec("crm", "q", phone="+447911123456", loyalty_id="L-77", birth_date="1995-09-09", **ANN)
+    # a person approves; before the merge starts, a resolver merges the kid's profile into T
+    racing = before_call(store, "merges", "upsert_item", hook=lambda: resolve(store, q))
+    closed = approve_review(racing, review_id, by="alice", settings=SETTINGS)
+    assert closed["status"] == "approved"
+    assert list(live_records(store).values()) == [["app|t", "crm|q", "pos|1", "pos|2"]]
+    assert closed["profile_id"] == get_profile(store, t.profile_id)["id"]
+    assert violations(store) == {}

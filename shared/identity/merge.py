@@ -87,11 +87,15 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         absorbed = ctx.read_profile(absorbed_id)
         if absorbed is None or absorbed.get("doc_type") != "profile":
             _close_pending(ctx, merge_id, survivor_id)
-            break  # already merged (alias) or removed: nothing left to absorb
+            _check_joined(ctx, survivor_id, absorbed_id)  # already merged (alias) or removed
+            break
         if absorbed.get("pending_merge"):
             if absorbed["pending_merge"]["merge_id"] != merge_id:
                 _close_pending(ctx, merge_id, survivor_id)  # someone else is merging it; help them instead
-            complete_merge(ctx, absorbed)
+                complete_merge(ctx, absorbed)
+                _check_joined(ctx, survivor_id, absorbed_id)
+            else:
+                complete_merge(ctx, absorbed)
             break
         marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
         try:
@@ -106,6 +110,14 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
     if survivor is None:
         raise ConcurrencyConflict(f"merge survivor {survivor_id} is gone")
     return survivor
+
+
+def _check_joined(ctx: Ctx, survivor_id: str, absorbed_id: str) -> None:
+    """Raises ConcurrencyConflict unless the two ids lead to one live profile: the profile to absorb was merged into
+    another (or removed) meanwhile, which the caller's decision never saw; it decides again from fresh reads."""
+    absorbed = live_profile(ctx, absorbed_id)
+    if absorbed is None or absorbed["id"] != (live_profile(ctx, survivor_id) or {}).get("id"):
+        raise ConcurrencyConflict(f"profile {absorbed_id} was merged elsewhere or removed before it was absorbed")
 
 
 def _close_pending(ctx: Ctx, merge_id: str, profile_id: str) -> None:

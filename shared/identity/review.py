@@ -124,25 +124,43 @@ def approve_review(store: Store, review_id: str, *, by: str | None = None, bulk_
     """Merge the review's two profiles (the older survives, ids stay stable); returns the closed review.
     `bulk_filter`: the filter of the bulk decision this approval is part of, kept with it and in the merge log."""
     ctx = Ctx(store, settings)
-    review, current, candidate = _open(ctx, review_id, "approved", by)
-    if current["id"] != candidate["id"]:
-        if Side.of_profile(current).never_match & Side.of_profile(candidate).names or \
-                Side.of_profile(candidate).never_match & Side.of_profile(current).names:
-            _reopen(ctx, review)
-            raise ReviewDecisionError("these profiles were split apart by a person; reject the review instead")
-        cap = ctx.config.protection.max_records
-        if len(current.get("records", [])) + len(candidate.get("records", [])) > cap:
-            # Not a matter of judgement: a profile document holds at most this many records (bounds.py).
-            _reopen(ctx, review)
-            raise ReviewDecisionError(f"together the two profiles hold more than {cap} records, the most one profile "
-                                      "may hold; reject the review, or split records out first")
-        survivor, absorbed = sorted([current, candidate], key=survivor_order)
-        why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
-               "score": review.get("score"), "contributions": review.get("contributions", {}),
-               "via_record": review.get("record_key"), **({"bulk_filter": bulk_filter} if bulk_filter else {})}
-        current = with_retries(ctx, lambda: merge_profiles(ctx, survivor["id"], absorbed["id"], why))
+    review, _, _ = _open(ctx, review_id, "approved", by)
+    why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
+           "score": review.get("score"), "contributions": review.get("contributions", {}),
+           "via_record": review.get("record_key"), **({"bulk_filter": bulk_filter} if bulk_filter else {})}
+    # Each attempt reads the two sides again: a merge may have moved either since (see _merge_sides).
+    current = with_retries(ctx, lambda: _merge_sides(ctx, review, why, *_live_sides(ctx, review)))
     return _close(ctx, review, "approved", by, profile_id=current["id"],
                   **({"bulk_filter": bulk_filter} if bulk_filter else {}))
+
+
+def _live_sides(ctx: Ctx, review: dict[str, Any]):
+    """The review's two live profiles now; a review whose record or candidate is gone is closed as obsolete."""
+    current, candidate = _sides(ctx, review, lambda profile_id: live_profile(ctx, profile_id))
+    if current is None or candidate is None:
+        _close(ctx, review, "obsolete", None)
+        raise ReviewDecisionError("the record or the candidate profile of this review is gone (erased or removed)")
+    return current, candidate
+
+
+def _merge_sides(ctx: Ctx, review: dict[str, Any], why: dict[str, Any], current: dict[str, Any],
+                 candidate: dict[str, Any]) -> dict[str, Any]:
+    """Merge the review's two profiles; returns the live survivor. A side merged into a third profile meanwhile
+    makes merge_profiles raise ConcurrencyConflict: the retry merges the two as they are then, checked again."""
+    if current["id"] == candidate["id"]:
+        return current
+    if Side.of_profile(current).never_match & Side.of_profile(candidate).names or \
+            Side.of_profile(candidate).never_match & Side.of_profile(current).names:
+        _reopen(ctx, review)
+        raise ReviewDecisionError("these profiles were split apart by a person; reject the review instead")
+    cap = ctx.config.protection.max_records
+    if len(current.get("records", [])) + len(candidate.get("records", [])) > cap:
+        # Not a matter of judgement: a profile document holds at most this many records (bounds.py).
+        _reopen(ctx, review)
+        raise ReviewDecisionError(f"together the two profiles hold more than {cap} records, the most one profile "
+                                  "may hold; reject the review, or split records out first")
+    survivor, absorbed = sorted([current, candidate], key=survivor_order)
+    return merge_profiles(ctx, survivor["id"], absorbed["id"], why)
 
 
 def reject_review(store: Store, review_id: str, *, by: str | None = None,
@@ -167,10 +185,7 @@ def _open(ctx: Ctx, review_id: str, decision: str, by: str | None):
         raise ReviewDecisionError(f"the review is being decided ({review.get('decision')}) by someone else")
     if status not in ("open", "deciding"):
         raise ReviewDecisionError(f"the review is {status} already")
-    current, candidate = _sides(ctx, review, lambda profile_id: live_profile(ctx, profile_id))
-    if current is None or candidate is None:
-        _close(ctx, review, "obsolete", None)
-        raise ReviewDecisionError("the record or the candidate profile of this review is gone (erased or removed)")
+    current, candidate = _live_sides(ctx, review)
     if status == "open":
         body = {**review, "status": "deciding", "decision": decision, "decided_by": by}
         try:
