@@ -310,14 +310,33 @@ def normalize_loyalty_id(value: Any) -> str | None:
     return text
 
 
+# The engine's own identifier types: a record's "source:<source>|<key>" and a device's "anonymous_id:<id>"
+# (shared/events/devices.py). A custom identifier of one of them would claim another record's or device's id.
+RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"})
+
+
 def normalize_identifier(id_type: str, value: Any) -> str | None:
-    """A custom identifier (crm guid, account number...): trimmed, lower-cased, placeholders removed."""
-    if value is None:
+    """A custom identifier (crm guid, account number...) without spaces, its case kept (Salesforce ids
+    0035g00000AbCdE and 0035g00000aBcDe are two contacts); None for a placeholder. id_type is the type as kept
+    (trimmed, lower-case): one typed email, phone or loyalty_id is normalized as that field is (a phone, without a
+    region, in international form only); one of the engine's own types is left out as a placeholder is."""
+    if value is None or is_reserved_identifier_type(id_type):
         return None
-    text = _SPACES.sub("", str(value)).lower()
+    if id_type == "email":
+        return _record_email(value)[0]
+    if id_type == "phone":
+        return normalize_phone(value)
+    if id_type == "loyalty_id":
+        return normalize_loyalty_id(value)
+    text = _SPACES.sub("", str(value))
     if not text or is_blocked_value(id_type, text):
         return None
     return text
+
+
+def is_reserved_identifier_type(id_type: str) -> bool:
+    """True for a type whose ids could be the engine's own: "source", or "source:pos" ("source:pos:1" is a key)."""
+    return id_type.partition(":")[0] in RESERVED_IDENTIFIER_TYPES
 
 
 # --- Names ------------------------------------------------------------------------------------------------
@@ -755,12 +774,6 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
     family_folded = _strip_titles(fold_name(family))
     email, email_user, email_domain = _record_email(rec.email)
     address, street_number = _address_fields(rec.address_line1, rec.address_line2, rec.street_number)
-    custom = {}
-    for raw_type, raw in (rec.identifiers or {}).items():
-        id_type = str(raw_type).strip().lower()  # checked for placeholders under the type it is kept as
-        value = normalize_identifier(id_type, raw)
-        if value is not None:
-            custom[id_type] = value
     region = region_code(rec.country)
     country = region or fold_name(rec.country)
     return NormalizedRecord(
@@ -773,15 +786,30 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         email=email,
         email_user=email_user,
         email_domain=email_domain,
-        phone=_record_phone(rec, region),
+        phone=_record_phone(rec.phone, rec.phone_region, region),
         loyalty_id=normalize_loyalty_id(rec.loyalty_id),
         address=address,
         street_number=street_number,
         postcode=normalize_postcode(rec.postcode, rec.country),
         city=normalize_city(rec.city),
         country=country,
-        identifiers=custom,
+        identifiers=_custom_identifiers(rec, region),
     )
+
+
+def _custom_identifiers(rec: CustomerRecord, country: str | None) -> dict[str, str]:
+    """The record's custom identifiers under the type each is kept as (trimmed, lower-case), placeholders and the
+    engine's own types left out. A phone is read with the record's regions, as the phone field is."""
+    custom = {}
+    for raw_type, raw in (rec.identifiers or {}).items():
+        id_type = str(raw_type).strip().lower()  # checked for placeholders under the type it is kept as
+        if id_type == "phone":
+            value = _record_phone(raw, rec.phone_region, country)
+        else:
+            value = normalize_identifier(id_type, raw)
+        if value is not None:
+            custom[id_type] = value
+    return custom
 
 
 def _record_email(value: Any) -> tuple[str | None, str | None, str | None]:
@@ -800,13 +828,14 @@ def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
     return email, user, domain
 
 
-def _record_phone(rec: CustomerRecord, country: str | None) -> str | None:
-    """The phone parsed with the record's own country (its region code) first, then the source's default
-    region: a source that is mostly British still has customers with American numbers written the national way."""
-    source_region = region_code(rec.phone_region) if rec.phone_region else None
-    phone = normalize_phone(rec.phone, country or source_region)
+def _record_phone(value: Any, phone_region: str | None, country: str | None) -> str | None:
+    """A record's phone parsed with its own country (its region code) first, then the source's default region
+    (phone_region): a source that is mostly British still has customers with American numbers written the national
+    way."""
+    source_region = region_code(phone_region) if phone_region else None
+    phone = normalize_phone(value, country or source_region)
     if phone is None and source_region and country and source_region != country:
-        phone = normalize_phone(rec.phone, source_region)
+        phone = normalize_phone(value, source_region)
     return phone
 
 

@@ -187,7 +187,7 @@ def test_lookup_by_a_custom_identifier(fns, mem):
 
     [res] = resolve_records(mem, [CustomerRecord(source="crm", record_key="c1", given_name="Ida", family_name="Holm",
                                                  identifiers={"ecommerce_id": "EC-7781"})], settings=get_settings())
-    assert mem.container("identifiers").read_item_or_none("ecommerce_id:ec-7781", "ecommerce_id:ec-7781")
+    assert mem.container("identifiers").read_item_or_none("ecommerce_id:EC-7781", "ecommerce_id:EC-7781")
     resp, body = call(fns, "lookup_profile", params={"id_type": "ecommerce_id", "id": " EC-7781"})
     assert resp.status_code == 200, body
     assert body["id"] == res.profile_id

@@ -43,7 +43,7 @@ def walk_ins():
 def test_blocked_values_are_normalized_at_load_as_records_are(tmp_path):
     policy = load_identity_config(configured(tmp_path).identity_config).protection
     assert policy.blocked_values == {"email": {WALK_IN}, "phone": {"+442079460000"}, "loyalty_id": {"L999001"},
-                                     "member_no": {"store1"}}
+                                     "member_no": {"STORE1"}}  # a custom identifier keeps its case
     assert load_identity_config().protection.blocked_values == {}  # the shipped file blocks nothing of its own
 
 
@@ -113,12 +113,12 @@ def test_a_blocked_custom_identifier_and_loyalty_id_link_nobody(store, tmp_path)
         CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", city="Leeds",
                        identifiers={"member_no": "STORE 1"}, loyalty_id="L999001"),
         CustomerRecord(source="pos", record_key="2", given_name="Omar", family_name="Haddad", city="York",
-                       identifiers={"member_no": "store1"}, loyalty_id="l 999 001"),
+                       identifiers={"member_no": "STORE1"}, loyalty_id="l 999 001"),
     ]
     assert resolve_records(MemoryStore(), records, settings=Settings())[1].action == "linked"
     first, second = resolve_records(store, records, settings=configured(tmp_path))
     assert (first.action, second.action) == ("created", "created") and first.profile_id != second.profile_id
-    assert store.container("identifiers").read_item_or_none("member_no:store1", "member_no:store1") is None
+    assert store.container("identifiers").read_item_or_none("member_no:STORE1", "member_no:STORE1") is None
     assert get_profile(store, second.profile_id)["identifiers"] == ["source:pos|2"]
 
 
@@ -143,7 +143,7 @@ def test_lookup_of_a_blocked_value_answers_404_saying_it_is_blocked(store, tmp_p
         lookup(store, {"email": " WalkIn@MyStore.co.uk"}, settings)
     assert err.value.status == 404 and "blocked" in err.value.detail and "protection.blocked_values" in err.value.detail
     with pytest.raises(ApiError) as err:
-        lookup(store, {"id_type": "member_no", "id": "Store 1"}, settings)
+        lookup(store, {"id_type": "member_no", "id": "STORE 1"}, settings)
     assert err.value.status == 404 and "blocked" in err.value.detail
     assert lookup(store, {"email": WALK_IN}, Settings()).body["id"] == before.profile_id  # the claim is kept
 

@@ -248,9 +248,9 @@ def test_normalize_record_and_strong_identifiers():
     assert (n.email, n.email_user, n.email_domain) == ("joseobrien@gmail.com", "joseobrien", "gmail.com")
     assert n.phone == "+447911123456" and n.loyalty_id == "L123"
     assert (n.address, n.street_number, n.postcode, n.city, n.country) == ("5 park rd unit 2", "5", "SW1A1AA", "london", "GB")
-    assert n.identifiers == {"crm_id": "abc-1"}  # the placeholder device id is gone
+    assert n.identifiers == {"crm_id": "ABC-1"}  # the placeholder device id is gone
     assert strong_identifiers(n) == [("email", "joseobrien@gmail.com"), ("phone", "+447911123456"),
-                                     ("loyalty_id", "L123"), ("crm_id", "abc-1")]
+                                     ("loyalty_id", "L123"), ("crm_id", "ABC-1")]
 
 
 def test_phone_region_from_country_when_source_gives_none():
@@ -278,7 +278,7 @@ def test_json_round_trip():
     d = n.to_dict()
     assert "phone" not in d  # compact: missing fields left out
     again = NormalizedRecord.from_dict(d)
-    assert again == n and again.identifiers == {"crm": "c-9"}
+    assert again == n and again.identifiers == {"crm": "C-9"}
 
 
 def test_empty_record_detected():

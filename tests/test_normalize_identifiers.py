@@ -3,8 +3,11 @@ phone validity shortcuts agree with phonenumbers."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.identity import resolve_records
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, is_blocked_value, normalize_record, strong_identifiers
+from shared.settings import Settings
+from shared.store import MemoryStore
 
 
 def _record(**fields) -> CustomerRecord:
@@ -15,8 +18,57 @@ def test_a_custom_identifier_is_checked_for_placeholders_under_the_type_it_is_ke
     # "Email" is kept as "email": "nobody" (no domain) and 1900-01-01 are placeholders of those types.
     n = normalize_record(_record(given_name="Ann", identifiers={"Email": "nobody", " Birth_Date ": "1900-01-01",
                                                                 "CRM": "C-9"}))
-    assert n.identifiers == {"crm": "c-9"}
-    assert strong_identifiers(n) == [("crm", "c-9")]
+    assert n.identifiers == {"crm": "C-9"}
+    assert strong_identifiers(n) == [("crm", "C-9")]
+
+
+def test_the_engines_own_identifier_types_are_no_custom_identifiers():
+    # "source:pos|123" is record pos|123's own id, "anonymous_id:..." a device link: a CRM column named Source must
+    # not claim them (it would join this record to pos|123's profile by rule).
+    n = normalize_record(_record(given_name="Bob", identifiers={"Source": "pos|123", "source:pos": "123",
+                                                                " Anonymous_ID": "dev-1", "crm": "C-9"}))
+    assert n.identifiers == {"crm": "C-9"}
+
+
+def test_a_custom_source_identifier_does_not_join_the_record_it_names():
+    store = MemoryStore()
+    ann, bob = resolve_records(store, [
+        CustomerRecord(source="pos", record_key="123", given_name="Ann", family_name="Lee", email="ann.lee@shop.co.uk"),
+        CustomerRecord(source="web", record_key="9", given_name="Bob", family_name="Kay", email="bob.kay@shop.co.uk",
+                       identifiers={"Source": "pos|123"})], settings=Settings())
+    assert bob.action == "created" and bob.profile_id != ann.profile_id
+
+
+def test_a_custom_email_phone_or_loyalty_id_is_normalized_as_the_field_is():
+    n = normalize_record(_record(phone_region="GB", identifiers={"Email": "Ann.Lee+shop@Gmail.com",
+                                                                 "Phone": "07911 123456", "Loyalty_ID": "l-100 200"}))
+    assert n.identifiers == {"email": "annlee@gmail.com", "phone": "+447911123456", "loyalty_id": "L100200"}
+    # A phone is read with the record's country first, as the phone field is.
+    n = normalize_record(_record(phone_region="GB", country="United States", identifiers={"phone": "(201) 813-4752"}))
+    assert n.identifiers == {"phone": "+12018134752"}
+
+
+def test_a_custom_email_links_the_same_address_in_the_email_field():
+    store = MemoryStore()
+    first, second = resolve_records(store, [
+        _record(given_name="Ann", family_name="Lee", email="ann.lee@gmail.com"),
+        CustomerRecord(source="web", record_key="2", given_name="Ann", family_name="Lee",
+                       identifiers={"Email": "Ann.Lee+shop@Gmail.com"})], settings=Settings())
+    assert (second.action, second.profile_id) == ("linked", first.profile_id)
+
+
+def test_a_custom_identifier_keeps_its_case():
+    # Salesforce 15-character ids differ by case alone: two contacts, not one.
+    a = normalize_record(_record(identifiers={"sf_id": " 0035g00000AbCdE "}))
+    b = normalize_record(_record(identifiers={"sf_id": "0035g00000aBcDe"}))
+    assert (a.identifiers, b.identifiers) == ({"sf_id": "0035g00000AbCdE"}, {"sf_id": "0035g00000aBcDe"})
+    store = MemoryStore()
+    first, second = resolve_records(store, [
+        CustomerRecord(source="crm", record_key=str(i), given_name=given, family_name="Lee", city="Leeds",
+                       identifiers={"sf_id": sf_id})
+        for i, (given, sf_id) in enumerate((("Ann", "0035g00000AbCdE"), ("Bob", "0035g00000aBcDe")))
+    ], settings=Settings())
+    assert second.action == "created" and second.profile_id != first.profile_id
 
 
 def test_a_stored_snapshot_custom_placeholder_is_still_no_identifier():
