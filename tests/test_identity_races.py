@@ -141,3 +141,24 @@ def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as
     assert list(live_records(store).values()) == [["app|t", "crm|q", "pos|1", "pos|2"]]
     assert closed["profile_id"] == get_profile(store, t.profile_id)["id"]
     assert violations(store) == {}
+
+
+# --- a record removed while another worker links a record giving the same identifiers ---------------------------
+
+def test_removal_racing_a_link_of_the_same_phone_leaves_the_phone_and_keys_indexed(store):
+    from shared.identity import find_profile_id, remove_record
+
+    born = dict(birth_date="1980-02-03", postcode="LS1 4AB", country="GB")
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", **born, **ANN))
+    app3 = rec("app", "3", email="ann.lee@shopmail.net", phone="+447911123456", **born, **ANN)
+    # web|2 is deleted at its source; just before its phone is released, another worker links app|3 (same phone)
+    racing = before_call(store, "identifiers", "delete_item", hook=lambda: resolve(store, app3))
+    assert remove_record(racing, "web", "2", settings=SETTINGS) == ann.profile_id
+    profile = get_profile(store, ann.profile_id)
+    assert sorted(r["key"] for r in profile["records"]) == ["app|3", "pos|1"]
+    assert find_profile_id(store, "phone", "+447911123456") == ann.profile_id
+    app3_keys = next(r for r in profile["records"] if r["key"] == "app|3")["blocking_keys"]
+    blocks = store.container("blocking").read_items([(k, k) for k in app3_keys])
+    assert all(doc is not None and ann.profile_id in doc["profile_ids"] for doc in blocks)
+    assert violations(store) == {}

@@ -115,9 +115,28 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
     for block in sorted(own_keys):
         update_block(ctx, block, profile["id"], None)
     if remaining:
-        ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
+        kept = ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
+        _index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
     else:
         ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
+
+
+def _index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]) -> None:
+    """Index the profile under the identifiers and blocking keys a removed record shared with the records it keeps.
+    An earlier attempt released those only that record gave then, and lost its profile write to another worker,
+    which linked a record giving them too: the profile keeps them, so they must still find it."""
+    listed = sorted(ids & set(profile.get("identifiers", [])))
+    for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed)))):
+        if doc is None:
+            try:
+                ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": profile["id"],
+                                             "created_at": now_iso()})
+            except ItemExistsError:
+                pass  # claimed meanwhile, as any claim may be
+    blocks = sorted(keys)
+    for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks)))):
+        if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
+            update_block(ctx, block, None, profile["id"])
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
