@@ -61,8 +61,8 @@ def _is_blocked(id_type: str, value: str) -> bool:
     if text in _BLOCKED_ANY:
         return True
     if id_type == "email":
-        local, _, domain = text.partition("@")
-        return local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
+        local, at, domain = text.rpartition("@")  # a quoted user name may hold an "@" of its own
+        return not at or local in _BLOCKED_EMAIL_LOCAL or domain in _BLOCKED_EMAIL_DOMAINS or not domain
     if id_type == "birth_date":
         return text in _BLOCKED_BIRTH_DATES
     if id_type == "phone":
@@ -114,16 +114,39 @@ _SPECIAL_USE_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 
 
 def normalize_email(value: str | None, *, provider_rules: bool = True) -> str | None:
-    """Validated (syntax only, no DNS), lower-cased email; with provider_rules gmail dots and +tags are removed."""
+    """Validated (syntax only, no DNS), lower-cased email; with provider_rules gmail dots and +tags are removed.
+    The address of "Ann Lee <ann@x.com>", "mailto:ann@x.com" or "ann@x.com (home)" is read."""
     if value is None:
         return None
-    text = str(value).strip().strip("<>").strip()
-    if not text.isascii():  # full-width letters typed with an IME: "ＡＮＮ@..." is ann@...
-        text = unicodedata.normalize("NFKC", text)
-    text = text.lower()
-    if not text or "@" not in text:
+    text = str(value)
+    if not text.isascii():
+        text = _fold_email_unicode(text)
+    text = _bare_address(text.strip().lower())
+    if "@" not in text:
         return None
     return _normalize_email(text, provider_rules)
+
+
+def _fold_email_unicode(text: str) -> str:
+    """Invisible characters pasted with an address (zero-width space, BOM, soft hyphen, direction marks: category
+    Cf) dropped; full-width letters typed with an IME folded ("ＡＮＮ@..." is ann@...); the Turkish capital İ made I,
+    as lower() would make it i and a combining dot, another mailbox."""
+    text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+    return unicodedata.normalize("NFKC", text).replace("\u0130", "I")
+
+
+_MAILTO = "mailto:"
+_TRAILING_COMMENT = re.compile(r"\s*\([^()]*\)$")  # "ann@x.com (home)": an RFC 5322 comment
+
+
+def _bare_address(text: str) -> str:
+    """The address of a display-name form ("ann lee <ann@x.com>"), without a trailing comment or mailto: prefix."""
+    if text[-1:] == ")":
+        text = _TRAILING_COMMENT.sub("", text)
+    if text[-1:] == ">" and "<" in text:
+        text = text[text.rindex("<") + 1:]
+    text = text.strip("<>").strip()
+    return text[len(_MAILTO):] if text.startswith(_MAILTO) else text
 
 
 def _normalize_email(text: str, provider_rules: bool) -> str | None:
@@ -194,6 +217,8 @@ def _phone(value: str | None, region: str | None) -> str | None:
     if _is_placeholder_phone(_digits_of(bare)):
         return ""
     region = region_code(region) if region else None  # "UK" is GB to phonenumbers too
+    if bare[:2] == "+0":  # no calling code starts with 0: an international prefix after the "+" ("+0044", "+011 33")
+        text = bare = _PLUS_AND_PREFIX.sub("+", bare)
     if text.startswith("00"):  # then bare starts with the same "00"
         # The region's own international prefix first (Australia's is 0011), then "00" as most countries'.
         found = _parse_phone(bare, region) if region and _is_bare_number(bare) else None
@@ -211,6 +236,8 @@ def _is_bare_number(bare: str) -> bool:
 
 
 _PHONE_FORMATTING = re.compile(r"[\s\-().\u00a0/]")
+# Australia's 0011 before the common 00 ("+0011 44" is +44, not +11 44), then North America's 011.
+_PLUS_AND_PREFIX = re.compile(r"^\+(?:0011|00|011)")
 
 
 # Keep the compiled metadata patterns: is_valid_number tries up to ten per number, which otherwise go through
@@ -824,7 +851,7 @@ def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
     email = normalize_email(value)
     if not email or is_blocked_value("email", email):
         return None, None, None
-    user, domain = email.split("@", 1)
+    user, _, domain = email.rpartition("@")  # a quoted user name may hold an "@" of its own: "ann@home"@x.com
     return email, user, domain
 
 

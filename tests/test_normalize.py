@@ -1,6 +1,7 @@
 """Normalization of identity fields: real libraries on real-world formats."""
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import phonenumbers
@@ -61,6 +62,10 @@ def test_special_use_domains_are_single_labels():
     ("+49 30 1234567", None, "+49301234567"),
     ("612 34 56 78", "ES", "+34612345678"),
     ("0412 345 678", "AU", "+61412345678"),
+    # An international prefix after the "+": 00, North America's 011, Australia's 0011.
+    ("+0044 7911 123456", None, "+447911123456"), ("+00 44 7911 123456", "US", "+447911123456"),
+    ("+011 33 6 12 34 56 78", "GB", "+33612345678"), ("+0011 44 7911 123456", None, "+447911123456"),
+    ("+001 415 555 2671", "GB", "+14155552671"),
 ])
 def test_phone_to_e164(raw, region, expected):
     assert normalize_phone(raw, region) == expected
@@ -76,10 +81,14 @@ def test_bad_phone_is_none(raw, region):
 
 
 def _library_e164(text: str, region: str | None) -> str | None:
-    """normalize_phone spelled out plainly: placeholder check, 00 prefix, then phonenumbers as it is."""
+    """normalize_phone spelled out plainly: placeholder check, international prefix after a "+" (+0044, +011 33),
+    00 prefix, then phonenumbers as it is."""
     text = text.strip()
     if not text or is_blocked_value("phone", text):
         return None
+    bare = re.sub(r"[\s\-().\u00a0/]", "", text)
+    if bare.startswith("+0"):
+        text = re.sub(r"^\+(0011|00|011)", "+", bare)
     try:
         number = phonenumbers.parse("+" + text[2:] if text.startswith("00") else text, region)
     except phonenumbers.NumberParseException:

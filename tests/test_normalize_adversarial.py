@@ -150,6 +150,37 @@ def test_needlessly_quoted_local_part_is_the_same_address():
     assert normalize_email('"ann"@shopmail.net') == "ann@shopmail.net"
 
 
+@pytest.mark.parametrize("pasted", ["ann.lee@shop.co.uk\u200b", "\ufeffann.lee@shop.co.uk", "ann.lee\u00ad@shop.co.uk",
+                                    "ann.lee@shop.co.uk\u200e", "\u2060ann.lee@shop.co.uk"])
+def test_invisible_characters_pasted_with_an_email_are_dropped(pasted):
+    # zero-width space, BOM, soft hyphen, left-to-right mark, word joiner (category Cf) from web forms, spreadsheets
+    assert normalize_email(pasted) == "ann.lee@shop.co.uk"
+
+
+@pytest.mark.parametrize("written", ["Ann Lee <ann.lee@shop.co.uk>", '"Lee, Ann" <Ann.Lee@shop.co.uk>',
+                                     "mailto:ann.lee@shop.co.uk", "MAILTO:Ann.Lee@shop.co.uk", "<ann.lee@shop.co.uk>",
+                                     "ann.lee@shop.co.uk (home)", "Ann Lee <mailto:ann.lee@shop.co.uk>"])
+def test_display_name_mailto_and_comment_forms_give_the_address(written):
+    assert normalize_email(written) == "ann.lee@shop.co.uk"
+
+
+def test_a_record_whose_email_was_pasted_with_a_zero_width_space_links_by_email(model):
+    store = MemoryStore()
+    first, second = resolve_records(store, [_rec("web", "1", email="ann.lee@shop.co.uk"),
+                                            _rec("pos", "2", email="ann.lee@shop.co.uk\u200b")],
+                                    settings=Settings(), model=model)
+    assert (second.action, second.reason, second.profile_id) == ("linked", "rule:email", first.profile_id)
+
+
+def test_a_quoted_user_name_holding_an_at_sign_is_split_at_the_last_one():
+    assert _email_fields('"ann@home"@shop.co.uk') == ('"ann@home"@shop.co.uk', '"ann@home"', "shop.co.uk")
+
+
+def test_turkish_capital_dotted_i_folds_to_a_plain_i():
+    # "İ".lower() is "i" and a combining dot above (U+0307): another mailbox than the one the customer has
+    assert normalize_email("İBRAHIM@SHOP.COM.TR") == normalize_email("ibrahim@shop.com.tr") == "ibrahim@shop.com.tr"
+
+
 @pytest.mark.parametrize("variant, plain", [
     ("Jo\u200bhn", "John"),  # zero-width space (copy-paste from web forms): unidecode turns it into a space
     ("O\u00b4Brien", "O'Brien"),  # acute accent used as an apostrophe: NFKC makes it " \u0301", then a space
