@@ -11,7 +11,7 @@ from shared.identity.maintenance import _split_id
 from shared.models import CustomerRecord
 from shared.settings import Settings
 
-from .store_faults import InterceptingStore
+from .store_faults import Died, InterceptingStore
 
 SETTINGS = Settings()
 ANN = dict(given_name="Ann", family_name="Lee")
@@ -161,4 +161,27 @@ def test_removal_racing_a_link_of_the_same_phone_leaves_the_phone_and_keys_index
     app3_keys = next(r for r in profile["records"] if r["key"] == "app|3")["blocking_keys"]
     blocks = store.container("blocking").read_items([(k, k) for k in app3_keys])
     assert all(doc is not None and ann.profile_id in doc["profile_ids"] for doc in blocks)
+    assert violations(store) == {}
+
+
+# --- a worker dying right after its commit, while its new profile was merged away --------------------------------
+
+def test_redelivery_after_dying_past_the_commit_points_identifiers_at_the_survivor(store):
+    """web|1's worker creates profile A and claims the email; another worker then merges A into an older profile
+    (crm|2 bridges the email and the older profile's loyalty id) before web|1's worker claims the phone for A and
+    commits. It dies before following the merge: the phone and the source identifier name A, an alias now. The
+    redelivered message finds the record done, and must still point them at the survivor."""
+    from shared.identity import find_profile_id
+
+    older, = resolve(store, rec("pos", "0", loyalty_id="L-1", **ANN))
+    bridge = rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", **ANN)
+    web1 = rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456", **ANN)
+    merging = InterceptingStore(store, "identifiers", "create_item", nth=2, before=lambda: resolve(store, bridge))
+    dying = InterceptingStore(merging, "identifiers", "replace_item",  # following the merge, after the commit
+                              when=lambda body, **_: body["id"] == "source:web|1")
+    with pytest.raises(Died):
+        resolve(dying, web1)
+    again, = resolve(store, web1)  # the redelivered message
+    assert (again.action, again.profile_id) == ("unchanged", older.profile_id)
+    assert find_profile_id(store, "phone", "+447911123456") == older.profile_id
     assert violations(store) == {}

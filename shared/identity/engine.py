@@ -238,6 +238,8 @@ class _Work:
         id_docs = dict(zip(lookups, ctx.identifiers.read_items(list(zip(lookups, lookups)))))
         source_doc = id_docs.get(self.source_iid)
         if source_doc is not None and source_doc.get("content_hash") == self.hash:
+            if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
+                return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
@@ -270,6 +272,14 @@ class _Work:
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
+        """A record done whose records doc and source identifier name two profiles: a merge saga repointed the
+        records doc between our write of it and our commit, and the worker may have died before following the
+        merge (_follow_concurrent_merge). What it wrote under the absorbed id is pointed at the survivor now."""
+        self.block_written = set(self.blocking_keys)
+        self.claimed = [iid for iid in self.strong if (id_docs[iid] or {}).get("profile_id") == committed_id]
+        return ResolveResult(self.key, self._follow_concurrent_merge(committed_id), "unchanged")
 
     def _should_leave(self, prior: dict[str, Any]) -> bool:
         """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
