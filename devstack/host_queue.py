@@ -1,8 +1,8 @@
 """Queue triggers with the real host's semantics (host.json extensions.queues).
 
 - Messages are Base64 text, as the real host reads and writes them by default (`messageEncoding: none` reads
-  them as plain text). One that is not valid Base64 goes straight to `<queue>-poison` wrapped as
-  {"reason", "message", "queue"} (the raw text, Base64-encoded like any message), without invoking.
+  them as plain text). One that is not valid Base64 goes straight to `<queue>-poison` unchanged, without
+  invoking, as the real host's Storage extension 5.x does (azure-sdk-for-net PR 18326).
 - A batch of `batchSize` messages is fetched and run concurrently; the next batch is fetched once no more than
   `newBatchThreshold` are still running (so at most batchSize + newBatchThreshold at once per function).
 - While a function runs its message stays invisible (leased, the lease renewed in the background). Success
@@ -144,9 +144,8 @@ class QueueListener:
         raw = msg.content or ""
         try:
             body = decode_body(raw) if self.options.message_encoding == "base64" else raw.encode("utf-8")
-        except ValueError as err:
-            wrapped = json.dumps({"reason": str(err), "message": raw, "queue": self.queue_name})
-            self._to_poison(lease, base64.b64encode(wrapped.encode()).decode(), "not valid Base64")
+        except ValueError as err:  # as the real host does (Storage extension 5.x): no retries, moved unchanged
+            self._to_poison(lease, raw, f"not valid Base64 ({err})")
             return
         max_count = self.options.max_dequeue_count
         if msg.dequeue_count > max_count:  # e.g. a host died while running it the last time

@@ -17,6 +17,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 ENTITIES = ("customers", "transactions", "events", "reviews")
 
 
+MAX_NESTING = 32  # levels of lists and objects in a free-form field: JSON encoders and Cosmos give up far below 1000
+
+
+def _shallow(value: Any) -> Any:
+    """A free-form field (attributes, traits...) no deeper than MAX_NESTING: deeper, a record would pass
+    validation and then fail every time it is stored (a retried message, not a rejected row with a reason)."""
+    level = [value]
+    for _ in range(MAX_NESTING):
+        level = [child for v in level if isinstance(v, (dict, list))
+                 for child in (v.values() if isinstance(v, dict) else v)]
+        if not level:
+            return value
+    raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+
+
 class _Canonical(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -68,6 +83,8 @@ class CustomerRecord(_Canonical):
     def key(self) -> str:
         return f"{self.source}|{self.record_key}"
 
+    _attributes_shallow = field_validator("attributes")(_shallow)
+
 
 class Transaction(_Canonical):
     order_id: str = Field(min_length=1, max_length=256)
@@ -86,6 +103,8 @@ class Transaction(_Canonical):
     store: str | None = None
     items: list[dict[str, Any]] = Field(default_factory=list)  # [{"sku", "category", "quantity", "price"}]
     category: str | None = None
+
+    _items_shallow = field_validator("items")(_shallow)
 
     @field_validator("amount")
     @classmethod
@@ -110,6 +129,8 @@ class Event(_Canonical):
     channel: str | None = None  # web | mobile
     session_id: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)  # device, campaign, page, as the SDK sent them
+
+    _free_form_shallow = field_validator("traits", "properties", "context")(_shallow)
 
 
 class Review(_Canonical):

@@ -90,13 +90,14 @@ def test_lease_is_renewed_while_an_invocation_finishes_during_the_drain(local_st
             work.delete_message(m)
 
 
-# -- replaying the host's poison wrapper -----------------------------------------------------------------------
-def test_replay_unwraps_the_hosts_poison_message_for_a_non_base64_message():
-    """The host puts a non-Base64 message on <queue>-poison wrapped as {"reason", "message", "queue"} without
-    invoking; `ucp replay` (unwrap_poison) gets the original text and the reason back from it, not the wrapper."""
+# -- a message the host cannot decode ---------------------------------------------------------------------------
+def test_a_message_that_is_not_base64_goes_to_poison_unchanged_and_replay_reads_it():
+    """As the real host (Storage extension 5.x): a message that is not valid Base64 is moved to <queue>-poison
+    at once, unchanged, without invoking; `ucp replay` reads the poison queue as stored and gets it back."""
     from devstack.host_config import QueueOptions
     from devstack.host_queue import QueueListener, _Lease
     from shared.identity.worker import unwrap_poison
+    from shared.ingest.replay import base64_text
 
     conn = _FakeConnection()
     invoked = []
@@ -108,11 +109,8 @@ def test_replay_unwraps_the_hosts_poison_message_for_a_non_base64_message():
                           inserted_on=None, next_visible_on=None)
     listener._handle(msg, _Lease(msg, 30))
     assert not invoked
-    [poisoned] = conn.sent["resolve-poison"]
-    as_replay_reads_it = base64.b64decode(poisoned).decode("utf-8")  # replay_poison's client decodes Base64
-    original, reason = unwrap_poison(as_replay_reads_it)
-    assert original == raw, f"replay would re-enqueue the wrapper: {original!r}"
-    assert reason and "Base64" in reason
+    assert conn.sent["resolve-poison"] == [raw]
+    assert unwrap_poison(base64_text(raw) or raw) == (raw, None)  # as replay_poison reads it
 
 
 # -- blob versions that are no longer current ------------------------------------------------------------------
@@ -224,14 +222,14 @@ def test_worker_poison_wrapper_of_a_full_size_message_can_be_sent(stack_settings
     batch = next(encode_batches(records, ingestion_id="i1"))
     assert len(batch.text.encode()) <= MAX_MESSAGE_JSON_BYTES
     body = json.loads(batch.text)
-    body["records"][0] = {"source": "pos"}  # one invalid record: the whole message is poisoned
+    body["v"] = 2  # a version this worker does not read: the whole message is poisoned
     text = json.dumps(body, separators=(",", ":"))
     result = handle_resolve_message(text, store=MemoryStore(), settings=settings)
     assert "poisoned" in result
     peeked = queue_client(settings.resolve_queue + POISON_SUFFIX, settings).peek_messages(max_messages=5)
     assert len(peeked) == 1
     original, reason = unwrap_poison(peeked[0].content)
-    assert reason == result["poisoned"] and "record 0" in reason
+    assert reason == result["poisoned"] and "version" in reason
     assert len(original) < 1000 and json.loads(original).get("claim")  # the claim message, not the wrapper
-    with pytest.raises(ValueError, match="record 0"):  # replayed, it reads the same (still invalid) message
+    with pytest.raises(ValueError, match="version"):  # replayed, it reads the same (still unreadable) message
         decode_message(original, settings)

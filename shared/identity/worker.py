@@ -1,16 +1,19 @@
 """The resolve-queue worker: one message of customer records in, profiles out; bad input out of the way.
 
 - A message that can never succeed (not JSON, wrong schema, missing claim blob) goes straight to
-  `<queue>-poison` wrapped as {"reason", "message"}, instead of burning the host's five retries. A wrapper too
-  big for a queue message keeps the message in a claim-check blob (like ingestion's oversize batches), and
-  "message" is then the claim message pointing at it, which `ucp replay` re-enqueues as it is.
-- Records with no usable field go to the quarantine container as JSON lines with the reason
-  (`ucp replay --quarantined-records` puts them back on the queue once fixed: shared/ingest/replay.py).
+  `<queue>-poison` wrapped as {"reason", "message"} ("message_base64" when it is not UTF-8), instead of burning
+  the host's five retries. A wrapper too big for a queue message keeps the message in a claim-check blob (like
+  ingestion's oversize batches), and "message" is then the claim message pointing at it, which `ucp replay`
+  re-enqueues as it is.
+- Records with no usable field, and records that are not valid CustomerRecords (the others of their message are
+  resolved), go to the quarantine container as JSON lines with the reason (`ucp replay --quarantined-records`
+  puts them back on the queue once fixed: shared/ingest/replay.py).
 - Anything else that fails (store unavailable, a lost race beyond the retries) raises, so the host retries the
   message; reprocessing is idempotent.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -18,10 +21,11 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared.ingest.messages import (MAX_MESSAGE_JSON_BYTES, QUARANTINED_RECORDS_PREFIX, claim_message,
                                     decode_message)
+from shared.ingest.replay import base64_text
 from shared.settings import Settings
 from shared.storage import blob_service, queue_client
 from shared.store import Store
@@ -31,34 +35,50 @@ from .lanes import resolve_in_lanes
 log = logging.getLogger(__name__)
 POISON_SUFFIX = "-poison"
 POISON_CLAIM_PREFIX = "poison/"  # claim-check blobs of poisoned messages, in settings.claims_container
-HOST_POISON_KEYS = {"reason", "message", "queue"}  # the local host's wrapper of a message it could not decode
 
 
 def handle_resolve_message(text: str | bytes, *, store: Store, settings: Settings, model=None) -> dict[str, Any]:
-    """Resolve the records of one queue message; returns counts per action (or the poison reason)."""
-    raw = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    """Resolve the records of one queue message; returns counts per action (or the poison reason). A record that
+    is not a valid CustomerRecord is quarantined with the fields it failed on, and the others are resolved."""
+    raw = _as_text(text)
+    invalid: list[dict[str, Any]] = []
     try:
-        records = decode_message(text, settings)
+        records = decode_message(text, settings, invalid=invalid)
     except ValueError as err:
         send_to_poison(settings.resolve_queue, raw, str(err), settings)
         log.warning("resolve message sent to poison: %s", err)
         return {"poisoned": str(err)}
     results = resolve_in_lanes(store, records, settings=settings, model=model)
-    bad = [{"reason": res.reason, "record_key": res.record_key,
-            "record": rec.model_dump(mode="json", exclude_none=True)}
-           for rec, res in zip(records, results) if res.action == "quarantined"]
+    bad = invalid + [{"reason": res.reason, "record_key": res.record_key,
+                      "record": rec.model_dump(mode="json", exclude_none=True)}
+                     for rec, res in zip(records, results) if res.action == "quarantined"]
     if bad:
         name = quarantine_blob_name(raw)
         write_jsonl(settings.quarantine_container, name, bad, settings)
-        log.warning("quarantined %d of %d records to %s", len(bad), len(records), name)
-    return dict(Counter(r.action for r in results))
+        log.warning("quarantined %d of %d records to %s", len(bad), len(records) + len(invalid), name)
+    counts = dict(Counter(r.action for r in results))
+    return {**counts, "invalid": len(invalid)} if invalid else counts
 
 
-def quarantine_blob_name(message_text: str) -> str:
+def _as_text(message: str | bytes) -> str | bytes:
+    """The message as text, or as the bytes it is when they are not UTF-8 (kept intact for poison and replay)."""
+    if isinstance(message, str):
+        return message
+    try:
+        return message.decode("utf-8")
+    except UnicodeDecodeError:
+        return message
+
+
+def quarantine_blob_name(message: str | bytes) -> str:
     """Named after the day and the message content: a message redelivered the same day overwrites its file; one
     redelivered after midnight leaves an identical copy under the new day (readers go by record key, not file)."""
     day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"{QUARANTINED_RECORDS_PREFIX}{day}/{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.jsonl"
+    return f"{QUARANTINED_RECORDS_PREFIX}{day}/{_digest(message)}.jsonl"
+
+
+def _digest(message: str | bytes) -> str:
+    return hashlib.sha256(message.encode() if isinstance(message, str) else message).hexdigest()[:24]
 
 
 def write_jsonl(container: str, name: str, rows: list[dict[str, Any]], settings: Settings) -> None:
@@ -78,53 +98,90 @@ def _upload(container: str, name: str, data: bytes, settings: Settings) -> None:
         client.upload_blob(data, overwrite=True)
 
 
-def send_to_poison(queue: str, message_text: str, reason: str, settings: Settings) -> None:
+def send_to_poison(queue: str, message: str | bytes, reason: str, settings: Settings) -> None:
+    """The message wrapped with its reason on `<queue>-poison`, kept until replayed (no time-to-live: the queue's
+    default of 7 days would drop a message nobody replayed in a week)."""
     client = queue_client(queue + POISON_SUFFIX, settings)
-    body = json.dumps({"reason": reason, "message": message_text}, ensure_ascii=False)
+    body = json.dumps({"reason": reason, **_poison_message(message)}, ensure_ascii=False)
     if len(body.encode()) > MAX_MESSAGE_JSON_BYTES:  # escaping + Base64 would pass the 64 KiB queue limit
         # Named after the content: poisoning the same message again overwrites its own blob.
-        name = f"{POISON_CLAIM_PREFIX}{hashlib.sha256(message_text.encode()).hexdigest()[:24]}.json"
-        _upload(settings.claims_container, name, message_text.encode(), settings)
+        name = f"{POISON_CLAIM_PREFIX}{_digest(message)}.json"
+        _upload(settings.claims_container, name, message.encode() if isinstance(message, str) else message, settings)
         body = json.dumps({"reason": reason, "message": claim_message(name)}, ensure_ascii=False)
     try:
-        client.send_message(body)
+        client.send_message(body, time_to_live=-1)
     except ResourceNotFoundError:
         try:
             client.create_queue()
         except ResourceExistsError:
             pass
-        client.send_message(body)
+        client.send_message(body, time_to_live=-1)
 
 
-def unwrap_poison(content: str) -> tuple[str, str | None]:
-    """(original message, reason) of a poison message: ours and the host's undecodable ones are wrapped
-    ({"reason", "message"}, the host adds "queue"); one the host gave up on is the raw message."""
+def _poison_message(message: str | bytes) -> dict[str, str]:
+    if isinstance(message, bytes):  # not UTF-8: its bytes, as they came
+        return {"message_base64": base64.b64encode(message).decode("ascii")}
+    return {"message": message}
+
+
+def unwrap_poison(content: str) -> tuple[str | bytes, str | None]:
+    """(original message, reason) of a poison message: ours are wrapped ({"reason", "message"}, or
+    "message_base64" for one that was not UTF-8); one the host gave up on is the raw message."""
     try:
         body = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return content, None
-    if isinstance(body, dict) and {"reason", "message"} <= set(body) <= HOST_POISON_KEYS \
-            and isinstance(body["message"], str):
+    if isinstance(body, dict) and set(body) == {"reason", "message"} and isinstance(body["message"], str):
         return body["message"], body["reason"]
+    if isinstance(body, dict) and set(body) == {"reason", "message_base64"}:
+        try:
+            return base64.b64decode(body["message_base64"], validate=True), body["reason"]
+        except (TypeError, ValueError):
+            pass
     return content, None
 
 
 def replay_poison(queue: str, settings: Settings, *, dry_run: bool = False) -> Iterator[dict[str, Any]]:
-    """Move every message of `<queue>-poison` back to `queue` (unwrapped); yields one report per message."""
-    poison = queue_client(queue + POISON_SUFFIX, settings)
-    target = queue_client(queue, settings)
-    seen: set[str] = set()
-    while True:
-        # A dry run only hides each message briefly; a real run hides it while it is being moved.
-        hide = 2 if dry_run else 30
-        batch = list(poison.receive_messages(messages_per_page=32, visibility_timeout=hide, max_messages=32))
-        fresh = [m for m in batch if m.id not in seen]
-        if not fresh:
-            return
-        for msg in fresh:
-            seen.add(msg.id)
-            original, reason = unwrap_poison(msg.content)
-            if not dry_run:
-                target.send_message(original)
-                poison.delete_message(msg)
-            yield {"id": msg.id, "reason": reason, "dequeue_count": msg.dequeue_count, "replayed": not dry_run}
+    """Move every message of `<queue>-poison` back to `queue` (unwrapped); yields one report per message.
+
+    A message replayed in this run and poisoned again meanwhile (still bad, with the app running) comes back under
+    a new id: it is recognised by its content, reported and left for the next run, so a run always ends. A dry
+    run leaves every message visible."""
+    # As stored: the real host moves a message it cannot decode from Base64 to the poison queue unchanged.
+    poison = queue_client(queue + POISON_SUFFIX, settings, base64=False)
+    target = queue_client(queue, settings, base64=False)
+    try:
+        poison.get_queue_properties()
+    except ResourceNotFoundError:
+        raise ValueError(f"there is no queue {queue}{POISON_SUFFIX}") from None
+    seen: dict[str, Any] = {}  # id -> the message as last received (its pop receipt), while it is in the queue
+    replayed: set[str] = set()  # digests of the contents sent back
+    try:
+        while True:
+            # A dry run only hides each message briefly; a real run hides it while it is being moved.
+            hide = 2 if dry_run else 30
+            batch = list(poison.receive_messages(messages_per_page=32, visibility_timeout=hide, max_messages=32))
+            fresh = [m for m in batch if m.id not in seen]
+            seen.update((m.id, m) for m in batch)
+            if not fresh:
+                return
+            for msg in fresh:
+                original, reason = unwrap_poison(base64_text(msg.content) or msg.content)
+                report = {"id": msg.id, "reason": reason, "dequeue_count": msg.dequeue_count}
+                if _digest(original) in replayed:
+                    yield {**report, "replayed": False,
+                           "left": "its content was replayed earlier in this run (poisoned again, or a duplicate)"}
+                    continue
+                if not dry_run:
+                    payload = original.encode("utf-8") if isinstance(original, str) else original
+                    target.send_message(base64.b64encode(payload).decode("ascii"))
+                    poison.delete_message(msg)
+                    del seen[msg.id]
+                    replayed.add(_digest(original))
+                yield {**report, "replayed": not dry_run}
+    finally:
+        for msg in seen.values():  # listed but not moved: visible again at once, for the next run
+            try:
+                poison.update_message(msg, visibility_timeout=0)
+            except HttpResponseError:  # gone, or received again since
+                pass

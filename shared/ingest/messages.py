@@ -9,6 +9,7 @@ JSON, and MAX_MESSAGE_JSON_BYTES keeps a margin below that. A claim blob holds t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
@@ -93,10 +94,12 @@ def _parse(text: str | bytes) -> dict[str, Any]:
         body = json.loads(text)
     except ValueError:
         raise ValueError("message is not JSON") from None
+    except RecursionError:  # nested deeper than the parser goes
+        raise ValueError("message is JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise ValueError("message must be a JSON object")
-    if body.get("v") != VERSION:
-        raise ValueError(f"unsupported message version {body.get('v')!r} (expected {VERSION})")
+    if body.get("v") != VERSION:  # its type only: a value is never echoed (it may be anything, PII included)
+        raise ValueError(f"unsupported message version (a {type(body.get('v')).__name__}; expected {VERSION})")
     return body
 
 
@@ -112,10 +115,13 @@ def _read_claim(name: str, settings) -> str:
         raise ValueError(f"claim-check blob {name!r} not found") from None
 
 
-def decode_message(text: str | bytes, settings=None) -> list[CustomerRecord]:
+def decode_message(text: str | bytes, settings=None, *, invalid: list[dict[str, Any]] | None = None
+                   ) -> list[CustomerRecord]:
     """The customer records of a resolution-queue message (inline or claim-check).
 
-    Raises ValueError, with a reason safe to log (no record content), for anything malformed."""
+    Raises ValueError, with a reason safe to log (no record content), for anything malformed. A record that is
+    not a valid CustomerRecord raises too, unless `invalid` is given: it is then appended there as
+    {"reason", "record_key", "record"} (the record as sent), for quarantine, and the valid ones are returned."""
     body = _parse(text)
     if "claim" in body:
         name = body["claim"]
@@ -133,7 +139,24 @@ def decode_message(text: str | bytes, settings=None) -> list[CustomerRecord]:
     for i, record in enumerate(records):
         try:
             out.append(CustomerRecord.model_validate(record))
-        except ValidationError as err:
-            fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
-            raise ValueError(f"record {i} is not a valid CustomerRecord (fields: {', '.join(fields)})") from None
+        except (ValidationError, RecursionError) as err:
+            reason = f"record {i} is not a valid CustomerRecord ({invalid_fields(err)})"
+            if invalid is None:
+                raise ValueError(reason) from None
+            key = record.get("record_key") if isinstance(record, dict) else None
+            invalid.append({"reason": reason, "record_key": key if isinstance(key, str) else None, "record": record})
     return out
+
+
+def invalid_fields(err: Exception) -> str:
+    """The fields a record failed on, by name. A name that is not a field's name (a word such as "nickname") is
+    counted, not echoed, unless it looks like one: a sender's mistake can put anything in a name, an email too."""
+    if not isinstance(err, ValidationError):
+        return "nested too deeply"
+    names = {".".join(str(p) for p in e["loc"]) for e in err.errors()}
+    shown = sorted(n for n in names if n.split(".")[0] in CustomerRecord.model_fields or _FIELD_NAME.fullmatch(n))
+    unknown = len(names) - len(shown)
+    return "fields: " + ", ".join(shown + ([f"{unknown} other name(s)"] if unknown else []))
+
+
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from ..models import CustomerRecord
-from .messages import QUARANTINED_RECORDS_PREFIX
+from .messages import QUARANTINED_RECORDS_PREFIX, invalid_fields
 from ..storage import blob_service, queue_client
 
 log = logging.getLogger("ucp.ingest")
@@ -106,7 +106,7 @@ def replay_blob_trigger_poison(settings, *, dry_run: bool = False) -> Iterator[d
 
 
 def _poison_body(content: str) -> dict[str, Any] | None:
-    for text in (content, _b64(content)):
+    for text in (content, base64_text(content)):
         try:
             body = json.loads(text) if text else None
         except ValueError:
@@ -116,7 +116,8 @@ def _poison_body(content: str) -> dict[str, Any] | None:
     return None
 
 
-def _b64(content: str) -> str | None:
+def base64_text(content: str) -> str | None:
+    """The UTF-8 text a queue message's Base64 content encodes; None when it is not Base64 of UTF-8 text."""
     try:
         return base64.b64decode(content, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -219,9 +220,8 @@ def _read_quarantined(data: bytes) -> tuple[list[CustomerRecord], Counter, list[
             continue
         try:
             records.append(CustomerRecord.model_validate(line["record"]))
-        except ValidationError as err:  # field names only, as decode_message reports them: no values
-            fields = sorted({".".join(str(p) for p in e["loc"]) for e in err.errors()})
-            left.append((number, f"record is not a valid CustomerRecord (fields: {', '.join(fields)})", raw))
+        except (ValidationError, RecursionError) as err:  # field names only, as decode_message reports them
+            left.append((number, f"record is not a valid CustomerRecord ({invalid_fields(err)})", raw))
             continue
         reasons[str(line.get("reason") or "")[:REASON_CHARS]] += 1
     return records, reasons, left
