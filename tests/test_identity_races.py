@@ -185,3 +185,40 @@ def test_redelivery_after_dying_past_the_commit_points_identifiers_at_the_surviv
     assert (again.action, again.profile_id) == ("unchanged", older.profile_id)
     assert find_profile_id(store, "phone", "+447911123456") == older.profile_id
     assert violations(store) == {}
+
+
+# --- two versions of one record in flight at once ------------------------------------------------------------------
+
+V1 = dict(city="Leeds", updated_at="2025-01-01T00:00:00Z", email="ann.lee@shopmail.net", **ANN)
+V2 = dict(city="York", updated_at="2025-06-01T00:00:00Z", email="ann.lee@shopmail.net", **ANN)
+
+
+def _newer_version_kept(store, older):
+    profile_id, = holders(store, "pos|1")
+    assert get_profile(store, profile_id)["attributes"]["city"]["value"] == "York"
+    assert store.container("records").read_item("pos|1", "pos|1")["record"]["city"] == "York"
+    assert resolve(store, rec("pos", "1", **V2))[0].action == "unchanged"
+    assert "newer version" in older.reason
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("meanwhile", ["before the records doc", "before the profile"])
+def test_an_older_version_resolved_at_the_same_time_as_a_newer_one_changes_nothing(store, meanwhile):
+    """v1's message is redelivered while v2's is being resolved on another worker: v1's worker has read (no
+    record yet) and decided when v2's worker runs to the end, just before v1's records doc or profile write."""
+    container, method = ("records", "create_item") if meanwhile == "before the records doc" else \
+        ("profiles", "create_item")
+    racing = before_call(store, container, method, hook=lambda: resolve(store, rec("pos", "1", **V2)))
+    older, = resolve(racing, rec("pos", "1", **V1))
+    assert older.action == "unchanged"
+    _newer_version_kept(store, older)
+
+
+def test_an_older_version_linking_after_a_newer_one_linked_changes_nothing(store):
+    """v1 and v2 both find the record's profile; v1 writes its records doc first, then v2 runs to the end (its
+    records doc write follows v1's); v1 then finds v2's entry in the profile, newer than itself."""
+    resolve(store, rec("web", "0", email="ann.lee@shopmail.net", **ANN))
+    racing = before_call(store, "profiles", "replace_item", hook=lambda: resolve(store, rec("pos", "1", **V2)))
+    older, = resolve(racing, rec("pos", "1", **V1))
+    assert older.action == "unchanged"
+    _newer_version_kept(store, older)

@@ -252,7 +252,7 @@ def test_record_corrected_to_another_persons_details_moves_to_that_person():
 
 
 @pytest.mark.parametrize("container, method", [("merges", "upsert_item"), ("profiles", "replace_item"),
-                                               ("records", "upsert_item")])
+                                               ("records", "replace_item")])
 def test_record_moving_to_another_person_survives_a_crash(container, method):
     store = MemoryStore()
     ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", given_name="Ann", family_name="Lee"))

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, normalize_record
 from shared.settings import Settings, get_settings
-from shared.store import ItemExistsError, PreconditionFailedError, Store
+from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
@@ -228,7 +228,7 @@ class _Work:
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
         # The records doc is written before the commit (the source identifier), so a record without one was never
         # started: a new record needs no source-identifier lookup.
-        record_doc = ctx.records.read_item_or_none(self.key, self.key)
+        self.record_doc = record_doc = ctx.records.read_item_or_none(self.key, self.key)  # its ETag: see below
         if record_doc is not None and record_doc.get("erased_at"):
             return ResolveResult(self.key, None, "erased", ERASED)
         if record_doc is not None and self._older_than(record_doc):
@@ -306,7 +306,10 @@ class _Work:
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
         """True when the stored version of the record says it changed later than this one: a redelivered or late
         message must not undo a newer version (at-least-once delivery, in any order)."""
-        stored = (record_doc.get("record") or {}).get("updated_at")
+        return self._changed_later((record_doc.get("record") or {}).get("updated_at"))
+
+    def _changed_later(self, stored: str | None) -> bool:
+        """True when `stored`, another version's updated_at, is later than this version's."""
         if self.record.updated_at is None or not stored:
             return False
         try:
@@ -637,6 +640,10 @@ class _Work:
                     records.append(r)
                 elif old is None:
                     old = r
+            if old is not None and old["hash"] != self.hash and self._changed_later(old.get("updated_at")):
+                # A newer version of the record, linked by another worker since this attempt read its records doc:
+                # the retry reads that version's records doc and answers stale.
+                raise ConcurrencyConflict("a newer version of the record is in the profile")
             entry = self._entry(link or (old or {}).get("link"), old["added_at"] if old else None)
             records.append(entry)
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
@@ -720,13 +727,27 @@ class _Work:
         raise ConcurrencyConflict("could not update identifiers")
 
     def _write_record_doc(self, profile_id: str) -> None:
+        """Write the records doc under the ETag of the version this attempt read (or last wrote): another version of
+        the record written meanwhile, newer or older, makes the attempt start again from fresh reads."""
         if getattr(self, "_record_doc_for", None) == profile_id:
             return  # written earlier in this attempt (a merge saga repoints it if the profile moves)
-        self._record_doc_for = profile_id
-        self.ctx.records.upsert_item({
-            "id": self.key, "profile_id": profile_id, "source": self.record.source,
-            "record_key": self.record.record_key, "content_hash": self.hash,
-            "record": self.data, "updated_at": self.now})
+        body = {"id": self.key, "profile_id": profile_id, "source": self.record.source,
+                "record_key": self.record.record_key, "content_hash": self.hash, "record": self.data,
+                "updated_at": self.now}
+        records = self.ctx.records
+        for _ in range(20):
+            doc = self.record_doc
+            try:
+                self.record_doc = (records.create_item(body) if doc is None
+                                   else records.replace_item(body, etag=doc["_etag"]))
+                self._record_doc_for = profile_id
+                return
+            except (ItemExistsError, PreconditionFailedError, ItemNotFoundError):
+                self.record_doc = records.read_item_or_none(self.key, self.key)
+            if self.record_doc is None or self.record_doc.get("content_hash") != self.hash:
+                raise ConcurrencyConflict("another version of the record was written meanwhile")
+            # else this version's doc, repointed by a merge saga or written by a duplicate delivery: write again
+        raise ConcurrencyConflict("could not write the records doc")
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
         """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
