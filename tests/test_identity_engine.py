@@ -111,6 +111,19 @@ def test_survivorship_most_recent_and_conflicts(store, model):
     assert "given_name" not in profile["conflicts"]
 
 
+def test_list_and_object_attributes_that_differ_are_kept_as_conflicts(store, model):
+    """A mapping may keep a list or an object as an extra attribute: two records differing there still link."""
+    resolve(store, model, rec("crm", "1", email="ann@lee.org", given_name="Ann", updated_at="2025-06-01T00:00:00Z",
+                              attributes={"tags": ["vip"], "prefs": {"sms": True}}))
+    r, = resolve(store, model, rec("pos", "2", email="ann@lee.org", given_name="Ann", updated_at="2024-01-01T00:00:00Z",
+                                   attributes={"tags": ["new"], "prefs": {"sms": True}}))
+    assert r.action == "linked"
+    profile = get_profile(store, r.profile_id)
+    assert profile["attributes"]["tags"]["value"] == ["vip"]
+    assert profile["conflicts"]["tags"] == [{"value": ["new"], "source": "pos", "record": "pos|2"}]
+    assert "prefs" not in profile["conflicts"]  # equal objects do not conflict
+
+
 def test_blocked_values_never_link(store, model):
     a, = resolve(store, model, rec("pos", "1", email="test@test.com", phone="0000000000", given_name="Ann",
                                    family_name="Lee", postcode="LS1 4AB"))

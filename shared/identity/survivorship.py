@@ -8,6 +8,7 @@ next rule, then to the record key, so the choice is deterministic.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,13 @@ def record_values(record: CustomerRecord, data: dict[str, Any] | None = None) ->
 
 
 def _comparable(value: Any) -> Any:
-    return " ".join(value.split()).casefold() if isinstance(value, str) else value
+    """The form two values are compared in: text without case or extra spaces; a list or object (a mapping may
+    keep one as an extra attribute) as its JSON, keys sorted, so it can be compared and kept in a set."""
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return value
 
 
 def _length(value: Any) -> int:
