@@ -144,6 +144,30 @@ def test_a_full_profile_sends_the_next_record_to_a_profile_of_its_own_and_to_rev
     assert [r.action for r in again] == ["unchanged"] * 5
 
 
+def test_a_profile_over_its_merges_cap_still_takes_plain_links(store, tmp_path):
+    """A person may approve a merge past max_merges (or the cap may be lowered later): the profile's next records
+    still link to it, since a link merges nothing; only a further merge is held for review."""
+    from shared.identity import resolve_records
+    from shared.models import CustomerRecord
+
+    def ann(key, **ids):
+        return CustomerRecord(source="crm", record_key=key, given_name="Ann", family_name="Lee", **ids)
+
+    merged = resolve_records(store, [ann("1", email="ann1@lee-mail.net"), ann("2", phone="+14155550123"),
+                                     ann("3", email="ann1@lee-mail.net", phone="+14155550123"),
+                                     ann("7", email="ann7@lee-mail.net"),
+                                     ann("8", email="ann7@lee-mail.net", phone="+14155550123")], settings=SETTINGS)
+    assert [r.action for r in merged] == ["created", "created", "merged", "created", "merged"]
+    path = tmp_path / "identity.json"
+    path.write_text(json.dumps({"protection": {"max_merges": 1}}))  # two made already
+    lowered = SETTINGS.model_copy(update={"identity_config": str(path)})
+    later = [ann("4", email="ann1@lee-mail.net"), ann("5", email="ann5@lee-mail.net"),
+             ann("6", email="ann5@lee-mail.net", phone="+14155550123")]
+    link, apart, bridge = resolve_records(store, later, settings=lowered)
+    assert (link.action, link.profile_id) == ("linked", merged[2].profile_id)
+    assert apart.action == "created" and "review:cap:merges" in bridge.reason
+
+
 def test_a_merge_past_the_records_cap_is_not_made_and_cannot_be_approved(store, tmp_path):
     from shared.identity import get_profile, resolve_records
     from shared.identity.review import ReviewDecisionError, approve_review, reject_review

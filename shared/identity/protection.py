@@ -192,16 +192,17 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
             if (a.never_match and a.never_match & b.names) or (b.never_match and b.never_match & a.names):
                 return "never_match"
     union_ids = set().union(*(s.ids for s in sides))
-    if len(union_ids) > policy.max_identifiers:
+    # A profile already over a cap or limit (a person approved it past one) does not block a join that adds
+    # nothing to what it is over: identifiers it holds already (_largest_side for limits), or no merge at all.
+    widest = max((s.ids for s in sides), key=len, default=set())
+    if len(union_ids) > policy.max_identifiers and len(union_ids) > len(widest):
         return "cap:identifiers"
     if records > policy.max_records:
         return "cap:records"
     profiles = [s for s in sides if s.is_profile]
-    if profiles and sum(s.merge_count for s in profiles) + len(profiles) - 1 > policy.max_merges:
+    if len(profiles) > 1 and sum(s.merge_count for s in profiles) + len(profiles) - 1 > policy.max_merges:
         return "cap:merges"
-    # A type whose values one side holds all of never passes its limit here (_largest_side): only the types of the
-    # identifiers the widest side lacks are counted.
-    widest = max((s.ids for s in sides), key=len, default=set())
+    # Only the types of the identifiers the widest side lacks are counted against their limits.
     for id_type in sorted({id_type_of(ident) for ident in union_ids - widest}):
         limit = policy.limit(id_type)
         if limit is None:
