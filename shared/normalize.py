@@ -9,11 +9,13 @@ cheap to compare in the matching hot path and to store as a JSON snapshot on the
 """
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -171,25 +173,49 @@ def _normalize_email(text: str, provider_rules: bool) -> str | None:
 
 # --- Phone ------------------------------------------------------------------------------------------------
 
+def fold_country(value: Any) -> str:
+    """A country as the country table holds it: ASCII, lower-case, words of letters and digits, without a leading
+    "the" ("U.S.A." -> "usa", "Bosnia & Herzegovina" -> "bosnia and herzegovina", "The Netherlands" -> "netherlands")."""
+    text = unidecode(str(value)).lower().replace(".", "").replace("'", "").replace("&", " and ")
+    text = " ".join(_NON_ALNUM.sub(" ", text).split())
+    if text.startswith("the "):
+        text = text[4:]
+    return "saint" + text[2:] if text.startswith("st ") else text  # St Lucia, St. Kitts and Nevis
+
+
+def _country_codes() -> dict[str, str]:
+    """Folded country code or name -> ISO alpha-2: every alpha-2, alpha-3 and numeric code and the names in
+    shared/countries.json (English and the languages phonenumbers names countries in; generated from pycountry and
+    phonenumbers' geodata), and the names people use for parts of a country."""
+    data = json.loads(Path(__file__).with_name("countries.json").read_text(encoding="utf-8"))
+    codes = {}
+    for region, names in data["regions"].items():
+        codes[region.lower()] = region
+        codes.update(dict.fromkeys(names, region))
+    return codes | _COUNTRY_ALIASES
+
+
 _COUNTRY_ALIASES = {
-    "uk": "GB", "united kingdom": "GB", "great britain": "GB", "england": "GB", "scotland": "GB", "wales": "GB",
-    "usa": "US", "us": "US", "united states": "US", "united states of america": "US", "america": "US",
-    "deutschland": "DE", "germany": "DE", "france": "FR", "espana": "ES", "spain": "ES", "italia": "IT",
-    "italy": "IT", "ireland": "IE", "canada": "CA", "australia": "AU", "netherlands": "NL", "nederland": "NL",
-    "mexico": "MX", "brazil": "BR", "brasil": "BR", "india": "IN", "portugal": "PT", "belgium": "BE",
-    "switzerland": "CH", "austria": "AT", "sweden": "SE", "poland": "PL", "new zealand": "NZ",
+    "uk": "GB", "england": "GB", "scotland": "GB", "wales": "GB", "northern ireland": "GB", "great britain": "GB",
+    "britain": "GB", "england and wales": "GB", "great britain and northern ireland": "GB", "america": "US",
+    "holland": "NL", "republic of ireland": "IE", "irish republic": "IE", "uae": "AE", "emirates": "AE",
+    "ksa": "SA", "ivory coast": "CI", "burma": "MM", "east timor": "TL", "kosovo": "XK", "macau": "MO",
+    "dr congo": "CD", "drc": "CD", "vatican city": "VA", "antigua": "AG", "cesko": "CZ", "slovensko": "SK",
+    "hellas": "GR", "nippon": "JP",
 }
+_COUNTRY_CODES = _country_codes()
+_REGIONS = frozenset(_COUNTRY_CODES.values())
 
 
 @lru_cache(maxsize=512)
 def region_code(country: str | None) -> str | None:
-    """ISO 3166 alpha-2 code for a country code or a common country name (None if unknown)."""
+    """ISO 3166 alpha-2 code for a country code (alpha-2, alpha-3, numeric) or name (None if unknown)."""
     if not country:
         return None
-    text = unidecode(str(country)).strip().lower().replace(".", "")
-    if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
-        return "GB" if text == "uk" else text.upper()
-    return _COUNTRY_ALIASES.get(text)
+    text = str(country).strip().lower()
+    if text in _BLOCKED_ANY and len(text) != 2:  # "n.a." is no country; "NA" is Namibia
+        return None
+    return _COUNTRY_CODES.get(fold_country(text))
 
 
 def normalize_phone(value: str | None, region: str | None = None) -> str | None:
@@ -813,20 +839,21 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         email=email,
         email_user=email_user,
         email_domain=email_domain,
-        phone=_record_phone(rec.phone, rec.phone_region, region),
+        phone=_record_phone(rec.phone, rec.phone_region, region or country),
         loyalty_id=normalize_loyalty_id(rec.loyalty_id),
         address=address,
         street_number=street_number,
         postcode=normalize_postcode(rec.postcode, rec.country),
         city=normalize_city(rec.city),
         country=country,
-        identifiers=_custom_identifiers(rec, region),
+        identifiers=_custom_identifiers(rec, region or country),
     )
 
 
 def _custom_identifiers(rec: CustomerRecord, country: str | None) -> dict[str, str]:
     """The record's custom identifiers under the type each is kept as (trimmed, lower-case), placeholders and the
-    engine's own types left out. A phone is read with the record's regions, as the phone field is."""
+    engine's own types left out. A phone is read with the record's regions, as the phone field is (country: as
+    _record_phone takes it)."""
     custom = {}
     for raw_type, raw in (rec.identifiers or {}).items():
         id_type = str(raw_type).strip().lower()  # checked for placeholders under the type it is kept as
@@ -858,7 +885,11 @@ def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
 def _record_phone(value: Any, phone_region: str | None, country: str | None) -> str | None:
     """A record's phone parsed with its own country (its region code) first, then the source's default region
     (phone_region): a source that is mostly British still has customers with American numbers written the national
-    way."""
+    way. country is the record's as normalized: a region code, or the folded name of a country the table does not
+    know, which still says the customer may live elsewhere than the source's region, so that a national number is
+    not read as one of it ("030 1234 5678" is Berlin, not +44 30...): only an international form is."""
+    if country is not None and country not in _REGIONS:
+        return normalize_phone(value)
     source_region = region_code(phone_region) if phone_region else None
     phone = normalize_phone(value, country or source_region)
     if phone is None and source_region and country and source_region != country:

@@ -12,8 +12,8 @@ from hypothesis import given, settings, strategies as st
 from shared.models import CustomerRecord
 from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, fold_name, is_blocked_value,
                               normalize_address, normalize_birth_date, normalize_email, normalize_loyalty_id,
-                              normalize_phone, normalize_postcode, normalize_record, split_full_name,
-                              strong_identifiers)
+                              normalize_phone, normalize_postcode, normalize_record, region_code,
+                              split_full_name, strong_identifiers)
 from shared.normalize import _BLOCKED_ANY, _digits_of, _is_placeholder_phone, _is_valid_number
 
 
@@ -271,7 +271,52 @@ def test_phone_parsed_in_the_record_country_before_the_source_default():
     assert n.phone == "+12018134752"
     n = normalize_record(_record(phone="01512 8694536", phone_region="GB", country="Germany"))
     assert n.phone == "+4915128694536"
-    assert normalize_record(_record(phone="07911 123456", phone_region="GB", country="Atlantis")).phone == "+447911123456"
+    # A country given as a placeholder is no country: the source's region reads the number.
+    assert normalize_record(_record(phone="07911 123456", phone_region="GB", country="N/A")).phone == "+447911123456"
+
+
+@pytest.mark.parametrize("country, region", [
+    ("DEU", "DE"), ("GBR", "GB"), ("usa", "US"), ("826", "GB"), ("Norway", "NO"), ("Norge", "NO"), ("Japan", "JP"),
+    ("日本", "JP"), ("Türkiye", "TR"), ("Turkey", "TR"), ("Czech Republic", "CZ"), ("The Netherlands", "NL"),
+    ("U.K.", "GB"), ("Northern Ireland", "GB"), ("Bosnia & Herzegovina", "BA"), ("St. Lucia", "LC"),
+    ("Côte d'Ivoire", "CI"), ("Korea, Republic of", "KR"), ("España", "ES"), ("NA", "NA"),
+    ("n.a.", None), ("N/A", None), ("Atlantis", None), ("", None), (None, None),
+])
+def test_region_code_of_country_codes_and_names(country, region):
+    assert region_code(country) == region
+
+
+def test_every_region_is_found_by_its_codes_and_english_name():
+    # The table is complete: each region phonenumbers knows, by alpha-2 code and by the English name phonenumbers
+    # gives it; each ISO country by its alpha-3 code (a few spot checks of the generated file).
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        assert region_code(region) == region and region_code(region.lower()) == region
+        names = LOCALE_DATA.get(region, {})
+        english = names.get("en", "")
+        english = names.get(english[1:], "") if english.startswith("*") else english
+        assert not english or region_code(english) == region, (region, english)
+    assert [region_code(c) for c in ("AUT", "BRA", "CHN", "IND", "MEX", "NZL", "ZAF", "CHE")] == [
+        "AT", "BR", "CN", "IN", "MX", "NZ", "ZA", "CH"]
+
+
+@pytest.mark.parametrize("phone, country, source_region, expected", [
+    ("030 12345678", "DEU", "GB", "+493012345678"),  # was read as a British number: +443012345678
+    ("912 34 567", "Norway", "GB", "+4791234567"),
+    ("090-1234-5678", "Japan", "US", "+819012345678"),
+    # A country the table does not know still says the customer may not live in the source's region: only an
+    # international form is read.
+    ("030 12345678", "Atlantis", "GB", None),
+    ("+49 30 12345678", "Atlantis", "GB", "+493012345678"),
+])
+def test_phone_read_with_the_records_country_by_any_name(phone, country, source_region, expected):
+    assert normalize_record(_record(phone=phone, country=country, phone_region=source_region)).phone == expected
+
+
+def test_postcode_and_country_by_alpha_3_code():
+    n = normalize_record(_record(postcode="1234", country="DEU"))
+    assert (n.postcode, n.country) == ("01234", "DE")
 
 
 def test_placeholders_never_become_identifiers():
