@@ -73,7 +73,7 @@ def test_identifier_ids_stay_within_the_cosmos_id_length_limit():
 
     Why: identifier ids are "<type>:<normalized value>" (docs.identifier_id) and the identifier container is
     partitioned by that id; normalize_loyalty_id / normalize_identifier keep values of any length (emails are
-    capped at 254 by their validator, the rest are not), and CosmosContainer only percent-encodes the id, which
+    capped at 254 by their validator, the rest are not), and CosmosContainer only escapes characters of the id, which
     makes it longer. MemoryStore and the emulator accept any id length, so no test sees it."""
     from shared.identity import resolve_records
     from shared.models import CustomerRecord

@@ -64,17 +64,17 @@ def random_profile_id() -> str:
     return "p_" + uuid.uuid4().hex[:20]
 
 
-# Cosmos DB refuses an id longer than 1,023 bytes, counted as stored: UTF-8, after the percent-encoding of the
+# Cosmos DB refuses an id longer than 1,023 bytes, counted as stored: UTF-8, after the escaping (~XX) of the
 # characters it forbids (CosmosContainer's encode_id, mirrored here: the identity engine runs on any store). An id of
 # at most 255 characters always fits (4 bytes a character at most; an escaped character takes 3).
 MAX_ID_BYTES = 1023
 SAFE_ID_CHARS = 255
-_ESCAPED_IN_IDS = ("%", "/", "\\", "?", "#", "\t", "\r", "\n")
+_ESCAPED_IN_IDS = ("~", "%", "/", "\\", "?", "#", "\t", "\r", "\n")
 DIGEST_CHARS = 40  # hex digits of a long value's digest (160 bits)
 
 
 def stored_id_bytes(item_id: str) -> int:
-    """The bytes Cosmos DB counts for this id: UTF-8, after percent-encoding (2 more bytes per escaped character)."""
+    """The bytes Cosmos DB counts for this id: UTF-8, after escaping (2 more bytes per escaped character)."""
     escaped = sum(item_id.count(c) for c in _ESCAPED_IN_IDS) + (1 if item_id.endswith(" ") else 0)
     return len(item_id.encode("utf-8", "surrogatepass")) + 2 * escaped
 
