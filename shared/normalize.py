@@ -401,19 +401,23 @@ MAX_TEXT_CHARS = 128
 
 _NON_ALNUM = re.compile(r"[^a-z0-9 ]+")
 _SPACES = re.compile(r"\s+")
-_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "nil", "test", "anonymous", "customer", "undefined", "nan",
-                            "n a", "xxx", "tbc", "guest"})
-# Every placeholder of any field, as fold_name leaves it ("Not Provided" -> "not provided"), but real surnames
-# (Na, Blank) and the initial X.
-_BLOCKED_NAMES |= {_SPACES.sub(" ", _NON_ALNUM.sub(" ", v)).strip() for v in _BLOCKED_ANY} - {"", "na", "blank", "x"}
-_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "herr", "frau", "sr", "sra", "mme", "mlle"})
+_BLOCKED_NAMES = frozenset({"unknown", "none", "null", "test", "anonymous", "customer", "undefined", "n a", "xxx",
+                            "tbc", "guest"})
+# Every placeholder of any field, as fold_name leaves it ("Not Provided" -> "not provided"), but real names: the
+# surnames Na, Blank and Nan (南), the given names Nan and Nil, and the initial X. A spreadsheet's NaN is a float,
+# left out by fold_name as such (ingestion reads it as no value already).
+_BLOCKED_NAMES |= {_SPACES.sub(" ", _NON_ALNUM.sub(" ", v)).strip() for v in _BLOCKED_ANY} - {
+    "", "na", "blank", "nan", "nil", "x"}
+_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev", "herr", "frau", "sr", "sra",
+                     "mme", "mlle"})
+# Only after a name: "Rahman MD" is a doctor, "Md Rahman" a Mohammed (as Bangladeshi names abbreviate it).
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq"})
 
 
 @lru_cache(maxsize=65536)
 def fold_name(value: Any) -> str | None:
     """ASCII-folded, lower-case name: 'José  O'Brien-Smith' -> 'jose obrien smith'. None if nothing is left."""
-    if value is None:
+    if value is None or (isinstance(value, float) and value != value):  # a spreadsheet's NaN
         return None
     text = str(value)
     if not text.isascii():
@@ -449,8 +453,11 @@ def _fold_unicode(text: str) -> str:
 def _strip_titles(folded: str | None) -> str | None:
     if not folded:
         return None
-    tokens = [t for t in folded.split(" ") if t not in _TITLES and t not in _SUFFIXES]
-    return " ".join(tokens) or None
+    kept: list[str] = []
+    for token in folded.split(" "):
+        if token not in _TITLES and not (kept and token in _SUFFIXES):  # a suffix follows a name
+            kept.append(token)
+    return " ".join(kept) or None
 
 
 _NICKNAMER: NickNamer | None = None
@@ -583,8 +590,9 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
         return tokens[0], tokens[1]
     if text.count(",") == 1 and "." not in text:
         family, given = (part.strip() for part in text.split(","))
+        # "Rahman, Md": alone as the given part, Md is the name (Mohammed), where nameparser reads a suffix.
         if (family and given and len(family.split()) == 1 and len(given.split()) == 1
-                and not {family.lower(), given.lower()} & _parser_words()):
+                and not {family.lower(), given.lower()} & (_parser_words() - {"md"})):
             return given, family
     return _parse_full_name(text)
 

@@ -103,6 +103,33 @@ def test_placeholder_names_are_blocked(placeholder):
     assert fold_name(placeholder) is None
 
 
+@pytest.mark.parametrize("name", ["Nan", "Nil", "Na", "Blank", "Md"])
+def test_real_names_that_look_like_placeholders_or_suffixes_are_kept(name):
+    # Nan (南, and a given name), Nil (a Turkish given name), Md (Mohammed in Bangladeshi names)
+    n = normalize_record(_rec("pos", "1", given_name=name, family_name="Li"))
+    m = normalize_record(_rec("pos", "2", given_name="Wei", family_name=name))
+    assert (n.given_name, m.family_name) == (name.lower(), name.lower())
+
+
+@pytest.mark.parametrize("full_name, given, family", [
+    ("Md Rahman", "md", "rahman"), ("Rahman, Md", "md", "rahman"), ("Mr Md Abdul Karim", "md", "karim"),
+    ("John Smith MD", "john", "smith"), ("Dr. Jane Doe, MD", "jane", "doe"),  # a doctor's MD after the name goes
+])
+def test_md_is_a_name_before_the_name_and_a_suffix_after_it(full_name, given, family):
+    n = normalize_record(_rec("pos", "1", full_name=full_name))
+    assert (n.given_name, n.family_name) == (given, family)
+
+
+def test_a_customer_called_nan_li_with_a_city_is_resolved_not_quarantined(model):
+    result, = resolve_records(MemoryStore(), [_rec("pos", "9", given_name="Nan", family_name="Li", city="Leeds")],
+                              settings=Settings(), model=model)
+    assert result.action == "created"
+
+
+def test_a_spreadsheet_nan_is_no_name():
+    assert fold_name(float("nan")) is None
+
+
 def test_two_unknown_customers_with_a_placeholder_name_are_not_merged(model):
     store = MemoryStore()
     unknown = dict(given_name="Not Provided", family_name="Not Provided", postcode="SW1A 1AA")
