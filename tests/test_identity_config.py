@@ -50,6 +50,13 @@ def test_a_deployment_allows_two_cards_and_trusts_its_loyalty_system(store, tmp_
     ({"survivorship": {"default_rule": "newest"}}, "survivorship.default_rule"),
     ({"protection": {"limits": {"email": 0}}}, "a limit is at least 1"),
     ({"max_candidates": 0}, "max_candidates"),
+    # inconsistent values that once loaded and then were silently ignored, or changed every decision
+    ({"protection": {"limit_one_attributes": ["birthdate"]}}, "birthdate is not an attribute protection compares"),
+    ({"protection": {"limit_one_attributes": ["address_line1"]}}, "address_line1 is not an attribute"),
+    ({"protection": {"priority": ["email", "EMAIL"]}}, "protection.priority: a type is listed twice"),
+    ({"protection": {"limits": {"source": 1}}}, "source has no limit"),
+    ({"protection": {"limits": {"loyalty_id": True}}}, "protection.limits.loyalty_id"),
+    ({"protection": {"max_merges": "5"}}, "protection.max_merges"),
 ])
 def test_invalid_file_fails_with_the_error_located(tmp_path, body, where):
     path = tmp_path / "bad.json"

@@ -9,11 +9,14 @@ likewise a model file that does not load (never a silent fall back to the shippe
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.normalize import NormalizedRecord
 
 from .docs import ResolverConfig
 from .matching import CLASSES, COMPARISONS, MatchModel
@@ -24,7 +27,11 @@ DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "identity
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # strict: true or "5" is no limit of 5
+
+
+# What a limit-1 attribute can name: a field merge protection compares on the records (NormalizedRecord).
+LIMIT_ONE_ATTRIBUTES = frozenset(f.name for f in fields(NormalizedRecord)) - {"key", "source", "identifiers"}
 
 
 class ProtectionConfig(_Strict):
@@ -56,12 +63,22 @@ class IdentityConfig(_Strict):
 
     def resolver_config(self) -> ResolverConfig:
         p, s = self.protection, self.survivorship
-        limits = {"source": None, **{k.strip().lower(): v for k, v in p.limits.items()}}
+        limits = {k.strip().lower(): v for k, v in p.limits.items()}
         if any(v is not None and v < 1 for v in limits.values()):
             raise ValueError("protection.limits: a limit is at least 1 (or null for none)")
+        if limits.get("source") is not None:
+            raise ValueError("protection.limits: source has no limit (a profile holds one source key per record)")
+        priority = [t.strip().lower() for t in p.priority]  # as limits' types are read
+        if len(set(priority)) < len(priority):
+            raise ValueError("protection.priority: a type is listed twice")
+        unknown = sorted(set(p.limit_one_attributes) - LIMIT_ONE_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"protection.limit_one_attributes: {', '.join(unknown)} is not an attribute protection "
+                             f"compares (one of {', '.join(sorted(LIMIT_ONE_ATTRIBUTES))})")
         return ResolverConfig(
-            protection=ProtectionPolicy(limits=limits, default_limit=p.default_limit, weak_limit=p.weak_limit,
-                                        priority=tuple(p.priority), limit_one_attributes=tuple(p.limit_one_attributes),
+            protection=ProtectionPolicy(limits={"source": None, **limits}, default_limit=p.default_limit,
+                                        weak_limit=p.weak_limit, priority=tuple(priority),
+                                        limit_one_attributes=tuple(p.limit_one_attributes),
                                         max_merges=p.max_merges, max_identifiers=p.max_identifiers,
                                         max_records=p.max_records, blocked_values=p.blocked_values),
             survivorship=SurvivorshipPolicy(default_rule=s.default_rule, rules=dict(s.rules),
