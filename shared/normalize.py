@@ -175,7 +175,7 @@ def _normalize_email(text: str, provider_rules: bool) -> str | None:
 
 def fold_country(value: Any) -> str:
     """A country as the country table holds it: ASCII, lower-case, words of letters and digits, without a leading
-    "the" ("U.S.A." -> "usa", "Bosnia & Herzegovina" -> "bosnia and herzegovina", "The Netherlands" -> "netherlands")."""
+    "the" ("U.S.A." -> "usa", "Bosnia & Herzegovina" -> "bosnia and herzegovina", "The Gambia" -> "gambia")."""
     text = unidecode(str(value)).lower().replace(".", "").replace("'", "").replace("&", " and ")
     text = " ".join(_NON_ALNUM.sub(" ", text).split())
     if text.startswith("the "):
@@ -642,22 +642,31 @@ _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
 
 def _address_tokens(text: str) -> list[str]:
     folded = unidecode(unicodedata.normalize("NFKC", text)).lower().replace("#", " unit ")
+    folded = _UNIT_SLASH_HOUSE.sub(r"unit \1 \2", folded)
     folded = _SPACES.sub(" ", _NON_ALNUM.sub(" ", folded.replace("'", ""))).strip()
     tokens: list[str] = []
-    units: list[str] = []  # at the end, wherever they were written: "Flat 4, 12 High St" is "12 High St, Flat 4"
-    words = folded.split(" ") if folded else []
+    # Units go at the end, wherever they were written: "Flat 4, 12 High St" is "12 High St, Flat 4".
+    units: list[tuple[str, str]] = []
+    words = _with_house_letters(folded.split(" ")) if folded else []
     i = 0
     while i < len(words):
         word = words[i]
         following = words[i + 1] if i + 1 < len(words) else ""
+        if following in _FLOOR_WORDS and _floor_level(word):  # "1st Floor", "Ground Floor Flat": "floor 1", "floor 0"
+            units.append(("floor", _floor_level(word)))
+            i += 2
+            if i < len(words) and _UNIT_WORDS.get(words[i]) == "unit" and not _flat_number_follows(words, i + 1):
+                i += 1  # "First Floor Flat, 10 High St": that floor's flat; the number after it is the house's
+            continue
         if word in _UNIT_WORDS or word in _HOUSE_NUMBER_WORDS:
             # A word without a number after it is part of a name: "12 Flat Rock Road", "Suite Lane".
             skip = following in _HOUSE_NUMBER_WORDS or following == "unit"  # "Flat No. 4", "Flat #4"
             number_at = i + 2 if skip else i + 1
             number = words[number_at] if number_at < len(words) else ""
-            if any(ch.isdigit() for ch in number):
+            lettered = len(number) == 1 and number.isalpha() and word in _UNIT_WORDS  # "Flat A, 12 High St"
+            if lettered or any(ch.isdigit() for ch in number):
                 if word in _UNIT_WORDS:  # "Apt 4", "Flat 2B", "Suite 300" -> "unit 4"; "Floor 4" -> "floor 4"
-                    units += [_UNIT_WORDS[word], number]
+                    units.append((_UNIT_WORDS[word], number))
                 else:
                     tokens.append(number)
                 i = number_at + 1
@@ -667,7 +676,44 @@ def _address_tokens(text: str) -> list[str]:
             word = _ADDRESS_ABBREVIATIONS[word]
         tokens.append(_ORDINAL_WORDS.get(word, word))
         i += 1
-    return tokens + units
+    return tokens + [part for unit in sorted(units) for part in unit]  # "Flat 4, 1st Floor" is "1st Floor, Flat 4"
+
+
+# "2/10 High St" (Australia, New Zealand): flat 2 of house 10, as "Unit 2, 10 High St".
+_UNIT_SLASH_HOUSE = re.compile(r"^\s*(\d+[a-z]?)\s*/\s*(\d+[a-z]?)\b")
+_FLOOR_WORDS = frozenset({"floor", "fl"})
+_FLOOR_LEVELS = {"ground": "0", "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5"}
+_ORDINAL_NUMBER = re.compile(r"(\d+)(?:st|nd|rd|th)")
+_DIRECTION_LETTERS = frozenset("nsew")  # "10 N Main St": north, not house 10N
+
+
+def _floor_level(word: str) -> str | None:
+    """The floor an ordinal names: "1st" and "first" -> "1", "ground" -> "0"."""
+    if word in _FLOOR_LEVELS:
+        return _FLOOR_LEVELS[word]
+    found = _ORDINAL_NUMBER.fullmatch(word)
+    return found.group(1) if found else None
+
+
+def _flat_number_follows(words: list[str], at: int) -> bool:
+    """True when words[at] is a flat's number: one the house's number ("Flat 2, 10 High St") or nothing follows
+    ("10 High St, 1st Floor, Flat 4"), not one a street name follows ("Flat, 10 High St")."""
+    if at >= len(words) or not words[at][:1].isdigit():
+        return False
+    return at + 1 == len(words) or words[at + 1][:1].isdigit()
+
+
+def _with_house_letters(words: list[str]) -> list[str]:
+    """A number's letter written apart joined to it: "10 B High St" is "10B High St" (not a direction letter)."""
+    if not any(len(word) == 1 and word.isalpha() for word in words):
+        return words
+    out: list[str] = []
+    for word in words:
+        if out and len(word) == 1 and word.isalpha() and word not in _DIRECTION_LETTERS and out[-1].isdigit():
+            out[-1] += word
+        else:
+            out.append(word)
+    return out
 
 
 def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:
@@ -697,16 +743,21 @@ def _address_text(line1: Any, line2: Any, number: str | None) -> str | None:
     return None if not text or text in _BLOCKED_ANY else text
 
 
-_NON_LOWER_ALNUM = re.compile(r"[^0-9a-z]")
 _NON_ALNUM_ANY_CASE = re.compile(r"[^0-9A-Za-z]")
 _ALL_ZEROS = re.compile(r"0+")
 
 
 def _clean_street_number(value: Any) -> str | None:
+    """"10" of "10", 10.0 and "10.0" (a spreadsheet's), "No. 10"; "10b" of "10 B"."""
     if value is None:
         return None
-    text = _NON_LOWER_ALNUM.sub("", unidecode(str(value)).lower())[:MAX_TEXT_CHARS]
-    return text or None
+    words = _NON_ALNUM.sub(" ", _DECIMAL_ZEROS.sub("", unidecode(str(value)).lower())).split()
+    while words and words[0] in _HOUSE_NUMBER_WORDS:
+        del words[0]
+    return "".join(words)[:MAX_TEXT_CHARS] or None
+
+
+_DECIMAL_ZEROS = re.compile(r"(?<=\d)\.0+$")
 
 
 def street_number_of(address: str | None) -> str | None:

@@ -259,6 +259,33 @@ def test_floor_is_not_an_apartment():
     assert normalize_address("12 High Street, Floor 4") != normalize_address("12 High Street, Apt 4")
 
 
+@pytest.mark.parametrize("a, b, address", [
+    # An ordinal floor: "floor 1", not floor 10 of house "1st"
+    (("1st Floor, 10 High St",), ("10 High St", "1st Floor"), "10 high st floor 1"),
+    (("First Floor Flat, 10 High St",), ("10 High St", "First Floor Flat"), "10 high st floor 1"),
+    (("Ground Floor Flat, 10 High St",), ("10 High St", "Ground Floor Flat"), "10 high st floor 0"),
+    (("Flat 4, 1st Floor, 12 High St",), ("12 High St", "1st Floor, Flat 4"), "12 high st floor 1 unit 4"),
+    (("First Floor Flat 2, 10 High St",), ("10 High St", "Flat 2, 1st Floor"), "10 high st floor 1 unit 2"),
+    (("2/10 High St",), ("Unit 2, 10 High St",), "10 high st unit 2"),  # flat 2 of house 10 (Australia)
+    (("10 B High St",), ("10B High St",), "10b high st"),
+    (("Flat A, 12 High St",), ("12 High St", "Flat A"), "12 high st unit a"),
+])
+def test_floors_flats_and_house_letters_written_two_ways_are_one_address(a, b, address):
+    assert normalize_address(*a) == normalize_address(*b) == address
+
+
+@pytest.mark.parametrize("written", ["10", "10.0", "No. 10", "nr 10"])
+def test_a_street_number_from_a_spreadsheet_or_with_no_is_the_number(written):
+    n = normalize_record(_rec("s", "1", given_name="Ann", family_name="Lee", address_line1="High St",
+                              street_number=written))
+    assert (n.address, n.street_number) == ("10 high st", "10")
+    assert normalize_address("High St", None, 10.0) == "10 high st"
+
+
+def test_a_direction_letter_is_not_a_house_letter():
+    assert normalize_address("10 N Main St") == normalize_address("10 North Main St") == "10 n main st"
+
+
 def test_a_unit_word_in_a_street_name_is_not_dropped():
     # "flat" without a number after it is dropped: Flat Rock Road becomes Rock Road (and "Suite Lane" becomes "ln")
     assert normalize_address("12 Flat Rock Road") != normalize_address("12 Rock Road")
