@@ -435,8 +435,9 @@ def fold_name(value: Any) -> str | None:
 _APOSTROPHE_LIKE = str.maketrans({"\u00b4": "'", "\u2018": "'", "\u2019": "'", "\u02bc": "'", "\u02bb": "'",
                                   "\u02b9": "'", "\u02ca": "'", "\u0060": "'"})
 # Han ideographs: unidecode reads them as pinyin without tones, so 张伟, 章伟 and 张薇 would all be "zhang wei".
-_HAN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+)")
-_NON_NAME_CHARS = re.compile(r"[^a-z0-9 \u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+")
+_HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"
+_HAN = re.compile(f"([{_HAN_RANGES}]+)")
+_NON_NAME_CHARS = re.compile(f"[^a-z0-9 {_HAN_RANGES}]+")
 
 
 def _fold_unicode(text: str) -> str:
@@ -582,6 +583,9 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
     if not full_name or not str(full_name).strip():
         return None, None
     text = str(full_name).strip()
+    han = _split_han_name(text) if not text.isascii() else None
+    if han:
+        return han
     tokens = text.split()
     # "Ann Lee" and "Lee, Ann" (most names) need no parser; nameparser (~150 us) handles titles, suffixes,
     # particles such as "de la Cruz", and words it reads specially in the "Family, Given" form.
@@ -595,6 +599,28 @@ def split_full_name(full_name: str | None) -> tuple[str | None, str | None]:
                 and not {family.lower(), given.lower()} & (_parser_words() - {"md"})):
             return given, family
     return _parse_full_name(text)
+
+
+# A Chinese or Japanese name in Han characters, the family name first: "张伟", "山田太郎", "张 伟", "山田　太郎".
+_HAN_FULL_NAME = re.compile(f"([{_HAN_RANGES}]{{2,}})|([{_HAN_RANGES}]+)\\s+([{_HAN_RANGES}]+)")
+# Chinese two-character family names (simplified and traditional): 欧阳娜娜 is Ouyang Nana, not Ou Yangnana.
+_COMPOUND_HAN_SURNAMES = frozenset(
+    "欧阳 歐陽 司马 司馬 上官 诸葛 諸葛 东方 東方 皇甫 尉迟 尉遲 公孙 公孫 慕容 长孙 長孫 宇文 司徒 夏侯 轩辕 軒轅 令狐 端木 "
+    "西门 西門 南宫 南宮 独孤 獨孤 申屠 澹台 澹臺 呼延 万俟 萬俟 闻人 聞人 太史 公冶 赫连 赫連 钟离 鍾離".split())
+
+
+def _split_han_name(text: str) -> tuple[str, str] | None:
+    """(given, family) of a Han full name, None for any other name. Written without a space, the family name is
+    the first character, or two: a compound family name (欧阳), or of a four-character name (山田太郎, Japanese
+    names are mostly two and two; 陈方安生 a married woman's two family names)."""
+    found = _HAN_FULL_NAME.fullmatch(text)
+    if not found:
+        return None
+    whole, family, given = found.groups()
+    if family:
+        return given, family
+    size = 2 if whole[:2] in _COMPOUND_HAN_SURNAMES or len(whole) == 4 else 1
+    return whole[size:], whole[:size]
 
 
 _NAME_PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "van", "von", "der", "den", "la", "le", "bin", "ibn", "al", "st"})

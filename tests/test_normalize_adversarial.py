@@ -298,6 +298,26 @@ def test_distinct_han_names_are_not_folded_into_one():
     assert fold_name("张伟") != fold_name("张薇")
 
 
+@pytest.mark.parametrize("full_name, given, family", [
+    ("张伟", "伟", "张"), ("張偉", "偉", "張"), ("王小明", "小明", "王"),
+    ("欧阳娜娜", "娜娜", "欧阳"), ("司馬遷", "遷", "司馬"),  # compound family names
+    ("山田太郎", "太郎", "山田"),  # four characters: two and two
+    ("张 伟", "伟", "张"), ("山田　太郎", "太郎", "山田"),  # with a space: the family name first still
+])
+def test_han_full_names_are_split_family_name_first(full_name, given, family):
+    n = normalize_record(_rec("s", "1", full_name=full_name))
+    assert (n.given_name, n.family_name) == (given, family)
+
+
+@pytest.mark.parametrize("a, b", [("张伟", "张强"), ("山田太郎", "山田花子")])
+def test_han_named_siblings_on_one_home_phone_are_two_people(model, a, b):
+    store = MemoryStore()
+    first, second = resolve_records(store, [_rec("pos", "1", phone="+86 138 0013 8000", full_name=a),
+                                            _rec("web", "2", phone="+86 138 0013 8000", full_name=b)],
+                                    settings=Settings(), model=model)
+    assert second.profile_id != first.profile_id, f"{b} joined {a}'s profile ({second.action})"
+
+
 # --- 5. Impossible values kept --------------------------------------------------------------------------
 
 def test_birth_date_in_the_future_is_rejected():
