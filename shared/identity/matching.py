@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import jellyfish
-from rapidfuzz.distance import OSA, JaroWinkler
+from rapidfuzz.distance import OSA, JaroWinkler, LCSseq
 from rapidfuzz.process import extractOne
 
-from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, compound_names_differ,
-                              formal_names_of, is_known_given_name, nickname_forms)
+from shared.normalize import (_NAME_PARTICLES, NormalizedRecord, are_nicknames, canonical_given_name,
+                              compound_names_differ, formal_names_of, is_known_given_name, nickname_forms)
 
 DEFAULT_MODEL_PATH = Path(__file__).with_name("default_model.json")
 CLASSES = ("match", "related", "unrelated")
@@ -64,14 +64,14 @@ _jw = JaroWinkler.similarity
 def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str | None) -> int:
     if not a or not b:
         return 0
-    if a == b:
+    if a == b or _umlaut_spellings(a, b):
         return 1
     if compound_names_differ(a, b):
         # Jean-Pierre / Jean-Luc, Mary Jane / Mary Ann: siblings, though their letters are close. A typo in the
         # second word ("anna lena" / "anna lenna") still compares as a typo below.
         if _jw(a.split(" ", 1)[1], b.split(" ", 1)[1]) < 0.82:
             return GIVEN_DIFFERENT
-    elif (a_canon and a_canon == b_canon) or are_nicknames(a, b):
+    elif _forms_of_one_name(a, b):
         return 2
     # Against the other's formal name too: "mxrgaret" is a typo of the "margaret" that "meg" stands for.
     sim = max(_jw(a, b), _jw(a, b_canon) if b_canon else 0.0, _jw(a_canon, b) if a_canon else 0.0)
@@ -102,19 +102,74 @@ def _slip_of_a_name(a: str, b: str) -> bool:
     return min(len(a), len(b)) >= 5 and is_known_given_name(a) != is_known_given_name(b) and OSA.distance(a, b) <= 1
 
 
+def _forms_of_one_name(a: str, b: str) -> bool:
+    """Nicknames of one name: one listed under the other in the nicknames data (bob, bobby, robert), or both short
+    forms of a name they are listed under, their letters in its order (liz, beth: elizabeth). As are_nicknames, less
+    its rule that one canonical form is enough: the data lists billy under robert as well as william, so billy and
+    bobby, two brothers, would be one name (and betty and lisa, both elizabeth's). Compound names: the caller's."""
+    first_a, first_b = a.split(" ", 1)[0], b.split(" ", 1)[0]
+    formal_a, formal_b = formal_names_of(first_a), formal_names_of(first_b)
+    if first_a == first_b or first_a in formal_b or first_b in formal_a:
+        return True
+    longest = max(len(first_a), len(first_b))
+    return any(len(name) > longest and _letters_in_order(first_a, name) and _letters_in_order(first_b, name)
+               for name in formal_a if name in formal_b)
+
+
+def _letters_in_order(short: str, name: str) -> bool:
+    return LCSseq.similarity(short, name) == len(short)
+
+
+# ä/æ, ö/ø, ü and å typed as two letters (ae, oe, ue, aa) where unidecode leaves one vowel of the name as written
+# ("mueller", "müller": "muller"); before a consonant, as in names (not "joe", "joey", "xue").
+_UMLAUT_DIGRAPH = re.compile(r"([aou])e(?=[^aeiouy ])|(a)a(?=[^aeiouy ])")
+
+
+@lru_cache(maxsize=65536)
+def _umlauts_as_vowels(name: str) -> str:
+    return _UMLAUT_DIGRAPH.sub(r"\1\2", name)
+
+
+def _umlaut_spellings(a: str, b: str) -> bool:
+    """One name with ä, ö/ø, ü or å, written with a digraph and with the vowel ("juergen" / "jurgen", "soeren" /
+    "soren", "aasa" / "asa"): the same name as written. Not where the digraph's spelling is a name of its own
+    (Michael / Michal, Samuel), nor in a name of 3 letters unless the digraph opens it (Haan / Han, Yuen / Yun)."""
+    if len(a) == len(b):  # a fast exit: the digraph makes one longer
+        return False
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    vowels = _umlauts_as_vowels(longer)
+    return (vowels == _umlauts_as_vowels(shorter) and (len(vowels) >= 4 or longer[1] != shorter[1])
+            and not is_known_given_name(longer))
+
+
+# Words of a family name that many families share: particles (as split_full_name reads them, and those of
+# Portuguese, Spanish, Dutch, Arabic and Malay names), conjunctions (garcia y lopez), and Mac and O written apart.
+_PARTICLES = _NAME_PARTICLES | frozenset({"do", "dos", "das", "des", "los", "las", "y", "e", "ter", "ten", "zu", "el",
+                                          "bint", "binti", "ben", "san", "saint", "mac", "mc", "o"})
+
+
+@lru_cache(maxsize=65536)
+def _less_particles(name: str) -> str:
+    """A family name without its particles ("de la cruz": "cruz"), or as it is when nothing else is left ("le")."""
+    return " ".join(word for word in name.split(" ") if word not in _PARTICLES) or name
+
+
 def _family_level(a: str | None, b: str | None) -> int:
     if not a or not b:
         return 0
-    if a == b:
+    if a == b or _umlaut_spellings(a, b):
         return 1
+    if " " in a or " " in b:
+        if a.replace(" ", "") == b.replace(" ", ""):  # "vandenberg" / "van den berg"
+            return 1
+        core_a, core_b = _less_particles(a), _less_particles(b)
+        if set(core_a.split(" ")) & set(core_b.split(" ")):  # "garcia lopez" / "garcia"; not "de jong" / "de vries"
+            return 2
+        if core_a != a and core_b != b:  # both with particles: "da silva" and "da costa" are alike only in "da "
+            a, b = core_a, core_b
     sim = _jw(a, b)
     if sim >= 0.92:
         return 2
-    if " " in a or " " in b:  # double-barrelled: "garcia lopez" vs "garcia"
-        if set(a.split(" ")) & set(b.split(" ")):
-            return 2
-        if a.replace(" ", "") == b.replace(" ", ""):
-            return 1
     if sim >= 0.82:
         return 3
     return 4
@@ -155,8 +210,11 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
 
 def _typo_of_nickname(name: str, canonical: str | None) -> bool:
     # One slip in a 4-5 letter nickname scores 0.88-0.92 (dabey/davey, ejss/jess). One call scores all the forms.
-    return bool(canonical) and len(name) >= 4 and extractOne(
-        name, nickname_forms(canonical), scorer=_jw, score_cutoff=0.88) is not None
+    # A nickname of the formal name itself is no typo: billy and bobby are two of robert's (_forms_of_one_name).
+    if not canonical or len(name) < 4:
+        return False
+    forms = nickname_forms(canonical)
+    return name not in forms and extractOne(name, forms, scorer=_jw, score_cutoff=0.88) is not None
 
 
 def _typo_of_formal(name: str, nickname: str) -> bool:
