@@ -668,18 +668,18 @@ _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
 
 def _address_tokens(text: str) -> list[str]:
     folded = unidecode(unicodedata.normalize("NFKC", text)).lower().replace("#", " unit ")
-    folded = _UNIT_SLASH_HOUSE.sub(r"unit \1 \2", folded)
+    folded = _HOUSE_LETTER_APART.sub(r"\1\2", _UNIT_SLASH_HOUSE.sub(r"unit \1 \2", folded))
     folded = _SPACES.sub(" ", _NON_ALNUM.sub(" ", folded.replace("'", ""))).strip()
     tokens: list[str] = []
     # Units go at the end, wherever they were written: "Flat 4, 12 High St" is "12 High St, Flat 4".
     units: list[tuple[str, str]] = []
-    words = _with_house_letters(folded.split(" ")) if folded else []
+    words = folded.split(" ") if folded else []
     i = 0
     while i < len(words):
         word = words[i]
         following = words[i + 1] if i + 1 < len(words) else ""
-        if following in _FLOOR_WORDS and _floor_level(word):  # "1st Floor", "Ground Floor Flat": "floor 1", "floor 0"
-            units.append(("floor", _floor_level(word)))
+        if following in _FLOOR_WORDS and (level := _floor_level(word)):  # "1st Floor", "Ground Floor": floor 1, 0
+            units.append(("floor", level))
             i += 2
             if i < len(words) and _UNIT_WORDS.get(words[i]) == "unit" and not _flat_number_follows(words, i + 1):
                 i += 1  # "First Floor Flat, 10 High St": that floor's flat; the number after it is the house's
@@ -710,7 +710,9 @@ _UNIT_SLASH_HOUSE = re.compile(r"^\s*(\d+[a-z]?)\s*/\s*(\d+[a-z]?)\b")
 _FLOOR_WORDS = frozenset({"floor", "fl"})
 _FLOOR_LEVELS = {"ground": "0", "first": "1", "second": "2", "third": "3", "fourth": "4", "fifth": "5"}
 _ORDINAL_NUMBER = re.compile(r"(\d+)(?:st|nd|rd|th)")
-_DIRECTION_LETTERS = frozenset("nsew")  # "10 N Main St": north, not house 10N
+# A house or flat letter written apart from its number: "10 B High St" is "10B High St". Not a direction (10 N Main
+# St: north), nor r (rue), nor a letter with a dot after it (an abbreviation: "241 r. de la Paix").
+_HOUSE_LETTER_APART = re.compile(r"\b(\d+) +([a-df-mo-qt-vx-z])\b(?!\.)")
 
 
 def _floor_level(word: str) -> str | None:
@@ -727,19 +729,6 @@ def _flat_number_follows(words: list[str], at: int) -> bool:
     if at >= len(words) or not words[at][:1].isdigit():
         return False
     return at + 1 == len(words) or words[at + 1][:1].isdigit()
-
-
-def _with_house_letters(words: list[str]) -> list[str]:
-    """A number's letter written apart joined to it: "10 B High St" is "10B High St" (not a direction letter)."""
-    if not any(len(word) == 1 and word.isalpha() for word in words):
-        return words
-    out: list[str] = []
-    for word in words:
-        if out and len(word) == 1 and word.isalpha() and word not in _DIRECTION_LETTERS and out[-1].isdigit():
-            out[-1] += word
-        else:
-            out.append(word)
-    return out
 
 
 def normalize_address(line1: Any, line2: Any = None, street_number: Any = None) -> str | None:

@@ -282,8 +282,12 @@ def test_a_street_number_from_a_spreadsheet_or_with_no_is_the_number(written):
     assert normalize_address("High St", None, 10.0) == "10 high st"
 
 
-def test_a_direction_letter_is_not_a_house_letter():
-    assert normalize_address("10 N Main St") == normalize_address("10 North Main St") == "10 n main st"
+@pytest.mark.parametrize("address, number", [
+    ("10 N Main St", "10"), ("10 North Main St", "10"),  # a direction
+    ("241 r. de la Paix", "241"), ("241 r de la Paix", "241"),  # rue
+])
+def test_a_letter_after_the_number_that_is_no_house_letter_stays_apart(address, number):
+    assert street_number_of(normalize_address(address)) == number
 
 
 def test_a_unit_word_in_a_street_name_is_not_dropped():
