@@ -239,6 +239,33 @@ def test_remove_record(store, model):
     assert again.action == "created"
 
 
+def test_a_changed_record_releases_what_only_its_old_version_gave(store, model):
+    """pos|2 changes its loyalty card and phone and moves: the old card, phone and postcode key no longer lead to the
+    profile, before or after the record is removed, and block no one (a new card with Ann's email links)."""
+    from shared.audit import audit_store
+
+    a, = resolve(store, model, rec("crm", "1", email="ann@lee.org", **ANN))
+    old = dict(email="ann@lee.org", given_name="Ann", family_name="Lee")
+    resolve(store, model, rec("pos", "2", loyalty_id="L-111", phone="+447911123456", postcode="LS1 4AB", **old))
+    old_keys = next(r for r in get_profile(store, a.profile_id)["records"] if r["key"] == "pos|2")["blocking_keys"]
+    changed, = resolve(store, model, rec("pos", "2", loyalty_id="L-222", phone="+447911123999", **old))
+    assert (changed.action, changed.profile_id) == ("linked", a.profile_id)
+    profile = get_profile(store, a.profile_id)
+    assert {"loyalty_id:L222", "phone:+447911123999"} <= set(profile["identifiers"])
+    assert not {"loyalty_id:L111", "phone:+447911123456"} & set(profile["identifiers"])
+    assert find_profile_id(store, "loyalty_id", "L-111") is None
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    kept = {k for r in profile["records"] for k in r["blocking_keys"]}
+    for doc in store.container("blocking").read_items([(k, k) for k in old_keys if k not in kept]):
+        assert doc is None or a.profile_id not in doc["profile_ids"]
+    assert audit_store(store).as_dict()["violations"] == {}
+    remove_record(store, "pos", "2")
+    assert find_profile_id(store, "loyalty_id", "L-222") is None
+    assert get_profile(store, a.profile_id)["identifiers"] == ["email:ann@lee.org", "source:crm|1"]
+    card, = resolve(store, model, rec("web", "3", email="ann@lee.org", loyalty_id="L-333", given_name="Ann"))
+    assert (card.action, card.profile_id) == ("linked", a.profile_id)
+
+
 def test_split_never_merges_back(store, model):
     a, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann", family_name="Lee"))
     resolve(store, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", given_name="Ann"))

@@ -164,6 +164,37 @@ def test_removal_racing_a_link_of_the_same_phone_leaves_the_phone_and_keys_index
     assert violations(store) == {}
 
 
+# --- a record's new version releasing what only its old one gave ---------------------------------------------------
+
+def test_new_version_releasing_its_old_phone_while_a_link_gives_it_again_leaves_it_indexed(store):
+    from shared.identity import find_profile_id
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", **ANN))
+    app3 = rec("app", "3", email="ann.lee@shopmail.net", phone="+447911123456", **ANN)
+    # web|2 drops its phone; just before its worker releases it, another worker links app|3 (same phone)
+    racing = before_call(store, "identifiers", "delete_item", hook=lambda: resolve(store, app3))
+    changed, = resolve(racing, rec("web", "2", email="ann.lee@shopmail.net", loyalty_id="L-2", **ANN))
+    assert (changed.action, changed.profile_id) == ("linked", ann.profile_id)
+    assert find_profile_id(store, "phone", "+447911123456") == ann.profile_id
+    assert violations(store) == {}
+
+
+def test_new_version_dying_after_its_releases_is_finished_by_the_redelivery(store):
+    from shared.identity import find_profile_id
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", **ANN))
+    new_version = rec("web", "2", email="ann.lee@shopmail.net", loyalty_id="L-2", **ANN)
+    with pytest.raises(Died):  # the old phone released, the profile not written yet
+        resolve(InterceptingStore(store, "profiles", "replace_item"), new_version)
+    again, = resolve(store, new_version)  # the redelivered message
+    assert (again.action, again.profile_id) == ("linked", ann.profile_id)
+    assert "phone:+447911123456" not in get_profile(store, ann.profile_id)["identifiers"]
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert violations(store) == {}
+
+
 # --- a worker dying right after its commit, while its new profile was merged away --------------------------------
 
 def test_redelivery_after_dying_past_the_commit_points_identifiers_at_the_survivor(store):

@@ -33,7 +33,7 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import entry_identifiers, take_out, update_block
+from .maintenance import entry_identifiers, index_again, only_given_by, release, take_out, update_block
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -632,7 +632,9 @@ class _Work:
         return self._wrote(None, self.ctx.profiles.create_item(doc))
 
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
-        """Add (or refresh) the record in the target profile, with optimistic concurrency."""
+        """Add (or refresh) the record in the target profile, with optimistic concurrency. A new version of the
+        record replaces its entry, releasing what only the old version gave the profile."""
+        replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         for _ in range(50):
             old, records = None, []
             for r in target["records"]:  # one pass: this record's entry, and the others
@@ -640,17 +642,21 @@ class _Work:
                     records.append(r)
                 elif old is None:
                     old = r
-            if old is not None and old["hash"] != self.hash and self._changed_later(old.get("updated_at")):
+            changed = old is not None and old["hash"] != self.hash
+            if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
                 raise ConcurrencyConflict("a newer version of the record is in the profile")
-            entry = self._entry(link or (old or {}).get("link"), old["added_at"] if old else None)
-            records.append(entry)
+            released = self._release_replaced(target["id"], old, records) if changed else set()
+            if changed:
+                replaced.append(old)
+            records.append(self._entry(link or (old or {}).get("link"), old["added_at"] if old else None))
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
             # its claim and died before taking it off again.
-            identifiers = sorted((set(target.get("identifiers", [])) - self.lost) | {self.source_iid, *claims})
-            if old is not None and old["hash"] == self.hash and identifiers == target.get("identifiers"):
-                return target
+            dropped = self.lost | released if released else self.lost
+            identifiers = sorted((set(target.get("identifiers", [])) - dropped) | {self.source_iid, *claims})
+            if old is not None and not changed and identifiers == target.get("identifiers"):
+                return self._index_shared(target, replaced)
             if old is None and len(records) > self.policy.max_records:
                 # Records linked by other workers since the decision filled it: decide again (cap:records).
                 raise ConcurrencyConflict("the profile reached its records cap meanwhile")
@@ -658,12 +664,33 @@ class _Work:
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": self.now}
             try:
-                return self._wrote(target, self.ctx.profiles.replace_item(body, etag=target["_etag"]))
+                written = self.ctx.profiles.replace_item(body, etag=target["_etag"])
             except PreconditionFailedError:
                 target = live_profile(self.ctx, target["id"])
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
+                continue
+            return self._wrote(target, self._index_shared(written, replaced))
         raise ConcurrencyConflict("could not link record")
+
+    def _release_replaced(self, profile_id: str, old: dict[str, Any], others: list[dict[str, Any]]) -> set[str]:
+        """Release the identifiers and blocking keys only the record's old version gave the profile (neither its
+        other records nor the new version give them), before the profile write, as take_out does for a removed
+        record. Returns the identifiers released: the profile no longer lists them."""
+        own_ids, own_keys = only_given_by(old, others)
+        ids = own_ids - {self.source_iid, *self.strong}
+        release(self.ctx, profile_id, ids, own_keys - set(self.blocking_keys))
+        return ids
+
+    def _index_shared(self, profile: dict[str, Any], replaced: list[dict[str, Any]]) -> dict[str, Any]:
+        """After old versions' entries were replaced: index the profile again under what they shared with its other
+        records, which an earlier attempt may have released before another worker linked a record giving it too
+        (take_out does the same for a removed record). The new version's own are claimed and added next."""
+        if replaced:
+            ids = set().union(*map(entry_identifiers, replaced)) - {self.source_iid, *self.strong}
+            kept_keys = {k for r in profile["records"] if r["key"] != self.key for k in r.get("blocking_keys", ())}
+            index_again(self.ctx, profile, ids, kept_keys & {k for e in replaced for k in e.get("blocking_keys", ())})
+        return profile
 
     def _wrote(self, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
         """`after` is `before` with this record's entry last: its snapshots are known without rebuilding them."""

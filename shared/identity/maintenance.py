@@ -21,8 +21,8 @@ def entry_identifiers(entry: dict[str, Any]) -> set[str]:
     return {source_identifier(entry["key"]), *record_identifiers(n)}
 
 
-def _own(entry: dict[str, Any], remaining: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
-    """Identifiers and blocking keys only this entry gives its profile."""
+def only_given_by(entry: dict[str, Any], remaining: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+    """Identifiers and blocking keys only this entry gives its profile (none of the remaining entries does)."""
     others_ids = set().union(*(entry_identifiers(r) for r in remaining)) if remaining else set()
     others_keys = {k for r in remaining for k in r.get("blocking_keys", [])}
     return entry_identifiers(entry) - others_ids, set(entry.get("blocking_keys", [])) - others_keys
@@ -107,24 +107,30 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
     if entry is None:
         return
     remaining = [r for r in profile["records"] if r["key"] != key]
-    own_ids, own_keys = _own(entry, remaining)
-    # Released before the profile changes: a retry after a crash works them out again from the entry, which is
-    # gone once the profile is written.
-    for iid in sorted(own_ids - {source_identifier(key)}):
-        _delete_identifier(ctx, iid, profile["id"])
-    for block in sorted(own_keys):
-        update_block(ctx, block, profile["id"], None)
+    own_ids, own_keys = only_given_by(entry, remaining)
+    release(ctx, profile["id"], own_ids - {source_identifier(key)}, own_keys)
     if remaining:
         kept = ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
-        _index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
+        index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
     else:
         ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
 
 
-def _index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]) -> None:
-    """Index the profile under the identifiers and blocking keys a removed record shared with the records it keeps.
-    An earlier attempt released those only that record gave then, and lost its profile write to another worker,
-    which linked a record giving them too: the profile keeps them, so they must still find it."""
+def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
+    """Release identifiers and blocking keys no record of the profile gives any more (a record taken out, or its old
+    version replaced) where they still lead to the profile. Done before the profile write that drops the record's
+    entry: a retry after a crash works them out again from the entry, which is gone once the profile is written."""
+    for iid in sorted(ids):
+        _delete_identifier(ctx, iid, profile_id)
+    for block in sorted(keys):
+        update_block(ctx, block, profile_id, None)
+
+
+def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]) -> None:
+    """Index the profile under the identifiers and blocking keys a record taken out (or its replaced version) shared
+    with the records it keeps. An earlier attempt released those only that record gave then, and lost its profile
+    write to another worker, which linked a record giving them too: the profile keeps them, so they must still find
+    it."""
     listed = sorted(ids & set(profile.get("identifiers", [])))
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed)))):
         if doc is None:
@@ -164,7 +170,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     remaining = [r for r in profile["records"] if r["key"] != key]
     if not remaining:
         raise ValueError("the record is the profile's only record; nothing to split")
-    own_ids, own_keys = _own(entry, remaining)
+    own_ids, own_keys = only_given_by(entry, remaining)
     new_id, new = _split_target(ctx, profile["id"], key)
     if new is None:
         created = ctx.profiles.create_item(_split_profile(ctx, new_id, profile, entry, own_ids))
