@@ -111,6 +111,20 @@ def test_survivorship_most_recent_and_conflicts(store, model):
     assert "given_name" not in profile["conflicts"]
 
 
+def test_most_recent_without_updated_at_ranks_a_record_by_when_its_content_changed(store, model):
+    """No record says when it changed: crm|1's new version is the latest content ucp saw, although pos|2 was added
+    after crm|1 was."""
+    resolve(store, model, rec("crm", "1", email="ann@lee.org", city="Leeds", **ANN))
+    resolve(store, model, rec("pos", "2", email="ann@lee.org", city="York", **ANN))
+    r, = resolve(store, model, rec("crm", "1", email="ann@lee.org", city="Bristol", **ANN))
+    profile = get_profile(store, r.profile_id)
+    assert profile["attributes"]["city"] == {"value": "Bristol", "source": "crm", "record": "crm|1",
+                                             "rule": "most_recent"}
+    assert profile["conflicts"]["city"] == [{"value": "York", "source": "pos", "record": "pos|2"}]
+    entry = next(e for e in profile["records"] if e["key"] == "crm|1")
+    assert entry["added_at"] < entry["seen_at"]  # still in the profile since it was added
+
+
 def test_list_and_object_attributes_that_differ_are_kept_as_conflicts(store, model):
     """A mapping may keep a list or an object as an extra attribute: two records differing there still link."""
     resolve(store, model, rec("crm", "1", email="ann@lee.org", given_name="Ann", updated_at="2025-06-01T00:00:00Z",

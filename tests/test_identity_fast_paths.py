@@ -129,7 +129,7 @@ def _survive_by_definition(entries, policy):
 
     def order(value, entry, rule):
         recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
-                  _descending(entry.get("added_at")))
+                  _descending(entry.get("seen_at") or entry.get("added_at")))
         sources = policy.source_priority
         priority = sources.index(entry["source"]) if entry["source"] in sources else len(sources)
         length = -len(str(value))
@@ -174,4 +174,6 @@ def test_survivorship_ranks_as_defined_with_ties(default_rule):
                             "updated_at": rng.choice([None, "2025-01-01T00:00:00", "2025-02-01T00:00:00"]),
                             "added_at": rng.choice(["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"]),
                             "values": picked})
+            if rng.random() < 0.3:  # a new version replaced it later
+                entries[-1]["seen_at"] = rng.choice(["2026-01-01T00:00:00.000002Z", "2026-01-02T00:00:00.000000Z"])
         assert survive(entries, policy) == _survive_by_definition(entries, policy)

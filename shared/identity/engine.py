@@ -599,13 +599,18 @@ class _Work:
                     continue
         return live["id"]
 
-    def _entry(self, link: dict[str, Any] | None, added_at: str | None = None) -> dict[str, Any]:
+    def _entry(self, link: dict[str, Any] | None, old: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The record's profile entry. `old`: the entry it replaces, whose added_at it keeps; seen_at, when ucp saw
+        this content if that was after the record was added, is what most_recent ranks by (survivorship)."""
         updated = self.record.updated_at.isoformat() if self.record.updated_at else None
         entry = {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                  "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
                  "values": record_values(self.record, self.data) if self.values is None else self.values,
-                 "updated_at": updated, "added_at": added_at or self.now,
+                 "updated_at": updated, "added_at": old["added_at"] if old else self.now,
                  "link": link or {"reason": "new"}}
+        seen_at = old and (old.get("seen_at") if old["hash"] == self.hash else self.now)
+        if seen_at:
+            entry["seen_at"] = seen_at
         if self.cut:
             entry["cut"] = True  # shortened to its size bound: the records container holds the whole record
         return entry
@@ -650,7 +655,7 @@ class _Work:
             released = self._release_replaced(target["id"], old, records) if changed else set()
             if changed:
                 replaced.append(old)
-            records.append(self._entry(link or (old or {}).get("link"), old["added_at"] if old else None))
+            records.append(self._entry(link or (old or {}).get("link"), old))
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
             # its claim and died before taking it off again.
             dropped = self.lost | released if released else self.lost

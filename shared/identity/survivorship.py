@@ -2,7 +2,7 @@
 
 Computed from the profile's own record entries (each keeps the raw values its source sent), so the result
 does not depend on the order records arrived in, and a removed or split record is simply left out.
-Rules per attribute: ``most_recent`` (the record's updated_at, then when ucp saw it), ``source_priority``
+Rules per attribute: ``most_recent`` (the record's updated_at, then when ucp saw its content), ``source_priority``
 (the first source in the configured list), ``most_complete`` (the longest value). Ties fall through to the
 next rule, then to the record key, so the choice is deterministic.
 """
@@ -149,9 +149,10 @@ def _descending(iso: str | None) -> bytes:
 
 
 def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
-    # Records that say when they changed outrank those that do not; then when ucp saw them.
+    # Records that say when they changed outrank those that do not; then when ucp saw their content (seen_at, set
+    # when a new version replaced it; else when the record was added).
     recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
-              _descending(entry.get("added_at")))
+              _descending(entry.get("seen_at") or entry.get("added_at")))
     source = entry["source"]
     priority = policy.source_priority.index(source) if source in policy.source_priority else len(policy.source_priority)
     return recent, priority
