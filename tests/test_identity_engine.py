@@ -125,6 +125,37 @@ def test_most_recent_without_updated_at_ranks_a_record_by_when_its_content_chang
     assert entry["added_at"] < entry["seen_at"]  # still in the profile since it was added
 
 
+def test_most_recent_compares_updated_at_as_times_whatever_their_form(store, model):
+    """12:00+05:00 is 07:00 UTC, before 09:00Z; 09:00:00.5 without a zone (read as UTC) is after 09:00:00Z. Compared
+    as text, the first of each pair won."""
+    resolve(store, model, rec("crm", "1", email="ann@lee.org", city="Leeds", updated_at="2024-06-01T12:00:00+05:00",
+                              **ANN))
+    r, = resolve(store, model, rec("pos", "2", email="ann@lee.org", city="York", updated_at="2024-06-01T09:00:00Z",
+                                   **ANN))
+    profile = get_profile(store, r.profile_id)
+    assert profile["attributes"]["city"]["value"] == "York"
+    assert [e["updated_at"] for e in profile["records"]] == ["2024-06-01T07:00:00.000000Z",
+                                                             "2024-06-01T09:00:00.000000Z"]
+    r, = resolve(store, model, rec("app", "3", email="ann@lee.org", city="Hull", updated_at="2024-06-01T09:00:00.5",
+                                   **ANN))
+    assert get_profile(store, r.profile_id)["attributes"]["city"]["value"] == "Hull"
+
+
+def test_most_recent_reads_the_updated_at_forms_earlier_versions_stored():
+    """Entries written before updated_at was kept in UTC hold the source's form: ranked by the time it says."""
+    from shared.identity.survivorship import SurvivorshipPolicy, survive
+
+    def entry(key, city, updated_at):
+        return {"key": key, "source": key.split("|")[0], "updated_at": updated_at,
+                "added_at": "2026-01-01T00:00:00.000000Z", "values": {"city": city}}
+
+    for later, earlier in [("2024-06-01T09:00:00.000000Z", "2024-06-01T12:00:00+05:00"),
+                           ("2024-06-01T09:00:00.500000", "2024-06-01T09:00:00"),
+                           ("2024-06-01T09:00:00+00:00", "2024-06-01T08:59:59.999999Z")]:
+        attributes, _ = survive([entry("crm|1", "Leeds", earlier), entry("pos|2", "York", later)], SurvivorshipPolicy())
+        assert attributes["city"]["value"] == "York", (later, earlier)
+
+
 def test_list_and_object_attributes_that_differ_are_kept_as_conflicts(store, model):
     """A mapping may keep a list or an object as an extra attribute: two records differing there still link."""
     resolve(store, model, rec("crm", "1", email="ann@lee.org", given_name="Ann", updated_at="2025-06-01T00:00:00Z",

@@ -125,10 +125,11 @@ def test_timestamps_keep_their_format_across_seconds(monkeypatch):
 def _survive_by_definition(entries, policy):
     """Survivorship as docs/identity.md defines it: per attribute, every record's value ranked by the rule's
     criteria, then the other criteria (recency, source priority, length), then the record key."""
-    from shared.identity.survivorship import _comparable, _descending
+    from shared.identity.survivorship import _comparable, _descending, _time_key
 
     def order(value, entry, rule):
-        recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
+        updated = _time_key(entry.get("updated_at"))  # one UTC form, whichever form the entry holds
+        recent = (0 if updated else 1, _descending(updated),
                   _descending(entry.get("seen_at") or entry.get("added_at")))
         sources = policy.source_priority
         priority = sources.index(entry["source"]) if entry["source"] in sources else len(sources)
@@ -171,7 +172,8 @@ def test_survivorship_ranks_as_defined_with_ties(default_rule):
         for i in range(rng.randint(2, 5)):
             picked = {name: rng.choice(options) for name, options in values.items() if rng.random() < 0.8}
             entries.append({"key": f"{rng.choice(['crm', 'pos', 'web'])}|{i}", "source": rng.choice(["crm", "pos", "web"]),
-                            "updated_at": rng.choice([None, "2025-01-01T00:00:00", "2025-02-01T00:00:00"]),
+                            "updated_at": rng.choice([None, "2025-01-01T00:00:00", "2025-02-01T00:00:00",
+                                                      "2025-01-01T05:00:00+05:00", "2025-01-01T00:00:00.000000Z"]),
                             "added_at": rng.choice(["2026-01-01T00:00:00.000001Z", "2026-01-01T00:00:00.000002Z"]),
                             "values": picked})
             if rng.random() < 0.3:  # a new version replaced it later

@@ -38,7 +38,7 @@ from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
-from .survivorship import _NOT_ATTRIBUTES, record_values, survive
+from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +313,8 @@ class _Work:
         if self.record.updated_at is None or not stored:
             return False
         try:
-            return datetime.fromisoformat(stored) > self.record.updated_at
-        except (TypeError, ValueError):  # an unreadable or naive stored time: resolve as before
+            return as_utc(datetime.fromisoformat(stored)) > as_utc(self.record.updated_at)
+        except (TypeError, ValueError):  # an unreadable stored time: resolve as before
             return False
 
     def _add_probabilistic(self, group: list[_Candidate], reviews, skipped: set[str], profiles) -> dict | None:
@@ -602,7 +602,7 @@ class _Work:
     def _entry(self, link: dict[str, Any] | None, old: dict[str, Any] | None = None) -> dict[str, Any]:
         """The record's profile entry. `old`: the entry it replaces, whose added_at it keeps; seen_at, when ucp saw
         this content if that was after the record was added, is what most_recent ranks by (survivorship)."""
-        updated = self.record.updated_at.isoformat() if self.record.updated_at else None
+        updated = utc_text(self.record.updated_at) if self.record.updated_at else None
         entry = {"key": self.key, "source": self.record.source, "record_key": self.record.record_key,
                  "hash": self.hash, "match": self.snapshot, "blocking_keys": self.blocking_keys,
                  "values": record_values(self.record, self.data) if self.values is None else self.values,

@@ -2,14 +2,16 @@
 
 Computed from the profile's own record entries (each keeps the raw values its source sent), so the result
 does not depend on the order records arrived in, and a removed or split record is simply left out.
-Rules per attribute: ``most_recent`` (the record's updated_at, then when ucp saw its content), ``source_priority``
-(the first source in the configured list), ``most_complete`` (the longest value). Ties fall through to the
-next rule, then to the record key, so the choice is deterministic.
+Rules per attribute: ``most_recent`` (the record's updated_at as a UTC time, then when ucp saw its content),
+``source_priority`` (the first source in the configured list), ``most_complete`` (the longest value). Ties fall
+through to the next rule, then to the record key, so the choice is deterministic.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 from shared.models import CustomerRecord
@@ -148,11 +150,44 @@ def _descending(iso: str | None) -> bytes:
     return iso.encode().translate(_INVERT) if iso else b"\xff"
 
 
+def as_utc(moment: datetime) -> datetime:
+    """The time in UTC. One without a zone is read as UTC (a file's mapping gives its source's zone to the times it
+    reads; a record sent without one has none to go by)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:  # within a day of year 1 or 9999: the nearest time there is
+        return (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
+
+
+def utc_text(moment: datetime) -> str:
+    """A record's updated_at as its profile entry keeps it: in UTC with microseconds ("2024-06-01T07:00:00.000000Z",
+    as ucp's own timestamps), so that the order of the text is the order of the times."""
+    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _time_key(text: str | None) -> str | None:
+    """An entry's updated_at in utc_text's form. Entries written before it keep the form the source sent (an offset,
+    no zone, no microseconds), converted here until their record changes."""
+    if not text or (len(text) == 27 and text[-1] == "Z"):  # utc_text's form (the source's never ends in Z)
+        return text
+    return _legacy_time_key(text)
+
+
+@lru_cache(maxsize=4096)
+def _legacy_time_key(text: str) -> str:
+    try:
+        return utc_text(datetime.fromisoformat(text))
+    except ValueError:
+        return text  # not a time: compared as it is, as before
+
+
 def _entry_rank(entry: dict[str, Any], policy: SurvivorshipPolicy) -> tuple:
     # Records that say when they changed outrank those that do not; then when ucp saw their content (seen_at, set
     # when a new version replaced it; else when the record was added).
-    recent = (0 if entry.get("updated_at") else 1, _descending(entry.get("updated_at")),
-              _descending(entry.get("seen_at") or entry.get("added_at")))
+    updated = _time_key(entry.get("updated_at"))
+    recent = (0 if updated else 1, _descending(updated), _descending(entry.get("seen_at") or entry.get("added_at")))
     source = entry["source"]
     priority = policy.source_priority.index(source) if source in policy.source_priority else len(policy.source_priority)
     return recent, priority
