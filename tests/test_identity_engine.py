@@ -99,6 +99,33 @@ def test_merge_keeps_oldest_id_and_redirects_alias(store, model):
     assert merges[0]["rule"] == "phone" and merges[0]["status"] == "done" and merges[0]["records"] == ["web|2"]
 
 
+NO_LIMITS = ResolverConfig(protection=ProtectionPolicy(limits={"email": None, "phone": None, "loyalty_id": 1,
+                                                              "source": None}))
+
+
+LEE = dict(given_name="Ann", family_name="Lee")
+
+
+def _phone(i: int) -> str:
+    return f"+1415555{100 + i:04d}"
+
+
+def test_an_absorbed_id_redirects_in_one_hop_however_many_merges_followed(store, model):
+    """23 profiles, each merged into the next older by a record giving the email of one and the phone of the next:
+    every absorbed id still leads to the survivor (aliases are followed for 20 hops at most), its alias pointing
+    at it directly."""
+    ids = [resolve(store, model, rec("crm", f"p{i}", email=f"ann{i}@lee.org", phone=_phone(i), **LEE),
+                   config=NO_LIMITS)[0].profile_id for i in range(23)]
+    for i in reversed(range(22)):
+        bridge, = resolve(store, model, rec("web", f"b{i}", email=f"ann{i}@lee.org", phone=_phone(i + 1), **LEE),
+                          config=NO_LIMITS)
+        assert (bridge.action, bridge.profile_id) == ("merged", ids[i])
+    for absorbed in ids[1:]:
+        assert get_profile(store, absorbed)["id"] == ids[0]
+        assert store.container("profiles").read_item(absorbed, absorbed)["merged_into"] == ids[0]
+    assert {m["absorbed_id"] for m in list_merges(store, ids[-1]) if m["absorbed_id"]} == set(ids[1:])
+
+
 def test_survivorship_most_recent_and_conflicts(store, model):
     resolve(store, model, rec("pos", "1", email="ann@lee.org", city="Leeds", given_name="Ann", family_name="Lee",
                               updated_at="2024-01-01T00:00:00Z"))
@@ -393,6 +420,22 @@ def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     profile = get_profile(store, first.profile_id)
     assert sorted(r["key"] for r in profile["records"]) == ["app|4", "crm|3", "pos|1", "web|2"]
     assert [m["status"] for m in list_merges(store, first.profile_id) if m["absorbed_id"]] == ["done"]
+
+
+def test_crash_while_redirecting_older_aliases_is_completed_by_a_later_resolve(store, model):
+    """C was merged into B; B is being merged into A when its worker dies redirecting C's alias to A: B is still
+    marked for the merge, and the next resolve meeting it finishes the merge, C's alias included."""
+    a, b, c = (resolve(store, model, rec("crm", f"p{i}", email=f"ann{i}@lee.org", phone=_phone(i), **LEE),
+                       config=NO_LIMITS)[0].profile_id for i in range(3))
+    resolve(store, model, rec("web", "b1", email="ann1@lee.org", phone=_phone(2), **LEE), config=NO_LIMITS)
+    dying = crashing(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == c)
+    with pytest.raises(Died):
+        resolve(dying, model, rec("web", "b0", email="ann0@lee.org", phone=_phone(1), **LEE), config=NO_LIMITS)
+    assert store.container("profiles").read_item(b, b)["pending_merge"]["into"] == a
+    later, = resolve(store, model, rec("app", "4", phone=_phone(1), **LEE), config=NO_LIMITS)
+    assert later.profile_id == a
+    profiles = store.container("profiles")
+    assert profiles.read_item(b, b)["merged_into"] == profiles.read_item(c, c)["merged_into"] == a
 
 
 def test_birth_date_with_day_and_month_swapped_is_no_conflict(store, model):

@@ -17,6 +17,8 @@ from .protection import ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
 T = TypeVar("T")
+# A guard: a merge redirects the aliases of the profile it absorbs to the survivor (merge._repoint_aliases), so an
+# alias is one hop from a live profile, two while a merge is in flight; longer chains are from earlier versions.
 MAX_ALIAS_HOPS = 20
 
 

@@ -138,6 +138,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     _repoint_identifiers(ctx, absorbed, target)
     _repoint_records(ctx, absorbed, target)
     _repoint_blocking(ctx, absorbed, target)
+    _repoint_aliases(ctx, absorbed, target)
     _close_joined_reviews(ctx, survivor, absorbed, pending["merge_id"])
     # The merge log says "done" before the absorbed profile becomes an alias: once it is one, no retry comes
     # back here (the mark that leads a retry to finish the saga is gone with it).
@@ -271,6 +272,21 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
     for entry in absorbed.get("records", []):
         _repoint(ctx.records, entry["key"], absorbed["id"], target, _set_profile_id)
+
+
+def _merged_into(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
+    if doc.get("doc_type") != "alias" or doc.get("merged_into") == new:
+        return None  # pointing at the survivor already (or erased and gone: _repoint reads None)
+    return {**doc, "merged_into": new}
+
+
+def _repoint_aliases(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    """Path compression: the profiles merged into the absorbed one earlier (its aliases, at any depth) redirect to
+    the survivor directly, so no alias is more than one hop from a live profile, two while a merge is in flight
+    (follow_aliases gives up past MAX_ALIAS_HOPS). Done before the absorbed profile becomes an alias: a retry
+    after a crash finds its merge mark and does it again."""
+    for alias_id in absorbed.get("merged_from", []):
+        _repoint(ctx.profiles, alias_id, absorbed["id"], target, _merged_into)
 
 
 def _repoint_blocking(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
