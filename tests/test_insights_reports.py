@@ -30,6 +30,21 @@ def test_unification_report(store):
     assert report["per_source"]["app"]["match_rate"] == 0.0
 
 
+def test_unification_report_counts_a_split_once(store):
+    """A split is logged under both profiles (where the record went, where it came from): one split."""
+    from shared.identity import resolve_records, split_record
+    from shared.models import CustomerRecord
+    from shared.settings import Settings
+
+    email = "ann.lee@shopmail.net"
+    ann, _ = resolve_records(store, [CustomerRecord(source="pos", record_key="1", email=email, given_name="Ann"),
+                                     CustomerRecord(source="web", record_key="2", email=email, given_name="Ann")],
+                             settings=Settings())
+    split_record(store, ann.profile_id, "web|2", settings=Settings())
+    report = rp.unification_report(store)
+    assert report["merges_by_reason"] == {"split": 1} and report["merges"] == 1
+
+
 def test_churn_report_without_a_model(store):
     seed_shop(store)
     report = rp.churn_report(store)

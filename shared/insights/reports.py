@@ -88,7 +88,9 @@ def unification_report(store: Store, params: ReportParameters | None = None) -> 
             per_source[s]["records"] += 1
             if len(keys) > 1:
                 per_source[s]["linked_records"] += 1
-    merges = Counter(m.get("reason", "unknown") for m in store.container("merges").query_items())
+    # A split is logged under both its profiles (split_into on the old one, split_from on the new): counted once.
+    merges = Counter(m.get("reason", "unknown") for m in store.container("merges").query_items()
+                     if m.get("reason") != "split" or m.get("split_into"))
     review_open = store.container("review").count_items(("status", "=", "open"))
     return {
         "report": "unification", "generated_at": now_iso(),
