@@ -668,7 +668,9 @@ _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
 
 def _address_tokens(text: str) -> list[str]:
     folded = unidecode(unicodedata.normalize("NFKC", text)).lower().replace("#", " unit ")
-    folded = _HOUSE_LETTER_APART.sub(r"\1\2", _UNIT_SLASH_HOUSE.sub(r"unit \1 \2", folded))
+    if "/" in folded:
+        folded = _UNIT_SLASH_HOUSE.sub(r"unit \1 \2", folded)
+    folded = _SPACE_BEFORE_HOUSE_LETTER.sub("", folded)
     folded = _SPACES.sub(" ", _NON_ALNUM.sub(" ", folded.replace("'", ""))).strip()
     tokens: list[str] = []
     # Units go at the end, wherever they were written: "Flat 4, 12 High St" is "12 High St, Flat 4".
@@ -712,7 +714,7 @@ _FLOOR_LEVELS = {"ground": "0", "first": "1", "second": "2", "third": "3", "four
 _ORDINAL_NUMBER = re.compile(r"(\d+)(?:st|nd|rd|th)")
 # A house or flat letter written apart from its number: "10 B High St" is "10B High St". Not a direction (10 N Main
 # St: north), nor r (rue), nor a letter with a dot after it (an abbreviation: "241 r. de la Paix").
-_HOUSE_LETTER_APART = re.compile(r"\b(\d+) +([a-df-mo-qt-vx-z])\b(?!\.)")
+_SPACE_BEFORE_HOUSE_LETTER = re.compile(r"(?<=\d) +(?=[a-df-mo-qt-vx-z]\b(?!\.))")
 
 
 def _floor_level(word: str) -> str | None:
@@ -766,7 +768,10 @@ def _clean_street_number(value: Any) -> str | None:
     """"10" of "10", 10.0 and "10.0" (a spreadsheet's), "No. 10"; "10b" of "10 B"."""
     if value is None:
         return None
-    words = _NON_ALNUM.sub(" ", _DECIMAL_ZEROS.sub("", unidecode(str(value)).lower())).split()
+    text = str(value)
+    if text.isdecimal() and text.isascii():  # most are: no spreadsheet's ".0", no "No."
+        return text[:MAX_TEXT_CHARS]
+    words = _NON_ALNUM.sub(" ", _DECIMAL_ZEROS.sub("", unidecode(text).lower())).split()
     while words and words[0] in _HOUSE_NUMBER_WORDS:
         del words[0]
     return "".join(words)[:MAX_TEXT_CHARS] or None
