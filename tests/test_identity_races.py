@@ -5,33 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from shared.audit import audit_store
-from shared.identity import get_profile, resolve_records, split_record
+from shared.identity import get_profile, split_record
 from shared.identity.maintenance import _split_id
-from shared.models import CustomerRecord
-from shared.settings import Settings
 
 from .store_faults import Died, InterceptingStore
+from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
 
-SETTINGS = Settings()
 ANN = dict(given_name="Ann", family_name="Lee")
-
-
-def rec(source: str, key: str, **fields) -> CustomerRecord:
-    return CustomerRecord(source=source, record_key=key, **fields)
-
-
-def resolve(store, *records):
-    return resolve_records(store, list(records), settings=SETTINGS)
-
-
-def violations(store):
-    return audit_store(store).as_dict()["violations"]
-
-
-def holders(store, key):
-    return [p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
-            if any(r["key"] == key for r in p["records"])]
 
 
 def live_records(store):
