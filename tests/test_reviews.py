@@ -111,8 +111,8 @@ def test_a_review_follows_its_records_split_out_since(functions_by_name, api_sto
     key, left = (f"loyalty|Maud{side[0]}-2", b.profile_id) if side == "record" else (f"loyalty|Maud{side[0]}-1",
                                                                                     a.profile_id)
     card = get_profile(api_store, left)["records"][0]["values"]["loyalty_id"]
-    stranger, = resolve_records(api_store, [CustomerRecord(source="pos", record_key="Z-9", given_name="Zoe",
-                                                           family_name="Quinn", loyalty_id=card)], settings=get_settings())
+    zoe = CustomerRecord(source="pos", record_key="Z-9", given_name="Zoe", family_name="Quinn", loyalty_id=card)
+    stranger, = resolve_records(api_store, [zoe], settings=get_settings())
     assert (stranger.action, stranger.profile_id) == ("linked", left)
     resp, split = call(functions_by_name, "split_profile", "POST", route_params={"profile_id": left},
                        body=json.dumps({"record_key": key}).encode())
