@@ -364,8 +364,11 @@ def normalize_loyalty_id(value: Any) -> str | None:
 
 
 # The engine's own identifier types: a record's "source:<source>|<key>" and a device's "anonymous_id:<id>"
-# (shared/events/devices.py). A custom identifier of one of them would claim another record's or device's id.
-RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"})
+# (shared/events/devices.py). A custom identifier of one of them would claim another record's or device's id. Nor is
+# a record's own matching field one (a producer sending {"birth_date": ...} as an identifier would link everyone
+# born that day by rule): those are compared by score, from the record's fields.
+RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"}
+                                      | set(CustomerRecord.model_fields) - {"email", "phone", "loyalty_id"})
 
 
 def normalize_identifier(id_type: str, value: Any) -> str | None:

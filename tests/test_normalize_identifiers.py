@@ -30,6 +30,20 @@ def test_the_engines_own_identifier_types_are_no_custom_identifiers():
     assert n.identifiers == {"crm": "C-9"}
 
 
+def test_a_records_own_matching_field_is_no_custom_identifier():
+    """A producer sending {"birth_date": ...} or {"postcode": ...} as an identifier would link by rule everyone
+    born that day or living there: those fields are compared by score, from the record's own fields."""
+    store = MemoryStore()
+    ann, bob = resolve_records(store, [
+        CustomerRecord(source="api", record_key="1", given_name="Ann", family_name="Lee", postcode="LS1 4AB",
+                       identifiers={"birth_date": "1980-02-03", "postcode": "LS1 4AB", "crm": "C-1"}),
+        CustomerRecord(source="api", record_key="2", given_name="Bob", family_name="Kay", postcode="LS1 4AB",
+                       identifiers={"Birth_Date": "1980-02-03", "postcode": "LS1 4AB", "crm": "C-2"})],
+        settings=Settings())
+    assert bob.action == "created" and bob.profile_id != ann.profile_id
+    assert normalize_record(_record(identifiers={"given_name": "Ann", "crm": "C-1"})).identifiers == {"crm": "C-1"}
+
+
 def test_a_custom_source_identifier_does_not_join_the_record_it_names():
     store = MemoryStore()
     ann, bob = resolve_records(store, [
