@@ -141,6 +141,29 @@ def test_sessions_of_an_anonymous_device(store):
     assert after["linked_profile_id"] and after["events"] == 0  # its events moved to the identified person
 
 
+def test_a_device_names_the_profile_holding_its_person_now(store):
+    """The device's profile follows its person's record: through a merge that absorbs the profile it was identified
+    into, and a split that takes the record out again (not the id stored at identify time)."""
+    from shared.events.service import anonymous_behaviour
+    from shared.identity import get_profile, resolve_records, split_record
+    from shared.models import CustomerRecord
+
+    older = resolve_records(store, [CustomerRecord(source="pos", record_key="p1", given_name="Maria",
+                                                   family_name="Novak", phone="+447406596447")])[0].profile_id
+    _, body = post(store, {"type": "identify", "anonymousId": "dev-m", "userId": "u1",
+                           "traits": {"email": "maria.novak@novak-mail.net", "firstName": "Maria", "lastName": "Novak"}})
+    identified = body["results"][0]["profile_id"]
+    assert identified != older and anonymous_behaviour(store, "dev-m")["linked_profile_id"] == identified
+    bridge = CustomerRecord(source="crm", record_key="c1", given_name="Maria", family_name="Novak",
+                            phone="+447406596447", email="maria.novak@novak-mail.net")
+    merged = resolve_records(store, [bridge])[0]
+    assert merged.action == "merged" and merged.profile_id == older
+    assert anonymous_behaviour(store, "dev-m")["linked_profile_id"] == older
+    split_out = split_record(store, older, "events|u1")
+    assert split_out != older and "events|u1" in [r["key"] for r in get_profile(store, split_out)["records"]]
+    assert anonymous_behaviour(store, "dev-m")["linked_profile_id"] == split_out
+
+
 def test_shared_device_history_stitching_export_and_erase(store):
     """On both stores (the link's queries: held owners, stitched events): Ann identifies and browses, Tom's page
     view arrives before his identify; Ann's page view is redelivered after Tom's identify. Each page view ends

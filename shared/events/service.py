@@ -250,7 +250,12 @@ def anonymous_behaviour(store: Store, anonymous_id: str) -> dict[str, Any]:
 
     if not anonymous_id or len(anonymous_id) > 256:
         raise ValueError("anonymous_id must be 1 to 256 characters")
+    from ..identity import find_profile_id
+
     link = read_link(store, anonymous_id)
+    owner = link.get("owner") if link else None
     events = list(store.container("activity").query_items(partition_key=anonymous_owner(anonymous_id)))
-    return {"anonymous_id": anonymous_id, "linked_profile_id": link.get("profile_id") if link else None,
-            **behaviour_summary(events)}
+    # The profile holding the owner's record now: the one stored at identify time may since have been merged away
+    # or have lost the record to a split.
+    linked = find_profile_id(store, "source", owner) if owner else None
+    return {"anonymous_id": anonymous_id, "linked_profile_id": linked, **behaviour_summary(events)}
