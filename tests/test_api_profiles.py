@@ -46,6 +46,8 @@ def test_lookup_by_any_identifier_normalized_like_ingestion(http_functions, api_
     resp, by_email = call(http_functions, "lookup_profile", params={"email": "  ANN.LEE@shopmail.net "})
     assert resp.status_code == 200, by_email
     assert {r["key"] for r in by_email["source_records"]} == {"pos|1", "ecommerce|e-9"}
+    links = {r["key"]: r["link"] for r in by_email["source_records"]}  # why each record is in the profile
+    assert links["pos|1"] == {"reason": "new"} and links["ecommerce|e-9"] == {"reason": "rule", "rule": "email"}
     resp, by_phone = call(http_functions, "lookup_profile", params={"phone": "+44 20 7946 0018"})
     assert resp.status_code == 200 and by_phone["id"] == by_email["id"]
     resp, by_source = call(http_functions, "lookup_profile", params={"source": "pos", "source_id": "1"})

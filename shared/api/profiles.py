@@ -59,8 +59,9 @@ def profile_view(store: Store, profile: dict[str, Any], *, requested_id: str | N
         "attributes": profile.get("attributes", {}),
         "conflicts": profile.get("conflicts", {}),
         "identifiers": [i for i in profile.get("identifiers", []) if not i.startswith("source:")],
+        # Each record with why it joined (its link: new, a rule and the identifiers, or a score and its comparisons).
         "source_records": [{"key": r["key"], "source": r.get("source"), "record_key": r.get("record_key"),
-                            "added_at": r.get("added_at")} for r in profile.get("records", [])],
+                            "added_at": r.get("added_at"), "link": r.get("link")} for r in profile.get("records", [])],
         "measures": {**(profile.get("measures") or {}), **compute_measures(transactions)},  # fresh wins over stored
         "churn": profile.get("churn"),
         "segments": profile.get("segments", []),
