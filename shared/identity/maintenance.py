@@ -9,7 +9,7 @@ from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
-from .merge import live_profile
+from .merge import _merged_into, _repoint, live_profile
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
     profile = live_profile(ctx, pointer["profile_id"])
     if profile is not None:
         take_out(ctx, profile, key)
+        _drop_stranded_aliases(ctx, profile["id"], key)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     _delete_identifier(ctx, source_iid, profile_id)
     ctx.records.delete_item(key, key)
@@ -302,6 +303,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
                             "split_into": new_id, **logged})
     ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
                             "split_from": profile["id"], **logged})
+    _move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
     if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
@@ -310,3 +312,72 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
 
 
 MAX_SPLITS_OF_ONE_RECORD = 20
+
+
+# --- the ids of merged profiles follow their records --------------------------------------------------------------
+# A profile merged into another leaves its id behind as an alias of the survivor. Once every record it brought has
+# left the survivor, the id no longer names anyone there: an app that kept it for that person (a merged-then-split
+# customer) would be served, exported or erased as somebody else. So it follows the record that leaves last: into
+# the profile a split creates, or nowhere when the record is deleted.
+
+def stranded_aliases(ctx: Ctx, profile: dict[str, Any], key: str) -> list[str]:
+    """The ids merged into the profile that brought the record `key` and none of whose records it holds now (the
+    records each brought are in the merge log of the profile and of those merged into it; reads a split or a
+    removal makes, never a record's resolution)."""
+    merged = set(profile.get("merged_from", []))
+    if not merged:
+        return []
+    brought: dict[str, set[str]] = {}
+    for partition in [profile["id"], *profile["merged_from"]]:
+        for entry in ctx.merges.query_items(partition_key=partition):
+            if entry.get("absorbed_id") in merged and entry.get("status") == "done":
+                brought.setdefault(entry["absorbed_id"], set()).update(entry.get("records", []))
+    held = {r["key"] for r in profile["records"]}
+    return sorted(alias for alias, keys in brought.items() if key in keys and not keys & held)
+
+
+def _move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> None:
+    """A split: the ids stranded by the record's leaving redirect to its new profile, which lists them as merged
+    into it. The old profile forgets them last, so a retry finds them again (each step is idempotent)."""
+    profile = live_profile(ctx, profile_id)
+    moved = stranded_aliases(ctx, profile, key) if profile is not None else []
+    if not moved:
+        return
+    for alias in moved:
+        _repoint(ctx.profiles, alias, profile_id, new_id, _merged_into)
+    _update_profile(ctx, new_id, lambda doc: {
+        **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),
+        "never_match": [i for i in doc.get("never_match", []) if i not in moved]})
+    _forget_merged(ctx, profile_id, moved)
+
+
+def _drop_stranded_aliases(ctx: Ctx, profile_id: str, key: str) -> None:
+    """A removal: the ids stranded by the deleted record name nobody any more (as the ids of a profile whose last
+    record is deleted); their alias documents are deleted, then the profile forgets them."""
+    profile = live_profile(ctx, profile_id)
+    moved = stranded_aliases(ctx, profile, key) if profile is not None else []
+    for alias in moved:
+        doc = ctx.profiles.read_item_or_none(alias, alias)
+        if doc is not None and doc.get("doc_type") == "alias" and doc.get("merged_into") == profile_id:
+            ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
+    if moved:
+        _forget_merged(ctx, profile_id, moved)
+
+
+def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str]) -> None:
+    _update_profile(ctx, profile_id, lambda doc: {
+        **doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()})
+
+
+def _update_profile(ctx: Ctx, profile_id: str, change) -> None:
+    """Write change(profile) under the profile's ETag, reading it again when another writer got there first."""
+    for _ in range(20):
+        doc = ctx.profiles.read_item_or_none(profile_id, profile_id)
+        if doc is None or doc.get("doc_type") != "profile":
+            return  # gone (erased, merged): nothing of it to change
+        try:
+            ctx.profiles.replace_item(change(doc), etag=doc["_etag"])
+            return
+        except PreconditionFailedError:
+            continue
+    raise ConcurrencyConflict(f"could not update profile {profile_id}")

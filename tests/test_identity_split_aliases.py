@@ -1,0 +1,80 @@
+"""The id of a profile merged into another follows the records it brought: when the last of them leaves the
+survivor, by a split it redirects to the split's new profile, by a deletion it names nobody. Before, it kept
+redirecting to the survivor: an app holding it was served, exported and erased as another person."""
+from __future__ import annotations
+
+import pytest
+
+from shared.audit import audit_store
+from shared.identity import get_profile, list_merges, remove_record, resolve_records, split_record
+from shared.models import CustomerRecord
+from shared.privacy import erase_profile, export_profile
+from shared.settings import Settings
+from shared.store import ItemNotFoundError
+
+from .store_faults import Died, crashing
+
+SETTINGS = Settings()
+
+
+def rec(source: str, key: str, **fields) -> CustomerRecord:
+    return CustomerRecord(source=source, record_key=key, given_name="Ann", family_name="Lee", **fields)
+
+
+def resolve(store, *records):
+    return [r.profile_id for r in resolve_records(store, list(records), settings=SETTINGS)]
+
+
+def bridged(store, *web_keys):
+    """Ann by email (pos), Ann by phone (web, one record per key), then a crm record with both: the web profile is
+    merged into the pos one. Returns (survivor, absorbed)."""
+    survivor, = resolve(store, rec("pos", "a1", email="ann.lee@lee-mail.net"))
+    absorbed = resolve(store, *(rec("web", key, phone="+447406596447") for key in web_keys))[0]
+    merged, = resolve(store, rec("crm", "c1", email="ann.lee@lee-mail.net", phone="+447406596447"))
+    assert merged == survivor != absorbed and get_profile(store, absorbed)["id"] == survivor
+    return survivor, absorbed
+
+
+def test_split_of_the_last_record_an_absorbed_profile_brought_takes_its_id_along(store):
+    survivor, absorbed = bridged(store, "w1")
+    split_out = split_record(store, survivor, "web|w1", settings=SETTINGS)
+    assert get_profile(store, absorbed)["id"] == split_out  # the id names the web customer again
+    assert absorbed in get_profile(store, split_out)["merged_from"]
+    assert absorbed not in get_profile(store, survivor)["merged_from"]
+    assert absorbed not in get_profile(store, split_out).get("never_match", [])
+    exported = export_profile(store, get_profile(store, absorbed))
+    assert [r["id"] for r in exported["source_records"]] == ["web|w1"]
+    erase_profile(store, get_profile(store, survivor))  # erasing the other person leaves the web customer's id
+    assert get_profile(store, absorbed)["id"] == split_out
+    assert audit_store(store).as_dict()["violations"] == {}
+
+
+def test_the_id_stays_while_the_survivor_holds_one_of_its_records(store):
+    survivor, absorbed = bridged(store, "w1", "w2")
+    first = split_record(store, survivor, "web|w1", settings=SETTINGS)
+    assert get_profile(store, absorbed)["id"] == survivor  # web|w2 is still there
+    last = split_record(store, survivor, "web|w2", settings=SETTINGS)
+    assert get_profile(store, absorbed)["id"] == last != first
+    assert [e["reason"] for e in list_merges(store, absorbed)] == ["split"]  # the history of where it is now
+
+
+def test_deleting_the_last_record_an_absorbed_profile_brought_leaves_its_id_naming_nobody(store):
+    survivor, absorbed = bridged(store, "w1")
+    assert remove_record(store, "web", "w1", settings=SETTINGS) == survivor
+    with pytest.raises(ItemNotFoundError):
+        get_profile(store, absorbed)
+    assert absorbed not in get_profile(store, survivor)["merged_from"]
+    assert audit_store(store).as_dict()["violations"] == {}
+
+
+@pytest.mark.parametrize("container, method", [("profiles", "replace_item")])
+def test_a_split_dying_while_moving_the_id_is_finished_by_the_retry(store, container, method):
+    survivor, absorbed = bridged(store, "w1")
+    # the writes of a split: the old profile, then the alias, then the new profile's merged_from (3rd replace)
+    with pytest.raises(Died):
+        split_record(crashing(store, container, method, nth=3), survivor, "web|w1", settings=SETTINGS)
+    split_out = split_record(store, survivor, "web|w1", settings=SETTINGS)
+    assert get_profile(store, absorbed)["id"] == split_out
+    assert absorbed in get_profile(store, split_out)["merged_from"]
+    assert absorbed not in get_profile(store, survivor)["merged_from"]
+    assert audit_store(store).as_dict()["violations"] == {}
