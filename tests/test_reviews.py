@@ -85,6 +85,16 @@ def test_a_scored_review_reads_side_by_side(functions_by_name, api_store):
     assert one["candidate"]["profile_id"] == first.profile_id
 
 
+def test_an_approved_score_keeps_the_model_version_it_was_scored_with_in_the_merge_log(functions_by_name, api_store):
+    """The merge log outlives the review (an erasure deletes reviews): it names the model whose weights it shows."""
+    first, _ = _family_mailbox_review(api_store)
+    (review,) = open_reviews(functions_by_name)["reviews"]
+    resp, _ = call(functions_by_name, "approve_review", "POST", route_params={"review_id": review["id"]})
+    assert resp.status_code == 200
+    logged, = [m for m in list_merges(api_store, first.profile_id) if m.get("reason") == "review"]
+    assert logged["model_version"] == review["model_version"] and logged["contributions"] == review["contributions"]
+
+
 def test_rejecting_a_review_keeps_the_two_apart_for_good(functions_by_name, api_store):
     a, b = two_cards(api_store, "Louis", "louis.moreau12@shopmail.net")
     review = open_reviews(functions_by_name)["reviews"][0]
