@@ -233,3 +233,33 @@ def test_an_older_version_linking_after_a_newer_one_linked_changes_nothing(store
     older, = resolve(racing, rec("pos", "1", **V1))
     assert older.action == "unchanged"
     _newer_version_kept(store, older)
+
+
+# --- an erase on request while a worker links another record of the person -------------------------------------
+
+def _leftovers(store, profile_id):
+    ids = [d["id"] for d in store.container("identifiers").query_items() if d.get("profile_id") == profile_id]
+    blocks = [d["id"] for d in store.container("blocking").query_items() if profile_id in d.get("profile_ids", [])]
+    return ids, blocks
+
+
+def test_erase_running_after_a_link_wrote_the_profile_leaves_nothing_the_link_indexed_later(store):
+    """The worker has linked web|2 (the profile write) and is about to claim its new phone when the whole erase
+    runs: the erase takes the record with the profile, and the worker deletes what it indexes after (the phone,
+    its blocking keys, its commit) and answers erased. Before, those stayed, pointing at the tombstone."""
+    from shared.api.profiles import load_profile
+    from shared.identity import find_profile_id, resolve_records
+    from shared.privacy import erase_profile
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", country="GB", **ANN))
+    late = rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", birth_date="1980-02-03",
+               postcode="SW1A 1AA", country="GB", **ANN)
+    erased = []
+    racing = before_call(store, "identifiers", "create_item",
+                         hook=lambda: erased.append(erase_profile(store, load_profile(store, ann.profile_id))))
+    result, = resolve_records(racing, [late], settings=SETTINGS)
+    assert erased and erased[0]["source_records"] == 2  # the erase took web|2 with the profile
+    assert (result.action, result.profile_id) == ("erased", None)
+    assert _leftovers(store, ann.profile_id) == ([], [])
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert resolve(store, late)[0].action == "erased"  # and it is not resolved again

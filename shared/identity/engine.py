@@ -279,7 +279,10 @@ class _Work:
         merge (_follow_concurrent_merge). What it wrote under the absorbed id is pointed at the survivor now."""
         self.block_written = set(self.blocking_keys)
         self.claimed = [iid for iid in self.strong if (id_docs[iid] or {}).get("profile_id") == committed_id]
-        return ResolveResult(self.key, self._follow_concurrent_merge(committed_id), "unchanged")
+        live_id = self._follow_concurrent_merge(committed_id)
+        if live_id is None:
+            return ResolveResult(self.key, None, "erased", ERASED)
+        return ResolveResult(self.key, live_id, "unchanged")
 
     def _should_leave(self, prior: dict[str, Any]) -> bool:
         """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
@@ -507,6 +510,8 @@ class _Work:
             self._open_review(profile["id"], cand_profile["id"], why, detail or self._scored_against(cand_profile))
         self._commit(profile["id"])
         profile_id = profile["id"] if self.ctx.config.single_writer else self._follow_concurrent_merge(profile["id"])
+        if profile_id is None:
+            return ResolveResult(self.key, None, "erased", ERASED)
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
@@ -577,10 +582,32 @@ class _Work:
         docs = self.ctx.profiles.read_items([(pid, pid) for pid in ids])
         return {pid for pid, doc in zip(ids, docs) if doc is not None and doc.get("_etag") != self.scored[pid]}
 
-    def _follow_concurrent_merge(self, profile_id: str) -> str:
+    def _undo_after_erasure(self, profile_id: str) -> None:
+        """The person was erased on request while this attempt linked the record to them: the erase took the
+        record with the profile, and what this attempt indexed after the erase swept it (identifier claims, blocking
+        keys, the commit) is deleted here. The erase sweeps again after its tombstone (shared/privacy.py), for an
+        attempt that checked before the tombstone was there."""
+        for key in sorted(self.block_written):
+            update_block(self.ctx, key, profile_id, None)
+        for iid in [*self.claimed, self.source_iid]:
+            doc = self.ctx.identifiers.read_item_or_none(iid, iid)
+            if doc is not None and doc.get("profile_id") == profile_id:
+                try:
+                    self.ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
+                except PreconditionFailedError:
+                    pass  # claimed by another profile meanwhile: no longer the erased person's
+        record_doc = self.ctx.records.read_item_or_none(self.key, self.key)
+        if record_doc is not None and not record_doc.get("erased_at"):  # as the erase leaves it
+            self.ctx.records.upsert_item({"id": self.key, "profile_id": None, "erased_at": now_iso()})
+
+    def _follow_concurrent_merge(self, profile_id: str) -> str | None:
         """After the commit: if another worker merged the profile away meanwhile, its saga may have repointed
-        the record doc and the source identifier before they were written; point them at the survivor."""
+        the record doc and the source identifier before they were written; point them at the survivor. None when
+        the profile was erased meanwhile."""
         live = live_profile(self.ctx, profile_id)
+        if live is None and (self.ctx.read_profile(profile_id) or {}).get("doc_type") == "erased":
+            self._undo_after_erasure(profile_id)
+            return None
         if live is None or live["id"] == profile_id:
             return profile_id
         # What this attempt wrote after the saga repointed the profile's documents names the absorbed id too.
