@@ -428,3 +428,21 @@ def test_group_member_merged_into_a_third_profile_meanwhile_is_decided_again(mon
     out, (other,) = _while_deciding(monkeypatch, r, lambda: resolve(store, r)[0], lambda: resolve(store, q))
     assert _final(store, out["result"].profile_id) == _final(store, other.profile_id), (out, other)
     assert violations(store) == {}
+
+
+# --- a worker dying after creating the record's profile, before opening its review --------------------------
+
+def test_review_a_dead_worker_did_not_open_is_opened_by_the_redelivery(store):
+    """Same name at one address, a family mailbox against a personal one: the second record founds its own profile
+    and is sent to review. The worker dies at the review's write; the redelivered message finds the record's own
+    profile and must still open the review (it linked the record to that profile and opened none)."""
+    home = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB", city="Leeds")
+    first, = resolve(store, rec("pos", "A-1", address_line1="1 High Street", email="thelees4300@mail.net", **home))
+    second = rec("web", "A-2", address_line1="1 High St", email="ann.lee88@post.net", **home)
+    with pytest.raises(Died):
+        resolve_records(crashing(store, "review", "create_item"), [second], settings=SETTINGS)
+    again, = resolve(store, second)
+    opened = list(store.container("review").query_items())
+    assert [(r["record_key"], r["candidate_profile_id"], r["status"]) for r in opened] == [
+        ("web|A-2", first.profile_id, "open")]
+    assert again.profile_id != first.profile_id and "review" in again.reason

@@ -347,7 +347,7 @@ class _Work:
                 group.append(_Candidate(profile, ["score"], detail))
             elif reason != "never_match" and blocked is None:
                 blocked = (profile, reason, detail)
-        if not group:
+        if not group or self._founded_alone(group):
             if blocked is not None:
                 reviews.append(blocked)
             elif ranked and ranked[0][0] >= settings.review_threshold:
@@ -355,6 +355,13 @@ class _Work:
         if len(group) == 1 and group[0].types == ["score"]:
             return {"reason": "score", **group[0].detail}
         return None
+
+    def _founded_alone(self, group: list[_Candidate]) -> bool:
+        """The group is only the profile the record holds alone: one an earlier attempt created for it (a worker
+        that died before opening its review, the message retried) or that a changed record has to itself. The
+        record joins no one else, so the reviews are opened as for a record joining nobody."""
+        return len(group) == 1 and group[0].types == ["prior"] and all(
+            r["key"] == self.key for r in group[0].profile["records"])
 
     def _live(self, profile_id: str, cache: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         if profile_id not in cache:
