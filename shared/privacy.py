@@ -3,33 +3,43 @@
 Erase removes the profile, its aliases (every profile merged into it, however long ago), identifiers, the
 person's part of device links (their segments of a shared device's history; a link left with no one is deleted),
 source records, activity and its owner entries (activity id -> record key), blocking entries, merge log, review items
-and scores, then leaves tombstones (ids and time only): the profile id and its aliases answer 410 Gone, and each
-erased source record keeps an empty records doc (its key and the time), so the record arriving again (a
-redelivered or replayed message, its file landed again) is not resolved into a new profile: the resolver answers
-"erased". A merge in flight is finished first, so the whole person is erased; a record linked while the erase runs
-is erased by another pass (the tombstone is written with the profile's ETag). The erasure log (state container,
-`erasure:<profile id>`) holds ids and counts, never PII, and is written before the tombstone, so a retry after a
-crash completes it.
+(those naming the person's profile ids or record keys, also a review about a record that moved to another profile
+since) and the person's keys and ids in other people's profiles and merge logs (_clear_from_others), then leaves
+tombstones (ids and time only): the profile id and its aliases answer 410 Gone, and each erased source record keeps
+an empty records doc (its key and the time), so the record arriving again (a redelivered or replayed message, its
+file landed again) is not resolved into a new profile: the resolver answers "erased". A merge in flight is
+finished first, so the whole person is erased; a record linked while the erase runs is erased by another pass (the
+tombstone is written with the profile's ETag). The erasure log (state container, `erasure:<profile id>`) holds ids
+and counts, never PII, and is written before the tombstone, so a retry after a crash completes it. An export holds
+the person's own data only: record keys and profile ids of other people (a never-match, a record split out or
+compared with, a review about another person's record) are left out.
 """
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner_entries
 from .events.devices import erase_owners, export_view, links_holding
-from .identity.docs import ConcurrencyConflict, Ctx
+from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
 from .identity.maintenance import update_block
 from .identity.merge import live_profile
-from .store import PreconditionFailedError, Store
+from .store import ItemNotFoundError, PreconditionFailedError, Store
 
 log = logging.getLogger(__name__)
 MAX_PASSES = 10  # erase passes when records keep being linked while erasing
 # What an erase counts (what this call deleted: after a retry, what the attempt that was cut off had left).
-COUNTED = ("device_links", "identifiers", "source_records", "activity", "aliases", "merges", "review", "blocking")
+COUNTED = ("device_links", "identifiers", "source_records", "activity", "aliases", "merges", "review", "blocking",
+           "others_redacted")  # other people's docs (profiles, merge-log entries) that named the person, redacted
+# Where merge-log entries, review items and record links (profile.records[].link) name records and profiles. A
+# record key redacted (here or in a `records` list) takes the score with it: the score and levels compare records.
+KEY_FIELDS = ("record_key", "via_record", "compared_record")
+ID_FIELDS = ("profile_id", "candidate_profile_id", "absorbed_id", "split_into", "split_from", "from")
+SCORE_FIELDS = ("score", "match_weight", "contributions", "levels", "review_id")
+ERASED, WITHHELD = "erased", "withheld"  # what a redacted key or id reads: erased (in others' docs), or in an export
 
 
 def _now() -> str:
@@ -47,10 +57,38 @@ def _aliases(store: Store, profile: dict[str, Any]) -> list[str]:
 
 
 def _reviews(store: Store, profile: dict[str, Any]) -> list[dict[str, Any]]:
-    """Review items about the person: their record is the subject or their profile the candidate."""
-    ids = _merged_ids(profile)
-    return list(store.container("review").query_items(
-        ("or", [("profile_id", "in", ids), ("candidate_profile_id", "in", ids)])))
+    """Review items naming the person: their record is the subject or the record compared, or their profile the
+    one named at the time. A review keeps the profile ids of when it opened: a record split out since is found by
+    its key. The review container is partitioned by review id, so this is one cross-partition query (reviews are
+    few, and indexed by these fields)."""
+    ids, keys = _merged_ids(profile), [r["key"] for r in profile.get("records", [])]
+    return list(store.container("review").query_items(("or", [
+        ("profile_id", "in", ids), ("candidate_profile_id", "in", ids),
+        ("record_key", "in", keys), ("compared_record", "in", keys)])))
+
+
+def _redacted(doc: dict[str, Any], named: Callable[[str], bool], mark: str) -> dict[str, Any]:
+    """The doc (a merge-log entry, a review, a record's link) with each record key and profile id `named` holds
+    replaced by `mark` (left out of its `records` list); a record key left out drops the score too."""
+    out = dict(doc)
+    if isinstance(out.get("records"), list):
+        out["records"] = [k for k in out["records"] if not (isinstance(k, str) and named(k))]
+    compared = out.get("records") != doc.get("records")  # a record linked or merged by the score
+    for field in KEY_FIELDS + ID_FIELDS:
+        value = out.get(field)
+        if isinstance(value, str) and value != mark and named(value):
+            out[field] = mark
+            compared = compared or field in KEY_FIELDS
+    if compared:
+        for field in SCORE_FIELDS:
+            out.pop(field, None)
+    return out
+
+
+def _with_links_redacted(profile: dict[str, Any], named: Callable[[str], bool], mark: str) -> list[dict[str, Any]]:
+    """The profile's record entries, each link (why the record joined) redacted."""
+    return [{**r, "link": _redacted(r["link"], named, mark)} if isinstance(r.get("link"), dict) else r
+            for r in profile.get("records", [])]
 
 
 def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
@@ -59,16 +97,25 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
     owners = [r["key"] for r in profile.get("records", [])]
     records = [store.container("records").read_item_or_none(k, k) for k in owners]
     identifiers = [store.container("identifiers").read_item_or_none(i, i) for i in profile.get("identifiers", [])]
+    # Only the person's own data: the record keys and profile ids of other people are left out (withheld), as is a
+    # review about another person's record, even one opened while that record was in this profile.
+    own = set(owners) | set(_merged_ids(profile))
+
+    def other(name: str) -> bool:
+        return name not in own
+
+    view = {**profile, "never_match": [n for n in profile.get("never_match", []) if n in own],
+            "records": _with_links_redacted(profile, other, WITHHELD)}
     return {
         "exported_at": _now(),
-        "profile": profile,
+        "profile": view,
         "source_records": [r for r in records if r],
         "identifiers": [i for i in identifiers if i and i.get("profile_id") == pid],
         "activity": list(list_activity(store, owners)),
         "activity_owners": owner_entries(store, owners),  # where each activity id is stored (its owner)
-        "merges": list_merges(store, pid),
+        "merges": [_redacted(entry, other, WITHHELD) for entry in list_merges(store, pid)],
         "aliases": _aliases(store, profile),
-        "review": _reviews(store, profile),
+        "review": [_redacted(r, other, WITHHELD) for r in _reviews(store, profile) if r.get("record_key") in own],
         "device_links": [export_view(link, owners) for link in links_holding(store, owners)],  # own part only
     }
 
@@ -134,6 +181,63 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     for item in _reviews(store, profile):
         review.delete_item(item["id"], item["id"])
         counts["review"] += 1
+    _clear_from_others(ctx, profile, counts)
+
+
+def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
+    """The person's record keys and profile ids out of other people's profiles: those this profile's never_match
+    names (a record split out of one into the other, a review rejected between them) keep the person's keys and
+    ids in their own never_match (dropped: an erased record never comes back, so it cannot be joined again), in
+    their records' links (the record compared, the profile split from) and in their merge log (a record of the
+    person linked then split out, the split): there they read "erased", and the scores comparing an erased record
+    go, so the history keeps that a record was linked or split out. Found by point reads of the ids this
+    never_match lists, which the profile keeps until its tombstone: a retry after a crash finds them again.
+    Every write is idempotent, under the document's ETag."""
+    erased = set(_merged_ids(profile)) | {r["key"] for r in profile.get("records", [])}
+    others: dict[str, dict[str, Any]] = {}
+    for name in profile.get("never_match", []):
+        if "|" not in name and name not in erased:  # a profile id, not a record key
+            other = live_profile(ctx, name)
+            if other is not None and other["id"] not in erased:
+                others[other["id"]] = other
+    for other_id, other in sorted(others.items()):
+        for partition in (p for p in _merged_ids(other) if p not in erased):
+            for entry in list(ctx.merges.query_items(partition_key=partition)):
+                counts["others_redacted"] += _redact_entry(ctx, entry, erased)
+        counts["others_redacted"] += with_retries(ctx, lambda: _redact_profile(ctx, other_id, erased))
+
+
+def _redact_entry(ctx: Ctx, entry: dict[str, Any], erased: set[str]) -> int:
+    """A merge-log entry without the erased keys and ids; 1 when it named them."""
+    for _ in range(MAX_PASSES):
+        redacted = _redacted(entry, erased.__contains__, ERASED)
+        if redacted == entry:
+            return 0
+        try:
+            ctx.merges.replace_item(redacted, etag=entry["_etag"])
+            return 1
+        except ItemNotFoundError:  # deleted meanwhile (a pending merge closed)
+            return 0
+        except PreconditionFailedError:  # rewritten meanwhile (a merge completing): redact what it is now
+            entry = ctx.merges.read_item_or_none(entry["id"], entry["profile_id"])
+            if entry is None:
+                return 0
+    raise ConcurrencyConflict("a merge-log entry kept changing while it was redacted")
+
+
+def _redact_profile(ctx: Ctx, profile_id: str, erased: set[str]) -> int:
+    """Another person's profile without the erased keys and ids in its never_match and its records' links; 1 when
+    it named them. Raises PreconditionFailedError when it changed since it was read (with_retries reads it again)."""
+    doc = live_profile(ctx, profile_id)
+    if doc is None:
+        return 0
+    never = [n for n in doc.get("never_match", []) if n not in erased]
+    records = _with_links_redacted(doc, erased.__contains__, ERASED)
+    if never == doc.get("never_match", []) and records == doc.get("records", []):
+        return 0
+    ctx.profiles.replace_item({**doc, "never_match": never, "records": records, "updated_at": now_iso()},
+                              etag=doc["_etag"])
+    return 1
 
 
 def _tombstone(store: Store, profile: dict[str, Any], at: str, counts: Counter) -> bool:

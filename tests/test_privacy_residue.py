@@ -1,0 +1,212 @@
+"""What an erase leaves of a person in other people's documents, and what an export shows of other people, once
+records moved between profiles: a review about a record split out since, a split (the other side's never_match,
+merge log and record links keep the record keys and profile ids), a review rejected between two people, an id
+merged into a profile that followed its record out. On both stores."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.api.errors import ApiError
+from shared.api.profiles import load_profile
+from shared.identity import list_merges, resolve_records, split_record
+from shared.identity.review import reject_review
+from shared.models import CustomerRecord
+from shared.privacy import erase_profile, export_profile
+from shared.settings import Settings
+
+from .store_faults import Died, crashing, hooked
+
+SETTINGS = Settings()
+CONTAINERS = ("profiles", "identifiers", "records", "blocking", "merges", "review", "activity", "activity_owners")
+SCORE_FIELDS = ("score", "match_weight", "contributions", "levels")
+
+
+def rec(source: str, key: str, **fields) -> CustomerRecord:
+    return CustomerRecord(source=source, record_key=key, given_name="Ann", family_name="Lee", country="GB", **fields)
+
+
+def resolve(store, *records):
+    return resolve_records(store, list(records), settings=SETTINGS)
+
+
+def erase(store, profile_id: str) -> dict:
+    return erase_profile(store, load_profile(store, profile_id))
+
+
+def export(store, profile_id: str) -> dict:
+    return export_profile(store, load_profile(store, profile_id))
+
+
+def status_of(store, profile_id: str) -> int:
+    try:
+        load_profile(store, profile_id)
+    except ApiError as err:
+        return err.status
+    return 200
+
+
+def docs_mentioning(store, *needles: str) -> list[tuple[str, str]]:
+    """(container, id) of every stored doc naming a needle; an erased record's empty records doc is not counted."""
+    found = []
+    for name in CONTAINERS:
+        for doc in store.container(name).query_items():
+            if name == "records" and doc.get("erased_at"):
+                continue
+            text = json.dumps(doc).lower()
+            if any(n.lower() in text for n in needles):
+                found.append((name, doc["id"]))
+    return sorted(found)
+
+
+def tombstones(*ids: str) -> list[tuple[str, str]]:
+    return sorted(("profiles", i) for i in ids)
+
+
+# --- a review about a record split out of the profile it opened in --------------------------------------------
+
+def _review_then_split(store):
+    """Ann's second loyalty card opens a review (crm|c1, in the profile of web|c2); then crm|c1 is split out.
+    Returns (first profile, profile left with web|c2, split profile, review id)."""
+    first, second, third = resolve(
+        store, rec("pos", "a1", email="ann.lee@shopmail.net", loyalty_id="L-1001"),
+        rec("crm", "c1", email="ann.lee@shopmail.net", loyalty_id="L-2002", phone="+447911000003"),
+        rec("web", "c2", email="annie.l@othermail.org", loyalty_id="L-2002"))
+    assert second.action == "review" and third.profile_id == second.profile_id != first.profile_id
+    review, = store.container("review").query_items()
+    assert review["record_key"] == "crm|c1" and review["profile_id"] == second.profile_id
+    split = split_record(store, second.profile_id, "crm|c1", settings=SETTINGS)
+    return first.profile_id, second.profile_id, split, review["id"]
+
+
+def test_a_review_about_a_record_split_out_since_is_exported_with_the_record_not_the_profile(store):
+    first, left, split, review_id = _review_then_split(store)
+    assert [r["id"] for r in export(store, split)["review"]] == [review_id]
+    assert export(store, left)["review"] == []  # the review is about another person's record now
+    shown = json.dumps(export(store, split))
+    assert first not in shown and left not in shown and "pos|a1" not in shown and "web|c2" not in shown
+
+
+def test_a_review_about_a_record_split_out_since_is_erased_with_the_record(store):
+    _, left, split, review_id = _review_then_split(store)
+    assert erase(store, split)["review"] == 1
+    assert store.container("review").read_item_or_none(review_id, review_id) is None
+    assert docs_mentioning(store, "crm|c1", "+447911000003", split) == tombstones(split)
+    assert load_profile(store, left).get("never_match") == []
+
+
+# --- a split: the other side's never_match, merge log and record links ----------------------------------------
+
+def _linked_then_split(store):
+    """Ann (pos|a1) and another Ann (web|b1) joined by score, then web|b1 split out. Returns (pos, split)."""
+    first, second = resolve(store, rec("pos", "a1", email="ann.lee@shopmail.net", birth_date="1980-02-03"),
+                            rec("web", "b1", phone="+447911000002", birth_date="1980-02-03", postcode="SW1A 2AA"))
+    assert second.profile_id == first.profile_id and second.reason.startswith("score:")
+    split = split_record(store, first.profile_id, "web|b1", settings=SETTINGS)
+    return first.profile_id, split
+
+
+def test_erasing_the_person_split_out_leaves_the_other_history_without_their_keys(store):
+    kept, split = _linked_then_split(store)
+    counts = erase(store, split)
+    assert docs_mentioning(store, "web|b1", "+447911000002", "SW1A2AA", split) == tombstones(split)
+    assert counts["others_redacted"] == 3  # the split and the score link in kept's log, kept's never_match
+    profile = load_profile(store, kept)
+    assert profile["never_match"] == [] and [r["key"] for r in profile["records"]] == ["pos|a1"]
+    log = {entry["reason"]: entry for entry in list_merges(store, kept)}
+    assert set(log) == {"score", "split"}  # the history keeps that a record was linked, then split out
+    assert (log["split"]["split_into"], log["split"]["records"]) == ("erased", [])
+    assert (log["score"]["compared_record"], log["score"]["records"]) == ("pos|a1", [])
+    assert not set(SCORE_FIELDS) & set(log["score"])  # the score compared the erased record with pos|a1
+
+
+def test_erasing_the_person_a_record_was_split_from_leaves_the_split_profile_without_their_keys(store):
+    kept, split = _linked_then_split(store)
+    erase(store, kept)
+    assert docs_mentioning(store, "pos|a1", "ann.lee@shopmail.net", kept) == tombstones(kept)
+    profile = load_profile(store, split)
+    assert profile["never_match"] == [] and profile["records"][0]["link"] == {"reason": "split", "from": "erased"}
+    entry, = list_merges(store, split)
+    assert (entry["split_from"], entry["records"]) == ("erased", ["web|b1"])
+
+
+def test_an_export_after_a_split_holds_no_key_or_id_of_the_other_person(store):
+    kept, split = _linked_then_split(store)
+    mine, theirs = export(store, kept), export(store, split)
+    for exported, other in ((mine, ["web|b1", split]), (theirs, ["pos|a1", kept])):
+        shown = json.dumps(exported)
+        assert [n for n in other if n in shown] == []
+        assert exported["profile"]["never_match"] == []
+    assert [(e["reason"], e["records"]) for e in mine["merges"]] == [("score", []), ("split", [])]
+    assert [(e["reason"], e["records"], e["split_from"]) for e in theirs["merges"]] == [
+        ("split", ["web|b1"], "withheld")]
+
+
+@pytest.mark.parametrize("container", ["merges", "profiles"])
+def test_an_erase_cut_off_while_clearing_the_other_profile_is_completed_by_the_retry(store, container):
+    kept, split = _linked_then_split(store)
+    with pytest.raises(Died):  # dies at its first write of the other person's docs
+        erase(crashing(store, container, "replace_item"), split)
+    assert status_of(store, split) == 200  # no tombstone yet: the client retries
+    erase(store, split)
+    assert docs_mentioning(store, "web|b1", split) == tombstones(split)
+    stale = {"id": split}
+    assert erase_profile(store, stale)["others_redacted"] == 0 and status_of(store, split) == 410
+
+
+def test_the_other_profile_changed_while_it_is_cleared_keeps_the_change(store):
+    kept, split = _linked_then_split(store)
+    late = []
+    linked = hooked(store, "profiles", "replace_item", nth=1, hook=lambda: late.extend(
+        resolve(store, rec("app", "h1", email="ann.lee@shopmail.net"))))
+    erase(linked, split)
+    assert [(r.action, r.profile_id) for r in late] == [("linked", kept)]
+    profile = load_profile(store, kept)
+    assert profile["never_match"] == [] and sorted(r["key"] for r in profile["records"]) == ["app|h1", "pos|a1"]
+    assert docs_mentioning(store, "web|b1", split) == tombstones(split)
+
+
+# --- a review rejected between two people ----------------------------------------------------------------------
+
+def _rejected(store):
+    first, second = resolve(store, rec("pos", "a1", email="lee.family@shopmail.net", loyalty_id="L-1001"),
+                            rec("crm", "c1", email="lee.family@shopmail.net", loyalty_id="L-2002"))
+    assert second.action == "review"
+    review, = store.container("review").query_items()
+    reject_review(store, review["id"], by="steward-7", settings=SETTINGS)
+    return first.profile_id, second.profile_id, review["id"]
+
+
+def test_a_rejected_review_is_exported_with_its_record_only_without_the_other_person(store):
+    first, second, review_id = _rejected(store)
+    mine = export(store, first)
+    assert mine["review"] == [] and mine["profile"]["never_match"] == []
+    assert "crm|c1" not in json.dumps(mine) and second not in json.dumps(mine)
+    theirs = export(store, second)
+    assert [(r["id"], r["record_key"], r["status"]) for r in theirs["review"]] == [(review_id, "crm|c1", "rejected")]
+    assert "pos|a1" not in json.dumps(theirs) and first not in json.dumps(theirs)
+    assert not set(SCORE_FIELDS) & set(theirs["review"][0])
+
+
+def test_erasing_one_side_of_a_rejected_review_clears_the_others_never_match(store):
+    first, second, _ = _rejected(store)
+    erase(store, second)
+    assert load_profile(store, first)["never_match"] == []
+    assert docs_mentioning(store, "crm|c1", second) == tombstones(second)
+
+
+# --- an id merged into a profile, which followed its record out by a split -------------------------------------
+
+def test_erasing_the_person_whose_merged_id_followed_them_out_clears_the_merge_entry(store):
+    survivor, = resolve(store, rec("pos", "a1", email="ann.lee@lee-mail.net"))
+    absorbed, = resolve(store, rec("web", "w1", phone="+447406596447"))
+    merged, = resolve(store, rec("crm", "c1", email="ann.lee@lee-mail.net", phone="+447406596447"))
+    assert merged.profile_id == survivor.profile_id != absorbed.profile_id
+    split = split_record(store, survivor.profile_id, "web|w1", settings=SETTINGS)
+    assert absorbed.profile_id in load_profile(store, split)["merged_from"]
+    erase(store, split)
+    assert docs_mentioning(store, "web|w1", split, absorbed.profile_id) == tombstones(
+        split, absorbed.profile_id)
+    merge, = [e for e in list_merges(store, survivor.profile_id) if e["reason"] != "split"]
+    assert (merge["absorbed_id"], merge["records"]) == ("erased", [])
