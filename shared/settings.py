@@ -56,9 +56,10 @@ class Settings(BaseSettings):
     resolve_queue: str = "resolve"
     activity_queue: str = "activity"
 
-    # --- Identity resolution thresholds (match probability).
-    match_threshold: float = 0.97
-    review_threshold: float = 0.80
+    # --- Identity resolution thresholds (match probability): finite, 0 < review <= match <= 1. A score at or above
+    # match links, at or above review goes to review; equal thresholds mean no review band.
+    match_threshold: float = Field(0.97, gt=0, le=1, allow_inf_nan=False)
+    review_threshold: float = Field(0.80, gt=0, le=1, allow_inf_nan=False)
     # Merge protection, survivorship and candidate limits (JSON); empty: the shipped config/identity.json.
     identity_config: str = ""
     # The match model (JSON, as `ucp match-model` writes one fitted to your data); empty: the shipped model.
@@ -84,6 +85,14 @@ class Settings(BaseSettings):
     # --- Ingestion limits.
     max_decompressed_bytes: int = 2 * 1024**3
     max_field_bytes: int = 64 * 1024
+
+    @model_validator(mode="after")
+    def _review_band(self) -> "Settings":
+        if self.review_threshold > self.match_threshold:
+            raise ValueError(f"UCP_REVIEW_THRESHOLD {self.review_threshold} is above UCP_MATCH_THRESHOLD "
+                             f"{self.match_threshold} (swapped?): every score from {self.match_threshold} up would "
+                             "link and none go to review; set review at or below match (equal: no review band)")
+        return self
 
     @model_validator(mode="after")
     def _emulator_key_for_local_cosmos(self) -> "Settings":

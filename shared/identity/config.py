@@ -9,6 +9,7 @@ likewise a model file that does not load (never a silent fall back to the shippe
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.normalize import NormalizedRecord
 
 from .docs import ResolverConfig
-from .matching import CLASSES, COMPARISONS, MatchModel
+from .matching import CLASSES, COMPARISONS, TF_COMPARISONS, MatchModel
 from .protection import MAX_RECORDS_LIMIT, ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
@@ -140,23 +141,41 @@ def _load_model(path: str) -> MatchModel:
         raise MatchModelError(f"match model {path}: {err}") from None
 
 
+# A distribution (class priors, a class's level probabilities) sums to 1 within this: ucp writes level probabilities
+# rounded to 10 digits (sums within 4e-10 of 1), and one computed in single precision (about 1e-7) still loads.
+SUM_TOLERANCE = 1e-6
+# Term frequencies are shares of the records' names, rounded to 8 digits: a table of 5,000 names may sum a little
+# over 1 (5,000 x 5e-9), not more.
+TF_SUM_TOLERANCE = 1e-4
+
+
 def _model_problem(data) -> str | None:
     """What keeps this JSON from being a model the resolver can score with (None: nothing), checked before
-    MatchModel.from_dict so that a wrong shape is an error at start, not at the first record scored."""
+    MatchModel.from_dict so that a wrong shape or a number scoring cannot use is an error at start, not a wrong
+    link (or a NaN score) later: the priors and each class's level probabilities are distributions (summing to 1,
+    "null" at 0 as it contributes nothing), term frequencies are shares of records, and only the engine's
+    comparisons appear."""
     if not isinstance(data, dict) or not {"lambdas", "comparisons"} & data.keys():
         return "not a match model (a JSON object with version, lambdas and comparisons, as ucp match-model writes)"
     if data.get("kind", "fellegi-sunter-3class") != "fellegi-sunter-3class":
         return f"kind {data['kind']!r}: this resolver scores with fellegi-sunter-3class models"
     if not isinstance(data.get("version"), str) or not data["version"]:
         return "no version"
-    if not _probabilities(data.get("lambdas"), len(CLASSES)):
-        return f"lambdas: {len(CLASSES)} class priors between 0 and 1 expected"
+    if data.get("classes", list(CLASSES)) != list(CLASSES):
+        return f"classes {data['classes']!r}: {list(CLASSES)} expected, in this order (the priors follow it)"
+    problem = _priors_problem(data.get("lambdas"))
+    if problem:
+        return problem
     population = data.get("population")
     if population is not None and (not isinstance(population, int) or isinstance(population, bool) or population < 2):
         return f"population {population!r}: the store size (records) the priors are set for, at least 2"
     comparisons = data.get("comparisons")
     if not isinstance(comparisons, dict):
         return "no comparisons"
+    unknown = sorted(set(comparisons) - set(COMPARISONS))
+    if unknown:
+        return (f"comparison {', '.join(map(str, unknown))}: not one this resolver scores "
+                f"({', '.join(COMPARISONS)})")
     for name, levels in COMPARISONS.items():
         spec = comparisons.get(name)
         if not isinstance(spec, dict):
@@ -164,11 +183,64 @@ def _model_problem(data) -> str | None:
         if list(spec.get("levels") or []) != list(levels):
             return f"comparison {name} has levels {spec.get('levels')}, expected {list(levels)}"
         for cls in CLASSES:
-            if not _probabilities(spec.get(cls), len(levels)):
+            probs = spec.get(cls)
+            if not _probabilities(probs, len(levels)):
                 return f"comparison {name}: {len(levels)} probabilities between 0 and 1 expected for class {cls}"
+            # A level at 0 ("never in this class") would be scored at 1e-12: one comparison worth 40 bits. ucp's fits
+            # smooth every level above 0.
+            if probs[0] != 0 or not _sums_to_one(probs[1:]) or 0 in probs[1:]:
+                return (f"comparison {name}, class {cls}: level probabilities {probs} are no distribution (null 0, "
+                        f"each other level above 0, together summing to 1; they sum to {sum(probs):.10g})")
+    if not isinstance(data.get("metadata"), (dict, type(None))):
+        return "metadata: a JSON object expected"
+    return _term_frequencies_problem(data.get("term_frequencies"), data.get("tf_floor", 1e-5))  # as from_dict reads
+
+
+def _priors_problem(lambdas) -> str | None:
+    """The class priors (match, related, unrelated): a distribution; a match prior of 0 links nothing on score and an
+    unrelated one of 0 has every pair related or one person. Related may be 0 (data without households)."""
+    if not _probabilities(lambdas, len(CLASSES)):
+        return f"lambdas: {len(CLASSES)} class priors between 0 and 1 expected"
+    if not _sums_to_one(lambdas):
+        return f"lambdas {lambdas}: the class priors sum to {sum(lambdas):.10g}, not 1"
+    if lambdas[0] == 0 or lambdas[2] == 0:
+        return f"lambdas {lambdas}: the match and unrelated priors must be above 0"
     return None
 
 
+def _term_frequencies_problem(tables, floor) -> str | None:
+    """Term frequencies: per name comparison (given_name, family_name), the share of records bearing each name, in
+    [0, 1] (scoring floors them at tf_floor), together at most 1. tf_floor: the u probability of an exact name
+    agreement on a rare name, a probability above 0 (a frequency of 0 is floored at it, and log2 needs it)."""
+    if not _number(floor) or not 0 < floor <= 1:
+        return f"tf_floor {floor!r}: a probability above 0 and at most 1 expected"
+    if tables is None:
+        return None
+    if not isinstance(tables, dict):
+        return f"term_frequencies: an object of {' and '.join(TF_COMPARISONS)} tables expected"
+    for name, table in tables.items():
+        if name not in TF_COMPARISONS:
+            return f"term_frequencies.{name}: only {' and '.join(TF_COMPARISONS)} have term frequencies"
+        if not isinstance(table, dict):
+            return f"term_frequencies.{name}: an object of name: share of records expected"
+        for value, share in table.items():
+            if not _number(share) or not 0 <= share <= 1:
+                return f"term_frequencies.{name}.{value}: {share!r} is no share of records (between 0 and 1)"
+        if sum(table.values()) > 1 + TF_SUM_TOLERANCE:
+            return f"term_frequencies.{name}: shares of records summing to {sum(table.values()):.10g}, above 1"
+    return None
+
+
+def _number(value) -> bool:
+    """A finite JSON number (an int of 400 digits is one: not converted, as float() would overflow)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _sums_to_one(values) -> bool:
+    return abs(math.fsum(values) - 1) <= SUM_TOLERANCE
+
+
 def _probabilities(values, count: int) -> bool:
-    return (isinstance(values, list) and len(values) == count
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values))
+    return isinstance(values, list) and len(values) == count and all(_number(v) and 0 <= v <= 1 for v in values)
