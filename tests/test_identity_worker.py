@@ -94,6 +94,36 @@ def test_invalid_records_are_quarantined_and_the_others_resolved(worker_env, fun
     assert rows[0]["record"] == records[1]  # as sent, to be fixed and replayed
 
 
+@pytest.mark.parametrize("memory", [True, False], ids=["memory", "cosmos"])
+def test_a_late_message_of_an_older_file_does_not_undo_the_newer_version(worker_env, memory):
+    """A pos file without update times lands, then its corrected version; a message of the first arrives late (a
+    retry, a replay from the poison queue). The version that landed later stays, by the files' landing times."""
+    from shared.ingest import encode_batches
+    from shared.models import CustomerRecord
+    from shared.store import MemoryStore
+
+    settings, cosmos = worker_env
+    store = MemoryStore() if memory else cosmos
+    old = CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="ann@old-mail.net")
+    new = old.model_copy(update={"email": "ann@new-mail.net"})
+
+    def message(record, landed_at):
+        batch, = encode_batches([record], ingestion_id="i-" + landed_at[:10], landed_at=landed_at)
+        return batch.text
+
+    first_file, second_file = "2026-11-01T09:00:00.000000Z", "2026-11-02T09:00:00.000000Z"
+    assert handle_resolve_message(message(old, first_file), store=store, settings=settings) == {"created": 1}
+    assert handle_resolve_message(message(new, second_file), store=store, settings=settings) == {"linked": 1}
+    late = handle_resolve_message(message(old, first_file), store=store, settings=settings)
+    assert late == {"unchanged": 1}
+    profile_id = store.container("records").read_item("pos|1", "pos|1")["profile_id"]
+    assert get_profile(store, profile_id)["attributes"]["email"]["value"] == "ann@new-mail.net"
+    # The same file landing again later is a new version: it wins, as it would with update times.
+    assert handle_resolve_message(message(old, "2026-11-03T09:00:00.000000Z"), store=store,
+                                  settings=settings) == {"linked": 1}
+    assert get_profile(store, profile_id)["attributes"]["email"]["value"] == "ann@old-mail.net"
+
+
 def test_a_message_that_is_not_utf8_is_poisoned_as_it_came_and_replayed_so(worker_env, functions_by_name):
     settings, _ = worker_env
     body = b'{"v": 1, "records": [{"source": "pos", "record_key": "1", "given_name": "Ren\xe9"}]}'

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shared.activity import return_part
+from shared.identity.survivorship import utc_text
 from shared.ingest import IngestionBusy, decode_message, ledger
 from shared.ingest.ledger import ingestion_id
 from shared.settings import Settings, get_settings
@@ -178,6 +179,12 @@ def test_customer_records_fan_out_in_capped_messages_keeping_a_records_updates_t
     holder = next(m for m in messages if any(r.record_key == keys[cap - 1] for r in m))
     assert [r.given_name for r in holder if r.record_key == keys[cap - 1]] == ["Ann", "Annabel"]  # file order
     assert sorted(r.record_key for m in messages for r in m) == sorted(keys + [keys[cap - 1]])
+    # Each message says when its file landed (the blob's last-modified time), which orders versions of a record
+    headers = [json.loads(m.content) for m in q.peek_messages(max_messages=32)]
+    landed = {h.get("landed_at") for h in headers if h.get("ingestion_id") == report["id"]}
+    modified = blob_service(landing.settings).get_blob_client(landing.settings.landing_container, path)
+    assert landed == {report["landed_at"]} and report["landed_at"] == utc_text(
+        modified.get_blob_properties().last_modified)
 
 
 def test_redelivered_event_changes_nothing(landing):

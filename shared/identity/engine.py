@@ -107,13 +107,15 @@ class Resolver:
         """The record as this resolver resolves it (normalize_for_resolution with the configured blocked values)."""
         return normalize_for_resolution(record, self.blocked)
 
-    def resolve(self, record: CustomerRecord, *,
-                normalized: NormalizedRecord | ResolveResult | None = None) -> ResolveResult:
-        """`normalized`: what self.normalize(record) returned, when the caller has it already."""
+    def resolve(self, record: CustomerRecord, *, normalized: NormalizedRecord | ResolveResult | None = None,
+                landed_at: str | None = None) -> ResolveResult:
+        """`normalized`: what self.normalize(record) returned, when the caller has it already. `landed_at`: when
+        the file that carried this version of the record landed (utc_text), which orders the versions of a record
+        whose source gives no updated_at."""
         n = normalize_for_resolution(record, self.blocked) if normalized is None else normalized
         if isinstance(n, ResolveResult):
             return n
-        work = _Work(self, record, n)
+        work = _Work(self, record, n, landed_at)
         if work.too_large:
             return ResolveResult(record.key, None, "quarantined", TOO_LARGE)
         return with_retries(self.ctx, work.attempt)
@@ -176,8 +178,9 @@ class _Work:
     cut = False
     too_large = False
 
-    def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord):
+    def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None):
         self.ctx = resolver.ctx
+        self.landed_at = landed_at
         self.model = resolver.model
         self.snapshots = resolver.snapshots
         self.policy = self.ctx.config.protection
@@ -307,9 +310,14 @@ class _Work:
         return self.attempt()
 
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
-        """True when the stored version of the record says it changed later than this one: a redelivered or late
-        message must not undo a newer version (at-least-once delivery, in any order)."""
-        return self._changed_later((record_doc.get("record") or {}).get("updated_at"))
+        """True when the stored version of the record says it changed later than this one, or, when the two do not
+        both say when they changed, came in a file that landed later: a redelivered, late or replayed message must
+        not undo a newer version (at-least-once delivery, in any order)."""
+        stored = (record_doc.get("record") or {}).get("updated_at")
+        if self.record.updated_at is not None and stored:
+            return self._changed_later(stored)
+        stored_landed = record_doc.get("landed_at")
+        return bool(self.landed_at and stored_landed and stored_landed > self.landed_at)
 
     def _changed_later(self, stored: str | None) -> bool:
         """True when `stored`, another version's updated_at, is later than this version's."""
@@ -799,7 +807,7 @@ class _Work:
             return  # written earlier in this attempt (a merge saga repoints it if the profile moves)
         body = {"id": self.key, "profile_id": profile_id, "source": self.record.source,
                 "record_key": self.record.record_key, "content_hash": self.hash, "record": self.data,
-                "updated_at": self.now}
+                "updated_at": self.now, **({"landed_at": self.landed_at} if self.landed_at else {})}
         records = self.ctx.records
         for _ in range(20):
             doc = self.record_doc

@@ -42,13 +42,14 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
     is not a valid CustomerRecord is quarantined with the fields it failed on, and the others are resolved."""
     raw = _as_text(text)
     invalid: list[dict[str, Any]] = []
+    header: dict[str, Any] = {}
     try:
-        records = decode_message(text, settings, invalid=invalid)
+        records = decode_message(text, settings, invalid=invalid, header=header)
     except ValueError as err:
         send_to_poison(settings.resolve_queue, raw, str(err), settings)
         log.warning("resolve message sent to poison: %s", err)
         return {"poisoned": str(err)}
-    results = resolve_in_lanes(store, records, settings=settings, model=model)
+    results = resolve_in_lanes(store, records, settings=settings, model=model, landed_at=header["landed_at"])
     bad = invalid + [{"reason": res.reason, "record_key": res.record_key,
                       "record": rec.model_dump(mode="json", exclude_none=True)}
                      for rec, res in zip(records, results) if res.action == "quarantined"]

@@ -165,6 +165,7 @@ def ingest_blob(blob_path: str, *, settings, store: Store) -> dict[str, Any] | N
     """
     from azure.core.exceptions import ResourceNotFoundError
 
+    from ..identity.survivorship import utc_text
     from ..storage import blob_service
 
     started_wall = time.time()
@@ -177,7 +178,7 @@ def ingest_blob(blob_path: str, *, settings, store: Store) -> dict[str, Any] | N
         return None
     etag = props.etag
     report = ledger.new_report(ledger.ingestion_id(f"{container}/{name}", etag), blob=name, container=container,
-                               etag=etag, size=props.size)
+                               etag=etag, size=props.size, landed_at=utc_text(props.last_modified))
     state, doc = ledger.claim(store, report)
     if state == "done":
         log.info("ingestion %s already %s; skipping the redelivered event", doc["id"], doc["status"])
@@ -226,7 +227,7 @@ def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: 
         outputs.delete_record = _delete_record(store, settings)
         outputs.delete_activity = _delete_activity(store)
     elif layout.entity == "customers":
-        outputs.customers = QueueFanout(settings, report["id"])
+        outputs.customers = QueueFanout(settings, report["id"], report.get("landed_at"))
     else:
         outputs.activity = ActivityWriter(store)
     pipeline = Pipeline(mapping, report, outputs, settings=settings, mode=layout.mode, heartbeat=heartbeat)

@@ -42,10 +42,14 @@ def ingestion_id(blob_name: str, etag: str | None) -> str:
     return f"ing_{digest[:24]}"
 
 
-def new_report(ingestion: str, *, blob: str, container: str, etag: str | None, size: int | None = None) -> dict[str, Any]:
+def new_report(ingestion: str, *, blob: str, container: str, etag: str | None, size: int | None = None,
+               landed_at: str | None = None) -> dict[str, Any]:
+    """`landed_at`: the blob's last-modified time (this version of the file), which orders the versions of a record
+    that come without an updated_at (shared/identity/engine.py)."""
     now = utc_now()
     return {
         "id": ingestion, "doc_type": DOC_TYPE, "blob": blob, "container": container, "etag": etag, "size": size,
+        "landed_at": landed_at,
         "source": None, "entity": None, "mode": "upsert", "mapping": None, "status": "processing", "error": None,
         "format": None, "compression": None, "encoding": None, "delimiter": None,
         "rows_read": 0, "accepted": 0, "quarantined": 0, "duplicates": 0,

@@ -1,6 +1,6 @@
 """Resolution-queue messages: customer records in batches under the 64 KB queue limit, claim-check beyond.
 
-    {"v": 1, "ingestion_id": "...", "records": [CustomerRecord JSON, ...]}   # inline batch
+    {"v": 1, "ingestion_id": "...", "landed_at": "...", "records": [CustomerRecord JSON, ...]}   # inline batch
     {"v": 1, "claim": "<blob name in settings.claims_container>"}          # a batch too big for a message
 
 The queue speaks Base64 (like the Functions host), which inflates text by 4/3: 64 KB on the wire leaves ~48 KB of
@@ -48,12 +48,14 @@ def by_source_key(records: Iterable[CustomerRecord]) -> list[CustomerRecord]:
     return [record for group in groups.values() for record in group]
 
 
-def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | None = None,
+def encode_batches(records: Iterable[CustomerRecord], *, ingestion_id: str | None = None, landed_at: str | None = None,
                    max_bytes: int = MAX_MESSAGE_JSON_BYTES,
                    max_records: int = MAX_RECORDS_PER_MESSAGE) -> Iterator[Batch]:
     """Pack records, in order, into messages of at most max_records records and max_bytes of UTF-8 JSON.
-    Consecutive records of one source record are not split by max_records (only by max_bytes)."""
-    head = json.dumps({"v": VERSION, "ingestion_id": ingestion_id}, separators=(",", ":"))[:-1] + ',"records":['
+    Consecutive records of one source record are not split by max_records (only by max_bytes). `landed_at`: when
+    their file landed (the resolver orders versions of a record by it when the source gives no updated_at)."""
+    header = {"v": VERSION, "ingestion_id": ingestion_id, **({"landed_at": landed_at} if landed_at else {})}
+    head = json.dumps(header, separators=(",", ":"))[:-1] + ',"records":['
     tail = "]}"
     overhead = len(head.encode()) + len(tail)
     parts: list[str] = []
@@ -115,13 +117,14 @@ def _read_claim(name: str, settings) -> str:
         raise ValueError(f"claim-check blob {name!r} not found") from None
 
 
-def decode_message(text: str | bytes, settings=None, *, invalid: list[dict[str, Any]] | None = None
-                   ) -> list[CustomerRecord]:
+def decode_message(text: str | bytes, settings=None, *, invalid: list[dict[str, Any]] | None = None,
+                   header: dict[str, Any] | None = None) -> list[CustomerRecord]:
     """The customer records of a resolution-queue message (inline or claim-check).
 
     Raises ValueError, with a reason safe to log (no record content), for anything malformed. A record that is
     not a valid CustomerRecord raises too, unless `invalid` is given: it is then appended there as
-    {"reason", "record_key", "record"} (the record as sent), for quarantine, and the valid ones are returned."""
+    {"reason", "record_key", "record"} (the record as sent), for quarantine, and the valid ones are returned.
+    `header`, when given, receives the message's `landed_at` (None when it has none)."""
     body = _parse(text)
     if "claim" in body:
         name = body["claim"]
@@ -135,6 +138,11 @@ def decode_message(text: str | bytes, settings=None, *, invalid: list[dict[str, 
     records = body.get("records")
     if not isinstance(records, list):
         raise ValueError("message has no records list")
+    landed_at = body.get("landed_at")
+    if landed_at is not None and not (isinstance(landed_at, str) and _LANDED_AT.fullmatch(landed_at)):
+        raise ValueError("landed_at must be a UTC time as 2024-06-01T07:00:00.000000Z")
+    if header is not None:
+        header["landed_at"] = landed_at
     out: list[CustomerRecord] = []
     for i, record in enumerate(records):
         try:
@@ -159,4 +167,5 @@ def invalid_fields(err: Exception) -> str:
     return "fields: " + ", ".join(shown + ([f"{unknown} other name(s)"] if unknown else []))
 
 
+_LANDED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # utc_text: its order is the times' order
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")

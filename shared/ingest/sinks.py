@@ -150,8 +150,9 @@ class CustomerSink(Protocol):
 
 
 class _BatchingSink(ABC):
-    def __init__(self, ingestion: str, max_records: int = MAX_RECORDS_PER_MESSAGE):
+    def __init__(self, ingestion: str, max_records: int = MAX_RECORDS_PER_MESSAGE, landed_at: str | None = None):
         self.ingestion = ingestion
+        self.landed_at = landed_at
         self.max_records = max(1, max_records)
         self.records_queued = self.messages_sent = self.claim_blobs = 0
         self._pending: list[CustomerRecord] = []
@@ -163,7 +164,8 @@ class _BatchingSink(ABC):
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
-        for batch in encode_batches(by_source_key(pending), ingestion_id=self.ingestion, max_records=self.max_records):
+        for batch in encode_batches(by_source_key(pending), ingestion_id=self.ingestion, landed_at=self.landed_at,
+                                    max_records=self.max_records):
             self._send(batch)
             self.records_queued += batch.count
             self.messages_sent += 1
@@ -181,8 +183,8 @@ class QueueFanout(_BatchingSink):
     SENDERS = 4
     WINDOW = 32
 
-    def __init__(self, settings, ingestion: str):
-        super().__init__(ingestion, settings.resolve_batch_records)
+    def __init__(self, settings, ingestion: str, landed_at: str | None = None):
+        super().__init__(ingestion, settings.resolve_batch_records, landed_at)
         from concurrent.futures import ThreadPoolExecutor
 
         from ..storage import queue_client
