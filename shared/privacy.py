@@ -135,6 +135,12 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
             "id": f"erasure:{current['id']}", "kind": "erasure", "profile_id": current["id"], "at": at,
             "aliases": _aliases(store, current), "counts": {k: counts[k] for k in COUNTED}})
         if _tombstone(store, current, at, counts):
+            # Once more: a worker linking a record to the profile checks for the tombstone after its last write
+            # (engine._undo_after_erasure). One that checked before the tombstone was there wrote everything
+            # before it, listed in this version of the profile: its identifiers and blocking keys go now.
+            late: Counter = Counter()
+            _erase_index(store, ctx, current, late)
+            counts["identifiers"] += late["identifiers"]
             log.info("erased profile %s: %s", current["id"], dict(counts))
             break
     else:
@@ -144,16 +150,10 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
 
 def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
     """Everything but the profile doc itself; each step is idempotent."""
-    ids_of_person = set(_merged_ids(profile))
     owners = [r["key"] for r in profile.get("records", [])]
-    identifiers = store.container("identifiers")
     # A shared device's link keeps the others: only this person's part of its history goes (shared/events/devices.py).
     counts["device_links"] += erase_owners(store, owners)
-    for ident in profile.get("identifiers", []):
-        doc = identifiers.read_item_or_none(ident, ident)
-        if doc and doc.get("profile_id") in ids_of_person:
-            identifiers.delete_item(ident, ident)
-            counts["identifiers"] += 1
+    _erase_index(store, ctx, profile, counts)
     records, activity = store.container("records"), store.container("activity")
     entries = store.container(OWNERS)
     for entry in owner_entries(store, owners):  # those naming the person's records, also where no doc is left
@@ -169,10 +169,6 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             # Kept empty: the record's key and when, so its next arrival is not resolved again (see above).
             records.upsert_item({"id": key, "profile_id": None, "erased_at": _now()})
             counts["source_records"] += 1
-    for key in sorted({k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}):
-        for pid in ids_of_person:  # ETag-guarded, like the resolver's own updates; an emptied key is deleted
-            update_block(ctx, key, remove=pid, add=None)
-        counts["blocking"] += 1
     merges = store.container("merges")
     for entry in list_merges(store, profile["id"]):
         merges.delete_item(entry["id"], entry["profile_id"])
@@ -182,6 +178,21 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
         review.delete_item(item["id"], item["id"])
         counts["review"] += 1
     _clear_from_others(ctx, profile, counts)
+
+
+def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
+    """The identifiers and blocking keys that lead to the person (the profile lists them: its records' entries)."""
+    ids_of_person = set(_merged_ids(profile))
+    identifiers = store.container("identifiers")
+    for ident in profile.get("identifiers", []):
+        doc = identifiers.read_item_or_none(ident, ident)
+        if doc and doc.get("profile_id") in ids_of_person:
+            identifiers.delete_item(ident, ident)
+            counts["identifiers"] += 1
+    for key in sorted({k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}):
+        for pid in ids_of_person:  # ETag-guarded, like the resolver's own updates; an emptied key is deleted
+            update_block(ctx, key, remove=pid, add=None)
+        counts["blocking"] += 1
 
 
 def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:

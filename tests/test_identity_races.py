@@ -263,3 +263,42 @@ def test_erase_running_after_a_link_wrote_the_profile_leaves_nothing_the_link_in
     assert _leftovers(store, ann.profile_id) == ([], [])
     assert find_profile_id(store, "phone", "+447911123456") is None
     assert resolve(store, late)[0].action == "erased"  # and it is not resolved again
+
+
+def test_erase_sweeping_before_a_link_indexed_and_tombstoning_after_it_checked_leaves_nothing(store):
+    """The other order: the erase sweeps while the worker is about to claim, the worker then claims, indexes,
+    commits and finds no tombstone yet (it answers linked), and only then the erase writes the tombstone. The
+    erase's sweep after its tombstone deletes what the worker indexed."""
+    import threading
+
+    from shared.api.profiles import load_profile
+    from shared.identity import find_profile_id, resolve_records
+    from shared.privacy import erase_profile
+
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", country="GB", **ANN))
+    late = rec("web", "2", email="ann.lee@shopmail.net", phone="+447911123456", birth_date="1980-02-03",
+               postcode="SW1A 1AA", country="GB", **ANN)
+    linked, swept, resolved = threading.Event(), threading.Event(), threading.Event()
+
+    def worker_pauses():  # the profile lists web|2 and its phone; nothing is indexed yet
+        linked.set()
+        assert swept.wait(30)
+
+    def erase_pauses():  # the sweep is done; the tombstone waits for the worker to finish
+        swept.set()
+        assert resolved.wait(30)
+
+    worker_store = before_call(store, "identifiers", "create_item", hook=worker_pauses)
+    results = []
+    worker = threading.Thread(target=lambda: (results.extend(resolve_records(worker_store, [late], settings=SETTINGS)),
+                                              resolved.set()))
+    worker.start()
+    assert linked.wait(30)
+    erase_store = before_call(store, "profiles", "replace_item", hook=erase_pauses,
+                              when=lambda body, **_: body.get("doc_type") == "erased")
+    erased = erase_profile(erase_store, load_profile(store, ann.profile_id))
+    worker.join(30)
+    assert results[0].action == "linked" and erased["source_records"] == 2  # the worker saw no tombstone
+    assert _leftovers(store, ann.profile_id) == ([], [])
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert resolve(store, late)[0].action == "erased"
