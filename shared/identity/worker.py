@@ -18,14 +18,13 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from datetime import datetime, timezone
 from typing import Any, Iterator
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from shared.ingest.messages import (MAX_MESSAGE_JSON_BYTES, QUARANTINED_RECORDS_PREFIX, claim_message,
                                     decode_message)
-from shared.ingest.replay import base64_text
+from shared.ingest.replay import base64_text, record_digest
 from shared.settings import Settings
 from shared.storage import blob_service, queue_client
 from shared.store import Store
@@ -54,8 +53,8 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
                       "record": rec.model_dump(mode="json", exclude_none=True)}
                      for rec, res in zip(records, results) if res.action == "quarantined"]
     if bad:
-        name = quarantine_blob_name(raw)
-        write_jsonl(settings.quarantine_container, name, bad, settings)
+        name, bad = quarantine_blob_name(bad)
+        write_quarantined(name, bad, settings)
         log.warning("quarantined %d of %d records to %s", len(bad), len(records) + len(invalid), name)
     counts = dict(Counter(r.action for r in results))
     return {**counts, "invalid": len(invalid)} if invalid else counts
@@ -71,20 +70,69 @@ def _as_text(message: str | bytes) -> str | bytes:
         return message
 
 
-def quarantine_blob_name(message: str | bytes) -> str:
-    """Named after the day and the message content: a message redelivered the same day overwrites its file; one
-    redelivered after midnight leaves an identical copy under the new day (readers go by record key, not file)."""
-    day = datetime.now(timezone.utc).strftime("%Y/%m/%d")
-    return f"{QUARANTINED_RECORDS_PREFIX}{day}/{_digest(message)}.jsonl"
+def quarantine_blob_name(entries: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The quarantine blob of a message's quarantined entries, and the entries, each (record key, record as sent)
+    once. Named after those pairs, not the message (its ingestion id and landed_at differ per landed copy of a
+    file, and per replay): the same records quarantined again, from a redelivery, a re-landed or copied file or a
+    replay, land in their own blob instead of a new one. One blob per message, not per record (a message holds up
+    to 1000 records); no day in the name, so a file landed again on a later day adds nothing either. A record with
+    no usable key is told apart by its content alone."""
+    unique: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        unique.setdefault(_entry_id(entry), entry)
+    return f"{QUARANTINED_RECORDS_PREFIX}{_digest(chr(10).join(sorted(unique)))}.jsonl", list(unique.values())
 
 
 def _digest(message: str | bytes) -> str:
     return hashlib.sha256(message.encode() if isinstance(message, str) else message).hexdigest()[:24]
 
 
-def write_jsonl(container: str, name: str, rows: list[dict[str, Any]], settings: Settings) -> None:
-    data = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows).encode()
-    _upload(container, name, data, settings)
+def _entry_id(entry: Any) -> str | None:
+    """(record key, content hash of the record as sent) of a quarantine entry; None for a line that is none."""
+    if not isinstance(entry, dict) or "record" not in entry:
+        return None
+    return json.dumps([entry.get("record_key"), record_digest(entry["record"])])
+
+
+def _line_id(line: bytes) -> str | None:
+    try:
+        return _entry_id(json.loads(line.decode("utf-8")))
+    except (ValueError, RecursionError):  # not UTF-8 / not JSON: a line damaged by hand, kept as it is
+        return None
+
+
+def write_quarantined(name: str, entries: list[dict[str, Any]], settings: Settings) -> None:
+    """Write the entries to their quarantine blob as JSON lines, each replacing the line of the same (record key,
+    record as sent) and keeping the blob's other lines (edited by hand, or left by a replay that could not read
+    them). Read, then written only if unchanged since (ETag), else again: a replay deleting or rewriting the blob
+    meanwhile is neither undone nor lost (its conditional delete fails once the records are written again)."""
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceModifiedError
+
+    client = blob_service(settings).get_blob_client(settings.quarantine_container, name)
+    ids = {_entry_id(entry) for entry in entries}
+    new = "".join(json.dumps(entry, ensure_ascii=False, default=str) + "\n" for entry in entries).encode()
+    for _ in range(10):
+        try:
+            downloader = client.download_blob()
+            old, etag = downloader.readall(), downloader.properties.etag
+        except ResourceNotFoundError:
+            old, etag = b"", None
+        kept = b"".join(line + b"\n" for line in old.split(b"\n") if line.strip() and _line_id(line) not in ids)
+        try:
+            if etag:
+                client.upload_blob(kept + new, overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+            else:
+                client.upload_blob(new, overwrite=False)  # created only if still absent
+            return
+        except (ResourceModifiedError, ResourceExistsError):  # written or replayed meanwhile: read it again
+            continue
+        except ResourceNotFoundError:  # deleted meanwhile, or no quarantine container yet
+            try:
+                blob_service(settings).create_container(settings.quarantine_container)
+            except ResourceExistsError:
+                pass
+    raise RuntimeError(f"quarantine blob {name} kept changing while written")  # the queue retries the message
 
 
 def _upload(container: str, name: str, data: bytes, settings: Settings) -> None:

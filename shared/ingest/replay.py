@@ -7,8 +7,9 @@ BlobCreated event the Event Grid trigger listens to. Rows that were ingested bef
 content hash, so replaying a file that partly went through changes nothing twice.
 
 Quarantined records go back on the resolve queue in the messages ingestion sends (QueueFanout, with its
-claim-check), and their blob is deleted once they are queued: a record the resolver still cannot resolve is
-quarantined again under a new blob, so the quarantine never holds it twice because of a replay.
+claim-check), each (record key, record content) once however many blobs hold it, and their blobs are deleted once
+they are queued: a record the resolver still cannot resolve is quarantined again in the blob named after it (and
+the other records of its message), so the quarantine never holds it twice because of a replay.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 from collections import Counter
+from datetime import timezone
 from typing import Any, Iterator
 
 from pydantic import ValidationError
@@ -135,6 +138,12 @@ def _poison_reason(content: str) -> str | None:
     return str(reason)[:500] if reason else None
 
 
+def record_digest(record: Any) -> str:
+    """Content hash of a record as sent (canonical JSON): with its key, what tells quarantine entries apart."""
+    text = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def quarantined_records_prefix(prefix: str = "") -> str:
     """The blob name prefix to replay: PREFIX under resolve/ ("resolve/2026/11/", or "2026/11/" for short)."""
     prefix = (prefix or "").lstrip("/")
@@ -146,7 +155,8 @@ def quarantined_records_prefix(prefix: str = "") -> str:
 def replay_quarantined_records(settings, *, prefix: str = "", dry_run: bool = False) -> Iterator[dict[str, Any]]:
     """Put the records of each quarantine blob under resolve/ (and prefix) back on the resolve queue, then delete
     the blob; yields one report per blob: records queued, why they had been quarantined, and the lines left in
-    the blob with the reason each could not be read (line numbers and reasons only, never record values).
+    the blob with the reason each could not be read (line numbers and reasons only, never record values). A record
+    (key and content) that several blobs hold is queued once, from the first (`duplicates` counts the others).
 
     A line that is not a valid CustomerRecord stays: the blob is rewritten with only those lines. Records are
     queued before the blob is deleted or rewritten, and only if it is unchanged since it was read (its ETag): a
@@ -156,9 +166,10 @@ def replay_quarantined_records(settings, *, prefix: str = "", dry_run: bool = Fa
 
     container = blob_service(settings).get_container_client(settings.quarantine_container)
     try:  # the listing first: blobs the resolver quarantines again during the run wait for the next one
-        names = [b.name for b in container.list_blobs(name_starts_with=quarantined_records_prefix(prefix))]
+        names = _quarantine_blobs(container, quarantined_records_prefix(prefix))
     except ResourceNotFoundError:  # no quarantine container yet: nothing was ever quarantined
         return
+    queued: set[tuple[str, str]] = set()  # (record key, content hash) queued by this run (dry run: counted)
     for name in names:
         try:
             downloader = container.download_blob(name)
@@ -166,18 +177,29 @@ def replay_quarantined_records(settings, *, prefix: str = "", dry_run: bool = Fa
         except ResourceNotFoundError:  # gone since the listing (another replay took it): nothing left to replay
             continue
         records, reasons, left = _read_quarantined(data)
-        report = {"blob": name, "records": len(records), "reasons": dict(reasons),
+        # Each record once: the same record quarantined from several messages (copies of a file, a file changed
+        # elsewhere) sits in several blobs; the copies of it in later blobs are deleted with them, not queued.
+        fresh: dict[tuple[str, str], CustomerRecord] = {}
+        for record in records:
+            key = (record.key, record_digest(record.model_dump(mode="json", exclude_none=True)))
+            if key not in queued:
+                fresh.setdefault(key, record)
+        report = {"blob": name, "records": len(fresh), "reasons": dict(reasons),
                   "left": [{"line": number, "reason": why} for number, why, _ in left], "replayed": False}
+        if len(fresh) < len(records):
+            report["duplicates"] = len(records) - len(fresh)  # already queued from another blob, or twice here
         if dry_run:
+            queued.update(fresh)
             yield report
             continue
-        if records:
+        if fresh:
             try:
-                _enqueue(settings, records, ingestion=_replay_id(name, etag))
+                _enqueue(settings, list(fresh.values()), ingestion=_replay_id(name, etag))
             except Exception as err:  # the queue is unreachable: the blob stays as it is
                 report["error"] = f"could not queue the records: {type(err).__name__}"
                 yield report
                 continue
+            queued.update(fresh)
         if records or not left:
             try:
                 if left:
@@ -194,8 +216,23 @@ def replay_quarantined_records(settings, *, prefix: str = "", dry_run: bool = Fa
                 yield report
                 continue
             report["replayed"] = True
-        log.info("replayed %d quarantined record(s) of %s; %d line(s) left", len(records), name, len(left))
+        log.info("replayed %d quarantined record(s) of %s; %d line(s) left", len(fresh), name, len(left))
         yield report
+
+
+_DAYS = re.compile(r"\d{4}(/[\d/]*)?")  # 2026, 2026/11/, 2026/11/05/ ...
+
+
+def _quarantine_blobs(container, prefix: str) -> list[str]:
+    """The quarantine blobs under prefix. The resolver names its blobs after their records, with no day in the name
+    (the same records quarantined on another day go to the same blob): a day prefix (resolve/2026/11/) selects
+    those last written on those days, and the blobs named under that day by earlier releases."""
+    days = prefix[len(QUARANTINED_RECORDS_PREFIX):]
+    if not _DAYS.fullmatch(days):
+        return [b.name for b in container.list_blobs(name_starts_with=prefix)]
+    return [b.name for b in container.list_blobs(name_starts_with=QUARANTINED_RECORDS_PREFIX)
+            if (b.name.startswith(prefix) if "/" in b.name[len(QUARANTINED_RECORDS_PREFIX):] else
+                b.last_modified.astimezone(timezone.utc).strftime("%Y/%m/%d/").startswith(days))]
 
 
 def _read_quarantined(data: bytes) -> tuple[list[CustomerRecord], Counter, list[tuple[int, str, bytes]]]:
