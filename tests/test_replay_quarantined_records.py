@@ -108,7 +108,7 @@ def test_the_replayed_message_resolves_and_quarantines_nothing_again(env):
     assert _blobs(settings) == []
 
 
-def test_a_record_still_unresolvable_is_quarantined_again_once_under_a_new_blob(env):
+def test_a_record_still_unresolvable_is_quarantined_again_once_in_its_own_blob(env):
     settings, store = env
     name = _quarantine_by_worker(settings, store)  # not fixed
     [report] = replay_quarantined_records(settings)
@@ -116,7 +116,7 @@ def test_a_record_still_unresolvable_is_quarantined_again_once_under_a_new_blob(
     [text] = _queued(settings)
     assert handle_resolve_message(text, store=store, settings=settings) == {"quarantined": 1}
     [again] = _blobs(settings)
-    assert again != name
+    assert again == name  # named by the record's key and content, not by the message that carried it
     lines = _read(settings, again).decode().splitlines()
     assert [CustomerRecord.model_validate(json.loads(line)["record"]) for line in lines] == [
         CustomerRecord.model_validate(UNRESOLVABLE)]
