@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from urllib.parse import urlparse
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The well-known Azurite development account (public, documented by Microsoft).
@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     identity_config: str = ""
     # The match model (JSON, as `ucp match-model` writes one fitted to your data); empty: the shipped model.
     match_model: str = ""
+    # Records the store holds, or will (UCP_MATCH_POPULATION): the model's priors are scaled to it (a pair's prior
+    # odds of being one person fall as the store grows); empty: the size the model was fitted for (shipped: 100,000).
+    match_population: int | None = Field(None, ge=2)
     # Records of one queue message resolved side by side (those sharing a key stay in order): threads per process.
     resolve_concurrency: int = 8
     # Records per resolve message (UCP_RESOLVE_BATCH_RECORDS): a file's messages are resolved by different processes
@@ -85,6 +88,11 @@ class Settings(BaseSettings):
     # --- Ingestion limits.
     max_decompressed_bytes: int = 2 * 1024**3
     max_field_bytes: int = 64 * 1024
+
+    @field_validator("match_population", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value  # an app setting left blank
 
     @model_validator(mode="after")
     def _review_band(self) -> "Settings":

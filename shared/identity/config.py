@@ -124,9 +124,20 @@ class MatchModelError(ValueError):
     """The match model file is missing or does not load; the message says which file and why."""
 
 
-def load_match_model(path: str | Path | None = None) -> MatchModel:
-    """The match model in this file (default: the shipped one); each file loaded once per process."""
+def load_match_model(path: str | Path | None = None, *, population: int | None = None) -> MatchModel:
+    """The match model in this file (default: the shipped one), with its priors for a store of `population` records
+    when given; each file loaded once per process (and scaled once per population)."""
+    if population is not None:
+        return _scaled_model(str(path) if path else "", population)
     return _load_model(str(path)) if path else MatchModel.default()
+
+
+@lru_cache(maxsize=8)
+def _scaled_model(path: str, population: int) -> MatchModel:
+    try:
+        return load_match_model(path or None).with_population(population)
+    except ValueError as err:
+        raise MatchModelError(f"match model {path or 'shipped'}: {err}") from None
 
 
 @lru_cache(maxsize=8)

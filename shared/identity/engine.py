@@ -74,9 +74,11 @@ class ResolveResult:
 
 
 def default_model(settings: Settings | None = None) -> MatchModel:
-    """The resolver's match model: the file settings.match_model (UCP_MATCH_MODEL) names, else the shipped one.
-    Each file is loaded once per process; one that does not load raises MatchModelError (no fall back)."""
-    return load_match_model((settings or get_settings()).match_model or None)
+    """The resolver's match model: the file settings.match_model (UCP_MATCH_MODEL) names, else the shipped one, with
+    its priors for a store of settings.match_population records when set. Each file is loaded once per process; one
+    that does not load raises MatchModelError (no fall back)."""
+    settings = settings or get_settings()
+    return load_match_model(settings.match_model or None, population=settings.match_population)
 
 
 def _blocking_keys(n: NormalizedRecord) -> list[str]:
@@ -344,6 +346,11 @@ class _Work:
         for p, profile, best in ranked:
             if p < settings.match_threshold:
                 break
+            if self.model.another_given_name(self.n, best):
+                # The profile's best-matching record names another person (Katherine for a Catherine), but another of
+                # its records, of this very name (Cathy), may match too: the join must not depend on which of the
+                # profile's records came first.
+                p, best = self._best_of_this_name(profile, p, best)
             detail = self._explain(best)
             reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
             if reason is None and self.model.another_given_name(self.n, best):
@@ -363,6 +370,16 @@ class _Work:
         if len(group) == 1 and group[0].types == ["score"]:
             return {"reason": "score", **group[0].detail}
         return None
+
+    def _best_of_this_name(self, profile: dict[str, Any], p: float, best: NormalizedRecord
+                           ) -> tuple[float, NormalizedRecord]:
+        """The profile's best-matching record of the same given name (alike or a nickname: a typo of the other name,
+        Stepen in the profile of Stephen, would let his twin Stephanie in), when it scores at the match threshold or
+        above; else (p, best) as they were."""
+        same_name = [other for key, other in self.snapshots.of(profile)
+                     if key != self.key and self.model.same_given_name(self.n, other)]
+        p_named, named = self.model.best_record(self.n, same_name)
+        return (p_named, named) if named is not None and p_named >= self.ctx.settings.match_threshold else (p, best)
 
     def _founded_alone(self, group: list[_Candidate]) -> bool:
         """The group is only the profile the record holds alone: one an earlier attempt created for it (a worker

@@ -49,7 +49,7 @@ COMPARISON_NAMES = tuple(COMPARISONS)
 # Comparisons whose "exact" level is adjusted by how common the value is (John / Smith weigh less).
 TF_COMPARISONS = {"given_name": "given_name", "family_name": "family_name"}
 EXACT = 1
-GIVEN_FUZZY_LEVELS, GIVEN_DIFFERENT = (3, 4), 6  # given_name "fuzzy_high", "fuzzy_low"; "different"
+GIVEN_NICKNAME, GIVEN_FUZZY_LEVELS, GIVEN_DIFFERENT = 2, (3, 4), 6  # "nickname", "fuzzy_high"/"fuzzy_low", "different"
 # A given name borne by one record in a thousand or more: typos of even the commonest names stay well below.
 COMMON_GIVEN_NAME = 1e-3
 MAX_CACHED_PROBABILITIES = 200_000
@@ -519,6 +519,9 @@ class MatchModel:
             return self
         scale = (self.population - 1) / max(records - 1, 1)
         match, related = self.lambdas[0] * scale, self.lambdas[1] * scale
+        if match + related >= 1.0:
+            raise ValueError(f"a store of {records} records is too small for priors fitted on {self.population}: "
+                             "every pair would be one person or related")
         return MatchModel(version=self.version, lambdas=[match, related, 1.0 - match - related], params=self.params,
                           term_frequencies=self.term_frequencies, tf_floor=self.tf_floor, population=records,
                           metadata=self.metadata)
@@ -550,6 +553,12 @@ class MatchModel:
             if best is None or p > best_p:
                 best_p, best = p, b
         return best_p, best
+
+    @staticmethod
+    def same_given_name(a: NormalizedRecord, b: NormalizedRecord) -> bool:
+        """True when the given names are one: written alike, or a nickname of the other (not merely similar: a typo
+        of a twin's name is similar to both twins')."""
+        return compare(a, b)[0] in (EXACT, GIVEN_NICKNAME)
 
     def another_given_name(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
         """True when the given names are two people's: "different", or similar where each is a name the model has
