@@ -799,6 +799,9 @@ def normalize_postcode(value: Any, country: str | None = None) -> str | None:
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():
         text = str(int(value))
+    prefixed = _COUNTRY_PREFIXED_POSTCODE.fullmatch(text)
+    if prefixed and prefixed[1].upper() in _POSTCODE_COUNTRY_PREFIXES:  # "D-10115", "CH-8001": the number alone
+        text = prefixed[2]
     text = _NON_ALNUM_ANY_CASE.sub("", unidecode(text)).upper()
     if not text or text.lower() in _BLOCKED_ANY or _ALL_ZEROS.fullmatch(text):
         return None
@@ -808,6 +811,14 @@ def normalize_postcode(value: Any, country: str | None = None) -> str | None:
     elif region in ("DE", "FR", "ES", "IT") and text.isdigit() and len(text) == 4:
         text = text.zfill(5)
     return text[:MAX_TEXT_CHARS]
+
+
+# A numeric postcode after its country's letters and a dash, as European addresses were long written and CRM exports
+# still hold them (D-10115 Berlin, F-75001, CH-8001, A-1010, NL-1012 AB): the vehicle or ISO code of the country.
+_COUNTRY_PREFIXED_POSTCODE = re.compile(r"([A-Za-z]{1,3})\s*[-\u2013]\s*(\d{4,5}(?:\s?[A-Za-z]{2})?)")
+_POSTCODE_COUNTRY_PREFIXES = frozenset(
+    "A AT B BE BG CH CY CZ D DE DK E EE ES EST F FI FIN FL FR GR H HR HU I IT L LI LT LU LV M MC MT N NL NO P PL PT RO "
+    "S SE SI SK SLO".split())
 
 
 def normalize_city(value: Any) -> str | None:

@@ -221,6 +221,10 @@ def test_address_variants_are_equal():
     ("sw1a 1aa", "GB", "SW1A1AA"), ("SW1A-1AA", "UK", "SW1A1AA"), ("02134-1234", "US", "02134"),
     (2134, "US", "02134"), ("2134.0", "US", "21340"), (1010.0, "DE", "01010"), ("75008", "France", "75008"),
     ("00000", "US", None), ("n/a", "GB", None),
+    # a country's letters before the number, as European addresses are often written: the number alone
+    ("D-10268", "DE", "10268"), ("F-44006", "FR", "44006"), ("CH-8001", "CH", "8001"), ("A-1010", "AT", "1010"),
+    ("NL-1012 AB", "NL", "1012AB"), ("D-10268", None, "10268"), ("DE–10115", "DE", "10115"),
+    ("W1-1234", "GB", "W11234"), ("A-123", "AT", "A123"),  # no country's letters, or no postcode after them: as written
 ])
 def test_normalize_postcode(raw, country, expected):
     assert normalize_postcode(raw, country) == expected
