@@ -464,6 +464,19 @@ def _strip_titles(folded: str | None) -> str | None:
     return " ".join(kept) or None
 
 
+# The generation a suffix after a name gives ("Robert Jackson Jr."): II is a Jr, the second of the name. Only the
+# short forms: Senior and Junior are family names (Ann Senior) and given names too.
+_GENERATIONS = {"jr": "jr", "jnr": "jr", "ii": "jr", "sr": "sr", "snr": "sr", "iii": "iii", "iv": "iv"}
+
+
+@lru_cache(maxsize=65536)
+def _generation_of(folded: str | None) -> str | None:
+    """The generation of a folded name that ends in one, after at least one name ("jackson jr"); else None."""
+    if not folded or " " not in folded:
+        return None
+    return next((_GENERATIONS[t] for t in folded.split(" ")[1:] if t in _GENERATIONS), None)
+
+
 _NICKNAMER: NickNamer | None = None
 
 # Links in the nicknames data between two names of different people (often a man's and a woman's name, or a
@@ -877,6 +890,7 @@ class NormalizedRecord:
     postcode: str | None = None
     city: str | None = None
     country: str | None = None  # ISO alpha-2 when known, else the folded name
+    generation: str | None = None  # "jr", "sr", "iii", "iv" after a name: father and son share the rest
     identifiers: dict[str, str] = field(default_factory=dict)  # custom strong identifiers, blocked values removed
 
     def to_dict(self) -> dict[str, Any]:
@@ -916,8 +930,8 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
     if rec.full_name and not (given and family):
         parsed_given, parsed_family = split_full_name(rec.full_name)
         given, family = given or parsed_given, family or parsed_family
-    given_folded = _strip_titles(fold_name(given))
-    family_folded = _strip_titles(fold_name(family))
+    given_raw, family_raw = fold_name(given), fold_name(family)
+    given_folded, family_folded = _strip_titles(given_raw), _strip_titles(family_raw)
     email, email_user, email_domain = _record_email(rec.email)
     address, street_number = _address_fields(rec.address_line1, rec.address_line2, rec.street_number)
     region = region_code(rec.country)
@@ -939,6 +953,8 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         postcode=normalize_postcode(rec.postcode, rec.country),
         city=normalize_city(rec.city),
         country=country,
+        generation=(_generation_of(family_raw) or _generation_of(given_raw)
+                    or (_generation_of(fold_name(rec.full_name)) if rec.full_name else None)),
         identifiers=_custom_identifiers(rec, region or country),
     )
 

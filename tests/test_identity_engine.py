@@ -206,6 +206,21 @@ def test_blocked_values_never_link(store, model):
     assert store.container("identifiers").read_item_or_none("email:test@test.com", "email:test@test.com") is None
 
 
+def test_father_and_son_named_alike_go_to_review_not_merged(store, model):
+    """Robert Jackson Sr. and Jr. share the home phone and the name; only the suffix tells them apart (the son
+    gives no birth date): another generation is a conflict as another birth date is. Jr with no suffix links."""
+    home = dict(given_name="Robert", phone="(973) 844-1415", country="US")
+    senior, = resolve(store, model, rec("pos", "1", family_name="Jackson Sr.", birth_date="1945-03-02", **home))
+    junior, = resolve(store, model, rec("web", "2", family_name="Jackson Jr", email="rjackson.jr@gmail.com", **home))
+    assert (junior.action, junior.reason) == ("review", "conflict:generation")
+    assert junior.profile_id != senior.profile_id
+    again, = resolve(store, model, rec("crm", "3", full_name="Robert Jackson Jr.", email="rjackson.jr@gmail.com"))
+    assert again.profile_id == junior.profile_id  # the son's own email, his suffix in a full name
+    plain, = resolve(store, model, rec("crm", "4", given_name="Robert", family_name="Jackson",
+                                       birth_date="1945-03-02", phone="9738441415", country="US"))
+    assert plain.profile_id == senior.profile_id
+
+
 def test_birth_date_conflict_goes_to_review(store, model):
     mum, = resolve(store, model, rec("pos", "1", email="family@lee.org", given_name="Ann", family_name="Lee",
                                      birth_date="1960-05-05"))

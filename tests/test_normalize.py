@@ -230,6 +230,19 @@ def test_normalize_postcode(raw, country, expected):
     assert normalize_postcode(raw, country) == expected
 
 
+@pytest.mark.parametrize("fields, generation", [
+    ({"given_name": "Robert", "family_name": "Jackson Jr."}, "jr"), ({"given_name": "Robert Jnr"}, "jr"),
+    ({"family_name": "Jackson II"}, "jr"), ({"family_name": "Jackson, Sr"}, "sr"), ({"full_name": "Bob Lee III"}, "iii"),
+    ({"full_name": "Lee, Bob Sr."}, "sr"), ({"given_name": "Ann", "family_name": "Senior"}, None),
+    ({"full_name": "Ann Senior"}, None), ({"given_name": "Sr Mary", "family_name": "Lee"}, None),  # a title first
+    ({"given_name": "Jr", "family_name": "Lee"}, None),
+])
+def test_generation_suffix_is_kept_apart(fields, generation):
+    n = normalize_record(CustomerRecord(source="pos", record_key="1", **fields))
+    assert n.generation == generation
+    assert n.family_name is None or not n.family_name.endswith((" jr", " sr", " ii", " iii"))
+
+
 def test_birth_date():
     assert normalize_birth_date(date(1980, 1, 2)) == "1980-01-02"
     assert normalize_birth_date("1980-01-02") == "1980-01-02"

@@ -40,7 +40,7 @@ class ProtectionConfig(_Strict):
     default_limit: int = Field(5, ge=1)
     weak_limit: int = Field(25, ge=1)
     priority: list[str] = Field(default_factory=lambda: list(ProtectionPolicy().priority))
-    limit_one_attributes: list[str] = Field(default_factory=lambda: ["birth_date"])
+    limit_one_attributes: list[str] = Field(default_factory=lambda: ["birth_date", "generation"])
     max_merges: int = Field(100, ge=1)
     max_identifiers: int = Field(1000, ge=1)
     # Record entries per profile: a profile document must stay under Cosmos DB's 2 MB (bounds.py).
