@@ -9,6 +9,7 @@ import io
 import json
 import math
 import types
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -389,7 +390,7 @@ class _FakeBlobClient:
         if self.key not in self.service.blobs:
             raise ResourceNotFoundError("gone")
         data, etag = self.service.blobs[self.key]
-        return types.SimpleNamespace(etag=etag, size=len(data))
+        return types.SimpleNamespace(etag=etag, size=len(data), last_modified=datetime.now(timezone.utc))
 
     def download_blob(self, etag=None, match_condition=None, max_concurrency=1):
         if self.key not in self.service.blobs:
