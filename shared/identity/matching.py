@@ -248,6 +248,10 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     if not user_a or not user_b:
         return 4
     if user_a == user_b:
+        # At two providers, a user name that is only the person's names ("sophie.girard") is what her namesakes
+        # have too: it says no more than the names compared already. One with a number of its own is hers.
+        if not _own_number(digits_a) and _made_of_names(user_a, a, b):
+            return 0
         return 2
     if digits_a != digits_b and not _number_slip(digits_a, digits_b):
         return 4
