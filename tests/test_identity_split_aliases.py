@@ -78,3 +78,34 @@ def test_a_split_dying_while_moving_the_id_is_finished_by_the_retry(store, conta
     assert absorbed in get_profile(store, split_out)["merged_from"]
     assert absorbed not in get_profile(store, survivor)["merged_from"]
     assert audit_store(store).as_dict()["violations"] == {}
+
+
+def test_deleting_every_record_of_a_merged_profile_leaves_no_alias_nor_history(store):
+    """The survivor's own record first, the absorbed profile's last: the survivor goes with its last record, and so
+    do the ids merged into it and its merge log (a record founding the same id again starts a history of its own)."""
+    survivor, absorbed = bridged(store, "w1")
+    for source, key in (("pos", "a1"), ("crm", "c1"), ("web", "w1")):
+        assert remove_record(store, source, key, settings=SETTINGS) == survivor
+    for gone in (survivor, absorbed):
+        with pytest.raises(ItemNotFoundError):
+            get_profile(store, gone)
+    assert list(store.container("merges").query_items()) == []
+    assert audit_store(store).as_dict()["violations"] == {}
+    again, = resolve(store, rec("pos", "a1", email="ann.lee@lee-mail.net"))
+    assert again == survivor and list_merges(store, again) == []
+
+
+def test_a_split_takes_no_identifier_another_profile_holds(store):
+    """William's record carries the household email, which stayed with Steve's profile (the names disagree), and
+    joined William by phone: split out, its profile does not list the email it never held."""
+    def brennan(source, key, given, **fields):
+        return CustomerRecord(source=source, record_key=key, given_name=given, family_name="Brennan", **fields)
+
+    william, steve, linked = resolve(
+        store, brennan("pos", "0250", "William", phone="+44 20 7305 8568", postcode="LS1 4AP"),
+        brennan("crm", "2097", "Steve", email="brennan.family92@gmail.com", phone="+44 7911 606735", city="Leeds"),
+        brennan("web", "0090", "William", email="brennan.family92@gmail.com", phone="+44 20 7305 8568"))
+    assert linked == william != steve
+    split_out = split_record(store, william, "web|0090", settings=SETTINGS)
+    assert "email:brennan.family92@gmail.com" not in get_profile(store, split_out)["identifiers"]
+    assert audit_store(store).as_dict()["violations"] == {}

@@ -91,8 +91,16 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
         return None  # unknown, or erased on request (its empty records doc stays: see shared/privacy.py)
     profile = live_profile(ctx, pointer["profile_id"])
     if profile is not None:
+        # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
+        # then every id merged into it names no one.
+        last = all(r["key"] == key for r in profile["records"])
+        stranded = list(profile.get("merged_from", [])) if last else stranded_aliases(ctx, profile, key)
         take_out(ctx, profile, key)
-        _drop_stranded_aliases(ctx, profile["id"], key)
+        _drop_stranded_aliases(ctx, profile["id"], stranded)
+        if last:  # its history describes no one now, and would be a profile's founded again under the same id
+            for partition in [profile["id"], *profile.get("merged_from", [])]:
+                for entry in list(ctx.merges.query_items(partition_key=partition)):
+                    ctx.merges.delete_item(entry["id"], partition)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     _delete_identifier(ctx, source_iid, profile_id)
     ctx.records.delete_item(key, key)
@@ -172,6 +180,9 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     if not remaining:
         raise ValueError("the record is the profile's only record; nothing to split")
     own_ids, own_keys = only_given_by(entry, remaining)
+    # Only those the profile lists: an identifier the record gives that another profile holds (a family email
+    # that stayed with the household member it names) is not the record's to take along.
+    own_ids &= set(profile.get("identifiers", []))
     new_id, new = _split_target(ctx, profile["id"], key)
     if new is None:
         created = ctx.profiles.create_item(_split_profile(ctx, new_id, profile, entry, own_ids))
@@ -332,7 +343,7 @@ def stranded_aliases(ctx: Ctx, profile: dict[str, Any], key: str) -> list[str]:
         for entry in ctx.merges.query_items(partition_key=partition):
             if entry.get("absorbed_id") in merged and entry.get("status") == "done":
                 brought.setdefault(entry["absorbed_id"], set()).update(entry.get("records", []))
-    held = {r["key"] for r in profile["records"]}
+    held = {r["key"] for r in profile["records"] if r["key"] != key}  # once the record has left
     return sorted(alias for alias, keys in brought.items() if key in keys and not keys & held)
 
 
@@ -351,11 +362,9 @@ def _move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> 
     _forget_merged(ctx, profile_id, moved)
 
 
-def _drop_stranded_aliases(ctx: Ctx, profile_id: str, key: str) -> None:
+def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
     """A removal: the ids stranded by the deleted record name nobody any more (as the ids of a profile whose last
-    record is deleted); their alias documents are deleted, then the profile forgets them."""
-    profile = live_profile(ctx, profile_id)
-    moved = stranded_aliases(ctx, profile, key) if profile is not None else []
+    record is deleted); their alias documents are deleted, then the profile forgets them (if it is still there)."""
     for alias in moved:
         doc = ctx.profiles.read_item_or_none(alias, alias)
         if doc is not None and doc.get("doc_type") == "alias" and doc.get("merged_into") == profile_id:
