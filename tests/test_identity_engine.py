@@ -620,3 +620,17 @@ def test_the_store_size_setting_scales_the_models_priors():
     with pytest.raises(ValueError):
         Settings(match_population=1)
     assert Settings(match_population=" ").match_population is None  # an app setting left blank: the model's own
+
+
+def test_an_erased_persons_record_that_would_be_quarantined_is_answered_erased(store, model):
+    """After an erase, a new version of the person's record arrives with nothing usable left (its email now "n/a"):
+    it is answered erased, not quarantined (which keeps the whole record, names included, for replay)."""
+    from shared.api.profiles import load_profile
+    from shared.privacy import erase_profile
+
+    ann, = resolve(store, model, rec("pos", "1", given_name="Ann", family_name="Lee", email="ann.lee@lee-mail.net"))
+    erase_profile(store, load_profile(store, ann.profile_id))
+    unusable, = resolve(store, model, rec("pos", "1", given_name="Ann", email="n/a"))
+    assert (unusable.action, unusable.profile_id) == ("erased", None)
+    stranger, = resolve(store, model, rec("pos", "2", given_name="Bo", email="n/a"))
+    assert stranger.action == "quarantined"  # anyone else's unusable record still is

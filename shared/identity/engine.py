@@ -116,11 +116,20 @@ class Resolver:
         whose source gives no updated_at."""
         n = normalize_for_resolution(record, self.blocked) if normalized is None else normalized
         if isinstance(n, ResolveResult):
-            return n
+            return self._unless_erased(n)
         work = _Work(self, record, n, landed_at)
         if work.too_large:
-            return ResolveResult(record.key, None, "quarantined", TOO_LARGE)
+            return self._unless_erased(ResolveResult(record.key, None, "quarantined", TOO_LARGE))
         return with_retries(self.ctx, work.attempt)
+
+    def _unless_erased(self, quarantined: ResolveResult) -> ResolveResult:
+        """A record about to be quarantined (kept whole for replay) is answered erased when its person was erased:
+        a new version of an erased person's record must not put their data back in storage. One point read, for
+        quarantined records only."""
+        doc = self.ctx.records.read_item_or_none(quarantined.record_key, quarantined.record_key)
+        if doc and doc.get("erased_at"):
+            return ResolveResult(quarantined.record_key, None, "erased", ERASED)
+        return quarantined
 
     def resolve_many(self, records: Iterable[CustomerRecord]) -> Iterator[ResolveResult]:
         """Resolve records one after another, in order, normalizing them NORMALIZE_AHEAD at a time: normalization's
