@@ -109,3 +109,26 @@ def test_a_split_takes_no_identifier_another_profile_holds(store):
     split_out = split_record(store, william, "web|0090", settings=SETTINGS)
     assert "email:brennan.family92@gmail.com" not in get_profile(store, split_out)["identifiers"]
     assert audit_store(store).as_dict()["violations"] == {}
+
+
+def test_a_record_that_changes_to_another_person_takes_the_id_it_brought_along(store):
+    """Stephen's web account founded a profile, merged into his main one by a crm record; then the account is taken
+    over by James (same record key, his email, later updated_at): it moves to James's profile (record_changed), and
+    the web account's first profile id goes with it, not left naming Stephen."""
+    def hughes(source, key, given, **fields):
+        return CustomerRecord(source=source, record_key=key, given_name=given, family_name="Hughes", **fields)
+
+    stephen, web_id = resolve(store, hughes("pos", "3231", "Stephen", postcode="B33 8TH"), hughes(
+        "web", "3330", "Stephen", email="stephen.hughes87@gmail.com", phone="+44 20 7322 4774",
+        updated_at="2025-01-02T09:00:00+00:00"))
+    resolve(store, hughes("crm", "3153", "Stephen", email="stephen.hughes87@gmail.com", phone="+44 7911 298199",
+                          birth_date="1967-10-14", postcode="B33 8TH", city="Birmingham"))
+    assert get_profile(store, web_id)["id"] == stephen
+    james, = resolve(store, hughes("loyalty", "2024", "James", loyalty_id="L-1634", email="james.hughes26@gmail.com",
+                                   birth_date="1988-08-27"))
+    moved, = resolve(store, hughes("web", "3330", "James", email="james.hughes26@gmail.com", birth_date="1988-08-27",
+                                   updated_at="2025-01-03T09:00:00+00:00"))
+    assert moved == james
+    assert get_profile(store, web_id)["id"] == james and web_id in get_profile(store, james)["merged_from"]
+    assert web_id not in get_profile(store, stephen)["merged_from"]
+    assert audit_store(store).as_dict()["violations"] == {}

@@ -33,7 +33,8 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import entry_identifiers, index_again, only_given_by, release, take_out, update_block
+from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, only_given_by, release, take_out,
+                          update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -312,13 +313,18 @@ class _Work:
 
     def _leave(self, prior: dict[str, Any]) -> ResolveResult:
         """Take the changed record out of its profile, then resolve it again like a new one. The log entry comes
-        first (idempotent): a retry after a crash finds the record still in the profile, or resolves it afresh."""
+        first (idempotent): a retry after a crash finds the record still in the profile, or resolves it afresh.
+        The ids of profiles merged into it that only this record had brought follow it to its new profile, as a
+        split takes them (a worker dying before that leaves them with the old profile, as before)."""
         self.ctx.merges.upsert_item({
             "id": "o_" + stable_hash("out", self.key, prior["id"], self.hash), "profile_id": prior["id"],
             "absorbed_id": None, "at": self.now, "reason": "record_changed", "records": [self.key],
             "rule": "its new content is no longer this profile's person", "status": "done"})
         take_out(self.ctx, prior, self.key)
-        return self.attempt()
+        result = self.attempt()
+        if prior.get("merged_from") and result.profile_id:
+            move_stranded_aliases(self.ctx, prior["id"], self.key, result.profile_id)
+        return result
 
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
         """True when the stored version of the record says it changed later than this one, or, when the two do not

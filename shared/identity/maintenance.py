@@ -314,7 +314,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
                             "split_into": new_id, **logged})
     ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
                             "split_from": profile["id"], **logged})
-    _move_stranded_aliases(ctx, profile["id"], key, new_id)
+    move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
     if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
@@ -347,9 +347,10 @@ def stranded_aliases(ctx: Ctx, profile: dict[str, Any], key: str) -> list[str]:
     return sorted(alias for alias, keys in brought.items() if key in keys and not keys & held)
 
 
-def _move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> None:
-    """A split: the ids stranded by the record's leaving redirect to its new profile, which lists them as merged
-    into it. The old profile forgets them last, so a retry finds them again (each step is idempotent)."""
+def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> None:
+    """A record gone to another profile (a split, or its change): the ids stranded by its leaving redirect to its
+    new profile, which lists them as merged into it. The old profile forgets them last, so a retry finds them again
+    (each step is idempotent)."""
     profile = live_profile(ctx, profile_id)
     moved = stranded_aliases(ctx, profile, key) if profile is not None else []
     if not moved:
