@@ -196,26 +196,61 @@ def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counte
 
 
 def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
-    """The person's record keys and profile ids out of other people's profiles: those this profile's never_match
-    names (a record split out of one into the other, a review rejected between them) keep the person's keys and
-    ids in their own never_match (dropped: an erased record never comes back, so it cannot be joined again), in
-    their records' links (the record compared, the profile split from) and in their merge log (a record of the
-    person linked then split out, the split): there they read "erased", and the scores comparing an erased record
-    go, so the history keeps that a record was linked or split out. Found by point reads of the ids this
-    never_match lists, which the profile keeps until its tombstone: a retry after a crash finds them again.
-    Every write is idempotent, under the document's ETag."""
-    erased = set(_merged_ids(profile)) | {r["key"] for r in profile.get("records", [])}
-    others: dict[str, dict[str, Any]] = {}
-    for name in profile.get("never_match", []):
-        if "|" not in name and name not in erased:  # a profile id, not a record key
-            other = live_profile(ctx, name)
-            if other is not None and other["id"] not in erased:
-                others[other["id"]] = other
-    for other_id, other in sorted(others.items()):
-        for partition in (p for p in _merged_ids(other) if p not in erased):
-            for entry in list(ctx.merges.query_items(partition_key=partition)):
-                counts["others_redacted"] += _redact_entry(ctx, entry, erased)
+    """The person's record keys and profile ids out of other people's profiles and merge logs, however they came
+    there: a record split out of one into the other, a review rejected between them, a record of the person that
+    was linked to another profile and left it (it changed, it was deleted at the source), a profile split from the
+    person's before its id was used again. Their never_match drops the person's keys and ids (an erased record
+    never comes back, so it cannot be joined again); in their records' links (the record compared, the profile
+    split from) and their merge log they read "erased", a record key leaves `records` lists, and the scores
+    comparing an erased record go, so the history keeps that a record was linked, merged or split out.
+    Erase is a rare admin operation: cross-partition queries find every merge-log entry naming the person (an
+    entry in the partition of one of the person's ids is their own history: deleted) and every profile whose
+    never_match names them; a record's link names another record or profile only with an entry in the same
+    profile's log (a score link, a split), so the profile holding each entry found is cleared too. Each profile
+    is cleared before its entries: a retry after a crash finds the entries again, and through them the profile.
+    The profile keeps its records and ids until its tombstone, so a retry asks the same questions. Every write
+    is idempotent, under the document's ETag."""
+    keys = sorted({r["key"] for r in profile.get("records", [])})
+    ids = sorted(set(_merged_ids(profile)) | set(_aliases(ctx.store, profile)))
+    erased = set(keys) | set(ids)
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in _entries_naming(ctx, keys, ids):
+        entries[(entry["profile_id"], entry["id"])] = entry
+    others = {name for name in profile.get("never_match", []) if "|" not in name}  # profile ids, not record keys
+    others |= {entry["profile_id"] for entry in entries.values()}
+    for chunk in _chunks(sorted(erased)):
+        query = ("or", [("never_match", "contains", name) for name in chunk])
+        others |= {doc["id"] for doc in ctx.profiles.query_items(query)}
+    live = set()  # the live profiles holding those ids (a merge-log partition may be an id merged since)
+    for name in sorted(others - erased):
+        other = live_profile(ctx, name)
+        if other is not None and other["id"] not in erased:
+            live.add(other["id"])
+    for other_id in sorted(live):
         counts["others_redacted"] += with_retries(ctx, lambda: _redact_profile(ctx, other_id, erased))
+    for (partition, _), entry in sorted(entries.items()):
+        if partition in erased:  # the person's own history (an alias's partition list_merges does not reach)
+            ctx.merges.delete_item(entry["id"], partition)
+            counts["merges"] += 1
+        else:
+            counts["others_redacted"] += _redact_entry(ctx, entry, erased)
+
+
+QUERY_NAMES = 50  # names per cross-partition query: a list field is asked for one name per condition
+
+
+def _chunks(names: list[str]) -> list[list[str]]:
+    return [names[i:i + QUERY_NAMES] for i in range(0, len(names), QUERY_NAMES)]
+
+
+def _entries_naming(ctx: Ctx, keys: list[str], ids: list[str]) -> list[dict[str, Any]]:
+    """Merge-log entries, in any partition, naming one of the record keys or profile ids."""
+    found = list(ctx.merges.query_items(("or", [
+        *((field, "in", keys) for field in ("via_record", "compared_record")),
+        *((field, "in", ids) for field in ("profile_id", "absorbed_id", "split_into", "split_from"))])))
+    for chunk in _chunks(keys):
+        found += ctx.merges.query_items(("or", [("records", "contains", key) for key in chunk]))
+    return found
 
 
 def _redact_entry(ctx: Ctx, entry: dict[str, Any], erased: set[str]) -> int:

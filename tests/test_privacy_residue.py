@@ -10,7 +10,7 @@ import pytest
 
 from shared.api.errors import ApiError
 from shared.api.profiles import load_profile
-from shared.identity import list_merges, resolve_records, split_record
+from shared.identity import list_merges, remove_record, resolve_records, split_record
 from shared.identity.review import reject_review
 from shared.models import CustomerRecord
 from shared.privacy import erase_profile, export_profile
@@ -210,3 +210,78 @@ def test_erasing_the_person_whose_merged_id_followed_them_out_clears_the_merge_e
         split, absorbed.profile_id)
     merge, = [e for e in list_merges(store, survivor.profile_id) if e["reason"] != "split"]
     assert (merge["absorbed_id"], merge["records"]) == ("erased", [])
+
+
+# --- a record that left another profile by changing, not by a split -------------------------------------------
+
+def _moved_by_change(store):
+    """Elizabeth's crm record joins Liz's profile by score, then its new version (Katherine) moves it to Cathy's
+    profile (record_changed). Returns (Liz's profile, Cathy's profile)."""
+    person = {"family_name": "Hughes", "country": "GB"}
+    home = {"email": "hughes.family3@gmail.com", "address_line1": "77 Kings Avenue", "postcode": "B33 8TH"}
+    liz, cathy, crm_v0, crm_v1 = resolve(
+        store, CustomerRecord(source="pos", record_key="0310", given_name="Elizabeth", phone="+44 7922 384976",
+                              birth_date="1992-04-23", **person),
+        CustomerRecord(source="loyalty", record_key="0235", given_name="Cathy", loyalty_id="L-4320",
+                       birth_date="1986-12-15", city="Birmingham", **home, **person),
+        CustomerRecord(source="crm", record_key="0141", given_name="Elizabeth", birth_date="1992-04-23",
+                       updated_at="2025-01-01T01:00:00+00:00", **home, **person),
+        CustomerRecord(source="crm", record_key="0141", given_name="Katherine", phone="+44 7911 680187",
+                       birth_date="1986-12-15", updated_at="2025-01-02T01:00:00+00:00", **home, **person))
+    assert crm_v0.profile_id == liz.profile_id and crm_v0.reason.startswith("score:")
+    assert crm_v1.profile_id == cathy.profile_id != liz.profile_id
+    reasons = {e["reason"] for e in list_merges(store, liz.profile_id)}
+    assert reasons == {"score", "record_changed"}
+    return liz.profile_id, cathy.profile_id
+
+
+def test_erasing_the_person_a_changed_record_moved_to_clears_the_profile_it_left(store):
+    liz, cathy = _moved_by_change(store)
+    counts = erase(store, cathy)
+    assert docs_mentioning(store, "crm|0141", "loyalty|0235", "L-4320", cathy) == tombstones(cathy)
+    assert counts["others_redacted"] == 2  # the score link and the record leaving, in Liz's log
+    log = {entry["reason"]: entry for entry in list_merges(store, liz)}
+    assert set(log) == {"score", "record_changed"}  # Liz's history keeps that a record was linked, then left
+    assert (log["score"]["compared_record"], log["score"]["records"]) == ("pos|0310", [])
+    assert not set(SCORE_FIELDS) & set(log["score"])  # the score compared the erased record with pos|0310
+    assert log["record_changed"]["records"] == []
+    assert [r["key"] for r in load_profile(store, liz)["records"]] == ["pos|0310"]
+
+
+# --- a profile split from the person's before its id was used again ---------------------------------------------
+
+def _split_then_refounded(store):
+    """Elizabeth's web record is split out of her loyalty profile; the loyalty record is deleted at its source and
+    sent again, founding a profile under the same id, which never met the split one. Returns (that id, split)."""
+    person = {"given_name": "Elizabeth", "family_name": "Okafor", "country": "GB",
+              "email": "elizabeth.okafor11@gmail.com"}
+    loyalty = CustomerRecord(source="loyalty", record_key="1099", loyalty_id="L-9132", **person)
+    first, _ = resolve(store, loyalty, CustomerRecord(source="web", record_key="1127", birth_date="1995-10-15",
+                                                      phone="+44 20 7494 9633", **person))
+    split = split_record(store, first.profile_id, "web|1127", settings=SETTINGS)
+    remove_record(store, "loyalty", "1099", settings=SETTINGS)
+    again, = resolve(store, loyalty)
+    assert again.profile_id == first.profile_id and load_profile(store, again.profile_id)["never_match"] == []
+    assert set(load_profile(store, split)["never_match"]) == {"loyalty|1099", first.profile_id}
+    return first.profile_id, split
+
+
+def test_erasing_a_refounded_profile_clears_the_profile_split_from_its_id(store):
+    refounded, split = _split_then_refounded(store)
+    erase(store, refounded)
+    assert docs_mentioning(store, "loyalty|1099", "L-9132", refounded) == tombstones(refounded)
+    profile = load_profile(store, split)
+    assert profile["never_match"] == [] and profile["records"][0]["link"] == {"reason": "split", "from": "erased"}
+    entry, = list_merges(store, split)
+    assert (entry["reason"], entry["split_from"], entry["records"]) == ("split", "erased", ["web|1127"])
+
+
+@pytest.mark.parametrize("container", ["merges", "profiles"])
+def test_an_erase_of_a_refounded_profile_cut_off_while_clearing_others_is_completed_by_the_retry(store, container):
+    refounded, split = _split_then_refounded(store)
+    with pytest.raises(Died):  # dies at its first write of the other person's docs
+        erase(crashing(store, container, "replace_item"), refounded)
+    assert status_of(store, refounded) == 200  # no tombstone yet: the client retries
+    erase(store, refounded)
+    assert docs_mentioning(store, "loyalty|1099", refounded) == tombstones(refounded)
+    assert load_profile(store, split)["records"][0]["link"] == {"reason": "split", "from": "erased"}
