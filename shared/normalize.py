@@ -680,6 +680,7 @@ _UNIT_WORDS = {"apartment": "unit", "apt": "unit", "unit": "unit", "flat": "unit
 _HOUSE_NUMBER_WORDS = frozenset({"no", "number", "num", "nr"})  # "No. 12 High Street": the house number
 _ORDINAL_WORDS = {"first": "1st", "second": "2nd", "third": "3rd", "fourth": "4th", "fifth": "5th"}
 _LEADING_NUMBER = re.compile(r"^(\d+[a-z]?)\b")
+_HOUSE_NUMBER = re.compile(r"\d+[a-z]?")
 
 
 def _address_tokens(text: str) -> list[str]:
@@ -801,7 +802,13 @@ def street_number_of(address: str | None) -> str | None:
     if not address:
         return None
     found = _LEADING_NUMBER.match(address)
-    return found.group(1) if found else None
+    if found:
+        return found.group(1)
+    # Else the number after the street, as most of Europe writes it ("hauptstrasse 12", "calle mayor 37 2 izq"),
+    # not a flat's or floor's (moved to the end: "rose court unit 3").
+    words = address.split(" ")
+    return next((w for prev, w in zip(words, words[1:]) if _HOUSE_NUMBER.fullmatch(w) and prev not in ("unit", "floor")),
+                None)
 
 
 @lru_cache(maxsize=65536, typed=True)  # neighbours and a person's records share postcodes

@@ -246,6 +246,12 @@ def test_email_levels_tell_a_retyped_mailbox_from_a_namesakes(model, a, b, level
     # Another postcode is another place: in another city even one slip away, or more than one slip away.
     (("14 Wellesley Road", "BS8 1TH", "Bristol"), ("14 Wellesley Road", "BS8 1HT", "Bath"), "different"),
     (("14 Wellesley Road", "BS8 1TH", "Bristol"), ("14 Wellesley Road", "BS1 4DJ", "Bristol"), "city"),
+    # Two house numbers in one postcode are two houses: neighbours, no nearer than the city (a labelled
+    # French/German set: Jean Martin of 99 and of 69 in one Lyon postcode merged at 0.993 on the postcode level).
+    (("99 Wellesley Road", "BS8 1TH", "Bristol"), ("69 Park Street", "BS8 1TH", "Bristol"), "city"),
+    (("Hauptstrasse 12", "10115", "Berlin"), ("Hauptstrasse 48", "10115", "Berlin"), "city"),  # the number after
+    (("Hauptstrasse 12", "10115", "Berlin"), ("Hauptstr. 12", "10115", "Berlin"), "address_fuzzy"),
+    (("Rose Court", "BS8 1TH", "Bristol"), ("The Old Mill", "BS8 1TH", "Bristol"), "postcode"),  # no numbers to tell
 ])
 def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level):
     def place(line, postcode, city):

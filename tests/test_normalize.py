@@ -13,7 +13,7 @@ from shared.models import CustomerRecord
 from shared.normalize import (NormalizedRecord, are_nicknames, canonical_given_name, fold_name, is_blocked_value,
                               normalize_address, normalize_birth_date, normalize_email, normalize_loyalty_id,
                               normalize_phone, normalize_postcode, normalize_record, region_code,
-                              split_full_name, strong_identifiers)
+                              split_full_name, street_number_of, strong_identifiers)
 from shared.normalize import _BLOCKED_ANY, _digits_of, _is_placeholder_phone, _is_valid_number
 
 
@@ -210,6 +210,15 @@ def test_family_given_form_splits_as_nameparser_does(family, given):
 ])
 def test_normalize_address(line1, line2, number, expected):
     assert normalize_address(line1, line2, number) == expected
+
+
+@pytest.mark.parametrize("line, number", [
+    ("12 High Street", "12"), ("221B Baker St", "221b"), ("Hauptstraße 12", "12"), ("Calle Mayor 37, 2 izq", "37"),
+    ("Rue de l'Église 3", "3"), ("Flat 3, Rose Court", None), ("Rose Court, 2nd Floor", None), ("High Road", None),
+])
+def test_the_house_number_is_read_before_or_after_the_street(line, number):
+    """Europe writes the number after the street; a flat's or a floor's number is not the house's."""
+    assert street_number_of(normalize_address(line)) == number
 
 
 def test_address_variants_are_equal():

@@ -201,7 +201,8 @@ def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
         if _numbers_compatible(a, b) and _jw(a.address, b.address) >= 0.90:
             return 2
     if pc_a and pc_a == pc_b:
-        return 3
+        # Two house numbers in one postcode are two houses: neighbours, no nearer than one city.
+        return 3 if _numbers_compatible(a, b) else 4
     if a.city and a.city == b.city:
         return 4
     comparable = (a.address and b.address) or (pc_a and pc_b) or (a.city and b.city)
