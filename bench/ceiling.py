@@ -12,6 +12,10 @@ one above (each record joins the largest group it may join; a lower bound of the
 Inside those groups, a second figure counts the pairs that a chain of records sharing more than a name connects
 (an identifier, a birth date, an address or postcode, a phone, an email user name): what is left needs a link on
 the name alone, which no resolver can make at this precision (Bayes: thousands of people share a name).
+
+The true pairs are every record's, a quarantined record's included (lost by rule): the measured recall set against
+this ceiling must count the same pairs (bench.metrics.cluster_scores with missing="singleton"), or the gap between
+them mixes two denominators.
 """
 from __future__ import annotations
 

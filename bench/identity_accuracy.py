@@ -3,14 +3,18 @@
 1. The match model alone, on every candidate pair of the blocking keys: blocking recall, pair precision and
    recall at the match threshold, ROC AUC / PR AUC / Brier of the probabilities, microseconds per pair.
 2. The in-process resolver (MemoryStore) over all source customer records in several random arrival orders:
-   pairwise precision/recall/F1, split people and over-merged profiles, records/s; and the cause of each error:
+   pairwise precision/recall/F1, split people and over-merged profiles, records/s, over every record (a record the
+   resolver could not place, quarantined, is a profile of its own: its true pairs are misses; the figures over the
+   placed records alone are `resolved_records_only`); and the cause of each error (the record pairs lost by cause
+   add up to the pairs the recall misses in the first order):
    - a split person: the best pair across their profiles was never a candidate (blocking), scored below the
      review threshold, went to review, or scored as a match but was not linked (merge protection, or a record
-     linked by an identifier was not also compared by score);
+     linked by an identifier was not also compared by score), or a record of the pair was quarantined;
    - a wrongly placed record: the action and reason that put it in a profile of another person.
 3. The ceiling the mandated rules put on recall (bench/ceiling.py): the best recall any resolver obeying the same
    quarantine and merge protection could reach, the true pairs those rules forbid by rule, the F1 at that recall
-   and the measured precision, and the recall gap still recoverable (ceiling minus measured recall).
+   and the measured precision, and the recall gap still recoverable (ceiling minus measured recall, both over the
+   same true pairs: every record's, the quarantined ones' included).
 4. The review list worked by a reviewer who knows the truth (bench/review_list.py, first order): its size, the
    share of true matches in it, and the pairwise scores once every review is decided; first, one steward's bulk
    approval (STEWARD_BULK_APPROVAL), measured on its own: how many it approved, how many wrongly, what is left.
@@ -29,7 +33,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from bench.harness import run_benchmark
-from bench.metrics import classification_scores, cluster_scores
+from bench.identity import scored
+from bench.metrics import classification_scores
 from bench.review_list import work_review_list
 
 # What a steward might approve with one decision (POST /api/reviews/approve) before working the rest of the review
@@ -153,19 +158,24 @@ def resolve_once(records, truth, order_seed: int, settings) -> tuple[dict[str, A
         profile, _ = follow_aliases(ctx, doc["profile_id"]) if doc else (None, [])
         if profile is not None:
             assignment[record.key] = profile["id"]
-    scores = cluster_scores(truth, assignment)
     figures = {"order_seed": order_seed, "records_per_s": round(len(ordered) / seconds),
-               "actions": dict(Counter(r.action for r in results.values())),
-               **{k: (round(v, 5) if isinstance(v, float) else v) for k, v in scores.items()}}
+               "actions": dict(Counter(r.action for r in results.values())), **scored(truth, assignment)}
     return figures, assignment, results, store
 
 
-def ceiling_figures(ceiling, precision: float, recall: float) -> dict[str, Any]:
-    """The recall ceiling under protection next to the measured precision and recall."""
+def ceiling_figures(ceiling, scores: dict[str, Any]) -> dict[str, Any]:
+    """The recall ceiling under protection next to the measured precision and recall (`scores`: cluster figures
+    over every record, as `scored` gives them). Both recalls must count the same true pairs (the quarantined
+    records' too), or their difference means nothing."""
+    if scores["true_pairs"] != ceiling.true_pairs:
+        raise ValueError(f"the measured recall counts {scores['true_pairs']} true pairs, the ceiling "
+                         f"{ceiling.true_pairs}: score every record (missing='singleton')")
+    precision, recall = scores["pairwise_precision"], scores["pairwise_recall"]
     return {
         "recall_ceiling_under_protection": round(ceiling.recall, 5),
         "f1_ceiling_at_measured_precision": round(ceiling.f1_at(precision), 5),
         "recoverable_recall_gap": round(ceiling.recall - recall, 5),
+        "recoverable_pairs": ceiling.reachable_pairs - scores["true_positive_pairs"],
         # Within protection, the pairs a chain of records sharing more than a name joins: the rest need a link on
         # the name alone.
         "recall_ceiling_beyond_names": round(ceiling.evidence_recall, 5),
@@ -205,22 +215,36 @@ def measure(args) -> dict[str, Any]:
             causes, lost, patterns = split_causes(model, normalized, persons, assignment, results, settings)
             figures["split_causes"] = dict(causes.most_common())
             figures["lost_pairs_by_cause"] = dict(lost.most_common())
+            # the pairs the recall misses in this order, which the causes must add up to
+            figures["missed_pairs"] = {"order_seed": order_seed, "by_recall": run["true_pairs"] - run["true_positive_pairs"],
+                                       "by_cause": sum(lost.values())}
             figures["people_with_two_loyalty_cards"] = multi_card_people(normalized, persons)
             figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))
             figures["review_list_worked"] = work_review_list(store, truth, list(truth), settings=settings,
                                                              bulk=STEWARD_BULK_APPROVAL)
         runs.append(run)
-    f1s = [r["pairwise_f1"] for r in runs]
-    figures.update({
-        "pairwise_precision": min(r["pairwise_precision"] for r in runs),
-        "pairwise_recall": min(r["pairwise_recall"] for r in runs),
-        "pairwise_f1": min(f1s), "f1_spread_across_orders": round(max(f1s) - min(f1s), 5),
-        "records_per_s_in_process": max(r["records_per_s"] for r in runs),
-        "orders": runs, "targets": TARGETS,
-    })
-    figures.update(ceiling_figures(ceiling, figures["pairwise_precision"], figures["pairwise_recall"]))
+    figures.update(worst_of(runs))
+    figures.update({"records_per_s_in_process": max(r["records_per_s"] for r in runs), "orders": runs,
+                    "targets": TARGETS})
+    figures.update(ceiling_figures(ceiling, figures))
     return figures
+
+
+def worst_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The headline: the worst precision, recall and F1 of the orders over every record (the true pairs are the
+    same in every order; the true positives are the worst recall's), and the same over the resolved records only."""
+    f1s = [r["pairwise_f1"] for r in runs]
+    worst_recall = min(runs, key=lambda r: r["true_positive_pairs"])
+    return {
+        "people": runs[0]["people"], "records_missing": runs[0]["records_missing"],
+        "true_pairs": worst_recall["true_pairs"], "true_positive_pairs": worst_recall["true_positive_pairs"],
+        "pairwise_precision": min(r["pairwise_precision"] for r in runs),
+        "pairwise_recall": worst_recall["pairwise_recall"],
+        "pairwise_f1": min(f1s), "f1_spread_across_orders": round(max(f1s) - min(f1s), 5),
+        "resolved_records_only": {k: min(r["resolved_records_only"][k] for r in runs)
+                                  for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1")},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -54,6 +54,12 @@ def cluster_scores(truth: Mapping[Hashable, Hashable], predicted: Mapping[Hashab
     (share of records in their profile's majority person), split people (true people spread over several
     profiles), over-merged profiles (profiles holding several people) and exact people (a profile with exactly
     that person's records). Records only in `predicted` are ignored (they have no truth).
+
+    Records of the truth missing from `predicted` (a record the resolver quarantined: no profile) are the scope's
+    choice. missing="singleton" scores every record, each missing one a profile of its own, so its true pairs are
+    misses: what a retailer sees, and the scope of the benches' headline figures and of the recall ceiling
+    (bench/ceiling.py counts every record's true pairs). missing="ignore" (the default) scores the placed records
+    only: their true pairs alone are counted, a narrower figure the benches name `resolved_records_only`.
     """
     pairs, lost = _aligned(truth, predicted, missing)
     cells = Counter(pairs)

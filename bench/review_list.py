@@ -5,6 +5,8 @@ protection in the way, such as a second loyalty card). This replays the reviewer
 the API makes (approve_review, reject_review): approve when the candidate profile holds a record of the person the
 review's record belongs to, reject otherwise. The figures are the size of the list, the share of true matches in
 it, and the pairwise scores before and after: an upper bound on what review adds, since a real reviewer errs.
+The scores count every record of the truth, as the accuracy bench's headline does (a record without a profile,
+quarantined, is a profile of its own: its true pairs stay misses).
 """
 from __future__ import annotations
 
@@ -19,11 +21,10 @@ def work_review_list(store, truth: dict[str, Any], keys, *, settings=None,
     """Decide every open review of `store` with the truth (record key -> person); the figures before and after.
     `bulk` (reason and/or min_score): first one steward's decision approving every open review that filter names
     (approve_reviews, as POST /api/reviews/approve), measured on its own; then the rest one by one."""
-    from bench.identity import final_assignment
     from shared.identity.docs import Ctx
     from shared.identity.review import ReviewDecisionError, approve_review, approve_reviews, list_reviews, reject_review
 
-    before = cluster_scores(truth, final_assignment(store, keys))
+    before = _scores(truth, store, keys)
     ctx = Ctx(store, settings)
     reviews = _all_open(store, list_reviews)
     true_match = {review["id"]: _is_true_match(ctx, truth, review) for review in reviews}
@@ -43,7 +44,7 @@ def work_review_list(store, truth: dict[str, Any], keys, *, settings=None,
         figures["bulk_first"] = {
             "filter": bulk, "approved": len(approved), "wrong": sum(not true_match[i] for i in approved),
             "reviews_left": len(_all_open(store, list_reviews)),
-            "after": _pairwise(cluster_scores(truth, final_assignment(store, keys)))}
+            "after": _pairwise(_scores(truth, store, keys))}
     decisions: Counter = Counter()
     for review in _all_open(store, list_reviews):
         same = _is_true_match(ctx, truth, review)  # as the profiles are now, after the decisions before it
@@ -52,7 +53,7 @@ def work_review_list(store, truth: dict[str, Any], keys, *, settings=None,
             decisions["approved" if same else "rejected"] += 1
         except ReviewDecisionError:  # merged since, a profile gone, or split apart by a person
             decisions["no_longer_open"] += 1
-    after = cluster_scores(truth, final_assignment(store, keys))
+    after = _scores(truth, store, keys)
     true_matches = sum(true_match.values())
     return {
         "reviews": len(reviews), "true_match_share": round(true_matches / len(reviews), 4) if reviews else None,
@@ -81,6 +82,12 @@ def _all_open(store, list_reviews) -> list[dict[str, Any]]:
         out += page
         if not token:
             return out
+
+
+def _scores(truth, store, keys) -> dict[str, Any]:
+    from bench.identity import final_assignment
+
+    return cluster_scores(truth, final_assignment(store, keys), missing="singleton")
 
 
 def _pairwise(scores: dict[str, Any]) -> dict[str, float]:

@@ -83,12 +83,17 @@ def test_exact_search_beats_arrival_order_greedy(monkeypatch):
     assert _pair_count(allowed_groups(POLICY, sides)) == 2
 
 
+def _scores(precision: float, true_pairs: int, true_positive_pairs: int) -> dict:
+    return {"pairwise_precision": precision, "pairwise_recall": true_positive_pairs / true_pairs,
+            "true_pairs": true_pairs, "true_positive_pairs": true_positive_pairs}
+
+
 def test_ceiling_figures_next_to_measured_precision_and_recall():
     normalized, persons = _people()
-    figures = ceiling_figures(protection_ceiling(normalized, persons, POLICY), precision=1.0, recall=0.25)
+    figures = ceiling_figures(protection_ceiling(normalized, persons, POLICY), _scores(1.0, 8, 2))
     assert figures["recall_ceiling_under_protection"] == 0.375
     assert figures["f1_ceiling_at_measured_precision"] == pytest.approx(0.54545, abs=1e-5)
-    assert figures["recoverable_recall_gap"] == 0.125
+    assert figures["recoverable_recall_gap"] == 0.125 and figures["recoverable_pairs"] == 1
     assert figures["pairs_lost_to_mandated_rules"] == {"limit:loyalty_id": 2, "quarantine": 2,
                                                        "conflict:birth_date": 1}
     assert figures["protection_ceiling"] == {"true_pairs": 8, "reachable_pairs": 3, "evidence_pairs": 3,
@@ -110,6 +115,59 @@ def test_pairs_beyond_names_follow_chains_of_shared_evidence():
     c = protection_ceiling(normalized, ["ann"] * len(rows), POLICY)
     assert (c.true_pairs, c.reachable_pairs, c.evidence_pairs) == (15, 15, 3)
     assert c.evidence_recall == pytest.approx(3 / 15)
-    figures = ceiling_figures(c, precision=1.0, recall=0.1)
+    figures = ceiling_figures(c, _scores(1.0, 15, 1))
     assert figures["recall_ceiling_beyond_names"] == 0.2
     assert figures["f1_ceiling_beyond_names_at_measured_precision"] == pytest.approx(2 * 0.2 / 1.2, abs=1e-5)
+
+
+def test_a_recall_over_other_true_pairs_than_the_ceilings_is_refused():
+    """The quarantined record's 2 pairs are in the ceiling's 8: a recall over the placed records' 6 pairs (as
+    missing="ignore" counts them) cannot be set against it."""
+    normalized, persons = _people()
+    with pytest.raises(ValueError, match="true pairs"):
+        ceiling_figures(protection_ceiling(normalized, persons, POLICY), _scores(1.0, 6, 2))
+
+
+def _resolved_people():
+    """Three people: Ann with a quarantined record (given name only), Bo with two records one email apart, Cy
+    alone. 4 true pairs: Ann's 3 (2 through the quarantined record), Bo's 1."""
+    rows = [
+        ("ann", _record("a1", email="ann.lee@shopmail.net", phone="+447700900101", birth_date=date(1980, 3, 14))),
+        ("ann", _record("a2", email="ann.lee@shopmail.net", phone="+447700900101", birth_date=date(1980, 3, 14))),
+        ("ann", CustomerRecord(source="crm", record_key="a3", given_name="Ann")),
+        ("bo", CustomerRecord(source="pos", record_key="b1", given_name="Bo", family_name="Kim",
+                              email="bo.kim@shopmail.net", birth_date=date(1975, 1, 20))),
+        ("bo", CustomerRecord(source="pos", record_key="b2", given_name="Bo", family_name="Kim",
+                              email="bo.kim@shopmail.net", birth_date=date(1975, 1, 20))),
+        ("cy", CustomerRecord(source="pos", record_key="c1", given_name="Cy", family_name="Ng",
+                              email="cy.ng@shopmail.net")),
+    ]
+    return [r for _, r in rows], [p for p, _ in rows]
+
+
+def test_headline_ceiling_and_causes_count_the_same_true_pairs():
+    """A quarantined record's pairs are misses of the headline recall, pairs lost by rule in the ceiling, and
+    "quarantined record" in the causes: one denominator, and the causes add up to the pairs the recall misses."""
+    from bench.identity_accuracy import resolve_once, split_causes
+    from shared.identity.matching import MatchModel
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    records, persons = _resolved_people()
+    truth = {r.key: p for r, p in zip(records, persons)}
+    normalized = [normalize_record(r) for r in records]
+    run, assignment, results, _ = resolve_once(records, truth, 1, settings)
+    assert results["crm|a3"].action == "quarantined" and "crm|a3" not in assignment
+    assert (run["records"], run["records_missing"], run["true_pairs"], run["true_positive_pairs"]) == (6, 1, 4, 2)
+    assert run["pairwise_recall"] == 0.5 and run["pairwise_precision"] == 1.0
+    assert run["resolved_records_only"]["true_pairs"] == 2 and run["resolved_records_only"]["pairwise_recall"] == 1.0
+
+    ceiling = protection_ceiling(normalized, persons, POLICY)
+    assert ceiling.true_pairs == run["true_pairs"] and ceiling.lost_pairs == {"quarantine": 2}
+    figures = ceiling_figures(ceiling, run)
+    assert figures["recall_ceiling_under_protection"] == 0.5
+    assert figures["recoverable_recall_gap"] == 0.0 and figures["recoverable_pairs"] == 0
+
+    _, lost, _ = split_causes(MatchModel.default(), normalized, persons, assignment, results, settings)
+    assert lost == {"quarantined record": 2}
+    assert sum(lost.values()) == run["true_pairs"] - run["true_positive_pairs"]
