@@ -731,7 +731,7 @@ _FLOOR_LEVELS = {"ground": "0", "first": "1", "second": "2", "third": "3", "four
 _ORDINAL_NUMBER = re.compile(r"(\d+)(?:st|nd|rd|th)")
 # A house or flat letter written apart from its number: "10 B High St" is "10B High St". Not a direction (10 N Main
 # St: north), nor r (rue), nor a letter with a dot after it (an abbreviation: "241 r. de la Paix").
-_SPACE_BEFORE_HOUSE_LETTER = re.compile(r"(?<=\d) +(?=[a-df-mo-qt-vx-z]\b(?!\.))")
+_SPACE_BEFORE_HOUSE_LETTER = re.compile(r"(?<=\d)(?: +|-)(?=[a-df-mo-qt-vx-z]\b(?!\.))")  # and "12-A" (Dutch)
 
 
 def _floor_level(word: str) -> str | None:
@@ -835,7 +835,9 @@ def normalize_postcode(value: Any, country: str | None = None) -> str | None:
 
 # A numeric postcode after its country's letters and a dash, as European addresses were long written and CRM exports
 # still hold them (D-10115 Berlin, F-75001, CH-8001, A-1010, NL-1012 AB): the vehicle or ISO code of the country.
-_COUNTRY_PREFIXED_POSTCODE = re.compile(r"([A-Za-z]{1,3})\s*[-\u2013]\s*(\d{4,5}(?:\s?[A-Za-z]{2})?)")
+# The number may come in two groups: S-114 55, CZ-110 00, GR-104 31, PT-1100-053.
+_COUNTRY_PREFIXED_POSTCODE = re.compile(
+    r"([A-Za-z]{1,3})\s*[-\u2013]\s*((?:\d{4,5}(?:[\s-]?\d{3})?|\d{3}[\s-]?\d{2})(?:\s?[A-Za-z]{2})?)")
 _POSTCODE_COUNTRY_PREFIXES = frozenset(
     "A AT B BE BG CH CY CZ D DE DK E EE ES EST F FI FIN FL FR GR H HR HU I IT L LI LT LU LV M MC MT N NL NO P PL PT RO "
     "S SE SI SK SLO".split())

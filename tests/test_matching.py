@@ -270,6 +270,8 @@ def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level)
     # One slip of a known name into no name, 5 letters or more: a typo, as close as a high similarity.
     ("Dahiel", "Daniel", "fuzzy_high"), ("Mafy", "Mary", "fuzzy_low"), ("Karen", "Karin", "fuzzy_low"),
     ("Olivia", "Rachel", "different"), ("Tom", "Kevin", "different"),
+    # Initials of the names (Dutch voorletters), the first one first; read as two names they were "different".
+    ("J.P.", "Jan Pieter", "initial"), ("J. P.", "Jan", "initial"), ("G.J.", "Jan Pieter", "different"),
 ])
 def test_given_name_levels(model, a, b, level):
     score = model.score(rec("pos|1", given_name=a, family_name="Davies"), rec("crm|2", given_name=b, family_name="Davies"))
@@ -328,12 +330,28 @@ def anna(family: str, key: str):
     ("bin Ahmad", "bin Osman", "different"), ("de la Cruz", "de la Rosa", "different"),
     # A name with and without its particle, double-barrelled names, a slip in a particle: one family name.
     ("de la Cruz", "Cruz", "fuzzy_high"), ("Garcia Lopez", "Garcia", "fuzzy_high"),
-    ("van der Berg", "van den Berg", "fuzzy_high"),
+    ("van der Berg", "van den Berg", "fuzzy_high"), ("Garcia Lopez", "Garcia Lopes", "fuzzy_high"),
+    # Two double surnames sharing one, the others not a slip apart: a parent and a child (the father's first
+    # surname, Gil Ruiz / Gil Dominguez; the mother's, Ruiz Gomez / Perez Ruiz), merged at 0.988 before.
+    ("Gil Ruiz", "Gil Domínguez", "different"), ("Ruiz Gómez", "Pérez Ruiz", "different"),
     # The same letters with the spaces left out are the same name, however similar the letters already were.
     ("Vandenberg", "van den Berg", "exact"), ("DelaCruz", "de la Cruz", "exact"), ("O Brien", "O'Brien", "exact"),
 ])
 def test_family_name_levels_with_particles(model, a, b, level):
     assert model.score(anna(a, "pos|1"), anna(b, "crm|2")).levels["family_name"] == level
+
+
+@pytest.mark.parametrize("given, family, a, b", [
+    ("Jan", "de Vries", "vries.jan@hotmail.com", "vries.jan@xs4all.nl"),  # without its particle
+    ("Jan", "de Vries", "jandevries@hotmail.com", "jandevries@xs4all.nl"),  # with it, glued on
+    ("Rui", "Marques Pinto", "rpinto@sapo.pt", "rpinto@gmail.com"),  # one word of a double surname
+    ("Maria", "Costa Silva", "maria.silva@sapo.pt", "maria.silva@gmail.com"),
+])
+def test_a_user_name_made_of_the_names_is_no_evidence_in_any_of_their_forms(model, given, family, a, b):
+    """Namesakes at two providers (Jan de Vries of Den Haag and of Utrecht merged at 0.9992 before)."""
+    score = model.score(rec("pos|1", given_name=given, family_name=family, email=a),
+                        rec("crm|2", given_name=given, family_name=family, email=b))
+    assert score.levels["email"] == "null"
 
 
 def test_a_shared_particle_does_not_make_one_person(model):

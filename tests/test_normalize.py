@@ -224,6 +224,8 @@ def test_the_house_number_is_read_before_or_after_the_street(line, number):
 def test_address_variants_are_equal():
     variants = ["10 Downing Street", "10 downing st", "10, Downing St.", "10  DOWNING   STREET"]
     assert len({normalize_address(v) for v in variants}) == 1
+    assert len({normalize_address(v) for v in ("Kerkstraat 12A", "Kerkstraat 12-A", "Kerkstraat 12 a")}) == 1
+    assert normalize_address("Kerkstraat 12-14") == "kerkstraat 12 14"  # a range of houses, no letter
 
 
 @pytest.mark.parametrize("raw, country, expected", [
@@ -233,6 +235,7 @@ def test_address_variants_are_equal():
     # a country's letters before the number, as European addresses are often written: the number alone
     ("D-10268", "DE", "10268"), ("F-44006", "FR", "44006"), ("CH-8001", "CH", "8001"), ("A-1010", "AT", "1010"),
     ("NL-1012 AB", "NL", "1012AB"), ("D-10268", None, "10268"), ("DE–10115", "DE", "10115"),
+    ("S-114 55", "SE", "11455"), ("PT-1100-053", "PT", "1100053"), ("GR-104 31", "GR", "10431"),  # in two groups
     ("W1-1234", "GB", "W11234"), ("A-123", "AT", "A123"),  # no country's letters, or no postcode after them: as written
 ])
 def test_normalize_postcode(raw, country, expected):

@@ -66,6 +66,8 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
         return 0
     if a == b or _umlaut_spellings(a, b):
         return 1
+    if _initials_of(a, b) or _initials_of(b, a):  # "j p" (J.P.) for "jan pieter", before they read as two names
+        return 5
     if compound_names_differ(a, b):
         # Jean-Pierre / Jean-Luc, Mary Jane / Mary Ann: siblings, though their letters are close. A typo in the
         # second word ("anna lena" / "anna lenna") still compares as a typo below.
@@ -92,6 +94,15 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
     if first_a == first_b:  # "mary jane" vs "mary"
         return 3
     return 6
+
+
+def _initials_of(initials: str, name: str) -> bool:
+    """True when `initials` is single letters (two or more: "j p") that are the first letters of the name's words in
+    order, the first always ("jan pieter", "jan"; not "pieter jan"), and the name is not initials itself."""
+    letters, words = initials.split(" "), name.split(" ")
+    if len(letters) < 2 or any(len(x) != 1 for x in letters) or all(len(w) == 1 for w in words):
+        return False
+    return letters[0] == words[0][0] and all(x == w[0] for x, w in zip(letters[1:], words[1:]))
 
 
 def _slip_of_a_name(a: str, b: str) -> bool:
@@ -163,7 +174,14 @@ def _family_level(a: str | None, b: str | None) -> int:
         if a.replace(" ", "") == b.replace(" ", ""):  # "vandenberg" / "van den berg"
             return 1
         core_a, core_b = _less_particles(a), _less_particles(b)
-        if set(core_a.split(" ")) & set(core_b.split(" ")):  # "garcia lopez" / "garcia"; not "de jong" / "de vries"
+        words_a, words_b = core_a.split(" "), core_b.split(" ")
+        if set(words_a) & set(words_b):  # "garcia lopez" / "garcia"; not "de jong" / "de vries"
+            # Two double surnames that share one: a parent and a child (Gil Ruiz / Gil Dominguez: the father's
+            # first; Ruiz Gomez / Perez Ruiz: the mother's), unless the words they do not share are a typo apart.
+            only_a = [w for w in words_a if w not in words_b]
+            only_b = [w for w in words_b if w not in words_a]
+            if only_a and only_b and max(_jw(x, y) for x in only_a for y in only_b) < 0.82:
+                return 4
             return 2
         if core_a != a and core_b != b:  # both with particles: "da silva" and "da costa" are alike only in "da "
             a, b = core_a, core_b
@@ -306,13 +324,45 @@ def _own_number(digits: tuple[str, ...]) -> bool:
 
 def _made_of_names(user: str, a: NormalizedRecord, b: NormalizedRecord) -> bool:
     """True when the letters of an email user name are a family name of either record with, before or after it, a
-    given name of either (as written, its formal form, or its first letter): "mdavies", "davies.michael"."""
+    given name of either (as written, its formal form, or its first letter): "mdavies", "davies.michael"; the
+    family name also without its particles or as one of its words ("vries.jan" of de Vries, "rpinto" of Marques
+    Pinto), particles left beside the given name aside ("jandevries" of Vries)."""
     letters = _DIGITS.sub("", user)
+    givens = _given_forms(a, b)
     for family in {a.family_name, b.family_name}:
-        rest = _less_family(letters, family)
-        if rest and any(rest == given or rest == given[0] for given in _given_forms(a, b)):
-            return True
+        for variant in _family_variants(family):
+            rest = _less_family(letters, variant)
+            if rest and any(r == given or r == given[0] for r in {rest, _less_particle_ends(rest)} for given in givens):
+                return True
     return False
+
+
+@lru_cache(maxsize=16384)
+def _family_variants(family: str | None) -> tuple[str, ...]:
+    """A family name as a user name may hold it: whole, without particles, and each word of 3 letters or more."""
+    if not family:
+        return ()
+    core = [w for w in family.split(" ") if w not in _PARTICLES]
+    found = [family, "".join(core), *(w for w in core if len(w) >= 3)]
+    return tuple(dict.fromkeys(v for v in found if len(v.replace(" ", "")) >= 2))
+
+
+# Particles written into a user name, longest first ("vander" before "van"), to take off either end of what is left.
+_GLUED_PARTICLES = tuple(sorted({p for p in _PARTICLES if len(p) >= 2} | {"vander", "vanden", "vande", "dela"},
+                                key=len, reverse=True))
+
+
+def _less_particle_ends(rest: str) -> str:
+    """What is left of a user name without particles at either end ("jande" of "jande" + "vries": "jan")."""
+    changed = True
+    while changed:
+        changed = False
+        for particle in _GLUED_PARTICLES:
+            if len(rest) > len(particle) and (rest.startswith(particle) or rest.endswith(particle)):
+                rest = rest[len(particle):] if rest.startswith(particle) else rest[:-len(particle)]
+                changed = True
+                break
+    return rest
 
 
 def _given_forms(a: NormalizedRecord, b: NormalizedRecord) -> set[str]:
