@@ -487,12 +487,29 @@ _NOT_NICKNAMES = (
 )
 
 
+# Short forms the nicknames data (English names) does not know, of Spanish, Portuguese, Italian, German and Dutch
+# names: Pepe is José to a retailer in Madrid as Bob is Robert in Leeds (a labelled Spanish set missed 47 pairs of
+# Pepe / José alone). Only forms that stand for one name of one sex.
+_MORE_NICKNAMES = {
+    "jose": ("pepe", "pepito", "ze", "zeca"), "francisco": ("paco", "pancho", "curro", "quico", "chico"),
+    "jesus": ("chuy", "chucho"), "antonio": ("tono",), "ignacio": ("nacho",), "dolores": ("lola",), "pilar": ("pili",),
+    "concepcion": ("concha", "conchita"), "guadalupe": ("lupe", "lupita"), "manuel": ("manolo", "manel"),
+    "enrique": ("quique",), "rosario": ("charo",), "mercedes": ("merche",), "rafael": ("rafa",),
+    "fernando": ("nando",), "eduardo": ("lalo",), "guillermo": ("memo",),
+    "giuseppe": ("beppe", "peppe", "pino"), "giovanni": ("gianni",), "salvatore": ("toto",), "vincenzo": ("enzo",),
+    "johannes": ("hans", "hannes"), "friedrich": ("fritz",), "heinrich": ("heinz",), "margarete": ("grete",),
+    "cornelis": ("kees",), "hendrik": ("henk",), "wilhelmus": ("wim",), "jacobus": ("koos", "jaap"), "petrus": ("piet",),
+}
+
+
 def _nicknamer() -> NickNamer:
     global _NICKNAMER
     if _NICKNAMER is None:
         lookup = NickNamer.default_lookup()
         for formal, nickname in _NOT_NICKNAMES:
             lookup.get(formal, set()).discard(nickname)
+        for formal, nicknames in _MORE_NICKNAMES.items():
+            lookup.setdefault(formal, set()).update(nicknames)
         _NICKNAMER = NickNamer(nickname_lookup=lookup)
     return _NICKNAMER
 
