@@ -2,9 +2,11 @@
 
 Issue #5: `ucp resolve` "needs no labels and no other configuration: the default match configuration must do well
 on data it has never seen". The shipped match model learned its weights from ucp's own UK-centric generator
-(shared/generate); bench/unseen_data.py makes three datasets without it, with other countries' names, addresses
+(shared/generate); bench/unseen_data.py makes five datasets without it, with other countries' names, addresses
 and phones and another author's noise: us (US customers), eu (German and French), sparse (Spanish, few emails, no
-phones), each with households, twins, namesakes, nicknames, typos and people who moved (see that module).
+phones), lowlands (Dutch, Belgian, Swedish, Danish: initials, van der, house letters) and iberia (Spanish and
+Portuguese families: inherited surnames, children named after a parent, mobile-only sign-ups), each with households,
+twins or families, namesakes, typos and people who moved (see that module).
 bench/febrl.py does the same on public data (FEBRL) that has no households to tell apart.
 
 For each dataset the bench writes its files, runs the one real path of `ucp resolve INPUT:MAPPING ... --out OUT`
@@ -15,7 +17,7 @@ people, records without a profile, pairwise precision, recall and F1, B-cubed F1
 seconds and records per second (reading, resolving and writing the files), and, to show where the errors are, the
 over-merged profiles and split people by the kind of household of the people concerned.
 
-    python -m bench.identity_unseen [--seed 7] [--people 1500] [--datasets us eu sparse] [--data DIR]
+    python -m bench.identity_unseen [--seed 7] [--people 1500] [--datasets us eu sparse lowlands iberia] [--data DIR]
 
 `--people` is per dataset (whole households: a few more); `--data DIR` keeps the datasets (and each one's
 profiles.csv) in DIR instead of a temporary folder.

@@ -1,4 +1,4 @@
-"""Three labelled customer datasets made without ucp's own generator (shared/generate), for bench/identity_unseen.py.
+"""Five labelled customer datasets made without ucp's own generator (shared/generate), for bench/identity_unseen.py.
 
 The shipped match model learned its weights from shared/generate's UK-centric data, so data from that generator
 cannot show how the default configuration does on data it has never seen (issue #5). These datasets come from
@@ -13,14 +13,25 @@ other name, address and phone conventions and another author's idea of what goes
 - sparse: Spanish customers of a shop and a loyalty scheme with little to link on: one person in ten gives an
   email, nobody a phone. Two family names (often only the first), accents dropped, nicknames (Pepe, Paco),
   siblings, parent and child of one name at one address, namesakes (María García López).
+- lowlands: Dutch, Belgian, Swedish and Danish customers of a web shop and a till (';'-separated, Dutch headers).
+  Initials (voorletters) of the official names at the till (J. for Jan, C. for Kees), the tussenvoegsel written
+  four ways (van der Berg, Van der Berg, "Berg, van der", or in a column of its own the mapping does not read),
+  house letters (12A, 12-A, 12 A, 12a), S-/SE-/DK-/B-/NL- postcode prefixes, ø/å/ä written as two letters
+  (Soeren) or plain (Soren), Belgian, Swedish and Danish flats; couples, twins, namesakes in one city (Jan de
+  Vries, Anna Andersson) and neighbours of one family name in one postcode (12 and 12A).
+- iberia: Spanish and Portuguese families of a shop and a loyalty scheme. Surnames inherited as they are (a Spanish
+  child takes the father's first and the mother's first, a Portuguese child the mother's last and the father's
+  last), children named after a parent (family_samename), one surname only (a Spaniard's first, a Portuguese's
+  last), a birth date on 40% of records, the household's landline in a column the mapping does not read, and
+  loyalty sign-ups at the till with only a first name and a mobile.
 
-Every dataset also has typos, swapped given and family names, day and month swapped, missing birth dates and
-people who moved. Each is a folder of its two sources' CSV files, their ucp mappings (`<source>.json`) and
+Every dataset also has typos, day and month swapped, missing birth dates and people who moved; us and eu swapped
+given and family names. Each is a folder of its two sources' CSV files, their ucp mappings (`<source>.json`) and
 truth.csv (source, record_id, person_id, household, noise): the person behind each record, the kind of household
 the person belongs to (alone, couple, twin, ...) and the noise applied to that record.
 
     from bench.unseen_data import write_datasets
-    datasets = write_datasets(Path("out"), seed=7, people=1500)   # {"us": Dataset, "eu": ..., "sparse": ...}
+    datasets = write_datasets(Path("out"), seed=7, people=1500)   # {"us": Dataset, "eu": ..., "iberia": ...}
 
 Deterministic per seed: each dataset draws from its own random stream (seeded by its name and the seed) and keeps
 its own record of the emails and phones handed out, so one dataset never depends on another or on earlier calls.
@@ -48,12 +59,14 @@ class Person:
     family: str
     birth_date: str  # ISO 8601, "" when unknown
     address: dict[str, Any]
-    household: str  # alone, couple, twin, jrsr, sibling, parentchild, namesake
+    household: str  # alone, couple, twin, jrsr, sibling, parentchild, namesake, neighbour, family, family_samename
     home_phone: PhoneNumber | None = None
     mobile: PhoneNumber | None = None
     email: str | None = None
     middle_initial: str = ""
     suffix: str = ""  # Jr / Sr
+    particle: str = ""  # a Dutch tussenvoegsel (van der), apart from the family name
+    official_given: str = ""  # a Dutch or Belgian's official given names (Johannes for Jan), for their initials
 
 
 @dataclass
@@ -748,7 +761,513 @@ class SparseCustomers(Generator):
                            "city": "ciudad", "country": "pais"}}
 
 
-GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (USCustomers, EuropeanCustomers, SparseCustomers)}
+# ---------------------------------------------------------------- lowlands: Dutch, Belgian, Swedish, Danish customers
+
+# (the name a Dutch or Fleming goes by, their official given names): the till's loyalty form asks for the initials
+# of the official names (voorletters), so Kees Bakker is C. Bakker there and Gert-Jan, G.J.
+NL_MALE = [("Jan", "Johannes"), ("Piet", "Petrus"), ("Kees", "Cornelis"), ("Henk", "Hendrik"), ("Willem", "Willem"),
+           ("Dirk", "Dirk"), ("Bram", "Abraham"), ("Sander", "Alexander"), ("Thijs", "Matthijs"),
+           ("Daan", "Daniël"), ("Ruud", "Rudolf"), ("Joost", "Justus"), ("Maarten", "Maarten"),
+           ("Gert-Jan", "Gerrit Jan"), ("Luuk", "Lucas")]
+NL_FEMALE = [("Anna", "Anna"), ("Marieke", "Maria"), ("Saskia", "Saskia"), ("Femke", "Femke"), ("Ingrid", "Ingrid"),
+             ("Annemiek", "Anna Maria"), ("Sanne", "Susanna"), ("Lotte", "Charlotte"), ("Els", "Elisabeth"),
+             ("Mieke", "Maria"), ("Fleur", "Fleur"), ("Noor", "Eleonora"), ("Eva", "Eva"), ("Ilse", "Ilse")]
+# (tussenvoegsel, family name): Jan van der Berg is filed under B and written "Berg, van der" as often as not
+NL_FAMILY = [("", "Jansen"), ("de", "Vries"), ("van den", "Berg"), ("van der", "Berg"), ("van", "Dijk"),
+             ("", "Bakker"), ("", "Visser"), ("", "Smit"), ("", "Meijer"), ("de", "Boer"), ("", "Mulder"),
+             ("de", "Groot"), ("", "Bos"), ("", "Vos"), ("", "Peters"), ("", "Hendriks"), ("van", "Leeuwen"),
+             ("", "Dekker"), ("", "Brouwer"), ("de", "Wit"), ("", "Dijkstra"), ("", "Smits"), ("de", "Graaf"),
+             ("van der", "Meer"), ("van der", "Linden"), ("", "Kok"), ("", "Jacobs"), ("de", "Haan"),
+             ("", "Vermeulen"), ("van den", "Heuvel")]
+BE_MALE = [("Luc", "Lucas"), ("Pieter", "Pieter"), ("Koen", "Koenraad"), ("Wim", "Willem"), ("Tom", "Thomas"),
+           ("Bart", "Bartholomeus"), ("Jens", "Jens"), ("Stijn", "Stijn")]
+BE_FEMALE = [("Sofie", "Sofie"), ("An", "Anna"), ("Katrien", "Katrien"), ("Els", "Elisabeth"), ("Lien", "Lien"),
+             ("Hilde", "Hilde"), ("Nathalie", "Nathalie")]
+BE_FAMILY = [("", "Peeters"), ("", "Janssens"), ("", "Maes"), ("", "Jacobs"), ("", "Mertens"), ("", "Willems"),
+             ("", "Claes"), ("", "Goossens"), ("", "Wouters"), ("De", "Smet"), ("Van", "Damme"), ("", "Dubois")]
+SE_MALE = ["Lars", "Anders", "Johan", "Per", "Mikael", "Erik", "Karl", "Björn", "Göran", "Håkan", "Nils", "Sven"]
+SE_FEMALE = ["Anna", "Eva", "Maria", "Karin", "Åsa", "Birgitta", "Kerstin", "Ingrid", "Märta", "Linnéa", "Elin",
+             "Sara"]
+SE_FAMILY = ["Andersson", "Johansson", "Karlsson", "Nilsson", "Eriksson", "Larsson", "Olsson", "Persson",
+             "Svensson", "Gustafsson", "Lindström", "Lindqvist", "Åberg", "Sjöberg", "Björk", "Ström", "Holmgren"]
+DK_MALE = ["Søren", "Jens", "Niels", "Lars", "Mads", "Rasmus", "Jørgen", "Anders", "Henrik", "Mikkel"]
+DK_FEMALE = ["Mette", "Hanne", "Lene", "Susanne", "Birgit", "Camilla", "Sørine", "Karen", "Kirsten", "Maja"]
+DK_FAMILY = ["Jensen", "Nielsen", "Hansen", "Pedersen", "Andersen", "Christensen", "Larsen", "Sørensen",
+             "Rasmussen", "Jørgensen", "Madsen", "Kristensen", "Møller", "Østergaard", "Kjær"]
+LOWLANDS_COUNTRIES = {"NL": 0.5, "BE": 0.15, "SE": 0.2, "DK": 0.15}
+LOWLANDS_CITIES = {
+    "NL": [("Amsterdam", "10"), ("Rotterdam", "30"), ("Utrecht", "35"), ("Den Haag", "25"), ("Eindhoven", "56")],
+    "BE": [("Antwerpen", "20"), ("Gent", "90"), ("Leuven", "30"), ("Brugge", "80")],
+    "SE": [("Stockholm", "11"), ("Göteborg", "41"), ("Malmö", "21"), ("Uppsala", "75")],
+    "DK": [("København", "2"), ("Aarhus", "8"), ("Odense", "5")]}
+LOWLANDS_STREETS = {
+    "NL": ["Kerkstraat", "Dorpsstraat", "Molenweg", "Stationsweg", "Beukenlaan", "Schoolstraat", "Prinsengracht"],
+    "BE": ["Kerkstraat", "Stationsstraat", "Nieuwstraat", "Molenstraat", "Dorpstraat"],
+    "SE": ["Storgatan", "Kungsgatan", "Drottninggatan", "Skolgatan", "Järnvägsgatan", "Ringvägen"],
+    "DK": ["Nørregade", "Vestergade", "Østergade", "Søndergade", "Strandvejen", "Åboulevarden"]}
+LOWLANDS_COUNTRY_WORDS = {"NL": ["NL", "Nederland", "Netherlands"], "BE": ["BE", "België", "Belgium"],
+                          "SE": ["SE", "Sverige", "Sweden"], "DK": ["DK", "Danmark", "Denmark"]}
+LOWLANDS_MAIL_DOMAINS = {"NL": ["ziggo.nl", "kpnmail.nl", "gmail.com", "hotmail.com", "xs4all.nl"],
+                         "BE": ["telenet.be", "skynet.be", "gmail.com"],
+                         "SE": ["telia.com", "gmail.com", "hotmail.se", "bredband.net"],
+                         "DK": ["gmail.com", "hotmail.dk", "mail.dk", "jubii.dk"]}
+LOWLANDS_NAMESAKES = {"NL": ("Jan", "Johannes", "de", "Vries"), "BE": ("Luc", "Lucas", "", "Peeters"),
+                      "SE": ("Anna", "Anna", "", "Andersson"), "DK": ("Jens", "Jens", "", "Jensen")}
+NL_POSTCODE_LETTERS = "ABCDEGHJKLMNPRSTVWXZ"
+
+
+def nordic_letters_as_digraphs(text: str) -> str:
+    """How ø, å, æ, ä and ö are written without them: Søren -> Soeren, Åberg -> Aaberg, Björk -> Bjoerk."""
+    for letter, spelled in (("ø", "oe"), ("Ø", "Oe"), ("å", "aa"), ("Å", "Aa"), ("ä", "ae"), ("Ä", "Ae"),
+                            ("ö", "oe"), ("Ö", "Oe"), ("æ", "ae"), ("Æ", "Ae"), ("ü", "ue")):
+        text = text.replace(letter, spelled)
+    return text
+
+
+def plain_letters(text: str) -> str:
+    """The letters on an English keyboard: accents dropped, ø as o and æ as ae (Søren -> Soren, Daniël -> Daniel),
+    which no Unicode decomposition gives."""
+    for letter, plain in (("ø", "o"), ("Ø", "O"), ("æ", "ae"), ("Æ", "Ae")):
+        text = text.replace(letter, plain)
+    return without_accents(text)
+
+
+def initials(names: str) -> str:
+    """Voorletters: Gerrit Jan -> G.J."""
+    return "".join(f"{word[0]}." for word in names.replace("-", " ").split())
+
+
+def phone_as_any_layout(number: PhoneNumber, rng: random.Random) -> str:
+    """National (06 12345678), international (+31 6 12345678) or E.164 (+31612345678)."""
+    draw = rng.random()
+    layout = (PhoneNumberFormat.NATIONAL if draw < 0.4 else PhoneNumberFormat.INTERNATIONAL if draw < 0.8
+              else PhoneNumberFormat.E164)
+    return phonenumbers.format_number(number, layout)
+
+
+class LowlandsCustomers(Generator):
+    name = "lowlands"
+    sources = ("webshop", "kassa")
+    delimiter = ";"
+    date_layout = "%d-%m-%Y"
+    households = {"alone": 0.55, "couple": 0.15, "twin": 0.07, "neighbour": 0.07, "namesake": 0.16}
+    records_per_person = {1: 0.25, 2: 0.5, 3: 0.25}
+
+    # -- people
+
+    def country(self) -> str:
+        return self.rng.choices(list(LOWLANDS_COUNTRIES), list(LOWLANDS_COUNTRIES.values()))[0]
+
+    def full_name(self, country: str, sex: str) -> tuple[str, str, str, str]:
+        """(given name, official given names, tussenvoegsel, family name); Swedes and Danes have no particle and
+        go by their official name."""
+        rng = self.rng
+        if country in ("NL", "BE"):
+            given, official = rng.choice((NL_MALE if sex == "M" else NL_FEMALE) if country == "NL"
+                                         else (BE_MALE if sex == "M" else BE_FEMALE))
+            particle, family = rng.choice(NL_FAMILY if country == "NL" else BE_FAMILY)
+            return given, official, particle, family
+        if country == "SE":
+            given = rng.choice(SE_MALE if sex == "M" else SE_FEMALE)
+            return given, given, "", rng.choice(SE_FAMILY)
+        given = rng.choice(DK_MALE if sex == "M" else DK_FEMALE)
+        return given, given, "", rng.choice(DK_FAMILY)
+
+    def new_address(self, near: dict[str, Any] | None = None, *, country: str = "NL",
+                    city: tuple[str, str] | None = None) -> dict[str, Any]:
+        """An address of the country (in `city`); near an address: another street of its town (a move). NL
+        postcodes 1011 AB, Belgian and Danish ones of four digits, Swedish 114 55; a Dutch or Belgian house one in
+        five with a letter (12A), a Belgian flat's box (bus 3), a Swedish flat (lgh 1102), a Danish floor (2. tv)."""
+        rng = self.rng
+        if near is not None:
+            country, city = near["country"], (near["city"], near["prefix"])
+        city_name, prefix = city or rng.choice(LOWLANDS_CITIES[country])
+        if country == "NL":
+            postcode = f"{prefix}{rng.randint(10, 99)} {rng.choice(NL_POSTCODE_LETTERS)}" \
+                       f"{rng.choice(NL_POSTCODE_LETTERS)}"
+        elif country == "BE":
+            postcode = f"{prefix[0]}{rng.randint(0, 9)}{prefix[1]}0"
+        elif country == "SE":
+            postcode = f"{prefix}{rng.randint(1, 9)} {rng.randint(10, 99)}"
+        else:
+            postcode = f"{prefix}{rng.randint(0, 9)}{rng.randint(0, 9)}0"
+        letter = rng.choice("ABC") if country in ("NL", "BE") and rng.random() < 0.2 else ""
+        unit = ""
+        if country == "BE" and rng.random() < 0.2:
+            unit = f" bus {rng.randint(1, 9)}"
+        elif country == "SE" and rng.random() < 0.3:
+            unit = f" lgh {rng.randint(1001, 1304)}"
+        elif country == "DK" and rng.random() < 0.3:
+            unit = f", {rng.randint(1, 4)}. {rng.choice(['tv', 'th', 'mf'])}"
+        return {"country": country, "street": rng.choice(LOWLANDS_STREETS[country]),
+                "number": str(rng.randint(1, 180)), "letter": letter, "unit": unit, "city": city_name,
+                "prefix": prefix, "postcode": postcode}
+
+    def mobile_in(self, country: str) -> PhoneNumber:
+        rng = self.rng
+        draw = {"NL": lambda: f"06{rng.randint(10000000, 99999999)}",
+                "BE": lambda: f"04{rng.choice('789')}{rng.randint(1000000, 9999999)}",
+                "SE": lambda: f"07{rng.choice('0236')}{rng.randint(1000000, 9999999)}",
+                "DK": lambda: f"{rng.choice('2345')}{rng.randint(1000000, 9999999)}"}[country]
+        return self.unique_phone(draw, country)
+
+    def landline_in(self, country: str) -> PhoneNumber:
+        rng = self.rng
+        draw = {"NL": lambda: f"020{rng.randint(1000000, 9999999)}",
+                "BE": lambda: f"03{rng.randint(1000000, 9999999)}",
+                "SE": lambda: f"08{rng.randint(1000000, 9999999)}",
+                "DK": lambda: f"{rng.choice('3479')}{rng.randint(1000000, 9999999)}"}[country]
+        return self.unique_phone(draw, country)
+
+    def add_ll_person(self, name: tuple[str, str, str, str], birth_date: str, address: dict[str, Any],
+                      household: str, *, home_phone: PhoneNumber | None = None, email: str | None = None) -> Person:
+        """A person with a mobile (75%) and an email (80%: jan.vandervries, jvandervries, jan42, vries.jan at a
+        provider of their country) unless the household's is given; only a couple or twins have a landline."""
+        rng = self.rng
+        given, official, particle, family = name
+        country = address["country"]
+        mobile = self.mobile_in(country) if rng.random() < 0.75 else None
+        if email is None and rng.random() < 0.8:
+            user = rng.choice([f"{given}.{particle}{family}", f"{given[0]}{particle}{family}",
+                               f"{given}{rng.randint(10, 99)}", f"{family}.{given}"])
+            email = self.unique_email(email_user(plain_letters(user)).replace("-", ""),
+                                      rng.choice(LOWLANDS_MAIL_DOMAINS[country]))
+        return self.add_person(given, family, birth_date, address, household, home_phone=home_phone,
+                               mobile=mobile, email=email, particle=particle, official_given=official)
+
+    def add_alone(self) -> None:
+        country = self.country()
+        self.add_ll_person(self.full_name(country, self.rng.choice("MF")), self.birth_date(1940, 2004),
+                           self.new_address(country=country), "alone")
+
+    def add_couple(self) -> None:
+        """Two people at one address, on one landline (60% have one), of another sex and given name; six couples
+        in ten go by one family name; three in ten share an email."""
+        rng, country, sex = self.rng, self.country(), self.rng.choice("MF")
+        name, address = self.full_name(country, sex), self.new_address(country=country)
+        landline = self.landline_in(country) if rng.random() < 0.6 else None
+        first = self.add_ll_person(name, self.birth_date(1945, 1995), address, "couple", home_phone=landline)
+        other = name
+        while other[0] == name[0]:
+            other = self.full_name(country, "F" if sex == "M" else "M")
+        if rng.random() < 0.6:
+            other = (other[0], other[1], name[2], name[3])
+        self.add_ll_person(other, self.birth_date(1945, 1995), address, "couple", home_phone=landline,
+                           email=first.email if rng.random() < 0.3 else None)
+
+    def add_twin(self) -> None:
+        """Two of one sex, family name, birth date, address and landline (half have one), whose given names start
+        with other letters (so their initials differ)."""
+        rng, country, sex = self.rng, self.country(), self.rng.choice("MF")
+        name, address = self.full_name(country, sex), self.new_address(country=country)
+        birth_date = self.birth_date(1960, 2004)
+        landline = self.landline_in(country) if rng.random() < 0.5 else None
+        self.add_ll_person(name, birth_date, address, "twin", home_phone=landline)
+        other = name
+        while other[0][0] == name[0][0]:
+            other = self.full_name(country, sex)
+        self.add_ll_person((other[0], other[1], name[2], name[3]), birth_date, address, "twin", home_phone=landline)
+
+    def add_neighbour(self) -> None:
+        """Two of one family name and sex next door in one postcode: 12 and 12A, or 12 and 14 (the given name may
+        be the same too)."""
+        country, sex = self.country(), self.rng.choice("MF")
+        name, address = self.full_name(country, sex), self.new_address(country=country)
+        self.add_ll_person(name, self.birth_date(1945, 2000), address, "neighbour")
+        next_door = dict(address)
+        if country in ("NL", "BE") and not address["letter"]:
+            next_door["letter"] = "A"
+        else:
+            next_door["number"] = str(int(address["number"]) + 2)
+        other = self.full_name(country, sex)
+        self.add_ll_person((other[0], other[1], name[2], name[3]), self.birth_date(1945, 2000), next_door,
+                           "neighbour")
+
+    def add_namesake(self) -> None:
+        """Two to four people of the country's commonest full name (Jan de Vries, Anna Andersson) in one city."""
+        country = self.country()
+        city = self.rng.choice(LOWLANDS_CITIES[country])
+        for _ in range(self.rng.randint(2, 4)):
+            self.add_ll_person(LOWLANDS_NAMESAKES[country], self.birth_date(1945, 2000),
+                               self.new_address(country=country, city=city), "namesake")
+
+    # -- records
+
+    def record(self, person: Person, nth: int, source: str, noise: list[str]) -> dict[str, str]:
+        rng = self.rng
+        country = person.address["country"]
+        given, family, particle_column = self.noisy_names(person, source, noise)
+        birth_date = self.noisy_birth_date(person, noise, missing_share=0.4 if source == "webshop" else 0.7)
+        address = self.current_address(person, nth, noise, moved_share=0.05)
+        email = person.email if person.email and rng.random() < (0.85 if source == "webshop" else 0.3) else ""
+        phones = [number for number in (person.mobile, person.home_phone) if number]
+        phone = (phone_as_any_layout(rng.choice(phones), rng)
+                 if phones and rng.random() < (0.5 if source == "webshop" else 0.8) else "")
+        return {"voornaam": given, "tussenvoegsel": particle_column, "achternaam": family,
+                "geboortedatum": formatted_date(birth_date, self.date_layout), "email": email, "telefoon": phone,
+                "adres": self.street_line(address, noise), "postcode": self.postcode_as_typed(address, noise),
+                "plaats": address["city"], "land": rng.choice(LOWLANDS_COUNTRY_WORDS[country])}
+
+    def noisy_names(self, person: Person, source: str, noise: list[str]) -> tuple[str, str, str]:
+        """(given name, family name, tussenvoegsel column): the till's form takes Dutch and Belgian initials; the
+        particle in a column of its own (which the mapping does not read), after the name (Berg, van der),
+        capitalised (Van der Berg) or before it; Nordic letters as two (Soeren) or plain (Soren)."""
+        rng = self.rng
+        given, family, particle = person.given, person.family, person.particle
+        country = person.address["country"]
+        if source == "kassa" and country in ("NL", "BE") and self.sometimes(0.3, noise, "voorletters"):
+            given = initials(person.official_given)
+        elif self.sometimes(0.07, noise, "typo_given"):
+            given = typo(given, rng)
+        if self.sometimes(0.07, noise, "typo_family"):
+            family = typo(family, rng)
+        particle_column = ""
+        if particle:
+            draw = rng.random()
+            if draw < 0.25:
+                particle_column = particle
+                noise.append("particle_column")
+            elif draw < 0.45:
+                family = f"{family}, {particle}"
+                noise.append("particle_after")
+            elif draw < 0.55:
+                family = f"{particle[0].upper()}{particle[1:]} {family}"
+            else:
+                family = f"{particle} {family}"
+        if country in ("SE", "DK") and self.sometimes(0.3, noise, "digraphs"):
+            given, family = nordic_letters_as_digraphs(given), nordic_letters_as_digraphs(family)
+        elif self.sometimes(0.15, noise, "plain_letters"):
+            given, family = plain_letters(given), plain_letters(family)
+        if self.sometimes(0.1, noise, "upper_case"):
+            given, family = given.upper(), family.upper()
+        return given, family, particle_column
+
+    def street_line(self, address: dict[str, Any], noise: list[str]) -> str:
+        """Kerkstraat 12A / 12-A / 12 A / 12a, bus 3 / lgh 1102 / , 2. tv; the street sometimes in plain letters."""
+        rng = self.rng
+        number = address["number"]
+        if address["letter"]:
+            layout = rng.choice(["{n}{l}", "{n}-{l}", "{n} {l}", "{n}{lower}"])
+            number = layout.format(n=number, l=address["letter"], lower=address["letter"].lower())
+            if layout != "{n}{l}":
+                noise.append("house_letter_written_" + {"{n}-{l}": "dash", "{n} {l}": "space",
+                                                         "{n}{lower}": "lower"}[layout])
+        street = address["street"]
+        if rng.random() < 0.15 and plain_letters(street) != street:
+            street = plain_letters(street)
+            noise.append("street_plain_letters")
+        return f"{street} {number}{address['unit']}"
+
+    def postcode_as_typed(self, address: dict[str, Any], noise: list[str]) -> str:
+        """1011 AB / 1011AB / 1011 ab / NL-1011 AB; S-114 55, SE-114 55, 11455; DK-2100; B-2000."""
+        rng, postcode, country = self.rng, address["postcode"], address["country"]
+        draw = rng.random()
+        if country == "NL":
+            if draw < 0.05:
+                noise.append("postcode_prefix")
+                return f"NL-{postcode}"
+            return rng.choice([postcode, postcode.replace(" ", ""), postcode.lower(), postcode])
+        if country == "SE" and draw < 0.25:
+            noise.append("postcode_prefix")
+            return rng.choice(["S-", "SE-"]) + postcode
+        if country == "SE" and draw < 0.5:
+            return postcode.replace(" ", "")
+        if country in ("DK", "BE") and draw < 0.15:
+            noise.append("postcode_prefix")
+            return ("DK-" if country == "DK" else "B-") + postcode
+        return postcode
+
+    def mapping(self, source: str) -> dict[str, Any]:
+        # the tussenvoegsel column is left unread (as a mapping written for family names only would); a national
+        # number is read in the record's own country (land); NL when the country says nothing
+        return {"source": source, "entity": "customers", "format": "csv", "encoding": "utf-8",
+                "delimiter": self.delimiter, "record_key": ["id"],
+                "fields": {"given_name": "voornaam", "family_name": "achternaam",
+                           "birth_date": {"column": "geboortedatum", "format": self.date_layout}, "email": "email",
+                           "phone": {"column": "telefoon", "region": "NL"}, "phone_region": "land",
+                           "address_line1": "adres", "postcode": "postcode", "city": "plaats", "country": "land"}}
+
+
+# ---------------------------------------------------------------- iberia: Spanish and Portuguese families
+
+IB_ES_MALE = ["José", "Juan", "Antonio", "Manuel", "Francisco", "Javier", "Carlos", "Miguel", "Pedro", "Luis",
+              "Jesús", "Pablo"]
+IB_ES_FEMALE = ["María", "Carmen", "Ana", "Isabel", "Dolores", "Pilar", "Laura", "Cristina", "Marta", "Lucía",
+                "Teresa", "Rosa"]
+IB_ES_FAMILY = ["García", "Rodríguez", "González", "Fernández", "López", "Martínez", "Sánchez", "Pérez", "Gómez",
+                "Martín", "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Álvarez", "Muñoz", "Romero", "Alonso",
+                "Gutiérrez", "Navarro", "Torres", "Domínguez", "Vázquez", "Ramos", "Gil", "Ramírez", "Serrano",
+                "Blanco", "Molina"]
+PT_MALE = ["João", "José", "António", "Manuel", "Francisco", "Pedro", "Rui", "Paulo", "Luís", "Carlos", "Miguel",
+           "Tiago"]
+PT_FEMALE = ["Maria", "Ana", "Joana", "Sofia", "Catarina", "Inês", "Marta", "Teresa", "Rita", "Helena", "Isabel",
+             "Beatriz"]
+PT_FAMILY = ["Silva", "Santos", "Ferreira", "Pereira", "Oliveira", "Costa", "Rodrigues", "Martins", "Jesus", "Sousa",
+             "Fernandes", "Gonçalves", "Gomes", "Lopes", "Marques", "Alves", "Almeida", "Ribeiro", "Pinto",
+             "Carvalho"]
+IB_CITIES = {"ES": [("Madrid", "28"), ("Barcelona", "08"), ("Valencia", "46"), ("Sevilla", "41"), ("Zaragoza", "50")],
+             "PT": [("Lisboa", "1"), ("Porto", "4"), ("Braga", "47"), ("Coimbra", "30")]}
+IB_STREET_TYPES = {"ES": [("Calle", "C/"), ("Avenida", "Avda."), ("Plaza", "Pza."), ("Paseo", "Pº")],
+                   "PT": [("Rua", "R."), ("Avenida", "Av."), ("Travessa", "Tv."), ("Largo", "Lg.")]}
+IB_STREETS = {"ES": ["Mayor", "de Alcalá", "Gran Vía", "del Sol", "San Juan", "de la Constitución", "Real", "de Goya"],
+              "PT": ["Augusta", "da Liberdade", "do Carmo", "de Santa Catarina", "Dom Pedro V", "da Boavista",
+                     "das Flores"]}
+IB_FLOORS = {"ES": ["1º A", "2º B", "3º Izq", "4º D", "Bajo", ""], "PT": ["1º Esq", "2º Dto", "3º", "R/C", ""]}
+IB_NAMESAKES = {"ES": [("María", "García López"), ("José", "Fernández García"), ("Antonio", "Martínez Sánchez")],
+                "PT": [("Maria", "Costa Silva"), ("José", "Pereira Santos"), ("Ana", "Ferreira Silva")]}
+
+
+class IberianCustomers(Generator):
+    name = "iberia"
+    sources = ("tienda", "fidelidad")
+    delimiter = ";"
+    date_layout = "%d/%m/%Y"
+    households = {"alone": 0.45, "family": 0.40, "namesake": 0.15}
+    records_per_person = {1: 0.25, 2: 0.5, 3: 0.25}
+
+    # -- people
+
+    def country(self) -> str:
+        return self.rng.choices(["ES", "PT"], [0.6, 0.4])[0]
+
+    def names_of(self, country: str) -> tuple[list[str], list[str], list[str]]:
+        return (IB_ES_MALE, IB_ES_FEMALE, IB_ES_FAMILY) if country == "ES" else (PT_MALE, PT_FEMALE, PT_FAMILY)
+
+    def new_address(self, near: dict[str, Any] | None = None, *, country: str = "ES",
+                    city: tuple[str, str] | None = None) -> dict[str, Any]:
+        """An address of the country (in `city`); near an address: anywhere in its country (a move). Spanish
+        postcodes of five digits, Portuguese 1100-053."""
+        rng = self.rng
+        if near is not None:
+            country = near["country"]
+        city_name, prefix = city or rng.choice(IB_CITIES[country])
+        if country == "ES":
+            postcode = f"{prefix}{rng.randint(1, 80):03d}"
+        else:
+            postcode = prefix + "".join(str(rng.randint(0, 9)) for _ in range(4 - len(prefix))) + \
+                       f"-{rng.randint(0, 999):03d}"
+        return {"country": country, "type": rng.choice(IB_STREET_TYPES[country]),
+                "street": rng.choice(IB_STREETS[country]), "number": str(rng.randint(1, 150)),
+                "floor": rng.choice(IB_FLOORS[country]), "city": city_name, "postcode": postcode}
+
+    def mobile_in(self, country: str) -> PhoneNumber:
+        rng = self.rng
+        if country == "ES":
+            return self.unique_phone(lambda: f"6{rng.randint(10000000, 99999999)}", "ES")
+        return self.unique_phone(lambda: f"9{rng.choice('1236')}{rng.randint(1000000, 9999999)}", "PT")
+
+    def landline_in(self, country: str) -> PhoneNumber:
+        rng = self.rng
+        if country == "ES":
+            return self.unique_phone(lambda: f"9{rng.choice('1356')}{rng.randint(1000000, 9999999)}", "ES")
+        return self.unique_phone(lambda: f"2{rng.choice('12')}{rng.randint(1000000, 9999999)}", "PT")
+
+    def add_ib_person(self, given: str, family: str, birth_date: str, address: dict[str, Any], household: str, *,
+                      home_phone: PhoneNumber | None = None) -> Person:
+        """A person with a mobile (80%) and an email (40%) of their first given name and the surname they go by
+        (a Spaniard's first, a Portuguese's last)."""
+        rng, country = self.rng, address["country"]
+        mobile = self.mobile_in(country) if rng.random() < 0.8 else None
+        email = None
+        if rng.random() < 0.4:
+            first = email_user(given.split(" ")[0])
+            surname = email_user(family.split(" ")[0] if country == "ES" else family.split(" ")[-1])
+            user = rng.choice([f"{first}.{surname}", f"{first}{surname}{rng.randint(1, 99)}", f"{first[0]}{surname}"])
+            email = self.unique_email(user, rng.choice(["gmail.com", "hotmail.com",
+                                                        "sapo.pt" if country == "PT" else "telefonica.net"]))
+        return self.add_person(given, family, birth_date, address, household, home_phone=home_phone, mobile=mobile,
+                               email=email)
+
+    def add_alone(self) -> None:
+        country = self.country()
+        male, female, surnames = self.names_of(country)
+        given = self.rng.choice(male if self.rng.choice("MF") == "M" else female)
+        self.add_ib_person(given, f"{self.rng.choice(surnames)} {self.rng.choice(surnames)}",
+                           self.birth_date(1940, 2004), self.new_address(country=country), "alone")
+
+    def add_family(self) -> None:
+        """Father, mother and one or two grown children at one address, on one landline (40% have one). Surnames
+        are inherited as they are: a Spanish child takes the father's first and the mother's first (Gil Ruiz and
+        Serrano Blanco: Gil Serrano), a Portuguese child the mother's last and the father's last (Costa Silva and
+        Pinto Alves: Alves Silva). Half the children are named after the parent of their sex: that child and that
+        parent are a family_samename household."""
+        rng, country = self.rng, self.country()
+        male, female, surnames = self.names_of(country)
+        father_1, father_2, mother_1, mother_2 = rng.sample(surnames, 4)
+        address = self.new_address(country=country)
+        landline = self.landline_in(country) if rng.random() < 0.4 else None
+        father = self.add_ib_person(rng.choice(male), f"{father_1} {father_2}", self.birth_date(1940, 1965), address,
+                                    "family", home_phone=landline)
+        mother = self.add_ib_person(rng.choice(female), f"{mother_1} {mother_2}", self.birth_date(1940, 1965),
+                                    address, "family", home_phone=landline)
+        family = f"{father_1} {mother_1}" if country == "ES" else f"{mother_2} {father_2}"
+        for _ in range(rng.randint(1, 2)):
+            parent = father if rng.choice("MF") == "M" else mother
+            given = parent.given if rng.random() < 0.5 else rng.choice(male if parent is father else female)
+            household = "family"
+            if given == parent.given:
+                household = parent.household = "family_samename"
+            self.add_ib_person(given, family, self.birth_date(1970, 2000), address, household, home_phone=landline)
+
+    def add_namesake(self) -> None:
+        """Two or three people of a very common full name (María García López, Maria Costa Silva) in one city."""
+        country = self.country()
+        given, family = self.rng.choice(IB_NAMESAKES[country])
+        city = self.rng.choice(IB_CITIES[country])
+        for _ in range(self.rng.randint(2, 3)):
+            self.add_ib_person(given, family, self.birth_date(1945, 2000),
+                               self.new_address(country=country, city=city), "namesake")
+
+    # -- records
+
+    def record(self, person: Person, nth: int, source: str, noise: list[str]) -> dict[str, str]:
+        rng, country = self.rng, person.address["country"]
+        if source == "fidelidad" and person.mobile and self.sometimes(0.35, noise, "mobile_only"):
+            # signed up for the loyalty scheme at the till: a first name and a mobile
+            return {"nombre": person.given.split(" ")[0], "apellidos": "", "nacimiento": "", "email": "",
+                    "movil": phone_as_any_layout(person.mobile, rng), "telefono": "", "direccion": "", "piso": "",
+                    "cp": "", "ciudad": "", "pais": country}
+        given, family = self.noisy_names(person, noise)
+        birth_date = self.noisy_birth_date(person, noise, missing_share=0.6)
+        address = self.current_address(person, nth, noise, moved_share=0.05)
+        full, short = address["type"]
+        street_type = full if rng.random() < 0.5 else short
+        separator = rng.choice([", ", " ", " nº "])
+        email = person.email if person.email and rng.random() < 0.6 else ""
+        mobile = phone_as_any_layout(person.mobile, rng) if person.mobile and rng.random() < 0.5 else ""
+        landline = phone_as_any_layout(person.home_phone, rng) if person.home_phone and rng.random() < 0.4 else ""
+        return {"nombre": given, "apellidos": family, "nacimiento": formatted_date(birth_date, self.date_layout),
+                "email": email, "movil": mobile, "telefono": landline,
+                "direccion": f"{street_type} {address['street']}{separator}{address['number']}",
+                "piso": address["floor"], "cp": address["postcode"], "ciudad": address["city"], "pais": country}
+
+    def noisy_names(self, person: Person, noise: list[str]) -> tuple[str, str]:
+        given, family = person.given, person.family
+        if self.sometimes(0.07, noise, "typo_given"):
+            given = typo(given, self.rng)
+        if self.sometimes(0.07, noise, "typo_family"):
+            family = typo(family, self.rng)
+        if self.sometimes(0.3, noise, "one_surname"):  # the one people go by: a Spaniard's first, a Portuguese's last
+            family = family.split(" ")[0] if person.address["country"] == "ES" else family.split(" ")[-1]
+        if self.sometimes(0.3, noise, "no_accents"):
+            given, family = without_accents(given), without_accents(family)
+        if self.sometimes(0.1, noise, "upper_case"):
+            given, family = given.upper(), family.upper()
+        return given, family
+
+    def mapping(self, source: str) -> dict[str, Any]:
+        # the mobile is the phone ucp reads; the household's landline (telefono) is left unread
+        return {"source": source, "entity": "customers", "format": "csv", "encoding": "utf-8",
+                "delimiter": self.delimiter, "record_key": ["id"],
+                "fields": {"given_name": "nombre", "family_name": "apellidos",
+                           "birth_date": {"column": "nacimiento", "format": self.date_layout}, "email": "email",
+                           "phone": {"column": "movil", "region": "ES"}, "phone_region": "pais",
+                           "address_line1": "direccion", "address_line2": "piso", "postcode": "cp",
+                           "city": "ciudad", "country": "pais"}}
+
+
+GENERATORS: dict[str, type[Generator]] = {g.name: g for g in (USCustomers, EuropeanCustomers, SparseCustomers,
+                                                               LowlandsCustomers, IberianCustomers)}
 DATASETS = tuple(GENERATORS)
 
 

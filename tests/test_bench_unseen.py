@@ -1,6 +1,6 @@
 """The unseen-data bench (bench/identity_unseen.py) and its generator (bench/unseen_data.py): the datasets are the
 same for a seed however they are made, every row is read by its mapping with what it holds, the truth names every
-record, and the bench resolves and scores the three datasets."""
+record, and the bench resolves and scores the five datasets."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import identity_unseen
-from bench.unseen_data import DATASETS, read_truth, write_dataset, write_datasets
+from bench.unseen_data import DATASETS, IberianCustomers, read_truth, write_dataset, write_datasets
 from shared.ingest import load_mapping_file
 from shared.ingest.pipeline import iter_mapped
 from shared.normalize import normalize_record
@@ -32,8 +32,9 @@ def test_same_seed_same_files_however_made(datasets, tmp_path):
     again = write_datasets(tmp_path / "again", seed=3, people=PEOPLE)
     assert files_of(tmp_path / "again") == files_of(folder)  # no state kept between calls
     # one dataset made alone is the same as made with the others: each draws from its own stream
-    alone = write_dataset("sparse", tmp_path / "alone", seed=3, people=PEOPLE)
-    assert files_of(alone.folder) == files_of(again["sparse"].folder)
+    for name in ("sparse", "lowlands", "iberia"):
+        alone = write_dataset(name, tmp_path / "alone" / name, seed=3, people=PEOPLE)
+        assert files_of(alone.folder) == files_of(again[name].folder)
     other = write_datasets(tmp_path / "other", seed=4, people=PEOPLE)
     assert all(files_of(other[name].folder) != files_of(again[name].folder) for name in DATASETS)
 
@@ -56,8 +57,10 @@ def test_every_row_is_mapped_with_what_it_holds_and_in_the_truth(datasets, name)
             normalized = normalize_record(result.item)
             # what the row holds reaches the resolver: a birth date, a valid phone, an email
             for column, value in (("dob", normalized.birth_date), ("geburtsdatum", normalized.birth_date),
-                                  ("nacimiento", normalized.birth_date), ("phone", normalized.phone),
-                                  ("telefon", normalized.phone), ("email", normalized.email)):
+                                  ("nacimiento", normalized.birth_date), ("geboortedatum", normalized.birth_date),
+                                  ("phone", normalized.phone), ("telefon", normalized.phone),
+                                  ("telefoon", normalized.phone), ("movil", normalized.phone),
+                                  ("email", normalized.email)):
                 if row.get(column):
                     assert value, (column, row)
             mapped_keys.append((result.item.source, result.item.record_key))
@@ -68,7 +71,30 @@ def test_every_row_is_mapped_with_what_it_holds_and_in_the_truth(datasets, name)
     assert PEOPLE <= len(people) <= PEOPLE + 3  # whole households: the last may add a few
 
 
-def test_bench_resolves_and_scores_the_three_datasets(capsys):
+def test_iberian_children_inherit_their_parents_surnames():
+    """A Spanish child carries the father's first and the mother's first surname, a Portuguese child the mother's
+    last and the father's last; a child named after a parent makes both a family_samename household."""
+    generator = IberianCustomers(5)
+    generator.draw_people(200)
+    families = [person for person in generator.people if person.household.startswith("family")]
+    checked = 0
+    for i, person in enumerate(families):
+        if i + 1 < len(families) and person.birth_date < "1966" and families[i + 1].birth_date < "1966" \
+                and person.address is families[i + 1].address:
+            father, mother = person, families[i + 1]
+            children = [child for child in families[i + 2:i + 4]
+                        if child.address is father.address and child.birth_date >= "1970"]
+            for child in children:
+                fathers, mothers = father.family.split(" "), mother.family.split(" ")
+                spanish = father.address["country"] == "ES"
+                assert child.family == (f"{fathers[0]} {mothers[0]}" if spanish else f"{mothers[1]} {fathers[1]}")
+                if child.given in (father.given, mother.given):
+                    assert child.household == "family_samename"
+                checked += 1
+    assert checked > 20
+
+
+def test_bench_resolves_and_scores_the_five_datasets(capsys):
     report = identity_unseen.main(["--people", str(PEOPLE), "--seed", "3"])
     figures = report["figures"]
     assert report["ok"] and report["benchmark"] == "identity_unseen" and report["seed"] == 3
