@@ -66,7 +66,7 @@ def _given_level(a: str | None, a_canon: str | None, b: str | None, b_canon: str
         return 0
     if a == b or _umlaut_spellings(a, b):
         return 1
-    if _initials_of(a, b) or _initials_of(b, a):  # "j p" (J.P.) for "jan pieter", before they read as two names
+    if (" " in a or " " in b) and (_initials_of(a, b) or _initials_of(b, a)):  # "j p" (J.P.) for "jan pieter"
         return 5
     if compound_names_differ(a, b):
         # Jean-Pierre / Jean-Luc, Mary Jane / Mary Ann: siblings, though their letters are close. A typo in the
@@ -332,7 +332,7 @@ def _made_of_names(user: str, a: NormalizedRecord, b: NormalizedRecord) -> bool:
     for family in {a.family_name, b.family_name}:
         for variant in _family_variants(family):
             rest = _less_family(letters, variant)
-            if rest and any(r == given or r == given[0] for r in {rest, _less_particle_ends(rest)} for given in givens):
+            if rest and (_is_given(rest, givens) or _is_given(_less_particle_ends(rest), givens)):
                 return True
     return False
 
@@ -352,6 +352,11 @@ _GLUED_PARTICLES = tuple(sorted({p for p in _PARTICLES if len(p) >= 2} | {"vande
                                 key=len, reverse=True))
 
 
+def _is_given(rest: str, givens: set[str]) -> bool:
+    return any(rest == given or rest == given[0] for given in givens)
+
+
+@lru_cache(maxsize=16384)
 def _less_particle_ends(rest: str) -> str:
     """What is left of a user name without particles at either end ("jande" of "jande" + "vries": "jan")."""
     changed = True
