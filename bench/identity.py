@@ -3,8 +3,8 @@
 Figures: pairwise precision/recall/F1 and cluster metrics (split people, over-merged profiles, B-cubed) per
 random arrival order and their F1 spread, over every record given to the resolver (a record it could not place,
 quarantined, counts as a profile of its own: its true pairs are misses, as a retailer sees them; the figures over
-the placed records alone are `resolved_records_only`); records/s in process (MemoryStore, one thread, records streaming in as
-`ucp resolve` reads them) per second of process CPU time (the one-core figure of the issue) and of wall time, with
+the placed records alone are `resolved_records_only`); records/s in process (MemoryStore, one thread, records
+streaming in as `ucp resolve` reads them) per second of process CPU time (the one-core figure of the issue) and of wall time, with
 the load average during the run and the share spent in normalization; records/s and Cosmos requests per new
 record on the local stack (Cosmos emulator), against the issue's minimum: one read per identifier looked up (point
 or batched), one write per document changed (a write that failed or left the content as it was read changes

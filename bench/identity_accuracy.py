@@ -216,8 +216,8 @@ def measure(args) -> dict[str, Any]:
             figures["split_causes"] = dict(causes.most_common())
             figures["lost_pairs_by_cause"] = dict(lost.most_common())
             # the pairs the recall misses in this order, which the causes must add up to
-            figures["missed_pairs"] = {"order_seed": order_seed, "by_recall": run["true_pairs"] - run["true_positive_pairs"],
-                                       "by_cause": sum(lost.values())}
+            missed = run["true_pairs"] - run["true_positive_pairs"]
+            figures["missed_pairs"] = {"order_seed": order_seed, "by_recall": missed, "by_cause": sum(lost.values())}
             figures["people_with_two_loyalty_cards"] = multi_card_people(normalized, persons)
             figures["split_level_patterns"] = patterns
             figures["misplaced_record_causes"] = dict(misplaced_records(assignment, truth, results))

@@ -498,7 +498,8 @@ _MORE_NICKNAMES = {
     "fernando": ("nando",), "eduardo": ("lalo",), "guillermo": ("memo",),
     "giuseppe": ("beppe", "peppe", "pino"), "giovanni": ("gianni",), "salvatore": ("toto",), "vincenzo": ("enzo",),
     "johannes": ("hans", "hannes"), "friedrich": ("fritz",), "heinrich": ("heinz",), "margarete": ("grete",),
-    "cornelis": ("kees",), "hendrik": ("henk",), "wilhelmus": ("wim",), "jacobus": ("koos", "jaap"), "petrus": ("piet",),
+    "cornelis": ("kees",), "hendrik": ("henk",), "wilhelmus": ("wim",), "jacobus": ("koos", "jaap"),
+    "petrus": ("piet",),
 }
 
 
@@ -824,8 +825,8 @@ def street_number_of(address: str | None) -> str | None:
     # Else the number after the street, as most of Europe writes it ("hauptstrasse 12", "calle mayor 37 2 izq"),
     # not a flat's or floor's (moved to the end: "rose court unit 3").
     words = address.split(" ")
-    return next((w for prev, w in zip(words, words[1:]) if _HOUSE_NUMBER.fullmatch(w) and prev not in ("unit", "floor")),
-                None)
+    return next((w for prev, w in zip(words, words[1:])
+                 if _HOUSE_NUMBER.fullmatch(w) and prev not in ("unit", "floor")), None)
 
 
 @lru_cache(maxsize=65536, typed=True)  # neighbours and a person's records share postcodes

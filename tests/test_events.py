@@ -151,7 +151,8 @@ def test_a_device_names_the_profile_holding_its_person_now(store):
     older = resolve_records(store, [CustomerRecord(source="pos", record_key="p1", given_name="Maria",
                                                    family_name="Novak", phone="+447406596447")])[0].profile_id
     _, body = post(store, {"type": "identify", "anonymousId": "dev-m", "userId": "u1",
-                           "traits": {"email": "maria.novak@novak-mail.net", "firstName": "Maria", "lastName": "Novak"}})
+                           "traits": {"email": "maria.novak@novak-mail.net", "firstName": "Maria",
+                                      "lastName": "Novak"}})
     identified = body["results"][0]["profile_id"]
     assert identified != older and anonymous_behaviour(store, "dev-m")["linked_profile_id"] == identified
     bridge = CustomerRecord(source="crm", record_key="c1", given_name="Maria", family_name="Novak",

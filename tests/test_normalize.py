@@ -247,7 +247,8 @@ def test_normalize_postcode(raw, country, expected):
 
 @pytest.mark.parametrize("fields, generation", [
     ({"given_name": "Robert", "family_name": "Jackson Jr."}, "jr"), ({"given_name": "Robert Jnr"}, "jr"),
-    ({"family_name": "Jackson II"}, "jr"), ({"family_name": "Jackson, Sr"}, "sr"), ({"full_name": "Bob Lee III"}, "iii"),
+    ({"family_name": "Jackson II"}, "jr"), ({"family_name": "Jackson, Sr"}, "sr"),
+    ({"full_name": "Bob Lee III"}, "iii"),
     ({"full_name": "Lee, Bob Sr."}, "sr"), ({"given_name": "Ann", "family_name": "Senior"}, None),
     ({"full_name": "Ann Senior"}, None), ({"given_name": "Sr Mary", "family_name": "Lee"}, None),  # a title first
     ({"given_name": "Jr", "family_name": "Lee"}, None),

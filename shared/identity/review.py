@@ -127,7 +127,8 @@ def approve_review(store: Store, review_id: str, *, by: str | None = None, bulk_
     review, _, _ = _open(ctx, review_id, "approved", by)
     why = {"reason": "review", "rule": "approved by a person", "review_id": review["id"],
            "score": review.get("score"), "contributions": review.get("contributions", {}),
-           "model_version": review.get("model_version"), "via_record": review.get("record_key"), **({"bulk_filter": bulk_filter} if bulk_filter else {})}
+           "model_version": review.get("model_version"), "via_record": review.get("record_key"),
+           **({"bulk_filter": bulk_filter} if bulk_filter else {})}
     # Each attempt reads the two sides again: a merge may have moved either since (see _merge_sides).
     current = with_retries(ctx, lambda: _merge_sides(ctx, review, why, *_live_sides(ctx, review)))
     return _close(ctx, review, "approved", by, profile_id=current["id"],
