@@ -361,14 +361,15 @@ class _Work:
         for p, profile, best in ranked:
             if p < settings.match_threshold:
                 break
-            if self.model.another_given_name(self.n, best):
+            another_name = self.model.another_given_name(self.n, best)
+            if another_name:
                 # The profile's best-matching record names another person (Katherine for a Catherine), but another of
                 # its records, of this very name (Cathy), may match too: the join must not depend on which of the
                 # profile's records came first.
-                p, best = self._best_of_this_name(profile, p, best)
+                p, best, another_name = self._best_of_this_name(profile, p, best)
             detail = self._explain(best)
             reason = join_conflict(self.policy, [self.side, *(self._side(g.profile) for g in group), self._side(profile)])
-            if reason is None and self.model.another_given_name(self.n, best):
+            if reason is None and another_name:
                 # Twins and family members share all else (birth date, family email, home phone, address): a
                 # score never joins another given name on its own; a person decides. (Also refusing a bridge
                 # between profiles of two such names was measured: recall -0.002 for precision +0.0003.)
@@ -387,14 +388,16 @@ class _Work:
         return None
 
     def _best_of_this_name(self, profile: dict[str, Any], p: float, best: NormalizedRecord
-                           ) -> tuple[float, NormalizedRecord]:
-        """The profile's best-matching record of the same given name (alike or a nickname: a typo of the other name,
-        Stepen in the profile of Stephen, would let his twin Stephanie in), when it scores at the match threshold or
-        above; else (p, best) as they were."""
+                           ) -> tuple[float, NormalizedRecord, bool]:
+        """(p, record, whether its given name is another person's): the profile's best-matching record of the same
+        given name (alike or a nickname: a typo of the other name, Stepen in the profile of Stephen, would let his
+        twin Stephanie in), when it scores at the match threshold or above; else (p, best, True) as they were."""
         same_name = [other for key, other in self.snapshots.of(profile)
                      if key != self.key and self.model.same_given_name(self.n, other)]
         p_named, named = self.model.best_record(self.n, same_name)
-        return (p_named, named) if named is not None and p_named >= self.ctx.settings.match_threshold else (p, best)
+        if named is not None and p_named >= self.ctx.settings.match_threshold:
+            return p_named, named, False
+        return p, best, True
 
     def _founded_alone(self, group: list[_Candidate]) -> bool:
         """The group is only the profile the record holds alone: one an earlier attempt created for it (a worker

@@ -428,12 +428,23 @@ def _swapped_across(given: str, canonical: str | None, other_family: str, family
             and 0 < _given_level(given, canonical, other_family, canonical_given_name(other_family)) < 5)
 
 
+def _names_of(b: NormalizedRecord, a: NormalizedRecord) -> tuple[str | None, str | None, str | None]:
+    """b's given name, its canonical form and family name, the right way round against a's ("Smith John" vs
+    "John Smith")."""
+    if _names_swapped(a, b):
+        return b.family_name, canonical_given_name(b.family_name), b.given_name
+    return b.given_name, b.given_canonical, b.family_name
+
+
+def given_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
+    """compare(a, b)[0] alone, for the rules that look at the given names only."""
+    b_given, b_canon, _ = _names_of(b, a)
+    return _given_level(a.given_name, a.given_canonical, b_given, b_canon)
+
+
 def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
     """The comparison vector of a pair: one level index per comparison, in COMPARISON_NAMES order."""
-    if _names_swapped(a, b):  # "Smith John" vs "John Smith": compare the names the right way round
-        b_given, b_canon, b_family = b.family_name, canonical_given_name(b.family_name), b.given_name
-    else:
-        b_given, b_canon, b_family = b.given_name, b.given_canonical, b.family_name
+    b_given, b_canon, b_family = _names_of(b, a)
     return (
         _given_level(a.given_name, a.given_canonical, b_given, b_canon),
         _family_level(a.family_name, b_family),
@@ -618,13 +629,13 @@ class MatchModel:
     def same_given_name(a: NormalizedRecord, b: NormalizedRecord) -> bool:
         """True when the given names are one: written alike, or a nickname of the other (not merely similar: a typo
         of a twin's name is similar to both twins')."""
-        return compare(a, b)[0] in (EXACT, GIVEN_NICKNAME)
+        return given_level(a, b) in (EXACT, GIVEN_NICKNAME)
 
     def another_given_name(self, a: NormalizedRecord, b: NormalizedRecord) -> bool:
         """True when the given names are two people's: "different", or similar where each is a name the model has
         seen often (its term-frequency table): Andrea/Andreas, Petra/Peter, where a typo ("Francpois") is rare.
         Nicknames and initials are not another name."""
-        return self._another_at(compare(a, b)[0], a.given_name, b.given_name)
+        return self._another_at(given_level(a, b), a.given_name, b.given_name)
 
     def _another_at(self, level: int, a: str | None, b: str | None) -> bool:
         """another_given_name of two given names compared at this given-name level."""
