@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-from shared.api.errors import ApiError
 from shared.api.profiles import load_profile
-from shared.identity import list_merges, remove_record, resolve_records, split_record
+from shared.identity import list_merges, remove_record, split_record
 from shared.identity.review import reject_review
 from shared.models import CustomerRecord
-from shared.privacy import erase_profile, export_profile
+from shared.privacy import erase_profile
 from shared.settings import Settings
 
 from .store_faults import Died, crashing, hooked
+from .test_privacy_cascade import erase, export, resolve, status_of
 
 SETTINGS = Settings()
 CONTAINERS = ("profiles", "identifiers", "records", "blocking", "merges", "review", "activity", "activity_owners")
@@ -26,25 +26,6 @@ SCORE_FIELDS = ("score", "match_weight", "contributions", "levels")
 def rec(source: str, key: str, **fields) -> CustomerRecord:
     return CustomerRecord(source=source, record_key=key, given_name="Ann", family_name="Lee", country="GB", **fields)
 
-
-def resolve(store, *records):
-    return resolve_records(store, list(records), settings=SETTINGS)
-
-
-def erase(store, profile_id: str) -> dict:
-    return erase_profile(store, load_profile(store, profile_id))
-
-
-def export(store, profile_id: str) -> dict:
-    return export_profile(store, load_profile(store, profile_id))
-
-
-def status_of(store, profile_id: str) -> int:
-    try:
-        load_profile(store, profile_id)
-    except ApiError as err:
-        return err.status
-    return 200
 
 
 def docs_mentioning(store, *needles: str) -> list[tuple[str, str]]:

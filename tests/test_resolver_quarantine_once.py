@@ -11,8 +11,10 @@ import pytest
 from shared.identity.worker import handle_resolve_message
 from shared.ingest.messages import decode_message
 from shared.ingest.replay import replay_quarantined_records
-from shared.storage import blob_service, bootstrap_storage, queue_client
+from shared.storage import blob_service, bootstrap_storage
 from shared.store import MemoryStore
+
+from .test_replay_quarantined_records import _queued
 
 RESOLVABLE = {"source": "pos", "record_key": "1", "given_name": "Ann", "family_name": "Lee",
               "email": "ann@lee-mail.net"}
@@ -47,16 +49,6 @@ def _entries(settings) -> Counter:
         for line in _container(settings).download_blob(name).readall().decode().splitlines():
             row = json.loads(line)
             out[(row["record_key"], json.dumps(row["record"], sort_keys=True))] += 1
-    return out
-
-
-def _queued(settings) -> list[str]:
-    queue = queue_client(settings.resolve_queue, settings)
-    out = []
-    while batch := list(queue.receive_messages(messages_per_page=32, max_messages=32)):
-        for msg in batch:
-            out.append(msg.content)
-            queue.delete_message(msg)
     return out
 
 
