@@ -444,7 +444,10 @@ def given_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
 
 def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
     """The comparison vector of a pair: one level index per comparison, in COMPARISON_NAMES order."""
-    b_given, b_canon, b_family = _names_of(b, a)
+    if _names_swapped(a, b):  # _names_of, inlined: every candidate pair is compared
+        b_given, b_canon, b_family = b.family_name, canonical_given_name(b.family_name), b.given_name
+    else:
+        b_given, b_canon, b_family = b.given_name, b.given_canonical, b.family_name
     return (
         _given_level(a.given_name, a.given_canonical, b_given, b_canon),
         _family_level(a.family_name, b_family),
