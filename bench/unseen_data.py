@@ -42,6 +42,7 @@ import csv
 import json
 import random
 import unicodedata
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -129,7 +130,7 @@ def formatted_date(iso_date: str, layout: str) -> str:
 # ---------------------------------------------------------------- what every dataset does the same way
 
 
-class Generator:
+class Generator(ABC):
     """People in households, then each person's records in the two sources, each record with its own noise."""
 
     name: str
@@ -225,14 +226,14 @@ class Generator:
             return self.new_address(person.address)
         return person.address
 
-    def record(self, person: Person, nth: int, source: str, noise: list[str]) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def record(self, person: Person, nth: int, source: str, noise: list[str]) -> dict[str, str]: ...
 
-    def new_address(self, near: dict[str, Any] | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def new_address(self, near: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
-    def mapping(self, source: str) -> dict[str, Any]:
-        raise NotImplementedError
+    @abstractmethod
+    def mapping(self, source: str) -> dict[str, Any]: ...
 
     # -- files
 
