@@ -380,14 +380,7 @@ def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str]) -> None:
 
 
 def _update_profile(ctx: Ctx, profile_id: str, change) -> None:
-    """Write change(profile) under the profile's ETag, reading it again when another writer got there first."""
-    for _ in range(20):
-        doc = ctx.profiles.read_item_or_none(profile_id, profile_id)
-        if doc is None or doc.get("doc_type") != "profile":
-            return  # gone (erased, merged): nothing of it to change
-        try:
-            ctx.profiles.replace_item(change(doc), etag=doc["_etag"])
-            return
-        except PreconditionFailedError:
-            continue
-    raise ConcurrencyConflict(f"could not update profile {profile_id}")
+    """Write change(profile) under the profile's ETag, reading it again when another writer got there first
+    (merge._repoint); a profile gone (erased, merged) has nothing to change."""
+    _repoint(ctx.profiles, profile_id, None, None,
+             lambda doc, _old, _new: change(doc) if doc.get("doc_type") == "profile" else None)
