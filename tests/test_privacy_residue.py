@@ -124,13 +124,17 @@ def test_an_export_after_a_split_holds_no_key_or_id_of_the_other_person(store):
         ("split", ["web|b1"], "withheld")]
 
 
+def _erase_cut_off_then_retried(store, container: str, profile_id: str) -> None:
+    with pytest.raises(Died):  # dies at its first write of the other person's docs
+        erase(crashing(store, container, "replace_item"), profile_id)
+    assert status_of(store, profile_id) == 200  # no tombstone yet: the client retries
+    erase(store, profile_id)
+
+
 @pytest.mark.parametrize("container", ["merges", "profiles"])
 def test_an_erase_cut_off_while_clearing_the_other_profile_is_completed_by_the_retry(store, container):
     kept, split = _linked_then_split(store)
-    with pytest.raises(Died):  # dies at its first write of the other person's docs
-        erase(crashing(store, container, "replace_item"), split)
-    assert status_of(store, split) == 200  # no tombstone yet: the client retries
-    erase(store, split)
+    _erase_cut_off_then_retried(store, container, split)
     assert docs_mentioning(store, "web|b1", split) == tombstones(split)
     stale = {"id": split}
     assert erase_profile(store, stale)["others_redacted"] == 0 and status_of(store, split) == 410
@@ -260,9 +264,6 @@ def test_erasing_a_refounded_profile_clears_the_profile_split_from_its_id(store)
 @pytest.mark.parametrize("container", ["merges", "profiles"])
 def test_an_erase_of_a_refounded_profile_cut_off_while_clearing_others_is_completed_by_the_retry(store, container):
     refounded, split = _split_then_refounded(store)
-    with pytest.raises(Died):  # dies at its first write of the other person's docs
-        erase(crashing(store, container, "replace_item"), refounded)
-    assert status_of(store, refounded) == 200  # no tombstone yet: the client retries
-    erase(store, refounded)
+    _erase_cut_off_then_retried(store, container, refounded)
     assert docs_mentioning(store, "loyalty|1099", refounded) == tombstones(refounded)
     assert load_profile(store, split)["records"][0]["link"] == {"reason": "split", "from": "erased"}
