@@ -111,13 +111,13 @@ def test_a_split_takes_no_identifier_another_profile_holds(store):
     assert audit_store(store).as_dict()["violations"] == {}
 
 
-def test_a_record_that_changes_to_another_person_takes_the_id_it_brought_along(store):
-    """Stephen's web account founded a profile, merged into his main one by a crm record; then the account is taken
-    over by James (same record key, his email, later updated_at): it moves to James's profile (record_changed), and
-    the web account's first profile id goes with it, not left naming Stephen."""
-    def hughes(source, key, given, **fields):
-        return CustomerRecord(source=source, record_key=key, given_name=given, family_name="Hughes", **fields)
+def hughes(source, key, given, **fields):
+    return CustomerRecord(source=source, record_key=key, given_name=given, family_name="Hughes", **fields)
 
+
+def taken_over_web_account(store):
+    """Stephen's web account founded a profile, merged into his main one by a crm record; James has a profile of
+    his own. Returns (stephen, web_id, james, the web record's new version: James's)."""
     stephen, web_id = resolve(store, hughes("pos", "3231", "Stephen", postcode="B33 8TH"), hughes(
         "web", "3330", "Stephen", email="stephen.hughes87@gmail.com", phone="+44 20 7322 4774",
         updated_at="2025-01-02T09:00:00+00:00"))
@@ -126,8 +126,32 @@ def test_a_record_that_changes_to_another_person_takes_the_id_it_brought_along(s
     assert get_profile(store, web_id)["id"] == stephen
     james, = resolve(store, hughes("loyalty", "2024", "James", loyalty_id="L-1634", email="james.hughes26@gmail.com",
                                    birth_date="1988-08-27"))
-    moved, = resolve(store, hughes("web", "3330", "James", email="james.hughes26@gmail.com", birth_date="1988-08-27",
-                                   updated_at="2025-01-03T09:00:00+00:00"))
+    return stephen, web_id, james, hughes("web", "3330", "James", email="james.hughes26@gmail.com",
+                                          birth_date="1988-08-27", updated_at="2025-01-03T09:00:00+00:00")
+
+
+def test_a_record_that_changes_to_another_person_takes_the_id_it_brought_along(store):
+    """The web account is taken over by James (same record key, his email, later updated_at): it moves to James's
+    profile (record_changed), and the web account's first profile id goes with it, not left naming Stephen."""
+    stephen, web_id, james, changed = taken_over_web_account(store)
+    moved, = resolve(store, changed)
+    assert moved == james
+    assert get_profile(store, web_id)["id"] == james and web_id in get_profile(store, james)["merged_from"]
+    assert web_id not in get_profile(store, stephen)["merged_from"]
+    assert audit_store(store).as_dict()["violations"] == {}
+
+
+@pytest.mark.parametrize("container, method, when", [
+    ("identifiers", "replace_item", lambda body, **_: body["id"] == "source:web|3330"),  # the commit
+    ("profiles", "replace_item", lambda body, **_: body.get("doc_type") == "alias")])  # the id's move
+def test_a_worker_dying_between_the_records_change_and_the_ids_move_leaves_the_retry_to_move_it(
+        store, container, method, when):
+    """The message is delivered again after the worker died: the id still follows the record. Before, the move came
+    after the commit, so a retry found the record done (or out of the profile it was in) and never moved the id."""
+    stephen, web_id, james, changed = taken_over_web_account(store)
+    with pytest.raises(Died):
+        resolve_records(crashing(store, container, method, when=when), [changed], settings=SETTINGS)
+    moved, = resolve(store, changed)
     assert moved == james
     assert get_profile(store, web_id)["id"] == james and web_id in get_profile(store, james)["merged_from"]
     assert web_id not in get_profile(store, stephen)["merged_from"]

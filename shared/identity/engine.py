@@ -265,10 +265,11 @@ class _Work:
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
+        self.left: dict[str, Any] | None = None  # the profile the record was taken out of, its ids to follow it
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
             if prior is not None and not any(r["key"] == self.key for r in prior["records"]):
-                prior = None  # the record was taken out of it (its content changed: see _leave)
+                self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
         elif record_doc is not None:
             prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}
@@ -315,16 +316,14 @@ class _Work:
         """Take the changed record out of its profile, then resolve it again like a new one. The log entry comes
         first (idempotent): a retry after a crash finds the record still in the profile, or resolves it afresh.
         The ids of profiles merged into it that only this record had brought follow it to its new profile, as a
-        split takes them (a worker dying before that leaves them with the old profile, as before)."""
+        split takes them: before the commit (_apply), so a retry after a crash finds the record uncommitted, out
+        of the profile its source identifier names (self.left), and moves them."""
         self.ctx.merges.upsert_item({
             "id": "o_" + stable_hash("out", self.key, prior["id"], self.hash), "profile_id": prior["id"],
             "absorbed_id": None, "at": self.now, "reason": "record_changed", "records": [self.key],
             "rule": "its new content is no longer this profile's person", "status": "done"})
         take_out(self.ctx, prior, self.key)
-        result = self.attempt()
-        if prior.get("merged_from") and result.profile_id:
-            move_stranded_aliases(self.ctx, prior["id"], self.key, result.profile_id)
-        return result
+        return self.attempt()
 
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
         """True when the stored version of the record says it changed later than this one, or, when the two do not
@@ -558,6 +557,8 @@ class _Work:
             profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
             self._open_review(profile["id"], cand_profile["id"], why, detail or self._scored_against(cand_profile))
+        if self.left is not None and self.left.get("merged_from") and self.left["id"] != profile["id"]:
+            move_stranded_aliases(self.ctx, self.left["id"], self.key, profile["id"])
         self._commit(profile["id"])
         profile_id = profile["id"] if self.ctx.config.single_writer else self._follow_concurrent_merge(profile["id"])
         if profile_id is None:
