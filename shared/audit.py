@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .identity.maintenance import ID_FOLLOWED
 from .store import Store
 
 MAX_SAMPLES = 10
@@ -197,7 +198,8 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
         "profiles": len(profiles), "aliases": len(aliases), "record_entries": record_entries,
         "records_docs": len(records), "identifier_docs": len(identifiers), "device_links": len(device_links),
         "profile_identifiers": profile_identifiers,
-        "merges": sum(1 for m in merges if m.get("absorbed_id")), "merge_docs": len(merges),
+        "merges": sum(1 for m in merges if m.get("absorbed_id") and m.get("reason") != ID_FOLLOWED),
+        "merge_docs": len(merges),
         "reviews": store.container("review").count_items(), "blocking_keys": len(blocking),
         "blocking_alias_ids": alias_blocks,
     }

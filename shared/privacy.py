@@ -247,7 +247,7 @@ def _entries_naming(ctx: Ctx, keys: list[str], ids: list[str]) -> list[dict[str,
     """Merge-log entries, in any partition, naming one of the record keys or profile ids."""
     found = list(ctx.merges.query_items(("or", [
         *((field, "in", keys) for field in ("via_record", "compared_record")),
-        *((field, "in", ids) for field in ("profile_id", "absorbed_id", "split_into", "split_from"))])))
+        *((field, "in", ids) for field in ("profile_id", "absorbed_id", "split_into", "split_from", "from"))])))
     for chunk in _chunks(keys):
         found += ctx.merges.query_items(("or", [("records", "contains", key) for key in chunk]))
     return found

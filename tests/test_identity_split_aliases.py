@@ -46,6 +46,7 @@ def test_split_of_the_last_record_an_absorbed_profile_brought_takes_its_id_along
     assert [r["id"] for r in exported["source_records"]] == ["web|w1"]
     erase_profile(store, get_profile(store, survivor))  # erasing the other person leaves the web customer's id
     assert get_profile(store, absorbed)["id"] == split_out
+    assert survivor not in str(list_merges(store, split_out))  # the log of where the id came from forgets them
     assert audit_store(store).as_dict()["violations"] == {}
 
 
@@ -55,7 +56,27 @@ def test_the_id_stays_while_the_survivor_holds_one_of_its_records(store):
     assert get_profile(store, absorbed)["id"] == survivor  # web|w2 is still there
     last = split_record(store, survivor, "web|w2", settings=SETTINGS)
     assert get_profile(store, absorbed)["id"] == last != first
-    assert [e["reason"] for e in list_merges(store, absorbed)] == ["split"]  # the history of where it is now
+    # the history of where it is now: the split, and the id that came with the record
+    assert [(e["reason"], e["records"]) for e in list_merges(store, absorbed)] == [
+        ("split", ["web|w2"]), ("id_followed_record", ["web|w2"])]
+
+
+@pytest.mark.parametrize("erase_the_first_profile", [False, True])
+def test_the_id_follows_its_record_again_out_of_the_profile_it_followed_it_to(store, erase_the_first_profile):
+    """The web customer's loyalty card brings a record to the profile split out, then the web record is split out of
+    that one too: the id goes with it again. Before, the merge entry saying which record the id brought was in the
+    first profile's log only (and an erase of that person deleted it), so the id stayed behind."""
+    survivor, = resolve(store, rec("pos", "a1", email="ann.lee@lee-mail.net"))
+    absorbed, = resolve(store, rec("web", "w1", phone="+447406596447", loyalty_id="L-99"))
+    resolve(store, rec("crm", "c1", email="ann.lee@lee-mail.net", phone="+447406596447"))
+    first = split_record(store, survivor, "web|w1", settings=SETTINGS)
+    if erase_the_first_profile:
+        erase_profile(store, get_profile(store, survivor))
+    assert resolve(store, rec("loyalty", "y5", loyalty_id="L-99")) == [first]
+    second = split_record(store, first, "web|w1", settings=SETTINGS)
+    assert get_profile(store, absorbed)["id"] == second != first
+    assert absorbed not in get_profile(store, first)["merged_from"]
+    assert audit_store(store).as_dict()["violations"] == {}
 
 
 def test_deleting_the_last_record_an_absorbed_profile_brought_leaves_its_id_naming_nobody(store):

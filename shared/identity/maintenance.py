@@ -323,6 +323,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
 
 
 MAX_SPLITS_OF_ONE_RECORD = 20
+ID_FOLLOWED = "id_followed_record"  # the merge-log reason of an id that came to a profile with its record
 
 
 # --- the ids of merged profiles follow their records --------------------------------------------------------------
@@ -356,6 +357,12 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
     if not moved:
         return
     for alias in moved:
+        # The new profile's own log says which record the id came with: the merge entry that said so stays in the
+        # old profile's log, where a later move out of the new profile (and an erase of the old) would lose it.
+        ctx.merges.upsert_item({
+            "id": "f_" + stable_hash("followed", alias, key, new_id), "profile_id": new_id, "absorbed_id": alias,
+            "from": profile_id, "at": now_iso(), "reason": ID_FOLLOWED, "rule": "the id came with its record",
+            "records": [key], "status": "done"})
         _repoint(ctx.profiles, alias, profile_id, new_id, _merged_into)
     _update_profile(ctx, new_id, lambda doc: {
         **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..activity import is_purchase, iso_utc
 from ..events.sessions import sessionize
+from ..identity.maintenance import ID_FOLLOWED
 from ..settings import Settings
 from ..store import Store
 from .common import LIVE_PROFILES, list_definitions, new_id, now_iso, read_definition
@@ -88,9 +89,10 @@ def unification_report(store: Store, params: ReportParameters | None = None) -> 
             per_source[s]["records"] += 1
             if len(keys) > 1:
                 per_source[s]["linked_records"] += 1
-    # A split is logged under both its profiles (split_into on the old one, split_from on the new): counted once.
+    # A split is logged under both its profiles (split_into on the old one, split_from on the new): counted once;
+    # an id that followed its record out (ID_FOLLOWED) is part of the split or record change that moved it.
     merges = Counter(m.get("reason", "unknown") for m in store.container("merges").query_items()
-                     if m.get("reason") != "split" or m.get("split_into"))
+                     if (m.get("reason") != "split" or m.get("split_into")) and m.get("reason") != ID_FOLLOWED)
     review_open = store.container("review").count_items(("status", "=", "open"))
     return {
         "report": "unification", "generated_at": now_iso(),
