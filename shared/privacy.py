@@ -25,7 +25,7 @@ from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner
 from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
-from .identity.maintenance import update_block
+from .identity.maintenance import RECORD_REMOVED, update_block
 from .identity.merge import live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
 
@@ -56,12 +56,24 @@ def _aliases(store: Store, profile: dict[str, Any]) -> list[str]:
     return sorted(set(profile.get("merged_from", [])) | set(direct))
 
 
-def _reviews(store: Store, profile: dict[str, Any]) -> list[dict[str, Any]]:
-    """Review items naming the person: their record is the subject or the record compared, or their profile the
-    one named at the time. A review keeps the profile ids of when it opened: a record split out since is found by
-    its key. The review container is partitioned by review id, so this is one cross-partition query (reviews are
-    few, and indexed by these fields)."""
-    ids, keys = _merged_ids(profile), [r["key"] for r in profile.get("records", [])]
+def _owners(store: Store, profile: dict[str, Any]) -> list[str]:
+    """The person's record keys: those the profile holds, then those deleted at their source while it held them
+    (its merge log says so), whose activity, device history and mentions in other people's logs are still the
+    person's; not a key that came back since as a record held by a profile (then another person's, maybe)."""
+    keys = [r["key"] for r in profile.get("records", [])]
+    removed = sorted({key for entry in list_merges(store, profile["id"]) if entry.get("reason") == RECORD_REMOVED
+                      for key in entry.get("records", [])} - set(keys))
+    records = store.container("records")
+    docs = records.read_items([(key, key) for key in removed]) if removed else []
+    return keys + [key for key, doc in zip(removed, docs) if doc is None or doc.get("erased_at")]
+
+
+def _reviews(store: Store, profile: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:
+    """Review items naming the person: their record (`keys`) is the subject or the record compared, or their
+    profile the one named at the time. A review keeps the profile ids of when it opened: a record split out since is
+    found by its key. The review container is partitioned by review id, so this is one cross-partition query
+    (reviews are few, and indexed by these fields)."""
+    ids = _merged_ids(profile)
     return list(store.container("review").query_items(("or", [
         ("profile_id", "in", ids), ("candidate_profile_id", "in", ids),
         ("record_key", "in", keys), ("compared_record", "in", keys)])))
@@ -94,8 +106,8 @@ def _with_links_redacted(profile: dict[str, Any], named: Callable[[str], bool], 
 def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
     """Everything held about the person behind this (live) profile, as JSON."""
     pid = profile["id"]
-    owners = [r["key"] for r in profile.get("records", [])]
-    records = [store.container("records").read_item_or_none(k, k) for k in owners]
+    owners = _owners(store, profile)
+    records = [store.container("records").read_item_or_none(r["key"], r["key"]) for r in profile.get("records", [])]
     identifiers = [store.container("identifiers").read_item_or_none(i, i) for i in profile.get("identifiers", [])]
     # Only the person's own data: the record keys and profile ids of other people are left out (withheld), as is a
     # review about another person's record, even one opened while that record was in this profile.
@@ -115,7 +127,7 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "activity_owners": owner_entries(store, owners),  # where each activity id is stored (its owner)
         "merges": [_redacted(entry, other, WITHHELD) for entry in list_merges(store, pid)],
         "aliases": _aliases(store, profile),
-        "review": [_redacted(r, other, WITHHELD) for r in _reviews(store, profile) if r.get("record_key") in own],
+        "review": [_redacted(r, other, WITHHELD) for r in _reviews(store, profile, owners) if r.get("record_key") in own],
         "device_links": [export_view(link, owners) for link in links_holding(store, owners)],  # own part only
     }
 
@@ -149,8 +161,9 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
 
 
 def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
-    """Everything but the profile doc itself; each step is idempotent."""
-    owners = [r["key"] for r in profile.get("records", [])]
+    """Everything but the profile doc itself; each step is idempotent. The person's own merge log goes last: it
+    names the records deleted at their source (_owners), which a retry after a crash must find again."""
+    owners = _owners(store, profile)
     # A shared device's link keeps the others: only this person's part of its history goes (shared/events/devices.py).
     counts["device_links"] += erase_owners(store, owners)
     _erase_index(store, ctx, profile, counts)
@@ -169,15 +182,15 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             # Kept empty: the record's key and when, so its next arrival is not resolved again (see above).
             records.upsert_item({"id": key, "profile_id": None, "erased_at": _now()})
             counts["source_records"] += 1
+    review = store.container("review")
+    for item in _reviews(store, profile, owners):
+        review.delete_item(item["id"], item["id"])
+        counts["review"] += 1
+    _clear_from_others(ctx, profile, owners, counts)
     merges = store.container("merges")
     for entry in list_merges(store, profile["id"]):
         merges.delete_item(entry["id"], entry["profile_id"])
         counts["merges"] += 1
-    review = store.container("review")
-    for item in _reviews(store, profile):
-        review.delete_item(item["id"], item["id"])
-        counts["review"] += 1
-    _clear_from_others(ctx, profile, counts)
 
 
 def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
@@ -195,11 +208,11 @@ def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counte
         counts["blocking"] += 1
 
 
-def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
+def _clear_from_others(ctx: Ctx, profile: dict[str, Any], owners: list[str], counts: Counter) -> None:
     """The person's record keys and profile ids out of other people's profiles and merge logs, however they came
     there: a record split out of one into the other, a review rejected between them, a record of the person that
-    was linked to another profile and left it (it changed, it was deleted at the source), a profile split from the
-    person's before its id was used again. Their never_match drops the person's keys and ids (an erased record
+    was linked to another profile and left it (it changed; then maybe deleted at its source: `owners`), a profile
+    split from the person's before its id was used again. Their never_match drops the person's keys and ids (an erased record
     never comes back, so it cannot be joined again); in their records' links (the record compared, the profile
     split from) and their merge log they read "erased", a record key leaves `records` lists, and the scores
     comparing an erased record go, so the history keeps that a record was linked, merged or split out.
@@ -210,7 +223,7 @@ def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> No
     is cleared before its entries: a retry after a crash finds the entries again, and through them the profile.
     The profile keeps its records and ids until its tombstone, so a retry asks the same questions. Every write
     is idempotent, under the document's ETag."""
-    keys = sorted({r["key"] for r in profile.get("records", [])})
+    keys = sorted(set(owners))
     ids = sorted(set(_merged_ids(profile)) | set(_aliases(ctx.store, profile)))
     erased = set(keys) | set(ids)
     entries: dict[tuple[str, str], dict[str, Any]] = {}
@@ -228,8 +241,10 @@ def _clear_from_others(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> No
             live.add(other["id"])
     for other_id in sorted(live):
         counts["others_redacted"] += with_retries(ctx, lambda: _redact_profile(ctx, other_id, erased))
-    for (partition, _), entry in sorted(entries.items()):
-        if partition in erased:  # the person's own history (an alias's partition list_merges does not reach)
+    # Others' entries first, then the person's own (in an alias's partition list_merges does not reach): their log
+    # names the person's deleted records (_owners), which a retry after a crash must find again.
+    for (partition, _), entry in sorted(entries.items(), key=lambda item: (item[0][0] in erased, item[0])):
+        if partition in erased:
             ctx.merges.delete_item(entry["id"], partition)
             counts["merges"] += 1
         else:

@@ -5,13 +5,15 @@ merged into a profile that followed its record out. On both stores."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
 from shared.api.profiles import load_profile
 from shared.identity import list_merges, remove_record, split_record
 from shared.identity.review import reject_review
-from shared.models import CustomerRecord
+from shared.activity import save_activity
+from shared.models import CustomerRecord, Transaction
 from shared.privacy import erase_profile
 from shared.settings import Settings
 
@@ -231,6 +233,39 @@ def test_erasing_the_person_a_changed_record_moved_to_clears_the_profile_it_left
     assert not set(SCORE_FIELDS) & set(log["score"])  # the score compared the erased record with pos|0310
     assert log["record_changed"]["records"] == []
     assert [r["key"] for r in load_profile(store, liz)["records"]] == ["pos|0310"]
+
+
+@pytest.mark.parametrize("cut_off", [None, "merges", "activity"])
+def test_erasing_the_person_whose_moved_record_was_deleted_since_clears_it_everywhere(store, cut_off):
+    """The crm record moved to Cathy is then deleted at its source: Cathy's profile no longer holds it, but its
+    orders are still hers, and Liz's log still names it. Before, an erase followed the records the profile held
+    only: both stayed. An erase cut off half-way is completed by the retry (her log, which names the deleted
+    record, is deleted last)."""
+    liz, cathy = _moved_by_change(store)
+    save_activity(store, [Transaction(source="crm", order_id="O-7", customer_key="0141", amount="12",
+                                      timestamp=datetime(2026, 9, 1, tzinfo=timezone.utc))])
+    assert remove_record(store, "crm", "0141", settings=SETTINGS) == cathy
+    assert [e["reason"] for e in list_merges(store, cathy)][-1] == "record_removed"
+    assert [a["id"] for a in export(store, cathy)["activity"]] == ["transaction:crm:O-7"]
+    if cut_off:
+        with pytest.raises(Died):
+            erase_profile(crashing(store, cut_off, "delete_item"), load_profile(store, cathy))
+    erase(store, cathy)
+    assert docs_mentioning(store, "crm|0141", "O-7", cathy) == tombstones(cathy)
+    assert {e["reason"] for e in list_merges(store, liz)} == {"score", "record_changed"}
+
+
+def test_erasing_the_person_leaves_a_deleted_records_key_used_again_by_another_person(store):
+    """The source gives the deleted record's key to a new customer, who is Liz: that record is not Cathy's."""
+    liz, cathy = _moved_by_change(store)
+    remove_record(store, "crm", "0141", settings=SETTINGS)
+    again, = resolve(store, CustomerRecord(source="crm", record_key="0141", given_name="Elizabeth",
+                                           family_name="Hughes", phone="+44 7922 384976", country="GB"))
+    assert again.profile_id == liz
+    erase(store, cathy)
+    assert "crm|0141" in [r["key"] for r in load_profile(store, liz)["records"]]
+    assert resolve(store, CustomerRecord(source="crm", record_key="0141", given_name="Elizabeth", family_name="Hughes",
+                                         phone="+44 7922 384976", country="GB"))[0].action == "unchanged"
 
 
 # --- a profile split from the person's before its id was used again ---------------------------------------------

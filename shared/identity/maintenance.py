@@ -95,6 +95,11 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
         # then every id merged into it names no one.
         last = all(r["key"] == key for r in profile["records"])
         stranded = list(profile.get("merged_from", [])) if last else stranded_aliases(ctx, profile, key)
+        if not last:  # first (idempotent): the person's erase and export still find the record's activity by it
+            ctx.merges.upsert_item({
+                "id": "r_" + stable_hash("removed", key, profile["id"]), "profile_id": profile["id"],
+                "absorbed_id": None, "at": now_iso(), "reason": RECORD_REMOVED, "rule": "deleted at its source",
+                "records": [key], "status": "done"})
         take_out(ctx, profile, key)
         _drop_stranded_aliases(ctx, profile["id"], stranded)
         if last:  # its history describes no one now, and would be a profile's founded again under the same id
@@ -324,6 +329,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
 
 MAX_SPLITS_OF_ONE_RECORD = 20
 ID_FOLLOWED = "id_followed_record"  # the merge-log reason of an id that came to a profile with its record
+RECORD_REMOVED = "record_removed"  # the merge-log reason of a record deleted at its source
 
 
 # --- the ids of merged profiles follow their records --------------------------------------------------------------
