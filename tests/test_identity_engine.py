@@ -250,6 +250,36 @@ def test_loyalty_id_conflict_blocks_merge(store, model):
     assert get_profile(store, b.profile_id)["id"] == b.profile_id  # not merged
 
 
+@pytest.mark.parametrize("added", [{"loyalty_id": "L-200"}, {"birth_date": "1990-07-07"}])
+def test_a_new_version_adding_a_conflict_goes_to_review_as_its_first_arrival_would(store, model, added):
+    """Ann's web record joined by email; its new version adds a second loyalty card (or another birth date). On a
+    first arrival that goes to review: so does the new version. Before, it stayed in the profile, which then held two
+    cards (or birth dates) and no review."""
+    ann = dict(given_name="Ann", family_name="Lee", email="ann.lee77@corp.com")
+    a, = resolve(store, model, rec("pos", "1", loyalty_id="L-100", birth_date="1980-01-02", **ann))
+    b, = resolve(store, model, rec("web", "2", updated_at="2024-01-01T00:00:00+00:00", **ann))
+    assert b.profile_id == a.profile_id
+    c, = resolve(store, model, rec("web", "2", updated_at="2024-06-01T00:00:00+00:00", **ann, **added))
+    assert c.action == "review" and c.profile_id != a.profile_id
+    assert [r["key"] for r in get_profile(store, a.profile_id)["records"]] == ["pos|1"]
+    assert get_profile(store, a.profile_id)["identifiers"] == ["email:ann.lee77@corp.com", "loyalty_id:L100",
+                                                               "source:pos|1"]
+
+
+def test_a_new_version_of_a_record_a_person_approved_past_a_conflict_stays(store, model):
+    """A person approved the web record's second birth date into Ann's profile; its next version (a new phone)
+    keeps the same conflict: it stays, the person's decision stands."""
+    from shared.identity.review import approve_review, list_reviews
+    ann = dict(given_name="Ann", family_name="Lee", email="ann.lee77@corp.com")
+    a, = resolve(store, model, rec("pos", "1", birth_date="1980-01-02", **ann))
+    b, = resolve(store, model, rec("web", "2", birth_date="1990-07-07", updated_at="2024-01-01T00:00:00+00:00", **ann))
+    assert b.action == "review"
+    approve_review(store, list_reviews(store)[0][0]["id"], by="tester")
+    c, = resolve(store, model, rec("web", "2", birth_date="1990-07-07", phone="+447911123456",
+                                   updated_at="2024-06-01T00:00:00+00:00", **ann))
+    assert c.profile_id == a.profile_id and c.action == "linked"
+
+
 def test_merge_cap(store, model):
     config = ResolverConfig(protection=ProtectionPolicy(max_merges=1))
     a, = resolve(store, model, rec("s", "1", email="a@lee.org", given_name="Ann"), config=config)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from itertools import islice
@@ -303,14 +303,32 @@ class _Work:
     def _should_leave(self, prior: dict[str, Any]) -> bool:
         """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
         its identifiers lead to another profile (staying would merge the two people), and it shares no identifier
-        with the profile's other records nor scores as a match against them."""
+        with the profile's other records nor scores as a match against them. It also leaves when merge protection
+        would not join its new content to the profile's other records (a second loyalty card, another birth date):
+        resolved again, it goes to review, as it would have on its first arrival."""
         others = [r for r in prior["records"] if r["key"] != self.key]
-        if not others or all(owner == prior["id"] for owner in self.owner.values()):
+        if not others:
+            return False
+        if self._newly_protected(prior, others):
+            return True
+        if all(owner == prior["id"] for owner in self.owner.values()):
             return False
         if set(self.strong) & set().union(*map(entry_identifiers, others)):
             return False
         p, best = self.model.best_record(self.n, [n for key, n in self.snapshots.of(prior) if key != self.key])
         return best is None or p < self.ctx.settings.match_threshold or self.model.another_given_name(self.n, best)
+
+    def _newly_protected(self, prior: dict[str, Any], others: list[dict[str, Any]]) -> bool:
+        """True when merge protection would not join the record's new content to the profile's other records, and
+        did join its old content (a conflict a person approved in a review stays approved)."""
+        old = next(r for r in prior["records"] if r["key"] == self.key)
+        own_ids, _ = only_given_by(old, others)
+        rest = replace(self._side(prior), ids=set(prior.get("identifiers", [])) - own_ids)  # without the record
+        now = join_conflict(self.policy, [self.side, rest])
+        if now in (None, "never_match"):
+            return False
+        before = Side.of_record(self.key, entry_identifiers(old), old.get("match") or {})
+        return now != join_conflict(self.policy, [before, rest])
 
     def _leave(self, prior: dict[str, Any]) -> ResolveResult:
         """Take the changed record out of its profile, then resolve it again like a new one. The log entry comes
