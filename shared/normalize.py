@@ -34,6 +34,8 @@ _BLOCKED_ANY = frozenset({
     "", "na", "n/a", "n.a.", "none", "null", "nil", "unknown", "unk", "-", "--", "-1", "0", "?", "x", "xx", "xxx",
     "test", "tbc", "tbd", "notprovided", "not provided", "noemail", "no email", "nophone", "anonymous", "undefined",
     "missing", "empty", "blank", "dummy", "default", "nan", "false", "true",
+    # a spreadsheet's error values, exported as text
+    "#n/a", "#value!", "#ref!", "#name?", "#null!", "#div/0!", "#num!",
 })
 _BLOCKED_EMAIL_LOCAL = frozenset({
     "test", "none", "noemail", "no-email", "no.email", "nomail", "noreply", "no-reply", "donotreply", "do-not-reply",
@@ -47,6 +49,10 @@ _BLOCKED_EMAIL_DOMAINS = frozenset({
 _BLOCKED_BIRTH_DATES = frozenset({"1900-01-01", "1901-01-01", "1970-01-01", "1899-12-31", "9999-12-31", "2000-01-01"})
 _NON_DIGITS = re.compile(r"\D")
 _ID_SEPARATORS = re.compile(r"[\s\-_.]")
+# Every character but letters and digits (of any script): "#N/A", "(none)" and "None." are "na", "none", "none".
+_ID_PUNCTUATION = re.compile(r"[\W_]+")
+# The placeholders as an identifier is tested for one: without punctuation or spaces ("notprovided", "div0").
+_BLOCKED_COMPACT = frozenset(_ID_PUNCTUATION.sub("", v) for v in _BLOCKED_ANY)
 _SEQUENCES = ("0123456789", "1234567890", "9876543210")
 
 
@@ -69,9 +75,13 @@ def _is_blocked(id_type: str, value: str) -> bool:
         return text in _BLOCKED_BIRTH_DATES
     if id_type == "phone":
         return _is_placeholder_phone(_digits_of(text))
-    # loyalty ids and custom identifiers: all-zero / one repeated character / only separators
-    compact = _ID_SEPARATORS.sub("", text)
-    return not compact or compact == compact[0] * len(compact) or compact in _SEQUENCES
+    # Loyalty ids and custom identifiers, without punctuation: a placeholder ("#N/A", "(none)", "None."), one
+    # repeated ("N/A N/A", "0000", "xxxx"), a run of digits; or nothing but punctuation.
+    compact = _ID_PUNCTUATION.sub("", text)
+    if compact in _BLOCKED_COMPACT or compact in _SEQUENCES:  # "" (only punctuation) too
+        return True
+    repeat = (compact + compact).find(compact, 1)  # the length of the shortest part it repeats
+    return repeat == 1 or (repeat < len(compact) and compact[:repeat] in _BLOCKED_COMPACT)
 
 
 def _digits_of(text: str) -> str:

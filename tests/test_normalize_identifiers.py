@@ -1,9 +1,10 @@
 """Normalization leaves out every placeholder itself (strong_identifiers need not look for them again), and its
 phone validity shortcuts agree with phonenumbers."""
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.identity import resolve_records
+from shared.identity import is_placeholder_identifier, resolve_records
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, is_blocked_value, normalize_record, strong_identifiers
 from shared.settings import Settings
@@ -89,6 +90,30 @@ def test_a_stored_snapshot_custom_placeholder_is_still_no_identifier():
     # Stored by a version that tested "Email" as a custom type: kept as email, but no address.
     n = NormalizedRecord.from_dict({"key": "pos|17", "source": "pos", "identifiers": {"email": "nobody", "crm": "c-9"}})
     assert strong_identifiers(n) == [("crm", "c-9")]
+
+
+@pytest.mark.parametrize("value", ["#N/A", "(none)", "None.", "n.a", "n-a", "not_provided", "N/A N/A", "#VALUE!",
+                                   "#REF!", "#NAME?", "#NULL!", "#DIV/0!", "#NUM!", "[unknown]", "'n/a'"])
+@pytest.mark.parametrize("id_type", ["loyalty_id", "member_no"])
+def test_a_punctuated_or_spreadsheet_placeholder_id_links_nobody(id_type, value):
+    """A placeholder wrapped in punctuation (a spreadsheet's #N/A, "(none)", "None.", "N/A N/A") is as much one as
+    "n/a": left out, called a placeholder by the lookup, and two strangers holding it stay two profiles."""
+    ids = {"loyalty_id": value} if id_type == "loyalty_id" else {"identifiers": {id_type: value}}
+    n = normalize_record(_record(given_name="Ann", **ids))
+    assert (n.loyalty_id, n.identifiers) == (None, {}), value
+    assert is_placeholder_identifier(id_type, value), value
+    store = MemoryStore()
+    ann, mo = resolve_records(store, [
+        CustomerRecord(source="crm", record_key="1", given_name="Ann", family_name="Lee", postcode="SW1A 1AA", **ids),
+        CustomerRecord(source="pos", record_key="2", given_name="Mohammed", family_name="Khan", postcode="M1 1AE",
+                       **ids)], settings=Settings())
+    assert mo.action == "created" and mo.profile_id != ann.profile_id
+
+
+def test_an_id_with_punctuation_or_a_placeholder_word_in_it_is_still_an_id():
+    for value in ("L-100", "NA-1", "N/A-77", "#12345", "(0161) 55", "NONE7", "TEST-900", "A/B", "会員123"):
+        assert normalize_record(_record(loyalty_id=value)).loyalty_id, value
+        assert normalize_record(_record(identifiers={"member_no": value})).identifiers, value
 
 
 _text = st.one_of(st.none(), st.text(max_size=30),
