@@ -132,17 +132,17 @@ def normalize_email(value: str | None, *, provider_rules: bool = True) -> str | 
         return None
     text = str(value)
     if not text.isascii():
-        text = _fold_email_unicode(text)
+        text = _fold_typed_unicode(text)
     text = _bare_address(text.strip().lower())
     if "@" not in text:
         return None
     return _normalize_email(text, provider_rules)
 
 
-def _fold_email_unicode(text: str) -> str:
-    """Invisible characters pasted with an address (zero-width space, BOM, soft hyphen, direction marks: category
-    Cf) dropped; full-width letters typed with an IME folded ("ＡＮＮ@..." is ann@...); the Turkish capital İ made I,
-    as lower() would make it i and a combining dot, another mailbox."""
+def _fold_typed_unicode(text: str) -> str:
+    """Invisible characters pasted with an address or id (zero-width space, BOM, soft hyphen, direction marks:
+    category Cf) dropped; full-width letters and digits typed with an IME folded ("ＡＮＮ@..." is ann@..., "Ｌ１００"
+    L100); the Turkish capital İ made I, as lower() would make it i and a combining dot, another mailbox."""
     text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     return unicodedata.normalize("NFKC", text).replace("\u0130", "I")
 
@@ -361,12 +361,15 @@ _ONLY_REGIONS = _only_regions()
 # --- Identifiers ------------------------------------------------------------------------------------------
 
 def normalize_loyalty_id(value: Any) -> str | None:
-    """Upper-cased loyalty id without spaces or dashes; None for placeholders."""
+    """Upper-cased loyalty id without spaces or dashes, full-width and invisible characters folded as an email's;
+    None for placeholders."""
     if value is None:
         return None
     text = str(value).strip()
     if isinstance(value, float) and value.is_integer():  # spreadsheets turn 123 into 123.0
         text = str(int(value))
+    if not text.isascii():
+        text = _fold_typed_unicode(text)
     text = _ID_SEPARATORS.sub("", text).upper()
     if not text or is_blocked_value("loyalty_id", text):
         return None
@@ -382,8 +385,9 @@ RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"}
 
 
 def normalize_identifier(id_type: str, value: Any) -> str | None:
-    """A custom identifier (crm guid, account number...) without spaces, its case kept (Salesforce ids
-    0035g00000AbCdE and 0035g00000aBcDe are two contacts); None for a placeholder. id_type is the type as kept
+    """A custom identifier (crm guid, account number...) without spaces, Unicode folded as an email is (full-width
+    characters, invisible ones dropped), its case kept (Salesforce ids 0035g00000AbCdE and 0035g00000aBcDe are two
+    contacts); None for a placeholder. id_type is the type as kept
     (trimmed, lower-case): one typed email, phone or loyalty_id is normalized as that field is (a phone, without a
     region, in international form only); one of the engine's own types is left out as a placeholder is."""
     if value is None or is_reserved_identifier_type(id_type):
@@ -394,7 +398,10 @@ def normalize_identifier(id_type: str, value: Any) -> str | None:
         return normalize_phone(value)
     if id_type == "loyalty_id":
         return normalize_loyalty_id(value)
-    text = _SPACES.sub("", str(value))
+    text = str(value)
+    if not text.isascii():
+        text = _fold_typed_unicode(text)
+    text = _SPACES.sub("", text)
     if not text or is_blocked_value(id_type, text):
         return None
     return text

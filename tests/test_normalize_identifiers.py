@@ -116,6 +116,35 @@ def test_an_id_with_punctuation_or_a_placeholder_word_in_it_is_still_an_id():
         assert normalize_record(_record(identifiers={"member_no": value})).identifiers, value
 
 
+def test_a_loyalty_or_custom_id_typed_full_width_or_pasted_with_an_invisible_character_is_the_same_id():
+    """Full-width characters (typed with an IME) and invisible ones (a zero-width space, a BOM pasted with the value)
+    are folded as an email's are: the same id, one profile; a custom id keeps its case."""
+    for raw in ("Ｌ１００２３４", "L100\u200b234", "\ufeffl-100 234", "L１００２３４\u00ad"):
+        assert normalize_record(_record(loyalty_id=raw)).loyalty_id == "L100234", raw
+    assert normalize_record(_record(identifiers={"member_no": "Ｃ-５５０１２\u200b"})).identifiers == {"member_no": "C-55012"}
+    assert normalize_record(_record(identifiers={"sf_id": "ａＢｃ"})).identifiers == {"sf_id": "aBc"}
+    assert normalize_record(_record(identifiers={"member_no": "会員\u200b123"})).identifiers == {"member_no": "会員123"}
+    for ids_a, ids_b in (({"loyalty_id": "L100234"}, {"loyalty_id": "Ｌ１００２３４"}),
+                         ({"loyalty_id": "L100234"}, {"loyalty_id": "L100\u200b234"}),
+                         ({"identifiers": {"member_no": "C-55012"}}, {"identifiers": {"member_no": "Ｃ-５５０１２"}})):
+        first, second = resolve_records(MemoryStore(), [
+            CustomerRecord(source="crm", record_key="1", given_name="Yuki", family_name="Tanaka", **ids_a),
+            CustomerRecord(source="pos", record_key="2", given_name="Yuki", family_name="Tanaka", **ids_b)],
+            settings=Settings())
+        assert (second.action, second.profile_id) == ("linked", first.profile_id), ids_b
+
+
+@pytest.mark.parametrize("id_type", ["loyalty_id", "member_no"])
+def test_a_full_width_placeholder_id_links_nobody(id_type):
+    ids = {"loyalty_id": "Ｎ／Ａ"} if id_type == "loyalty_id" else {"identifiers": {id_type: "Ｎ／Ａ"}}
+    assert is_placeholder_identifier(id_type, "Ｎ／Ａ") and is_placeholder_identifier(id_type, "n/a\u200b")
+    ann, mo = resolve_records(MemoryStore(), [
+        CustomerRecord(source="crm", record_key="1", given_name="Ann", family_name="Lee", postcode="SW1A 1AA", **ids),
+        CustomerRecord(source="pos", record_key="2", given_name="Mohammed", family_name="Khan", postcode="M1 1AE",
+                       **ids)], settings=Settings())
+    assert mo.action == "created" and mo.profile_id != ann.profile_id
+
+
 _text = st.one_of(st.none(), st.text(max_size=30),
                   st.sampled_from(["n/a", "0000000000", "+44 7911 123456", "a@b.co", "test@test.com", "-1", "1111"]))
 _types = st.one_of(st.text(max_size=12), st.sampled_from(["Email", " PHONE", "loyalty_id", "Birth_Date", "crm"]))
