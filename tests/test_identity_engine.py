@@ -401,6 +401,23 @@ def test_split_never_merges_back(store, model):
     assert any(m["reason"] == "split" and m["split_into"] == new_id for m in list_merges(store, a.profile_id))
 
 
+def test_records_split_apart_stay_apart_after_each_is_split_again(store, model):
+    """Bob's record is split out of Ann's profile; each then gains a record and is split out again. A record carrying
+    both their member ids still leaves them apart. Before, the new profiles forgot what the old ones were kept apart
+    from, and it merged them by rule."""
+    ann = dict(given_name="Ann", family_name="Lee")
+    a, = resolve(store, model, rec("pos", "ann", email="ann@lee.org", identifiers={"pos_member": "X1"}, **ann))
+    resolve(store, model, rec("web", "bob", email="ann@lee.org", phone="+447911123457",
+                              identifiers={"web_account": "Y1"}, **ann))
+    bob = split_record(store, a.profile_id, "web|bob")
+    resolve(store, model, rec("app", "c", phone="+447911123457", **ann), rec("crm", "d", email="ann@lee.org", **ann))
+    split_record(store, bob, "web|bob")
+    split_record(store, a.profile_id, "pos|ann")
+    resolve(store, model, rec("shop", "e", identifiers={"pos_member": "X1", "web_account": "Y1"}, **ann))
+    holders = {find_profile_id(store, "source", key) for key in ("pos|ann", "web|bob")}
+    assert len({get_profile(store, pid)["id"] for pid in holders}) == 2
+
+
 def test_concurrent_workers_end_in_one_profile(store, model):
     records = [
         rec("pos", "1", email="ann@lee.org", given_name="Ann"),

@@ -205,15 +205,18 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
 
 def _split_profile(ctx: Ctx, new_id: str, profile: dict[str, Any], entry: dict[str, Any], own_ids: set[str]
                    ) -> dict[str, Any]:
-    """The profile a split creates: the record's entry alone, never to match the profile it leaves."""
+    """The profile a split creates: the record's entry alone, never to match the profile it leaves, nor what that
+    profile was kept apart from (earlier splits between its records and others: the record was one of them, and
+    the never-match would be lost once the other records left too)."""
     now = now_iso()
     moved = {**entry, "link": {"reason": "split", "from": profile["id"]}}
     remaining = [r["key"] for r in profile["records"] if r["key"] != entry["key"]]
     attributes, conflicts = survive([moved], ctx.config.survivorship)
+    never = {profile["id"], *profile.get("merged_from", []), *remaining, *profile.get("never_match", [])}
     return {"id": new_id, "doc_type": "profile", "created_at": now, "updated_at": now, "records": [moved],
             "identifiers": sorted(own_ids | {source_identifier(entry["key"])}), "attributes": attributes,
             "conflicts": conflicts, "merged_from": [], "merge_count": 0,
-            "never_match": sorted({profile["id"], *profile.get("merged_from", []), *remaining})}
+            "never_match": sorted(never - {new_id, entry["key"]})}
 
 
 def _adopt(ctx: Ctx, new: dict[str, Any]) -> None:
