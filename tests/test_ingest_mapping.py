@@ -16,6 +16,7 @@ from shared.ingest.messages import MAX_MESSAGE_JSON_BYTES, MAX_RECORDS_PER_MESSA
 from shared.ingest.pipeline import SeenKeys
 from shared.ingest.readers import FileError
 from shared.models import CustomerRecord
+from shared.normalize import normalize_record
 from shared.store import MemoryStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest"
@@ -36,6 +37,29 @@ def test_issue_mapping_maps_every_field():
     r = out.item
     assert (r.record_key, r.given_name, r.birth_date, r.phone_region, r.loyalty_id) == ("C9", "Ann", date(1980, 2, 14), "GB", "L9")
     assert r.attributes == {"store_code": "S1"} and r.address_line2 == "Flat 2" and r.street_number == "1"
+
+
+@pytest.mark.parametrize("country", ["", "n/a", "N/A", "-", "unknown", "?", "none", "#N/A"])
+def test_a_placeholder_country_keeps_the_mappings_default_phone_region(country):
+    """The shipped pos mapping reads phone_region from the country column, with GB as its default: a placeholder
+    there names no country, so the default still reads a national number, as for an empty cell."""
+    m = load_mapping_file(Path(__file__).parents[1] / "config" / "sources" / "pos.customers.json")
+    raw = {"customer_no": "C1", "first": "Ann", "last": "Lee", "tel": "07911 123456", "country": country,
+           "zip": "SW1A 1AA"}
+    r = RowMapper(m).map_row(1, raw).item
+    assert r.phone_region == "GB"
+    assert normalize_record(r).phone == "+447911123456"
+
+
+def test_a_country_in_the_row_still_overrides_the_mappings_default_phone_region():
+    m = load_mapping_file(Path(__file__).parents[1] / "config" / "sources" / "pos.customers.json")
+    for country, phone, expected in (("United Kingdom", "07911 123456", "+447911123456"),
+                                     ("Ireland", "087 123 4567", "+353871234567"),
+                                     ("Untied Kingdom", "07911 123456", None)):  # a country it does not know: no guess
+        raw = {"customer_no": "C1", "first": "Ann", "last": "Lee", "tel": phone, "country": country}
+        r = RowMapper(m).map_row(1, raw).item
+        assert normalize_record(r).phone == expected, country
+        assert r.phone_region == (country if expected else "GB"), country
 
 
 def test_composite_key_custom_identifiers_nested_columns_and_formats():

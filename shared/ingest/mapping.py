@@ -13,7 +13,8 @@ The mapping format is the one of issue 4, plus documented extensions:
 
 A field spec is a column name or an object: ``column`` (a dotted path reaches into nested JSON), ``columns``
 (joined with "|"), ``format`` (strptime format, a list of them, or "epoch"/"epoch_ms"), ``region`` (default phone
-region), ``value`` (a constant), ``default``, ``decimal`` ("," for decimal commas), ``on_invalid``.
+region: the row's phone_region when that names no country, empty or a placeholder such as "n/a"), ``value`` (a
+constant), ``default``, ``decimal`` ("," for decimal commas), ``on_invalid``.
 
 ``on_invalid``: "quarantine" (the default) quarantines a row whose value of the field cannot be used (an impossible
 date, a number that is not one, a value too large or not valid text, a value the model refuses, e.g. a rating of 7);
@@ -42,6 +43,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..models import ENTITIES, CustomerRecord, Event, Review, Transaction
+from ..normalize import region_code
 from .readers import ReadOptions, RowError, has_bad_encoding
 
 KEY_JOINER = "|"
@@ -590,8 +592,11 @@ class RowMapper:
             if value is not None:
                 values[name] = value
         phone = m.fields.get("phone")
-        if phone is not None and phone.region and not values.get("phone_region"):
-            values["phone_region"] = phone.region.upper()  # the mapping's default when the row names none
+        row_region = values.get("phone_region")
+        if phone is not None and phone.region and (
+                not row_region or (type(row_region) is str and not region_code(row_region))):
+            # The mapping's default when the row names no country: an empty cell, or a placeholder (n/a, -, unknown)
+            values["phone_region"] = phone.region.upper()
         if m.entity == "customers":
             self._extras(raw, values, reasons, flags)
         elif out.record_key is None:
