@@ -669,6 +669,18 @@ def test_the_store_size_setting_scales_the_models_priors():
     assert Settings(match_population=" ").match_population is None  # an app setting left blank: the model's own
 
 
+def test_a_model_file_without_a_population_is_refused_with_the_store_size_setting(tmp_path):
+    """Its priors cannot be scaled: before, the setting was ignored without a word."""
+    import json
+    from shared.identity.config import MatchModelError, load_match_model
+
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({**json.loads(DEFAULT_MODEL_PATH.read_text()), "population": None}))
+    assert load_match_model(path).population is None  # fine without the setting
+    with pytest.raises(MatchModelError, match="no population"):
+        load_match_model(path, population=2_000_000)
+
+
 def test_an_erased_persons_record_that_would_be_quarantined_is_answered_erased(store, model):
     """After an erase, a new version of the person's record arrives with nothing usable left (its email now "n/a"):
     it is answered erased, not quarantined (which keeps the whole record, names included, for replay)."""

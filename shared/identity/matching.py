@@ -589,7 +589,10 @@ class MatchModel:
         The expected number of matches and related people per record does not depend on the store's size, but
         the number of pairs grows with its square, so the prior of a match for one pair falls as 1/records.
         """
-        if not self.population or records == self.population:
+        if not self.population:  # silently unscaled, a store of millions would be scored as the file's own size
+            raise ValueError("the file says no population (the store size its priors are for), so they cannot be "
+                             "scaled to a store's size: add it to the file, or leave UCP_MATCH_POPULATION unset")
+        if records == self.population:
             return self
         scale = (self.population - 1) / max(records - 1, 1)
         match, related = self.lambdas[0] * scale, self.lambdas[1] * scale
