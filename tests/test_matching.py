@@ -252,6 +252,11 @@ def test_email_levels_tell_a_retyped_mailbox_from_a_namesakes(model, a, b, level
     (("Hauptstrasse 12", "10115", "Berlin"), ("Hauptstrasse 48", "10115", "Berlin"), "city"),  # the number after
     (("Hauptstrasse 12", "10115", "Berlin"), ("Hauptstr. 12", "10115", "Berlin"), "address_fuzzy"),
     (("Rose Court", "BS8 1TH", "Bristol"), ("The Old Mill", "BS8 1TH", "Bristol"), "postcode"),  # no numbers to tell
+    # Two flats of one building are two homes as well (namesakes in flats 4 and 5 had merged on the address).
+    (("Flat 4, 12 High Street", "BS8 1TH", "Bristol"), ("Flat 5, 12 High Street", "BS8 1TH", "Bristol"), "city"),
+    (("100 Main St Apt 4B", "BS8 1TH", "Bristol"), ("100 Main St Apt 12C", "BS8 1TH", "Bristol"), "city"),
+    (("Flat 4, 12 High Street", "BS8 1TH", "Bristol"), ("12 High St Flat 4", "BS8 1TH", "Bristol"), "address_exact"),
+    (("Flat 4, 12 High Street", "BS8 1TH", "Bristol"), ("12 High Street", "BS8 1TH", "Bristol"), "address_fuzzy"),
 ])
 def test_a_postcode_one_slip_away_in_the_same_city_is_a_typo(model, a, b, level):
     def place(line, postcode, city):

@@ -205,7 +205,19 @@ def _birth_date_level(a: str | None, b: str | None) -> int:
 
 
 def _numbers_compatible(a: NormalizedRecord, b: NormalizedRecord) -> bool:
-    return not (a.street_number and b.street_number and a.street_number != b.street_number)
+    """False for two house numbers, or two flats (units) of one building: two homes."""
+    if a.street_number and b.street_number and a.street_number != b.street_number:
+        return False
+    unit_a, unit_b = _unit_of(a.address), _unit_of(b.address)
+    return not (unit_a and unit_b and unit_a != unit_b)
+
+
+def _unit_of(address: str | None) -> str | None:
+    """The flat's number of a normalized address ("12 high st unit 4" -> "4"): normalization puts it last."""
+    at = address.rfind("unit ") if address else -1
+    if at < 0 or (at and address[at - 1] != " "):
+        return None
+    return address[at + 5:].split(" ", 1)[0]
 
 
 def _location_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
