@@ -384,16 +384,17 @@ RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"}
                                       | set(CustomerRecord.model_fields) - {"email", "phone", "loyalty_id"})
 
 
-def normalize_identifier(id_type: str, value: Any) -> str | None:
+def normalize_identifier(id_type: str, value: Any, *, email_provider_rules: bool = True) -> str | None:
     """A custom identifier (crm guid, account number...) without spaces, Unicode folded as an email is (full-width
     characters, invisible ones dropped), its case kept (Salesforce ids 0035g00000AbCdE and 0035g00000aBcDe are two
     contacts); None for a placeholder. id_type is the type as kept
     (trimmed, lower-case): one typed email, phone or loyalty_id is normalized as that field is (a phone, without a
-    region, in international form only); one of the engine's own types is left out as a placeholder is."""
+    region, in international form only); one of the engine's own types is left out as a placeholder is.
+    email_provider_rules: as normalize_record's."""
     if value is None or is_reserved_identifier_type(id_type):
         return None
     if id_type == "email":
-        return _record_email(value)[0]
+        return _record_email(value, email_provider_rules)[0]
     if id_type == "phone":
         return normalize_phone(value)
     if id_type == "loyalty_id":
@@ -968,15 +969,17 @@ _FIELD_NAMES = tuple(f.name for f in fields(NormalizedRecord))
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
-def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
-    """Normalize every matching field of a canonical customer record."""
+def normalize_record(rec: CustomerRecord, *, email_provider_rules: bool = True) -> NormalizedRecord:
+    """Normalize every matching field of a canonical customer record. email_provider_rules (the identity
+    configuration's normalization.email_provider_rules): gmail dots and the +tags of providers that deliver them to
+    the base address are folded, in the email field and a custom identifier typed email; off, they are kept."""
     given, family = rec.given_name, rec.family_name
     if rec.full_name and not (given and family):
         parsed_given, parsed_family = split_full_name(rec.full_name)
         given, family = given or parsed_given, family or parsed_family
     given_raw, family_raw = fold_name(given), fold_name(family)
     given_folded, family_folded = _strip_titles(given_raw), _strip_titles(family_raw)
-    email, email_user, email_domain = _record_email(rec.email)
+    email, email_user, email_domain = _record_email(rec.email, email_provider_rules)
     address, street_number = _address_fields(rec.address_line1, rec.address_line2, rec.street_number)
     region = region_code(rec.country)
     country = region or fold_name(rec.country)
@@ -999,11 +1002,12 @@ def normalize_record(rec: CustomerRecord) -> NormalizedRecord:
         country=country,
         generation=(_generation_of(family_raw) or _generation_of(given_raw)
                     or (_generation_of(fold_name(rec.full_name)) if rec.full_name else None)),
-        identifiers=_custom_identifiers(rec, region or country),
+        identifiers=_custom_identifiers(rec, region or country, email_provider_rules),
     )
 
 
-def _custom_identifiers(rec: CustomerRecord, country: str | None) -> dict[str, str]:
+def _custom_identifiers(rec: CustomerRecord, country: str | None, email_provider_rules: bool = True
+                        ) -> dict[str, str]:
     """The record's custom identifiers under the type each is kept as (trimmed, lower-case), placeholders and the
     engine's own types left out. A phone is read with the record's regions, as the phone field is (country: as
     _record_phone takes it)."""
@@ -1013,14 +1017,16 @@ def _custom_identifiers(rec: CustomerRecord, country: str | None) -> dict[str, s
         if id_type == "phone":
             value = _record_phone(raw, rec.phone_region, country)
         else:
-            value = normalize_identifier(id_type, raw)
+            value = normalize_identifier(id_type, raw, email_provider_rules=email_provider_rules)
         if value is not None:
             custom[id_type] = value
     return custom
 
 
-def _record_email(value: Any) -> tuple[str | None, str | None, str | None]:
-    """(email, user, domain) of a record's email, placeholders removed."""
+def _record_email(value: Any, provider_rules: bool = True) -> tuple[str | None, str | None, str | None]:
+    """(email, user, domain) of a record's email, placeholders removed; provider_rules: normalize_email's."""
+    if not provider_rules:
+        return _email_fields_as_written(value) if type(value) is str else _email_fields_as_written.__wrapped__(value)
     if type(value) is str:
         return _email_fields(value)
     return _email_fields.__wrapped__(value)  # None, or an odd value of a record built without validation
@@ -1032,6 +1038,19 @@ def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
     if not email or is_blocked_value("email", email):
         return None, None, None
     user, _, domain = email.rpartition("@")  # a quoted user name may hold an "@" of its own: "ann@home"@x.com
+    return email, user, domain
+
+
+@lru_cache(maxsize=65536)  # a deployment uses one of the two caches: provider rules are on or off for it
+def _email_fields_as_written(value: Any) -> tuple[str | None, str | None, str | None]:
+    """_email_fields without provider rules (gmail dots and +tags kept). A placeholder is one either way: an
+    address that is one once the rules fold it (no.reply@gmail.com, noreply+shop@gmail.com) names no person."""
+    if _email_fields.__wrapped__(value)[0] is None:
+        return None, None, None
+    email = normalize_email(value, provider_rules=False)
+    if not email or is_blocked_value("email", email):
+        return None, None, None
+    user, _, domain = email.rpartition("@")
     return email, user, domain
 
 

@@ -129,6 +129,35 @@ def test_lanes_leave_blocked_values_out_too(tmp_path):
     assert [r.action for r in results] == ["created", "created"]
 
 
+def test_with_email_provider_rules_off_a_blocked_email_is_matched_as_written(store, tmp_path):
+    """Blocked emails are normalized as records are: with provider rules on, a tagged gmail blocks its mailbox in
+    every form; with them off (normalization.email_provider_rules), only that address."""
+    blocked = {"email": ["Ann.Lee+Work@gmail.com"]}
+    assert load_identity_config(configured(tmp_path, blocked).identity_config).protection.blocked_values == {
+        "email": {"annlee@gmail.com"}}
+    path = tmp_path / "off.json"
+    path.write_text(json.dumps({"normalization": {"email_provider_rules": False},
+                                "protection": {"blocked_values": blocked}}))
+    settings = Settings(identity_config=str(path))
+    assert load_identity_config(path).protection.blocked_values == {"email": {"ann.lee+work@gmail.com"}}
+    records = [
+        CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee",
+                       email="ann.lee+work@gmail.com", postcode="LS1 4AP", city="Leeds"),
+        CustomerRecord(source="web", record_key="2", given_name="Ann", family_name="Lee", email="annlee@gmail.com",
+                       postcode="SW1A 1AA", city="London"),
+    ]
+    first, second = resolve_records(store, records, settings=settings)
+    assert get_profile(store, first.profile_id)["identifiers"] == ["source:pos|1"]
+    assert "email:annlee@gmail.com" in get_profile(store, second.profile_id)["identifiers"]
+    with pytest.raises(ApiError) as err:
+        lookup(store, {"email": "ann.lee+work@gmail.com"}, settings)
+    assert err.value.status == 404 and "blocked" in err.value.detail
+    assert lookup(store, {"email": "annlee@gmail.com"}, settings).body["id"] == second.profile_id
+
+    on = resolve_records(MemoryStore(), records, settings=configured(tmp_path, blocked))  # the default: both blocked
+    assert [r.action for r in on] == ["created", "created"] and on[0].profile_id != on[1].profile_id
+
+
 # --- lookup -------------------------------------------------------------------------------------------------
 
 def test_lookup_of_a_blocked_value_answers_404_saying_it_is_blocked(store, tmp_path):

@@ -97,7 +97,7 @@ def test_each_record_is_normalized_once_for_lanes_and_resolving(monkeypatch, gen
 
     calls = []
     normalize = engine.normalize_record
-    counting = lambda record: calls.append(record.key) or normalize(record)  # noqa: E731
+    counting = lambda record, **options: calls.append(record.key) or normalize(record, **options)  # noqa: E731
     for module in (engine, lanes_module):  # wherever a module would call it from
         monkeypatch.setattr(module, "normalize_record", counting, raising=False)
     resolve_in_lanes(MemoryStore(), generated_records[:40], settings=SETTINGS, workers=4)

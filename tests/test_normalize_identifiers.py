@@ -63,6 +63,28 @@ def test_a_custom_email_phone_or_loyalty_id_is_normalized_as_the_field_is():
     assert n.identifiers == {"phone": "+12018134752"}
 
 
+def test_email_provider_rules_off_keep_an_email_and_a_custom_email_as_written():
+    """normalization.email_provider_rules false (config/identity.json): gmail dots and +tags name other mailboxes."""
+    record = _record(email="Ann.Lee+Work@Gmail.com", identifiers={"Email": "ann.lee+work@googlemail.com"})
+    on = normalize_record(record)
+    assert (on.email, on.identifiers) == ("annlee@gmail.com", {"email": "annlee@gmail.com"})
+    off = normalize_record(record, email_provider_rules=False)
+    assert (off.email, off.email_user, off.email_domain) == ("ann.lee+work@gmail.com", "ann.lee+work", "gmail.com")
+    assert off.identifiers == {"email": "ann.lee+work@googlemail.com"}
+    assert strong_identifiers(off)[0] == ("email", "ann.lee+work@gmail.com")
+    assert normalize_record(record) == on  # each form is cached apart
+    assert normalize_record(record, email_provider_rules=True) == on
+
+
+@pytest.mark.parametrize("email", ["test@test.com", "no.reply@gmail.com", "noreply+shop@gmail.com", "n/a"])
+def test_email_provider_rules_off_still_leave_placeholders_out(email):
+    """A placeholder with provider rules applied is one without them: the option names mailboxes, not placeholders."""
+    n = normalize_record(_record(given_name="Ann", email=email, identifiers={"email": email}),
+                         email_provider_rules=False)
+    assert (n.email, n.email_user, n.email_domain, n.identifiers) == (None, None, None, {})
+    assert is_placeholder_identifier("email", email)
+
+
 def test_a_custom_email_links_the_same_address_in_the_email_field():
     store = MemoryStore()
     first, second = resolve_records(store, [

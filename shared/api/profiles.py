@@ -146,7 +146,7 @@ def lookup(store: Store, params: dict[str, str], settings: Settings, *, too_larg
         raise ApiError(too_large_status, f"{id_type} is larger than {limit} bytes (UTF-8), the most ingestion "
                                          "accepts for a value: no profile can have it")
     region = given.get("region")
-    identifier = identity.normalized_identifier(id_type, value, region=region)
+    identifier = identity.normalized_identifier(id_type, value, region=region, config=settings)
     if identifier is None:
         if identity.is_placeholder_identifier(id_type, value, region=region):
             # Left out of every record by normalization, as a value the deployment blocks is by the resolver.

@@ -5,7 +5,7 @@ Public API (the ingestion, HTTP API and churn code call these):
     remove_record(store, source, record_key, *, settings=None) -> str | None
     split_record(store, profile_id, record_key, *, settings=None) -> str
     get_profile(store, profile_id) -> dict
-    find_profile_id(store, id_type, raw_value, *, region=None) -> str | None
+    find_profile_id(store, id_type, raw_value, *, region=None, settings=None) -> str | None
     is_blocked_identifier(iid, config_or_settings=None) -> bool
     is_placeholder_identifier(id_type, raw_value, *, region=None) -> bool
     list_merges(store, profile_id) -> list[dict]

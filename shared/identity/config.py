@@ -1,6 +1,7 @@
-"""The resolver's rules as a deployment sets them: merge protection, survivorship and candidate limits, from a
-JSON file (`config/identity.json`, shipped with the defaults; UCP_IDENTITY_CONFIG points at another); and the
-match model (`shared/identity/default_model.json`, shipped; UCP_MATCH_MODEL points at one `ucp match-model` fitted).
+"""The resolver's rules as a deployment sets them: email normalization's provider rules, merge protection,
+survivorship and candidate limits, from a JSON file (`config/identity.json`, shipped with the defaults;
+UCP_IDENTITY_CONFIG points at another); and the match model (`shared/identity/default_model.json`, shipped;
+UCP_MATCH_MODEL points at one `ucp match-model` fitted).
 
 Match and review thresholds are settings of their own (UCP_MATCH_THRESHOLD, UCP_REVIEW_THRESHOLD). A file that
 does not validate stops the resolver with every error located, rather than resolving with rules nobody chose;
@@ -56,7 +57,14 @@ class SurvivorshipConfig(_Strict):
     source_priority: list[str] = Field(default_factory=list)
 
 
+class NormalizationConfig(_Strict):
+    # Gmail dots and the +tags of providers that deliver them to the base address folded (ann.lee+work@gmail.com is
+    # annlee@gmail.com): in records' emails, blocked emails and lookups alike. False: each address as written.
+    email_provider_rules: bool = True
+
+
 class IdentityConfig(_Strict):
+    normalization: NormalizationConfig = Field(default_factory=NormalizationConfig)
     protection: ProtectionConfig = Field(default_factory=ProtectionConfig)
     survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
     blocking_cap: int = Field(50, ge=2, le=1000)
@@ -76,15 +84,17 @@ class IdentityConfig(_Strict):
         if unknown:
             raise ValueError(f"protection.limit_one_attributes: {', '.join(unknown)} is not an attribute protection "
                              f"compares (one of {', '.join(sorted(LIMIT_ONE_ATTRIBUTES))})")
+        provider_rules = self.normalization.email_provider_rules
         return ResolverConfig(
             protection=ProtectionPolicy(limits={"source": None, **limits}, default_limit=p.default_limit,
                                         weak_limit=p.weak_limit, priority=tuple(priority),
                                         limit_one_attributes=tuple(p.limit_one_attributes),
                                         max_merges=p.max_merges, max_identifiers=p.max_identifiers,
-                                        max_records=p.max_records, blocked_values=p.blocked_values),
+                                        max_records=p.max_records, blocked_values=p.blocked_values,
+                                        email_provider_rules=provider_rules),
             survivorship=SurvivorshipPolicy(default_rule=s.default_rule, rules=dict(s.rules),
                                             source_priority=tuple(s.source_priority)),
-            blocking_cap=self.blocking_cap, max_candidates=self.max_candidates)
+            blocking_cap=self.blocking_cap, max_candidates=self.max_candidates, email_provider_rules=provider_rules)
 
 
 class IdentityConfigError(ValueError):

@@ -5,7 +5,7 @@ import hashlib
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
@@ -37,6 +37,18 @@ class ResolverConfig:
     # worker can change a document between our read and our write, so the re-reads that catch concurrent
     # workers are skipped. Never for queue workers or a shared Cosmos store.
     single_writer: bool = False
+    # normalization.email_provider_rules of the identity configuration: gmail dots and +tags folded in emails (the
+    # records', blocked values', lookups'). The protection policy's blocked emails are normalized the same way.
+    email_provider_rules: bool = True
+
+    def __post_init__(self) -> None:
+        if self.protection.email_provider_rules == self.email_provider_rules:
+            return
+        if self.protection.blocked_values.get("email"):  # normalized the other way; the values as given are gone
+            raise ValueError("protection.email_provider_rules differs from email_provider_rules: make the "
+                             "ProtectionPolicy with the same value, so that its blocked emails are normalized as "
+                             "records are")
+        object.__setattr__(self, "protection", replace(self.protection, email_provider_rules=self.email_provider_rules))
 
 
 def now_iso() -> str:

@@ -105,17 +105,21 @@ class Resolver:
         self.model = model or default_model(self.ctx.settings)
         self.snapshots = ProfileSnapshots()
         self.blocked = self.ctx.config.protection.blocked_values  # the deployment's own placeholders (often none)
+        self.email_provider_rules = self.ctx.config.email_provider_rules
 
     def normalize(self, record: CustomerRecord) -> NormalizedRecord | ResolveResult:
-        """The record as this resolver resolves it (normalize_for_resolution with the configured blocked values)."""
-        return normalize_for_resolution(record, self.blocked)
+        """The record as this resolver resolves it (normalize_for_resolution with the configured blocked values and
+        email provider rules)."""
+        return normalize_for_resolution(record, self.blocked, email_provider_rules=self.email_provider_rules)
 
     def resolve(self, record: CustomerRecord, *, normalized: NormalizedRecord | ResolveResult | None = None,
                 landed_at: str | None = None) -> ResolveResult:
         """`normalized`: what self.normalize(record) returned, when the caller has it already. `landed_at`: when
         the file that carried this version of the record landed (utc_text), which orders the versions of a record
         whose source gives no updated_at."""
-        n = normalize_for_resolution(record, self.blocked) if normalized is None else normalized
+        n = normalized
+        if n is None:
+            n = normalize_for_resolution(record, self.blocked, email_provider_rules=self.email_provider_rules)
         if isinstance(n, ResolveResult):
             return self._unless_erased(n)
         work = _Work(self, record, n, landed_at)
@@ -137,8 +141,9 @@ class Resolver:
         tables (phone number metadata, caches) then stay in the CPU caches for a whole chunk instead of being
         evicted by the store work between two records (in process at 100k records: about 10% less CPU)."""
         records = iter(records)
+        blocked, rules = self.blocked, self.email_provider_rules
         while chunk := list(islice(records, NORMALIZE_AHEAD)):
-            normalized = [normalize_for_resolution(record, self.blocked) for record in chunk]
+            normalized = [normalize_for_resolution(record, blocked, email_provider_rules=rules) for record in chunk]
             for record, n in zip(chunk, normalized):
                 yield self.resolve(record, normalized=n)
 
@@ -160,14 +165,15 @@ def _left_out_fields(record: CustomerRecord, n: NormalizedRecord) -> list[str]:
                            if v not in (None, "") and str(t).strip().lower() not in n.identifiers)
 
 
-def normalize_for_resolution(record: CustomerRecord, blocked: Mapping[str, frozenset[str]] | None = None
-                             ) -> NormalizedRecord | ResolveResult:
+def normalize_for_resolution(record: CustomerRecord, blocked: Mapping[str, frozenset[str]] | None = None, *,
+                             email_provider_rules: bool = True) -> NormalizedRecord | ResolveResult:
     """The normalized record, or the quarantined result of a record that cannot be resolved. `blocked`: the values
     the deployment blocks (ProtectionPolicy.blocked_values), left out as built-in placeholders are, before anything
     (identifiers, blocking keys, the match snapshot) is computed from the record; a record left with nothing usable
-    is quarantined."""
+    is quarantined. `email_provider_rules`: ResolverConfig's (normalize_record's), as the blocked emails were
+    normalized."""
     try:
-        n = normalize_record(record)
+        n = normalize_record(record, email_provider_rules=email_provider_rules)
     except (ValueError, TypeError, ArithmeticError) as err:
         return ResolveResult(record.key, None, "quarantined", f"{NORMALIZATION_FAILED}: {type(err).__name__}")
     if blocked:  # an empty mapping when none are configured: nothing more per record

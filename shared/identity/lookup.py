@@ -31,8 +31,11 @@ def get_profile(store: Store, profile_id: str) -> dict[str, Any]:
     return result
 
 
-def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = None) -> str | None:
-    """The identifier id ingestion would claim for this raw value ("email:ann@x.com"), None if unusable."""
+def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = None,
+                          config: ResolverConfig | Settings | None = None) -> str | None:
+    """The identifier id ingestion would claim for this raw value ("email:ann@x.com"), None if unusable. An email
+    is normalized with the provider rules of the identity configuration (`config`, or the one these settings name;
+    default: this process's settings), as the resolver normalizes records."""
     id_type = id_type.strip().lower()
     if id_type == "source":
         value = str(raw_value).strip()
@@ -42,8 +45,9 @@ def normalized_identifier(id_type: str, raw_value: str, *, region: str | None = 
         fields[id_type] = raw_value
     else:
         fields["identifiers"] = {id_type: raw_value}
+    rules = _resolver_config(config).email_provider_rules
     try:
-        n = normalize_record(CustomerRecord(**fields))
+        n = normalize_record(CustomerRecord(**fields), email_provider_rules=rules)
     except ValueError:
         return None
     return next((iid for iid in record_identifiers(n) if iid.split(":", 1)[0] == id_type), None)
@@ -86,19 +90,25 @@ def is_blocked_identifier(iid: str, config: ResolverConfig | Settings | None = N
     """True when the deployment blocks this identifier's value (protection.blocked_values of the identity
     configuration, or of the one these settings name): the resolver leaves it out of every record, so it
     identifies nobody, although profiles may hold it from before it was blocked."""
-    if not isinstance(config, ResolverConfig):
-        config = _configured(config or get_settings())
+    config = _resolver_config(config)
     id_type = id_type_of(iid)
     return any(identifier_id(id_type, value) == iid for value in config.protection.blocked_values.get(id_type, ()))
 
 
-def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str | None = None) -> str | None:
-    """The live profile id holding this identifier, normalized exactly as ingestion does; None if none, or if the
-    deployment blocks it (is_blocked_identifier)."""
-    iid = normalized_identifier(id_type, raw_value, region=region)
+def _resolver_config(config: ResolverConfig | Settings | None) -> ResolverConfig:
+    """This resolver configuration, or the one these settings name (default: this process's settings)."""
+    return config if isinstance(config, ResolverConfig) else _configured(config or get_settings())
+
+
+def find_profile_id(store: Store, id_type: str, raw_value: str, *, region: str | None = None,
+                    settings: Settings | None = None) -> str | None:
+    """The live profile id holding this identifier, normalized exactly as ingestion does (with the identity
+    configuration of these settings, default this process's); None if none, or if the deployment blocks it
+    (is_blocked_identifier)."""
+    ctx = Ctx(store, settings)
+    iid = normalized_identifier(id_type, raw_value, region=region, config=ctx.config)
     if iid is None:
         return None
-    ctx = Ctx(store)
     if is_blocked_identifier(iid, ctx.config):
         return None
     doc = ctx.identifiers.read_item_or_none(iid, iid)

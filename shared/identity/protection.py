@@ -18,8 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from shared.models import CustomerRecord
-from shared.normalize import (NormalizedRecord, is_blocked_value, normalize_email, normalize_identifier,
-                              normalize_loyalty_id, normalize_phone)
+from shared.normalize import NormalizedRecord, normalize_identifier, normalize_loyalty_id, normalize_phone
 
 # Record entries a profile may hold at most, whatever the configuration: 100 entries of at most 16 KB each keep
 # the profile document under Cosmos DB's 2 MB item limit (bounds.py).
@@ -42,11 +41,15 @@ class ProtectionPolicy:
     # Values the deployment blocks, per identifier type (email, phone, loyalty_id or a custom identifier), given in
     # any form and held normalized as records are: {"email": frozenset({"walkin@mystore.co.uk"})}. Empty: none.
     blocked_values: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # Whether blocked emails are normalized with provider rules (gmail dots, +tags): as the resolver normalizes
+    # records (ResolverConfig.email_provider_rules, which holds this policy to the same value).
+    email_provider_rules: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_records <= MAX_RECORDS_LIMIT:
             raise ValueError(f"max_records must be 1 to {MAX_RECORDS_LIMIT} (a profile document's size depends on it)")
-        object.__setattr__(self, "blocked_values", normalize_blocked_values(self.blocked_values))
+        object.__setattr__(self, "blocked_values", normalize_blocked_values(
+            self.blocked_values, email_provider_rules=self.email_provider_rules))
 
     def limit(self, id_type: str) -> int | None:
         if id_type in self.limits:
@@ -63,9 +66,11 @@ class ProtectionPolicy:
 _NOT_IDENTIFIERS = frozenset(CustomerRecord.model_fields) - {"email", "phone", "loyalty_id"}
 
 
-def normalize_blocked_values(blocked: Mapping[str, Iterable[str]]) -> dict[str, frozenset[str]]:
+def normalize_blocked_values(blocked: Mapping[str, Iterable[str]], *, email_provider_rules: bool = True
+                             ) -> dict[str, frozenset[str]]:
     """Blocked values per identifier type, normalized exactly as a record's are (a phone in international form:
-    a blocked value has no country of its own). Raises ValueError naming the type and value that cannot be."""
+    a blocked value has no country of its own; an email with provider rules or without, as the resolver's records
+    are). Raises ValueError naming the type and value that cannot be."""
     out: dict[str, set[str]] = {}
     for raw_type, values in blocked.items():
         id_type = str(raw_type).strip().lower()  # as normalize_record keys custom identifiers
@@ -75,19 +80,18 @@ def normalize_blocked_values(blocked: Mapping[str, Iterable[str]]) -> dict[str, 
         if isinstance(values, str):
             raise ValueError(f"{where}: a list of values expected")
         for index, value in enumerate(values):
-            normalized = _normalized_blocked(id_type, value)
+            normalized = _normalized_blocked(id_type, value, email_provider_rules)
             if normalized is None:
                 raise ValueError(f"{where}[{index}]: {value!r} {_refusal(id_type)}")
             out.setdefault(id_type, set()).add(normalized)
     return {id_type: frozenset(values) for id_type, values in sorted(out.items())}
 
 
-def _normalized_blocked(id_type: str, value: Any) -> str | None:
+def _normalized_blocked(id_type: str, value: Any, email_provider_rules: bool = True) -> str | None:
     if not isinstance(value, str):
         return None
-    if id_type == "email":
-        email = normalize_email(value)
-        return email if email and not is_blocked_value("email", email) else None
+    if id_type == "email":  # as a record's email (and a custom one typed email) is normalized
+        return normalize_identifier("email", value, email_provider_rules=email_provider_rules)
     if id_type == "phone":
         return normalize_phone(value)
     if id_type == "loyalty_id":
