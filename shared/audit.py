@@ -25,7 +25,8 @@ Checks (name: what must hold):
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
   is left pending.
-- blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only.
+- blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only;
+  profile_blocking_unindexed: every blocking key a profile's records give finds the profile (or is capped).
 """
 from __future__ import annotations
 
@@ -106,6 +107,14 @@ def check_ingestion(reports: Iterable[dict[str, Any]], findings: Findings,
 # ------------------------------------------------------------------------------------------------ identity
 
 
+def _alias_target(aliases: dict[str, dict[str, Any]], alias_id: str) -> str | None:
+    """Where an alias leads: the first id on its chain that is not an alias (MAX_ALIAS_HOPS at most)."""
+    target, hops = aliases[alias_id].get("merged_into"), 0
+    while target in aliases and hops < MAX_ALIAS_HOPS:
+        target, hops = aliases[target].get("merged_into"), hops + 1
+    return target
+
+
 def check_identity(store: Store, findings: Findings) -> dict[str, str]:
     """The identity containers agree with each other; returns {record key: holding profile id}."""
     docs = _all(store, "profiles")
@@ -170,10 +179,8 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
 
     check_device_links(device_links, holder, findings)
 
-    for aid, alias in aliases.items():
-        target, hops = alias.get("merged_into"), 0
-        while target in aliases and hops < MAX_ALIAS_HOPS:
-            target, hops = aliases[target].get("merged_into"), hops + 1
+    for aid in aliases:
+        target = _alias_target(aliases, aid)
         if target not in profiles:
             findings.fail("orphan_alias", {"alias": aid, "ends_at": target})
         elif aid not in profiles[target].get("merged_from", []):
@@ -186,13 +193,23 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
 
     alias_blocks = 0
     blocking = _all(store, "blocking")
+    found_under: dict[str, set[str]] = {}  # blocking key -> the live profiles it finds (through aliases too)
     for doc in blocking:
+        found = found_under[doc["id"]] = {"*"} if doc.get("capped") else set()  # a capped key finds no one
         for pid in doc.get("profile_ids", []):
             if pid in aliases:
                 alias_blocks += 1  # harmless: candidates are read through their aliases
+                found.add(_alias_target(aliases, pid))
             elif pid not in profiles:
                 findings.fail("blocking_points_to_dead_profile", {"key_type": doc["id"].split(":", 1)[0],
                                                                   "profile": pid})
+            else:
+                found.add(pid)
+    for pid, p in profiles.items():
+        for key in sorted({k for r in p.get("records", []) for k in r.get("blocking_keys", [])}):
+            found = found_under.get(key, set())
+            if pid not in found and "*" not in found:
+                findings.fail("profile_blocking_unindexed", {"key_type": key.split(":", 1)[0], "profile": pid})
 
     findings.figures["identity"] = {
         "profiles": len(profiles), "aliases": len(aliases), "record_entries": record_entries,

@@ -446,3 +446,23 @@ def test_review_a_dead_worker_did_not_open_is_opened_by_the_redelivery(store):
     assert [(r["record_key"], r["candidate_profile_id"], r["status"]) for r in opened] == [
         ("web|A-2", first.profile_id, "open")]
     assert again.profile_id != first.profile_id and "review" in again.reason
+
+
+# --- a worker dying after its profile write, before its blocking keys -------------------------------------------
+
+def test_blocking_keys_a_dead_worker_never_wrote_are_written_by_the_next_record_or_the_retry(store):
+    """Pauline's crm record dies at its first blocking write; her loyalty record links by email meanwhile, and the
+    crm record is delivered again. Before, both skipped the keys the other record listed in the profile, so the
+    index never had them: her pos record, with nothing but her name, birth date and address, founded a second
+    profile. The audit now checks that every key a profile's records give finds it."""
+    person = dict(given_name="Pauline", family_name="Boyer", birth_date="1996-03-06", address_line1="12 Rue Sainte",
+                  postcode="13001", city="Marseille", country="FR")
+    crm = rec("crm", "A1", email="pauline.boyer82@orange.fr", phone="+33612345678", **person)
+    with pytest.raises(Died):
+        resolve(crashing(store, "blocking", "create_item"), crm)
+    loyalty, = resolve(store, rec("loyalty", "L1", email="pauline.boyer82@orange.fr", **person))
+    retried, = resolve(store, crm)
+    assert retried.profile_id == loyalty.profile_id
+    assert violations(store) == {}
+    pos, = resolve(store, rec("pos", "P9", **person))
+    assert (pos.action, pos.profile_id) == ("linked", loyalty.profile_id)

@@ -884,14 +884,23 @@ class _Work:
         raise ConcurrencyConflict("could not write the records doc")
 
     def _add_blocking(self, profile: dict[str, Any]) -> None:
-        """Make the profile a candidate under the record's blocking keys (those its other records lack)."""
+        """Make the profile a candidate under the record's blocking keys. A key another record of the profile gives
+        is skipped only when the attempt's read of it (_candidate_ids) found it listing the profile (or an id merged
+        into it): a worker that died after writing its profile, before its keys, left keys that the profile's records
+        list but the index lacks, and neither its retry nor a later record would write them."""
         covered: set[str] = set()
         for r in profile["records"]:
             if r["key"] != self.key:
                 covered.update(r.get("blocking_keys", ()))
+        names = None
         for key in self.blocking_keys:
-            if key not in covered:
-                self._add_to_block(key, profile["id"])
+            if key in covered:
+                doc = self.block_docs.get(key)
+                if doc is not None:
+                    names = names or {profile["id"], *profile.get("merged_from", ())}
+                    if doc.get("capped") or not names.isdisjoint(doc.get("profile_ids", ())):
+                        continue
+            self._add_to_block(key, profile["id"])
 
     def _add_to_block(self, key: str, profile_id: str) -> None:
         blocking = self.ctx.blocking
