@@ -88,7 +88,7 @@ def test_invalid_records_are_quarantined_and_the_others_resolved(worker_env, fun
     container = blob_service(settings).get_container_client(settings.quarantine_container)
     [blob] = [b for b in container.list_blobs() if b.name.startswith("resolve/")]
     rows = [json.loads(line) for line in container.download_blob(blob.name).readall().decode().splitlines()]
-    assert [r["record_key"] for r in rows] == ["2", "3"]
+    assert [r["record_key"] for r in rows] == ["pos|2", "pos|3"]  # full keys, as the resolver's own entries
     assert rows[0]["reason"] == "record 1 is not a valid CustomerRecord (fields: 1 other name(s))"
     assert rows[1]["reason"] == "record 2 is not a valid CustomerRecord (fields: attributes)"
     assert rows[0]["record"] == records[1]  # as sent, to be fixed and replayed

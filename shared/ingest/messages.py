@@ -151,8 +151,10 @@ def decode_message(text: str | bytes, settings=None, *, invalid: list[dict[str, 
             reason = f"record {i} is not a valid CustomerRecord ({invalid_fields(err)})"
             if invalid is None:
                 raise ValueError(reason) from None
-            key = record.get("record_key") if isinstance(record, dict) else None
-            invalid.append({"reason": reason, "record_key": key if isinstance(key, str) else None, "record": record})
+            source, key = (record.get("source"), record.get("record_key")) if isinstance(record, dict) else (None, None)
+            # The record's full key, as the resolver's own quarantine entries and the audit name records.
+            full_key = f"{source}|{key}" if isinstance(source, str) and isinstance(key, str) else None
+            invalid.append({"reason": reason, "record_key": full_key, "record": record})
     return out
 
 
