@@ -127,7 +127,8 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "activity_owners": owner_entries(store, owners),  # where each activity id is stored (its owner)
         "merges": [_redacted(entry, other, WITHHELD) for entry in list_merges(store, pid)],
         "aliases": _aliases(store, profile),
-        "review": [_redacted(r, other, WITHHELD) for r in _reviews(store, profile, owners) if r.get("record_key") in own],
+        "review": [_redacted(r, other, WITHHELD) for r in _reviews(store, profile, owners)
+                   if r.get("record_key") in own],
         "device_links": [export_view(link, owners) for link in links_holding(store, owners)],  # own part only
     }
 
