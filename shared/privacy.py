@@ -210,20 +210,19 @@ def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counte
 
 
 def _clear_from_others(ctx: Ctx, profile: dict[str, Any], owners: list[str], counts: Counter) -> None:
-    """The person's record keys and profile ids out of other people's profiles and merge logs, however they came
-    there: a record split out of one into the other, a review rejected between them, a record of the person that
-    was linked to another profile and left it (it changed; then maybe deleted at its source: `owners`), a profile
-    split from the person's before its id was used again. Their never_match drops the person's keys and ids (an erased record
-    never comes back, so it cannot be joined again); in their records' links (the record compared, the profile
-    split from) and their merge log they read "erased", a record key leaves `records` lists, and the scores
-    comparing an erased record go, so the history keeps that a record was linked, merged or split out.
-    Erase is a rare admin operation: cross-partition queries find every merge-log entry naming the person (an
-    entry in the partition of one of the person's ids is their own history: deleted) and every profile whose
-    never_match names them; a record's link names another record or profile only with an entry in the same
-    profile's log (a score link, a split), so the profile holding each entry found is cleared too. Each profile
-    is cleared before its entries: a retry after a crash finds the entries again, and through them the profile.
-    The profile keeps its records and ids until its tombstone, so a retry asks the same questions. Every write
-    is idempotent, under the document's ETag."""
+    """The person's record keys and profile ids out of other people's profiles and merge logs, however they came there:
+    a record split out of one into the other, a review rejected between them, a record of the person that was linked to
+    another profile and left it (it changed; then maybe deleted at its source: `owners`), a profile split from the
+    person's before its id was used again. Their never_match drops the person's keys and ids (an erased record never
+    comes back, so it cannot be joined again); in their records' links (the record compared, the profile split from) and
+    their merge log they read "erased", a record key leaves `records` lists, and the scores comparing an erased record
+    go, so the history keeps that a record was linked, merged or split out. Erase is a rare admin operation:
+    cross-partition queries find every merge-log entry naming the person (an entry in the partition of one of the
+    person's ids is their own history: deleted) and every profile whose never_match names them; a record's link names
+    another record or profile only with an entry in the same profile's log (a score link, a split), so the profile
+    holding each entry found is cleared too. Each profile is cleared before its entries: a retry after a crash finds the
+    entries again, and through them the profile. The profile keeps its records and ids until its tombstone, so a retry
+    asks the same questions. Every write is idempotent, under the document's ETag."""
     keys = sorted(set(owners))
     ids = sorted(set(_merged_ids(profile)) | set(_aliases(ctx.store, profile)))
     erased = set(keys) | set(ids)
