@@ -387,10 +387,9 @@ RESERVED_IDENTIFIER_TYPES = frozenset({"source", "anonymous_id"}
 def normalize_identifier(id_type: str, value: Any, *, email_provider_rules: bool = True) -> str | None:
     """A custom identifier (crm guid, account number...) without spaces, Unicode folded as an email is (full-width
     characters, invisible ones dropped), its case kept (Salesforce ids 0035g00000AbCdE and 0035g00000aBcDe are two
-    contacts); None for a placeholder. id_type is the type as kept
-    (trimmed, lower-case): one typed email, phone or loyalty_id is normalized as that field is (a phone, without a
-    region, in international form only); one of the engine's own types is left out as a placeholder is.
-    email_provider_rules: as normalize_record's."""
+    contacts); None for a placeholder. id_type is the type as kept (trimmed, lower-case): one typed email, phone or
+    loyalty_id is normalized as that field is (a phone, without a region, in international form only); one of the
+    engine's own types is left out as a placeholder is. email_provider_rules: as normalize_record's."""
     if value is None or is_reserved_identifier_type(id_type):
         return None
     if id_type == "email":
@@ -1034,11 +1033,7 @@ def _record_email(value: Any, provider_rules: bool = True) -> tuple[str | None, 
 
 @lru_cache(maxsize=65536)  # the one email cache, on the raw text: a person's email repeats across their records
 def _email_fields(value: Any) -> tuple[str | None, str | None, str | None]:
-    email = normalize_email(value)
-    if not email or is_blocked_value("email", email):
-        return None, None, None
-    user, _, domain = email.rpartition("@")  # a quoted user name may hold an "@" of its own: "ann@home"@x.com
-    return email, user, domain
+    return _fields_of_email(normalize_email(value))
 
 
 @lru_cache(maxsize=65536)  # a deployment uses one of the two caches: provider rules are on or off for it
@@ -1047,10 +1042,14 @@ def _email_fields_as_written(value: Any) -> tuple[str | None, str | None, str | 
     address that is one once the rules fold it (no.reply@gmail.com, noreply+shop@gmail.com) names no person."""
     if _email_fields.__wrapped__(value)[0] is None:
         return None, None, None
-    email = normalize_email(value, provider_rules=False)
+    return _fields_of_email(normalize_email(value, provider_rules=False))
+
+
+def _fields_of_email(email: str | None) -> tuple[str | None, str | None, str | None]:
+    """(email, user, domain) of a normalized email; (None, None, None) for none or a placeholder."""
     if not email or is_blocked_value("email", email):
         return None, None, None
-    user, _, domain = email.rpartition("@")
+    user, _, domain = email.rpartition("@")  # a quoted user name may hold an "@" of its own: "ann@home"@x.com
     return email, user, domain
 
 
