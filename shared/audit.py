@@ -17,7 +17,8 @@ Checks (name: what must hold):
   record lists agree, both ways.
 - identifier_dangling / identifier_points_to_alias / identifier_not_held: every identifier doc points to a live
   profile that lists it; profile_identifier_unindexed / profile_identifier_claimed_elsewhere: every identifier a
-  profile lists has its doc pointing back. Device links (`anonymous_id:<id>` docs in the identifiers container,
+  profile lists has its doc pointing back; record_identifier_unindexed: every strong identifier a profile's record
+  gives leads to a profile (this one, or another that holds it: a household's phone). Device links (`anonymous_id:<id>` docs in the identifiers container,
   shared/events/devices.py) are not identifiers (no profile lists them) and are checked apart:
 - device_link_owner_unknown / device_link_without_owner: every record a device link names (its segments' owners)
   is held by a live profile (an erase takes the person's records out of their links), and a link names one at
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .identity.maintenance import ID_FOLLOWED
+from .identity.maintenance import ID_FOLLOWED, entry_identifiers
 from .store import Store
 
 MAX_SAMPLES = 10
@@ -176,6 +177,11 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
             elif index[iid] != pid:
                 findings.fail("profile_identifier_claimed_elsewhere", {"type": id_type(iid), "profile": pid,
                                                                         "claimed_by": index[iid]})
+        for entry in p.get("records", []):
+            given = entry_identifiers(entry) if entry.get("match") else set()  # a snapshot gives the strong ones
+            for iid in sorted(given - index.keys()):
+                if id_type(iid) != "source":  # record_doc_missing tells those apart
+                    findings.fail("record_identifier_unindexed", {"type": id_type(iid), "profile": pid})
 
     check_device_links(device_links, holder, findings)
 

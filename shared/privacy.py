@@ -25,7 +25,8 @@ from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner
 from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
-from .identity.maintenance import RECORD_REMOVED, update_block
+from .identity.maintenance import (RECORD_REMOVED, entry_identifiers, forget_holders, release_identifier,
+                                   update_block)
 from .identity.merge import live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
 
@@ -122,7 +123,9 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
         "exported_at": _now(),
         "profile": view,
         "source_records": [r for r in records if r],
-        "identifiers": [i for i in identifiers if i and i.get("profile_id") == pid],
+        # Without the other profiles whose records give the value too (maintenance.note_holder): other people.
+        "identifiers": [{k: v for k, v in i.items() if k != "holders"} for i in identifiers
+                        if i and i.get("profile_id") == pid],
         "activity": list(list_activity(store, owners)),
         "activity_owners": owner_entries(store, owners),  # where each activity id is stored (its owner)
         "merges": [_redacted(entry, other, WITHHELD) for entry in list_merges(store, pid)],
@@ -152,7 +155,7 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
             # (engine._undo_after_erasure). One that checked before the tombstone was there wrote everything
             # before it, listed in this version of the profile: its identifiers and blocking keys go now.
             late: Counter = Counter()
-            _erase_index(store, ctx, current, late)
+            _erase_index(ctx, current, late)
             counts["identifiers"] += late["identifiers"]
             log.info("erased profile %s: %s", current["id"], dict(counts))
             break
@@ -167,7 +170,7 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     owners = _owners(store, profile)
     # A shared device's link keeps the others: only this person's part of its history goes (shared/events/devices.py).
     counts["device_links"] += erase_owners(store, owners)
-    _erase_index(store, ctx, profile, counts)
+    _erase_index(ctx, profile, counts)
     records, activity = store.container("records"), store.container("activity")
     entries = store.container(OWNERS)
     for entry in owner_entries(store, owners):  # those naming the person's records, also where no doc is left
@@ -194,15 +197,15 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
         counts["merges"] += 1
 
 
-def _erase_index(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
+def _erase_index(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
     """The identifiers and blocking keys that lead to the person (the profile lists them: its records' entries)."""
     ids_of_person = set(_merged_ids(profile))
-    identifiers = store.container("identifiers")
     for ident in profile.get("identifiers", []):
-        doc = identifiers.read_item_or_none(ident, ident)
-        if doc and doc.get("profile_id") in ids_of_person:
-            identifiers.delete_item(ident, ident)
-            counts["identifiers"] += 1
+        # Handed on to another person whose record gives it too (a household's phone), else deleted.
+        counts["identifiers"] += release_identifier(ctx, ident, ids_of_person)
+    given = {i for r in profile.get("records", []) for i in entry_identifiers(r)}
+    for ident in sorted(given - set(profile.get("identifiers", []))):  # held by another person
+        forget_holders(ctx, ident, ids_of_person)
     for key in sorted({k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}):
         for pid in ids_of_person:  # ETag-guarded, like the resolver's own updates; an emptied key is deleted
             update_block(ctx, key, remove=pid, add=None)

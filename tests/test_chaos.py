@@ -56,6 +56,11 @@ def test_audit_finds_planted_inconsistencies():
     profiles.create_item({"id": "p2", "doc_type": "profile", "records": [{"key": "pos|1"}], "identifiers": [],
                           "pending_merge": {"into": "p1"}})
     profiles.create_item({"id": "p3", "doc_type": "alias", "merged_into": "p9"})
+    # A record giving a phone that leads nowhere (no profile holds it).
+    profiles.create_item({"id": "p4", "doc_type": "profile", "identifiers": ["source:web|7"], "records": [
+        {"key": "web|7", "source": "web", "match": {"key": "web|7", "source": "web", "phone": "+447911123457"}}]})
+    identifiers.create_item({"id": "source:web|7", "profile_id": "p4"})
+    records.create_item({"id": "web|7", "profile_id": "p4"})
     identifiers.create_item({"id": "source:pos|1", "profile_id": "p1"})
     identifiers.create_item({"id": "phone:+331", "profile_id": "p3"})
     records.create_item({"id": "pos|2", "profile_id": "p1"})
@@ -66,8 +71,10 @@ def test_audit_finds_planted_inconsistencies():
     assert set(findings.counts) == {
         "record_twice_in_profile", "record_in_two_profiles", "unfinished_merge", "record_doc_orphan",
         "record_doc_missing", "identifier_points_to_alias", "profile_identifier_unindexed", "orphan_alias",
-        "ingestion_accounting", "ingestion_rows"}
-    assert "a@x.io" not in json.dumps(findings.as_dict())  # identifier values never appear in findings
+        "record_identifier_unindexed", "ingestion_accounting", "ingestion_rows"}
+    assert findings.counts["record_identifier_unindexed"] == 1
+    dumped = json.dumps(findings.as_dict())
+    assert "a@x.io" not in dumped and "7911123457" not in dumped  # identifier values never appear in findings
 
 
 @pytest.fixture(scope="module")

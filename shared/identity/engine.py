@@ -33,8 +33,8 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, only_given_by, release, take_out,
-                          update_block)
+from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, note_holder, only_given_by, release,
+                          take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -257,6 +257,7 @@ class _Work:
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
         lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
         id_docs = dict(zip(lookups, ctx.identifiers.read_items(list(zip(lookups, lookups)))))
+        self.id_docs = id_docs
         source_doc = id_docs.get(self.source_iid)
         if source_doc is not None and source_doc.get("content_hash") == self.hash:
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
@@ -574,6 +575,8 @@ class _Work:
                 self._log_score_link(profile["id"], link)
                 reason = f"score:{link['score']}"
         profile = self._claim(profile, claims)
+        for iid in sorted(lost):  # another profile holds them: this one takes them over if that one lets them go
+            note_holder(self.ctx, iid, profile["id"], self.id_docs[iid])
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
         joined = None if self.ctx.config.single_writer else self._join_concurrent(profile)
@@ -837,14 +840,14 @@ class _Work:
         if other["id"] == current["id"]:
             return current
         mine, theirs = Side.of_profile(current), Side.of_profile(other)
-        if self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides before claiming
-            return self._drop_identifier(current, iid)
-        reason = join_conflict(self.policy, [mine, theirs])
-        if reason is None:
-            ordered = sorted([current, other], key=survivor_order)
-            why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
-            return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
-        self._open_review(current["id"], other["id"], reason, self._scored_against(other))
+        if not self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides
+            reason = join_conflict(self.policy, [mine, theirs])
+            if reason is None:
+                ordered = sorted([current, other], key=survivor_order)
+                why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
+                return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+            self._open_review(current["id"], other["id"], reason, self._scored_against(other))
+        note_holder(self.ctx, iid, current["id"], doc)
         return self._drop_identifier(current, iid)
 
     def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:

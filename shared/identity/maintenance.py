@@ -9,7 +9,7 @@ from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
-from .merge import _merged_into, _repoint, live_profile
+from .merge import MAX_WRITE_ATTEMPTS, _merged_into, _repoint, live_profile
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,60 @@ def _without(profile: dict[str, Any], key: str, own_ids: set[str], ctx: Ctx, **e
             "attributes": attributes, "conflicts": conflicts, "updated_at": now_iso(), **extra}
 
 
-def _delete_identifier(ctx: Ctx, iid: str, profile_id: str) -> None:
+# --- identifiers several profiles' records give --------------------------------------------------------------
+# One profile holds an identifier; other profiles' records may give it too: a household's phone kept with the member
+# who claimed it first, an email a review kept apart, a split record's shared phone. Those are remembered on the
+# identifier's document (`holders`), so when its holder lets it go (its record deleted or changed, the person
+# erased) it passes to one of them instead of leading nowhere, as if the first holder had never been there.
+
+MAX_HOLDERS = 16  # profiles remembered per identifier: a value hundreds of records give (a store's phone) keeps 16
+
+
+def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> None:
+    """Remember that a record of `profile_id` gives the identifier another profile holds (idempotent; `doc`: the
+    identifier's document as read, if it was)."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = doc or ctx.identifiers.read_item_or_none(iid, iid)
+        holders = (doc or {}).get("holders", [])
+        if doc is None or doc.get("profile_id") == profile_id or profile_id in holders or len(holders) >= MAX_HOLDERS:
+            return  # released meanwhile (the window a removal and a claim share), or nothing to add
+        try:
+            ctx.identifiers.replace_item({**doc, "holders": [*holders, profile_id]}, etag=doc["_etag"])
+            return
+        except (PreconditionFailedError, ItemNotFoundError):
+            doc = None  # changed meanwhile: read it again
+    raise ConcurrencyConflict("could not note an identifier's holder")
+
+
+def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
+    """The identifier no longer leads to the profile(s) `leaving` (a profile and the ids merged into it): handed
+    on to a profile whose record gives it, else deleted. False (nothing changes) when it leads elsewhere already."""
     doc = ctx.identifiers.read_item_or_none(iid, iid)
-    if doc is not None and doc.get("profile_id") == profile_id:
+    if doc is None or doc.get("profile_id") not in leaving:
+        return False
+    holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
+    while holders and heir is None:
+        heir = _gives(ctx, live_profile(ctx, holders.pop(0)), iid, leaving)
+    if heir is None:
         ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
+        return True
+    # The heir lists it first: a crash before the pointer's write leaves a retry to hand it on again.
+    _update_profile(ctx, heir["id"], lambda p: {**p, "identifiers": sorted({*p.get("identifiers", []), iid})})
+    ctx.identifiers.replace_item({**doc, "profile_id": heir["id"], "holders": holders}, etag=doc["_etag"])
+    return True
+
+
+def forget_holders(ctx: Ctx, iid: str, gone: set[str]) -> None:
+    """Profiles erased on request are no longer remembered as giving the identifier."""
+    _repoint(ctx.identifiers, iid, None, None, lambda doc, _old, _new: {
+        **doc, "holders": [h for h in doc["holders"] if h not in gone]} if gone & set(doc.get("holders", [])) else None)
+
+
+def _gives(ctx: Ctx, profile: dict[str, Any] | None, iid: str, leaving: set[str]) -> dict[str, Any] | None:
+    """The profile, if it is another live profile and one of its records gives the identifier."""
+    if profile is None or profile["id"] in leaving:
+        return None
+    return profile if any(iid in entry_identifiers(r) for r in profile["records"]) else None
 
 
 def _point_identifier(ctx: Ctx, iid: str, old: str, new: str) -> None:
@@ -107,7 +157,7 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
                 for entry in list(ctx.merges.query_items(partition_key=partition)):
                     ctx.merges.delete_item(entry["id"], partition)
     profile_id = profile["id"] if profile else pointer["profile_id"]
-    _delete_identifier(ctx, source_iid, profile_id)
+    release_identifier(ctx, source_iid, {profile_id})
     ctx.records.delete_item(key, key)
     log.info("removed record from profile %s", profile_id)
     return profile_id
@@ -135,7 +185,7 @@ def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
     version replaced) where they still lead to the profile. Done before the profile write that drops the record's
     entry: a retry after a crash works them out again from the entry, which is gone once the profile is written."""
     for iid in sorted(ids):
-        _delete_identifier(ctx, iid, profile_id)
+        release_identifier(ctx, iid, {profile_id})
     for block in sorted(keys):
         update_block(ctx, block, profile_id, None)
 
@@ -313,6 +363,8 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     new = ctx.read_profile(new_id) or {}
     for iid in new.get("identifiers", []):
         _point_identifier(ctx, iid, profile["id"], new_id)
+    for iid in sorted(entry_identifiers(entry) - set(new.get("identifiers", []))):  # shared: they stay where they are
+        note_holder(ctx, iid, new_id)
     for block in entry.get("blocking_keys", []):
         update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.

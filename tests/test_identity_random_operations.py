@@ -1,0 +1,80 @@
+"""Random sequences of what happens to customer records (arrivals, changes, deletions at the source, splits, erasures)
+over a handful of names, phones, emails and loyalty cards, so households, shared identifiers, merges and reviews meet
+often. After every step the store must pass every audit check (shared/audit.py). Seeded: a failure names its seed
+and the steps that led to it."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from shared.audit import audit_store
+from shared.identity import Resolver, get_profile, remove_record, split_record
+from shared.models import CustomerRecord
+from shared.privacy import erase_profile
+from shared.settings import Settings
+from shared.store import MemoryStore
+
+SETTINGS = Settings()
+GIVEN, FAMILY = ["Ann", "Bob", "Cat", "Dan"], ["Lee", "Roe"]
+PHONES = ["+447911123457", "+447911123458", "+447911123459"]
+EMAILS = ["ann@lee.org", "bob@lee.org", "home@lee.org"]
+CARDS, BORN = ["L1", "L2", "L3"], ["1980-01-02", "1981-03-04"]
+
+
+def random_record(rng: random.Random) -> CustomerRecord:
+    fields = {"given_name": rng.choice(GIVEN), "family_name": rng.choice(FAMILY)}
+    for name, values, share in (("phone", PHONES, .7), ("email", EMAILS, .5), ("loyalty_id", CARDS, .3),
+                                ("birth_date", BORN, .3)):
+        if rng.random() < share:
+            fields[name] = rng.choice(values)
+    return CustomerRecord(source=rng.choice(["pos", "web"]), record_key=str(rng.randrange(12)), **fields)
+
+
+def holding_profile(store, key: str) -> dict | None:
+    doc = store.container("records").read_item_or_none(key, key)
+    return get_profile(store, doc["profile_id"]) if doc and doc.get("profile_id") else None
+
+
+def step(store, resolver: Resolver, rng: random.Random, keys: list[str]) -> str:
+    """One random operation; returns what it did (for the failure message)."""
+    roll = rng.random()
+    if roll < .55 or not keys:
+        record = random_record(rng)
+        result = resolver.resolve(record)
+        if result.profile_id is not None and record.key not in keys:
+            keys.append(record.key)
+        return f"resolve {record.model_dump(exclude_none=True)} -> {result.action} {result.reason}"
+    key = rng.choice(keys)
+    profile = holding_profile(store, key)
+    if roll < .75 or profile is None:
+        keys.remove(key)
+        source, record_key = key.split("|", 1)
+        remove_record(store, source, record_key, settings=SETTINGS)
+        return f"remove {key}"
+    if roll < .9:
+        if len(profile["records"]) < 2:
+            return f"split {key}: its profile's only record"
+        split_record(store, profile["id"], key, settings=SETTINGS)
+        return f"split {key}"
+    keys[:] = [k for k in keys if k not in {entry["key"] for entry in profile["records"]}]
+    erase_profile(store, profile)
+    return f"erase the profile holding {key}"
+
+
+def run_steps(store, seed: int, steps: int) -> None:
+    rng, resolver, keys, done = random.Random(seed), Resolver(store, settings=SETTINGS), [], []
+    for _ in range(steps):
+        done.append(step(store, resolver, rng, keys))
+        violations = audit_store(store).as_dict()["violations"]
+        assert violations == {}, f"seed {seed}, after:\n" + "\n".join(done[-10:])
+
+
+@pytest.mark.parametrize("seed", range(100))
+def test_random_operations_keep_the_memory_store_consistent(seed):
+    run_steps(MemoryStore(), seed, 60)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_operations_keep_the_cosmos_store_consistent(cosmos_store, seed):
+    run_steps(cosmos_store, seed, 60)
