@@ -18,8 +18,9 @@ Checks (name: what must hold):
 - identifier_dangling / identifier_points_to_alias / identifier_not_held: every identifier doc points to a live
   profile that lists it; profile_identifier_unindexed / profile_identifier_claimed_elsewhere: every identifier a
   profile lists has its doc pointing back; record_identifier_unindexed: every strong identifier a profile's record
-  gives leads to a profile (this one, or another that holds it: a household's phone). Device links (`anonymous_id:<id>` docs in the identifiers container,
-  shared/events/devices.py) are not identifiers (no profile lists them) and are checked apart:
+  gives leads to a profile (this one, or another that holds it: a household's phone). Device links
+  (`anonymous_id:<id>` docs in the identifiers container, shared/events/devices.py) are not identifiers (no
+  profile lists them) and are checked apart:
 - device_link_owner_unknown / device_link_without_owner: every record a device link names (its segments' owners)
   is held by a live profile (an erase takes the person's records out of their links), and a link names one at
   least (a link with no one left is deleted).
