@@ -129,3 +129,18 @@ def test_an_identifier_remembers_a_bounded_number_of_other_holders():
     names = "Ann Bob Cat Dan Eve Finn Gus Hal Ivy Jon Kim Leo Max Ned Oscar Pia Quinn Rosa Sam Tess".split()
     members = household(store, *names[:MAX_HOLDERS + 3])
     assert phone_doc(store)["holders"] == members[1:MAX_HOLDERS + 1]
+
+
+def test_a_phone_released_while_a_household_member_is_resolved_is_claimed_for_them(store):
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
+
+    def ann_deleted_by_another_worker():
+        remove_record(store, "pos", "1", settings=SETTINGS)
+
+    # Bob's attempt read the phone as Ann's; her record is deleted before it notes Bob as another holder.
+    racing = hooked(store, "identifiers", "replace_item", nth=1, hook=ann_deleted_by_another_worker)
+    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    bob, = resolve(racing, person("pos", "2", "Bob", phone=HOME, email="bob@lee.org"))
+    assert racing.intercepted and bob != ann
+    assert find_profile_id(store, "phone", HOME) == bob and PHONE_ID in get_profile(store, bob)["identifiers"]
+    assert_consistent(store)

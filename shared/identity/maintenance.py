@@ -46,16 +46,24 @@ MAX_HOLDERS = 16  # profiles remembered per identifier: a value hundreds of reco
 
 def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> None:
     """Remember that a record of `profile_id` gives the identifier another profile holds (idempotent; `doc`: the
-    identifier's document as read, if it was)."""
+    identifier's document as read, if it was). Released meanwhile (its holder's record deleted since it was read),
+    it is claimed for `profile_id`, as it would have been had the record come after."""
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = doc or ctx.identifiers.read_item_or_none(iid, iid)
-        holders = (doc or {}).get("holders", [])
-        if doc is None or doc.get("profile_id") == profile_id or profile_id in holders or len(holders) >= MAX_HOLDERS:
-            return  # released meanwhile (the window a removal and a claim share), or nothing to add
         try:
+            if doc is None:
+                live = live_profile(ctx, profile_id)  # merged since, maybe
+                if live is not None:
+                    ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": live["id"],
+                                                 "created_at": now_iso()})
+                    _list_identifier(ctx, live["id"], iid)
+                return
+            holders = doc.get("holders", [])
+            if doc.get("profile_id") == profile_id or profile_id in holders or len(holders) >= MAX_HOLDERS:
+                return  # nothing to add
             ctx.identifiers.replace_item({**doc, "holders": [*holders, profile_id]}, etag=doc["_etag"])
             return
-        except (PreconditionFailedError, ItemNotFoundError):
+        except (PreconditionFailedError, ItemNotFoundError, ItemExistsError):
             doc = None  # changed meanwhile: read it again
     raise ConcurrencyConflict("could not note an identifier's holder")
 
@@ -73,9 +81,13 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
         ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
         return True
     # The heir lists it first: a crash before the pointer's write leaves a retry to hand it on again.
-    _update_profile(ctx, heir["id"], lambda p: {**p, "identifiers": sorted({*p.get("identifiers", []), iid})})
+    _list_identifier(ctx, heir["id"], iid)
     ctx.identifiers.replace_item({**doc, "profile_id": heir["id"], "holders": holders}, etag=doc["_etag"])
     return True
+
+
+def _list_identifier(ctx: Ctx, profile_id: str, iid: str) -> None:
+    _update_profile(ctx, profile_id, lambda p: {**p, "identifiers": sorted({*p.get("identifiers", []), iid})})
 
 
 def forget_holders(ctx: Ctx, iid: str, gone: set[str]) -> None:
