@@ -201,8 +201,9 @@ def _erase_index(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
     """The identifiers and blocking keys that lead to the person (the profile lists them: its records' entries)."""
     ids_of_person = set(_merged_ids(profile))
     for ident in profile.get("identifiers", []):
-        # Handed on to another person whose record gives it too (a household's phone), else deleted.
-        counts["identifiers"] += release_identifier(ctx, ident, ids_of_person)
+        # Handed on to another person whose record gives it too (a household's phone), else deleted; under its
+        # ETag, read again when a worker noted another holder meanwhile.
+        counts["identifiers"] += with_retries(ctx, lambda: release_identifier(ctx, ident, ids_of_person))
     given = {i for r in profile.get("records", []) for i in entry_identifiers(r)}
     for ident in sorted(given - set(profile.get("identifiers", []))):  # held by another person
         forget_holders(ctx, ident, ids_of_person)

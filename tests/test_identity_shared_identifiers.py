@@ -144,3 +144,19 @@ def test_a_phone_released_while_a_household_member_is_resolved_is_claimed_for_th
     assert racing.intercepted and bob != ann
     assert find_profile_id(store, "phone", HOME) == bob and PHONE_ID in get_profile(store, bob)["identifiers"]
     assert_consistent(store)
+
+
+def test_an_erase_meeting_a_holder_noted_meanwhile_hands_the_phone_to_them(store):
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
+
+    def bob_resolved_by_another_worker():
+        resolve(store, person("pos", "2", "Bob", phone=HOME, email="bob@lee.org"))
+
+    # The erase read the phone's document before Bob's worker noted him on it.
+    racing = hooked(store, "identifiers", "delete_item", nth=1, hook=bob_resolved_by_another_worker)
+    racing._when = lambda item_id, *args, **kwargs: item_id == PHONE_ID
+    erase_profile(racing, get_profile(store, ann))
+    assert racing.intercepted
+    bob = find_profile_id(store, "email", "bob@lee.org")
+    assert find_profile_id(store, "phone", HOME) == bob
+    assert_consistent(store)
