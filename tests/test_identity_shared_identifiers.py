@@ -160,3 +160,12 @@ def test_an_erase_meeting_a_holder_noted_meanwhile_hands_the_phone_to_them(store
     bob = find_profile_id(store, "email", "bob@lee.org")
     assert find_profile_id(store, "phone", HOME) == bob
     assert_consistent(store)
+
+
+def test_a_record_claiming_a_phone_left_pointing_at_a_gone_profile_keeps_its_other_holders(store):
+    ann, bob = household(store, "Ann", "Bob")
+    store.container("profiles").delete_item(ann, ann)  # as a worker dying half-way through an old removal left it
+    cat, = resolve(store, person("web", "3", "Cat", phone=HOME))
+    assert find_profile_id(store, "phone", HOME) == cat and phone_doc(store)["holders"] == [bob]
+    remove_record(store, "web", "3", settings=SETTINGS)
+    assert find_profile_id(store, "phone", HOME) == bob

@@ -34,7 +34,7 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, note_holder, only_given_by, release,
-                          take_out, update_block)
+                          release_identifier, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -667,13 +667,8 @@ class _Work:
         attempt that checked before the tombstone was there."""
         for key in sorted(self.block_written):
             update_block(self.ctx, key, profile_id, None)
-        for iid in [*self.claimed, self.source_iid]:
-            doc = self.ctx.identifiers.read_item_or_none(iid, iid)
-            if doc is not None and doc.get("profile_id") == profile_id:
-                try:
-                    self.ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
-                except PreconditionFailedError:
-                    pass  # claimed by another profile meanwhile: no longer the erased person's
+        for iid in [*self.claimed, self.source_iid]:  # those claimed by another profile meanwhile are left
+            with_retries(self.ctx, lambda: release_identifier(self.ctx, iid, {profile_id}))
         record_doc = self.ctx.records.read_item_or_none(self.key, self.key)
         if record_doc is not None and not record_doc.get("erased_at"):  # as the erase leaves it
             self.ctx.records.upsert_item({"id": self.key, "profile_id": None, "erased_at": now_iso()})
@@ -815,8 +810,9 @@ class _Work:
             stale = self.stale.get(iid)
             body = {"id": iid, "type": id_type_of(iid), "profile_id": profile["id"], "created_at": self.now}
             try:
-                if stale is not None:
-                    self.ctx.identifiers.replace_item(body, etag=stale["_etag"])
+                if stale is not None:  # the other profiles whose records give it stay remembered
+                    kept = {"holders": stale["holders"]} if stale.get("holders") else {}
+                    self.ctx.identifiers.replace_item({**body, **kept}, etag=stale["_etag"])
                 else:
                     self.ctx.identifiers.create_item(body)
                 self.claimed.append(iid)
