@@ -25,8 +25,7 @@ from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner
 from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
-from .identity.maintenance import (RECORD_REMOVED, entry_identifiers, forget_holders, release_identifier,
-                                   update_block)
+from .identity.maintenance import RECORD_REMOVED, forget_holders, release_identifier, update_block
 from .identity.merge import live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
 
@@ -201,12 +200,13 @@ def _erase_index(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
     """The identifiers and blocking keys that lead to the person (the profile lists them: its records' entries)."""
     ids_of_person = set(_merged_ids(profile))
     for ident in profile.get("identifiers", []):
-        # Handed on to another person whose record gives it too (a household's phone), else deleted; under its
-        # ETag, read again when a worker noted another holder meanwhile.
-        counts["identifiers"] += with_retries(ctx, lambda: release_identifier(ctx, ident, ids_of_person))
-    given = {i for r in profile.get("records", []) for i in entry_identifiers(r)}
-    for ident in sorted(given - set(profile.get("identifiers", []))):  # held by another person
-        forget_holders(ctx, ident, ids_of_person)
+        # Handed on to another person whose record gives it too (a household's phone), else deleted.
+        counts["identifiers"] += release_identifier(ctx, ident, ids_of_person)
+    # Remembered as giving another person's (a household's phone): found by a cross-partition query, as the rest of
+    # the person's ids are (_clear_from_others), since a record that stopped giving a value leaves its profile there.
+    for chunk in _chunks(sorted(ids_of_person)):
+        for doc in list(ctx.identifiers.query_items(("or", [("holders", "contains", pid) for pid in chunk]))):
+            forget_holders(ctx, doc["id"], ids_of_person)
     for key in sorted({k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}):
         for pid in ids_of_person:  # ETag-guarded, like the resolver's own updates; an emptied key is deleted
             update_block(ctx, key, remove=pid, add=None)

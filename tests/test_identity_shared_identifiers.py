@@ -3,6 +3,8 @@ holding one hands it on to another whose record gives it when it lets it go, so 
 a new record with it links to them (shared/identity/maintenance.py, note_holder and release_identifier)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from shared.audit import audit_store
@@ -169,3 +171,103 @@ def test_a_record_claiming_a_phone_left_pointing_at_a_gone_profile_keeps_its_oth
     assert find_profile_id(store, "phone", HOME) == cat and phone_doc(store)["holders"] == [bob]
     remove_record(store, "web", "3", settings=SETTINGS)
     assert find_profile_id(store, "phone", HOME) == bob
+
+
+def before_phone_pointer_write(store, hook):
+    """The store, with `hook()` (another worker) run just before the phone's document is next replaced."""
+    racing = hooked(store, "identifiers", "replace_item", nth=1, hook=hook)
+    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    return racing
+
+
+def test_a_record_linked_to_the_holder_while_it_hands_the_phone_on_leaves_it_a_holder(store):
+    ann, bob = household(store, "Ann", "Bob")
+    racing = before_phone_pointer_write(
+        store, lambda: resolve(store, person("pos", "3", "Ann", phone=HOME, email="ann@lee.org")))
+    remove_record(racing, "pos", "1", settings=SETTINGS)
+    assert racing.intercepted
+    assert find_profile_id(store, "phone", HOME) == bob and phone_doc(store)["holders"] == [ann]
+    assert PHONE_ID not in get_profile(store, ann)["identifiers"]
+    assert_consistent(store)
+
+
+@pytest.mark.parametrize("heir_leaves", ["changed", "removed", "erased"])
+def test_an_heir_letting_the_phone_go_while_it_is_handed_on_passes_it_further(store, heir_leaves):
+    ann, bob, cat = household(store, "Ann", "Bob", "Cat")
+    leave = {"changed": lambda: resolve(store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org")),
+             "removed": lambda: remove_record(store, "pos", "2", settings=SETTINGS),
+             "erased": lambda: erase_profile(store, get_profile(store, bob))}[heir_leaves]
+    racing = before_phone_pointer_write(store, leave)
+    remove_record(racing, "pos", "1", settings=SETTINGS)
+    assert racing.intercepted
+    assert find_profile_id(store, "phone", HOME) == cat and PHONE_ID in get_profile(store, cat)["identifiers"]
+    assert_consistent(store)
+
+
+def test_an_heir_whose_record_changes_while_it_is_listed_is_passed_over(store):
+    ann, bob, cat = household(store, "Ann", "Bob", "Cat")
+    racing = hooked(store, "profiles", "replace_item", nth=1, hook=lambda: resolve(
+        store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org")))
+    racing._when = lambda body, **kwargs: body["id"] == bob
+    remove_record(racing, "pos", "1", settings=SETTINGS)
+    assert racing.intercepted
+    assert find_profile_id(store, "phone", HOME) == cat
+    assert PHONE_ID not in get_profile(store, bob)["identifiers"]
+    assert_consistent(store)
+
+
+def test_an_erase_forgets_the_person_as_holder_of_a_value_their_record_no_longer_gives(store):
+    ann, bob = household(store, "Ann", "Bob")
+    resolve(store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org"))
+    assert phone_doc(store)["holders"] == [bob]  # passed over when Ann lets it go (his record no longer gives it)
+    erase_profile(store, get_profile(store, bob))
+    assert phone_doc(store)["holders"] == []
+
+
+def test_a_phone_claimed_for_a_record_after_its_holder_left_goes_with_an_erase_of_its_person(store):
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
+    ann_removed = before_phone_pointer_write(store, lambda: remove_record(store, "pos", "1", settings=SETTINGS))
+
+    def bob_erased():
+        bob = store.container("records").read_item("pos|2", "pos|2")["profile_id"]
+        erase_profile(store, get_profile(store, bob))
+
+    # Bob's worker lost the phone to Ann; her record is deleted before it notes him, so it claims the phone for
+    # him, and Bob is erased as the claim is written.
+    racing = hooked(ann_removed, "identifiers", "create_item", nth=1, hook=bob_erased)
+    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    result, = resolve_records(racing, [person("pos", "2", "Bob", phone=HOME, email="bob@lee.org")],
+                              settings=SETTINGS)
+    assert ann_removed.intercepted and racing.intercepted and result.action == "erased"
+    assert phone_doc(store) is None
+    assert_consistent(store)
+
+
+@pytest.mark.parametrize("heir_leaves", ["changed", "removed"])
+def test_an_heir_writing_its_change_just_after_the_hand_on_checked_it_releases_the_phone_again(store, heir_leaves):
+    """The heir's change (or removal) read the phone as still Ann's, so released nothing, and writes its profile
+    without the phone only after the hand-on pointed the phone at it and checked that it lists it: the heir's write
+    releases it."""
+    ann, bob, cat = household(store, "Ann", "Bob", "Cat")
+    paused, go_on = threading.Event(), threading.Event()
+
+    def pause():
+        paused.set()
+        assert go_on.wait(30)
+
+    if heir_leaves == "changed":
+        heir_store = hooked(store, "profiles", "replace_item", nth=1, hook=pause)
+        heir_store._when = lambda body, **kwargs: body["id"] == bob
+        leave = lambda: resolve(heir_store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org"))
+    else:
+        heir_store = hooked(store, "profiles", "delete_item", nth=1, hook=pause)
+        heir_store._when = lambda item_id, *args, **kwargs: item_id == bob
+        leave = lambda: remove_record(heir_store, "pos", "2", settings=SETTINGS)
+    heir = threading.Thread(target=leave)
+    racing = before_phone_pointer_write(store, lambda: (heir.start(), paused.wait(30)))
+    remove_record(racing, "pos", "1", settings=SETTINGS)
+    assert find_profile_id(store, "phone", HOME) == bob  # handed on, checked: Bob lists it still
+    go_on.set()
+    heir.join(30)
+    assert find_profile_id(store, "phone", HOME) == cat and PHONE_ID in get_profile(store, cat)["identifiers"]
+    assert_consistent(store)

@@ -34,7 +34,7 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, note_holder, only_given_by, release,
-                          release_identifier, take_out, update_block)
+                          release_again, release_identifier, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -576,7 +576,8 @@ class _Work:
                 reason = f"score:{link['score']}"
         profile = self._claim(profile, claims)
         for iid in sorted(lost):  # another profile holds them: this one takes them over if that one lets them go
-            note_holder(self.ctx, iid, profile["id"], self.id_docs[iid])
+            if note_holder(self.ctx, iid, profile["id"], self.id_docs[iid]):
+                self.claimed.append(iid)  # released meanwhile, and claimed
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
         joined = None if self.ctx.config.single_writer else self._join_concurrent(profile)
@@ -668,7 +669,7 @@ class _Work:
         for key in sorted(self.block_written):
             update_block(self.ctx, key, profile_id, None)
         for iid in [*self.claimed, self.source_iid]:  # those claimed by another profile meanwhile are left
-            with_retries(self.ctx, lambda: release_identifier(self.ctx, iid, {profile_id}))
+            release_identifier(self.ctx, iid, {profile_id})
         record_doc = self.ctx.records.read_item_or_none(self.key, self.key)
         if record_doc is not None and not record_doc.get("erased_at"):  # as the erase leaves it
             self.ctx.records.upsert_item({"id": self.key, "profile_id": None, "erased_at": now_iso()})
@@ -775,6 +776,7 @@ class _Work:
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
                 continue
+            release_again(self.ctx, written, released)
             return self._wrote(target, self._index_shared(written, replaced))
         raise ConcurrencyConflict("could not link record")
 
@@ -843,7 +845,9 @@ class _Work:
                 why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
                 return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
             self._open_review(current["id"], other["id"], reason, self._scored_against(other))
-        note_holder(self.ctx, iid, current["id"], doc)
+        if note_holder(self.ctx, iid, current["id"], doc):
+            self.claimed.append(iid)  # released since the claim was lost
+            return live_profile(self.ctx, current["id"]) or current
         return self._drop_identifier(current, iid)
 
     def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:

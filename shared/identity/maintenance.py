@@ -44,59 +44,114 @@ def _without(profile: dict[str, Any], key: str, own_ids: set[str], ctx: Ctx, **e
 MAX_HOLDERS = 16  # profiles remembered per identifier: a value hundreds of records give (a store's phone) keeps 16
 
 
-def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> None:
+def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> bool:
     """Remember that a record of `profile_id` gives the identifier another profile holds (idempotent; `doc`: the
     identifier's document as read, if it was). Released meanwhile (its holder's record deleted since it was read),
-    it is claimed for `profile_id`, as it would have been had the record come after."""
+    it is claimed for the profile, as it would have been had the record come after: True then."""
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = doc or ctx.identifiers.read_item_or_none(iid, iid)
         try:
             if doc is None:
-                live = live_profile(ctx, profile_id)  # merged since, maybe
-                if live is not None:
-                    ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": live["id"],
-                                                 "created_at": now_iso()})
-                    _list_identifier(ctx, live["id"], iid)
-                return
+                return _claim_released(ctx, iid, profile_id)
             holders = doc.get("holders", [])
             if doc.get("profile_id") == profile_id or profile_id in holders or len(holders) >= MAX_HOLDERS:
-                return  # nothing to add
+                return False  # nothing to add
             ctx.identifiers.replace_item({**doc, "holders": [*holders, profile_id]}, etag=doc["_etag"])
-            return
+            return False
         except (PreconditionFailedError, ItemNotFoundError, ItemExistsError):
             doc = None  # changed meanwhile: read it again
     raise ConcurrencyConflict("could not note an identifier's holder")
 
 
+def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
+    live = live_profile(ctx, profile_id)  # merged since, maybe
+    # Listed first, as a hand-on does: a retry after a crash finds the document missing and claims it again.
+    if live is None or not _list_while_given(ctx, live["id"], iid):
+        return False
+    try:
+        ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": live["id"],
+                                     "created_at": now_iso()})
+        return True
+    except ItemExistsError:
+        _unlist(ctx, live["id"], iid)  # claimed by another profile meanwhile: noted as one of its holders next
+        raise
+
+
 def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
     """The identifier no longer leads to the profile(s) `leaving` (a profile and the ids merged into it): handed
-    on to a profile whose record gives it, else deleted. False (nothing changes) when it leads elsewhere already."""
-    doc = ctx.identifiers.read_item_or_none(iid, iid)
-    if doc is None or doc.get("profile_id") not in leaving:
-        return False
-    holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
-    while holders and heir is None:
-        heir = _gives(ctx, live_profile(ctx, holders.pop(0)), iid, leaving)
-    if heir is None:
-        ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
-        return True
-    # The heir lists it first: a crash before the pointer's write leaves a retry to hand it on again.
-    _list_identifier(ctx, heir["id"], iid)
-    ctx.identifiers.replace_item({**doc, "profile_id": heir["id"], "holders": holders}, etag=doc["_etag"])
-    return True
+    on to a profile whose record gives it, else deleted. False when it led elsewhere already. Written under the
+    document's ETag, read again when another worker changed it (a holder noted meanwhile)."""
+    released, listed_on = False, None
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = ctx.identifiers.read_item_or_none(iid, iid)
+        if doc is None or doc.get("profile_id") not in leaving:
+            if listed_on is not None and (doc or {}).get("profile_id") != listed_on:
+                _unlist(ctx, listed_on, iid)  # listed by an attempt whose pointer write lost to another worker
+            return released
+        holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
+        while holders and heir is None:
+            heir = _gives(live_profile(ctx, holders.pop(0)), iid, leaving)
+            # The heir lists it first (while its record gives it): a crash before the pointer's write leaves a
+            # retry to hand it on again.
+            if heir is not None and not _list_while_given(ctx, heir["id"], iid):
+                heir = None
+        try:
+            if heir is None:
+                ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
+                return True
+            listed_on = heir["id"]
+            ctx.identifiers.replace_item({**doc, "profile_id": heir["id"], "holders": holders}, etag=doc["_etag"])
+        except (PreconditionFailedError, ItemNotFoundError):
+            continue
+        released, listed_on = True, None
+        if iid in (ctx.read_profile(heir["id"]) or {}).get("identifiers", []):
+            return True
+        leaving = {heir["id"]}  # its record let the value go meanwhile, after reading the pointer as it was: on
+    raise ConcurrencyConflict("could not release an identifier")
 
 
-def _list_identifier(ctx: Ctx, profile_id: str, iid: str) -> None:
-    _update_profile(ctx, profile_id, lambda p: {**p, "identifiers": sorted({*p.get("identifiers", []), iid})})
+def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str]) -> None:
+    """After the write of a profile that no longer gives `ids` (a record taken out or changed): one handed on to
+    it meanwhile (release_identifier, after its release before the write had read the pointer as it was then) is
+    released again. One its records give again (a record linked meanwhile) is index_again's."""
+    listed = sorted(ids)
+    for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed))) if listed else ()):
+        if doc is not None and doc.get("profile_id") == profile["id"] and _gives(profile, iid, set()) is None:
+            release_identifier(ctx, iid, {profile["id"]})
+
+
+def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool:
+    """List the identifier on the profile while one of its records gives it; False when none does (or it is gone)."""
+    given = {"now": False}
+
+    def change(profile: dict[str, Any]) -> dict[str, Any] | None:
+        given["now"] = _gives(profile, iid, set()) is not None  # on each read: a retry sees the profile again
+        if not given["now"] or iid in profile.get("identifiers", []):
+            return None
+        return {**profile, "identifiers": sorted({*profile.get("identifiers", []), iid})}
+
+    _update_profile(ctx, profile_id, change)
+    return given["now"]
+
+
+def _unlist(ctx: Ctx, profile_id: str, iid: str) -> None:
+    def change(profile: dict[str, Any]) -> dict[str, Any] | None:
+        ids = profile.get("identifiers", [])
+        return {**profile, "identifiers": [i for i in ids if i != iid]} if iid in ids else None
+
+    _update_profile(ctx, profile_id, change)
 
 
 def forget_holders(ctx: Ctx, iid: str, gone: set[str]) -> None:
     """Profiles erased on request are no longer remembered as giving the identifier."""
-    _repoint(ctx.identifiers, iid, None, None, lambda doc, _old, _new: {
-        **doc, "holders": [h for h in doc["holders"] if h not in gone]} if gone & set(doc.get("holders", [])) else None)
+    def change(doc: dict[str, Any], _old: Any, _new: Any) -> dict[str, Any] | None:
+        holders = doc.get("holders", [])
+        return {**doc, "holders": [h for h in holders if h not in gone]} if gone & set(holders) else None
+
+    _repoint(ctx.identifiers, iid, None, None, change)
 
 
-def _gives(ctx: Ctx, profile: dict[str, Any] | None, iid: str, leaving: set[str]) -> dict[str, Any] | None:
+def _gives(profile: dict[str, Any] | None, iid: str, leaving: set[str]) -> dict[str, Any] | None:
     """The profile, if it is another live profile and one of its records gives the identifier."""
     if profile is None or profile["id"] in leaving:
         return None
@@ -190,6 +245,8 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
         index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
     else:
         ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
+        kept = {"id": profile["id"], "records": []}
+    release_again(ctx, kept, own_ids - {source_identifier(key)})
 
 
 def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
@@ -215,6 +272,13 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
                                              "created_at": now_iso()})
             except ItemExistsError:
                 pass  # claimed meanwhile, as any claim may be
+        elif doc.get("profile_id") != profile["id"]:
+            holder = live_profile(ctx, doc["profile_id"])
+            if holder is not None and holder["id"] != profile["id"]:
+                # Handed on meanwhile to another profile whose record gives it (release_identifier): it stays
+                # there, and this profile is one of its holders.
+                _unlist(ctx, profile["id"], iid)
+                note_holder(ctx, iid, profile["id"], doc)
     blocks = sorted(keys)
     for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks)))):
         if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
