@@ -78,6 +78,15 @@ def register(sub) -> None:
     r.add_argument("--dry-run", action="store_true", help="list what would be replayed, move nothing")
     r.set_defaults(func=run_replay)
 
+    h = sub.add_parser("index-holders", help="once, after upgrading a store written before identifiers remembered "
+                                             "their holders: note them (JSON counts out)",
+                       description="Reads every profile of the configured Cosmos DB and notes, on each identifier "
+                                   "one of its records gives but another profile holds (a household's phone), that "
+                                   "it gives it too, so the value passes to it when the holder lets it go; a value "
+                                   "nobody holds (released by a removal or an erase before) is claimed for it. "
+                                   "Idempotent, safe beside running workers; prints counts, no values.")
+    h.set_defaults(func=run_index_holders)
+
 
 def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
     pairs = []
@@ -289,6 +298,16 @@ def _final_profile(ctx, key: str, cache: dict[str, str], follow_aliases) -> str:
         profile, _ = follow_aliases(ctx, doc["profile_id"]) if doc else (None, [])
         cache[key] = profile["id"] if profile else ""
     return cache[key]
+
+
+def run_index_holders(args) -> int:
+    from .identity import index_holders
+    from .settings import get_settings
+    from .store import open_store
+
+    settings = get_settings()
+    print(json.dumps(index_holders(open_store(settings), settings=settings)))
+    return 0
 
 
 def run_replay(args) -> int:

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from shared.audit import audit_store
-from shared.identity import find_profile_id, get_profile, remove_record, resolve_records, split_record
+from shared.identity import find_profile_id, get_profile, index_holders, remove_record, resolve_records, split_record
 from shared.identity.maintenance import MAX_HOLDERS
 from shared.models import CustomerRecord
 from shared.privacy import erase_profile, export_profile
@@ -73,14 +73,14 @@ def test_a_split_records_shared_phone_passes_to_it_when_the_old_profile_lets_it_
 
 def test_a_changed_record_that_drops_the_phone_hands_it_on(store):
     ann, bob = household(store, "Ann", "Bob")
-    resolve(store, person("pos", "1", "Ann", phone="+447911999888", email="ann@lee.org"))
+    resolve(store, person("pos", "1", "Ann", phone="+447911123999", email="ann@lee.org"))
     assert find_profile_id(store, "phone", HOME) == bob
     assert_consistent(store)
 
 
 def test_a_member_whose_record_no_longer_gives_the_phone_is_passed_over(store):
     ann, bob, cat = household(store, "Ann", "Bob", "Cat")
-    resolve(store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org"))
+    resolve(store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org"))
     remove_record(store, "pos", "1", settings=SETTINGS)
     assert find_profile_id(store, "phone", HOME) == cat
     remove_record(store, "pos", "3", settings=SETTINGS)
@@ -194,7 +194,7 @@ def test_a_record_linked_to_the_holder_while_it_hands_the_phone_on_leaves_it_a_h
 @pytest.mark.parametrize("heir_leaves", ["changed", "removed", "erased"])
 def test_an_heir_letting_the_phone_go_while_it_is_handed_on_passes_it_further(store, heir_leaves):
     ann, bob, cat = household(store, "Ann", "Bob", "Cat")
-    leave = {"changed": lambda: resolve(store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org")),
+    leave = {"changed": lambda: resolve(store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org")),
              "removed": lambda: remove_record(store, "pos", "2", settings=SETTINGS),
              "erased": lambda: erase_profile(store, get_profile(store, bob))}[heir_leaves]
     racing = before_phone_pointer_write(store, leave)
@@ -207,7 +207,7 @@ def test_an_heir_letting_the_phone_go_while_it_is_handed_on_passes_it_further(st
 def test_an_heir_whose_record_changes_while_it_is_listed_is_passed_over(store):
     ann, bob, cat = household(store, "Ann", "Bob", "Cat")
     racing = hooked(store, "profiles", "replace_item", nth=1, hook=lambda: resolve(
-        store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org")))
+        store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org")))
     racing._when = lambda body, **kwargs: body["id"] == bob
     remove_record(racing, "pos", "1", settings=SETTINGS)
     assert racing.intercepted
@@ -218,7 +218,7 @@ def test_an_heir_whose_record_changes_while_it_is_listed_is_passed_over(store):
 
 def test_an_erase_forgets_the_person_as_holder_of_a_value_their_record_no_longer_gives(store):
     ann, bob = household(store, "Ann", "Bob")
-    resolve(store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org"))
+    resolve(store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org"))
     assert phone_doc(store)["holders"] == [bob]  # passed over when Ann lets it go (his record no longer gives it)
     erase_profile(store, get_profile(store, bob))
     assert phone_doc(store)["holders"] == []
@@ -258,7 +258,7 @@ def test_an_heir_writing_its_change_just_after_the_hand_on_checked_it_releases_t
     if heir_leaves == "changed":
         heir_store = hooked(store, "profiles", "replace_item", nth=1, hook=pause)
         heir_store._when = lambda body, **kwargs: body["id"] == bob
-        leave = lambda: resolve(heir_store, person("pos", "2", "Bob", phone="+447911999888", email="bob@lee.org"))
+        leave = lambda: resolve(heir_store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org"))
     else:
         heir_store = hooked(store, "profiles", "delete_item", nth=1, hook=pause)
         heir_store._when = lambda item_id, *args, **kwargs: item_id == bob
@@ -271,3 +271,41 @@ def test_an_heir_writing_its_change_just_after_the_hand_on_checked_it_releases_t
     heir.join(30)
     assert find_profile_id(store, "phone", HOME) == cat and PHONE_ID in get_profile(store, cat)["identifiers"]
     assert_consistent(store)
+
+
+def written_before_holders(store):
+    """A store as the release before holders left it: Ann holds the home phone Bob's record gives too; Dan's record,
+    deleted, released the phone Eve's record gives too. Returns (bob, eve)."""
+    ann, bob = household(store, "Ann", "Bob")
+    dan, eve = resolve(store, person("web", "4", "Dan", phone="+447911123999", email="dan@lee.org"),
+                       person("web", "5", "Eve", phone="+447911123999", email="eve@lee.org"))
+    identifiers = store.container("identifiers")
+    for doc in list(identifiers.query_items()):
+        if doc.get("holders") is not None:
+            identifiers.replace_item({k: v for k, v in doc.items() if k != "holders"}, etag=doc["_etag"])
+    remove_record(store, "web", "4", settings=SETTINGS)
+    assert audit_store(store).as_dict()["violations"] == {"record_identifier_unindexed": 1}
+    return bob, eve
+
+
+def test_index_holders_upgrades_a_store_written_before_holders(store):
+    bob, eve = written_before_holders(store)
+    assert index_holders(store, settings=SETTINGS) == {"profiles": 3, "given_elsewhere": 2, "claimed": 1}
+    assert index_holders(store, settings=SETTINGS)["claimed"] == 0  # idempotent
+    assert phone_doc(store)["holders"] == [bob]
+    assert find_profile_id(store, "phone", "+447911123999") == eve  # claimed for the one giving it
+    remove_record(store, "pos", "1", settings=SETTINGS)
+    assert find_profile_id(store, "phone", HOME) == bob
+    assert_consistent(store)
+
+
+def test_ucp_index_holders_upgrades_the_configured_store(app_env, cosmos_store, capsys):
+    import json
+
+    from shared.cli import main
+
+    bob, eve = written_before_holders(cosmos_store)
+    assert main(["index-holders"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"profiles": 3, "given_elsewhere": 2, "claimed": 1}
+    assert phone_doc(cosmos_store)["holders"] == [bob]
+    assert_consistent(cosmos_store)

@@ -14,12 +14,12 @@ from .docs import ResolverConfig
 from .engine import ACTIONS, Resolver, ResolveResult, resolve_records
 from .lookup import (find_profile_id, get_profile, is_blocked_identifier, is_placeholder_identifier, list_merges,
                      normalized_identifier)
-from .maintenance import remove_record, split_record
+from .maintenance import index_holders, remove_record, split_record
 from .protection import ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
 __all__ = [
     "ACTIONS", "Resolver", "ResolveResult", "ResolverConfig", "ProtectionPolicy", "SurvivorshipPolicy",
     "resolve_records", "remove_record", "split_record", "get_profile", "find_profile_id", "list_merges",
-    "normalized_identifier", "is_blocked_identifier", "is_placeholder_identifier",
+    "normalized_identifier", "is_blocked_identifier", "is_placeholder_identifier", "index_holders",
 ]

@@ -77,6 +77,22 @@ def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
         raise
 
 
+def index_holders(store: Store, *, settings: Settings | None = None) -> dict[str, int]:
+    """For a store written before identifiers remembered their holders: note every profile whose record gives an
+    identifier it does not hold, claiming those nobody holds (released by a removal or an erase back then).
+    Reads every profile (a cross-partition query): a one-off admin job. Idempotent; safe beside running workers."""
+    ctx = Ctx(store, settings)
+    counts = {"profiles": 0, "given_elsewhere": 0, "claimed": 0}
+    for profile in ctx.profiles.query_items(("doc_type", "=", "profile")):
+        counts["profiles"] += 1
+        given = {iid for entry in profile.get("records", []) for iid in entry_identifiers(entry)}
+        for iid in sorted(given - set(profile.get("identifiers", [])) - {
+                source_identifier(entry["key"]) for entry in profile.get("records", [])}):
+            counts["given_elsewhere"] += 1
+            counts["claimed"] += with_retries(ctx, lambda: note_holder(ctx, iid, profile["id"]))
+    return counts
+
+
 def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
     """The identifier no longer leads to the profile(s) `leaving` (a profile and the ids merged into it): handed
     on to a profile whose record gives it, else deleted. False when it led elsewhere already. Written under the
