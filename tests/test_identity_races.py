@@ -302,3 +302,23 @@ def test_erase_sweeping_before_a_link_indexed_and_tombstoning_after_it_checked_l
     assert _leftovers(store, ann.profile_id) == ([], [])
     assert find_profile_id(store, "phone", "+447911123456") is None
     assert resolve(store, late)[0].action == "erased"
+
+
+@pytest.mark.parametrize("container, method", [("records", "delete_item"), ("identifiers", "delete_item")])
+def test_a_record_removed_while_a_new_version_of_it_is_resolved_ends_removed(store, container, method):
+    """The source deletes a record while a worker resolves a new version of it: the new version is put back in a
+    profile between the removal's last steps (the source identifier's release, the records doc's delete). The
+    removal starts again and takes it out there, instead of leaving a profile holding a record no doc names."""
+    from shared.identity import find_profile_id, remove_record, resolve_records
+
+    resolve(store, rec("pos", "1", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"),
+            rec("web", "2", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"))
+    racing = InterceptingStore(store, container, method, before=lambda: resolve_records(
+        store, [rec("web", "2", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net",
+                      phone="+447911123456")], settings=SETTINGS))
+    racing._when = lambda item_id, *args, **kwargs: item_id in ("web|2", "source:web|2")
+    remove_record(racing, "web", "2", settings=SETTINGS)
+    assert racing.intercepted
+    assert store.container("records").read_item_or_none("web|2", "web|2") is None
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert violations(store) == {}

@@ -219,7 +219,8 @@ def remove_record(store: Store, source: str, record_key: str, *, settings: Setti
 
 def _remove_once(ctx: Ctx, key: str) -> str | None:
     source_iid = source_identifier(key)
-    pointer = ctx.records.read_item_or_none(key, key) or ctx.identifiers.read_item_or_none(source_iid, source_iid)
+    record_doc = ctx.records.read_item_or_none(key, key)
+    pointer = record_doc or ctx.identifiers.read_item_or_none(source_iid, source_iid)
     if pointer is None or pointer.get("erased_at"):
         return None  # unknown, or erased on request (its empty records doc stays: see shared/privacy.py)
     profile = live_profile(ctx, pointer["profile_id"])
@@ -241,7 +242,10 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
                     ctx.merges.delete_item(entry["id"], partition)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     release_identifier(ctx, source_iid, {profile_id})
-    ctx.records.delete_item(key, key)
+    if record_doc is not None:
+        # Under the ETag read: a new version of the record resolved meanwhile put it back in a profile, so the
+        # removal starts again and takes it out there.
+        ctx.records.delete_item(key, key, etag=record_doc["_etag"])
     log.info("removed record from profile %s", profile_id)
     return profile_id
 
