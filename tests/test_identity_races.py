@@ -322,3 +322,19 @@ def test_a_record_removed_while_a_new_version_of_it_is_resolved_ends_removed(sto
     assert store.container("records").read_item_or_none("web|2", "web|2") is None
     assert find_profile_id(store, "phone", "+447911123456") is None
     assert violations(store) == {}
+
+
+def test_a_person_erased_while_one_of_their_records_is_removed_keeps_no_identifier(store):
+    """The removal has written the profile without the record and is about to index it again under what that record
+    shared with the others (index_again) when the whole erase runs: what it indexes then is released again."""
+    from shared.identity import find_profile_id, remove_record
+    from shared.privacy import erase_profile
+
+    ann = resolve(store, rec("pos", "1", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"),
+                  rec("web", "5", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"))[0].profile_id
+    racing = InterceptingStore(store, "identifiers", "read_items",
+                               before=lambda: erase_profile(store, get_profile(store, ann)))
+    remove_record(racing, "pos", "1", settings=SETTINGS)
+    assert racing.intercepted
+    assert find_profile_id(store, "email", "ann.lee@shopmail.net") is None
+    assert violations(store) == {}

@@ -285,11 +285,13 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
     write to another worker, which linked a record giving them too: the profile keeps them, so they must still find
     it."""
     listed = sorted(ids & set(profile.get("identifiers", [])))
+    created, added = [], []
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed)))):
         if doc is None:
             try:
                 ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": profile["id"],
                                              "created_at": now_iso()})
+                created.append(iid)
             except ItemExistsError:
                 pass  # claimed meanwhile, as any claim may be
         elif doc.get("profile_id") != profile["id"]:
@@ -303,6 +305,11 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
     for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks)))):
         if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
             update_block(ctx, block, None, profile["id"])
+            added.append(block)
+    if (created or added) and live_profile(ctx, profile["id"]) is None:
+        # The person was erased meanwhile, after the erase swept their identifiers and keys: checked after the
+        # writes, as a resolving worker does (engine._undo_after_erasure), so a later tombstone's sweep finds them.
+        release(ctx, profile["id"], set(created), set(added))
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
