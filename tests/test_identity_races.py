@@ -338,3 +338,17 @@ def test_a_person_erased_while_one_of_their_records_is_removed_keeps_no_identifi
     assert racing.intercepted
     assert find_profile_id(store, "email", "ann.lee@shopmail.net") is None
     assert violations(store) == {}
+
+
+def test_a_merge_whose_survivor_is_erased_before_it_starts_leaves_no_pending_merge(store):
+    from shared.privacy import erase_profile
+
+    kw = dict(given_name="Ann", family_name="Lee")
+    by_email = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **kw))[0].profile_id
+    by_phone = resolve(store, rec("web", "2", phone="+447911123456", **kw))[0].profile_id
+    racing = InterceptingStore(store, "merges", "upsert_item",
+                               before=lambda: erase_profile(store, get_profile(store, by_email)))
+    racing._when = lambda body, **kwargs: body.get("status") == "pending"
+    result, = resolve(racing, rec("crm", "3", email="ann.lee@shopmail.net", phone="+447911123456", **kw))
+    assert racing.intercepted and result.profile_id == by_phone
+    assert violations(store) == {}

@@ -132,6 +132,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     survivor = live_profile(ctx, pending["into"], finish=False)
     if survivor is None:
         _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
+        _close_pending(ctx, pending["merge_id"], pending["into"])  # and no merge is left in its log
         raise ConcurrencyConflict(f"merge target of {absorbed['id']} is gone")
     survivor = _fold(ctx, survivor, absorbed)
     target = survivor["id"]
