@@ -352,3 +352,64 @@ def test_a_merge_whose_survivor_is_erased_before_it_starts_leaves_no_pending_mer
     result, = resolve(racing, rec("crm", "3", email="ann.lee@shopmail.net", phone="+447911123456", **kw))
     assert racing.intercepted and result.profile_id == by_phone
     assert violations(store) == {}
+
+
+# --- a split whose pointers are not moved yet meets another operation on its record -----------------------------
+
+ANN_LEE = dict(given_name="Ann", family_name="Lee")
+
+
+def _ann_with_two_records(store):
+    return resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", phone="+447911123456", **ANN_LEE),
+                   rec("web", "5", email="ann.lee@shopmail.net", **ANN_LEE))[0].profile_id
+
+
+def _before_the_splits_pointers(store, hook):
+    """The store, with `hook()` (another worker) run once the split has written both profiles and before it moves
+    the first pointer (an identifier's document) to the new one."""
+    return InterceptingStore(store, "identifiers", "read_item_or_none", before=hook)
+
+
+def test_a_record_removed_while_it_is_split_out_ends_removed(store):
+    from shared.identity import find_profile_id, remove_record
+
+    ann = _ann_with_two_records(store)
+    racing = _before_the_splits_pointers(store, lambda: remove_record(store, "pos", "1", settings=SETTINGS))
+    new_id = split_record(racing, ann, "pos|1", settings=SETTINGS)
+    assert racing.intercepted and new_id != ann
+    assert holders(store, "pos|1") == [] and store.container("records").read_item_or_none("pos|1", "pos|1") is None
+    assert find_profile_id(store, "phone", "+447911123456") is None
+    assert violations(store) == {}
+
+
+def test_a_new_version_of_a_record_resolved_while_it_is_split_out_stays_in_the_split_profile(store):
+    ann = _ann_with_two_records(store)
+    changed = rec("pos", "1", email="ann.lee@shopmail.net", phone="+447911123999", **ANN_LEE)
+    racing = _before_the_splits_pointers(store, lambda: resolve(store, changed))
+    new_id = split_record(racing, ann, "pos|1", settings=SETTINGS)
+    assert racing.intercepted
+    assert holders(store, "pos|1") == [new_id]
+    assert violations(store) == {}
+
+
+def test_a_split_meeting_a_new_version_of_its_record_being_linked_leaves_it_in_one_profile(store):
+    """The new version's worker has read the record in Ann's profile and released the phone only its old version
+    gave when the split takes the record out: its link finds the record gone and decides again."""
+    ann = _ann_with_two_records(store)
+    changed = rec("pos", "1", email="ann.lee@shopmail.net", phone="+447911123999", **ANN_LEE)
+    split = []
+    racing = InterceptingStore(store, "identifiers", "delete_item",
+                               before=lambda: split.append(split_record(store, ann, "pos|1", settings=SETTINGS)))
+    result, = resolve(racing, changed)
+    assert racing.intercepted and holders(store, "pos|1") == split == [result.profile_id]
+    assert violations(store) == {}
+
+
+def test_a_split_its_caller_retries_after_another_worker_finished_it_answers_its_new_profile(store):
+    ann = _ann_with_two_records(store)
+    with pytest.raises(Died):
+        split_record(InterceptingStore(store, "identifiers", "read_item_or_none"), ann, "pos|1", settings=SETTINGS)
+    resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", phone="+447911123999", **ANN_LEE))  # finishes it
+    new_id = split_record(store, ann, "pos|1", settings=SETTINGS)
+    assert holders(store, "pos|1") == [new_id] != [ann]
+    assert violations(store) == {}

@@ -33,8 +33,8 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import (entry_identifiers, index_again, move_stranded_aliases, note_holder, only_given_by, release,
-                          release_again, release_identifier, take_out, update_block)
+from .maintenance import (entry_identifiers, finish_split_in_flight, index_again, move_stranded_aliases, note_holder,
+                          only_given_by, release, release_again, release_identifier, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -276,6 +276,8 @@ class _Work:
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
             if prior is not None and not any(r["key"] == self.key for r in prior["records"]):
+                if finish_split_in_flight(ctx, prior, self.key):
+                    raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
         elif record_doc is not None:
             prior = self._held_by(record_doc, profiles)
@@ -741,6 +743,7 @@ class _Work:
         """Add (or refresh) the record in the target profile, with optimistic concurrency. A new version of the
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
+        held = None  # whether the profile held the record when this call first read it
         for _ in range(50):
             old, records = None, []
             for r in target["records"]:  # one pass: this record's entry, and the others
@@ -748,6 +751,9 @@ class _Work:
                     records.append(r)
                 elif old is None:
                     old = r
+            if held and old is None:  # taken out meanwhile (a split, a removal): decided again from fresh reads
+                raise ConcurrencyConflict("the record left the profile meanwhile")
+            held = old is not None if held is None else held
             changed = old is not None and old["hash"] != self.hash
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:

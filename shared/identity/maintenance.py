@@ -177,7 +177,11 @@ def _gives(profile: dict[str, Any] | None, iid: str, leaving: set[str]) -> dict[
 def _point_identifier(ctx: Ctx, iid: str, old: str, new: str) -> None:
     doc = ctx.identifiers.read_item_or_none(iid, iid)
     if doc is None:
-        ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": new, "created_at": now_iso()})
+        # Released meanwhile? Only while the new profile still lists it (a new version of its record resolved
+        # since the split read it may have let it go).
+        if iid in (live_profile(ctx, new) or {}).get("identifiers", []):
+            ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": new,
+                                         "created_at": now_iso()})
     elif doc.get("profile_id") == old:
         ctx.identifiers.replace_item({**doc, "profile_id": new}, etag=doc["_etag"])
 
@@ -224,6 +228,9 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
     if pointer is None or pointer.get("erased_at"):
         return None  # unknown, or erased on request (its empty records doc stays: see shared/privacy.py)
     profile = live_profile(ctx, pointer["profile_id"])
+    if profile is not None and not any(r["key"] == key for r in profile["records"]) and finish_split_in_flight(
+            ctx, profile, key):
+        raise ConcurrencyConflict("the record was being split out of the profile its pointers name")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
         # then every id merged into it names no one.
@@ -332,6 +339,9 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         resumed = _split_in_flight(ctx, profile, record_key)
         if resumed is not None:
             return _finish_split(ctx, profile, *resumed)
+        finished = _split_finished_by_another(ctx, profile, record_key)
+        if finished is not None:
+            return finished
         raise ItemNotFoundError(f"record {record_key!r} is not in profile {profile['id']}")
     key = entry["key"]
     remaining = [r for r in profile["records"] if r["key"] != key]
@@ -455,6 +465,28 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
     return None
 
 
+def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str) -> bool:
+    """Whoever finds a record gone from the profile its pointers name (a removal, a new version of it, an erase)
+    first finishes a split of it out of that profile whose pointers are not moved yet (its worker is moving them,
+    or died doing so), as a reader finishes a merge in flight (merge.live_profile). True if there was one: the
+    caller starts again from fresh reads."""
+    resumed = _split_in_flight(ctx, profile, key)
+    if resumed is not None:
+        _finish_split(ctx, profile, *resumed)
+    return resumed is not None
+
+
+def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: str) -> str | None:
+    """The profile a split of this record out of `profile` created, when another worker finished it
+    (finish_split_in_flight): the record's doc points there."""
+    for key in profile.get("never_match", []):
+        if key == record_key or key.split("|", 1)[-1] == record_key:
+            doc = ctx.records.read_item_or_none(key, key)
+            if doc is not None and doc.get("profile_id") and _split_done_into(ctx, profile, key, doc["profile_id"]):
+                return doc["profile_id"]
+    return None
+
+
 def _pointers_moved(ctx: Ctx, key: str, new_id: str) -> bool:
     doc = ctx.records.read_item_or_none(key, key)
     return doc is not None and doc.get("profile_id") == new_id
@@ -481,6 +513,10 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     record_doc = ctx.records.read_item_or_none(key, key)
     if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
+    if live_profile(ctx, new_id) is None:
+        # Its record was removed (or its person erased) by a worker that finished this split meanwhile
+        # (finish_split_in_flight): what this one pointed at it after that is released.
+        release(ctx, new_id, set(new.get("identifiers", [])), set(entry.get("blocking_keys", [])))
     log.info("split a record of profile %s into %s", profile["id"], new_id)
     return new_id
 
