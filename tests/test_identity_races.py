@@ -413,3 +413,17 @@ def test_a_split_its_caller_retries_after_another_worker_finished_it_answers_its
     new_id = split_record(store, ann, "pos|1", settings=SETTINGS)
     assert holders(store, "pos|1") == [new_id] != [ann]
     assert violations(store) == {}
+
+
+def test_a_record_linked_to_the_old_profile_while_a_split_moves_a_value_they_share_leaves_it_a_holder(store):
+    from shared.identity import find_profile_id
+
+    ann = _ann_with_two_records(store)
+    racing = InterceptingStore(store, "identifiers", "replace_item", before=lambda: resolve(
+        store, rec("pos", "3", email="ann.lee@shopmail.net", phone="+447911123456", **ANN_LEE)))
+    new_id = split_record(racing, ann, "pos|1", settings=SETTINGS)
+    assert racing.intercepted and holders(store, "pos|3") == [ann]
+    assert find_profile_id(store, "phone", "+447911123456") == new_id
+    doc = store.container("identifiers").read_item("phone:+447911123456", "phone:+447911123456")
+    assert doc["holders"] == [ann]
+    assert violations(store) == {}

@@ -498,6 +498,12 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     new = ctx.read_profile(new_id) or {}
     for iid in new.get("identifiers", []):
         _point_identifier(ctx, iid, profile["id"], new_id)
+    old_now = live_profile(ctx, profile["id"]) or {}
+    for iid in sorted(set(new.get("identifiers", [])) & set(old_now.get("identifiers", [])) - {source_identifier(key)}):
+        # A record linked to the old profile meanwhile gives it too, and listed it while it still led there: it
+        # stays with the new profile, and the old one is one of its holders.
+        _unlist(ctx, old_now["id"], iid)
+        note_holder(ctx, iid, old_now["id"])
     for iid in sorted(entry_identifiers(entry) - set(new.get("identifiers", []))):  # shared: they stay where they are
         note_holder(ctx, iid, new_id)
     for block in entry.get("blocking_keys", []):
