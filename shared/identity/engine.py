@@ -751,9 +751,10 @@ class _Work:
                     records.append(r)
                 elif old is None:
                     old = r
-            if held and old is None:  # taken out meanwhile (a split, a removal): decided again from fresh reads
+            if held is None:
+                held = old is not None
+            elif held and old is None:  # taken out meanwhile (a split, a removal): decided again from fresh reads
                 raise ConcurrencyConflict("the record left the profile meanwhile")
-            held = old is not None if held is None else held
             changed = old is not None and old["hash"] != self.hash
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:

@@ -466,7 +466,7 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
 
 
 def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str) -> bool:
-    """Whoever finds a record gone from the profile its pointers name (a removal, a new version of it, an erase)
+    """Whoever finds a record gone from the profile its pointers name (a removal, a new version of the record)
     first finishes a split of it out of that profile whose pointers are not moved yet (its worker is moving them,
     or died doing so), as a reader finishes a merge in flight (merge.live_profile). True if there was one: the
     caller starts again from fresh reads."""
