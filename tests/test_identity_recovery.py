@@ -466,3 +466,38 @@ def test_blocking_keys_a_dead_worker_never_wrote_are_written_by_the_next_record_
     assert violations(store) == {}
     pos, = resolve(store, rec("pos", "P9", **person))
     assert (pos.action, pos.profile_id) == ("linked", loyalty.profile_id)
+
+
+def test_a_record_leaving_its_profile_whose_worker_died_after_founding_its_new_one_is_continued_there(store):
+    """pos|1 founded Ann's profile; its new version gives a second loyalty card, so it leaves (merge protection) and
+    founds a profile of its own, under a random id (the derived one is Ann's). The worker dies claiming the card: the
+    redelivered record goes on in that profile instead of founding a second one."""
+    ann = dict(given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net")
+    first, _ = resolve(store, rec("pos", "1", loyalty_id="L-1001", **ann), rec("web", "2", loyalty_id="L-1001", **ann))
+    changed = rec("pos", "1", loyalty_id="L-7007", **ann)
+    with pytest.raises(Died):
+        resolve(crashing(store, "identifiers", "create_item",
+                         when=lambda body, **kwargs: body["id"].startswith("loyalty_id:")), changed)
+    result, = resolve(store, changed)
+    assert holders(store, "pos|1") == [result.profile_id] != [first.profile_id]
+    assert violations(store) == {}
+
+
+def test_a_split_that_died_after_moving_the_source_identifier_is_completed_after_a_new_version_of_its_record(store):
+    """Ann's profile absorbed web|2's (its id an alias now). A split of web|2 dies after pointing its identifiers at
+    the new profile; a new version of web|2 then links there and writes its records doc. The split's retry still
+    finishes the split: the alias follows the record and both logs say so."""
+    ann_fields = dict(given_name="Ann", family_name="Lee")
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ann_fields))
+    absorbed, = resolve(store, rec("web", "2", loyalty_id="L-1001", **ann_fields))
+    resolve(store, rec("crm", "3", email="ann.lee@shopmail.net", loyalty_id="L-1001", **ann_fields))
+    assert get_profile(store, absorbed.profile_id)["id"] == ann.profile_id
+    with pytest.raises(Died):
+        split_record(crashing(store, "merges", "upsert_item"), ann.profile_id, "web|2", settings=SETTINGS)
+    new_version, = resolve(store, rec("web", "2", loyalty_id="L-1001", phone="+447911123456", **ann_fields))
+    new_id = split_record(store, ann.profile_id, "web|2", settings=SETTINGS)
+    assert holders(store, "web|2") == [new_version.profile_id] == [new_id]
+    assert get_profile(store, absorbed.profile_id)["id"] == new_id  # the alias followed its record
+    splits = {(m["profile_id"], m["reason"]) for m in store.container("merges").query_items() if m["reason"] == "split"}
+    assert splits == {(ann.profile_id, "split"), (new_id, "split")}
+    assert violations(store) == {}

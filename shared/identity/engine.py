@@ -279,6 +279,8 @@ class _Work:
                 if finish_split_in_flight(ctx, prior, self.key):
                     raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
+                if record_doc is not None:  # and an attempt that died placed it in a profile already: go on there
+                    prior = self._held_by(record_doc, profiles)
         elif record_doc is not None:
             prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}

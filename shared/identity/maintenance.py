@@ -459,7 +459,7 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
                 break
             entries = new.get("records", [])
             if new.get("doc_type") == "profile" and [r["key"] for r in entries] == [key] and new_id in profile[
-                    "never_match"] and not _pointers_moved(ctx, key, new_id):
+                    "never_match"] and not _split_logged(ctx, profile["id"], key, new_id):
                 others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
                 return entries[0], new_id, set(entries[0].get("blocking_keys", [])) - others
     return None
@@ -487,9 +487,13 @@ def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: st
     return None
 
 
-def _pointers_moved(ctx: Ctx, key: str, new_id: str) -> bool:
-    doc = ctx.records.read_item_or_none(key, key)
-    return doc is not None and doc.get("profile_id") == new_id
+def _split_from_entry(profile_id: str, key: str, new_id: str) -> str:
+    return "s_" + stable_hash("split_from", profile_id, key, new_id)
+
+
+def _split_logged(ctx: Ctx, profile_id: str, key: str, new_id: str) -> bool:
+    """True when the split of `key` out of `profile_id` into `new_id` is complete (its last write is done)."""
+    return ctx.merges.read_item_or_none(_split_from_entry(profile_id, key, new_id), new_id) is not None
 
 
 def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_id: str, own_keys: set[str]) -> str:
@@ -508,17 +512,19 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         note_holder(ctx, iid, new_id)
     for block in entry.get("blocking_keys", []):
         update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
+    move_stranded_aliases(ctx, profile["id"], key, new_id)
+    record_doc = ctx.records.read_item_or_none(key, key)
+    if record_doc is not None:
+        ctx.records.replace_item({**record_doc, "profile_id": new_id})
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
+    # Last: the new one's entry tells a retry the split is complete (_split_logged; not the records doc, which a
+    # new version of the record resolved in the new profile meanwhile writes too).
     logged = {"absorbed_id": None, "at": new.get("created_at") or now_iso(), "reason": "split", "rule": "manual split",
               "records": [key], "status": "done"}
     ctx.merges.upsert_item({"id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
                             "split_into": new_id, **logged})
-    ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
+    ctx.merges.upsert_item({"id": _split_from_entry(profile["id"], key, new_id), "profile_id": new_id,
                             "split_from": profile["id"], **logged})
-    move_stranded_aliases(ctx, profile["id"], key, new_id)
-    record_doc = ctx.records.read_item_or_none(key, key)
-    if record_doc is not None:  # last: a moved records doc tells a retry the split is complete
-        ctx.records.replace_item({**record_doc, "profile_id": new_id})
     if live_profile(ctx, new_id) is None:
         # Its record was removed (or its person erased) by a worker that finished this split meanwhile
         # (finish_split_in_flight): what this one pointed at it after that is released.
