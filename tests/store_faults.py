@@ -58,6 +58,6 @@ def crashing(store, name: str, method: str, *, nth: int = 1, when=None) -> Inter
     return InterceptingStore(store, name, method, nth=nth, when=when)
 
 
-def hooked(store, name: str, method: str, *, nth: int, hook: Callable[[], Any]) -> InterceptingStore:
+def hooked(store, name: str, method: str, *, nth: int = 1, hook: Callable[[], Any], when=None) -> InterceptingStore:
     """The store, with `hook()` (another worker acting) run just before that call."""
-    return InterceptingStore(store, name, method, nth=nth, before=hook)
+    return InterceptingStore(store, name, method, nth=nth, when=when, before=hook)

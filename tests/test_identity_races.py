@@ -313,10 +313,11 @@ def test_a_record_removed_while_a_new_version_of_it_is_resolved_ends_removed(sto
 
     resolve(store, rec("pos", "1", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"),
             rec("web", "2", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net"))
-    racing = InterceptingStore(store, container, method, before=lambda: resolve_records(
-        store, [rec("web", "2", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net",
-                      phone="+447911123456")], settings=SETTINGS))
-    racing._when = lambda item_id, *args, **kwargs: item_id in ("web|2", "source:web|2")
+    new_version = rec("web", "2", given_name="Ann", family_name="Lee", email="ann.lee@shopmail.net",
+                      phone="+447911123456")
+    racing = InterceptingStore(store, container, method,
+                               before=lambda: resolve_records(store, [new_version], settings=SETTINGS),
+                               when=lambda item_id, *args, **kwargs: item_id in ("web|2", "source:web|2"))
     remove_record(racing, "web", "2", settings=SETTINGS)
     assert racing.intercepted
     assert store.container("records").read_item_or_none("web|2", "web|2") is None
@@ -347,8 +348,8 @@ def test_a_merge_whose_survivor_is_erased_before_it_starts_leaves_no_pending_mer
     by_email = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **kw))[0].profile_id
     by_phone = resolve(store, rec("web", "2", phone="+447911123456", **kw))[0].profile_id
     racing = InterceptingStore(store, "merges", "upsert_item",
-                               before=lambda: erase_profile(store, get_profile(store, by_email)))
-    racing._when = lambda body, **kwargs: body.get("status") == "pending"
+                               before=lambda: erase_profile(store, get_profile(store, by_email)),
+                               when=lambda body, **kwargs: body.get("status") == "pending")
     result, = resolve(racing, rec("crm", "3", email="ann.lee@shopmail.net", phone="+447911123456", **kw))
     assert racing.intercepted and result.profile_id == by_phone
     assert violations(store) == {}

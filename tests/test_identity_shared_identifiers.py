@@ -30,6 +30,14 @@ def resolve(store, *records):
     return [r.profile_id for r in resolve_records(store, list(records), settings=SETTINGS)]
 
 
+def writes_the_phone(body, **kwargs) -> bool:
+    return body["id"] == PHONE_ID
+
+
+def deletes_the_phone(item_id, *args, **kwargs) -> bool:
+    return item_id == PHONE_ID
+
+
 def phone_doc(store):
     return store.container("identifiers").read_item_or_none(PHONE_ID, PHONE_ID)
 
@@ -104,8 +112,7 @@ def test_a_claim_lost_to_a_household_member_resolved_at_the_same_moment_is_remem
     def ann_resolved_by_another_worker():
         resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
 
-    racing = hooked(store, "identifiers", "create_item", nth=1, hook=ann_resolved_by_another_worker)
-    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    racing = hooked(store, "identifiers", "create_item", hook=ann_resolved_by_another_worker, when=writes_the_phone)
     bob, = resolve(racing, person("pos", "2", "Bob", phone=HOME, email="bob@lee.org"))
     assert racing.intercepted
     ann = find_profile_id(store, "phone", HOME)
@@ -117,7 +124,7 @@ def test_a_claim_lost_to_a_household_member_resolved_at_the_same_moment_is_remem
 
 def test_a_removal_dying_between_the_heirs_listing_and_the_pointer_is_finished_by_the_retry(store):
     ann, bob = household(store, "Ann", "Bob")
-    dying = crashing(store, "identifiers", "replace_item", when=lambda body, **kwargs: body["id"] == PHONE_ID)
+    dying = crashing(store, "identifiers", "replace_item", when=writes_the_phone)
     with pytest.raises(Died):
         remove_record(dying, "pos", "1", settings=SETTINGS)
     assert PHONE_ID in get_profile(store, bob)["identifiers"]  # listed first
@@ -140,8 +147,7 @@ def test_a_phone_released_while_a_household_member_is_resolved_is_claimed_for_th
         remove_record(store, "pos", "1", settings=SETTINGS)
 
     # Bob's attempt read the phone as Ann's; her record is deleted before it notes Bob as another holder.
-    racing = hooked(store, "identifiers", "replace_item", nth=1, hook=ann_deleted_by_another_worker)
-    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    racing = hooked(store, "identifiers", "replace_item", hook=ann_deleted_by_another_worker, when=writes_the_phone)
     bob, = resolve(racing, person("pos", "2", "Bob", phone=HOME, email="bob@lee.org"))
     assert racing.intercepted and bob != ann
     assert find_profile_id(store, "phone", HOME) == bob and PHONE_ID in get_profile(store, bob)["identifiers"]
@@ -155,8 +161,7 @@ def test_an_erase_meeting_a_holder_noted_meanwhile_hands_the_phone_to_them(store
         resolve(store, person("pos", "2", "Bob", phone=HOME, email="bob@lee.org"))
 
     # The erase read the phone's document before Bob's worker noted him on it.
-    racing = hooked(store, "identifiers", "delete_item", nth=1, hook=bob_resolved_by_another_worker)
-    racing._when = lambda item_id, *args, **kwargs: item_id == PHONE_ID
+    racing = hooked(store, "identifiers", "delete_item", hook=bob_resolved_by_another_worker, when=deletes_the_phone)
     erase_profile(racing, get_profile(store, ann))
     assert racing.intercepted
     bob = find_profile_id(store, "email", "bob@lee.org")
@@ -175,8 +180,7 @@ def test_a_record_claiming_a_phone_left_pointing_at_a_gone_profile_keeps_its_oth
 
 def before_phone_pointer_write(store, hook):
     """The store, with `hook()` (another worker) run just before the phone's document is next replaced."""
-    racing = hooked(store, "identifiers", "replace_item", nth=1, hook=hook)
-    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    racing = hooked(store, "identifiers", "replace_item", hook=hook, when=writes_the_phone)
     return racing
 
 
@@ -206,9 +210,9 @@ def test_an_heir_letting_the_phone_go_while_it_is_handed_on_passes_it_further(st
 
 def test_an_heir_whose_record_changes_while_it_is_listed_is_passed_over(store):
     ann, bob, cat = household(store, "Ann", "Bob", "Cat")
-    racing = hooked(store, "profiles", "replace_item", nth=1, hook=lambda: resolve(
-        store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org")))
-    racing._when = lambda body, **kwargs: body["id"] == bob
+    racing = hooked(store, "profiles", "replace_item", hook=lambda: resolve(
+        store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org")),
+        when=lambda body, **kwargs: body["id"] == bob)
     remove_record(racing, "pos", "1", settings=SETTINGS)
     assert racing.intercepted
     assert find_profile_id(store, "phone", HOME) == cat
@@ -234,8 +238,7 @@ def test_a_phone_claimed_for_a_record_after_its_holder_left_goes_with_an_erase_o
 
     # Bob's worker lost the phone to Ann; her record is deleted before it notes him, so it claims the phone for
     # him, and Bob is erased as the claim is written.
-    racing = hooked(ann_removed, "identifiers", "create_item", nth=1, hook=bob_erased)
-    racing._when = lambda body, **kwargs: body["id"] == PHONE_ID
+    racing = hooked(ann_removed, "identifiers", "create_item", hook=bob_erased, when=writes_the_phone)
     result, = resolve_records(racing, [person("pos", "2", "Bob", phone=HOME, email="bob@lee.org")],
                               settings=SETTINGS)
     assert ann_removed.intercepted and racing.intercepted and result.action == "erased"
@@ -256,12 +259,12 @@ def test_an_heir_writing_its_change_just_after_the_hand_on_checked_it_releases_t
         assert go_on.wait(30)
 
     if heir_leaves == "changed":
-        heir_store = hooked(store, "profiles", "replace_item", nth=1, hook=pause)
-        heir_store._when = lambda body, **kwargs: body["id"] == bob
+        heir_store = hooked(store, "profiles", "replace_item", hook=pause,
+                            when=lambda body, **kwargs: body["id"] == bob)
         leave = lambda: resolve(heir_store, person("pos", "2", "Bob", phone="+447911123999", email="bob@lee.org"))
     else:
-        heir_store = hooked(store, "profiles", "delete_item", nth=1, hook=pause)
-        heir_store._when = lambda item_id, *args, **kwargs: item_id == bob
+        heir_store = hooked(store, "profiles", "delete_item", hook=pause,
+                            when=lambda item_id, *args, **kwargs: item_id == bob)
         leave = lambda: remove_record(heir_store, "pos", "2", settings=SETTINGS)
     heir = threading.Thread(target=leave)
     racing = before_phone_pointer_write(store, lambda: (heir.start(), paused.wait(30)))
