@@ -3,11 +3,13 @@ holding one hands it on to another whose record gives it when it lets it go, so 
 a new record with it links to them (shared/identity/maintenance.py, note_holder and release_identifier)."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
 
 from shared.audit import audit_store
+from shared.cli import main
 from shared.identity import find_profile_id, get_profile, index_holders, remove_record, resolve_records, split_record
 from shared.identity.maintenance import MAX_HOLDERS
 from shared.models import CustomerRecord
@@ -303,10 +305,6 @@ def test_index_holders_upgrades_a_store_written_before_holders(store):
 
 
 def test_ucp_index_holders_upgrades_the_configured_store(app_env, cosmos_store, capsys):
-    import json
-
-    from shared.cli import main
-
     bob, eve = written_before_holders(cosmos_store)
     assert main(["index-holders"]) == 0
     assert json.loads(capsys.readouterr().out) == {"profiles": 3, "given_elsewhere": 2, "claimed": 1}
