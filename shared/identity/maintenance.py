@@ -69,8 +69,7 @@ def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
     if live is None or not _list_while_given(ctx, live["id"], iid):
         return False
     try:
-        ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": live["id"],
-                                     "created_at": now_iso()})
+        ctx.identifiers.create_item(_identifier_doc(iid, live["id"]))
         return True
     except ItemExistsError:
         _unlist(ctx, live["id"], iid)  # claimed by another profile meanwhile: noted as one of its holders next
@@ -106,10 +105,11 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
             return released
         holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
         while holders and heir is None:
-            heir = _gives(live_profile(ctx, holders.pop(0)), iid, leaving)
+            heir = live_profile(ctx, holders.pop(0))
             # The heir lists it first (while its record gives it): a crash before the pointer's write leaves a
             # retry to hand it on again.
-            if heir is not None and not _list_while_given(ctx, heir["id"], iid):
+            if heir is not None and (heir["id"] in leaving or not _gives(heir, iid)
+                                     or not _list_while_given(ctx, heir["id"], iid)):
                 heir = None
         try:
             if heir is None:
@@ -132,7 +132,7 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str]) -> None:
     released again. One its records give again (a record linked meanwhile) is index_again's."""
     listed = sorted(ids)
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed))) if listed else ()):
-        if doc is not None and doc.get("profile_id") == profile["id"] and _gives(profile, iid, set()) is None:
+        if doc is not None and doc.get("profile_id") == profile["id"] and not _gives(profile, iid):
             release_identifier(ctx, iid, {profile["id"]})
 
 
@@ -141,7 +141,7 @@ def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool:
     given = {"now": False}
 
     def change(profile: dict[str, Any]) -> dict[str, Any] | None:
-        given["now"] = _gives(profile, iid, set()) is not None  # on each read: a retry sees the profile again
+        given["now"] = _gives(profile, iid)  # on each read: a retry sees the profile again
         if not given["now"] or iid in profile.get("identifiers", []):
             return None
         return {**profile, "identifiers": sorted({*profile.get("identifiers", []), iid})}
@@ -167,11 +167,13 @@ def forget_holders(ctx: Ctx, iid: str, gone: set[str]) -> None:
     _repoint(ctx.identifiers, iid, None, None, change)
 
 
-def _gives(profile: dict[str, Any] | None, iid: str, leaving: set[str]) -> dict[str, Any] | None:
-    """The profile, if it is another live profile and one of its records gives the identifier."""
-    if profile is None or profile["id"] in leaving:
-        return None
-    return profile if any(iid in entry_identifiers(r) for r in profile["records"]) else None
+def _gives(profile: dict[str, Any], iid: str) -> bool:
+    """True when one of the profile's records gives the identifier."""
+    return any(iid in entry_identifiers(r) for r in profile["records"])
+
+
+def _identifier_doc(iid: str, profile_id: str) -> dict[str, Any]:
+    return {"id": iid, "type": iid.split(":", 1)[0], "profile_id": profile_id, "created_at": now_iso()}
 
 
 def _point_identifier(ctx: Ctx, iid: str, old: str, new: str) -> None:
@@ -180,8 +182,7 @@ def _point_identifier(ctx: Ctx, iid: str, old: str, new: str) -> None:
         # Released meanwhile? Only while the new profile still lists it (a new version of its record resolved
         # since the split read it may have let it go).
         if iid in (live_profile(ctx, new) or {}).get("identifiers", []):
-            ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": new,
-                                         "created_at": now_iso()})
+            ctx.identifiers.create_item(_identifier_doc(iid, new))
     elif doc.get("profile_id") == old:
         ctx.identifiers.replace_item({**doc, "profile_id": new}, etag=doc["_etag"])
 
@@ -296,8 +297,7 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed)))):
         if doc is None:
             try:
-                ctx.identifiers.create_item({"id": iid, "type": iid.split(":", 1)[0], "profile_id": profile["id"],
-                                             "created_at": now_iso()})
+                ctx.identifiers.create_item(_identifier_doc(iid, profile["id"]))
                 created.append(iid)
             except ItemExistsError:
                 pass  # claimed meanwhile, as any claim may be
@@ -446,11 +446,16 @@ def _split_target(ctx: Ctx, profile_id: str, key: str) -> tuple[str, dict[str, A
     raise ConcurrencyConflict(f"record split from profile {profile_id} too often")
 
 
+def _split_names(key: str, record_key: str) -> bool:
+    """True when a split naming `record_key` (a full key, or a source's record key) is the split of record `key`."""
+    return key == record_key or key.split("|", 1)[-1] == record_key
+
+
 def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
     """(entry, new profile id, own blocking keys) of a split of this profile whose profile writes are done but
     not the pointers (identifiers, records doc, blocking keys, log); None when there is none."""
     for key in profile.get("never_match", []):
-        if key != record_key and key.split("|", 1)[-1] != record_key:
+        if not _split_names(key, record_key):
             continue
         for attempt in range(MAX_SPLITS_OF_ONE_RECORD):
             new_id = _split_id(profile["id"], key, attempt)
@@ -480,7 +485,7 @@ def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: st
     """The profile a split of this record out of `profile` created, when another worker finished it
     (finish_split_in_flight): the record's doc points there."""
     for key in profile.get("never_match", []):
-        if key == record_key or key.split("|", 1)[-1] == record_key:
+        if _split_names(key, record_key):
             doc = ctx.records.read_item_or_none(key, key)
             if doc is not None and doc.get("profile_id") and _split_done_into(ctx, profile, key, doc["profile_id"]):
                 return doc["profile_id"]
