@@ -142,8 +142,8 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
     records = _all(store, "records")
     seen_docs = set()
     for doc in records:
-        if doc.get("erased_at"):
-            continue  # an erased record's empty doc (shared/privacy.py): no profile holds it
+        if doc.get("erased_at") or doc.get("removed_at"):
+            continue  # an erased or deleted record's tombstone (shared/privacy.py, remove_record): no profile holds it
         seen_docs.add(doc["id"])
         owner = holder.get(doc["id"])
         if owner is None:

@@ -295,7 +295,7 @@ def _final_profile(ctx, key: str, cache: dict[str, str], follow_aliases) -> str:
     """The record's profile after every merge of the run (earlier results may name since-absorbed profiles)."""
     if key not in cache:
         doc = ctx.records.read_item_or_none(key, key)
-        profile, _ = follow_aliases(ctx, doc["profile_id"]) if doc else (None, [])
+        profile, _ = follow_aliases(ctx, doc["profile_id"]) if doc and doc.get("profile_id") else (None, [])
         cache[key] = profile["id"] if profile else ""
     return cache[key]
 

@@ -65,7 +65,7 @@ def _owners(store: Store, profile: dict[str, Any]) -> list[str]:
                       for key in entry.get("records", [])} - set(keys))
     records = store.container("records")
     docs = records.read_items([(key, key) for key in removed]) if removed else []
-    return keys + [key for key, doc in zip(removed, docs) if doc is None or doc.get("erased_at")]
+    return keys + [key for key, doc in zip(removed, docs) if doc is None or not doc.get("profile_id")]
 
 
 def _reviews(store: Store, profile: dict[str, Any], keys: list[str]) -> list[dict[str, Any]]:

@@ -347,7 +347,8 @@ def test_remove_record(store, model):
     assert [r["key"] for r in profile["records"]] == ["pos|1"]
     assert "phone:+447911123456" not in profile["identifiers"] and "email:ann@lee.org" in profile["identifiers"]
     assert find_profile_id(store, "phone", "+447911123456") is None
-    assert store.container("records").read_item_or_none("web|2", "web|2") is None
+    tombstone = store.container("records").read_item_or_none("web|2", "web|2")
+    assert tombstone["profile_id"] is None and tombstone["removed_at"] and set(tombstone) & {"record", "hash"} == set()
     assert remove_record(store, "web", "2") is None  # already gone
     assert remove_record(store, "pos", "1") == a.profile_id
     with pytest.raises(ItemNotFoundError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -369,6 +370,33 @@ def test_incremental_deletes_remove_the_record_from_its_profile(landing):
     assert report["mode"] == "delete" and report["status"] == "completed"
     assert (report["rows_read"], report["deleted"], report["duplicates"]) == (2, 1, 1)
     assert keys() == [f"pos|{key}b"]
+
+
+def test_a_delete_overtaking_its_records_queued_upsert_keeps_it_deleted(landing):
+    """An upserts file is still queued for resolution when a deletes file naming its record lands (deletes are
+    applied as their file is read): the queued message, resolved after the delete, does not bring the record back.
+    A file that lands after the delete does."""
+    from shared.identity.worker import handle_resolve_message
+
+    key, folder = f"Q{landing.run}", "pos/customers/IncrementalData/2024/05/01/10"
+    records = landing.store.container("records")
+
+    def resolve_queued(report: dict) -> dict:
+        q = queue_client(landing.settings.resolve_queue, landing.settings)
+        message, = [m for m in q.peek_messages(max_messages=32) if json.loads(m.content)["ingestion_id"] == report["id"]]
+        return handle_resolve_message(message.content, store=landing.store, settings=landing.settings)
+
+    upserts = landing.land(f"{folder}/Upserts/{landing.run}.csv", (HEADER + row(key)).encode())
+    deletes = landing.land(f"{folder}/Deletes/{landing.run}.csv", f"customer_no\n{key}\n".encode())
+    assert (upserts["messages_sent"], deletes["deleted"]) == (1, 1)
+    assert resolve_queued(upserts) == {"unchanged": 1}
+    tombstone = records.read_item(f"pos|{key}", f"pos|{key}")
+    assert tombstone["profile_id"] is None and tombstone["landed_at"] == deletes["landed_at"]
+
+    time.sleep(1.1)  # a blob's last-modified time counts whole seconds
+    again = landing.land(f"{folder}/Upserts/{landing.run}-again.csv", (HEADER + row(key)).encode())
+    assert again["landed_at"] > deletes["landed_at"] and resolve_queued(again) in ({"created": 1}, {"linked": 1})
+    assert records.read_item(f"pos|{key}", f"pos|{key}")["profile_id"]
 
 
 def test_incremental_upserts_are_ingested(landing):

@@ -34,7 +34,8 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, index_again, move_stranded_aliases, note_holder,
-                          only_given_by, release, release_again, release_identifier, take_out, update_block)
+                          only_given_by, release, release_again, release_identifier, removed_after, take_out,
+                          update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -49,6 +50,7 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", 
 SHAREABLE_TYPES = frozenset({"email", "phone"})
 ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
 STALE_VERSION = "stale: a newer version of this record is resolved already"
+REMOVED = "removed: the record was deleted at its source after this version landed"
 NO_USABLE_FIELD = ("no usable field: needs an email, phone, loyalty or custom id, a family and given name with a "
                    "birth date, address, postcode or city, or one of the names with a birth date and an address or "
                    "postcode")
@@ -252,6 +254,8 @@ class _Work:
         self.record_doc = record_doc = ctx.records.read_item_or_none(self.key, self.key)  # its ETag: see below
         if record_doc is not None and record_doc.get("erased_at"):
             return ResolveResult(self.key, None, "erased", ERASED)
+        if record_doc is not None and removed_after(record_doc, self.landed_at):
+            return ResolveResult(self.key, None, "unchanged", REMOVED)
         if record_doc is not None and self._older_than(record_doc):
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.

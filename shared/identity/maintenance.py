@@ -211,23 +211,53 @@ def update_block(ctx: Ctx, key: str, remove: str | None, add: str | None) -> Non
     raise ConcurrencyConflict("could not update blocking key")
 
 
-def remove_record(store: Store, source: str, record_key: str, *, settings: Settings | None = None) -> str | None:
+def remove_record(store: Store, source: str, record_key: str, *, settings: Settings | None = None,
+                  landed_at: str | None = None) -> str | None:
     """Take a deleted source record out of its profile; returns the profile id it was in (None if unknown).
 
     The profile keeps its other records; identifiers and blocking keys only this record gave are released.
     A profile left with no records is deleted (its aliases then resolve to nothing: the person is gone).
+    The record's doc is kept as a tombstone (`removed_at`, `landed_at`): a version of the record that landed no
+    later than the delete (a queued message resolved after it, a redelivery, a replay) is not resolved again.
+    `landed_at`: when the delete landed (its file's utc_text time); now when not given. A delete that landed
+    before the version the store holds changes nothing.
     """
     ctx = Ctx(store, settings)
     key = f"{source}|{record_key}"
-    return with_retries(ctx, lambda: _remove_once(ctx, key))
+    return with_retries(ctx, lambda: _remove_once(ctx, key, landed_at or now_iso()))
 
 
-def _remove_once(ctx: Ctx, key: str) -> str | None:
+def removed_after(record_doc: dict[str, Any], landed_at: str | None) -> bool:
+    """True when the records doc is the tombstone of a delete that landed no earlier than a version of the record
+    that landed at `landed_at` (a tie goes to the delete). A version that says nothing of when it landed (a real-time
+    event, `ucp resolve`) came after the delete."""
+    removed = record_doc.get("removed_at") and record_doc.get("landed_at")
+    return bool(removed and landed_at and removed >= landed_at)
+
+
+def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     source_iid = source_identifier(key)
     record_doc = ctx.records.read_item_or_none(key, key)
-    pointer = record_doc or ctx.identifiers.read_item_or_none(source_iid, source_iid)
-    if pointer is None or pointer.get("erased_at"):
-        return None  # unknown, or erased on request (its empty records doc stays: see shared/privacy.py)
+    source_doc = ctx.identifiers.read_item_or_none(source_iid, source_iid)
+    if record_doc is not None and record_doc.get("erased_at"):
+        return None  # erased on request (its empty records doc stays: see shared/privacy.py)
+    if record_doc is not None and record_doc.get("removed_at"):  # removed already
+        if record_doc["landed_at"] < landed_at:  # a later delete: versions that landed before it do not count
+            ctx.records.replace_item({**record_doc, "landed_at": landed_at}, etag=record_doc["_etag"])
+        _delete_source_doc(ctx, source_doc)  # left by a removal that died after its tombstone
+        return None
+    if record_doc is not None and (record_doc.get("landed_at") or "") > landed_at:
+        log.info("a delete that landed before the record's stored version changes nothing")
+        return None
+    if record_doc is not None and (source_doc or {}).get("content_hash") != record_doc.get("content_hash"):
+        # A version of the record is being resolved (its doc is written before its commit): the removal waits for
+        # it, so it takes the record out of where that version puts it. A worker that died leaves it to the retry
+        # of its message (with_retries, then the delete's own retries).
+        raise ConcurrencyConflict("a version of the record is being resolved")
+    pointer = record_doc or source_doc
+    if pointer is None:
+        _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
+        return None
     profile = live_profile(ctx, pointer["profile_id"])
     if profile is not None and not any(r["key"] == key for r in profile["records"]) and finish_split_in_flight(
             ctx, profile, key):
@@ -249,13 +279,32 @@ def _remove_once(ctx: Ctx, key: str) -> str | None:
                 for entry in list(ctx.merges.query_items(partition_key=partition)):
                     ctx.merges.delete_item(entry["id"], partition)
     profile_id = profile["id"] if profile else pointer["profile_id"]
-    release_identifier(ctx, source_iid, {profile_id})
-    if record_doc is not None:
-        # Under the ETag read: a new version of the record resolved meanwhile put it back in a profile, so the
-        # removal starts again and takes it out there.
-        ctx.records.delete_item(key, key, etag=record_doc["_etag"])
+    # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
+    # starts again and takes it out there. The tombstone first: a records doc without its source identifier would
+    # be a version being resolved, which a retry of the removal waits for.
+    _write_tombstone(ctx, key, record_doc, landed_at)
+    _delete_source_doc(ctx, source_doc)
     log.info("removed record from profile %s", profile_id)
     return profile_id
+
+
+def _delete_source_doc(ctx: Ctx, source_doc: dict[str, Any] | None) -> None:
+    """Delete the removed record's source identifier as read (only that record gives it: no holder to hand it to).
+    412: repointed by a merge meanwhile, so the removal starts again and finds it beside its tombstone."""
+    if source_doc is not None:
+        try:
+            ctx.identifiers.delete_item(source_doc["id"], source_doc["id"], etag=source_doc["_etag"])
+        except ItemNotFoundError:
+            pass  # deleted by a concurrent removal
+
+
+def _write_tombstone(ctx: Ctx, key: str, record_doc: dict[str, Any] | None, landed_at: str) -> None:
+    """The records doc of a record deleted at its source: its key and when, nothing of its content."""
+    body = {"id": key, "profile_id": None, "removed_at": now_iso(), "landed_at": landed_at}
+    if record_doc is None:
+        ctx.records.create_item(body)  # 409 when a version was written meanwhile: the removal starts again
+    else:
+        ctx.records.replace_item(body, etag=record_doc["_etag"])
 
 
 def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
@@ -519,7 +568,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
     move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
-    if record_doc is not None:
+    if record_doc is not None and record_doc.get("profile_id"):  # not the tombstone of a removal that finished it
         ctx.records.replace_item({**record_doc, "profile_id": new_id})
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
     # Last: the new one's entry tells a retry the split is complete (_split_logged; not the records doc, which a

@@ -104,7 +104,7 @@ def _holder(ctx: Ctx, profile_id: str, key: str, find) -> dict[str, Any] | None:
     profile = find(profile_id)
     if profile is None or not any(r["key"] == key for r in profile.get("records", [])):
         record_doc = ctx.records.read_item_or_none(key, key)
-        if record_doc is None or record_doc.get("erased_at"):
+        if record_doc is None or not record_doc.get("profile_id"):  # gone, or erased or removed (a tombstone)
             return None
         profile = find(record_doc["profile_id"])
     return profile if profile is not None and any(r["key"] == key for r in profile.get("records", [])) else None

@@ -106,7 +106,7 @@ def split_blob_path(path: str, settings) -> tuple[str, str]:
     return container, name
 
 
-def _delete_record(store: Store, settings):
+def _delete_record(store: Store, settings, landed_at: str | None = None):
     try:
         from ..identity import remove_record
     except ImportError:
@@ -116,7 +116,7 @@ def _delete_record(store: Store, settings):
         if remove_record is None:
             raise FileError("deletes_unavailable", "identity resolution (shared.identity.remove_record) is not "
                                                    "installed: deletes cannot be applied; replay the file later")
-        return remove_record(store, source, record_key, settings=settings)
+        return remove_record(store, source, record_key, settings=settings, landed_at=landed_at)
 
     return delete
 
@@ -224,7 +224,7 @@ def _run(client, name: str, etag: str, report: dict[str, Any], settings, store: 
     quarantine = BlobQuarantine(settings, report["id"])
     outputs = Outputs(quarantine=quarantine)
     if layout.mode == "delete":
-        outputs.delete_record = _delete_record(store, settings)
+        outputs.delete_record = _delete_record(store, settings, report.get("landed_at"))
         outputs.delete_activity = _delete_activity(store)
     elif layout.entity == "customers":
         outputs.customers = QueueFanout(settings, report["id"], report.get("landed_at"))
