@@ -383,7 +383,8 @@ def test_a_record_removed_while_it_is_split_out_ends_removed(store):
     racing = _before_the_splits_pointers(store, lambda: remove_record(store, "pos", "1", settings=SETTINGS))
     new_id = split_record(racing, ann, "pos|1", settings=SETTINGS)
     assert racing.intercepted and new_id != ann
-    assert holders(store, "pos|1") == [] and store.container("records").read_item_or_none("pos|1", "pos|1")["removed_at"]
+    assert holders(store, "pos|1") == []
+    assert store.container("records").read_item_or_none("pos|1", "pos|1")["removed_at"]
     assert find_profile_id(store, "phone", "+447911123456") is None
     assert violations(store) == {}
 

@@ -383,7 +383,8 @@ def test_a_delete_overtaking_its_records_queued_upsert_keeps_it_deleted(landing)
 
     def resolve_queued(report: dict) -> dict:
         q = queue_client(landing.settings.resolve_queue, landing.settings)
-        message, = [m for m in q.peek_messages(max_messages=32) if json.loads(m.content)["ingestion_id"] == report["id"]]
+        message, = [m for m in q.peek_messages(max_messages=32)
+                    if json.loads(m.content)["ingestion_id"] == report["id"]]
         return handle_resolve_message(message.content, store=landing.store, settings=landing.settings)
 
     upserts = landing.land(f"{folder}/Upserts/{landing.run}.csv", (HEADER + row(key)).encode())
