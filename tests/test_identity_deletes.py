@@ -109,7 +109,8 @@ def test_a_delete_after_a_worker_died_mid_resolution_goes_through_once_the_redel
 def test_a_removal_dying_after_its_tombstone_is_finished_by_its_retry(store):
     created = resolver(store).resolve(rec("crm", "7", **ANN), landed_at=MORNING)
     resolver(store).resolve(rec("web", "2", **ANN))  # Ann's profile stays with her other record
-    dying = crashing(store, "identifiers", "delete_item", when=lambda item_id, *args, **kwargs: item_id == "source:crm|7")
+    dying = crashing(store, "identifiers", "delete_item",
+                     when=lambda item_id, *args, **kwargs: item_id == "source:crm|7")
     with pytest.raises(Died):
         remove_record(dying, "crm", "7", settings=SETTINGS, landed_at=NOON)
     assert remove_record(store, "crm", "7", settings=SETTINGS, landed_at=NOON) is None  # removed already
