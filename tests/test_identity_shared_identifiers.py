@@ -310,3 +310,30 @@ def test_ucp_index_holders_upgrades_the_configured_store(app_env, cosmos_store, 
     assert json.loads(capsys.readouterr().out) == {"profiles": 3, "given_elsewhere": 2, "claimed": 1}
     assert phone_doc(cosmos_store)["holders"] == [bob]
     assert_consistent(cosmos_store)
+
+
+@pytest.mark.parametrize("meanwhile", ["split", "removal"])
+def test_a_record_linked_after_its_value_moved_on_leaves_it_where_it_went(store, meanwhile):
+    """Ann's web record alone gives her profile the home phone, which Bob's record gives too. A new record of Ann's
+    with the phone reads the index (the phone leads to Ann), then, before it reads her profile, the web record is
+    split out (taking the phone along) or deleted (handing it to Bob). The new record joins Ann by her email. It used
+    to trust its first read and list the phone on Ann's profile while the phone led elsewhere; now it claims it,
+    finds it held, and Ann is one of its holders."""
+    ann, _ = resolve(store, person("pos", "1", "Ann", email="ann@lee.org"),
+                     person("web", "2", "Ann", email="ann@lee.org", phone=HOME))
+    bob, = resolve(store, person("pos", "4", "Bob", phone=HOME, email="bob@lee.org"))
+    moved = []
+
+    def move_the_phone():
+        if meanwhile == "split":
+            moved.append(split_record(store, ann, "web|2", settings=SETTINGS))
+        else:
+            remove_record(store, "web", "2", settings=SETTINGS)
+            moved.append(bob)
+
+    racing = hooked(store, "profiles", "read_item_or_none", hook=move_the_phone)
+    linked, = resolve(racing, person("crm", "3", "Ann", email="ann@lee.org", phone=HOME))
+    assert racing.intercepted and linked == ann
+    assert find_profile_id(store, "phone", HOME) == moved[0] and ann in phone_doc(store)["holders"]
+    assert PHONE_ID not in get_profile(store, ann)["identifiers"]
+    assert_consistent(store)

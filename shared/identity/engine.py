@@ -773,6 +773,11 @@ class _Work:
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
             # its claim and died before taking it off again.
             dropped = self.lost | released if released else self.lost
+            listed = target.get("identifiers", ())
+            for iid in [iid for iid in claims if iid in self.owner and iid not in listed]:
+                # Read as leading here, yet no longer listed: moved since (a split took it along, a removal handed
+                # it on). Claimed as a new one, so _claim settles it with the profile that holds it now.
+                del self.owner[iid]
             identifiers = sorted((set(target.get("identifiers", [])) - dropped) | {self.source_iid, *claims})
             if old is not None and not changed and identifiers == target.get("identifiers"):
                 return self._index_shared(target, replaced)
