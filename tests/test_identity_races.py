@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.identity import get_profile, split_record
+from shared.identity import get_profile, remove_record, split_record
 from shared.identity.maintenance import _split_id
+from shared.store import ItemNotFoundError
 
 from .store_faults import Died, InterceptingStore
 from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
@@ -434,3 +435,61 @@ def test_a_record_linked_to_the_old_profile_while_a_split_moves_a_value_they_sha
     doc = store.container("identifiers").read_item("phone:+447911123456", "phone:+447911123456")
     assert doc["holders"] == [ann]
     assert violations(store) == {}
+
+
+def test_a_record_removed_as_its_split_repoints_its_doc_ends_removed(store):
+    """The removal finishes the split in flight and takes the record out (its doc a tombstone) between the split's
+    read of the record's doc and its write: the split writes under the ETag it read, and finds the record gone
+    (404), instead of writing the doc back over the tombstone, naming the deleted profile."""
+    ann = _ann_with_two_records(store)
+    racing = InterceptingStore(store, "records", "replace_item", before=lambda: remove_record(
+        store, "pos", "1", settings=SETTINGS))
+    with pytest.raises(ItemNotFoundError):
+        split_record(racing, ann, "pos|1", settings=SETTINGS)
+    assert racing.intercepted and holders(store, "pos|1") == []
+    assert store.container("records").read_item_or_none("pos|1", "pos|1")["removed_at"]
+    assert violations(store) == {}
+
+
+# --- a split and an erase of the same person at the same moment ------------------------------------------------
+
+def _erased_with_nothing_left(store, ann):
+    from shared.identity import find_profile_id
+
+    assert live_records(store) == {}  # the split's new profile, a copy of an erased record, went too
+    assert store.container("profiles").read_item(ann, ann)["doc_type"] == "erased"
+    assert all(store.container("records").read_item(key, key)["erased_at"] for key in ("pos|1", "web|5"))
+    assert find_profile_id(store, "email", "ann.lee@shopmail.net") is None
+    assert violations(store) == {}
+
+
+def test_an_erase_running_between_a_splits_two_profile_writes_takes_the_split_record_too(store):
+    """The split has created the record's new profile, not yet written the old one without it, when the person is
+    erased (the record with them: their profile held it). The split's new profile is deleted, not left holding it."""
+    from shared.privacy import erase_profile
+
+    ann = _ann_with_two_records(store)
+    racing = InterceptingStore(store, "profiles", "replace_item", before=lambda: erase_profile(
+        store, get_profile(store, ann)))
+    with pytest.raises(ItemNotFoundError):
+        split_record(racing, ann, "web|5", settings=SETTINGS)
+    assert racing.intercepted
+    _erased_with_nothing_left(store, ann)
+
+
+def test_a_split_asked_for_while_the_person_is_being_erased_is_refused(store):
+    """The erase has read the profile and is releasing its identifiers when a split of one of its records comes: it
+    is refused (409), so the record is not moved beyond the erase's reach with its doc erased."""
+    from shared.privacy import erase_profile
+
+    ann = _ann_with_two_records(store)
+    refused = []
+
+    def split():
+        with pytest.raises(ValueError, match="being erased") as err:
+            split_record(store, ann, "web|5", settings=SETTINGS)
+        refused.append(err)
+
+    erase_profile(InterceptingStore(store, "identifiers", "delete_item", before=split), get_profile(store, ann))
+    assert len(refused) == 1
+    _erased_with_nothing_left(store, ann)

@@ -392,6 +392,8 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         if finished is not None:
             return finished
         raise ItemNotFoundError(f"record {record_key!r} is not in profile {profile['id']}")
+    if profile.get("erasing_at"):
+        raise ValueError(BEING_ERASED)
     key = entry["key"]
     remaining = [r for r in profile["records"] if r["key"] != key]
     if not remaining:
@@ -447,12 +449,27 @@ def _after_lost_split(ctx: Ctx, profile_id: str, entry: dict[str, Any], new_id: 
     if current is not None and _split_done_into(ctx, current, entry["key"], new_id):
         others = {k for r in current["records"] for k in r.get("blocking_keys", [])}
         return _finish_split(ctx, current, entry, new_id, set(entry.get("blocking_keys", [])) - others)
+    if _erased_with_its_person(ctx, current, entry["key"]):
+        # The profile this split created holds a copy of an erased record, and nothing leads to it yet: it goes,
+        # whoever wrote it last (the erase itself redacts profiles that name the person).
+        ctx.profiles.delete_item(new_id, new_id)
+        if current is None:
+            raise ItemNotFoundError(f"profile {profile_id} was erased")
+        raise ValueError(BEING_ERASED)
     if created is not None:
         try:
             ctx.profiles.delete_item(new_id, new_id, etag=created["_etag"])
         except PreconditionFailedError:
             raise ConcurrencyConflict("a concurrent split of the record took over its new profile") from None
     raise ConcurrencyConflict(f"profile {profile_id} changed during the split")
+
+
+def _erased_with_its_person(ctx: Ctx, current: dict[str, Any] | None, key: str) -> bool:
+    """True when the split's record is being erased with the person of the profile it was split from (marked
+    erasing when the split read it, the profile still holds the record), or was (its records doc says so)."""
+    if current is not None:
+        return bool(current.get("erasing_at")) and any(r["key"] == key for r in current["records"])
+    return bool((ctx.records.read_item_or_none(key, key) or {}).get("erased_at"))
 
 
 def _split_done_into(ctx: Ctx, profile: dict[str, Any], key: str, new_id: str) -> bool:
@@ -569,7 +586,8 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
     if record_doc is not None and record_doc.get("profile_id"):  # not the tombstone of a removal that finished it
-        ctx.records.replace_item({**record_doc, "profile_id": new_id})
+        # Under its ETag: a removal that finished the split meanwhile leaves a tombstone (the split starts again).
+        ctx.records.replace_item({**record_doc, "profile_id": new_id}, etag=record_doc["_etag"])
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
     # Last: the new one's entry tells a retry the split is complete (_split_logged; not the records doc, which a
     # new version of the record resolved in the new profile meanwhile writes too).
@@ -588,6 +606,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
 
 
 MAX_SPLITS_OF_ONE_RECORD = 20
+BEING_ERASED = "the profile's person is being erased on request: nothing is split out of it"
 ID_FOLLOWED = "id_followed_record"  # the merge-log reason of an id that came to a profile with its record
 RECORD_REMOVED = "record_removed"  # the merge-log reason of a record deleted at its source
 
