@@ -117,3 +117,17 @@ def test_a_removal_dying_after_its_tombstone_is_finished_by_its_retry(store):
     assert store.container("identifiers").read_item_or_none("source:crm|7", "source:crm|7") is None
     assert [r["key"] for r in get_profile(store, created.profile_id)["records"]] == ["web|2"]
     assert violations(store) == {}
+
+
+def test_the_same_content_arriving_again_after_a_removal_died_past_its_tombstone_is_resolved_again(store):
+    """The removal died before deleting the source identifier, which still holds the content hash: the same content
+    arriving later (here, with no landing time) is resolved as a new arrival, not answered as done already."""
+    created = resolver(store).resolve(rec("crm", "7", **ANN), landed_at=MORNING)
+    resolver(store).resolve(rec("web", "2", **ANN))
+    dying = crashing(store, "identifiers", "delete_item",
+                     when=lambda item_id, *args, **kwargs: item_id == "source:crm|7")
+    with pytest.raises(Died):
+        remove_record(dying, "crm", "7", settings=SETTINGS, landed_at=NOON)
+    again = resolver(store).resolve(rec("crm", "7", **ANN))
+    assert (again.action, again.profile_id) == ("linked", created.profile_id)
+    assert holders(store, "crm|7") == [created.profile_id] and violations(store) == {}
