@@ -493,3 +493,43 @@ def test_a_split_asked_for_while_the_person_is_being_erased_is_refused(store):
     erase_profile(InterceptingStore(store, "identifiers", "delete_item", before=split), get_profile(store, ann))
     assert len(refused) == 1
     _erased_with_nothing_left(store, ann)
+
+
+def _ann_with_one_card(store):
+    return resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", loyalty_id="L1", **ANN_LEE),
+                   rec("web", "2", email="ann.lee@shopmail.net", loyalty_id="L1", **ANN_LEE))[0].profile_id
+
+
+def _with_a_second_card(store):
+    """A new version of pos|1 with another loyalty card: merge protection takes it out of Ann's profile."""
+    return resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", loyalty_id="L7", **ANN_LEE))[0]
+
+
+def test_a_record_changing_to_leave_its_profile_while_its_person_is_erased_is_erased_with_them(store):
+    """The erase has marked the profile and is deleting its identifiers when a new version of one of its records
+    would take that record out of it: the record stays, and the erase's next pass erases it, instead of it living
+    on in a profile of its own with its doc erased."""
+    from shared.privacy import erase_profile
+
+    ann = _ann_with_one_card(store)
+    results = []
+    erase_profile(InterceptingStore(store, "identifiers", "delete_item", before=lambda: results.append(
+        _with_a_second_card(store))), get_profile(store, ann))
+    assert results[0].profile_id == ann  # it stayed
+    assert live_records(store) == {} and store.container("records").read_item("pos|1", "pos|1")["erased_at"]
+    assert violations(store) == {}
+
+
+def test_a_record_that_left_its_profile_just_before_its_person_was_erased_ends_in_one_profile(store):
+    """The new version took the record out of Ann's profile (which keeps web|2); before it reads that profile again
+    to resolve the record afresh, the person is erased. The attempt that follows finds the record's doc naming the
+    profile an earlier attempt founded and goes on there, instead of founding a second one."""
+    from shared.privacy import erase_profile
+
+    ann = _ann_with_one_card(store)
+    racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=2, before=lambda: erase_profile(
+        store, get_profile(store, ann)))
+    moved = _with_a_second_card(racing)
+    assert racing.intercepted and moved.profile_id != ann
+    assert live_records(store) == {moved.profile_id: ["pos|1"]}
+    assert violations(store) == {}

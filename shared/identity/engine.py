@@ -284,9 +284,9 @@ class _Work:
                 if finish_split_in_flight(ctx, prior, self.key):
                     raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
-                if record_doc is not None:  # and an attempt that died placed it in a profile already: go on there
-                    prior = self._held_by(record_doc, profiles)
-        elif record_doc is not None:
+        if prior is None and record_doc is not None:
+            # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
+            # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
@@ -299,7 +299,9 @@ class _Work:
                 continue
             self.owner[iid] = profile["id"]
             candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
-        if source_doc is not None and prior is not None and self._should_leave(prior):
+        # Not out of a profile being erased (privacy.erase_profile marks it first): the record would leave the erase's
+        # reach with its doc erased. It stays, and is erased with the person.
+        if source_doc is not None and prior is not None and not prior.get("erasing_at") and self._should_leave(prior):
             return self._leave(prior)
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)

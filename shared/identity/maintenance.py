@@ -249,7 +249,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if record_doc is not None and (record_doc.get("landed_at") or "") > landed_at:
         log.info("a delete that landed before the record's stored version changes nothing")
         return None
-    if record_doc is not None and (source_doc or {}).get("content_hash") != record_doc.get("content_hash"):
+    if (record_doc or {}).get("content_hash") and (source_doc or {}).get("content_hash") != record_doc["content_hash"]:
         # A version of the record is being resolved (its doc is written before its commit): the removal waits for
         # it, so it takes the record out of where that version puts it. A worker that died leaves it to the retry
         # of its message (with_retries, then the delete's own retries).
