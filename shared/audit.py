@@ -26,7 +26,8 @@ Checks (name: what must hold):
   least (a link with no one left is deleted).
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
-  is left pending.
+  is left pending. unfinished_split: no profile is marked by a split that did not take its record out (cut off:
+  calling the split again, a new version or a removal of the record finishes it).
 - blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only;
   profile_blocking_unindexed: every blocking key a profile's records give finds the profile (or is capped).
 """
@@ -136,6 +137,8 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
             holder[key] = pid
         if p.get("pending_merge") or p.get("merging"):
             findings.fail("unfinished_merge", pid)
+        if p.get("splitting"):
+            findings.fail("unfinished_split", pid)
         if not keys:
             findings.fail("profile_without_records", pid)
 

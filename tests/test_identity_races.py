@@ -533,3 +533,37 @@ def test_a_record_that_left_its_profile_just_before_its_person_was_erased_ends_i
     assert racing.intercepted and moved.profile_id != ann
     assert live_records(store) == {moved.profile_id: ["pos|1"]}
     assert violations(store) == {}
+
+
+# --- a split cut off between its two profile writes, then the record changes, is deleted or its person erased ------
+
+def _split_cut_off_before_taking_the_record_out(store):
+    """Ann's profile keeps pos|1; the split has created web|5's new profile and dies before writing Ann's."""
+    ann = _ann_with_two_records(store)
+    dying = InterceptingStore(store, "profiles", "replace_item", nth=2)  # the first writes the mark
+    with pytest.raises(Died):
+        split_record(dying, ann, "web|5", settings=SETTINGS)
+    assert live_records(store)[ann] == ["pos|1", "web|5"] and len(live_records(store)) == 2
+    assert "unfinished_split" in violations(store)  # what `ucp audit` reports until someone finishes it
+    return ann
+
+
+def test_a_split_cut_off_is_carried_out_by_a_new_version_of_its_record(store):
+    ann = _split_cut_off_before_taking_the_record_out(store)
+    changed = resolve(store, rec("web", "5", email="ann.lee@shopmail.net", city="Leeds", **ANN_LEE))[0]
+    assert changed.profile_id != ann and live_records(store) == {ann: ["pos|1"], changed.profile_id: ["web|5"]}
+    assert violations(store) == {}
+
+
+def test_a_split_cut_off_is_carried_out_before_its_record_is_removed(store):
+    ann = _split_cut_off_before_taking_the_record_out(store)
+    assert remove_record(store, "web", "5", settings=SETTINGS) != ann
+    assert live_records(store) == {ann: ["pos|1"]} and violations(store) == {}
+
+
+def test_an_erase_gives_up_a_split_cut_off_in_its_profile(store):
+    from shared.privacy import erase_profile
+
+    ann = _split_cut_off_before_taking_the_record_out(store)
+    erase_profile(store, get_profile(store, ann))
+    _erased_with_nothing_left(store, ann)

@@ -288,6 +288,8 @@ class _Work:
             # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
             # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
+        if prior is not None and prior.get("splitting") and finish_split_in_flight(ctx, prior, self.key):
+            raise ConcurrencyConflict("the record was being split out of its profile")
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
             doc = id_docs[iid]

@@ -259,8 +259,8 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
         return None
     profile = live_profile(ctx, pointer["profile_id"])
-    if profile is not None and not any(r["key"] == key for r in profile["records"]) and finish_split_in_flight(
-            ctx, profile, key):
+    if profile is not None and (profile.get("splitting") or not any(r["key"] == key for r in profile["records"])) and (
+            finish_split_in_flight(ctx, profile, key)):
         raise ConcurrencyConflict("the record was being split out of the profile its pointers name")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
@@ -403,15 +403,24 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     # that stayed with the household member it names) is not the record's to take along.
     own_ids &= set(profile.get("identifiers", []))
     new_id, new = _split_target(ctx, profile["id"], key)
+    marker = {"key": key, "into": new_id}
+    if profile.get("splitting") not in (None, marker):  # another record's split, cut off: carried out first
+        finish_split_in_flight(ctx, profile, profile["splitting"]["key"])
+        raise ConcurrencyConflict("another split of the profile was in flight")
+    if profile.get("splitting") is None:
+        # Marked first (one write): a split cut off before its profile writes are both done is found by whoever
+        # reads the profile next (finish_split_in_flight), instead of leaving its new profile holding a copy.
+        profile = ctx.profiles.replace_item({**profile, "splitting": marker}, etag=profile["_etag"])
     if new is None:
         created = ctx.profiles.create_item(_split_profile(ctx, new_id, profile, entry, own_ids))
     else:  # an earlier attempt, or a concurrent split of the same record, created it
         created = None
         _adopt(ctx, new)
     never = sorted(set(profile.get("never_match", [])) | {key, new_id})
+    body = _without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never)
+    del body["splitting"]
     try:
-        profile = ctx.profiles.replace_item(
-            _without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never), etag=profile["_etag"])
+        profile = ctx.profiles.replace_item(body, etag=profile["_etag"])
     except PreconditionFailedError:
         return _after_lost_split(ctx, profile["id"], entry, new_id, created)
     return _finish_split(ctx, profile, entry, new_id, own_keys)
@@ -537,14 +546,34 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
 
 
 def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str) -> bool:
-    """Whoever finds a record gone from the profile its pointers name (a removal, a new version of the record)
-    first finishes a split of it out of that profile whose pointers are not moved yet (its worker is moving them,
-    or died doing so), as a reader finishes a merge in flight (merge.live_profile). True if there was one: the
-    caller starts again from fresh reads."""
+    """Whoever meets a split of a record in flight (a removal, a new version of the record) finishes it first, as a
+    reader finishes a merge in flight (merge.live_profile): one cut off before taking the record out of the profile
+    (the profile marks it: `splitting`), or one whose pointers are not moved yet (its worker is moving them, or died
+    doing so). True if there was one: the caller starts again from fresh reads."""
+    if (profile.get("splitting") or {}).get("key") == key and any(r["key"] == key for r in profile["records"]):
+        try:
+            _split_once(ctx, profile["id"], key)  # asked for, and cut off: carried out
+        except ValueError:  # no longer possible: the profile's only record now, or its person is being erased
+            abandon_split(ctx, profile["id"])
+        return True
     resumed = _split_in_flight(ctx, profile, key)
     if resumed is not None:
         _finish_split(ctx, profile, *resumed)
     return resumed is not None
+
+
+def abandon_split(ctx: Ctx, profile_id: str) -> None:
+    """Give up a split cut off before it took its record out of the profile: the profile it created (a copy of the
+    record nothing leads to yet) is deleted, then the profile's mark."""
+    profile = live_profile(ctx, profile_id)
+    marker = (profile or {}).get("splitting")
+    if not marker:
+        return
+    new = ctx.read_profile(marker["into"])
+    if new is not None and new.get("doc_type") == "profile" and [r["key"] for r in new["records"]] == [marker["key"]]:
+        ctx.profiles.delete_item(new["id"], new["id"], etag=new["_etag"])
+    _update_profile(ctx, profile["id"], lambda doc: {k: v for k, v in doc.items() if k != "splitting"} if (
+        doc.get("splitting") == marker) else None)
 
 
 def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: str) -> str | None:
