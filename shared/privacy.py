@@ -25,7 +25,8 @@ from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner
 from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
-from .identity.maintenance import RECORD_REMOVED, abandon_split, forget_holders, release_identifier, update_block
+from .identity.maintenance import (RECORD_REMOVED, abandon_split, finish_splits_out_of, forget_holders,
+                                   release_identifier, update_block)
 from .identity.merge import live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
 
@@ -154,6 +155,8 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
                 continue
         if current.get("splitting"):  # a split cut off before it took its record out: its copy goes
             abandon_split(ctx, current["id"])
+            continue
+        if finish_splits_out_of(ctx, current):  # one cut off after: its record is another profile's now
             continue
         _erase_contents(store, ctx, current, counts)
         at = _now()

@@ -567,3 +567,36 @@ def test_an_erase_gives_up_a_split_cut_off_in_its_profile(store):
     ann = _split_cut_off_before_taking_the_record_out(store)
     erase_profile(store, get_profile(store, ann))
     _erased_with_nothing_left(store, ann)
+
+
+def _split_cut_off_moving_its_pointers(store):
+    """Both profiles are written (web|5 is in its own); the split dies moving the record's pointers (the loyalty
+    card's moved, the records doc not)."""
+    ann = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", phone="+447911123456", **ANN_LEE),
+                  rec("web", "5", email="ann.lee@shopmail.net", loyalty_id="L1", **ANN_LEE))[0].profile_id
+    dying = InterceptingStore(store, "records", "replace_item")
+    with pytest.raises(Died):
+        split_record(dying, ann, "web|5", settings=SETTINGS)
+    return ann
+
+
+def test_a_split_cut_off_moving_its_pointers_is_finished_by_its_retry_after_a_record_joined_its_new_profile(store):
+    """A record of the person joins the new profile through the pointer moved already (the loyalty card). The split's
+    retry used to find the new profile holding two records, not take it for its own, and answer 404 for good."""
+    ann = _split_cut_off_moving_its_pointers(store)
+    joined = resolve(store, rec("crm", "9", loyalty_id="L1", **ANN_LEE))[0].profile_id
+    assert split_record(store, ann, "web|5", settings=SETTINGS) == joined
+    assert live_records(store) == {ann: ["pos|1"], joined: ["crm|9", "web|5"]} and violations(store) == {}
+
+
+def test_an_erase_finishes_a_split_cut_off_moving_its_pointers_first(store):
+    """The record left the profile before the erase: it is not erased, and its pointers move to its own profile
+    instead of naming the erased one (after which the split had no way to finish)."""
+    from shared.privacy import erase_profile
+
+    ann = _split_cut_off_moving_its_pointers(store)
+    new_id = next(pid for pid in live_records(store) if pid != ann)
+    erase_profile(store, get_profile(store, ann))
+    assert live_records(store) == {new_id: ["web|5"]}
+    assert store.container("records").read_item("web|5", "web|5")["profile_id"] == new_id
+    assert violations(store) == {}

@@ -482,11 +482,12 @@ def _erased_with_its_person(ctx: Ctx, current: dict[str, Any] | None, key: str) 
 
 
 def _split_done_into(ctx: Ctx, profile: dict[str, Any], key: str, new_id: str) -> bool:
-    """True when the record left the profile by a split into new_id, which holds it alone."""
+    """True when the record left the profile by a split into new_id, which holds it (once its pointers moved,
+    records of the same person may have joined it there)."""
     if new_id not in profile.get("never_match", []) or any(r["key"] == key for r in profile["records"]):
         return False
     new = ctx.read_profile(new_id)
-    return new is not None and new.get("doc_type") == "profile" and [r["key"] for r in new["records"]] == [key]
+    return new is not None and new.get("doc_type") == "profile" and any(r["key"] == key for r in new["records"])
 
 
 def _entry_named(profile: dict[str, Any], record_key: str) -> dict[str, Any] | None:
@@ -537,11 +538,12 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
             new = ctx.read_profile(new_id)
             if new is None:
                 break
-            entries = new.get("records", [])
-            if new.get("doc_type") == "profile" and [r["key"] for r in entries] == [key] and new_id in profile[
+            # It may hold records of the person that joined it through the pointers moved already.
+            entry = next((r for r in new.get("records", []) if r["key"] == key), None)
+            if new.get("doc_type") == "profile" and entry is not None and new_id in profile[
                     "never_match"] and not _split_logged(ctx, profile["id"], key, new_id):
                 others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
-                return entries[0], new_id, set(entries[0].get("blocking_keys", [])) - others
+                return entry, new_id, set(entry.get("blocking_keys", [])) - others
     return None
 
 
@@ -560,6 +562,16 @@ def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str) -> bool:
     if resumed is not None:
         _finish_split(ctx, profile, *resumed)
     return resumed is not None
+
+
+def finish_splits_out_of(ctx: Ctx, profile: dict[str, Any]) -> bool:
+    """Finish every split out of the profile whose pointers are not all moved (before an erase of its person, which
+    would leave them naming the erased profile, and the split no way to finish). True if there was one."""
+    resumed = [found for key in profile.get("never_match", []) if "|" in key  # record keys, not profile ids
+               for found in [_split_in_flight(ctx, profile, key)] if found is not None]
+    for entry, new_id, own_keys in resumed:
+        _finish_split(ctx, profile, entry, new_id, own_keys)
+    return bool(resumed)
 
 
 def abandon_split(ctx: Ctx, profile_id: str) -> None:
