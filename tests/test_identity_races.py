@@ -600,3 +600,24 @@ def test_an_erase_finishes_a_split_cut_off_moving_its_pointers_first(store):
     assert live_records(store) == {new_id: ["web|5"]}
     assert store.container("records").read_item("web|5", "web|5")["profile_id"] == new_id
     assert violations(store) == {}
+
+
+def test_a_record_removed_while_its_split_is_marked_ends_removed_with_no_copy(store):
+    """The split has marked the profile, not yet created the new one, when the record is deleted: the removal gives
+    the split up (it would otherwise carry it out, then delete the new profile with the record, which the running
+    split would create again) and the split answers 404."""
+    ann = _ann_with_two_records(store)
+    racing = InterceptingStore(store, "profiles", "create_item", before=lambda: remove_record(
+        store, "web", "5", settings=SETTINGS))
+    with pytest.raises(ItemNotFoundError):
+        split_record(racing, ann, "web|5", settings=SETTINGS)
+    assert racing.intercepted and live_records(store) == {ann: ["pos|1"]} and violations(store) == {}
+
+
+def test_a_split_left_with_the_profiles_only_record_meanwhile_leaves_no_mark(store):
+    ann = _ann_with_two_records(store)
+    racing = InterceptingStore(store, "profiles", "create_item", before=lambda: remove_record(
+        store, "pos", "1", settings=SETTINGS))
+    with pytest.raises(ValueError, match="only record"):
+        split_record(racing, ann, "web|5", settings=SETTINGS)
+    assert live_records(store) == {ann: ["web|5"]} and violations(store) == {}  # no unfinished_split

@@ -260,7 +260,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         return None
     profile = live_profile(ctx, pointer["profile_id"])
     if profile is not None and (profile.get("splitting") or not any(r["key"] == key for r in profile["records"])) and (
-            finish_split_in_flight(ctx, profile, key)):
+            finish_split_in_flight(ctx, profile, key, removing=True)):
         raise ConcurrencyConflict("the record was being split out of the profile its pointers name")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
@@ -397,6 +397,8 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     key = entry["key"]
     remaining = [r for r in profile["records"] if r["key"] != key]
     if not remaining:
+        if (profile.get("splitting") or {}).get("key") == key:  # its other records left since it was marked
+            abandon_split(ctx, profile["id"])
         raise ValueError("the record is the profile's only record; nothing to split")
     own_ids, own_keys = only_given_by(entry, remaining)
     # Only those the profile lists: an identifier the record gives that another profile holds (a family email
@@ -547,14 +549,19 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
     return None
 
 
-def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str) -> bool:
+def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, removing: bool = False) -> bool:
     """Whoever meets a split of a record in flight (a removal, a new version of the record) finishes it first, as a
     reader finishes a merge in flight (merge.live_profile): one cut off before taking the record out of the profile
     (the profile marks it: `splitting`), or one whose pointers are not moved yet (its worker is moving them, or died
-    doing so). True if there was one: the caller starts again from fresh reads."""
+    doing so). True if there was one: the caller starts again from fresh reads. `removing`: the record is being
+    deleted, so a split that has not taken it out yet is given up rather than carried out (carried out, its new
+    profile would be deleted with the record, and a split still running would create it again)."""
     if (profile.get("splitting") or {}).get("key") == key and any(r["key"] == key for r in profile["records"]):
         try:
-            _split_once(ctx, profile["id"], key)  # asked for, and cut off: carried out
+            if removing:
+                abandon_split(ctx, profile["id"])
+            else:
+                _split_once(ctx, profile["id"], key)  # asked for, and cut off: carried out
         except ValueError:  # no longer possible: the profile's only record now, or its person is being erased
             abandon_split(ctx, profile["id"])
         return True
