@@ -95,7 +95,9 @@ def landed_events(rng: random.Random) -> list[tuple[str, str, CustomerRecord | N
     for number in range(6):
         for kind in ["upsert"] * rng.randint(1, 3) + ["delete"] * rng.randint(0, 2):
             minute = minutes.pop()
-            record = random_record(rng).model_copy(update={"source": "pos", "record_key": str(number)})
+            # Each version its own content: the same content landing again counts from when it first landed.
+            record = random_record(rng).model_copy(update={"source": "pos", "record_key": str(number),
+                                                           "attributes": {"version": str(minute)}})
             if not (record.phone or record.email or record.loyalty_id):  # usable: not quarantined
                 record = record.model_copy(update={"phone": rng.choice(PHONES)})
             if kind == "delete":
