@@ -557,11 +557,11 @@ def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, remov
     deleted, so a split that has not taken it out yet is given up rather than carried out (carried out, its new
     profile would be deleted with the record, and a split still running would create it again)."""
     if (profile.get("splitting") or {}).get("key") == key and any(r["key"] == key for r in profile["records"]):
+        if removing:
+            abandon_split(ctx, profile["id"])
+            return True
         try:
-            if removing:
-                abandon_split(ctx, profile["id"])
-            else:
-                _split_once(ctx, profile["id"], key)  # asked for, and cut off: carried out
+            _split_once(ctx, profile["id"], key)  # asked for, and cut off: carried out
         except ValueError:  # no longer possible: the profile's only record now, or its person is being erased
             abandon_split(ctx, profile["id"])
         return True
@@ -574,11 +574,13 @@ def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, remov
 def finish_splits_out_of(ctx: Ctx, profile: dict[str, Any]) -> bool:
     """Finish every split out of the profile whose pointers are not all moved (before an erase of its person, which
     would leave them naming the erased profile, and the split no way to finish). True if there was one."""
-    resumed = [found for key in profile.get("never_match", []) if "|" in key  # record keys, not profile ids
-               for found in [_split_in_flight(ctx, profile, key)] if found is not None]
-    for entry, new_id, own_keys in resumed:
-        _finish_split(ctx, profile, entry, new_id, own_keys)
-    return bool(resumed)
+    finished = False
+    for key in [name for name in profile.get("never_match", []) if "|" in name]:  # record keys, not profile ids
+        resumed = _split_in_flight(ctx, profile, key)
+        if resumed is not None:
+            _finish_split(ctx, profile, *resumed)
+            finished = True
+    return finished
 
 
 def abandon_split(ctx: Ctx, profile_id: str) -> None:
