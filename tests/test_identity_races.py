@@ -313,7 +313,7 @@ def _id(item) -> str:
 @pytest.mark.parametrize("container, method", [("records", "replace_item"), ("identifiers", "delete_item")])
 def test_a_record_removed_while_a_new_version_of_it_is_resolved_ends_removed(store, container, method):
     """The source deletes a record while a worker resolves a new version of it: the new version is put back in a
-    profile between the removal's last steps (the source identifier's release, the records doc's tombstone). The
+    profile between the removal's last steps (the records doc's tombstone, the source identifier's delete). The
     removal starts again and takes it out there, instead of leaving a profile holding a record no doc names."""
     from shared.identity import find_profile_id, remove_record, resolve_records
 
