@@ -264,7 +264,7 @@ class _Work:
         self.id_docs = id_docs
         source_doc = id_docs.get(self.source_iid)
         # Not beside a tombstone: left by a removal that died before deleting it, it names a profile the record left.
-        if source_doc is not None and source_doc.get("content_hash") == self.hash and "removed_at" not in record_doc:
+        if source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at"):
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
