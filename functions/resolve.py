@@ -1,8 +1,9 @@
-"""Queue trigger of identity resolution: customer records from ingestion -> unified profiles."""
+"""Queue trigger of identity resolution: customer records from ingestion -> unified profiles; and its safety net."""
 import logging
 
 import azure.functions as func
 
+from shared.identity import finish_unfinished_splits
 from shared.identity.worker import handle_resolve_message
 from shared.settings import get_settings
 from shared.store import open_store
@@ -16,3 +17,13 @@ def resolve_queue(msg: func.QueueMessage) -> None:
     settings = get_settings()
     counts = handle_resolve_message(msg.get_body(), store=open_store(settings), settings=settings)
     log.info("resolve message %s (dequeue %s): %s", msg.id, msg.dequeue_count, counts)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="30 */5 * * * *", run_on_startup=False, use_monitor=False)
+def finish_stale_splits(timer: func.TimerRequest) -> None:
+    # Safety net: a split whose worker died and whose caller never asked again (the next reader of the profile
+    # would finish it, but its record's identifiers lead to the wrong profile until then).
+    settings = get_settings()
+    settled = finish_unfinished_splits(open_store(settings), settings=settings)
+    if settled:
+        log.info("finished %d splits cut off: %s", len(settled), settled)

@@ -26,8 +26,8 @@ Checks (name: what must hold):
   least (a link with no one left is deleted).
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
-  is left pending. unfinished_split: no profile is marked by a split that did not take its record out (cut off:
-  calling the split again, a new version or a removal of the record finishes it).
+  is left pending. unfinished_split: no profile is marked by a split that did not finish (cut off: calling the
+  split again, a new version or a removal of the record, or the finish_stale_splits timer finishes it).
 - blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only;
   profile_blocking_unindexed: every blocking key a profile's records give finds the profile (or is capped).
 """

@@ -25,7 +25,7 @@ from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner
 from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
 from .identity.lookup import list_merges
-from .identity.maintenance import (RECORD_REMOVED, abandon_split, finish_splits_out_of, forget_holders,
+from .identity.maintenance import (RECORD_REMOVED, finish_split_in_flight, finish_splits_into, forget_holders,
                                    release_identifier, update_block)
 from .identity.merge import live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
@@ -153,10 +153,11 @@ def erase_profile(store: Store, profile: dict[str, Any]) -> dict[str, int]:
                                                                    etag=current["_etag"])
             except PreconditionFailedError:
                 continue
-        if current.get("splitting"):  # a split cut off before it took its record out: its copy goes
-            abandon_split(ctx, current["id"])
-            continue
-        if finish_splits_out_of(ctx, current):  # one cut off after: its record is another profile's now
+        marker = current.get("splitting")
+        # A split cut off before it took its record out is given up (its copy goes); one cut off after is finished
+        # (its record is another profile's now), as is one into this profile: else its pointers name the erased one.
+        if marker and finish_split_in_flight(ctx, current, marker["key"], give_up=True) or finish_splits_into(
+                ctx, current):
             continue
         _erase_contents(store, ctx, current, counts)
         at = _now()

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # Records per resolve message (UCP_RESOLVE_BATCH_RECORDS): a file's messages are resolved by different processes
     # or instances at once, so smaller messages spread a small file. Records of one source record stay together.
     resolve_batch_records: int = 25
+    # A split whose worker died, and whose caller did not ask again, is finished by a timer once its profile has not
+    # been written for this long (seconds): a split still running is left to its worker.
+    split_idle_seconds: int = Field(300, ge=0)
 
     # --- Churn.
     churn_window_days: int = 90

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from shared.normalize import NormalizedRecord
@@ -259,8 +260,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
         return None
     profile = live_profile(ctx, pointer["profile_id"])
-    if profile is not None and (profile.get("splitting") or not any(r["key"] == key for r in profile["records"])) and (
-            finish_split_in_flight(ctx, profile, key, removing=True)):
+    if profile is not None and finish_split_in_flight(ctx, profile, key, give_up=True):
         raise ConcurrencyConflict("the record was being split out of the profile its pointers name")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
@@ -388,6 +388,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         resumed = _split_in_flight(ctx, profile, record_key)
         if resumed is not None:
             return _finish_split(ctx, profile, *resumed)
+        _clear_spent_mark(ctx, profile, record_key)
         finished = _split_finished_by_another(ctx, profile, record_key)
         if finished is not None:
             return finished
@@ -406,8 +407,11 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     own_ids &= set(profile.get("identifiers", []))
     new_id, new = _split_target(ctx, profile["id"], key)
     marker = {"key": key, "into": new_id}
-    if profile.get("splitting") not in (None, marker):  # another record's split, cut off: carried out first
-        finish_split_in_flight(ctx, profile, profile["splitting"]["key"])
+    if profile.get("splitting") not in (None, marker):
+        if profile["splitting"]["key"] == key:  # an earlier split of the record into a profile since gone: given up
+            abandon_split(ctx, profile["id"])
+        else:  # another record's split, cut off: carried out first
+            finish_split_in_flight(ctx, profile, profile["splitting"]["key"])
         raise ConcurrencyConflict("another split of the profile was in flight")
     if profile.get("splitting") is None:
         # Marked first (one write): a split cut off before its profile writes are both done is found by whoever
@@ -419,8 +423,9 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         created = None
         _adopt(ctx, new)
     never = sorted(set(profile.get("never_match", [])) | {key, new_id})
+    # The mark stays until the pointers are moved (_finish_split clears it last): whoever reads the profile, or the
+    # sweep of unfinished splits, finds a split cut off while moving them.
     body = _without(profile, key, own_ids | {source_identifier(key)}, ctx, never_match=never)
-    del body["splitting"]
     try:
         profile = ctx.profiles.replace_item(body, etag=profile["_etag"])
     except PreconditionFailedError:
@@ -530,34 +535,32 @@ def _split_names(key: str, record_key: str) -> bool:
 
 
 def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
-    """(entry, new profile id, own blocking keys) of a split of this profile whose profile writes are done but
-    not the pointers (identifiers, records doc, blocking keys, log); None when there is none."""
-    for key in profile.get("never_match", []):
-        if not _split_names(key, record_key):
-            continue
-        for attempt in range(MAX_SPLITS_OF_ONE_RECORD):
-            new_id = _split_id(profile["id"], key, attempt)
-            new = ctx.read_profile(new_id)
-            if new is None:
-                break
-            # It may hold records of the person that joined it through the pointers moved already.
-            entry = next((r for r in new.get("records", []) if r["key"] == key), None)
-            if new.get("doc_type") == "profile" and entry is not None and new_id in profile[
-                    "never_match"] and not _split_logged(ctx, profile["id"], key, new_id):
-                others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
-                return entry, new_id, set(entry.get("blocking_keys", [])) - others
-    return None
+    """(entry, new profile id, own blocking keys) of the split the profile is marked for when it took its record out
+    but did not finish moving the pointers (identifiers, records doc, blocking keys, aliases, log); None otherwise."""
+    marker = profile.get("splitting")
+    if not marker or not _split_names(marker["key"], record_key) or _holds(profile, marker["key"]):
+        return None
+    # Live: records of the person may have joined the new profile through the pointers moved already, and merged it.
+    new = live_profile(ctx, marker["into"])
+    entry = next((r for r in (new or {}).get("records", []) if r["key"] == marker["key"]), None)
+    if entry is None:
+        return None  # nothing left to point at it: the record was removed from there, or its person erased
+    others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
+    return entry, new["id"], set(entry.get("blocking_keys", [])) - others
 
 
-def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, removing: bool = False) -> bool:
-    """Whoever meets a split of a record in flight (a removal, a new version of the record) finishes it first, as a
-    reader finishes a merge in flight (merge.live_profile): one cut off before taking the record out of the profile
-    (the profile marks it: `splitting`), or one whose pointers are not moved yet (its worker is moving them, or died
-    doing so). True if there was one: the caller starts again from fresh reads. `removing`: the record is being
-    deleted, so a split that has not taken it out yet is given up rather than carried out (carried out, its new
-    profile would be deleted with the record, and a split still running would create it again)."""
-    if (profile.get("splitting") or {}).get("key") == key and any(r["key"] == key for r in profile["records"]):
-        if removing:
+def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, give_up: bool = False) -> bool:
+    """Whoever meets a split of the record `key` that the profile is marked for (`splitting`) finishes it first, as
+    a reader finishes a merge in flight (merge.live_profile): one cut off before it took the record out of the
+    profile is carried out, one cut off while moving the pointers is finished. True if there was one: the caller
+    starts again from fresh reads. `give_up`: the record is being deleted, or its person erased, so a split that has
+    not taken it out yet is given up rather than carried out (carried out, its new profile would have to go too,
+    and a split still running would create it again)."""
+    marker = profile.get("splitting")
+    if not marker or marker["key"] != key:
+        return False
+    if _holds(profile, key):
+        if give_up:
             abandon_split(ctx, profile["id"])
             return True
         try:
@@ -566,35 +569,74 @@ def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, remov
             abandon_split(ctx, profile["id"])
         return True
     resumed = _split_in_flight(ctx, profile, key)
-    if resumed is not None:
+    if resumed is None:
+        _clear_spent_mark(ctx, profile, key)
+    else:
         _finish_split(ctx, profile, *resumed)
-    return resumed is not None
+    return True
 
 
-def finish_splits_out_of(ctx: Ctx, profile: dict[str, Any]) -> bool:
-    """Finish every split out of the profile whose pointers are not all moved (before an erase of its person, which
-    would leave them naming the erased profile, and the split no way to finish). True if there was one."""
+def finish_splits_into(ctx: Ctx, profile: dict[str, Any]) -> bool:
+    """Finish the splits that brought records into the profile and are still moving their pointers (before an erase
+    of its person, which would leave the pointers not moved yet naming the old profile). True if there was one."""
     finished = False
-    for key in [name for name in profile.get("never_match", []) if "|" in name]:  # record keys, not profile ids
-        resumed = _split_in_flight(ctx, profile, key)
-        if resumed is not None:
-            _finish_split(ctx, profile, *resumed)
-            finished = True
+    for entry in profile["records"]:
+        link = entry.get("link") or {}
+        if link.get("reason") == "split":
+            old = live_profile(ctx, link["from"])
+            finished = bool(old and finish_split_in_flight(ctx, old, entry["key"])) or finished
     return finished
+
+
+def finish_unfinished_splits(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
+                             limit: int = 100) -> list[str]:
+    """Finish the splits whose worker died (and whose caller did not ask again): every profile marked by a split
+    and not written for `idle_seconds` (default: the split_idle_seconds setting), so a split still running is left
+    to its worker. Returns the profiles settled. One failing never stops the others (it would be first again on
+    every run)."""
+    ctx = Ctx(store, settings)
+    idle_since = int(time.time()) - (ctx.settings.split_idle_seconds if idle_seconds is None else idle_seconds)
+    marked = list(ctx.profiles.query_items(("and", [("splitting", "defined", None), ("_ts", "<=", idle_since)]),
+                                           limit=limit))
+    settled = []
+    for profile in marked:
+        try:
+            with_retries(ctx, lambda pid=profile["id"], key=profile["splitting"]["key"]: finish_split_in_flight(
+                ctx, live_profile(ctx, pid) or {"records": []}, key))
+        except Exception:
+            log.exception("finishing the split marked on profile %s failed; retried on the next run", profile["id"])
+            continue
+        settled.append(profile["id"])
+    return settled
 
 
 def abandon_split(ctx: Ctx, profile_id: str) -> None:
     """Give up a split cut off before it took its record out of the profile: the profile it created (a copy of the
-    record nothing leads to yet) is deleted, then the profile's mark."""
+    record nothing leads to yet) is deleted, then the profile's mark. Nothing is given up once the record is out."""
     profile = live_profile(ctx, profile_id)
     marker = (profile or {}).get("splitting")
-    if not marker:
+    if not marker or not _holds(profile, marker["key"]):
         return
     new = ctx.read_profile(marker["into"])
     if new is not None and new.get("doc_type") == "profile" and [r["key"] for r in new["records"]] == [marker["key"]]:
         ctx.profiles.delete_item(new["id"], new["id"], etag=new["_etag"])
-    _update_profile(ctx, profile["id"], lambda doc: {k: v for k, v in doc.items() if k != "splitting"} if (
-        doc.get("splitting") == marker) else None)
+    _clear_mark(ctx, profile["id"], marker["key"])
+
+
+def _clear_spent_mark(ctx: Ctx, profile: dict[str, Any], record_key: str) -> None:
+    """Clear the mark of a split of this record that took it out of the profile and has nothing left to finish."""
+    marker = profile.get("splitting")
+    if marker and _split_names(marker["key"], record_key) and not _holds(profile, marker["key"]):
+        _clear_mark(ctx, profile["id"], marker["key"])
+
+
+def _clear_mark(ctx: Ctx, profile_id: str, key: str) -> None:
+    _update_profile(ctx, profile_id, lambda doc: {k: v for k, v in doc.items() if k != "splitting"} if (
+        (doc.get("splitting") or {}).get("key") == key) else None)
+
+
+def _holds(profile: dict[str, Any], key: str) -> bool:
+    return any(r["key"] == key for r in profile["records"])
 
 
 def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: str) -> str | None:
@@ -606,15 +648,6 @@ def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: st
             if doc is not None and doc.get("profile_id") and _split_done_into(ctx, profile, key, doc["profile_id"]):
                 return doc["profile_id"]
     return None
-
-
-def _split_from_entry(profile_id: str, key: str, new_id: str) -> str:
-    return "s_" + stable_hash("split_from", profile_id, key, new_id)
-
-
-def _split_logged(ctx: Ctx, profile_id: str, key: str, new_id: str) -> bool:
-    """True when the split of `key` out of `profile_id` into `new_id` is complete (its last write is done)."""
-    return ctx.merges.read_item_or_none(_split_from_entry(profile_id, key, new_id), new_id) is not None
 
 
 def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_id: str, own_keys: set[str]) -> str:
@@ -639,18 +672,17 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         # Under its ETag: a removal that finished the split meanwhile leaves a tombstone (the split starts again).
         ctx.records.replace_item({**record_doc, "profile_id": new_id}, etag=record_doc["_etag"])
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
-    # Last: the new one's entry tells a retry the split is complete (_split_logged; not the records doc, which a
-    # new version of the record resolved in the new profile meanwhile writes too).
     logged = {"absorbed_id": None, "at": new.get("created_at") or now_iso(), "reason": "split", "rule": "manual split",
               "records": [key], "status": "done"}
     ctx.merges.upsert_item({"id": "s_" + stable_hash("split", profile["id"], key, new_id), "profile_id": profile["id"],
                             "split_into": new_id, **logged})
-    ctx.merges.upsert_item({"id": _split_from_entry(profile["id"], key, new_id), "profile_id": new_id,
+    ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
                             "split_from": profile["id"], **logged})
     if live_profile(ctx, new_id) is None:
         # Its record was removed (or its person erased) by a worker that finished this split meanwhile
         # (finish_split_in_flight): what this one pointed at it after that is released.
         release(ctx, new_id, set(new.get("identifiers", [])), set(entry.get("blocking_keys", [])))
+    _clear_mark(ctx, profile["id"], key)  # last: until then, whoever reads the profile finishes the split
     log.info("split a record of profile %s into %s", profile["id"], new_id)
     return new_id
 

@@ -97,6 +97,14 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
             else:
                 complete_merge(ctx, absorbed)
             break
+        if absorbed.get("splitting"):
+            # A split of one of its records is in flight: its mark would go with the absorbed profile, and its
+            # pointers not moved yet would name an alias. It is finished first, then the caller decides again.
+            from .maintenance import finish_split_in_flight  # (maintenance builds on this module)
+
+            _close_pending(ctx, merge_id, survivor_id)
+            finish_split_in_flight(ctx, absorbed, absorbed["splitting"]["key"])
+            raise ConcurrencyConflict(f"a split out of {absorbed_id} was in flight")
         marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
         try:
             marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])

@@ -1,0 +1,149 @@
+"""A split whose worker died and whose caller never asked again: the profile stays marked (`splitting`) until its
+pointers are all moved, so the audit reports it, whoever reads the profile finishes it (a merge absorbing it, an
+erase of either person), and the timer's sweep (finish_unfinished_splits) finishes the rest.
+
+Each test cuts a split off at one write on the store of the test (memory and Cosmos), then checks the lookups and
+the store's invariant audit (shared/audit.py)."""
+from __future__ import annotations
+
+import pytest
+
+from shared.audit import audit_store
+from shared.identity import (find_profile_id, finish_unfinished_splits, get_profile, resolve_records,
+                             split_record)
+from shared.models import CustomerRecord
+from shared.privacy import erase_profile
+from shared.settings import Settings
+
+from .store_faults import Died, crashing
+
+SETTINGS = Settings()
+ANN = dict(given_name="Ann", family_name="Lee")
+PHONE = "+447911123456"
+
+
+def rec(source: str, key: str, **fields) -> CustomerRecord:
+    return CustomerRecord(source=source, record_key=key, **fields)
+
+
+def resolve(store, *records):
+    return resolve_records(store, list(records), settings=SETTINGS)
+
+
+def violations(store):
+    return audit_store(store).as_dict()["violations"]
+
+
+def holders(store, key):
+    return [p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
+            if any(r["key"] == key for r in p["records"])]
+
+
+def _ann_with_a_web_record(store):
+    """Ann's profile: pos|1 and web|2 share her email; the phone is web|2's alone (it follows a split of web|2)."""
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "2", email="ann.lee@shopmail.net", phone=PHONE, given_name="Ann"))
+    return ann.profile_id
+
+
+def _split_cut_off(store, profile_id, container, method, *, nth=1):
+    with pytest.raises(Died):
+        split_record(crashing(store, container, method, nth=nth), profile_id, "web|2", settings=SETTINGS)
+
+
+def _split_into(store, profile_id):
+    return [m["split_into"] for m in store.container("merges").query_items(partition_key=profile_id)
+            if m.get("split_into")]
+
+
+def test_a_split_cut_off_while_moving_its_pointers_is_reported_and_finished_by_the_sweep(store):
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "identifiers", "replace_item")  # both profiles written, no pointer moved
+    assert "unfinished_split" in violations(store)
+    assert find_profile_id(store, "phone", PHONE) == pid  # still Ann's old profile, which no longer holds web|2
+    assert finish_unfinished_splits(store, settings=SETTINGS) == []  # just written: left to a worker still running
+    assert finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0) == [pid]
+    new_id, = [p for p in holders(store, "web|2")]
+    assert new_id != pid and find_profile_id(store, "phone", PHONE) == new_id
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == new_id
+    assert _split_into(store, pid) == [new_id]
+    assert violations(store) == {}
+    assert finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0) == []  # nothing left marked
+    assert split_record(store, pid, "web|2", settings=SETTINGS) == new_id  # the caller's late retry: done already
+
+
+def test_a_split_cut_off_before_it_took_its_record_out_is_carried_out_by_the_sweep(store):
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "profiles", "replace_item", nth=2)  # marked, new profile created, old one unchanged
+    assert holders(store, "web|2") != [pid]  # its copy: the audit reports the record in two profiles
+    assert finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0) == [pid]
+    new_id, = holders(store, "web|2")
+    assert new_id != pid and find_profile_id(store, "phone", PHONE) == new_id
+    assert "web|2" in get_profile(store, pid)["never_match"]
+    assert violations(store) == {}
+
+
+def test_a_split_cut_off_after_its_log_is_unmarked_by_the_sweep(store):
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "profiles", "replace_item", nth=3)  # everything written but the mark's clearing
+    new_id, = holders(store, "web|2")
+    assert find_profile_id(store, "phone", PHONE) == new_id
+    assert set(violations(store)) == {"unfinished_split"}
+    assert finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0) == [pid]
+    assert _split_into(store, pid) == [new_id]
+    assert violations(store) == {}
+
+
+def test_a_merge_absorbing_the_old_profile_finishes_the_split_first(store):
+    """The loyalty profile is older, so a record joining it to Ann's absorbs Ann's profile. Absorbed while its split
+    was moving pointers, the old profile's mark went with it and web|2's phone led to an alias of the loyalty
+    profile, which does not hold web|2."""
+    older, = resolve(store, rec("crm", "0", loyalty_id="L-1001", **ANN))
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "identifiers", "replace_item")
+    joined, = resolve(store, rec("crm", "3", email="ann.lee@shopmail.net", loyalty_id="L-1001", **ANN))
+    new_id, = holders(store, "web|2")
+    assert joined.profile_id == older.profile_id == get_profile(store, pid)["id"] != new_id
+    assert sorted(r["key"] for r in get_profile(store, pid)["records"]) == ["crm|0", "crm|3", "pos|1"]
+    assert find_profile_id(store, "phone", PHONE) == new_id
+    assert violations(store) == {}
+
+
+def test_an_erase_of_the_new_profiles_person_finishes_the_split_into_it_first(store):
+    """The split moved the phone to the new profile, not yet web|2's source identifier. Erased then, the new
+    profile's person left that identifier naming Ann's old profile, which does not hold the record."""
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "identifiers", "replace_item", nth=2)  # phone moved, the source identifier not
+    new_id = find_profile_id(store, "phone", PHONE)
+    assert new_id != pid
+    erase_profile(store, get_profile(store, new_id))
+    assert holders(store, "web|2") == [] and find_profile_id(store, "phone", PHONE) is None
+    assert store.container("identifiers").read_item_or_none("source:web|2", "source:web|2") is None
+    assert [r["key"] for r in get_profile(store, pid)["records"]] == ["pos|1"]
+    assert violations(store) == {}
+
+
+def test_the_apps_timer_finishes_a_split_cut_off_once_idle_long_enough(app_env, monkeypatch):
+    """The app's timer (function_app) sweeps the store the app is configured with (Cosmos here), leaving profiles
+    written less than UCP_SPLIT_IDLE_SECONDS ago to the worker that may still be splitting them."""
+    from azure.functions.timer import TimerRequest
+
+    from shared.settings import get_settings
+    from shared.store import open_store
+
+    from .conftest import app_functions
+
+    store = open_store(app_env)
+    store.bootstrap()
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "identifiers", "replace_item")
+    timer = app_functions()["finish_stale_splits"]
+    assert timer.get_trigger().get_binding_name() == "timerTrigger"
+    timer.get_user_function()(TimerRequest(past_due=False))
+    assert holders(store, "web|2") != [] and "unfinished_split" in violations(store)  # fresh: left alone
+    monkeypatch.setenv("UCP_SPLIT_IDLE_SECONDS", "0")
+    get_settings.cache_clear()
+    timer.get_user_function()(TimerRequest(past_due=False))
+    new_id, = holders(store, "web|2")
+    assert find_profile_id(store, "phone", PHONE) == new_id != pid
+    assert violations(store) == {}
