@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from shared.audit import audit_store
-from shared.identity import (find_profile_id, finish_unfinished_splits, get_profile, resolve_records,
+from shared.identity import (find_profile_id, finish_unfinished_splits, get_profile, remove_record, resolve_records,
                              split_record)
 from shared.models import CustomerRecord
 from shared.privacy import erase_profile
@@ -83,6 +83,19 @@ def test_a_split_cut_off_before_it_took_its_record_out_is_carried_out_by_the_swe
     assert violations(store) == {}
 
 
+def test_a_split_carried_out_after_its_profile_changed_takes_what_its_record_gives_alone_now(store):
+    """Cut off after creating its new profile; pos|1 then stops giving Ann's email, which only web|2 gives now. The
+    new profile kept the identifiers of its creation, without the email, and the split carried out later took the
+    email off the old profile's list: its index led to a profile that did not list it."""
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "profiles", "replace_item", nth=2)  # marked, new profile created, old one unchanged
+    resolve(store, rec("pos", "1", email="ann.lee@workmail.net", **ANN))  # stays Ann's, with another email
+    new_id = split_record(store, pid, "web|2", settings=SETTINGS)
+    assert find_profile_id(store, "email", "ann.lee@shopmail.net") == new_id
+    assert find_profile_id(store, "email", "ann.lee@workmail.net") == pid
+    assert violations(store) == {}
+
+
 def test_a_split_cut_off_after_its_log_is_unmarked_by_the_sweep(store):
     pid = _ann_with_a_web_record(store)
     _split_cut_off(store, pid, "profiles", "replace_item", nth=3)  # everything written but the mark's clearing
@@ -106,6 +119,22 @@ def test_a_merge_absorbing_the_old_profile_finishes_the_split_first(store):
     assert joined.profile_id == older.profile_id == get_profile(store, pid)["id"] != new_id
     assert sorted(r["key"] for r in get_profile(store, pid)["records"]) == ["crm|0", "crm|3", "pos|1"]
     assert find_profile_id(store, "phone", PHONE) == new_id
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("last_record_goes", ["deleted", "changed to another person"])
+def test_the_old_profiles_last_record_leaving_finishes_the_split_first(store, last_record_goes):
+    """web|2 is out of Ann's old profile, its pointers not moved; pos|1, its last record, then leaves, and the
+    profile goes with it (its mark too). Web|2's identifiers led to a deleted profile."""
+    pid = _ann_with_a_web_record(store)
+    _split_cut_off(store, pid, "identifiers", "replace_item")
+    if last_record_goes == "deleted":
+        remove_record(store, "pos", "1", settings=SETTINGS)
+    else:
+        resolve(store, rec("pos", "1", email="zed.moss@shopmail.net", given_name="Zed", family_name="Moss"))
+    new_id, = holders(store, "web|2")
+    assert find_profile_id(store, "phone", PHONE) == new_id != pid
+    assert store.container("records").read_item("web|2", "web|2")["profile_id"] == new_id
     assert violations(store) == {}
 
 

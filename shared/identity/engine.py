@@ -288,8 +288,12 @@ class _Work:
             # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
             # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
-        if prior is not None and prior.get("splitting") and finish_split_in_flight(ctx, prior, self.key):
-            raise ConcurrencyConflict("the record was being split out of its profile")
+        marker = (prior or {}).get("splitting")
+        # The record's split, or another's that took its record out: the record may leave the profile as its last,
+        # taking it away, and the mark with it.
+        if marker and (marker["key"] == self.key or not any(r["key"] == marker["key"] for r in prior["records"])) and (
+                finish_split_in_flight(ctx, prior, marker["key"])):
+            raise ConcurrencyConflict("a split out of the record's profile was in flight")
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:
             doc = id_docs[iid]

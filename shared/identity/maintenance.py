@@ -260,8 +260,12 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
         return None
     profile = live_profile(ctx, pointer["profile_id"])
-    if profile is not None and finish_split_in_flight(ctx, profile, key, give_up=True):
-        raise ConcurrencyConflict("the record was being split out of the profile its pointers name")
+    marker = (profile or {}).get("splitting")
+    # The record's split, or another's that took its record out: the record may be the profile's last, which goes
+    # with it, and so would the mark. (Another's split that has not is left to run: it keeps the profile alive.)
+    if marker and (marker["key"] == key or not _holds(profile, marker["key"])) and finish_split_in_flight(
+            ctx, profile, marker["key"], give_up=marker["key"] == key):
+        raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
         # then every id merged into it names no one.
@@ -417,11 +421,12 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         # Marked first (one write): a split cut off before its profile writes are both done is found by whoever
         # reads the profile next (finish_split_in_flight), instead of leaving its new profile holding a copy.
         profile = ctx.profiles.replace_item({**profile, "splitting": marker}, etag=profile["_etag"])
+    body = _split_profile(ctx, new_id, profile, entry, own_ids)
     if new is None:
-        created = ctx.profiles.create_item(_split_profile(ctx, new_id, profile, entry, own_ids))
+        created = ctx.profiles.create_item(body)
     else:  # an earlier attempt, or a concurrent split of the same record, created it
         created = None
-        _adopt(ctx, new)
+        _adopt(ctx, new, body)
     never = sorted(set(profile.get("never_match", [])) | {key, new_id})
     # The mark stays until the pointers are moved (_finish_split clears it last): whoever reads the profile, or the
     # sweep of unfinished splits, finds a split cut off while moving them.
@@ -449,11 +454,13 @@ def _split_profile(ctx: Ctx, new_id: str, profile: dict[str, Any], entry: dict[s
             "never_match": sorted(never - {new_id, entry["key"]})}
 
 
-def _adopt(ctx: Ctx, new: dict[str, Any]) -> None:
+def _adopt(ctx: Ctx, new: dict[str, Any], body: dict[str, Any]) -> None:
     """Take over a split profile another attempt created, with a write under its ETag: that attempt deletes its
     creation only under the ETag of its create (_after_lost_split), so it can no longer delete it from under
-    this split, which may be about to take the record out of the old profile."""
-    ctx.profiles.replace_item({**new, "updated_at": now_iso()}, etag=new["_etag"])
+    this split, which may be about to take the record out of the old profile. It is written as this split makes
+    it (`body`): the old profile may have changed since, and with it the identifiers that go with the record (one
+    another record no longer gives)."""
+    ctx.profiles.replace_item({**body, "created_at": new["created_at"]}, etag=new["_etag"])
 
 
 def _after_lost_split(ctx: Ctx, profile_id: str, entry: dict[str, Any], new_id: str,
