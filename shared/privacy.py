@@ -23,11 +23,11 @@ from typing import Any, Callable
 
 from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner_entries
 from .events.devices import erase_owners, export_view, links_holding
-from .identity.docs import ConcurrencyConflict, Ctx, now_iso, with_retries
+from .identity.docs import ConcurrencyConflict, Ctx, now_iso, source_identifier, with_retries
 from .identity.lookup import list_merges
 from .identity.maintenance import (RECORD_REMOVED, finish_split_in_flight, finish_splits_into, forget_holders,
                                    release_identifier, update_block)
-from .identity.merge import live_profile
+from .identity.merge import MAX_WRITE_ATTEMPTS, live_profile
 from .store import ItemNotFoundError, PreconditionFailedError, Store
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,7 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
         for item in items:
             activity.delete_item(item["id"], key)
             counts["activity"] += 1
+        counts["identifiers"] += _erase_stray_source_identifier(ctx, key)
         doc = records.read_item_or_none(key, key)
         if doc is None or not doc.get("erased_at"):
             # Kept empty: the record's key and when, so its next arrival is not resolved again (see above).
@@ -209,6 +210,24 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     for entry in list_merges(store, profile["id"]):
         merges.delete_item(entry["id"], entry["profile_id"])
         counts["merges"] += 1
+
+
+def _erase_stray_source_identifier(ctx: Ctx, key: str) -> int:
+    """The record's own identifier when it names a profile that does not hold the record: a worker died after
+    moving the record to the person's profile (its new content was another person's) and before pointing it there
+    (its commit). The record is erased, so it goes (1), whoever it names."""
+    iid = source_identifier(key)
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = ctx.identifiers.read_item_or_none(iid, iid)
+        named = live_profile(ctx, doc["profile_id"]) if doc is not None and doc.get("profile_id") else None
+        if doc is None or (named is not None and any(r["key"] == key for r in named["records"])):
+            return 0
+        try:
+            ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
+            return 1
+        except PreconditionFailedError:
+            continue
+    raise ConcurrencyConflict("could not erase a record's own identifier")
 
 
 def _erase_index(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:

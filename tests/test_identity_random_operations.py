@@ -1,19 +1,23 @@
 """Random sequences of what happens to customer records (arrivals, changes, deletions at the source, splits, erasures)
 over a handful of names, phones, emails and loyalty cards, so households, shared identifiers, merges and reviews meet
-often. After every step the store must pass every audit check (shared/audit.py). Seeded: a failure names its seed
-and the steps that led to it."""
+often. After every step the store must pass every audit check (shared/audit.py); where workers die part way, once
+what died has been retried. Seeded: a failure names its seed and the steps that led to it."""
 from __future__ import annotations
 
 import random
+from typing import Any, Callable
 
 import pytest
 
 from shared.audit import audit_store
-from shared.identity import Resolver, get_profile, remove_record, split_record
+from shared.identity import Resolver, finish_unfinished_splits, get_profile, remove_record, split_record
+from shared.identity.docs import ConcurrencyConflict
 from shared.models import CustomerRecord
 from shared.privacy import erase_profile
 from shared.settings import Settings
-from shared.store import MemoryStore
+from shared.store import ItemNotFoundError, MemoryStore
+
+from .store_faults import Died, crashing
 
 SETTINGS = Settings()
 GIVEN, FAMILY = ["Ann", "Bob", "Cat", "Dan"], ["Lee", "Roe"]
@@ -33,39 +37,44 @@ def random_record(rng: random.Random) -> CustomerRecord:
 
 def holding_profile(store, key: str) -> dict | None:
     doc = store.container("records").read_item_or_none(key, key)
-    return get_profile(store, doc["profile_id"]) if doc and doc.get("profile_id") else None
+    try:
+        return get_profile(store, doc["profile_id"]) if doc and doc.get("profile_id") else None
+    except ItemNotFoundError:  # the profile it named is gone, and a worker that died has not been retried yet
+        return None
 
 
-def step(store, resolver: Resolver, rng: random.Random, keys: list[str]) -> str:
-    """One random operation; returns what it did (for the failure message)."""
+def next_operation(store, rng: random.Random, keys: list[str]) -> tuple[str, Callable[[Any], Any]]:
+    """One random operation, chosen on the store as it is: what it is (for the failure message), and a function
+    doing it on a store (the store, or one whose worker dies part way)."""
     roll = rng.random()
     if roll < .55 or not keys:
         record = random_record(rng)
-        result = resolver.resolve(record)
-        if result.profile_id is not None and record.key not in keys:
-            keys.append(record.key)
-        return f"resolve {record.model_dump(exclude_none=True)} -> {result.action} {result.reason}"
+
+        def resolve(target) -> str:
+            result = Resolver(target, settings=SETTINGS).resolve(record)
+            if result.profile_id is not None and record.key not in keys:
+                keys.append(record.key)
+            return f"-> {result.action} {result.reason}"
+        return f"resolve {record.model_dump(exclude_none=True)}", resolve
     key = rng.choice(keys)
     profile = holding_profile(store, key)
     if roll < .75 or profile is None:
         keys.remove(key)
         source, record_key = key.split("|", 1)
-        remove_record(store, source, record_key, settings=SETTINGS)
-        return f"remove {key}"
+        return f"remove {key}", lambda target: remove_record(target, source, record_key, settings=SETTINGS)
     if roll < .9:
         if len(profile["records"]) < 2:
-            return f"split {key}: its profile's only record"
-        split_record(store, profile["id"], key, settings=SETTINGS)
-        return f"split {key}"
+            return f"split {key}: its profile's only record", lambda target: None
+        return f"split {key}", lambda target: split_record(target, profile["id"], key, settings=SETTINGS)
     keys[:] = [k for k in keys if k not in {entry["key"] for entry in profile["records"]}]
-    erase_profile(store, profile)
-    return f"erase the profile holding {key}"
+    return f"erase the profile holding {key}", lambda target: erase_profile(target, profile)
 
 
 def run_steps(store, seed: int, steps: int) -> None:
-    rng, resolver, keys, done = random.Random(seed), Resolver(store, settings=SETTINGS), [], []
+    rng, keys, done = random.Random(seed), [], []
     for _ in range(steps):
-        done.append(step(store, resolver, rng, keys))
+        what, do = next_operation(store, rng, keys)
+        done.append(f"{what} {do(store) or ''}")
         violations = audit_store(store).as_dict()["violations"]
         assert violations == {}, f"seed {seed}, after:\n" + "\n".join(done[-10:])
 
@@ -78,6 +87,61 @@ def test_random_operations_keep_the_memory_store_consistent(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_random_operations_keep_the_cosmos_store_consistent(cosmos_store, seed):
     run_steps(cosmos_store, seed, 60)
+
+
+# --- the same, with workers dying ---------------------------------------------------------------------------------
+# Any operation may die at a random write (a worker killed, its host restarted). What died is done again later, in
+# between other operations, as its message is redelivered or its caller retries; so is one that has to wait for
+# another (a removal meeting a version of its record that a dead worker was resolving). Once every retry has run, and
+# the timer's sweep of unfinished splits, the store must pass every audit check.
+
+DYING_WRITES = [(container, method) for container in ("identifiers", "profiles", "records", "blocking", "merges",
+                                                      "review")
+                for method in ("create_item", "replace_item", "delete_item", "upsert_item")]
+REFUSED = (ValueError, ItemNotFoundError)  # a split or an erase of what is gone, or alone, now: answered for good
+
+
+def run_steps_dying(store, seed: int, steps: int) -> None:
+    rng, keys, done, to_retry = random.Random(seed), [], [], []
+
+    def attempt(what: str, do: Callable[[Any], Any], target) -> None:
+        try:
+            do(target)
+            done.append(what)
+        except (Died, ConcurrencyConflict) as err:
+            to_retry.append((what, do))
+            done.append(f"{what}: {type(err).__name__}")
+        except REFUSED as err:
+            done.append(f"{what}: {err}")
+
+    for _ in range(steps):
+        if to_retry and rng.random() < .3:
+            what, do = to_retry.pop(rng.randrange(len(to_retry)))
+            attempt(f"retry {what}", do, store)
+            continue
+        what, do = next_operation(store, rng, keys)
+        if rng.random() < .35:
+            container, method = rng.choice(DYING_WRITES)
+            attempt(what, do, crashing(store, container, method, nth=rng.randint(1, 5)))
+        else:
+            attempt(what, do, store)
+    for _ in range(4):  # a removal waiting for a version's retry succeeds on the next round
+        retries, to_retry[:] = list(to_retry), []
+        for what, do in retries:
+            attempt(f"retry {what}", do, store)
+    finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0)
+    violations = audit_store(store).as_dict()["violations"]
+    assert not to_retry and violations == {}, f"seed {seed}: {violations}, after:\n" + "\n".join(done)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_operations_dying_and_retried_leave_the_memory_store_consistent(seed):
+    run_steps_dying(MemoryStore(), seed, 50)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_operations_dying_and_retried_leave_the_cosmos_store_consistent(cosmos_store, seed):
+    run_steps_dying(cosmos_store, seed, 50)
 
 
 # --- versions and deletes delivered in any order ------------------------------------------------------------------

@@ -235,6 +235,32 @@ def test_erasing_the_person_a_changed_record_moved_to_clears_the_profile_it_left
     assert [r["key"] for r in load_profile(store, liz)["records"]] == ["pos|0310"]
 
 
+def test_erasing_the_person_a_changed_record_moved_to_before_its_commit_erases_the_records_own_identifier(store):
+    """Katherine's version moved the crm record to Cathy's profile, and its worker died before pointing the record's
+    own identifier there (its commit): it still named Liz's profile. The erase followed what leads to Cathy and left
+    it (the record's key), and the record's retry, refused once the record is erased, did not take it either."""
+    person = {"family_name": "Hughes", "country": "GB"}
+    home = {"email": "hughes.family3@gmail.com", "address_line1": "77 Kings Avenue", "postcode": "B33 8TH"}
+    liz, cathy, _ = resolve(
+        store, CustomerRecord(source="pos", record_key="0310", given_name="Elizabeth", phone="+44 7922 384976",
+                              birth_date="1992-04-23", **person),
+        CustomerRecord(source="loyalty", record_key="0235", given_name="Cathy", loyalty_id="L-4320",
+                       birth_date="1986-12-15", city="Birmingham", **home, **person),
+        CustomerRecord(source="crm", record_key="0141", given_name="Elizabeth", birth_date="1992-04-23",
+                       updated_at="2025-01-01T01:00:00+00:00", **home, **person))
+    katherine = CustomerRecord(source="crm", record_key="0141", given_name="Katherine", phone="+44 7911 680187",
+                               birth_date="1986-12-15", updated_at="2025-01-02T01:00:00+00:00", **home, **person)
+    with pytest.raises(Died):
+        resolve(crashing(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == "source:crm|0141"),
+                katherine)
+    assert store.container("records").read_item("crm|0141", "crm|0141")["profile_id"] == cathy.profile_id
+    erase(store, cathy.profile_id)
+    left = docs_mentioning(store, "crm|0141", "loyalty|0235", "L-4320", cathy.profile_id)
+    assert left == tombstones(cathy.profile_id)
+    retried, = resolve(store, katherine)  # the message redelivered
+    assert retried.action == "erased" and docs_mentioning(store, "crm|0141") == []
+
+
 @pytest.mark.parametrize("cut_off", [None, "merges", "activity"])
 def test_erasing_the_person_whose_moved_record_was_deleted_since_clears_it_everywhere(store, cut_off):
     """The crm record moved to Cathy is then deleted at its source: Cathy's profile no longer holds it, but its
