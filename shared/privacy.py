@@ -28,7 +28,7 @@ from .identity.lookup import list_merges
 from .identity.maintenance import (RECORD_REMOVED, finish_split_in_flight, finish_splits_into, forget_holders,
                                    release_identifier, update_block)
 from .identity.merge import MAX_WRITE_ATTEMPTS, live_profile
-from .store import ItemNotFoundError, PreconditionFailedError, Store
+from .store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 log = logging.getLogger(__name__)
 MAX_PASSES = 10  # erase passes when records keep being linked while erasing
@@ -182,10 +182,17 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     """Everything but the profile doc itself; each step is idempotent. The person's own merge log goes last: it
     names the records deleted at their source (_owners), which a retry after a crash must find again."""
     owners = _owners(store, profile)
+    records, activity = store.container("records"), store.container("activity")
+    held = {r["key"] for r in profile.get("records", [])}
+    for key in [key for key in owners if key not in held]:  # deleted at their source: first, see _mark_record_erased
+        marked = _mark_record_erased(records, key, held=False)
+        if marked is None:  # its key came back meanwhile as a record a profile holds: not the person's any more
+            owners.remove(key)
+        else:
+            counts["source_records"] += marked
     # A shared device's link keeps the others: only this person's part of its history goes (shared/events/devices.py).
     counts["device_links"] += erase_owners(store, owners)
     _erase_index(ctx, profile, counts)
-    records, activity = store.container("records"), store.container("activity")
     entries = store.container(OWNERS)
     for entry in owner_entries(store, owners):  # those naming the person's records, also where no doc is left
         forget_owner(entries, entry)
@@ -196,11 +203,8 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             activity.delete_item(item["id"], key)
             counts["activity"] += 1
         counts["identifiers"] += _erase_stray_source_identifier(ctx, key)
-        doc = records.read_item_or_none(key, key)
-        if doc is None or not doc.get("erased_at"):
-            # Kept empty: the record's key and when, so its next arrival is not resolved again (see above).
-            records.upsert_item({"id": key, "profile_id": None, "erased_at": _now()})
-            counts["source_records"] += 1
+        if key in held:
+            counts["source_records"] += _mark_record_erased(records, key, held=True)
     review = store.container("review")
     for item in _reviews(store, profile, owners):
         review.delete_item(item["id"], item["id"])
@@ -210,6 +214,31 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
     for entry in list_merges(store, profile["id"]):
         merges.delete_item(entry["id"], entry["profile_id"])
         counts["merges"] += 1
+
+
+def _mark_record_erased(records, key: str, *, held: bool) -> int | None:
+    """The record's doc, kept empty: its key and when, so its next arrival is not resolved again (see above); 1 when
+    written, 0 when it was already. A record the profile does not hold (deleted at its source) is marked first, and
+    only while no profile holds its key, under the doc's ETag: None when the key came back since _owners read it
+    (then it is another record, maybe another person's, as one that came back before)."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = records.read_item_or_none(key, key)
+        if doc is not None and doc.get("erased_at"):
+            return 0
+        if not held and doc is not None and doc.get("profile_id"):
+            return None
+        body = {"id": key, "profile_id": None, "erased_at": _now()}
+        try:
+            if held:
+                records.upsert_item(body)
+            elif doc is None:
+                records.create_item(body)
+            else:
+                records.replace_item(body, etag=doc["_etag"])
+            return 1
+        except (ItemExistsError, PreconditionFailedError, ItemNotFoundError):
+            continue
+    raise ConcurrencyConflict("a record kept being written while it was erased")
 
 
 def _erase_stray_source_identifier(ctx: Ctx, key: str) -> int:
@@ -241,7 +270,13 @@ def _erase_index(ctx: Ctx, profile: dict[str, Any], counts: Counter) -> None:
     for chunk in _chunks(sorted(ids_of_person)):
         for doc in list(ctx.identifiers.query_items(("or", [("holders", "contains", pid) for pid in chunk]))):
             forget_holders(ctx, doc["id"], ids_of_person)
-    for key in sorted({k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}):
+    # Every key naming the person, also one none of their records gives now (left by two versions of a record
+    # resolved at once, by a worker that died): a key is made of their data (birth date, postcode, email name).
+    keys = {k for r in profile.get("records", []) for k in r.get("blocking_keys", [])}
+    for chunk in _chunks(sorted(ids_of_person)):
+        keys.update(doc["id"] for doc in ctx.blocking.query_items(("or", [("profile_ids", "contains", pid)
+                                                                          for pid in chunk])))
+    for key in sorted(keys):
         for pid in ids_of_person:  # ETag-guarded, like the resolver's own updates; an emptied key is deleted
             update_block(ctx, key, remove=pid, add=None)
         counts["blocking"] += 1

@@ -294,6 +294,42 @@ def test_erasing_the_person_leaves_a_deleted_records_key_used_again_by_another_p
                                          phone="+44 7922 384976", country="GB"))[0].action == "unchanged"
 
 
+def test_a_deleted_records_key_used_again_while_the_person_is_erased_is_left_to_the_new_record(store):
+    """The key comes back, as Liz's new record, after the erase has listed the person's deleted records: the erase
+    wrote the key's doc over the new record's, which then had a profile but no doc."""
+    liz, cathy = _moved_by_change(store)
+    remove_record(store, "crm", "0141", settings=SETTINGS)
+    liz_again = CustomerRecord(source="crm", record_key="0141", given_name="Elizabeth", family_name="Hughes",
+                               phone="+44 7922 384976", country="GB")
+    comes_back = hooked(store, "records", "read_item_or_none", when=lambda item_id, *_: item_id == "crm|0141",
+                        hook=lambda: resolve(store, liz_again))
+    erase_profile(comes_back, load_profile(store, cathy))
+    assert comes_back.intercepted
+    assert "crm|0141" in [r["key"] for r in load_profile(store, liz)["records"]]
+    assert store.container("records").read_item("crm|0141", "crm|0141")["profile_id"] == liz
+    assert resolve(store, liz_again)[0].action == "unchanged"
+    assert status_of(store, cathy) == 410
+
+
+def test_an_erase_deletes_every_blocking_key_naming_the_person_also_those_no_record_of_theirs_gives(store):
+    """Two versions of web|4 resolved at once leave keys of the first (Dan's name with Ann's birth date) naming the
+    profile that version founded, merged into Ann's since; a third version gives other keys. The erase deleted the
+    keys its records gave: those stayed, naming the erased person's ids, made of their birth date."""
+    ann, = resolve(store, CustomerRecord(source="pos", record_key="8", given_name="Ann", family_name="Roe",
+                                         birth_date="1980-01-02", loyalty_id="L2"))
+    dan = CustomerRecord(source="web", record_key="4", given_name="Dan", family_name="Roe", birth_date="1980-01-02",
+                         email="dan.roe@shopmail.net", phone="+447911123459")
+    bob = CustomerRecord(source="web", record_key="4", given_name="Bob", family_name="Lee", phone="+447911123457",
+                         loyalty_id="L2")
+    racing = hooked(store, "blocking", "replace_item", hook=lambda: resolve(store, bob))
+    resolve(racing, dan)
+    assert racing.intercepted
+    resolve(store, bob.model_copy(update={"postcode": "LS1 4AB"}))
+    assert load_profile(store, ann.profile_id)["id"] == ann.profile_id
+    erase(store, ann.profile_id)
+    assert [doc["id"] for doc in store.container("blocking").query_items()] == []
+
+
 # --- a profile split from the person's before its id was used again ---------------------------------------------
 
 def _split_then_refounded(store):
