@@ -621,3 +621,25 @@ def test_a_split_left_with_the_profiles_only_record_meanwhile_leaves_no_mark(sto
     with pytest.raises(ValueError, match="only record"):
         split_record(racing, ann, "web|5", settings=SETTINGS)
     assert live_records(store) == {ann: ["web|5"]} and violations(store) == {}  # no unfinished_split
+
+
+def test_a_new_version_linked_while_its_person_is_erased_leaves_nothing_naming_them(store):
+    """The new version of pos|5 is linked to Ann's profile; her erase runs before the attempt reads the identifiers
+    it claims, the attempt then loses a race, and its retry finds the record erased. What it wrote after the erase
+    (blocking keys of her birth date, a claim of the new phone, Ann noted as a holder of the family email) named
+    the erased profile for good: the retry now takes the erased profile out of what the record's keys and
+    identifiers name."""
+    import json
+
+    from shared.privacy import erase_profile
+
+    ann, *_ = resolve(store, rec("pos", "2", email="home@lee.org", phone="+447911123458", **ANN),
+                      rec("web", "6", email="home@lee.org", **ANN), rec("pos", "5", email="home@lee.org", **ANN))
+    resolve(store, rec("pos", "6", given_name="Cat", family_name="Roe", email="home@lee.org", phone="+447911123459"))
+    erasing = InterceptingStore(store, "identifiers", "read_items", nth=2, before=lambda: erase_profile(
+        store, get_profile(store, ann.profile_id)))
+    result, = resolve(erasing, rec("pos", "5", birth_date="1981-03-04", phone="+447911123457", **ANN))
+    assert erasing.intercepted and result.action == "erased"
+    assert [doc["id"] for name in ("blocking", "identifiers") for doc in store.container(name).query_items()
+            if ann.profile_id in json.dumps(doc)] == []
+    assert violations(store) == {}

@@ -33,9 +33,9 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import (entry_identifiers, finish_split_in_flight, index_again, move_stranded_aliases, note_holder,
-                          only_given_by, release, release_again, release_identifier, removed_after, take_out,
-                          update_block)
+from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, move_stranded_aliases,
+                          note_holder, only_given_by, release, release_again, release_identifier, removed_after,
+                          take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -253,6 +253,7 @@ class _Work:
         # started: a new record needs no source-identifier lookup.
         self.record_doc = record_doc = ctx.records.read_item_or_none(self.key, self.key)  # its ETag: see below
         if record_doc is not None and record_doc.get("erased_at"):
+            self._forget_erased()
             return ResolveResult(self.key, None, "erased", ERASED)
         if record_doc is not None and removed_after(record_doc, self.landed_at):
             return ResolveResult(self.key, None, "unchanged", REMOVED)
@@ -683,13 +684,36 @@ class _Work:
         record with the profile, and what this attempt indexed after the erase swept it (identifier claims, blocking
         keys, the commit) is deleted here. The erase sweeps again after its tombstone (shared/privacy.py), for an
         attempt that checked before the tombstone was there."""
-        for key in sorted(self.block_written):
-            update_block(self.ctx, key, profile_id, None)
-        for iid in [*self.claimed, self.source_iid]:  # those claimed by another profile meanwhile are left
-            release_identifier(self.ctx, iid, {profile_id})
+        self._forget_erased({profile_id})
         record_doc = self.ctx.records.read_item_or_none(self.key, self.key)
         if record_doc is not None and not record_doc.get("erased_at"):  # as the erase leaves it
             self.ctx.records.upsert_item({"id": self.key, "profile_id": None, "erased_at": now_iso()})
+
+    def _forget_erased(self, erased: set[str] | None = None) -> None:
+        """Erased profiles out of what the record's own blocking keys and identifiers name (pointers, holders): an
+        attempt that linked the record while its person was erased wrote them after the erase swept (this attempt,
+        an earlier one of this resolution that lost a race after, or one whose worker died: the record is found
+        erased when its message comes again). `erased`: those ids; else every erased profile the docs name."""
+        ctx, keys, iids = self.ctx, sorted(self.blocking_keys), [*self.strong, self.source_iid]
+        blocks = dict(zip(keys, ctx.blocking.read_items([(k, k) for k in keys]))) if keys else {}
+        pointers = {iid: doc for iid, doc in zip(iids, ctx.identifiers.read_items([(i, i) for i in iids])) if doc}
+        if erased is None:
+            named = sorted({pid for doc in blocks.values() if doc for pid in doc.get("profile_ids", [])} | {
+                pid for doc in pointers.values() for pid in [doc.get("profile_id"), *doc.get("holders", [])] if pid})
+            docs = ctx.profiles.read_items([(pid, pid) for pid in named]) if named else []
+            erased = {pid for pid, doc in zip(named, docs) if (doc or {}).get("doc_type") == "erased"}
+        if not erased:
+            return
+        for key, doc in blocks.items():
+            for pid in sorted(erased & set((doc or {}).get("profile_ids", []))):
+                update_block(ctx, key, pid, None)
+        # Holders of any value, also one only the record's earlier version gave (noted again when the version was
+        # linked: index_again): one query, as the erase finds them.
+        for doc in list(ctx.identifiers.query_items(("or", [("holders", "contains", pid) for pid in sorted(erased)]))):
+            forget_holders(ctx, doc["id"], erased)
+        for iid, doc in pointers.items():
+            if doc.get("profile_id") in erased:  # handed on to a holder whose record gives it, else deleted
+                release_identifier(ctx, iid, erased)
 
     def _follow_concurrent_merge(self, profile_id: str) -> str | None:
         """After the commit: if another worker merged the profile away meanwhile, its saga may have repointed
