@@ -15,7 +15,7 @@ from shared.models import CustomerRecord
 from shared.privacy import erase_profile
 from shared.settings import Settings
 
-from .store_faults import Died, crashing
+from .store_faults import Died, crashing, hooked
 
 SETTINGS = Settings()
 ANN = dict(given_name="Ann", family_name="Lee")
@@ -175,4 +175,40 @@ def test_the_apps_timer_finishes_a_split_cut_off_once_idle_long_enough(app_env, 
     timer.get_user_function()(TimerRequest(past_due=False))
     new_id, = holders(store, "web|2")
     assert find_profile_id(store, "phone", PHONE) == new_id != pid
+    assert violations(store) == {}
+
+
+# --- a split moving its pointers while a record of either profile changes ----------------------------------------
+
+def test_a_split_record_changing_to_join_another_profile_while_its_pointers_move_ends_there(store):
+    """web|8 is split out of the profile it shares with web|3 (a loyalty card). While the split moves its pointers,
+    its new version (Cat's phone) joins Cat's profile, which absorbs the new profile. The split then pointed the
+    record's doc and blocking keys at the absorbed id, which the record's removal later deleted."""
+    cat, = resolve(store, rec("web", "10", given_name="Cat", family_name="Roe", phone="+447911123458"))
+    pid = resolve(store, rec("web", "3", given_name="Cat", family_name="Roe", phone="+447911123459", loyalty_id="L3"),
+                  rec("web", "8", given_name="Bob", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org",
+                      phone="+447911123457", loyalty_id="L3"))[0].profile_id
+    changed = rec("web", "8", given_name="Cat", family_name="Roe", phone="+447911123458")
+    racing = hooked(store, "blocking", "read_item_or_none", hook=lambda: resolve(store, changed))
+    split_record(racing, pid, "web|8", settings=SETTINGS)
+    assert racing.intercepted
+    assert holders(store, "web|8") == [cat.profile_id]
+    assert store.container("records").read_item("web|8", "web|8")["profile_id"] == cat.profile_id
+    assert violations(store) == {}
+    remove_record(store, "web", "8", settings=SETTINGS)
+    assert violations(store) == {}
+
+
+def test_a_new_version_of_the_old_profiles_other_record_keeps_its_blocking_keys_while_the_split_moves(store):
+    """pos|7 is split out of the profile it shares with pos|3 (a phone). While the split moves its pointers, pos|3's
+    new version gives a blocking key (Ann, born 1 January 1980) that only pos|7 gave when the split began: the
+    split took the old profile off that key, and records of Ann born that day no longer found it."""
+    pid = resolve(store, rec("pos", "3", given_name="Ann", family_name="Roe", phone="+447911123457"),
+                  rec("pos", "7", given_name="Ann", family_name="Roe", birth_date="1980-01-02", email="home@lee.org",
+                      phone="+447911123457"))[0].profile_id
+    changed = rec("pos", "3", given_name="Ann", family_name="Lee", birth_date="1980-01-02")
+    racing = hooked(store, "profiles", "read_item_or_none", nth=2, when=lambda item_id, *_: item_id == pid,
+                    hook=lambda: resolve(store, changed))
+    split_record(racing, pid, "pos|7", settings=SETTINGS)
+    assert racing.intercepted and holders(store, "pos|3") == [pid]
     assert violations(store) == {}

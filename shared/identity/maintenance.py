@@ -10,7 +10,8 @@ from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
-from .merge import MAX_WRITE_ATTEMPTS, _merged_into, _repoint, live_profile
+from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_blocking, _repoint_identifiers,
+                    _repoint_records, live_profile)
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -405,7 +406,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         if (profile.get("splitting") or {}).get("key") == key:  # its other records left since it was marked
             abandon_split(ctx, profile["id"])
         raise ValueError("the record is the profile's only record; nothing to split")
-    own_ids, own_keys = only_given_by(entry, remaining)
+    own_ids, _ = only_given_by(entry, remaining)
     # Only those the profile lists: an identifier the record gives that another profile holds (a family email
     # that stayed with the household member it names) is not the record's to take along.
     own_ids &= set(profile.get("identifiers", []))
@@ -435,7 +436,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
         profile = ctx.profiles.replace_item(body, etag=profile["_etag"])
     except PreconditionFailedError:
         return _after_lost_split(ctx, profile["id"], entry, new_id, created)
-    return _finish_split(ctx, profile, entry, new_id, own_keys)
+    return _finish_split(ctx, profile, entry, new_id)
 
 
 def _split_profile(ctx: Ctx, new_id: str, profile: dict[str, Any], entry: dict[str, Any], own_ids: set[str]
@@ -470,8 +471,7 @@ def _after_lost_split(ctx: Ctx, profile_id: str, entry: dict[str, Any], new_id: 
     created is deleted (only as created: a concurrent split may have adopted it since) and the split is retried."""
     current = live_profile(ctx, profile_id)
     if current is not None and _split_done_into(ctx, current, entry["key"], new_id):
-        others = {k for r in current["records"] for k in r.get("blocking_keys", [])}
-        return _finish_split(ctx, current, entry, new_id, set(entry.get("blocking_keys", [])) - others)
+        return _finish_split(ctx, current, entry, new_id)
     if _erased_with_its_person(ctx, current, entry["key"]):
         # The profile this split created holds a copy of an erased record, and nothing leads to it yet: it goes,
         # whoever wrote it last (the erase itself redacts profiles that name the person).
@@ -542,8 +542,8 @@ def _split_names(key: str, record_key: str) -> bool:
 
 
 def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
-    """(entry, new profile id, own blocking keys) of the split the profile is marked for when it took its record out
-    but did not finish moving the pointers (identifiers, records doc, blocking keys, aliases, log); None otherwise."""
+    """(entry, new profile id) of the split the profile is marked for when it took its record out but did not finish
+    moving the pointers (identifiers, records doc, blocking keys, aliases, log); None otherwise."""
     marker = profile.get("splitting")
     if not marker or not _split_names(marker["key"], record_key) or _holds(profile, marker["key"]):
         return None
@@ -552,8 +552,7 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
     entry = next((r for r in (new or {}).get("records", []) if r["key"] == marker["key"]), None)
     if entry is None:
         return None  # nothing left to point at it: the record was removed from there, or its person erased
-    others = {k for r in profile["records"] for k in r.get("blocking_keys", [])}
-    return entry, new["id"], set(entry.get("blocking_keys", [])) - others
+    return entry, new["id"]
 
 
 def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, give_up: bool = False) -> bool:
@@ -657,7 +656,7 @@ def _split_finished_by_another(ctx: Ctx, profile: dict[str, Any], record_key: st
     return None
 
 
-def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_id: str, own_keys: set[str]) -> str:
+def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_id: str) -> str:
     """Point what named the record's old profile at the new one, and log the split (idempotent)."""
     key = entry["key"]
     new = ctx.read_profile(new_id) or {}
@@ -671,12 +670,16 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         note_holder(ctx, iid, old_now["id"])
     for iid in sorted(entry_identifiers(entry) - set(new.get("identifiers", []))):  # shared: they stay where they are
         note_holder(ctx, iid, new_id)
+    # The old profile leaves the keys none of its records gives, as read now: a new version of one of them resolved
+    # since the split began may give one the split record gave alone then.
+    others = {k for r in old_now.get("records", []) for k in r.get("blocking_keys", [])}
     for block in entry.get("blocking_keys", []):
-        update_block(ctx, block, profile["id"] if block in own_keys else None, new_id)
+        update_block(ctx, block, None if block in others else profile["id"], new_id)
     move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
-    if record_doc is not None and record_doc.get("profile_id"):  # not the tombstone of a removal that finished it
-        # Under its ETag: a removal that finished the split meanwhile leaves a tombstone (the split starts again).
+    # Only while it names the old profile: not the tombstone of a removal that finished the split, nor the doc of a
+    # new version of the record that moved it on meanwhile. Under its ETag: either may come while it is written.
+    if record_doc is not None and record_doc.get("profile_id") == profile["id"]:
         ctx.records.replace_item({**record_doc, "profile_id": new_id}, etag=record_doc["_etag"])
     # Logged in both profiles' histories: the old one says where the record went, the new one where it came from.
     logged = {"absorbed_id": None, "at": new.get("created_at") or now_iso(), "reason": "split", "rule": "manual split",
@@ -685,10 +688,17 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
                             "split_into": new_id, **logged})
     ctx.merges.upsert_item({"id": "s_" + stable_hash("split_from", profile["id"], key, new_id), "profile_id": new_id,
                             "split_from": profile["id"], **logged})
-    if live_profile(ctx, new_id) is None:
+    live = live_profile(ctx, new_id)
+    if live is None:
         # Its record was removed (or its person erased) by a worker that finished this split meanwhile
         # (finish_split_in_flight): what this one pointed at it after that is released.
         release(ctx, new_id, set(new.get("identifiers", [])), set(entry.get("blocking_keys", [])))
+    elif live["id"] != new_id:
+        # Merged into another while this split moved its pointers (records of the person joined it through those
+        # moved first): what it pointed at the new profile after the merge saga repointed them names an alias.
+        moved = {"id": new_id, "identifiers": new.get("identifiers", []), "records": [entry]}
+        for repoint in (_repoint_identifiers, _repoint_records, _repoint_blocking):
+            repoint(ctx, moved, live["id"])
     _clear_mark(ctx, profile["id"], key)  # last: until then, whoever reads the profile finishes the split
     log.info("split a record of profile %s into %s", profile["id"], new_id)
     return new_id
