@@ -17,7 +17,7 @@ from shared.privacy import erase_profile
 from shared.settings import Settings
 from shared.store import ItemNotFoundError, MemoryStore
 
-from .store_faults import Died, crashing
+from .store_faults import Died, crashing, hooked
 
 SETTINGS = Settings()
 GIVEN, FAMILY = ["Ann", "Bob", "Cat", "Dan"], ["Lee", "Roe"]
@@ -89,6 +89,55 @@ def test_random_operations_keep_the_cosmos_store_consistent(cosmos_store, seed):
     run_steps(cosmos_store, seed, 60)
 
 
+# --- the same, with another worker acting in the middle ----------------------------------------------------------
+# Half the operations have another random operation run right before one of their store calls, chosen at random
+# (a concurrent worker, a person's request): the second runs to its end, then the first goes on from where it was.
+# One that gives up on a lost race (ConcurrencyConflict) is retried, as its message or its caller would.
+
+REFUSED = (ValueError, ItemNotFoundError)  # a split or an erase of what is gone, or alone, now: answered for good
+RACING_CALLS = [(container, method) for container in ("identifiers", "profiles", "records", "blocking", "merges",
+                                                      "review")
+                for method in ("create_item", "replace_item", "delete_item", "upsert_item", "read_item_or_none",
+                               "read_items")]
+
+
+def run_steps_racing(store, seed: int, steps: int) -> None:
+    rng, keys, done = random.Random(seed), [], []
+
+    def attempt(do: Callable[[Any], Any], target) -> str:
+        try:
+            return f"{do(target) or ''}"
+        except REFUSED as err:
+            return f"({type(err).__name__})"
+
+    for _ in range(steps):
+        what, do = next_operation(store, rng, keys)
+        if rng.random() < .5:
+            other, do_other = next_operation(store, rng, keys)
+            container, method = rng.choice(RACING_CALLS)
+            racing = hooked(store, container, method, nth=rng.randint(1, 6), hook=lambda: attempt(do_other, store))
+            try:
+                outcome = attempt(do, racing)
+            except ConcurrencyConflict:
+                outcome = "(retried) " + attempt(do, store)
+            what += f" {outcome}, with {other if racing.intercepted else 'nothing'} before {container}.{method}"
+        else:
+            what += " " + attempt(do, store)
+        done.append(what)
+        violations = audit_store(store).as_dict()["violations"]
+        assert violations == {}, f"seed {seed}: {violations}, after:\n" + "\n".join(done[-6:])
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_operations_racing_keep_the_memory_store_consistent(seed):
+    run_steps_racing(MemoryStore(), seed, 40)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_operations_racing_keep_the_cosmos_store_consistent(cosmos_store, seed):
+    run_steps_racing(cosmos_store, seed, 40)
+
+
 # --- the same, with workers dying ---------------------------------------------------------------------------------
 # Any operation may die at a random write (a worker killed, its host restarted). What died is done again later, in
 # between other operations, as its message is redelivered or its caller retries; so is one that has to wait for
@@ -98,7 +147,6 @@ def test_random_operations_keep_the_cosmos_store_consistent(cosmos_store, seed):
 DYING_WRITES = [(container, method) for container in ("identifiers", "profiles", "records", "blocking", "merges",
                                                       "review")
                 for method in ("create_item", "replace_item", "delete_item", "upsert_item")]
-REFUSED = (ValueError, ItemNotFoundError)  # a split or an erase of what is gone, or alone, now: answered for good
 
 
 def run_steps_dying(store, seed: int, steps: int) -> None:
