@@ -643,3 +643,20 @@ def test_a_new_version_linked_while_its_person_is_erased_leaves_nothing_naming_t
     assert [doc["id"] for name in ("blocking", "identifiers") for doc in store.container(name).query_items()
             if ann.profile_id in json.dumps(doc)] == []
     assert violations(store) == {}
+
+
+def test_a_family_email_handed_on_during_a_merge_stays_listed_by_the_profile_it_leads_to(store):
+    """Bob holds the family email; Ann's pos record gives it too (noted as a holder). A new version of her web record
+    merges her two profiles; during the merge Bob's record stops giving the email, which is handed on to Ann's
+    absorbed profile, so to the survivor. The link that followed took it off the survivor's list, as an identifier
+    the decision had found held by another profile: it led to a profile that did not list it."""
+    ann, = resolve(store, rec("web", "5", given_name="Ann", family_name="Roe", phone="+447911123459"))
+    resolve(store, rec("web", "2", given_name="Bob", family_name="Roe", email="home@lee.org"))
+    resolve(store, rec("pos", "5", given_name="Ann", family_name="Roe", birth_date="1981-03-04", email="home@lee.org"))
+    handing_on = InterceptingStore(store, "identifiers", "replace_item", before=lambda: resolve(
+        store, rec("web", "2", given_name="Bob", family_name="Roe", phone="+447911123457")))
+    merged, = resolve(handing_on, rec("web", "5", given_name="Ann", family_name="Roe", phone="+447911123459",
+                                      birth_date="1981-03-04", email="home@lee.org"))
+    assert handing_on.intercepted and merged.action == "merged" and merged.profile_id == ann.profile_id
+    assert "email:home@lee.org" in get_profile(store, ann.profile_id)["identifiers"]
+    assert violations(store) == {}

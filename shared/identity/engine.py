@@ -778,6 +778,13 @@ class _Work:
         self._write_record_doc(doc["id"])  # first, as for the derived id: a retry finds the profile through it
         return self._wrote(None, self.ctx.profiles.create_item(doc))
 
+    def _handed_here(self, target: dict[str, Any]) -> set[str]:
+        """The identifiers another profile held at the decision that the target lists and that lead to it now (one
+        batched read, only when it lists one: a dead attempt's claim, or one handed on to it meanwhile)."""
+        listed = sorted(self.lost & set(target.get("identifiers", ())))
+        docs = self.ctx.identifiers.read_items([(iid, iid) for iid in listed]) if listed else []
+        return {iid for iid, doc in zip(listed, docs) if (doc or {}).get("profile_id") == target["id"]}
+
     def _link(self, target: dict[str, Any], claims: list[str], link) -> dict[str, Any]:
         """Add (or refresh) the record in the target profile, with optimistic concurrency. A new version of the
         record replaces its entry, releasing what only the old version gave the profile."""
@@ -804,8 +811,9 @@ class _Work:
                 replaced.append(old)
             records.append(self._entry(link or (old or {}).get("link"), old))
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
-            # its claim and died before taking it off again.
-            dropped = self.lost | released if released else self.lost
+            # its claim and died before taking it off again. Not one handed on to this profile since the decision
+            # (its holder let it go): that one leads here now.
+            dropped = (self.lost - self._handed_here(target)) | released
             listed = target.get("identifiers", ())
             for iid in [iid for iid in claims if iid in self.owner and iid not in listed]:
                 # Read as leading here, yet no longer listed: moved since (a split took it along, a removal handed
