@@ -660,3 +660,17 @@ def test_a_family_email_handed_on_during_a_merge_stays_listed_by_the_profile_it_
     assert handing_on.intercepted and merged.action == "merged" and merged.profile_id == ann.profile_id
     assert "email:home@lee.org" in get_profile(store, ann.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_profile_deleted_just_before_a_merge_marks_it_leaves_no_pending_merge(store):
+    """pos|2 gives Ann's phone and Ann's email, held by two profiles: it merges them. The one to be absorbed loses its
+    only record (deleted at its source) just before the merge marks it: the merge stopped there, its pending merge
+    document left behind, and the record was linked on the retry."""
+    kept, = resolve(store, rec("pos", "10", phone="+447911123459", **ANN))
+    resolve(store, rec("web", "0", email="ann.lee@shopmail.net", **ANN))
+    deleting = InterceptingStore(store, "profiles", "replace_item", before=lambda: remove_record(
+        store, "web", "0", settings=SETTINGS))
+    linked, = resolve(deleting, rec("pos", "2", email="ann.lee@shopmail.net", phone="+447911123459", **ANN))
+    assert deleting.intercepted and linked.profile_id == kept.profile_id
+    assert [m["status"] for m in store.container("merges").query_items() if m.get("status") != "done"] == []
+    assert violations(store) == {}

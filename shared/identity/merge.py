@@ -108,7 +108,7 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
         try:
             marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])
-        except PreconditionFailedError:
+        except (PreconditionFailedError, ItemNotFoundError):  # changed, or deleted (its last record removed)
             continue
         complete_merge(ctx, marked)
         break
