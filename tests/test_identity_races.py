@@ -674,3 +674,17 @@ def test_a_profile_deleted_just_before_a_merge_marks_it_leaves_no_pending_merge(
     assert deleting.intercepted and linked.profile_id == kept.profile_id
     assert [m["status"] for m in store.container("merges").query_items() if m.get("status") != "done"] == []
     assert violations(store) == {}
+
+
+def test_a_record_linked_while_another_record_of_the_profile_changes_keeps_the_profile_under_its_keys(store):
+    """web|2 is linked by score to Cat's profile; just before its write, web|1's new version (another birth date) takes
+    the profile off the keys only web|1 gave, which web|2 gives too: the link found them listing the profile when it
+    read them, wrote nothing there, and records of Cat born that day no longer found the profile."""
+    cat, = resolve(store, rec("web", "1", given_name="Cat", family_name="Lee", birth_date="1981-03-04",
+                              phone="+447911123457"))
+    changing = InterceptingStore(store, "profiles", "replace_item", before=lambda: resolve(store, rec(
+        "web", "1", given_name="Cat", family_name="Lee", birth_date="1980-01-02", phone="+447911123457")))
+    linked, = resolve(changing, rec("web", "2", given_name="Cat", family_name="Lee", birth_date="1981-03-04",
+                                    email="bob@lee.org"))
+    assert changing.intercepted and linked.profile_id == cat.profile_id
+    assert violations(store) == {}

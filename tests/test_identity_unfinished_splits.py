@@ -212,3 +212,16 @@ def test_a_new_version_of_the_old_profiles_other_record_keeps_its_blocking_keys_
     split_record(racing, pid, "pos|7", settings=SETTINGS)
     assert racing.intercepted and holders(store, "pos|3") == [pid]
     assert violations(store) == {}
+
+
+def test_a_record_linked_to_the_old_profile_while_the_split_moves_keeps_it_under_its_keys(store):
+    """pos|9 is split out of the profile it shares with pos|11 (a loyalty card). While the split moves its blocking
+    keys, pos|10 links to the old profile and gives one of them (the email's name) that only pos|9 gave: the split
+    took the old profile off it."""
+    dan = dict(given_name="Dan", family_name="Roe", loyalty_id="L2")
+    pid = resolve(store, rec("pos", "11", **dan), rec("pos", "9", email="home@lee.org", **dan))[0].profile_id
+    racing = hooked(store, "blocking", "read_item_or_none", hook=lambda: resolve(store, rec(
+        "pos", "10", given_name="Dan", family_name="Lee", email="home@workmail.net", loyalty_id="L2")))
+    split_record(racing, pid, "pos|9", settings=SETTINGS)
+    assert racing.intercepted and pid in holders(store, "pos|10")
+    assert violations(store) == {}

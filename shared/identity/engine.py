@@ -644,8 +644,15 @@ class _Work:
         the second would have, one after the other. They cannot both write a shared key unnoticed: the later
         write loses its ETag (412) or its create (409), re-reads the key (_reread_block) and so learns the
         other's profile, which it scores and merges with now (the merge saga is idempotent). Keys this attempt
-        did not write (already listing the profile) are read again. Returns the merged profile, or None."""
-        self._reread_blocks([key for key in self.blocking_keys if key not in self.block_written], profile["id"])
+        did not write (already listing the profile) are read again; one no longer listing it (taken off by a
+        record of the profile that gave it too and changed meanwhile) lists it again. Returns the merged profile, or
+        None."""
+        unwritten = [key for key in self.blocking_keys if key not in self.block_written]
+        names = {profile["id"], *profile.get("merged_from", ())}
+        for key, doc in zip(unwritten, self._reread_blocks(unwritten, profile["id"])):
+            if doc is None or not doc.get("capped") and names.isdisjoint(doc.get("profile_ids", ())):
+                self.block_docs[key] = doc  # as read now
+                self._add_to_block(key, profile["id"])
         fresh = [pid for pid in sorted(self.block_fresh | self._changed_since_scored()) if pid != profile["id"]]
         if not fresh:
             return None

@@ -675,6 +675,11 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     others = {k for r in old_now.get("records", []) for k in r.get("blocking_keys", [])}
     for block in entry.get("blocking_keys", []):
         update_block(ctx, block, None if block in others else profile["id"], new_id)
+    left = set(entry.get("blocking_keys", [])) - others
+    if left:  # a record linked to the old profile since it was read may give one: it lists the profile again
+        again = live_profile(ctx, profile["id"]) or {"records": []}
+        for block in sorted(left & {k for r in again["records"] for k in r.get("blocking_keys", [])}):
+            update_block(ctx, block, None, again["id"])
     move_stranded_aliases(ctx, profile["id"], key, new_id)
     record_doc = ctx.records.read_item_or_none(key, key)
     # Only while it names the old profile: not the tombstone of a removal that finished the split, nor the doc of a
