@@ -55,6 +55,26 @@ def test_remove_record_dying_before_its_releases_is_finished_by_the_retry():
     assert violations(store) == {}
 
 
+def test_removing_a_profiles_last_record_dying_after_deleting_the_profile_is_finished_by_the_retry():
+    """Ann's profile absorbed web|2's, then kept web|2 alone. Its removal deletes the profile, then the id merged into
+    it and the history: a worker dying in between left the alias leading nowhere, which its retry (the profile gone)
+    could no longer find."""
+    store = MemoryStore()
+    ann_fields = dict(given_name="Ann", family_name="Lee")
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ann_fields))
+    absorbed, = resolve(store, rec("web", "2", loyalty_id="L-1001", **ann_fields))
+    resolve(store, rec("crm", "3", email="ann.lee@shopmail.net", loyalty_id="L-1001", **ann_fields))
+    for source, key in (("pos", "1"), ("crm", "3")):
+        remove_record(store, source, key, settings=SETTINGS)
+    assert get_profile(store, absorbed.profile_id)["id"] == ann.profile_id  # web|2 alone, its id an alias
+    with pytest.raises(Died):
+        remove_record(crashing(store, "profiles", "delete_item", nth=2), "web", "2", settings=SETTINGS)
+    assert remove_record(store, "web", "2", settings=SETTINGS) == ann.profile_id  # the retry
+    assert [d["id"] for d in store.container("profiles").query_items()] == []
+    assert list(store.container("merges").query_items()) == []
+    assert violations(store) == {}
+
+
 # --- split_record: resumable ----------------------------------------------------------------------------
 
 def _two_record_profile(store):

@@ -278,11 +278,16 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
                 "absorbed_id": None, "at": now_iso(), "reason": RECORD_REMOVED, "rule": "deleted at its source",
                 "records": [key], "status": "done"})
         take_out(ctx, profile, key)
-        _drop_stranded_aliases(ctx, profile["id"], stranded)
-        if last:  # its history describes no one now, and would be a profile's founded again under the same id
-            for partition in [profile["id"], *profile.get("merged_from", [])]:
-                for entry in list(ctx.merges.query_items(partition_key=partition)):
-                    ctx.merges.delete_item(entry["id"], partition)
+        if last:
+            _forget_deleted_profile(ctx, profile["id"], stranded)
+        else:
+            _drop_stranded_aliases(ctx, profile["id"], stranded)
+    elif ctx.read_profile(pointer["profile_id"]) is None:
+        # A removal of its last record that died after deleting it: the ids merged into it are found by a query
+        # (a rare retry), which the profile's own list no longer can.
+        merged = [doc["id"] for doc in ctx.profiles.query_items(("and", [
+            ("doc_type", "=", "alias"), ("merged_into", "=", pointer["profile_id"])]))]
+        _forget_deleted_profile(ctx, pointer["profile_id"], merged)
     profile_id = profile["id"] if profile else pointer["profile_id"]
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
     # starts again and takes it out there. The tombstone first: a records doc without its source identifier would
@@ -757,6 +762,15 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
         **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),
         "never_match": [i for i in doc.get("never_match", []) if i not in moved]})
     _forget_merged(ctx, profile_id, moved)
+
+
+def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> None:
+    """A profile deleted with its last record: its history and the ids merged into it name no one now, and would be
+    a profile's founded again under the same id. The history goes first: a retry finds the aliases again."""
+    for partition in [profile_id, *merged]:
+        for entry in list(ctx.merges.query_items(partition_key=partition)):
+            ctx.merges.delete_item(entry["id"], partition)
+    _drop_stranded_aliases(ctx, profile_id, merged)
 
 
 def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
