@@ -688,3 +688,18 @@ def test_a_record_linked_while_another_record_of_the_profile_changes_keeps_the_p
                                     email="bob@lee.org"))
     assert changing.intercepted and linked.profile_id == cat.profile_id
     assert violations(store) == {}
+
+
+def test_a_merge_completed_by_a_removal_of_the_absorbed_record_does_not_bring_the_record_back(store):
+    """pos|1 joins Cat's two profiles; the merge has marked the one to absorb (web|11's) when web|11 is deleted at its
+    source: the removal completes the merge, then takes web|11 out. The merge's own fold, written again from the
+    absorbed profile as it had read it, put web|11 back, with no records doc."""
+    cat = dict(given_name="Cat", family_name="Lee")
+    kept, = resolve(store, rec("web", "10", loyalty_id="L1", **cat))
+    resolve(store, rec("web", "11", phone="+447911123459", **cat))
+    removing = InterceptingStore(store, "profiles", "replace_item", nth=2, before=lambda: remove_record(
+        store, "web", "11", settings=SETTINGS))
+    merged, = resolve(removing, rec("pos", "1", phone="+447911123459", loyalty_id="L1", **cat))
+    assert removing.intercepted and merged.profile_id == kept.profile_id
+    assert live_records(store) == {kept.profile_id: ["pos|1", "web|10"]}
+    assert violations(store) == {}

@@ -241,6 +241,10 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
             survivor = live_profile(ctx, survivor["id"], finish=False)
             if survivor is None:
                 raise ConcurrencyConflict("merge survivor vanished") from None
+            if (ctx.read_profile(absorbed["id"]) or {}).get("pending_merge") != absorbed["pending_merge"]:
+                # Completed by another worker meanwhile, and the survivor changed since (a record of the absorbed
+                # profile removed, say): folding the absorbed profile as this worker read it would bring it back.
+                raise ConcurrencyConflict("the merge was completed by another worker") from None
     raise ConcurrencyConflict(f"could not fold {absorbed['id']}")
 
 
