@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.identity import get_profile, remove_record, split_record
+from shared.identity import find_profile_id, get_profile, remove_record, split_record
 from shared.identity.maintenance import _split_id
 from shared.store import ItemNotFoundError
 
@@ -702,4 +702,21 @@ def test_a_merge_completed_by_a_removal_of_the_absorbed_record_does_not_bring_th
     merged, = resolve(removing, rec("pos", "1", phone="+447911123459", loyalty_id="L1", **cat))
     assert removing.intercepted and merged.profile_id == kept.profile_id
     assert live_records(store) == {kept.profile_id: ["pos|1", "web|10"]}
+    assert violations(store) == {}
+
+
+def test_a_household_phone_let_go_while_a_member_is_resolved_passes_to_that_member(store):
+    """Dan holds the home phone; Ann's record gave it too, so her profile id stayed noted as a holder after her record
+    was deleted. Ann's record comes again, and while its profile is created Dan's record is deleted: the phone, with
+    no holder giving it at that moment, was deleted, and Ann's attempt, reading itself noted already, never claimed
+    it."""
+    phone = "+447911123458"
+    resolve(store, rec("web", "0", given_name="Dan", family_name="Roe", phone=phone))
+    ann = rec("pos", "6", email="ann.lee@shopmail.net", phone=phone, **ANN)
+    resolve(store, ann)
+    remove_record(store, "pos", "6", settings=SETTINGS)
+    removing = InterceptingStore(store, "profiles", "create_item", before=lambda: remove_record(
+        store, "web", "0", settings=SETTINGS))
+    again, = resolve(removing, ann)
+    assert removing.intercepted and find_profile_id(store, "phone", phone) == again.profile_id
     assert violations(store) == {}

@@ -593,8 +593,13 @@ class _Work:
                 self._log_score_link(profile["id"], link)
                 reason = f"score:{link['score']}"
         profile = self._claim(profile, claims)
-        for iid in sorted(lost):  # another profile holds them: this one takes them over if that one lets them go
-            if note_holder(self.ctx, iid, profile["id"], self.id_docs[iid]):
+        # Another profile holds them: this one takes them over if that one lets them go. Read again (one request),
+        # now that the profile gives them: one let go since the decision read it, while this profile did not give
+        # it yet, was deleted, not handed on, even where this profile was noted as a holder before.
+        lost = sorted(lost)
+        fresh = self.ctx.identifiers.read_items([(iid, iid) for iid in lost]) if lost else []
+        for iid, doc in zip(lost, fresh):
+            if note_holder(self.ctx, iid, profile["id"], doc):
                 self.claimed.append(iid)  # released meanwhile, and claimed
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
