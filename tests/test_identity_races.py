@@ -720,3 +720,18 @@ def test_a_household_phone_let_go_while_a_member_is_resolved_passes_to_that_memb
     again, = resolve(removing, ann)
     assert removing.intercepted and find_profile_id(store, "phone", phone) == again.profile_id
     assert violations(store) == {}
+
+
+def test_a_phone_shared_with_a_record_deleted_while_the_other_changes_is_not_indexed_again(store):
+    """pos|5 and pos|10 give the same phone; pos|5's new version gives another. Its link keeps the phone on the profile
+    for pos|10, but pos|10 is deleted before the link indexes the phone again: the deletion let the phone go, and the
+    link pointed it back at a profile that no longer listed it."""
+    old_phone = "+447911123457"
+    ann, _ = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", phone=old_phone, loyalty_id="L3"),
+                     rec("pos", "5", given_name="Ann", family_name="Roe", phone=old_phone))
+    removing = InterceptingStore(store, "identifiers", "read_items", nth=2, before=lambda: remove_record(
+        store, "pos", "10", settings=SETTINGS))
+    changed, = resolve(removing, rec("pos", "5", given_name="Ann", family_name="Roe", phone="+447911123458"))
+    assert removing.intercepted and changed.profile_id == ann.profile_id
+    assert find_profile_id(store, "phone", old_phone) is None
+    assert violations(store) == {}

@@ -372,10 +372,18 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
         if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
             update_block(ctx, block, None, profile["id"])
             added.append(block)
-    if (created or added) and live_profile(ctx, profile["id"]) is None:
+    if not (created or added):
+        return
+    live = live_profile(ctx, profile["id"])
+    if live is None:
         # The person was erased meanwhile, after the erase swept their identifiers and keys: checked after the
         # writes, as a resolving worker does (engine._undo_after_erasure), so a later tombstone's sweep finds them.
         release(ctx, profile["id"], set(created), set(added))
+        return
+    # The record that shared them left meanwhile (deleted, or changed), and its leaving let them go before they were
+    # indexed again: those the profile no longer lists, or its records no longer give, go again.
+    given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
+    release(ctx, live["id"], set(created) - set(live.get("identifiers", [])), set(added) - given)
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
