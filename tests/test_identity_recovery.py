@@ -75,6 +75,24 @@ def test_removing_a_profiles_last_record_dying_after_deleting_the_profile_is_fin
     assert violations(store) == {}
 
 
+def test_a_merge_dying_before_it_marks_the_profile_to_absorb_leaves_no_pending_entry():
+    """pos|2 gives the phone of one profile and the email of another; its worker dies as its merge is about to mark
+    the second, whose record is then deleted. The redelivery only links pos|2: the merge's pending log entry, written
+    before the mark, was left for good, since no saga ever finished or closed it."""
+    store = MemoryStore()
+    ann_fields = dict(given_name="Ann", family_name="Lee")
+    kept, = resolve(store, rec("pos", "10", phone="+447911123459", **ann_fields))
+    resolve(store, rec("web", "0", email="ann.lee@shopmail.net", **ann_fields))
+    bridge = rec("pos", "2", email="ann.lee@shopmail.net", phone="+447911123459", **ann_fields)
+    with pytest.raises(Died):
+        resolve(crashing(store, "profiles", "replace_item"), bridge)
+    remove_record(store, "web", "0", settings=SETTINGS)
+    again, = resolve(store, bridge)
+    assert again.profile_id == kept.profile_id
+    assert [m["status"] for m in store.container("merges").query_items() if m["status"] != "done"] == []
+    assert violations(store) == {}
+
+
 # --- split_record: resumable ----------------------------------------------------------------------------
 
 def _two_record_profile(store):

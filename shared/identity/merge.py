@@ -1,8 +1,8 @@
 """Merging two profiles with stable ids, as a saga of idempotent steps.
 
 A merge crosses partitions (two profile docs, their identifiers, records and blocking entries), so it cannot be
-one transaction. It is recorded first (a pending merge doc, then a `pending_merge` mark on the absorbed
-profile, which freezes it: every writer that meets the mark finishes the merge before doing anything else), then:
+one transaction. It is recorded first (a `pending_merge` mark on the absorbed profile, which freezes it: every
+writer that meets the mark finishes the merge before doing anything else; then a pending merge doc), then:
 fold the absorbed profile into the survivor, repoint identifiers, records and blocking entries, turn the
 absorbed profile into an alias, and close the merge doc. Every step checks whether it is already done, so a
 worker dying anywhere leaves a state the next attempt, or any later resolve touching the profile, completes.
@@ -81,8 +81,6 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
     """Merge absorbed into survivor (both ids as currently live); returns the live surviving profile."""
     merge_id = "m_" + stable_hash("merge", absorbed_id, survivor_id)
     at = now_iso()
-    ctx.merges.upsert_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
-                            "status": "pending", "at": at, **why})
     for _ in range(MAX_WRITE_ATTEMPTS):
         absorbed = ctx.read_profile(absorbed_id)
         if absorbed is None or absorbed.get("doc_type") != "profile":
@@ -110,6 +108,10 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
             marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])
         except (PreconditionFailedError, ItemNotFoundError):  # changed, or deleted (its last record removed)
             continue
+        # Logged as pending once marked: a worker dying before the mark leaves no pending entry that no saga would
+        # ever close; one dying after leaves the mark, and whoever completes the merge logs it done.
+        ctx.merges.upsert_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
+                                "status": "pending", "at": at, **why})
         complete_merge(ctx, marked)
         break
     else:
