@@ -426,7 +426,7 @@ def _split_once(ctx: Ctx, profile_id: str, record_key: str) -> str:
     new_id, new = _split_target(ctx, profile["id"], key)
     marker = {"key": key, "into": new_id}
     if profile.get("splitting") not in (None, marker):
-        if profile["splitting"]["key"] == key:  # an earlier split of the record into a profile since gone: given up
+        if profile["splitting"]["key"] == key:  # an earlier attempt chose another new profile: given up, copy and all
             abandon_split(ctx, profile["id"])
         else:  # another record's split, cut off: carried out first
             finish_split_in_flight(ctx, profile, profile["splitting"]["key"])

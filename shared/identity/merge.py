@@ -84,12 +84,10 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
     for _ in range(MAX_WRITE_ATTEMPTS):
         absorbed = ctx.read_profile(absorbed_id)
         if absorbed is None or absorbed.get("doc_type") != "profile":
-            _close_pending(ctx, merge_id, survivor_id)
             _check_joined(ctx, survivor_id, absorbed_id)  # already merged (alias) or removed
             break
         if absorbed.get("pending_merge"):
-            if absorbed["pending_merge"]["merge_id"] != merge_id:
-                _close_pending(ctx, merge_id, survivor_id)  # someone else is merging it; help them instead
+            if absorbed["pending_merge"]["merge_id"] != merge_id:  # someone else is merging it; help them instead
                 complete_merge(ctx, absorbed)
                 _check_joined(ctx, survivor_id, absorbed_id)
             else:
@@ -100,7 +98,6 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
             # pointers not moved yet would name an alias. It is finished first, then the caller decides again.
             from .maintenance import finish_split_in_flight  # (maintenance builds on this module)
 
-            _close_pending(ctx, merge_id, survivor_id)
             finish_split_in_flight(ctx, absorbed, absorbed["splitting"]["key"])
             raise ConcurrencyConflict(f"a split out of {absorbed_id} was in flight")
         marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
