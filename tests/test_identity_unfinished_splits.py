@@ -8,35 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from shared.audit import audit_store
-from shared.identity import (find_profile_id, finish_unfinished_splits, get_profile, remove_record, resolve_records,
-                             split_record)
-from shared.models import CustomerRecord
+from shared.identity import find_profile_id, finish_unfinished_splits, get_profile, remove_record, split_record
 from shared.privacy import erase_profile
-from shared.settings import Settings
 
 from .store_faults import Died, crashing, hooked
+from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
 
-SETTINGS = Settings()
 ANN = dict(given_name="Ann", family_name="Lee")
 PHONE = "+447911123456"
-
-
-def rec(source: str, key: str, **fields) -> CustomerRecord:
-    return CustomerRecord(source=source, record_key=key, **fields)
-
-
-def resolve(store, *records):
-    return resolve_records(store, list(records), settings=SETTINGS)
-
-
-def violations(store):
-    return audit_store(store).as_dict()["violations"]
-
-
-def holders(store, key):
-    return [p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
-            if any(r["key"] == key for r in p["records"])]
 
 
 def _ann_with_a_web_record(store):
