@@ -35,7 +35,7 @@ from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, Resolv
                    with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, move_stranded_aliases,
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
-                          take_out, update_block)
+                          split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -289,11 +289,8 @@ class _Work:
             # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
             # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
-        marker = (prior or {}).get("splitting")
-        # The record's split, or another's that took its record out: the record may leave the profile as its last,
-        # taking it away, and the mark with it.
-        if marker and (marker["key"] == self.key or not any(r["key"] == marker["key"] for r in prior["records"])) and (
-                finish_split_in_flight(ctx, prior, marker["key"])):
+        marked = split_to_finish_first(prior, self.key)
+        if marked and finish_split_in_flight(ctx, prior, marked):
             raise ConcurrencyConflict("a split out of the record's profile was in flight")
         candidates: dict[str, _Candidate] = {}
         for iid in self.strong:

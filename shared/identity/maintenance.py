@@ -261,11 +261,8 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
         return None
     profile = live_profile(ctx, pointer["profile_id"])
-    marker = (profile or {}).get("splitting")
-    # The record's split, or another's that took its record out: the record may be the profile's last, which goes
-    # with it, and so would the mark. (Another's split that has not is left to run: it keeps the profile alive.)
-    if marker and (marker["key"] == key or not _holds(profile, marker["key"])) and finish_split_in_flight(
-            ctx, profile, marker["key"], give_up=marker["key"] == key):
+    marked = split_to_finish_first(profile, key)
+    if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
         # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
@@ -566,6 +563,17 @@ def _split_in_flight(ctx: Ctx, profile: dict[str, Any], record_key: str):
     if entry is None:
         return None  # nothing left to point at it: the record was removed from there, or its person erased
     return entry, new["id"]
+
+
+def split_to_finish_first(profile: dict[str, Any] | None, key: str) -> str | None:
+    """The record of the split the profile is marked for, when whoever handles the record `key` there (a new version,
+    a removal) must finish it first: the record's own split, or another's that took its record out (the record may
+    be the profile's last, which goes with it, and so would the mark). Another's split that has not taken its record
+    out is left to run: it keeps the profile alive."""
+    marker = (profile or {}).get("splitting")
+    if marker and (marker["key"] == key or not _holds(profile, marker["key"])):
+        return marker["key"]
+    return None
 
 
 def finish_split_in_flight(ctx: Ctx, profile: dict[str, Any], key: str, *, give_up: bool = False) -> bool:
