@@ -467,6 +467,31 @@ def test_crash_after_profile_created_is_resumed_by_redelivery(store, model):
     assert resolve(store, model, record)[0].action == "unchanged"
 
 
+def test_a_new_record_costs_no_read_of_its_records_doc_and_an_uncommitted_one_is_found_before_any_write(store, model):
+    """A record never seen is looked up with its identifiers (one batched read) and its records doc is only
+    created. One whose worker died after writing that doc, before the profile, has no commit: the create finds the
+    doc, and the record is resolved again knowing it, into one profile."""
+    from .test_ingest_adversarial import CountingStore
+    counted = CountingStore(store)
+    first, = resolve(counted, model, rec("pos", "1", email="ann@lee.org", **ANN))
+    linked, = resolve(counted, model, rec("web", "2", email="ann@lee.org", phone="+447911123456", **ANN))
+    assert (first.action, linked.action) == ("created", "linked")
+    records_calls = {method: n for (name, method), n in counted.ops.items() if name == "records"}
+    assert records_calls == {"create_item": 2, "create_item calls": 2}, records_calls
+    assert counted.ops[("identifiers", "read_items calls")] == 2
+    record = rec("crm", "3", email="bo@kim.org", given_name="Bo", family_name="Kim")
+    with pytest.raises(Died):
+        resolve(crashing(store, "profiles", "create_item"), model, record)
+    assert store.container("records").read_item("crm|3", "crm|3")["content_hash"]  # written, not committed
+    counted.ops.clear()
+    again, = resolve(counted, model, record)
+    assert again.action == "created" and counted.ops[("records", "read_item_or_none")] == 1
+    assert store.container("records").read_item("crm|3", "crm|3")["profile_id"] == again.profile_id
+    assert find_profile_id(store, "email", "bo@kim.org") == again.profile_id
+    assert [r["key"] for r in get_profile(store, again.profile_id)["records"]] == ["crm|3"]
+    assert store.container("profiles").count_items() == 2
+
+
 def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann"))
     second, = resolve(store, model, rec("web", "2", phone="+447911123456", given_name="Ann"))

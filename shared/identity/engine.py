@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import cached_property
 from itertools import islice
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NoReturn
 
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, normalize_record
@@ -197,6 +197,7 @@ class _Work:
     values: dict[str, Any] | None = None
     cut = False
     too_large = False
+    record_doc_found = False  # an attempt found the records doc uncommitted: the next ones read it first
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None):
         self.ctx = resolver.ctx
@@ -249,9 +250,17 @@ class _Work:
         # One time for every document this attempt writes: they are one change (and formatting it is not free).
         self.now = now_iso()
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
-        # The records doc is written before the commit (the source identifier), so a record without one was never
-        # started: a new record needs no source-identifier lookup.
-        self.record_doc = record_doc = ctx.records.read_item_or_none(self.key, self.key)  # its ETag: see below
+        # One batched read (ReadMany) for the source identifier and the strong ones. The records doc is read only
+        # for a record committed before (its source identifier exists) or one whose doc an earlier attempt found
+        # (_record_doc_found): a record never seen, most of them, costs no read of it. One seen but not committed (an
+        # attempt died, a tombstone, an erasure) has a doc, found by its create before anything else is written.
+        lookups = [self.source_iid, *self.strong]
+        id_docs = dict(zip(lookups, ctx.identifiers.read_items(list(zip(lookups, lookups)))))
+        self.record_doc_read = id_docs[self.source_iid] is not None or self.record_doc_found
+        record_doc = ctx.records.read_item_or_none(self.key, self.key) if self.record_doc_read else None
+        self.record_doc = record_doc  # its ETag: see _write_record_doc
+        if record_doc is None:
+            id_docs[self.source_iid] = None  # a commit without its records doc: started again, as it always was
         if record_doc is not None and record_doc.get("erased_at"):
             self._forget_erased()
             return ResolveResult(self.key, None, "erased", ERASED)
@@ -259,11 +268,7 @@ class _Work:
             return ResolveResult(self.key, None, "unchanged", REMOVED)
         if record_doc is not None and self._older_than(record_doc):
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
-        # One batched read (ReadMany) for the source identifier, when the record was seen, and the strong ones.
-        lookups = ([self.source_iid] if record_doc is not None else []) + self.strong
-        id_docs = dict(zip(lookups, ctx.identifiers.read_items(list(zip(lookups, lookups)))))
-        self.id_docs = id_docs
-        source_doc = id_docs.get(self.source_iid)
+        source_doc = id_docs[self.source_iid]
         # Not beside a tombstone: left by a removal that died before deleting it, it names a profile the record left.
         if source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at"):
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
@@ -571,6 +576,8 @@ class _Work:
         else:
             if len(group) > 1 and not self.ctx.config.single_writer:
                 self._check_group_live(group)
+            if len(group) > 1 and not self.record_doc_read and self.ctx.records.read_item_or_none(self.key, self.key):
+                self._found_record_doc()  # before merging on the record's behalf (read here: merges are rare)
             ordered = sorted((g.profile for g in group), key=survivor_order)
             target = ordered[0]
             for other in ordered[1:]:
@@ -931,6 +938,12 @@ class _Work:
                     raise ConcurrencyConflict("profile vanished") from None
         raise ConcurrencyConflict("could not update identifiers")
 
+    def _found_record_doc(self) -> NoReturn:
+        """The record has a doc the attempt did not read (it skipped it: no commit): an attempt that died placing it,
+        a delete's tombstone, an erasure. The decision is taken again from it, before anything is written."""
+        self.record_doc_found = True
+        raise ConcurrencyConflict("the record has a doc this attempt did not read")
+
     def _write_record_doc(self, profile_id: str) -> None:
         """Write the records doc under the ETag of the version this attempt read (or last wrote): another version of
         the record written meanwhile, newer or older, makes the attempt start again from fresh reads."""
@@ -947,7 +960,11 @@ class _Work:
                                    else records.replace_item(body, etag=doc["_etag"]))
                 self._record_doc_for = profile_id
                 return
-            except (ItemExistsError, PreconditionFailedError, ItemNotFoundError):
+            except ItemExistsError:
+                if not self.record_doc_read:  # the decision did not know of it: taken again knowing it
+                    self._found_record_doc()
+                self.record_doc = records.read_item_or_none(self.key, self.key)
+            except (PreconditionFailedError, ItemNotFoundError):
                 self.record_doc = records.read_item_or_none(self.key, self.key)
             if self.record_doc is None or self.record_doc.get("content_hash") != self.hash:
                 raise ConcurrencyConflict("another version of the record was written meanwhile")
