@@ -236,6 +236,68 @@ def test_an_older_version_linking_after_a_newer_one_linked_changes_nothing(store
     _newer_version_kept(store, older)
 
 
+def test_a_version_that_claims_a_phone_after_another_version_merged_its_profile_away_points_it_at_the_survivor(store):
+    """v1 of web|2 founds a profile and has claimed its email when v2 (the phone of Bob's other profile) runs to the
+    end: it finds v1's profile through the records doc and merges it into Bob's. v1 then claims its phone for the
+    absorbed profile, after the merge's saga repointed what it listed; its retry found the phone leading into its
+    profile through the alias and left it there."""
+    bob = dict(given_name="Bob", family_name="Roe")
+    kept, = resolve(store, rec("web", "8", phone="+447911123457", **bob))
+    v1, v2 = (rec("web", "2", email="bob@lee.org", phone=phone, **bob) for phone in ("+447911123459", "+447911123457"))
+    racing = InterceptingStore(store, "identifiers", "create_item", nth=2, before=lambda: resolve(store, v2))
+    first, = resolve(racing, v1)
+    assert racing.intercepted and first.profile_id == kept.profile_id
+    assert find_profile_id(store, "phone", "+447911123459") == kept.profile_id
+    assert store.container("identifiers").read_item("phone:+447911123459", "phone:+447911123459")["profile_id"] == \
+        kept.profile_id
+    assert violations(store) == {}
+
+
+def test_a_phone_claimed_for_a_profile_merged_away_by_a_worker_that_died_is_pointed_at_the_survivor_by_its_retry(store):
+    """web|2 founds a profile and has claimed its email when crm|3 (its email, and the phone of Bob's other
+    profile) merges that profile into Bob's. web|2's worker then claims its phone for the absorbed profile, whose
+    merge listed it on the survivor already, and dies. The retry found the phone leading into the survivor through
+    the alias, listed there, and left it."""
+    bob = dict(given_name="Bob", family_name="Roe")
+    kept, = resolve(store, rec("web", "8", phone="+447911123457", **bob))
+    record = rec("web", "2", email="bob@lee.org", phone="+447911123459", **bob)
+    merging = InterceptingStore(store, "identifiers", "create_item", nth=2, before=lambda: resolve(
+        store, rec("crm", "3", email="bob@lee.org", phone="+447911123457", **bob)))
+    with pytest.raises(Died):
+        resolve(InterceptingStore(merging, "identifiers", "create_item", nth=3), record)  # its commit
+    assert merging.intercepted
+    assert resolve(store, record)[0].profile_id == kept.profile_id
+    assert find_profile_id(store, "phone", "+447911123459") == kept.profile_id
+    assert store.container("identifiers").read_item("phone:+447911123459", "phone:+447911123459")["profile_id"] == \
+        kept.profile_id
+    assert violations(store) == {}
+
+
+def test_a_version_whose_profile_another_version_merged_away_leaves_no_key_naming_it(store):
+    """v1 of pos|7 (Dan Lee, born 2 January 1980) founds a profile and is about to write its blocking keys when v2
+    (Dan Roe, Dan Lee's phone) runs to the end: it finds the record in v1's profile and merges that profile into
+    Dan Lee's. v1 then wrote its keys for the absorbed profile, lost its commit and was resolved again: the keys named
+    the alias, and once the survivor was deleted, a profile that no longer exists."""
+    from shared.identity import remove_record
+
+    dan, = resolve(store, rec("pos", "0", given_name="Dan", family_name="Lee", phone="+447911123459"))
+    resolve(store, rec("web", "8", given_name="Ann", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org"))
+    v1 = rec("pos", "7", given_name="Dan", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org",
+             phone="+447911123458")
+    v2 = rec("pos", "7", given_name="Dan", family_name="Roe", birth_date="1980-01-02", email="bob@lee.org",
+             phone="+447911123459")
+    founded = []
+    racing = InterceptingStore(store, "identifiers", "read_items", nth=2, before=lambda: (
+        founded.append(store.container("records").read_item("pos|7", "pos|7")["profile_id"]), resolve(store, v2)))
+    resolve(racing, v1)
+    assert racing.intercepted and get_profile(store, founded[0])["id"] != founded[0]  # merged away
+    assert [b["id"] for b in store.container("blocking").query_items() if founded[0] in b["profile_ids"]] == []
+    assert violations(store) == {}
+    for key in ("pos|7", "pos|0"):
+        remove_record(store, *key.split("|"), settings=SETTINGS)
+    assert violations(store) == {}
+
+
 # --- an erase on request while a worker links another record of the person -------------------------------------
 
 def _leftovers(store, profile_id):
@@ -344,6 +406,26 @@ def test_a_person_erased_while_one_of_their_records_is_removed_keeps_no_identifi
     remove_record(racing, "pos", "1", settings=SETTINGS)
     assert racing.intercepted
     assert find_profile_id(store, "email", "ann.lee@shopmail.net") is None
+    assert violations(store) == {}
+
+
+def test_a_person_erased_while_one_of_their_records_is_removed_is_not_left_a_holder_of_the_home_phone(store):
+    """Ann's two records give the home phone, which her profile holds; Dan's gives it too. The removal of one of
+    Ann's records is about to index her profile again under the phone when the whole erase runs and hands the phone
+    on to Dan: the removal then noted Ann's erased profile as one of its holders."""
+    from shared.identity import remove_record
+    from shared.privacy import erase_profile
+
+    home = "+447911123457"
+    ann = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", phone=home, **ANN),
+                  rec("web", "5", email="ann.lee@shopmail.net", phone=home, **ANN))[0].profile_id
+    dan, = resolve(store, rec("pos", "0", given_name="Dan", family_name="Roe", phone=home))
+    racing = InterceptingStore(store, "identifiers", "read_items",
+                               before=lambda: erase_profile(store, get_profile(store, ann)))
+    remove_record(racing, "web", "5", settings=SETTINGS)
+    assert racing.intercepted and dan.profile_id != ann
+    phone = store.container("identifiers").read_item(f"phone:{home}", f"phone:{home}")
+    assert phone["profile_id"] == dan.profile_id and phone.get("holders", []) == []
     assert violations(store) == {}
 
 

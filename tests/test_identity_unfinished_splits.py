@@ -178,6 +178,24 @@ def test_a_split_record_changing_to_join_another_profile_while_its_pointers_move
     assert violations(store) == {}
 
 
+def test_a_new_version_of_the_split_record_linked_while_the_split_moves_leaves_the_keys_its_old_version_gave(store):
+    """pos|7 is split out of the profile it shares with web|1 (an email). Before the split writes the old profile,
+    pos|7's new version (another email) finishes the split and replaces its entry in the new profile, taking the
+    new profile off the old email's key. The split then put it back under that key, which went on naming the new
+    profile after pos|7 was deleted and the profile with it."""
+    ann = dict(given_name="Ann", family_name="Roe")
+    pid = resolve(store, rec("web", "1", email="home@lee.org", **ann),
+                  rec("pos", "7", email="home@lee.org", phone="+447911123457", **ann))[0].profile_id
+    changed = rec("pos", "7", email="bob.roe@lee.org", phone="+447911123457", **ann)
+    racing = hooked(store, "profiles", "replace_item", nth=2, hook=lambda: resolve(store, changed))
+    new_id = split_record(racing, pid, "pos|7", settings=SETTINGS)
+    assert racing.intercepted and holders(store, "pos|7") == [new_id]
+    assert store.container("blocking").read_item("eu:home", "eu:home")["profile_ids"] == [pid]
+    assert violations(store) == {}
+    remove_record(store, "pos", "7", settings=SETTINGS)
+    assert violations(store) == {}
+
+
 def test_a_new_version_of_the_old_profiles_other_record_keeps_its_blocking_keys_while_the_split_moves(store):
     """pos|7 is split out of the profile it shares with pos|3 (a phone). While the split moves its pointers, pos|3's
     new version gives a blocking key (Ann, born 1 January 1980) that only pos|7 gave when the split began: the

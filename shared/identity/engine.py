@@ -37,7 +37,7 @@ from .maintenance import (entry_identifiers, finish_split_in_flight, forget_hold
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
-from .merge import live_profile, merge_profiles, review_id, survivor_order
+from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
@@ -277,6 +277,7 @@ class _Work:
         self.source_doc = source_doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
         self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone
+        self.aliased: dict[str, str] = {}  # identifier id -> the merged-away profile it still names
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
@@ -307,6 +308,8 @@ class _Work:
                 self.stale[iid] = doc
                 continue
             self.owner[iid] = profile["id"]
+            if profile["id"] != doc["profile_id"]:
+                self.aliased[iid] = doc["profile_id"]
             candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
         # Not out of a profile being erased (privacy.erase_profile marks it first): the record would leave the erase's
         # reach with its doc erased. It stays, and is erased with the person.
@@ -597,6 +600,7 @@ class _Work:
                 self._log_score_link(profile["id"], link)
                 reason = f"score:{link['score']}"
         profile = self._claim(profile, claims)
+        self._repoint_aliased(profile["id"], {g.profile["id"] for g in group})
         # Another profile holds them: this one takes them over if that one lets them go. Read again (one request),
         # now that the profile gives them: one let go since the decision read it, while this profile did not give
         # it yet, was deleted, not handed on, even where this profile was noted as a holder before.
@@ -899,6 +903,15 @@ class _Work:
             profile = self._settle_lost_claim(profile, iid)
         return profile
 
+    def _repoint_aliased(self, profile_id: str, joined: set[str]) -> None:
+        """The identifiers found naming a profile merged away: the merge's saga repoints the ones the absorbed profile
+        lists, and one claimed for it after that (a worker that read the profile before the merge) is left behind.
+        Each is pointed at where the alias leads (this profile, when the record joined it)."""
+        for iid, named in self.aliased.items():
+            owner = self.owner.get(iid)  # not one claimed again (_link): _settle_lost_claim repoints that one
+            if owner is not None:
+                _repoint(self.ctx.identifiers, iid, named, profile_id if owner in joined else owner, _set_profile_id)
+
     def _settle_lost_claim(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
         doc = self.ctx.identifiers.read_item_or_none(iid, iid)
         if doc is None:
@@ -911,6 +924,8 @@ class _Work:
             self.ctx.identifiers.replace_item({**doc, "profile_id": current["id"]}, etag=doc["_etag"])
             return current
         if other["id"] == current["id"]:
+            if doc["profile_id"] != current["id"]:  # claimed for a profile merged into this one, after its merge
+                _repoint(self.ctx.identifiers, iid, doc["profile_id"], current["id"], _set_profile_id)
             return current
         mine, theirs = Side.of_profile(current), Side.of_profile(other)
         if not self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides
@@ -1058,7 +1073,22 @@ class _Work:
             else:
                 self.ctx.identifiers.create_item(body)
         except (ItemExistsError, PreconditionFailedError):
+            self._leave_keys_of_merged(profile_id)
             raise ConcurrencyConflict("the same record was resolved concurrently") from None
+
+    def _leave_keys_of_merged(self, profile_id: str) -> None:
+        """The same record was committed by another worker meanwhile, whose attempt may have found it in this
+        attempt's profile and merged that profile away: the keys this attempt wrote after the merge's saga name the
+        absorbed id. The survivor takes those its records give; the absorbed id leaves the others (this version
+        is resolved again from fresh reads)."""
+        if not self.block_written:
+            return
+        live = live_profile(self.ctx, profile_id)
+        if live is None or live["id"] == profile_id:
+            return
+        given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
+        for key in sorted(self.block_written):
+            update_block(self.ctx, key, profile_id, live["id"] if key in given else None)
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,

@@ -349,7 +349,7 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
     write to another worker, which linked a record giving them too: the profile keeps them, so they must still find
     it."""
     listed = sorted(ids & set(profile.get("identifiers", [])))
-    created, added = [], []
+    created, added, noted = [], [], []
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed)))):
         if doc is None:
             try:
@@ -364,18 +364,21 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
                 # there, and this profile is one of its holders.
                 _unlist(ctx, profile["id"], iid)
                 note_holder(ctx, iid, profile["id"], doc)
+                noted.append(iid)
     blocks = sorted(keys)
     for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks)))):
         if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
             update_block(ctx, block, None, profile["id"])
             added.append(block)
-    if not (created or added):
+    if not (created or added or noted):
         return
     live = live_profile(ctx, profile["id"])
     if live is None:
         # The person was erased meanwhile, after the erase swept their identifiers and keys: checked after the
         # writes, as a resolving worker does (engine._undo_after_erasure), so a later tombstone's sweep finds them.
         release(ctx, profile["id"], set(created), set(added))
+        for iid in noted:
+            forget_holders(ctx, iid, {profile["id"]})
         return
     # The record that shared them left meanwhile (deleted, or changed), and its leaving let them go before they were
     # indexed again: those the profile no longer lists, or its records no longer give, go again.
@@ -719,7 +722,13 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
         # Its record was removed (or its person erased) by a worker that finished this split meanwhile
         # (finish_split_in_flight): what this one pointed at it after that is released.
         release(ctx, new_id, set(new.get("identifiers", [])), set(entry.get("blocking_keys", [])))
-    elif live["id"] != new_id:
+    elif live["id"] == new_id:
+        # A new version of the record, linked to the new profile meanwhile, may have released keys only the version
+        # this split read gave before the loop above put the profile under them again: they are released again.
+        given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
+        for block in sorted(set(entry.get("blocking_keys", [])) - given):
+            update_block(ctx, block, new_id, None)
+    else:
         # Merged into another while this split moved its pointers (records of the person joined it through those
         # moved first): what it pointed at the new profile after the merge saga repointed them names an alias.
         moved = {"id": new_id, "identifiers": new.get("identifiers", []), "records": [entry]}
