@@ -298,6 +298,27 @@ def test_a_version_whose_profile_another_version_merged_away_leaves_no_key_namin
     assert violations(store) == {}
 
 
+def test_two_versions_of_a_record_placed_in_two_profiles_at_once_leave_nothing_of_the_one_dropped_when_they_merge(
+        store):
+    """v1 of web|1 links to Ann's profile by her phone; just before its profile write, v2 (Dan, another phone, the
+    same loyalty card) runs to the end and founds a profile of its own. v1's claim of the card then merges v2's
+    profile into Ann's, which keeps its own version of web|1: v2's phone and blocking keys, which no record there
+    gives, went on leading to Ann's profile."""
+    ann, = resolve(store, rec("pos", "6", phone="+447911123459", given_name="Ann", family_name="Roe"))
+    v1 = rec("web", "1", phone="+447911123459", loyalty_id="L2", given_name="Ann", family_name="Roe")
+    v2 = rec("web", "1", given_name="Dan", family_name="Lee", birth_date="1980-01-02", phone="+447911123458",
+             loyalty_id="L2")
+    founded = []
+    racing = InterceptingStore(store, "profiles", "replace_item", before=lambda: founded.extend(resolve(store, v2)))
+    linked, = resolve(racing, v1)
+    assert founded[0].action == "created" and linked.profile_id == ann.profile_id
+    assert get_profile(store, founded[0].profile_id)["id"] == ann.profile_id  # merged by v1's claim of the card
+    assert find_profile_id(store, "phone", "+447911123458") is None
+    assert "phone:+447911123458" not in get_profile(store, ann.profile_id)["identifiers"]
+    assert [b["id"] for b in store.container("blocking").query_items() if b["id"].startswith("dob:")] == []
+    assert violations(store) == {}
+
+
 # --- an erase on request while a worker links another record of the person -------------------------------------
 
 def _leftovers(store, profile_id):

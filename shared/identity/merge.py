@@ -143,9 +143,8 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
         raise ConcurrencyConflict(f"merge target of {absorbed['id']} is gone")
     survivor = _fold(ctx, survivor, absorbed)
     target = survivor["id"]
-    _repoint_identifiers(ctx, absorbed, target)
+    _repoint_given(ctx, absorbed, survivor)
     _repoint_records(ctx, absorbed, target)
-    _repoint_blocking(ctx, absorbed, target)
     _repoint_aliases(ctx, absorbed, target)
     _close_joined_reviews(ctx, survivor, absorbed, pending["merge_id"])
     # The merge log says "done" before the absorbed profile becomes an alias: once it is one, no retry comes
@@ -216,10 +215,11 @@ def fold_into(survivor: dict[str, Any], absorbed: dict[str, Any], ctx: Ctx) -> d
     records = survivor["records"] + [r for r in absorbed.get("records", []) if r["key"] not in keys]
     merged_from = list(dict.fromkeys(survivor.get("merged_from", []) + [absorbed["id"]] + absorbed.get("merged_from", [])))
     attributes, conflicts = survive(records, ctx.config.survivorship)
+    identifiers = set(survivor.get("identifiers", [])) | set(absorbed.get("identifiers", []))
     return {
         **survivor,
         "records": records,
-        "identifiers": sorted(set(survivor.get("identifiers", [])) | set(absorbed.get("identifiers", []))),
+        "identifiers": sorted(identifiers - _given_by_dropped_versions(absorbed, keys, records)),
         "never_match": sorted(set(survivor.get("never_match", [])) | set(absorbed.get("never_match", []))),
         "merged_from": merged_from,
         "merge_count": int(survivor.get("merge_count", 0)) + 1 + int(absorbed.get("merge_count", 0)),
@@ -228,6 +228,17 @@ def fold_into(survivor: dict[str, Any], absorbed: dict[str, Any], ctx: Ctx) -> d
         "conflicts": conflicts,
         "updated_at": now_iso(),
     }
+
+
+def _given_by_dropped_versions(absorbed: dict[str, Any], keys: set[str], records: list[dict[str, Any]]) -> set[str]:
+    """The identifiers only the absorbed profile's version of a record the survivor holds too gave (two versions of
+    one record resolved at once by two workers, each into its own profile): the survivor's version is kept."""
+    from .maintenance import entry_identifiers  # (maintenance builds on this module)
+
+    dropped = [r for r in absorbed.get("records", []) if r["key"] in keys]
+    if not dropped:
+        return set()
+    return set().union(*map(entry_identifiers, dropped)) - set().union(*map(entry_identifiers, records))
 
 
 def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
@@ -274,6 +285,24 @@ def _swap_in_list(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | N
     if old not in ids:
         return None
     return {**doc, "profile_ids": list(dict.fromkeys(new if i == old else i for i in ids))}
+
+
+def _repoint_given(ctx: Ctx, absorbed: dict[str, Any], survivor: dict[str, Any]) -> None:
+    """The absorbed profile's identifiers and blocking keys lead to the survivor, those its folded doc lists or its
+    records give; the others (only a version of a record it dropped gave them: _given_by_dropped_versions) are
+    released."""
+    from .maintenance import release_identifier, update_block  # (maintenance builds on this module)
+
+    listed = set(survivor.get("identifiers", []))
+    given = {k for r in survivor["records"] for k in r.get("blocking_keys", [])}
+    ids = absorbed.get("identifiers", [])
+    keys = {k for r in absorbed.get("records", []) for k in r.get("blocking_keys", [])}
+    _repoint_identifiers(ctx, {**absorbed, "identifiers": [i for i in ids if i in listed]}, survivor["id"])
+    _repoint_blocking(ctx, {"id": absorbed["id"], "records": [{"blocking_keys": sorted(keys & given)}]}, survivor["id"])
+    for iid in sorted(set(ids) - listed):
+        release_identifier(ctx, iid, {absorbed["id"]})
+    for key in sorted(keys - given):
+        update_block(ctx, key, absorbed["id"], None)
 
 
 def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
