@@ -492,6 +492,23 @@ def test_a_new_record_costs_no_read_of_its_records_doc_and_an_uncommitted_one_is
     assert store.container("profiles").count_items() == 2
 
 
+def test_the_candidate_profiles_of_a_record_are_read_in_one_request(store, model):
+    """Two namesakes (born apart) under the new record's blocking key: both are read at once (ReadMany). The other
+    profile requests are the check that the scored profiles did not change meanwhile (one batch) and the read of
+    the record's own profile after its commit."""
+    from .test_ingest_adversarial import CountingStore
+    lee = dict(given_name="Ann", family_name="Lee", postcode="LS1 4AB")
+    first, second = resolve(store, model, rec("pos", "1", email="ann1@lee.org", birth_date="1980-02-03", **lee),
+                            rec("pos", "2", email="ann2@lee.org", birth_date="1975-05-06", **lee))
+    assert first.profile_id != second.profile_id
+    counted = CountingStore(store)
+    third, = resolve(counted, model, rec("web", "3", email="ann3@lee.org", **lee))
+    assert third.profile_id not in (first.profile_id, second.profile_id)
+    profile_calls = {method: n for (name, method), n in counted.ops.items() if name == "profiles" and "read" in method}
+    assert profile_calls == {"read_items": 4, "read_items calls": 2, "read_item_or_none": 1,
+                             "read_item_or_none calls": 1}, profile_calls
+
+
 def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann"))
     second, = resolve(store, model, rec("web", "2", phone="+447911123456", given_name="Ann"))

@@ -20,6 +20,7 @@ T = TypeVar("T")
 # A guard: a merge redirects the aliases of the profile it absorbs to the survivor (merge._repoint_aliases), so an
 # alias is one hop from a live profile, two while a merge is in flight; longer chains are from earlier versions.
 MAX_ALIAS_HOPS = 20
+UNREAD = object()  # a document its caller did not read (None: read, and found missing)
 
 
 class ConcurrencyConflict(Exception):

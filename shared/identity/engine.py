@@ -30,7 +30,7 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
-from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
+from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, move_stranded_aliases,
@@ -151,7 +151,6 @@ class Resolver:
 
 
 NORMALIZE_AHEAD = 256  # records; at 100k records 1,024 measured alike, 64 half the gain
-_UNREAD = object()  # a blocking key whose document the decision did not read
 
 
 def _left_out_fields(record: CustomerRecord, n: NormalizedRecord) -> list[str]:
@@ -535,6 +534,10 @@ class _Work:
         """(probability, profile, best-matching record) of these live profiles (not excluded), best first."""
         scored = []
         seen = set()
+        unread = [pid for pid in dict.fromkeys(profile_ids) if pid not in profiles]
+        if len(unread) > 1:  # one request for them all (ReadMany), not one each
+            for pid, doc in zip(unread, self.ctx.profiles.read_items([(pid, pid) for pid in unread])):
+                profiles[pid] = live_profile(self.ctx, pid, doc=doc)
         for pid in profile_ids:
             profile = self._live(pid, profiles)
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
@@ -1007,8 +1010,8 @@ class _Work:
 
     def _add_to_block(self, key: str, profile_id: str) -> None:
         blocking = self.ctx.blocking
-        doc = self.block_docs.pop(key, _UNREAD)
-        if doc is _UNREAD:
+        doc = self.block_docs.pop(key, UNREAD)  # the decision did not read it
+        if doc is UNREAD:
             doc = blocking.read_item_or_none(key, key)
         for _ in range(50):
             if doc is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.store import ItemNotFoundError, PreconditionFailedError
 
-from .docs import MAX_ALIAS_HOPS, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
+from .docs import MAX_ALIAS_HOPS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,15 @@ def survivor_order(profile: dict[str, Any]) -> tuple[str, str]:
     return (profile.get("created_at", ""), profile["id"])
 
 
-def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True) -> dict[str, Any] | None:
+def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True, doc: Any = UNREAD) -> dict[str, Any] | None:
     """The live profile this id resolves to, finishing pending merges on the way; None if it is gone.
 
     With finish, merges folded into the profile but not yet completed (its "merging" list: the worker
     died after the fold) are completed too, so a crashed saga is finished by whoever reads the survivor next.
+    `doc`: the document of `profile_id` as the caller just read it (a batched read of several), if it did.
     """
-    doc = ctx.read_profile(profile_id)
+    if doc is UNREAD:
+        doc = ctx.read_profile(profile_id)
     if doc is not None and doc.get("doc_type") == "profile" and not doc.get("pending_merge") and not (
             finish and doc.get("merging")):
         return doc  # the common case: a live profile with no merge in flight
