@@ -450,6 +450,28 @@ def test_a_person_erased_while_one_of_their_records_is_removed_is_not_left_a_hol
     assert violations(store) == {}
 
 
+def test_an_erase_handing_the_home_email_on_to_a_profile_merged_away_meanwhile_hands_it_to_the_survivor(store):
+    """Cat's profile holds the home email; Ann Lee's gives it too (a holder). Cat is erased, and as the erase hands
+    the email on to Ann Lee's profile, a new version of pos|3 merges that profile into its own. The hand-on read
+    the merged-away profile as listing the email, pointed the email at it, then, finding it an alias, deleted the
+    email: the survivor's record gave it, unindexed."""
+    from shared.privacy import erase_profile
+
+    ann_roe, = resolve(store, rec("pos", "3", given_name="Ann", family_name="Roe", birth_date="1981-03-04"))
+    cat, = resolve(store, rec("web", "3", given_name="Cat", family_name="Roe", email="home@lee.org",
+                              phone="+447911123459"))
+    ann_lee, = resolve(store, rec("web", "10", email="home@lee.org", phone="+447911123458", **ANN))
+    assert len({ann_roe.profile_id, cat.profile_id, ann_lee.profile_id}) == 3
+    changed = rec("pos", "3", given_name="Ann", family_name="Roe", birth_date="1981-03-04", phone="+447911123458")
+    racing = InterceptingStore(store, "profiles", "replace_item", before=lambda: resolve(store, changed),
+                               when=lambda body, **_: body["id"] == ann_lee.profile_id)
+    erase_profile(racing, get_profile(store, cat.profile_id))
+    assert racing.intercepted and get_profile(store, ann_lee.profile_id)["id"] == ann_roe.profile_id
+    assert find_profile_id(store, "email", "home@lee.org") == ann_roe.profile_id
+    assert "email:home@lee.org" in get_profile(store, ann_roe.profile_id)["identifiers"]
+    assert violations(store) == {}
+
+
 def test_a_merge_whose_survivor_is_erased_before_it_starts_leaves_no_pending_merge(store):
     from shared.privacy import erase_profile
 

@@ -11,7 +11,7 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
 from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_blocking, _repoint_identifiers,
-                    _repoint_records, live_profile)
+                    _repoint_records, _set_profile_id, live_profile)
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None 
 
 
 def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
-    live = live_profile(ctx, profile_id)  # merged since, maybe
     # Listed first, as a hand-on does: a retry after a crash finds the document missing and claims it again.
-    if live is None or not _list_while_given(ctx, live["id"], iid):
+    live = _heir(ctx, profile_id, iid, set())  # merged since, maybe
+    if live is None:
         return False
     try:
         ctx.identifiers.create_item(_identifier_doc(iid, live["id"]))
@@ -107,12 +107,7 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
             return released
         holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
         while holders and heir is None:
-            heir = live_profile(ctx, holders.pop(0))
-            # The heir lists it first (while its record gives it): a crash before the pointer's write leaves a
-            # retry to hand it on again.
-            if heir is not None and (heir["id"] in leaving or not _gives(heir, iid)
-                                     or not _list_while_given(ctx, heir["id"], iid)):
-                heir = None
+            heir = _heir(ctx, holders.pop(0), iid, leaving)
         try:
             if heir is None:
                 ctx.identifiers.delete_item(iid, iid, etag=doc["_etag"])
@@ -122,10 +117,27 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
         except (PreconditionFailedError, ItemNotFoundError):
             continue
         released, listed_on = True, None
-        if iid in (ctx.read_profile(heir["id"]) or {}).get("identifiers", []):
+        live = live_profile(ctx, heir["id"])
+        if live is not None and iid in live.get("identifiers", []):
+            if live["id"] != heir["id"]:  # merged into another since it listed the value: the pointer follows
+                _repoint(ctx.identifiers, iid, heir["id"], live["id"], _set_profile_id)
             return True
         leaving = {heir["id"]}  # its record let the value go meanwhile, after reading the pointer as it was: on
     raise ConcurrencyConflict("could not release an identifier")
+
+
+def _heir(ctx: Ctx, holder: str, iid: str, leaving: set[str]) -> dict[str, Any] | None:
+    """The live profile a holder id leads to, once it lists the identifier (while its record gives it: a crash
+    before the pointer's write leaves a retry to hand it on again); None when it does not give it. Merged into
+    another while listing it, the holder id is followed again."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        heir = live_profile(ctx, holder)
+        if heir is None or heir["id"] in leaving or not _gives(heir, iid):
+            return None
+        listed = _list_while_given(ctx, heir["id"], iid)
+        if listed is not None:
+            return heir if listed else None
+    raise ConcurrencyConflict("could not hand an identifier on")
 
 
 def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str]) -> None:
@@ -138,8 +150,9 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str]) -> None:
             release_identifier(ctx, iid, {profile["id"]})
 
 
-def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool:
-    """List the identifier on the profile while one of its records gives it; False when none does (or it is gone)."""
+def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool | None:
+    """List the identifier on the profile while one of its records gives it; False when none does, None when the
+    profile is gone (erased, or merged into another meanwhile: that one may give it)."""
     given = {"now": False}
 
     def change(profile: dict[str, Any]) -> dict[str, Any] | None:
@@ -148,8 +161,7 @@ def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool:
             return None
         return {**profile, "identifiers": sorted({*profile.get("identifiers", []), iid})}
 
-    _update_profile(ctx, profile_id, change)
-    return given["now"]
+    return given["now"] if _update_profile(ctx, profile_id, change) is not None else None
 
 
 def _unlist(ctx: Ctx, profile_id: str, iid: str) -> None:
@@ -814,8 +826,10 @@ def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str]) -> None:
         **doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()})
 
 
-def _update_profile(ctx: Ctx, profile_id: str, change) -> None:
+def _update_profile(ctx: Ctx, profile_id: str, change) -> dict[str, Any] | None:
     """Write change(profile) under the profile's ETag, reading it again when another writer got there first
-    (merge._repoint); a profile gone (erased, merged) has nothing to change."""
-    _repoint(ctx.profiles, profile_id, None, None,
-             lambda doc, _old, _new: change(doc) if doc.get("doc_type") == "profile" else None)
+    (merge._repoint); a profile gone (erased, merged) has nothing to change. Returns the profile as it is now, None
+    when it is gone."""
+    doc = _repoint(ctx.profiles, profile_id, None, None,
+                   lambda doc, _old, _new: change(doc) if doc.get("doc_type") == "profile" else None)
+    return doc if doc is not None and doc.get("doc_type") == "profile" else None

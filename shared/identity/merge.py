@@ -260,15 +260,16 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
     raise ConcurrencyConflict(f"could not fold {absorbed['id']}")
 
 
-def _repoint(container, item_id: str, old: str, new: str, update) -> None:
+def _repoint(container, item_id: str, old: str, new: str, update) -> dict[str, Any] | None:
+    """Write update(doc) under the document's ETag, reading it again when another writer got there first. Returns
+    the document as it is now: written, or read and needing no change (None: there is none)."""
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = container.read_item_or_none(item_id, item_id)
         changed = update(doc, old, new) if doc is not None else None
         if changed is None:
-            return
+            return doc
         try:
-            container.replace_item(changed, etag=doc["_etag"])
-            return
+            return container.replace_item(changed, etag=doc["_etag"])
         except (PreconditionFailedError, ItemNotFoundError):
             continue
     raise ConcurrencyConflict(f"could not repoint {container.name} item")
