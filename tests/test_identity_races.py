@@ -278,8 +278,6 @@ def test_a_version_whose_profile_another_version_merged_away_leaves_no_key_namin
     (Dan Roe, Dan Lee's phone) runs to the end: it finds the record in v1's profile and merges that profile into
     Dan Lee's. v1 then wrote its keys for the absorbed profile, lost its commit and was resolved again: the keys named
     the alias, and once the survivor was deleted, a profile that no longer exists."""
-    from shared.identity import remove_record
-
     dan, = resolve(store, rec("pos", "0", given_name="Dan", family_name="Lee", phone="+447911123459"))
     resolve(store, rec("web", "8", given_name="Ann", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org"))
     v1 = rec("pos", "7", given_name="Dan", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org",
@@ -434,7 +432,6 @@ def test_a_person_erased_while_one_of_their_records_is_removed_is_not_left_a_hol
     """Ann's two records give the home phone, which her profile holds; Dan's gives it too. The removal of one of
     Ann's records is about to index her profile again under the phone when the whole erase runs and hands the phone
     on to Dan: the removal then noted Ann's erased profile as one of its holders."""
-    from shared.identity import remove_record
     from shared.privacy import erase_profile
 
     home = "+447911123457"
