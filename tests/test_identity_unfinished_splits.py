@@ -162,7 +162,8 @@ def test_the_apps_timer_finishes_a_split_cut_off_once_idle_long_enough(app_env, 
 def test_a_split_record_changing_to_join_another_profile_while_its_pointers_move_ends_there(store):
     """web|8 is split out of the profile it shares with web|3 (a loyalty card). While the split moves its pointers,
     its new version (Cat's phone) joins Cat's profile, which absorbs the new profile. The split then pointed the
-    record's doc and blocking keys at the absorbed id, which the record's removal later deleted."""
+    record's doc and blocking keys at the absorbed id, which the record's removal later deleted; and then put Cat's
+    profile under the keys of the version it had read."""
     cat, = resolve(store, rec("web", "10", given_name="Cat", family_name="Roe", phone="+447911123458"))
     pid = resolve(store, rec("web", "3", given_name="Cat", family_name="Roe", phone="+447911123459", loyalty_id="L3"),
                   rec("web", "8", given_name="Bob", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org",
@@ -173,6 +174,8 @@ def test_a_split_record_changing_to_join_another_profile_while_its_pointers_move
     assert racing.intercepted
     assert holders(store, "web|8") == [cat.profile_id]
     assert store.container("records").read_item("web|8", "web|8")["profile_id"] == cat.profile_id
+    # Not under the keys of the version the split read (Bob's birth date): Cat's records do not give them.
+    assert [b["id"] for b in store.container("blocking").query_items() if b["id"].startswith("dob:19800102")] == []
     assert violations(store) == {}
     remove_record(store, "web", "8", settings=SETTINGS)
     assert violations(store) == {}

@@ -10,8 +10,8 @@ from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
-from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_blocking, _repoint_identifiers,
-                    _repoint_records, _set_profile_id, live_profile)
+from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_given, _repoint_records, _set_profile_id,
+                    live_profile)
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -743,9 +743,11 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     else:
         # Merged into another while this split moved its pointers (records of the person joined it through those
         # moved first): what it pointed at the new profile after the merge saga repointed them names an alias.
+        # Only what the survivor lists or its records give: a new version of the record that joined it has replaced
+        # the entry this split read, and released what only the old version gave.
         moved = {"id": new_id, "identifiers": new.get("identifiers", []), "records": [entry]}
-        for repoint in (_repoint_identifiers, _repoint_records, _repoint_blocking):
-            repoint(ctx, moved, live["id"])
+        _repoint_given(ctx, moved, live)
+        _repoint_records(ctx, moved, live["id"])
     _clear_mark(ctx, profile["id"], key)  # last: until then, whoever reads the profile finishes the split
     log.info("split a record of profile %s into %s", profile["id"], new_id)
     return new_id
