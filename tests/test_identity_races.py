@@ -317,6 +317,24 @@ def test_two_versions_of_a_record_placed_in_two_profiles_at_once_leave_nothing_o
     assert violations(store) == {}
 
 
+def test_a_version_whose_entry_another_version_replaced_meanwhile_leaves_nothing_it_indexed_after(store):
+    """v1 of web|7 (Ann's home email, Cat's phone) has linked to its profile when v2 (Bob, born 2 January 1980, and
+    Bob's phone) runs to the end: it replaces v1's entry and merges Bob's profile in. v1 then claimed the email and
+    wrote its blocking keys for that profile, lost its commit, and on its retry left the profile for one of its own:
+    the email and the email's key went on naming the profile, which no record there gave them."""
+    resolve(store, rec("pos", "3", given_name="Cat", family_name="Roe", phone="+447911123459"))
+    ann, = resolve(store, rec("web", "7", email="ann.lee@shopmail.net", **ANN))
+    resolve(store, rec("web", "10", given_name="Bob", family_name="Lee", phone="+447911123458"))
+    v1 = rec("web", "7", email="home@lee.org", phone="+447911123459", **ANN)
+    v2 = rec("web", "7", given_name="Bob", family_name="Lee", birth_date="1980-01-02", phone="+447911123458")
+    racing = InterceptingStore(store, "identifiers", "read_items", nth=2, before=lambda: resolve(store, v2))
+    last, = resolve(racing, v1)
+    assert racing.intercepted and last.action == "created" and last.profile_id != ann.profile_id
+    assert find_profile_id(store, "email", "home@lee.org") == last.profile_id
+    assert store.container("blocking").read_item("eu:home", "eu:home")["profile_ids"] == [last.profile_id]
+    assert violations(store) == {}
+
+
 # --- an erase on request while a worker links another record of the person -------------------------------------
 
 def _leftovers(store, profile_id):

@@ -1076,22 +1076,30 @@ class _Work:
             else:
                 self.ctx.identifiers.create_item(body)
         except (ItemExistsError, PreconditionFailedError):
-            self._leave_keys_of_merged(profile_id)
+            self._undo_after_lost_commit(profile_id)
             raise ConcurrencyConflict("the same record was resolved concurrently") from None
 
-    def _leave_keys_of_merged(self, profile_id: str) -> None:
-        """The same record was committed by another worker meanwhile, whose attempt may have found it in this
-        attempt's profile and merged that profile away: the keys this attempt wrote after the merge's saga name the
-        absorbed id. The survivor takes those its records give; the absorbed id leaves the others (this version
-        is resolved again from fresh reads)."""
-        if not self.block_written:
+    def _undo_after_lost_commit(self, profile_id: str) -> None:
+        """The same record was committed by another worker meanwhile, whose version found it in this attempt's
+        profile: it replaced this version's entry there (releasing what only this version gave), or merged the
+        profile away. What this attempt indexed after that (blocking keys, identifier claims) names the profile for
+        nothing, or names the absorbed id: the profile (its survivor) keeps what its records give, and the rest is
+        released. This version is resolved again from fresh reads."""
+        if not (self.block_written or self.claimed):
             return
         live = live_profile(self.ctx, profile_id)
-        if live is None or live["id"] == profile_id:
+        if live is None:
             return
         given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
         for key in sorted(self.block_written):
-            update_block(self.ctx, key, profile_id, live["id"] if key in given else None)
+            if key not in given or live["id"] != profile_id:
+                update_block(self.ctx, key, profile_id, live["id"] if key in given else None)
+        gives = set().union(*map(entry_identifiers, live["records"]))
+        for iid in sorted(set(self.claimed)):
+            if iid not in gives:
+                release_identifier(self.ctx, iid, {profile_id, live["id"]})
+            elif live["id"] != profile_id:
+                _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
