@@ -29,7 +29,9 @@ Checks (name: what must hold):
   is left pending. unfinished_split: no profile is marked by a split that did not finish (cut off: calling the
   split again, a new version or a removal of the record, or the finish_stale_splits timer finishes it).
 - blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only;
-  profile_blocking_unindexed: every blocking key a profile's records give finds the profile (or is capped).
+  blocking_names_non_giver: a live profile a blocking entry names has a record that gives the key (else it is read
+  and scored for nothing, and names a dead profile once that one is deleted); profile_blocking_unindexed: every
+  blocking key a profile's records give finds the profile (or is capped).
 """
 from __future__ import annotations
 
@@ -215,8 +217,14 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
                                                                   "profile": pid})
             else:
                 found.add(pid)
-    for pid, p in profiles.items():
-        for key in sorted({k for r in p.get("records", []) for k in r.get("blocking_keys", [])}):
+    given_keys = {pid: {k for r in p.get("records", []) for k in r.get("blocking_keys", [])}
+                  for pid, p in profiles.items()}
+    for doc in blocking:
+        for pid in doc.get("profile_ids", []):
+            if pid in profiles and doc["id"] not in given_keys[pid]:
+                findings.fail("blocking_names_non_giver", {"key_type": doc["id"].split(":", 1)[0], "profile": pid})
+    for pid, keys in given_keys.items():
+        for key in sorted(keys):
             found = found_under.get(key, set())
             if pid not in found and "*" not in found:
                 findings.fail("profile_blocking_unindexed", {"key_type": key.split(":", 1)[0], "profile": pid})

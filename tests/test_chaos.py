@@ -64,6 +64,7 @@ def test_audit_finds_planted_inconsistencies():
     identifiers.create_item({"id": "source:pos|1", "profile_id": "p1"})
     identifiers.create_item({"id": "phone:+331", "profile_id": "p3"})
     records.create_item({"id": "pos|2", "profile_id": "p1"})
+    store.container("blocking").create_item({"id": "eu:ann", "profile_ids": ["p4"]})  # no record of p4 gives it
     store.container("ledger").create_item({"id": "i1", "doc_type": "ingestion", "blob": "a.csv", "status":
                                            "completed", "rows_read": 5, "accepted": 3, "quarantined": 1,
                                            "duplicates": 0})
@@ -71,8 +72,8 @@ def test_audit_finds_planted_inconsistencies():
     assert set(findings.counts) == {
         "record_twice_in_profile", "record_in_two_profiles", "unfinished_merge", "record_doc_orphan",
         "record_doc_missing", "identifier_points_to_alias", "profile_identifier_unindexed", "orphan_alias",
-        "record_identifier_unindexed", "ingestion_accounting", "ingestion_rows"}
-    assert findings.counts["record_identifier_unindexed"] == 1
+        "record_identifier_unindexed", "ingestion_accounting", "ingestion_rows", "blocking_names_non_giver"}
+    assert findings.counts["record_identifier_unindexed"] == 1 and findings.counts["blocking_names_non_giver"] == 1
     dumped = json.dumps(findings.as_dict())
     assert "a@x.io" not in dumped and "7911123457" not in dumped  # identifier values never appear in findings
 
