@@ -6,6 +6,8 @@ Each test cuts a split off at one write on the store of the test (memory and Cos
 the store's invariant audit (shared/audit.py)."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from shared.identity import find_profile_id, finish_unfinished_splits, get_profile, remove_record, split_record
@@ -196,6 +198,37 @@ def test_a_new_version_of_the_split_record_linked_while_the_split_moves_leaves_t
     assert store.container("blocking").read_item("eu:home", "eu:home")["profile_ids"] == [pid]
     assert violations(store) == {}
     remove_record(store, "pos", "7", settings=SETTINGS)
+    assert violations(store) == {}
+
+
+def test_a_split_still_running_when_a_new_version_of_its_record_releases_a_key_leaves_it_released(store):
+    """pos|7 is split out of the profile it shares with web|1 (an email); the split stops just before moving the old
+    email's key. Its new version (another email) finishes the split, links to the new profile and releases that
+    key; just before its profile write, the split goes on: it puts the new profile back under the key and reads the
+    profile, which still gives it. The key then named a profile none of whose records gave it. Two threads: the
+    split waits in one while the new version runs in the other."""
+    ann = dict(given_name="Ann", family_name="Roe")
+    pid = resolve(store, rec("web", "1", email="home@lee.org", **ann),
+                  rec("pos", "7", email="home@lee.org", phone="+447911123457", **ann))[0].profile_id
+    at_key, go_on, split_done = threading.Event(), threading.Event(), threading.Event()
+    splitting = hooked(store, "blocking", "read_item_or_none", when=lambda key, *_: key == "eu:home",
+                       hook=lambda: (at_key.set(), go_on.wait(30)))
+    split = threading.Thread(target=lambda: (split_record(splitting, pid, "pos|7", settings=SETTINGS),
+                                             split_done.set()))
+    split.start()
+    assert at_key.wait(30)
+
+    def the_new_versions_link(body, **_):  # its entry in the new profile, without the old email's key
+        entry = next((r for r in body.get("records", []) if r["key"] == "pos|7"), None)
+        return body["id"] != pid and entry is not None and "eu:home" not in entry["blocking_keys"]
+
+    linking = hooked(store, "profiles", "replace_item", when=the_new_versions_link,
+                     hook=lambda: (go_on.set(), split_done.wait(30)))
+    changed, = resolve(linking, rec("pos", "7", email="bob.roe@lee.org", phone="+447911123457", **ann))
+    go_on.set()
+    split.join(30)
+    assert linking.intercepted and split_done.is_set() and holders(store, "pos|7") == [changed.profile_id]
+    assert store.container("blocking").read_item("eu:home", "eu:home")["profile_ids"] == [pid]
     assert violations(store) == {}
 
 

@@ -829,7 +829,7 @@ class _Work:
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
                 raise ConcurrencyConflict("a newer version of the record is in the profile")
-            released = self._release_replaced(target["id"], old, records) if changed else set()
+            released, released_keys = self._release_replaced(target["id"], old, records) if changed else (set(), set())
             if changed:
                 replaced.append(old)
             records.append(self._entry(link or (old or {}).get("link"), old))
@@ -858,18 +858,19 @@ class _Work:
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
                 continue
-            release_again(self.ctx, written, released)
+            release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
         raise ConcurrencyConflict("could not link record")
 
-    def _release_replaced(self, profile_id: str, old: dict[str, Any], others: list[dict[str, Any]]) -> set[str]:
+    def _release_replaced(self, profile_id: str, old: dict[str, Any],
+                          others: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
         """Release the identifiers and blocking keys only the record's old version gave the profile (neither its
         other records nor the new version give them), before the profile write, as take_out does for a removed
-        record. Returns the identifiers released: the profile no longer lists them."""
+        record. Returns the identifiers released (the profile no longer lists them) and the keys."""
         own_ids, own_keys = only_given_by(old, others)
-        ids = own_ids - {self.source_iid, *self.strong}
-        release(self.ctx, profile_id, ids, own_keys - set(self.blocking_keys))
-        return ids
+        ids, keys = own_ids - {self.source_iid, *self.strong}, own_keys - set(self.blocking_keys)
+        release(self.ctx, profile_id, ids, keys)
+        return ids, keys
 
     def _index_shared(self, profile: dict[str, Any], replaced: list[dict[str, Any]]) -> dict[str, Any]:
         """After old versions' entries were replaced: index the profile again under what they shared with its other

@@ -140,14 +140,20 @@ def _heir(ctx: Ctx, holder: str, iid: str, leaving: set[str]) -> dict[str, Any] 
     raise ConcurrencyConflict("could not hand an identifier on")
 
 
-def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str]) -> None:
-    """After the write of a profile that no longer gives `ids` (a record taken out or changed): one handed on to
-    it meanwhile (release_identifier, after its release before the write had read the pointer as it was then) is
-    released again. One its records give again (a record linked meanwhile) is index_again's."""
+def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]) -> None:
+    """After the write of a profile that no longer gives `ids` and `keys` (a record taken out or changed): one handed
+    on to it meanwhile (release_identifier, after its release before the write had read the pointer as it was then)
+    is released again. So is a key that lists it again (a split still running puts its new profile under the keys of
+    the record's version it read). One its records give again (a record linked meanwhile) is index_again's. One
+    batched read each, only when there are any."""
     listed = sorted(ids)
     for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed))) if listed else ()):
         if doc is not None and doc.get("profile_id") == profile["id"] and not _gives(profile, iid):
             release_identifier(ctx, iid, {profile["id"]})
+    blocks = sorted(keys - {k for r in profile["records"] for k in r.get("blocking_keys", [])})
+    for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks))) if blocks else ()):
+        if doc is not None and profile["id"] in doc.get("profile_ids", []):
+            update_block(ctx, block, profile["id"], None)
 
 
 def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool | None:
@@ -342,7 +348,7 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
     else:
         ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
         kept = {"id": profile["id"], "records": []}
-    release_again(ctx, kept, own_ids - {source_identifier(key)})
+    release_again(ctx, kept, own_ids - {source_identifier(key)}, own_keys)
 
 
 def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
