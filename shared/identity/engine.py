@@ -603,7 +603,8 @@ class _Work:
                 self._log_score_link(profile["id"], link)
                 reason = f"score:{link['score']}"
         profile = self._claim(profile, claims)
-        self._repoint_aliased(profile["id"], {g.profile["id"] for g in group})
+        if self.aliased:  # rare: most records find no identifier naming a merged-away profile
+            self._repoint_aliased(profile["id"], {g.profile["id"] for g in group})
         # Another profile holds them: this one takes them over if that one lets them go. Read again (one request),
         # now that the profile gives them: one let go since the decision read it, while this profile did not give
         # it yet, was deleted, not handed on, even where this profile was noted as a holder before.
