@@ -743,9 +743,7 @@ def _finish_split(ctx: Ctx, profile: dict[str, Any], entry: dict[str, Any], new_
     elif live["id"] == new_id:
         # A new version of the record, linked to the new profile meanwhile, may have released keys only the version
         # this split read gave before the loop above put the profile under them again: they are released again.
-        given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
-        for block in sorted(set(entry.get("blocking_keys", [])) - given):
-            update_block(ctx, block, new_id, None)
+        release_again(ctx, live, set(), set(entry.get("blocking_keys", [])))
     else:
         # Merged into another while this split moved its pointers (records of the person joined it through those
         # moved first): what it pointed at the new profile after the merge saga repointed them names an alias.
