@@ -87,6 +87,17 @@ def register(sub) -> None:
                                    "Idempotent, safe beside running workers; prints counts, no values.")
     h.set_defaults(func=run_index_holders)
 
+    k = sub.add_parser("rekey", help="after a change of normalization (email provider rules, blocked values): resolve "
+                                     "again the records resolved under the old one (JSON counts out)",
+                       description="Reads every profile of the configured Cosmos DB and the stored content of each of "
+                                   "its records, and resolves again each record whose profile entry was made under "
+                                   "another normalization (normalization.email_provider_rules or "
+                                   "protection.blocked_values of the identity configuration changed since): it claims "
+                                   "the new forms of its identifiers, releases the old ones, and joins the profiles its "
+                                   "new identifiers lead to, under merge protection. It never splits a profile. "
+                                   "Idempotent, safe beside running workers; prints counts, no values.")
+    k.set_defaults(func=run_rekey)
+
 
 def _pairs(specs: list[str]) -> list[tuple[Path, Path]]:
     pairs = []
@@ -307,6 +318,16 @@ def run_index_holders(args) -> int:
 
     settings = get_settings()
     print(json.dumps(index_holders(open_store(settings), settings=settings)))
+    return 0
+
+
+def run_rekey(args) -> int:
+    from .identity import rekey
+    from .settings import get_settings
+    from .store import open_store
+
+    settings = get_settings()
+    print(json.dumps(rekey(open_store(settings), settings=settings)))
     return 0
 
 

@@ -30,7 +30,7 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
-from .docs import (MAX_ID_BYTES, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
+from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, move_stranded_aliases,
@@ -128,6 +128,12 @@ class Resolver:
         if work.too_large:
             return self._unless_erased(ResolveResult(record.key, None, "quarantined", TOO_LARGE))
         return with_retries(self.ctx, work.attempt)
+
+    def snapshot_of(self, record: CustomerRecord, n: NormalizedRecord) -> dict[str, Any] | None:
+        """The match snapshot this resolver keeps of a normalized record in its profile entry (identifier values
+        digested in a long record's); None for a record too large for one."""
+        work = _Work(self, record, n)
+        return None if work.too_large else work.snapshot
 
     def _unless_erased(self, quarantined: ResolveResult) -> ResolveResult:
         """A record about to be quarantined (kept whole for replay) is answered erased when its person was erased:
@@ -269,7 +275,10 @@ class _Work:
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         source_doc = id_docs[self.source_iid]
         # Not beside a tombstone: left by a removal that died before deleting it, it names a profile the record left.
-        if source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at"):
+        # Nor when marked for re-keying (rekey.py): resolved again for what normalization makes of it now; the commit
+        # takes the mark off.
+        if (source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at")
+                and not source_doc.get(REKEYING)):
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -825,7 +834,9 @@ class _Work:
                 held = old is not None
             elif held and old is None:  # taken out meanwhile (a split, a removal): decided again from fresh reads
                 raise ConcurrencyConflict("the record left the profile meanwhile")
-            changed = old is not None and old["hash"] != self.hash
+            # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
+            # replaced, releasing what only the old one gave.
+            changed = old is not None and (old["hash"] != self.hash or old.get("match") != self.snapshot)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
