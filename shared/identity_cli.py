@@ -92,9 +92,10 @@ def register(sub) -> None:
                        description="Reads every profile of the configured Cosmos DB and the stored content of each of "
                                    "its records, and resolves again each record whose profile entry was made under "
                                    "another normalization (normalization.email_provider_rules or "
-                                   "protection.blocked_values of the identity configuration changed since): it claims "
-                                   "the new forms of its identifiers, releases the old ones, and joins the profiles its "
-                                   "new identifiers lead to, under merge protection. It never splits a profile. "
+                                   "protection.blocked_values of the identity configuration changed since): it "
+                                   "claims the new forms of its identifiers, releases the old ones, and joins the "
+                                   "profiles its new identifiers lead to, under merge protection. It never splits a "
+                                   "profile. "
                                    "Idempotent, safe beside running workers; prints counts, no values.")
     k.set_defaults(func=run_rekey)
 

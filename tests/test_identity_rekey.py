@@ -79,7 +79,7 @@ def test_provider_rules_turned_on_join_the_profiles_of_one_mailbox(store, tmp_pa
     merge, = [m for m in list_merges(store, first.profile_id) if m.get("absorbed_id")]
     assert (merge["absorbed_id"], merge["rule"], merge["via_record"]) == (second.profile_id, "email", "web|1")
     assert_consistent(store)
-    assert rekey(store, settings=Settings()) == {"passes": 1, "records": 2, "rekeyed": 0}  # idempotent: nothing left to do
+    assert rekey(store, settings=Settings()) == {"passes": 1, "records": 2, "rekeyed": 0}  # idempotent
 
 
 def test_provider_rules_turned_off_keep_the_profile_and_index_both_forms(store, tmp_path):

@@ -30,9 +30,9 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
-from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
-                   profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
-                   with_retries)
+from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig,
+                   fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
+                   stable_hash, with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, move_stranded_aliases,
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)

@@ -32,11 +32,13 @@ def rekey(store: Store, *, settings: Settings | None = None, config: ResolverCon
     the records a merge moved into one read already, until a pass re-keys none: an admin job, run once after the
     change. A record is marked on its source identifier before it is resolved again, and its commit takes the mark
     off: a run that died midway leaves the mark, and the next run (or the record's next delivery) finishes it.
-    Idempotent, safe beside running workers of the new configuration (a record re-keyed is resolved as a new version
-    of it would be, under the same concurrency control). Returns counts, no values: `records` checked, `rekeyed` and the action of each (`rekeyed_linked`: it
-    stayed in its profile; `rekeyed_merged`: its new identifiers joined another), `passes`, and `unusable`: records
-    with nothing usable under the new normalization (their only email blocked now, say), left in their profile as
-    they were; remove them (`remove_record`) if they should go."""
+    Idempotent, safe beside running workers of the new configuration (a record re-keyed is resolved as a new
+    version of it would be, under the same concurrency control).
+
+    Returns counts, no values: `records` checked, `rekeyed` and the action of each (`rekeyed_linked`: it stayed in
+    its profile; `rekeyed_merged`: its new identifiers joined another), `passes`, and `unusable`: records with
+    nothing usable under the new normalization (their only email blocked now, say), left in their profile as they
+    were; remove them (`remove_record`) if they should go."""
     resolver = Resolver(store, settings=settings, config=config, model=model)
     counts: Counter[str] = Counter()
     checked: set[str] = set()
