@@ -145,6 +145,26 @@ def test_removal_racing_a_link_of_the_same_phone_leaves_the_phone_and_keys_index
     assert violations(store) == {}
 
 
+def test_removal_whose_profile_write_a_new_version_follows_leaves_what_that_version_gives_indexed(store):
+    """pos|4 alone gives Ann's profile her email and its keys. It is deleted at its source: its removal releases
+    them and writes the profile without it. Before the removal's last check (release_again: what the write let go,
+    read again), pos|3, the profile's other record, comes in a new version with that email: it finds the email
+    free, claims it and adds its keys. The check used to judge by the profile as the removal wrote it, and released
+    them again: the email and a key of the profile led nowhere."""
+    ann, _ = resolve(store, rec("pos", "4", email="annlee@gmail.com", phone="+447911123458", birth_date="1980-01-02",
+                                **ANN),
+                     rec("pos", "3", given_name="Ann", family_name="Roe", email="bob@lee.org", phone="+447911123458"))
+    new_version = rec("pos", "3", given_name="Bob", family_name="Lee", email="annlee@gmail.com")
+    racing = before_call(store, "blocking", "read_items", hook=lambda: resolve(store, new_version))
+
+    assert remove_record(racing, "pos", "4", settings=SETTINGS) == ann.profile_id
+
+    assert racing.intercepted and live_records(store) == {ann.profile_id: ["pos|3"]}
+    assert find_profile_id(store, "email", "annlee@gmail.com") == ann.profile_id
+    assert store.container("blocking").read_item("eu:annlee", "eu:annlee")["profile_ids"] == [ann.profile_id]
+    assert violations(store) == {}
+
+
 # --- a record's new version releasing what only its old one gave ---------------------------------------------------
 
 def test_new_version_releasing_its_old_phone_while_a_link_gives_it_again_leaves_it_indexed(store):

@@ -147,13 +147,29 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[st
     the record's version it read). One its records give again (a record linked meanwhile) is index_again's. One
     batched read each, only when there are any."""
     listed = sorted(ids)
-    for iid, doc in zip(listed, ctx.identifiers.read_items(list(zip(listed, listed))) if listed else ()):
-        if doc is not None and doc.get("profile_id") == profile["id"] and not _gives(profile, iid):
-            release_identifier(ctx, iid, {profile["id"]})
-    blocks = sorted(keys - {k for r in profile["records"] for k in r.get("blocking_keys", [])})
-    for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks))) if blocks else ()):
-        if doc is not None and profile["id"] in doc.get("profile_ids", []):
-            update_block(ctx, block, profile["id"], None)
+    id_docs = ctx.identifiers.read_items(list(zip(listed, listed))) if listed else []
+    stale_ids = {iid for iid, doc in zip(listed, id_docs)
+                 if doc is not None and doc.get("profile_id") == profile["id"] and not _gives(profile, iid)}
+    blocks = sorted(keys - _keys_given(profile))
+    block_docs = ctx.blocking.read_items(list(zip(blocks, blocks))) if blocks else []
+    stale_keys = {block for block, doc in zip(blocks, block_docs)
+                  if doc is not None and profile["id"] in doc.get("profile_ids", [])}
+    if not (stale_ids or stale_keys):
+        return
+    # A record linked since the write may give them again (it found them leading here, so it claimed none): the live
+    # profile decides, read again after the release for a record linking meanwhile, as index_again does.
+    live = live_profile(ctx, profile["id"])
+    if live is not None:
+        stale_ids = {iid for iid in stale_ids if not _gives(live, iid)}
+        stale_keys -= _keys_given(live)
+    release(ctx, profile["id"], stale_ids, stale_keys)
+    live = live_profile(ctx, profile["id"])
+    if live is not None:
+        index_again(ctx, live, {iid for iid in stale_ids if _gives(live, iid)}, stale_keys & _keys_given(live))
+
+
+def _keys_given(profile: dict[str, Any]) -> set[str]:
+    return {k for r in profile["records"] for k in r.get("blocking_keys", [])}
 
 
 def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool | None:
@@ -400,8 +416,7 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
         return
     # The record that shared them left meanwhile (deleted, or changed), and its leaving let them go before they were
     # indexed again: those the profile no longer lists, or its records no longer give, go again.
-    given = {k for r in live["records"] for k in r.get("blocking_keys", [])}
-    release(ctx, live["id"], set(created) - set(live.get("identifiers", [])), set(added) - given)
+    release(ctx, live["id"], set(created) - set(live.get("identifiers", [])), set(added) - _keys_given(live))
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
