@@ -4,13 +4,14 @@ often. After every step the store must pass every audit check (shared/audit.py);
 what died has been retried. Seeded: a failure names its seed and the steps that led to it."""
 from __future__ import annotations
 
+import json
 import random
 from typing import Any, Callable
 
 import pytest
 
 from shared.audit import audit_store
-from shared.identity import Resolver, finish_unfinished_splits, get_profile, remove_record, split_record
+from shared.identity import Resolver, finish_unfinished_splits, get_profile, rekey, remove_record, split_record
 from shared.identity.docs import ConcurrencyConflict
 from shared.models import CustomerRecord
 from shared.privacy import erase_profile
@@ -26,9 +27,9 @@ EMAILS = ["ann@lee.org", "bob@lee.org", "home@lee.org"]
 CARDS, BORN = ["L1", "L2", "L3"], ["1980-01-02", "1981-03-04"]
 
 
-def random_record(rng: random.Random) -> CustomerRecord:
+def random_record(rng: random.Random, emails: list[str] = EMAILS) -> CustomerRecord:
     fields = {"given_name": rng.choice(GIVEN), "family_name": rng.choice(FAMILY)}
-    for name, values, share in (("phone", PHONES, .7), ("email", EMAILS, .5), ("loyalty_id", CARDS, .3),
+    for name, values, share in (("phone", PHONES, .7), ("email", emails, .5), ("loyalty_id", CARDS, .3),
                                 ("birth_date", BORN, .3)):
         if rng.random() < share:
             fields[name] = rng.choice(values)
@@ -43,15 +44,45 @@ def holding_profile(store, key: str) -> dict | None:
         return None
 
 
-def next_operation(store, rng: random.Random, keys: list[str]) -> tuple[str, Callable[[Any], Any]]:
+class Normalizations:
+    """The normalizations a deployment switches between (email provider rules on or off, a walk-in email blocked),
+    each switch followed by `ucp rekey`; the other operations run under the current one. Emails come in the forms
+    provider rules fold together."""
+
+    EMAILS = ["ann.lee@gmail.com", "annlee+x@gmail.com", "annlee@gmail.com", "home@lee.org", "bob@lee.org"]
+    CONFIGS = {"on": {}, "off": {"normalization": {"email_provider_rules": False}},
+               "blocked": {"protection": {"blocked_values": {"email": ["home@lee.org"]}}}}
+
+    def __init__(self, folder):
+        self.settings = {}
+        for name, body in self.CONFIGS.items():
+            (folder / f"{name}.json").write_text(json.dumps(body))
+            self.settings[name] = Settings(identity_config=str(folder / f"{name}.json"))
+        self.name = "on"
+
+    @property
+    def current(self) -> Settings:
+        return self.settings[self.name]
+
+    def switch(self, rng: random.Random) -> tuple[str, Callable[[Any], Any]]:
+        self.name = rng.choice(sorted(set(self.settings) - {self.name}))
+        # Done again (a retry after dying) under the normalization of its time, as a person would run it.
+        return f"normalization {self.name}, rekey", lambda target: rekey(target, settings=self.current)
+
+
+def next_operation(store, rng: random.Random, keys: list[str], normalizations: Normalizations | None = None
+                   ) -> tuple[str, Callable[[Any], Any]]:
     """One random operation, chosen on the store as it is: what it is (for the failure message), and a function
     doing it on a store (the store, or one whose worker dies part way)."""
+    if normalizations is not None and rng.random() < .1:
+        return normalizations.switch(rng)
+    settings = normalizations.current if normalizations else SETTINGS
     roll = rng.random()
     if roll < .55 or not keys:
-        record = random_record(rng)
+        record = random_record(rng, normalizations.EMAILS if normalizations else EMAILS)
 
         def resolve(target) -> str:
-            result = Resolver(target, settings=SETTINGS).resolve(record)
+            result = Resolver(target, settings=settings).resolve(record)
             if result.profile_id is not None and record.key not in keys:
                 keys.append(record.key)
             return f"-> {result.action} {result.reason}"
@@ -61,11 +92,11 @@ def next_operation(store, rng: random.Random, keys: list[str]) -> tuple[str, Cal
     if roll < .75 or profile is None:
         keys.remove(key)
         source, record_key = key.split("|", 1)
-        return f"remove {key}", lambda target: remove_record(target, source, record_key, settings=SETTINGS)
+        return f"remove {key}", lambda target: remove_record(target, source, record_key, settings=settings)
     if roll < .9:
         if len(profile["records"]) < 2:
             return f"split {key}: its profile's only record", lambda target: None
-        return f"split {key}", lambda target: split_record(target, profile["id"], key, settings=SETTINGS)
+        return f"split {key}", lambda target: split_record(target, profile["id"], key, settings=settings)
     keys[:] = [k for k in keys if k not in {entry["key"] for entry in profile["records"]}]
     return f"erase the profile holding {key}", lambda target: erase_profile(target, profile)
 
@@ -101,7 +132,7 @@ RACING_CALLS = [(container, method) for container in ("identifiers", "profiles",
                                "read_items")]
 
 
-def run_steps_racing(store, seed: int, steps: int) -> None:
+def run_steps_racing(store, seed: int, steps: int, normalizations: Normalizations | None = None) -> None:
     rng, keys, done = random.Random(seed), [], []
 
     def attempt(do: Callable[[Any], Any], target) -> str:
@@ -111,9 +142,9 @@ def run_steps_racing(store, seed: int, steps: int) -> None:
             return f"({type(err).__name__})"
 
     for _ in range(steps):
-        what, do = next_operation(store, rng, keys)
+        what, do = next_operation(store, rng, keys, normalizations)
         if rng.random() < .5:
-            other, do_other = next_operation(store, rng, keys)
+            other, do_other = next_operation(store, rng, keys, normalizations)
             container, method = rng.choice(RACING_CALLS)
             racing = hooked(store, container, method, nth=rng.randint(1, 6), hook=lambda: attempt(do_other, store))
             try:
@@ -138,6 +169,14 @@ def test_random_operations_racing_keep_the_cosmos_store_consistent(cosmos_store,
     run_steps_racing(cosmos_store, seed, 40)
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_random_operations_racing_normalization_changes_and_rekeys_keep_the_memory_store_consistent(seed, tmp_path):
+    normalizations = Normalizations(tmp_path)
+    store = MemoryStore()
+    run_steps_racing(store, seed, 40, normalizations)
+    assert_rekeyed(store, normalizations.current)
+
+
 # --- the same, with workers dying ---------------------------------------------------------------------------------
 # Any operation may die at a random write (a worker killed, its host restarted). What died is done again later, in
 # between other operations, as its message is redelivered or its caller retries; so is one that has to wait for
@@ -149,7 +188,7 @@ DYING_WRITES = [(container, method) for container in ("identifiers", "profiles",
                 for method in ("create_item", "replace_item", "delete_item", "upsert_item")]
 
 
-def run_steps_dying(store, seed: int, steps: int) -> None:
+def run_steps_dying(store, seed: int, steps: int, normalizations: Normalizations | None = None) -> None:
     rng, keys, done, to_retry = random.Random(seed), [], [], []
 
     def attempt(what: str, do: Callable[[Any], Any], target) -> None:
@@ -167,7 +206,7 @@ def run_steps_dying(store, seed: int, steps: int) -> None:
             what, do = to_retry.pop(rng.randrange(len(to_retry)))
             attempt(f"retry {what}", do, store)
             continue
-        what, do = next_operation(store, rng, keys)
+        what, do = next_operation(store, rng, keys, normalizations)
         if rng.random() < .35:
             container, method = rng.choice(DYING_WRITES)
             attempt(what, do, crashing(store, container, method, nth=rng.randint(1, 5)))
@@ -177,7 +216,7 @@ def run_steps_dying(store, seed: int, steps: int) -> None:
         retries, to_retry[:] = list(to_retry), []
         for what, do in retries:
             attempt(f"retry {what}", do, store)
-    finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0)
+    finish_unfinished_splits(store, settings=normalizations.current if normalizations else SETTINGS, idle_seconds=0)
     violations = audit_store(store).as_dict()["violations"]
     assert not to_retry and violations == {}, f"seed {seed}: {violations}, after:\n" + "\n".join(done)
 
@@ -190,6 +229,23 @@ def test_random_operations_dying_and_retried_leave_the_memory_store_consistent(s
 @pytest.mark.parametrize("seed", range(2))
 def test_random_operations_dying_and_retried_leave_the_cosmos_store_consistent(cosmos_store, seed):
     run_steps_dying(cosmos_store, seed, 50)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_random_normalization_changes_and_rekeys_dying_and_retried_leave_the_memory_store_consistent(seed, tmp_path):
+    normalizations = Normalizations(tmp_path)
+    store = MemoryStore()
+    run_steps_dying(store, seed, 50, normalizations)
+    assert_rekeyed(store, normalizations.current)
+
+
+def assert_rekeyed(store, settings: Settings) -> None:
+    """Once rekey has run under the last normalization, every record is what that one makes of it: a second run
+    re-keys none, and no record keeps the mark of a run that died."""
+    rekey(store, settings=settings)
+    assert rekey(store, settings=settings)["rekeyed"] == 0
+    assert not [doc for doc in store.container("identifiers").query_items() if doc.get("rekeying")]
+    assert audit_store(store).as_dict()["violations"] == {}
 
 
 # --- versions and deletes delivered in any order ------------------------------------------------------------------
