@@ -169,14 +169,6 @@ def test_random_operations_racing_keep_the_cosmos_store_consistent(cosmos_store,
     run_steps_racing(cosmos_store, seed, 40)
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_random_operations_racing_normalization_changes_and_rekeys_keep_the_memory_store_consistent(seed, tmp_path):
-    normalizations = Normalizations(tmp_path)
-    store = MemoryStore()
-    run_steps_racing(store, seed, 40, normalizations)
-    assert_rekeyed(store, normalizations.current)
-
-
 # --- the same, with workers dying ---------------------------------------------------------------------------------
 # Any operation may die at a random write (a worker killed, its host restarted). What died is done again later, in
 # between other operations, as its message is redelivered or its caller retries; so is one that has to wait for
@@ -231,17 +223,17 @@ def test_random_operations_dying_and_retried_leave_the_cosmos_store_consistent(c
     run_steps_dying(cosmos_store, seed, 50)
 
 
-@pytest.mark.parametrize("seed", range(20))
-def test_random_normalization_changes_and_rekeys_dying_and_retried_leave_the_memory_store_consistent(seed, tmp_path):
+# With the normalization changed now and then (Normalizations), each change followed by a rekey run, racing or dying
+# as the other operations do. Once rekey has run under the last normalization, every record is what that one makes
+# of it: a second run re-keys none, and no record keeps the mark of a run that died.
+@pytest.mark.parametrize("run, steps, seed", [(run_steps_racing, 40, seed) for seed in range(30)]
+                         + [(run_steps_dying, 50, seed) for seed in range(20)])
+def test_random_operations_with_normalization_changes_and_rekeys_leave_the_memory_store_consistent(
+        run, steps, seed, tmp_path):
     normalizations = Normalizations(tmp_path)
     store = MemoryStore()
-    run_steps_dying(store, seed, 50, normalizations)
-    assert_rekeyed(store, normalizations.current)
-
-
-def assert_rekeyed(store, settings: Settings) -> None:
-    """Once rekey has run under the last normalization, every record is what that one makes of it: a second run
-    re-keys none, and no record keeps the mark of a run that died."""
+    run(store, seed, steps, normalizations)
+    settings = normalizations.current
     rekey(store, settings=settings)
     assert rekey(store, settings=settings)["rekeyed"] == 0
     assert not [doc for doc in store.container("identifiers").query_items() if doc.get("rekeying")]
