@@ -21,8 +21,8 @@ T = TypeVar("T")
 # alias is one hop from a live profile, two while a merge is in flight; longer chains are from earlier versions.
 MAX_ALIAS_HOPS = 20
 UNREAD = object()  # a document its caller did not read (None: read, and found missing)
-# On a record's source identifier (its commit): resolve it again though its content is the same, for what
-# normalization makes of it now (rekey.py). Its commit, written last, takes the mark off.
+# On a record's source identifier (its commit), naming the record: resolve it again though its content is the same,
+# for what normalization makes of it now (rekey.py). Its commit, written last, takes the mark off.
 REKEYING = "rekeying"
 
 

@@ -12,7 +12,7 @@ profile: two people that a folded email joined stay joined until a person splits
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 from shared.models import CustomerRecord
 from shared.settings import Settings
@@ -42,34 +42,46 @@ def rekey(store: Store, *, settings: Settings | None = None, config: ResolverCon
     resolver = Resolver(store, settings=settings, config=config, model=model)
     counts: Counter[str] = Counter()
     checked: set[str] = set()
+    # First the records a run that died left marked: one may be in no profile (it was leaving its profile for
+    # another when the run died), where no pass over the profiles would find it.
+    marked = resolver.ctx.identifiers.query_items((REKEYING, "defined", None))
+    _rekey_records(resolver, [(doc[REKEYING], None) for doc in marked if isinstance(doc[REKEYING], str)], checked,
+                   counts)
     for passes in range(1, MAX_PASSES + 1):
         counts["passes"] = passes
-        if not _rekey_pass(resolver, checked, counts):
+        if not _rekey_records(resolver, _entries(resolver), checked, counts):
             break
     return dict(counts)
 
 
-def _rekey_pass(resolver: Resolver, checked: set[str], counts: Counter[str]) -> int:
-    """One pass over the live profiles, checking the records not checked yet; the number re-keyed."""
-    rekeyed = 0
+def _entries(resolver: Resolver) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key, entry) of each record of each live profile."""
     for profile in resolver.ctx.profiles.query_items(("doc_type", "=", "profile")):
         for entry in profile.get("records", []):
-            if entry["key"] in checked:
-                continue
-            checked.add(entry["key"])
-            counts["records"] += 1
-            action = with_retries(resolver.ctx, lambda: _rekey_record(resolver, entry))
-            if action is not None:
-                counts[action] += 1
-                rekeyed += action.startswith("rekeyed_")
+            yield entry["key"], entry
+
+
+def _rekey_records(resolver: Resolver, records: Iterable[tuple[str, dict[str, Any] | None]], checked: set[str],
+                   counts: Counter[str]) -> int:
+    """Check the records (key, profile entry) not checked yet, re-keying those not current; the number re-keyed."""
+    rekeyed = 0
+    for key, entry in records:
+        if key in checked:
+            continue
+        checked.add(key)
+        counts["records"] += 1
+        action = with_retries(resolver.ctx, lambda: _rekey_record(resolver, key, entry))
+        if action is not None:
+            counts[action] += 1
+            rekeyed += action.startswith("rekeyed_")
     counts["rekeyed"] = sum(v for k, v in counts.items() if k.startswith("rekeyed_"))
     return rekeyed
 
 
-def _rekey_record(resolver: Resolver, entry: dict[str, Any]) -> str | None:
-    """Resolve the entry's record again if it is not current, or was marked by a run that died: the count it adds
-    to (None: current, or gone meanwhile)."""
-    ctx, key = resolver.ctx, entry["key"]
+def _rekey_record(resolver: Resolver, key: str, entry: dict[str, Any] | None) -> str | None:
+    """Resolve the record again if its entry is not current, or it was marked by a run that died (entry None: found
+    by its mark): the count it adds to (None: current, or gone meanwhile)."""
+    ctx = resolver.ctx
     doc = ctx.records.read_item_or_none(key, key)
     if doc is None or not doc.get("record") or doc.get("erased_at") or doc.get("removed_at"):
         return None  # gone meanwhile: its removal or erase takes it out of the profile
@@ -79,11 +91,13 @@ def _rekey_record(resolver: Resolver, entry: dict[str, Any]) -> str | None:
         return "unusable"
     iid = source_identifier(key)
     source_doc = ctx.identifiers.read_item_or_none(iid, iid)
-    if source_doc is None or not source_doc.get("content_hash") == doc.get("content_hash") == entry.get("hash"):
-        return None  # not committed, or another version since: its worker resolves it as configured now
+    if source_doc is None or source_doc.get("content_hash") != doc.get("content_hash"):
+        return None  # not committed: its worker resolves it as configured now
     if not source_doc.get(REKEYING):
+        if entry is None or entry.get("hash") != doc.get("content_hash"):
+            return None  # another version since: its worker resolves it as configured now
         if resolver.snapshot_of(record, n) == entry.get("match"):
             return None
         # Written under its ETag: a version committed meanwhile makes the caller (with_retries) check it again.
-        ctx.identifiers.replace_item({**source_doc, REKEYING: True}, etag=source_doc["_etag"])
+        ctx.identifiers.replace_item({**source_doc, REKEYING: key}, etag=source_doc["_etag"])
     return f"rekeyed_{resolver.resolve(record, normalized=n, landed_at=doc.get('landed_at')).action}"
