@@ -13,6 +13,7 @@ from .store_faults import Died, InterceptingStore
 from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
 
 ANN = dict(given_name="Ann", family_name="Lee")
+PHONE = "+447911123456"
 
 
 def live_records(store):
@@ -103,6 +104,32 @@ def test_merge_finding_its_profile_to_absorb_merged_elsewhere_decides_again(stor
     racing = before_call(store, "merges", "upsert_item", hook=lambda: resolve(store, q))  # R's pending merge doc
     resolve(racing, r)
     assert len(live_records(store)) == 1, live_records(store)
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("meanwhile", ["before_its_log", "before_its_fold"])
+def test_a_merge_completed_by_another_worker_whose_record_then_left_is_not_folded_again(store, meanwhile):
+    """app|5 links Ann's profile (email) and the profile of pos|1 (phone): its worker marks the latter to be merged
+    into Ann's. Before it logs the merge pending (or before it reads Ann's profile to fold the other into it), a new
+    version of pos|1 arrives: its worker completes the merge (finding the mark), then takes pos|1 out of Ann's
+    profile (it is Bob's now) with the merged id, into Bob's. The first worker used to fold its copy of the
+    absorbed profile into Ann's all the same, putting pos|1 back there (in two profiles), and to log a merge done as
+    pending."""
+    bob, = resolve(store, rec("crm", "9", given_name="Bob", family_name="Roe", email="bob@roe.org"))
+    ann, other = resolve(store, rec("web", "3", email="ann@lee.org", **ANN), rec("pos", "1", phone=PHONE, **ANN))
+    assert len({bob.profile_id, ann.profile_id, other.profile_id}) == 3
+    bobs = rec("pos", "1", given_name="Bob", family_name="Roe", email="bob@roe.org")
+    if meanwhile == "before_its_log":
+        racing = InterceptingStore(store, "merges", "create_item", when=lambda body: body["status"] == "pending",
+                                   before=lambda: resolve(store, bobs))
+    else:  # the survivor's third read by the first worker: its decision, its check of the group, then the fold's
+        racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=3,
+                                   when=lambda pid, _: pid == ann.profile_id, before=lambda: resolve(store, bobs))
+
+    linked, = resolve(racing, rec("app", "5", email="ann@lee.org", phone=PHONE, **ANN))
+
+    assert racing.intercepted and linked.profile_id == ann.profile_id
+    assert live_records(store) == {ann.profile_id: ["app|5", "web|3"], bob.profile_id: ["crm|9", "pos|1"]}
     assert violations(store) == {}
 
 

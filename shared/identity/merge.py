@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.store import ItemNotFoundError, PreconditionFailedError
+from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 
 from .docs import MAX_ALIAS_HOPS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
 from .survivorship import survive
@@ -108,9 +108,13 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         except (PreconditionFailedError, ItemNotFoundError):  # changed, or deleted (its last record removed)
             continue
         # Logged as pending once marked: a worker dying before the mark leaves no pending entry that no saga would
-        # ever close; one dying after leaves the mark, and whoever completes the merge logs it done.
-        ctx.merges.upsert_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
-                                "status": "pending", "at": at, **why})
+        # ever close; one dying after leaves the mark, and whoever completes the merge logs it done. Created, not
+        # upserted: another worker may have completed the merge since the mark, and logged it done.
+        try:
+            ctx.merges.create_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
+                                    "status": "pending", "at": at, **why})
+        except ItemExistsError:
+            pass
         complete_merge(ctx, marked)
         break
     else:
@@ -247,16 +251,18 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
     for _ in range(MAX_WRITE_ATTEMPTS):
         if absorbed["id"] in survivor.get("merged_from", []):
             return survivor
+        # Read after the survivor, whose ETag the fold is written under: the merge may have been completed by another
+        # worker, and the survivor changed since (a record of the absorbed profile removed, or gone to another
+        # profile with the absorbed id when it changed): folding the absorbed profile as this worker read it would
+        # bring the record back.
+        if (ctx.read_profile(absorbed["id"]) or {}).get("pending_merge") != absorbed["pending_merge"]:
+            raise ConcurrencyConflict("the merge was completed by another worker")
         try:
             return ctx.profiles.replace_item(fold_into(survivor, absorbed, ctx), etag=survivor["_etag"])
         except PreconditionFailedError:
             survivor = live_profile(ctx, survivor["id"], finish=False)
             if survivor is None:
                 raise ConcurrencyConflict("merge survivor vanished") from None
-            if (ctx.read_profile(absorbed["id"]) or {}).get("pending_merge") != absorbed["pending_merge"]:
-                # Completed by another worker meanwhile, and the survivor changed since (a record of the absorbed
-                # profile removed, say): folding the absorbed profile as this worker read it would bring it back.
-                raise ConcurrencyConflict("the merge was completed by another worker") from None
     raise ConcurrencyConflict(f"could not fold {absorbed['id']}")
 
 
