@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.identity import find_profile_id, get_profile, remove_record, split_record
+from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import _split_id
 from shared.store import ItemNotFoundError
 
@@ -101,9 +102,9 @@ def test_merge_finding_its_profile_to_absorb_merged_elsewhere_decides_again(stor
     r = rec("web", "r", email="ann.lee@shopmail.net", phone="+447911123456", given_name="Ann")
     q = rec("crm", "q", phone="+447911123456", loyalty_id="L-77", given_name="Ann")
     resolve(store, a, t, b)
-    racing = before_call(store, "merges", "upsert_item", hook=lambda: resolve(store, q))  # R's pending merge doc
+    racing = before_call(store, "merges", "create_item", hook=lambda: resolve(store, q))  # R's pending merge doc
     resolve(racing, r)
-    assert len(live_records(store)) == 1, live_records(store)
+    assert racing.intercepted and len(live_records(store)) == 1, live_records(store)
     assert violations(store) == {}
 
 
@@ -133,6 +134,26 @@ def test_a_merge_completed_by_another_worker_whose_record_then_left_is_not_folde
     assert violations(store) == {}
 
 
+def test_a_version_following_a_merge_after_its_commit_points_at_the_survivor_only_what_it_gives(store):
+    """web|9, Ann Roe with a birth date and Cat Lee's email (another given name: a profile of its own), is committed.
+    Before its worker checks whether its profile was merged away meanwhile, a new version of web|9 (Cat Roe, no
+    birth date) merges that profile into Cat's and replaces its entry, releasing the birth-date keys. The first
+    worker then pointed the keys it had written at the survivor: keys none of its records gives."""
+    cat, = resolve(store, rec("web", "5", given_name="Cat", family_name="Lee", email="cat@lee.org"))
+    first = rec("web", "9", given_name="Ann", family_name="Roe", birth_date="1981-03-04", email="cat@lee.org")
+    own = profile_id_for_record(first.key)
+    newer = rec("web", "9", given_name="Cat", family_name="Roe", email="cat@lee.org")
+    racing = InterceptingStore(store, "profiles", "read_item_or_none", when=lambda pid, _: pid == own,
+                               before=lambda: resolve(store, newer))
+
+    created, = resolve(racing, first)
+
+    assert racing.intercepted and (created.action, created.profile_id) == ("created", cat.profile_id)
+    assert live_records(store) == {cat.profile_id: ["web|5", "web|9"]}
+    assert not [doc["id"] for doc in store.container("blocking").query_items() if doc["id"].startswith("dob:")]
+    assert violations(store) == {}
+
+
 def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as_they_are_now(store):
     from shared.identity.review import approve_review
 
@@ -143,9 +164,9 @@ def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as
     review_id = next(store.container("review").query_items())["id"]
     q = rec("crm", "q", phone="+447911123456", loyalty_id="L-77", birth_date="1995-09-09", **ANN)
     # a person approves; before the merge starts, a resolver merges the kid's profile into T
-    racing = before_call(store, "merges", "upsert_item", hook=lambda: resolve(store, q))
+    racing = before_call(store, "merges", "create_item", hook=lambda: resolve(store, q))  # the pending merge doc
     closed = approve_review(racing, review_id, by="alice", settings=SETTINGS)
-    assert closed["status"] == "approved"
+    assert racing.intercepted and closed["status"] == "approved"
     assert list(live_records(store).values()) == [["app|t", "crm|q", "pos|1", "pos|2"]]
     assert closed["profile_id"] == get_profile(store, t.profile_id)["id"]
     assert violations(store) == {}
@@ -540,7 +561,7 @@ def test_a_merge_whose_survivor_is_erased_before_it_starts_leaves_no_pending_mer
     kw = dict(given_name="Ann", family_name="Lee")
     by_email = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **kw))[0].profile_id
     by_phone = resolve(store, rec("web", "2", phone="+447911123456", **kw))[0].profile_id
-    racing = InterceptingStore(store, "merges", "upsert_item",
+    racing = InterceptingStore(store, "merges", "create_item",  # the merge logged pending
                                before=lambda: erase_profile(store, get_profile(store, by_email)),
                                when=lambda body, **kwargs: body.get("status") == "pending")
     result, = resolve(racing, rec("crm", "3", email="ann.lee@shopmail.net", phone="+447911123456", **kw))

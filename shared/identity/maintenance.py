@@ -150,7 +150,7 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[st
     id_docs = ctx.identifiers.read_items(list(zip(listed, listed))) if listed else []
     stale_ids = {iid for iid, doc in zip(listed, id_docs)
                  if doc is not None and doc.get("profile_id") == profile["id"] and not _gives(profile, iid)}
-    blocks = sorted(keys - _keys_given(profile))
+    blocks = sorted(keys - keys_given(profile))
     block_docs = ctx.blocking.read_items(list(zip(blocks, blocks))) if blocks else []
     stale_keys = {block for block, doc in zip(blocks, block_docs)
                   if doc is not None and profile["id"] in doc.get("profile_ids", [])}
@@ -161,14 +161,15 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[st
     live = live_profile(ctx, profile["id"])
     if live is not None:
         stale_ids = {iid for iid in stale_ids if not _gives(live, iid)}
-        stale_keys -= _keys_given(live)
+        stale_keys -= keys_given(live)
     release(ctx, profile["id"], stale_ids, stale_keys)
     live = live_profile(ctx, profile["id"])
     if live is not None:
-        index_again(ctx, live, {iid for iid in stale_ids if _gives(live, iid)}, stale_keys & _keys_given(live))
+        index_again(ctx, live, {iid for iid in stale_ids if _gives(live, iid)}, stale_keys & keys_given(live))
 
 
-def _keys_given(profile: dict[str, Any]) -> set[str]:
+def keys_given(profile: dict[str, Any]) -> set[str]:
+    """The blocking keys the profile's records give."""
     return {k for r in profile["records"] for k in r.get("blocking_keys", [])}
 
 
@@ -416,7 +417,7 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
         return
     # The record that shared them left meanwhile (deleted, or changed), and its leaving let them go before they were
     # indexed again: those the profile no longer lists, or its records no longer give, go again.
-    release(ctx, live["id"], set(created) - set(live.get("identifiers", [])), set(added) - _keys_given(live))
+    release(ctx, live["id"], set(created) - set(live.get("identifiers", [])), set(added) - keys_given(live))
 
 
 def split_record(store: Store, profile_id: str, record_key: str, *, settings: Settings | None = None) -> str:
