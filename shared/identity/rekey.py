@@ -27,8 +27,8 @@ MAX_PASSES = 5  # a pass's merges move records into profiles it may have read al
 def rekey(store: Store, *, settings: Settings | None = None, config: ResolverConfig | None = None,
           model: Any = None) -> dict[str, int]:
     """Resolve again each record of a live profile whose entry is not what the resolver makes of it now. Reads every
-    profile (a cross-partition query), and each record's records doc (its stored content: the entry keeps only what
-    normalization made of it) and source identifier; then, when it re-keyed any, passes again over the profiles for
+    profile (a cross-partition query) and each record's records doc (its stored content: the entry keeps only what
+    normalization made of it), and the source identifier of each record to re-key; then, when it re-keyed any, passes again over the profiles for
     the records a merge moved into one read already, until a pass re-keys none: an admin job, run once after the
     change. A record is marked on its source identifier before it is resolved again, and its commit takes the mark
     off: a run that died midway leaves the mark, and the next run (or the record's next delivery) finishes it.
@@ -89,15 +89,18 @@ def _rekey_record(resolver: Resolver, key: str, entry: dict[str, Any] | None) ->
     n = resolver.normalize(record)
     if isinstance(n, ResolveResult):
         return "unusable"
+    if entry is not None:
+        if entry.get("hash") != doc.get("content_hash"):
+            return None  # another version since: its worker resolves it as configured now
+        if resolver.snapshot_of(record, n) == entry.get("match"):
+            return None  # current (one marked by a run that died was taken first, by its mark)
     iid = source_identifier(key)
     source_doc = ctx.identifiers.read_item_or_none(iid, iid)
     if source_doc is None or source_doc.get("content_hash") != doc.get("content_hash"):
         return None  # not committed: its worker resolves it as configured now
     if not source_doc.get(REKEYING):
-        if entry is None or entry.get("hash") != doc.get("content_hash"):
-            return None  # another version since: its worker resolves it as configured now
-        if resolver.snapshot_of(record, n) == entry.get("match"):
-            return None
+        if entry is None:
+            return None  # found by its mark, committed since
         # Written under its ETag: a version committed meanwhile makes the caller (with_retries) check it again.
         ctx.identifiers.replace_item({**source_doc, REKEYING: key}, etag=source_doc["_etag"])
     return f"rekeyed_{resolver.resolve(record, normalized=n, landed_at=doc.get('landed_at')).action}"
