@@ -95,8 +95,8 @@ def register(sub) -> None:
                                    "protection.blocked_values of the identity configuration changed since): it "
                                    "claims the new forms of its identifiers, releases the old ones, and joins the "
                                    "profiles its new identifiers lead to, under merge protection. It never splits a "
-                                   "profile. "
-                                   "Idempotent, safe beside running workers; prints counts, no values.")
+                                   "profile. Run it once the workers run the new configuration; idempotent, safe "
+                                   "beside them, and a run cut off is finished by the next. Prints counts, no values.")
     k.set_defaults(func=run_rekey)
 
 
