@@ -30,10 +30,10 @@ def rekey(store: Store, *, settings: Settings | None = None, config: ResolverCon
     profile (a cross-partition query) and each record's records doc (its stored content: the entry keeps only what
     normalization made of it), and the source identifier of each record to re-key; then, when it re-keyed any,
     passes again over the profiles for the records a merge moved into one read already, until a pass re-keys none:
-    an admin job, run once after the change. A record is marked on its source identifier before it is resolved again, and its commit takes the mark
-    off: a run that died midway leaves the mark, and the next run (or the record's next delivery) finishes it.
-    Idempotent, safe beside running workers of the new configuration (a record re-keyed is resolved as a new
-    version of it would be, under the same concurrency control).
+    an admin job, run once after the change. A record is marked on its source identifier before it is resolved
+    again, and its commit takes the mark off: a run that died midway leaves the mark, and the next run (or the
+    record's next delivery) finishes it. Idempotent, safe beside running workers of the new configuration (a record
+    re-keyed is resolved as a new version of it would be, under the same concurrency control).
 
     Returns counts, no values: `records` checked, `rekeyed` and the action of each (`rekeyed_linked`: it stayed in
     its profile; `rekeyed_merged`: its new identifiers joined another), `passes`, and `unusable`: records with
