@@ -11,7 +11,7 @@ from shared.audit import audit_store
 from shared.cli import main
 from shared.identity import (Resolver, find_profile_id, get_profile, list_merges, rekey, remove_record,
                              resolve_records)
-from shared.identity.docs import REKEYING, Ctx
+from shared.identity.docs import REKEYING, ConcurrencyConflict, Ctx
 from shared.identity.maintenance import take_out
 from shared.models import CustomerRecord
 from shared.settings import Settings, get_settings
@@ -212,6 +212,32 @@ def test_a_record_a_dead_run_left_out_of_every_profile_is_found_by_its_mark(stor
 
     assert sorted(r["key"] for p in profile_docs(store) for r in p["records"]) == ["pos|2", "web|1"]
     assert not [doc for doc in store.container("identifiers").query_items() if doc.get(REKEYING)]
+    assert_consistent(store)
+
+
+def test_a_removal_meeting_a_record_being_re_keyed_waits_for_it(store, tmp_path):
+    """web|1 is deleted at its source while rekey resolves it again (its entry replaced, its new email not yet
+    claimed). Its content is the same, so the removal cannot tell from the content hash that a resolution is under
+    way: it waits on the mark (as its queue would retry it), and the record ends removed, nothing of it indexed. It
+    used to take the record out at once; the re-key then claimed its email and keys for a profile without it."""
+    first, _ = resolve_records(store, ANNS, settings=Settings())
+    off = rules_off(tmp_path)
+    waited = []
+
+    def remove_meanwhile():
+        try:
+            remove_record(store, "web", "1", settings=off)
+        except ConcurrencyConflict:
+            waited.append(True)
+
+    racing = hooked(store, "identifiers", "create_item", hook=remove_meanwhile,
+                    when=lambda body: body["id"].startswith("email:"))
+    rekey(racing, settings=off)
+    assert racing.intercepted and waited == [True]
+
+    assert remove_record(store, "web", "1", settings=off) == first.profile_id  # the retry, after the re-key
+    assert [r["key"] for p in profile_docs(store) for r in p["records"]] == ["pos|2"]
+    assert "email:ann.lee+work@gmail.com" not in identifier_ids(store)
     assert_consistent(store)
 
 

@@ -9,7 +9,8 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash, with_retries
+from .docs import (REKEYING, ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash,
+                   with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_given, _repoint_records, _set_profile_id,
                     live_profile)
 from .survivorship import survive
@@ -291,6 +292,10 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         # it, so it takes the record out of where that version puts it. A worker that died leaves it to the retry
         # of its message (with_retries, then the delete's own retries).
         raise ConcurrencyConflict("a version of the record is being resolved")
+    if (source_doc or {}).get(REKEYING):
+        # Being resolved again for a change of normalization (rekey.py): same content, so the hash cannot tell. The
+        # removal waits for it as well; a rekey run that died leaves it to the next run.
+        raise ConcurrencyConflict("the record is being re-keyed")
     pointer = record_doc or source_doc
     if pointer is None:
         _write_tombstone(ctx, key, None, landed_at)  # deleted before its queued upsert was resolved
