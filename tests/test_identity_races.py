@@ -213,6 +213,25 @@ def test_removal_whose_profile_write_a_new_version_follows_leaves_what_that_vers
     assert violations(store) == {}
 
 
+def test_removal_whose_profile_is_merged_away_meanwhile_indexes_nothing_under_the_absorbed_id(store):
+    """pos|1 and pos|2 share Ann's email (and so its blocking keys). pos|1 is deleted; after its removal wrote the
+    profile, and before it indexed the profile again under the keys pos|1 shared with pos|2, app|5 merges the
+    profile into an older one (same phone). The keys then led to the survivor; the removal used to add the absorbed
+    id to them again, which is deleted with the last record it came with, leaving keys naming no profile."""
+    older, = resolve(store, rec("crm", "q", phone=PHONE, **ANN))
+    ann, _ = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN),
+                     rec("pos", "2", email="ann.lee@shopmail.net", **ANN))
+    app5 = rec("app", "5", email="ann.lee@shopmail.net", phone=PHONE, **ANN)
+    racing = before_call(store, "blocking", "read_items", hook=lambda: resolve(store, app5))
+
+    assert remove_record(racing, "pos", "1", settings=SETTINGS) == ann.profile_id
+
+    assert racing.intercepted and live_records(store) == {older.profile_id: ["app|5", "crm|q", "pos|2"]}
+    named = {pid for doc in store.container("blocking").query_items() for pid in doc["profile_ids"]}
+    assert named == {older.profile_id}
+    assert violations(store) == {}
+
+
 # --- a record's new version releasing what only its old one gave ---------------------------------------------------
 
 def test_new_version_releasing_its_old_phone_while_a_link_gives_it_again_leaves_it_indexed(store):

@@ -33,9 +33,9 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig,
                    fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
                    stable_hash, with_retries)
-from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, index_again, keys_given,
-                          move_stranded_aliases, note_holder, only_given_by, release, release_again, release_identifier,
-                          removed_after, split_to_finish_first, take_out, update_block)
+from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, hand_to_survivor, index_again,
+                          keys_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
+                          release_identifier, removed_after, split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -759,16 +759,10 @@ class _Work:
         if live is None or live["id"] == profile_id:
             return profile_id
         # What this attempt wrote after the saga repointed the profile's documents names the absorbed id too. The
-        # survivor takes what it lists or its records give, as the saga's repoint does (merge._repoint_given); the
-        # rest is released (another version of the record, merging the profile away, replaced this one's entry).
-        given = keys_given(live)
-        for key in sorted(self.block_written):
-            update_block(self.ctx, key, profile_id, live["id"] if key in given else None)
-        listed = set(live.get("identifiers", []))
-        for iid in sorted(set(self.claimed) - listed):
-            release_identifier(self.ctx, iid, {profile_id})
-        for container, item_id in ((self.ctx.records, self.key), (self.ctx.identifiers, self.source_iid),
-                                   *((self.ctx.identifiers, iid) for iid in self.claimed if iid in listed)):
+        # survivor takes the keys and identifiers it gives or lists; the rest is released (another version of the
+        # record, merging the profile away, replaced this one's entry).
+        hand_to_survivor(self.ctx, profile_id, live, self.block_written, set(self.claimed))
+        for container, item_id in ((self.ctx.records, self.key), (self.ctx.identifiers, self.source_iid)):
             for _ in range(20):
                 doc = container.read_item_or_none(item_id, item_id)
                 if doc is None or doc.get("profile_id") != profile_id:

@@ -169,6 +169,20 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[st
         index_again(ctx, live, {iid for iid in stale_ids if _gives(live, iid)}, stale_keys & keys_given(live))
 
 
+def hand_to_survivor(ctx: Ctx, absorbed_id: str, survivor: dict[str, Any], keys: set[str], ids: set[str]) -> None:
+    """Blocking keys and identifiers written for a profile merged away meanwhile, after its saga repointed the
+    profile's documents: the survivor takes those it gives or lists, as the saga's repoint does
+    (merge._repoint_given); the others are released."""
+    given, listed = keys_given(survivor), set(survivor.get("identifiers", []))
+    for key in sorted(keys):
+        update_block(ctx, key, absorbed_id, survivor["id"] if key in given else None)
+    for iid in sorted(ids):
+        if iid in listed:
+            _repoint(ctx.identifiers, iid, absorbed_id, survivor["id"], _set_profile_id)
+        else:
+            release_identifier(ctx, iid, {absorbed_id})
+
+
 def keys_given(profile: dict[str, Any]) -> set[str]:
     """The blocking keys the profile's records give."""
     return {k for r in profile["records"] for k in r.get("blocking_keys", [])}
@@ -419,6 +433,9 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
         release(ctx, profile["id"], set(created), set(added))
         for iid in noted:
             forget_holders(ctx, iid, {profile["id"]})
+        return
+    if live["id"] != profile["id"]:  # merged into another meanwhile, after its saga repointed the profile's keys
+        hand_to_survivor(ctx, profile["id"], live, set(added), set(created))
         return
     # The record that shared them left meanwhile (deleted, or changed), and its leaving let them go before they were
     # indexed again: those the profile no longer lists, or its records no longer give, go again.
