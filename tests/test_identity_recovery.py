@@ -539,3 +539,27 @@ def test_a_split_that_died_after_moving_the_source_identifier_is_completed_after
     splits = {(m["profile_id"], m["reason"]) for m in store.container("merges").query_items() if m["reason"] == "split"}
     assert splits == {(ann.profile_id, "split"), (new_id, "split")}
     assert violations(store) == {}
+
+
+def test_a_new_version_meeting_a_removal_that_died_after_deleting_its_profile_forgets_the_merged_ids(store):
+    """pos|8 left Ann's profile when it changed (another birth date), founding a profile of its own under its key's
+    id and taking with it the id merged in with it (crm|a's profile, which it had joined). Its removal deletes that
+    profile, then dies before forgetting the merged id. A new version of pos|8 arrives before the removal's retry:
+    it founded a profile under the same id again, which the merged id led to without being listed in it, and the
+    retry, finding the record there, could no longer find the id (it then led nowhere)."""
+    ann = dict(given_name="Ann", family_name="Lee")
+    resolve(store, rec("web", "1", phone="+447911123451", birth_date="1980-01-02", **ann),
+            rec("crm", "a", email="ann.lee@shopmail.net", **ann), rec("pos", "8", email="ann.lee@shopmail.net", **ann),
+            rec("app", "5", email="ann.lee@shopmail.net", phone="+447911123451", **ann))  # merges crm|a's profile
+    remove_record(store, "crm", "a", settings=SETTINGS)
+    left, = resolve(store, rec("pos", "8", email="ann.lee@shopmail.net", birth_date="1990-05-06", **ann))
+    merged_id, = get_profile(store, left.profile_id)["merged_from"]
+    with pytest.raises(Died):
+        remove_record(crashing(store, "merges", "delete_item"), "pos", "8", settings=SETTINGS)
+
+    again, = resolve(store, rec("pos", "8", email="ann.lee@shopmail.net", birth_date="1990-05-06",
+                                phone="+447911123499", **ann))
+    assert violations(store) == {}
+    assert store.container("profiles").read_item_or_none(merged_id, merged_id) is None  # it named no one
+    assert remove_record(store, "pos", "8", settings=SETTINGS) == again.profile_id  # the retry
+    assert violations(store) == {}

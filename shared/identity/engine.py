@@ -33,9 +33,10 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig,
                    fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
                    stable_hash, with_retries)
-from .maintenance import (entry_identifiers, finish_split_in_flight, forget_holders, hand_to_survivor, index_again,
-                          keys_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
-                          release_identifier, removed_after, split_to_finish_first, take_out, update_block)
+from .maintenance import (entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
+                          hand_to_survivor, index_again, keys_given, move_stranded_aliases, note_holder, only_given_by,
+                          release, release_again, release_identifier, removed_after, split_to_finish_first, take_out,
+                          update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
 from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -303,6 +304,8 @@ class _Work:
             # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
             # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
+            if prior is None and profiles.get(record_doc["profile_id"], UNREAD) is None:
+                self._forget_if_deleted(record_doc["profile_id"])
         marked = split_to_finish_first(prior, self.key)
         if marked and finish_split_in_flight(ctx, prior, marked):
             raise ConcurrencyConflict("a split out of the record's profile was in flight")
@@ -653,6 +656,14 @@ class _Work:
             live = live_profile(self.ctx, member.profile["id"])
             if live is None or live["id"] != member.profile["id"]:
                 raise ConcurrencyConflict("a profile of the group was merged away meanwhile")
+
+    def _forget_if_deleted(self, profile_id: str) -> None:
+        """The profile the records doc names is gone. Deleted with its last record (this record) by a removal that
+        died before forgetting the ids merged into it, it would leave them naming a profile founded again under the
+        same id, which does not list them: they are forgotten first, as the removal's retry would (one read, and a
+        query when there is no document)."""
+        if self.ctx.read_profile(profile_id) is None:
+            forget_deleted_profile(self.ctx, profile_id)
 
     def _held_by(self, doc: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The live profile that already holds this record although it was never committed (an attempt died

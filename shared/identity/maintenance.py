@@ -334,11 +334,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         else:
             _drop_stranded_aliases(ctx, profile["id"], stranded)
     elif ctx.read_profile(pointer["profile_id"]) is None:
-        # A removal of its last record that died after deleting it: the ids merged into it are found by a query
-        # (a rare retry), which the profile's own list no longer can.
-        merged = [doc["id"] for doc in ctx.profiles.query_items(("and", [
-            ("doc_type", "=", "alias"), ("merged_into", "=", pointer["profile_id"])]))]
-        _forget_deleted_profile(ctx, pointer["profile_id"], merged)
+        forget_deleted_profile(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
     # starts again and takes it out there. The tombstone first: a records doc without its source identifier would
@@ -843,6 +839,15 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
         **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),
         "never_match": [i for i in doc.get("never_match", []) if i not in moved]})
     _forget_merged(ctx, profile_id, moved)
+
+
+def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
+    """What a removal of the profile's last record that died after deleting it left: the ids merged into it are
+    found by a query (a rare retry, or a new version of the record meeting it), which the profile's own list no
+    longer can, and forgotten with its history."""
+    merged = [doc["id"] for doc in ctx.profiles.query_items(("and", [
+        ("doc_type", "=", "alias"), ("merged_into", "=", profile_id)]))]
+    _forget_deleted_profile(ctx, profile_id, merged)
 
 
 def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> None:
