@@ -253,3 +253,23 @@ def test_a_version_committed_while_rekey_reads_is_left_to_its_worker(store, tmp_
     web = [r for p in profile_docs(store) for r in p["records"] if r["key"] == "web|1"]
     assert [r["match"]["city"] for r in web] == ["york"]
     assert_consistent(store)
+
+
+def test_a_marked_record_left_with_nothing_usable_loses_its_mark_and_can_be_removed(store, tmp_path):
+    """A run re-keying a record whose only identifier is a tagged gmail address (provider rules turned off) dies
+    after marking it; before the next run, that address is blocked as well: the record is left as it is (nothing to
+    re-key it to) and its mark taken off, so that its removal (which waits on a mark) goes through."""
+    tagged = "ann.lee+x@gmail.com"
+    only_email, = resolve_records(store, [CustomerRecord(source="pos", record_key="2", given_name="Ann",
+                                                         family_name="Lee", email=tagged)], settings=Settings())
+    with pytest.raises(Died):
+        rekey(crashing(store, "records", "replace_item"), settings=rules_off(tmp_path))
+    assert [doc["id"] for doc in store.container("identifiers").query_items() if doc.get(REKEYING)] == ["source:pos|2"]
+    blocked = configured(tmp_path, "off_blocked", {"normalization": {"email_provider_rules": False},
+                                                   "protection": {"blocked_values": {"email": [tagged]}}})
+
+    assert rekey(store, settings=blocked) == {"passes": 1, "records": 1, "rekeyed": 0, "unusable": 1}
+
+    assert not [doc for doc in store.container("identifiers").query_items() if doc.get(REKEYING)]
+    assert remove_record(store, "pos", "2", settings=blocked) == only_email.profile_id
+    assert_consistent(store)

@@ -18,7 +18,7 @@ from shared.models import CustomerRecord
 from shared.settings import Settings
 from shared.store import Store
 
-from .docs import REKEYING, ResolverConfig, source_identifier, with_retries
+from .docs import REKEYING, Ctx, ResolverConfig, source_identifier, with_retries
 from .engine import Resolver, ResolveResult
 
 MAX_PASSES = 5  # a pass's merges move records into profiles it may have read already: the next pass sees them
@@ -87,7 +87,8 @@ def _rekey_record(resolver: Resolver, key: str, entry: dict[str, Any] | None) ->
         return None  # gone meanwhile: its removal or erase takes it out of the profile
     record = CustomerRecord.model_validate(doc["record"])
     n = resolver.normalize(record)
-    if isinstance(n, ResolveResult):
+    if isinstance(n, ResolveResult):  # nothing to re-key it to: it stays as it is
+        _unmark(ctx, key)  # if a run that died marked it: a removal of a marked record waits for its mark to go
         return "unusable"
     if entry is not None:
         if entry.get("hash") != doc.get("content_hash"):
@@ -104,3 +105,11 @@ def _rekey_record(resolver: Resolver, key: str, entry: dict[str, Any] | None) ->
         # Written under its ETag: a version committed meanwhile makes the caller (with_retries) check it again.
         ctx.identifiers.replace_item({**source_doc, REKEYING: key}, etag=source_doc["_etag"])
     return f"rekeyed_{resolver.resolve(record, normalized=n, landed_at=doc.get('landed_at')).action}"
+
+
+def _unmark(ctx: Ctx, key: str) -> None:
+    iid = source_identifier(key)
+    source_doc = ctx.identifiers.read_item_or_none(iid, iid)
+    if source_doc is not None and source_doc.get(REKEYING):
+        body = {k: v for k, v in source_doc.items() if k != REKEYING}
+        ctx.identifiers.replace_item(body, etag=source_doc["_etag"])  # 412: with_retries checks the record again
