@@ -154,6 +154,25 @@ def test_a_version_following_a_merge_after_its_commit_points_at_the_survivor_onl
     assert violations(store) == {}
 
 
+def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(store):
+    """web|1 changes to another person's content: it leaves Ann's profile and founds one of its own (its records doc
+    first, naming the new profile). Before that profile is written, a third version of web|1 finds the records doc
+    naming no profile, founds a profile of its own and commits. The first worker then wrote its profile and lost its
+    commit: the record was in two profiles. Its entry is now taken out of the profile it wrote."""
+    ann, _ = resolve(store, rec("web", "1", email="ann@lee.org", **ANN), rec("web", "4", email="ann@lee.org", **ANN))
+    cat, = resolve(store, rec("pos", "3", given_name="Cat", family_name="Roe", email="bob@lee.org"))
+    third = rec("web", "1", given_name="Bob", family_name="Roe", email="bob@lee.org", phone=PHONE)
+    racing = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] != ann.profile_id,
+                               before=lambda: resolve(store, third))
+
+    resolve(racing, rec("web", "1", given_name="Ann", family_name="Roe", birth_date="1981-03-04",
+                        email="bob@lee.org"))
+
+    holding = [pid for pid, keys in live_records(store).items() if "web|1" in keys]
+    assert racing.intercepted and len(holding) == 1
+    assert violations(store) == {}
+
+
 def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as_they_are_now(store):
     from shared.identity.review import approve_review
 

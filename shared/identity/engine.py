@@ -1108,11 +1108,16 @@ class _Work:
         profile: it replaced this version's entry there (releasing what only this version gave), or merged the
         profile away. What this attempt indexed after that (blocking keys, identifier claims) names the profile for
         nothing, or names the absorbed id: the profile (its survivor) keeps what its records give, and the rest is
-        released. This version is resolved again from fresh reads."""
-        if not (self.block_written or self.claimed):
-            return
+        released. This version is resolved again from fresh reads.
+
+        That version may also have found no profile holding the record (this attempt wrote its records doc, naming
+        a profile it had not written yet) and committed in a profile of its own: this version's entry is then
+        taken out of this attempt's profile, as a removal would, or the record would be in two profiles."""
         live = live_profile(self.ctx, profile_id)
-        if live is None:
+        if live is not None and self._committed_elsewhere(live):
+            take_out(self.ctx, live, self.key)
+            return
+        if live is None or not (self.block_written or self.claimed):
             return
         given = keys_given(live)
         for key in sorted(self.block_written):
@@ -1124,6 +1129,15 @@ class _Work:
                 release_identifier(self.ctx, iid, {profile_id, live["id"]})
             elif live["id"] != profile_id:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
+
+
+    def _committed_elsewhere(self, live: dict[str, Any]) -> bool:
+        """This version's entry is in the profile, and the record's commit names another live profile."""
+        if not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
+            return False
+        commit = self.ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
+        committed = live_profile(self.ctx, commit["profile_id"]) if commit else None
+        return committed is not None and committed["id"] != live["id"]
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
