@@ -173,6 +173,31 @@ def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(st
     assert violations(store) == {}
 
 
+def test_an_id_following_its_record_to_a_profile_merged_away_meanwhile_goes_to_the_survivor(store):
+    """web|9 brought its first profile's id into Ann's when they merged. It changes to Bob's content and leaves for
+    Bob's profile, taking that id along (it redirects to the profile its record went to). Just as the id is
+    repointed, Bob's profile is merged into an older profile of his: the id used to end pointing at the absorbed
+    profile, listed by no live profile."""
+    bob = dict(given_name="Bob", family_name="Roe")
+    older, = resolve(store, rec("crm", "r", email="bob@roe.org", **bob))
+    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
+                         rec("web", "9", email="ann9@lee.org", **ANN))
+    resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
+            rec("app", "2", email="ann9@lee.org", phone="+447911123450", **ANN))  # merges web|9's profile into Ann's
+    assert get_profile(store, first.profile_id)["id"] == ann.profile_id
+    bobs, = resolve(store, rec("pos", "q", phone=PHONE, **bob))
+    joins = rec("web", "h", email="bob@roe.org", phone=PHONE, **bob)
+    racing = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == first.profile_id,
+                               before=lambda: resolve(store, joins))
+
+    moved, = resolve(racing, rec("web", "9", phone=PHONE, **bob))
+
+    assert racing.intercepted and moved.profile_id == older.profile_id
+    assert get_profile(store, first.profile_id)["id"] == older.profile_id
+    assert first.profile_id in get_profile(store, older.profile_id)["merged_from"]
+    assert violations(store) == {}
+
+
 def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as_they_are_now(store):
     from shared.identity.review import approve_review
 

@@ -9,8 +9,8 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import (REKEYING, ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier, stable_hash,
-                   with_retries)
+from .docs import (MAX_ALIAS_HOPS, REKEYING, ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier,
+                   stable_hash, with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_given, _repoint_records, _set_profile_id,
                     live_profile)
 from .survivorship import survive
@@ -835,9 +835,19 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
             "from": profile_id, "at": now_iso(), "reason": ID_FOLLOWED, "rule": "the id came with its record",
             "records": [key], "status": "done"})
         _repoint(ctx.profiles, alias, profile_id, new_id, _merged_into)
-    _update_profile(ctx, new_id, lambda doc: {
-        **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),
-        "never_match": [i for i in doc.get("never_match", []) if i not in moved]})
+    target = new_id
+    for _ in range(MAX_ALIAS_HOPS):
+        if _update_profile(ctx, target, lambda doc: {
+                **doc, "merged_from": list(dict.fromkeys([*doc.get("merged_from", []), *moved])),
+                "never_match": [i for i in doc.get("never_match", []) if i not in moved]}) is not None:
+            break
+        # Merged into another meanwhile (its saga did not know of these ids): they go to the survivor.
+        survivor = live_profile(ctx, target)
+        if survivor is None:
+            break
+        target = survivor["id"]
+        for alias in moved:
+            _repoint(ctx.profiles, alias, new_id, target, _merged_into)
     _forget_merged(ctx, profile_id, moved)
 
 
