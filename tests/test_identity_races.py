@@ -154,13 +154,23 @@ def test_a_version_following_a_merge_after_its_commit_points_at_the_survivor_onl
     assert violations(store) == {}
 
 
-def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(store):
+@pytest.mark.parametrize("merged_id", [False, True])
+def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(store, merged_id):
     """web|1 changes to another person's content: it leaves Ann's profile and founds one of its own (its records doc
-    first, naming the new profile). Before that profile is written, a third version of web|1 finds the records doc
-    naming no profile, founds a profile of its own and commits. The first worker then wrote its profile and lost its
-    commit: the record was in two profiles. Its entry is now taken out of the profile it wrote."""
-    ann, _ = resolve(store, rec("web", "1", email="ann@lee.org", **ANN), rec("web", "4", email="ann@lee.org", **ANN))
-    cat, = resolve(store, rec("pos", "3", given_name="Cat", family_name="Roe", email="bob@lee.org"))
+    first, naming the new profile), taking along the id merged in with it if any. Before that profile is written, a
+    third version of web|1 finds the records doc naming no profile, founds a profile of its own and commits. The
+    first worker then wrote its profile and lost its commit: the record was in two profiles. Its entry is now taken
+    out of the profile it wrote, and the merged id follows the record to the committed version's profile."""
+    if merged_id:  # web|1's own profile, merged into Ann's (older) by two records sharing a phone
+        ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
+                             rec("web", "1", email="ann1@lee.org", **ANN))
+        resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
+                rec("app", "2", email="ann1@lee.org", phone="+447911123450", **ANN))
+        assert get_profile(store, first.profile_id)["id"] == ann.profile_id
+    else:
+        ann, _ = resolve(store, rec("web", "1", email="ann@lee.org", **ANN),
+                         rec("web", "4", email="ann@lee.org", **ANN))
+    resolve(store, rec("pos", "3", given_name="Cat", family_name="Roe", email="bob@lee.org"))
     third = rec("web", "1", given_name="Bob", family_name="Roe", email="bob@lee.org", phone=PHONE)
     racing = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] != ann.profile_id,
                                before=lambda: resolve(store, third))
@@ -170,6 +180,8 @@ def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(st
 
     holding = [pid for pid, keys in live_records(store).items() if "web|1" in keys]
     assert racing.intercepted and len(holding) == 1
+    if merged_id:
+        assert get_profile(store, first.profile_id)["id"] == holding[0]
     assert violations(store) == {}
 
 

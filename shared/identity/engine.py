@@ -1114,8 +1114,11 @@ class _Work:
         a profile it had not written yet) and committed in a profile of its own: this version's entry is then
         taken out of this attempt's profile, as a removal would, or the record would be in two profiles."""
         live = live_profile(self.ctx, profile_id)
-        if live is not None and self._committed_elsewhere(live):
-            take_out(self.ctx, live, self.key)
+        committed = self._committed_elsewhere(live) if live is not None else None
+        if committed is not None:
+            # The ids that came here with the record (it left a profile for this one) follow it there, as a split's.
+            move_stranded_aliases(self.ctx, live["id"], self.key, committed)
+            take_out(self.ctx, live_profile(self.ctx, live["id"]) or live, self.key)
             return
         if live is None or not (self.block_written or self.claimed):
             return
@@ -1131,13 +1134,13 @@ class _Work:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
 
-    def _committed_elsewhere(self, live: dict[str, Any]) -> bool:
-        """This version's entry is in the profile, and the record's commit names another live profile."""
+    def _committed_elsewhere(self, live: dict[str, Any]) -> str | None:
+        """The live profile the record's commit names, when it is not this one and this version's entry is here."""
         if not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
-            return False
+            return None
         commit = self.ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
         committed = live_profile(self.ctx, commit["profile_id"]) if commit else None
-        return committed is not None and committed["id"] != live["id"]
+        return committed["id"] if committed is not None and committed["id"] != live["id"] else None
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
