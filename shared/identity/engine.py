@@ -1133,7 +1133,6 @@ class _Work:
             elif live["id"] != profile_id:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
-
     def _committed_elsewhere(self, live: dict[str, Any]) -> str | None:
         """The live profile the record's commit names, when it is not this one and this version's entry is here."""
         if not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
