@@ -668,6 +668,19 @@ def test_namesakes_in_two_cities_are_not_joined_by_two_patterns_of_their_names(s
     assert not [m for m in list_merges(store, utrecht.profile_id) if m["reason"] == "score"]
 
 
+def test_a_spanish_mother_and_daughter_of_one_name_at_one_address_stay_apart(store, model):
+    """Laura Ruiz and her daughter Laura Sánchez Ruiz live at one address in Valencia: the second surname alone is
+    the mother's own, as a Spaniard going by one surname gives the first (a generated Spanish and Portuguese set:
+    66 of 254 profiles holding two people came from this). The daughter's record as Laura Sánchez joins her."""
+    home = dict(given_name="Laura", address_line1="Plaza de la Constitución 32", postcode="46043", city="Valencia",
+                country="ES")
+    mother, = resolve(store, model, rec("shop", "1", family_name="Ruiz", **home))
+    daughter, = resolve(store, model, rec("shop", "2", family_name="Sánchez Ruiz", **home))
+    assert daughter.profile_id != mother.profile_id
+    again, = resolve(store, model, rec("loyalty", "3", family_name="Sánchez", **home))
+    assert again.profile_id == daughter.profile_id and again.action == "linked"
+
+
 @pytest.mark.parametrize("first,second,one", [
     ("Jihn", "Jon", True),  # a typo and a nickname of the John whose mailbox it is
     ("Stuart", "Tsu", True),  # a slip of Stu, which no one is called

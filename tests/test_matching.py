@@ -369,6 +369,27 @@ def test_family_name_levels_with_particles(model, a, b, level):
     assert model.score(anna(a, "pos|1"), anna(b, "crm|2")).levels["family_name"] == level
 
 
+@pytest.mark.parametrize("a,b,level", [
+    # One surname against two, in Spain: a person going by one gives the first (the father's); the second alone is
+    # the mother's own, and a mother and daughter may share the given name and the address.
+    (("Ruiz", "ES"), ("Sánchez Ruiz", "ES"), "different"), (("Sánchez", "ES"), ("Sánchez Ruiz", "ES"), "fuzzy_high"),
+    (("Ruiz", "MX"), ("Sánchez Ruiz", "MX"), "different"),
+    # In Portugal (and Brazil) the last is the one gone by, the father's; the first alone is the mother's.
+    (("Ribeiro", "PT"), ("Ribeiro Marques", "PT"), "different"), (("Marques", "PT"), ("Ribeiro Marques", "PT"),
+                                                                 "fuzzy_high"),
+    (("López", "ES"), ("López López", "ES"), "fuzzy_high"),  # both of them
+    (("Ruiz", "US"), ("Sánchez Ruiz", "US"), "fuzzy_high"),  # no custom assumed elsewhere
+    (("Ruiz", None), ("Sánchez Ruiz", "ES"), "fuzzy_high"),  # nor without a country on both
+    (("Ribeiro", "ES"), ("Ribeiro Marques", "PT"), "fuzzy_high"),  # nor across two customs
+])
+def test_one_surname_against_two_follows_the_country_s_custom(model, a, b, level):
+    (family_a, country_a), (family_b, country_b) = a, b
+    first = rec("pos|1", given_name="Laura", family_name=family_a, country=country_a)
+    second = rec("crm|2", given_name="Laura", family_name=family_b, country=country_b)
+    assert model.score(first, second).levels["family_name"] == level
+    assert model.score(second, first).levels["family_name"] == level
+
+
 @pytest.mark.parametrize("given, family, a, b", [
     ("Jan", "de Vries", "vries.jan@hotmail.com", "vries.jan@xs4all.nl"),  # without its particle
     ("Jan", "de Vries", "jandevries@hotmail.com", "jandevries@xs4all.nl"),  # with it, glued on

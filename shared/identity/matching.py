@@ -193,6 +193,28 @@ def _family_level(a: str | None, b: str | None) -> int:
     return 4
 
 
+# Of two surnames, the one a person of these countries does not go by when they give one: a Spaniard's second (the
+# mother's: García for García López), a Portuguese's or Brazilian's first (the mother's: Marques for Ribeiro
+# Marques). That one alone is rather the surname of the parent it came from, who may share the given name too.
+_SURNAME_NOT_GONE_BY = {**dict.fromkeys(("ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN",
+                                         "PY", "SV", "NI", "CR", "PA", "UY", "PR"), 1),
+                        **dict.fromkeys(("PT", "BR", "AO", "MZ"), 0)}
+
+
+def _surname_out_of_place(a: str, b: str, country_a: str | None, country_b: str | None) -> bool:
+    """True when one family name is one surname and the other two, of people of one naming custom, and the one is
+    the other's surname that such a person does not go by (Laura Ruiz / Laura Sánchez Ruiz in Spain: her mother
+    and her). Without a country on both, or of two customs, nothing is assumed."""
+    index = _SURNAME_NOT_GONE_BY.get(country_a)
+    if index is None or _SURNAME_NOT_GONE_BY.get(country_b) != index:
+        return False
+    words_a, words_b = _less_particles(a).split(" "), _less_particles(b).split(" ")
+    if sorted((len(words_a), len(words_b))) != [1, 2]:
+        return False
+    one, two = (words_a, words_b) if len(words_a) == 1 else (words_b, words_a)
+    return one[0] == two[index] != two[1 - index]  # López of López López is both
+
+
 def _birth_date_level(a: str | None, b: str | None) -> int:
     if not a or not b:
         return 0
@@ -488,12 +510,20 @@ def compare(a: NormalizedRecord, b: NormalizedRecord) -> tuple[int, ...]:
         b_given, b_canon, b_family = b.given_name, b.given_canonical, b.family_name
     return (
         _given_level(a.given_name, a.given_canonical, b_given, b_canon),
-        _family_level(a.family_name, b_family),
+        _family_of(a, b, b_family),
         _birth_date_level(a.birth_date, b.birth_date),
         _location_level(a, b),
         _phone_level(a.phone, b.phone),
         _email_level(a, b),
     )
+
+
+def _family_of(a: NormalizedRecord, b: NormalizedRecord, b_family: str | None) -> int:
+    """The family-name level of a pair (b's family name the right way round against a's names)."""
+    level = _family_level(a.family_name, b_family)
+    if level == 2 and _surname_out_of_place(a.family_name, b_family, a.country, b.country):
+        return 4
+    return level
 
 
 def _tf_values(a: NormalizedRecord) -> tuple[str | None, str | None]:
