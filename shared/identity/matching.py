@@ -193,9 +193,9 @@ def _family_level(a: str | None, b: str | None) -> int:
     return 4
 
 
-# Of two surnames, the one a person of these countries does not go by when they give one: a Spaniard's second (the
-# mother's: García for García López), a Portuguese's or Brazilian's first (the mother's: Marques for Ribeiro
-# Marques). That one alone is rather the surname of the parent it came from, who may share the given name too.
+# Of two surnames, the one a person of these countries does not go by when they give one: a Spaniard's second, the
+# mother's (García López goes by García), a Portuguese's or Brazilian's first, the mother's too (Ribeiro Marques goes
+# by Marques). That one alone is rather the surname of the parent it came from, who may share the given name too.
 _SURNAME_NOT_GONE_BY = {**dict.fromkeys(("ES", "MX", "AR", "CO", "CL", "PE", "VE", "EC", "GT", "CU", "BO", "DO", "HN",
                                          "PY", "SV", "NI", "CR", "PA", "UY", "PR"), 1),
                         **dict.fromkeys(("PT", "BR", "AO", "MZ"), 0)}
