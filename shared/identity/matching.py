@@ -303,12 +303,13 @@ def _email_level(a: NormalizedRecord, b: NormalizedRecord) -> int:
     if user_a == user_b:
         # At two providers, a user name that is only the person's names ("sophie.girard") is what her namesakes
         # have too: it says no more than the names compared already. One with a number of its own is hers.
-        if not _own_number(digits_a) and _only_names(user_a, a, b):
+        if not _own_number(digits_a) and _made_of_names(user_a, a, b, alone=True):
             return 0
         return 2
     if digits_a != digits_b and not _number_slip(digits_a, digits_b):
         return 4
-    if not _own_number(digits_a) and _only_names(user_a, a, b) and _only_names(user_b, a, b):
+    if (not _own_number(digits_a) and _made_of_names(user_a, a, b, alone=True)
+            and _made_of_names(user_b, a, b, alone=True)):
         # Two patterns of the names ("jdevries41" / "jan.devries41", "anna.andersson46" / "andersson.anna46") with
         # a number namesakes share: close letters say nothing the names do not (as above), and namesakes in one
         # city met at 0.99 on them (a generated Dutch and Swedish set).
@@ -367,7 +368,8 @@ def _made_of_names(user: str, a: NormalizedRecord, b: NormalizedRecord, *, alone
     giving an initial): "mdavies", "davies.michael"; the family name also without its particles or as one of its
     words ("vries.jan" of de Vries, "rpinto" of Marques Pinto), particles left beside the given name aside
     ("jandevries" of Vries); umlauts written either way ("joerg.mueller" of Jörg Müller, which normalization
-    folds to jorg muller). With `alone`, also either name on its own ("jan", "peeters")."""
+    folds to jorg muller). With `alone`, also either name on its own ("jan", "peeters"): without a number of
+    its own, what the person's namesakes or relatives may have as well."""
     letters, givens = _DIGITS.sub("", user), _given_forms(a, b)
     if _names_pattern(letters, givens, (a.family_name, b.family_name), alone, fold=False):
         return True
@@ -389,12 +391,6 @@ def _names_pattern(letters: str, givens: set[str], families: tuple[str | None, .
             if rest and (_is_given(rest, givens) or _is_given(_less_particle_ends(rest), givens)):
                 return True
     return False
-
-
-def _only_names(user: str, a: NormalizedRecord, b: NormalizedRecord) -> bool:
-    """True when an email user name's letters are the names or one of them alone: without a number of its own,
-    what the person's namesakes or relatives may have as well."""
-    return _made_of_names(user, a, b, alone=True)
 
 
 @lru_cache(maxsize=16384)
