@@ -1018,3 +1018,29 @@ def test_a_phone_shared_with_a_record_deleted_while_the_other_changes_is_not_ind
     assert removing.intercepted and changed.profile_id == ann.profile_id
     assert find_profile_id(store, "phone", old_phone) is None
     assert violations(store) == {}
+
+
+
+def test_a_redelivery_losing_its_commit_while_its_profile_is_merged_away_keeps_the_record_there(store):
+    """Two deliveries of one record at once: the first commits in the profile the second wrote. The second, its
+    commit lost, asks whether the commit names another profile than its own: it reads its profile, then the
+    commit. Between the two reads another worker merged its profile into an older one, so the commit's profile
+    led to the survivor while the one read before was the absorbed one: it took the record's only entry out of the
+    survivor, and the record was in no profile though its doc and keys led there (12 threads resolving one person's
+    records twice each: 1 run in 50). It now asks again of the profile as it is now."""
+    older, = resolve(store, rec("pos", "0", email="ann@lee.org", phone=PHONE, **ANN))
+    record = rec("pos", "1", email="ann1@lee.org", **ANN)
+    first_done = []
+    commit_lost = InterceptingStore(store, "identifiers", "create_item", when=lambda body: body["id"] == "source:pos|1",
+                                    before=lambda: first_done.extend(resolve(store, record)))
+    # A third record gives the record's email and the older profile's phone: its worker merges the two.
+    merged_away = InterceptingStore(commit_lost, "identifiers", "read_item_or_none",
+                                    when=lambda item_id, _: bool(first_done) and item_id == "source:pos|1",
+                                    before=lambda: resolve(store, rec("web", "9", email="ann1@lee.org", phone=PHONE,
+                                                                      **ANN)))
+
+    resolve(merged_away, record)
+
+    assert commit_lost.intercepted and merged_away.intercepted
+    assert holders(store, "pos|1") == [older.profile_id]
+    assert violations(store) == {}

@@ -1116,9 +1116,18 @@ class _Work:
         live = live_profile(self.ctx, profile_id)
         committed = self._committed_elsewhere(live) if live is not None else None
         if committed is not None:
+            # A merge between the two reads (the profile, then the commit's) may have joined the two profiles: the
+            # entry there, of the same content, is then the committed version's. Asked again of the profile as it
+            # is now, whose read comes first.
+            live = live_profile(self.ctx, live["id"]) or live
+            committed = self._committed_elsewhere(live)
+        if committed is not None:
             # The ids that came here with the record (it left a profile for this one) follow it there, as a split's.
             move_stranded_aliases(self.ctx, live["id"], self.key, committed)
-            take_out(self.ctx, live_profile(self.ctx, live["id"]) or live, self.key)
+            current = live_profile(self.ctx, live["id"]) or live
+            # Once more after those writes; a merge after these reads changes the profile: the ETag refuses it.
+            if self._committed_elsewhere(current) is not None:
+                take_out(self.ctx, current, self.key)
             return
         if live is None or not (self.block_written or self.claimed):
             return
