@@ -48,6 +48,21 @@ def test_a_deployment_allows_two_cards_and_trusts_its_loyalty_system(store, tmp_
     assert profile["attributes"]["phone"]["source"] == "pos"
 
 
+def test_a_deployment_can_leave_double_surnames_unprotected(store, tmp_path):
+    """By default a father's and a son's double surnames (Molina Ruiz, Molina González) block the email rule that
+    their family mailbox would apply; a file whose limit-1 attributes leave `surnames` out links them."""
+    def family(store, settings):
+        home = dict(given_name="Carlos", email="casamolina@hotmail.com", postcode="50004", country="ES")
+        return resolve_records(store, [
+            CustomerRecord(source="shop", record_key="1", family_name="Molina Ruiz", **home),
+            CustomerRecord(source="shop", record_key="2", family_name="Molina González", **home)], settings=settings)
+    assert family(store, Settings())[1].reason == "conflict:surnames"
+    path = tmp_path / "identity.json"
+    path.write_text(json.dumps({"protection": {"limit_one_attributes": ["birth_date", "generation"]}}))
+    first, second = family(MemoryStore(), Settings(identity_config=str(path)))
+    assert second.action == "linked" and second.profile_id == first.profile_id
+
+
 @pytest.mark.parametrize("body,where", [
     ({"protection": {"limitz": {}}}, "protection.limitz"),
     ({"survivorship": {"default_rule": "newest"}}, "survivorship.default_rule"),

@@ -8,7 +8,9 @@ import pytest
 
 from model_training.match_model import evaluate_pairs, train_match_model
 from model_training.synthetic_people import generate_records
-from shared.identity.matching import (COMPARISON_NAMES, NO_MATCH, MatchModel, best_match, blocking_keys, compare)
+from shared.identity.matching import (COMPARISON_NAMES, NO_MATCH, MatchModel, best_match, blocking_keys, compare,
+                                      surnames_of_kin)
+from shared.identity.protection import ProtectionPolicy, Side, join_conflict
 from shared.models import CustomerRecord
 from shared.normalize import normalize_record
 
@@ -367,6 +369,38 @@ def anna(family: str, key: str):
 ])
 def test_family_name_levels_with_particles(model, a, b, level):
     assert model.score(anna(a, "pos|1"), anna(b, "crm|2")).levels["family_name"] == level
+
+
+@pytest.mark.parametrize("a,b,kin", [
+    ("gil torres", "gil blanco", True),  # a father and a son: the father's first surname
+    ("sanchez ruiz", "perez sanchez", True),  # a mother and a daughter: the mother's first, second for the daughter
+    ("fernandes goncalves", "gomes goncalves", True),  # Portugal: the father's last
+    ("gil torres", "gil torrez", False),  # a typo
+    ("lorez martinez", "lopei martinez", False),  # two typos of López, two slips apart
+    ("gil", "gil blanco", False),  # one surname given: either of them
+    ("garcia lopez", "martinez ruiz", False),  # nothing shared: the score's matter
+    ("de la cruz", "cruz", False), ("van der berg", "berg", False),  # particles are not surnames
+])
+def test_surnames_of_kin_are_told_from_typos(a, b, kin):
+    """Merge protection's `surnames`: a block overrules every other agreement, so two slips are still a typo."""
+    assert surnames_of_kin(a, b) is kin and surnames_of_kin(b, a) is kin
+
+
+def test_surnames_conflict_only_when_a_join_brings_them_together():
+    """A record giving one surname may join either profile alone, not both; a profile a person approved holding
+    both blocks nothing that adds no new pair."""
+    def side(*families, profile=True):
+        return Side(ids=set(), snapshots=[{"family_name": f} for f in families], names=set(), is_profile=profile)
+    policy = ProtectionPolicy()
+    record = side("gil", profile=False)
+    assert join_conflict(policy, [record, side("gil torres")]) is None
+    assert join_conflict(policy, [record, side("gil torres"), side("gil blanco")]) == "conflict:surnames"
+    assert join_conflict(policy, [side("gil blanco", profile=False), side("gil torres", "gil")]) == "conflict:surnames"
+    assert join_conflict(policy, [side("gil torrez", profile=False), side("gil torres")]) is None
+    approved = side("gil torres", "gil blanco")
+    assert join_conflict(policy, [side("gil torres", profile=False), approved]) is None
+    assert join_conflict(ProtectionPolicy(limit_one_attributes=("birth_date",)),
+                         [record, side("gil torres"), side("gil blanco")]) is None
 
 
 @pytest.mark.parametrize("a,b,level", [

@@ -22,7 +22,7 @@ from shared.normalize import NormalizedRecord
 
 from .docs import ResolverConfig
 from .matching import CLASSES, COMPARISONS, TF_COMPARISONS, MatchModel
-from .protection import MAX_RECORDS_LIMIT, ProtectionPolicy
+from .protection import MAX_RECORDS_LIMIT, SURNAMES, ProtectionPolicy
 from .survivorship import SurvivorshipPolicy
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "identity.json"
@@ -32,8 +32,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # strict: true or "5" is no limit of 5
 
 
-# What a limit-1 attribute can name: a field merge protection compares on the records (NormalizedRecord).
-LIMIT_ONE_ATTRIBUTES = frozenset(f.name for f in fields(NormalizedRecord)) - {"key", "source", "identifiers"}
+# What a limit-1 attribute can name: a field merge protection compares on the records (NormalizedRecord), or
+# "surnames": double surnames, which conflict as a parent's and a child's do (protection.SURNAMES).
+LIMIT_ONE_ATTRIBUTES = frozenset(f.name for f in fields(NormalizedRecord)) - {"key", "source", "identifiers"} | {SURNAMES}
 
 
 class ProtectionConfig(_Strict):
@@ -41,7 +42,7 @@ class ProtectionConfig(_Strict):
     default_limit: int = Field(5, ge=1)
     weak_limit: int = Field(25, ge=1)
     priority: list[str] = Field(default_factory=lambda: list(ProtectionPolicy().priority))
-    limit_one_attributes: list[str] = Field(default_factory=lambda: ["birth_date", "generation"])
+    limit_one_attributes: list[str] = Field(default_factory=lambda: list(ProtectionPolicy().limit_one_attributes))
     max_merges: int = Field(100, ge=1)
     max_identifiers: int = Field(1000, ge=1)
     # Record entries per profile: a profile document must stay under Cosmos DB's 2 MB (bounds.py).

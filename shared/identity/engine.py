@@ -39,7 +39,7 @@ from .maintenance import (entry_identifiers, finish_split_in_flight, forget_dele
                           update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
-from .protection import Side, id_type_of, is_weak_type, join_conflict, without_blocked
+from .protection import SURNAMES, Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
 
@@ -90,6 +90,9 @@ def _blocking_keys(n: NormalizedRecord) -> list[str]:
     Soundex codes, a birth date, a postcode (cut to 128 characters) and an email user name (an email is at most 254
     characters), it takes at most about 1,015 bytes once encoded."""
     return list(dict.fromkeys(blocking_keys(n)))
+
+
+SURNAMES_CONFLICT = f"conflict:{SURNAMES}"
 
 
 @dataclass
@@ -416,6 +419,7 @@ class _Work:
             self.scored = {profile["id"]: profile.get("_etag") for _, profile, _ in ranked}
         settings = self.ctx.settings
         blocked = None
+        kin = False  # two profiles the record fits are a parent's and a child's (protection's `surnames`)
         for p, profile, best in ranked:
             if p < settings.match_threshold:
                 break
@@ -436,6 +440,13 @@ class _Work:
                 group.append(_Candidate(profile, ["score"], detail))
             elif reason != "never_match" and blocked is None:
                 blocked = (profile, reason, detail)
+            kin = kin or (reason == SURNAMES_CONFLICT and join_conflict(self.policy, [self.side, self._side(profile)]) is None)
+        if kin and group and all(g.types == ["score"] for g in group):
+            # The record (Luis Romero) fits a father and a son (Luis Romero Martín, Luis Romero Gómez) alike: it
+            # joins neither; a person decides.
+            reviews.append((group[0].profile, SURNAMES_CONFLICT, group[0].detail))
+            group.clear()
+            return None
         if not group or self._founded_alone(group):
             if blocked is not None:
                 reviews.append(blocked)

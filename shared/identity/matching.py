@@ -176,13 +176,7 @@ def _family_level(a: str | None, b: str | None) -> int:
         core_a, core_b = _less_particles(a), _less_particles(b)
         words_a, words_b = core_a.split(" "), core_b.split(" ")
         if set(words_a) & set(words_b):  # "garcia lopez" / "garcia"; not "de jong" / "de vries"
-            # Two double surnames that share one: a parent and a child (Gil Ruiz / Gil Dominguez: the father's
-            # first; Ruiz Gomez / Perez Ruiz: the mother's), unless the words they do not share are a typo apart.
-            only_a = [w for w in words_a if w not in words_b]
-            only_b = [w for w in words_b if w not in words_a]
-            if only_a and only_b and max(_jw(x, y) for x in only_a for y in only_b) < 0.82:
-                return 4
-            return 2
+            return 4 if _surnames_of_kin(words_a, words_b) else 2
         if core_a != a and core_b != b:  # both with particles: "da silva" and "da costa" are alike only in "da "
             a, b = core_a, core_b
     sim = _jw(a, b)
@@ -191,6 +185,28 @@ def _family_level(a: str | None, b: str | None) -> int:
     if sim >= 0.82:
         return 3
     return 4
+
+
+def _surnames_of_kin(words_a: list[str], words_b: list[str], *, slips: int = 0) -> bool:
+    """Two family names of two surnames or more that share one and differ in another beyond a typo: a parent and a
+    child (Gil Ruiz / Gil Dominguez: the father's first; Ruiz Gomez / Perez Ruiz: the mother's). The words are the
+    names' without particles; the caller knows they share one. With `slips`, words that many edits apart or fewer
+    are not told apart either."""
+    only_a = [w for w in words_a if w not in words_b]
+    only_b = [w for w in words_b if w not in words_a]
+    return bool(only_a and only_b) and all(_jw(x, y) < 0.82 and OSA.distance(x, y) > slips
+                                           for x in only_a for y in only_b)
+
+
+@lru_cache(maxsize=65536)
+def surnames_of_kin(a: str, b: str) -> bool:
+    """Whether two normalized family names are a parent's and a child's double surnames (see _surnames_of_kin):
+    merge protection's `surnames` attribute, which keeps a record that gives one of them alone (Gil) from joining
+    the two people's profiles. A block overrules every other agreement, so it takes surer evidence than the family
+    name's `different` level: surnames two slips apart may be two typos of one (Lórez / Lópei of López; Sanz and
+    Saez, two families, are then left to the score)."""
+    words_a, words_b = _less_particles(a).split(" "), _less_particles(b).split(" ")
+    return not set(words_a).isdisjoint(words_b) and _surnames_of_kin(words_a, words_b, slips=2)
 
 
 # Of two surnames, the one a person of these countries does not go by when they give one: a Spaniard's second, the

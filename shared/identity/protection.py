@@ -3,7 +3,8 @@
 Checked on the union of the sides about to be joined (a record and the profiles it would link or merge):
 - never_match pairs (from splits) are never joined;
 - per identifier type, a profile holds at most `limit` distinct values (email 5, phone 5, loyalty_id 1);
-- a limit-1 attribute in conflict (two birth dates, two loyalty ids) blocks the automatic join;
+- a limit-1 attribute in conflict (two birth dates, two loyalty ids, a parent's and a child's double surnames)
+  blocks the automatic join;
 - caps on merges, identifiers and records per profile (a giant profile is a bug, not a customer; the records cap
   also keeps the profile document under Cosmos DB's item size limit, see bounds.py).
 
@@ -17,12 +18,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
+from shared.identity.matching import surnames_of_kin
 from shared.models import CustomerRecord
 from shared.normalize import NormalizedRecord, normalize_identifier, normalize_loyalty_id, normalize_phone
 
 # Record entries a profile may hold at most, whatever the configuration: 100 entries of at most 16 KB each keep
 # the profile document under Cosmos DB's 2 MB item limit (bounds.py).
 MAX_RECORDS_LIMIT = 100
+# The limit-1 attribute of double surnames (Gil Torres): not a record field, two of them conflict only as a parent's
+# and a child's do (_surnames_conflict), not when they differ by a typo or one gives a single surname.
+SURNAMES = "surnames"
 WEAK_TYPE_MARKERS = ("device", "anonymous", "anon_id", "cookie", "session", "ga_client", "idfa", "gaid", "ip_address")
 
 
@@ -34,7 +39,7 @@ class ProtectionPolicy:
     weak_limit: int = 25  # device / anonymous ids: a person has many devices
     # Linking priority: a profile found through a higher-priority identifier wins when two cannot be merged.
     priority: tuple[str, ...] = ("loyalty_id", "email", "phone")
-    limit_one_attributes: tuple[str, ...] = ("birth_date", "generation")
+    limit_one_attributes: tuple[str, ...] = ("birth_date", "generation", "surnames")
     max_merges: int = 100
     max_identifiers: int = 1000
     max_records: int = MAX_RECORDS_LIMIT  # record entries per profile
@@ -215,11 +220,26 @@ def join_conflict(policy: ProtectionPolicy, sides: list[Side]) -> str | None:
         if values > limit and values > _largest_side(sides, id_type):
             return f"limit:{id_type}"
     for attr in policy.limit_one_attributes:
+        if attr == SURNAMES:
+            if _surnames_conflict(sides):
+                return f"conflict:{attr}"
+            continue
         per_side = [_distinct((snap.get(attr) for snap in s.snapshots), attr) for s in sides]
         union = set().union(*per_side)
         if len(union) > 1 and len(union) > max(len(p) for p in per_side):
             return f"conflict:{attr}"
     return None
+
+
+def _surnames_conflict(sides: list[Side]) -> bool:
+    """True when the join would put a parent's and a child's double surnames in one profile (Gil Torres and Gil
+    Blanco: matching.surnames_of_kin) that no side holds together already (a person joined them)."""
+    per_side = [{family for snap in s.snapshots if " " in (family := snap.get("family_name") or "")} for s in sides]
+    if sum(map(bool, per_side)) < 2:  # most records give one surname: nothing to compare
+        return False
+    names = sorted(set().union(*per_side))
+    return any(surnames_of_kin(a, b) and not any(a in held and b in held for held in per_side)
+               for i, a in enumerate(names) for b in names[i + 1:])
 
 
 def _largest_side(sides: list[Side], id_type: str) -> int:
