@@ -34,7 +34,8 @@ class _Strict(BaseModel):
 
 # What a limit-1 attribute can name: a field merge protection compares on the records (NormalizedRecord), or
 # "surnames": double surnames, which conflict as a parent's and a child's do (protection.SURNAMES).
-LIMIT_ONE_ATTRIBUTES = frozenset(f.name for f in fields(NormalizedRecord)) - {"key", "source", "identifiers"} | {SURNAMES}
+LIMIT_ONE_ATTRIBUTES = (frozenset(f.name for f in fields(NormalizedRecord)) - {"key", "source", "identifiers"}
+                        | {SURNAMES})
 
 
 class ProtectionConfig(_Strict):

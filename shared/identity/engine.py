@@ -440,7 +440,8 @@ class _Work:
                 group.append(_Candidate(profile, ["score"], detail))
             elif reason != "never_match" and blocked is None:
                 blocked = (profile, reason, detail)
-            kin = kin or (reason == SURNAMES_CONFLICT and join_conflict(self.policy, [self.side, self._side(profile)]) is None)
+            if reason == SURNAMES_CONFLICT and join_conflict(self.policy, [self.side, self._side(profile)]) is None:
+                kin = True  # the conflict is between the profiles, not with the record
         if kin and group and all(g.types == ["score"] for g in group):
             # The record (Luis Romero) fits a father and a son (Luis Romero Martín, Luis Romero Gómez) alike: it
             # joins neither; a person decides.
