@@ -1044,3 +1044,29 @@ def test_a_redelivery_losing_its_commit_while_its_profile_is_merged_away_keeps_t
     assert commit_lost.intercepted and merged_away.intercepted
     assert holders(store, "pos|1") == [older.profile_id]
     assert violations(store) == {}
+
+
+def test_two_workers_claiming_a_released_identifier_for_one_profile_leave_it_listed(store):
+    """Ann's record gives a phone nobody holds (its holder let it go, or an older version released it): her
+    profile claims it, listing it first. Two workers did so at once (two deliveries of her record): the one whose
+    claim lost took the phone off the list although the claim that won was for that very profile, so the phone led
+    to a profile not listing it (12 threads resolving random records twice each: 1 round in 100). The loser now
+    leaves it listed."""
+    from shared.identity.docs import Ctx
+    from shared.identity.maintenance import note_holder
+
+    ann, = resolve(store, rec("pos", "1", phone=PHONE, **ANN))
+    iid = f"phone:{PHONE}"
+    profiles = store.container("profiles")
+    profile = profiles.read_item(ann.profile_id, ann.profile_id)
+    profiles.replace_item({**profile, "identifiers": [i for i in profile["identifiers"] if i != iid]})
+    store.container("identifiers").delete_item(iid, iid)
+    racing = InterceptingStore(store, "identifiers", "create_item", when=lambda body: body["id"] == iid,
+                               before=lambda: note_holder(Ctx(store), iid, ann.profile_id))
+
+    assert note_holder(Ctx(racing), iid, ann.profile_id) is False  # the other worker's claim stands
+
+    assert racing.intercepted
+    assert find_profile_id(store, "phone", PHONE) == ann.profile_id
+    assert iid in get_profile(store, ann.profile_id)["identifiers"]
+    assert violations(store) == {}

@@ -75,7 +75,12 @@ def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
         ctx.identifiers.create_item(_identifier_doc(iid, live["id"]))
         return True
     except ItemExistsError:
-        _unlist(ctx, live["id"], iid)  # claimed by another profile meanwhile: noted as one of its holders next
+        # Claimed meanwhile: by another profile, this one is noted as one of its holders next; by another worker
+        # for this very profile (two deliveries of its record), it stays listed.
+        doc = ctx.identifiers.read_item_or_none(iid, iid)
+        owner = live_profile(ctx, doc["profile_id"]) if doc is not None else None
+        if owner is None or owner["id"] != live["id"]:
+            _unlist(ctx, live["id"], iid)
         raise
 
 
