@@ -1070,3 +1070,25 @@ def test_two_workers_claiming_a_released_identifier_for_one_profile_leave_it_lis
     assert find_profile_id(store, "phone", PHONE) == ann.profile_id
     assert iid in get_profile(store, ann.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_lost_claim_dropping_an_identifier_just_handed_on_to_its_profile_keeps_it(store):
+    """Cat's record gives the household phone: her new profile lists it, and Bob's record claims it first. Her
+    worker, its claim lost, notes her profile as a holder and drops the phone from its list. Just before that
+    write Bob's record changed phone and handed the old one on to Cat's profile, which listed it already (so the
+    hand-on wrote nothing there an ETag would catch): the drop took it off the list of the profile it led to (12
+    threads resolving random records twice each). Asked again once dropped, it is listed again."""
+    iid = f"phone:{PHONE}"
+    bob = dict(given_name="Bob", family_name="Roe")
+    bob_first = InterceptingStore(store, "identifiers", "create_item", when=lambda body: body["id"] == iid,
+                                  before=lambda: resolve(store, rec("web", "6", phone=PHONE, **bob)))
+    handed_on = InterceptingStore(
+        bob_first, "profiles", "replace_item", when=lambda body, **_: iid not in body.get("identifiers", [iid]),
+        before=lambda: resolve(store, rec("web", "6", phone="+447911123450", **bob)))
+
+    cat, = resolve(handed_on, rec("web", "8", given_name="Cat", family_name="Roe", email="cat@roe.org", phone=PHONE))
+
+    assert bob_first.intercepted and handed_on.intercepted
+    assert find_profile_id(store, "phone", PHONE) == cat.profile_id
+    assert iid in get_profile(store, cat.profile_id)["identifiers"]
+    assert violations(store) == {}

@@ -34,9 +34,9 @@ from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyCon
                    fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
                    stable_hash, with_retries)
 from .maintenance import (entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
-                          hand_to_survivor, index_again, keys_given, move_stranded_aliases, note_holder, only_given_by,
-                          release, release_again, release_identifier, removed_after, split_to_finish_first, take_out,
-                          update_block)
+                          hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
+                          note_holder, only_given_by, release, release_again, release_identifier, removed_after,
+                          split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
 from .protection import SURNAMES, Side, id_type_of, is_weak_type, join_conflict, without_blocked
@@ -980,17 +980,31 @@ class _Work:
         return self._drop_identifier(current, iid)
 
     def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
+        """The profile without the identifier another profile holds. Its holder may hand it on to this profile
+        meanwhile (its record let it go), and one listed here already is not written again by the hand-on, so no
+        ETag tells: asked again once dropped, an identifier pointed here (or released meanwhile) is listed again."""
         for _ in range(50):
             if iid not in profile.get("identifiers", []):
                 return profile
             body = {**profile, "identifiers": [i for i in profile["identifiers"] if i != iid]}
             try:
-                return self.ctx.profiles.replace_item(body, etag=profile["_etag"])
+                dropped = self.ctx.profiles.replace_item(body, etag=profile["_etag"])
+                break
             except PreconditionFailedError:
                 profile = live_profile(self.ctx, profile["id"])
                 if profile is None:
                     raise ConcurrencyConflict("profile vanished") from None
-        raise ConcurrencyConflict("could not update identifiers")
+        else:
+            raise ConcurrencyConflict("could not update identifiers")
+        doc = self.ctx.identifiers.read_item_or_none(iid, iid)
+        owner = live_profile(self.ctx, doc["profile_id"]) if doc is not None else None
+        if owner is not None and owner["id"] != dropped["id"]:
+            return dropped
+        if doc is None and note_holder(self.ctx, iid, dropped["id"]):  # released: claimed for this profile
+            self.claimed.append(iid)
+        elif doc is not None:
+            list_while_given(self.ctx, dropped["id"], iid)
+        return live_profile(self.ctx, dropped["id"]) or dropped
 
     def _found_record_doc(self) -> NoReturn:
         """The record has a doc the attempt did not read (it skipped it: no commit): an attempt that died placing it,

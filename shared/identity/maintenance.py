@@ -140,7 +140,7 @@ def _heir(ctx: Ctx, holder: str, iid: str, leaving: set[str]) -> dict[str, Any] 
         heir = live_profile(ctx, holder)
         if heir is None or heir["id"] in leaving or not _gives(heir, iid):
             return None
-        listed = _list_while_given(ctx, heir["id"], iid)
+        listed = list_while_given(ctx, heir["id"], iid)
         if listed is not None:
             return heir if listed else None
     raise ConcurrencyConflict("could not hand an identifier on")
@@ -193,7 +193,7 @@ def keys_given(profile: dict[str, Any]) -> set[str]:
     return {k for r in profile["records"] for k in r.get("blocking_keys", [])}
 
 
-def _list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool | None:
+def list_while_given(ctx: Ctx, profile_id: str, iid: str) -> bool | None:
     """List the identifier on the profile while one of its records gives it; False when none does, None when the
     profile is gone (erased, or merged into another meanwhile: that one may give it)."""
     given = {"now": False}
