@@ -1092,3 +1092,24 @@ def test_a_lost_claim_dropping_an_identifier_just_handed_on_to_its_profile_keeps
     assert find_profile_id(store, "phone", PHONE) == cat.profile_id
     assert iid in get_profile(store, cat.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_records_doc_left_naming_a_profile_taken_down_follows_the_committed_record(store):
+    """Two deliveries of one record, one founding a profile while the other linked and committed: the founder lost
+    its commit and took its profile down again (its entry was the only one), but its records doc, written first,
+    still named that profile, and its retry found the record done and changed nothing (12 threads resolving random
+    records twice each: 1 round in 250). The retry, finding the doc naming a profile that does not hold the record
+    while the commit's profile does, points the doc there."""
+    ann, = resolve(store, rec("pos", "1", phone=PHONE, **ANN))
+    record = rec("web", "2", phone=PHONE, **ANN)
+    placed, = resolve(store, record)
+    assert placed.profile_id == ann.profile_id
+    records = store.container("records")
+    doc = records.read_item("web|2", "web|2")
+    records.replace_item({**doc, "profile_id": "p_taken_down"})  # the founder's doc; its profile is gone
+
+    again, = resolve(store, record)
+
+    assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
+    assert records.read_item("web|2", "web|2")["profile_id"] == ann.profile_id
+    assert violations(store) == {}

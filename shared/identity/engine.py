@@ -38,7 +38,7 @@ from .maintenance import (entry_identifiers, finish_split_in_flight, forget_dele
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
-from .merge import _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
+from .merge import MAX_WRITE_ATTEMPTS, _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
 from .protection import SURNAMES, Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
@@ -93,6 +93,10 @@ def _blocking_keys(n: NormalizedRecord) -> list[str]:
 
 
 SURNAMES_CONFLICT = f"conflict:{SURNAMES}"
+
+
+def _holds(profile: dict[str, Any] | None, key: str) -> bool:
+    return profile is not None and any(r["key"] == key for r in profile.get("records", []))
 
 
 @dataclass
@@ -342,7 +346,27 @@ class _Work:
         live_id = self._follow_concurrent_merge(committed_id)
         if live_id is None:
             return ResolveResult(self.key, None, "erased", ERASED)
+        self._point_record_doc_at(live_id)
         return ResolveResult(self.key, live_id, "unchanged")
+
+    def _point_record_doc_at(self, profile_id: str) -> None:
+        """The records doc names a profile that does not hold the record while the commit's does: another version
+        of the record lost its commit and took its entry out of the profile it had founded (_undo_after_lost_commit),
+        after writing the doc, or died in between. The doc follows the record."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            doc = self.ctx.records.read_item_or_none(self.key, self.key)
+            if doc is None or doc.get("profile_id") == profile_id or doc.get("removed_at") or doc.get("erased_at"):
+                return
+            named = live_profile(self.ctx, doc["profile_id"])
+            holder = live_profile(self.ctx, profile_id)
+            if (named is not None and named["id"] == profile_id) or not _holds(holder, self.key) or _holds(
+                    named, self.key):
+                return
+            try:
+                self.ctx.records.replace_item({**doc, "profile_id": profile_id}, etag=doc["_etag"])
+                return
+            except PreconditionFailedError:
+                continue
 
     def _should_leave(self, prior: dict[str, Any]) -> bool:
         """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
