@@ -38,7 +38,8 @@ from .maintenance import (entry_identifiers, finish_split_in_flight, forget_dele
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
-from .merge import MAX_WRITE_ATTEMPTS, _repoint, _set_profile_id, live_profile, merge_profiles, review_id, survivor_order
+from .merge import (MAX_WRITE_ATTEMPTS, _repoint, _set_profile_id, live_profile, merge_profiles, review_id,
+                    survivor_order)
 from .protection import SURNAMES, Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
