@@ -1113,3 +1113,35 @@ def test_a_records_doc_left_naming_a_profile_taken_down_follows_the_committed_re
     assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
     assert records.read_item("web|2", "web|2")["profile_id"] == ann.profile_id
     assert violations(store) == {}
+
+
+def test_a_redelivery_linking_while_another_worker_claims_a_released_identifier_leaves_it_listed(store):
+    """Dan's record gives the phone Bob's profile held. A new version of it (an email added) read the phone held
+    there and links to Dan's profile; meanwhile Bob's record let the phone go and another worker claims it for Dan's profile, listing it
+    first and then pointing it there. The link's write, made between the two, left it off the list (no pointer
+    yet), and when it then found the phone leading to Dan's profile it added nothing: the phone led to a profile
+    not listing it (12 threads resolving random records twice each). It is listed again."""
+    iid = f"phone:{PHONE}"
+    resolve(store, rec("web", "2", given_name="Bob", family_name="Roe", phone=PHONE))
+    dan = rec("pos", "5", given_name="Dan", family_name="Lee", phone=PHONE)
+    first, = resolve(store, dan)
+    profiles, identifiers = store.container("profiles"), store.container("identifiers")
+
+    def claim_starts():  # Bob's phone released; the claimer lists it on Dan's profile first
+        identifiers.delete_item(iid, iid)
+        profile = profiles.read_item(first.profile_id, first.profile_id)
+        profiles.replace_item({**profile, "identifiers": sorted({*profile["identifiers"], iid})})
+
+    def claim_ends():
+        identifiers.create_item({"id": iid, "type": "phone", "profile_id": first.profile_id})
+
+    starts = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == first.profile_id,
+                               before=claim_starts)
+    ends = InterceptingStore(starts, "identifiers", "read_items", nth=2, when=lambda keys: keys == [(iid, iid)],
+                             before=claim_ends)
+
+    resolve(ends, rec("pos", "5", given_name="Dan", family_name="Lee", phone=PHONE, email="dan@lee.org"))
+
+    assert starts.intercepted and ends.intercepted
+    assert find_profile_id(store, "phone", PHONE) == first.profile_id
+    assert iid in get_profile(store, first.profile_id)["identifiers"]

@@ -57,7 +57,12 @@ def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None 
             if doc is None:
                 return _claim_released(ctx, iid, profile_id)
             holders = doc.get("holders", [])
-            if doc.get("profile_id") == profile_id or profile_id in holders or len(holders) >= MAX_HOLDERS:
+            if doc.get("profile_id") == profile_id:
+                # Handed on or claimed for it since the caller read it held elsewhere: it leads here, so the profile
+                # lists it (the caller's write, from that read, may have left it off).
+                list_while_given(ctx, profile_id, iid)
+                return False
+            if profile_id in holders or len(holders) >= MAX_HOLDERS:
                 return False  # nothing to add
             ctx.identifiers.replace_item({**doc, "holders": [*holders, profile_id]}, etag=doc["_etag"])
             return False
