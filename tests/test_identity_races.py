@@ -1118,9 +1118,9 @@ def test_a_records_doc_left_naming_a_profile_taken_down_follows_the_committed_re
 def test_a_redelivery_linking_while_another_worker_claims_a_released_identifier_leaves_it_listed(store):
     """Dan's record gives the phone Bob's profile held. A new version of it (an email added) read the phone held
     there and links to Dan's profile; meanwhile Bob's record let the phone go and another worker claims it for
-    Dan's profile, listing it first and then pointing it there. The link's write, made between the two, left it off the list (no pointer
-    yet), and when it then found the phone leading to Dan's profile it added nothing: the phone led to a profile
-    not listing it (12 threads resolving random records twice each). It is listed again."""
+    Dan's profile, listing it first and then pointing it there. The link's write, made between the two, left it
+    off the list (no pointer yet), and when it then found the phone leading to Dan's profile it added nothing: the
+    phone led to a profile not listing it (12 threads resolving random records twice each). It is listed again."""
     iid = f"phone:{PHONE}"
     resolve(store, rec("web", "2", given_name="Bob", family_name="Roe", phone=PHONE))
     dan = rec("pos", "5", given_name="Dan", family_name="Lee", phone=PHONE)
