@@ -1145,3 +1145,23 @@ def test_a_redelivery_linking_while_another_worker_claims_a_released_identifier_
     assert starts.intercepted and ends.intercepted
     assert find_profile_id(store, "phone", PHONE) == first.profile_id
     assert iid in get_profile(store, first.profile_id)["identifiers"]
+
+
+def test_a_records_doc_left_naming_a_profile_merged_away_is_pointed_at_the_survivor(store):
+    """Two deliveries of one record: the first committed, and its profile was merged into an older one, whose saga
+    pointed the records doc at the survivor. The second, deciding from reads before the merge, then wrote the doc
+    naming the absorbed id, and lost its commit: the doc named an alias (12 threads resolving random records twice
+    each). Its retry, finding the record done, points the doc at the profile that holds it."""
+    older, = resolve(store, rec("pos", "0", email="ann@lee.org", phone=PHONE, **ANN))
+    first, = resolve(store, rec("pos", "1", email="ann1@lee.org", **ANN))
+    resolve(store, rec("web", "9", email="ann1@lee.org", phone=PHONE, **ANN))  # merges the two
+    assert get_profile(store, first.profile_id)["id"] == older.profile_id
+    records = store.container("records")
+    doc = records.read_item("pos|1", "pos|1")
+    records.replace_item({**doc, "profile_id": first.profile_id})  # the second delivery's write: the absorbed id
+
+    again, = resolve(store, rec("pos", "1", email="ann1@lee.org", **ANN))
+
+    assert (again.action, again.profile_id) == ("unchanged", older.profile_id)
+    assert records.read_item("pos|1", "pos|1")["profile_id"] == older.profile_id
+    assert violations(store) == {}

@@ -353,16 +353,16 @@ class _Work:
     def _point_record_doc_at(self, profile_id: str) -> None:
         """The records doc names a profile that does not hold the record while the commit's does: another version
         of the record lost its commit and took its entry out of the profile it had founded (_undo_after_lost_commit),
-        after writing the doc, or died in between. The doc follows the record."""
+        after writing the doc, or died in between. Or it names the id of a profile merged into the commit's: a
+        version that lost its commit wrote it after the merge's saga had repointed it. The doc follows the record."""
         for _ in range(MAX_WRITE_ATTEMPTS):
             doc = self.ctx.records.read_item_or_none(self.key, self.key)
             if doc is None or doc.get("profile_id") == profile_id or doc.get("removed_at") or doc.get("erased_at"):
                 return
             named = live_profile(self.ctx, doc["profile_id"])
-            holder = live_profile(self.ctx, profile_id)
-            if (named is not None and named["id"] == profile_id) or not _holds(holder, self.key) or _holds(
-                    named, self.key):
-                return
+            if not _holds(live_profile(self.ctx, profile_id), self.key) or (
+                    named is not None and named["id"] != profile_id and _holds(named, self.key)):
+                return  # the commit's profile does not hold it, or another does: not this call's to settle
             try:
                 self.ctx.records.replace_item({**doc, "profile_id": profile_id}, etag=doc["_etag"])
                 return
