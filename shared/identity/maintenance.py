@@ -834,9 +834,14 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
     new profile, which lists them as merged into it. The old profile forgets them last, so a retry finds them again
     (each step is idempotent)."""
     profile = live_profile(ctx, profile_id)
-    moved = stranded_aliases(ctx, profile, key) if profile is not None else []
+    # Not the new profile's own id: another version of the record may have merged that profile into this one, via
+    # the record (it then came with the record too), and it would redirect to itself.
+    moved = [alias for alias in stranded_aliases(ctx, profile, key) if alias != new_id] if profile is not None else []
     if not moved:
         return
+    destination = live_profile(ctx, new_id)
+    if destination is not None and destination["id"] == profile["id"]:
+        return  # the new profile was merged into this one meanwhile: the ids are where the record is
     for alias in moved:
         # The new profile's own log says which record the id came with: the merge entry that said so stays in the
         # old profile's log, where a later move out of the new profile (and an erase of the old) would lose it.
