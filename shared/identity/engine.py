@@ -1022,13 +1022,13 @@ class _Work:
         else:
             raise ConcurrencyConflict("could not update identifiers")
         doc = self.ctx.identifiers.read_item_or_none(iid, iid)
-        owner = live_profile(self.ctx, doc["profile_id"]) if doc is not None else None
-        if owner is not None and owner["id"] != dropped["id"]:
-            return dropped
-        if doc is None and note_holder(self.ctx, iid, dropped["id"]):  # released: claimed for this profile
-            self.claimed.append(iid)
-        elif doc is not None:
+        if doc is None:
+            if note_holder(self.ctx, iid, dropped["id"]):  # released: claimed for this profile
+                self.claimed.append(iid)
+        elif (live_profile(self.ctx, doc["profile_id"]) or {}).get("id") == dropped["id"]:
             list_while_given(self.ctx, dropped["id"], iid)
+        else:
+            return dropped
         return live_profile(self.ctx, dropped["id"]) or dropped
 
     def _found_record_doc(self) -> NoReturn:

@@ -39,7 +39,7 @@ class ProtectionPolicy:
     weak_limit: int = 25  # device / anonymous ids: a person has many devices
     # Linking priority: a profile found through a higher-priority identifier wins when two cannot be merged.
     priority: tuple[str, ...] = ("loyalty_id", "email", "phone")
-    limit_one_attributes: tuple[str, ...] = ("birth_date", "generation", "surnames")
+    limit_one_attributes: tuple[str, ...] = ("birth_date", "generation", SURNAMES)
     max_merges: int = 100
     max_identifiers: int = 1000
     max_records: int = MAX_RECORDS_LIMIT  # record entries per profile
