@@ -1050,8 +1050,8 @@ def test_two_workers_claiming_a_released_identifier_for_one_profile_leave_it_lis
     """Ann's record gives a phone nobody holds (its holder let it go, or an older version released it): her
     profile claims it, listing it first. Two workers did so at once (two deliveries of her record): the one whose
     claim lost took the phone off the list although the claim that won was for that very profile, so the phone led
-    to a profile not listing it (12 threads resolving random records twice each: 1 round in 100). The loser now
-    leaves it listed."""
+    to a profile not listing it (found by 12 threads resolving random records twice each). The loser now leaves it
+    listed."""
     from shared.identity.docs import Ctx
     from shared.identity.maintenance import note_holder
 
@@ -1098,8 +1098,8 @@ def test_a_records_doc_left_naming_a_profile_taken_down_follows_the_committed_re
     """Two deliveries of one record, one founding a profile while the other linked and committed: the founder lost
     its commit and took its profile down again (its entry was the only one), but its records doc, written first,
     still named that profile, and its retry found the record done and changed nothing (12 threads resolving random
-    records twice each: 1 round in 250). The retry, finding the doc naming a profile that does not hold the record
-    while the commit's profile does, points the doc there."""
+    records twice each). The retry, finding the doc naming a profile that does not hold the record while the
+    commit's profile does, points the doc there."""
     ann, = resolve(store, rec("pos", "1", phone=PHONE, **ANN))
     record = rec("web", "2", phone=PHONE, **ANN)
     placed, = resolve(store, record)
@@ -1173,9 +1173,9 @@ def test_a_record_leaving_while_another_version_merges_its_new_profile_back_leav
     Just before the ids moved, another version of the record (with Bob's card) merged that new profile back into
     Ann's, through the record: the new profile's id was then among those that came with the record, and was
     redirected to itself, and Ann's profile forgot both ids (a cycle of aliases that failed every later lookup of
-    the profile, when nothing repaired it: 12 threads resolving random records twice each, 1 round in 40,000). The
-    ids stay where they are when the record's new profile has become this one again; the record's retry, leaving
-    once more, takes them along."""
+    the profile, when nothing repaired it: 12 threads resolving random records twice each, twice in about 35,000
+    rounds). The ids stay where they are when the record's new profile has become this one again; the record's
+    retry, leaving once more, takes them along."""
     ann, = resolve(store, rec("web", "9", given_name="Ann", family_name="Roe", email="ann@roe.org"))
     bobs, = resolve(store, rec("web", "2", given_name="Bob", family_name="Lee", loyalty_id="L1"))
     resolve(store, rec("web", "5", given_name="Ann", family_name="Roe", email="ann@roe.org", loyalty_id="L1"))
