@@ -97,6 +97,7 @@ SURNAMES_CONFLICT = f"conflict:{SURNAMES}"
 
 
 def _holds(profile: dict[str, Any] | None, key: str) -> bool:
+    """Whether the profile (None: gone) has an entry of the record `key`."""
     return profile is not None and any(r["key"] == key for r in profile.get("records", []))
 
 
@@ -304,7 +305,7 @@ class _Work:
         self.left: dict[str, Any] | None = None  # the profile the record was taken out of, its ids to follow it
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
-            if prior is not None and not any(r["key"] == self.key for r in prior["records"]):
+            if prior is not None and not _holds(prior, self.key):
                 if finish_split_in_flight(ctx, prior, self.key):
                     raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
@@ -708,7 +709,7 @@ class _Work:
         if doc.get("content_hash") is None:
             return None
         profile = self._live(doc["profile_id"], profiles)
-        if profile is None or not any(r["key"] == self.key for r in profile.get("records", [])):
+        if not _holds(profile, self.key):
             return None
         return profile
 
@@ -853,7 +854,7 @@ class _Work:
             pass
         # A retry of our own creation, or the id was used before (record removed, split or merged away).
         existing = live_profile(self.ctx, doc["id"])
-        if existing is not None and any(r["key"] == self.key for r in existing["records"]):
+        if _holds(existing, self.key):
             return self._link(existing, claims, None)
         doc["id"] = random_profile_id()
         self._write_record_doc(doc["id"])  # first, as for the derived id: a retry finds the profile through it
