@@ -134,9 +134,9 @@ class LocalStack:
         return proc, log
 
     def start(self) -> dict[str, str]:
-        node = check_prerequisites()
-        self._claim_ports()
-        try:
+        try:  # a start that fails, however early, stops what it started and removes its temporary directory
+            node = check_prerequisites()
+            self._claim_ports()
             azurite_dir = self.data_dir / "azurite"
             azurite_dir.mkdir(parents=True, exist_ok=True)
             table_port = free_port()

@@ -86,7 +86,7 @@ def test_port_in_use_names_the_port_and_starts_nothing():
         stack = LocalStack(cosmos_port=port)
         with pytest.raises(StackError, match=rf"port {port} \(cosmos port\) is in use"):
             stack.start()
-        assert stack.procs == []
+        assert stack.procs == [] and not stack.data_dir.exists()
         stack.stop()
 
 
@@ -96,14 +96,16 @@ def test_missing_node_modules_is_a_clear_error(monkeypatch):
     stack = LocalStack()
     with pytest.raises(StackError, match=r"npm packages are missing .*no-such-server.*run 'npm ci'"):
         stack.start()
-    assert stack.procs == []
+    assert stack.procs == [] and not stack.data_dir.exists()
     stack.stop()
 
 
 def test_missing_node_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(stack_module.shutil, "which", lambda name: None)
+    stack = LocalStack()
     with pytest.raises(StackError, match="Node.js is not on PATH"):
-        LocalStack().start()
+        stack.start()
+    assert not stack.data_dir.exists()  # the temporary directory made for it is gone too
 
 
 def test_a_server_that_dies_at_start_is_reported_with_its_log(monkeypatch, tmp_path):
@@ -113,7 +115,7 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(monkeypatch, tmp_p
     stack = LocalStack()
     with pytest.raises(StackError, match=r"(?s)Cosmos emulator exited with code 7.*launcher exploded"):
         stack.start()
-    assert stack.procs == []  # Azurite, started first, was stopped again
+    assert stack.procs == [] and not stack.data_dir.exists()  # Azurite, started first, was stopped again
 
 
 def test_a_node_older_than_20_is_a_clear_error(monkeypatch, tmp_path):
@@ -121,8 +123,10 @@ def test_a_node_older_than_20_is_a_clear_error(monkeypatch, tmp_path):
     old_node.write_text("#!/bin/sh\necho 18.19.0\n")
     old_node.chmod(0o755)
     monkeypatch.setattr(stack_module.shutil, "which", lambda name: str(old_node))
+    stack = LocalStack()
     with pytest.raises(StackError, match=r"is Node\.js 18; the Cosmos emulator needs 20 or later"):
-        LocalStack().start()
+        stack.start()
+    assert not stack.data_dir.exists()
 
 
 # -- the servers die with their parent, however it dies -----------------------------------------------------------
