@@ -1191,3 +1191,43 @@ def test_a_record_leaving_while_another_version_merges_its_new_profile_back_leav
     assert holders(store, "web|2") == [dans.profile_id]
     assert get_profile(store, bobs.profile_id)["id"] == dans.profile_id  # the id follows the record
     assert violations(store) == {}
+
+
+def test_a_delivery_founding_a_profile_the_other_delivery_passed_by_leaves_the_record_in_one(store):
+    """Two deliveries of one record: the first writes its records doc, naming the profile it is about to found. The
+    second reads that doc before the profile exists, links the record to the profile of a new record holding its
+    phone, and commits. The first then founds its profile all the same, loses its email's claim to the second's
+    profile, and sets out to merge that one into its own; another worker merges it into an older profile first, so
+    the first delivery decides again and finds the record done. The record was in two profiles (12 threads
+    resolving random records twice each: about 1 round in 3,000). The entry an attempt wrote before failing is now
+    taken out where the record's commit names another profile."""
+    from shared.identity import Resolver
+    from shared.identity.merge import merge_profiles
+
+    older, = resolve(store, rec("app", "1", loyalty_id="L2", **ANN))
+    record = rec("web", "5", email="ann@lee.org", phone=PHONE, **ANN)
+    founded = profile_id_for_record("web|5")
+    second = []
+
+    def second_delivery():
+        resolve(store, rec("pos", "8", phone=PHONE, **ANN))
+        second.extend(resolve(store, record))
+
+    def merged_elsewhere(body, **_):
+        return bool(second) and body["id"] == second[0].profile_id and "pending_merge" in body
+
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=second_delivery)
+    merged_first = InterceptingStore(
+        passed_by, "profiles", "replace_item", when=merged_elsewhere,
+        before=lambda: merge_profiles(Resolver(store, settings=SETTINGS).ctx, older.profile_id, second[0].profile_id,
+                                      {"reason": "rule", "rule": "email", "via_record": "app|2"}))
+
+    first, = resolve(merged_first, record)
+
+    assert passed_by.intercepted and merged_first.intercepted
+    assert second[0].action == "linked" and first.action == "unchanged"
+    assert get_profile(store, first.profile_id)["id"] == older.profile_id
+    assert holders(store, "web|5") == [older.profile_id]
+    assert live_records(store) == {older.profile_id: ["app|1", "pos|8", "web|5"]}
+    assert violations(store) == {}

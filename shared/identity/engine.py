@@ -137,7 +137,10 @@ class Resolver:
         work = _Work(self, record, n, landed_at)
         if work.too_large:
             return self._unless_erased(ResolveResult(record.key, None, "quarantined", TOO_LARGE))
-        return with_retries(self.ctx, work.attempt)
+        result = with_retries(self.ctx, work.attempt)
+        if work.abandoned - work.placed:  # rare: an attempt that placed the record failed before its commit
+            with_retries(self.ctx, work.leave_abandoned)
+        return result
 
     def snapshot_of(self, record: CustomerRecord, n: NormalizedRecord) -> dict[str, Any] | None:
         """The match snapshot this resolver keeps of a normalized record in its profile entry (identifier values
@@ -213,6 +216,8 @@ class _Work:
     cut = False
     too_large = False
     record_doc_found = False  # an attempt found the records doc uncommitted: the next ones read it first
+    placed: frozenset[str] = frozenset()  # the profiles the current attempt wrote (or found) the record's entry in
+    abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None):
         self.ctx = resolver.ctx
@@ -262,6 +267,7 @@ class _Work:
 
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
+        self.abandoned, self.placed = self.abandoned | self.placed, frozenset()
         # One time for every document this attempt writes: they are one change (and formatting it is not free).
         self.now = now_iso()
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
@@ -905,6 +911,7 @@ class _Work:
                 del self.owner[iid]
             identifiers = sorted((set(target.get("identifiers", [])) - dropped) | {self.source_iid, *claims})
             if old is not None and not changed and identifiers == target.get("identifiers"):
+                self.placed |= {target["id"]}
                 return self._index_shared(target, replaced)
             if old is None and len(records) > self.policy.max_records:
                 # Records linked by other workers since the decision filled it: decide again (cap:records).
@@ -946,6 +953,7 @@ class _Work:
     def _wrote(self, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
         """`after` is `before` with this record's entry last: its snapshots are known without rebuilding them."""
         self.snapshots.written(before, after, self.key, self.n)
+        self.placed |= {after["id"]}
         return after
 
     def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
@@ -1165,22 +1173,7 @@ class _Work:
         That version may also have found no profile holding the record (this attempt wrote its records doc, naming
         a profile it had not written yet) and committed in a profile of its own: this version's entry is then
         taken out of this attempt's profile, as a removal would, or the record would be in two profiles."""
-        live = live_profile(self.ctx, profile_id)
-        committed = self._committed_elsewhere(live) if live is not None else None
-        if committed is not None:
-            # A merge between the two reads (the profile, then the commit's) may have joined the two profiles: the
-            # entry there, of the same content, is then the committed version's. Asked again of the profile as it
-            # is now, whose read comes first.
-            live = live_profile(self.ctx, live["id"]) or live
-            committed = self._committed_elsewhere(live)
-        if committed is not None:
-            # The ids that came here with the record (it left a profile for this one) follow it there, as a split's.
-            move_stranded_aliases(self.ctx, live["id"], self.key, committed)
-            current = live_profile(self.ctx, live["id"]) or live
-            # Once more after those writes; a merge after these reads changes the profile: the ETag refuses it.
-            if self._committed_elsewhere(current) is not None:
-                take_out(self.ctx, current, self.key)
-            return
+        live = self._leave_if_committed_elsewhere(profile_id)
         if live is None or not (self.block_written or self.claimed):
             return
         given = keys_given(live)
@@ -1194,13 +1187,45 @@ class _Work:
             elif live["id"] != profile_id:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
+    def leave_abandoned(self) -> None:
+        """After the record is done: the profiles that earlier attempts, which failed before their commit, wrote its
+        entry in keep it only where the commit is. Such an attempt founded a profile after a duplicate delivery had
+        read its records doc (naming that profile, not written yet), linked the record elsewhere and committed; its
+        retry found the record done (12 threads resolving random records twice each)."""
+        for profile_id in sorted(self.abandoned - self.placed):
+            self._leave_if_committed_elsewhere(profile_id)
+
+    def _leave_if_committed_elsewhere(self, profile_id: str) -> dict[str, Any] | None:
+        """Take this version's entry out of the profile (its survivor) when the record's commit names another one;
+        returns the profile as read, unless the entry was taken out (None when it is gone)."""
+        live = live_profile(self.ctx, profile_id)
+        committed = self._committed_elsewhere(live) if live is not None else None
+        if committed is not None:
+            # A merge between the two reads (the profile, then the commit's) may have joined the two profiles: the
+            # entry there, of the same content, is then the committed version's. Asked again of the profile as it
+            # is now, whose read comes first.
+            live = live_profile(self.ctx, live["id"]) or live
+            committed = self._committed_elsewhere(live)
+        if committed is None:
+            return live
+        # The ids that came here with the record (it left a profile for this one) follow it there, as a split's.
+        move_stranded_aliases(self.ctx, live["id"], self.key, committed)
+        current = live_profile(self.ctx, live["id"]) or live
+        # Once more after those writes; a merge after these reads changes the profile: the ETag refuses it.
+        if self._committed_elsewhere(current) is not None:
+            take_out(self.ctx, current, self.key)
+        return None
+
     def _committed_elsewhere(self, live: dict[str, Any]) -> str | None:
-        """The live profile the record's commit names, when it is not this one and this version's entry is here."""
+        """The live profile the record's commit names, when it is not this one, holds the record, and this
+        version's entry is here."""
         if not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
             return None
         commit = self.ctx.identifiers.read_item_or_none(self.source_iid, self.source_iid)
         committed = live_profile(self.ctx, commit["profile_id"]) if commit else None
-        return committed["id"] if committed is not None and committed["id"] != live["id"] else None
+        if committed is None or committed["id"] == live["id"] or not _holds(committed, self.key):
+            return None
+        return committed["id"]
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
