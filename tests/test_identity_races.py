@@ -1231,3 +1231,39 @@ def test_a_delivery_founding_a_profile_the_other_delivery_passed_by_leaves_the_r
     assert holders(store, "web|5") == [older.profile_id]
     assert live_records(store) == {older.profile_id: ["app|1", "pos|8", "web|5"]}
     assert violations(store) == {}
+
+
+def test_a_phone_handed_on_while_its_heir_drops_it_for_a_moment_stays_indexed(store):
+    """Dan Lee and Ann Roe share a home phone; Dan's profile holds it, Ann's is noted as a holder. Dan's record
+    changes to give an email instead: the phone is handed on to Ann's profile. Just before the hand-on read her profile back, a
+    worker of Ann's record that had lost its claim to Dan dropped the phone from her profile, and (once it saw the
+    phone lead to her) listed it again just after. The hand-on took the drop for her record letting the phone go
+    and deleted it: her profile listed a phone with no document (12 threads resolving random records twice each).
+    A profile whose records give the value lists it again, and keeps it."""
+    phone_id = f"phone:{PHONE}"
+    dan, = resolve(store, rec("web", "8", given_name="Dan", family_name="Lee", phone=PHONE))
+    ann, = resolve(store, rec("web", "2", given_name="Ann", family_name="Roe", phone=PHONE))
+    identifiers, profiles = store.container("identifiers"), store.container("profiles")
+    assert identifiers.read_item(phone_id, phone_id)["holders"] == [ann.profile_id]
+
+    def leads_to_ann() -> bool:
+        return identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+
+    def set_phone_listed(listed: bool) -> None:  # the other worker's writes: its drop, then its second look
+        doc = profiles.read_item(ann.profile_id, ann.profile_id)
+        ids = [i for i in doc["identifiers"] if i != phone_id] + ([phone_id] if listed else [])
+        profiles.replace_item({**doc, "identifiers": sorted(ids)}, etag=doc["_etag"])
+
+    dropped = InterceptingStore(store, "profiles", "read_item_or_none",
+                                when=lambda pid, _: pid == ann.profile_id and leads_to_ann(),
+                                before=lambda: set_phone_listed(False))
+    listed_again = InterceptingStore(dropped, "identifiers", "read_item_or_none",
+                                     when=lambda iid, _: dropped.intercepted and iid == phone_id,
+                                     before=lambda: set_phone_listed(True))
+
+    resolve(listed_again, rec("web", "8", given_name="Dan", family_name="Lee", email="dan@lee.org"))
+
+    assert dropped.intercepted
+    assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+    assert phone_id in profiles.read_item(ann.profile_id, ann.profile_id)["identifiers"]
+    assert violations(store) == {}

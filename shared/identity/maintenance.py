@@ -129,7 +129,9 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
             continue
         released, listed_on = True, None
         live = live_profile(ctx, heir["id"])
-        if live is not None and iid in live.get("identifiers", []):
+        # Not listed, yet given: dropped for a moment by a worker that lost its claim to the profile let go (it lists
+        # it again once it sees the pointer here): listed now, or the value would be released from under it.
+        if live is not None and (iid in live.get("identifiers", []) or list_while_given(ctx, live["id"], iid)):
             if live["id"] != heir["id"]:  # merged into another since it listed the value: the pointer follows
                 _repoint(ctx.identifiers, iid, heir["id"], live["id"], _set_profile_id)
             return True
