@@ -1267,3 +1267,26 @@ def test_a_phone_handed_on_while_its_heir_drops_it_for_a_moment_stays_indexed(st
     assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
     assert phone_id in profiles.read_item(ann.profile_id, ann.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_record_leaving_with_an_id_that_an_identifier_of_its_old_profile_still_names_leaves_that_identifier(store):
+    """web|1 came into Ann's profile with its first profile's id (a merge). Ann's home phone, which her profile
+    lists, still named that id: a worker that read the id's profile before the merge claimed the phone for it. When
+    web|1 became Bob's record and left for his profile, taking the id along, the phone followed the id to Bob's profile, away from
+    the records that give it (12 threads resolving random records twice each). It now stays with Ann's profile."""
+    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", phone=PHONE, **ANN),
+                         rec("web", "1", email="ann1@lee.org", **ANN))
+    resolve(store, rec("app", "2", email="ann1@lee.org", phone=PHONE, **ANN))
+    assert get_profile(store, first.profile_id)["id"] == ann.profile_id
+    phone_id, identifiers = f"phone:{PHONE}", store.container("identifiers")
+    doc = identifiers.read_item(phone_id, phone_id)
+    identifiers.replace_item({**doc, "profile_id": first.profile_id})  # claimed for the absorbed id
+    bob = dict(given_name="Bob", family_name="Roe", email="bob@roe.org")
+    bobs, = resolve(store, rec("crm", "9", **bob))
+
+    moved, = resolve(store, rec("web", "1", **bob))
+
+    assert moved.profile_id == bobs.profile_id != ann.profile_id
+    assert get_profile(store, first.profile_id)["id"] == bobs.profile_id  # the id follows its record
+    assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+    assert violations(store) == {}

@@ -831,6 +831,16 @@ def stranded_aliases(ctx: Ctx, profile: dict[str, Any], key: str) -> list[str]:
     return sorted(alias for alias, keys in brought.items() if key in keys and not keys & held)
 
 
+def _keep_listed_identifiers(ctx: Ctx, profile: dict[str, Any], aliases: set[str]) -> None:
+    """Before these ids redirect elsewhere: an identifier the profile lists whose document still names one of them
+    (claimed for it by a worker that read it before its merge) is pointed at the profile, or it would follow the id
+    away from the records that give it. One batched read of the profile's identifiers."""
+    listed = sorted(profile.get("identifiers", []))
+    for iid, doc in zip(listed, ctx.identifiers.read_items([(iid, iid) for iid in listed])):
+        if doc is not None and doc.get("profile_id") in aliases:
+            _repoint(ctx.identifiers, iid, doc["profile_id"], profile["id"], _set_profile_id)
+
+
 def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> None:
     """A record gone to another profile (a split, or its change): the ids stranded by its leaving redirect to its
     new profile, which lists them as merged into it. The old profile forgets them last, so a retry finds them again
@@ -844,6 +854,7 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
     destination = live_profile(ctx, new_id)
     if destination is not None and destination["id"] == profile["id"]:
         return  # the new profile was merged into this one meanwhile: the ids are where the record is
+    _keep_listed_identifiers(ctx, profile, set(moved))
     for alias in moved:
         # The new profile's own log says which record the id came with: the merge entry that said so stays in the
         # old profile's log, where a later move out of the new profile (and an erase of the old) would lose it.
