@@ -1290,3 +1290,36 @@ def test_a_record_leaving_with_an_id_that_an_identifier_of_its_old_profile_still
     assert get_profile(store, first.profile_id)["id"] == bobs.profile_id  # the id follows its record
     assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
     assert violations(store) == {}
+
+
+def test_a_new_version_releasing_a_phone_after_its_record_left_the_profile_leaves_the_profile_a_holder(store):
+    """Ann's record web|5 gives the home phone she shares with Cat (Cat's profile is noted as a holder); a new
+    version gives none, so its worker, having read Ann's profile with web|5 alone, hands the phone on to Cat's.
+    Meanwhile web|11, giving the phone, joined Ann's profile and a third version of web|5 left it for Bob's. The
+    worker's profile write then failed (its record had left) and it decided again: Ann's profile still listed the
+    phone that now led to Cat's (12 threads resolving random records twice each). What it released is indexed
+    again on the profile as it is now: Ann's is one of the phone's holders."""
+    phone_id = f"phone:{PHONE}"
+    ann, = resolve(store, rec("web", "5", email="ann@lee.org", phone=PHONE, **ANN))
+    cat, = resolve(store, rec("pos", "7", given_name="Cat", family_name="Roe", email="cat@roe.org", phone=PHONE))
+    bob = dict(given_name="Bob", family_name="Roe", email="bob@roe.org")
+    bobs, = resolve(store, rec("crm", "9", **bob))
+    identifiers = store.container("identifiers")
+    assert identifiers.read_item(phone_id, phone_id)["holders"] == [cat.profile_id]
+
+    def meanwhile():
+        joined, = resolve(store, rec("web", "11", email="ann@lee.org", phone=PHONE, **ANN))
+        left, = resolve(store, rec("web", "5", **bob))
+        assert (joined.profile_id, left.profile_id) == (ann.profile_id, bobs.profile_id)
+
+    racing = InterceptingStore(store, "identifiers", "read_item_or_none", when=lambda iid, _: iid == phone_id,
+                               before=meanwhile)
+
+    resolve(racing, rec("web", "5", email="ann@lee.org", **ANN))
+
+    assert racing.intercepted
+    owner = identifiers.read_item(phone_id, phone_id)
+    listed_on = [pid for pid in (ann.profile_id, cat.profile_id)
+                 if phone_id in store.container("profiles").read_item(pid, pid)["identifiers"]]
+    assert listed_on == [owner["profile_id"]]
+    assert violations(store) == {}

@@ -888,14 +888,14 @@ class _Work:
             if held is None:
                 held = old is not None
             elif held and old is None:  # taken out meanwhile (a split, a removal): decided again from fresh reads
-                raise ConcurrencyConflict("the record left the profile meanwhile")
+                raise self._link_given_up(target, replaced, "the record left the profile meanwhile")
             # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
             # replaced, releasing what only the old one gave.
             changed = old is not None and (old["hash"] != self.hash or old.get("match") != self.snapshot)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
-                raise ConcurrencyConflict("a newer version of the record is in the profile")
+                raise self._link_given_up(target, replaced, "a newer version of the record is in the profile")
             released, released_keys = self._release_replaced(target["id"], old, records) if changed else (set(), set())
             if changed:
                 replaced.append(old)
@@ -915,7 +915,7 @@ class _Work:
                 return self._index_shared(target, replaced)
             if old is None and len(records) > self.policy.max_records:
                 # Records linked by other workers since the decision filled it: decide again (cap:records).
-                raise ConcurrencyConflict("the profile reached its records cap meanwhile")
+                raise self._link_given_up(target, replaced, "the profile reached its records cap meanwhile")
             attributes, conflicts = survive(records, self.ctx.config.survivorship)
             body = {**target, "records": records, "identifiers": identifiers, "attributes": attributes,
                     "conflicts": conflicts, "updated_at": self.now}
@@ -928,7 +928,13 @@ class _Work:
                 continue
             release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
-        raise ConcurrencyConflict("could not link record")
+        raise self._link_given_up(target, replaced, "could not link record")
+
+    def _link_given_up(self, target: dict[str, Any], replaced: list[dict[str, Any]], why: str) -> ConcurrencyConflict:
+        """The error a link gives up with, once the profile as last read is indexed again under what an earlier pass
+        released, as the profile was then, that its records give now (a record giving it linked meanwhile)."""
+        self._index_shared(target, replaced)
+        return ConcurrencyConflict(why)
 
     def _release_replaced(self, profile_id: str, old: dict[str, Any],
                           others: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
