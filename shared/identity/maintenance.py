@@ -9,8 +9,8 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import (MAX_ALIAS_HOPS, REKEYING, ConcurrencyConflict, Ctx, now_iso, record_identifiers, source_identifier,
-                   stable_hash, with_retries)
+from .docs import (MAX_ALIAS_HOPS, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso, record_identifiers,
+                   source_identifier, stable_hash, with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_given, _repoint_records, _set_profile_id,
                     live_profile)
 from .survivorship import survive
@@ -128,7 +128,7 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
         except (PreconditionFailedError, ItemNotFoundError):
             continue
         released, listed_on = True, None
-        live = live_profile(ctx, heir["id"])
+        live = live_profile(ctx, heir["id"], finish=False)
         # Not listed, yet given: dropped for a moment by a worker that lost its claim to the profile let go (it lists
         # it again once it sees the pointer here): listed now, or the value would be released from under it.
         if live is not None and (iid in live.get("identifiers", []) or list_while_given(ctx, live["id"], iid)):
@@ -144,7 +144,9 @@ def _heir(ctx: Ctx, holder: str, iid: str, leaving: set[str]) -> dict[str, Any] 
     before the pointer's write leaves a retry to hand it on again); None when it does not give it. Merged into
     another while listing it, the holder id is followed again."""
     for _ in range(MAX_WRITE_ATTEMPTS):
-        heir = live_profile(ctx, holder)
+        # Not finishing the merges folded into it: a merge's saga releases what only the absorbed profile lists, and
+        # its survivor, a holder, would finish that very merge again, and again (without end).
+        heir = live_profile(ctx, holder, finish=False)
         if heir is None or heir["id"] in leaving or not _gives(heir, iid):
             return None
         listed = list_while_given(ctx, heir["id"], iid)
@@ -915,8 +917,9 @@ def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str]) -> None:
 
 def _update_profile(ctx: Ctx, profile_id: str, change) -> dict[str, Any] | None:
     """Write change(profile) under the profile's ETag, reading it again when another writer got there first
-    (merge._repoint); a profile gone (erased, merged) has nothing to change. Returns the profile as it is now, None
-    when it is gone."""
+    (merge._repoint); a profile gone (erased, merged) has nothing to change, nor one marked for a merge: its
+    survivor may have folded it already, and would never see the change. Returns the profile as it is now, None
+    when it is gone or being merged."""
     doc = _repoint(ctx.profiles, profile_id, None, None,
-                   lambda doc, _old, _new: change(doc) if doc.get("doc_type") == "profile" else None)
-    return doc if doc is not None and doc.get("doc_type") == "profile" else None
+                   lambda doc, _old, _new: change(doc) if is_live(doc) else None)
+    return doc if is_live(doc) else None
