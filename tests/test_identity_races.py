@@ -321,23 +321,31 @@ def test_new_version_dying_after_its_releases_is_finished_by_the_redelivery(stor
 
 # --- a worker dying right after its commit, while its new profile was merged away --------------------------------
 
-def test_redelivery_after_dying_past_the_commit_points_identifiers_at_the_survivor(store):
+@pytest.mark.parametrize("merged", ["before_the_phone_claim", "before_the_commit"])
+def test_redelivery_after_dying_past_the_commit_points_identifiers_at_the_survivor(store, merged):
     """web|1's worker creates profile A and claims the email; another worker then merges A into an older profile
-    (crm|2 bridges the email and the older profile's loyalty id) before web|1's worker claims the phone for A and
-    commits. It dies before following the merge: the phone and the source identifier name A, an alias now. The
-    redelivered message finds the record done, and must still point them at the survivor."""
+    (crm|2 bridges the email and the older profile's loyalty id), before web|1's worker claims the phone for A or
+    before it commits. The merge's saga claims the phone A lists for the survivor when it has no document yet (the
+    worker's own claim then finds it there). Before the commit, the source identifier names A, an alias now, and the
+    worker dies following the merge: the redelivered message finds the record done, and must still point it at the
+    survivor."""
     from shared.identity import find_profile_id
 
     older, = resolve(store, rec("pos", "0", loyalty_id="L-1", **ANN))
     bridge = rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", **ANN)
     web1 = rec("web", "1", email="ann.lee@shopmail.net", phone="+447911123456", **ANN)
-    merging = InterceptingStore(store, "identifiers", "create_item", nth=2, before=lambda: resolve(store, bridge))
+    claim = "phone:+447911123456" if merged == "before_the_phone_claim" else "source:web|1"
+    merging = InterceptingStore(store, "identifiers", "create_item", when=lambda body: body["id"] == claim,
+                                before=lambda: resolve(store, bridge))
     dying = InterceptingStore(merging, "identifiers", "replace_item",  # following the merge, after the commit
                               when=lambda body, **_: body["id"] == "source:web|1")
-    with pytest.raises(Died):
-        resolve(dying, web1)
+    if merged == "before_the_commit":
+        with pytest.raises(Died):
+            resolve(dying, web1)
+    else:
+        assert resolve(dying, web1)[0].profile_id == older.profile_id
     again, = resolve(store, web1)  # the redelivered message
-    assert (again.action, again.profile_id) == ("unchanged", older.profile_id)
+    assert merging.intercepted and (again.action, again.profile_id) == ("unchanged", older.profile_id)
     assert find_profile_id(store, "phone", "+447911123456") == older.profile_id
     assert violations(store) == {}
 
@@ -1383,3 +1391,19 @@ def test_a_profile_marked_for_a_merge_is_not_changed_behind_the_fold(store):
     assert list_while_given(Resolver(store, settings=SETTINGS).ctx, dan.profile_id, phone_id) is None
 
     assert store.container("profiles").read_item(dan.profile_id, dan.profile_id)["_etag"] == before["_etag"]
+
+
+def test_a_merge_whose_absorbed_profile_lists_an_identifier_released_meanwhile_claims_it_for_the_survivor(store):
+    """A merge folded but not completed; meanwhile a worker that had read Dan's record as the only one giving the
+    home phone released it (its old version's). The survivor listed the phone its records give, with no document:
+    nothing led to Ann and Dan by their phone (12 threads resolving random records twice each). Completing the merge
+    claims it for the survivor."""
+    ann, dan, phone_id = _merge_folded_not_completed(store)
+    identifiers = store.container("identifiers")
+    identifiers.delete_item(phone_id, phone_id)
+
+    resolve(store, rec("web", "4", email="ann@lee.org", **ANN))
+
+    assert get_profile(store, dan.profile_id)["id"] == ann.profile_id
+    assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+    assert violations(store) == {}

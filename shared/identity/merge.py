@@ -15,6 +15,7 @@ from typing import Any
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 
 from .docs import MAX_ALIAS_HOPS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
+from .protection import id_type_of
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -315,8 +316,15 @@ def _repoint_given(ctx: Ctx, absorbed: dict[str, Any], survivor: dict[str, Any])
 
 
 def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    from .maintenance import note_holder  # (maintenance builds on this module)
+
     for iid in absorbed.get("identifiers", []):
-        _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id)
+        if _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id) is None and id_type_of(
+                iid) != "source":
+            # Released meanwhile by a worker that read one record giving it (its old version's): the survivor lists
+            # it, so it claims it while its records give it, or is noted a holder where another profile claimed it
+            # since. Not a source identifier: that one is its record's commit, written by its own worker.
+            note_holder(ctx, iid, target)
 
 
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
