@@ -878,7 +878,8 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
         target = survivor["id"]
         for alias in moved:
             _repoint(ctx.profiles, alias, new_id, target, _merged_into)
-    _forget_merged(ctx, profile_id, moved)
+    if target != profile["id"]:  # not when the new profile was merged back into this one meanwhile: they stay
+        _forget_merged(ctx, profile_id, moved)
 
 
 def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
