@@ -1336,15 +1336,16 @@ def test_a_new_version_releasing_a_phone_after_its_record_left_the_profile_leave
     assert violations(store) == {}
 
 
-def _merge_folded_not_completed(store):
+def _merge_folded_not_completed(store, *others):
     """Ann's profile (the older) and Dan's, who shares her home phone (hers is one of its holders), merged by a
     record with her email and Dan's card whose worker died right after folding Dan's profile into hers: his profile
-    is marked for the merge, hers lists what his did and names it among the merges in flight."""
+    is marked for the merge, hers lists what his did and names it among the merges in flight. `others`: records
+    resolved before the merge."""
     ann, = resolve(store, rec("web", "1", email="ann@lee.org", **ANN))
     dan, = resolve(store, rec("pos", "1", given_name="Dan", family_name="Lee", phone=PHONE, loyalty_id="L3"))
-    resolve(store, rec("web", "2", email="ann@lee.org", phone=PHONE, **ANN))
+    resolve(store, rec("web", "2", email="ann@lee.org", phone=PHONE, **ANN), *others)
     phone_id = f"phone:{PHONE}"
-    assert store.container("identifiers").read_item(phone_id, phone_id)["holders"] == [ann.profile_id]
+    assert ann.profile_id in store.container("identifiers").read_item(phone_id, phone_id)["holders"]
     dying = InterceptingStore(store, "identifiers", "replace_item",
                               when=lambda body, **_: body["id"] == "loyalty_id:L3")
     with pytest.raises(Died):  # repointing the absorbed profile's identifiers, after the fold
@@ -1409,4 +1410,25 @@ def test_a_merge_whose_absorbed_profile_lists_an_identifier_released_meanwhile_c
 
     assert get_profile(store, dan.profile_id)["id"] == ann.profile_id
     assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+    assert violations(store) == {}
+
+
+def test_a_merge_whose_absorbed_profile_lists_an_identifier_handed_on_meanwhile_leaves_the_survivor_a_holder(store):
+    """A merge folded but not completed; meanwhile the home phone Dan's profile listed was handed on to Cat's (a
+    version of Dan's record giving it no more). The fold had listed it on Ann's profile, and completing the merge
+    left it there while it led to Cat's (12 threads resolving random records twice each). The survivor is now one
+    of its holders instead."""
+    ann, dan, phone_id = _merge_folded_not_completed(
+        store, rec("pos", "9", given_name="Cat", family_name="Roe", email="cat@roe.org", phone=PHONE))
+    cat = find_profile_id(store, "email", "cat@roe.org")
+    identifiers = store.container("identifiers")
+    doc = identifiers.read_item(phone_id, phone_id)
+    identifiers.replace_item({**doc, "profile_id": cat, "holders": [ann.profile_id]})  # the hand-on
+    _set_listed(store, cat, phone_id, True)
+
+    resolve(store, rec("web", "4", email="ann@lee.org", **ANN))
+
+    assert get_profile(store, dan.profile_id)["id"] == ann.profile_id
+    assert phone_id not in get_profile(store, ann.profile_id)["identifiers"]
+    assert ann.profile_id in identifiers.read_item(phone_id, phone_id)["holders"]
     assert violations(store) == {}

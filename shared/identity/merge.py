@@ -316,15 +316,24 @@ def _repoint_given(ctx: Ctx, absorbed: dict[str, Any], survivor: dict[str, Any])
 
 
 def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
-    from .maintenance import note_holder  # (maintenance builds on this module)
+    """The identifiers the absorbed profile lists (and the survivor, once folded) lead to the survivor. Not a source
+    identifier found elsewhere or missing: that one is its record's commit, written by its own worker."""
+    from .maintenance import _unlist, note_holder  # (maintenance builds on this module)
 
     for iid in absorbed.get("identifiers", []):
-        if _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id) is None and id_type_of(
-                iid) != "source":
-            # Released meanwhile by a worker that read one record giving it (its old version's): the survivor lists
-            # it, so it claims it while its records give it, or is noted a holder where another profile claimed it
-            # since. Not a source identifier: that one is its record's commit, written by its own worker.
+        doc = _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id)
+        if id_type_of(iid) == "source":
+            continue
+        if doc is None:
+            # Released meanwhile by a worker that read one record giving it (its old version's): the survivor claims
+            # it while its records give it, or is noted a holder where another profile claimed it since.
             note_holder(ctx, iid, target)
+        elif doc.get("profile_id") != target and (live_profile(ctx, doc["profile_id"], finish=False) or {}).get(
+                "id") != target:
+            # Listed by the absorbed profile while its claim was lost, or handed on since to another profile whose
+            # record gives it: it stays there, and the survivor is one of its holders.
+            _unlist(ctx, target, iid)
+            note_holder(ctx, iid, target, doc)
 
 
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
