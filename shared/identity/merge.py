@@ -328,12 +328,18 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
             # Released meanwhile by a worker that read one record giving it (its old version's): the survivor claims
             # it while its records give it, or is noted a holder where another profile claimed it since.
             note_holder(ctx, iid, target)
-        elif doc.get("profile_id") != target and (live_profile(ctx, doc["profile_id"], finish=False) or {}).get(
-                "id") != target:
+        elif doc.get("profile_id") != target and not _leads_to(ctx, doc["profile_id"], target):
             # Listed by the absorbed profile while its claim was lost, or handed on since to another profile whose
             # record gives it: it stays there, and the survivor is one of its holders.
             _unlist(ctx, target, iid)
             note_holder(ctx, iid, target, doc)
+
+
+def _leads_to(ctx: Ctx, profile_id: str, target: str) -> bool:
+    """Whether the id leads to the target, an alias or a profile marked for a merge into it: read, not followed by
+    completing merges (a saga that completed another merge into the same survivor from here could come back)."""
+    doc, _ = follow_aliases(ctx, profile_id)
+    return doc is not None and (doc["id"] == target or (doc.get("pending_merge") or {}).get("into") == target)
 
 
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
