@@ -1432,3 +1432,20 @@ def test_a_merge_whose_absorbed_profile_lists_an_identifier_handed_on_meanwhile_
     assert phone_id not in get_profile(store, ann.profile_id)["identifiers"]
     assert ann.profile_id in identifiers.read_item(phone_id, phone_id)["holders"]
     assert violations(store) == {}
+
+
+def test_an_identifier_left_pointing_at_a_profile_that_no_longer_gives_it_is_taken_over(store):
+    """Versions of one record racing can leave a phone's document pointing at a profile that neither lists nor gives
+    it any more (a release whose two writes another worker came between; 12 threads resolving random records twice
+    each). The next record giving that phone took it for a household's and stayed a holder, the pointer unchanged.
+    It now takes the phone over: no rule link on it, and the pointer leads to the profile that gives it."""
+    ann, = resolve(store, rec("web", "1", email="ann@lee.org", **ANN))
+    phone_id = f"phone:{PHONE}"
+    store.container("identifiers").create_item({"id": phone_id, "type": "phone", "profile_id": ann.profile_id,
+                                                "created_at": "2026-01-01T00:00:00Z"})
+
+    bob, = resolve(store, rec("pos", "2", given_name="Bob", family_name="Roe", phone=PHONE))
+
+    assert bob.profile_id != ann.profile_id
+    assert find_profile_id(store, "phone", PHONE) == bob.profile_id
+    assert violations(store) == {}

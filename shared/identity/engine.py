@@ -300,7 +300,7 @@ class _Work:
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
         self.owner: dict[str, str] = {}  # identifier id -> live profile id
-        self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone
+        self.stale: dict[str, dict[str, Any]] = {}  # identifier docs whose profile is gone or does not give them
         self.aliased: dict[str, str] = {}  # identifier id -> the merged-away profile it still names
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
@@ -330,7 +330,10 @@ class _Work:
             if doc is None:
                 continue
             profile = self._live(doc["profile_id"], profiles)
-            if profile is None:
+            if profile is None or (iid not in profile.get("identifiers", ()) and not any(
+                    iid in entry_identifiers(r) for r in profile["records"])):
+                # Its profile is gone, or neither lists nor gives it (a release that lost a race between its writes,
+                # to versions of one record): released in effect, so no rule link on it; the claim takes it over.
                 self.stale[iid] = doc
                 continue
             self.owner[iid] = profile["id"]
