@@ -1449,3 +1449,19 @@ def test_an_identifier_left_pointing_at_a_profile_that_no_longer_gives_it_is_tak
     assert bob.profile_id != ann.profile_id
     assert find_profile_id(store, "phone", PHONE) == bob.profile_id
     assert violations(store) == {}
+
+
+def test_a_merge_whose_absorbed_profile_lists_an_identifier_naming_a_profile_gone_points_it_at_the_survivor(store):
+    """A merge folded but not completed, while the home phone Dan's profile listed named a profile since deleted (a
+    release cut short before its pointer's write). Completing the merge points it at the survivor, which lists it
+    and whose records give it."""
+    ann, dan, phone_id = _merge_folded_not_completed(store)
+    identifiers = store.container("identifiers")
+    doc = identifiers.read_item(phone_id, phone_id)
+    identifiers.replace_item({**doc, "profile_id": "p_deleted"})
+
+    resolve(store, rec("web", "4", email="ann@lee.org", **ANN))
+
+    assert get_profile(store, dan.profile_id)["id"] == ann.profile_id
+    assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
+    assert violations(store) == {}

@@ -328,18 +328,25 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
             # Released meanwhile by a worker that read one record giving it (its old version's): the survivor claims
             # it while its records give it, or is noted a holder where another profile claimed it since.
             note_holder(ctx, iid, target)
-        elif doc.get("profile_id") != target and not _leads_to(ctx, doc["profile_id"], target):
-            # Listed by the absorbed profile while its claim was lost, or handed on since to another profile whose
-            # record gives it: it stays there, and the survivor is one of its holders.
-            _unlist(ctx, target, iid)
-            note_holder(ctx, iid, target, doc)
+        elif doc.get("profile_id") != target:
+            owner = _leads_to(ctx, doc["profile_id"])
+            if owner is None:  # naming a profile gone (deleted, erased): the survivor takes it over
+                _repoint(ctx.identifiers, iid, doc["profile_id"], target, _set_profile_id)
+            elif owner != target:
+                # Listed by the absorbed profile while its claim was lost, or handed on since to another profile
+                # whose record gives it: it stays there, and the survivor is one of its holders.
+                _unlist(ctx, target, iid)
+                note_holder(ctx, iid, target, doc)
 
 
-def _leads_to(ctx: Ctx, profile_id: str, target: str) -> bool:
-    """Whether the id leads to the target, an alias or a profile marked for a merge into it: read, not followed by
-    completing merges (a saga that completed another merge into the same survivor from here could come back)."""
+def _leads_to(ctx: Ctx, profile_id: str) -> str | None:
+    """The profile the id leads to (itself, or the one an alias or a merge mark names); None when it is gone. Read,
+    not found by completing merges: a saga that completed another merge into the same survivor from here could come
+    back to its own."""
     doc, _ = follow_aliases(ctx, profile_id)
-    return doc is not None and (doc["id"] == target or (doc.get("pending_merge") or {}).get("into") == target)
+    if doc is None or doc.get("doc_type") != "profile":
+        return None
+    return (doc.get("pending_merge") or {}).get("into") or doc["id"]
 
 
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
