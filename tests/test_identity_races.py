@@ -1465,3 +1465,33 @@ def test_a_merge_whose_absorbed_profile_lists_an_identifier_naming_a_profile_gon
     assert get_profile(store, dan.profile_id)["id"] == ann.profile_id
     assert identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
     assert violations(store) == {}
+
+
+def test_a_released_phone_claimed_while_a_link_drops_it_from_the_profile_stays_listed(store):
+    """Ann's record shares Dan's home phone: her worker notes her profile as a holder after linking, and finds the
+    phone released meanwhile (Dan's record changed), so it claims it: listed on her profile first, then pointed
+    there. Between the two, a worker linking another record to her profile, which had decided while Dan held the
+    phone, wrote the profile without it: the phone led to a profile that did not list it (12 threads resolving
+    random records twice each). The claim now asks again once it points there."""
+    phone_id, anns = f"phone:{PHONE}", profile_id_for_record("web|2")
+    dan = dict(given_name="Dan", family_name="Lee")
+    resolve(store, rec("pos", "1", phone=PHONE, **dan))
+    profiles = store.container("profiles")
+
+    def linked_without_it():  # the other worker's write, from a read made while Dan held the phone
+        doc = profiles.read_item(anns, anns)
+        profiles.replace_item({**doc, "identifiers": [i for i in doc["identifiers"] if i != phone_id]},
+                              etag=doc["_etag"])
+
+    released = InterceptingStore(store, "identifiers", "read_items", when=lambda keys: keys == [(phone_id, phone_id)],
+                                 before=lambda: resolve(store, rec("pos", "1", email="dan@lee.org", **dan)))
+    dropped = InterceptingStore(released, "identifiers", "create_item",
+                                when=lambda body: body["id"] == phone_id and released.intercepted,
+                                before=linked_without_it)
+
+    ann, = resolve(dropped, rec("web", "2", email="ann@lee.org", phone=PHONE, **ANN))
+
+    assert released.intercepted and dropped.intercepted and ann.profile_id == anns
+    assert store.container("identifiers").read_item(phone_id, phone_id)["profile_id"] == anns
+    assert phone_id in profiles.read_item(anns, anns)["identifiers"]
+    assert violations(store) == {}

@@ -78,7 +78,6 @@ def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
         return False
     try:
         ctx.identifiers.create_item(_identifier_doc(iid, live["id"]))
-        return True
     except ItemExistsError:
         # Claimed meanwhile: by another profile, this one is noted as one of its holders next; by another worker
         # for this very profile (two deliveries of its record), it stays listed.
@@ -87,6 +86,10 @@ def _claim_released(ctx: Ctx, iid: str, profile_id: str) -> bool:
         if owner is None or owner["id"] != live["id"]:
             _unlist(ctx, live["id"], iid)
         raise
+    # Asked again once it points there: a link that decided while another profile held it may have written the
+    # profile without it between the listing and the pointer (one read; a write only then).
+    list_while_given(ctx, live["id"], iid)
+    return True
 
 
 def index_holders(store: Store, *, settings: Settings | None = None) -> dict[str, int]:
