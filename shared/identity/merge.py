@@ -329,7 +329,7 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
             # it while its records give it, or is noted a holder where another profile claimed it since.
             note_holder(ctx, iid, target)
         elif doc.get("profile_id") != target:
-            owner = _leads_to(ctx, doc["profile_id"])
+            owner = _destination_of(ctx, doc["profile_id"])
             if owner is None:  # naming a profile gone (deleted, erased): the survivor takes it over
                 _repoint(ctx.identifiers, iid, doc["profile_id"], target, _set_profile_id)
             elif owner != target:
@@ -339,7 +339,7 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
                 note_holder(ctx, iid, target, doc)
 
 
-def _leads_to(ctx: Ctx, profile_id: str) -> str | None:
+def _destination_of(ctx: Ctx, profile_id: str) -> str | None:
     """The profile the id leads to (itself, or the one an alias or a merge mark names); None when it is gone. Read,
     not found by completing merges: a saga that completed another merge into the same survivor from here could come
     back to its own."""
