@@ -1260,17 +1260,13 @@ def test_a_phone_handed_on_while_its_heir_drops_it_for_a_moment_stays_indexed(st
     def leads_to_ann() -> bool:
         return identifiers.read_item(phone_id, phone_id)["profile_id"] == ann.profile_id
 
-    def set_phone_listed(listed: bool) -> None:  # the other worker's writes: its drop, then its second look
-        doc = profiles.read_item(ann.profile_id, ann.profile_id)
-        ids = [i for i in doc["identifiers"] if i != phone_id] + ([phone_id] if listed else [])
-        profiles.replace_item({**doc, "identifiers": sorted(ids)}, etag=doc["_etag"])
-
+    # The other worker's writes: its drop, then its second look.
     dropped = InterceptingStore(store, "profiles", "read_item_or_none",
                                 when=lambda pid, _: pid == ann.profile_id and leads_to_ann(),
-                                before=lambda: set_phone_listed(False))
+                                before=lambda: _set_listed(store, ann.profile_id, phone_id, False))
     listed_again = InterceptingStore(dropped, "identifiers", "read_item_or_none",
                                      when=lambda iid, _: dropped.intercepted and iid == phone_id,
-                                     before=lambda: set_phone_listed(True))
+                                     before=lambda: _set_listed(store, ann.profile_id, phone_id, True))
 
     resolve(listed_again, rec("web", "8", given_name="Dan", family_name="Lee", email="dan@lee.org"))
 
@@ -1478,16 +1474,12 @@ def test_a_released_phone_claimed_while_a_link_drops_it_from_the_profile_stays_l
     resolve(store, rec("pos", "1", phone=PHONE, **dan))
     profiles = store.container("profiles")
 
-    def linked_without_it():  # the other worker's write, from a read made while Dan held the phone
-        doc = profiles.read_item(anns, anns)
-        profiles.replace_item({**doc, "identifiers": [i for i in doc["identifiers"] if i != phone_id]},
-                              etag=doc["_etag"])
-
     released = InterceptingStore(store, "identifiers", "read_items", when=lambda keys: keys == [(phone_id, phone_id)],
                                  before=lambda: resolve(store, rec("pos", "1", email="dan@lee.org", **dan)))
+    # The other worker's write, from a read made while Dan held the phone.
     dropped = InterceptingStore(released, "identifiers", "create_item",
                                 when=lambda body: body["id"] == phone_id and released.intercepted,
-                                before=linked_without_it)
+                                before=lambda: _set_listed(store, anns, phone_id, False))
 
     ann, = resolve(dropped, rec("web", "2", email="ann@lee.org", phone=PHONE, **ANN))
 

@@ -33,7 +33,7 @@ from .config import load_match_model
 from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig,
                    fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
                    stable_hash, with_retries)
-from .maintenance import (entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
+from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
                           hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)
@@ -330,8 +330,7 @@ class _Work:
             if doc is None:
                 continue
             profile = self._live(doc["profile_id"], profiles)
-            if profile is None or (iid not in profile.get("identifiers", ()) and not any(
-                    iid in entry_identifiers(r) for r in profile["records"])):
+            if profile is None or (iid not in profile.get("identifiers", ()) and not _gives(profile, iid)):
                 # Its profile is gone, or neither lists nor gives it (a release that lost a race between its writes,
                 # to versions of one record): released in effect, so no rule link on it; the claim takes it over.
                 self.stale[iid] = doc
