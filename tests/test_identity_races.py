@@ -1244,6 +1244,35 @@ def test_a_delivery_founding_a_profile_the_other_delivery_passed_by_leaves_the_r
     assert violations(store) == {}
 
 
+def test_a_delivery_dying_after_founding_a_profile_the_other_delivery_passed_by_is_cleaned_up_by_its_redelivery(
+        store):
+    """As above, but the first delivery dies right after founding its profile, before any claim or its commit. Its
+    redelivery finds the record done: it knows the profile it founded only because the second delivery's records
+    doc write kept the profile the doc named before (`named_before`). The record was left in two profiles."""
+    record = rec("web", "5", email="ann@lee.org", phone=PHONE, **ANN)
+    founded = profile_id_for_record("web|5")
+    second = []
+
+    def second_delivery():
+        resolve(store, rec("pos", "8", phone=PHONE, **ANN))
+        second.extend(resolve(store, record))
+
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=second_delivery)
+    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
+    with pytest.raises(Died):
+        resolve(dying, record)
+    assert second[0].action == "linked" and sorted(holders(store, "web|5")) == sorted([second[0].profile_id, founded])
+    assert store.container("records").read_item("web|5", "web|5")["named_before"] == [founded]
+
+    again, = resolve(store, record)
+
+    assert again.action == "unchanged" and again.profile_id == second[0].profile_id
+    assert holders(store, "web|5") == [second[0].profile_id]
+    assert live_records(store) == {second[0].profile_id: ["pos|8", "web|5"]}
+    assert violations(store) == {}
+
+
 def test_a_phone_handed_on_while_its_heir_drops_it_for_a_moment_stays_indexed(store):
     """Dan Lee and Ann Roe share a home phone; Dan's profile holds it, Ann's is noted as a holder. Dan's record
     changes to give an email instead: the phone is handed on to Ann's profile. Just before the hand-on read her profile back, a

@@ -50,6 +50,10 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", 
 # Identifiers that members of one household share (family email, home phone): a link through them alone is
 # checked against the names.
 SHAREABLE_TYPES = frozenset({"email", "phone"})
+# Records doc: the profiles uncommitted attempts of the version named before the current one (_named_before). Two
+# or three deliveries of one version at once name two or three; the cap bounds the doc.
+NAMED_BEFORE = "named_before"
+MAX_NAMED_BEFORE = 8
 ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
 STALE_VERSION = "stale: a newer version of this record is resolved already"
 REMOVED = "removed: the record was deleted at its source after this version landed"
@@ -295,6 +299,7 @@ class _Work:
         # takes the mark off.
         if (source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at")
                 and not source_doc.get(REKEYING)):
+            self._leave_named_before(record_doc)
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -1066,8 +1071,8 @@ class _Work:
         for _ in range(20):
             doc = self.record_doc
             try:
-                self.record_doc = (records.create_item(body) if doc is None
-                                   else records.replace_item(body, etag=doc["_etag"]))
+                self.record_doc = (records.create_item(body) if doc is None else records.replace_item(
+                    {**body, **_named_before(doc, self.hash, profile_id)}, etag=doc["_etag"]))
                 self._record_doc_for = profile_id
                 return
             except ItemExistsError:
@@ -1195,6 +1200,14 @@ class _Work:
             elif live["id"] != profile_id:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
+    def _leave_named_before(self, record_doc: dict[str, Any]) -> None:
+        """The record is done: the profiles its doc named before the commit's (NAMED_BEFORE) keep this version's
+        entry only where the commit is. A delivery whose attempt founded one of them after the other delivery had
+        read the doc and committed elsewhere, and died before its own commit, left the entry there: its redelivery
+        knows that profile only from the doc. One read per profile named, for the rare doc that names any."""
+        for profile_id in record_doc.get(NAMED_BEFORE, ()):
+            self._leave_if_committed_elsewhere(profile_id)
+
     def leave_abandoned(self) -> None:
         """After the record is done: the profiles that earlier attempts, which failed before their commit, wrote its
         entry in keep it only where the commit is. Such an attempt founded a profile after a duplicate delivery had
@@ -1234,6 +1247,18 @@ class _Work:
         if committed is None or committed["id"] == live["id"] or not _holds(committed, self.key):
             return None
         return committed["id"]
+
+
+def _named_before(doc: dict[str, Any], content_hash: str, profile_id: str) -> dict[str, Any]:
+    """What a records doc of this version keeps of the profiles it named before this write: an attempt that wrote the
+    doc may yet write the record's entry in the profile it named, then die before its commit (_leave_named_before).
+    Another version's doc starts afresh: its profiles hold that version's entry, not this one's."""
+    if doc.get("content_hash") != content_hash:
+        return {}
+    named = [p for p in doc.get(NAMED_BEFORE, ()) if p != profile_id]
+    if doc.get("profile_id") not in (None, profile_id, *named):
+        named.append(doc["profile_id"])
+    return {NAMED_BEFORE: named[-MAX_NAMED_BEFORE:]} if named else {}
 
 
 def resolve_records(store: Store, records: Iterable[CustomerRecord], *, settings: Settings | None = None,
