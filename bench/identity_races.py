@@ -1,6 +1,6 @@
 """Races of many workers resolving at once, in process: how often the store ends inconsistent.
 
-    python -m bench.identity_races [--rounds 1000] [--seed 0] [--records 6] [--deliveries 2] [--switch 1e-5]
+    python -m bench.identity_races [--rounds 1000] [--seed 0] [--records 6] [--deliveries 2] [--switch 1e-5] [--die 0]
 
 Each round draws a few records from the random-operations pool of tests/test_identity_random_operations.py (a
 handful of names, phones, emails and loyalty cards, so households, shared identifiers, new versions of one key and
@@ -8,7 +8,10 @@ merges meet often), starts one thread per delivery (each record `--deliveries` t
 MemoryStore, and releases them together; the interpreter switches threads every `--switch` seconds (Python's
 default is 5e-3: a short interval makes them interleave between store calls, as scaled-out workers do). Once all
 are done every record is delivered once more, one at a time (a queue draining), and the invariant audit
-(shared/audit.py) checks the store. Figures: rounds with a violation or an exception, and their kinds.
+(shared/audit.py) checks the store. Figures: rounds with a violation or an exception, and their kinds. With `--die`,
+workers also die at random writes (a process killed, a host recycled) while the others race them: the drain is
+then their redelivery, and the timers' sweeps of sagas cut off (finish_stale_merges, finish_stale_splits) run
+after it; the store must then be consistent.
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -25,11 +28,21 @@ from typing import Any
 from bench.harness import run_benchmark
 
 
-def one_round(seed: int, records: int, deliveries: int, *, store=None) -> tuple[dict[str, int], list[str]]:
-    """(audit violations, exceptions) of one round, on `store` (default: a new MemoryStore)."""
+# A dying worker dies at one of its first writes, the nth drawn up to this: a new record makes 4 or 5 (records doc,
+# profile, claims, blocking keys, commit), a link or a merge more, a delivery finding its record done none.
+MAX_WRITES_BEFORE_DYING = 6
+
+
+def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0
+              ) -> tuple[dict[str, int], list[str], int, int]:
+    """(audit violations, exceptions, workers that died, sagas the timers finished) of one round, on `store`
+    (default: a new MemoryStore). `die`: the chance that a delivery's worker dies at one of its writes (a random
+    one; its record is delivered again when the queue drains, as every record is, and the timers' sweeps run then,
+    as if idle long enough). A death is not an exception of the round."""
     from shared.audit import audit_store
-    from shared.identity import Resolver
+    from shared.identity import Resolver, finish_unfinished_merges, finish_unfinished_splits
     from shared.store import MemoryStore
+    from tests.store_faults import Died, crashing
     from tests.test_identity_random_operations import SETTINGS, random_record
 
     rng = random.Random(seed)
@@ -37,17 +50,21 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None) -> tuple[
     drawn = [random_record(rng) for _ in range(records)]
     work = [record for record in drawn for _ in range(deliveries)]
     rng.shuffle(work)
+    stores = [crashing(store, None, None, nth=rng.randint(1, MAX_WRITES_BEFORE_DYING))
+              if rng.random() < die else store for _ in work]
     start = threading.Barrier(len(work))
     errors: list[str] = []
 
-    def deliver(record) -> None:
+    def deliver(record, worker_store) -> None:
         try:
             start.wait()
-            Resolver(store, settings=SETTINGS).resolve(record)
+            Resolver(worker_store, settings=SETTINGS).resolve(record)
+        except Died:
+            pass
         except Exception as err:  # noqa: BLE001 - counted: a worker's exception is a finding
             errors.append(type(err).__name__)
 
-    threads = [threading.Thread(target=deliver, args=(record,)) for record in work]
+    threads = [threading.Thread(target=deliver, args=pair) for pair in zip(work, stores)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -57,16 +74,22 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None) -> tuple[
             Resolver(store, settings=SETTINGS).resolve(record)
         except Exception as err:  # noqa: BLE001
             errors.append(f"redelivery: {type(err).__name__}")
-    return audit_store(store).as_dict()["violations"], errors
+    died = sum(worker_store is not store and worker_store.intercepted for worker_store in stores)
+    swept = 0
+    if died:  # with no death, a saga left unfinished is a finding of the races alone
+        swept = len(finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)) + len(
+            finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0))
+    return audit_store(store).as_dict()["violations"], errors, died, swept
 
 
 def measure(args) -> dict[str, Any]:
     before = sys.getswitchinterval()
     sys.setswitchinterval(args.switch)
     try:
-        kinds, exceptions, bad, examples = Counter(), Counter(), 0, []
+        kinds, exceptions, bad, examples, deaths, swept = Counter(), Counter(), 0, [], 0, 0
         for seed in range(args.seed, args.seed + args.rounds):
-            violations, errors = one_round(seed, args.records, args.deliveries)
+            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, die=args.die)
+            deaths, swept = deaths + died, swept + finished
             if violations or errors:
                 bad += 1
                 kinds.update(violations.keys())
@@ -77,6 +100,7 @@ def measure(args) -> dict[str, Any]:
         sys.setswitchinterval(before)
     return {"rounds": args.rounds, "rounds_inconsistent": bad, "rate": round(bad / max(1, args.rounds), 4),
             "violations_by_kind": dict(kinds.most_common()), "exceptions": dict(exceptions.most_common()),
+            "workers_died": deaths, "sagas_finished_by_timers": swept,
             "examples": examples}
 
 
@@ -87,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--records", type=int, default=6, help="records drawn per round")
     parser.add_argument("--deliveries", type=int, default=2, help="deliveries of each record, at once")
     parser.add_argument("--switch", type=float, default=1e-5, help="the interpreter's thread switch interval (s)")
+    parser.add_argument("--die", type=float, default=0.0,
+                        help="chance that a delivery's worker dies at a random write of its own (0 to 1)")
     args = parser.parse_args(argv)
     run_benchmark("identity_races", lambda: measure(args), params=vars(args))
 

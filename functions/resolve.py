@@ -3,7 +3,7 @@ import logging
 
 import azure.functions as func
 
-from shared.identity import finish_unfinished_splits
+from shared.identity import finish_unfinished_merges, finish_unfinished_splits
 from shared.identity.worker import handle_resolve_message
 from shared.settings import get_settings
 from shared.store import open_store
@@ -27,3 +27,13 @@ def finish_stale_splits(timer: func.TimerRequest) -> None:
     settled = finish_unfinished_splits(open_store(settings), settings=settings)
     if settled:
         log.info("finished %d splits cut off: %s", len(settled), settled)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="45 */5 * * * *", run_on_startup=False, use_monitor=False)
+def finish_stale_merges(timer: func.TimerRequest) -> None:
+    # Safety net: a merge whose worker died and whose profiles no later resolve touched (its delivery's retry found
+    # the record done): their records are in both profiles until the saga completes.
+    settings = get_settings()
+    settled = finish_unfinished_merges(open_store(settings), settings=settings)
+    if settled:
+        log.info("finished %d merges cut off: %s", len(settled), settled)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # A split whose worker died, and whose caller did not ask again, is finished by a timer once its profile has not
     # been written for this long (seconds): a split still running is left to its worker.
     split_idle_seconds: int = Field(300, ge=0)
+    # The same for a merge whose worker died and whose profiles no later resolve touched (their records stay in both
+    # until then): a merge saga takes milliseconds, so one idle this long is cut off.
+    merge_idle_seconds: int = Field(300, ge=0)
 
     # --- Churn.
     churn_window_days: int = 90

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import random
 
 from bench import identity_races
 
 
 def test_rounds_report_their_records_resolved_and_audited():
-    figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4))
+    figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4,
+                                                          die=0.0))
     assert figures["rounds"] == 4 and 0 <= figures["rounds_inconsistent"] <= 4
     assert len(figures["examples"]) == figures["rounds_inconsistent"]
     assert sum(figures["violations_by_kind"].values()) + sum(figures["exceptions"].values()) >= \
@@ -19,7 +21,23 @@ def test_one_round_delivers_every_record_and_leaves_them_in_profiles():
     from shared.store import MemoryStore
 
     store = MemoryStore()
-    violations, errors = identity_races.one_round(3, records=4, deliveries=2, store=store)
-    assert errors == [] and isinstance(violations, dict)
+    violations, errors, died, _ = identity_races.one_round(3, records=4, deliveries=2, store=store)
+    assert errors == [] and isinstance(violations, dict) and died == 0
     records = list(store.container("records").query_items())
     assert records and all(doc.get("profile_id") for doc in records)
+
+
+def test_a_round_whose_workers_all_die_is_finished_by_the_drain():
+    """Every delivery's worker dies at a write of its own: no exception counts, and the drain's redeliveries leave
+    every record done (delivered once more, it changes nothing) or quarantined."""
+    from shared.identity import Resolver
+    from shared.store import MemoryStore
+    from tests.test_identity_random_operations import SETTINGS, random_record
+
+    store = MemoryStore()
+    violations, errors, died, _ = identity_races.one_round(5, records=4, deliveries=2, store=store, die=1.0)
+    assert errors == [] and isinstance(violations, dict) and died >= 2
+    rng = random.Random(5)
+    drawn = [random_record(rng) for _ in range(4)]
+    actions = [Resolver(store, settings=SETTINGS).resolve(record).action for record in drawn]
+    assert set(actions) <= {"unchanged", "quarantined"} and "unchanged" in actions

@@ -968,13 +968,13 @@ def test_a_profile_deleted_just_before_a_merge_marks_it_leaves_no_pending_merge(
 
 
 def test_a_record_linked_while_another_record_of_the_profile_changes_keeps_the_profile_under_its_keys(store):
-    """web|2 is linked by score to Cat's profile; just before its write, web|1's new version (another birth date) takes
-    the profile off the keys only web|1 gave, which web|2 gives too: the link found them listing the profile when it
-    read them, wrote nothing there, and records of Cat born that day no longer found the profile."""
+    """web|2 is linked by score to Cat's profile; just before its write, web|1's new version (its birth date gone)
+    takes the profile off the keys only web|1 gave, which web|2 gives too: the link found them listing the profile
+    when it read them, wrote nothing there, and records of Cat born that day no longer found the profile."""
     cat, = resolve(store, rec("web", "1", given_name="Cat", family_name="Lee", birth_date="1981-03-04",
                               phone="+447911123457"))
     changing = InterceptingStore(store, "profiles", "replace_item", before=lambda: resolve(store, rec(
-        "web", "1", given_name="Cat", family_name="Lee", birth_date="1980-01-02", phone="+447911123457")))
+        "web", "1", given_name="Cat", family_name="Lee", phone="+447911123457")))
     linked, = resolve(changing, rec("web", "2", given_name="Cat", family_name="Lee", birth_date="1981-03-04",
                                     email="bob@lee.org"))
     assert changing.intercepted and linked.profile_id == cat.profile_id
@@ -1270,6 +1270,62 @@ def test_a_delivery_dying_after_founding_a_profile_the_other_delivery_passed_by_
     assert again.action == "unchanged" and again.profile_id == second[0].profile_id
     assert holders(store, "web|5") == [second[0].profile_id]
     assert live_records(store) == {second[0].profile_id: ["pos|8", "web|5"]}
+    assert violations(store) == {}
+
+
+def test_two_deliveries_dying_before_their_commits_in_two_profiles_leave_the_record_in_one(store):
+    """Two deliveries of Bob's web record. The first finds no one with his phone and writes its records doc naming
+    the profile it is about to found. Bob's POS record is resolved meanwhile. The second delivery reads the doc
+    before that profile exists, writes it naming Bob's profile (which holds the phone now), links the record there
+    and dies before its commit. The first then founds its profile and dies. The redelivery finds the record in
+    Bob's profile through the doc and commits there; the profile the first founded, which the doc named before, kept
+    the record too (12 threads, workers dying at random writes)."""
+    record = rec("web", "7", given_name="Bob", family_name="Roe", phone=PHONE)
+    founded = profile_id_for_record("web|7")
+    bob = []
+
+    def second_delivery_dies_before_its_commit():
+        bob.extend(resolve(store, rec("pos", "7", given_name="Bob", family_name="Lee", phone=PHONE)))
+        with pytest.raises(Died):
+            resolve(InterceptingStore(store, "identifiers", "create_item",
+                                      when=lambda body, **_: body["id"] == "source:web|7"), record)
+
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=second_delivery_dies_before_its_commit)
+    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
+    with pytest.raises(Died):
+        resolve(dying, record)
+    bob, = bob
+    assert sorted(holders(store, "web|7")) == sorted([bob.profile_id, founded])
+
+    again, = resolve(store, record)
+
+    assert again.profile_id == bob.profile_id and holders(store, "web|7") == [bob.profile_id]
+    assert live_records(store) == {bob.profile_id: ["pos|7", "web|7"]}
+    assert violations(store) == {}
+
+
+def test_a_link_whose_profile_took_a_record_of_another_birth_date_meanwhile_is_decided_again(store):
+    """Dan Roe's profile holds his email and no birth date. Two records giving that email arrive at once, with two
+    birth dates. The first links; the second, which had decided to link too, loses its profile write to it. It used
+    to link all the same on the profile as read again: two birth dates in one profile, which one after the other
+    (either order) merge protection refuses. Now it is decided again: a review, as if the first had come first."""
+    email = dict(given_name="Dan", family_name="Roe", email="dan@roe.org")
+    dan, = resolve(store, rec("pos", "9", **email))
+    first = []
+
+    def first_links():
+        first.extend(resolve(store, rec("pos", "3", birth_date="1981-03-04", **email)))
+
+    meanwhile = InterceptingStore(store, "profiles", "replace_item",
+                                  when=lambda body, **_: body["id"] == dan.profile_id, before=first_links)
+
+    second, = resolve(meanwhile, rec("web", "7", birth_date="1980-01-02", **email))
+
+    assert meanwhile.intercepted and first[0].action == "linked" and first[0].profile_id == dan.profile_id
+    assert second.action == "review" and second.profile_id != dan.profile_id
+    assert live_records(store) == {dan.profile_id: ["pos|3", "pos|9"], second.profile_id: ["web|7"]}
+    assert [r["profile_id"] for r in store.container("review").query_items()] == [second.profile_id]
     assert violations(store) == {}
 
 

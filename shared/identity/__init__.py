@@ -5,6 +5,7 @@ Public API (the ingestion, HTTP API and churn code call these):
     remove_record(store, source, record_key, *, settings=None) -> str | None
     split_record(store, profile_id, record_key, *, settings=None) -> str
     finish_unfinished_splits(store, *, settings=None, idle_seconds=None, limit=100) -> list[str]
+    finish_unfinished_merges(store, *, settings=None, idle_seconds=None, limit=100) -> list[str]
     rekey(store, *, settings=None) -> dict[str, int]
     get_profile(store, profile_id) -> dict
     find_profile_id(store, id_type, raw_value, *, region=None, settings=None) -> str | None
@@ -16,7 +17,8 @@ from .docs import ResolverConfig
 from .engine import ACTIONS, Resolver, ResolveResult, resolve_records
 from .lookup import (find_profile_id, get_profile, is_blocked_identifier, is_placeholder_identifier, list_merges,
                      normalized_identifier)
-from .maintenance import finish_unfinished_splits, index_holders, remove_record, split_record
+from .maintenance import (finish_unfinished_merges, finish_unfinished_splits, index_holders, remove_record,
+                          split_record)
 from .protection import ProtectionPolicy
 from .rekey import rekey
 from .survivorship import SurvivorshipPolicy
@@ -25,5 +27,5 @@ __all__ = [
     "ACTIONS", "Resolver", "ResolveResult", "ResolverConfig", "ProtectionPolicy", "SurvivorshipPolicy",
     "resolve_records", "remove_record", "split_record", "finish_unfinished_splits", "get_profile", "find_profile_id",
     "list_merges", "normalized_identifier", "is_blocked_identifier", "is_placeholder_identifier", "index_holders",
-    "rekey",
+    "rekey", "finish_unfinished_merges",
 ]

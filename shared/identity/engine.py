@@ -142,7 +142,7 @@ class Resolver:
         if work.too_large:
             return self._unless_erased(ResolveResult(record.key, None, "quarantined", TOO_LARGE))
         result = with_retries(self.ctx, work.attempt)
-        if work.abandoned - work.placed:  # rare: an attempt that placed the record failed before its commit
+        if work.left_behind():  # rare: an attempt (maybe another delivery's) placed the record, and failed
             with_retries(self.ctx, work.leave_abandoned)
         return result
 
@@ -222,6 +222,7 @@ class _Work:
     record_doc_found = False  # an attempt found the records doc uncommitted: the next ones read it first
     placed: frozenset[str] = frozenset()  # the profiles the current attempt wrote (or found) the record's entry in
     abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
+    named_before: frozenset[str] = frozenset()  # those the records doc this attempt wrote keeps (NAMED_BEFORE)
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None):
         self.ctx = resolver.ctx
@@ -272,6 +273,7 @@ class _Work:
     def attempt(self) -> ResolveResult:
         ctx = self.ctx
         self.abandoned, self.placed = self.abandoned | self.placed, frozenset()
+        self.named_before = frozenset()
         # One time for every document this attempt writes: they are one change (and formatting it is not free).
         self.now = now_iso()
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
@@ -299,7 +301,7 @@ class _Work:
         # takes the mark off.
         if (source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at")
                 and not source_doc.get(REKEYING)):
-            self._leave_named_before(record_doc)
+            self._leave_named_before(record_doc, source_doc["profile_id"])
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -932,6 +934,10 @@ class _Work:
                 target = live_profile(self.ctx, target["id"])
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
+                if not held and join_conflict(self.policy, [self.side, self._side(target)]):
+                    # A record linked meanwhile that this one may not join (another birth date, a second card):
+                    # decided again, as it would have been had that record come first.
+                    raise self._link_given_up(target, replaced, "a record linked meanwhile conflicts with it")
                 continue
             release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
@@ -1073,6 +1079,7 @@ class _Work:
             try:
                 self.record_doc = (records.create_item(body) if doc is None else records.replace_item(
                     {**body, **_named_before(doc, self.hash, profile_id)}, etag=doc["_etag"]))
+                self.named_before = frozenset(self.record_doc.get(NAMED_BEFORE, ()))
                 self._record_doc_for = profile_id
                 return
             except ItemExistsError:
@@ -1200,20 +1207,30 @@ class _Work:
             elif live["id"] != profile_id:
                 _repoint(self.ctx.identifiers, iid, profile_id, live["id"], _set_profile_id)
 
-    def _leave_named_before(self, record_doc: dict[str, Any]) -> None:
-        """The record is done: the profiles its doc named before the commit's (NAMED_BEFORE) keep this version's
-        entry only where the commit is. A delivery whose attempt founded one of them after the other delivery had
-        read the doc and committed elsewhere, and died before its own commit, left the entry there: its redelivery
-        knows that profile only from the doc. One read per profile named, for the rare doc that names any."""
-        for profile_id in record_doc.get(NAMED_BEFORE, ()):
-            self._leave_if_committed_elsewhere(profile_id)
+    def _leave_named_before(self, record_doc: dict[str, Any], committed_id: str) -> None:
+        """The record is done: the profiles its doc names besides the commit's keep this version's entry only where
+        the commit is. A delivery whose attempt founded one of them, after the other delivery had read the doc and
+        committed elsewhere, and died before its own commit, left the entry there: its redelivery knows that profile
+        only from the doc, which names it (the other delivery had written the doc first) or names it before
+        (NAMED_BEFORE: written over). A profile read or two per profile named, for the rare doc that names one."""
+        named = [*record_doc.get(NAMED_BEFORE, ()), record_doc["profile_id"]]
+        for profile_id in dict.fromkeys(named):
+            if profile_id != committed_id:
+                self._leave_if_committed_elsewhere(profile_id)
+
+    def left_behind(self) -> frozenset[str]:
+        """The profiles besides the current attempt's that may hold this version's entry: written by its earlier
+        attempts, or named by the records doc it wrote over (another delivery's attempt, maybe dead)."""
+        return (self.abandoned | self.named_before) - self.placed
 
     def leave_abandoned(self) -> None:
         """After the record is done: the profiles that earlier attempts, which failed before their commit, wrote its
         entry in keep it only where the commit is. Such an attempt founded a profile after a duplicate delivery had
         read its records doc (naming that profile, not written yet), linked the record elsewhere and committed; its
-        retry found the record done (12 threads resolving random records twice each)."""
-        for profile_id in sorted(self.abandoned - self.placed):
+        retry found the record done (12 threads resolving random records twice each). So do the profiles the
+        records doc named before this attempt wrote it: the delivery that wrote them may have died after founding
+        one, before its commit, and this one committed elsewhere (the same, with workers dying)."""
+        for profile_id in sorted(self.left_behind()):
             self._leave_if_committed_elsewhere(profile_id)
 
     def _leave_if_committed_elsewhere(self, profile_id: str) -> dict[str, Any] | None:

@@ -709,6 +709,29 @@ def finish_unfinished_splits(store: Store, *, settings: Settings | None = None, 
     return settled
 
 
+def finish_unfinished_merges(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
+                             limit: int = 100) -> list[str]:
+    """Finish the merges whose worker died when no later attempt touched either profile (its delivery's retry found
+    the record done, another delivery having committed it): every profile marked for a merge (`pending_merge`) or
+    holding one folded in but not completed (`merging`), not written for `idle_seconds` (default: the
+    merge_idle_seconds setting), is read as a resolve would read it, which completes the saga. Until then the
+    records are in both profiles. Returns the profiles settled; one failing never stops the others."""
+    ctx = Ctx(store, settings)
+    idle_since = int(time.time()) - (ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds)
+    marked = list(ctx.profiles.query_items(("and", [("or", [("pending_merge", "defined", None),
+                                                            ("merging", "defined", None)]),
+                                                    ("_ts", "<=", idle_since)]), limit=limit))
+    settled = []
+    for profile in marked:
+        try:
+            with_retries(ctx, lambda pid=profile["id"]: live_profile(ctx, pid))
+        except Exception:
+            log.exception("finishing the merge marked on profile %s failed; retried on the next run", profile["id"])
+            continue
+        settled.append(profile["id"])
+    return settled
+
+
 def abandon_split(ctx: Ctx, profile_id: str) -> None:
     """Give up a split cut off before it took its record out of the profile: the profile it created (a copy of the
     record nothing leads to yet) is deleted, then the profile's mark. Nothing is given up once the record is out."""
