@@ -1305,6 +1305,29 @@ def test_two_deliveries_dying_before_their_commits_in_two_profiles_leave_the_rec
     assert violations(store) == {}
 
 
+def test_a_version_dying_after_founding_a_profile_another_version_passed_by_is_cleaned_up_by_its_redelivery(store):
+    """Two versions of web|7 (no timestamps) resolved at once. Bob's version writes its records doc naming the
+    profile it is about to found; Ann's version reads that doc, links to her household's profile by its email and
+    commits. Bob's version founds its profile and dies. Its redelivery, a new version to the commit, replaces Ann's
+    entry in the household profile: the profile it had founded, which Ann's version wrote over in the doc, kept the
+    record too. The doc keeps the profiles it named before across versions; each finder takes out its own entry."""
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
+    bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
+    founded = profile_id_for_record("web|7")
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=lambda: resolve(store, anns))
+    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
+    with pytest.raises(Died):
+        resolve(dying, bobs)
+    assert sorted(holders(store, "web|7")) == sorted([home.profile_id, founded])
+
+    again, = resolve(store, bobs)
+
+    assert again.profile_id == home.profile_id and holders(store, "web|7") == [home.profile_id]
+    assert violations(store) == {}
+
+
 def test_a_link_whose_profile_took_a_record_of_another_birth_date_meanwhile_is_decided_again(store):
     """Dan Roe's profile holds his email and no birth date. Two records giving that email arrive at once, with two
     birth dates. The first links; the second, which had decided to link too, loses its profile write to it. It used

@@ -50,8 +50,8 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", 
 # Identifiers that members of one household share (family email, home phone): a link through them alone is
 # checked against the names.
 SHAREABLE_TYPES = frozenset({"email", "phone"})
-# Records doc: the profiles uncommitted attempts of the version named before the current one (_named_before). Two
-# or three deliveries of one version at once name two or three; the cap bounds the doc.
+# Records doc: the profiles uncommitted attempts named before the current one (_named_before). Two or three
+# deliveries of a record at once name two or three; the cap bounds the doc.
 NAMED_BEFORE = "named_before"
 MAX_NAMED_BEFORE = 8
 ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
@@ -1078,7 +1078,7 @@ class _Work:
             doc = self.record_doc
             try:
                 self.record_doc = (records.create_item(body) if doc is None else records.replace_item(
-                    {**body, **_named_before(doc, self.hash, profile_id)}, etag=doc["_etag"]))
+                    {**body, **_named_before(doc, profile_id)}, etag=doc["_etag"]))
                 self.named_before = frozenset(self.record_doc.get(NAMED_BEFORE, ()))
                 self._record_doc_for = profile_id
                 return
@@ -1266,12 +1266,11 @@ class _Work:
         return committed["id"]
 
 
-def _named_before(doc: dict[str, Any], content_hash: str, profile_id: str) -> dict[str, Any]:
-    """What a records doc of this version keeps of the profiles it named before this write: an attempt that wrote the
-    doc may yet write the record's entry in the profile it named, then die before its commit (_leave_named_before).
-    Another version's doc starts afresh: its profiles hold that version's entry, not this one's."""
-    if doc.get("content_hash") != content_hash:
-        return {}
+def _named_before(doc: dict[str, Any], profile_id: str) -> dict[str, Any]:
+    """What a records doc keeps of the profiles it named before this write: an attempt that wrote the doc may yet
+    write the record's entry in the profile it named, then die before its commit (_leave_named_before). Kept across
+    versions: the delivery that finds its version's entry there may be a redelivery of another version than this
+    one (two versions without timestamps resolved at once). Only an entry of the finder's own version is taken out."""
     named = [p for p in doc.get(NAMED_BEFORE, ()) if p != profile_id]
     if doc.get("profile_id") not in (None, profile_id, *named):
         named.append(doc["profile_id"])
