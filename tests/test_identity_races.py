@@ -1328,6 +1328,39 @@ def test_a_version_dying_after_founding_a_profile_another_version_passed_by_is_c
     assert violations(store) == {}
 
 
+def test_a_delivery_dying_before_dropping_a_lost_claim_from_the_committed_profile_is_settled_by_its_redelivery(
+        store):
+    """Two deliveries of Bob's record, which gives his household's phone. The first decides while no one holds the
+    phone. Ann's record claims it meanwhile, and the second delivery founds Bob's profile as a holder of it and
+    commits. The first finds that profile, lists the phone on it with the record, loses its claim to Ann and dies
+    before dropping it again. Its redelivery finds the record done: Bob's profile listed a phone Ann's holds."""
+    bobs = rec("pos", "9", given_name="Bob", family_name="Roe", email="home@roe.org", phone=PHONE)
+    founded = profile_id_for_record("pos|9")
+    second = []
+
+    def ann_then_the_second_delivery():
+        resolve(store, rec("web", "2", given_name="Ann", family_name="Roe", email="ann@roe.org", phone=PHONE))
+        second.extend(resolve(store, bobs))
+
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=ann_then_the_second_delivery)
+    dying = InterceptingStore(passed_by, "profiles", "replace_item",
+                              when=lambda body, **_: f"phone:{PHONE}" not in body.get("identifiers", ()))
+    with pytest.raises(Died):
+        resolve(dying, bobs)
+    phone_id = f"phone:{PHONE}"
+    listed = store.container("profiles").read_item(founded, founded)["identifiers"]
+    assert second[0].profile_id == founded and phone_id in listed
+    assert store.container("identifiers").read_item(phone_id, phone_id)["holders"] == [founded]
+
+    again, = resolve(store, bobs)
+
+    assert again.action == "unchanged" and again.profile_id == founded
+    assert phone_id not in store.container("profiles").read_item(founded, founded)["identifiers"]
+    assert store.container("identifiers").read_item(phone_id, phone_id)["holders"] == [founded]
+    assert violations(store) == {}
+
+
 def test_a_link_whose_profile_took_a_record_of_another_birth_date_meanwhile_is_decided_again(store):
     """Dan Roe's profile holds his email and no birth date. Two records giving that email arrive at once, with two
     birth dates. The first links; the second, which had decided to link too, loses its profile write to it. It used

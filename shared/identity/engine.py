@@ -302,6 +302,7 @@ class _Work:
         if (source_doc is not None and source_doc.get("content_hash") == self.hash and not record_doc.get("removed_at")
                 and not source_doc.get(REKEYING)):
             self._leave_named_before(record_doc, source_doc["profile_id"])
+            self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -353,6 +354,19 @@ class _Work:
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _drop_lost_claims_listed(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> None:
+        """The record is done, and an identifier of it is held by another profile with the commit's profile noted as
+        a holder: a duplicate delivery may have listed it on the profile (a claim from a decision taken before the
+        other profile claimed it), lost the claim and died before dropping it again. Dropped now, as it would have.
+        One profile read, for a record that shares such an identifier (the ids were read already)."""
+        lost = [iid for iid in self.strong if (doc := id_docs[iid]) is not None
+                and doc["profile_id"] != committed_id and committed_id in doc.get("holders", ())]
+        profile = live_profile(self.ctx, committed_id) if lost else None
+        self.claimed = []  # what _drop_identifier may claim again (released meanwhile): committed with the record
+        for iid in lost:
+            if profile is not None and profile["id"] == committed_id and iid in profile.get("identifiers", ()):
+                profile = self._drop_identifier(profile, iid)
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
         """A record done whose records doc and source identifier name two profiles: a merge saga repointed the
