@@ -694,19 +694,9 @@ def finish_unfinished_splits(store: Store, *, settings: Settings | None = None, 
     to its worker. Returns the profiles settled. One failing never stops the others (it would be first again on
     every run)."""
     ctx = Ctx(store, settings)
-    idle_since = int(time.time()) - (ctx.settings.split_idle_seconds if idle_seconds is None else idle_seconds)
-    marked = list(ctx.profiles.query_items(("and", [("splitting", "defined", None), ("_ts", "<=", idle_since)]),
-                                           limit=limit))
-    settled = []
-    for profile in marked:
-        try:
-            with_retries(ctx, lambda pid=profile["id"], key=profile["splitting"]["key"]: finish_split_in_flight(
-                ctx, live_profile(ctx, pid) or {"records": []}, key))
-        except Exception:
-            log.exception("finishing the split marked on profile %s failed; retried on the next run", profile["id"])
-            continue
-        settled.append(profile["id"])
-    return settled
+    idle = ctx.settings.split_idle_seconds if idle_seconds is None else idle_seconds
+    return _settle_idle(ctx, ("splitting", "defined", None), idle, limit, "split", lambda profile: (
+        finish_split_in_flight(ctx, live_profile(ctx, profile["id"]) or {"records": []}, profile["splitting"]["key"])))
 
 
 def finish_unfinished_merges(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
@@ -717,16 +707,22 @@ def finish_unfinished_merges(store: Store, *, settings: Settings | None = None, 
     merge_idle_seconds setting), is read as a resolve would read it, which completes the saga. Until then the
     records are in both profiles. Returns the profiles settled; one failing never stops the others."""
     ctx = Ctx(store, settings)
-    idle_since = int(time.time()) - (ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds)
-    marked = list(ctx.profiles.query_items(("and", [("or", [("pending_merge", "defined", None),
-                                                            ("merging", "defined", None)]),
-                                                    ("_ts", "<=", idle_since)]), limit=limit))
+    idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
+    marked = ("or", [("pending_merge", "defined", None), ("merging", "defined", None)])
+    return _settle_idle(ctx, marked, idle, limit, "merge", lambda profile: live_profile(ctx, profile["id"]))
+
+
+def _settle_idle(ctx: Ctx, marked: tuple, idle_seconds: int, limit: int, what: str, settle) -> list[str]:
+    """Run `settle(profile)` on each profile matching `marked` and not written for `idle_seconds` (a saga still
+    running is left to its worker); the ids settled. One failing never stops the others (it would be first again
+    on every run)."""
+    idle_since = int(time.time()) - idle_seconds
     settled = []
-    for profile in marked:
+    for profile in list(ctx.profiles.query_items(("and", [marked, ("_ts", "<=", idle_since)]), limit=limit)):
         try:
-            with_retries(ctx, lambda pid=profile["id"]: live_profile(ctx, pid))
+            with_retries(ctx, lambda profile=profile: settle(profile))
         except Exception:
-            log.exception("finishing the merge marked on profile %s failed; retried on the next run", profile["id"])
+            log.exception("finishing the %s marked on profile %s failed; retried on the next run", what, profile["id"])
             continue
         settled.append(profile["id"])
     return settled
