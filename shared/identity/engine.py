@@ -38,8 +38,8 @@ from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, for
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
-from .merge import (MAX_WRITE_ATTEMPTS, _repoint, _set_profile_id, live_profile, merge_profiles, review_id,
-                    survivor_order)
+from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
+                    review_id, survivor_order)
 from .protection import SURNAMES, Side, id_type_of, is_weak_type, join_conflict, without_blocked
 from .snapshots import ProfileSnapshots
 from .survivorship import _NOT_ATTRIBUTES, as_utc, record_values, survive, utc_text
@@ -365,7 +365,10 @@ class _Work:
         profile = live_profile(self.ctx, committed_id) if lost else None
         self.claimed = []  # what _drop_identifier may claim again (released meanwhile): committed with the record
         for iid in lost:
-            if profile is not None and profile["id"] == committed_id and iid in profile.get("identifiers", ()):
+            if profile is None or profile["id"] != committed_id or iid not in profile.get("identifiers", ()):
+                continue
+            # Not one a merge into this profile is about to point here (its document names the absorbed profile).
+            if _destination_of(self.ctx, id_docs[iid]["profile_id"]) not in (None, committed_id):
                 profile = self._drop_identifier(profile, iid)
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
