@@ -25,8 +25,9 @@ Checks (name: what must hold):
   is held by a live profile (an erase takes the person's records out of their links), and a link names one at
   least (a link with no one left is deleted).
 - orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
-- unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga; no merge doc
-  is left pending. unfinished_split: no profile is marked by a split that did not finish (cut off: calling the
+- unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga (cut off: the next
+  reader of either profile, or the finish_stale_merges timer, completes it); no merge doc is left pending.
+  unfinished_split: no profile is marked by a split that did not finish (cut off: calling the
   split again, a new version or a removal of the record, or the finish_stale_splits timer finishes it).
 - blocking_points_to_dead_profile: blocking entries name live profiles (or aliases of live ones) only;
   blocking_names_non_giver: a live profile a blocking entry names has a record that gives the key (else it is read
