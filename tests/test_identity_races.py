@@ -1361,6 +1361,35 @@ def test_a_delivery_dying_before_dropping_a_lost_claim_from_the_committed_profil
     assert violations(store) == {}
 
 
+def test_a_lost_claim_settled_by_a_merge_claims_the_identifier_released_during_it(store):
+    """Ann's web record founds her profile, listing her phone, and loses the phone's claim to her POS record's new
+    profile. Settling that, it merges the POS profile into hers; just before the merge marks it, the POS record's new
+    version (no phone any more) releases the phone, which no other profile was noted for: deleted. The merge then
+    folded a profile that no longer listed it, and Ann's profile was left listing a phone with no document (a lookup
+    by it found no one). The phone is now claimed for the merge's survivor when the merge has released it."""
+    web = rec("web", "8", given_name="Ann", family_name="Roe", email="ann@roe.org", phone=PHONE)
+    pos = dict(given_name="Ann", family_name="Roe", loyalty_id="L1")
+    phone_id = f"phone:{PHONE}"
+    founded = profile_id_for_record("web|8")
+
+    def marking(body, **_):
+        return bool(body.get("pending_merge")) and body["id"] != founded
+
+    released = InterceptingStore(store, "profiles", "replace_item", when=marking,
+                                 before=lambda: resolve(store, rec("pos", "3", **pos)))
+    claimed_first = InterceptingStore(released, "identifiers", "create_item",
+                                      when=lambda body, **_: body["id"] == phone_id,
+                                      before=lambda: resolve(store, rec("pos", "3", phone=PHONE, **pos)))
+
+    ann, = resolve(claimed_first, web)
+
+    assert claimed_first.intercepted and released.intercepted
+    assert ann.action == "created" and ann.profile_id == founded  # and the POS profile merged into it
+    assert holders(store, "pos|3") == holders(store, "web|8") == [founded]
+    assert store.container("identifiers").read_item(phone_id, phone_id)["profile_id"] == founded
+    assert violations(store) == {}
+
+
 def test_a_link_whose_profile_took_a_record_of_another_birth_date_meanwhile_is_decided_again(store):
     """Dan Roe's profile holds his email and no birth date. Two records giving that email arrive at once, with two
     birth dates. The first links; the second, which had decided to link too, loses its profile write to it. It used

@@ -1042,7 +1042,13 @@ class _Work:
             if reason is None:
                 ordered = sorted([current, other], key=survivor_order)
                 why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
-                return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+                merged = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+                # The other profile's record may have let it go before the merge marked that profile (released,
+                # with no holder noted): this record gives it, so the survivor claims it.
+                if note_holder(self.ctx, iid, merged["id"]):
+                    self.claimed.append(iid)
+                    return live_profile(self.ctx, merged["id"]) or merged
+                return merged
             self._open_review(current["id"], other["id"], reason, self._scored_against(other))
         if note_holder(self.ctx, iid, current["id"], doc):
             self.claimed.append(iid)  # released since the claim was lost
