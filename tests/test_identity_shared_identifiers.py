@@ -69,6 +69,24 @@ def test_a_household_phone_passes_to_the_member_still_giving_it_when_the_holder_
     assert_consistent(store)
 
 
+def test_a_members_records_with_only_the_home_phone_meet_their_own_profile_as_a_holder(store):
+    """Ann holds the home phone; Bob's profile is a holder of it. Bob's next records with only the phone and his name
+    link to his profile, as they would had he claimed the phone first: they used to found a profile each (the phone
+    led to Ann, another given name, and nothing else led to Bob), so the result depended on who came first. Ann's
+    own record still links to her, and a record without a given name to the holder alone (nothing tells which
+    member it is)."""
+    ann, bob = household(store, "Ann", "Bob")
+    results = resolve_records(store, [person("web", "8", "Bob", phone=HOME), person("web", "9", "Bobby", phone=HOME),
+                                      person("app", "7", "Ann", phone=HOME)], settings=SETTINGS)
+    assert [(r.profile_id, r.action, r.reason) for r in results] == [
+        (bob, "linked", "rule:phone"), (bob, "linked", "rule:phone"), (ann, "linked", "rule:phone")]
+    nameless, = resolve_records(store, [CustomerRecord(source="app", record_key="6", family_name="Lee", phone=HOME)],
+                                settings=SETTINGS)
+    assert nameless.profile_id == ann
+    assert phone_doc(store)["holders"] == [bob]
+    assert_consistent(store)
+
+
 def test_a_split_records_shared_phone_passes_to_it_when_the_old_profile_lets_it_go(store):
     kept, linked = resolve(store, person("pos", "1", "Bob", phone=HOME, email="x@lee.org"),
                            person("web", "2", "Bob", phone=HOME, email="bob@lee.org"))

@@ -347,6 +347,7 @@ class _Work:
             if profile["id"] != doc["profile_id"]:
                 self.aliased[iid] = doc["profile_id"]
             candidates.setdefault(profile["id"], _Candidate(profile, [])).types.append(id_type_of(iid))
+        self._add_holders(id_docs, candidates, profiles)
         # Not out of a profile being erased (privacy.erase_profile marks it first): the record would leave the erase's
         # reach with its doc erased. It stays, and is erased with the person.
         if source_doc is not None and prior is not None and not prior.get("erasing_at") and self._should_leave(prior):
@@ -354,6 +355,30 @@ class _Work:
         group, reviews, skipped = self._group(prior, candidates)
         link = self._add_probabilistic(group, reviews, skipped, profiles)
         return self._apply(group, reviews, skipped, link)
+
+    def _add_holders(self, id_docs: dict[str, dict[str, Any] | None], candidates: dict[str, _Candidate],
+                     profiles: dict[str, dict[str, Any]]) -> None:
+        """The other profiles a shared email or phone's document names as holders (their records give it while
+        another profile holds it: a household's) are candidates as its holder is, decided by the same names test.
+        Otherwise a record whose home phone another member of the household claimed first never met its own
+        person's profile: Ann's three records with the phone Cat's came first with stayed three profiles, one
+        after the other (and, resolved at once, whichever came first). A profile read per holder (up to 16), for
+        records giving such a value only."""
+        if not self.n.given_name:
+            return  # no name to tell the household's members apart: the holder alone, as before
+        for iid in self.strong:
+            doc = id_docs[iid]
+            if doc is None or not doc.get("holders") or id_type_of(iid) not in SHAREABLE_TYPES:
+                continue
+            for holder_id in doc["holders"]:
+                holder = self._live(holder_id, profiles)
+                if holder is None or holder["id"] == self.owner.get(iid) or not _gives(holder, iid):
+                    continue
+                if holder["id"] not in candidates and not self._names_agree(holder, id_type_of(iid) == "email"):
+                    continue  # another member of the household: not skipped either, so a score may still find it
+                types = candidates.setdefault(holder["id"], _Candidate(holder, [])).types
+                if id_type_of(iid) not in types:
+                    types.append(id_type_of(iid))
 
     def _drop_lost_claims_listed(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> None:
         """The record is done, and an identifier of it is held by another profile with the commit's profile noted as
@@ -571,6 +596,12 @@ class _Work:
         if set(types) <= SHAREABLE_TYPES:  # neither is a weak type: tested first, as most candidates share these
             return self._names_disagree(profile, "email" in types)
         return all(is_weak_type(t) for t in types) and side.is_known() and any(s.is_known() for s in sides)
+
+    def _names_agree(self, profile: dict[str, Any], email: bool) -> bool:
+        """A record of the profile has a given name, and the record's is not another person's (_names_disagree)."""
+        if not any(other.given_name for key, other in self.snapshots.of(profile) if key != self.key):
+            return False
+        return not self._names_disagree(profile, email)
 
     def _names_disagree(self, profile: dict[str, Any], email: bool = False) -> bool:
         """True when the record's given name is another person's: that of the profile record the model finds most
