@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 from bench.harness import run_benchmark
+from bench.identity import final_assignment
 
 
 # A dying worker dies at one of its first writes, the nth drawn up to this: a new record makes 4 or 5 (records doc,
@@ -33,12 +34,16 @@ from bench.harness import run_benchmark
 MAX_WRITES_BEFORE_DYING = 6
 
 
-def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0
+def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0, orders: int = 0
               ) -> tuple[dict[str, int], list[str], int, int]:
     """(audit violations, exceptions, workers that died, sagas the timers finished) of one round, on `store`
     (default: a new MemoryStore). `die`: the chance that a delivery's worker dies at one of its writes (a random
     one; its record is delivered again when the queue drains, as every record is, and the timers' sweeps run then,
-    as if idle long enough). A death is not an exception of the round."""
+    as if idle long enough). A death is not an exception of the round. `orders`: also resolve the records one at
+    a time in that many random orders, each on a new store, and count as violations the pairs of records the
+    concurrent run grouped otherwise than every one of those orders did (`split_from_sequential`: together in each
+    order, apart here; `joined_against_sequential`: the reverse). Only for rounds whose records have distinct keys
+    (with two versions of one key, which version lands last decides)."""
     from shared.audit import audit_store
     from shared.identity import Resolver, finish_unfinished_merges, finish_unfinished_splits
     from shared.store import MemoryStore
@@ -79,7 +84,35 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
     if died:  # with no death, a saga left unfinished is a finding of the races alone
         swept = len(finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)) + len(
             finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0))
-    return audit_store(store).as_dict()["violations"], errors, died, swept
+    violations = audit_store(store).as_dict()["violations"]
+    keys = [record.key for record in drawn]
+    if orders and len(set(keys)) == len(keys):
+        violations.update(_against_sequential(drawn, final_assignment(store, keys), orders, rng))
+    return violations, errors, died, swept
+
+
+def _against_sequential(drawn: list, concurrent: dict[str, str], orders: int, rng: random.Random) -> dict[str, int]:
+    """The pairs of records grouped otherwise by the concurrent run than by every one of `orders` sequential runs."""
+    from shared.identity import Resolver
+    from shared.store import MemoryStore
+    from tests.test_identity_random_operations import SETTINGS
+
+    together: list[set[frozenset[str]]] = []
+    for _ in range(orders):
+        shuffled = rng.sample(drawn, len(drawn))
+        store = MemoryStore()
+        for record in shuffled:
+            Resolver(store, settings=SETTINGS).resolve(record)
+        together.append(_pairs(final_assignment(store, [r.key for r in drawn])))
+    always, ever, here = set.intersection(*together), set.union(*together), _pairs(concurrent)
+    found = {"split_from_sequential": len(always - here), "joined_against_sequential": len(here - ever)}
+    return {kind: count for kind, count in found.items() if count}
+
+
+def _pairs(assignment: dict[str, str]) -> set[frozenset[str]]:
+    """The pairs of record keys in one profile."""
+    keys = sorted(assignment)
+    return {frozenset((a, b)) for i, a in enumerate(keys) for b in keys[i + 1:] if assignment[a] == assignment[b]}
 
 
 def measure(args) -> dict[str, Any]:
@@ -88,7 +121,8 @@ def measure(args) -> dict[str, Any]:
     try:
         kinds, exceptions, bad, examples, deaths, swept = Counter(), Counter(), 0, [], 0, 0
         for seed in range(args.seed, args.seed + args.rounds):
-            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, die=args.die)
+            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, die=args.die,
+                                                           orders=args.sequential_orders)
             deaths, swept = deaths + died, swept + finished
             if violations or errors:
                 bad += 1
@@ -113,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--switch", type=float, default=1e-5, help="the interpreter's thread switch interval (s)")
     parser.add_argument("--die", type=float, default=0.0,
                         help="chance that a delivery's worker dies at a random write of its own (0 to 1)")
+    parser.add_argument("--sequential-orders", type=int, default=0,
+                        help="compare each round's grouping with that many one-at-a-time orders (0: do not)")
     args = parser.parse_args(argv)
     run_benchmark("identity_races", lambda: measure(args), params=vars(args))
 

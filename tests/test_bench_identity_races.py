@@ -9,7 +9,7 @@ from bench import identity_races
 
 def test_rounds_report_their_records_resolved_and_audited():
     figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4,
-                                                          die=0.0))
+                                                        die=0.0, sequential_orders=2))
     assert figures["rounds"] == 4 and 0 <= figures["rounds_inconsistent"] <= 4
     assert len(figures["examples"]) == figures["rounds_inconsistent"]
     assert sum(figures["violations_by_kind"].values()) + sum(figures["exceptions"].values()) >= \
@@ -41,3 +41,19 @@ def test_a_round_whose_workers_all_die_is_finished_by_the_drain():
     drawn = [random_record(rng) for _ in range(4)]
     actions = [Resolver(store, settings=SETTINGS).resolve(record).action for record in drawn]
     assert set(actions) <= {"unchanged", "quarantined"} and "unchanged" in actions
+
+
+def test_a_grouping_other_than_every_sequential_order_gives_is_counted():
+    """Two records of Ann sharing her email are together in any order one at a time, Bob's apart from both: a
+    concurrent run that split Ann's, or joined Bob's to hers, is a finding."""
+    from shared.models import CustomerRecord
+
+    ann1 = CustomerRecord(source="pos", record_key="1", given_name="Ann", family_name="Lee", email="ann@lee.org")
+    ann2 = CustomerRecord(source="web", record_key="2", given_name="Ann", family_name="Lee", email="ann@lee.org")
+    bob = CustomerRecord(source="web", record_key="3", given_name="Bob", family_name="Roe", phone="+447911123456")
+    drawn, rng = [ann1, ann2, bob], random.Random(0)
+    assert identity_races._against_sequential(drawn, {"pos|1": "a", "web|2": "a", "web|3": "b"}, 3, rng) == {}
+    assert identity_races._against_sequential(drawn, {"pos|1": "a", "web|2": "b", "web|3": "c"}, 3, rng) == {
+        "split_from_sequential": 1}
+    assert identity_races._against_sequential(drawn, {"pos|1": "a", "web|2": "a", "web|3": "a"}, 3, rng) == {
+        "joined_against_sequential": 2}
