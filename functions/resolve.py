@@ -23,17 +23,18 @@ def resolve_queue(msg: func.QueueMessage) -> None:
 def finish_stale_splits(timer: func.TimerRequest) -> None:
     # Safety net: a split whose worker died and whose caller never asked again (the next reader of the profile
     # would finish it, but its record's identifiers lead to the wrong profile until then).
-    settings = get_settings()
-    settled = finish_unfinished_splits(open_store(settings), settings=settings)
-    if settled:
-        log.info("finished %d splits cut off: %s", len(settled), settled)
+    _sweep(finish_unfinished_splits, "splits")
 
 
 @bp.timer_trigger(arg_name="timer", schedule="45 */5 * * * *", run_on_startup=False, use_monitor=False)
 def finish_stale_merges(timer: func.TimerRequest) -> None:
     # Safety net: a merge whose worker died and whose profiles no later resolve touched (its delivery's retry found
     # the record done): their records are in both profiles until the saga completes.
+    _sweep(finish_unfinished_merges, "merges")
+
+
+def _sweep(finish, what: str) -> None:
     settings = get_settings()
-    settled = finish_unfinished_merges(open_store(settings), settings=settings)
+    settled = finish(open_store(settings), settings=settings)
     if settled:
-        log.info("finished %d merges cut off: %s", len(settled), settled)
+        log.info("finished %d %s cut off: %s", len(settled), what, settled)

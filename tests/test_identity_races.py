@@ -1244,24 +1244,31 @@ def test_a_delivery_founding_a_profile_the_other_delivery_passed_by_leaves_the_r
     assert violations(store) == {}
 
 
+def _dying_after_founding(store, record, meanwhile) -> str:
+    """A delivery of the record that finds no profile: `meanwhile()` runs just before it founds its own, and it dies at
+    its next identifier write (before its commit). Returns the profile it founded."""
+    founded = profile_id_for_record(record.key)
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=meanwhile)
+    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
+    with pytest.raises(Died):
+        resolve(dying, record)
+    return founded
+
+
 def test_a_delivery_dying_after_founding_a_profile_the_other_delivery_passed_by_is_cleaned_up_by_its_redelivery(
         store):
     """As above, but the first delivery dies right after founding its profile, before any claim or its commit. Its
     redelivery finds the record done: it knows the profile it founded only because the second delivery's records
     doc write kept the profile the doc named before (`named_before`). The record was left in two profiles."""
     record = rec("web", "5", email="ann@lee.org", phone=PHONE, **ANN)
-    founded = profile_id_for_record("web|5")
     second = []
 
     def second_delivery():
         resolve(store, rec("pos", "8", phone=PHONE, **ANN))
         second.extend(resolve(store, record))
 
-    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
-                                  before=second_delivery)
-    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
-    with pytest.raises(Died):
-        resolve(dying, record)
+    founded = _dying_after_founding(store, record, second_delivery)
     assert second[0].action == "linked" and sorted(holders(store, "web|5")) == sorted([second[0].profile_id, founded])
     assert store.container("records").read_item("web|5", "web|5")["named_before"] == [founded]
 
@@ -1281,7 +1288,6 @@ def test_two_deliveries_dying_before_their_commits_in_two_profiles_leave_the_rec
     Bob's profile through the doc and commits there; the profile the first founded, which the doc named before, kept
     the record too (12 threads, workers dying at random writes)."""
     record = rec("web", "7", given_name="Bob", family_name="Roe", phone=PHONE)
-    founded = profile_id_for_record("web|7")
     bob = []
 
     def second_delivery_dies_before_its_commit():
@@ -1290,11 +1296,7 @@ def test_two_deliveries_dying_before_their_commits_in_two_profiles_leave_the_rec
             resolve(InterceptingStore(store, "identifiers", "create_item",
                                       when=lambda body, **_: body["id"] == "source:web|7"), record)
 
-    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
-                                  before=second_delivery_dies_before_its_commit)
-    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
-    with pytest.raises(Died):
-        resolve(dying, record)
+    founded = _dying_after_founding(store, record, second_delivery_dies_before_its_commit)
     bob, = bob
     assert sorted(holders(store, "web|7")) == sorted([bob.profile_id, founded])
 
@@ -1314,12 +1316,7 @@ def test_a_version_dying_after_founding_a_profile_another_version_passed_by_is_c
     home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
     anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
     bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
-    founded = profile_id_for_record("web|7")
-    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
-                                  before=lambda: resolve(store, anns))
-    dying = InterceptingStore(passed_by, "identifiers", "create_item", when=lambda *_, **__: passed_by.intercepted)
-    with pytest.raises(Died):
-        resolve(dying, bobs)
+    founded = _dying_after_founding(store, bobs, lambda: resolve(store, anns))
     assert sorted(holders(store, "web|7")) == sorted([home.profile_id, founded])
 
     again, = resolve(store, bobs)
