@@ -361,9 +361,8 @@ class _Work:
         """The other profiles a shared email or phone's document names as holders (their records give it while
         another profile holds it: a household's) are candidates as its holder is, decided by the same names test.
         Otherwise a record whose home phone another member of the household claimed first never met its own
-        person's profile: Ann's three records with the phone Cat's came first with stayed three profiles, one
-        after the other (and, resolved at once, whichever came first). A profile read per holder (up to 16), for
-        records giving such a value only."""
+        person's profile: when Cat's record came first, Ann's three records with only her name and that phone stayed
+        three profiles. A profile read per holder (up to 16), for records giving such a value only."""
         if not self.n.given_name:
             return  # no name to tell the household's members apart: the holder alone, as before
         for iid in self.strong:
