@@ -10,7 +10,7 @@ from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import _split_id
 from shared.store import ItemNotFoundError
 
-from .store_faults import Died, InterceptingStore
+from .store_faults import Died, InterceptingStore, crashing
 from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
 
 ANN = dict(given_name="Ann", family_name="Lee")
@@ -1653,4 +1653,74 @@ def test_a_released_phone_claimed_while_a_link_drops_it_from_the_profile_stays_l
     assert released.intercepted and dropped.intercepted and ann.profile_id == anns
     assert store.container("identifiers").read_item(phone_id, phone_id)["profile_id"] == anns
     assert phone_id in profiles.read_item(anns, anns)["identifiers"]
+    assert violations(store) == {}
+
+
+# --- merge protection at the fold: what joined either profile since the decision counts --------------------------
+
+def _ann_in_two_profiles(store):
+    """Ann's profile with her phone (no birth date) and her profile with her email and birth date."""
+    by_phone, = resolve(store, rec("pos", "1", phone=PHONE, **ANN))
+    by_email, = resolve(store, rec("web", "2", email="ann@lee.org", birth_date="1980-01-02", **ANN))
+    return by_phone.profile_id, by_email.profile_id
+
+
+def _folding(survivor_id, absorbed_id):
+    return lambda body, **kwargs: body["id"] == survivor_id and absorbed_id in body.get("merged_from", ())
+
+
+def _two_birth_dates(store):
+    return [p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
+            if len({(r.get("values") or {}).get("birth_date") for r in p["records"]} - {None}) > 1]
+
+
+def test_a_merge_whose_survivor_gained_another_birth_date_since_the_decision_is_refused_and_reviewed(store):
+    """app|3 gives Ann's phone and email: it merges her two profiles. Just before the fold, another worker links
+    crm|4 (her phone, another birth date) to the survivor. Folded, the profile would hold two birth dates, which
+    merge protection refuses one after the other (crm|4 first: app|3 goes to review). The survivor refuses the fold,
+    the absorbed profile is let go, and app|3's retry decides from what is there now: a review."""
+    kept, other = _ann_in_two_profiles(store)
+    racing = InterceptingStore(store, "profiles", "replace_item", when=_folding(kept, other), before=lambda: resolve(
+        store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN)))
+    result, = resolve(racing, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    assert racing.intercepted and (result.profile_id, result.action) == (other, "linked")  # the email ranks first
+    assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]} and _two_birth_dates(store) == []
+    assert "pending_merge" not in get_profile(store, other)
+    opened = [(r["record_key"], r["candidate_profile_id"], r["reason"])
+              for r in store.container("review").query_items(("status", "=", "open"))]
+    assert opened == [("app|3", kept, "conflict:birth_date")]
+    assert [m for m in store.container("merges").query_items() if m.get("absorbed_id") == other] == []
+    assert violations(store) == {}
+
+
+def test_a_merge_refused_by_a_worker_that_died_before_letting_go_is_let_go_by_the_next(store):
+    """As above, and the worker dies once the survivor has refused the fold, before it takes the mark off the
+    absorbed profile: whoever reads that profile next (here the redelivery) finds the refusal on the survivor, so
+    it lets the profile go rather than folding it into what the survivor is now."""
+    kept, other = _ann_in_two_profiles(store)
+    linked = []
+    racing = InterceptingStore(store, "profiles", "replace_item", when=_folding(kept, other), before=lambda: linked.extend(
+        resolve(store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN))))
+    dying = crashing(racing, "profiles", "replace_item",
+                     when=lambda body, **kwargs: body["id"] == other and "pending_merge" not in body)
+    with pytest.raises(Died):
+        resolve(dying, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    assert linked and get_profile(store, other).get("pending_merge") and _two_birth_dates(store) == []
+    result, = resolve(store, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    assert result.profile_id == other and "pending_merge" not in get_profile(store, other)
+    assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]}
+    assert violations(store) == {}
+
+
+def test_a_merge_a_person_approved_is_folded_although_the_profiles_differ(store):
+    """A person's approval merges two profiles knowing they differ (two birth dates): the fold's check is for merges
+    a resolver decided."""
+    from shared.identity.review import approve_review
+
+    kept, other = _ann_in_two_profiles(store)
+    resolve(store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN))
+    resolve(store, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    review, = store.container("review").query_items(("status", "=", "open"))
+    approve_review(store, review["id"], by="steward", settings=SETTINGS)
+    assert live_records(store) == {kept: ["app|3", "crm|4", "pos|1", "web|2"]} and _two_birth_dates(store) == [kept]
     assert violations(store) == {}

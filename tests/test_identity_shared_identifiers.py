@@ -87,6 +87,41 @@ def test_a_members_records_with_only_the_home_phone_meet_their_own_profile_as_a_
     assert_consistent(store)
 
 
+def test_two_records_of_a_member_with_only_the_home_phone_resolved_at_once_end_in_one_profile(store):
+    """Ann holds the home phone. Bob's two records, with his name and the phone only, are resolved by two workers at
+    the same moment: each reads the phone's document before the other notes his profile as a holder, so each founds
+    a profile. The later note meets the earlier one's profile on the document and joins it, as the second record
+    would have joined the first one after the other."""
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
+    first = []
+
+    def bob_resolved_by_another_worker():
+        first.extend(resolve(store, person("web", "8", "Bob", phone=HOME)))
+
+    # The second worker decided from the phone as only Ann's, then the first one ran before it founded its profile.
+    racing = hooked(store, "profiles", "create_item", hook=bob_resolved_by_another_worker)
+    result, = resolve_records(racing, [person("web", "9", "Bob", phone=HOME)], settings=SETTINGS)
+    assert racing.intercepted and first[0] != ann
+    assert (result.action, result.reason) == ("merged", "new; concurrent:rule:phone")
+    bob = result.profile_id  # the older of the two profiles: the second worker took its time before it wrote
+    assert find_profile_id(store, "source", "web|8") == bob != ann
+    assert sorted(r["key"] for r in get_profile(store, bob)["records"]) == ["web|8", "web|9"]
+    assert find_profile_id(store, "phone", HOME) == ann
+    assert {get_profile(store, holder)["id"] for holder in phone_doc(store)["holders"]} == {bob}  # one an alias
+    assert_consistent(store)
+
+
+def test_another_members_record_resolved_at_the_same_moment_stays_apart(store):
+    """As above with Cat's record in the first worker: another given name is another member of the household."""
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
+    racing = hooked(store, "profiles", "create_item", hook=lambda: resolve(store, person("web", "8", "Cat", phone=HOME)))
+    bob, = resolve(racing, person("web", "9", "Bob", phone=HOME))
+    cat = find_profile_id(store, "source", "web|8")
+    assert racing.intercepted and len({ann, bob, cat}) == 3
+    assert sorted(phone_doc(store)["holders"]) == sorted([bob, cat])
+    assert_consistent(store)
+
+
 def test_a_split_records_shared_phone_passes_to_it_when_the_old_profile_lets_it_go(store):
     kept, linked = resolve(store, person("pos", "1", "Bob", phone=HOME, email="x@lee.org"),
                            person("web", "2", "Bob", phone=HOME, email="bob@lee.org"))

@@ -274,6 +274,7 @@ class _Work:
         ctx = self.ctx
         self.abandoned, self.placed = self.abandoned | self.placed, frozenset()
         self.named_before = frozenset()
+        self.holders_met: dict[str, set[str]] = {}  # identifier id -> other holders its notes met (_join_new_holders)
         # One time for every document this attempt writes: they are one change (and formatting it is not free).
         self.now = now_iso()
         self.sides: dict[tuple[str, str | None], Side] = {}  # merge protection's view of each profile version
@@ -313,6 +314,7 @@ class _Work:
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
+        self.holders_read = {iid: set(doc.get("holders", ())) for iid in self.strong if (doc := id_docs[iid])}
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
@@ -700,9 +702,9 @@ class _Work:
             target = ordered[0]
             for other in ordered[1:]:
                 cand = next(g for g in group if g.profile["id"] == other["id"])
-                why = {"reason": "rule", "rule": "+".join(sorted(set(cand.types))), "via_record": self.key}
+                why = self._why({"reason": "rule", "rule": "+".join(sorted(set(cand.types)))})
                 if cand.detail is not None:
-                    why = {"reason": "score", **cand.detail, "via_record": self.key}
+                    why = self._why({"reason": "score", **cand.detail})
                 elif cand.types == ["prior"]:
                     why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
                 target = merge_profiles(self.ctx, target["id"], other["id"], why)
@@ -723,13 +725,15 @@ class _Work:
         lost = sorted(lost)
         fresh = self.ctx.identifiers.read_items([(iid, iid) for iid in lost]) if lost else []
         for iid, doc in zip(lost, fresh):
-            if note_holder(self.ctx, iid, profile["id"], doc):
+            if self._note_holder(iid, profile["id"], doc):
                 self.claimed.append(iid)  # released meanwhile, and claimed
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
-        joined = None if self.ctx.config.single_writer else self._join_concurrent(profile)
-        if joined is not None:
-            profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
+        if not self.ctx.config.single_writer:
+            if (joined := self._join_new_holders(profile)) is not None:
+                profile, action, reason = joined[0], "merged", f"{reason}; concurrent:rule:{joined[1]}"
+            if (joined := self._join_concurrent(profile)) is not None:
+                profile, action, reason = joined, "merged", f"{reason}; concurrent:score"
         for cand_profile, why, detail in reviews:
             self._open_review(profile["id"], cand_profile["id"], why, detail or self._scored_against(cand_profile))
         if self.left is not None and self.left.get("merged_from") and self.left["id"] != profile["id"]:
@@ -741,6 +745,10 @@ class _Work:
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
+
+    def _why(self, reason: dict[str, Any]) -> dict[str, Any]:
+        """A merge's reason, with the record it was for and that record's version (for the fold's check: merge.py)."""
+        return {**reason, "via_record": self.key, "via_hash": self.hash}
 
     def _lost(self, group: list[_Candidate]) -> set[str]:
         """The identifiers found indexed to a live profile the record does not join."""
@@ -810,8 +818,41 @@ class _Work:
                 self._open_review(current["id"], other["id"], reason, detail)
             return None
         ordered = sorted([current, other], key=survivor_order)
-        why = {"reason": "score", **detail, "via_record": self.key}
+        why = self._why({"reason": "score", **detail})
         return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+
+    def _note_holder(self, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> bool:
+        """maintenance.note_holder, keeping the other holders the note met for _join_new_holders."""
+        return note_holder(self.ctx, iid, profile_id, doc, seen=self.holders_met.setdefault(iid, set()))
+
+    def _join_new_holders(self, profile: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """Two records of one person, each giving a household's email or phone that another member's profile
+        holds, resolved at the same moment: each read the value's document before the other noted its profile as a
+        holder, so each founded a profile, where the second would have joined the first one after the other
+        (_add_holders). Their notes cannot both miss each other: they write that document under its ETag, so the
+        later one met the earlier's profile. That profile is decided now as _add_holders and _group would have (the
+        names test, then merge protection). Costs nothing unless a note met a holder the decision did not read.
+        Returns (the merged profile, the identifier type), or None."""
+        if not self.n.given_name:
+            return None
+        met = [(iid, holder_id) for iid, holders in sorted(self.holders_met.items())
+               if id_type_of(iid) in SHAREABLE_TYPES for holder_id in sorted(holders - self.holders_read.get(iid, set()))]
+        current = live_profile(self.ctx, profile["id"]) if met else None
+        for iid, holder_id in met if current is not None else ():  # (a profile gone: _join_concurrent says so)
+            holder = live_profile(self.ctx, holder_id)
+            if holder is None or holder["id"] == current["id"] or not _gives(holder, iid):
+                continue
+            if not self._names_agree(holder, id_type_of(iid) == "email"):
+                continue  # another member of the household
+            reason = join_conflict(self.policy, [Side.of_profile(current), self._side(holder)])
+            if reason is not None:
+                if reason != "never_match":
+                    self._open_review(current["id"], holder["id"], reason, self._scored_against(holder))
+                continue
+            ordered = sorted([current, holder], key=survivor_order)
+            why = self._why({"reason": "rule", "rule": id_type_of(iid)})
+            return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why), id_type_of(iid)
+        return None
 
     def _changed_since_scored(self) -> set[str]:
         """The profiles scored in the decision that changed since (one batched read): another worker may have
@@ -1071,16 +1112,16 @@ class _Work:
             reason = join_conflict(self.policy, [mine, theirs])
             if reason is None:
                 ordered = sorted([current, other], key=survivor_order)
-                why = {"reason": "rule", "rule": id_type_of(iid), "via_record": self.key}
+                why = self._why({"reason": "rule", "rule": id_type_of(iid)})
                 merged = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
                 # The other profile's record may have let it go before the merge marked that profile (released,
                 # with no holder noted): this record gives it, so the survivor claims it.
-                if note_holder(self.ctx, iid, merged["id"]):
+                if self._note_holder(iid, merged["id"]):
                     self.claimed.append(iid)
                     return live_profile(self.ctx, merged["id"]) or merged
                 return merged
             self._open_review(current["id"], other["id"], reason, self._scored_against(other))
-        if note_holder(self.ctx, iid, current["id"], doc):
+        if self._note_holder(iid, current["id"], doc):
             self.claimed.append(iid)  # released since the claim was lost
             return live_profile(self.ctx, current["id"]) or current
         return self._drop_identifier(current, iid)
@@ -1104,7 +1145,7 @@ class _Work:
             raise ConcurrencyConflict("could not update identifiers")
         doc = self.ctx.identifiers.read_item_or_none(iid, iid)
         if doc is None:
-            if note_holder(self.ctx, iid, dropped["id"]):  # released: claimed for this profile
+            if self._note_holder(iid, dropped["id"]):  # released: claimed for this profile
                 self.claimed.append(iid)
         elif (live_profile(self.ctx, doc["profile_id"]) or {}).get("id") == dropped["id"]:
             list_while_given(self.ctx, dropped["id"], iid)

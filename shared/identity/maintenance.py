@@ -47,16 +47,21 @@ def _without(profile: dict[str, Any], key: str, own_ids: set[str], ctx: Ctx, **e
 MAX_HOLDERS = 16  # profiles remembered per identifier: a value hundreds of records give (a store's phone) keeps 16
 
 
-def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> bool:
+def note_holder(ctx: Ctx, iid: str, profile_id: str, doc: dict[str, Any] | None = None, *,
+                seen: set[str] | None = None) -> bool:
     """Remember that a record of `profile_id` gives the identifier another profile holds (idempotent; `doc`: the
     identifier's document as read, if it was). Released meanwhile (its holder's record deleted since it was read),
-    it is claimed for the profile, as it would have been had the record come after: True then."""
+    it is claimed for the profile, as it would have been had the record come after: True then. `seen` gets the other
+    holders the document named when the note was written (or found there): notes are serialized by the document's
+    ETag, so of two profiles noted at once the later sees the earlier."""
     for _ in range(MAX_WRITE_ATTEMPTS):
         doc = doc or ctx.identifiers.read_item_or_none(iid, iid)
         try:
             if doc is None:
                 return _claim_released(ctx, iid, profile_id)
             holders = doc.get("holders", [])
+            if seen is not None:
+                seen.update(h for h in holders if h != profile_id)
             if doc.get("profile_id") == profile_id:
                 # Handed on or claimed for it since the caller read it held elsewhere: it leads here, so the profile
                 # lists it (the caller's write, from that read, may have left it off).

@@ -10,16 +10,19 @@ worker dying anywhere leaves a state the next attempt, or any later resolve touc
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 
 from .docs import MAX_ALIAS_HOPS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
-from .protection import id_type_of
+from .protection import Side, id_type_of, join_conflict
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
 MAX_WRITE_ATTEMPTS = 20
+# Merges a survivor refused at the fold (_refusal), the newest kept: a helper finishing a refused merge reads why.
+MAX_REFUSED = 8
+AUTOMATIC = ("rule", "score")  # the reasons of merges a resolver decided; a person's approval is never refused
 
 
 def survivor_order(profile: dict[str, Any]) -> tuple[str, str]:
@@ -113,7 +116,7 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         # upserted: another worker may have completed the merge since the mark, and logged it done.
         try:
             ctx.merges.create_item({"id": merge_id, "profile_id": survivor_id, "absorbed_id": absorbed_id,
-                                    "status": "pending", "at": at, **why})
+                                    "status": "pending", "at": at, **_logged(why)})
         except ItemExistsError:
             pass
         complete_merge(ctx, marked)
@@ -124,6 +127,11 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
     if survivor is None:
         raise ConcurrencyConflict(f"merge survivor {survivor_id} is gone")
     return survivor
+
+
+def _logged(why: dict[str, Any]) -> dict[str, Any]:
+    """A merge's reason as its log keeps it: the version of the record it was for only serves the fold's check."""
+    return {k: v for k, v in why.items() if k != "via_hash"}
 
 
 def _check_joined(ctx: Ctx, survivor_id: str, absorbed_id: str) -> None:
@@ -156,7 +164,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     _close_joined_reviews(ctx, survivor, absorbed, pending["merge_id"])
     # The merge log says "done" before the absorbed profile becomes an alias: once it is one, no retry comes
     # back here (the mark that leads a retry to finish the saga is gone with it).
-    why = {k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")}
+    why = _logged({k: v for k, v in pending.items() if k not in ("into", "merge_id", "at")})
     ctx.merges.upsert_item({
         "id": pending["merge_id"], "profile_id": target, "absorbed_id": absorbed["id"], "at": pending["at"],
         **why, "records": [r["key"] for r in absorbed.get("records", [])], "status": "done"})
@@ -249,22 +257,77 @@ def _given_by_dropped_versions(absorbed: dict[str, Any], keys: set[str], records
 
 
 def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
+    mark = _mark_id(absorbed["pending_merge"])
     for _ in range(MAX_WRITE_ATTEMPTS):
         if absorbed["id"] in survivor.get("merged_from", []):
             return survivor
+        if mark in survivor.get("refused_merges", ()):
+            _refused(ctx, absorbed, "refused by its survivor")
         # Read after the survivor, whose ETag the fold is written under: the merge may have been completed by another
         # worker, and the survivor changed since (a record of the absorbed profile removed, or gone to another
         # profile with the absorbed id when it changed): folding the absorbed profile as this worker read it would
         # bring the record back.
         if (ctx.read_profile(absorbed["id"]) or {}).get("pending_merge") != absorbed["pending_merge"]:
             raise ConcurrencyConflict("the merge was completed by another worker")
+        reason = _refusal(ctx, survivor, absorbed)
+        body = fold_into(survivor, absorbed, ctx) if reason is None else {
+            **survivor, "refused_merges": [*survivor.get("refused_merges", ()), mark][-MAX_REFUSED:]}
         try:
-            return ctx.profiles.replace_item(fold_into(survivor, absorbed, ctx), etag=survivor["_etag"])
+            folded = ctx.profiles.replace_item(body, etag=survivor["_etag"])
+            if reason is not None:
+                _refused(ctx, absorbed, reason)
+            return folded
         except PreconditionFailedError:
             survivor = live_profile(ctx, survivor["id"], finish=False)
             if survivor is None:
                 raise ConcurrencyConflict("merge survivor vanished") from None
     raise ConcurrencyConflict(f"could not fold {absorbed['id']}")
+
+
+def _mark_id(pending: dict[str, Any]) -> str:
+    """One merge mark: the same two profiles may be merged again later, once what refused the first is gone."""
+    return f"{pending['merge_id']}@{pending['at']}"
+
+
+def _refusal(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> str | None:
+    """Why merge protection refuses the fold, for a merge a resolver decided, or None. The decision checked the
+    profiles as it read them; another worker may have joined a record or a profile to either since (a second birth
+    date, a second loyalty card), and a merge of what they are now is one the decision would have refused.
+    Checked on the survivor's version the fold is written over, so a link writing it meanwhile (which checks the
+    same under the same ETag) cannot slip in between. Costs no read."""
+    pending = absorbed["pending_merge"]
+    if pending.get("reason") not in AUTOMATIC:
+        return None
+    return join_conflict(ctx.config.protection, [_side_for_fold(survivor, pending), _side_for_fold(absorbed, pending)])
+
+
+def _side_for_fold(profile: dict[str, Any], pending: dict[str, Any]) -> Side:
+    """The profile as merge protection sees it at the fold: without another version of the record the merge was for
+    (the decision checked the new one instead, which replaces it next), with that very version (a record that
+    founded its profile, then merged it)."""
+    via, version = pending.get("via_record"), pending.get("via_hash")
+    if via is None or all(r["key"] != via or r.get("hash") == version for r in profile.get("records", ())):
+        return Side.of_profile(profile)
+    return Side.of_profile(profile, without_record=via)
+
+
+def _refused(ctx: Ctx, absorbed: dict[str, Any], reason: str) -> NoReturn:
+    """The survivor refused the merge (its refused_merges names the mark, written under its ETag, so no other
+    worker folds it after): the absorbed profile stays live, unmarked, and the merge leaves the log. The resolver
+    that merged decides again from fresh reads, which open the review a person decides."""
+    pending = absorbed["pending_merge"]
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        current = ctx.read_profile(absorbed["id"])
+        if current is None or current.get("pending_merge") != pending:
+            break
+        try:
+            ctx.profiles.replace_item({k: v for k, v in current.items() if k != "pending_merge"}, etag=current["_etag"])
+            break
+        except (PreconditionFailedError, ItemNotFoundError):
+            continue
+    _close_pending(ctx, pending["merge_id"], pending["into"])
+    log.info("merge of profile %s into %s refused (%s)", absorbed["id"], pending["into"], reason)
+    raise ConcurrencyConflict(f"merge of {absorbed['id']} refused: {reason}")
 
 
 def _repoint(container, item_id: str, old: str, new: str, update) -> dict[str, Any] | None:
