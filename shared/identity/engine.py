@@ -838,7 +838,9 @@ class _Work:
         met = [(iid, holder_id) for iid, holders in sorted(self.holders_met.items())
                if id_type_of(iid) in SHAREABLE_TYPES for holder_id in sorted(holders - self.holders_read.get(iid, set()))]
         current = live_profile(self.ctx, profile["id"]) if met else None
-        for iid, holder_id in met if current is not None else ():  # (a profile gone: _join_concurrent says so)
+        if current is None:
+            return None  # no holder met, or the profile is gone (_join_concurrent says so)
+        for iid, holder_id in met:
             holder = live_profile(self.ctx, holder_id)
             if holder is None or holder["id"] == current["id"] or not _gives(holder, iid):
                 continue

@@ -20,7 +20,7 @@ from .survivorship import survive
 
 log = logging.getLogger(__name__)
 MAX_WRITE_ATTEMPTS = 20
-# Merges a survivor refused at the fold (_refusal), the newest kept: a helper finishing a refused merge reads why.
+# Merges a survivor refused at the fold (_refusal), the newest kept: a worker finishing one later lets it go too.
 MAX_REFUSED = 8
 AUTOMATIC = ("rule", "score")  # the reasons of merges a resolver decided; a person's approval is never refused
 
@@ -293,8 +293,8 @@ def _refusal(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> st
     """Why merge protection refuses the fold, for a merge a resolver decided, or None. The decision checked the
     profiles as it read them; another worker may have joined a record or a profile to either since (a second birth
     date, a second loyalty card), and a merge of what they are now is one the decision would have refused.
-    Checked on the survivor's version the fold is written over, so a link writing it meanwhile (which checks the
-    same under the same ETag) cannot slip in between. Costs no read."""
+    Checked on the survivor's version the fold is written over: a record linked to it meanwhile makes that write
+    lose its ETag, and the fold checks again. Costs no read."""
     pending = absorbed["pending_merge"]
     if pending.get("reason") not in AUTOMATIC:
         return None
@@ -316,15 +316,9 @@ def _refused(ctx: Ctx, absorbed: dict[str, Any], reason: str) -> NoReturn:
     worker folds it after): the absorbed profile stays live, unmarked, and the merge leaves the log. The resolver
     that merged decides again from fresh reads, which open the review a person decides."""
     pending = absorbed["pending_merge"]
-    for _ in range(MAX_WRITE_ATTEMPTS):
-        current = ctx.read_profile(absorbed["id"])
-        if current is None or current.get("pending_merge") != pending:
-            break
-        try:
-            ctx.profiles.replace_item({k: v for k, v in current.items() if k != "pending_merge"}, etag=current["_etag"])
-            break
-        except (PreconditionFailedError, ItemNotFoundError):
-            continue
+    current = ctx.read_profile(absorbed["id"])  # (frozen by its mark: only this saga's workers write it)
+    if current is not None and current.get("pending_merge") == pending:
+        _unmark(ctx, current)  # one whose write loses leaves the mark to the next reader, who finds the refusal
     _close_pending(ctx, pending["merge_id"], pending["into"])
     log.info("merge of profile %s into %s refused (%s)", absorbed["id"], pending["into"], reason)
     raise ConcurrencyConflict(f"merge of {absorbed['id']} refused: {reason}")
