@@ -1724,3 +1724,23 @@ def test_a_merge_a_person_approved_is_folded_although_the_profiles_differ(store)
     approve_review(store, review["id"], by="steward", settings=SETTINGS)
     assert live_records(store) == {kept: ["app|3", "crm|4", "pos|1", "web|2"]} and _two_birth_dates(store) == [kept]
     assert violations(store) == {}
+
+
+def test_a_refused_merges_log_entry_left_by_a_worker_that_died_is_closed_by_the_sweep_once_idle(store):
+    """As above, and the worker dies taking the refused merge's pending entry out of the merge log, after letting the
+    absorbed profile go: no mark leads anyone back to that merge, so the merges sweep closes entries whose profile
+    to absorb no longer carries their mark."""
+    from shared.identity import finish_unfinished_merges
+
+    kept, other = _ann_in_two_profiles(store)
+    racing = InterceptingStore(store, "profiles", "replace_item", when=_folding(kept, other), before=lambda: resolve(
+        store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN)))
+    with pytest.raises(Died):
+        resolve(crashing(racing, "merges", "delete_item"), rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    assert "pending_merge" not in get_profile(store, other)
+    result, = resolve(store, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
+    assert result.profile_id == other and violations(store) == {"pending_merge_doc": 1}
+    assert finish_unfinished_merges(store, settings=SETTINGS) == []  # just written: a worker may still be running
+    closed = finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
+    assert len(closed) == 1 and violations(store) == {}
+    assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]}

@@ -11,8 +11,8 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .docs import (MAX_ALIAS_HOPS, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso, record_identifiers,
                    source_identifier, stable_hash, with_retries)
-from .merge import (MAX_WRITE_ATTEMPTS, _merged_into, _repoint, _repoint_given, _repoint_records, _set_profile_id,
-                    live_profile)
+from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _merged_into, _repoint, _repoint_given, _repoint_records,
+                    _set_profile_id, live_profile)
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -710,11 +710,29 @@ def finish_unfinished_merges(store: Store, *, settings: Settings | None = None, 
     the record done, another delivery having committed it): every profile marked for a merge (`pending_merge`) or
     holding one folded in but not completed (`merging`), not written for `idle_seconds` (default: the
     merge_idle_seconds setting), is read as a resolve would read it, which completes the saga. Until then the
-    records are in both profiles. Returns the profiles settled; one failing never stops the others."""
+    records are in both profiles. Then the pending merge log entries of merges let go (_close_abandoned_merge_docs).
+    Returns the profiles settled and the entries closed; one failing never stops the others."""
     ctx = Ctx(store, settings)
     idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
     marked = ("or", [("pending_merge", "defined", None), ("merging", "defined", None)])
-    return _settle_idle(ctx, marked, idle, limit, "merge", lambda profile: live_profile(ctx, profile["id"]))
+    settled = _settle_idle(ctx, marked, idle, limit, "merge", lambda profile: live_profile(ctx, profile["id"]))
+    return settled + _close_abandoned_merge_docs(ctx, idle, limit)
+
+
+def _close_abandoned_merge_docs(ctx: Ctx, idle_seconds: int, limit: int) -> list[str]:
+    """The pending merge log entries whose profile to absorb no longer carries that merge's mark, idle for
+    `idle_seconds`: the merge was let go (refused at its fold, its survivor gone) by a worker that died before
+    taking the entry out, or was completed under another survivor by one that died before taking the first entry
+    out. A merge still marked is settled with the marked profiles. Returns the entries' ids."""
+    idle_since = int(time.time()) - idle_seconds
+    closed = []
+    pending = ("and", [("status", "=", "pending"), ("_ts", "<=", idle_since)])
+    for doc in list(ctx.merges.query_items(pending, limit=limit)):
+        absorbed = ctx.read_profile(doc["absorbed_id"]) or {}
+        if (absorbed.get("pending_merge") or {}).get("merge_id") != doc["id"]:
+            _close_pending(ctx, doc["id"], doc["profile_id"])
+            closed.append(doc["id"])
+    return closed
 
 
 def _settle_idle(ctx: Ctx, marked: tuple, idle_seconds: int, limit: int, what: str, settle) -> list[str]:
