@@ -1684,7 +1684,8 @@ def test_a_merge_whose_survivor_gained_another_birth_date_since_the_decision_is_
         store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN)))
     result, = resolve(racing, rec("app", "3", phone=PHONE, email="ann@lee.org", **ANN))
     assert racing.intercepted and (result.profile_id, result.action) == (other, "linked")  # the email ranks first
-    assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]} and _two_birth_dates(store) == []
+    assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]}
+    assert _two_birth_dates(store) == []
     assert "pending_merge" not in get_profile(store, other)
     opened = [(r["record_key"], r["candidate_profile_id"], r["reason"])
               for r in store.container("review").query_items(("status", "=", "open"))]
@@ -1699,8 +1700,9 @@ def test_a_merge_refused_by_a_worker_that_died_before_letting_go_is_let_go_by_th
     it lets the profile go rather than folding it into what the survivor is now."""
     kept, other = _ann_in_two_profiles(store)
     linked = []
-    racing = InterceptingStore(store, "profiles", "replace_item", when=_folding(kept, other), before=lambda: linked.extend(
-        resolve(store, rec("crm", "4", phone=PHONE, birth_date="1981-03-04", **ANN))))
+    racing = InterceptingStore(store, "profiles", "replace_item", when=_folding(kept, other),
+                               before=lambda: linked.extend(resolve(store, rec("crm", "4", phone=PHONE,
+                                                                               birth_date="1981-03-04", **ANN))))
     dying = crashing(racing, "profiles", "replace_item",
                      when=lambda body, **kwargs: body["id"] == other and "pending_merge" not in body)
     with pytest.raises(Died):

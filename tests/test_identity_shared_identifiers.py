@@ -114,7 +114,11 @@ def test_two_records_of_a_member_with_only_the_home_phone_resolved_at_once_end_i
 def test_another_members_record_resolved_at_the_same_moment_stays_apart(store):
     """As above with Cat's record in the first worker: another given name is another member of the household."""
     ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))
-    racing = hooked(store, "profiles", "create_item", hook=lambda: resolve(store, person("web", "8", "Cat", phone=HOME)))
+
+    def cat_resolved_by_another_worker():
+        resolve(store, person("web", "8", "Cat", phone=HOME))
+
+    racing = hooked(store, "profiles", "create_item", hook=cat_resolved_by_another_worker)
     bob, = resolve(racing, person("web", "9", "Bob", phone=HOME))
     cat = find_profile_id(store, "source", "web|8")
     assert racing.intercepted and len({ann, bob, cat}) == 3

@@ -836,7 +836,8 @@ class _Work:
         if not self.n.given_name:
             return None
         met = [(iid, holder_id) for iid, holders in sorted(self.holders_met.items())
-               if id_type_of(iid) in SHAREABLE_TYPES for holder_id in sorted(holders - self.holders_read.get(iid, set()))]
+               if id_type_of(iid) in SHAREABLE_TYPES
+               for holder_id in sorted(holders - self.holders_read.get(iid, set()))]
         current = live_profile(self.ctx, profile["id"]) if met else None
         if current is None:
             return None  # no holder met, or the profile is gone (_join_concurrent says so)
