@@ -314,7 +314,7 @@ class _Work:
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
-        self.holders_read = {iid: set(doc.get("holders", ())) for iid in self.strong if (doc := id_docs[iid])}
+        self.id_docs = id_docs  # the identifiers as the decision read them (_join_new_holders)
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
@@ -837,7 +837,7 @@ class _Work:
             return None
         met = [(iid, holder_id) for iid, holders in sorted(self.holders_met.items())
                if id_type_of(iid) in SHAREABLE_TYPES
-               for holder_id in sorted(holders - self.holders_read.get(iid, set()))]
+               for holder_id in sorted(holders - set((self.id_docs.get(iid) or {}).get("holders", ())))]
         current = live_profile(self.ctx, profile["id"]) if met else None
         if current is None:
             return None  # no holder met, or the profile is gone (_join_concurrent says so)
