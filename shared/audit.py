@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .identity.docs import DEVICE_LINK
 from .identity.maintenance import ID_FOLLOWED, entry_identifiers
 from .store import Store
 
 MAX_SAMPLES = 10
 MAX_ALIAS_HOPS = 20
-DEVICE_LINK = "anonymous_id"  # shared/events/devices.py: a device's link, not an identifier
 
 
 @dataclass

@@ -87,6 +87,17 @@ def register(sub) -> None:
                                    "Idempotent, safe beside running workers; prints counts, no values.")
     h.set_defaults(func=run_index_holders)
 
+    x = sub.add_parser("repair-index", help="make the identifier and blocking documents agree with the profiles "
+                                            "again, when `ucp audit` reports index findings (JSON counts out)",
+                       description="Finishes the merges and splits left idle (as the timers do), then reads every "
+                                   "profile, identifier and blocking document of the configured Cosmos DB and mends "
+                                   "what disagrees with the profiles: a key or identifier naming a profile that no "
+                                   "longer gives it is released, one a profile gives that leads nowhere is indexed "
+                                   "again, one naming a profile gone goes to the profile listing it or is let go. A "
+                                   "profile in a merge or split still running is left to it. Idempotent, safe "
+                                   "beside running workers; prints what it found, no values.")
+    x.set_defaults(func=run_repair_index)
+
     k = sub.add_parser("rekey", help="after a change of normalization (email provider rules, blocked values): resolve "
                                      "again the records resolved under the old one (JSON counts out)",
                        description="Reads every profile of the configured Cosmos DB and the stored content of each of "
@@ -319,6 +330,16 @@ def run_index_holders(args) -> int:
 
     settings = get_settings()
     print(json.dumps(index_holders(open_store(settings), settings=settings)))
+    return 0
+
+
+def run_repair_index(args) -> int:
+    from .identity import repair_index
+    from .settings import get_settings
+    from .store import open_store
+
+    settings = get_settings()
+    print(json.dumps(repair_index(open_store(settings), settings=settings)))
     return 0
 
 

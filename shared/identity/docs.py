@@ -20,6 +20,8 @@ T = TypeVar("T")
 # A guard: a merge redirects the aliases of the profile it absorbs to the survivor (merge._repoint_aliases), so an
 # alias is one hop from a live profile, two while a merge is in flight; longer chains are from earlier versions.
 MAX_ALIAS_HOPS = 20
+# Documents of this type in the identifiers container are devices' links (shared/events/devices.py), not identifiers.
+DEVICE_LINK = "anonymous_id"
 UNREAD = object()  # a document its caller did not read (None: read, and found missing)
 # On a record's source identifier (its commit), naming the record: resolve it again though its content is the same,
 # for what normalization makes of it now (rekey.py). Its commit, written last, takes the mark off.

@@ -105,12 +105,20 @@ def index_holders(store: Store, *, settings: Settings | None = None) -> dict[str
     counts = {"profiles": 0, "given_elsewhere": 0, "claimed": 0}
     for profile in ctx.profiles.query_items(("doc_type", "=", "profile")):
         counts["profiles"] += 1
-        given = {iid for entry in profile.get("records", []) for iid in entry_identifiers(entry)}
-        for iid in sorted(given - set(profile.get("identifiers", [])) - {
-                source_identifier(entry["key"]) for entry in profile.get("records", [])}):
-            counts["given_elsewhere"] += 1
-            counts["claimed"] += with_retries(ctx, lambda: note_holder(ctx, iid, profile["id"]))
+        given_elsewhere, claimed = note_given_elsewhere(ctx, profile)
+        counts["given_elsewhere"] += given_elsewhere
+        counts["claimed"] += claimed
     return counts
+
+
+def note_given_elsewhere(ctx: Ctx, profile: dict[str, Any]) -> tuple[int, int]:
+    """Note the profile as a holder of each identifier its records give and it does not hold (another profile
+    does), claiming those nobody holds. Returns (identifiers given and not held, claimed)."""
+    given = {iid for entry in profile.get("records", []) for iid in entry_identifiers(entry)}
+    not_held = sorted(given - set(profile.get("identifiers", [])) - {
+        source_identifier(entry["key"]) for entry in profile.get("records", [])})
+    claimed = sum(with_retries(ctx, lambda iid=iid: note_holder(ctx, iid, profile["id"])) for iid in not_held)
+    return len(not_held), claimed
 
 
 def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:

@@ -1,0 +1,179 @@
+"""Repair of the identity index: the identifier and blocking documents made to agree with the profiles again.
+
+    repair_index(store, *, settings=None) -> dict[str, int]
+
+The profiles are the truth (each keeps every record it holds, with what that record gives: identifiers and
+blocking keys); the identifiers and blocking containers are indexes of them, written one document at a time after
+the profile. A worker dying between those writes leaves work its next attempt finishes, nearly always. A few
+interleavings of two versions of one record with a death leave an index document behind that no attempt comes
+back to (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that
+does not list it): the races bench counts them (bench/identity_races.py --die) and `ucp audit` names them. This
+job finds and mends them through the writers' own helpers (ETags, reads again after each change), so it is safe
+beside running workers. It first finishes the sagas left idle (the timers' sweeps) and leaves alone a profile still
+in one. It reads every profile, identifier and blocking document (cross-partition queries): an admin job, like the
+audit, to run when the audit reports index findings. Idempotent; counts out, never values.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from shared.settings import Settings
+from shared.store import Store
+
+from .docs import DEVICE_LINK, MAX_ALIAS_HOPS, Ctx, with_retries
+from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits,
+                          hand_to_survivor, index_again, keys_given, list_while_given, note_given_elsewhere,
+                          release_again, release_identifier, update_block)
+from .merge import _repoint, _set_profile_id, live_profile
+
+Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
+Aliases = dict[str, "str | None"]  # alias id -> the id its chain ends at
+
+
+def repair_index(store: Store, *, settings: Settings | None = None) -> dict[str, int]:
+    """Make the identifier and blocking documents agree with the profiles; returns what it found (and mended)."""
+    ctx = Ctx(store, settings)
+    counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings)),
+              "splits_finished": len(finish_unfinished_splits(store, settings=settings))}
+    docs = list(ctx.profiles.query_items())
+    profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
+    aliases = _alias_targets(docs)
+    in_saga = {pid for pid, p in profiles.items() if _in_saga(p)}
+    found = _Findings()
+    _scan_blocking(ctx, profiles, aliases, found)
+    _scan_identifiers(ctx, profiles, aliases, found)
+    _mend_dead_pointers(ctx, found)
+    mended = sorted(set(profiles) - in_saga)
+    # Releases first, so a value another profile lists is free for it when that profile is indexed again.
+    for pid in mended:
+        if found.stale_ids.get(pid) or found.stale_keys.get(pid):
+            with_retries(ctx, lambda pid=pid: release_again(ctx, profiles[pid], found.stale_ids.get(pid, set()),
+                                                            found.stale_keys.get(pid, set())))
+    for pid in mended:
+        for iid in sorted(found.unlisted_ids.get(pid, ())):
+            with_retries(ctx, lambda pid=pid, iid=iid: list_while_given(ctx, pid, iid))
+        if found.unindexed_ids.get(pid) or found.missing_keys.get(pid):
+            with_retries(ctx, lambda pid=pid: index_again(ctx, live_profile(ctx, pid) or profiles[pid],
+                                                          found.unindexed_ids.get(pid, set()),
+                                                          found.missing_keys.get(pid, set())))
+    # Given by a record, held by no profile or by another: claimed, or the profile noted as one of its holders (no
+    # request when its records give none it does not hold). Counted: the claims (a household's phone held by
+    # another member is no finding).
+    counts["claimed"] = sum(note_given_elsewhere(ctx, profiles[pid])[1] for pid in mended)
+    return {"profiles": len(profiles), "in_saga": len(in_saga), **counts, **found.counts()}
+
+
+def _mend_dead_pointers(ctx: Ctx, found: _Findings) -> None:
+    """Keys naming a profile that is gone lose it; an identifier leading to one goes to the live profile listing
+    it, else is handed on to a holder or deleted (release_identifier); one leading to an alias goes to its
+    survivor if that lists it, else is let go the same way (hand_to_survivor)."""
+    for key, pid in found.dead_keys:
+        if ctx.read_profile(pid) is None:  # not created since the scan: gone
+            with_retries(ctx, lambda key=key, pid=pid: update_block(ctx, key, pid, None))
+    for iid, pid in found.dead_ids:
+        live = live_profile(ctx, pid) if pid else None
+        lister = found.listed_by.get(iid)
+        if live is None and lister is not None:
+            with_retries(ctx, lambda iid=iid, pid=pid, lister=lister: _repoint(
+                ctx.identifiers, iid, pid, lister, _set_profile_id))
+        elif live is None:
+            with_retries(ctx, lambda iid=iid, pid=pid: release_identifier(ctx, iid, {pid}))
+        elif live["id"] != pid:
+            with_retries(ctx, lambda iid=iid, pid=pid, live=live: hand_to_survivor(ctx, pid, live, set(), {iid}))
+
+
+class _Findings:
+    """What the scans found, per profile: stale pointers to release, missing ones to index."""
+
+    def __init__(self) -> None:
+        self.stale_keys: dict[str, set[str]] = defaultdict(set)  # keys naming a profile that does not give them
+        self.missing_keys: dict[str, set[str]] = defaultdict(set)  # keys a profile gives that do not find it
+        self.stale_ids: dict[str, set[str]] = defaultdict(set)  # identifiers leading to a profile not giving them
+        self.unlisted_ids: dict[str, set[str]] = defaultdict(set)  # leading to a profile that gives, not lists them
+        self.unindexed_ids: dict[str, set[str]] = defaultdict(set)  # listed, but leading elsewhere or nowhere
+        self.dead_keys: list[tuple[str, str]] = []  # (key, id of no profile nor alias)
+        self.dead_ids: list[tuple[str, str]] = []  # (identifier, id of an alias or of no profile)
+        self.listed_by: dict[str, str] = {}  # identifier -> a live profile listing it
+
+    def counts(self) -> dict[str, int]:
+        total = lambda per_profile: sum(map(len, per_profile.values()))  # noqa: E731
+        return {"stale_keys": total(self.stale_keys), "missing_keys": total(self.missing_keys),
+                "dead_keys": len(self.dead_keys), "stale_identifiers": total(self.stale_ids),
+                "unlisted_identifiers": total(self.unlisted_ids), "unindexed_identifiers": total(self.unindexed_ids),
+                "dead_identifiers": len(self.dead_ids)}
+
+
+def _scan_blocking(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
+    given = {pid: keys_given(p) for pid, p in profiles.items()}
+    finds: dict[str, set[str]] = {}  # key -> the ids it names ("*": capped, it finds no one)
+    for doc in ctx.blocking.query_items():
+        ids = finds[doc["id"]] = set(doc.get("profile_ids", [])) | ({"*"} if doc.get("capped") else set())
+        for pid in ids - {"*"}:
+            if pid in profiles:
+                if doc["id"] not in given[pid]:
+                    found.stale_keys[pid].add(doc["id"])
+            elif pid not in aliases:
+                found.dead_keys.append((doc["id"], pid))
+    for pid, keys in given.items():
+        for key in keys:
+            named = finds.get(key, set())
+            # Named under an alias of the profile finds it too (candidates are read through aliases).
+            if pid not in named and "*" not in named and pid not in {aliases.get(a) for a in named}:
+                found.missing_keys[pid].add(key)
+
+
+def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
+    leads: dict[str, str] = {}  # identifier -> the profile id its document names
+    for doc in ctx.identifiers.query_items():
+        if doc.get("type") == DEVICE_LINK or doc["id"].split(":", 1)[0] == DEVICE_LINK:
+            continue
+        iid, pid = doc["id"], doc.get("profile_id")
+        leads[iid] = pid
+        profile = profiles.get(pid)
+        if profile is None:
+            found.dead_ids.append((iid, pid))  # an alias's (followed when mended) or a gone profile's
+        elif iid not in profile.get("identifiers", []):
+            (found.unlisted_ids if _gives(profile, iid) else found.stale_ids)[pid].add(iid)
+    for pid, profile in profiles.items():
+        for iid in profile.get("identifiers", []):
+            found.listed_by.setdefault(iid, pid)
+            lead = leads.get(iid)
+            dead = lead is not None and lead not in profiles and lead not in aliases  # mended as a dead pointer
+            if not dead and pid not in (lead, aliases.get(lead)):
+                found.unindexed_ids[pid].add(iid)
+
+
+def _repair_profile(ctx: Ctx, profile: dict[str, Any], found: _Findings, counts: dict[str, int]) -> None:
+    pid = profile["id"]
+    if found.stale_ids.get(pid) or found.stale_keys.get(pid):
+        with_retries(ctx, lambda: release_again(ctx, profile, found.stale_ids.get(pid, set()),
+                                                found.stale_keys.get(pid, set())))
+    for iid in sorted(found.unlisted_ids.get(pid, ())):
+        with_retries(ctx, lambda iid=iid: list_while_given(ctx, pid, iid))
+    if found.unindexed_ids.get(pid) or found.missing_keys.get(pid):
+        with_retries(ctx, lambda: index_again(ctx, live_profile(ctx, pid) or profile,
+                                              found.unindexed_ids.get(pid, set()), found.missing_keys.get(pid, set())))
+    # Given by a record, held by no profile or by another: claimed, or this profile noted as one of its holders
+    # (no request when its records give none it does not hold). Counted: the claims (a household's phone held by
+    # another member is no finding).
+    counts["claimed"] += note_given_elsewhere(ctx, profile)[1]
+
+
+def _alias_targets(docs: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Alias id -> the id at the end of its chain (MAX_ALIAS_HOPS at most), as a reader following it finds."""
+    merged_into = {d["id"]: d.get("merged_into") for d in docs if d.get("doc_type") == "alias"}
+    targets = {}
+    for alias_id, target in merged_into.items():
+        for _ in range(MAX_ALIAS_HOPS):
+            if target not in merged_into:
+                break
+            target = merged_into[target]
+        targets[alias_id] = target
+    return targets
+
+
+def _in_saga(profile: dict[str, Any]) -> bool:
+    """A merge, split or erase under way (or cut off and not yet idle long enough for the sweeps): its own steps,
+    or the sweeps, bring its documents into line."""
+    return any(profile.get(mark) for mark in ("pending_merge", "merging", "splitting", "erasing_at"))

@@ -1,0 +1,159 @@
+"""repair_index (shared/identity/repair.py) and `ucp repair-index`: each kind of index finding the audit names is
+made to agree with the profiles again, on memory and Cosmos; a second run finds nothing; a worker linking meanwhile
+keeps what its record gives."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.audit import audit_store
+from shared.cli import main
+from shared.identity import find_profile_id, get_profile, repair_index
+from shared.identity.maintenance import keys_given
+
+from .store_faults import hooked
+from .test_identity_shared_identifiers import HOME, PHONE_ID, SETTINGS, person, phone_doc, resolve
+
+ANN_EMAIL = "email:ann@lee.org"
+BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
+FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
+            "unindexed_identifiers", "dead_identifiers", "claimed")
+
+
+def household(store):
+    """Ann and Bob Lee: one profile each, both giving the home phone (Ann holds it), each with a birth date."""
+    ann, bob = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org", birth_date="1975-05-06"),
+                       person("pos", "2", "Bob", phone=HOME, email="bob@lee.org", birth_date="1977-07-08"))
+    assert ann != bob and find_profile_id(store, "phone", HOME) == ann
+    return ann, bob
+
+
+def violations(store):
+    return audit_store(store).as_dict()["violations"]
+
+
+def found(counts):
+    return {kind: counts[kind] for kind in FINDINGS if counts[kind]}
+
+
+def own_key(store, profile_id, other_id):
+    """A blocking key the profile's records give and the other's do not."""
+    return sorted(keys_given(get_profile(store, profile_id)) - keys_given(get_profile(store, other_id)))[0]
+
+
+def change(container, item_id, **fields):
+    doc = container.read_item(item_id, item_id)
+    container.replace_item({**doc, **fields}, etag=doc["_etag"])
+
+
+def unlist(store, profile_id, iid):
+    profile = get_profile(store, profile_id)
+    change(store.container("profiles"), profile_id, identifiers=[i for i in profile["identifiers"] if i != iid])
+
+
+def stale_key(store, ann, bob):
+    key = own_key(store, bob, ann)
+    change(store.container("blocking"), key, profile_ids=[bob, ann])
+    return "blocking_names_non_giver", "stale_keys"
+
+
+def missing_key(store, ann, bob):
+    store.container("blocking").delete_item(own_key(store, ann, bob), own_key(store, ann, bob))
+    return "profile_blocking_unindexed", "missing_keys"
+
+
+def dead_key(store, ann, bob):
+    key = own_key(store, ann, bob)
+    change(store.container("blocking"), key, profile_ids=[ann, "p_gone"])
+    return "blocking_points_to_dead_profile", "dead_keys"
+
+
+def stale_identifier(store, ann, bob):
+    store.container("identifiers").create_item({"id": "email:zed@lee.org", "type": "email", "profile_id": ann})
+    return "identifier_not_held", "stale_identifiers"
+
+
+def unlisted_identifier(store, ann, bob):
+    unlist(store, ann, ANN_EMAIL)
+    return "identifier_not_held", "unlisted_identifiers"
+
+
+def unindexed_identifier(store, ann, bob):
+    store.container("identifiers").delete_item(ANN_EMAIL, ANN_EMAIL)
+    return "profile_identifier_unindexed", "unindexed_identifiers"
+
+
+def dead_identifier(store, ann, bob):
+    change(store.container("identifiers"), ANN_EMAIL, profile_id="p_gone")
+    return "identifier_dangling", "dead_identifiers"
+
+
+def held_by_no_one(store, ann, bob):
+    """The household's phone, given by both members' records, leads nowhere and Ann no longer lists it."""
+    store.container("identifiers").delete_item(PHONE_ID, PHONE_ID)
+    unlist(store, ann, PHONE_ID)
+    return "record_identifier_unindexed", "claimed"
+
+
+@pytest.mark.parametrize("corrupt", [stale_key, missing_key, dead_key, stale_identifier, unlisted_identifier,
+                                     unindexed_identifier, dead_identifier, held_by_no_one],
+                         ids=lambda corrupt: corrupt.__name__)
+def test_repair_index_mends_each_kind_of_finding(store, corrupt):
+    ann, bob = household(store)
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS)) == {}  # a consistent store: nothing found, nothing written
+    violation, kind = corrupt(store, ann, bob)
+    assert violation in violations(store)
+    counts = repair_index(store, settings=SETTINGS)
+    assert found(counts) == {kind: 1} and counts["profiles"] == 2
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS)) == {}
+    # The index leads where the profiles say: each member's email to them, the shared phone to one of them.
+    assert find_profile_id(store, "email", "ann@lee.org") == ann
+    assert find_profile_id(store, "email", "bob@lee.org") == bob
+    assert find_profile_id(store, "phone", HOME) in (ann, bob)
+    assert store.container("identifiers").read_item_or_none("email:zed@lee.org", "email:zed@lee.org") is None
+    # ... and resolution goes on from there: a new record of Ann's joins her by her email.
+    assert resolve(store, person("web", "9", "Ann", email="ann@lee.org")) == [ann]
+    assert violations(store) == {}
+
+
+def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store):
+    """The key of a birth date Ann's record does not give names her (left by a version of a record that died). As
+    the repair takes her off it, Ann's new record giving that birth date is linked: its worker finds her named
+    under the key already and writes nothing. The repair reads her profile again after its release, and puts her
+    back: the key still finds her."""
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))  # no birth date
+    store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [ann]})
+    linked = []
+    racing = hooked(store, "blocking", "delete_item", when=lambda item_id, *_, **__: item_id == BIRTH_KEY,
+                    hook=lambda: linked.extend(resolve(store, person("web", "9", "Ann", email="ann@lee.org",
+                                                                     birth_date="1980-01-02"))))
+    counts = repair_index(racing, settings=SETTINGS)
+    assert racing.intercepted and linked == [ann] and found(counts) == {"stale_keys": 1}
+    assert BIRTH_KEY in keys_given(get_profile(store, ann))
+    assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [ann]
+    assert violations(store) == {}
+
+
+def test_repair_index_leaves_a_profile_in_a_merge_to_its_saga(store):
+    """A merge cut off (marked, not folded) and not idle long enough for the sweep: the repair neither finishes it
+    nor touches the profiles' documents; it counts them."""
+    ann, bob = household(store)
+    change(store.container("profiles"), bob, pending_merge={"into": ann, "merge_id": "m_test", "at": "now"})
+    stale_key(store, bob, ann)  # Bob named under a key of Ann's
+    counts = repair_index(store, settings=SETTINGS)
+    assert counts["in_saga"] == 1 and counts["merges_finished"] == 0
+    assert bob in store.container("blocking").read_item(own_key(store, ann, bob), own_key(store, ann, bob))[
+        "profile_ids"]
+
+
+def test_ucp_repair_index_mends_the_configured_store(app_env, cosmos_store, capsys):
+    ann, bob = household(cosmos_store)
+    unindexed_identifier(cosmos_store, ann, bob)
+    assert main(["repair-index"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert found(out) == {"unindexed_identifiers": 1} and out["profiles"] == 2
+    assert phone_doc(cosmos_store)["profile_id"] == ann
+    assert violations(cosmos_store) == {}
