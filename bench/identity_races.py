@@ -11,7 +11,10 @@ are done every record is delivered once more, one at a time (a queue draining), 
 (shared/audit.py) checks the store. Figures: rounds with a violation or an exception, and their kinds. With `--die`,
 workers also die at random writes (a process killed, a host recycled) while the others race them: the drain is
 then their redelivery, and the timers' sweeps of sagas cut off (finish_stale_merges, finish_stale_splits) run
-after it; the store must then be consistent.
+after it; the store must then be consistent. A round's store the audit finds inconsistent is then given to
+repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again: `rounds_repaired`, and
+`violations_after_repair_by_kind` (what the repair left; groupings other than the sequential orders' are no
+state it mends).
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -115,15 +118,29 @@ def _pairs(assignment: dict[str, str]) -> set[frozenset[str]]:
     return {frozenset((a, b)) for i, a in enumerate(keys) for b in keys[i + 1:] if assignment[a] == assignment[b]}
 
 
+SEQUENTIAL_KINDS = {"split_from_sequential", "joined_against_sequential"}  # groupings, not the store's state
+
+
 def measure(args) -> dict[str, Any]:
+    from shared.audit import audit_store
+    from shared.identity import repair_index
+    from shared.store import MemoryStore
+    from tests.test_identity_random_operations import SETTINGS
+
     before = sys.getswitchinterval()
     sys.setswitchinterval(args.switch)
     try:
         kinds, exceptions, bad, examples, deaths, swept = Counter(), Counter(), 0, [], 0, 0
+        repaired, left_after_repair = 0, Counter()
         for seed in range(args.seed, args.seed + args.rounds):
-            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, die=args.die,
-                                                           orders=args.sequential_orders)
+            store = MemoryStore()
+            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, store=store,
+                                                           die=args.die, orders=args.sequential_orders)
             deaths, swept = deaths + died, swept + finished
+            if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
+                repaired += 1
+                repair_index(store, settings=SETTINGS)
+                left_after_repair.update(audit_store(store).as_dict()["violations"].keys())
             if violations or errors:
                 bad += 1
                 kinds.update(violations.keys())
@@ -135,6 +152,8 @@ def measure(args) -> dict[str, Any]:
     return {"rounds": args.rounds, "rounds_inconsistent": bad, "rate": round(bad / max(1, args.rounds), 4),
             "violations_by_kind": dict(kinds.most_common()), "exceptions": dict(exceptions.most_common()),
             "workers_died": deaths, "sagas_finished_by_timers": swept,
+            # Rounds whose store the audit found inconsistent, then repair_index run on it, and what it left.
+            "rounds_repaired": repaired, "violations_after_repair_by_kind": dict(left_after_repair.most_common()),
             "examples": examples}
 
 

@@ -57,3 +57,20 @@ def test_a_grouping_other_than_every_sequential_order_gives_is_counted():
         "split_from_sequential": 1}
     assert identity_races._against_sequential(drawn, {"pos|1": "a", "web|2": "a", "web|3": "a"}, 3, rng) == {
         "joined_against_sequential": 2}
+
+
+def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monkeypatch):
+    """The report counts the rounds whose store repair_index mended, and what the audit still found after it: a
+    round whose blocking key names a profile that does not give it (a death's residue) is left with nothing."""
+    from shared.audit import audit_store
+    from tests.test_identity_repair import household, stale_key
+
+    def round_leaving_a_stale_key(seed, records, deliveries, *, store, die, orders):
+        stale_key(store, *household(store))
+        return audit_store(store).as_dict()["violations"], [], 0, 0
+
+    monkeypatch.setattr(identity_races, "one_round", round_leaving_a_stale_key)
+    figures = identity_races.measure(argparse.Namespace(rounds=2, seed=0, records=2, deliveries=1, switch=1e-4,
+                                                        die=0.0, sequential_orders=0))
+    assert figures["rounds_inconsistent"] == 2 and figures["violations_by_kind"] == {"blocking_names_non_giver": 2}
+    assert figures["rounds_repaired"] == 2 and figures["violations_after_repair_by_kind"] == {}
