@@ -10,6 +10,7 @@ import pytest
 from shared.audit import audit_store
 from shared.cli import main
 from shared.identity import find_profile_id, get_profile, repair_index
+from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
 
 from .store_faults import hooked
@@ -134,6 +135,22 @@ def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_
     assert racing.intercepted and linked == [ann] and found(counts) == {"stale_keys": 1}
     assert BIRTH_KEY in keys_given(get_profile(store, ann))
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [ann]
+    assert violations(store) == {}
+
+
+def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_names(store):
+    """A key names a profile that is gone (its only record deleted, the key left by a death). As the repair takes
+    the id off it, the record is sent again: its worker founds the profile again, under the same id, and finds it
+    named under the key already. The repair reads the profile after its write, and names it again."""
+    gone = profile_id_for_record("web|9")
+    store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [gone]})
+    founded = []
+    racing = hooked(store, "blocking", "delete_item", when=lambda item_id, *_, **__: item_id == BIRTH_KEY,
+                    hook=lambda: founded.extend(resolve(store, person("web", "9", "Ann", email="ann@lee.org",
+                                                                      birth_date="1980-01-02"))))
+    counts = repair_index(racing, settings=SETTINGS)
+    assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
+    assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
     assert violations(store) == {}
 
 

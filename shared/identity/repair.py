@@ -69,8 +69,7 @@ def _mend_dead_pointers(ctx: Ctx, found: _Findings) -> None:
     it, else is handed on to a holder or deleted (release_identifier); one leading to an alias goes to its
     survivor if that lists it, else is let go the same way (hand_to_survivor)."""
     for key, pid in found.dead_keys:
-        if ctx.read_profile(pid) is None:  # not created since the scan: gone
-            with_retries(ctx, lambda key=key, pid=pid: update_block(ctx, key, pid, None))
+        with_retries(ctx, lambda key=key, pid=pid: _drop_dead_key(ctx, key, pid))
     for iid, pid in found.dead_ids:
         live = live_profile(ctx, pid) if pid else None
         lister = found.listed_by.get(iid)
@@ -102,6 +101,17 @@ class _Findings:
                 "dead_keys": len(self.dead_keys), "stale_identifiers": total(self.stale_ids),
                 "unlisted_identifiers": total(self.unlisted_ids), "unindexed_identifiers": total(self.unindexed_ids),
                 "dead_identifiers": len(self.dead_ids)}
+
+
+def _drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
+    if ctx.read_profile(pid) is not None:  # founded since the scan
+        return
+    update_block(ctx, key, pid, None)
+    # Founded again meanwhile (a record deleted, then sent again: the same profile id), its worker finding itself
+    # named under the key already: named again.
+    again = live_profile(ctx, pid)
+    if again is not None and key in keys_given(again):
+        update_block(ctx, key, None, again["id"])
 
 
 def _scan_blocking(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
