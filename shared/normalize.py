@@ -1001,7 +1001,7 @@ def normalize_record(rec: CustomerRecord, *, email_provider_rules: bool = True) 
         country=country,
         generation=(_generation_of(family_raw) or _generation_of(given_raw)
                     or (_generation_of(fold_name(rec.full_name)) if rec.full_name else None)),
-        identifiers=_custom_identifiers(rec, region or country, email_provider_rules),
+        identifiers=_custom_identifiers(rec, region or country, email_provider_rules) if rec.identifiers else {},
     )
 
 

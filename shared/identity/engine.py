@@ -1003,7 +1003,7 @@ class _Work:
             # Less the identifiers another profile holds: an earlier attempt may have listed one before losing
             # its claim and died before taking it off again. Not one handed on to this profile since the decision
             # (its holder let it go): that one leads here now.
-            dropped = (self.lost - self._handed_here(target)) | released
+            dropped = ((self.lost - self._handed_here(target)) | released) if self.lost else released
             listed = target.get("identifiers", ())
             for iid in [iid for iid in claims if iid in self.owner and iid not in listed]:
                 # Read as leading here, yet no longer listed: moved since (a split took it along, a removal handed
@@ -1030,7 +1030,8 @@ class _Work:
                     # decided again, as it would have been had that record come first.
                     raise self._link_given_up(target, replaced, "a record linked meanwhile conflicts with it")
                 continue
-            release_again(self.ctx, written, released, released_keys)
+            if released or released_keys:  # a new version's write: nothing to release again otherwise
+                release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
         raise self._link_given_up(target, replaced, "could not link record")
 
