@@ -139,7 +139,7 @@ def measure(args) -> dict[str, Any]:
             deaths, swept = deaths + died, swept + finished
             if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
                 repaired += 1
-                repair_index(store, settings=SETTINGS)
+                repair_index(store, settings=SETTINGS, idle_seconds=0)  # idle long enough, as the sweeps
                 left_after_repair.update(audit_store(store).as_dict()["violations"].keys())
             if violations or errors:
                 bad += 1

@@ -19,7 +19,7 @@ from .test_identity_shared_identifiers import HOME, PHONE_ID, SETTINGS, person, 
 ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
-            "unindexed_identifiers", "dead_identifiers", "claimed")
+            "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records")
 
 
 def household(store):
@@ -151,6 +151,20 @@ def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_name
     counts = repair_index(racing, settings=SETTINGS)
     assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
+    assert violations(store) == {}
+
+
+def test_repair_index_points_an_idle_records_doc_at_the_profile_holding_its_record(store):
+    """A records doc naming another profile than the one holding its record (a version of the record that lost its
+    commit, then died): pointed back once idle. Written recently, it is left alone: a worker moving the record names
+    the profile it moves it to first, and goes on from there if it dies."""
+    ann, bob = household(store)
+    change(store.container("records"), "pos|1", profile_id=bob)
+    assert "record_doc_points_elsewhere" in violations(store)
+    assert found(repair_index(store, settings=SETTINGS)) == {}  # not idle for merge_idle_seconds yet
+    assert store.container("records").read_item("pos|1", "pos|1")["profile_id"] == bob
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0)) == {"misdirected_records": 1}
+    assert store.container("records").read_item("pos|1", "pos|1")["profile_id"] == ann
     assert violations(store) == {}
 
 

@@ -410,23 +410,7 @@ class _Work:
         return ResolveResult(self.key, live_id, "unchanged")
 
     def _point_record_doc_at(self, profile_id: str) -> None:
-        """The records doc names a profile that does not hold the record while the commit's does: another version
-        of the record lost its commit and took its entry out of the profile it had founded (_undo_after_lost_commit),
-        after writing the doc, or died in between. Or it names the id of a profile merged into the commit's: a
-        version that lost its commit wrote it after the merge's saga had repointed it. The doc follows the record."""
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            doc = self.ctx.records.read_item_or_none(self.key, self.key)
-            if doc is None or doc.get("profile_id") == profile_id or doc.get("removed_at") or doc.get("erased_at"):
-                return
-            named = live_profile(self.ctx, doc["profile_id"])
-            if not _holds(live_profile(self.ctx, profile_id), self.key) or (
-                    named is not None and named["id"] != profile_id and _holds(named, self.key)):
-                return  # the commit's profile does not hold it, or another does: not this call's to settle
-            try:
-                self.ctx.records.replace_item({**doc, "profile_id": profile_id}, etag=doc["_etag"])
-                return
-            except PreconditionFailedError:
-                continue
+        point_record_doc_at(self.ctx, self.key, profile_id)
 
     def _should_leave(self, prior: dict[str, Any]) -> bool:
         """A changed record stays in its profile (ids stay stable) unless its new content is another person's:
@@ -1362,6 +1346,27 @@ class _Work:
         if committed is None or committed["id"] == live["id"] or not _holds(committed, self.key):
             return None
         return committed["id"]
+
+
+def point_record_doc_at(ctx: Ctx, key: str, profile_id: str) -> None:
+    """The records doc names a profile that does not hold the record while `profile_id`, its commit's, does: another
+    version of the record lost its commit and took its entry out of the profile it had founded
+    (_undo_after_lost_commit), after writing the doc, or died in between. Or it names the id of a profile merged into
+    the commit's: a version that lost its commit wrote it after the merge's saga had repointed it. The doc follows
+    the record."""
+    for _ in range(MAX_WRITE_ATTEMPTS):
+        doc = ctx.records.read_item_or_none(key, key)
+        if doc is None or doc.get("profile_id") == profile_id or doc.get("removed_at") or doc.get("erased_at"):
+            return
+        named = live_profile(ctx, doc["profile_id"])
+        if not _holds(live_profile(ctx, profile_id), key) or (
+                named is not None and named["id"] != profile_id and _holds(named, key)):
+            return  # the commit's profile does not hold it, or another does: not this call's to settle
+        try:
+            ctx.records.replace_item({**doc, "profile_id": profile_id}, etag=doc["_etag"])
+            return
+        except PreconditionFailedError:
+            continue
 
 
 def _named_before(doc: dict[str, Any], profile_id: str) -> dict[str, Any]:

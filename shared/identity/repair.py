@@ -1,20 +1,22 @@
-"""Repair of the identity index: the identifier and blocking documents made to agree with the profiles again.
+"""Repair of the identity index: the identifier, blocking and records documents made to agree with the profiles.
 
-    repair_index(store, *, settings=None) -> dict[str, int]
+    repair_index(store, *, settings=None, idle_seconds=None) -> dict[str, int]
 
 The profiles are the truth (each keeps every record it holds, with what that record gives: identifiers and
-blocking keys); the identifiers and blocking containers are indexes of them, written one document at a time after
-the profile. A worker dying between those writes leaves work its next attempt finishes, nearly always. A few
-interleavings of two versions of one record with a death leave an index document behind that no attempt comes
-back to (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that
-does not list it): the races bench counts them (bench/identity_races.py --die) and `ucp audit` names them. This
-job finds and mends them through the writers' own helpers (ETags, reads again after each change), so it is safe
-beside running workers. It first finishes the sagas left idle (the timers' sweeps) and leaves alone a profile still
-in one. It reads every profile, identifier and blocking document (cross-partition queries): an admin job, like the
-audit, to run when the audit reports index findings. Idempotent; counts out, never values.
+blocking keys); the identifiers, blocking and records containers index them, written one document at a time
+around the profile. A worker dying between those writes leaves work its next attempt finishes, nearly always. A
+few interleavings of two versions of one record with a death leave a document behind that no attempt comes back to
+(a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that does not
+list it; a records doc naming a profile its record is not in): the races bench counts them
+(bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
+helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
+left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
+blocking and records document (cross-partition queries): an admin job, like the audit, to run when the audit
+reports findings of those. Idempotent; counts out, never values.
 """
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -22,6 +24,7 @@ from shared.settings import Settings
 from shared.store import Store
 
 from .docs import DEVICE_LINK, MAX_ALIAS_HOPS, Ctx, with_retries
+from .engine import point_record_doc_at
 from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits,
                           hand_to_survivor, index_again, keys_given, list_while_given, note_given_elsewhere,
                           release_again, release_identifier, update_block)
@@ -31,11 +34,15 @@ Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the 
 Aliases = dict[str, "str | None"]  # alias id -> the id its chain ends at
 
 
-def repair_index(store: Store, *, settings: Settings | None = None) -> dict[str, int]:
-    """Make the identifier and blocking documents agree with the profiles; returns what it found (and mended)."""
+def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None
+                 ) -> dict[str, int]:
+    """Make the identifier, blocking and records documents agree with the profiles; returns what it found (and
+    mended). `idle_seconds`: how long a saga's profile, or a records doc, must not have been written to be taken as
+    cut off (default: the merge_idle_seconds setting; a worker moving a record names its new profile first)."""
     ctx = Ctx(store, settings)
-    counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings)),
-              "splits_finished": len(finish_unfinished_splits(store, settings=settings))}
+    idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
+    counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
+              "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds))}
     docs = list(ctx.profiles.query_items())
     profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
     aliases = _alias_targets(docs)
@@ -61,6 +68,10 @@ def repair_index(store: Store, *, settings: Settings | None = None) -> dict[str,
     # request when its records give none it does not hold). Counted: the claims (a household's phone held by
     # another member is no finding).
     counts["claimed"] = sum(note_given_elsewhere(ctx, profiles[pid])[1] for pid in mended)
+    misdirected = _misdirected_records(ctx, {pid: profiles[pid] for pid in mended}, int(time.time()) - idle)
+    for key, pid in misdirected:
+        with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
+    counts["misdirected_records"] = len(misdirected)
     return {"profiles": len(profiles), "in_saga": len(in_saga), **counts, **found.counts()}
 
 
@@ -101,6 +112,15 @@ class _Findings:
                 "dead_keys": len(self.dead_keys), "stale_identifiers": total(self.stale_ids),
                 "unlisted_identifiers": total(self.unlisted_ids), "unindexed_identifiers": total(self.unindexed_ids),
                 "dead_identifiers": len(self.dead_ids)}
+
+
+def _misdirected_records(ctx: Ctx, profiles: Profiles, idle_since: int) -> list[tuple[str, str]]:
+    """(record key, the profile holding it) of each records doc naming another profile and not written since
+    `idle_since` (a worker moving a record names its new profile first: that is its pointer to go on from)."""
+    holder = {entry["key"]: pid for pid, profile in profiles.items() for entry in profile.get("records", [])}
+    return [(doc["id"], holder[doc["id"]]) for doc in ctx.records.query_items()
+            if doc["id"] in holder and doc.get("profile_id") != holder[doc["id"]] and doc.get("_ts", 0) <= idle_since
+            and not (doc.get("removed_at") or doc.get("erased_at"))]
 
 
 def _drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
