@@ -87,15 +87,17 @@ def register(sub) -> None:
                                    "Idempotent, safe beside running workers; prints counts, no values.")
     h.set_defaults(func=run_index_holders)
 
-    x = sub.add_parser("repair-index", help="make the identifier and blocking documents agree with the profiles "
-                                            "again, when `ucp audit` reports index findings (JSON counts out)",
+    x = sub.add_parser("repair-index", help="make the identifier, blocking and records documents agree with the "
+                                            "profiles again, when `ucp audit` reports findings of those (JSON counts "
+                                            "out)",
                        description="Finishes the merges and splits left idle (as the timers do), then reads every "
-                                   "profile, identifier and blocking document of the configured Cosmos DB and mends "
-                                   "what disagrees with the profiles: a key or identifier naming a profile that no "
-                                   "longer gives it is released, one a profile gives that leads nowhere is indexed "
-                                   "again, one naming a profile gone goes to the profile listing it or is let go. A "
-                                   "profile in a merge or split still running is left to it. Idempotent, safe "
-                                   "beside running workers; prints what it found, no values.")
+                                   "profile, identifier, blocking and records document of the configured Cosmos DB "
+                                   "and mends what disagrees with the profiles: a key or identifier naming a profile "
+                                   "that no longer gives it is released, one a profile gives that leads nowhere is "
+                                   "indexed again, one naming a profile gone goes to the profile listing it or is let "
+                                   "go, a records doc idle for UCP_MERGE_IDLE_SECONDS follows its record. A profile "
+                                   "in a merge or split still running is left to it. Idempotent, safe beside running "
+                                   "workers; prints what it found, no values.")
     x.set_defaults(func=run_repair_index)
 
     k = sub.add_parser("rekey", help="after a change of normalization (email provider rules, blocked values): resolve "
