@@ -19,7 +19,8 @@ from .test_identity_shared_identifiers import HOME, PHONE_ID, SETTINGS, person, 
 ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
-            "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records")
+            "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
+            "stale_holders")
 
 
 def household(store):
@@ -151,6 +152,36 @@ def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_name
     counts = repair_index(racing, settings=SETTINGS)
     assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
+    assert violations(store) == {}
+
+
+def test_repair_index_keeps_as_holders_only_live_profiles_giving_the_value(store):
+    """The phone's holders name Bob (his record gives it), an alias merged into Bob, a profile gone and Ann, who
+    holds it: each costs a profile read when a record gives the phone. Bob stays, once."""
+    ann, bob = household(store)
+    store.container("profiles").create_item({"id": "p_merged", "doc_type": "alias", "merged_into": bob})
+    change(store.container("profiles"), bob, merged_from=["p_merged"])
+    change(store.container("identifiers"), PHONE_ID, holders=[bob, "p_merged", "p_gone", ann])
+    assert violations(store) == {}  # no finding of the audit's, yet reads for nothing
+    assert found(repair_index(store, settings=SETTINGS)) == {"stale_holders": 3}
+    assert phone_doc(store)["holders"] == [bob]
+    assert found(repair_index(store, settings=SETTINGS)) == {}
+
+
+def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_holder_give_the_value(store):
+    """Cat is noted as a holder of the home phone her record does not give (left by a version of it). As the repair
+    takes her off, her new record giving the phone is linked: its worker finds her noted already and writes nothing.
+    The repair reads her profile again after its write, and notes her again."""
+    ann, bob = household(store)
+    cat, = resolve(store, person("pos", "3", "Cat", email="cat@lee.org", birth_date="1979-09-09"))
+    change(store.container("identifiers"), PHONE_ID, holders=[bob, cat])
+    linked = []
+    racing = hooked(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == PHONE_ID,
+                    hook=lambda: linked.extend(resolve(store, person("web", "4", "Cat", email="cat@lee.org",
+                                                                     phone=HOME))))
+    assert found(repair_index(racing, settings=SETTINGS)) == {"stale_holders": 1}
+    assert racing.intercepted and linked == [cat]
+    assert sorted(phone_doc(store)["holders"]) == sorted([bob, cat])
     assert violations(store) == {}
 
 

@@ -25,9 +25,9 @@ from shared.store import Store
 
 from .docs import DEVICE_LINK, MAX_ALIAS_HOPS, Ctx, with_retries
 from .engine import point_record_doc_at
-from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits,
-                          hand_to_survivor, index_again, keys_given, list_while_given, note_given_elsewhere,
-                          release_again, release_identifier, update_block)
+from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again,
+                          keys_given, list_while_given, note_given_elsewhere, note_holder, release_again,
+                          release_identifier, update_block)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -68,6 +68,8 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     # request when its records give none it does not hold). Counted: the claims (a household's phone held by
     # another member is no finding).
     counts["claimed"] = sum(note_given_elsewhere(ctx, profiles[pid])[1] for pid in mended)
+    for iid, stale in sorted(found.stale_holders.items()):
+        with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
     misdirected = _misdirected_records(ctx, {pid: profiles[pid] for pid in mended}, int(time.time()) - idle)
     for key, pid in misdirected:
         with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
@@ -105,13 +107,44 @@ class _Findings:
         self.dead_keys: list[tuple[str, str]] = []  # (key, id of no profile nor alias)
         self.dead_ids: list[tuple[str, str]] = []  # (identifier, id of an alias or of no profile)
         self.listed_by: dict[str, str] = {}  # identifier -> a live profile listing it
+        # identifier -> {holder id: what it stands for now (an alias: its survivor; None: not a holder any more)}
+        self.stale_holders: dict[str, dict[str, str | None]] = {}
 
     def counts(self) -> dict[str, int]:
         total = lambda per_profile: sum(map(len, per_profile.values()))  # noqa: E731
         return {"stale_keys": total(self.stale_keys), "missing_keys": total(self.missing_keys),
                 "dead_keys": len(self.dead_keys), "stale_identifiers": total(self.stale_ids),
                 "unlisted_identifiers": total(self.unlisted_ids), "unindexed_identifiers": total(self.unindexed_ids),
-                "dead_identifiers": len(self.dead_ids)}
+                "dead_identifiers": len(self.dead_ids), "stale_holders": total(self.stale_holders)}
+
+
+def _scan_holders(iid: str, holder: str | None, holders: list[str], profiles: Profiles, aliases: Aliases,
+                  found: _Findings) -> None:
+    """Holders that are not live profiles giving the identifier (beside the one holding it): an alias stands for its
+    survivor, the others are no holders. They cost a profile read each time a record gives the value."""
+    stale = {}
+    for noted in holders:
+        now = aliases.get(noted, noted)
+        now = now if now in profiles and now != holder and _gives(profiles[now], iid) else None
+        if now != noted:
+            stale[noted] = now
+    if stale:
+        found.stale_holders[iid] = stale
+
+
+def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
+    def change(doc: dict[str, Any], _old: Any, _new: Any) -> dict[str, Any] | None:
+        now = [stale.get(h, h) for h in doc.get("holders", [])]
+        holders = list(dict.fromkeys(h for h in now if h is not None and h != doc.get("profile_id")))
+        return {**doc, "holders": holders} if holders != doc.get("holders", []) else None
+
+    _repoint(ctx.identifiers, iid, None, None, change)
+    # A holder dropped because its records did not give the value may give it again now (a record linked meanwhile,
+    # whose note found it listed already): noted again.
+    for dropped in [h for h, now in stale.items() if now is None]:
+        live = live_profile(ctx, dropped)
+        if live is not None and live["id"] == dropped and _gives(live, iid):
+            note_holder(ctx, iid, dropped)
 
 
 def _misdirected_records(ctx: Ctx, profiles: Profiles, idle_since: int) -> list[tuple[str, str]]:
@@ -160,6 +193,8 @@ def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Fi
             continue
         iid, pid = doc["id"], doc.get("profile_id")
         leads[iid] = pid
+        if doc.get("holders"):
+            _scan_holders(iid, aliases.get(pid, pid), doc["holders"], profiles, aliases, found)
         profile = profiles.get(pid)
         if profile is None:
             found.dead_ids.append((iid, pid))  # an alias's (followed when mended) or a gone profile's
