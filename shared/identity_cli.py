@@ -95,7 +95,8 @@ def register(sub) -> None:
                                    "and mends what disagrees with the profiles: a key or identifier naming a profile "
                                    "that no longer gives it is released, one a profile gives that leads nowhere is "
                                    "indexed again, one naming a profile gone goes to the profile listing it or is let "
-                                   "go, a records doc idle for UCP_MERGE_IDLE_SECONDS follows its record. A profile "
+                                   "go, a records doc idle for UCP_MERGE_IDLE_SECONDS follows its record, an "
+                                   "identifier's holders keep only live profiles giving it. A profile "
                                    "in a merge or split still running is left to it. Idempotent, safe beside running "
                                    "workers; prints what it found, no values.")
     x.set_defaults(func=run_repair_index)
