@@ -324,19 +324,27 @@ def _refused(ctx: Ctx, absorbed: dict[str, Any], reason: str) -> NoReturn:
     raise ConcurrencyConflict(f"merge of {absorbed['id']} refused: {reason}")
 
 
-def _repoint(container, item_id: str, old: str, new: str, update) -> dict[str, Any] | None:
+def _repoint(container, item_id: str, old: str, new: str, update, doc: Any = UNREAD) -> dict[str, Any] | None:
     """Write update(doc) under the document's ETag, reading it again when another writer got there first. Returns
-    the document as it is now: written, or read and needing no change (None: there is none)."""
+    the document as it is now: written, or read and needing no change (None: there is none). `doc`: the document
+    as the caller just read it (a batched read of several), if it did."""
     for _ in range(MAX_WRITE_ATTEMPTS):
-        doc = container.read_item_or_none(item_id, item_id)
+        if doc is UNREAD:
+            doc = container.read_item_or_none(item_id, item_id)
         changed = update(doc, old, new) if doc is not None else None
         if changed is None:
             return doc
         try:
             return container.replace_item(changed, etag=doc["_etag"])
         except (PreconditionFailedError, ItemNotFoundError):
-            continue
+            doc = UNREAD
     raise ConcurrencyConflict(f"could not repoint {container.name} item")
+
+
+def _read_all(container, item_ids: list[str]) -> list[Any]:
+    """The documents of the ids (of a container partitioned by id), in one batched read when there are several
+    (a merge repoints each of the absorbed profile's identifiers, keys and records docs): _repoint's `doc`s."""
+    return container.read_items([(i, i) for i in item_ids]) if len(item_ids) > 1 else [UNREAD] * len(item_ids)
 
 
 # Repointing steps return the changed document, or None when it needs no change (read documents stay as read).
@@ -377,8 +385,9 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
     identifier found elsewhere or missing: that one is its record's commit, written by its own worker."""
     from .maintenance import _unlist, note_holder  # (maintenance builds on this module)
 
-    for iid in absorbed.get("identifiers", []):
-        doc = _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id)
+    ids = absorbed.get("identifiers", [])
+    for iid, read in zip(ids, _read_all(ctx.identifiers, ids)):
+        doc = _repoint(ctx.identifiers, iid, absorbed["id"], target, _set_profile_id, read)
         if id_type_of(iid) == "source":
             continue
         if doc is None:
@@ -407,8 +416,9 @@ def _destination_of(ctx: Ctx, profile_id: str) -> str | None:
 
 
 def _repoint_records(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
-    for entry in absorbed.get("records", []):
-        _repoint(ctx.records, entry["key"], absorbed["id"], target, _set_profile_id)
+    keys = [entry["key"] for entry in absorbed.get("records", [])]
+    for key, read in zip(keys, _read_all(ctx.records, keys)):
+        _repoint(ctx.records, key, absorbed["id"], target, _set_profile_id, read)
 
 
 def _merged_into(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
@@ -427,6 +437,6 @@ def _repoint_aliases(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
 
 
 def _repoint_blocking(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
-    keys = {k for entry in absorbed.get("records", []) for k in entry.get("blocking_keys", [])}
-    for key in sorted(keys):
-        _repoint(ctx.blocking, key, absorbed["id"], target, _swap_in_list)
+    keys = sorted({k for entry in absorbed.get("records", []) for k in entry.get("blocking_keys", [])})
+    for key, read in zip(keys, _read_all(ctx.blocking, keys)):
+        _repoint(ctx.blocking, key, absorbed["id"], target, _swap_in_list, read)
