@@ -50,31 +50,35 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     found = _Findings()
     _scan_blocking(ctx, profiles, aliases, found)
     _scan_identifiers(ctx, profiles, aliases, found)
+    found.leave_to_their_sagas(in_saga)
     _mend_dead_pointers(ctx, found)
-    mended = sorted(set(profiles) - in_saga)
-    # Releases first, so a value another profile lists is free for it when that profile is indexed again.
-    for pid in mended:
-        if found.stale_ids.get(pid) or found.stale_keys.get(pid):
-            with_retries(ctx, lambda pid=pid: release_again(ctx, profiles[pid], found.stale_ids.get(pid, set()),
-                                                            found.stale_keys.get(pid, set())))
-    for pid in mended:
-        for iid in sorted(found.unlisted_ids.get(pid, ())):
-            with_retries(ctx, lambda pid=pid, iid=iid: list_while_given(ctx, pid, iid))
-        if found.unindexed_ids.get(pid) or found.missing_keys.get(pid):
-            with_retries(ctx, lambda pid=pid: index_again(ctx, live_profile(ctx, pid) or profiles[pid],
-                                                          found.unindexed_ids.get(pid, set()),
-                                                          found.missing_keys.get(pid, set())))
+    mended = {pid: p for pid, p in profiles.items() if pid not in in_saga}
+    _mend_profiles(ctx, mended, found)
     # Given by a record, held by no profile or by another: claimed, or the profile noted as one of its holders (no
     # request when its records give none it does not hold). Counted: the claims (a household's phone held by
     # another member is no finding).
-    counts["claimed"] = sum(note_given_elsewhere(ctx, profiles[pid])[1] for pid in mended)
+    counts["claimed"] = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(mended))
     for iid, stale in sorted(found.stale_holders.items()):
         with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
-    misdirected = _misdirected_records(ctx, {pid: profiles[pid] for pid in mended}, int(time.time()) - idle)
+    misdirected = _misdirected_records(ctx, mended, int(time.time()) - idle)
     for key, pid in misdirected:
         with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
     counts["misdirected_records"] = len(misdirected)
     return {"profiles": len(profiles), "in_saga": len(in_saga), **counts, **found.counts()}
+
+
+def _mend_profiles(ctx: Ctx, profiles: Profiles, found: _Findings) -> None:
+    """Releases first, so a value another profile lists is free for it when that profile is indexed again."""
+    for pid in sorted(found.stale_ids.keys() | found.stale_keys.keys()):
+        with_retries(ctx, lambda pid=pid: release_again(ctx, profiles[pid], found.stale_ids.get(pid, set()),
+                                                        found.stale_keys.get(pid, set())))
+    for pid, iids in sorted(found.unlisted_ids.items()):
+        for iid in sorted(iids):
+            with_retries(ctx, lambda pid=pid, iid=iid: list_while_given(ctx, pid, iid))
+    for pid in sorted(found.unindexed_ids.keys() | found.missing_keys.keys()):
+        with_retries(ctx, lambda pid=pid: index_again(ctx, live_profile(ctx, pid) or profiles[pid],
+                                                      found.unindexed_ids.get(pid, set()),
+                                                      found.missing_keys.get(pid, set())))
 
 
 def _mend_dead_pointers(ctx: Ctx, found: _Findings) -> None:
@@ -109,6 +113,13 @@ class _Findings:
         self.listed_by: dict[str, str] = {}  # identifier -> a live profile listing it
         # identifier -> {holder id: what it stands for now (an alias: its survivor; None: not a holder any more)}
         self.stale_holders: dict[str, dict[str, str | None]] = {}
+
+    def leave_to_their_sagas(self, in_saga: set[str]) -> None:
+        """Forget what was found on profiles in a merge, split or erase: their saga, or its sweep, settles them."""
+        for per_profile in (self.stale_keys, self.missing_keys, self.stale_ids, self.unlisted_ids,
+                            self.unindexed_ids):
+            for pid in in_saga & per_profile.keys():
+                del per_profile[pid]
 
     def counts(self) -> dict[str, int]:
         total = lambda per_profile: sum(map(len, per_profile.values()))  # noqa: E731
@@ -209,23 +220,7 @@ def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Fi
                 found.unindexed_ids[pid].add(iid)
 
 
-def _repair_profile(ctx: Ctx, profile: dict[str, Any], found: _Findings, counts: dict[str, int]) -> None:
-    pid = profile["id"]
-    if found.stale_ids.get(pid) or found.stale_keys.get(pid):
-        with_retries(ctx, lambda: release_again(ctx, profile, found.stale_ids.get(pid, set()),
-                                                found.stale_keys.get(pid, set())))
-    for iid in sorted(found.unlisted_ids.get(pid, ())):
-        with_retries(ctx, lambda iid=iid: list_while_given(ctx, pid, iid))
-    if found.unindexed_ids.get(pid) or found.missing_keys.get(pid):
-        with_retries(ctx, lambda: index_again(ctx, live_profile(ctx, pid) or profile,
-                                              found.unindexed_ids.get(pid, set()), found.missing_keys.get(pid, set())))
-    # Given by a record, held by no profile or by another: claimed, or this profile noted as one of its holders
-    # (no request when its records give none it does not hold). Counted: the claims (a household's phone held by
-    # another member is no finding).
-    counts["claimed"] += note_given_elsewhere(ctx, profile)[1]
-
-
-def _alias_targets(docs: list[dict[str, Any]]) -> dict[str, str | None]:
+def _alias_targets(docs: list[dict[str, Any]]) -> Aliases:
     """Alias id -> the id at the end of its chain (MAX_ALIAS_HOPS at most), as a reader following it finds."""
     merged_into = {d["id"]: d.get("merged_into") for d in docs if d.get("doc_type") == "alias"}
     targets = {}
