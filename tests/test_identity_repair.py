@@ -121,6 +121,14 @@ def test_repair_index_mends_each_kind_of_finding(store, corrupt):
     assert violations(store) == {}
 
 
+def resolving_as_the_birth_key_goes(store, profile_ids):
+    """The store, with Ann's web record giving the birth date of BIRTH_KEY resolved (its profile id added to
+    `profile_ids`) just before the key's document is deleted."""
+    return hooked(store, "blocking", "delete_item", when=lambda item_id, *_, **__: item_id == BIRTH_KEY,
+                  hook=lambda: profile_ids.extend(resolve(store, person("web", "9", "Ann", email="ann@lee.org",
+                                                                        birth_date="1980-01-02"))))
+
+
 def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store):
     """The key of a birth date Ann's record does not give names her (left by a version of a record that died). As
     the repair takes her off it, Ann's new record giving that birth date is linked: its worker finds her named
@@ -129,9 +137,7 @@ def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_
     ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))  # no birth date
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [ann]})
     linked = []
-    racing = hooked(store, "blocking", "delete_item", when=lambda item_id, *_, **__: item_id == BIRTH_KEY,
-                    hook=lambda: linked.extend(resolve(store, person("web", "9", "Ann", email="ann@lee.org",
-                                                                     birth_date="1980-01-02"))))
+    racing = resolving_as_the_birth_key_goes(store, linked)
     counts = repair_index(racing, settings=SETTINGS)
     assert racing.intercepted and linked == [ann] and found(counts) == {"stale_keys": 1}
     assert BIRTH_KEY in keys_given(get_profile(store, ann))
@@ -146,9 +152,7 @@ def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_name
     gone = profile_id_for_record("web|9")
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [gone]})
     founded = []
-    racing = hooked(store, "blocking", "delete_item", when=lambda item_id, *_, **__: item_id == BIRTH_KEY,
-                    hook=lambda: founded.extend(resolve(store, person("web", "9", "Ann", email="ann@lee.org",
-                                                                      birth_date="1980-01-02"))))
+    racing = resolving_as_the_birth_key_goes(store, founded)
     counts = repair_index(racing, settings=SETTINGS)
     assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
