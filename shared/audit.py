@@ -42,12 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from .identity.docs import DEVICE_LINK
+from .identity.docs import DEVICE_LINK, alias_targets, is_device_link
 from .identity.maintenance import ID_FOLLOWED, entry_identifiers
 from .store import Store
 
 MAX_SAMPLES = 10
-MAX_ALIAS_HOPS = 20
 
 
 @dataclass
@@ -113,19 +112,12 @@ def check_ingestion(reports: Iterable[dict[str, Any]], findings: Findings,
 # ------------------------------------------------------------------------------------------------ identity
 
 
-def _alias_target(aliases: dict[str, dict[str, Any]], alias_id: str) -> str | None:
-    """Where an alias leads: the first id on its chain that is not an alias (MAX_ALIAS_HOPS at most)."""
-    target, hops = aliases[alias_id].get("merged_into"), 0
-    while target in aliases and hops < MAX_ALIAS_HOPS:
-        target, hops = aliases[target].get("merged_into"), hops + 1
-    return target
-
-
 def check_identity(store: Store, findings: Findings) -> dict[str, str]:
     """The identity containers agree with each other; returns {record key: holding profile id}."""
     docs = _all(store, "profiles")
     profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
     aliases = {d["id"]: d for d in docs if d.get("doc_type") == "alias"}
+    targets = alias_targets(docs)
     holder: dict[str, str] = {}
     record_entries = 0
     for pid, p in profiles.items():
@@ -163,8 +155,7 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
 
     identifiers, device_links = [], []
     for doc in _all(store, "identifiers"):
-        is_link = doc.get("type") == DEVICE_LINK or id_type(doc["id"]) == DEVICE_LINK
-        (device_links if is_link else identifiers).append(doc)
+        (device_links if is_device_link(doc) else identifiers).append(doc)
     index = {}
     for doc in identifiers:
         index[doc["id"]] = doc.get("profile_id")
@@ -193,7 +184,7 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
     check_device_links(device_links, holder, findings)
 
     for aid in aliases:
-        target = _alias_target(aliases, aid)
+        target = targets[aid]
         if target not in profiles:
             findings.fail("orphan_alias", {"alias": aid, "ends_at": target})
         elif aid not in profiles[target].get("merged_from", []):
@@ -212,7 +203,7 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
         for pid in doc.get("profile_ids", []):
             if pid in aliases:
                 alias_blocks += 1  # harmless: candidates are read through their aliases
-                found.add(_alias_target(aliases, pid))
+                found.add(targets[pid])
             elif pid not in profiles:
                 findings.fail("blocking_points_to_dead_profile", {"key_type": doc["id"].split(":", 1)[0],
                                                                   "profile": pid})

@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from shared.normalize import normalize_loyalty_id, strong_identifiers
 from shared.settings import Settings, get_settings
@@ -188,6 +188,25 @@ def with_retries(ctx: Ctx, step: Callable[[], T]) -> T:
 
 def is_live(doc: dict[str, Any] | None) -> bool:
     return doc is not None and doc.get("doc_type") == "profile" and not doc.get("pending_merge")
+
+
+def is_device_link(doc: dict[str, Any]) -> bool:
+    """A device's link kept in the identifiers container (shared/events/devices.py), not an identifier."""
+    return doc.get("type") == DEVICE_LINK or doc["id"].split(":", 1)[0] == DEVICE_LINK
+
+
+def alias_targets(docs: Iterable[dict[str, Any]]) -> dict[str, str | None]:
+    """Alias id -> the id at the end of its chain (MAX_ALIAS_HOPS at most), as a reader following it finds, over the
+    profiles container's documents read in one scan (the audit's, the repair's)."""
+    merged_into = {d["id"]: d.get("merged_into") for d in docs if d.get("doc_type") == "alias"}
+    targets = {}
+    for alias_id, target in merged_into.items():
+        for _ in range(MAX_ALIAS_HOPS):
+            if target not in merged_into:
+                break
+            target = merged_into[target]
+        targets[alias_id] = target
+    return targets
 
 
 def follow_aliases(ctx: Ctx, profile_id: str) -> tuple[dict[str, Any] | None, list[str]]:

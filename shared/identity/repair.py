@@ -23,7 +23,7 @@ from typing import Any
 from shared.settings import Settings
 from shared.store import Store
 
-from .docs import DEVICE_LINK, MAX_ALIAS_HOPS, Ctx, with_retries
+from .docs import Ctx, alias_targets, is_device_link, with_retries
 from .engine import point_record_doc_at
 from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again,
                           keys_given, list_while_given, note_given_elsewhere, note_holder, release_again,
@@ -45,7 +45,7 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds))}
     docs = list(ctx.profiles.query_items())
     profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
-    aliases = _alias_targets(docs)
+    aliases = alias_targets(docs)
     in_saga = {pid for pid, p in profiles.items() if _in_saga(p)}
     found = _Findings()
     _scan_blocking(ctx, profiles, aliases, found)
@@ -200,7 +200,7 @@ def _scan_blocking(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findi
 def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
     leads: dict[str, str] = {}  # identifier -> the profile id its document names
     for doc in ctx.identifiers.query_items():
-        if doc.get("type") == DEVICE_LINK or doc["id"].split(":", 1)[0] == DEVICE_LINK:
+        if is_device_link(doc):
             continue
         iid, pid = doc["id"], doc.get("profile_id")
         leads[iid] = pid
@@ -218,19 +218,6 @@ def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Fi
             dead = lead is not None and lead not in profiles and lead not in aliases  # mended as a dead pointer
             if not dead and pid not in (lead, aliases.get(lead)):
                 found.unindexed_ids[pid].add(iid)
-
-
-def _alias_targets(docs: list[dict[str, Any]]) -> Aliases:
-    """Alias id -> the id at the end of its chain (MAX_ALIAS_HOPS at most), as a reader following it finds."""
-    merged_into = {d["id"]: d.get("merged_into") for d in docs if d.get("doc_type") == "alias"}
-    targets = {}
-    for alias_id, target in merged_into.items():
-        for _ in range(MAX_ALIAS_HOPS):
-            if target not in merged_into:
-                break
-            target = merged_into[target]
-        targets[alias_id] = target
-    return targets
 
 
 def _in_saga(profile: dict[str, Any]) -> bool:
