@@ -38,7 +38,8 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
                  ) -> dict[str, int]:
     """Make the identifier, blocking and records documents agree with the profiles; returns what it found (and
     mended). `idle_seconds`: how long a saga's profile, or a records doc, must not have been written to be taken as
-    cut off (default: the merge_idle_seconds setting; a worker moving a record names its new profile first)."""
+    cut off (default: the merge_idle_seconds setting, split_idle_seconds for a split; a worker moving a record names
+    its new profile first)."""
     ctx = Ctx(store, settings)
     idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
     counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
