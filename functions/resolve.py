@@ -1,9 +1,10 @@
 """Queue trigger of identity resolution: customer records from ingestion -> unified profiles; and its safety net."""
 import logging
+import time
 
 import azure.functions as func
 
-from shared.identity import finish_unfinished_merges, finish_unfinished_splits
+from shared.identity import finish_unfinished_merges, finish_unfinished_splits, repair_index
 from shared.identity.worker import handle_resolve_message
 from shared.settings import get_settings
 from shared.store import open_store
@@ -31,6 +32,17 @@ def finish_stale_merges(timer: func.TimerRequest) -> None:
     # Safety net: a merge whose worker died and whose profiles no later resolve touched (its delivery's retry found
     # the record done): their records are in both profiles until the saga completes.
     _sweep(finish_unfinished_merges, "merges")
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 10 * * * *", run_on_startup=False, use_monitor=True)
+def repair_recent_index(timer: func.TimerRequest) -> None:
+    # Safety net: index documents that races of workers (two versions of one record at once, a death) left behind
+    # and no later attempt comes back to, over the documents written in the last UCP_REPAIR_WINDOW_SECONDS.
+    settings = get_settings()
+    if settings.repair_window_seconds:
+        counts = repair_index(open_store(settings), settings=settings,
+                              since=int(time.time()) - settings.repair_window_seconds)
+        log.info("repaired the index over the last %d s: %s", settings.repair_window_seconds, counts)
 
 
 def _sweep(finish, what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,11 @@ def register(sub) -> None:
                                    "go, a records doc idle for UCP_MERGE_IDLE_SECONDS follows its record, an "
                                    "identifier's holders keep only live profiles giving it. A profile "
                                    "in a merge or split still running is left to it. Idempotent, safe beside running "
-                                   "workers; prints what it found, no values.")
+                                   "workers; prints what it found, no values. The hourly repair_recent_index timer "
+                                   "does the same over what the last UCP_REPAIR_WINDOW_SECONDS wrote.")
+    x.add_argument("--since-seconds", type=int, metavar="N",
+                   help="only the documents written in the last N seconds, and what they name (as the hourly "
+                        "repair_recent_index timer does): reads follow the writes, not the store's size")
     x.set_defaults(func=run_repair_index)
 
     k = sub.add_parser("rekey", help="after a change of normalization (email provider rules, blocked values): resolve "
@@ -342,7 +347,8 @@ def run_repair_index(args) -> int:
     from .store import open_store
 
     settings = get_settings()
-    print(json.dumps(repair_index(open_store(settings), settings=settings)))
+    since = None if args.since_seconds is None else int(time.time()) - args.since_seconds
+    print(json.dumps(repair_index(open_store(settings), settings=settings, since=since)))
     return 0
 
 

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     # The same for a merge whose worker died and whose profiles no later resolve touched (their records stay in both
     # until then): a merge saga takes milliseconds, so one idle this long is cut off.
     merge_idle_seconds: int = Field(300, ge=0)
+    # The hourly repair_recent_index timer mends the index documents the races of this many seconds back left behind
+    # (the documents written since, and what they name: `ucp repair-index --since-seconds`); 0 turns it off. Twice
+    # the hour, so a run that failed is covered by the next.
+    repair_window_seconds: int = Field(7200, ge=0)
 
     # --- Churn.
     churn_window_days: int = 90

@@ -1,9 +1,11 @@
 """repair_index (shared/identity/repair.py) and `ucp repair-index`: each kind of index finding the audit names is
 made to agree with the profiles again, on memory and Cosmos; a second run finds nothing; a worker linking meanwhile
-keeps what its record gives."""
+keeps what its record gives. A run over the documents written since a time (the hourly timer's) finds what involves
+them and reads nothing else."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -98,19 +100,22 @@ def held_by_no_one(store, ann, bob):
     return "record_identifier_unindexed", "claimed"
 
 
+@pytest.mark.parametrize("scope", ["everything", "written_in_the_last_minute"])
 @pytest.mark.parametrize("corrupt", [stale_key, missing_key, dead_key, stale_identifier, unlisted_identifier,
                                      unindexed_identifier, dead_identifier, held_by_no_one],
                          ids=lambda corrupt: corrupt.__name__)
-def test_repair_index_mends_each_kind_of_finding(store, corrupt):
+def test_repair_index_mends_each_kind_of_finding(store, corrupt, scope):
     ann, bob = household(store)
+    since = int(time.time()) - 60 if scope != "everything" else None
     assert violations(store) == {}
-    assert found(repair_index(store, settings=SETTINGS)) == {}  # a consistent store: nothing found, nothing written
+    # A consistent store: nothing found, nothing written.
+    assert found(repair_index(store, settings=SETTINGS, since=since)) == {}
     violation, kind = corrupt(store, ann, bob)
     assert violation in violations(store)
-    counts = repair_index(store, settings=SETTINGS)
+    counts = repair_index(store, settings=SETTINGS, since=since)
     assert found(counts) == {kind: 1} and counts["profiles"] == 2
     assert violations(store) == {}
-    assert found(repair_index(store, settings=SETTINGS)) == {}
+    assert found(repair_index(store, settings=SETTINGS, since=since)) == {}
     # The index leads where the profiles say: each member's email to them, the shared phone to one of them.
     assert find_profile_id(store, "email", "ann@lee.org") == ann
     assert find_profile_id(store, "email", "bob@lee.org") == bob
@@ -222,4 +227,84 @@ def test_ucp_repair_index_mends_the_configured_store(app_env, cosmos_store, caps
     out = json.loads(capsys.readouterr().out)
     assert found(out) == {"unindexed_identifiers": 1} and out["profiles"] == 2
     assert phone_doc(cosmos_store)["profile_id"] == ann
+    assert violations(cosmos_store) == {}
+
+
+def next_second() -> int:
+    """A time after every write so far, once it has come (`_ts` counts whole seconds)."""
+    after = int(time.time()) + 1
+    time.sleep(max(0.0, after - time.time()))
+    return after
+
+
+def test_repair_index_since_finds_what_the_documents_written_since_involve(store):
+    """Findings left before `since` wait for a full run, or for a write that brings them in: a new record of Bob's
+    brings his profile and its index documents, and so the key of his that names Ann too, not Ann's own email,
+    which leads nowhere."""
+    ann, bob = household(store)
+    stale_key(store, ann, bob)
+    unindexed_identifier(store, ann, bob)
+    since = next_second()
+    counts = repair_index(store, settings=SETTINGS, since=since)
+    assert found(counts) == {} and counts["profiles"] == 0
+    assert resolve(store, person("web", "8", "Bob", email="bob@lee.org")) == [bob]
+    counts = repair_index(store, settings=SETTINGS, since=since)
+    assert found(counts) == {"stale_keys": 1} and counts["profiles"] == 1
+    assert set(violations(store)) == {"profile_identifier_unindexed", "record_identifier_unindexed"}  # Ann's email
+    assert found(repair_index(store, settings=SETTINGS)) == {"unindexed_identifiers": 1}
+    assert violations(store) == {}
+
+
+def test_repair_index_since_follows_a_recent_document_to_profiles_and_aliases_written_before(store):
+    """An identifier document written since names a profile gone, and Ann, who lists the value, was written before:
+    she is found by a query on the listing (the scope holds no profile). Another names an alias of Bob's, and the
+    home phone's holders name it too: its chain is read to Bob, who takes his email back and stays a holder."""
+    ann, bob = household(store)
+    store.container("profiles").create_item({"id": "p_merged", "doc_type": "alias", "merged_into": bob})
+    change(store.container("profiles"), bob, merged_from=["p_merged"])
+    since = next_second()
+    change(store.container("identifiers"), ANN_EMAIL, profile_id="p_gone")
+    change(store.container("identifiers"), "email:bob@lee.org", profile_id="p_merged")
+    change(store.container("identifiers"), PHONE_ID, holders=["p_merged"])
+    assert {"identifier_dangling", "identifier_points_to_alias"} <= set(violations(store))
+    counts = repair_index(store, settings=SETTINGS, since=since)
+    assert found(counts) == {"dead_identifiers": 2, "stale_holders": 1} and counts["profiles"] == 0
+    assert find_profile_id(store, "email", "ann@lee.org") == ann
+    assert find_profile_id(store, "email", "bob@lee.org") == bob
+    assert phone_doc(store)["holders"] == [bob]
+    assert violations(store) == {}
+
+
+def test_the_apps_hourly_timer_repairs_what_was_written_in_its_window(app_env, monkeypatch):
+    """repair_recent_index (function_app) repairs the configured store (Cosmos here) over the last
+    UCP_REPAIR_WINDOW_SECONDS; 0 turns it off."""
+    from azure.functions.timer import TimerRequest
+
+    from shared.settings import get_settings
+    from shared.store import open_store
+
+    from .conftest import app_functions
+
+    store = open_store(app_env)
+    store.bootstrap()
+    ann, bob = household(store)
+    unindexed_identifier(store, ann, bob)
+    timer = app_functions()["repair_recent_index"]
+    assert timer.get_trigger().get_binding_name() == "timerTrigger" and timer.get_trigger().schedule == "0 10 * * * *"
+    monkeypatch.setenv("UCP_REPAIR_WINDOW_SECONDS", "0")
+    get_settings.cache_clear()
+    timer.get_user_function()(TimerRequest(past_due=False))
+    assert "profile_identifier_unindexed" in violations(store)
+    monkeypatch.setenv("UCP_REPAIR_WINDOW_SECONDS", "3600")
+    get_settings.cache_clear()
+    timer.get_user_function()(TimerRequest(past_due=False))
+    assert violations(store) == {} and find_profile_id(store, "email", "ann@lee.org") == ann
+
+
+def test_ucp_repair_index_since_seconds(app_env, cosmos_store, capsys):
+    ann, bob = household(cosmos_store)
+    unindexed_identifier(cosmos_store, ann, bob)
+    assert main(["repair-index", "--since-seconds", "600"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert found(out) == {"unindexed_identifiers": 1} and out["profiles"] == 2
     assert violations(cosmos_store) == {}

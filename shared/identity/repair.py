@@ -1,6 +1,6 @@
 """Repair of the identity index: the identifier, blocking and records documents made to agree with the profiles.
 
-    repair_index(store, *, settings=None, idle_seconds=None) -> dict[str, int]
+    repair_index(store, *, settings=None, idle_seconds=None, since=None) -> dict[str, int]
 
 The profiles are the truth (each keeps every record it holds, with what that record gives: identifiers and
 blocking keys); the identifiers, blocking and records containers index them, written one document at a time
@@ -13,59 +13,149 @@ helpers (ETags, reads again after each change), so it is safe beside running wor
 left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
 blocking and records document (cross-partition queries): an admin job, like the audit, to run when the audit
 reports findings of those. Idempotent; counts out, never values.
+
+With `since` (epoch seconds) it reads only what was written since then, and what that names: the documents of
+that time (queries on `_ts`, which Cosmos DB indexes), every profile they name, and each profile's own index
+documents (batched point reads). A race leaves its documents behind as it writes them, so a run over the last
+hours finds what the races of those hours left, at a cost that follows the writes, not the store's size: the
+hourly `repair_recent_index` timer (UCP_REPAIR_WINDOW_SECONDS).
 """
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
 from shared.settings import Settings
 from shared.store import Store
 
-from .docs import Ctx, alias_targets, is_device_link, with_retries
+from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, with_retries
 from .engine import point_record_doc_at
-from .maintenance import (_gives, finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again,
-                          keys_given, list_while_given, note_given_elsewhere, note_holder, release_again,
-                          release_identifier, update_block)
+from .maintenance import (_gives, entry_identifiers, finish_unfinished_merges, finish_unfinished_splits,
+                          hand_to_survivor, index_again, keys_given, list_while_given, note_given_elsewhere,
+                          note_holder, release_again, release_identifier, update_block)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
 Aliases = dict[str, "str | None"]  # alias id -> the id its chain ends at
 
 
-def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None
-                 ) -> dict[str, int]:
+def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
+                 since: int | None = None) -> dict[str, int]:
     """Make the identifier, blocking and records documents agree with the profiles; returns what it found (and
     mended). `idle_seconds`: how long a saga's profile, or a records doc, must not have been written to be taken as
     cut off (default: the merge_idle_seconds setting, split_idle_seconds for a split; a worker moving a record names
-    its new profile first)."""
+    its new profile first). `since`: only the documents written since then (epoch seconds), and what they name."""
     ctx = Ctx(store, settings)
     idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
     counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds))}
-    docs = list(ctx.profiles.query_items())
-    profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
-    aliases = alias_targets(docs)
-    in_saga = {pid for pid, p in profiles.items() if _in_saga(p)}
+    scope = _Scope.everything(ctx) if since is None else _Scope.written_since(ctx, since)
+    in_saga = {pid for pid, p in scope.profiles.items() if _in_saga(p)}
     found = _Findings()
-    _scan_blocking(ctx, profiles, aliases, found)
-    _scan_identifiers(ctx, profiles, aliases, found)
+    _scan_blocking(scope, found)
+    _scan_identifiers(scope, found)
     found.leave_to_their_sagas(in_saga)
-    _mend_dead_pointers(ctx, found)
-    mended = {pid: p for pid, p in profiles.items() if pid not in in_saga}
+    _mend_dead_pointers(ctx, scope, found)
+    mended = {pid: p for pid, p in scope.profiles.items() if pid not in in_saga}
     _mend_profiles(ctx, mended, found)
     # Given by a record, held by no profile or by another: claimed, or the profile noted as one of its holders (no
     # request when its records give none it does not hold). Counted: the claims (a household's phone held by
     # another member is no finding).
-    counts["claimed"] = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(mended))
+    counts["claimed"] = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(scope.givers & mended.keys()))
     for iid, stale in sorted(found.stale_holders.items()):
         with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
-    misdirected = _misdirected_records(ctx, mended, int(time.time()) - idle)
+    misdirected = _misdirected_records(scope.records(), mended, int(time.time()) - idle)
     for key, pid in misdirected:
         with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
     counts["misdirected_records"] = len(misdirected)
-    return {"profiles": len(profiles), "in_saga": len(in_saga), **counts, **found.counts()}
+    return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), **counts, **found.counts()}
+
+
+# Ids per batched read of a scope's documents (one request each on Cosmos DB).
+READ_BATCH = 500
+
+
+@dataclass
+class _Scope:
+    """What a repair reads: live profiles by id (`profiles`), the ids of those whose every index document it reads
+    (`givers`: their own findings are looked for), aliases to where their chains end, and the index documents (each
+    container's read once, in a scan: `blocking`, `identifiers`, `records`). `lister_of(iid)`: a live profile
+    listing the identifier that the scope does not hold, looked for when its document leads nowhere."""
+
+    profiles: Profiles
+    givers: set[str]
+    aliases: Aliases
+    blocking: Callable[[], Iterable[dict[str, Any]]]
+    identifiers: Callable[[], Iterable[dict[str, Any]]]
+    records: Callable[[], Iterable[dict[str, Any]]]
+    lister_of: Callable[[str], "str | None"] = field(default=lambda _iid: None)
+
+    @classmethod
+    def everything(cls, ctx: Ctx) -> _Scope:
+        docs = list(ctx.profiles.query_items())
+        profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
+        return cls(profiles, set(profiles), alias_targets(docs), ctx.blocking.query_items,
+                   ctx.identifiers.query_items, ctx.records.query_items)
+
+    @classmethod
+    def written_since(cls, ctx: Ctx, since: int) -> _Scope:
+        """The documents written since `since`, the index documents of each profile among them, and every profile
+        or alias those name (an alias's chain to its end)."""
+        recent = ("_ts", ">=", since)
+        docs = {d["id"]: d for d in ctx.profiles.query_items(recent)}
+        givers = {pid for pid, d in docs.items() if d.get("doc_type") == "profile"}
+        blocking = _by_id(ctx.blocking.query_items(recent))
+        identifiers = _by_id(d for d in ctx.identifiers.query_items(recent) if not is_device_link(d))
+        records = _by_id(ctx.records.query_items(recent))
+        own = [docs[pid] for pid in sorted(givers)]
+        _read_more(ctx.blocking, blocking, {k for p in own for k in keys_given(p)})
+        _read_more(ctx.identifiers, identifiers, {i for p in own for i in _listed_or_given(p)})
+        _read_more(ctx.records, records, {entry["key"] for p in own for entry in p["records"]})
+        named = ({pid for d in blocking.values() for pid in d.get("profile_ids", [])}
+                 | {pid for d in identifiers.values() for pid in [d.get("profile_id"), *d.get("holders", [])]}
+                 | {d.get("profile_id") for d in records.values()})
+        _read_chains(ctx, docs, named | {d.get("merged_into") for d in docs.values() if d.get("doc_type") == "alias"})
+        profiles = {pid: d for pid, d in docs.items() if d.get("doc_type") == "profile"}
+        return cls(profiles, givers, alias_targets(docs.values()), blocking.values, identifiers.values,
+                   records.values, lambda iid: _lister(ctx, iid))
+
+
+def _by_id(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {d["id"]: d for d in docs}
+
+
+def _listed_or_given(profile: dict[str, Any]) -> set[str]:
+    return set(profile.get("identifiers", [])).union(*(entry_identifiers(r) for r in profile["records"]))
+
+
+def _read_more(container, have: dict[str, dict[str, Any]], ids: set[str]) -> None:
+    """Add to `have` the documents of these ids it lacks (those that exist), in batched reads."""
+    wanted = sorted(i for i in ids if i and i not in have)
+    for start in range(0, len(wanted), READ_BATCH):
+        for doc in container.read_items([(i, i) for i in wanted[start:start + READ_BATCH]]):
+            if doc is not None:
+                have[doc["id"]] = doc
+
+
+def _read_chains(ctx: Ctx, docs: dict[str, dict[str, Any]], named: set[str]) -> None:
+    """Add to `docs` each named profile or alias, and the profiles and aliases each alias's chain passes."""
+    tried: set[str] = set()
+    for _ in range(MAX_ALIAS_HOPS + 1):
+        wanted = {pid for pid in named if pid and pid not in docs and pid not in tried}
+        if not wanted:
+            return
+        tried |= wanted
+        _read_more(ctx.profiles, docs, wanted)
+        named = {docs[pid].get("merged_into") for pid in wanted if pid in docs}
+
+
+def _lister(ctx: Ctx, iid: str) -> str | None:
+    """A live profile listing the identifier (an index-served query: for an identifier whose document leads to a
+    profile gone, when no profile in the scope lists it)."""
+    listing = ("and", [("doc_type", "=", "profile"), ("identifiers", "contains", iid)])
+    return next((p["id"] for p in ctx.profiles.query_items(listing, limit=1)), None)
 
 
 def _mend_profiles(ctx: Ctx, profiles: Profiles, found: _Findings) -> None:
@@ -82,7 +172,7 @@ def _mend_profiles(ctx: Ctx, profiles: Profiles, found: _Findings) -> None:
                                                       found.missing_keys.get(pid, set())))
 
 
-def _mend_dead_pointers(ctx: Ctx, found: _Findings) -> None:
+def _mend_dead_pointers(ctx: Ctx, scope: _Scope, found: _Findings) -> None:
     """Keys naming a profile that is gone lose it; an identifier leading to one goes to the live profile listing
     it, else is handed on to a holder or deleted (release_identifier); one leading to an alias goes to its
     survivor if that lists it, else is let go the same way (hand_to_survivor)."""
@@ -90,7 +180,7 @@ def _mend_dead_pointers(ctx: Ctx, found: _Findings) -> None:
         with_retries(ctx, lambda key=key, pid=pid: _drop_dead_key(ctx, key, pid))
     for iid, pid in found.dead_ids:
         live = live_profile(ctx, pid) if pid else None
-        lister = found.listed_by.get(iid)
+        lister = found.listed_by.get(iid) or (scope.lister_of(iid) if live is None else None)
         if live is None and lister is not None:
             with_retries(ctx, lambda iid=iid, pid=pid, lister=lister: _repoint(
                 ctx.identifiers, iid, pid, lister, _set_profile_id))
@@ -159,11 +249,12 @@ def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
             note_holder(ctx, iid, dropped)
 
 
-def _misdirected_records(ctx: Ctx, profiles: Profiles, idle_since: int) -> list[tuple[str, str]]:
+def _misdirected_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
+                         ) -> list[tuple[str, str]]:
     """(record key, the profile holding it) of each records doc naming another profile and not written since
     `idle_since` (a worker moving a record names its new profile first: that is its pointer to go on from)."""
     holder = {entry["key"]: pid for pid, profile in profiles.items() for entry in profile.get("records", [])}
-    return [(doc["id"], holder[doc["id"]]) for doc in ctx.records.query_items()
+    return [(doc["id"], holder[doc["id"]]) for doc in records
             if doc["id"] in holder and doc.get("profile_id") != holder[doc["id"]] and doc.get("_ts", 0) <= idle_since
             and not (doc.get("removed_at") or doc.get("erased_at"))]
 
@@ -179,10 +270,11 @@ def _drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
         update_block(ctx, key, None, again["id"])
 
 
-def _scan_blocking(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
+def _scan_blocking(scope: _Scope, found: _Findings) -> None:
+    profiles, aliases = scope.profiles, scope.aliases
     given = {pid: keys_given(p) for pid, p in profiles.items()}
     finds: dict[str, set[str]] = {}  # key -> the ids it names ("*": capped, it finds no one)
-    for doc in ctx.blocking.query_items():
+    for doc in scope.blocking():
         ids = finds[doc["id"]] = set(doc.get("profile_ids", [])) | ({"*"} if doc.get("capped") else set())
         for pid in ids - {"*"}:
             if pid in profiles:
@@ -190,17 +282,18 @@ def _scan_blocking(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findi
                     found.stale_keys[pid].add(doc["id"])
             elif pid not in aliases:
                 found.dead_keys.append((doc["id"], pid))
-    for pid, keys in given.items():
-        for key in keys:
+    for pid in scope.givers:
+        for key in given[pid]:
             named = finds.get(key, set())
             # Named under an alias of the profile finds it too (candidates are read through aliases).
             if pid not in named and "*" not in named and pid not in {aliases.get(a) for a in named}:
                 found.missing_keys[pid].add(key)
 
 
-def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Findings) -> None:
+def _scan_identifiers(scope: _Scope, found: _Findings) -> None:
+    profiles, aliases = scope.profiles, scope.aliases
     leads: dict[str, str] = {}  # identifier -> the profile id its document names
-    for doc in ctx.identifiers.query_items():
+    for doc in scope.identifiers():
         if is_device_link(doc):
             continue
         iid, pid = doc["id"], doc.get("profile_id")
@@ -212,8 +305,8 @@ def _scan_identifiers(ctx: Ctx, profiles: Profiles, aliases: Aliases, found: _Fi
             found.dead_ids.append((iid, pid))  # an alias's (followed when mended) or a gone profile's
         elif iid not in profile.get("identifiers", []):
             (found.unlisted_ids if _gives(profile, iid) else found.stale_ids)[pid].add(iid)
-    for pid, profile in profiles.items():
-        for iid in profile.get("identifiers", []):
+    for pid in sorted(scope.givers):
+        for iid in profiles[pid].get("identifiers", []):
             found.listed_by.setdefault(iid, pid)
             lead = leads.get(iid)
             dead = lead is not None and lead not in profiles and lead not in aliases  # mended as a dead pointer
