@@ -14,11 +14,12 @@ left idle (the timers' sweeps) and leaves alone a profile still in one. It reads
 blocking and records document (cross-partition queries): an admin job, like the audit, to run when the audit
 reports findings of those. Idempotent; counts out, never values.
 
-With `since` (epoch seconds) it reads only what was written since then, and what that names: the documents of
-that time (queries on `_ts`, which Cosmos DB indexes), every profile they name, and each profile's own index
-documents (batched point reads). A race leaves its documents behind as it writes them, so a run over the last
-hours finds what the races of those hours left, at a cost that follows the writes, not the store's size: the
-hourly `repair_recent_index` timer (UCP_REPAIR_WINDOW_SECONDS).
+With `since` (epoch seconds) it reads only what was written since then and what it touches: the documents of that
+time (queries on `_ts`, which Cosmos DB indexes), every profile or alias they name, and for each profile or alias
+of that time the index documents it gives or lists (batched point reads) and those naming it (index-served
+queries). A document and a profile disagree since the last write to one of them, so a run over the last hours
+finds what the races of those hours left, at a cost that follows the writes, not the store's size: the hourly
+`repair_recent_index` timer (UCP_REPAIR_WINDOW_SECONDS).
 """
 from __future__ import annotations
 
@@ -73,8 +74,10 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), **counts, **found.counts()}
 
 
-# Ids per batched read of a scope's documents (one request each on Cosmos DB).
+# Ids per batched read of a scope's documents (one request each on Cosmos DB), and per query for the documents
+# naming profiles.
 READ_BATCH = 500
+NAMING_BATCH = 50
 
 
 @dataclass
@@ -113,6 +116,9 @@ class _Scope:
         _read_more(ctx.blocking, blocking, {k for p in own for k in keys_given(p)})
         _read_more(ctx.identifiers, identifiers, {i for p in own for i in _listed_or_given(p)})
         _read_more(ctx.records, records, {entry["key"] for p in own for entry in p["records"]})
+        # ... and the documents naming a profile or alias of that time (a record that left took its keys' names
+        # along only if its worker lived to release them).
+        _read_naming(ctx, sorted(docs), blocking, identifiers, records)
         named = ({pid for d in blocking.values() for pid in d.get("profile_ids", [])}
                  | {pid for d in identifiers.values() for pid in [d.get("profile_id"), *d.get("holders", [])]}
                  | {d.get("profile_id") for d in records.values()})
@@ -137,6 +143,18 @@ def _read_more(container, have: dict[str, dict[str, Any]], ids: set[str]) -> Non
         for doc in container.read_items([(i, i) for i in wanted[start:start + READ_BATCH]]):
             if doc is not None:
                 have[doc["id"]] = doc
+
+
+def _read_naming(ctx: Ctx, ids: list[str], blocking: dict[str, dict[str, Any]],
+                 identifiers: dict[str, dict[str, Any]], records: dict[str, dict[str, Any]]) -> None:
+    """Add the blocking, identifier and records documents that name one of these profile or alias ids (index-served
+    queries, NAMING_BATCH ids each)."""
+    for start in range(0, len(ids), NAMING_BATCH):
+        batch = ids[start:start + NAMING_BATCH]
+        blocking.update(_by_id(ctx.blocking.query_items(("or", [("profile_ids", "contains", p) for p in batch]))))
+        named = ("or", [("profile_id", "in", batch), *(("holders", "contains", p) for p in batch)])
+        identifiers.update(_by_id(d for d in ctx.identifiers.query_items(named) if not is_device_link(d)))
+        records.update(_by_id(ctx.records.query_items(("profile_id", "in", batch))))
 
 
 def _read_chains(ctx: Ctx, docs: dict[str, dict[str, Any]], named: set[str]) -> None:
