@@ -100,13 +100,18 @@ def held_by_no_one(store, ann, bob):
     return "record_identifier_unindexed", "claimed"
 
 
-@pytest.mark.parametrize("scope", ["everything", "written_in_the_last_minute"])
+# A full run, and one over the last minute (every document of a test): the same findings, the same mends.
+SCOPES = {"everything": lambda: None, "written_in_the_last_minute": lambda: int(time.time()) - 60}
+each_scope = pytest.mark.parametrize("since", SCOPES.values(), ids=SCOPES.keys())
+
+
+@each_scope
 @pytest.mark.parametrize("corrupt", [stale_key, missing_key, dead_key, stale_identifier, unlisted_identifier,
                                      unindexed_identifier, dead_identifier, held_by_no_one],
                          ids=lambda corrupt: corrupt.__name__)
-def test_repair_index_mends_each_kind_of_finding(store, corrupt, scope):
+def test_repair_index_mends_each_kind_of_finding(store, corrupt, since):
     ann, bob = household(store)
-    since = int(time.time()) - 60 if scope != "everything" else None
+    since = since()
     assert violations(store) == {}
     # A consistent store: nothing found, nothing written.
     assert found(repair_index(store, settings=SETTINGS, since=since)) == {}
@@ -134,7 +139,8 @@ def resolving_as_the_birth_key_goes(store, profile_ids):
                                                                         birth_date="1980-01-02"))))
 
 
-def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store):
+@each_scope
+def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store, since):
     """The key of a birth date Ann's record does not give names her (left by a version of a record that died). As
     the repair takes her off it, Ann's new record giving that birth date is linked: its worker finds her named
     under the key already and writes nothing. The repair reads her profile again after its release, and puts her
@@ -143,14 +149,15 @@ def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [ann]})
     linked = []
     racing = resolving_as_the_birth_key_goes(store, linked)
-    counts = repair_index(racing, settings=SETTINGS)
+    counts = repair_index(racing, settings=SETTINGS, since=since())
     assert racing.intercepted and linked == [ann] and found(counts) == {"stale_keys": 1}
     assert BIRTH_KEY in keys_given(get_profile(store, ann))
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [ann]
     assert violations(store) == {}
 
 
-def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_names(store):
+@each_scope
+def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_names(store, since):
     """A key names a profile that is gone (its only record deleted, the key left by a death). As the repair takes
     the id off it, the record is sent again: its worker founds the profile again, under the same id, and finds it
     named under the key already. The repair reads the profile after its write, and names it again."""
@@ -158,7 +165,7 @@ def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_name
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [gone]})
     founded = []
     racing = resolving_as_the_birth_key_goes(store, founded)
-    counts = repair_index(racing, settings=SETTINGS)
+    counts = repair_index(racing, settings=SETTINGS, since=since())
     assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
     assert violations(store) == {}
@@ -177,7 +184,8 @@ def test_repair_index_keeps_as_holders_only_live_profiles_giving_the_value(store
     assert found(repair_index(store, settings=SETTINGS)) == {}
 
 
-def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_holder_give_the_value(store):
+@each_scope
+def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_holder_give_the_value(store, since):
     """Cat is noted as a holder of the home phone her record does not give (left by a version of it). As the repair
     takes her off, her new record giving the phone is linked: its worker finds her noted already and writes nothing.
     The repair reads her profile again after its write, and notes her again."""
@@ -188,7 +196,7 @@ def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_hold
     racing = hooked(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == PHONE_ID,
                     hook=lambda: linked.extend(resolve(store, person("web", "4", "Cat", email="cat@lee.org",
                                                                      phone=HOME))))
-    assert found(repair_index(racing, settings=SETTINGS)) == {"stale_holders": 1}
+    assert found(repair_index(racing, settings=SETTINGS, since=since())) == {"stale_holders": 1}
     assert racing.intercepted and linked == [cat]
     assert sorted(phone_doc(store)["holders"]) == sorted([bob, cat])
     assert violations(store) == {}
