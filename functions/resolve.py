@@ -1,10 +1,9 @@
 """Queue trigger of identity resolution: customer records from ingestion -> unified profiles; and its safety net."""
 import logging
-import time
 
 import azure.functions as func
 
-from shared.identity import finish_unfinished_merges, finish_unfinished_splits, repair_index
+from shared.identity import finish_unfinished_merges, finish_unfinished_splits, repair_window
 from shared.identity.worker import handle_resolve_message
 from shared.settings import get_settings
 from shared.store import open_store
@@ -39,10 +38,12 @@ def repair_recent_index(timer: func.TimerRequest) -> None:
     # Safety net: index documents that races of workers (two versions of one record at once, a death) left behind
     # and no later attempt comes back to, over the documents written in the last UCP_REPAIR_WINDOW_SECONDS.
     settings = get_settings()
-    if settings.repair_window_seconds:
-        counts = repair_index(open_store(settings), settings=settings,
-                              since=int(time.time()) - settings.repair_window_seconds)
+    counts = repair_window(open_store(settings), settings=settings)
+    if counts is not None:
         log.info("repaired the index over the last %d s: %s", settings.repair_window_seconds, counts)
+    if counts and counts["cut_short"]:
+        log.warning("index repair cut short by its time budget: run `ucp repair-index --since-seconds %d`",
+                    settings.repair_window_seconds)
 
 
 def _sweep(finish, what: str) -> None:

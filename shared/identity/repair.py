@@ -18,17 +18,19 @@ With `since` (epoch seconds) it reads only what was written since then and what 
 time (queries on `_ts`, which Cosmos DB indexes), every profile or alias they name, and for each profile or alias
 of that time the index documents it gives or lists (batched point reads) and those naming it (index-served
 queries). A document and a profile disagree since the last write to one of them, so a run over the last hours
-finds what the races of those hours left, at a cost that follows the writes, not the store's size: the hourly
-`repair_recent_index` timer (UCP_REPAIR_WINDOW_SECONDS).
+finds what the races of those hours left, at a cost that follows the writes, not the store's size. It works in
+chunks of REPAIR_CHUNK documents of the window, so memory is bounded by a chunk, and it starts no chunk after a
+deadline: `repair_window`, the hourly `repair_recent_index` timer's run (UCP_REPAIR_WINDOW_SECONDS).
 """
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
 
-from shared.settings import Settings
+from shared.settings import Settings, get_settings
 from shared.store import Store
 
 from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, with_retries
@@ -41,18 +43,52 @@ from .merge import _repoint, _set_profile_id, live_profile
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
 Aliases = dict[str, "str | None"]  # alias id -> the id its chain ends at
 
+# A windowed run by the timer starts no chunk after this many seconds: the host stops a function at 10 minutes.
+REPAIR_BUDGET_SECONDS = 480
+# Ids per batched read of a scope's documents (one request each on Cosmos DB), and per query for the documents
+# naming profiles; documents written in a window per chunk of a windowed repair.
+READ_BATCH = 500
+NAMING_BATCH = 50
+REPAIR_CHUNK = 200
+
 
 def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
-                 since: int | None = None) -> dict[str, int]:
+                 since: int | None = None, deadline: float | None = None) -> dict[str, int]:
     """Make the identifier, blocking and records documents agree with the profiles; returns what it found (and
     mended). `idle_seconds`: how long a saga's profile, or a records doc, must not have been written to be taken as
     cut off (default: the merge_idle_seconds setting, split_idle_seconds for a split; a worker moving a record names
-    its new profile first). `since`: only the documents written since then (epoch seconds), and what they name."""
+    its new profile first). `since`: only the documents written since then (epoch seconds), and what they name, in
+    chunks of REPAIR_CHUNK documents (memory bounded by a chunk, not by the window). `deadline` (epoch seconds): no
+    chunk is started after it (`cut_short`: 1)."""
     ctx = Ctx(store, settings)
     idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
-    counts = {"merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
-              "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds))}
-    scope = _Scope.everything(ctx) if since is None else _Scope.written_since(ctx, since)
+    counts = {"profiles": 0, "in_saga": 0,
+              "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
+              "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
+              "claimed": 0, "misdirected_records": 0, **_Findings().counts(), "cut_short": 0}
+    for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since):
+        if deadline is not None and time.time() > deadline:
+            counts["cut_short"] = 1
+            break
+        for kind, count in _repair_scope(ctx, scope, idle).items():
+            counts[kind] += count
+    return counts
+
+
+def repair_window(store: Store, *, settings: Settings | None = None, budget_seconds: int = REPAIR_BUDGET_SECONDS
+                  ) -> dict[str, int] | None:
+    """repair_index over the last `repair_window_seconds` (setting UCP_REPAIR_WINDOW_SECONDS; None when it is 0),
+    starting no chunk after `budget_seconds`: the hourly timer's run, which must end within the host's
+    functionTimeout (host.json: 10 minutes)."""
+    settings = settings or get_settings()
+    if not settings.repair_window_seconds:
+        return None
+    start = time.time()
+    return repair_index(store, settings=settings, since=int(start) - settings.repair_window_seconds,
+                        deadline=start + budget_seconds)
+
+
+def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     in_saga = {pid for pid, p in scope.profiles.items() if _in_saga(p)}
     found = _Findings()
     _scan_blocking(scope, found)
@@ -64,20 +100,14 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     # Given by a record, held by no profile or by another: claimed, or the profile noted as one of its holders (no
     # request when its records give none it does not hold). Counted: the claims (a household's phone held by
     # another member is no finding).
-    counts["claimed"] = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(scope.givers & mended.keys()))
+    claimed = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(scope.givers & mended.keys()))
     for iid, stale in sorted(found.stale_holders.items()):
         with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
     misdirected = _misdirected_records(scope.records(), mended, int(time.time()) - idle)
     for key, pid in misdirected:
         with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
-    counts["misdirected_records"] = len(misdirected)
-    return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), **counts, **found.counts()}
-
-
-# Ids per batched read of a scope's documents (one request each on Cosmos DB), and per query for the documents
-# naming profiles.
-READ_BATCH = 500
-NAMING_BATCH = 50
+    return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
+            "misdirected_records": len(misdirected), **found.counts()}
 
 
 @dataclass
@@ -103,15 +133,38 @@ class _Scope:
                    ctx.identifiers.query_items, ctx.records.query_items)
 
     @classmethod
-    def written_since(cls, ctx: Ctx, since: int) -> _Scope:
-        """The documents written since `since`, the index documents of each profile among them, and every profile
-        or alias those name (an alias's chain to its end)."""
+    def written_since(cls, ctx: Ctx, since: int) -> Iterator[_Scope]:
+        """Scopes over the documents written since `since`, REPAIR_CHUNK at a time: first the profiles and aliases
+        (with every index document each gives, lists or is named by), then each index container's documents; with
+        every profile or alias they name (an alias's chain to its end)."""
         recent = ("_ts", ">=", since)
-        docs = {d["id"]: d for d in ctx.profiles.query_items(recent)}
+        scanned: dict[str, set[str]] = {"blocking": set(), "identifiers": set(), "records": set()}
+
+        def new(docs: Iterable[dict[str, Any]], container: str) -> Iterator[dict[str, Any]]:
+            return (d for d in docs if d["id"] not in scanned[container] and not is_device_link(d))
+
+        # Each chunk is read again as it is taken up (one batched read): a query's pages, read ahead, may be older
+        # than the documents the chunk then reads around them, and would disagree with them for nothing. An index
+        # document scanned around a profile already is not taken up again.
+        for chunk in _chunks(ctx.profiles.query_items(recent)):
+            scope = cls._around(ctx, _fresh(ctx.profiles, chunk), {}, {}, {})
+            for container, docs in (("blocking", scope.blocking), ("identifiers", scope.identifiers),
+                                    ("records", scope.records)):
+                scanned[container].update(d["id"] for d in docs())
+            yield scope
+        for chunk in _chunks(new(ctx.blocking.query_items(recent), "blocking")):
+            yield cls._around(ctx, {}, _fresh(ctx.blocking, chunk), {}, {})
+        for chunk in _chunks(new(ctx.identifiers.query_items(recent), "identifiers")):
+            yield cls._around(ctx, {}, {}, _fresh(ctx.identifiers, chunk), {})
+        for chunk in _chunks(new(ctx.records.query_items(recent), "records")):
+            yield cls._around(ctx, {}, {}, {}, _fresh(ctx.records, chunk))
+
+    @classmethod
+    def _around(cls, ctx: Ctx, docs: dict[str, dict[str, Any]], blocking: dict[str, dict[str, Any]],
+                identifiers: dict[str, dict[str, Any]], records: dict[str, dict[str, Any]]) -> _Scope:
+        """These documents (profiles and aliases in `docs`), the index documents each profile among them gives or
+        lists and those naming each profile or alias, and every profile or alias all of those name."""
         givers = {pid for pid, d in docs.items() if d.get("doc_type") == "profile"}
-        blocking = _by_id(ctx.blocking.query_items(recent))
-        identifiers = _by_id(d for d in ctx.identifiers.query_items(recent) if not is_device_link(d))
-        records = _by_id(ctx.records.query_items(recent))
         own = [docs[pid] for pid in sorted(givers)]
         _read_more(ctx.blocking, blocking, {k for p in own for k in keys_given(p)})
         _read_more(ctx.identifiers, identifiers, {i for p in own for i in _listed_or_given(p)})
@@ -126,6 +179,20 @@ class _Scope:
         profiles = {pid: d for pid, d in docs.items() if d.get("doc_type") == "profile"}
         return cls(profiles, givers, alias_targets(docs.values()), blocking.values, identifiers.values,
                    records.values, lambda iid: _lister(ctx, iid))
+
+
+def _chunks(docs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """REPAIR_CHUNK documents at a time, read as the query streams them."""
+    docs = iter(docs)
+    while chunk := list(islice(docs, REPAIR_CHUNK)):
+        yield chunk
+
+
+def _fresh(container, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """These documents as they are now, by id (those still there)."""
+    fresh: dict[str, dict[str, Any]] = {}
+    _read_more(container, fresh, {d["id"] for d in docs})
+    return fresh
 
 
 def _by_id(docs: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
