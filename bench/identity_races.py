@@ -14,7 +14,8 @@ then their redelivery, and the timers' sweeps of sagas cut off (finish_stale_mer
 after it; the store must then be consistent. A round's store the audit finds inconsistent is then given to
 repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again: `rounds_repaired`, and
 `violations_after_repair_by_kind` (what the repair left; groupings other than the sequential orders' are no
-state it mends).
+state it mends). `--repair-window`: the repair runs over the documents written since the round began, as the hourly
+timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around each document on its own).
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -25,6 +26,7 @@ import argparse
 import random
 import sys
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -134,12 +136,14 @@ def measure(args) -> dict[str, Any]:
         repaired, left_after_repair = 0, Counter()
         for seed in range(args.seed, args.seed + args.rounds):
             store = MemoryStore()
+            began = int(time.time())
             violations, errors, died, finished = one_round(seed, args.records, args.deliveries, store=store,
                                                            die=args.die, orders=args.sequential_orders)
             deaths, swept = deaths + died, swept + finished
             if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
                 repaired += 1
-                repair_index(store, settings=SETTINGS, idle_seconds=0)  # idle long enough, as the sweeps
+                window = {"since": began, "chunk": args.repair_chunk} if args.repair_window else {}
+                repair_index(store, settings=SETTINGS, idle_seconds=0, **window)  # idle long enough, as the sweeps
                 left_after_repair.update(audit_store(store).as_dict()["violations"].keys())
             if violations or errors:
                 bad += 1
@@ -168,6 +172,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="chance that a delivery's worker dies at a random write of its own (0 to 1)")
     parser.add_argument("--sequential-orders", type=int, default=0,
                         help="compare each round's grouping with that many one-at-a-time orders (0: do not)")
+    parser.add_argument("--repair-window", action="store_true",
+                        help="repair over the documents written since the round began, as the hourly timer does")
+    parser.add_argument("--repair-chunk", type=int, default=200, help="documents per chunk of a windowed repair")
     args = parser.parse_args(argv)
     run_benchmark("identity_races", lambda: measure(args), params=vars(args))
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import random
 
+import pytest
+
 from bench import identity_races
 
 
 def test_rounds_report_their_records_resolved_and_audited():
     figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4,
-                                                        die=0.0, sequential_orders=2))
+                                                        die=0.0, sequential_orders=2, repair_window=False,
+                                                        repair_chunk=200))
     assert figures["rounds"] == 4 and 0 <= figures["rounds_inconsistent"] <= 4
     assert len(figures["examples"]) == figures["rounds_inconsistent"]
     assert sum(figures["violations_by_kind"].values()) + sum(figures["exceptions"].values()) >= \
@@ -59,9 +62,11 @@ def test_a_grouping_other_than_every_sequential_order_gives_is_counted():
         "joined_against_sequential": 2}
 
 
-def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monkeypatch):
+@pytest.mark.parametrize("repair_window", [False, True], ids=["full_repair", "repair_over_the_round_in_chunks_of_one"])
+def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monkeypatch, repair_window):
     """The report counts the rounds whose store repair_index mended, and what the audit still found after it: a
-    round whose blocking key names a profile that does not give it (a death's residue) is left with nothing."""
+    round whose blocking key names a profile that does not give it (a death's residue) is left with nothing, by a
+    full run or by one over the documents the round wrote."""
     from shared.audit import audit_store
     from tests.test_identity_repair import household, stale_key
 
@@ -71,6 +76,7 @@ def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monk
 
     monkeypatch.setattr(identity_races, "one_round", round_leaving_a_stale_key)
     figures = identity_races.measure(argparse.Namespace(rounds=2, seed=0, records=2, deliveries=1, switch=1e-4,
-                                                        die=0.0, sequential_orders=0))
+                                                        die=0.0, sequential_orders=0, repair_window=repair_window,
+                                                        repair_chunk=1))
     assert figures["rounds_inconsistent"] == 2 and figures["violations_by_kind"] == {"blocking_names_non_giver": 2}
     assert figures["rounds_repaired"] == 2 and figures["violations_after_repair_by_kind"] == {}

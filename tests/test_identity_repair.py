@@ -11,7 +11,8 @@ import pytest
 
 from shared.audit import audit_store
 from shared.cli import main
-from shared.identity import find_profile_id, get_profile, repair, repair_index, repair_window
+from shared.identity import find_profile_id, get_profile, repair_index, repair_window
+from shared.identity.repair import REPAIR_CHUNK
 from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
 
@@ -102,33 +103,32 @@ def held_by_no_one(store, ann, bob):
 
 # A full run, one over the last minute (every document of a test), and the same in chunks of one document (each
 # chunk reading what its document touches): the same findings, the same mends.
-SCOPES = {"everything": (None, repair.REPAIR_CHUNK), "written_in_the_last_minute": (60, repair.REPAIR_CHUNK),
+SCOPES = {"everything": (None, REPAIR_CHUNK), "written_in_the_last_minute": (60, REPAIR_CHUNK),
           "written_in_the_last_minute_in_chunks_of_one": (60, 1)}
 
 
 @pytest.fixture(params=SCOPES.values(), ids=SCOPES.keys())
-def since(request, monkeypatch):
-    """A function giving the `since` of the scope (called when the repair runs)."""
+def scope(request):
+    """A function giving repair_index's scope keywords (`since`, as the repair runs, and `chunk`)."""
     seconds, chunk = request.param
-    monkeypatch.setattr(repair, "REPAIR_CHUNK", chunk)
-    return lambda: None if seconds is None else int(time.time()) - seconds
+    return lambda: {"since": None if seconds is None else int(time.time()) - seconds, "chunk": chunk}
 
 
 @pytest.mark.parametrize("corrupt", [stale_key, missing_key, dead_key, stale_identifier, unlisted_identifier,
                                      unindexed_identifier, dead_identifier, held_by_no_one],
                          ids=lambda corrupt: corrupt.__name__)
-def test_repair_index_mends_each_kind_of_finding(store, corrupt, since):
+def test_repair_index_mends_each_kind_of_finding(store, corrupt, scope):
     ann, bob = household(store)
-    since = since()
+    scope = scope()
     assert violations(store) == {}
     # A consistent store: nothing found, nothing written.
-    assert found(repair_index(store, settings=SETTINGS, since=since)) == {}
+    assert found(repair_index(store, settings=SETTINGS, **scope)) == {}
     violation, kind = corrupt(store, ann, bob)
     assert violation in violations(store)
-    counts = repair_index(store, settings=SETTINGS, since=since)
+    counts = repair_index(store, settings=SETTINGS, **scope)
     assert found(counts) == {kind: 1} and counts["profiles"] == 2
     assert violations(store) == {}
-    assert found(repair_index(store, settings=SETTINGS, since=since)) == {}
+    assert found(repair_index(store, settings=SETTINGS, **scope)) == {}
     # The index leads where the profiles say: each member's email to them, the shared phone to one of them.
     assert find_profile_id(store, "email", "ann@lee.org") == ann
     assert find_profile_id(store, "email", "bob@lee.org") == bob
@@ -147,7 +147,7 @@ def resolving_as_the_birth_key_goes(store, profile_ids):
                                                                         birth_date="1980-01-02"))))
 
 
-def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store, since):
+def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_again(store, scope):
     """The key of a birth date Ann's record does not give names her (left by a version of a record that died). As
     the repair takes her off it, Ann's new record giving that birth date is linked: its worker finds her named
     under the key already and writes nothing. The repair reads her profile again after its release, and puts her
@@ -156,14 +156,14 @@ def test_repair_index_beside_a_worker_linking_a_record_that_gives_the_stale_key_
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [ann]})
     linked = []
     racing = resolving_as_the_birth_key_goes(store, linked)
-    counts = repair_index(racing, settings=SETTINGS, since=since())
+    counts = repair_index(racing, settings=SETTINGS, **scope())
     assert racing.intercepted and linked == [ann] and found(counts) == {"stale_keys": 1}
     assert BIRTH_KEY in keys_given(get_profile(store, ann))
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [ann]
     assert violations(store) == {}
 
 
-def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_names(store, since):
+def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_names(store, scope):
     """A key names a profile that is gone (its only record deleted, the key left by a death). As the repair takes
     the id off it, the record is sent again: its worker founds the profile again, under the same id, and finds it
     named under the key already. The repair reads the profile after its write, and names it again."""
@@ -171,7 +171,7 @@ def test_repair_index_beside_a_worker_founding_again_the_profile_a_dead_key_name
     store.container("blocking").create_item({"id": BIRTH_KEY, "profile_ids": [gone]})
     founded = []
     racing = resolving_as_the_birth_key_goes(store, founded)
-    counts = repair_index(racing, settings=SETTINGS, since=since())
+    counts = repair_index(racing, settings=SETTINGS, **scope())
     assert racing.intercepted and founded == [gone] and found(counts) == {"dead_keys": 1}
     assert store.container("blocking").read_item(BIRTH_KEY, BIRTH_KEY)["profile_ids"] == [gone]
     assert violations(store) == {}
@@ -190,7 +190,7 @@ def test_repair_index_keeps_as_holders_only_live_profiles_giving_the_value(store
     assert found(repair_index(store, settings=SETTINGS)) == {}
 
 
-def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_holder_give_the_value(store, since):
+def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_holder_give_the_value(store, scope):
     """Cat is noted as a holder of the home phone her record does not give (left by a version of it). As the repair
     takes her off, her new record giving the phone is linked: its worker finds her noted already and writes nothing.
     The repair reads her profile again after its write, and notes her again."""
@@ -201,7 +201,7 @@ def test_repair_index_beside_a_worker_linking_a_record_that_makes_a_dropped_hold
     racing = hooked(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == PHONE_ID,
                     hook=lambda: linked.extend(resolve(store, person("web", "4", "Cat", email="cat@lee.org",
                                                                      phone=HOME))))
-    assert found(repair_index(racing, settings=SETTINGS, since=since())) == {"stale_holders": 1}
+    assert found(repair_index(racing, settings=SETTINGS, **scope())) == {"stale_holders": 1}
     assert racing.intercepted and linked == [cat]
     assert sorted(phone_doc(store)["holders"]) == sorted([bob, cat])
     assert violations(store) == {}

@@ -8,7 +8,7 @@ Public API (the ingestion, HTTP API and churn code call these):
     finish_unfinished_merges(store, *, settings=None, idle_seconds=None, limit=100) -> list[str]
     rekey(store, *, settings=None) -> dict[str, int]
     repair_index(store, *, settings=None, idle_seconds=None, since=None, deadline=None) -> dict[str, int]
-    repair_window(store, *, settings=None) -> dict[str, int] | None    # the hourly timer's run
+    repair_window(store, *, settings=None, budget_seconds=480) -> dict[str, int] | None  # the hourly timer's run
     get_profile(store, profile_id) -> dict
     find_profile_id(store, id_type, raw_value, *, region=None, settings=None) -> str | None
     is_blocked_identifier(iid, config_or_settings=None) -> bool

@@ -19,7 +19,7 @@ time (queries on `_ts`, which Cosmos DB indexes), every profile or alias they na
 of that time the index documents it gives or lists (batched point reads) and those naming it (index-served
 queries). A document and a profile disagree since the last write to one of them, so a run over the last hours
 finds what the races of those hours left, at a cost that follows the writes, not the store's size. It works in
-chunks of REPAIR_CHUNK documents of the window, so memory is bounded by a chunk, and it starts no chunk after a
+chunks of documents of the window (REPAIR_CHUNK), so memory is bounded by a chunk, and it starts no chunk after a
 deadline: `repair_window`, the hourly `repair_recent_index` timer's run (UCP_REPAIR_WINDOW_SECONDS).
 """
 from __future__ import annotations
@@ -53,20 +53,21 @@ REPAIR_CHUNK = 200
 
 
 def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds: int | None = None,
-                 since: int | None = None, deadline: float | None = None) -> dict[str, int]:
+                 since: int | None = None, deadline: float | None = None, chunk: int = REPAIR_CHUNK
+                 ) -> dict[str, int]:
     """Make the identifier, blocking and records documents agree with the profiles; returns what it found (and
     mended). `idle_seconds`: how long a saga's profile, or a records doc, must not have been written to be taken as
     cut off (default: the merge_idle_seconds setting, split_idle_seconds for a split; a worker moving a record names
     its new profile first). `since`: only the documents written since then (epoch seconds), and what they name, in
-    chunks of REPAIR_CHUNK documents (memory bounded by a chunk, not by the window). `deadline` (epoch seconds): no
-    chunk is started after it (`cut_short`: 1)."""
+    chunks of `chunk` documents of that time (memory bounded by a chunk, not by the window). `deadline` (epoch
+    seconds): no chunk is started after it (`cut_short`: 1)."""
     ctx = Ctx(store, settings)
     idle = ctx.settings.merge_idle_seconds if idle_seconds is None else idle_seconds
     counts = {"profiles": 0, "in_saga": 0,
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
               "claimed": 0, "misdirected_records": 0, **_Findings().counts(), "cut_short": 0}
-    for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since):
+    for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
             counts["cut_short"] = 1
             break
@@ -133,8 +134,8 @@ class _Scope:
                    ctx.identifiers.query_items, ctx.records.query_items)
 
     @classmethod
-    def written_since(cls, ctx: Ctx, since: int) -> Iterator[_Scope]:
-        """Scopes over the documents written since `since`, REPAIR_CHUNK at a time: first the profiles and aliases
+    def written_since(cls, ctx: Ctx, since: int, chunk: int = REPAIR_CHUNK) -> Iterator[_Scope]:
+        """Scopes over the documents written since `since`, `chunk` at a time: first the profiles and aliases
         (with every index document each gives, lists or is named by), then each index container's documents; with
         every profile or alias they name (an alias's chain to its end)."""
         recent = ("_ts", ">=", since)
@@ -146,18 +147,18 @@ class _Scope:
         # Each chunk is read again as it is taken up (one batched read): a query's pages, read ahead, may be older
         # than the documents the chunk then reads around them, and would disagree with them for nothing. An index
         # document scanned around a profile already is not taken up again.
-        for chunk in _chunks(ctx.profiles.query_items(recent)):
-            scope = cls._around(ctx, _fresh(ctx.profiles, chunk), {}, {}, {})
-            for container, docs in (("blocking", scope.blocking), ("identifiers", scope.identifiers),
+        for docs in _chunks(ctx.profiles.query_items(recent), chunk):
+            scope = cls._around(ctx, _fresh(ctx.profiles, docs), {}, {}, {})
+            for container, read in (("blocking", scope.blocking), ("identifiers", scope.identifiers),
                                     ("records", scope.records)):
-                scanned[container].update(d["id"] for d in docs())
+                scanned[container].update(d["id"] for d in read())
             yield scope
-        for chunk in _chunks(new(ctx.blocking.query_items(recent), "blocking")):
-            yield cls._around(ctx, {}, _fresh(ctx.blocking, chunk), {}, {})
-        for chunk in _chunks(new(ctx.identifiers.query_items(recent), "identifiers")):
-            yield cls._around(ctx, {}, {}, _fresh(ctx.identifiers, chunk), {})
-        for chunk in _chunks(new(ctx.records.query_items(recent), "records")):
-            yield cls._around(ctx, {}, {}, {}, _fresh(ctx.records, chunk))
+        for docs in _chunks(new(ctx.blocking.query_items(recent), "blocking"), chunk):
+            yield cls._around(ctx, {}, _fresh(ctx.blocking, docs), {}, {})
+        for docs in _chunks(new(ctx.identifiers.query_items(recent), "identifiers"), chunk):
+            yield cls._around(ctx, {}, {}, _fresh(ctx.identifiers, docs), {})
+        for docs in _chunks(new(ctx.records.query_items(recent), "records"), chunk):
+            yield cls._around(ctx, {}, {}, {}, _fresh(ctx.records, docs))
 
     @classmethod
     def _around(cls, ctx: Ctx, docs: dict[str, dict[str, Any]], blocking: dict[str, dict[str, Any]],
@@ -181,10 +182,10 @@ class _Scope:
                    records.values, lambda iid: _lister(ctx, iid))
 
 
-def _chunks(docs: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """REPAIR_CHUNK documents at a time, read as the query streams them."""
+def _chunks(docs: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """`size` documents at a time, read as the query streams them."""
     docs = iter(docs)
-    while chunk := list(islice(docs, REPAIR_CHUNK)):
+    while chunk := list(islice(docs, size)):
         yield chunk
 
 
