@@ -336,3 +336,17 @@ def test_repair_window_starts_no_chunk_past_its_budget(store):
     assert counts["cut_short"] == 0 and found(counts) == {"unindexed_identifiers": 1}
     assert repair_window(store, settings=SETTINGS.model_copy(update={"repair_window_seconds": 0})) is None
     assert violations(store) == {}
+
+
+def test_a_merge_hands_its_absorbed_profiles_holder_notes_to_the_survivor(store):
+    """Bob, noted as a holder of the home phone Ann holds, is merged into another profile of his: the phone's
+    holders name that profile, not the alias, and the repair finds nothing to prune."""
+    from shared.identity import Resolver
+    from shared.identity.merge import merge_profiles
+
+    ann, bob = household(store)
+    other, = resolve(store, person("web", "5", "Robert", email="rob@lee.org", birth_date="1990-01-01"))
+    assert other not in (ann, bob) and phone_doc(store)["holders"] == [bob]
+    merge_profiles(Resolver(store, settings=SETTINGS).ctx, other, bob, {"reason": "test"})
+    assert phone_doc(store)["holders"] == [other]
+    assert found(repair_index(store, settings=SETTINGS)) == {} and violations(store) == {}

@@ -159,6 +159,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     survivor = _fold(ctx, survivor, absorbed)
     target = survivor["id"]
     _repoint_given(ctx, absorbed, survivor)
+    _repoint_holder_notes(ctx, absorbed, target)
     _repoint_records(ctx, absorbed, target)
     _repoint_aliases(ctx, absorbed, target)
     _close_joined_reviews(ctx, survivor, absorbed, pending["merge_id"])
@@ -403,6 +404,27 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
                 # whose record gives it: it stays there, and the survivor is one of its holders.
                 _unlist(ctx, target, iid)
                 note_holder(ctx, iid, target, doc)
+
+
+def _repoint_holder_notes(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
+    """Identifiers the absorbed profile's records give and another profile holds name the survivor as one of their
+    holders in its place (a note naming the alias costs a read each time a record gives the value, until `ucp
+    repair-index` prunes it). No request when it held all it gave, as nearly every profile does."""
+    from .maintenance import entry_identifiers  # (maintenance builds on this module)
+
+    listed = set(absorbed.get("identifiers", []))
+    noted = sorted({iid for entry in absorbed.get("records", []) for iid in entry_identifiers(entry)
+                    if iid not in listed and id_type_of(iid) != "source"})
+    for iid, read in zip(noted, _read_all(ctx.identifiers, noted)):
+        _repoint(ctx.identifiers, iid, absorbed["id"], target, _swap_holder, read)
+
+
+def _swap_holder(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
+    holders = doc.get("holders", [])
+    if old not in holders:
+        return None
+    now = list(dict.fromkeys(new if h == old else h for h in holders))
+    return {**doc, "holders": [h for h in now if h != doc.get("profile_id")]}
 
 
 def _destination_of(ctx: Ctx, profile_id: str) -> str | None:
