@@ -28,8 +28,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from bench.harness import run_benchmark
 from bench.metrics import cluster_scores
@@ -252,18 +253,9 @@ def run_on_cosmos(records, model, limit: int) -> dict[str, Any]:
     """Resolve `records` (at most `limit`: cosmos_sample) on the Cosmos emulator, counting requests per new record
     against the issue's minimum: one read per identifier looked up, one write per document changed; in total and
     per action."""
-    from devstack.stack import LocalStack
     from shared.identity import Resolver
-    from shared.settings import Settings
-    from shared.store.cosmos import CosmosStore
 
-    stack = LocalStack()
-    env = stack.start()
-    try:
-        settings = Settings(cosmos_endpoint=env["COSMOS_ENDPOINT"])
-        store = CosmosStore(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
-                            prefix=f"bench{uuid.uuid4().hex[:6]}-")
-        store.bootstrap()
+    with emulator_store() as (store, settings):
         counting = CountingStore(store)
         resolver = Resolver(counting, settings=settings, model=model)
         per_action: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # (requests, looked up, changed)
@@ -301,6 +293,23 @@ def run_on_cosmos(records, model, limit: int) -> dict[str, Any]:
                 "requests_by_kind_per_new_record": {k: round(v / n, 2) for k, v in kinds.most_common()},
                 "by_action": {a: summary(per_action[a]) for a in ACTIONS_SHOWN if a in per_action}
                 | {a: summary(v) for a, v in per_action.items() if a not in ACTIONS_SHOWN}}
+
+
+@contextmanager
+def emulator_store() -> Iterator[tuple[Any, Any]]:
+    """(a CosmosStore of fresh containers, its Settings) on a local stack started for the bench, stopped after."""
+    from devstack.stack import LocalStack
+    from shared.settings import Settings
+    from shared.store.cosmos import CosmosStore
+
+    stack = LocalStack()
+    env = stack.start()
+    try:
+        settings = Settings(cosmos_endpoint=env["COSMOS_ENDPOINT"])
+        store = CosmosStore(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
+                            prefix=f"bench{uuid.uuid4().hex[:6]}-")
+        store.bootstrap()
+        yield store, settings
     finally:
         stack.stop()
 

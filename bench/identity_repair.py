@@ -16,7 +16,6 @@ import argparse
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,7 @@ def _count(store, container: str, filter_) -> int:
 
 
 def run(args) -> dict[str, Any]:
-    from bench.identity import cosmos_sample, load_customer_records
+    from bench.identity import cosmos_sample, emulator_store, load_customer_records
     from shared.generate import GeneratorConfig, generate, load_truth_records
     from shared.settings import Settings
     from shared.store import MemoryStore
@@ -88,19 +87,8 @@ def run(args) -> dict[str, Any]:
     sample = cosmos_sample(records, truth, args.before + args.in_window, seed=1)
     if args.memory:
         return {"store": "memory", **measure(MemoryStore(), sample, args.before, Settings())}
-    from devstack.stack import LocalStack
-    from shared.store.cosmos import CosmosStore
-
-    stack = LocalStack()
-    env = stack.start()
-    try:
-        settings = Settings(cosmos_endpoint=env["COSMOS_ENDPOINT"])
-        store = CosmosStore(settings.cosmos_endpoint, settings.cosmos_key, settings.cosmos_database,
-                            prefix=f"bench{uuid.uuid4().hex[:6]}-")
-        store.bootstrap()
+    with emulator_store() as (store, settings):
         return {"store": "cosmos emulator", **measure(store, sample, args.before, settings)}
-    finally:
-        stack.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
