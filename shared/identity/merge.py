@@ -408,8 +408,8 @@ def _repoint_identifiers(ctx: Ctx, absorbed: dict[str, Any], target: str) -> Non
 
 def _repoint_holder_notes(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
     """Identifiers the absorbed profile's records give and another profile holds name the survivor as one of their
-    holders in its place (a note naming the alias costs a read each time a record gives the value, until `ucp
-    repair-index` prunes it). No request when it held all it gave, as nearly every profile does."""
+    holders in its place (a note left naming the alias would cost a read each time a record gives the value). No
+    request when it held all it gave, as nearly every profile does."""
     from .maintenance import entry_identifiers  # (maintenance builds on this module)
 
     listed = set(absorbed.get("identifiers", []))
