@@ -288,9 +288,10 @@ def test_repair_index_since_follows_a_recent_document_to_profiles_and_aliases_wr
     assert violations(store) == {}
 
 
-def test_the_apps_hourly_timer_repairs_what_was_written_in_its_window(app_env, monkeypatch):
+def test_the_apps_hourly_timer_repairs_what_was_written_in_its_window(app_env, monkeypatch, caplog):
     """repair_recent_index (function_app) repairs the configured store (Cosmos here) over the last
-    UCP_REPAIR_WINDOW_SECONDS; 0 turns it off."""
+    UCP_REPAIR_WINDOW_SECONDS; 0 turns it off. A run that mended something logs a warning (counts, no values), one
+    that found nothing an info line."""
     from azure.functions.timer import TimerRequest
 
     from shared.settings import get_settings
@@ -310,8 +311,13 @@ def test_the_apps_hourly_timer_repairs_what_was_written_in_its_window(app_env, m
     assert "profile_identifier_unindexed" in violations(store)
     monkeypatch.setenv("UCP_REPAIR_WINDOW_SECONDS", "3600")
     get_settings.cache_clear()
-    timer.get_user_function()(TimerRequest(past_due=False))
+    with caplog.at_level("INFO", logger="functions.resolve"):
+        timer.get_user_function()(TimerRequest(past_due=False))
+        timer.get_user_function()(TimerRequest(past_due=False))
     assert violations(store) == {} and find_profile_id(store, "email", "ann@lee.org") == ann
+    runs = [r for r in caplog.records if r.getMessage().startswith("index repair over the last 3600 s")]
+    assert [r.levelname for r in runs] == ["WARNING", "INFO"]
+    assert "'unindexed_identifiers': 1" in runs[0].getMessage() and "ann@lee.org" not in caplog.text
 
 
 def test_ucp_repair_index_since_seconds(app_env, cosmos_store, capsys):
