@@ -3,7 +3,7 @@ import logging
 
 import azure.functions as func
 
-from shared.identity import finish_unfinished_merges, finish_unfinished_splits, repair_window
+from shared.identity import finish_unfinished_merges, finish_unfinished_splits, mended_anything, repair_window
 from shared.identity.worker import handle_resolve_message
 from shared.settings import get_settings
 from shared.store import open_store
@@ -41,8 +41,7 @@ def repair_recent_index(timer: func.TimerRequest) -> None:
     counts = repair_window(open_store(settings), settings=settings)
     if counts is not None:
         # A warning when it mended something, so an alert can watch how often races leave residue.
-        mended = any(count for kind, count in counts.items() if kind not in ("profiles", "in_saga", "cut_short"))
-        log.log(logging.WARNING if mended else logging.INFO, "index repair over the last %d s: %s",
+        log.log(logging.WARNING if mended_anything(counts) else logging.INFO, "index repair over the last %d s: %s",
                 settings.repair_window_seconds, counts)
     if counts and counts["cut_short"]:
         log.warning("index repair cut short by its time budget: run `ucp repair-index --since-seconds %d`",

@@ -9,6 +9,7 @@ Public API (the ingestion, HTTP API and churn code call these):
     rekey(store, *, settings=None) -> dict[str, int]
     repair_index(store, *, settings=None, idle_seconds=None, since=None, deadline=None) -> dict[str, int]
     repair_window(store, *, settings=None, budget_seconds=480) -> dict[str, int] | None  # the hourly timer's run
+    mended_anything(counts) -> bool                  # did a repair's counts mend something
     get_profile(store, profile_id) -> dict
     find_profile_id(store, id_type, raw_value, *, region=None, settings=None) -> str | None
     is_blocked_identifier(iid, config_or_settings=None) -> bool
@@ -23,12 +24,12 @@ from .maintenance import (finish_unfinished_merges, finish_unfinished_splits, in
                           split_record)
 from .protection import ProtectionPolicy
 from .rekey import rekey
-from .repair import repair_index, repair_window
+from .repair import mended_anything, repair_index, repair_window
 from .survivorship import SurvivorshipPolicy
 
 __all__ = [
     "ACTIONS", "Resolver", "ResolveResult", "ResolverConfig", "ProtectionPolicy", "SurvivorshipPolicy",
     "resolve_records", "remove_record", "split_record", "finish_unfinished_splits", "get_profile", "find_profile_id",
     "list_merges", "normalized_identifier", "is_blocked_identifier", "is_placeholder_identifier", "index_holders",
-    "rekey", "finish_unfinished_merges", "repair_index", "repair_window",
+    "rekey", "finish_unfinished_merges", "repair_index", "repair_window", "mended_anything",
 ]

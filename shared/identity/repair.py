@@ -89,6 +89,11 @@ def repair_window(store: Store, *, settings: Settings | None = None, budget_seco
                         deadline=start + budget_seconds)
 
 
+def mended_anything(counts: dict[str, int]) -> bool:
+    """True when a repair's counts say it mended something (not only what it read, or that it was cut short)."""
+    return any(count for kind, count in counts.items() if kind not in ("profiles", "in_saga", "cut_short"))
+
+
 def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     in_saga = {pid for pid, p in scope.profiles.items() if _in_saga(p)}
     found = _Findings()
