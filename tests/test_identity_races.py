@@ -1746,3 +1746,54 @@ def test_a_refused_merges_log_entry_left_by_a_worker_that_died_is_closed_by_the_
     closed = finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
     assert len(closed) == 1 and violations(store) == {}
     assert live_records(store) == {kept: ["crm|4", "pos|1"], other: ["app|3", "web|2"]}
+
+
+def test_a_link_losing_its_loyalty_claim_to_a_profile_it_may_not_merge_with_moves_to_the_card_holder(store):
+    """Dan's profile holds his email and a birth date. A record giving that email and his loyalty card decides to
+    link there by the email; before its claim of the card, another record of the card with another birth date founds
+    a profile holding it. The two profiles may not merge (two birth dates), and the card outranks the email: one after
+    the other, in any order, the record joins the card's holder and the email's profile goes to review. It used to
+    stay where the email led, with a review, and the card's holder kept the card without it (races bench, seed 733)."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    email, card = "home@lee.org", "L3"
+    first, = resolve(store, rec("web", "3", birth_date="1980-01-02", email=email, **dan))
+    founded = []
+    racing = before_call(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == f"loyalty_id:{card}",
+                         hook=lambda: founded.extend(resolve(store, rec("pos", "10", birth_date="1981-03-04",
+                                                                        loyalty_id=card, **dan))))
+
+    linked, = resolve(racing, rec("web", "10", email=email, loyalty_id=card, **dan))
+
+    assert racing.intercepted and founded[0].action in ("created", "review")
+    holder = founded[0].profile_id
+    assert linked.profile_id == holder and find_profile_id(store, "loyalty_id", card) == holder
+    assert live_records(store) == {first.profile_id: ["web|3"], holder: ["pos|10", "web|10"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|10", holder, first.profile_id)
+    assert violations(store) == {}
+
+
+def test_a_redelivery_of_a_record_left_uncommitted_goes_where_a_card_claimed_meanwhile_leads(store):
+    """As above, but the worker that linked the record by the email dies before claiming the card, and the card's
+    record founds its profile before the redelivery. The redelivery found the record in the email's profile,
+    uncommitted, and went on there as if that had been decided; where it was placed is no decision, so the card now
+    leads, as it would have one after the other, and the entry left in the email's profile is taken out."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    email, card = "home@lee.org", "L3"
+    first, = resolve(store, rec("web", "3", birth_date="1980-01-02", email=email, **dan))
+    record = rec("web", "10", email=email, loyalty_id=card, **dan)
+    with pytest.raises(Died):
+        resolve(crashing(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == f"loyalty_id:{card}"),
+                record)
+    assert live_records(store)[first.profile_id] == ["web|10", "web|3"]  # linked, uncommitted
+    founded, = resolve(store, rec("pos", "10", birth_date="1981-03-04", loyalty_id=card, **dan))
+
+    again, = resolve(store, record)
+
+    assert again.profile_id == founded.profile_id and again.action == "linked"
+    assert live_records(store) == {first.profile_id: ["web|3"], founded.profile_id: ["pos|10", "web|10"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|10", founded.profile_id, first.profile_id)
+    assert violations(store) == {}

@@ -16,6 +16,7 @@ Per record (every step idempotent, so at-least-once delivery and several workers
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -220,6 +221,9 @@ class _Work:
     cut = False
     too_large = False
     record_doc_found = False  # an attempt found the records doc uncommitted: the next ones read it first
+    prior_uncommitted = False  # the attempt's prior profile holds the record uncommitted (_held_by)
+    prior_rank = 0  # what the prior profile ranks as (_group)
+    link_rank: float | None = None  # how strongly the record joined its profile (_link_rank)
     placed: frozenset[str] = frozenset()  # the profiles the current attempt wrote (or found) the record's entry in
     abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
     named_before: frozenset[str] = frozenset()  # those the records doc this attempt wrote keeps (NAMED_BEFORE)
@@ -319,6 +323,7 @@ class _Work:
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
         self.left: dict[str, Any] | None = None  # the profile the record was taken out of, its ids to follow it
+        prior_uncommitted = False
         if source_doc is not None:
             prior = self._live(source_doc["profile_id"], profiles)
             if prior is not None and not _holds(prior, self.key):
@@ -329,8 +334,10 @@ class _Work:
             # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
             # when the profile its source identifier names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
+            prior_uncommitted = prior is not None
             if prior is None and profiles.get(record_doc["profile_id"], UNREAD) is None:
                 self._forget_if_deleted(record_doc["profile_id"])
+        self.prior_uncommitted = prior_uncommitted
         marked = split_to_finish_first(prior, self.key)
         if marked and finish_split_in_flight(ctx, prior, marked):
             raise ConcurrencyConflict("a split out of the record's profile was in flight")
@@ -551,13 +558,23 @@ class _Work:
 
     def _group(self, prior, candidates: dict[str, _Candidate]):
         """The profiles the record joins (prior first), those in conflict (review) and those skipped."""
-        group: list[_Candidate] = [_Candidate(prior, ["prior"])] if prior else []
         reviews: list[tuple[dict[str, Any], str, dict | None]] = []
         skipped: set[str] = set()
+        leading = candidates.get(prior["id"]) if prior and self.prior_uncommitted else None
+        # Placed there by an attempt that did not commit: a continuation, not a decision. It ranks as what leads
+        # there, so an identifier of higher priority leading elsewhere (a card claimed meanwhile) comes first, as it
+        # would have one after the other; the profile it is in then goes to review.
+        self.prior_rank = self._candidate_rank(leading)[0] if leading else self.policy.rank("prior")
         if not candidates:
-            return group, reviews, skipped
-        ranked = sorted(candidates.values(), key=lambda c: (min(self.policy.rank(t) for t in c.types),
-                                                            survivor_order(c.profile)))
+            return ([_Candidate(prior, ["prior"])] if prior else []), reviews, skipped
+        ranked = sorted(candidates.values(), key=self._candidate_rank)
+        group: list[_Candidate] = []
+        if prior and not self.prior_uncommitted:
+            group.append(_Candidate(prior, ["prior"]))
+        elif prior:
+            at = next((i for i, c in enumerate(ranked) if self._candidate_rank(c)[0] >= self.prior_rank), len(ranked))
+            ranked = [c for c in ranked[:at] if c is not leading] + [_Candidate(prior, ["prior"])] + [
+                c for c in ranked[at:] if c is not leading]
         for cand in ranked:
             if any(g.profile["id"] == cand.profile["id"] for g in group):
                 continue
@@ -574,6 +591,9 @@ class _Work:
             else:
                 group.append(cand)
         return group, reviews, skipped
+
+    def _candidate_rank(self, cand: _Candidate) -> tuple[int, Any]:
+        return min(self.policy.rank(t) for t in cand.types), survivor_order(cand.profile)
 
     def _shared_not_joined(self, types: list[str], profile: dict[str, Any], side: Side, sides: list[Side]) -> bool:
         """True when what the record shares with the profile never joins on its own: a device id alone between two
@@ -700,6 +720,7 @@ class _Work:
             if link["reason"] == "score":
                 self._log_score_link(profile["id"], link)
                 reason = f"score:{link['score']}"
+        self.link_rank = self._link_rank(group)
         profile = self._claim(profile, claims)
         if self.aliased:  # rare: most records find no identifier naming a merged-away profile
             self._repoint_aliased(profile["id"], {g.profile["id"] for g in group})
@@ -733,6 +754,19 @@ class _Work:
     def _why(self, reason: dict[str, Any]) -> dict[str, Any]:
         """A merge's reason, with the record it was for and that record's version (for the fold's check: merge.py)."""
         return {**reason, "via_record": self.key, "via_hash": self.hash}
+
+    def _link_rank(self, group: list[_Candidate]) -> float | None:
+        """How strongly the record joined its one profile, for a claim it loses next (_settle_lost_claim): the best
+        priority of the identifiers that led there (a score ranks below them all; founding it, below anything; an
+        uncommitted placement, as _group ranked it). None when it stays whatever it loses: it was in the profile
+        before, or merged profiles to join them."""
+        if not group:
+            return math.inf
+        if len(group) != 1:
+            return None
+        if "prior" in group[0].types:
+            return self.prior_rank if self.prior_uncommitted else None
+        return min((self.policy.rank(t) for t in group[0].types if t != "score"), default=math.inf)
 
     def _lost(self, group: list[_Candidate]) -> set[str]:
         """The identifiers found indexed to a live profile the record does not join."""
@@ -1108,11 +1142,28 @@ class _Work:
                     self.claimed.append(iid)
                     return live_profile(self.ctx, merged["id"]) or merged
                 return merged
+            if self._outranks_link(iid, theirs):
+                self._decide_again()
             self._open_review(current["id"], other["id"], reason, self._scored_against(other))
         if self._note_holder(iid, current["id"], doc):
             self.claimed.append(iid)  # released since the claim was lost
             return live_profile(self.ctx, current["id"]) or current
         return self._drop_identifier(current, iid)
+
+    def _outranks_link(self, iid: str, holder: Side) -> bool:
+        """True when the identifier whose claim was lost outranks what the record linked by, and the record alone could
+        join its holder: one after the other, the record would have joined that holder (_group ranks candidates by
+        priority), and the profile it joined instead would have gone to review."""
+        rank = self.link_rank
+        return (rank is not None and self.policy.rank(id_type_of(iid)) < rank
+                and join_conflict(self.policy, [self.side, holder]) is None)
+
+    def _decide_again(self) -> NoReturn:
+        """Decide again, now that the identifier's holder is there to be found: the profile that holds the record
+        uncommitted ranks as what led there (_group), so the holder comes first. Its entry there is taken out once the
+        record is committed elsewhere (leave_abandoned); not now, as another delivery may commit it there first."""
+        self.record_doc_found = True  # the retry reads the records doc, which names that profile
+        raise ConcurrencyConflict("an identifier outranking the link is held by a profile it may not merge with")
 
     def _drop_identifier(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
         """The profile without the identifier another profile holds. Its holder may hand it on to this profile
