@@ -80,3 +80,26 @@ def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monk
                                                         repair_chunk=1))
     assert figures["rounds_inconsistent"] == 2 and figures["violations_by_kind"] == {"blocking_names_non_giver": 2}
     assert figures["rounds_repaired"] == 2 and figures["violations_after_repair_by_kind"] == {}
+
+
+def test_a_grouping_some_order_gives_is_no_finding_though_the_sampled_orders_missed_it():
+    """Dan's record giving his email and phone joins one of his two other records (two birth dates: one gives the
+    email, one the phone); with the phone's record before it and the email's after, one after the other, it is with
+    the phone's. Sampled orders may all miss those; a round is then checked against every order, and only groupings
+    no order gives are counted."""
+    from shared.models import CustomerRecord
+
+    dan = dict(given_name="Dan", family_name="Roe")
+    by_email = CustomerRecord(source="pos", record_key="1", birth_date="1980-01-02", email="dan@roe.org", **dan)
+    by_phone = CustomerRecord(source="crm", record_key="2", birth_date="1981-03-04", phone="+447911123456", **dan)
+    both = CustomerRecord(source="web", record_key="3", email="dan@roe.org", phone="+447911123456", **dan)
+    drawn = [by_email, by_phone, both]
+    with_phone = {"pos|1": "a", "crm|2": "b", "web|3": "b"}
+    sampled = [identity_races._otherwise(identity_races._pairs(with_phone),
+                                         [identity_races._grouped(drawn, random.Random(seed).sample(drawn, 3))])
+               for seed in range(12)]
+    assert {} in sampled and any(sampled)  # some single orders group them so, others miss it
+    for seed in range(12):
+        assert identity_races._against_sequential(drawn, with_phone, 1, random.Random(seed)) == {}
+    all_three = {"pos|1": "a", "crm|2": "a", "web|3": "a"}  # the two birth dates together: no order does that
+    assert identity_races._against_sequential(drawn, all_three, 1, random.Random(0)) == {"joined_against_sequential": 1}
