@@ -1784,8 +1784,8 @@ def test_a_redelivery_of_a_record_left_uncommitted_goes_where_a_card_claimed_mea
     first, = resolve(store, rec("web", "3", birth_date="1980-01-02", email=email, **dan))
     record = rec("web", "10", email=email, loyalty_id=card, **dan)
     with pytest.raises(Died):
-        resolve(crashing(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == f"loyalty_id:{card}"),
-                record)
+        resolve(crashing(store, "identifiers", "create_item",
+                         when=lambda body, **_: body["id"] == f"loyalty_id:{card}"), record)
     assert live_records(store)[first.profile_id] == ["web|10", "web|3"]  # linked, uncommitted
     founded, = resolve(store, rec("pos", "10", birth_date="1981-03-04", loyalty_id=card, **dan))
 
