@@ -331,8 +331,9 @@ class _Work:
                     raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
         if prior is None and record_doc is not None:
-            # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there. Also
-            # when the profile its source identifier names is gone (its person erased after the record left it).
+            # An attempt that died (or lost a race) placed it in a profile already, uncommitted: go on there, unless
+            # a higher-priority identifier leads elsewhere (_group). Also when the profile its source identifier
+            # names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
             prior_uncommitted = prior is not None
             if prior is None and profiles.get(record_doc["profile_id"], UNREAD) is None:
@@ -557,7 +558,8 @@ class _Work:
         return cache[profile_id]
 
     def _group(self, prior, candidates: dict[str, _Candidate]):
-        """The profiles the record joins (prior first), those in conflict (review) and those skipped."""
+        """The profiles the record joins (prior first, unless only an uncommitted attempt placed it there and an
+        identifier of higher priority leads elsewhere), those in conflict (review) and those skipped."""
         reviews: list[tuple[dict[str, Any], str, dict | None]] = []
         skipped: set[str] = set()
         leading = candidates.get(prior["id"]) if prior and self.prior_uncommitted else None
@@ -572,9 +574,9 @@ class _Work:
         if prior and not self.prior_uncommitted:
             group.append(_Candidate(prior, ["prior"]))
         elif prior:
-            at = next((i for i, c in enumerate(ranked) if self._candidate_rank(c)[0] >= self.prior_rank), len(ranked))
-            ranked = [c for c in ranked[:at] if c is not leading] + [_Candidate(prior, ["prior"])] + [
-                c for c in ranked[at:] if c is not leading]
+            others = [c for c in ranked if c is not leading]
+            at = next((i for i, c in enumerate(others) if self._candidate_rank(c)[0] >= self.prior_rank), len(others))
+            ranked = [*others[:at], _Candidate(prior, ["prior"]), *others[at:]]
         for cand in ranked:
             if any(g.profile["id"] == cand.profile["id"] for g in group):
                 continue
@@ -593,6 +595,7 @@ class _Work:
         return group, reviews, skipped
 
     def _candidate_rank(self, cand: _Candidate) -> tuple[int, Any]:
+        """(the priority of the best identifier type that led to the candidate, its survivor order): lower first."""
         return min(self.policy.rank(t) for t in cand.types), survivor_order(cand.profile)
 
     def _shared_not_joined(self, types: list[str], profile: dict[str, Any], side: Side, sides: list[Side]) -> bool:
