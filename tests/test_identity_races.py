@@ -1797,3 +1797,27 @@ def test_a_redelivery_of_a_record_left_uncommitted_goes_where_a_card_claimed_mea
     assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
         "web|10", founded.profile_id, first.profile_id)
     assert violations(store) == {}
+
+
+def test_a_new_version_of_a_record_of_a_person_being_erased_stays_to_be_erased_though_a_card_leads_elsewhere(store):
+    """An erase that died after deleting the person's identifiers (the records' commits among them) and before
+    erasing the records docs leaves Ann's web record placed in her profile with no commit, as an attempt that died
+    would. A new version of it giving a loyalty card another profile holds stays there all the same, and is erased
+    with her when the erase runs again: going where the card leads left a record in a live profile whose doc the
+    erase then emptied (random operations, workers dying)."""
+    from shared.privacy import erase_profile
+
+    ann = dict(given_name="Ann", family_name="Lee")
+    resolve(store, rec("pos", "1", birth_date="1980-01-02", email="ann@lee.org", **ann))
+    web, = resolve(store, rec("web", "2", email="ann@lee.org", **ann))
+    card, = resolve(store, rec("crm", "3", birth_date="1981-03-04", loyalty_id="L1", **ann))
+    assert card.profile_id != web.profile_id
+    with pytest.raises(Died):
+        erase_profile(crashing(store, "records", "upsert_item"), get_profile(store, web.profile_id))
+
+    resolve(store, rec("web", "2", email="ann@lee.org", loyalty_id="L1", **ann))
+    erase_profile(store, {"id": web.profile_id})
+
+    assert store.container("records").read_item("web|2", "web|2").get("erased_at")
+    assert live_records(store) == {card.profile_id: ["crm|3"]}
+    assert violations(store) == {}
