@@ -335,7 +335,8 @@ class _Work:
             # a higher-priority identifier leads elsewhere (_group). Also when the profile its source identifier
             # names is gone (its person erased after the record left it).
             prior = self._held_by(record_doc, profiles)
-            # Not one being erased: the record stays there, and is erased with the person (see _should_leave below).
+            # Ranked as a placement (_group) only when nothing committed the record there (no source identifier) and
+            # its person is not being erased: then it stays, and is erased with them (see the _should_leave call).
             prior_uncommitted = prior is not None and source_doc is None and not prior.get("erasing_at")
             if prior is None and profiles.get(record_doc["profile_id"], UNREAD) is None:
                 self._forget_if_deleted(record_doc["profile_id"])
