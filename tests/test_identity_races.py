@@ -1821,3 +1821,32 @@ def test_a_new_version_of_a_record_of_a_person_being_erased_stays_to_be_erased_t
     assert store.container("records").read_item("web|2", "web|2").get("erased_at")
     assert live_records(store) == {card.profile_id: ["crm|3"]}
     assert violations(store) == {}
+
+
+def test_a_record_that_founded_its_profile_and_merged_by_the_email_moves_to_the_card_holder_it_then_loses_to(store):
+    """Dan's record with his email and card founds a profile: his email's profile (a birth date is all it has
+    beside the email) appears just after its decision. Settling the email's lost claim merges the two; then the
+    card's claim is lost too, to a profile of the card with a birth date the merged one may not join. One after the
+    other, the card ranks first and the email's profile goes to review; so does it now (races bench, seed 733)."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    email, card = "home@lee.org", "L3"
+    seen = {}
+    email_first = before_call(store, "profiles", "create_item",
+                              when=lambda body, **_: body["id"] == profile_id_for_record("web|10"),
+                              hook=lambda: seen.update(email=resolve(store, rec(
+                                  "web", "3", birth_date="1980-01-02", email=email, **dan))[0]))
+    card_first = before_call(email_first, "identifiers", "create_item",
+                             when=lambda body, **_: body["id"] == f"loyalty_id:{card}",
+                             hook=lambda: seen.update(card=resolve(store, rec(
+                                 "pos", "10", birth_date="1981-03-04", loyalty_id=card, **dan))[0]))
+
+    result, = resolve(card_first, rec("web", "10", email=email, loyalty_id=card, **dan))
+
+    assert email_first.intercepted and card_first.intercepted
+    holder, by_email = seen["card"].profile_id, find_profile_id(store, "email", email)  # the merge's survivor
+    assert result.profile_id == holder and find_profile_id(store, "loyalty_id", card) == holder
+    assert live_records(store) == {by_email: ["web|3"], holder: ["pos|10", "web|10"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|10", holder, by_email)
+    assert violations(store) == {}
