@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from .activity import OWNERS, forget_entries, forget_owner, list_activity, owner_entries
 from .events.devices import erase_owners, export_view, links_holding
-from .identity.docs import ConcurrencyConflict, Ctx, now_iso, source_identifier, with_retries
+from .identity.docs import NOTED_HOLDERS, ConcurrencyConflict, Ctx, now_iso, source_identifier, with_retries
 from .identity.lookup import list_merges
 from .identity.maintenance import (RECORD_REMOVED, finish_split_in_flight, finish_splits_into, forget_holders,
                                    release_identifier, update_block)
@@ -117,7 +117,9 @@ def export_profile(store: Store, profile: dict[str, Any]) -> dict[str, Any]:
     def other(name: str) -> bool:
         return name not in own
 
-    view = {**profile, "never_match": [n for n in profile.get("never_match", []) if n in own],
+    # Without the profiles noted as holders of its values (engine._note_on_kept_apart): other people.
+    view = {**{k: v for k, v in profile.items() if k != NOTED_HOLDERS},
+            "never_match": [n for n in profile.get("never_match", []) if n in own],
             "records": _with_links_redacted(profile, other, WITHHELD)}
     return {
         "exported_at": _now(),
@@ -305,7 +307,7 @@ def _clear_from_others(ctx: Ctx, profile: dict[str, Any], owners: list[str], cou
     others = {name for name in profile.get("never_match", []) if "|" not in name}  # profile ids, not record keys
     others |= {entry["profile_id"] for entry in entries.values()}
     for chunk in _chunks(sorted(erased)):
-        query = ("or", [("never_match", "contains", name) for name in chunk])
+        query = ("or", [(field, "contains", name) for name in chunk for field in ("never_match", NOTED_HOLDERS)])
         others |= {doc["id"] for doc in ctx.profiles.query_items(query)}
     live = set()  # the live profiles holding those ids (a merge-log partition may be an id merged since)
     for name in sorted(others - erased):
@@ -360,16 +362,19 @@ def _redact_entry(ctx: Ctx, entry: dict[str, Any], erased: set[str]) -> int:
 
 
 def _redact_profile(ctx: Ctx, profile_id: str, erased: set[str]) -> int:
-    """Another person's profile without the erased keys and ids in its never_match and its records' links; 1 when
-    it named them. Raises PreconditionFailedError when it changed since it was read (with_retries reads it again)."""
+    """Another person's profile without the erased keys and ids in its never_match, its noted holders and its records'
+    links; 1 when it named them. Raises PreconditionFailedError when it changed since it was read (with_retries reads it again)."""
     doc = live_profile(ctx, profile_id)
     if doc is None:
         return 0
     never = [n for n in doc.get("never_match", []) if n not in erased]
+    noted = [n for n in doc.get(NOTED_HOLDERS, []) if n not in erased]
     records = _with_links_redacted(doc, erased.__contains__, ERASED)
-    if never == doc.get("never_match", []) and records == doc.get("records", []):
+    if never == doc.get("never_match", []) and records == doc.get("records", []) and noted == doc.get(
+            NOTED_HOLDERS, []):
         return 0
-    ctx.profiles.replace_item({**doc, "never_match": never, "records": records, "updated_at": now_iso()},
+    kept = {NOTED_HOLDERS: noted} if NOTED_HOLDERS in doc else {}
+    ctx.profiles.replace_item({**doc, "never_match": never, **kept, "records": records, "updated_at": now_iso()},
                               etag=doc["_etag"])
     return 1
 

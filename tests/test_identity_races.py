@@ -1313,8 +1313,8 @@ def test_a_version_dying_after_founding_a_profile_another_version_passed_by_is_c
     commits. Bob's version founds its profile and dies. Its redelivery, a new version to the commit, replaces Ann's
     entry in the household profile: the profile it had founded, which Ann's version wrote over in the doc, kept the
     record too. The doc keeps the profiles it named before across versions; each finder takes out its own entry."""
-    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
-    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="roe@lee.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="roe@lee.org")
     bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
     founded = _dying_after_founding(store, bobs, lambda: resolve(store, anns))
     assert sorted(holders(store, "web|7")) == sorted([home.profile_id, founded])
@@ -1331,7 +1331,7 @@ def test_a_delivery_dying_before_dropping_a_lost_claim_from_the_committed_profil
     phone. Ann's record claims it meanwhile, and the second delivery founds Bob's profile as a holder of it and
     commits. The first finds that profile, lists the phone on it with the record, loses its claim to Ann and dies
     before dropping it again. Its redelivery finds the record done: Bob's profile listed a phone Ann's holds."""
-    bobs = rec("pos", "9", given_name="Bob", family_name="Roe", email="home@roe.org", phone=PHONE)
+    bobs = rec("pos", "9", given_name="Bob", family_name="Roe", email="roe@lee.org", phone=PHONE)
     founded = profile_id_for_record("pos|9")
     second = []
 
@@ -1849,4 +1849,80 @@ def test_a_record_that_founded_its_profile_and_merged_by_the_email_moves_to_the_
     review, = store.container("review").query_items(("status", "=", "open"))
     assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
         "web|10", holder, by_email)
+    assert violations(store) == {}
+
+
+def _dan_with_the_family_card_and_email(store):
+    """Dan's profile holds the family's loyalty card and email; Bob's records give that email too. Its user name is
+    too short to be a blocking key: no score meets Bob's records, only the names test on the shared email."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    return resolve(store, rec("pos", "1", birth_date="1970-05-06", email="roe@lee.org", loyalty_id="L7", **dan))[0]
+
+
+BOB = dict(given_name="Bob", family_name="Roe")
+
+
+@pytest.mark.parametrize("meanwhile", ["before it reads the profile", "before it writes the profile"])
+def test_a_member_linked_by_the_family_card_while_his_other_record_founds_a_profile_joins_it(store, meanwhile):
+    """Bob's record with the family card links to Dan's profile (the card joins whoever gives it). While it is
+    decided, Bob's record with only the family email is resolved: the email's profile names only Dan, so it founds a
+    profile of its own and notes it as a holder of the email. One after the other, in either order, Bob's two records
+    end in one profile; the link used to miss the note (it had read the email's document already) and the other
+    record never met Bob's (races bench, seed 4933). The note on Dan's profile is read with the profile, or makes the
+    link's write of it fail, and the link decide again."""
+    dan = _dan_with_the_family_card_and_email(store)
+    founded = []
+
+    def found():
+        founded.extend(resolve(store, rec("web", "8", email="roe@lee.org", **BOB)))
+
+    if meanwhile == "before it reads the profile":
+        racing = before_call(store, "profiles", "read_item_or_none", when=lambda pid, *_: pid == dan.profile_id,
+                             hook=found)
+    else:
+        racing = before_call(store, "profiles", "replace_item",
+                             when=lambda body, **_: any(r["key"] == "web|9" for r in body.get("records", ())),
+                             hook=found)
+
+    linked, = resolve(racing, rec("web", "9", email="roe@lee.org", loyalty_id="L7", **BOB))
+
+    assert racing.intercepted and founded[0].action == "created" and founded[0].profile_id != dan.profile_id
+    assert live_records(store) == {linked.profile_id: ["pos|1", "web|8", "web|9"]}
+    assert violations(store) == {}
+
+
+def test_a_member_founding_a_profile_while_his_other_record_links_by_the_family_card_joins_it(store):
+    """As above, the other way round: Bob's email-only record decided to found a profile from Dan's profile as it
+    was, and Bob's card record links to Dan's before the email record notes its profile there. The note is written
+    under the version the names test ran on, so it fails, and the profile is tested again as it is now: Bob is in it."""
+    dan = _dan_with_the_family_card_and_email(store)
+    linked = []
+    racing = before_call(store, "identifiers", "replace_item",
+                         when=lambda body, **_: body["id"] == "email:roe@lee.org" and body.get("holders"),
+                         hook=lambda: linked.extend(resolve(store, rec("web", "9", email="roe@lee.org",
+                                                                       loyalty_id="L7", **BOB))))
+
+    result, = resolve(racing, rec("web", "8", email="roe@lee.org", **BOB))
+
+    assert racing.intercepted and linked[0].profile_id == dan.profile_id
+    assert (result.action, result.reason) == ("merged", "new; concurrent:rule:email")
+    assert live_records(store) == {result.profile_id: ["pos|1", "web|8", "web|9"]}
+    assert violations(store) == {}
+
+
+def test_another_member_noted_on_the_family_profile_stays_apart_and_is_withheld_from_its_export(store):
+    """Ann's email-only record is kept apart from Dan's profile by the names test: her profile is noted on his, as
+    a holder of the family email. Dan's export leaves it out (another person), and erasing Ann takes it out of his
+    profile."""
+    from shared.privacy import erase_profile, export_profile
+
+    dan = _dan_with_the_family_card_and_email(store)
+    ann, = resolve(store, rec("web", "8", email="roe@lee.org", given_name="Ann", family_name="Roe"))
+
+    assert ann.profile_id != dan.profile_id
+    assert get_profile(store, dan.profile_id)["noted_holders"] == [ann.profile_id]
+    assert "noted_holders" not in export_profile(store, get_profile(store, dan.profile_id))["profile"]
+    erase_profile(store, get_profile(store, ann.profile_id))
+    assert get_profile(store, dan.profile_id)["noted_holders"] == []
+    assert live_records(store) == {dan.profile_id: ["pos|1"]}
     assert violations(store) == {}

@@ -31,7 +31,8 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
-from .docs import (MAX_ID_BYTES, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig,
+from .docs import (MAX_ID_BYTES, MAX_NOTED_HOLDERS, NOTED_HOLDERS, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict,
+                   Ctx, ResolverConfig,
                    fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
                    stable_hash, with_retries)
 from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
@@ -320,6 +321,8 @@ class _Work:
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
         self.id_docs = id_docs  # the identifiers as the decision read them (_join_new_holders)
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
+        # profile id -> (the version the names test kept the record apart from, the shared value types): _note_on_kept_apart
+        self.apart_by_names: dict[str, tuple[dict[str, Any], list[str]]] = {}
         profiles: dict[str, dict[str, Any]] = {}
         prior = None
         self.left: dict[str, Any] | None = None  # the profile the record was taken out of, its ids to follow it
@@ -377,11 +380,17 @@ class _Work:
         three profiles. A profile read per holder (up to 16), for records giving such a value only."""
         if not self.n.given_name:
             return  # no name to tell the household's members apart: the holder alone, as before
+        # Holders noted on a candidate profile itself (_note_on_kept_apart): one noted after this decision read the
+        # value's document, before it read the profile.
+        noted = [h for cand in list(candidates.values()) for h in cand.profile.get(NOTED_HOLDERS, ())]
         for iid in self.strong:
             doc = id_docs[iid]
-            if doc is None or not doc.get("holders") or id_type_of(iid) not in SHAREABLE_TYPES:
+            if doc is None or id_type_of(iid) not in SHAREABLE_TYPES:
                 continue
-            for holder_id in doc["holders"]:
+            holder_ids = doc.get("holders", ())
+            if noted:
+                holder_ids = list(dict.fromkeys([*holder_ids, *noted]))
+            for holder_id in holder_ids:
                 holder = self._live(holder_id, profiles)
                 if holder is None or holder["id"] == self.owner.get(iid) or not _gives(holder, iid):
                     continue
@@ -586,6 +595,8 @@ class _Work:
             cand_side = self._side(cand.profile)
             if self._shared_not_joined(cand.types, cand.profile, cand_side, sides):
                 skipped.add(cand.profile["id"])
+                if set(cand.types) <= SHAREABLE_TYPES:
+                    self.apart_by_names[cand.profile["id"]] = (cand.profile, cand.types)
                 continue
             reason = join_conflict(self.policy, sides + [cand_side])
             if reason == "never_match":
@@ -740,6 +751,8 @@ class _Work:
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
         if not self.ctx.config.single_writer:
+            if (joined := self._note_on_kept_apart(profile)) is not None:
+                profile, action, reason = joined[0], "merged", f"{reason}; concurrent:rule:{joined[1]}"
             if (joined := self._join_new_holders(profile)) is not None:
                 profile, action, reason = joined[0], "merged", f"{reason}; concurrent:rule:{joined[1]}"
             if (joined := self._join_concurrent(profile)) is not None:
@@ -880,6 +893,48 @@ class _Work:
             return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why), id_type_of(iid)
         return None
 
+    def _note_on_kept_apart(self, profile: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """The profiles the names test kept the record apart from, though they share its email or phone (a household's),
+        as the decision read them: each is noted this record's profile as a holder, under the ETag of that version.
+        A record of this one's person linked there meanwhile by another identifier (a family card) writes the same
+        document: whichever writes second sees the other. Written first, the link reads the note, or loses its write
+        and decides again (_add_holders, _link); written second, this write fails, and the profile is tested again as
+        it is now. Of the two records, one after the other, the second would have joined the first's profile.
+        Returns (the merged profile, the identifier types), or None. One write per such profile (none in a
+        single-writer run); the value's document has the holder noted already (_apply)."""
+        for other, types in self.apart_by_names.values():
+            if (joined := self._note_on(other, types, profile)) is not None:
+                return joined
+        return None
+
+    def _note_on(self, other: dict[str, Any], types: list[str], profile: dict[str, Any]
+                 ) -> tuple[dict[str, Any], str] | None:
+        rule = "+".join(sorted(set(types)))
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            noted = other.get(NOTED_HOLDERS, [])
+            if profile["id"] in noted:
+                return None
+            try:
+                self.ctx.profiles.replace_item(
+                    {**other, NOTED_HOLDERS: [*noted, profile["id"]][-MAX_NOTED_HOLDERS:]}, etag=other["_etag"])
+                return None
+            except PreconditionFailedError:
+                pass
+            other, current = live_profile(self.ctx, other["id"]), live_profile(self.ctx, profile["id"])
+            if other is None or current is None or other["id"] == current["id"]:
+                return None
+            if not self._names_agree(other, "email" in types):
+                continue  # changed, still another member's: noted on this version
+            reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
+            if reason is None:
+                ordered = sorted([current, other], key=survivor_order)
+                return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], self._why(
+                    {"reason": "rule", "rule": rule})), rule
+            if reason != "never_match":
+                self._open_review(current["id"], other["id"], reason, self._scored_against(other))
+            return None
+        raise ConcurrencyConflict("could not note the record's profile on a profile it shares a value with")
+
     def _changed_since_scored(self) -> set[str]:
         """The profiles scored in the decision that changed since (one batched read): another worker may have
         linked a record to one without touching a blocking key (its keys were there already), and that record
@@ -1001,6 +1056,7 @@ class _Work:
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
+        noted = set(target.get(NOTED_HOLDERS, ()))  # the holders noted on the version decided on
         for _ in range(50):
             old, records = None, []
             for r in target["records"]:  # one pass: this record's entry, and the others
@@ -1052,6 +1108,10 @@ class _Work:
                     # A record linked meanwhile that this one may not join (another birth date, a second card):
                     # decided again, as it would have been had that record come first.
                     raise self._link_given_up(target, replaced, "a record linked meanwhile conflicts with it")
+                if self.n.given_name and not set(target.get(NOTED_HOLDERS, ())) <= noted:
+                    # A profile kept apart from this one by the names test was noted on it meanwhile: it may be this
+                    # record's person (_note_on_kept_apart). Decided again, as it would have been had it come first.
+                    raise self._link_given_up(target, replaced, "a holder of a value it gives was noted meanwhile")
                 continue
             if released or released_keys:  # a new version's write: nothing to release again otherwise
                 release_again(self.ctx, written, released, released_keys)

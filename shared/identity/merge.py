@@ -14,7 +14,8 @@ from typing import Any, NoReturn
 
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 
-from .docs import MAX_ALIAS_HOPS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases, now_iso, stable_hash
+from .docs import (MAX_ALIAS_HOPS, MAX_NOTED_HOLDERS, NOTED_HOLDERS, UNREAD, ConcurrencyConflict, Ctx, follow_aliases,
+                   now_iso, stable_hash)
 from .protection import Side, id_type_of, join_conflict
 from .survivorship import survive
 
@@ -232,8 +233,12 @@ def fold_into(survivor: dict[str, Any], absorbed: dict[str, Any], ctx: Ctx) -> d
     merged_from = list(dict.fromkeys(survivor.get("merged_from", []) + [absorbed["id"]] + absorbed.get("merged_from", [])))
     attributes, conflicts = survive(records, ctx.config.survivorship)
     identifiers = set(survivor.get("identifiers", [])) | set(absorbed.get("identifiers", []))
+    # Holders noted on either (engine._note_on_kept_apart) stay noted, but for the two themselves.
+    noted = [h for h in dict.fromkeys([*survivor.get(NOTED_HOLDERS, ()), *absorbed.get(NOTED_HOLDERS, ())])
+             if h not in merged_from and h != survivor["id"]]
     return {
         **survivor,
+        **({NOTED_HOLDERS: noted[-MAX_NOTED_HOLDERS:]} if noted or NOTED_HOLDERS in survivor else {}),
         "records": records,
         "identifiers": sorted(identifiers - _given_by_dropped_versions(absorbed, keys, records)),
         "never_match": sorted(set(survivor.get("never_match", [])) | set(absorbed.get("never_match", []))),
