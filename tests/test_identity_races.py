@@ -1926,3 +1926,43 @@ def test_another_member_noted_on_the_family_profile_stays_apart_and_is_withheld_
     assert get_profile(store, dan.profile_id)["noted_holders"] == []
     assert live_records(store) == {dan.profile_id: ["pos|1"]}
     assert violations(store) == {}
+
+
+def test_a_member_losing_the_family_emails_claim_while_his_other_record_links_by_the_family_card_joins_it(store):
+    """Bob's email-only record finds the family email unclaimed, and Dan's second record claims it for Dan's profile
+    (the family card's) before Bob's claim: Bob's claim is lost, and the names test keeps him apart from Dan. Bob's
+    card record, meanwhile, read the email's document (no holder yet) and Dan's profile, and links there once Bob's
+    other record is done. The note is written on Dan's profile after the lost claim too, so the link loses its write
+    and decides again, as one after the other it would have found Bob's profile (races bench, seed 257)."""
+    import threading
+
+    dan = dict(given_name="Dan", family_name="Roe")
+    first, = resolve(store, rec("pos", "1", birth_date="1970-05-06", loyalty_id="L7", **dan))
+    decided, email_record_done, outcome = threading.Event(), threading.Event(), {}
+
+    def wait_for_the_email_record():
+        decided.set()
+        assert email_record_done.wait(30)
+
+    card_record = before_call(store, "profiles", "replace_item",
+                              when=lambda body, **_: any(r["key"] == "web|9" for r in body.get("records", ())),
+                              hook=wait_for_the_email_record)
+    linking = threading.Thread(target=lambda: outcome.update(linked=resolve(card_record, rec(
+        "web", "9", email="roe@lee.org", loyalty_id="L7", **BOB))[0]))
+
+    def dan_claims_the_email_and_bob_links_meanwhile():
+        resolve(store, rec("crm", "2", email="roe@lee.org", loyalty_id="L7", **dan))
+        linking.start()
+        assert decided.wait(30)
+
+    email_record = before_call(store, "identifiers", "create_item",
+                               when=lambda body, **_: body["id"] == "email:roe@lee.org",
+                               hook=dan_claims_the_email_and_bob_links_meanwhile)
+    result, = resolve(email_record, rec("web", "8", email="roe@lee.org", **BOB))
+    email_record_done.set()
+    linking.join(30)
+
+    assert email_record.intercepted and card_record.intercepted and result.action == "created"
+    assert live_records(store) == {outcome["linked"].profile_id: ["crm|2", "pos|1", "web|8", "web|9"]}
+    assert first.profile_id == outcome["linked"].profile_id
+    assert violations(store) == {}

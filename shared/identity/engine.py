@@ -1195,7 +1195,10 @@ class _Work:
                 _repoint(self.ctx.identifiers, iid, doc["profile_id"], current["id"], _set_profile_id)
             return current
         mine, theirs = Side.of_profile(current), Side.of_profile(other)
-        if not self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides
+        if self._shared_not_joined([id_type_of(iid)], other, theirs, [mine]):  # as _group decides
+            if id_type_of(iid) in SHAREABLE_TYPES:
+                self.apart_by_names.setdefault(other["id"], (other, [id_type_of(iid)]))
+        else:
             reason = join_conflict(self.policy, [mine, theirs])
             if reason is None:
                 ordered = sorted([current, other], key=survivor_order)
