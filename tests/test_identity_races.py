@@ -1966,3 +1966,22 @@ def test_a_member_losing_the_family_emails_claim_while_his_other_record_links_by
     assert live_records(store) == {outcome["linked"].profile_id: ["crm|2", "pos|1", "web|8", "web|9"]}
     assert first.profile_id == outcome["linked"].profile_id
     assert violations(store) == {}
+
+
+def test_a_member_merging_the_family_profile_with_his_own_while_his_other_record_founds_a_profile_joins_it(store):
+    """Bob's record with the family card and his own phone joins Dan's profile (the card) and Bob's (the phone): a
+    merge. Before it starts, Bob's email-only record is resolved and kept apart from Dan's profile by the names test,
+    noting its profile there. The merge folds Dan's profile as it is then, note included, into the profile the link
+    writes: the link decides again instead of writing it, as one after the other it would have met Bob's profile."""
+    dan = _dan_with_the_family_card_and_email(store)
+    bob, = resolve(store, rec("crm", "5", phone="+447911000001", **BOB))
+    founded = []
+    racing = before_call(store, "merges", None,
+                         hook=lambda: founded.extend(resolve(store, rec("web", "8", email="roe@lee.org", **BOB))))
+
+    linked, = resolve(racing, rec("web", "9", email="roe@lee.org", loyalty_id="L7", phone="+447911000001", **BOB))
+
+    assert racing.intercepted and founded[0].action == "created"
+    assert len({dan.profile_id, bob.profile_id, founded[0].profile_id}) == 3  # three profiles before the link
+    assert live_records(store) == {linked.profile_id: ["crm|5", "pos|1", "web|8", "web|9"]}
+    assert violations(store) == {}

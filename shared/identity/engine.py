@@ -324,6 +324,7 @@ class _Work:
         # profile id -> (the version the names test kept the record apart from, the shared value types): _note_on_kept_apart
         self.apart_by_names: dict[str, tuple[dict[str, Any], list[str]]] = {}
         profiles: dict[str, dict[str, Any]] = {}
+        self.profiles_read = profiles  # every profile the decision read, as it read it (_noted_meanwhile)
         prior = None
         self.left: dict[str, Any] | None = None  # the profile the record was taken out of, its ids to follow it
         prior_uncommitted = False
@@ -893,6 +894,14 @@ class _Work:
             return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why), id_type_of(iid)
         return None
 
+    def _noted_meanwhile(self, target: dict[str, Any]) -> bool:
+        """True when the target notes a holder that no profile the decision read noted, and the record has a given
+        name and an email or phone: the holders rule (_add_holders) would have tested it."""
+        if not self.n.given_name or not any(id_type_of(iid) in SHAREABLE_TYPES for iid in self.strong):
+            return False
+        seen = {h for p in self.profiles_read.values() if p for h in p.get(NOTED_HOLDERS, ())}
+        return not set(target[NOTED_HOLDERS]) <= seen
+
     def _note_on_kept_apart(self, profile: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """The profiles the names test kept the record apart from, though they share its email or phone (a household's),
         as the decision read them: each is noted this record's profile as a holder, under the ETag of that version.
@@ -1056,8 +1065,12 @@ class _Work:
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
-        noted = set(target.get(NOTED_HOLDERS, ()))  # the holders noted on the version decided on
         for _ in range(50):
+            if NOTED_HOLDERS in target and self._noted_meanwhile(target):
+                # A profile kept apart from another by the names test was noted on this one after the decision read
+                # it (a merge folded it in, or it was written meanwhile): it may be this record's person
+                # (_note_on_kept_apart). Decided again, as it would have been had it come first.
+                raise self._link_given_up(target, replaced, "a holder of a value it gives was noted meanwhile")
             old, records = None, []
             for r in target["records"]:  # one pass: this record's entry, and the others
                 if r["key"] != self.key:
@@ -1108,10 +1121,6 @@ class _Work:
                     # A record linked meanwhile that this one may not join (another birth date, a second card):
                     # decided again, as it would have been had that record come first.
                     raise self._link_given_up(target, replaced, "a record linked meanwhile conflicts with it")
-                if self.n.given_name and not set(target.get(NOTED_HOLDERS, ())) <= noted:
-                    # A profile kept apart from this one by the names test was noted on it meanwhile: it may be this
-                    # record's person (_note_on_kept_apart). Decided again, as it would have been had it come first.
-                    raise self._link_given_up(target, replaced, "a holder of a value it gives was noted meanwhile")
                 continue
             if released or released_keys:  # a new version's write: nothing to release again otherwise
                 release_again(self.ctx, written, released, released_keys)
