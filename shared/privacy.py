@@ -362,16 +362,16 @@ def _redact_entry(ctx: Ctx, entry: dict[str, Any], erased: set[str]) -> int:
 
 
 def _redact_profile(ctx: Ctx, profile_id: str, erased: set[str]) -> int:
-    """Another person's profile without the erased keys and ids in its never_match, its noted holders and its records'
-    links; 1 when it named them. Raises PreconditionFailedError when it changed since it was read (with_retries reads it again)."""
+    """Another person's profile without the erased keys and ids in its never_match, its noted holders and its
+    records' links; 1 when it named them. Raises PreconditionFailedError when it changed since it was read
+    (with_retries reads it again)."""
     doc = live_profile(ctx, profile_id)
     if doc is None:
         return 0
     never = [n for n in doc.get("never_match", []) if n not in erased]
     noted = [n for n in doc.get(NOTED_HOLDERS, []) if n not in erased]
     records = _with_links_redacted(doc, erased.__contains__, ERASED)
-    if never == doc.get("never_match", []) and records == doc.get("records", []) and noted == doc.get(
-            NOTED_HOLDERS, []):
+    if (never, noted, records) == (doc.get("never_match", []), doc.get(NOTED_HOLDERS, []), doc.get("records", [])):
         return 0
     kept = {NOTED_HOLDERS: noted} if NOTED_HOLDERS in doc else {}
     ctx.profiles.replace_item({**doc, "never_match": never, **kept, "records": records, "updated_at": now_iso()},

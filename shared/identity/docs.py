@@ -28,8 +28,8 @@ UNREAD = object()  # a document its caller did not read (None: read, and found m
 REKEYING = "rekeying"
 # On a profile holding a household's email or phone: the profiles lately noted as its other holders (their records
 # give the value too; the identifier's document remembers them). Written under the profile's ETag, so a worker that
-# links a record there meanwhile either reads them or loses its write (engine._note_on_owners). A hint: bounded to the
-# latest MAX_NOTED_HOLDERS, and each is read live before it is used.
+# links a record there meanwhile either reads them or loses its write (engine._note_on_kept_apart). A hint: bounded to
+# the latest MAX_NOTED_HOLDERS, and each is read live before it is used.
 NOTED_HOLDERS = "noted_holders"
 MAX_NOTED_HOLDERS = 8
 

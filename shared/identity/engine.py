@@ -32,9 +32,8 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
 from .docs import (MAX_ID_BYTES, MAX_NOTED_HOLDERS, NOTED_HOLDERS, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict,
-                   Ctx, ResolverConfig,
-                   fits_in_id, now_iso, profile_id_for_record, random_profile_id, record_identifiers, source_identifier,
-                   stable_hash, with_retries)
+                   Ctx, ResolverConfig, fits_in_id, now_iso, profile_id_for_record, random_profile_id,
+                   record_identifiers, source_identifier, stable_hash, with_retries)
 from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
                           hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
@@ -321,7 +320,7 @@ class _Work:
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
         self.id_docs = id_docs  # the identifiers as the decision read them (_join_new_holders)
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
-        # profile id -> (the version the names test kept the record apart from, the shared value types): _note_on_kept_apart
+        # profile id -> (the version the names test kept the record apart from, the types of the values they share)
         self.apart_by_names: dict[str, tuple[dict[str, Any], list[str]]] = {}
         profiles: dict[str, dict[str, Any]] = {}
         self.profiles_read = profiles  # every profile the decision read, as it read it (_noted_meanwhile)
@@ -903,8 +902,8 @@ class _Work:
         return not set(target[NOTED_HOLDERS]) <= seen
 
     def _note_on_kept_apart(self, profile: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-        """The profiles the names test kept the record apart from, though they share its email or phone (a household's),
-        as the decision read them: each is noted this record's profile as a holder, under the ETag of that version.
+        """The profiles the names test kept the record apart from, though they share its email or phone (a
+        household's): this record's profile is noted on each as a holder, under the ETag of the version tested.
         A record of this one's person linked there meanwhile by another identifier (a family card) writes the same
         document: whichever writes second sees the other. Written first, the link reads the note, or loses its write
         and decides again (_add_holders, _link); written second, this write fails, and the profile is tested again as
@@ -918,6 +917,8 @@ class _Work:
 
     def _note_on(self, other: dict[str, Any], types: list[str], profile: dict[str, Any]
                  ) -> tuple[dict[str, Any], str] | None:
+        """_note_on_kept_apart for one profile, `other` as the names test saw it; when it changed since, tested again
+        as it is now, and noted on that version if it still names another person."""
         rule = "+".join(sorted(set(types)))
         for _ in range(MAX_WRITE_ATTEMPTS):
             noted = other.get(NOTED_HOLDERS, [])
