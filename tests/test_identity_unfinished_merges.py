@@ -63,3 +63,26 @@ def test_the_apps_timer_completes_a_merge_cut_off_once_idle_long_enough(app_env,
     timer.get_user_function()(TimerRequest(past_due=False))
     assert holders(store, "web|2") == [first] and get_profile(store, second)["id"] == first
     assert violations(store) == {}
+
+
+def test_two_merges_of_the_same_profiles_marked_each_way_complete_into_the_older(store):
+    """Two workers merging Ann's two profiles, one each way (a worker that read a profile id before it was deleted
+    and founded again reads another creation time, so another survivor), each die after marking the profile it
+    absorbs: each profile is marked to go into the other. Completing either used to follow the marks round and
+    round (RecursionError in every reader, the timer's sweep and the repair). The older keeps its place: its mark
+    is taken off, and the other is merged into it."""
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    other, = resolve(store, rec("web", "2", phone="+447911123456", **ANN))
+    for survivor, absorbed in ((ann, other), (other, ann)):
+        dying = crashing(store, "merges", "create_item")
+        with pytest.raises(Died):
+            merge_profiles(Resolver(dying, settings=SETTINGS).ctx, survivor.profile_id, absorbed.profile_id, WHY)
+    assert {"pending_merge"} <= set(store.container("profiles").read_item(ann.profile_id, ann.profile_id))
+
+    settled = finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
+
+    assert other.profile_id in settled
+    assert holders(store, "pos|1") == holders(store, "web|2") == [ann.profile_id]
+    assert get_profile(store, other.profile_id)["id"] == ann.profile_id
+    assert finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0) == []
+    assert violations(store) == {}

@@ -152,7 +152,10 @@ def _close_pending(ctx: Ctx, merge_id: str, profile_id: str) -> None:
 def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     """Finish the merge an absorbed profile is marked for. Idempotent; safe to run by several workers at once."""
     pending = absorbed["pending_merge"]
-    survivor = live_profile(ctx, pending["into"], finish=False)
+    into = ctx.read_profile(pending["into"])
+    if into is not None and into.get("pending_merge"):  # rare: its survivor is being merged too
+        _break_mark_cycle(ctx, absorbed)
+    survivor = live_profile(ctx, pending["into"], finish=False, doc=into)
     if survivor is None:
         _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
         _close_pending(ctx, pending["merge_id"], pending["into"])  # and no merge is left in its log
@@ -181,6 +184,30 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
         _close_pending(ctx, pending["merge_id"], pending["into"])
     _clear_merging(ctx, target, absorbed["id"])
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
+
+
+def _break_mark_cycle(ctx: Ctx, absorbed: dict[str, Any]) -> None:
+    """Marks that lead back to the absorbed profile (A into B, B into A): two workers chose the survivor of one pair
+    differently, one of them from a profile id deleted and founded again since, which has another creation time.
+    Completing either followed the marks round and round. The oldest profile of the cycle is the survivor
+    (survivor_order, on the documents as they are now): its mark is taken off and its merge's pending entry
+    closed, and the caller starts again (ConcurrencyConflict), now at the end of a chain. No cycle: nothing."""
+    chain = [absorbed]
+    into = absorbed["pending_merge"]["into"]
+    for _ in range(MAX_ALIAS_HOPS):
+        doc, _ = follow_aliases(ctx, into)
+        if doc is None or doc.get("doc_type") != "profile" or not doc.get("pending_merge"):
+            return
+        if any(member["id"] == doc["id"] for member in chain):
+            cycle = chain[next(i for i, member in enumerate(chain) if member["id"] == doc["id"]):]
+            oldest = min(cycle, key=survivor_order)
+            oldest = ctx.read_profile(oldest["id"]) or oldest  # the version to unmark (_unmark checks its ETag)
+            if oldest.get("pending_merge"):
+                _unmark(ctx, oldest)
+                _close_pending(ctx, oldest["pending_merge"]["merge_id"], oldest["pending_merge"]["into"])
+            raise ConcurrencyConflict(f"merge marks led back to {absorbed['id']}: the oldest of them keeps its place")
+        chain.append(doc)
+        into = doc["pending_merge"]["into"]
 
 
 def review_id(record_key: str, candidate_id: str) -> str:
