@@ -111,6 +111,30 @@ def test_two_records_of_a_member_with_only_the_home_phone_resolved_at_once_end_i
     assert_consistent(store)
 
 
+def test_a_record_whose_notes_meet_two_of_its_persons_profiles_joins_both(store):
+    """Ann holds the home phone and the family email. Bob's record with both is decided (it founds a profile: Ann's
+    is another member's); before it notes its profile on them, two more of Bob's records are resolved, one with
+    only the email, one with only the phone, and each founds a profile noted on its value. Its two notes meet one each:
+    one after the other, all three records would have been one profile, and now they are. It used to join the first
+    met only (races bench, seed 5135)."""
+    ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="home@lee.org"))
+    others = []
+
+    def two_more_of_bobs_records():
+        others.extend(resolve(store, person("web", "8", "Bob", email="home@lee.org")))
+        others.extend(resolve(store, person("crm", "7", "Bob", phone=HOME)))
+
+    racing = hooked(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == "email:home@lee.org",
+                    hook=two_more_of_bobs_records)
+    result, = resolve_records(racing, [person("web", "9", "Bob", email="home@lee.org", phone=HOME)], settings=SETTINGS)
+
+    assert racing.intercepted and len({ann, *others}) == 3
+    assert (result.action, result.reason) == ("merged", "new; concurrent:rule:email+phone")
+    assert sorted(r["key"] for r in get_profile(store, result.profile_id)["records"]) == ["crm|7", "web|8", "web|9"]
+    assert find_profile_id(store, "phone", HOME) == find_profile_id(store, "email", "home@lee.org") == ann
+    assert_consistent(store)
+
+
 def test_another_members_record_resolved_at_the_same_moment_stays_apart(store):
     """As above with Cat's record in the first worker: another given name is another member of the household."""
     ann, = resolve(store, person("pos", "1", "Ann", phone=HOME, email="ann@lee.org"))

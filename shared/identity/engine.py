@@ -868,7 +868,7 @@ class _Work:
         (_add_holders). Their notes cannot both miss each other: they write that document under its ETag, so the
         later one met the earlier's profile. That profile is decided now as _add_holders and _group would have (the
         names test, then merge protection). Costs nothing unless a note met a holder the decision did not read.
-        Returns (the merged profile, the identifier type), or None."""
+        Returns (the merged profile, the identifier types it joined by), or None."""
         if not self.n.given_name:
             return None
         met = [(iid, holder_id) for iid, holders in sorted(self.holders_met.items())
@@ -877,6 +877,7 @@ class _Work:
         current = live_profile(self.ctx, profile["id"]) if met else None
         if current is None:
             return None  # no holder met, or the profile is gone (_join_concurrent says so)
+        rules: list[str] = []
         for iid, holder_id in met:
             holder = live_profile(self.ctx, holder_id)
             if holder is None or holder["id"] == current["id"] or not _gives(holder, iid):
@@ -890,8 +891,10 @@ class _Work:
                 continue
             ordered = sorted([current, holder], key=survivor_order)
             why = self._why({"reason": "rule", "rule": id_type_of(iid)})
-            return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why), id_type_of(iid)
-        return None
+            # Every holder met joins, as each would have in _group: not only the first (races bench, seed 5135).
+            current = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+            rules.append(id_type_of(iid))
+        return (current, "+".join(sorted(set(rules)))) if rules else None
 
     def _noted_meanwhile(self, target: dict[str, Any]) -> bool:
         """True when the target notes a holder that no profile the decision read noted, and the record has a given
@@ -910,10 +913,12 @@ class _Work:
         it is now. Of the two records, one after the other, the second would have joined the first's profile.
         Returns (the merged profile, the identifier types), or None. One write per such profile (none in a
         single-writer run); the value's document has the holder noted already (_apply)."""
+        rules: list[str] = []
         for other, types in self.apart_by_names.values():
             if (joined := self._note_on(other, types, profile)) is not None:
-                return joined
-        return None
+                profile = joined[0]
+                rules.append(joined[1])
+        return (profile, "+".join(sorted(set(rules)))) if rules else None
 
     def _note_on(self, other: dict[str, Any], types: list[str], profile: dict[str, Any]
                  ) -> tuple[dict[str, Any], str] | None:
