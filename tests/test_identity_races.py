@@ -1985,3 +1985,28 @@ def test_a_member_merging_the_family_profile_with_his_own_while_his_other_record
     assert len({dan.profile_id, bob.profile_id, founded[0].profile_id}) == 3  # three profiles before the link
     assert live_records(store) == {linked.profile_id: ["crm|5", "pos|1", "web|8", "web|9"]}
     assert violations(store) == {}
+
+
+def test_a_record_bridging_two_profiles_one_of_which_gained_another_birth_date_meanwhile_does_not_merge_them(store):
+    """Dan's record with a birth date, his email and his phone decides to merge the email's profile and the phone's
+    (neither has a birth date). Before the merge, another record of the email, with another birth date, links to
+    the email's profile. One after the other, the record would have met that birth date: the email's profile goes to
+    review, and the record joins the phone's alone. The merge used to go ahead on the profiles as the decision read
+    them, and the two birth dates ended in one profile (races bench, seed 3852)."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    by_email, = resolve(store, rec("pos", "6", email="dan.roe@shopmail.net", **dan))
+    by_phone, = resolve(store, rec("web", "10", phone="+447911123458", **dan))
+    # Its second read of the email's profile: the check before merging (the first is the decision's).
+    racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=2,
+                               when=lambda pid, *_: pid == by_email.profile_id,
+                               before=lambda: resolve(store, rec("pos", "7", birth_date="1980-01-02",
+                                                                 email="dan.roe@shopmail.net", **dan)))
+
+    result, = resolve(racing, rec("pos", "2", birth_date="1981-03-04", email="dan.roe@shopmail.net",
+                                  phone="+447911123458", **dan))
+
+    assert racing.intercepted and result.profile_id == by_phone.profile_id
+    assert live_records(store) == {by_email.profile_id: ["pos|6", "pos|7"], by_phone.profile_id: ["pos|2", "web|10"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["candidate_profile_id"]) == ("pos|2", by_email.profile_id)
+    assert violations(store) == {}

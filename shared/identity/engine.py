@@ -795,11 +795,19 @@ class _Work:
 
     def _check_group_live(self, group: list[_Candidate]) -> None:
         """Before merging: another worker may have merged a member into a profile this record never saw (whose
-        rules the decision did not check). Then the decision is taken again from fresh reads."""
+        rules the decision did not check), or linked a record to one that merge protection keeps apart from the
+        record or from another member (a second birth date): merged as read, they would hold what protection
+        refuses one record after the other. Then the decision is taken again from fresh reads (the reads are these
+        checks' own; merge protection is checked again on what they read, at no request)."""
+        lives = []
         for member in group:
             live = live_profile(self.ctx, member.profile["id"])
             if live is None or live["id"] != member.profile["id"]:
                 raise ConcurrencyConflict("a profile of the group was merged away meanwhile")
+            lives.append(live)
+        changed = any(live.get("_etag") != member.profile.get("_etag") for live, member in zip(lives, group))
+        if changed and join_conflict(self.policy, [self.side, *(self._side(live) for live in lives)]) is not None:
+            raise ConcurrencyConflict("a profile of the group changed meanwhile into one the record may not join")
 
     def _forget_if_deleted(self, profile_id: str) -> None:
         """The profile the records doc names is gone. Deleted with its last record (this record) by a removal that
