@@ -382,7 +382,7 @@ class _Work:
             return  # no name to tell the household's members apart: the holder alone, as before
         # Holders noted on a candidate profile itself (_note_on_kept_apart): one noted after this decision read the
         # value's document, before it read the profile.
-        noted = [h for cand in list(candidates.values()) for h in cand.profile.get(NOTED_HOLDERS, ())]
+        noted = [h for cand in candidates.values() for h in cand.profile.get(NOTED_HOLDERS, ())]
         for iid in self.strong:
             doc = id_docs[iid]
             if doc is None or id_type_of(iid) not in SHAREABLE_TYPES:
@@ -892,17 +892,23 @@ class _Work:
                 continue
             if not self._names_agree(holder, id_type_of(iid) == "email"):
                 continue  # another member of the household
-            reason = join_conflict(self.policy, [Side.of_profile(current), self._side(holder)])
-            if reason is not None:
-                if reason != "never_match":
-                    self._open_review(current["id"], holder["id"], reason, self._scored_against(holder))
-                continue
-            ordered = sorted([current, holder], key=survivor_order)
-            why = self._why({"reason": "rule", "rule": id_type_of(iid)})
             # Every holder met joins, as each would have in _group: not only the first (races bench, seed 5135).
-            current = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
-            rules.append(id_type_of(iid))
+            if (merged := self._merge_unless_protected(current, holder, id_type_of(iid))) is not None:
+                current = merged
+                rules.append(id_type_of(iid))
         return (current, "+".join(sorted(set(rules)))) if rules else None
+
+    def _merge_unless_protected(self, current: dict[str, Any], other: dict[str, Any], rule: str
+                                ) -> dict[str, Any] | None:
+        """The record's profile and another of its person's, found after the decision, merged by `rule` (the older
+        survives); None when merge protection keeps them apart, with a review opened unless they were split apart."""
+        reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
+        if reason is not None:
+            if reason != "never_match":
+                self._open_review(current["id"], other["id"], reason, self._scored_against(other))
+            return None
+        ordered = sorted([current, other], key=survivor_order)
+        return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], self._why({"reason": "rule", "rule": rule}))
 
     def _noted_meanwhile(self, target: dict[str, Any]) -> bool:
         """True when the target notes a holder that no profile the decision read noted, and the record has a given
@@ -948,14 +954,8 @@ class _Work:
                 return None
             if not self._names_agree(other, "email" in types):
                 continue  # changed, still another member's: noted on this version
-            reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
-            if reason is None:
-                ordered = sorted([current, other], key=survivor_order)
-                return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], self._why(
-                    {"reason": "rule", "rule": rule})), rule
-            if reason != "never_match":
-                self._open_review(current["id"], other["id"], reason, self._scored_against(other))
-            return None
+            merged = self._merge_unless_protected(current, other, rule)
+            return (merged, rule) if merged is not None else None
         raise ConcurrencyConflict("could not note the record's profile on a profile it shares a value with")
 
     def _changed_since_scored(self) -> set[str]:

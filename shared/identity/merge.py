@@ -188,7 +188,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
 
 def _break_mark_cycle(ctx: Ctx, absorbed: dict[str, Any]) -> None:
     """Marks that lead back to the absorbed profile (A into B, B into A): two workers chose the survivor of one pair
-    differently, one of them from a profile id deleted and founded again since, which has another creation time.
+    differently (one may have read a profile id since deleted and founded again, with another creation time).
     Completing either followed the marks round and round. The oldest profile of the cycle is the survivor
     (survivor_order, on the documents as they are now): its mark is taken off and its merge's pending entry
     closed, and the caller starts again (ConcurrencyConflict), now at the end of a chain. No cycle: nothing."""
