@@ -1313,8 +1313,8 @@ def test_a_version_dying_after_founding_a_profile_another_version_passed_by_is_c
     commits. Bob's version founds its profile and dies. Its redelivery, a new version to the commit, replaces Ann's
     entry in the household profile: the profile it had founded, which Ann's version wrote over in the doc, kept the
     record too. The doc keeps the profiles it named before across versions; each finder takes out its own entry."""
-    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="roe@lee.org"))
-    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="roe@lee.org")
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
     bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
     founded = _dying_after_founding(store, bobs, lambda: resolve(store, anns))
     assert sorted(holders(store, "web|7")) == sorted([home.profile_id, founded])
@@ -1331,7 +1331,7 @@ def test_a_delivery_dying_before_dropping_a_lost_claim_from_the_committed_profil
     phone. Ann's record claims it meanwhile, and the second delivery founds Bob's profile as a holder of it and
     commits. The first finds that profile, lists the phone on it with the record, loses its claim to Ann and dies
     before dropping it again. Its redelivery finds the record done: Bob's profile listed a phone Ann's holds."""
-    bobs = rec("pos", "9", given_name="Bob", family_name="Roe", email="roe@lee.org", phone=PHONE)
+    bobs = rec("pos", "9", given_name="Bob", family_name="Roe", email="home@roe.org", phone=PHONE)
     founded = profile_id_for_record("pos|9")
     second = []
 
