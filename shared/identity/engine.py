@@ -719,18 +719,22 @@ class _Work:
             if len(group) > 1 and not self.record_doc_read and self.ctx.records.read_item_or_none(self.key, self.key):
                 self._found_record_doc()  # before merging on the record's behalf (read here: merges are rare)
             ordered = sorted((g.profile for g in group), key=survivor_order)
-            target = ordered[0]
-            for other in ordered[1:]:
-                cand = next(g for g in group if g.profile["id"] == other["id"])
-                why = self._why({"reason": "rule", "rule": "+".join(sorted(set(cand.types)))})
-                if cand.detail is not None:
-                    why = self._why({"reason": "score", **cand.detail})
-                elif cand.types == ["prior"]:
-                    why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
-                target = merge_profiles(self.ctx, target["id"], other["id"], why)
             link = link or {"reason": "rule", "rule": "+".join(sorted({t for g in group for t in g.types}))}
-            self._write_record_doc(target["id"])
-            profile = self._link(target, claims, link)
+            self._write_record_doc(ordered[0]["id"])
+            # The record joins the survivor before the merges, unless another profile of the group holds a version
+            # of it (its entry is replaced after the fold, which keeps the survivor's). Linked first, it is there
+            # for whoever reads the merged profile next, and for the fold's check: a record linked to either profile
+            # meanwhile that it may not join (another birth date) is kept apart or refuses the fold, as one after
+            # the other. Linked after, such a record could join the merged profile before it.
+            first = not any(_holds(profile, self.key) for profile in ordered[1:])
+            target = self._link(ordered[0], claims, link) if first else ordered[0]
+            for other in ordered[1:]:
+                target = merge_profiles(self.ctx, target["id"], other["id"], self._merge_reason(group, other))
+            if first and len(ordered) > 1 and NOTED_HOLDERS in target and self._noted_meanwhile(target):
+                # Noted on a profile the fold brought in after the decision read it: what _link checks, for the
+                # profile the record joined before the merges.
+                raise ConcurrencyConflict("a holder of a value it gives was noted on a profile merged meanwhile")
+            profile = target if first else self._link(target, claims, link)
             action = "merged" if len(group) > 1 else "linked"
             reason = link["reason"] if link["reason"] != "rule" else f"rule:{link['rule']}"
             if link["reason"] == "score":
@@ -768,6 +772,16 @@ class _Work:
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
+
+    def _merge_reason(self, group: list[_Candidate], other: dict[str, Any]) -> dict[str, Any]:
+        """Why the record's group merges `other` into the survivor: the rule or score that led to it."""
+        cand = next(g for g in group if g.profile["id"] == other["id"])
+        if cand.detail is not None:
+            return self._why({"reason": "score", **cand.detail})
+        why = self._why({"reason": "rule", "rule": "+".join(sorted(set(cand.types)))})
+        if cand.types == ["prior"]:
+            why["rule"] = "+".join(sorted(set(t for g in group for t in g.types if t != "prior"))) or "prior"
+        return why
 
     def _why(self, reason: dict[str, Any]) -> dict[str, Any]:
         """A merge's reason, with the record it was for and that record's version (for the fold's check: merge.py)."""
