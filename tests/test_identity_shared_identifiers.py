@@ -418,3 +418,25 @@ def test_a_record_linked_after_its_value_moved_on_leaves_it_where_it_went(store,
     assert find_profile_id(store, "phone", HOME) == moved[0] and ann in phone_doc(store)["holders"]
     assert PHONE_ID not in get_profile(store, ann)["identifiers"]
     assert_consistent(store)
+
+
+def test_a_record_merging_a_profile_whose_value_moved_on_meanwhile_leaves_it_where_it_went(store):
+    """As above, for a merge: Ann's record with her email and the home phone joins her email's profile and merges
+    the phone's (one of Ann's records gives the phone there; another, her card). Before the merge marks that
+    profile, the phone's record is split out, taking the phone along. The fold brings no phone; the record claims
+    it, finds it held, and Ann's profile is one of its holders."""
+    ann, = resolve(store, person("pos", "1", "Ann", email="ann@lee.org"))
+    other, _ = resolve(store, person("web", "2", "Ann", phone=HOME, loyalty_id="L9"),
+                       person("web", "6", "Ann", loyalty_id="L9"))
+    moved = []
+    racing = hooked(store, "profiles", "replace_item",
+                    hook=lambda: moved.append(split_record(store, other, "web|2", settings=SETTINGS)),
+                    when=lambda body, **_: body["id"] == other and "pending_merge" in body)
+
+    linked, = resolve(racing, person("crm", "3", "Ann", email="ann@lee.org", phone=HOME))
+
+    assert racing.intercepted and linked == ann and ann != other
+    assert get_profile(store, other)["id"] == ann  # merged
+    assert find_profile_id(store, "phone", HOME) == moved[0] and ann in phone_doc(store)["holders"]
+    assert PHONE_ID not in get_profile(store, ann)["identifiers"]
+    assert_consistent(store)

@@ -721,20 +721,7 @@ class _Work:
             ordered = sorted((g.profile for g in group), key=survivor_order)
             link = link or {"reason": "rule", "rule": "+".join(sorted({t for g in group for t in g.types}))}
             self._write_record_doc(ordered[0]["id"])
-            # The record joins the survivor before the merges, unless another profile of the group holds a version
-            # of it (its entry is replaced after the fold, which keeps the survivor's). Linked first, it is there
-            # for whoever reads the merged profile next, and for the fold's check: a record linked to either profile
-            # meanwhile that it may not join (another birth date) is kept apart or refuses the fold, as one after
-            # the other. Linked after, such a record could join the merged profile before it.
-            first = not any(_holds(profile, self.key) for profile in ordered[1:])
-            target = self._link(ordered[0], claims, link) if first else ordered[0]
-            for other in ordered[1:]:
-                target = merge_profiles(self.ctx, target["id"], other["id"], self._merge_reason(group, other))
-            if first and len(ordered) > 1 and NOTED_HOLDERS in target and self._noted_meanwhile(target):
-                # Noted on a profile the fold brought in after the decision read it: what _link checks, for the
-                # profile the record joined before the merges.
-                raise ConcurrencyConflict("a holder of a value it gives was noted on a profile merged meanwhile")
-            profile = target if first else self._link(target, claims, link)
+            profile = self._join(ordered, group, claims, link)
             action = "merged" if len(group) > 1 else "linked"
             reason = link["reason"] if link["reason"] != "rule" else f"rule:{link['rule']}"
             if link["reason"] == "score":
@@ -772,6 +759,36 @@ class _Work:
         if action == "linked" and reviews:
             reason += f"; review:{reviews[0][1]}"
         return ResolveResult(self.key, profile_id, action, reason)
+
+    def _join(self, ordered: list[dict[str, Any]], group: list[_Candidate], claims: list[str], link) -> dict[str, Any]:
+        """Link the record to the group's survivor (ordered[0]) and merge the group's other profiles into it.
+        The record joins the survivor before the merges, unless another of the profiles holds a version of it (that
+        entry is replaced after the fold, which keeps the survivor's). Linked first, the record is there for whoever
+        reads the merged profile next, and for the fold's check: a record linked to either profile meanwhile that it
+        may not join (another birth date) is kept apart by it, or refuses the fold, as one after the other. Linked
+        after, such a record could join the merged profile first."""
+        survivor, others = ordered[0], ordered[1:]
+        if not others:
+            return self._link(survivor, claims, link)
+        if any(_holds(profile, self.key) for profile in others):
+            return self._link(self._merge_into(survivor, others, group), claims, link)
+        merging = {profile["id"] for profile in others}
+        # The identifiers the other profiles hold come with the folds.
+        self._link(survivor, [iid for iid in claims if self.owner.get(iid) not in merging], link)
+        merged = self._merge_into(survivor, others, group)
+        # What _link checks, on the profile as merged: a holder noted on a profile folded in after the decision read
+        # it; an identifier no fold brought.
+        if NOTED_HOLDERS in merged and self._noted_meanwhile(merged):
+            raise ConcurrencyConflict("a holder of a value it gives was noted on a profile merged meanwhile")
+        self._forget_moved(claims, merged)
+        return merged
+
+    def _merge_into(self, survivor: dict[str, Any], others: list[dict[str, Any]], group: list[_Candidate]
+                    ) -> dict[str, Any]:
+        """Merge the others into the survivor, one after the other, on the record's behalf; the profile as merged."""
+        for other in others:
+            survivor = merge_profiles(self.ctx, survivor["id"], other["id"], self._merge_reason(group, other))
+        return survivor
 
     def _merge_reason(self, group: list[_Candidate], other: dict[str, Any]) -> dict[str, Any]:
         """Why the record's group merges `other` into the survivor: the rule or score that led to it."""
@@ -1124,11 +1141,7 @@ class _Work:
             # its claim and died before taking it off again. Not one handed on to this profile since the decision
             # (its holder let it go): that one leads here now.
             dropped = ((self.lost - self._handed_here(target)) | released) if self.lost else released
-            listed = target.get("identifiers", ())
-            for iid in [iid for iid in claims if iid in self.owner and iid not in listed]:
-                # Read as leading here, yet no longer listed: moved since (a split took it along, a removal handed
-                # it on). Claimed as a new one, so _claim settles it with the profile that holds it now.
-                del self.owner[iid]
+            self._forget_moved(claims, target)
             identifiers = sorted((set(target.get("identifiers", [])) - dropped) | {self.source_iid, *claims})
             if old is not None and not changed and identifiers == target.get("identifiers"):
                 self.placed |= {target["id"]}
@@ -1154,6 +1167,14 @@ class _Work:
                 release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
         raise self._link_given_up(target, replaced, "could not link record")
+
+    def _forget_moved(self, claims: list[str], profile: dict[str, Any]) -> None:
+        """Identifiers read as leading to the profile (or to one merged into it) that it does not list: moved since
+        (a split took one along, a removal handed it on). Claimed as new ones, so _claim settles each with the
+        profile that holds it now."""
+        listed = profile.get("identifiers", ())
+        for iid in [iid for iid in claims if iid in self.owner and iid not in listed]:
+            del self.owner[iid]
 
     def _link_given_up(self, target: dict[str, Any], replaced: list[dict[str, Any]], why: str) -> ConcurrencyConflict:
         """The error a link gives up with, once the profile as last read is indexed again under what an earlier pass
