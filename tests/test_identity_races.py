@@ -1908,6 +1908,32 @@ def test_a_member_linked_by_the_family_card_while_his_other_record_founds_a_prof
     assert violations(store) == {}
 
 
+@pytest.mark.parametrize("first", ["the link", "the note"])
+def test_a_member_kept_apart_from_a_holder_of_the_home_phone_joins_his_record_linked_there_meanwhile(store, first):
+    """Cat's profile holds the home phone; Ann's profile, with the family card, is one of its holders. Bob's record
+    with only the phone meets both, and the names test keeps it apart from each. Meanwhile Bob's record with the
+    phone and the family card links to Ann's profile. One after the other, in either order, Bob's two records end in
+    one profile; at once, his phone-only record used to note only Cat's profile, the phone's holder, while the link
+    wrote Ann's, which had been read as a holder: no write they shared (races bench, seed 892). Ann's profile is
+    now noted too: the note loses its write to the link and tests Ann's profile again, Bob in it; or the link loses
+    its write to the note and decides again."""
+    resolve(store, rec("pos", "1", given_name="Cat", family_name="Roe", phone=PHONE))
+    ann, = resolve(store, rec("web", "7", given_name="Ann", family_name="Lee", phone=PHONE, loyalty_id="L1"))
+    phone_only, card = rec("web", "9", phone=PHONE, **BOB), rec("pos", "5", phone=PHONE, loyalty_id="L1", **BOB)
+    if first == "the link":  # the card record runs once the phone-only record founds its profile
+        racing, last = before_call(store, "profiles", "create_item", hook=lambda: resolve(store, card),
+                                   when=lambda body, **_: body["records"][0]["key"] == "web|9"), phone_only
+    else:  # the phone-only record runs once the card record decided, before it writes Ann's profile
+        racing, last = before_call(store, "profiles", "replace_item", hook=lambda: resolve(store, phone_only),
+                                   when=lambda body, **_: any(r["key"] == "pos|5" for r in body["records"])), card
+
+    result, = resolve(racing, last)
+
+    assert racing.intercepted and result.profile_id == ann.profile_id
+    assert live_records(store)[ann.profile_id] == ["pos|5", "web|7", "web|9"]
+    assert violations(store) == {}
+
+
 def test_a_member_founding_a_profile_while_his_other_record_links_by_the_family_card_joins_it(store):
     """As above, the other way round: Bob's email-only record decided to found a profile from Dan's profile as it
     was, and Bob's card record links to Dan's before the email record notes its profile there. The note is written

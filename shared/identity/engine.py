@@ -395,7 +395,12 @@ class _Work:
                 if holder is None or holder["id"] == self.owner.get(iid) or not _gives(holder, iid):
                     continue
                 if holder["id"] not in candidates and not self._names_agree(holder, id_type_of(iid) == "email"):
-                    continue  # another member of the household: not skipped either, so a score may still find it
+                    # Another member of the household: not skipped either, so a score may still find it. Noted on
+                    # as a candidate the names test keeps apart is (_note_on_kept_apart).
+                    apart = self.apart_by_names.setdefault(holder["id"], (holder, []))[1]
+                    if id_type_of(iid) not in apart:
+                        apart.append(id_type_of(iid))
+                    continue
                 types = candidates.setdefault(holder["id"], _Candidate(holder, [])).types
                 if id_type_of(iid) not in types:
                     types.append(id_type_of(iid))
