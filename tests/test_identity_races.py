@@ -2082,3 +2082,22 @@ def test_a_record_linked_to_the_profiles_a_record_merged_before_that_record_join
     assert (review["record_key"], review["candidate_profile_id"]) == ("pos|7", by_email.profile_id)
     assert _two_birth_dates(store) == []
     assert violations(store) == {}
+
+
+def test_a_record_joining_a_holder_of_the_home_phone_notes_nothing_on_the_other_members_holders(store):
+    """Cat's profile holds the home phone; Bob's, then Ann's, are holders of it. Bob's next phone-only record joins
+    his profile, and the names test keeps it apart from Cat's and Ann's. The phone's document listed his profile
+    already: a record of Ann's person that read it before saw Bob's profile there, so nothing is noted on Ann's (a new
+    holder is: the test above)."""
+    resolve(store, rec("pos", "1", given_name="Cat", family_name="Roe", phone=PHONE))
+    bob, = resolve(store, rec("web", "9", phone=PHONE, **BOB))
+    ann, = resolve(store, rec("web", "7", given_name="Ann", family_name="Lee", phone=PHONE, loyalty_id="L1"))
+    profiles = store.container("profiles")
+    before = profiles.read_item(ann.profile_id, ann.profile_id)
+    assert bob.profile_id not in before.get("noted_holders", ())
+
+    again, = resolve(store, rec("web", "10", phone=PHONE, **BOB))
+
+    assert again.profile_id == bob.profile_id
+    assert profiles.read_item(ann.profile_id, ann.profile_id)["_etag"] == before["_etag"]
+    assert violations(store) == {}

@@ -322,6 +322,8 @@ class _Work:
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         # profile id -> (the version the names test kept the record apart from, the types of the values they share)
         self.apart_by_names: dict[str, tuple[dict[str, Any], list[str]]] = {}
+        # holder id -> (the version the names test kept the record apart from, the values they share): _add_holders
+        self.apart_holders: dict[str, tuple[dict[str, Any], list[str]]] = {}
         profiles: dict[str, dict[str, Any]] = {}
         self.profiles_read = profiles  # every profile the decision read, as it read it (_noted_meanwhile)
         prior = None
@@ -396,10 +398,8 @@ class _Work:
                     continue
                 if holder["id"] not in candidates and not self._names_agree(holder, id_type_of(iid) == "email"):
                     # Another member of the household: not skipped either, so a score may still find it. Noted on
-                    # as a candidate the names test keeps apart is (_note_on_kept_apart).
-                    apart = self.apart_by_names.setdefault(holder["id"], (holder, []))[1]
-                    if id_type_of(iid) not in apart:
-                        apart.append(id_type_of(iid))
+                    # (_note_on_kept_apart).
+                    self.apart_holders.setdefault(holder["id"], (holder, []))[1].append(iid)
                     continue
                 types = candidates.setdefault(holder["id"], _Candidate(holder, [])).types
                 if id_type_of(iid) not in types:
@@ -962,13 +962,25 @@ class _Work:
         and decides again (_add_holders, _link); written second, this write fails, and the profile is tested again as
         it is now. Of the two records, one after the other, the second would have joined the first's profile.
         Returns (the merged profile, the identifier types), or None. One write per such profile (none in a
-        single-writer run); the value's document has the holder noted already (_apply)."""
+        single-writer run); the value's document has the holder noted already (_apply).
+        Also the other holders of such a value the names test kept it apart from (_add_holders), unless the value's
+        document listed this profile already when the decision read it: then whoever listed it first noted it."""
         rules: list[str] = []
-        for other, types in self.apart_by_names.values():
+        apart = list(self.apart_by_names.values())
+        for holder, iids in self.apart_holders.values():
+            if holder["id"] not in self.apart_by_names and not all(self._listed_on(iid, profile["id"]) for iid in iids):
+                apart.append((holder, sorted({id_type_of(iid) for iid in iids})))
+        for other, types in apart:
             if (joined := self._note_on(other, types, profile)) is not None:
                 profile = joined[0]
                 rules.append(joined[1])
         return (profile, "+".join(sorted(set(rules)))) if rules else None
+
+    def _listed_on(self, iid: str, profile_id: str) -> bool:
+        """Whether the identifier's document named the profile, as holding it or as a holder, when the decision read
+        it."""
+        doc = self.id_docs.get(iid) or {}
+        return doc.get("profile_id") == profile_id or profile_id in doc.get("holders", ())
 
     def _note_on(self, other: dict[str, Any], types: list[str], profile: dict[str, Any]
                  ) -> tuple[dict[str, Any], str] | None:
