@@ -2087,8 +2087,8 @@ def test_a_record_linked_to_the_profiles_a_record_merged_before_that_record_join
 def test_a_record_joining_a_holder_of_the_home_phone_notes_nothing_on_the_other_members_holders(store):
     """Cat's profile holds the home phone; Bob's, then Ann's, are holders of it. Bob's next phone-only record joins
     his profile, and the names test keeps it apart from Cat's and Ann's. The phone's document listed his profile
-    already: a record of Ann's person that read it before saw Bob's profile there, so nothing is noted on Ann's (a new
-    holder is: the test above)."""
+    already: a record of Ann's person that read it before saw Bob's profile there, so nothing is noted on Ann's (on a
+    new holder's profile it is: test_a_member_kept_apart_from_a_holder_of_the_home_phone_...)."""
     resolve(store, rec("pos", "1", given_name="Cat", family_name="Roe", phone=PHONE))
     bob, = resolve(store, rec("web", "9", phone=PHONE, **BOB))
     ann, = resolve(store, rec("web", "7", given_name="Ann", family_name="Lee", phone=PHONE, loyalty_id="L1"))
