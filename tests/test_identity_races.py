@@ -2101,3 +2101,42 @@ def test_a_record_joining_a_holder_of_the_home_phone_notes_nothing_on_the_other_
     assert again.profile_id == bob.profile_id
     assert profiles.read_item(ann.profile_id, ann.profile_id)["_etag"] == before["_etag"]
     assert violations(store) == {}
+
+
+def test_a_record_whose_first_delivery_founded_a_profile_joins_the_survivor_before_the_merges_too(store):
+    """Dan's record with a birth date, his email and his phone: a first delivery founded a profile for it, just after
+    his email's profile and his phone's were founded, and died before claiming anything. The second delivery finds
+    the three: it merges them, the record's own profile holding this very version. Just before the email's profile is
+    marked, another record of the email with another birth date joins it. One after the other (that record first),
+    the email's profile goes to review and the record joins the phone's. The merges used to go first whenever
+    another profile of the group held the record: the email's profile was folded into the phone's, and the record's
+    own profile then refused, leaving the record apart and the merge made for it (races bench, seed 3852, 1 run in
+    300). The record now joins the survivor first there too, and the email's profile refuses the fold."""
+    dan = dict(given_name="Dan", family_name="Roe")
+    founded = {}
+
+    def found_the_email_and_phone_profiles():
+        founded["phone"], = resolve(store, rec("web", "10", phone="+447911123458", **dan))
+        founded["email"], = resolve(store, rec("pos", "6", email="dan.roe@shopmail.net", **dan))
+
+    def dans_record():
+        return rec("pos", "2", birth_date="1981-03-04", email="dan.roe@shopmail.net", phone="+447911123458", **dan)
+
+    first = crashing(InterceptingStore(store, "records", None, before=found_the_email_and_phone_profiles),
+                     "identifiers", None)
+    with pytest.raises(Died):
+        resolve(first, dans_record())
+    phone, email = founded["phone"].profile_id, founded["email"].profile_id
+    assert len(live_records(store)) == 3  # the record's own profile, younger than the other two
+    racing = InterceptingStore(store, "profiles", "replace_item",
+                               when=lambda body, **_: body["id"] == email and "pending_merge" in body,
+                               before=lambda: resolve(store, rec("pos", "7", birth_date="1980-01-02",
+                                                                 email="dan.roe@shopmail.net", **dan)))
+
+    result, = resolve(racing, dans_record())
+
+    assert racing.intercepted and result.profile_id == phone
+    assert live_records(store) == {phone: ["pos|2", "web|10"], email: ["pos|6", "pos|7"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["candidate_profile_id"]) == ("pos|2", email)
+    assert violations(store) == {}

@@ -767,15 +767,17 @@ class _Work:
 
     def _join(self, ordered: list[dict[str, Any]], group: list[_Candidate], claims: list[str], link) -> dict[str, Any]:
         """Link the record to the group's survivor (ordered[0]) and merge the group's other profiles into it.
-        The record joins the survivor before the merges, unless another of the profiles holds a version of it (that
-        entry is replaced after the fold, which keeps the survivor's). Linked first, the record is there for whoever
+        The record joins the survivor before the merges, unless another of the profiles holds another version of it
+        (that entry is replaced after the fold, which keeps the survivor's; this very version there, left by another
+        delivery, is the same entry). Linked first, the record is there for whoever
         reads the merged profile next, and for the fold's check: a record linked to either profile meanwhile that it
         may not join (another birth date) is kept apart by it, or refuses the fold, as one after the other. Linked
         after, such a record could join the merged profile first."""
         survivor, others = ordered[0], ordered[1:]
         if not others:
             return self._link(survivor, claims, link)
-        if any(_holds(profile, self.key) for profile in others):
+        if any(r["key"] == self.key and (r["hash"] != self.hash or r.get("match") != self.snapshot)
+               for profile in others for r in profile["records"]):
             return self._link(self._merge_into(survivor, others, group), claims, link)
         merging = {profile["id"] for profile in others}
         # The identifiers the other profiles hold come with the folds.
