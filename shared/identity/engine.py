@@ -769,15 +769,14 @@ class _Work:
         """Link the record to the group's survivor (ordered[0]) and merge the group's other profiles into it.
         The record joins the survivor before the merges, unless another of the profiles holds another version of it
         (that entry is replaced after the fold, which keeps the survivor's; this very version there, left by another
-        delivery, is the same entry). Linked first, the record is there for whoever
-        reads the merged profile next, and for the fold's check: a record linked to either profile meanwhile that it
-        may not join (another birth date) is kept apart by it, or refuses the fold, as one after the other. Linked
-        after, such a record could join the merged profile first."""
+        delivery, is the same entry). Linked first, the record is there for whoever reads the merged profile next,
+        and for the fold's check: a record linked to either profile meanwhile that it may not join (another birth
+        date) is kept apart by it, or refuses the fold, as one after the other. Linked after, such a record could
+        join the merged profile first."""
         survivor, others = ordered[0], ordered[1:]
         if not others:
             return self._link(survivor, claims, link)
-        if any(r["key"] == self.key and (r["hash"] != self.hash or r.get("match") != self.snapshot)
-               for profile in others for r in profile["records"]):
+        if any(r["key"] == self.key and self._other_version(r) for profile in others for r in profile["records"]):
             return self._link(self._merge_into(survivor, others, group), claims, link)
         merging = {profile["id"] for profile in others}
         # The identifiers the other profiles hold come with the folds.
@@ -1147,7 +1146,7 @@ class _Work:
                 raise self._link_given_up(target, replaced, "the record left the profile meanwhile")
             # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
             # replaced, releasing what only the old one gave.
-            changed = old is not None and (old["hash"] != self.hash or old.get("match") != self.snapshot)
+            changed = old is not None and self._other_version(old)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
@@ -1186,6 +1185,10 @@ class _Work:
                 release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
         raise self._link_given_up(target, replaced, "could not link record")
+
+    def _other_version(self, entry: dict[str, Any]) -> bool:
+        """Whether the record's entry is another version than this one, or this one normalized otherwise."""
+        return entry["hash"] != self.hash or entry.get("match") != self.snapshot
 
     def _forget_moved(self, claims: list[str], profile: dict[str, Any]) -> None:
         """Identifiers read as leading to the profile (or to one merged into it) that it does not list: moved since
