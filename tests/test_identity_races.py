@@ -1844,7 +1844,10 @@ def test_a_record_that_founded_its_profile_and_merged_by_the_email_moves_to_the_
     """Dan's record with his email and card founds a profile: his email's profile (a birth date is all it has
     beside the email) appears just after its decision. Settling the email's lost claim merges the two; then the
     card's claim is lost too, to a profile of the card with a birth date the merged one may not join. One after the
-    other, the card ranks first and the email's profile goes to review; so does it now (races bench, seed 733)."""
+    other, the card ranks first and the email's profile goes to review; so does it now (races bench, seed 733).
+    Claims go by priority now: the card's, lost first, merges the card's profile into the record's (the older),
+    whose id the card's then leads to; the email's, lost next, makes the record decide again, and it stays with
+    the card."""
     dan = dict(given_name="Dan", family_name="Roe")
     email, card = "home@lee.org", "L3"
     seen = {}
@@ -1860,8 +1863,8 @@ def test_a_record_that_founded_its_profile_and_merged_by_the_email_moves_to_the_
     result, = resolve(card_first, rec("web", "10", email=email, loyalty_id=card, **dan))
 
     assert email_first.intercepted and card_first.intercepted
-    holder, by_email = seen["card"].profile_id, find_profile_id(store, "email", email)  # the merge's survivor
-    assert result.profile_id == holder and find_profile_id(store, "loyalty_id", card) == holder
+    holder, by_email = find_profile_id(store, "loyalty_id", card), find_profile_id(store, "email", email)
+    assert result.profile_id == holder == get_profile(store, seen["card"].profile_id)["id"]
     assert live_records(store) == {by_email: ["web|3"], holder: ["pos|10", "web|10"]}
     review, = store.container("review").query_items(("status", "=", "open"))
     assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
@@ -2015,8 +2018,8 @@ def test_a_member_merging_the_family_profile_into_his_own_while_his_other_record
     """Bob's record with the family card and his own phone joins his profile (the phone, the older: the survivor)
     and merges Dan's (the card) into it. Before the merge marks Dan's profile, Bob's email-only record is resolved
     and kept apart from it by the names test, noting its profile there. The fold brings the note into the profile
-    the record joined before the merge: the record decides again, as one after the other it would have met Bob's
-    email-only profile, and joins it too."""
+    the record joined before the merge: the noted profile is met as a holder of the email, as one after the other
+    the record would have met Bob's email-only profile, and it joins that one too."""
     bob, = resolve(store, rec("crm", "5", phone="+447911000001", **BOB))
     dan = _dan_with_the_family_card_and_email(store)
     founded = []
@@ -2139,4 +2142,140 @@ def test_a_record_whose_first_delivery_founded_a_profile_joins_the_survivor_befo
     assert live_records(store) == {phone: ["pos|2", "web|10"], email: ["pos|6", "pos|7"]}
     review, = store.container("review").query_items(("status", "=", "open"))
     assert (review["record_key"], review["candidate_profile_id"]) == ("pos|2", email)
+    assert violations(store) == {}
+
+
+# --- races bench, seed 519: Dan's record with the family email, his phone and Ann's family card -------------------
+DAN_LEE = dict(given_name="Dan", family_name="Lee")
+FAMILY_EMAIL, FAMILY_CARD = "bob@lee.org", "L2"
+
+
+def _anns_record():
+    return rec("pos", "4", given_name="Ann", family_name="Lee", birth_date="1981-03-04", email=FAMILY_EMAIL,
+               loyalty_id=FAMILY_CARD)
+
+
+def _dans_email_only_record():
+    return rec("pos", "9", email=FAMILY_EMAIL, **DAN_LEE)
+
+
+def test_a_link_deciding_again_for_the_family_card_leads_no_record_of_the_family_email_to_where_it_was(store):
+    """Dan's record with the family email, his phone and the family card links to his phone's profile (a birth date
+    there), the email and the card unclaimed when it decided. Ann's record (another birth date) then claims both.
+    The card outranks the phone, so the record decides again and goes to Ann's profile. Its claims used to go in
+    name order: the email's, lost to Ann's profile (another given name), noted the phone's profile as a holder of the
+    email first. Dan's email-only record, resolved before the record decided again, joined the phone's profile
+    through that note, and stayed there when the record left. One after the other, it ends with Dan's record, as
+    now: the card is claimed first, and nothing is noted before the record decides again."""
+    phone, = resolve(store, rec("pos", "7", birth_date="1980-01-02", email="home@lee.org", phone=PHONE, **DAN_LEE))
+    seen = {}
+    ann_first = before_call(store, "profiles", "replace_item",
+                            when=lambda body, **_: any(r["key"] == "web|10" for r in body.get("records", ())),
+                            hook=lambda: seen.update(ann=resolve(store, _anns_record())[0]))
+    # The retry reads the records doc first: the first attempt, never committed, did not.
+    email_only_next = before_call(ann_first, "records", "read_item_or_none", when=lambda key, *_: key == "web|10",
+                                  hook=lambda: seen.update(email_only=resolve(store, _dans_email_only_record())[0]))
+
+    result, = resolve(email_only_next, rec("web", "10", email=FAMILY_EMAIL, phone=PHONE, loyalty_id=FAMILY_CARD,
+                                           **DAN_LEE))
+
+    assert ann_first.intercepted and email_only_next.intercepted
+    assert seen["email_only"].profile_id != phone.profile_id
+    card = find_profile_id(store, "loyalty_id", FAMILY_CARD)
+    assert result.profile_id == card == seen["ann"].profile_id
+    assert live_records(store) == {phone.profile_id: ["pos|7"], card: ["pos|4", "pos|9", "web|10"]}
+    assert violations(store) == {}
+
+
+def test_a_record_merged_by_the_family_card_into_a_profile_noting_a_holder_meanwhile_joins_that_holder(store):
+    """Dan's record with the family email and card founds a profile: Ann's card and email appear just after its
+    decision, then Dan's email-only record, kept apart from Ann's profile by the names test, which notes it. Settling
+    the card's lost claim merges the record's profile and Ann's (a card joins whoever gives it). One after the
+    other, the record would have met Dan's email-only profile as a holder of the email and joined it; the merge used
+    to leave it unmet (its claim of the email, lost to the profile it had just joined, is settled with nothing to
+    do). The holder noted on the profile merged is met as one noted on the email's document."""
+    racing = before_call(store, "profiles", "create_item",
+                         when=lambda body, **_: body["id"] == profile_id_for_record("web|10"),
+                         hook=lambda: [resolve(store, _anns_record()), resolve(store, _dans_email_only_record())])
+
+    result, = resolve(racing, rec("web", "10", email=FAMILY_EMAIL, loyalty_id=FAMILY_CARD, **DAN_LEE))
+
+    assert racing.intercepted and result.profile_id == find_profile_id(store, "loyalty_id", FAMILY_CARD)
+    assert live_records(store) == {result.profile_id: ["pos|4", "pos|9", "web|10"]}
+    assert violations(store) == {}
+
+
+def test_a_record_whose_merges_brought_a_holder_noted_meanwhile_stays_where_they_put_it(store):
+    """Dan's record with the family email, his phone and the family card merges Dan's email-only profile into his
+    phone's (a birth date there); neither card nor email of Ann's is claimed when it decides. Before the merge marks
+    the email-only profile, Ann's record claims the card and, kept apart from that profile by the names test, notes
+    itself there. The record used to decide again once the fold brought the note: the card now led to Ann's
+    profile, and the record left the merge it had made behind it, the email-only record with the phone's. One
+    after the other, the email-only record ends with Dan's. The merges stand now, and the holder noted is tested as
+    a holder met: Ann is another person, and the card's lost claim opens a review."""
+    phone, = resolve(store, rec("pos", "7", birth_date="1980-01-02", email="home@lee.org", phone=PHONE, **DAN_LEE))
+    email_only, = resolve(store, _dans_email_only_record())
+    seen = {}
+    racing = before_call(store, "profiles", "replace_item",
+                         when=lambda body, **_: body["id"] == email_only.profile_id and "pending_merge" in body,
+                         hook=lambda: seen.update(ann=resolve(store, _anns_record())[0]))
+
+    result, = resolve(racing, rec("web", "10", email=FAMILY_EMAIL, phone=PHONE, loyalty_id=FAMILY_CARD, **DAN_LEE))
+
+    ann = seen["ann"].profile_id
+    assert racing.intercepted and ann not in (phone.profile_id, email_only.profile_id)
+    assert result.profile_id == phone.profile_id and find_profile_id(store, "loyalty_id", FAMILY_CARD) == ann
+    assert live_records(store) == {phone.profile_id: ["pos|7", "pos|9", "web|10"], ann: ["pos|4"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|10", phone.profile_id, ann)
+    assert violations(store) == {}
+
+
+def test_a_redelivery_finding_its_record_placed_by_merges_made_for_it_stays_though_a_card_leads_elsewhere(store):
+    """Dan's record with the family email, his phone and the family card joins his phone's profile (a birth date
+    there) and merges his email-only profile into it; the worker dies before claiming the card. Ann's record (another
+    birth date) then claims the card. The redelivery used to take the record's place as no decision (nothing
+    committed it) and go where the card now leads, leaving the merge made for it behind: the email-only record with
+    the phone's, which no order gives (races bench, seed 519, two deliveries at once). The merges are a decision:
+    the record stays where they put it, as the first worker would have, and the card's profile goes to review."""
+    phone, = resolve(store, rec("pos", "7", birth_date="1980-01-02", email="home@lee.org", phone=PHONE, **DAN_LEE))
+    email_only, = resolve(store, _dans_email_only_record())
+    record = rec("web", "10", email=FAMILY_EMAIL, phone=PHONE, loyalty_id=FAMILY_CARD, **DAN_LEE)
+    with pytest.raises(Died):
+        resolve(crashing(store, "identifiers", "create_item",
+                         when=lambda body, **_: body["id"] == f"loyalty_id:{FAMILY_CARD}"), record)
+    assert live_records(store) == {phone.profile_id: ["pos|7", "pos|9", "web|10"]}  # merged for it, uncommitted
+    ann, = resolve(store, _anns_record())
+
+    again, = resolve(store, record)
+
+    assert again.profile_id == phone.profile_id and find_profile_id(store, "loyalty_id", FAMILY_CARD) == ann.profile_id
+    assert live_records(store) == {phone.profile_id: ["pos|7", "pos|9", "web|10"], ann.profile_id: ["pos|4"]}
+    review, = store.container("review").query_items(("status", "=", "open"))
+    assert (review["record_key"], review["profile_id"], review["candidate_profile_id"]) == (
+        "web|10", phone.profile_id, ann.profile_id)
+    assert violations(store) == {}
+
+
+def test_records_founding_profiles_at_once_join_though_a_twins_profile_scores_higher(store):
+    """Ann's two records (the same name and birth date, no identifier in common) found profiles at the same moment,
+    while her brother Bob's record (her birth date, email and phone) founds his. The later blocking write of Ann's
+    record learns the other two profiles and scores them: Bob's first, kept apart by the given name. One after the
+    other, the next one, Ann's, joins all the same; only the best used to be tried (races bench, seed 5812)."""
+    roe = dict(family_name="Roe", birth_date="1981-03-04")
+    ann_other = []
+
+    def at_once():
+        resolve(store, rec("web", "1", given_name="Bob", email="home@lee.org", phone="+447911123459", **roe))
+        ann_other.extend(resolve(store, rec("web", "8", given_name="Ann", phone="+447911123458", **roe)))
+
+    racing = before_call(store, "blocking", None, hook=at_once)
+
+    result, = resolve(racing, rec("web", "10", given_name="Ann", email="home@lee.org", phone="+447911123459", **roe))
+
+    assert racing.intercepted and ann_other[0].action in ("created", "review")
+    assert result.action == "merged" and result.reason.endswith("concurrent:score")
+    bob = find_profile_id(store, "source", "web|1")
+    assert live_records(store) == {result.profile_id: ["web|10", "web|8"], bob: ["web|1"]}
     assert violations(store) == {}

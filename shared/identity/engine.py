@@ -342,7 +342,8 @@ class _Work:
             prior = self._held_by(record_doc, profiles)
             # Ranked as a placement (_group) only when nothing committed the record there (no source identifier) and
             # its person is not being erased: then it stays, and is erased with them (see the _should_leave call).
-            prior_uncommitted = prior is not None and source_doc is None and not prior.get("erasing_at")
+            prior_uncommitted = (prior is not None and source_doc is None and not prior.get("erasing_at")
+                                 and not self._merged_for_it(prior))
             if prior is None and profiles.get(record_doc["profile_id"], UNREAD) is None:
                 self._forget_if_deleted(record_doc["profile_id"])
         self.prior_uncommitted = prior_uncommitted
@@ -784,8 +785,7 @@ class _Work:
         merged = self._merge_into(survivor, others, group)
         # What _link checks, on the profile as merged: a holder noted on a profile folded in after the decision read
         # it; an identifier no fold brought.
-        if NOTED_HOLDERS in merged and self._noted_meanwhile(merged):
-            raise ConcurrencyConflict("a holder of a value it gives was noted on a profile merged meanwhile")
+        self._meet_noted_holders(merged)
         self._forget_moved(claims, merged)
         return merged
 
@@ -854,6 +854,20 @@ class _Work:
         if self.ctx.read_profile(profile_id) is None:
             forget_deleted_profile(self.ctx, profile_id)
 
+    def _merged_for_it(self, profile: dict[str, Any]) -> bool:
+        """Whether an attempt placing the record in the profile merged into it, for the record, a profile that brought
+        other records (the record's own profile aside). The placement is a decision then: the merges stand, and the
+        record stays where they put it, as that attempt would have whatever claim it lost next (_link_rank). Going
+        where an identifier claimed meanwhile leads, it left them merged without it (races bench, seed 519). A query
+        of the merge log per profile in it, for a record found placed uncommitted only (a retry, a redelivery)."""
+        own = profile_id_for_record(self.key)
+        if not profile.get("merged_from") or profile["id"] == own:
+            return False
+        return any(entry.get("via_record") == self.key and entry.get("status") == "done"
+                   and entry.get("absorbed_id") != own and set(entry.get("records", ())) - {self.key}
+                   for partition in [profile["id"], *profile["merged_from"]]
+                   for entry in self.ctx.merges.query_items(partition_key=partition))
+
     def _held_by(self, doc: dict[str, Any], profiles: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         """The live profile that already holds this record although it was never committed (an attempt died
         after writing it): the retry continues from there instead of placing the record in a second profile."""
@@ -885,22 +899,29 @@ class _Work:
         current = live_profile(self.ctx, profile["id"])
         if current is None:
             raise ConcurrencyConflict("profile vanished while joining concurrent records")
-        ranked = self._ranked_candidates(list(dict.fromkeys(fresh)), {}, {current["id"]})
-        if not ranked or ranked[0][0] < self.ctx.settings.match_threshold:
-            return None
-        _, other, best = ranked[0]
-        detail = self._explain(best)
-        # The checks a record meets one after the other (_add_probabilistic): protection, then twins and family.
-        reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
-        if reason is None and self.model.another_given_name(self.n, best):
-            reason = "score:given_name"
-        if reason is not None:
-            if reason != "never_match":
-                self._open_review(current["id"], other["id"], reason, detail)
-            return None
-        ordered = sorted([current, other], key=survivor_order)
-        why = self._why({"reason": "score", **detail})
-        return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+        merged, blocked = None, None
+        # Every one scoring above the threshold, best first, with the checks a record meets one after the other
+        # (_add_probabilistic): protection, then twins and family. Not only the best: a twin's profile blocked by
+        # the given name, the next one of the record's own person joined all the same (races bench, seed 5812).
+        for p, other, best in self._ranked_candidates(list(dict.fromkeys(fresh)), {}, {current["id"]}):
+            if p < self.ctx.settings.match_threshold:
+                break
+            another_name = self.model.another_given_name(self.n, best)
+            if another_name:
+                p, best, another_name = self._best_of_this_name(other, p, best)
+            detail = self._explain(best)
+            reason = join_conflict(self.policy, [Side.of_profile(current), self._side(other)])
+            if reason is None and another_name:
+                reason = "score:given_name"
+            if reason is None:
+                ordered = sorted([current, other], key=survivor_order)
+                merged = current = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"],
+                                                  self._why({"reason": "score", **detail}))
+            elif reason != "never_match" and blocked is None:
+                blocked = (other, reason, detail)
+        if merged is None and blocked is not None:  # as one after the other: a review when nothing joins
+            self._open_review(current["id"], blocked[0]["id"], blocked[1], blocked[2])
+        return merged
 
     def _note_holder(self, iid: str, profile_id: str, doc: dict[str, Any] | None = None) -> bool:
         """maintenance.note_holder, keeping the other holders the note met for _join_new_holders."""
@@ -948,12 +969,24 @@ class _Work:
         return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], self._why({"reason": "rule", "rule": rule}))
 
     def _noted_meanwhile(self, target: dict[str, Any]) -> bool:
-        """True when the target notes a holder that no profile the decision read noted, and the record has a given
-        name and an email or phone: the holders rule (_add_holders) would have tested it."""
+        return bool(self._noted_unseen(target))
+
+    def _noted_unseen(self, target: dict[str, Any]) -> set[str]:
+        """The holders the target notes that no profile the decision read noted, when the record has a given name and
+        an email or phone: the holders rule (_add_holders) would have tested them. Empty otherwise."""
         if not self.n.given_name or not any(id_type_of(iid) in SHAREABLE_TYPES for iid in self.strong):
-            return False
+            return set()
         seen = {h for p in self.profiles_read.values() if p for h in p.get(NOTED_HOLDERS, ())}
-        return not set(target[NOTED_HOLDERS]) <= seen
+        return set(target.get(NOTED_HOLDERS, ())) - seen
+
+    def _meet_noted_holders(self, merged: dict[str, Any]) -> None:
+        """After merges made for the record: holders noted on a profile it merged since the decision read it are met
+        as on a value's document, for _join_new_holders to test (the names test, then merge protection) as _add_holders
+        would have. Not decided again, as _link does: the merges stand, and the record would leave them behind."""
+        if NOTED_HOLDERS in merged and (unseen := self._noted_unseen(merged)):
+            for iid in self.strong:
+                if id_type_of(iid) in SHAREABLE_TYPES:
+                    self.holders_met.setdefault(iid, set()).update(unseen)
 
     def _note_on_kept_apart(self, profile: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """The profiles the names test kept the record apart from, though they share its email or phone (a
@@ -1231,8 +1264,10 @@ class _Work:
         return after
 
     def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
-        """Claim each identifier for the profile; a claim lost to another profile is settled now."""
-        for iid in claims:
+        """Claim each identifier for the profile; a claim lost to another profile is settled now. Highest priority
+        first: a lost one that outranks the link makes the record decide again (_outranks_link) before a lower one
+        notes its profile as a holder, which would lead records of the value to a profile it is about to leave."""
+        for iid in sorted(claims, key=lambda iid: self.policy.rank(id_type_of(iid))):
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
@@ -1284,6 +1319,7 @@ class _Work:
                 ordered = sorted([current, other], key=survivor_order)
                 why = self._why({"reason": "rule", "rule": id_type_of(iid)})
                 merged = merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], why)
+                self._meet_noted_holders(merged)
                 # The other profile's record may have let it go before the merge marked that profile (released,
                 # with no holder noted): this record gives it, so the survivor claims it.
                 if self._note_holder(iid, merged["id"]):
