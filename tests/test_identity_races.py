@@ -1181,7 +1181,7 @@ def test_a_records_doc_left_naming_a_profile_merged_away_is_pointed_at_the_survi
     assert violations(store) == {}
 
 
-@pytest.mark.parametrize("merged_back", ["before_the_ids_move", "while_they_move"])
+@pytest.mark.parametrize("merged_back", ["before_the_ids_move", "while_they_move", "before_they_are_forgotten"])
 def test_a_record_leaving_while_another_version_merges_its_new_profile_back_leaves_no_alias_cycle(store, merged_back):
     """Bob's record came into Ann's profile with his first profile's id (a merge). Its new content is Dan's, with
     the email his sister Eve gives: it leaves for a profile of its own, and the id that came with it follows it.
@@ -1191,22 +1191,66 @@ def test_a_record_leaving_while_another_version_merges_its_new_profile_back_leav
     the profile, when nothing repaired it: 12 threads resolving random records twice each, twice in about 35,000
     rounds). The ids stay where they are when the record's new profile has become this one again; the record's
     retry, leaving once more, takes them along. Merged back while the ids moved (after the check), they were
-    redirected there and then forgotten by Ann's profile, which they lead to (an alias its profile does not know)."""
+    redirected there and then forgotten by Ann's profile, which they lead to (an alias its profile does not know).
+    Merged back once they moved, just before Ann's profile forgets them, the same: the fold listed them again, and
+    Ann's profile now keeps them when it lists the new profile (races bench, seed 712, three versions at once)."""
     ann, = resolve(store, rec("web", "9", given_name="Ann", family_name="Roe", email="ann@roe.org"))
     bobs, = resolve(store, rec("web", "2", given_name="Bob", family_name="Lee", loyalty_id="L1"))
     resolve(store, rec("web", "5", given_name="Ann", family_name="Roe", email="ann@roe.org", loyalty_id="L1"))
     resolve(store, rec("web", "7", given_name="Eve", family_name="Roe", email="dan@roe.org"))
     assert get_profile(store, bobs.profile_id)["id"] == ann.profile_id
     dan = dict(given_name="Dan", family_name="Roe", email="dan@roe.org")
-    back = InterceptingStore(store, "merges", "query_items" if merged_back == "before_the_ids_move" else "upsert_item",
-                             when=None if merged_back == "before_the_ids_move" else lambda body: body["id"][:2] == "f_",
-                             before=lambda: resolve(store, rec("web", "2", loyalty_id="L1", **dan)))
+
+    def merge_back():
+        resolve(store, rec("web", "2", loyalty_id="L1", **dan))
+
+    if merged_back == "before_they_are_forgotten":  # Ann's profile read next, once the new profile lists the ids
+        moved = []
+        listed = InterceptingStore(store, "profiles", "replace_item", before=lambda: moved.append(True),
+                                   when=lambda body, **_: body["id"] != ann.profile_id
+                                   and bobs.profile_id in body.get("merged_from", ()))
+        back = InterceptingStore(listed, "profiles", "read_item_or_none", before=merge_back,
+                                 when=lambda pid, *_: bool(moved) and pid == ann.profile_id)
+    else:
+        back = InterceptingStore(store, "merges", "query_items" if merged_back == "before_the_ids_move" else
+                                 "upsert_item", before=merge_back,
+                                 when=None if merged_back == "before_the_ids_move" else lambda body: body["id"][:2] == "f_")
 
     dans, = resolve(back, rec("web", "2", **dan))
 
     assert back.intercepted and dans.profile_id != ann.profile_id
     assert holders(store, "web|2") == [dans.profile_id]
     assert get_profile(store, bobs.profile_id)["id"] == dans.profile_id  # the id follows the record
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("taken_down", ["before_the_ids_move", "as_they_move"])
+def test_ids_following_their_record_to_a_profile_taken_down_meanwhile_stay_where_they_were(store, taken_down):
+    """The id of Bob's first profile came into Ann's with his record. A worker moving it after the record, to the
+    profile it placed the record in, finds that profile taken down (another delivery committed the record elsewhere,
+    took its entry out, and the profile went with it): the id stays where it is, listed by Ann's profile. It used to
+    be redirected to the profile gone, and forgotten by Ann's: an alias leading nowhere, which no repair mended
+    (races bench, seed 712, three versions at once)."""
+    from shared.identity.docs import Ctx
+    from shared.identity.maintenance import move_stranded_aliases
+
+    ann, = resolve(store, rec("web", "9", given_name="Ann", family_name="Roe", email="ann@roe.org"))
+    bobs, = resolve(store, rec("web", "2", given_name="Bob", family_name="Lee", loyalty_id="L1"))
+    resolve(store, rec("web", "5", given_name="Ann", family_name="Roe", email="ann@roe.org", loyalty_id="L1"))
+    placed, = resolve(store, rec("web", "3", given_name="Dan", family_name="Roe", email="dan@roe.org"))
+    assert get_profile(store, bobs.profile_id)["id"] == ann.profile_id
+    if taken_down == "before_the_ids_move":
+        remove_record(store, "web", "3")
+        moving = store
+    else:  # just before the id is redirected there
+        moving = before_call(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == bobs.profile_id,
+                             hook=lambda: remove_record(store, "web", "3"))
+
+    move_stranded_aliases(Ctx(moving, SETTINGS), ann.profile_id, "web|2", placed.profile_id)
+
+    assert taken_down == "before_the_ids_move" or moving.intercepted
+    assert get_profile(store, bobs.profile_id)["id"] == ann.profile_id
+    assert bobs.profile_id in get_profile(store, ann.profile_id)["merged_from"]
     assert violations(store) == {}
 
 

@@ -907,8 +907,10 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
     if not moved:
         return
     destination = live_profile(ctx, new_id)
-    if destination is not None and destination["id"] == profile["id"]:
-        return  # the new profile was merged into this one meanwhile: the ids are where the record is
+    if destination is None or destination["id"] == profile["id"]:
+        # Merged into this one meanwhile: the ids are where the record is. Gone (another delivery committed the
+        # record elsewhere and took down the profile it had placed it in): nothing of the record leads there.
+        return
     _keep_listed_identifiers(ctx, profile, set(moved))
     for alias in moved:
         # The new profile's own log says which record the id came with: the merge entry that said so stays in the
@@ -926,13 +928,15 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
             break
         # Merged into another meanwhile (its saga did not know of these ids): they go to the survivor.
         survivor = live_profile(ctx, target)
-        if survivor is None:
-            break
+        if survivor is None:  # taken down since the check above: the ids come back, as if never moved
+            for alias in moved:
+                _repoint(ctx.profiles, alias, target, profile_id, _merged_into)
+            return
         target = survivor["id"]
         for alias in moved:
             _repoint(ctx.profiles, alias, new_id, target, _merged_into)
     if target != profile["id"]:  # not when the new profile was merged back into this one meanwhile: they stay
-        _forget_merged(ctx, profile_id, moved)
+        _forget_merged(ctx, profile_id, moved, unless_merged=new_id)
 
 
 def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
@@ -964,9 +968,15 @@ def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
         _forget_merged(ctx, profile_id, moved)
 
 
-def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str]) -> None:
-    _update_profile(ctx, profile_id, lambda doc: {
-        **doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()})
+def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: str | None = None) -> None:
+    """The profile forgets the ids merged into it. Not once it lists `unless_merged` too: the profile the ids moved
+    to was merged back into it since (the fold listed them again, and the saga repointed their aliases here)."""
+    def forget(doc: dict[str, Any]) -> dict[str, Any] | None:
+        if unless_merged is not None and unless_merged in doc.get("merged_from", ()):
+            return None
+        return {**doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()}
+
+    _update_profile(ctx, profile_id, forget)
 
 
 def _update_profile(ctx: Ctx, profile_id: str, change) -> dict[str, Any] | None:
