@@ -1266,8 +1266,11 @@ class _Work:
     def _claim(self, profile: dict[str, Any], claims: list[str]) -> dict[str, Any]:
         """Claim each identifier for the profile; a claim lost to another profile is settled now. Highest priority
         first: a lost one that outranks the link makes the record decide again (_outranks_link) before a lower one
-        notes its profile as a holder, which would lead records of the value to a profile it is about to leave."""
-        for iid in sorted(claims, key=lambda iid: self.policy.rank(id_type_of(iid))):
+        notes its profile as a holder, which would lead records of the value to a profile it is about to leave. (A
+        single writer loses no claim: the order is left as it is, at no cost.)"""
+        if not self.ctx.config.single_writer and len(claims) > 1:
+            claims = sorted(claims, key=lambda iid: self.policy.rank(id_type_of(iid)))
+        for iid in claims:
             if iid in self.owner:
                 continue  # found pointing into the group; merges repointed it
             stale = self.stale.get(iid)
