@@ -1212,9 +1212,10 @@ def test_a_record_leaving_while_another_version_merges_its_new_profile_back_leav
         back = InterceptingStore(listed, "profiles", "read_item_or_none", before=merge_back,
                                  when=lambda pid, *_: bool(moved) and pid == ann.profile_id)
     else:
-        back = InterceptingStore(store, "merges", "query_items" if merged_back == "before_the_ids_move" else
-                                 "upsert_item", before=merge_back,
-                                 when=None if merged_back == "before_the_ids_move" else lambda body: body["id"][:2] == "f_")
+        before_the_ids_move = merged_back == "before_the_ids_move"
+        back = InterceptingStore(store, "merges", "query_items" if before_the_ids_move else "upsert_item",
+                                 when=None if before_the_ids_move else lambda body: body["id"][:2] == "f_",
+                                 before=merge_back)
 
     dans, = resolve(back, rec("web", "2", **dan))
 
