@@ -968,22 +968,20 @@ class _Work:
         ordered = sorted([current, other], key=survivor_order)
         return merge_profiles(self.ctx, ordered[0]["id"], ordered[1]["id"], self._why({"reason": "rule", "rule": rule}))
 
-    def _noted_meanwhile(self, target: dict[str, Any]) -> bool:
-        return bool(self._noted_unseen(target))
-
-    def _noted_unseen(self, target: dict[str, Any]) -> set[str]:
+    def _noted_meanwhile(self, target: dict[str, Any]) -> set[str]:
         """The holders the target notes that no profile the decision read noted, when the record has a given name and
         an email or phone: the holders rule (_add_holders) would have tested them. Empty otherwise."""
-        if not self.n.given_name or not any(id_type_of(iid) in SHAREABLE_TYPES for iid in self.strong):
+        if (NOTED_HOLDERS not in target or not self.n.given_name
+                or not any(id_type_of(iid) in SHAREABLE_TYPES for iid in self.strong)):
             return set()
         seen = {h for p in self.profiles_read.values() if p for h in p.get(NOTED_HOLDERS, ())}
-        return set(target.get(NOTED_HOLDERS, ())) - seen
+        return set(target[NOTED_HOLDERS]) - seen
 
     def _meet_noted_holders(self, merged: dict[str, Any]) -> None:
         """After merges made for the record: holders noted on a profile it merged since the decision read it are met
         as on a value's document, for _join_new_holders to test (the names test, then merge protection) as _add_holders
         would have. Not decided again, as _link does: the merges stand, and the record would leave them behind."""
-        if NOTED_HOLDERS in merged and (unseen := self._noted_unseen(merged)):
+        if unseen := self._noted_meanwhile(merged):
             for iid in self.strong:
                 if id_type_of(iid) in SHAREABLE_TYPES:
                     self.holders_met.setdefault(iid, set()).update(unseen)
@@ -1162,7 +1160,7 @@ class _Work:
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
         for _ in range(50):
-            if NOTED_HOLDERS in target and self._noted_meanwhile(target):
+            if self._noted_meanwhile(target):
                 # A profile kept apart from another by the names test was noted on this one after the decision read
                 # it (a merge folded it in, or it was written meanwhile): it may be this record's person
                 # (_note_on_kept_apart). Decided again, as it would have been had it come first.
