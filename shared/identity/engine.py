@@ -298,9 +298,11 @@ class _Work:
             return ResolveResult(self.key, None, "erased", ERASED)
         if record_doc is not None and removed_after(record_doc, self.landed_at):
             return ResolveResult(self.key, None, "unchanged", REMOVED)
-        if record_doc is not None and self._older_than(record_doc):
-            return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         source_doc = id_docs[self.source_iid]
+        if record_doc is not None and self._older_than(record_doc):
+            if source_doc is not None:  # an attempt of this version that died may have left its entry where it founded
+                self._leave_named_before(record_doc, source_doc["profile_id"])
+            return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # Not beside a tombstone: left by a removal that died before deleting it, it names a profile the record left.
         # Nor when marked for re-keying (rekey.py): resolved again for what normalization makes of it now; the commit
         # takes the mark off.
