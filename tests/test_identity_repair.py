@@ -17,13 +17,14 @@ from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
 
 from .store_faults import hooked
+from .test_identity_recovery import holders
 from .test_identity_shared_identifiers import HOME, PHONE_ID, SETTINGS, person, phone_doc, resolve
 
 ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
             "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
-            "stale_holders")
+            "records_in_two_profiles", "stale_holders")
 
 
 def household(store):
@@ -218,6 +219,39 @@ def test_repair_index_points_an_idle_records_doc_at_the_profile_holding_its_reco
     assert store.container("records").read_item("pos|1", "pos|1")["profile_id"] == bob
     assert found(repair_index(store, settings=SETTINGS, idle_seconds=0)) == {"misdirected_records": 1}
     assert store.container("records").read_item("pos|1", "pos|1")["profile_id"] == ann
+    assert violations(store) == {}
+
+
+def beside_bobs_record(store, ann, bob, entry):
+    change(store.container("profiles"), bob, records=[*get_profile(store, bob)["records"], entry])
+
+
+def in_a_profile_of_its_own(store, ann, bob, entry):
+    profile = {**get_profile(store, ann), "id": "p_founded_by_the_dead", "records": [entry], "merged_from": []}
+    store.container("profiles").create_item({k: v for k, v in profile.items() if not k.startswith("_")})
+
+
+@pytest.mark.parametrize("left_behind", [beside_bobs_record, in_a_profile_of_its_own], ids=lambda f: f.__name__)
+def test_repair_index_keeps_a_record_two_profiles_hold_only_where_its_commit_is(store, left_behind, scope):
+    """An attempt of another version of Ann's record placed it in a second profile and died before its commit, and
+    no delivery of that version came back (its message poisoned): the record is in two profiles. Once idle, its
+    entry is taken out of the profile its commit does not name, with what only it gave there (a profile it founded
+    goes); the commit's profile keeps it."""
+    ann, bob = household(store)
+    entry = next(r for r in get_profile(store, ann)["records"] if r["key"] == "pos|1")
+    left_behind(store, ann, bob, entry)
+    assert "record_in_two_profiles" in violations(store)
+    # Not idle for merge_idle_seconds yet: left (the profile holding it is indexed under what the entry gives).
+    assert repair_index(store, settings=SETTINGS, **scope())["records_in_two_profiles"] == 0
+    assert len(holders(store, "pos|1")) == 2
+    assert repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())["records_in_two_profiles"] == 1
+    assert holders(store, "pos|1") == [ann]
+    assert store.container("records").read_item("pos|1", "pos|1")["profile_id"] == ann
+    assert violations(store) == {}
+    assert sorted(p["id"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))) == sorted(
+        [ann, bob])  # a profile the dead attempt founded went with the record's entry
+    assert find_profile_id(store, "email", "ann@lee.org") == ann
+    assert resolve(store, person("web", "9", "Ann", email="ann@lee.org")) == [ann]
     assert violations(store) == {}
 
 

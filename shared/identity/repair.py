@@ -7,7 +7,8 @@ blocking keys); the identifiers, blocking and records containers index them, wri
 around the profile. A worker dying between those writes leaves work its next attempt finishes, nearly always. A
 few interleavings of two versions of one record with a death leave a document behind that no attempt comes back to
 (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that does not
-list it; a records doc naming a profile its record is not in): the races bench counts them
+list it; a records doc naming a profile its record is not in; a record in a second profile, placed there by an
+attempt of a version that died before its commit and was not delivered again): the races bench counts them
 (bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
 helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
 left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
@@ -33,11 +34,12 @@ from typing import Any, Callable, Iterable, Iterator
 from shared.settings import Settings, get_settings
 from shared.store import Store
 
-from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, with_retries
+from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, source_identifier, with_retries
 from .engine import point_record_doc_at
-from .maintenance import (_gives, entry_identifiers, finish_unfinished_merges, finish_unfinished_splits,
-                          hand_to_survivor, index_again, keys_given, list_while_given, note_given_elsewhere,
-                          note_holder, release_again, release_identifier, update_block)
+from .maintenance import (_gives, _holds, entry_identifiers, finish_unfinished_merges, finish_unfinished_splits,
+                          hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
+                          note_given_elsewhere, note_holder, release_again, release_identifier, take_out,
+                          update_block)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -66,7 +68,8 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     counts = {"profiles": 0, "in_saga": 0,
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
-              "claimed": 0, "misdirected_records": 0, **_Findings().counts(), "cut_short": 0}
+              "claimed": 0, "misdirected_records": 0, "records_in_two_profiles": 0, **_Findings().counts(),
+              "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
             counts["cut_short"] = 1
@@ -110,10 +113,11 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     for iid, stale in sorted(found.stale_holders.items()):
         with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
     misdirected = _misdirected_records(scope.records(), mended, int(time.time()) - idle)
-    for key, pid in misdirected:
-        with_retries(ctx, lambda key=key, pid=pid: point_record_doc_at(ctx, key, pid))
+    for key, pids in misdirected:
+        with_retries(ctx, lambda key=key, pids=pids: _place_record(ctx, key, pids))
+    in_two = sum(len(pids) > 1 for _, pids in misdirected)
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
-            "misdirected_records": len(misdirected), **found.counts()}
+            "misdirected_records": len(misdirected) - in_two, "records_in_two_profiles": in_two, **found.counts()}
 
 
 @dataclass
@@ -341,13 +345,45 @@ def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
 
 
 def _misdirected_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
-                         ) -> list[tuple[str, str]]:
-    """(record key, the profile holding it) of each records doc naming another profile and not written since
-    `idle_since` (a worker moving a record names its new profile first: that is its pointer to go on from)."""
-    holder = {entry["key"]: pid for pid, profile in profiles.items() for entry in profile.get("records", [])}
-    return [(doc["id"], holder[doc["id"]]) for doc in records
-            if doc["id"] in holder and doc.get("profile_id") != holder[doc["id"]] and doc.get("_ts", 0) <= idle_since
-            and not (doc.get("removed_at") or doc.get("erased_at"))]
+                         ) -> list[tuple[str, list[str]]]:
+    """(record key, the profiles holding it) of each records doc naming another profile than its record's, or whose
+    record two profiles hold, not written since `idle_since` (a worker moving a record names its new profile first:
+    that is its pointer to go on from); for a record two profiles hold, nor those profiles."""
+    holders: dict[str, list[str]] = defaultdict(list)
+    for pid, profile in profiles.items():
+        for entry in profile.get("records", []):
+            holders[entry["key"]].append(pid)
+    found = []
+    for doc in records:
+        pids = sorted(holders.get(doc["id"], ()))
+        if (not pids or doc.get("_ts", 0) > idle_since or doc.get("removed_at") or doc.get("erased_at")
+                or (len(pids) == 1 and doc.get("profile_id") == pids[0])):
+            continue
+        if len(pids) == 1 or all(profiles[pid].get("_ts", 0) <= idle_since for pid in pids):
+            found.append((doc["id"], pids))
+    return found
+
+
+def _place_record(ctx: Ctx, key: str, holders: list[str]) -> None:
+    """The records doc follows the profile holding its record. A record two profiles hold stays only where its
+    commit (its source identifier) is: an attempt of another version than the committed one died after placing it
+    elsewhere, and no delivery of that version came back. Not settled here when the commit names neither."""
+    if len(holders) == 1:
+        point_record_doc_at(ctx, key, holders[0])
+        return
+    commit = ctx.identifiers.read_item_or_none(source_identifier(key), source_identifier(key))
+    committed = live_profile(ctx, commit["profile_id"]) if commit else None
+    if committed is None or not _holds(committed, key):
+        return
+    for pid in holders:
+        profile = live_profile(ctx, pid)
+        if profile is None or profile["id"] == committed["id"] or not _holds(profile, key) or _in_saga(profile):
+            continue
+        # As the record's own worker leaves it (engine._leave_if_committed_elsewhere): the ids that came with it
+        # follow it, then its entry is taken out under the profile's ETag.
+        move_stranded_aliases(ctx, profile["id"], key, committed["id"])
+        take_out(ctx, live_profile(ctx, profile["id"]) or profile, key)
+    point_record_doc_at(ctx, key, committed["id"])
 
 
 def _drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
