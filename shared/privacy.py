@@ -26,7 +26,7 @@ from .events.devices import erase_owners, export_view, links_holding
 from .identity.docs import NOTED_HOLDERS, ConcurrencyConflict, Ctx, now_iso, source_identifier, with_retries
 from .identity.lookup import list_merges
 from .identity.maintenance import (RECORD_REMOVED, finish_split_in_flight, finish_splits_into, forget_holders,
-                                   release_identifier, update_block)
+                                   leave_named_before, release_identifier, update_block)
 from .identity.merge import MAX_WRITE_ATTEMPTS, live_profile
 from .store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
@@ -206,6 +206,9 @@ def _erase_contents(store: Store, ctx: Ctx, profile: dict[str, Any], counts: Cou
             counts["activity"] += 1
         counts["identifiers"] += _erase_stray_source_identifier(ctx, key)
         if key in held:
+            # Not logged: the others' logs keep no key of the person's (_clear_from_others).
+            counts["others_redacted"] += leave_named_before(ctx, records.read_item_or_none(key, key), key,
+                                                            keep=profile["id"], logged=False)
             counts["source_records"] += _mark_record_erased(records, key, held=True)
     review = store.container("review")
     for item in _reviews(store, profile, owners):

@@ -1399,6 +1399,43 @@ def test_an_older_version_dying_after_founding_a_profile_a_newer_version_passed_
     assert violations(store) == {}
 
 
+def test_a_record_removed_after_a_version_died_founding_a_profile_another_version_passed_by_is_in_no_profile(store):
+    """Bob's version of web|7 founded a profile and died before its commit, Ann's having committed in her household's
+    profile meanwhile (as in the tests above); then the record is deleted at its source. The removal used to take it
+    out only of the profile its records doc names: the one Bob's dead attempt founded, which the doc named before,
+    kept it, and a redelivery of a version that landed before the delete resolves nothing."""
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
+    bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
+    founded = _dying_after_founding(store, bobs, lambda: resolve(store, anns))
+    assert sorted(holders(store, "web|7")) == sorted([home.profile_id, founded])
+
+    assert remove_record(store, "web", "7", settings=SETTINGS) == home.profile_id
+
+    assert holders(store, "web|7") == []
+    assert live_records(store) == {home.profile_id: ["pos|10"]}
+    assert violations(store) == {}
+
+
+def test_a_person_erased_after_a_version_of_their_record_died_founding_a_profile_leaves_it_in_no_profile(store):
+    """As above, but Ann's household is erased on request. The erase used to take out only what her profile held:
+    the profile Bob's dead attempt had founded kept the record's entry (its values and identifiers), and its
+    redelivery, finding the record erased, resolves nothing."""
+    from shared.privacy import erase_profile
+
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org")
+    bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1")
+    _dying_after_founding(store, bobs, lambda: resolve(store, anns))
+
+    counts = erase_profile(store, get_profile(store, home.profile_id))
+
+    assert counts["others_redacted"] == 1 and live_records(store) == {}
+    assert find_profile_id(store, "email", "bob@roe.org") is None
+    assert resolve(store, bobs)[0].action == "erased" and live_records(store) == {}
+    assert violations(store) == {}
+
+
 def test_a_delivery_dying_before_dropping_a_lost_claim_from_the_committed_profile_is_settled_by_its_redelivery(
         store):
     """Two deliveries of Bob's record, which gives his household's phone. The first decides while no one holds the

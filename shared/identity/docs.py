@@ -32,6 +32,10 @@ REKEYING = "rekeying"
 # the latest MAX_NOTED_HOLDERS, and each is read live before it is used.
 NOTED_HOLDERS = "noted_holders"
 MAX_NOTED_HOLDERS = 8
+# Records doc: the profiles uncommitted attempts named before the current one (engine._named_before). Two or three
+# deliveries of a record at once name two or three; the cap bounds the doc.
+NAMED_BEFORE = "named_before"
+MAX_NAMED_BEFORE = 8
 
 
 class ConcurrencyConflict(Exception):

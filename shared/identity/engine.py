@@ -31,9 +31,10 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
-from .docs import (MAX_ID_BYTES, MAX_NOTED_HOLDERS, NOTED_HOLDERS, REKEYING, SAFE_ID_CHARS, UNREAD, ConcurrencyConflict,
-                   Ctx, ResolverConfig, fits_in_id, now_iso, profile_id_for_record, random_profile_id,
-                   record_identifiers, source_identifier, stable_hash, with_retries)
+from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFORE, NOTED_HOLDERS, REKEYING,
+                   SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
+                   profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
+                   with_retries)
 from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
                           hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
                           note_holder, only_given_by, release, release_again, release_identifier, removed_after,
@@ -51,10 +52,6 @@ ACTIONS = ("created", "linked", "merged", "unchanged", "review", "quarantined", 
 # Identifiers that members of one household share (family email, home phone): a link through them alone is
 # checked against the names.
 SHAREABLE_TYPES = frozenset({"email", "phone"})
-# Records doc: the profiles uncommitted attempts named before the current one (_named_before). Two or three
-# deliveries of a record at once name two or three; the cap bounds the doc.
-NAMED_BEFORE = "named_before"
-MAX_NAMED_BEFORE = 8
 ERASED = "its person was erased on request: the record is not resolved again (shared/privacy.py)"
 STALE_VERSION = "stale: a newer version of this record is resolved already"
 REMOVED = "removed: the record was deleted at its source after this version landed"

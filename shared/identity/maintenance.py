@@ -9,8 +9,8 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import (MAX_ALIAS_HOPS, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso, record_identifiers,
-                   source_identifier, stable_hash, with_retries)
+from .docs import (MAX_ALIAS_HOPS, NAMED_BEFORE, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso,
+                   record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _merged_into, _repoint, _repoint_given, _repoint_records,
                     _set_profile_id, live_profile)
 from .survivorship import survive
@@ -349,23 +349,11 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
-        # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and
-        # then every id merged into it names no one.
-        last = all(r["key"] == key for r in profile["records"])
-        stranded = list(profile.get("merged_from", [])) if last else stranded_aliases(ctx, profile, key)
-        if not last:  # first (idempotent): the person's erase and export still find the record's activity by it
-            ctx.merges.upsert_item({
-                "id": "r_" + stable_hash("removed", key, profile["id"]), "profile_id": profile["id"],
-                "absorbed_id": None, "at": now_iso(), "reason": RECORD_REMOVED, "rule": "deleted at its source",
-                "records": [key], "status": "done"})
-        take_out(ctx, profile, key)
-        if last:
-            _forget_deleted_profile(ctx, profile["id"], stranded)
-        else:
-            _drop_stranded_aliases(ctx, profile["id"], stranded)
+        _take_out_removed(ctx, profile, key)
     elif ctx.read_profile(pointer["profile_id"]) is None:
         forget_deleted_profile(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
+    leave_named_before(ctx, record_doc, key, keep=profile_id)  # before the tombstone, which forgets them
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
     # starts again and takes it out there. The tombstone first: a records doc without its source identifier would
     # be a version being resolved, which a retry of the removal waits for.
@@ -373,6 +361,39 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     _delete_source_doc(ctx, source_doc)
     log.info("removed record from profile %s", profile_id)
     return profile_id
+
+
+def leave_named_before(ctx: Ctx, record_doc: dict[str, Any] | None, key: str, *, keep: str | None,
+                       logged: bool = True) -> int:
+    """Take a record deleted at its source, or erased, out of the profiles its records doc named before (besides
+    `keep`): an attempt of another version that died before its commit may have placed it in one, and no delivery
+    comes back for it once the record is gone (engine._leave_named_before). `logged`: in the profile's merge log, as
+    a removal is. Returns how many profiles it left."""
+    left = 0
+    for named in (record_doc or {}).get(NAMED_BEFORE, ()):
+        other = live_profile(ctx, named)
+        if other is not None and other["id"] != keep and _holds(other, key):
+            _take_out_removed(ctx, other, key, logged=logged)
+            left += 1
+    return left
+
+
+def _take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: bool = True) -> None:
+    """Take the deleted record out of the profile, the ids only it brought there gone with it."""
+    # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and then
+    # every id merged into it names no one.
+    last = all(r["key"] == key for r in profile["records"])
+    stranded = list(profile.get("merged_from", [])) if last else stranded_aliases(ctx, profile, key)
+    if logged and not last:  # first (idempotent): the person's erase and export still find its activity by it
+        ctx.merges.upsert_item({
+            "id": "r_" + stable_hash("removed", key, profile["id"]), "profile_id": profile["id"],
+            "absorbed_id": None, "at": now_iso(), "reason": RECORD_REMOVED, "rule": "deleted at its source",
+            "records": [key], "status": "done"})
+    take_out(ctx, profile, key)
+    if last:
+        _forget_deleted_profile(ctx, profile["id"], stranded)
+    else:
+        _drop_stranded_aliases(ctx, profile["id"], stranded)
 
 
 def _delete_source_doc(ctx: Ctx, source_doc: dict[str, Any] | None) -> None:
