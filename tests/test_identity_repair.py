@@ -11,7 +11,7 @@ import pytest
 
 from shared.audit import audit_store
 from shared.cli import main
-from shared.identity import find_profile_id, get_profile, repair_index, repair_window
+from shared.identity import find_profile_id, get_profile, remove_record, repair_index, repair_window
 from shared.identity.repair import REPAIR_CHUNK
 from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
@@ -24,7 +24,7 @@ ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
             "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
-            "records_in_two_profiles", "stale_holders")
+            "records_in_two_profiles", "records_held_when_gone", "stale_holders")
 
 
 def household(store):
@@ -252,6 +252,29 @@ def test_repair_index_keeps_a_record_two_profiles_hold_only_where_its_commit_is(
         [ann, bob])  # a profile the dead attempt founded went with the record's entry
     assert find_profile_id(store, "email", "ann@lee.org") == ann
     assert resolve(store, person("web", "9", "Ann", email="ann@lee.org")) == [ann]
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("gone", ["removed", "erased"])
+def test_repair_index_takes_a_record_deleted_at_its_source_or_erased_out_of_a_profile_still_holding_it(store, gone):
+    """An attempt of a version of Ann's record placed it in Bob's profile and died; the record was then deleted at its
+    source (or its person erased) before the removal took out what the records doc had named before. Once idle, the
+    record leaves the profile still holding it, with what only it gave there; Bob keeps his own."""
+    from shared.privacy import erase_profile
+
+    ann, bob = household(store)
+    entry = next(r for r in get_profile(store, ann)["records"] if r["key"] == "pos|1")
+    if gone == "removed":
+        remove_record(store, "pos", "1", settings=SETTINGS)
+    else:
+        erase_profile(store, get_profile(store, ann))
+    beside_bobs_record(store, ann, bob, entry)
+    assert "record_doc_missing" in violations(store)
+    assert repair_index(store, settings=SETTINGS)["records_held_when_gone"] == 0  # not idle yet
+    assert repair_index(store, settings=SETTINGS, idle_seconds=0)["records_held_when_gone"] == 1
+    assert holders(store, "pos|1") == [] and [r["key"] for r in get_profile(store, bob)["records"]] == ["pos|2"]
+    assert find_profile_id(store, "email", "ann@lee.org") is None
+    assert find_profile_id(store, "email", "bob@lee.org") == bob
     assert violations(store) == {}
 
 

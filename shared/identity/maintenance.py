@@ -349,7 +349,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
-        _take_out_removed(ctx, profile, key)
+        take_out_removed(ctx, profile, key)
     elif ctx.read_profile(pointer["profile_id"]) is None:
         forget_deleted_profile(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
@@ -373,13 +373,14 @@ def leave_named_before(ctx: Ctx, record_doc: dict[str, Any] | None, key: str, *,
     for named in (record_doc or {}).get(NAMED_BEFORE, ()):
         other = live_profile(ctx, named)
         if other is not None and other["id"] != keep and _holds(other, key):
-            _take_out_removed(ctx, other, key, logged=logged)
+            take_out_removed(ctx, other, key, logged=logged)
             left += 1
     return left
 
 
-def _take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: bool = True) -> None:
-    """Take the deleted record out of the profile, the ids only it brought there gone with it."""
+def take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: bool = True) -> None:
+    """Take a record deleted at its source, or erased, out of the profile, the ids only it brought there gone with it;
+    `logged`: in the profile's merge log (a removal; the log of someone else's profile keeps no erased key)."""
     # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and then
     # every id merged into it names no one.
     last = all(r["key"] == key for r in profile["records"])

@@ -8,7 +8,8 @@ around the profile. A worker dying between those writes leaves work its next att
 few interleavings of two versions of one record with a death leave a document behind that no attempt comes back to
 (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that does not
 list it; a records doc naming a profile its record is not in; a record in a second profile, placed there by an
-attempt of a version that died before its commit and was not delivered again): the races bench counts them
+attempt of a version that died before its commit and was not delivered again, or still held once removed or
+erased): the races bench counts them
 (bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
 helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
 left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
@@ -26,7 +27,7 @@ deadline: `repair_window`, the hourly `repair_recent_index` timer's run (UCP_REP
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
@@ -39,7 +40,7 @@ from .engine import point_record_doc_at
 from .maintenance import (_gives, _holds, entry_identifiers, finish_unfinished_merges, finish_unfinished_splits,
                           hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
                           note_given_elsewhere, note_holder, release_again, release_identifier, take_out,
-                          update_block)
+                          take_out_removed, update_block)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -68,7 +69,7 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     counts = {"profiles": 0, "in_saga": 0,
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
-              "claimed": 0, "misdirected_records": 0, "records_in_two_profiles": 0, **_Findings().counts(),
+              "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, **_Findings().counts(),
               "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
@@ -112,12 +113,12 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     claimed = sum(note_given_elsewhere(ctx, mended[pid])[1] for pid in sorted(scope.givers & mended.keys()))
     for iid, stale in sorted(found.stale_holders.items()):
         with_retries(ctx, lambda iid=iid, stale=stale: _prune_holders(ctx, iid, stale))
-    misdirected = _misdirected_records(scope.records(), mended, int(time.time()) - idle)
-    for key, pids in misdirected:
-        with_retries(ctx, lambda key=key, pids=pids: _place_record(ctx, key, pids))
-    in_two = sum(len(pids) > 1 for _, pids in misdirected)
+    misplaced = _misplaced_records(scope.records(), mended, int(time.time()) - idle)
+    for kind, key, pids in misplaced:
+        with_retries(ctx, lambda kind=kind, key=key, pids=pids: _place_record(ctx, kind, key, pids))
+    kinds = Counter(kind for kind, _, _ in misplaced)
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
-            "misdirected_records": len(misdirected) - in_two, "records_in_two_profiles": in_two, **found.counts()}
+            **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)}, **found.counts()}
 
 
 @dataclass
@@ -344,11 +345,16 @@ def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
             note_holder(ctx, iid, dropped)
 
 
-def _misdirected_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
-                         ) -> list[tuple[str, list[str]]]:
-    """(record key, the profiles holding it) of each records doc naming another profile than its record's, or whose
-    record two profiles hold, not written since `idle_since` (a worker moving a record names its new profile first:
-    that is its pointer to go on from); for a record two profiles hold, nor those profiles."""
+# What a records doc and the profiles holding its record can disagree on (_misplaced_records), as repair_index counts it.
+MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE = "misdirected_records", "records_in_two_profiles", "records_held_when_gone"
+
+
+def _misplaced_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
+                       ) -> list[tuple[str, str, list[str]]]:
+    """(kind, record key, the profiles holding it) of each records doc naming another profile than its record's
+    (MISDIRECTED), whose record two profiles hold (IN_TWO_PROFILES), or that is a removal's or an erasure's tombstone
+    while a profile holds the record (HELD_WHEN_GONE); not written since `idle_since` (a worker moving a record names
+    its new profile first: that is its pointer to go on from), nor, but for a misdirected doc, those profiles."""
     holders: dict[str, list[str]] = defaultdict(list)
     for pid, profile in profiles.items():
         for entry in profile.get("records", []):
@@ -356,20 +362,37 @@ def _misdirected_records(records: Iterable[dict[str, Any]], profiles: Profiles, 
     found = []
     for doc in records:
         pids = sorted(holders.get(doc["id"], ()))
-        if (not pids or doc.get("_ts", 0) > idle_since or doc.get("removed_at") or doc.get("erased_at")
-                or (len(pids) == 1 and doc.get("profile_id") == pids[0])):
+        if not pids or doc.get("_ts", 0) > idle_since:
             continue
-        if len(pids) == 1 or all(profiles[pid].get("_ts", 0) <= idle_since for pid in pids):
-            found.append((doc["id"], pids))
+        if doc.get("removed_at") or doc.get("erased_at"):
+            kind = HELD_WHEN_GONE
+        elif len(pids) > 1:
+            kind = IN_TWO_PROFILES
+        elif doc.get("profile_id") != pids[0]:
+            kind = MISDIRECTED
+        else:
+            continue
+        if kind == MISDIRECTED or all(profiles[pid].get("_ts", 0) <= idle_since for pid in pids):
+            found.append((kind, doc["id"], pids))
     return found
 
 
-def _place_record(ctx: Ctx, key: str, holders: list[str]) -> None:
+def _place_record(ctx: Ctx, kind: str, key: str, holders: list[str]) -> None:
     """The records doc follows the profile holding its record. A record two profiles hold stays only where its
     commit (its source identifier) is: an attempt of another version than the committed one died after placing it
-    elsewhere, and no delivery of that version came back. Not settled here when the commit names neither."""
-    if len(holders) == 1:
+    elsewhere, and no delivery of that version came back (not settled here when the commit names neither). A record
+    deleted at its source or erased leaves every profile still holding it (such an attempt's, when the removal or
+    the erase ran before the maintenance that takes it out: maintenance.leave_named_before)."""
+    if kind == MISDIRECTED:
         point_record_doc_at(ctx, key, holders[0])
+        return
+    if kind == HELD_WHEN_GONE:
+        doc = ctx.records.read_item_or_none(key, key)
+        if doc is not None and (doc.get("removed_at") or doc.get("erased_at")):
+            for pid in holders:
+                profile = live_profile(ctx, pid)
+                if profile is not None and _holds(profile, key) and not _in_saga(profile):
+                    take_out_removed(ctx, profile, key, logged=bool(doc.get("removed_at")))
         return
     commit = ctx.identifiers.read_item_or_none(source_identifier(key), source_identifier(key))
     committed = live_profile(ctx, commit["profile_id"]) if commit else None
