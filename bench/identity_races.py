@@ -1,6 +1,7 @@
 """Races of many workers resolving at once, in process: how often the store ends inconsistent.
 
     python -m bench.identity_races [--rounds 1000] [--seed 0] [--records 6] [--deliveries 2] [--switch 1e-5] [--die 0]
+                                   [--removals 0]
 
 Each round draws a few records from the random-operations pool of tests/test_identity_random_operations.py (a
 handful of names, phones, emails and loyalty cards, so households, shared identifiers, new versions of one key and
@@ -16,6 +17,8 @@ repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again: 
 `violations_after_repair_by_kind` (what the repair left; groupings other than the sequential orders' are no
 state it mends). `--repair-window`: the repair runs over the documents written since the round began, as the hourly
 timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around each document on its own).
+`--removals N`: N deletes at the source of drawn records race the deliveries in each round (and die as they do);
+the drain then delivers each delete once more, after the records.
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -40,8 +43,8 @@ from bench.identity import final_assignment
 MAX_WRITES_BEFORE_DYING = 6
 
 
-def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0, orders: int = 0
-              ) -> tuple[dict[str, int], list[str], int, int]:
+def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0, orders: int = 0,
+              removals: int = 0) -> tuple[dict[str, int], list[str], int, int]:
     """(audit violations, exceptions, workers that died, sagas the timers finished) of one round, on `store`
     (default: a new MemoryStore). `die`: the chance that a delivery's worker dies at one of its writes (a random
     one; its record is delivered again when the queue drains, as every record is, and the timers' sweeps run then,
@@ -50,9 +53,12 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
     concurrent run grouped otherwise than every one of those orders did (`split_from_sequential`: together in each
     order, apart here; `joined_against_sequential`: the reverse; confirmed against every order of a few records).
     Only for rounds whose records have distinct keys
-    (with two versions of one key, which version lands last decides)."""
+    (with two versions of one key, which version lands last decides), and without removals. `removals`: that many
+    deletes at the source of drawn records' keys race the deliveries (dying as they do); the drain delivers each
+    again after the records, so those keys end removed."""
     from shared.audit import audit_store
-    from shared.identity import Resolver, finish_unfinished_merges, finish_unfinished_splits
+    from shared.identity import Resolver, finish_unfinished_merges, finish_unfinished_splits, remove_record
+    from shared.identity.docs import ConcurrencyConflict
     from shared.store import MemoryStore
     from tests.store_faults import Died, crashing
     from tests.test_identity_random_operations import SETTINGS, random_record
@@ -64,19 +70,33 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
     rng.shuffle(work)
     stores = [crashing(store, None, None, nth=rng.randint(1, MAX_WRITES_BEFORE_DYING))
               if rng.random() < die else store for _ in work]
-    start = threading.Barrier(len(work))
+    # Drawn after the round's other draws, so a seed gives the same records and deaths with or without removals.
+    removed = [rng.choice(drawn) for _ in range(removals)]
+    jobs = [*zip(work, stores, [False] * len(work)),
+            *((record, crashing(store, None, None, nth=rng.randint(1, MAX_WRITES_BEFORE_DYING))
+               if rng.random() < die else store, True) for record in removed)]
+    start = threading.Barrier(len(jobs))
     errors: list[str] = []
 
-    def deliver(record, worker_store) -> None:
+    def remove(record, worker_store) -> None:
+        remove_record(worker_store, record.source, record.record_key, settings=SETTINGS)
+
+    def deliver(record, worker_store, removal: bool) -> None:
         try:
             start.wait()
-            Resolver(worker_store, settings=SETTINGS).resolve(record)
+            if removal:
+                remove(record, worker_store)
+            else:
+                Resolver(worker_store, settings=SETTINGS).resolve(record)
         except Died:
             pass
+        except ConcurrencyConflict:
+            if not removal:  # a removal waiting for a version being resolved is retried (the drain)
+                errors.append("ConcurrencyConflict")
         except Exception as err:  # noqa: BLE001 - counted: a worker's exception is a finding
             errors.append(type(err).__name__)
 
-    threads = [threading.Thread(target=deliver, args=pair) for pair in zip(work, stores)]
+    threads = [threading.Thread(target=deliver, args=job) for job in jobs]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -86,14 +106,19 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
             Resolver(store, settings=SETTINGS).resolve(record)
         except Exception as err:  # noqa: BLE001
             errors.append(f"redelivery: {type(err).__name__}")
-    died = sum(worker_store is not store and worker_store.intercepted for worker_store in stores)
+    for record in removed:  # then each delete
+        try:
+            remove(record, store)
+        except Exception as err:  # noqa: BLE001
+            errors.append(f"removal redelivered: {type(err).__name__}")
+    died = sum(worker_store is not store and worker_store.intercepted for _, worker_store, _ in jobs)
     swept = 0
     if died:  # with no death, a saga left unfinished is a finding of the races alone
         swept = len(finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)) + len(
             finish_unfinished_splits(store, settings=SETTINGS, idle_seconds=0))
     violations = audit_store(store).as_dict()["violations"]
     keys = [record.key for record in drawn]
-    if orders and len(set(keys)) == len(keys):
+    if orders and len(set(keys)) == len(keys) and not removals:
         violations.update(_against_sequential(drawn, final_assignment(store, keys), orders, rng))
     return violations, errors, died, swept
 
@@ -158,7 +183,8 @@ def measure(args) -> dict[str, Any]:
             store = MemoryStore()
             began = int(time.time())
             violations, errors, died, finished = one_round(seed, args.records, args.deliveries, store=store,
-                                                           die=args.die, orders=args.sequential_orders)
+                                                           die=args.die, orders=args.sequential_orders,
+                                                           removals=args.removals)
             deaths, swept = deaths + died, swept + finished
             if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
                 repaired += 1
@@ -190,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--switch", type=float, default=1e-5, help="the interpreter's thread switch interval (s)")
     parser.add_argument("--die", type=float, default=0.0,
                         help="chance that a delivery's worker dies at a random write of its own (0 to 1)")
+    parser.add_argument("--removals", type=int, default=0,
+                        help="deletes at the source of drawn records racing the deliveries, per round")
     parser.add_argument("--sequential-orders", type=int, default=0,
                         help="compare each round's grouping with that many one-at-a-time orders (0: do not); a "
                              "round grouped otherwise is checked against every order of up to 6 records")

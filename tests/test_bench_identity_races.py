@@ -12,7 +12,7 @@ from bench import identity_races
 def test_rounds_report_their_records_resolved_and_audited():
     figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4,
                                                         die=0.0, sequential_orders=2, repair_window=False,
-                                                        repair_chunk=200))
+                                                        repair_chunk=200, removals=0))
     assert figures["rounds"] == 4 and 0 <= figures["rounds_inconsistent"] <= 4
     assert len(figures["examples"]) == figures["rounds_inconsistent"]
     assert sum(figures["violations_by_kind"].values()) + sum(figures["exceptions"].values()) >= \
@@ -46,6 +46,28 @@ def test_a_round_whose_workers_all_die_is_finished_by_the_drain():
     assert set(actions) <= {"unchanged", "quarantined"} and "unchanged" in actions
 
 
+@pytest.mark.parametrize("die", [0.0, 1.0], ids=["racing", "every_worker_dying"])
+def test_a_round_with_removals_racing_ends_with_their_records_removed(die):
+    """Deletes at the source racing the deliveries (dying as they do): once the drain has delivered every record and
+    then every delete again, the deleted keys are in no profile and their records docs are tombstones."""
+    from shared.store import MemoryStore
+    from tests.test_identity_random_operations import random_record
+
+    store = MemoryStore()
+    violations, errors, died, _ = identity_races.one_round(7, records=4, deliveries=2, store=store, die=die,
+                                                           removals=2)
+    assert errors == [] and (died >= 2 if die else died == 0)
+    rng = random.Random(7)
+    drawn = [random_record(rng) for _ in range(4)]
+    docs = {doc["id"]: doc for doc in store.container("records").query_items()}
+    removed = {key for key, doc in docs.items() if doc.get("removed_at")}
+    held = {r["key"] for p in store.container("profiles").query_items(("doc_type", "=", "profile"))
+            for r in p["records"]}
+    assert removed and not removed & held and {r.key for r in drawn} - removed <= held | {
+        key for key, doc in docs.items() if doc.get("profile_id") is None}
+    assert violations == {}
+
+
 def test_a_grouping_other_than_every_sequential_order_gives_is_counted():
     """Two records of Ann sharing her email are together in any order one at a time, Bob's apart from both: a
     concurrent run that split Ann's, or joined Bob's to hers, is a finding."""
@@ -70,14 +92,14 @@ def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monk
     from shared.audit import audit_store
     from tests.test_identity_repair import household, stale_key
 
-    def round_leaving_a_stale_key(seed, records, deliveries, *, store, die, orders):
+    def round_leaving_a_stale_key(seed, records, deliveries, *, store, die, orders, removals):
         stale_key(store, *household(store))
         return audit_store(store).as_dict()["violations"], [], 0, 0
 
     monkeypatch.setattr(identity_races, "one_round", round_leaving_a_stale_key)
     figures = identity_races.measure(argparse.Namespace(rounds=2, seed=0, records=2, deliveries=1, switch=1e-4,
                                                         die=0.0, sequential_orders=0, repair_window=repair_window,
-                                                        repair_chunk=1))
+                                                        repair_chunk=1, removals=0))
     assert figures["rounds_inconsistent"] == 2 and figures["violations_by_kind"] == {"blocking_names_non_giver": 2}
     assert figures["rounds_repaired"] == 2 and figures["violations_after_repair_by_kind"] == {}
 
