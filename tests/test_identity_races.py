@@ -7,7 +7,7 @@ import pytest
 
 from shared.identity import find_profile_id, get_profile, remove_record, split_record
 from shared.identity.docs import profile_id_for_record
-from shared.identity.maintenance import _split_id
+from shared.identity.maintenance import _split_id, keys_given
 from shared.store import ItemNotFoundError
 
 from .store_faults import Died, InterceptingStore, crashing
@@ -1433,6 +1433,62 @@ def test_a_person_erased_after_a_version_of_their_record_died_founding_a_profile
     assert counts["others_redacted"] == 1 and live_records(store) == {}
     assert find_profile_id(store, "email", "bob@roe.org") is None
     assert resolve(store, bobs)[0].action == "erased" and live_records(store) == {}
+    assert violations(store) == {}
+
+
+def test_a_key_left_naming_a_profile_merged_away_is_repointed_by_the_next_record_giving_it(store):
+    """A record's attempt wrote a blocking key for the profile it founded while that profile's entry was another
+    version's (two versions of the record at once); the profile was then merged into Ann's, and the saga, which
+    repoints the keys the absorbed entries give, missed that one: it names the alias. The next record giving the key
+    replaces the alias by the profile in its write. It used to add itself beside the alias, and once a removal took
+    the alias down (its record deleted) the key named no one (races bench with removals, seed 2361: 1 run in 10)."""
+    ann, = resolve(store, rec("pos", "1", email="ann@lee.org", **ANN))
+    web, = resolve(store, rec("web", "2", phone=PHONE, **ANN))
+    both, = resolve(store, rec("pos", "3", email="ann@lee.org", phone=PHONE, **ANN))
+    assert both.profile_id == ann.profile_id != web.profile_id
+    key = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02, given by no record yet
+    store.container("blocking").create_item({"id": key, "profile_ids": [web.profile_id]})
+
+    dated, = resolve(store, rec("pos", "4", email="ann@lee.org", birth_date="1980-01-02", **ANN))
+
+    assert dated.profile_id == ann.profile_id
+    assert store.container("blocking").read_item(key, key)["profile_ids"] == [ann.profile_id]
+    remove_record(store, "web", "2", settings=SETTINGS)
+    assert store.container("profiles").read_item_or_none(web.profile_id, web.profile_id) is None
+    assert violations(store) == {}
+
+
+def test_a_key_left_naming_a_profile_merged_away_is_let_go_when_a_removal_takes_the_alias_down(store):
+    """As above, but no record gives the key again: the removal of the record that brought the alias takes the alias
+    off the keys naming it (an index-served query) before it deletes the alias."""
+    ann, = resolve(store, rec("pos", "1", email="ann@lee.org", birth_date="1975-05-06", **ANN))
+    web, = resolve(store, rec("web", "2", phone=PHONE, **ANN))
+    resolve(store, rec("pos", "3", email="ann@lee.org", phone=PHONE, **ANN))
+    blocking = store.container("blocking")
+    blocking.create_item({"id": "dob:19800102|n:L000", "profile_ids": [web.profile_id]})
+    shared = sorted(keys_given(get_profile(store, ann.profile_id)))[0]  # one of Ann's keys, naming the alias too
+    blocking.replace_item({**blocking.read_item(shared, shared), "profile_ids": [web.profile_id, ann.profile_id]})
+
+    remove_record(store, "web", "2", settings=SETTINGS)
+
+    assert store.container("profiles").read_item_or_none(web.profile_id, web.profile_id) is None
+    assert blocking.read_item_or_none("dob:19800102|n:L000", "dob:19800102|n:L000") is None
+    assert blocking.read_item(shared, shared)["profile_ids"] == [ann.profile_id]
+    assert violations(store) == {}
+
+
+def test_a_key_another_version_left_naming_a_profile_is_let_go_when_a_removal_takes_the_profile_down(store):
+    """An attempt of one version of a record wrote a key for the profile it founded; another version's entry then
+    replaced its own, and the record was deleted at its source: the removal released the keys that entry gives, and
+    the profile, its last record gone, was deleted; the key named no one (races bench with removals, seed 2361). Keys
+    still naming it are found by a query and let go."""
+    ann, = resolve(store, rec("pos", "1", email="ann@lee.org", **ANN))
+    store.container("blocking").create_item({"id": "dob:19810304|n:L000", "profile_ids": [ann.profile_id]})
+
+    remove_record(store, "pos", "1", settings=SETTINGS)
+
+    assert store.container("profiles").read_item_or_none(ann.profile_id, ann.profile_id) is None
+    assert store.container("blocking").read_item_or_none("dob:19810304|n:L000", "dob:19810304|n:L000") is None
     assert violations(store) == {}
 
 

@@ -891,7 +891,7 @@ class _Work:
         for key, doc in zip(unwritten, self._reread_blocks(unwritten, profile["id"])):
             if doc is None or not doc.get("capped") and names.isdisjoint(doc.get("profile_ids", ())):
                 self.block_docs[key] = doc  # as read now
-                self._add_to_block(key, profile["id"])
+                self._add_to_block(key, profile["id"], profile.get("merged_from", ()))
         fresh = [pid for pid in sorted(self.block_fresh | self._changed_since_scored()) if pid != profile["id"]]
         if not fresh:
             return None
@@ -1427,10 +1427,15 @@ class _Work:
                     names = names or {profile["id"], *profile.get("merged_from", ())}
                     if doc.get("capped") or not names.isdisjoint(doc.get("profile_ids", ())):
                         continue
-            self._add_to_block(key, profile["id"])
+            self._add_to_block(key, profile["id"], profile.get("merged_from", ()))
 
-    def _add_to_block(self, key: str, profile_id: str) -> None:
+    def _add_to_block(self, key: str, profile_id: str, merged: Iterable[str] = ()) -> None:
+        """List the profile under the key; an id merged into it (`merged`) that the key still names is replaced by
+        it in the same write. A merge's saga repoints the keys the absorbed profile's records give, as it read them:
+        a key an attempt wrote for its profile while the entry there was another version's (two versions at once)
+        was missed, and would name nothing once a removal takes the alias down."""
         blocking = self.ctx.blocking
+        merged = set(merged)
         doc = self.block_docs.pop(key, UNREAD)  # the decision did not read it
         if doc is UNREAD:
             doc = blocking.read_item_or_none(key, key)
@@ -1444,9 +1449,11 @@ class _Work:
                     doc = self._reread_block(key, profile_id)
                     continue
             ids = doc.get("profile_ids", [])
-            if profile_id in ids or doc.get("capped"):
+            kept = [pid for pid in ids if pid not in merged] if merged else ids
+            if doc.get("capped") or profile_id in ids and len(kept) == len(ids):
                 return
-            body = ({**doc, "profile_ids": ids + [profile_id]} if len(ids) < self.ctx.config.blocking_cap
+            now = kept if profile_id in kept else [*kept, profile_id]
+            body = ({**doc, "profile_ids": now} if len(now) <= self.ctx.config.blocking_cap
                     else {**doc, "capped": True})
             try:
                 blocking.replace_item(body, etag=doc["_etag"])

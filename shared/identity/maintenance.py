@@ -977,6 +977,10 @@ def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> Non
         for entry in list(ctx.merges.query_items(partition_key=partition)):
             ctx.merges.delete_item(entry["id"], partition)
     _drop_stranded_aliases(ctx, profile_id, merged)
+    # Keys naming it that its last record's entry did not give (written for another version of the record, which
+    # the entry's was replaced by meanwhile): the removal released only the entry's (an index-served query).
+    for doc in list(ctx.blocking.query_items(("profile_ids", "contains", profile_id))):
+        drop_dead_key(ctx, doc["id"], profile_id)
 
 
 def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
@@ -985,9 +989,32 @@ def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
     for alias in moved:
         doc = ctx.profiles.read_item_or_none(alias, alias)
         if doc is not None and doc.get("doc_type") == "alias" and doc.get("merged_into") == profile_id:
+            _unname_in_blocking(ctx, alias)  # first: a retry finds the alias again, and the keys through it
             ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
     if moved:
         _forget_merged(ctx, profile_id, moved)
+
+
+def drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
+    """The blocking key stops naming a profile that is gone."""
+    if ctx.read_profile(pid) is not None:  # founded since it was found gone
+        return
+    update_block(ctx, key, pid, None)
+    # Founded again meanwhile (a record deleted, then sent again: the same profile id), its worker finding itself
+    # named under the key already: named again.
+    again = live_profile(ctx, pid)
+    if again is not None and key in keys_given(again):
+        update_block(ctx, key, None, again["id"])
+
+
+def _unname_in_blocking(ctx: Ctx, alias: str) -> None:
+    """Blocking keys stop naming an alias about to be deleted (an index-served query): it would name nobody. A
+    merge's saga repoints the keys the absorbed profile's records give; a key an attempt wrote for its profile while
+    the entry there was another version's (two versions of a record at once) is found only this way, and would
+    cost a read for nothing at each record giving it. (The alias's document, there until after this, keeps its id
+    from being founded again meanwhile.)"""
+    for doc in list(ctx.blocking.query_items(("profile_ids", "contains", alias))):
+        update_block(ctx, doc["id"], alias, None)
 
 
 def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: str | None = None) -> None:

@@ -37,10 +37,10 @@ from shared.store import Store
 
 from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, source_identifier, with_retries
 from .engine import point_record_doc_at
-from .maintenance import (_gives, _holds, entry_identifiers, finish_unfinished_merges, finish_unfinished_splits,
-                          hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
-                          note_given_elsewhere, note_holder, release_again, release_identifier, take_out,
-                          take_out_removed, update_block)
+from .maintenance import (_gives, _holds, drop_dead_key, entry_identifiers, finish_unfinished_merges,
+                          finish_unfinished_splits, hand_to_survivor, index_again, keys_given, list_while_given,
+                          move_stranded_aliases, note_given_elsewhere, note_holder, release_again, release_identifier,
+                          take_out, take_out_removed)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -273,7 +273,7 @@ def _mend_dead_pointers(ctx: Ctx, scope: _Scope, found: _Findings) -> None:
     it, else is handed on to a holder or deleted (release_identifier); one leading to an alias goes to its
     survivor if that lists it, else is let go the same way (hand_to_survivor)."""
     for key, pid in found.dead_keys:
-        with_retries(ctx, lambda key=key, pid=pid: _drop_dead_key(ctx, key, pid))
+        with_retries(ctx, lambda key=key, pid=pid: drop_dead_key(ctx, key, pid))
     for iid, pid in found.dead_ids:
         live = live_profile(ctx, pid) if pid else None
         lister = found.listed_by.get(iid) or (scope.lister_of(iid) if live is None else None)
@@ -407,17 +407,6 @@ def _place_record(ctx: Ctx, kind: str, key: str, holders: list[str]) -> None:
         move_stranded_aliases(ctx, profile["id"], key, committed["id"])
         take_out(ctx, live_profile(ctx, profile["id"]) or profile, key)
     point_record_doc_at(ctx, key, committed["id"])
-
-
-def _drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
-    if ctx.read_profile(pid) is not None:  # founded since the scan
-        return
-    update_block(ctx, key, pid, None)
-    # Founded again meanwhile (a record deleted, then sent again: the same profile id), its worker finding itself
-    # named under the key already: named again.
-    again = live_profile(ctx, pid)
-    if again is not None and key in keys_given(again):
-        update_block(ctx, key, None, again["id"])
 
 
 def _scan_blocking(scope: _Scope, found: _Findings) -> None:
