@@ -345,8 +345,10 @@ def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
             note_holder(ctx, iid, dropped)
 
 
-# What a records doc and the profiles holding its record can disagree on (_misplaced_records), as repair_index counts it.
-MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE = "misdirected_records", "records_in_two_profiles", "records_held_when_gone"
+# What a records doc and the profiles holding its record can disagree on (_misplaced_records), as repair_index
+# counts it.
+MISDIRECTED, IN_TWO_PROFILES = "misdirected_records", "records_in_two_profiles"
+HELD_WHEN_GONE = "records_held_when_gone"
 
 
 def _misplaced_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
