@@ -24,7 +24,7 @@ ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
             "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
-            "records_in_two_profiles", "records_held_when_gone", "stale_holders")
+            "records_in_two_profiles", "records_held_when_gone", "aliases_unlisted", "stale_holders")
 
 
 def household(store):
@@ -276,6 +276,28 @@ def test_repair_index_takes_a_record_deleted_at_its_source_or_erased_out_of_a_pr
     assert find_profile_id(store, "email", "ann@lee.org") is None
     assert find_profile_id(store, "email", "bob@lee.org") == bob
     assert violations(store) == {}
+
+
+@pytest.mark.parametrize("left_by_ann", [False, True], ids=["listed_by_no_one", "still_listed_where_it_was"])
+def test_repair_index_lists_an_alias_at_the_profile_it_leads_to(store, left_by_ann, scope):
+    """A worker moving the ids merged into Ann's profile after the record that brought them (its new version,
+    another person's) repointed an alias at Bob's profile and died before Bob listed it (and before Ann forgot it),
+    and no delivery came back: the alias leads to a profile that does not record the merge (nor reads its merge log
+    as its own, nor frees it from never-match). Once idle, Bob lists it and Ann no longer does; the id still leads to
+    Bob."""
+    ann, bob = household(store)
+    store.container("profiles").create_item({"id": "p_merged", "doc_type": "alias", "merged_into": bob})
+    change(store.container("profiles"), bob, never_match=["p_merged"])
+    if left_by_ann:
+        change(store.container("profiles"), ann, merged_from=["p_merged"])
+    assert "alias_not_in_merged_from" in violations(store)
+    assert repair_index(store, settings=SETTINGS, **scope())["aliases_unlisted"] == 0  # not idle yet
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {"aliases_unlisted": 1}
+    assert get_profile(store, bob)["merged_from"] == ["p_merged"] and get_profile(store, bob)["never_match"] == []
+    assert get_profile(store, ann)["merged_from"] == []
+    assert get_profile(store, "p_merged")["id"] == bob
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {}
 
 
 def test_repair_index_leaves_a_profile_in_a_merge_to_its_saga(store):

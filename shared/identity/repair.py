@@ -9,7 +9,7 @@ few interleavings of two versions of one record with a death leave a document be
 (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that does not
 list it; a records doc naming a profile its record is not in; a record in a second profile, placed there by an
 attempt of a version that died before its commit and was not delivered again, or still held once removed or
-erased): the races bench counts them
+erased; an alias its profile does not list as merged into it): the races bench counts them
 (bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
 helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
 left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
@@ -37,10 +37,10 @@ from shared.store import Store
 
 from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, source_identifier, with_retries
 from .engine import point_record_doc_at
-from .maintenance import (_gives, _holds, drop_dead_key, entry_identifiers, finish_unfinished_merges,
-                          finish_unfinished_splits, hand_to_survivor, index_again, keys_given, list_while_given,
-                          move_stranded_aliases, note_given_elsewhere, note_holder, release_again, release_identifier,
-                          take_out, take_out_removed)
+from .maintenance import (_forget_merged, _gives, _holds, _update_profile, drop_dead_key, entry_identifiers,
+                          finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again, keys_given,
+                          list_while_given, move_stranded_aliases, note_given_elsewhere, note_holder, release_again,
+                          release_identifier, take_out, take_out_removed)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -69,7 +69,8 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
     counts = {"profiles": 0, "in_saga": 0,
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
-              "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, **_Findings().counts(),
+              "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, ALIASES_UNLISTED: 0,
+              **_Findings().counts(),
               "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
@@ -117,8 +118,12 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     for kind, key, pids in misplaced:
         with_retries(ctx, lambda kind=kind, key=key, pids=pids: _place_record(ctx, kind, key, pids))
     kinds = Counter(kind for kind, _, _ in misplaced)
+    unlisted = _unlisted_aliases(scope, mended, int(time.time()) - idle)
+    for alias in unlisted:
+        with_retries(ctx, lambda alias=alias: _list_alias(ctx, alias))
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
-            **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)}, **found.counts()}
+            **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)},
+            ALIASES_UNLISTED: len(unlisted), **found.counts()}
 
 
 @dataclass
@@ -135,13 +140,14 @@ class _Scope:
     identifiers: Callable[[], Iterable[dict[str, Any]]]
     records: Callable[[], Iterable[dict[str, Any]]]
     lister_of: Callable[[str], "str | None"] = field(default=lambda _iid: None)
+    alias_written: dict[str, int] = field(default_factory=dict)  # alias id -> its document's _ts
 
     @classmethod
     def everything(cls, ctx: Ctx) -> _Scope:
         docs = list(ctx.profiles.query_items())
         profiles = {d["id"]: d for d in docs if d.get("doc_type") == "profile"}
         return cls(profiles, set(profiles), alias_targets(docs), ctx.blocking.query_items,
-                   ctx.identifiers.query_items, ctx.records.query_items)
+                   ctx.identifiers.query_items, ctx.records.query_items, alias_written=_alias_written(docs))
 
     @classmethod
     def written_since(cls, ctx: Ctx, since: int, chunk: int = REPAIR_CHUNK) -> Iterator[_Scope]:
@@ -189,7 +195,11 @@ class _Scope:
         _read_chains(ctx, docs, named | {d.get("merged_into") for d in docs.values() if d.get("doc_type") == "alias"})
         profiles = {pid: d for pid, d in docs.items() if d.get("doc_type") == "profile"}
         return cls(profiles, givers, alias_targets(docs.values()), blocking.values, identifiers.values,
-                   records.values, lambda iid: _lister(ctx, iid))
+                   records.values, lambda iid: _lister(ctx, iid), _alias_written(docs.values()))
+
+
+def _alias_written(docs: Iterable[dict[str, Any]]) -> dict[str, int]:
+    return {d["id"]: d.get("_ts", 0) for d in docs if d.get("doc_type") == "alias"}
 
 
 def _chunks(docs: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -409,6 +419,35 @@ def _place_record(ctx: Ctx, kind: str, key: str, holders: list[str]) -> None:
         move_stranded_aliases(ctx, profile["id"], key, committed["id"])
         take_out(ctx, live_profile(ctx, profile["id"]) or profile, key)
     point_record_doc_at(ctx, key, committed["id"])
+
+
+ALIASES_UNLISTED = "aliases_unlisted"  # as repair_index counts them (_unlisted_aliases)
+
+
+def _unlisted_aliases(scope: _Scope, profiles: Profiles, idle_since: int) -> list[str]:
+    """The aliases whose chain ends at a live profile that does not list them as merged into it; neither written
+    since `idle_since` (a worker moving the ids of a record that left repoints each alias before its new profile
+    lists it: maintenance.move_stranded_aliases)."""
+    return sorted(alias for alias, end in scope.aliases.items()
+                  if end in profiles and alias not in profiles[end].get("merged_from", ())
+                  and scope.alias_written.get(alias, 0) <= idle_since and profiles[end].get("_ts", 0) <= idle_since)
+
+
+def _list_alias(ctx: Ctx, alias: str) -> None:
+    """The profile the alias leads to lists it as merged into it, and no other profile does: the steps a worker
+    moving the ids of a record that left its profile takes after repointing them (move_stranded_aliases), for one
+    that died before them and was not delivered again."""
+    doc = ctx.profiles.read_item_or_none(alias, alias)
+    profile = live_profile(ctx, doc["merged_into"]) if doc is not None and doc.get("doc_type") == "alias" else None
+    if profile is None or _in_saga(profile):
+        return
+    _update_profile(ctx, profile["id"], lambda p: None if alias in p.get("merged_from", ()) else {
+        **p, "merged_from": [*p.get("merged_from", []), alias],
+        "never_match": [i for i in p.get("never_match", []) if i != alias]})
+    listing = ("and", [("doc_type", "=", "profile"), ("merged_from", "contains", alias)])
+    for other in list(ctx.profiles.query_items(listing)):
+        if other["id"] != profile["id"]:
+            _forget_merged(ctx, other["id"], [alias])
 
 
 def _scan_blocking(scope: _Scope, found: _Findings) -> None:
