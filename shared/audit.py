@@ -24,7 +24,10 @@ Checks (name: what must hold):
 - device_link_owner_unknown / device_link_without_owner: every record a device link names (its segments' owners)
   is held by a live profile (an erase takes the person's records out of their links), and a link names one at
   least (a link with no one left is deleted).
-- orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge.
+- orphan_alias / alias_not_in_merged_from: every alias leads to a live profile that records the merge;
+  merged_id_not_alias: every id a profile lists as merged into it is an alias leading to it (a live profile or an
+  alias of another that a profile lists would be taken off the blocking keys its records write, and read as this
+  person's merge log in an export or an erase).
 - unfinished_merge / pending_merge_doc: no profile is frozen by or in the middle of a merge saga (cut off: the next
   reader of either profile, or the finish_stale_merges timer, completes it); no merge doc is left pending.
   unfinished_split: no profile is marked by a split that did not finish (cut off: calling the
@@ -189,6 +192,11 @@ def check_identity(store: Store, findings: Findings) -> dict[str, str]:
             findings.fail("orphan_alias", {"alias": aid, "ends_at": target})
         elif aid not in profiles[target].get("merged_from", []):
             findings.fail("alias_not_in_merged_from", {"alias": aid, "profile": target})
+    for pid, p in profiles.items():
+        for merged in p.get("merged_from", []):
+            if targets.get(merged) != pid:
+                findings.fail("merged_id_not_alias", {"profile": pid, "merged": merged,
+                                                      "leads_to": targets.get(merged)})
 
     merges = _all(store, "merges")
     for m in merges:

@@ -24,7 +24,8 @@ ANN_EMAIL = "email:ann@lee.org"
 BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matching.blocking_keys)
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
             "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
-            "records_in_two_profiles", "records_held_when_gone", "aliases_unlisted", "stale_holders")
+            "records_in_two_profiles", "records_held_when_gone", "aliases_unlisted", "stale_merged_ids",
+            "stale_holders")
 
 
 def household(store):
@@ -298,6 +299,25 @@ def test_repair_index_lists_an_alias_at_the_profile_it_leads_to(store, left_by_a
     assert get_profile(store, "p_merged")["id"] == bob
     assert violations(store) == {}
     assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {}
+
+
+@pytest.mark.parametrize("listed", ["p_gone", "bob"])
+def test_repair_index_forgets_an_id_a_profile_lists_as_merged_that_does_not_lead_to_it(store, listed, scope):
+    """A removal deleted the alias of an id its record had brought, and died before the profile forgot the id (its
+    message poisoned); or the id names a profile of its own now (here Bob's). Listed as merged into Ann, the id would
+    be dropped from the blocking keys her records write (Bob no longer found by them) and its merge log read as hers
+    in an export or an erase. Once idle, Ann forgets it; Bob stays as he is."""
+    ann, bob = household(store)
+    merged = bob if listed == "bob" else listed
+    change(store.container("profiles"), ann, merged_from=[merged])
+    assert "merged_id_not_alias" in violations(store)
+    assert repair_index(store, settings=SETTINGS, **scope())["stale_merged_ids"] == 0  # not idle yet
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {"stale_merged_ids": 1}
+    assert get_profile(store, ann)["merged_from"] == [] and get_profile(store, bob)["id"] == bob
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {}
+    assert resolve(store, person("web", "9", "Ann", email="ann@lee.org")) == [ann]
+    assert violations(store) == {}
 
 
 def test_repair_index_leaves_a_profile_in_a_merge_to_its_saga(store):

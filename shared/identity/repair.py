@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable, Iterator
 from shared.settings import Settings, get_settings
 from shared.store import Store
 
-from .docs import MAX_ALIAS_HOPS, Ctx, alias_targets, is_device_link, source_identifier, with_retries
+from .docs import (MAX_ALIAS_HOPS, Ctx, alias_targets, follow_aliases, is_device_link, source_identifier,
+                   with_retries)
 from .engine import point_record_doc_at
 from .maintenance import (_forget_merged, _gives, _holds, _update_profile, drop_dead_key, entry_identifiers,
                           finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again, keys_given,
@@ -70,7 +71,7 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
               "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, ALIASES_UNLISTED: 0,
-              **_Findings().counts(),
+              STALE_MERGED_IDS: 0, **_Findings().counts(),
               "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
@@ -121,9 +122,12 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     unlisted = _unlisted_aliases(scope, mended, int(time.time()) - idle)
     for alias in unlisted:
         with_retries(ctx, lambda alias=alias: _list_alias(ctx, alias))
+    stale_merged = _stale_merged_ids(scope, mended, int(time.time()) - idle, listed_now=set(unlisted))
+    for pid, merged in stale_merged:
+        with_retries(ctx, lambda pid=pid, merged=merged: _forget_stale_merged_id(ctx, pid, merged))
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
             **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)},
-            ALIASES_UNLISTED: len(unlisted), **found.counts()}
+            ALIASES_UNLISTED: len(unlisted), STALE_MERGED_IDS: len(stale_merged), **found.counts()}
 
 
 @dataclass
@@ -192,7 +196,8 @@ class _Scope:
         named = ({pid for d in blocking.values() for pid in d.get("profile_ids", [])}
                  | {pid for d in identifiers.values() for pid in [d.get("profile_id"), *d.get("holders", [])]}
                  | {d.get("profile_id") for d in records.values()})
-        _read_chains(ctx, docs, named | {d.get("merged_into") for d in docs.values() if d.get("doc_type") == "alias"})
+        _read_chains(ctx, docs, named | {d.get("merged_into") for d in docs.values() if d.get("doc_type") == "alias"}
+                     | {merged for p in own for merged in p.get("merged_from", ())})
         profiles = {pid: d for pid, d in docs.items() if d.get("doc_type") == "profile"}
         return cls(profiles, givers, alias_targets(docs.values()), blocking.values, identifiers.values,
                    records.values, lambda iid: _lister(ctx, iid), _alias_written(docs.values()))
@@ -448,6 +453,33 @@ def _list_alias(ctx: Ctx, alias: str) -> None:
     for other in list(ctx.profiles.query_items(listing)):
         if other["id"] != profile["id"]:
             _forget_merged(ctx, other["id"], [alias])
+
+
+STALE_MERGED_IDS = "stale_merged_ids"  # as repair_index counts them (_stale_merged_ids)
+
+
+def _stale_merged_ids(scope: _Scope, profiles: Profiles, idle_since: int, *, listed_now: set[str]
+                      ) -> list[tuple[str, str]]:
+    """(profile id, merged id) of each id a live profile of the scope's lists as merged into it that is no alias
+    leading to it, the profile not written since `idle_since`: a removal deletes the alias of an id stranded by its
+    record, then the profile forgets it, and one that died between and was never delivered again left it listed.
+    Not an alias `listed_now` by the profile it leads to (_list_alias: the others forgot it then)."""
+    return [(pid, merged) for pid in sorted(scope.givers & profiles.keys())
+            if profiles[pid].get("_ts", 0) <= idle_since
+            for merged in profiles[pid].get("merged_from", ())
+            if scope.aliases.get(merged) != pid and merged not in listed_now]
+
+
+def _forget_stale_merged_id(ctx: Ctx, pid: str, merged: str) -> None:
+    """The profile forgets an id merged into it that no longer leads to it (its alias deleted or leading elsewhere, or
+    a profile founded again under it): the blocking keys its records write would drop that id, and its export and
+    erase would read the id's merge log as this person's."""
+    profile = live_profile(ctx, pid)
+    if profile is None or profile["id"] != pid or _in_saga(profile) or merged not in profile.get("merged_from", ()):
+        return
+    ends_at, passed = follow_aliases(ctx, merged)
+    if not passed or ends_at is None or ends_at["id"] != pid:
+        _forget_merged(ctx, pid, [merged])
 
 
 def _scan_blocking(scope: _Scope, found: _Findings) -> None:
