@@ -1399,6 +1399,37 @@ def test_an_older_version_dying_after_founding_a_profile_a_newer_version_passed_
     assert violations(store) == {}
 
 
+@pytest.mark.parametrize("written", ["blocking keys", "identifier claims"])
+def test_an_older_version_whose_profile_another_delivery_took_down_leaves_nothing_naming_it(store, written):
+    """Bob's older version of web|7 founds a profile after Ann's newer one committed in her household's. Just before
+    its first blocking key (or identifier claim), another delivery of Bob's version finds the newer one committed
+    and takes Bob's entry out of that profile, its last: the profile is deleted. The first delivery then wrote its
+    keys (or claims) for a profile gone, lost its commit, and left them naming no one (races bench with deletes
+    racing and workers dying, seed 24553: 3 runs in 300). Losing its commit, it now lets them go."""
+    home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
+    anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org",
+               updated_at="2025-06-01T00:00:00Z")
+    bobs = rec("web", "7", given_name="Bob", family_name="Roe", email="bob@roe.org", loyalty_id="L1",
+               birth_date="1980-01-02", updated_at="2025-01-01T00:00:00Z")
+    founded = profile_id_for_record("web|7")
+    passed_by = InterceptingStore(store, "profiles", "create_item", when=lambda body: body["id"] == founded,
+                                  before=lambda: resolve(store, anns))
+    other_delivery = []
+    first = (InterceptingStore(passed_by, "blocking", None, before=lambda: other_delivery.extend(resolve(store, bobs)))
+             if written == "blocking keys" else
+             InterceptingStore(passed_by, "identifiers", "create_item", when=lambda body: body["type"] != "source",
+                               before=lambda: other_delivery.extend(resolve(store, bobs))))
+
+    done, = resolve(first, bobs)
+
+    assert first.intercepted and other_delivery[0].action == "unchanged"
+    assert done.action == "unchanged" and done.profile_id == home.profile_id
+    assert store.container("profiles").read_item_or_none(founded, founded) is None
+    assert holders(store, "web|7") == [home.profile_id]
+    assert find_profile_id(store, "email", "bob@roe.org") is None and find_profile_id(store, "loyalty_id", "L1") is None
+    assert violations(store) == {}
+
+
 def test_a_record_removed_after_a_version_died_founding_a_profile_another_version_passed_by_is_in_no_profile(store):
     """Bob's version of web|7 founded a profile and died before its commit, Ann's having committed in her household's
     profile meanwhile (as in the tests above); then the record is deleted at its source. The removal used to take it

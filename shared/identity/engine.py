@@ -35,10 +35,10 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
-from .maintenance import (_gives, entry_identifiers, finish_split_in_flight, forget_deleted_profile, forget_holders,
-                          hand_to_survivor, index_again, keys_given, list_while_given, move_stranded_aliases,
-                          note_holder, only_given_by, release, release_again, release_identifier, removed_after,
-                          split_to_finish_first, take_out, update_block)
+from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
+                          forget_holders, hand_to_survivor, index_again, keys_given, list_while_given,
+                          move_stranded_aliases, note_holder, only_given_by, release, release_again, release_identifier,
+                          removed_after, split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -1516,8 +1516,15 @@ class _Work:
 
         That version may also have found no profile holding the record (this attempt wrote its records doc, naming
         a profile it had not written yet) and committed in a profile of its own: this version's entry is then
-        taken out of this attempt's profile, as a removal would, or the record would be in two profiles."""
+        taken out of this attempt's profile, as a removal would, or the record would be in two profiles. Or another
+        delivery took this version's entry out of it (the commit naming another profile), the profile's last: the
+        keys and identifiers this attempt wrote after that name a profile gone."""
         live = self._leave_if_committed_elsewhere(profile_id)
+        if live is None and (self.block_written or self.claimed) and self.ctx.read_profile(profile_id) is None:
+            for key in sorted(self.block_written):
+                drop_dead_key(self.ctx, key, profile_id)
+            for iid in sorted(set(self.claimed)):
+                release_identifier(self.ctx, iid, {profile_id})
         if live is None or not (self.block_written or self.claimed):
             return
         given = keys_given(live)
