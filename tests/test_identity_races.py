@@ -1399,13 +1399,14 @@ def test_an_older_version_dying_after_founding_a_profile_a_newer_version_passed_
     assert violations(store) == {}
 
 
-@pytest.mark.parametrize("written", ["blocking keys", "identifier claims"])
+@pytest.mark.parametrize("written", ["blocking keys", "identifier claims", "blocking keys, then died"])
 def test_an_older_version_whose_profile_another_delivery_took_down_leaves_nothing_naming_it(store, written):
     """Bob's older version of web|7 founds a profile after Ann's newer one committed in her household's. Just before
     its first blocking key (or identifier claim), another delivery of Bob's version finds the newer one committed
     and takes Bob's entry out of that profile, its last: the profile is deleted. The first delivery then wrote its
-    keys (or claims) for a profile gone, lost its commit, and left them naming no one (races bench with deletes
-    racing and workers dying, seed 24553: 3 runs in 300). Losing its commit, it now lets them go."""
+    keys (or claims) for a profile gone and lost its commit, or died before it, and left them naming no one (races
+    bench with deletes racing and workers dying, seed 24553: 3 runs in 300). Losing its commit, it now lets them go;
+    its redelivery does, after a death (the records doc named the profile before)."""
     home, = resolve(store, rec("pos", "10", given_name="Ann", family_name="Roe", email="home@roe.org"))
     anns = rec("web", "7", given_name="Ann", family_name="Roe", email="home@roe.org",
                updated_at="2025-06-01T00:00:00Z")
@@ -1416,11 +1417,15 @@ def test_an_older_version_whose_profile_another_delivery_took_down_leaves_nothin
                                   before=lambda: resolve(store, anns))
     other_delivery = []
     first = (InterceptingStore(passed_by, "blocking", None, before=lambda: other_delivery.extend(resolve(store, bobs)))
-             if written == "blocking keys" else
+             if written != "identifier claims" else
              InterceptingStore(passed_by, "identifiers", "create_item", when=lambda body: body["type"] != "source",
                                before=lambda: other_delivery.extend(resolve(store, bobs))))
+    if written == "blocking keys, then died":
+        with pytest.raises(Died):  # at its next identifier write: its commit
+            resolve(InterceptingStore(first, "identifiers", None, when=lambda *_, **__: first.intercepted), bobs)
+        assert "blocking_points_to_dead_profile" in violations(store)
 
-    done, = resolve(first, bobs)
+    done, = resolve(store if written == "blocking keys, then died" else first, bobs)
 
     assert first.intercepted and other_delivery[0].action == "unchanged"
     assert done.action == "unchanged" and done.profile_id == home.profile_id

@@ -1520,11 +1520,8 @@ class _Work:
         delivery took this version's entry out of it (the commit naming another profile), the profile's last: the
         keys and identifiers this attempt wrote after that name a profile gone."""
         live = self._leave_if_committed_elsewhere(profile_id)
-        if live is None and (self.block_written or self.claimed) and self.ctx.read_profile(profile_id) is None:
-            for key in sorted(self.block_written):
-                drop_dead_key(self.ctx, key, profile_id)
-            for iid in sorted(set(self.claimed)):
-                release_identifier(self.ctx, iid, {profile_id})
+        if live is None:
+            self._let_go_of_gone(profile_id, self.block_written, self.claimed)
         if live is None or not (self.block_written or self.claimed):
             return
         given = keys_given(live)
@@ -1546,8 +1543,21 @@ class _Work:
         (NAMED_BEFORE: written over). A profile read or two per profile named, for the rare doc that names one."""
         named = [*record_doc.get(NAMED_BEFORE, ()), record_doc["profile_id"]]
         for profile_id in dict.fromkeys(named):
-            if profile_id != committed_id:
-                self._leave_if_committed_elsewhere(profile_id)
+            if profile_id != committed_id and self._leave_if_committed_elsewhere(profile_id) is None:
+                # Or another delivery took the entry out, the profile's last, after which the dead attempt wrote
+                # keys and claims for it: this version's, as its own loss of the commit would have let them go.
+                self._let_go_of_gone(profile_id, self.blocking_keys, self.strong)
+
+    def _let_go_of_gone(self, profile_id: str, keys: Iterable[str], iids: Iterable[str]) -> None:
+        """These blocking keys and identifiers stop naming the profile if it is gone (one read to know; a key through
+        drop_dead_key, which names it again if it is founded again meanwhile)."""
+        keys, iids = sorted(set(keys)), sorted(set(iids))
+        if not (keys or iids) or self.ctx.read_profile(profile_id) is not None:
+            return
+        for key in keys:
+            drop_dead_key(self.ctx, key, profile_id)
+        for iid in iids:
+            release_identifier(self.ctx, iid, {profile_id})
 
     def left_behind(self) -> frozenset[str]:
         """The profiles besides the current attempt's that may hold this version's entry: written by its earlier
