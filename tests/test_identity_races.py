@@ -1513,6 +1513,31 @@ def test_a_key_left_naming_a_profile_merged_away_is_let_go_when_a_removal_takes_
     assert violations(store) == {}
 
 
+def test_a_removal_dying_between_an_alias_and_its_listing_then_the_id_founded_again_leaves_no_profile_listing_it(
+        store):
+    """Ann's pos|10 profile was merged into her web|4 one. The delete of pos|10 takes the record out and deletes the
+    alias of the id it had brought, and dies before the survivor forgets the id. A new version of pos|10 (another
+    person's) then founds a profile under that id, and the delete comes again, taking that profile down: the
+    survivor listed a gone id as merged into it (races bench with deletes racing and workers dying, seed 21622; while
+    the new profile lived, the survivor's records would have dropped it from the keys they write). A removal deleting
+    a profile now makes any profile listing it forget it."""
+    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
+    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
+    assert resolve(store, rec("crm", "1", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
+    assert get_profile(store, survivor)["merged_from"] == [absorbed]
+    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
+                              and absorbed not in body.get("merged_from", []))
+    with pytest.raises(Died):
+        remove_record(dying, "pos", "10", settings=SETTINGS)
+    bobs = resolve(store, rec("pos", "10", phone="+447911123459", given_name="Bob", family_name="Lee"))[0]
+    assert bobs.action == "created" and bobs.profile_id == absorbed  # the id founded again
+
+    assert remove_record(store, "pos", "10", settings=SETTINGS) == absorbed
+
+    assert get_profile(store, survivor)["merged_from"] == [] and live_records(store) == {survivor: ["crm|1", "web|4"]}
+    assert violations(store) == {}
+
+
 def test_a_key_another_version_left_naming_a_profile_is_let_go_when_a_removal_takes_the_profile_down(store):
     """An attempt of one version of a record wrote a key for the profile it founded; another version's entry then
     replaced its own, and the record was deleted at its source: the removal released the keys that entry gives, and

@@ -981,6 +981,18 @@ def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> Non
     # the entry's was replaced by meanwhile): the removal released only the entry's (an index-served query).
     for doc in list(ctx.blocking.query_items(("profile_ids", "contains", profile_id))):
         drop_dead_key(ctx, doc["id"], profile_id)
+    # A profile still listing it as merged into it: a removal that died after deleting the id's alias, before that
+    # profile forgot it, and a new version of the record founded a profile under the id meanwhile. Listed, the id
+    # would be dropped from the keys that profile's records write.
+    forget_where_listed(ctx, profile_id)
+
+
+def forget_where_listed(ctx: Ctx, merged_id: str, *, keep: str | None = None) -> None:
+    """The profiles listing the id as merged into them forget it, but `keep` (an index-served query)."""
+    listing = ("and", [("doc_type", "=", "profile"), ("merged_from", "contains", merged_id)])
+    for doc in list(ctx.profiles.query_items(listing)):
+        if doc["id"] != keep:
+            _forget_merged(ctx, doc["id"], [merged_id])
 
 
 def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:

@@ -39,9 +39,9 @@ from .docs import (MAX_ALIAS_HOPS, Ctx, alias_targets, follow_aliases, is_device
                    with_retries)
 from .engine import point_record_doc_at
 from .maintenance import (_forget_merged, _gives, _holds, _update_profile, drop_dead_key, entry_identifiers,
-                          finish_unfinished_merges, finish_unfinished_splits, hand_to_survivor, index_again, keys_given,
-                          list_while_given, move_stranded_aliases, note_given_elsewhere, note_holder, release_again,
-                          release_identifier, take_out, take_out_removed)
+                          finish_unfinished_merges, finish_unfinished_splits, forget_where_listed, hand_to_survivor,
+                          index_again, keys_given, list_while_given, move_stranded_aliases, note_given_elsewhere,
+                          note_holder, release_again, release_identifier, take_out, take_out_removed)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -449,10 +449,7 @@ def _list_alias(ctx: Ctx, alias: str) -> None:
     _update_profile(ctx, profile["id"], lambda p: None if alias in p.get("merged_from", ()) else {
         **p, "merged_from": [*p.get("merged_from", []), alias],
         "never_match": [i for i in p.get("never_match", []) if i != alias]})
-    listing = ("and", [("doc_type", "=", "profile"), ("merged_from", "contains", alias)])
-    for other in list(ctx.profiles.query_items(listing)):
-        if other["id"] != profile["id"]:
-            _forget_merged(ctx, other["id"], [alias])
+    forget_where_listed(ctx, alias, keep=profile["id"])
 
 
 STALE_MERGED_IDS = "stale_merged_ids"  # as repair_index counts them (_stale_merged_ids)
