@@ -350,8 +350,9 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
         take_out_removed(ctx, profile, key)
-    elif ctx.read_profile(pointer["profile_id"]) is None:
+    elif ctx.read_profile(pointer["profile_id"]) is None:  # a removal that died after deleting it
         forget_deleted_profile(ctx, pointer["profile_id"])
+        forget_where_listed(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
     leave_named_before(ctx, record_doc, key, keep=profile_id)  # before the tombstone, which forgets them
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
@@ -393,6 +394,11 @@ def take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: boo
     take_out(ctx, profile, key)
     if last:
         _forget_deleted_profile(ctx, profile["id"], stranded)
+        # A profile still listing it as merged into it: a removal that died after deleting the id's alias, before
+        # that profile forgot it, and a new version of the record founded a profile under the id meanwhile. Listed,
+        # the id would be dropped from the keys that profile's records write. (Not where a resolution finds the
+        # profile its records doc names gone: that may be one a worker is about to found, then merged.)
+        forget_where_listed(ctx, profile["id"])
     else:
         _drop_stranded_aliases(ctx, profile["id"], stranded)
 
@@ -981,10 +987,6 @@ def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> Non
     # the entry's was replaced by meanwhile): the removal released only the entry's (an index-served query).
     for doc in list(ctx.blocking.query_items(("profile_ids", "contains", profile_id))):
         drop_dead_key(ctx, doc["id"], profile_id)
-    # A profile still listing it as merged into it: a removal that died after deleting the id's alias, before that
-    # profile forgot it, and a new version of the record founded a profile under the id meanwhile. Listed, the id
-    # would be dropped from the keys that profile's records write.
-    forget_where_listed(ctx, profile_id)
 
 
 def forget_where_listed(ctx: Ctx, merged_id: str, *, keep: str | None = None) -> None:
