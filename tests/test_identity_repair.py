@@ -25,7 +25,7 @@ BIRTH_KEY = "dob:19800102|n:L000"  # the key of a Lee born on 1980-01-02 (matchi
 FINDINGS = ("stale_keys", "missing_keys", "dead_keys", "stale_identifiers", "unlisted_identifiers",
             "unindexed_identifiers", "dead_identifiers", "claimed", "misdirected_records",
             "records_in_two_profiles", "records_held_when_gone", "aliases_unlisted", "stale_merged_ids",
-            "stale_holders")
+            "orphan_aliases", "stale_holders")
 
 
 def household(store):
@@ -318,6 +318,25 @@ def test_repair_index_forgets_an_id_a_profile_lists_as_merged_that_does_not_lead
     assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {}
     assert resolve(store, person("web", "9", "Ann", email="ann@lee.org")) == [ann]
     assert violations(store) == {}
+
+
+def test_repair_index_drops_an_alias_leading_to_no_profile(store, scope):
+    """A removal took down the profile an id had been merged into (its last record deleted) and died before deleting
+    the id's alias, and never came back (its message poisoned): the alias names no one, nor do the keys and the
+    history under it. Once idle, they go as the removal would have let them go; the id can be founded again."""
+    ann, bob = household(store)
+    store.container("profiles").create_item({"id": "p_merged", "doc_type": "alias", "merged_into": "p_gone"})
+    store.container("merges").upsert_item({"id": "m_old", "profile_id": "p_merged", "status": "done"})
+    key = own_key(store, ann, bob)
+    change(store.container("blocking"), key, profile_ids=[ann, "p_merged"])
+    assert violations(store) == {"orphan_alias": 1}
+    assert repair_index(store, settings=SETTINGS, **scope())["orphan_aliases"] == 0  # not idle yet
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {"orphan_aliases": 1}
+    assert store.container("profiles").read_item_or_none("p_merged", "p_merged") is None
+    assert list(store.container("merges").query_items(partition_key="p_merged")) == []
+    assert store.container("blocking").read_item(key, key)["profile_ids"] == [ann]
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS, idle_seconds=0, **scope())) == {}
 
 
 def test_repair_index_leaves_a_profile_in_a_merge_to_its_saga(store):

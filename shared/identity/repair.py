@@ -39,9 +39,10 @@ from .docs import (MAX_ALIAS_HOPS, Ctx, alias_targets, follow_aliases, is_device
                    with_retries)
 from .engine import point_record_doc_at
 from .maintenance import (_forget_merged, _gives, _holds, _update_profile, drop_dead_key, entry_identifiers,
-                          finish_unfinished_merges, finish_unfinished_splits, forget_where_listed, hand_to_survivor,
-                          index_again, keys_given, list_while_given, move_stranded_aliases, note_given_elsewhere,
-                          note_holder, release_again, release_identifier, take_out, take_out_removed)
+                          finish_unfinished_merges, finish_unfinished_splits, forget_deleted_profile,
+                          forget_where_listed, hand_to_survivor, index_again, keys_given, list_while_given,
+                          move_stranded_aliases, note_given_elsewhere, note_holder, release_again, release_identifier,
+                          take_out, take_out_removed)
 from .merge import _repoint, _set_profile_id, live_profile
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
@@ -71,7 +72,7 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
               "merges_finished": len(finish_unfinished_merges(store, settings=settings, idle_seconds=idle)),
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
               "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, ALIASES_UNLISTED: 0,
-              STALE_MERGED_IDS: 0, **_Findings().counts(),
+              STALE_MERGED_IDS: 0, ORPHAN_ALIASES: 0, **_Findings().counts(),
               "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
@@ -125,9 +126,13 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     stale_merged = _stale_merged_ids(scope, mended, int(time.time()) - idle, listed_now=set(unlisted))
     for pid, merged in stale_merged:
         with_retries(ctx, lambda pid=pid, merged=merged: _forget_stale_merged_id(ctx, pid, merged))
+    orphans = _orphan_aliases(scope, int(time.time()) - idle)
+    for alias in orphans:
+        with_retries(ctx, lambda alias=alias: _drop_orphan_alias(ctx, alias))
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
             **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)},
-            ALIASES_UNLISTED: len(unlisted), STALE_MERGED_IDS: len(stale_merged), **found.counts()}
+            ALIASES_UNLISTED: len(unlisted), STALE_MERGED_IDS: len(stale_merged), ORPHAN_ALIASES: len(orphans),
+            **found.counts()}
 
 
 @dataclass
@@ -477,6 +482,28 @@ def _forget_stale_merged_id(ctx: Ctx, pid: str, merged: str) -> None:
     ends_at, passed = follow_aliases(ctx, merged)
     if not passed or ends_at is None or ends_at["id"] != pid:
         _forget_merged(ctx, pid, [merged])
+
+
+ORPHAN_ALIASES = "orphan_aliases"  # as repair_index counts them (_orphan_aliases)
+
+
+def _orphan_aliases(scope: _Scope, idle_since: int) -> list[str]:
+    """The aliases whose chain ends at no profile, not written since `idle_since`: a removal deletes a profile with
+    its last record, then the aliases of the ids merged into it (maintenance._forget_deleted_profile), and one that
+    died between and was never delivered again left them naming no one."""
+    return sorted(alias for alias, end in scope.aliases.items()
+                  if end not in scope.profiles and end not in scope.aliases
+                  and scope.alias_written.get(alias, 0) <= idle_since)
+
+
+def _drop_orphan_alias(ctx: Ctx, alias: str) -> None:
+    """The alias, its history and the keys naming it go, as the removal that took its profile down lets them go."""
+    doc = ctx.profiles.read_item_or_none(alias, alias)
+    if doc is None or doc.get("doc_type") != "alias":
+        return
+    end, _ = follow_aliases(ctx, alias)
+    if end is None or end.get("doc_type") not in ("profile", "alias"):
+        forget_deleted_profile(ctx, doc["merged_into"])
 
 
 def _scan_blocking(scope: _Scope, found: _Findings) -> None:
