@@ -9,7 +9,8 @@ few interleavings of two versions of one record with a death leave a document be
 (a key naming a profile none of whose records gives it any more; an identifier pointing at a profile that does not
 list it; a records doc naming a profile its record is not in; a record in a second profile, placed there by an
 attempt of a version that died before its commit and was not delivered again, or still held once removed or
-erased; an alias its profile does not list as merged into it): the races bench counts them
+erased; an alias its profile does not list as merged into it, an id a profile lists as merged that is no alias of
+it, an alias leading to no profile): the races bench counts them
 (bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
 helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
 left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
