@@ -1421,7 +1421,7 @@ def test_an_older_version_whose_profile_another_delivery_took_down_leaves_nothin
              InterceptingStore(passed_by, "identifiers", "create_item", when=lambda body: body["type"] != "source",
                                before=lambda: other_delivery.extend(resolve(store, bobs))))
     if written == "blocking keys, then died":
-        with pytest.raises(Died):  # at its next identifier write: its commit
+        with pytest.raises(Died):  # at its next identifier write, before its commit
             resolve(InterceptingStore(first, "identifiers", None, when=lambda *_, **__: first.intercepted), bobs)
         assert "blocking_points_to_dead_profile" in violations(store)
 

@@ -323,7 +323,7 @@ def test_repair_index_forgets_an_id_a_profile_lists_as_merged_that_does_not_lead
 def test_repair_index_drops_an_alias_leading_to_no_profile(store, scope):
     """A removal took down the profile an id had been merged into (its last record deleted) and died before deleting
     the id's alias, and never came back (its message poisoned): the alias names no one, nor do the keys and the
-    history under it. Once idle, they go as the removal would have let them go; the id can be founded again."""
+    history under it. Once idle, they go as the removal would have let them go."""
     ann, bob = household(store)
     store.container("profiles").create_item({"id": "p_merged", "doc_type": "alias", "merged_into": "p_gone"})
     store.container("merges").upsert_item({"id": "m_old", "profile_id": "p_merged", "status": "done"})
