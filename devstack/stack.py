@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -52,16 +53,30 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, name: str, log: Path, timeout: float = 30.0) -> None:
+# What each server prints once it listens, with the port it got. Asked for port 0, a server binds a port the system
+# picks, so no other process can take it between choosing and binding (a port chosen first and passed on could be).
+LISTENING = {
+    "Azurite (blob)": re.compile(r"Azurite Blob service is successfully listening at https?://[^\s/]+:(\d+)"),
+    "Azurite (queue)": re.compile(r"Azurite Queue service is successfully listening at https?://[^\s/]+:(\d+)"),
+    "Cosmos emulator": re.compile(r"cosmos-launcher ready on https?://[^\s/]+:(\d+)/"),
+}
+
+
+def wait_until_listening(name: str, proc: subprocess.Popen, log: Path, since: int, timeout: float = 30.0) -> int:
+    """The port server `name` listens on, from what it wrote to log past offset since (the log is appended to)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        exited = proc.poll() is not None
+        with open(log, "rb") as f:
+            f.seek(since)
+            said = f.read().decode(errors="replace")
+        if found := LISTENING[name].search(said):
+            return int(found.group(1))
+        if exited:
             raise StackError(f"{name} exited with code {proc.returncode} before it was ready; its log ({log}):\n"
-                             + log.read_text(errors="replace")[-2000:])
-        if port_in_use(port):
-            return
+                             + said[-2000:])
         time.sleep(0.05)
-    raise StackError(f"{name} did not open port {port} within {timeout:.0f} s; see {log}")
+    raise StackError(f"{name} did not say it was listening within {timeout:.0f} s; see {log}")
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,7 +104,8 @@ def check_prerequisites() -> str:
 
 @dataclass
 class LocalStack:
-    """Azurite + Cosmos emulator. Fixed ports for `make run`, free ones (port=0) for tests."""
+    """Azurite + Cosmos emulator. Fixed ports for `make run`; with port=0 (tests) each server binds one the system
+    picks."""
 
     data_dir: Path | None = None
     blob_port: int = 0
@@ -111,46 +127,46 @@ class LocalStack:
             "COSMOS_KEY": COSMOS_EMULATOR_KEY,
         }
 
-    def _claim_ports(self) -> None:
+    def _check_fixed_ports(self) -> None:
         for attr in ("blob_port", "queue_port", "cosmos_port"):
             port = getattr(self, attr)
-            if port == 0:
-                setattr(self, attr, free_port())
-            elif port_in_use(port):
+            if port and port_in_use(port):
                 raise StackError(f"port {port} ({attr.replace('_', ' ')}) is in use: stop what holds it "
                                  f"(e.g. 'fuser -k {port}/tcp') or choose another port.")
 
-    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+    def _spawn(self, name: str, args: list[str]) -> tuple[subprocess.Popen, Path, int]:
+        """The process, its log and where in the log its output starts (an earlier run's output is above it)."""
         log = self.data_dir / f"{name}.log"
         with open(log, "ab") as out:  # the child keeps its own descriptor; ours closes here
+            since = out.tell()
             proc = lifeline.popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
-        return proc, log
+        return proc, log, since
 
-    def _spawn_cosmos(self, node: str) -> tuple[subprocess.Popen, Path]:
-        proc, log = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
-                                           "--port", str(self.cosmos_port), *self.cosmos_args])
-        self._cosmos = proc
-        return proc, log
+    def _spawn_cosmos(self, node: str) -> tuple[subprocess.Popen, Path, int]:
+        started = self._spawn("cosmos", [node, str(COSMOS_LAUNCHER), "--host", "127.0.0.1",
+                                         "--port", str(self.cosmos_port), *self.cosmos_args])
+        self._cosmos = started[0]
+        return started
 
     def start(self) -> dict[str, str]:
         try:  # a start that fails, however early, stops what it started and removes its temporary directory
             node = check_prerequisites()
-            self._claim_ports()
+            self._check_fixed_ports()
             azurite_dir = self.data_dir / "azurite"
             azurite_dir.mkdir(parents=True, exist_ok=True)
-            table_port = free_port()
-            azurite, alog = self._spawn("azurite", [
+            # Table storage is not used: any port will do. No telemetry leaves a developer's machine.
+            azurite = self._spawn("azurite", [
                 node, str(AZURITE_JS), "--silent", "--skipApiVersionCheck", "--disableProductStyleUrl",
-                "--location", str(azurite_dir),
+                "--disableTelemetry", "--location", str(azurite_dir),
                 "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
                 "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
-                "--tableHost", "127.0.0.1", "--tablePort", str(table_port),
+                "--tableHost", "127.0.0.1", "--tablePort", "0",
             ])
-            cosmos, clog = self._spawn_cosmos(node)
-            wait_for_port(self.blob_port, azurite, "Azurite (blob)", alog)
-            wait_for_port(self.queue_port, azurite, "Azurite (queue)", alog)
-            wait_for_port(self.cosmos_port, cosmos, "Cosmos emulator", clog)
+            cosmos = self._spawn_cosmos(node)
+            self.blob_port = wait_until_listening("Azurite (blob)", *azurite)
+            self.queue_port = wait_until_listening("Azurite (queue)", *azurite)
+            self.cosmos_port = wait_until_listening("Cosmos emulator", *cosmos)
         except BaseException:
             self.stop()
             raise
@@ -167,8 +183,7 @@ class LocalStack:
         self.procs.remove(old)
         terminate(old, self._grace(old))
         time.sleep(down_for)
-        proc, log = self._spawn_cosmos(node)
-        wait_for_port(self.cosmos_port, proc, "Cosmos emulator", log)
+        wait_until_listening("Cosmos emulator", *self._spawn_cosmos(node))
 
     def _grace(self, proc: subprocess.Popen) -> float:
         saves = proc is getattr(self, "_cosmos", None) and "--data-file" in self.cosmos_args

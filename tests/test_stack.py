@@ -90,6 +90,39 @@ def test_port_in_use_names_the_port_and_starts_nothing():
         stack.stop()
 
 
+def test_free_ports_are_bound_by_the_servers_so_a_port_taken_meanwhile_cannot_collide(monkeypatch):
+    """CI once lost a start to EADDRINUSE: a port chosen free was taken before Azurite bound it. Whatever a
+    port-choosing helper would hand out now, each server binds one the system picks and says which."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(stack_module, "free_port", lambda: port)
+        with LocalStack() as stack:
+            ports = [stack.blob_port, stack.queue_port, stack.cosmos_port]
+            assert port not in ports and len(set(ports)) == 3 and all(port_in_use(p) for p in ports)
+            assert all(p.poll() is None for p in stack.procs)
+            blobs = BlobServiceClient.from_connection_string(stack.env["AzureWebJobsStorage"])
+            blobs.create_container("probe")
+            assert [c.name for c in blobs.list_containers()] == ["probe"]
+            cosmos_container(stack).upsert_item({"id": "x"})
+
+
+def test_an_earlier_runs_log_is_not_read_as_the_servers_being_ready(tmp_path):
+    """The logs are appended to (make run keeps its data folder): only what this start's servers wrote counts."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        old = held.getsockname()[1]  # bound, not listening: nothing answers there, nothing else gets it
+        (tmp_path / "azurite.log").write_text(
+            f"Azurite Blob service is successfully listening at http://127.0.0.1:{old}\n"
+            f"Azurite Queue service is successfully listening at http://127.0.0.1:{old}\n")
+        (tmp_path / "cosmos.log").write_text(f"cosmos-launcher ready on https://127.0.0.1:{old}/\n")
+        with LocalStack(tmp_path) as stack:
+            assert old not in (stack.blob_port, stack.queue_port, stack.cosmos_port)
+            BlobServiceClient.from_connection_string(stack.env["AzureWebJobsStorage"]).create_container("probe")
+            cosmos_container(stack).upsert_item({"id": "x"})
+
+
 def test_missing_node_modules_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(stack_module, "COSMOS_PACKAGE",
                         stack_module.ROOT / "node_modules" / "@vercel" / "no-such-server")
