@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import IncompleteReadError, ServiceRequestError, ServiceResponseError
+from azure.core.utils import CaseInsensitiveDict
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
 from . import paging
@@ -360,9 +362,38 @@ def _transport(endpoint: str) -> HttpClientTransport | None:
     return HttpClientTransport()
 
 
+class _HeadersPerThread:
+    """`last_response_headers` of the SDK's client connection, one per thread.
+
+    azure-cosmos keeps the last response's headers on the connection every thread shares, and after each request
+    its retry loop adds two entries to whatever dict is there, in place. A query copying its own page's headers,
+    which another thread has just made the shared ones, then fails with "dictionary changed size during iteration"
+    (a worker's parallel lanes hit it under `make run`); a query's paging also reads its continuation there."""
+
+    def __get__(self, connection, owner=None):
+        if connection is None:
+            return self
+        mine = connection.__dict__["_headers_by_thread"]
+        if not hasattr(mine, "headers"):
+            mine.headers = CaseInsensitiveDict()
+        return mine.headers
+
+    def __set__(self, connection, headers) -> None:
+        connection.__dict__["_headers_by_thread"].headers = headers
+
+
+def _headers_per_thread(client: CosmosClient) -> CosmosClient:
+    connection = client.client_connection
+    connection.__dict__.pop("last_response_headers", None)
+    connection.__dict__["_headers_by_thread"] = threading.local()
+    base = type(connection)
+    connection.__class__ = type(base.__name__, (base,), {"last_response_headers": _HeadersPerThread()})
+    return client
+
+
 @lru_cache(maxsize=8)
 def _client(endpoint: str, key: str | None) -> CosmosClient:
-    """One CosmosClient per process and endpoint (it pools connections)."""
+    """One CosmosClient per process and endpoint (it pools connections), safe to share between threads."""
     kwargs: dict[str, Any] = {}
     transport = _transport(endpoint)
     if transport is not None:
@@ -372,10 +403,10 @@ def _client(endpoint: str, key: str | None) -> CosmosClient:
         # cosmosdb-server advertises https locations; keep talking to the endpoint we were given.
         kwargs["enable_endpoint_discovery"] = False
     if key:
-        return CosmosClient(endpoint, credential=key, **kwargs)
+        return _headers_per_thread(CosmosClient(endpoint, credential=key, **kwargs))
     from azure.identity import DefaultAzureCredential
 
-    return CosmosClient(endpoint, credential=DefaultAzureCredential(), **kwargs)
+    return _headers_per_thread(CosmosClient(endpoint, credential=DefaultAzureCredential(), **kwargs))
 
 
 class CosmosStore:
