@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from devstack import lifeline
-from devstack.stack import ROOT, free_port
+from devstack.stack import ROOT
 from shared.settings import Settings
 
 ISOLATED_NAMES = ("landing_container", "quarantine_container", "failed_container", "models_container",
                   "exports_container", "claims_container", "config_container", "resolve_queue", "activity_queue")
 _EXECUTING = re.compile(r"Executing 'Functions\.(\w+)' .*Id=([\w-]+)\)")
 _EXECUTED = re.compile(r"Executed 'Functions\.(\w+)' \((\w+), Id=([\w-]+)")
+_STARTED = re.compile(r"Host started on http://[^\s/]+:(\d+) ")
 
 
 def isolated_settings(env: dict[str, str], suffix: str, *, base: Settings | None = None) -> Settings:
@@ -58,7 +59,7 @@ class AppHost:
         self.timers = timers
         self.keys = keys or {}
         self.verbose = verbose
-        self.port = free_port()
+        self.port = 0  # the first start binds one the system picks (none can be taken meanwhile); restarts keep it
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.log_path: Path | None = None
@@ -91,6 +92,12 @@ class AppHost:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"host {self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
+                if not self.port:
+                    started = _STARTED.search(self.log_path.read_text(errors="replace"))
+                    if started is None:
+                        time.sleep(0.2)
+                        continue
+                    self.port = int(started.group(1))
                 try:
                     with urllib.request.urlopen(f"{self.url}/admin/host/ping", timeout=2) as r:
                         if r.status == 200:
