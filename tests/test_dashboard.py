@@ -3,36 +3,25 @@ emulator, driven in headless Debian chromium by Playwright (no browser download)
 test-artifacts/dashboard-*.png."""
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
+from devstack.apphost import AppHost
 from shared.activity import save_activity
 from shared.insights import journeys as jr
 from shared.insights import refresh
 from shared.insights import segments as seg
 
-from .conftest import ROOT, settings_env
 from .insights_data import NOW, ago, event, purchase, seed_shop
 from .test_insights_journeys import SHOP
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian chromium is not installed (apt-get install -y chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(store) -> dict:
@@ -66,32 +55,8 @@ def host(cosmos_store, stack_settings, artifacts_dir):
     bootstrap_storage(stack_settings)
     data = seed(cosmos_store)
     key = secrets.token_urlsafe(16)
-    port = free_port()
-    env = {**os.environ, **settings_env(stack_settings), "UCP_HOST_FUNCTION_KEYS": key, "PYTHONUNBUFFERED": "1"}
-    log = open(artifacts_dir / "dashboard-host.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", "function_app:app", "--port", str(port),
-                             "--no-timers"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the local host did not start; see {artifacts_dir / 'dashboard-host.log'}")
-            time.sleep(0.3)
-        yield {"url": url, "key": key, **data}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with AppHost(stack_settings, artifacts_dir, name="dashboard", keys={"UCP_HOST_FUNCTION_KEYS": key}) as app:
+        yield {"url": app.url, "key": key, **data}
 
 
 def open_page(playwright):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import signal
 import ssl
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from azure.core import MatchConditions
 from azure.cosmos import CosmosClient, PartitionKey, exceptions
 
-from devstack.stack import COSMOS_LAUNCHER, ROOT, free_port
+from devstack.stack import COSMOS_LAUNCHER, ROOT
 from shared.settings import COSMOS_EMULATOR_KEY
 
 warnings.filterwarnings("ignore", message="Unverified HTTPS request")
@@ -235,11 +236,12 @@ def test_connections_are_kept_alive(local_stack):
 
 
 def test_launcher_over_plain_http_and_clean_exit():
-    port = free_port()
-    proc = subprocess.Popen(["node", str(COSMOS_LAUNCHER), "--host", "127.0.0.1", "--port", str(port), "--no-ssl"],
+    proc = subprocess.Popen(["node", str(COSMOS_LAUNCHER), "--host", "127.0.0.1", "--port", "0", "--no-ssl"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert proc.stdout.readline().strip() == f"cosmos-launcher ready on http://127.0.0.1:{port}/"
+        ready = re.fullmatch(r"cosmos-launcher ready on http://127\.0\.0\.1:(\d+)/", proc.stdout.readline().strip())
+        assert ready and int(ready.group(1)) > 0
+        port = int(ready.group(1))
         # endpoint discovery works over http because the account advertises http locations
         client = CosmosClient(f"http://127.0.0.1:{port}/", COSMOS_EMULATOR_KEY)
         c = client.create_database_if_not_exists("d").create_container_if_not_exists("c", PartitionKey("/pk"))

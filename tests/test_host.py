@@ -22,7 +22,6 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from devstack.host import LocalHost, app_functions, load_app
-from devstack.stack import free_port
 from tests.hostapp import function_app as hostapp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,11 +340,10 @@ def test_local_settings_json_fills_in_without_overriding_env(local_stack, tmp_pa
 
 # -- as a process: restarts and signals -----------------------------------------------------------------------
 def spawn(prefix: str, *args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
-    port = free_port()
     environment = {**os.environ, **app_settings(prefix), **(env or {})}
     environment.pop("UCP_HOST_FUNCTION_KEYS", None)
     environment.pop("UCP_HOST_MASTER_KEY", None)
-    proc = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", APP, "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "devstack.host", "--app", APP, "--port", "0",
                              "--blob-poll-interval", "0.2", *args], cwd=ROOT, env=environment,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
