@@ -2501,3 +2501,69 @@ def test_records_founding_profiles_at_once_join_though_a_twins_profile_scores_hi
     bob = find_profile_id(store, "source", "web|1")
     assert live_records(store) == {result.profile_id: ["web|10", "web|8"], bob: ["web|1"]}
     assert violations(store) == {}
+
+
+def test_an_older_version_that_claimed_after_the_newer_replaced_its_entry_and_died_leaves_no_claim(store):
+    """Two versions of web|8 at once. Bob's older version founds its profile; just before it claims its email, the
+    newer version (another email) replaces its entry there and commits, releasing what only the old entry gave: the
+    email, not claimed yet. Bob's delivery then claims it for that profile and dies before its commit, whose loss
+    would have let it go: the email leads to a profile no record of which gives it, and to a profile gone once the
+    record is deleted (the race of the next test, the claimer dying before its commit). Its redelivery, stale, lets
+    it go."""
+    bobs = rec("web", "8", given_name="Bob", family_name="Roe", email="bob@roe.org", updated_at="2025-01-01T00:00:00Z")
+    newer = rec("web", "8", given_name="Bob", family_name="Roe", email="robert@roe.org",
+                updated_at="2025-06-01T00:00:00Z")
+    claimed = []
+
+    def claiming_bobs_email(body=None, **_):
+        return isinstance(body, dict) and body.get("id") == "email:bob@roe.org"
+
+    replaced = InterceptingStore(store, "identifiers", "create_item", when=claiming_bobs_email,
+                                 before=lambda: claimed.extend(resolve(store, newer)))
+    dying = InterceptingStore(replaced, None, None, when=lambda *args, **kwargs: replaced.intercepted and not (
+        args and claiming_bobs_email(args[0])))
+    with pytest.raises(Died):
+        resolve(dying, bobs)
+    founded = profile_id_for_record("web|8")
+    assert claimed[0].profile_id == founded and find_profile_id(store, "email", "bob@roe.org") == founded
+    assert violations(store) == {"identifier_not_held": 1}
+
+    done, = resolve(store, bobs)  # its redelivery
+
+    assert done.action == "unchanged" and done.profile_id == founded
+    assert find_profile_id(store, "email", "bob@roe.org") is None
+    assert find_profile_id(store, "email", "robert@roe.org") == founded and holders(store, "web|8") == [founded]
+    assert violations(store) == {}
+    remove_record(store, "web", "8", settings=SETTINGS)
+    assert violations(store) == {} and store.container("identifiers").read_item_or_none(
+        "email:bob@roe.org", "email:bob@roe.org") is None
+
+
+def test_a_version_whose_entry_another_version_replaced_before_it_claimed_lets_its_claims_go_after_its_commit(store):
+    """Two versions of web|9 at once, neither saying when it changed. A links its entry (with its email) into the
+    profile; before A claims the email, B replaces A's entry there (releasing the email, not claimed yet) and dies
+    before its commit. A then claims the email, writes its keys and commits: the email led to a profile no record of
+    which gives it, and nowhere once the profile was deleted (races bench, deletes racing and workers dying, seed
+    29083, traced). A now lets go what the profile does not give, on the profile it reads after its commit."""
+    founded, = resolve(store, rec("web", "9", given_name="Ann", family_name="Poe", phone="+447911123459"))
+    a = rec("web", "9", given_name="Ann", family_name="Poe", phone="+447911123459", email="ann@poe.org")
+    b = rec("web", "9", given_name="Ann", family_name="Poe", phone="+447911123459", loyalty_id="P9")
+
+    def writing(iid):
+        return lambda body=None, **_: isinstance(body, dict) and body.get("id") == iid
+
+    def b_replaces_and_dies():
+        with pytest.raises(Died):
+            resolve(InterceptingStore(store, "identifiers", None, when=writing("source:web|9")), b)
+
+    a_store = InterceptingStore(store, "identifiers", "create_item", before=b_replaces_and_dies,
+                                when=writing("email:ann@poe.org"))
+    done, = resolve(a_store, a)
+
+    assert a_store.intercepted and done.profile_id == founded.profile_id
+    assert find_profile_id(store, "email", "ann@poe.org") is None  # no record of the profile gives it
+    assert violations(store) == {}
+    resolve(store, b)  # B's redelivery
+    assert find_profile_id(store, "loyalty_id", "P9") == founded.profile_id and violations(store) == {}
+    remove_record(store, "web", "9", settings=SETTINGS)
+    assert violations(store) == {} and find_profile_id(store, "email", "ann@poe.org") is None

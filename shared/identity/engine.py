@@ -299,6 +299,7 @@ class _Work:
         if record_doc is not None and self._older_than(record_doc):
             if source_doc is not None:  # an attempt of this version that died may have left its entry where it founded
                 self._leave_named_before(record_doc, source_doc["profile_id"])
+                self._release_claims_of_replaced(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, record_doc["profile_id"], "unchanged", STALE_VERSION)
         # Not beside a tombstone: left by a removal that died before deleting it, it names a profile the record left.
         # Nor when marked for re-keying (rekey.py): resolved again for what normalization makes of it now; the commit
@@ -1091,7 +1092,10 @@ class _Work:
         if live is None and (self.ctx.read_profile(profile_id) or {}).get("doc_type") == "erased":
             self._undo_after_erasure(profile_id)
             return None
-        if live is None or live["id"] == profile_id:
+        if live is None:
+            return profile_id
+        if live["id"] == profile_id:
+            self._let_go_if_replaced(live)
             return profile_id
         # What this attempt wrote after the saga repointed the profile's documents names the absorbed id too. The
         # survivor takes the keys and identifiers it gives or lists; the rest is released (another version of the
@@ -1108,6 +1112,16 @@ class _Work:
                 except PreconditionFailedError:
                     continue
         return live["id"]
+
+    def _let_go_if_replaced(self, live: dict[str, Any]) -> None:
+        """Another version of the record replaced this one's entry in the profile after this attempt wrote it, before
+        this attempt claimed its identifiers and wrote its keys (those follow the profile write): what only this
+        version gives was released before it was written, and would lead here with no record giving it (races
+        bench, seed 29083). Let go now, on the profile already read after the commit."""
+        if not (self.claimed or self.block_written) or any(
+                r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
+            return
+        release_again(self.ctx, live, set(self.claimed), set(self.block_written))
 
     def _entry(self, link: dict[str, Any] | None, old: dict[str, Any] | None = None) -> dict[str, Any]:
         """The record's profile entry. `old`: the entry it replaces, whose added_at it keeps; seen_at, when ucp saw
@@ -1547,6 +1561,16 @@ class _Work:
                 # Or another delivery took the entry out, the profile's last, after which the dead attempt wrote
                 # keys and claims for it: this version's, as its own loss of the commit would have let them go.
                 self._let_go_of_gone(profile_id, self.blocking_keys, self.strong)
+
+    def _release_claims_of_replaced(self, profile_id: str, id_docs: dict[str, Any]) -> None:
+        """This older version's identifiers that lead to the profile the newer one is committed in, where no record
+        gives them: an attempt of this version claimed them after the newer version's entry had replaced its own
+        there (claims follow the profile write), and died before its lost commit let them go. A profile read, only
+        when one of them leads there (read with the record's other identifiers, for nothing)."""
+        leading = {iid for iid in self.strong if (id_docs.get(iid) or {}).get("profile_id") == profile_id}
+        live = self.ctx.read_profile(profile_id) if leading else None
+        if live is not None and live.get("doc_type") == "profile":
+            release_again(self.ctx, live, leading, set())
 
     def _let_go_of_gone(self, profile_id: str, keys: Iterable[str], iids: Iterable[str]) -> None:
         """These blocking keys and identifiers stop naming the profile if it is gone (one read to know; a key through
