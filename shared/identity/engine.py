@@ -1570,7 +1570,8 @@ class _Work:
         leading = {iid for iid in self.strong if (id_docs.get(iid) or {}).get("profile_id") == profile_id}
         live = self.ctx.read_profile(profile_id) if leading else None
         if live is not None and live.get("doc_type") == "profile":
-            release_again(self.ctx, live, leading, set())
+            if stray := {iid for iid in leading if not _gives(live, iid)}:
+                release_again(self.ctx, live, stray, set())
 
     def _let_go_of_gone(self, profile_id: str, keys: Iterable[str], iids: Iterable[str]) -> None:
         """These blocking keys and identifiers stop naming the profile if it is gone (one read to know; a key through
