@@ -1565,8 +1565,9 @@ class _Work:
     def _release_claims_of_replaced(self, profile_id: str, id_docs: dict[str, Any]) -> None:
         """This older version's identifiers that lead to the profile the newer one is committed in, where no record
         gives them: an attempt of this version claimed them after the newer version's entry had replaced its own
-        there (claims follow the profile write), and died before its lost commit let them go. A profile read, only
-        when one of them leads there (read with the record's other identifiers, for nothing)."""
+        there (claims follow the profile write), and died before its lost commit let them go. A profile read only
+        when one of them leads there (the attempt read where they lead with its first read), and the pointers read
+        again only when the profile does not give one."""
         leading = {iid for iid in self.strong if (id_docs.get(iid) or {}).get("profile_id") == profile_id}
         live = self.ctx.read_profile(profile_id) if leading else None
         if live is not None and live.get("doc_type") == "profile":
