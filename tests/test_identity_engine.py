@@ -509,6 +509,39 @@ def test_the_candidate_profiles_of_a_record_are_read_in_one_request(store, model
                              "read_item_or_none calls": 1}, profile_calls
 
 
+def test_a_link_by_score_reads_no_profile_again_for_the_profile_it_joined(store, model):
+    """The only profile scored is the one the record joins: a change to it since joins nothing more, so the check
+    that scored profiles did not change meanwhile reads nothing. Profile reads: the candidate, then the record's
+    profile after its commit."""
+    from .test_ingest_adversarial import CountingStore
+    lee = dict(**ANN, postcode="LS1 4AB", address_line1="12 Park Road")
+    first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", **lee))
+    counted = CountingStore(store)
+    second, = resolve(counted, model, rec("web", "2", phone="+447911123456", **lee))
+    assert (second.action, second.profile_id) == ("linked", first.profile_id) and second.reason.startswith("score")
+    profile_calls = {method: n for (name, method), n in counted.ops.items() if name == "profiles" and "read" in method}
+    assert profile_calls == {"read_item_or_none": 2, "read_item_or_none calls": 2}, profile_calls
+
+
+def test_a_merge_reads_the_profiles_it_joins_once_before_its_saga(store, model):
+    """A record joining two profiles by its email and phone: the check that they are still live reads both in one
+    request, the saga marks the absorbed profile as that check read it, and the survivor as the saga's last write
+    left it is the profile the record ends in. Profile reads: the identifiers' profile each (2), the check (1),
+    the saga's read of the survivor and its check that the mark still stands (2), and the record's profile after
+    its commit (1); none for the profiles the record joined to see whether they changed since it scored them."""
+    from .test_ingest_adversarial import CountingStore
+    first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", **LEE))
+    second, = resolve(store, model, rec("web", "2", phone="+447911123456", **LEE))
+    counted = CountingStore(store)
+    third, = resolve(counted, model, rec("crm", "3", email="ann@lee.org", phone="+447911123456", **LEE))
+    assert (third.action, third.profile_id) == ("merged", first.profile_id)
+    assert get_profile(store, second.profile_id)["id"] == first.profile_id
+    assert "merging" not in get_profile(store, first.profile_id)
+    reads = {method: n for (name, method), n in counted.ops.items() if name == "profiles" and method.endswith(" calls")
+             and "read" in method}
+    assert reads == {"read_item_or_none calls": 5, "read_items calls": 1}, reads
+
+
 def test_crash_mid_merge_is_completed_by_a_later_resolve(store, model):
     first, = resolve(store, model, rec("pos", "1", email="ann@lee.org", given_name="Ann"))
     second, = resolve(store, model, rec("web", "2", phone="+447911123456", given_name="Ann"))

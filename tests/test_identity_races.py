@@ -123,8 +123,9 @@ def test_a_merge_completed_by_another_worker_whose_record_then_left_is_not_folde
     if meanwhile == "before_its_log":
         racing = InterceptingStore(store, "merges", "create_item", when=lambda body: body["status"] == "pending",
                                    before=lambda: resolve(store, bobs))
-    else:  # the survivor's third read by the first worker: its decision, its check of the group, then the fold's
-        racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=3,
+    else:  # the survivor's second point read by the first worker: its decision's, then the fold's (the check of
+        # the group reads both profiles in one request)
+        racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=2,
                                    when=lambda pid, _: pid == ann.profile_id, before=lambda: resolve(store, bobs))
 
     linked, = resolve(racing, rec("app", "5", email="ann@lee.org", phone=PHONE, **ANN))
@@ -2266,9 +2267,9 @@ def test_a_record_bridging_two_profiles_one_of_which_gained_another_birth_date_m
     dan = dict(given_name="Dan", family_name="Roe")
     by_email, = resolve(store, rec("pos", "6", email="dan.roe@shopmail.net", **dan))
     by_phone, = resolve(store, rec("web", "10", phone="+447911123458", **dan))
-    # Its second read of the email's profile: the check before merging (the first is the decision's).
-    racing = InterceptingStore(store, "profiles", "read_item_or_none", nth=2,
-                               when=lambda pid, *_: pid == by_email.profile_id,
+    # The check before merging, which reads the group's profiles in one request (the decision read each).
+    racing = InterceptingStore(store, "profiles", "read_items",
+                               when=lambda keys, *_: (by_email.profile_id, by_email.profile_id) in keys,
                                before=lambda: resolve(store, rec("pos", "7", birth_date="1980-01-02",
                                                                  email="dan.roe@shopmail.net", **dan)))
 

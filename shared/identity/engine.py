@@ -320,6 +320,7 @@ class _Work:
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
         self.id_docs = id_docs  # the identifiers as the decision read them (_join_new_holders)
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
+        self.group_read: dict[str, dict[str, Any]] = {}  # the group's profiles as read just before merging them
         # profile id -> (the version the names test kept the record apart from, the types of the values they share)
         self.apart_by_names: dict[str, tuple[dict[str, Any], list[str]]] = {}
         # holder id -> (the version the names test kept the record apart from, the values they share): _add_holders
@@ -793,7 +794,8 @@ class _Work:
                     ) -> dict[str, Any]:
         """Merge the others into the survivor, one after the other, on the record's behalf; the profile as merged."""
         for other in others:
-            survivor = merge_profiles(self.ctx, survivor["id"], other["id"], self._merge_reason(group, other))
+            survivor = merge_profiles(self.ctx, survivor["id"], other["id"], self._merge_reason(group, other),
+                                      absorbed=self.group_read.get(other["id"], other))
         return survivor
 
     def _merge_reason(self, group: list[_Candidate], other: dict[str, Any]) -> dict[str, Any]:
@@ -837,14 +839,16 @@ class _Work:
         refuses one record after the other. Then the decision is taken again from fresh reads (the reads are these
         checks' own; merge protection is checked again on what they read, at no request)."""
         lives = []
-        for member in group:
-            live = live_profile(self.ctx, member.profile["id"])
+        ids = [member.profile["id"] for member in group]
+        for member, doc in zip(group, self.ctx.profiles.read_items([(pid, pid) for pid in ids])):  # one request
+            live = live_profile(self.ctx, member.profile["id"], doc=doc)
             if live is None or live["id"] != member.profile["id"]:
                 raise ConcurrencyConflict("a profile of the group was merged away meanwhile")
             lives.append(live)
         changed = any(live.get("_etag") != member.profile.get("_etag") for live, member in zip(lives, group))
         if changed and join_conflict(self.policy, [self.side, *(self._side(live) for live in lives)]) is not None:
             raise ConcurrencyConflict("a profile of the group changed meanwhile into one the record may not join")
+        self.group_read = {live["id"]: live for live in lives}
 
     def _forget_if_deleted(self, profile_id: str) -> None:
         """The profile the records doc names is gone. Deleted with its last record (this record) by a removal that
@@ -893,7 +897,8 @@ class _Work:
             if doc is None or not doc.get("capped") and names.isdisjoint(doc.get("profile_ids", ())):
                 self.block_docs[key] = doc  # as read now
                 self._add_to_block(key, profile["id"], profile.get("merged_from", ()))
-        fresh = [pid for pid in sorted(self.block_fresh | self._changed_since_scored()) if pid != profile["id"]]
+        # The profile's own ids are left out: a change to it or to a profile merged into it joins nothing more.
+        fresh = [pid for pid in sorted(self.block_fresh | self._changed_since_scored(names)) if pid not in names]
         if not fresh:
             return None
         current = live_profile(self.ctx, profile["id"])
@@ -1038,11 +1043,12 @@ class _Work:
             return (merged, rule) if merged is not None else None
         raise ConcurrencyConflict("could not note the record's profile on a profile it shares a value with")
 
-    def _changed_since_scored(self) -> set[str]:
+    def _changed_since_scored(self, joined: set[str]) -> set[str]:
         """The profiles scored in the decision that changed since (one batched read): another worker may have
         linked a record to one without touching a blocking key (its keys were there already), and that record
-        may be this one's person. Writing blocking keys cannot reveal that, so they are scored again."""
-        ids = list(self.scored)
+        may be this one's person. Writing blocking keys cannot reveal that, so they are scored again. `joined`: the
+        ids of the record's profile (it and those merged into it), not read: the record is there already."""
+        ids = [pid for pid in self.scored if pid not in joined]
         if not ids:
             return set()
         docs = self.ctx.profiles.read_items([(pid, pid) for pid in ids])

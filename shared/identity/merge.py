@@ -68,28 +68,35 @@ def live_profile(ctx: Ctx, profile_id: str, *, finish: bool = True, doc: Any = U
     raise ConcurrencyConflict(f"profile {profile_id} did not settle")
 
 
-def _clear_merging(ctx: Ctx, profile_id: str, absorbed_id: str) -> None:
+def _clear_merging(ctx: Ctx, profile_id: str, absorbed_id: str, doc: Any = UNREAD) -> dict[str, Any] | None:
+    """The absorbed id off the survivor's list of merges in flight; the survivor as written (or read, when nothing
+    was left to do). `doc`: a version of the survivor the fold wrote or read, tried first: no version after the fold
+    lists the id once it is cleared, and a stale one loses its ETag."""
     for _ in range(MAX_WRITE_ATTEMPTS):
-        doc = ctx.read_profile(profile_id)
+        if doc is UNREAD:
+            doc = ctx.read_profile(profile_id)
         if doc is None or absorbed_id not in doc.get("merging", []):
-            return
+            return doc
         body = {**doc, "merging": [m for m in doc["merging"] if m != absorbed_id]}
         if not body["merging"]:
             del body["merging"]
         try:
-            ctx.profiles.replace_item(body, etag=doc["_etag"])
-            return
+            return ctx.profiles.replace_item(body, etag=doc["_etag"])
         except PreconditionFailedError:
-            continue
+            doc = UNREAD
     raise ConcurrencyConflict("could not close a merge on its survivor")
 
 
-def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, Any]) -> dict[str, Any]:
-    """Merge absorbed into survivor (both ids as currently live); returns the live surviving profile."""
+def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, Any], *,
+                   absorbed: Any = UNREAD) -> dict[str, Any]:
+    """Merge absorbed into survivor (both ids as currently live); returns the live surviving profile. `absorbed`: the
+    caller's recent read of that profile, live then, tried first (stale, its mark loses the ETag and it is read)."""
     merge_id = "m_" + stable_hash("merge", absorbed_id, survivor_id)
     at = now_iso()
+    last: Any = UNREAD  # the survivor as this worker's saga left it: read again when another worker finished it
     for _ in range(MAX_WRITE_ATTEMPTS):
-        absorbed = ctx.read_profile(absorbed_id)
+        if absorbed is UNREAD:
+            absorbed = ctx.read_profile(absorbed_id)
         if absorbed is None or absorbed.get("doc_type") != "profile":
             _check_joined(ctx, survivor_id, absorbed_id)  # already merged (alias) or removed
             break
@@ -111,6 +118,7 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         try:
             marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])
         except (PreconditionFailedError, ItemNotFoundError):  # changed, or deleted (its last record removed)
+            absorbed = UNREAD
             continue
         # Logged as pending once marked: a worker dying before the mark leaves no pending entry that no saga would
         # ever close; one dying after leaves the mark, and whoever completes the merge logs it done. Created, not
@@ -120,11 +128,12 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
                                     "status": "pending", "at": at, **_logged(why)})
         except ItemExistsError:
             pass
-        complete_merge(ctx, marked)
+        last = complete_merge(ctx, marked)
         break
     else:
         raise ConcurrencyConflict(f"could not mark {absorbed_id} for merging")
-    survivor = live_profile(ctx, survivor_id)
+    mine = isinstance(last, dict) and last["id"] == survivor_id
+    survivor = live_profile(ctx, survivor_id, doc=last if mine else UNREAD)
     if survivor is None:
         raise ConcurrencyConflict(f"merge survivor {survivor_id} is gone")
     return survivor
@@ -149,8 +158,9 @@ def _close_pending(ctx: Ctx, merge_id: str, profile_id: str) -> None:
         ctx.merges.delete_item(merge_id, profile_id)
 
 
-def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
-    """Finish the merge an absorbed profile is marked for. Idempotent; safe to run by several workers at once."""
+def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
+    """Finish the merge an absorbed profile is marked for. Idempotent; safe to run by several workers at once.
+    Returns the survivor as the saga's last step left it."""
     pending = absorbed["pending_merge"]
     into = ctx.read_profile(pending["into"])
     if into is not None and into.get("pending_merge"):  # rare: its survivor is being merged too
@@ -182,8 +192,9 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> None:
             raise ConcurrencyConflict(f"absorbed profile {absorbed['id']} changed during its merge") from None
     if target != pending["into"]:
         _close_pending(ctx, pending["merge_id"], pending["into"])
-    _clear_merging(ctx, target, absorbed["id"])
+    cleared = _clear_merging(ctx, target, absorbed["id"], survivor)
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
+    return cleared
 
 
 def _break_mark_cycle(ctx: Ctx, absorbed: dict[str, Any]) -> None:
