@@ -2568,3 +2568,38 @@ def test_a_version_whose_entry_another_version_replaced_before_it_claimed_lets_i
     assert find_profile_id(store, "loyalty_id", "P9") == founded.profile_id and violations(store) == {}
     remove_record(store, "web", "9", settings=SETTINGS)
     assert violations(store) == {} and find_profile_id(store, "email", "ann@poe.org") is None
+
+
+@pytest.mark.parametrize("removed_before", ["blocking", "identifiers"])
+@pytest.mark.parametrize("landed", [False, True])
+def test_a_version_whose_profile_a_removal_deleted_after_it_was_placed_lets_go_what_it_wrote_after(
+        store, removed_before, landed):
+    """A delete of web|2 left its tombstone; then two deliveries of web|2 at once. B founds the record's profile and
+    commits. A's create of that profile fails (B's is there, the same entry), and A goes on; before its keys (or its
+    claims), web|2 is deleted again, taking the profile down with its last record. A then wrote its keys, claims and
+    commit for the profile gone: keys and identifiers naming no profile (races bench, deletes racing and workers
+    dying, seed 43602, traced). A now lets them go and resolves the record again: found removed when the delete
+    landed after it, placed anew when the record says nothing of when it landed (it came after)."""
+    from shared.identity import Resolver
+
+    record = rec("web", "2", email="ann@lee.org", phone="+447911123458", birth_date="1980-01-02", **ANN)
+    landed_at = "2026-01-02T00:00:00.000000Z" if landed else None
+
+    def deliver(on):
+        return Resolver(on, settings=SETTINGS).resolve(record, landed_at=landed_at)
+
+    remove_record(store, "web", "2", settings=SETTINGS, landed_at="2026-01-01T00:00:00.000000Z")
+    other = InterceptingStore(store, "profiles", "create_item", before=lambda: deliver(store))
+    removing = InterceptingStore(other, removed_before, None, before=lambda: remove_record(
+        store, "web", "2", settings=SETTINGS, landed_at="2026-01-03T00:00:00.000000Z" if landed else None))
+
+    result = deliver(removing)
+
+    assert other.intercepted and removing.intercepted
+    assert violations(store) == {}
+    if landed:
+        assert result.profile_id is None and live_records(store) == {}
+        assert find_profile_id(store, "email", "ann@lee.org") is None
+    else:
+        assert live_records(store) == {result.profile_id: ["web|2"]}
+        assert find_profile_id(store, "email", "ann@lee.org") == result.profile_id

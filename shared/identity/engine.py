@@ -318,6 +318,7 @@ class _Work:
         self.block_fresh: set[str] = set()  # profiles another worker put under our keys while we were deciding
         self.block_written: set[str] = set()  # keys this attempt wrote (a concurrent writer would have conflicted)
         self.claimed: list[str] = []  # identifiers this attempt indexed to its profile
+        self.commit_doc: dict[str, Any] | None = None  # the source identifier as this attempt's commit wrote it
         self.id_docs = id_docs  # the identifiers as the decision read them (_join_new_holders)
         self.scored: dict[str, str | None] = {}  # profile id -> the version scored in the decision
         self.group_read: dict[str, dict[str, Any]] = {}  # the group's profiles as read just before merging them
@@ -1099,7 +1100,7 @@ class _Work:
             self._undo_after_erasure(profile_id)
             return None
         if live is None:
-            return profile_id
+            self._undo_for_gone(profile_id)
         if live["id"] == profile_id:
             self._let_go_if_replaced(live)
             return profile_id
@@ -1118,6 +1119,19 @@ class _Work:
                 except PreconditionFailedError:
                     continue
         return live["id"]
+
+    def _undo_for_gone(self, profile_id: str) -> NoReturn:
+        """The profile is gone after this attempt placed the record there: a removal took its last record (this
+        one), or another version took this one's entry out, while this attempt went on to write its keys, claims and
+        commit, all naming a profile gone (races bench, seed 43602). They are let go (the commit under the ETag it
+        was written with: a later one stands), and the record is resolved again from fresh reads, which find it
+        removed, or place it anew, as it would have been had it come after."""
+        self._let_go_of_gone(profile_id, self.block_written, self.claimed)
+        try:
+            self.ctx.identifiers.delete_item(self.source_iid, self.source_iid, etag=(self.commit_doc or {})["_etag"])
+        except PreconditionFailedError:
+            pass  # written again since: by a version that decided after this one
+        raise ConcurrencyConflict("the record's profile was deleted while it was placed")
 
     def _let_go_if_replaced(self, live: dict[str, Any]) -> None:
         """Another version of the record replaced this one's entry in the profile after this attempt wrote it, before
@@ -1520,9 +1534,9 @@ class _Work:
                 "created_at": (self.source_doc and self.source_doc.get("created_at")) or self.now}
         try:
             if self.source_doc is not None:
-                self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
+                self.commit_doc = self.ctx.identifiers.replace_item(body, etag=self.source_doc["_etag"])
             else:
-                self.ctx.identifiers.create_item(body)
+                self.commit_doc = self.ctx.identifiers.create_item(body)
         except (ItemExistsError, PreconditionFailedError):
             self._undo_after_lost_commit(profile_id)
             raise ConcurrencyConflict("the same record was resolved concurrently") from None
