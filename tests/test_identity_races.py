@@ -2603,3 +2603,37 @@ def test_a_version_whose_profile_a_removal_deleted_after_it_was_placed_lets_go_w
     else:
         assert live_records(store) == {result.profile_id: ["web|2"]}
         assert find_profile_id(store, "email", "ann@lee.org") == result.profile_id
+
+
+@pytest.mark.parametrize("landed", [False, True])
+def test_a_version_finding_its_profile_deleted_while_joining_concurrent_records_lets_go_its_keys(store, landed):
+    """As above, but Bob's profile, which A scored against (a namesake of its surname and birth date), gains a record
+    while A writes its keys: A checks for records of its person joined meanwhile and finds its own profile gone. It
+    used to start again from fresh reads at once, leaving the keys it wrote naming the profile gone when the record
+    was found removed."""
+    from shared.identity import Resolver
+
+    resolve(store, rec("pos", "9", given_name="Bob", family_name="Lee", birth_date="1980-01-02", email="bob@lee.org"))
+    record = rec("web", "2", given_name="Ann", family_name="Lee", birth_date="1980-01-02", email="ann@lee.org")
+    landed_at = "2026-01-02T00:00:00.000000Z" if landed else None
+
+    def deliver(on):
+        return Resolver(on, settings=SETTINGS).resolve(record, landed_at=landed_at)
+
+    def meanwhile():
+        remove_record(store, "web", "2", settings=SETTINGS, landed_at="2026-01-03T00:00:00.000000Z" if landed else None)
+        resolve(store, rec("pos", "10", given_name="Bob", family_name="Lee", email="bob@lee.org", phone=PHONE))
+
+    remove_record(store, "web", "2", settings=SETTINGS, landed_at="2026-01-01T00:00:00.000000Z")
+    other = InterceptingStore(store, "profiles", "create_item", before=lambda: deliver(store))
+    removing = InterceptingStore(other, "blocking", None, before=meanwhile)
+
+    result = deliver(removing)
+
+    assert other.intercepted and removing.intercepted
+    assert violations(store) == {}
+    bobs = find_profile_id(store, "email", "bob@lee.org")
+    if landed:
+        assert result.profile_id is None and live_records(store) == {bobs: ["pos|10", "pos|9"]}
+    else:
+        assert live_records(store) == {bobs: ["pos|10", "pos|9"], result.profile_id: ["web|2"]}

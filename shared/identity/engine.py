@@ -904,7 +904,7 @@ class _Work:
             return None
         current = live_profile(self.ctx, profile["id"])
         if current is None:
-            raise ConcurrencyConflict("profile vanished while joining concurrent records")
+            self._undo_for_gone(profile["id"])
         merged, blocked = None, None
         # Every one scoring above the threshold, best first, with the checks a record meets one after the other
         # (_add_probabilistic): protection, then twins and family. Not only the best: a twin's profile blocked by
@@ -1123,14 +1123,15 @@ class _Work:
     def _undo_for_gone(self, profile_id: str) -> NoReturn:
         """The profile is gone after this attempt placed the record there: a removal took its last record (this
         one), or another version took this one's entry out, while this attempt went on to write its keys, claims and
-        commit, all naming a profile gone (races bench, seed 43602). They are let go (the commit under the ETag it
-        was written with: a later one stands), and the record is resolved again from fresh reads, which find it
-        removed, or place it anew, as it would have been had it come after."""
+        commit, all naming a profile gone (races bench, seed 43602). They are let go (the commit, if written, under
+        the ETag it was written with: a later one stands), and the record is resolved again from fresh reads, which
+        find it removed, or place it anew, as it would have been had it come after."""
         self._let_go_of_gone(profile_id, self.block_written, self.claimed)
-        try:
-            self.ctx.identifiers.delete_item(self.source_iid, self.source_iid, etag=(self.commit_doc or {})["_etag"])
-        except PreconditionFailedError:
-            pass  # written again since: by a version that decided after this one
+        if self.commit_doc is not None:
+            try:
+                self.ctx.identifiers.delete_item(self.source_iid, self.source_iid, etag=self.commit_doc["_etag"])
+            except PreconditionFailedError:
+                pass  # written again since: by a version that decided after this one
         raise ConcurrencyConflict("the record's profile was deleted while it was placed")
 
     def _let_go_if_replaced(self, live: dict[str, Any]) -> None:
