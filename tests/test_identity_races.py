@@ -2637,3 +2637,20 @@ def test_a_version_finding_its_profile_deleted_while_joining_concurrent_records_
         assert result.profile_id is None and live_records(store) == {bobs: ["pos|10", "pos|9"]}
     else:
         assert live_records(store) == {bobs: ["pos|10", "pos|9"], result.profile_id: ["web|2"]}
+
+
+def test_a_redelivery_finding_its_commit_names_a_profile_gone_places_the_record_again(store):
+    """A record done whose records doc names another profile than its commit (a merge repointed the doc), and the
+    commit's profile gone: what the races bench met (deletes racing and workers dying, seed 39913), built here by
+    hand. The redelivery used to answer "unchanged" with the profile gone, its keys and identifiers naming it; it
+    now lets them and the commit go and places the record again."""
+    first, = resolve(store, rec("web", "1", email="ann@lee.org", phone=PHONE, **ANN))
+    records, profiles = store.container("records"), store.container("profiles")
+    records.replace_item({**records.read_item("web|1", "web|1"), "profile_id": "p_elsewhere"})
+    profiles.delete_item(first.profile_id, first.profile_id)
+
+    again, = resolve(store, rec("web", "1", email="ann@lee.org", phone=PHONE, **ANN))
+
+    assert live_records(store) == {again.profile_id: ["web|1"]}
+    assert find_profile_id(store, "email", "ann@lee.org") == again.profile_id
+    assert violations(store) == {}

@@ -430,6 +430,7 @@ class _Work:
         merge (_follow_concurrent_merge). What it wrote under the absorbed id is pointed at the survivor now."""
         self.block_written = set(self.blocking_keys)
         self.claimed = [iid for iid in self.strong if (id_docs[iid] or {}).get("profile_id") == committed_id]
+        self.commit_doc = id_docs[self.source_iid]  # let go as read, if the profile is gone (_undo_for_gone)
         live_id = self._follow_concurrent_merge(committed_id)
         if live_id is None:
             return ResolveResult(self.key, None, "erased", ERASED)
