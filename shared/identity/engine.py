@@ -1095,7 +1095,8 @@ class _Work:
     def _follow_concurrent_merge(self, profile_id: str) -> str | None:
         """After the commit: if another worker merged the profile away meanwhile, its saga may have repointed
         the record doc and the source identifier before they were written; point them at the survivor. None when
-        the profile was erased meanwhile."""
+        the profile was erased meanwhile; gone otherwise, what named it is let go and the record resolved again
+        (_undo_for_gone)."""
         live = live_profile(self.ctx, profile_id)
         if live is None and (self.ctx.read_profile(profile_id) or {}).get("doc_type") == "erased":
             self._undo_after_erasure(profile_id)
@@ -1126,7 +1127,8 @@ class _Work:
         one), or another version took this one's entry out, while this attempt went on to write its keys, claims and
         commit, all naming a profile gone (races bench, seed 43602). They are let go (the commit, if written, under
         the ETag it was written with: a later one stands), and the record is resolved again from fresh reads, which
-        find it removed, or place it anew, as it would have been had it come after."""
+        find it removed, or place it anew, as it would have been had it come after. A redelivery finding the record
+        done in a profile gone (_unchanged_after_merge) lets go the same, its commit as it read it."""
         self._let_go_of_gone(profile_id, self.block_written, self.claimed)
         if self.commit_doc is not None:
             try:
