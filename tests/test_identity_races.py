@@ -320,6 +320,35 @@ def test_new_version_dying_after_its_releases_is_finished_by_the_redelivery(stor
     assert violations(store) == {}
 
 
+@pytest.mark.parametrize("moment", ["before_the_group_is_read_again", "before_the_mark"])
+def test_a_merge_led_by_a_phone_its_holder_let_go_meanwhile_is_decided_again(store, moment):
+    """Races bench, seed 60678. web|2's first delivery founds a profile with its phone and dies before claiming it,
+    while web|9 claims the same phone for a profile of its own. web|2's redelivery finds the phone there, and is
+    about to merge web|9's profile into its own when web|9's new version (another phone) lets the phone go. Merged
+    as decided, the fold brought no phone and nothing pointed it anywhere: web|2's profile listed it unindexed. The
+    merge is decided again, as one after the other: nothing leads to web|9's profile any more."""
+    old, new = "+447911123459", "+447911123457"
+    web9, web2 = rec("web", "9", phone=old), rec("web", "2", phone=old)
+
+    def claim_then_die():
+        resolve(store, web9)
+        raise Died("before web|2 claims its phone")
+
+    with pytest.raises(Died):
+        resolve(InterceptingStore(store, "identifiers", "create_item", before=claim_then_die), web2)
+    new_version = rec("web", "9", phone=new, updated_at="2025-06-01T00:00:00Z")
+    if moment == "before_the_group_is_read_again":
+        racing = before_call(store, "profiles", "read_items", lambda: resolve(store, new_version))
+    else:
+        nine = find_profile_id(store, "phone", old)
+        racing = before_call(store, "profiles", "replace_item", lambda: resolve(store, new_version),
+                             when=lambda body, **_: body["id"] == nine and "pending_merge" in body)
+    again, = resolve(racing, web2)
+    assert racing.intercepted and again.action == "linked"
+    assert find_profile_id(store, "phone", old) == again.profile_id != find_profile_id(store, "phone", new)
+    assert violations(store) == {}
+
+
 # --- a worker dying right after its commit, while its new profile was merged away --------------------------------
 
 @pytest.mark.parametrize("merged", ["before_the_phone_claim", "before_the_commit"])

@@ -796,8 +796,9 @@ class _Work:
                     ) -> dict[str, Any]:
         """Merge the others into the survivor, one after the other, on the record's behalf; the profile as merged."""
         for other in others:
+            leads = [iid for iid, owner in self.owner.items() if owner == other["id"]]  # its saga points them here
             survivor = merge_profiles(self.ctx, survivor["id"], other["id"], self._merge_reason(group, other),
-                                      absorbed=self.group_read.get(other["id"], other))
+                                      absorbed=self.group_read.get(other["id"], other), leads=leads)
         return survivor
 
     def _merge_reason(self, group: list[_Candidate], other: dict[str, Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ worker dying anywhere leaves a state the next attempt, or any later resolve touc
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from typing import Any, Collection, NoReturn
 
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError
 
@@ -88,9 +88,12 @@ def _clear_merging(ctx: Ctx, profile_id: str, absorbed_id: str, doc: Any = UNREA
 
 
 def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, Any], *,
-                   absorbed: Any = UNREAD) -> dict[str, Any]:
+                   absorbed: Any = UNREAD, leads: Collection[str] = ()) -> dict[str, Any]:
     """Merge absorbed into survivor (both ids as currently live); returns the live surviving profile. `absorbed`: the
-    caller's recent read of that profile, live then, tried first (stale, its mark loses the ETag and it is read)."""
+    caller's recent read of that profile, live then, tried first (stale, its mark loses the ETag and it is read).
+    `leads`: the identifiers the caller found indexed to the absorbed profile, which it leaves to the saga to point
+    at the survivor; one the profile no longer holds when marked (a new version of its record let it go) would be
+    pointed nowhere, so the caller decides again (ConcurrencyConflict)."""
     merge_id = "m_" + stable_hash("merge", absorbed_id, survivor_id)
     at = now_iso()
     last: Any = UNREAD  # the survivor as this worker's saga left it: read again when another worker finished it
@@ -114,6 +117,8 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
 
             finish_split_in_flight(ctx, absorbed, absorbed["splitting"]["key"])
             raise ConcurrencyConflict(f"a split out of {absorbed_id} was in flight")
+        if leads and not _still_holds(absorbed, leads):
+            raise ConcurrencyConflict(f"an identifier that led to {absorbed_id} left it before its merge")
         marking = {**absorbed, "pending_merge": {"into": survivor_id, "merge_id": merge_id, "at": at, **why}}
         try:
             marked = ctx.profiles.replace_item(marking, etag=absorbed["_etag"])
@@ -137,6 +142,16 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
     if survivor is None:
         raise ConcurrencyConflict(f"merge survivor {survivor_id} is gone")
     return survivor
+
+
+def _still_holds(profile: dict[str, Any], ids: Collection[str]) -> bool:
+    """Whether the profile lists each identifier or a record of it gives it (as the resolver found its holder). Marked,
+    the profile is frozen: what it holds then is what the fold brings to the survivor."""
+    from .maintenance import entry_identifiers  # (maintenance builds on this module)
+
+    listed = set(profile.get("identifiers", ()))
+    missing = [iid for iid in ids if iid not in listed]
+    return not missing or set(missing) <= set().union(*map(entry_identifiers, profile.get("records", ())))
 
 
 def _logged(why: dict[str, Any]) -> dict[str, Any]:
