@@ -349,6 +349,31 @@ def test_a_merge_led_by_a_phone_its_holder_let_go_meanwhile_is_decided_again(sto
     assert violations(store) == {}
 
 
+def test_a_claim_won_after_another_delivery_left_the_phone_off_the_profile_lists_it(store):
+    """Races bench, seed 56346. Bob's web|4 (his email, a phone) founds its profile listing both, then claims them.
+    Meanwhile Bob's pos|4 (another birth date) claims the email and Ann's web|1 the phone; a second delivery of web|4
+    finds both held elsewhere, rewrites the profile without them and dies before noting it as the phone's holder;
+    then web|1 is deleted, letting the phone go. The first delivery loses the email, and wins the phone on a profile
+    that no longer lists it: the phone led to a profile that did not hold it. A claim won for a profile that does
+    not list the value lists it there (while a record of the profile gives it)."""
+    phone, bob = "+447911123458", dict(given_name="Bob", family_name="Lee", email="bob@lee.org")
+    web4 = rec("web", "4", phone=phone, birth_date="1981-03-04", **bob)
+
+    def meanwhile():
+        resolve(store, rec("pos", "4", birth_date="1980-01-01", **bob))
+        resolve(store, rec("web", "1", phone=phone, **ANN))
+        with pytest.raises(Died):  # at noting its profile as the phone's holder
+            resolve(crashing(store, "identifiers", "replace_item"), web4)
+        remove_record(store, "web", "1", settings=SETTINGS)
+
+    racing = before_call(store, "identifiers", "create_item", meanwhile)
+    first, = resolve(racing, web4)
+    assert racing.intercepted and first.action == "created"
+    assert find_profile_id(store, "phone", phone) == first.profile_id
+    assert "phone:" + phone in get_profile(store, first.profile_id)["identifiers"]
+    assert violations(store) == {}
+
+
 # --- a worker dying right after its commit, while its new profile was merged away --------------------------------
 
 @pytest.mark.parametrize("merged", ["before_the_phone_claim", "before_the_commit"])

@@ -1318,11 +1318,20 @@ class _Work:
                 else:
                     self.ctx.identifiers.create_item(body)
                 self.claimed.append(iid)
+                if iid not in profile.get("identifiers", ()):
+                    # Another delivery of the record rewrote the profile without it (held elsewhere when it read
+                    # it), and the holder let it go since: the claim won, so the profile lists it.
+                    profile = self._listed(profile, iid)
                 continue
             except (ItemExistsError, PreconditionFailedError):
                 pass
             profile = self._settle_lost_claim(profile, iid)
         return profile
+
+    def _listed(self, profile: dict[str, Any], iid: str) -> dict[str, Any]:
+        """The profile, listing an identifier just claimed for it while one of its records gives it (read again)."""
+        list_while_given(self.ctx, profile["id"], iid)
+        return live_profile(self.ctx, profile["id"]) or profile
 
     def _repoint_aliased(self, profile_id: str, joined: set[str]) -> None:
         """The identifiers found naming a profile merged away: the merge's saga repoints the ones the absorbed profile
