@@ -86,3 +86,42 @@ def test_two_merges_of_the_same_profiles_marked_each_way_complete_into_the_older
     assert get_profile(store, other.profile_id)["id"] == ann.profile_id
     assert finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0) == []
     assert violations(store) == {}
+
+
+def test_a_merge_into_a_profile_merged_into_the_one_to_absorb_meanwhile_marks_nothing(store):
+    """Races bench, seed 62974: a worker decided to merge Ann's older profile into the other, which another worker
+    then merged into the older one. Marked, the older profile's merge led to an alias of itself: completing it
+    followed the two round and round (RecursionError in every reader of the profile, the timer's sweep and the
+    repair). The two are one profile already: nothing is marked, and the live profile is returned."""
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    other, = resolve(store, rec("web", "2", phone="+447911123456", **ANN))
+    ctx = Resolver(store, settings=SETTINGS).ctx
+    merge_profiles(ctx, ann.profile_id, other.profile_id, WHY)
+
+    merged = merge_profiles(ctx, other.profile_id, ann.profile_id, WHY)
+
+    assert merged["id"] == ann.profile_id and "pending_merge" not in merged
+    assert holders(store, "pos|1") == holders(store, "web|2") == [ann.profile_id]
+    assert violations(store) == {}
+
+
+def test_a_mark_leading_to_an_alias_of_its_own_profile_is_taken_off(store):
+    """The same mark, as a worker of earlier code wrote it: Ann's older profile marked to go into the other, an
+    alias of it. The timer's sweep takes the mark off and closes its pending merge; readers find the profile."""
+    ann, = resolve(store, rec("pos", "1", email="ann.lee@shopmail.net", **ANN))
+    other, = resolve(store, rec("web", "2", phone="+447911123456", **ANN))
+    merge_profiles(Resolver(store, settings=SETTINGS).ctx, ann.profile_id, other.profile_id, WHY)
+    profiles = store.container("profiles")
+    doc = profiles.read_item(ann.profile_id, ann.profile_id)
+    mark = {"into": other.profile_id, "merge_id": "m_old", "at": "2025-01-01T00:00:00.000000Z", **WHY}
+    profiles.replace_item({**doc, "pending_merge": mark}, etag=doc["_etag"])
+    store.container("merges").create_item({"id": "m_old", "profile_id": other.profile_id, "absorbed_id": ann.profile_id,
+                                           "status": "pending", "at": mark["at"], **WHY})
+    assert {"unfinished_merge", "pending_merge_doc"} <= set(violations(store))
+
+    finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
+
+    assert "pending_merge" not in profiles.read_item(ann.profile_id, ann.profile_id)
+    assert get_profile(store, other.profile_id)["id"] == ann.profile_id
+    assert finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0) == []
+    assert violations(store) == {}

@@ -103,6 +103,8 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
         if absorbed is None or absorbed.get("doc_type") != "profile":
             _check_joined(ctx, survivor_id, absorbed_id)  # already merged (alias) or removed
             break
+        if survivor_id in absorbed.get("merged_from", ()):
+            break  # the survivor was merged into it meanwhile: one profile already (marked, it would never settle)
         if absorbed.get("pending_merge"):
             if absorbed["pending_merge"]["merge_id"] != merge_id:  # someone else is merging it; help them instead
                 complete_merge(ctx, absorbed)
@@ -180,6 +182,12 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
     into = ctx.read_profile(pending["into"])
     if into is not None and into.get("pending_merge"):  # rare: its survivor is being merged too
         _break_mark_cycle(ctx, absorbed)
+    if into is not None and into.get("doc_type") == "alias" and _leads_to(ctx, into, absorbed["id"]):
+        # Its survivor was merged into this very profile after the merge was decided (a mark written before
+        # merge_profiles checked for this): finishing it would follow the two round and round. They are one already.
+        _unmark(ctx, absorbed)
+        _close_pending(ctx, pending["merge_id"], pending["into"])
+        raise ConcurrencyConflict(f"the survivor of {absorbed['id']}'s merge was merged into it")
     survivor = live_profile(ctx, pending["into"], finish=False, doc=into)
     if survivor is None:
         _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
@@ -210,6 +218,12 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
     cleared = _clear_merging(ctx, target, absorbed["id"], survivor)
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
     return cleared
+
+
+def _leads_to(ctx: Ctx, alias: dict[str, Any], profile_id: str) -> bool:
+    """Whether the alias chain starting at this alias doc ends at the profile (reads the chain: rare path)."""
+    end, _ = follow_aliases(ctx, alias["merged_into"])
+    return end is not None and end["id"] == profile_id
 
 
 def _break_mark_cycle(ctx: Ctx, absorbed: dict[str, Any]) -> None:
