@@ -374,6 +374,43 @@ def test_a_claim_won_after_another_delivery_left_the_phone_off_the_profile_lists
     assert violations(store) == {}
 
 
+def test_an_email_handed_on_to_a_profile_merged_away_before_listing_it_goes_to_the_survivor(store):
+    """Races bench, seed 16716 (no worker dying). Bob's web|2 founds a profile with the family email, and loses its
+    claim to Ann's pos|1: it notes its profile as a holder and takes the email off it. Meanwhile Ann's new version
+    lets the email go, handing it on to Bob's profile; then, before Bob's worker lists it there again, Bob's profile
+    is merged into his older one. The fold did not bring the email, nor the saga point it at the survivor: it led
+    to an alias, and the survivor, whose record gives it, did not list it. The survivor takes it."""
+    from shared.identity import Resolver
+    from shared.identity.merge import merge_profiles
+
+    email, bob = "lee.family@shopmail.net", dict(given_name="Bob", family_name="Lee")
+    older, = resolve(store, rec("pos", "3", phone="+447911123450", **bob))
+    founded, handed = profile_id_for_record("web|2"), []
+
+    def ann_claims():
+        resolve(store, rec("pos", "1", email=email, **ANN))
+
+    def ann_lets_go():
+        handed.append(True)
+        resolve(store, rec("pos", "1", email="ann@else.org", updated_at="2025-06-01T00:00:00Z", **ANN))
+
+    def merged_into_the_older():
+        merge_profiles(Resolver(store, settings=SETTINGS).ctx, older.profile_id, founded, {"reason": "rule"})
+
+    claiming = before_call(store, "identifiers", "create_item", ann_claims,
+                           when=lambda body, **_: body["id"] == f"email:{email}")
+    dropping = before_call(claiming, "profiles", "replace_item", ann_lets_go, when=lambda body, **_: (
+        claiming.intercepted and body["id"] == founded and f"email:{email}" not in body["identifiers"]))
+    # Bob's worker reads the profile the email now leads to, then reads it again to list the email there.
+    listing = InterceptingStore(dropping, "profiles", "read_item_or_none", nth=2, before=merged_into_the_older,
+                                when=lambda pid, *_: handed and pid == founded)
+    linked, = resolve(listing, rec("web", "2", email=email, **bob))
+    assert listing.intercepted and linked.profile_id == older.profile_id
+    assert find_profile_id(store, "email", email) == older.profile_id
+    assert f"email:{email}" in get_profile(store, older.profile_id)["identifiers"]
+    assert violations(store) == {}
+
+
 # --- a worker dying right after its commit, while its new profile was merged away --------------------------------
 
 @pytest.mark.parametrize("merged", ["before_the_phone_claim", "before_the_commit"])

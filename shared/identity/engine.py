@@ -1419,10 +1419,21 @@ class _Work:
             if self._note_holder(iid, dropped["id"]):  # released: claimed for this profile
                 self.claimed.append(iid)
         elif (live_profile(self.ctx, doc["profile_id"]) or {}).get("id") == dropped["id"]:
-            list_while_given(self.ctx, dropped["id"], iid)
+            if list_while_given(self.ctx, dropped["id"], iid) is None:
+                self._hand_to_survivor(dropped["id"], iid)
         else:
             return dropped
         return live_profile(self.ctx, dropped["id"]) or dropped
+
+    def _hand_to_survivor(self, profile_id: str, iid: str) -> None:
+        """An identifier handed on to the profile, which was merged away before listing it: the fold did not bring
+        it, nor the saga point it at the survivor. The survivor lists it while one of its records gives it (this
+        record), and it leads there; otherwise it is let go."""
+        survivor = live_profile(self.ctx, profile_id)
+        if survivor is None or survivor["id"] == profile_id:
+            return
+        list_while_given(self.ctx, survivor["id"], iid)
+        hand_to_survivor(self.ctx, profile_id, live_profile(self.ctx, survivor["id"]) or survivor, set(), {iid})
 
     def _found_record_doc(self) -> NoReturn:
         """The record has a doc the attempt did not read (it skipped it: no commit): an attempt that died placing it,
