@@ -149,11 +149,10 @@ def merge_profiles(ctx: Ctx, survivor_id: str, absorbed_id: str, why: dict[str, 
 def _still_holds(profile: dict[str, Any], ids: Collection[str]) -> bool:
     """Whether the profile lists each identifier or a record of it gives it (as the resolver found its holder). Marked,
     the profile is frozen: what it holds then is what the fold brings to the survivor."""
-    from .maintenance import entry_identifiers  # (maintenance builds on this module)
+    from .maintenance import _gives  # (maintenance builds on this module)
 
-    listed = set(profile.get("identifiers", ()))
-    missing = [iid for iid in ids if iid not in listed]
-    return not missing or set(missing) <= set().union(*map(entry_identifiers, profile.get("records", ())))
+    listed = profile.get("identifiers", ())
+    return all(iid in listed or _gives(profile, iid) for iid in ids)
 
 
 def _logged(why: dict[str, Any]) -> dict[str, Any]:
