@@ -16,7 +16,7 @@ from shared.identity.repair import REPAIR_CHUNK
 from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
 
-from .store_faults import hooked
+from .store_faults import Died, crashing, hooked
 from .test_identity_recovery import holders
 from .test_identity_shared_identifiers import HOME, PHONE_ID, SETTINGS, person, phone_doc, resolve
 
@@ -349,6 +349,32 @@ def test_repair_index_leaves_a_profile_in_a_merge_to_its_saga(store):
     assert counts["in_saga"] == 1 and counts["merges_finished"] == 0 and found(counts) == {}
     assert bob in store.container("blocking").read_item(own_key(store, ann, bob), own_key(store, ann, bob))[
         "profile_ids"]
+
+
+@pytest.mark.parametrize("last_record", [False, True], ids=["one_of_two_records", "the_profiles_last_record"])
+def test_repair_index_leaves_a_removal_cut_off_before_its_tombstone_to_its_retry(store, scope, last_record):
+    """A delete at the source took Ann's web record out of her profile (deleting the profile with it when it was
+    her last record) and its worker died before the tombstone: the records doc and the source identifier still name
+    the profile. The repair, run before the delete's retry, took the source identifier for a stale one and deleted
+    it; the retry then took the records doc without its source identifier for a version being resolved and waited
+    for it for good (ConcurrencyConflict). The repair leaves that identifier to the retry, which finishes the
+    removal."""
+    ann, = resolve(store, person("web", "2", "Ann", email="ann@lee.org"))
+    if not last_record:
+        assert resolve(store, person("pos", "1", "Ann", email="ann@lee.org")) == [ann]
+    with pytest.raises(Died):
+        remove_record(crashing(store, "records", "replace_item"), "web", "2", settings=SETTINGS)
+    assert store.container("identifiers").read_item("source:web|2", "source:web|2")["profile_id"] == ann
+    counts = repair_index(store, settings=SETTINGS, **scope())
+    assert counts["removals_in_flight"] == 1 and found(counts) == {}
+    assert store.container("identifiers").read_item_or_none("source:web|2", "source:web|2") is not None
+    assert remove_record(store, "web", "2", settings=SETTINGS) == ann  # the delete's retry
+    assert store.container("records").read_item("web|2", "web|2")["removed_at"]
+    assert store.container("identifiers").read_item_or_none("source:web|2", "source:web|2") is None
+    # Ann's email leads to her pos record's profile, or, her web record gone with her profile, to no one.
+    assert find_profile_id(store, "email", "ann@lee.org") == (None if last_record else ann)
+    assert violations(store) == {}
+    assert found(repair_index(store, settings=SETTINGS, **scope())) == {}
 
 
 def test_ucp_repair_index_mends_the_configured_store(app_env, cosmos_store, capsys):

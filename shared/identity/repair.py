@@ -74,7 +74,7 @@ def repair_index(store: Store, *, settings: Settings | None = None, idle_seconds
               "splits_finished": len(finish_unfinished_splits(store, settings=settings, idle_seconds=idle_seconds)),
               "claimed": 0, MISDIRECTED: 0, IN_TWO_PROFILES: 0, HELD_WHEN_GONE: 0, ALIASES_UNLISTED: 0,
               STALE_MERGED_IDS: 0, ORPHAN_ALIASES: 0, **_Findings().counts(),
-              "cut_short": 0}
+              REMOVALS_IN_FLIGHT: 0, "cut_short": 0}
     for scope in [_Scope.everything(ctx)] if since is None else _Scope.written_since(ctx, since, chunk):
         if deadline is not None and time.time() > deadline:
             counts["cut_short"] = 1
@@ -99,7 +99,8 @@ def repair_window(store: Store, *, settings: Settings | None = None, budget_seco
 
 def mended_anything(counts: dict[str, int]) -> bool:
     """True when a repair's counts say it mended something (not only what it read, or that it was cut short)."""
-    return any(count for kind, count in counts.items() if kind not in ("profiles", "in_saga", "cut_short"))
+    return any(count for kind, count in counts.items()
+               if kind not in ("profiles", "in_saga", REMOVALS_IN_FLIGHT, "cut_short"))
 
 
 def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
@@ -108,6 +109,7 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     _scan_blocking(scope, found)
     _scan_identifiers(scope, found)
     found.leave_to_their_sagas(in_saga)
+    removals = found.leave_to_removals(ctx)
     _mend_dead_pointers(ctx, scope, found)
     mended = {pid: p for pid, p in scope.profiles.items() if pid not in in_saga}
     _mend_profiles(ctx, mended, found)
@@ -133,7 +135,7 @@ def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     return {"profiles": len(scope.givers), "in_saga": len(in_saga & scope.givers), "claimed": claimed,
             **{kind: kinds[kind] for kind in (MISDIRECTED, IN_TWO_PROFILES, HELD_WHEN_GONE)},
             ALIASES_UNLISTED: len(unlisted), STALE_MERGED_IDS: len(stale_merged), ORPHAN_ALIASES: len(orphans),
-            **found.counts()}
+            **found.counts(), REMOVALS_IN_FLIGHT: removals}
 
 
 @dataclass
@@ -329,6 +331,28 @@ class _Findings:
             for pid in in_saga & per_profile.keys():
                 del per_profile[pid]
 
+    def leave_to_removals(self, ctx: Ctx) -> int:
+        """Forget the source identifiers of records a delete at the source took out of their profile, whose worker
+        died before writing the tombstone: the records doc and the source identifier still name the profile (or
+        the profile's id, the profile deleted with its last record). The delete's retry finishes from there; this
+        identifier deleted, the retry would take the records doc for a version being resolved and wait for it for
+        good. Returns how many (one index-served query per NAMING_BATCH profiles, on this rare path only)."""
+        named = {iid: pid for pid, iids in self.stale_ids.items() for iid in iids if _is_source(iid)}
+        named.update((iid, pid) for iid, pid in self.dead_ids if _is_source(iid) and pid)
+        pids = sorted(set(named.values()))
+        cut_off: set[str] = set()
+        for start in range(0, len(pids), NAMING_BATCH):
+            for doc in ctx.records.query_items(("profile_id", "in", pids[start:start + NAMING_BATCH])):
+                iid = source_identifier(doc["id"])
+                if named.get(iid) == doc["profile_id"] and not doc.get("removed_at") and not doc.get("erased_at"):
+                    cut_off.add(iid)
+        for pid in set(self.stale_ids):
+            self.stale_ids[pid] -= cut_off
+            if not self.stale_ids[pid]:
+                del self.stale_ids[pid]
+        self.dead_ids = [(iid, pid) for iid, pid in self.dead_ids if iid not in cut_off]
+        return len(cut_off)
+
     def counts(self) -> dict[str, int]:
         total = lambda per_profile: sum(map(len, per_profile.values()))  # noqa: E731
         return {"stale_keys": total(self.stale_keys), "missing_keys": total(self.missing_keys),
@@ -370,6 +394,9 @@ def _prune_holders(ctx: Ctx, iid: str, stale: dict[str, str | None]) -> None:
 # counts it.
 MISDIRECTED, IN_TWO_PROFILES = "misdirected_records", "records_in_two_profiles"
 HELD_WHEN_GONE = "records_held_when_gone"
+# Source identifiers left to the retry of a delete cut off before its tombstone (_Findings.leave_to_removals): a
+# count of what the repair did not touch, as in_saga is.
+REMOVALS_IN_FLIGHT = "removals_in_flight"
 
 
 def _misplaced_records(records: Iterable[dict[str, Any]], profiles: Profiles, idle_since: int
@@ -549,6 +576,10 @@ def _scan_identifiers(scope: _Scope, found: _Findings) -> None:
             dead = lead is not None and lead not in profiles and lead not in aliases  # mended as a dead pointer
             if not dead and pid not in (lead, aliases.get(lead)):
                 found.unindexed_ids[pid].add(iid)
+
+
+def _is_source(iid: str) -> bool:
+    return iid.split(":", 1)[0] == "source"
 
 
 def _in_saga(profile: dict[str, Any]) -> bool:
