@@ -1,7 +1,7 @@
 """Races of many workers resolving at once, in process: how often the store ends inconsistent.
 
     python -m bench.identity_races [--rounds 1000] [--seed 0] [--records 6] [--deliveries 2] [--switch 1e-5] [--die 0]
-                                   [--removals 0]
+                                   [--removals 0] [--repairs 0]
 
 Each round draws a few records from the random-operations pool of tests/test_identity_random_operations.py (a
 handful of names, phones, emails and loyalty cards, so households, shared identifiers, new versions of one key and
@@ -18,7 +18,8 @@ repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again: 
 state it mends). `--repair-window`: the repair runs over the documents written since the round began, as the hourly
 timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around each document on its own).
 `--removals N`: N deletes at the source of drawn records race the deliveries in each round (and die as they do);
-the drain then delivers each delete once more, after the records.
+the drain then delivers each delete once more, after the records. `--repairs N`: N runs of repair_index race them
+too (the hourly timer meeting running workers, and the residue of dead ones not yet delivered again).
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -41,10 +42,12 @@ from bench.identity import final_assignment
 # A dying worker dies at one of its first writes, the nth drawn up to this: a new record makes 4 or 5 (records doc,
 # profile, claims, blocking keys, commit), a link or a merge more, a delivery finding its record done none.
 MAX_WRITES_BEFORE_DYING = 6
+# A racing repair starts up to this long after the deliveries: a round's deliveries take a few milliseconds to tens.
+REPAIR_DELAY_SECONDS = 0.02
 
 
 def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0, orders: int = 0,
-              removals: int = 0) -> tuple[dict[str, int], list[str], int, int]:
+              removals: int = 0, repairs: int = 0) -> tuple[dict[str, int], list[str], int, int]:
     """(audit violations, exceptions, workers that died, sagas the timers finished) of one round, on `store`
     (default: a new MemoryStore). `die`: the chance that a delivery's worker dies at one of its writes (a random
     one; its record is delivered again when the queue drains, as every record is, and the timers' sweeps run then,
@@ -55,9 +58,12 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
     Only for rounds whose records have distinct keys
     (with two versions of one key, which version lands last decides), and without removals. `removals`: that many
     deletes at the source of drawn records' keys race the deliveries (dying as they do); the drain delivers each
-    again after the records, so those keys end removed."""
+    again after the records, so those keys end removed. `repairs`: that many runs of repair_index race the deliveries
+    (each starting after a random delay of up to REPAIR_DELAY_SECONDS), as the hourly timer meets running workers
+    and the residue of workers that died and have not been delivered again: its exceptions count."""
     from shared.audit import audit_store
-    from shared.identity import Resolver, finish_unfinished_merges, finish_unfinished_splits, remove_record
+    from shared.identity import (Resolver, finish_unfinished_merges, finish_unfinished_splits, remove_record,
+                                 repair_index)
     from shared.identity.docs import ConcurrencyConflict
     from shared.store import MemoryStore
     from tests.store_faults import Died, crashing
@@ -75,7 +81,9 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
     jobs = [*zip(work, stores, [False] * len(work)),
             *((record, crashing(store, None, None, nth=rng.randint(1, MAX_WRITES_BEFORE_DYING))
                if rng.random() < die else store, True) for record in removed)]
-    start = threading.Barrier(len(jobs))
+    # Drawn after all the others, so a seed gives the same records, deaths and deletes with or without repairs.
+    repair_delays = [rng.random() * REPAIR_DELAY_SECONDS for _ in range(repairs)]
+    start = threading.Barrier(len(jobs) + repairs)
     errors: list[str] = []
 
     def remove(record, worker_store) -> None:
@@ -96,7 +104,16 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
         except Exception as err:  # noqa: BLE001 - counted: a worker's exception is a finding
             errors.append(type(err).__name__)
 
+    def repair(delay: float) -> None:
+        try:
+            start.wait()
+            time.sleep(delay)
+            repair_index(store, settings=SETTINGS)  # nothing idle yet: the sagas of the round are left to the sweeps
+        except Exception as err:  # noqa: BLE001 - counted: the repair must be safe beside running workers
+            errors.append(f"repair: {type(err).__name__}")
+
     threads = [threading.Thread(target=deliver, args=job) for job in jobs]
+    threads += [threading.Thread(target=repair, args=(delay,)) for delay in repair_delays]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -184,7 +201,7 @@ def measure(args) -> dict[str, Any]:
             began = int(time.time())
             violations, errors, died, finished = one_round(seed, args.records, args.deliveries, store=store,
                                                            die=args.die, orders=args.sequential_orders,
-                                                           removals=args.removals)
+                                                           removals=args.removals, repairs=args.repairs)
             deaths, swept = deaths + died, swept + finished
             if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
                 repaired += 1
@@ -218,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="chance that a delivery's worker dies at a random write of its own (0 to 1)")
     parser.add_argument("--removals", type=int, default=0,
                         help="deletes at the source of drawn records racing the deliveries, per round")
+    parser.add_argument("--repairs", type=int, default=0,
+                        help="runs of repair_index racing the deliveries, per round (as the hourly timer meets them)")
     parser.add_argument("--sequential-orders", type=int, default=0,
                         help="compare each round's grouping with that many one-at-a-time orders (0: do not); a "
                              "round grouped otherwise is checked against every order of up to 6 records")

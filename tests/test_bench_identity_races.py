@@ -12,7 +12,7 @@ from bench import identity_races
 def test_rounds_report_their_records_resolved_and_audited():
     figures = identity_races.measure(argparse.Namespace(rounds=4, seed=0, records=5, deliveries=2, switch=1e-4,
                                                         die=0.0, sequential_orders=2, repair_window=False,
-                                                        repair_chunk=200, removals=0))
+                                                        repair_chunk=200, removals=0, repairs=0))
     assert figures["rounds"] == 4 and 0 <= figures["rounds_inconsistent"] <= 4
     assert len(figures["examples"]) == figures["rounds_inconsistent"]
     assert sum(figures["violations_by_kind"].values()) + sum(figures["exceptions"].values()) >= \
@@ -44,6 +44,20 @@ def test_a_round_whose_workers_all_die_is_finished_by_the_drain():
     drawn = [random_record(rng) for _ in range(4)]
     actions = [Resolver(store, settings=SETTINGS).resolve(record).action for record in drawn]
     assert set(actions) <= {"unchanged", "quarantined"} and "unchanged" in actions
+
+
+def test_a_round_with_repairs_racing_runs_each_beside_the_deliveries(monkeypatch):
+    """`repairs`: runs of repair_index start with the deliveries (after a short random delay), on the round's
+    store; the round's records and deletes are then drained as ever, and a repair's exception would count."""
+    import shared.identity
+
+    stores = []
+    real = shared.identity.repair_index
+    monkeypatch.setattr(shared.identity, "repair_index", lambda store, **kwargs: stores.append(store) or real(
+        store, **kwargs))
+    _, errors, _, _ = identity_races.one_round(5, records=4, deliveries=2, die=0.5, removals=1, repairs=2)
+    assert errors == []
+    assert len(stores) == 2 and stores[0] is stores[1]
 
 
 @pytest.mark.parametrize("die", [0.0, 1.0], ids=["racing", "every_worker_dying"])
@@ -92,14 +106,14 @@ def test_a_round_the_audit_finds_inconsistent_is_repaired_and_audited_again(monk
     from shared.audit import audit_store
     from tests.test_identity_repair import household, stale_key
 
-    def round_leaving_a_stale_key(seed, records, deliveries, *, store, die, orders, removals):
+    def round_leaving_a_stale_key(seed, records, deliveries, *, store, die, orders, removals, repairs):
         stale_key(store, *household(store))
         return audit_store(store).as_dict()["violations"], [], 0, 0
 
     monkeypatch.setattr(identity_races, "one_round", round_leaving_a_stale_key)
     figures = identity_races.measure(argparse.Namespace(rounds=2, seed=0, records=2, deliveries=1, switch=1e-4,
                                                         die=0.0, sequential_orders=0, repair_window=repair_window,
-                                                        repair_chunk=1, removals=0))
+                                                        repair_chunk=1, removals=0, repairs=0))
     assert figures["rounds_inconsistent"] == 2 and figures["violations_by_kind"] == {"blocking_names_non_giver": 2}
     assert figures["rounds_repaired"] == 2 and figures["violations_after_repair_by_kind"] == {}
 
