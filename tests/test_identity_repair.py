@@ -11,7 +11,8 @@ import pytest
 
 from shared.audit import audit_store
 from shared.cli import main
-from shared.identity import find_profile_id, get_profile, remove_record, repair_index, repair_window
+from shared.identity import (find_profile_id, get_profile, remove_record, repair_index, repair_window,
+                             split_record)
 from shared.identity.repair import REPAIR_CHUNK
 from shared.identity.docs import profile_id_for_record
 from shared.identity.maintenance import keys_given
@@ -375,6 +376,27 @@ def test_repair_index_leaves_a_removal_cut_off_before_its_tombstone_to_its_retry
     assert find_profile_id(store, "email", "ann@lee.org") == (None if last_record else ann)
     assert violations(store) == {}
     assert found(repair_index(store, settings=SETTINGS, **scope())) == {}
+
+
+def test_repair_index_beside_a_split_moving_its_records_identifiers_leaves_the_new_profile_to_it(store, scope):
+    """Ann's web record, with an email of its own, is split out of her profile. The split marks the old profile,
+    creates the new one listing the record's identifiers, then points each at it. A repair run just before it points
+    the source identifier found the new profile (not marked) listing an identifier that led to the old one: it
+    took the identifier off the new profile and noted it a holder; the split, its write refused (412), started
+    again from the new profile as the repair left it, and the source identifier kept leading to the old profile,
+    which no longer lists it (the races of random operations, seeds 203 and 844). The repair leaves the profile a
+    split is moving a record into to that split, as it leaves the profile being split."""
+    ann, = resolve(store, person("pos", "1", "Ann", email="ann@lee.org", phone=HOME))
+    assert resolve(store, person("web", "2", "Ann", email="ann.web@lee.org", phone=HOME)) == [ann]
+    repairs = []
+    racing = hooked(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == "source:web|2",
+                    hook=lambda: repairs.append(repair_index(store, settings=SETTINGS, **scope())))
+    new_id = split_record(racing, ann, "web|2", settings=SETTINGS)
+    assert racing.intercepted and found(repairs[0]) == {}
+    assert get_profile(store, new_id)["identifiers"] == ["email:ann.web@lee.org", "source:web|2"]
+    assert find_profile_id(store, "email", "ann.web@lee.org") == new_id
+    assert store.container("identifiers").read_item("source:web|2", "source:web|2")["profile_id"] == new_id
+    assert violations(store) == {}
 
 
 def test_ucp_repair_index_mends_the_configured_store(app_env, cosmos_store, capsys):

@@ -105,6 +105,9 @@ def mended_anything(counts: dict[str, int]) -> bool:
 
 def _repair_scope(ctx: Ctx, scope: _Scope, idle: int) -> dict[str, int]:
     in_saga = {pid for pid, p in scope.profiles.items() if _in_saga(p)}
+    # And the profile a split is moving a record into: created listing the record's identifiers, it is not marked,
+    # and those lead to the profile being split until the split points them at it.
+    in_saga |= {p["splitting"]["into"] for p in scope.profiles.values() if p.get("splitting")} & scope.profiles.keys()
     found = _Findings()
     _scan_blocking(scope, found)
     _scan_identifiers(scope, found)
