@@ -45,6 +45,7 @@ from .maintenance import (_forget_merged, _gives, _holds, _update_profile, drop_
                           move_stranded_aliases, note_given_elsewhere, note_holder, release_again, release_identifier,
                           take_out, take_out_removed)
 from .merge import _repoint, _set_profile_id, live_profile
+from .protection import id_type_of
 
 Profiles = dict[str, dict[str, Any]]  # live profile id -> its document, as the scan read it
 Aliases = dict[str, "str | None"]  # alias id -> the id its chain ends at
@@ -340,8 +341,8 @@ class _Findings:
         the profile's id, the profile deleted with its last record). The delete's retry finishes from there; this
         identifier deleted, the retry would take the records doc for a version being resolved and wait for it for
         good. Returns how many (one index-served query per NAMING_BATCH profiles, on this rare path only)."""
-        named = {iid: pid for pid, iids in self.stale_ids.items() for iid in iids if _is_source(iid)}
-        named.update((iid, pid) for iid, pid in self.dead_ids if _is_source(iid) and pid)
+        named = {iid: pid for pid, iids in self.stale_ids.items() for iid in iids if id_type_of(iid) == "source"}
+        named.update((iid, pid) for iid, pid in self.dead_ids if id_type_of(iid) == "source" and pid)
         pids = sorted(set(named.values()))
         cut_off: set[str] = set()
         for start in range(0, len(pids), NAMING_BATCH):
@@ -579,10 +580,6 @@ def _scan_identifiers(scope: _Scope, found: _Findings) -> None:
             dead = lead is not None and lead not in profiles and lead not in aliases  # mended as a dead pointer
             if not dead and pid not in (lead, aliases.get(lead)):
                 found.unindexed_ids[pid].add(iid)
-
-
-def _is_source(iid: str) -> bool:
-    return iid.split(":", 1)[0] == "source"
 
 
 def _in_saga(profile: dict[str, Any]) -> bool:
