@@ -13,7 +13,8 @@ erased; an alias its profile does not list as merged into it, an id a profile li
 it, an alias leading to no profile): the races bench counts them
 (bench/identity_races.py --die) and `ucp audit` names them. This job finds and mends them through the writers' own
 helpers (ETags, reads again after each change), so it is safe beside running workers. It first finishes the sagas
-left idle (the timers' sweeps) and leaves alone a profile still in one. It reads every profile, identifier,
+left idle (the timers' sweeps) and leaves alone a profile still in one (or that a split is moving a record into),
+and the source identifier of a delete cut off before its tombstone (its retry's). It reads every profile, identifier,
 blocking and records document (cross-partition queries): an admin job, like the audit, to run when the audit
 reports findings of those. Idempotent; counts out, never values.
 
