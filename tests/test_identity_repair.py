@@ -384,8 +384,9 @@ def test_repair_index_beside_a_split_moving_its_records_identifiers_leaves_the_n
     the source identifier found the new profile (not marked) listing an identifier that led to the old one: it
     took the identifier off the new profile and noted it a holder; the split, its write refused (412), started
     again from the new profile as the repair left it, and the source identifier kept leading to the old profile,
-    which no longer lists it (the races of random operations, seeds 203 and 844). The repair leaves the profile a
-    split is moving a record into to that split, as it leaves the profile being split."""
+    which no longer lists it (random operations racing the repair, tests/test_identity_random_operations.py: seeds
+    125, 134 and 167). The repair leaves the profile a split is moving a record into to that split, as it leaves
+    the profile being split."""
     ann, = resolve(store, person("pos", "1", "Ann", email="ann@lee.org", phone=HOME))
     assert resolve(store, person("web", "2", "Ann", email="ann.web@lee.org", phone=HOME)) == [ann]
     repairs = []
