@@ -2745,3 +2745,70 @@ def test_a_redelivery_finding_its_commit_names_a_profile_gone_places_the_record_
     assert live_records(store) == {again.profile_id: ["web|1"]}
     assert find_profile_id(store, "email", "ann@lee.org") == again.profile_id
     assert violations(store) == {}
+
+
+# --- races bench, seeds 200571, 307642 and 304840: a merge's saga late on its steps, its survivor merged on since --
+
+def _phone(i: int) -> str:
+    return f"+1415555{100 + i:04d}"
+
+
+def _profiles_of_one_person(store, n: int) -> list[str]:
+    """n profiles of Ann, each by a record of its own email and phone, the first the oldest."""
+    return [resolve(store, rec("crm", f"p{i}", email=f"ann{i}@lee.org", phone=_phone(i), **ANN))[0].profile_id
+            for i in range(n)]
+
+
+def test_a_saga_late_on_its_merge_leaves_the_aliases_a_later_merge_sent_on(store):
+    """C was merged into B; B is being merged into A when, before its worker redirects C's alias to A, another
+    worker finishes that merge and merges A into Z (the oldest). The late worker finds C's alias leading to Z and
+    leaves it there: sent back to A (an alias by then), C was two hops from Z, and a removal of C's record forgot
+    C in Z's list of merged ids without deleting its alias (alias_not_in_merged_from)."""
+    z, a, b, c = _profiles_of_one_person(store, 4)
+    resolve(store, rec("web", "c", email="ann2@lee.org", phone=_phone(3), **ANN))  # C into B
+
+    def merge_a_into_z():
+        merged, = resolve(store, rec("web", "a", email="ann0@lee.org", phone=_phone(1), **ANN))
+        assert (merged.action, merged.profile_id) == ("merged", z)
+
+    late = before_call(store, "profiles", "replace_item", hook=merge_a_into_z,
+                       when=lambda body, **_: body["id"] == c and body.get("merged_into") == a)
+    resolve(late, rec("web", "b", email="ann1@lee.org", phone=_phone(2), **ANN))  # B into A
+    assert late.intercepted
+    profiles = store.container("profiles")
+    assert [profiles.read_item(i, i)["merged_into"] for i in (a, b, c)] == [z, z, z]
+    assert violations(store) == {}
+    remove_record(store, "crm", "p3", settings=SETTINGS)  # the record C brought: its id names nobody now
+    assert profiles.read_item_or_none(c, c) is None and c not in get_profile(store, z)["merged_from"]
+    assert violations(store) == {}
+
+
+def test_an_alias_written_two_hops_away_goes_with_its_record(store):
+    """B is being merged into A when another worker, which read A before B's fold, marks A and merges it into Z:
+    B is not an alias yet, so that saga cannot redirect it, and B's worker then points it at A, an alias by then.
+    Deleting B's record, then A's, deletes both ids. B's alias was left (it did not name Z directly) while Z forgot
+    it (alias_not_in_merged_from), and it led nowhere once A's was deleted (orphan_alias)."""
+    from shared.identity import Resolver
+    from shared.identity.merge import merge_profiles
+
+    z, a, b = _profiles_of_one_person(store, 3)
+    ctx = Resolver(store, settings=SETTINGS).ctx
+    a_before_the_fold = ctx.read_profile(a)
+
+    def merge_a_into_z():  # its mark loses the ETag, and the profile read again carries B's merge in flight
+        merge_profiles(ctx, z, a, {"reason": "rule", "rule": "email", "via_record": "web|a"},
+                       absorbed=a_before_the_fold)
+
+    late = before_call(store, "profiles", "replace_item", hook=merge_a_into_z,
+                       when=lambda body, **_: body["id"] == b and body.get("doc_type") == "alias")
+    resolve(late, rec("web", "b", email="ann1@lee.org", phone=_phone(2), **ANN))  # B into A
+    assert late.intercepted
+    profiles = store.container("profiles")
+    assert [profiles.read_item(i, i)["merged_into"] for i in (a, b)] == [z, a]  # two hops, as the bench found
+    assert violations(store) == {}
+    remove_record(store, "crm", "p2", settings=SETTINGS)
+    assert profiles.read_item_or_none(b, b) is None and b not in get_profile(store, z)["merged_from"]
+    remove_record(store, "crm", "p1", settings=SETTINGS)
+    remove_record(store, "web", "b", settings=SETTINGS)  # the records A brought
+    assert profiles.read_item_or_none(a, a) is None and get_profile(store, z)["merged_from"] == []
+    assert violations(store) == {}

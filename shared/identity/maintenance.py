@@ -1002,11 +1002,26 @@ def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
     record is deleted); their alias documents are deleted, then the profile forgets them (if it is still there)."""
     for alias in moved:
         doc = ctx.profiles.read_item_or_none(alias, alias)
-        if doc is not None and doc.get("doc_type") == "alias" and doc.get("merged_into") == profile_id:
+        if doc is not None and doc.get("doc_type") == "alias" and _leads_to_one_of(ctx, doc, {profile_id, *moved}):
             _unname_in_blocking(ctx, alias)  # first: a retry finds the alias again, and the keys through it
             ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
     if moved:
         _forget_merged(ctx, profile_id, moved)
+
+
+def _leads_to_one_of(ctx: Ctx, alias: dict[str, Any], ids: set[str]) -> bool:
+    """Whether the alias names one of the ids, directly or through other aliases (reads only then). A merge's saga
+    points the absorbed profile at the survivor it folded into; when that survivor was merged on meanwhile (its own
+    saga found the absorbed one not yet an alias), the alias is two hops away until a later merge compresses it."""
+    current = alias["merged_into"]
+    for _ in range(MAX_ALIAS_HOPS):
+        if current in ids:
+            return True
+        doc = ctx.read_profile(current)
+        if doc is None or doc.get("doc_type") != "alias":
+            return False
+        current = doc["merged_into"]
+    return False
 
 
 def drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:

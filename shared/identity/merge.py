@@ -520,13 +520,21 @@ def _merged_into(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | No
     return {**doc, "merged_into": new}
 
 
+def _compressed(doc: dict[str, Any], old: str, new: str) -> dict[str, Any] | None:
+    if doc.get("doc_type") != "alias" or doc.get("merged_into") != old:
+        return None  # redirected already: here, or further on by a later merge of the survivor (never back)
+    return {**doc, "merged_into": new}
+
+
 def _repoint_aliases(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
     """Path compression: the profiles merged into the absorbed one earlier (its aliases, at any depth) redirect to
     the survivor directly, so no alias is more than one hop from a live profile, two while a merge is in flight
     (follow_aliases gives up past MAX_ALIAS_HOPS). Done before the absorbed profile becomes an alias: a retry
-    after a crash finds its merge mark and does it again."""
+    after a crash finds its merge mark and does it again. Only an alias still naming the absorbed profile moves: a
+    worker late on this saga, its survivor merged on since, would otherwise take the aliases the later merge sent
+    on back to an alias (two hops, and a removal of their record then forgot them without deleting them)."""
     for alias_id in absorbed.get("merged_from", []):
-        _repoint(ctx.profiles, alias_id, absorbed["id"], target, _merged_into)
+        _repoint(ctx.profiles, alias_id, absorbed["id"], target, _compressed)
 
 
 def _repoint_blocking(ctx: Ctx, absorbed: dict[str, Any], target: str) -> None:
