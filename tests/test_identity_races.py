@@ -2812,3 +2812,27 @@ def test_an_alias_written_two_hops_away_goes_with_its_record(store):
     remove_record(store, "web", "b", settings=SETTINGS)  # the records A brought
     assert profiles.read_item_or_none(a, a) is None and get_profile(store, z)["merged_from"] == []
     assert violations(store) == {}
+
+
+def test_an_id_merged_again_after_a_delete_died_before_the_survivor_forgot_it_brings_its_records(store):
+    """B was merged into A; the delete of B's record took it out of A and deleted B's alias, then died before A forgot
+    B. A new version of the record founds B again (a record's profile id is derived from its key), and B is merged
+    into A again: A still listed B as merged, and the fold took that for its own, so the record was in no profile
+    and the delete's retry waited for good for the version it took as still being resolved (seed 202069)."""
+    a, = resolve(store, rec("pos", "1", email="ann@lee.org", **ANN))
+    b, = resolve(store, rec("web", "2", phone=PHONE, **ANN))
+    resolve(store, rec("crm", "3", email="ann@lee.org", phone=PHONE, **ANN))  # B into A
+    dying = crashing(store, "profiles", "replace_item",
+                     when=lambda body, **_: body["id"] == a.profile_id and b.profile_id not in body["merged_from"])
+    with pytest.raises(Died):
+        remove_record(dying, "web", "2", settings=SETTINGS)
+    assert b.profile_id in get_profile(store, a.profile_id)["merged_from"]  # not forgotten yet
+    founded, = resolve(store, rec("web", "2", email="bob@lee.org", **ANN))
+    assert (founded.action, founded.profile_id) == ("created", b.profile_id)
+    merged, = resolve(store, rec("crm", "4", email="bob@lee.org", phone=PHONE, **ANN))
+    assert (merged.action, merged.profile_id) == ("merged", a.profile_id)
+    assert live_records(store) == {a.profile_id: ["crm|3", "crm|4", "pos|1", "web|2"]}
+    assert violations(store) == {}
+    remove_record(store, "web", "2", settings=SETTINGS)  # the delete delivered again
+    assert live_records(store) == {a.profile_id: ["crm|3", "crm|4", "pos|1"]}
+    assert violations(store) == {}

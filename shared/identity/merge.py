@@ -331,8 +331,8 @@ def _given_by_dropped_versions(absorbed: dict[str, Any], keys: set[str], records
 def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[str, Any]:
     mark = _mark_id(absorbed["pending_merge"])
     for _ in range(MAX_WRITE_ATTEMPTS):
-        if absorbed["id"] in survivor.get("merged_from", []):
-            return survivor
+        if absorbed["id"] in survivor.get("merging", ()):
+            return survivor  # folded, its saga under way
         if mark in survivor.get("refused_merges", ()):
             _refused(ctx, absorbed, "refused by its survivor")
         # Read after the survivor, whose ETag the fold is written under: the merge may have been completed by another
@@ -340,7 +340,12 @@ def _fold(ctx: Ctx, survivor: dict[str, Any], absorbed: dict[str, Any]) -> dict[
         # profile with the absorbed id when it changed): folding the absorbed profile as this worker read it would
         # bring the record back.
         if (ctx.read_profile(absorbed["id"]) or {}).get("pending_merge") != absorbed["pending_merge"]:
+            if absorbed["id"] in survivor.get("merged_from", []):
+                return survivor  # folded, and its saga done
             raise ConcurrencyConflict("the merge was completed by another worker")
+        # Still marked, yet listed as merged and not in flight: the id was merged here before, then its record was
+        # removed by a delete that died before the survivor forgot it, and founded again. Folded again, or the
+        # records of the profile founded again would be lost with it.
         reason = _refusal(ctx, survivor, absorbed)
         body = fold_into(survivor, absorbed, ctx) if reason is None else {
             **survivor, "refused_merges": [*survivor.get("refused_merges", ()), mark][-MAX_REFUSED:]}
