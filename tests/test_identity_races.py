@@ -2836,3 +2836,38 @@ def test_an_id_merged_again_after_a_delete_died_before_the_survivor_forgot_it_br
     remove_record(store, "web", "2", settings=SETTINGS)  # the delete delivered again
     assert live_records(store) == {a.profile_id: ["crm|3", "crm|4", "pos|1"]}
     assert violations(store) == {}
+
+
+def test_a_merge_whose_survivor_is_gone_continues_where_a_worker_folded_it(store):
+    """C is marked to merge into A, which is merged into Z meanwhile. C's worker folds C into Z (A leads there); A's
+    record is then deleted, and with it A's alias. Another worker meeting C's mark finds A gone: it used to unmark C,
+    which then stayed a profile of its own with the record Z holds too (seed 304394). It finishes the merge into Z."""
+    from shared.identity.docs import ConcurrencyConflict, Ctx
+    from shared.identity.merge import complete_merge, merge_profiles
+
+    z, a, c = _profiles_of_one_person(store, 3)
+    with pytest.raises(Died):  # the mark is written, then the worker dies
+        merge_profiles(Ctx(crashing(store, "merges", "create_item"), SETTINGS), a, c,
+                       {"reason": "rule", "rule": "email", "via_record": "web|c"})
+    merged, = resolve(store, rec("web", "a", email="ann0@lee.org", phone=_phone(1), **ANN))  # A into Z
+    assert (merged.action, merged.profile_id) == ("merged", z)
+    profiles = store.container("profiles")
+    finished = []
+
+    def another_worker_meets_the_mark():
+        try:
+            finished.append(complete_merge(Ctx(store, SETTINGS), profiles.read_item(c, c)))
+        except ConcurrencyConflict:
+            finished.append(None)
+
+    folded = before_call(store, "identifiers", "replace_item", hook=another_worker_meets_the_mark,
+                         when=lambda body, **_: body.get("profile_id") == z)  # the first step after the fold
+    racing = before_call(folded, "profiles", "replace_item",
+                         hook=lambda: remove_record(store, "crm", "p1", settings=SETTINGS),  # A's record
+                         when=lambda body, **_: body["id"] == z and c in body.get("merging", ()))
+    complete_merge(Ctx(racing, SETTINGS), profiles.read_item(c, c))
+    assert racing.intercepted and folded.intercepted
+    assert finished[0] is not None and finished[0]["id"] == z
+    assert profiles.read_item(c, c)["merged_into"] == z and profiles.read_item_or_none(a, a) is None
+    assert live_records(store) == {z: ["crm|p0", "crm|p2", "web|a"]}
+    assert violations(store) == {}

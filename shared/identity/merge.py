@@ -187,7 +187,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
         _unmark(ctx, absorbed)
         _close_pending(ctx, pending["merge_id"], pending["into"])
         raise ConcurrencyConflict(f"the survivor of {absorbed['id']}'s merge was merged into it")
-    survivor = live_profile(ctx, pending["into"], finish=False, doc=into)
+    survivor = live_profile(ctx, pending["into"], finish=False, doc=into) or _folded_into(ctx, absorbed["id"])
     if survivor is None:
         _unmark(ctx, absorbed)  # the survivor was removed meanwhile: the absorbed profile stays on its own
         _close_pending(ctx, pending["merge_id"], pending["into"])  # and no merge is left in its log
@@ -217,6 +217,15 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
     cleared = _clear_merging(ctx, target, absorbed["id"], survivor)
     log.info("merged profile %s into %s (%s)", absorbed["id"], target, why.get("reason"))
     return cleared
+
+
+def _folded_into(ctx: Ctx, absorbed_id: str) -> dict[str, Any] | None:
+    """The live profile the absorbed one is folded into already, its saga under way (its `merging` lists it), when
+    the profile the mark names is gone: a worker that read it as merged on into another folded there, then its
+    alias was deleted (the records it brought removed). Unmarked, the absorbed profile would stay on its own with
+    records the other holds too. A query, on this rare path only."""
+    folded = ("and", [("doc_type", "=", "profile"), ("merging", "contains", absorbed_id)])
+    return next((live_profile(ctx, doc["id"], finish=False, doc=doc) for doc in ctx.profiles.query_items(folded)), None)
 
 
 def _leads_to(ctx: Ctx, alias: dict[str, Any], profile_id: str) -> bool:
