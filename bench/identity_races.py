@@ -20,6 +20,9 @@ timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around e
 `--removals N`: N deletes at the source of drawn records race the deliveries in each round (and die as they do);
 the drain then delivers each delete once more, after the records. `--repairs N`: N runs of repair_index race them
 too (the hourly timer meeting running workers, and the residue of dead ones not yet delivered again).
+`--trace DIR`: every store call of a round is recorded (its thread, container, method, arguments and outcome, the
+documents without their records' contents), and the calls of each round the audit finds inconsistent are written to
+DIR/round-SEED.jsonl: the interleaving that left it so, to read (a worker that died stops calling).
 
 Thread scheduling is not seeded: the same seed gives the same records, not the same interleavings, so figures vary
 from run to run (the rate is the figure; compare code in runs of the same length).
@@ -28,11 +31,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from bench.harness import run_benchmark
@@ -44,6 +49,71 @@ from bench.identity import final_assignment
 MAX_WRITES_BEFORE_DYING = 6
 # A racing repair starts up to this long after the deliveries: a round's deliveries take a few milliseconds to tens.
 REPAIR_DELAY_SECONDS = 0.02
+
+
+class TracedStore:
+    """A store recording every call of its containers, from any thread, in the order they returned (--trace)."""
+
+    def __init__(self, store):
+        self._store = store
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, attr: str):
+        return getattr(self._store, attr)
+
+    def container(self, name: str):
+        return _TracedContainer(self._store.container(name), name, self)
+
+    def record(self, container: str, method: str, args: tuple, kwargs: dict, outcome: Any) -> None:
+        call = {"thread": threading.current_thread().name, "container": container, "method": method,
+                "args": _brief(args), **({"kwargs": _brief(kwargs)} if kwargs else {}), "outcome": outcome}
+        with self._lock:
+            self.calls.append(call)
+
+    def write(self, path: Path, header: dict[str, Any]) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            for line in [header, *self.calls]:
+                out.write(json.dumps(line, default=str) + "\n")
+        return path
+
+
+class _TracedContainer:
+    def __init__(self, inner, name: str, store: TracedStore):
+        self._inner, self._name, self._store = inner, name, store
+
+    def __getattr__(self, attr: str):
+        value = getattr(self._inner, attr)
+        if not callable(value) or attr == "partition_key_of":
+            return value
+
+        def call(*args, **kwargs):
+            try:
+                result = value(*args, **kwargs)
+                if attr == "query_items":  # a lazy iterable: recorded as it was read
+                    result = list(result)
+            except Exception as err:
+                self._store.record(self._name, attr, args, kwargs, {"raised": type(err).__name__})
+                raise
+            self._store.record(self._name, attr, args, kwargs, _brief(result))
+            return result
+        return call
+
+
+# Left out of a traced document: the contents of its records and what survivorship made of them (the keys stay).
+_UNTRACED_FIELDS = ("attributes", "conflicts", "_ts")
+
+
+def _brief(value: Any) -> Any:
+    if isinstance(value, dict):
+        brief = {k: _brief(v) for k, v in value.items() if k not in _UNTRACED_FIELDS and k != "records"}
+        if "records" in value:
+            brief["records"] = [r.get("key") if isinstance(r, dict) else r for r in value["records"]]
+        return brief
+    if isinstance(value, (list, tuple)):
+        return [_brief(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def one_round(seed: int, records: int, deliveries: int, *, store=None, die: float = 0.0, orders: int = 0,
@@ -195,13 +265,19 @@ def measure(args) -> dict[str, Any]:
     sys.setswitchinterval(args.switch)
     try:
         kinds, exceptions, bad, examples, deaths, swept = Counter(), Counter(), 0, [], 0, 0
+        trace, traces = (Path(args.trace) if getattr(args, "trace", None) else None), []
         repaired, left_after_repair = 0, Counter()
         for seed in range(args.seed, args.seed + args.rounds):
             store = MemoryStore()
+            traced = TracedStore(store) if trace else None
             began = int(time.time())
-            violations, errors, died, finished = one_round(seed, args.records, args.deliveries, store=store,
-                                                           die=args.die, orders=args.sequential_orders,
-                                                           removals=args.removals, repairs=args.repairs)
+            violations, errors, died, finished = one_round(seed, args.records, args.deliveries,
+                                                           store=traced or store, die=args.die,
+                                                           orders=args.sequential_orders, removals=args.removals,
+                                                           repairs=args.repairs)
+            if traced is not None and (violations or errors):
+                header = {"seed": seed, "violations": violations, "exceptions": errors}
+                traces.append(str(traced.write(trace / f"round-{seed}.jsonl", header)))
             deaths, swept = deaths + died, swept + finished
             if set(violations) - SEQUENTIAL_KINDS:  # the store's own findings: what `ucp repair-index` is for
                 repaired += 1
@@ -221,7 +297,7 @@ def measure(args) -> dict[str, Any]:
             "workers_died": deaths, "sagas_finished_by_timers": swept,
             # Rounds whose store the audit found inconsistent, then repair_index run on it, and what it left.
             "rounds_repaired": repaired, "violations_after_repair_by_kind": dict(left_after_repair.most_common()),
-            "examples": examples}
+            "examples": examples, **({"traces": traces} if trace else {})}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -243,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repair-window", action="store_true",
                         help="repair over the documents written since the round began, as the hourly timer does")
     parser.add_argument("--repair-chunk", type=int, default=200, help="documents per chunk of a windowed repair")
+    parser.add_argument("--trace", metavar="DIR",
+                        help="write the store calls of each inconsistent round to DIR/round-SEED.jsonl")
     args = parser.parse_args(argv)
     run_benchmark("identity_races", lambda: measure(args), params=vars(args))
 

@@ -139,3 +139,40 @@ def test_a_grouping_some_order_gives_is_no_finding_though_the_sampled_orders_mis
         assert identity_races._against_sequential(drawn, with_phone, 1, random.Random(seed)) == {}
     all_three = {"pos|1": "a", "crm|2": "a", "web|3": "a"}  # the two birth dates together: no order does that
     assert identity_races._against_sequential(drawn, all_three, 1, random.Random(0)) == {"joined_against_sequential": 1}
+
+
+def test_a_traced_round_the_audit_finds_inconsistent_writes_its_store_calls(monkeypatch, tmp_path):
+    """--trace: the calls of an inconsistent round, in order, with their thread and outcome, under the round's seed;
+    a consistent round writes nothing."""
+    import json
+
+    from shared.audit import audit_store
+    from tests.test_identity_repair import household, stale_key
+
+    def round_leaving_a_stale_key_on_odd_seeds(seed, records, deliveries, *, store, die, orders, removals, repairs):
+        household(store)
+        if seed % 2:
+            stale_key(store, *household(store))
+        return audit_store(store).as_dict()["violations"], [], 0, 0
+
+    monkeypatch.setattr(identity_races, "one_round", round_leaving_a_stale_key_on_odd_seeds)
+    figures = identity_races.measure(argparse.Namespace(rounds=2, seed=4, records=2, deliveries=1, switch=1e-4,
+                                                        die=0.0, sequential_orders=0, repair_window=False,
+                                                        repair_chunk=200, removals=0, repairs=0, trace=str(tmp_path)))
+    assert figures["traces"] == [str(tmp_path / "round-5.jsonl")] and sorted(tmp_path.iterdir()) == [
+        tmp_path / "round-5.jsonl"]
+    header, *calls = [json.loads(line) for line in (tmp_path / "round-5.jsonl").read_text().splitlines()]
+    assert header == {"seed": 5, "violations": {"blocking_names_non_giver": 1}, "exceptions": []}
+    assert {call["thread"] for call in calls} == {"MainThread"}
+    writes = [call for call in calls if call["container"] == "blocking" and call["method"] == "replace_item"]
+    assert writes and all("_etag" in call["outcome"] for call in writes)
+    profiles = [call for call in calls if call["container"] == "profiles" and call["method"] == "create_item"]
+    assert profiles and all(isinstance(key, str) for call in profiles for key in call["outcome"]["records"])
+
+    from shared.store import ItemNotFoundError, MemoryStore
+
+    traced = identity_races.TracedStore(MemoryStore())
+    with pytest.raises(ItemNotFoundError):  # a call that raises is recorded with what it raised
+        traced.container("profiles").read_item("p_none", "p_none")
+    assert traced.calls == [{"thread": "MainThread", "container": "profiles", "method": "read_item",
+                             "args": ["p_none", "p_none"], "outcome": {"raised": "ItemNotFoundError"}}]
