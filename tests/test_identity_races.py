@@ -2871,3 +2871,27 @@ def test_a_merge_whose_survivor_is_gone_continues_where_a_worker_folded_it(store
     assert profiles.read_item(c, c)["merged_into"] == z and profiles.read_item_or_none(a, a) is None
     assert live_records(store) == {z: ["crm|p0", "crm|p2", "web|a"]}
     assert violations(store) == {}
+
+
+def test_a_removal_of_a_profiles_last_record_leaves_its_id_where_it_was_merged_again_meanwhile(store):
+    """The delete of B's only record deletes B; before it looks for profiles still listing B as merged (a removal
+    that died before one forgot it), a new version of the record founds B again and B is merged into A. A listed B
+    rightly: forgetting it left B's alias unlisted (seed 400996: alias_not_in_merged_from), and the delete's retry,
+    which reads A's list, no longer found B to delete its alias with the record."""
+    a, = resolve(store, rec("pos", "1", email="ann@lee.org", phone=PHONE, **ANN))
+    b, = resolve(store, rec("web", "2", email="ann2@lee.org", **ANN))
+    merged = []
+
+    def founded_again_and_merged():
+        again, = resolve(store, rec("web", "2", email="ann3@lee.org", **ANN))  # a new version
+        merged.extend(resolve(store, rec("crm", "3", email="ann3@lee.org", phone=PHONE, **ANN)))
+        assert (again.action, again.profile_id) == ("created", b.profile_id)
+
+    racing = before_call(store, "profiles", "query_items", hook=founded_again_and_merged,
+                         when=lambda filter_=None, **_: "merged_from" in str(filter_))
+    remove_record(racing, "web", "2", settings=SETTINGS)
+    assert racing.intercepted and (merged[0].action, merged[0].profile_id) == ("merged", a.profile_id)
+    # The delete landed after the new version: the record is out, and B's id went with it.
+    assert live_records(store) == {a.profile_id: ["crm|3", "pos|1"]}
+    assert store.container("profiles").read_item_or_none(b.profile_id, b.profile_id) is None
+    assert violations(store) == {}

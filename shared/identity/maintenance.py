@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from shared.normalize import NormalizedRecord
 from shared.settings import Settings
@@ -990,11 +990,21 @@ def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> Non
 
 
 def forget_where_listed(ctx: Ctx, merged_id: str, *, keep: str | None = None) -> None:
-    """The profiles listing the id as merged into them forget it, but `keep` (an index-served query)."""
+    """The profiles listing the id as merged into them forget it, but `keep` (an index-served query), and but one
+    it was merged into again: founded again under the id meanwhile (a new version of its record), then merged."""
     listing = ("and", [("doc_type", "=", "profile"), ("merged_from", "contains", merged_id)])
     for doc in list(ctx.profiles.query_items(listing)):
         if doc["id"] != keep:
-            _forget_merged(ctx, doc["id"], [merged_id])
+            _forget_merged(ctx, doc["id"], [merged_id], unless=lambda profile: _merged_here(ctx, profile, merged_id))
+
+
+def _merged_here(ctx: Ctx, profile: dict[str, Any], merged_id: str) -> bool:
+    """Whether the id is merged into the profile as it is now: folded, its saga under way, or an alias leading here
+    (read after the profile: a saga writes the alias before it takes the id off the profile's `merging`)."""
+    if merged_id in profile.get("merging", ()):
+        return True
+    doc = ctx.read_profile(merged_id)
+    return doc is not None and doc.get("doc_type") == "alias" and _leads_to_one_of(ctx, doc, {profile["id"]})
 
 
 def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
@@ -1046,11 +1056,15 @@ def _unname_in_blocking(ctx: Ctx, alias: str) -> None:
         update_block(ctx, doc["id"], alias, None)
 
 
-def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: str | None = None) -> None:
+def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: str | None = None,
+                   unless: Callable[[dict[str, Any]], bool] | None = None) -> None:
     """The profile forgets the ids merged into it. Not once it lists `unless_merged` too: the profile the ids moved
-    to was merged back into it since (the fold listed them again, and the saga repointed their aliases here)."""
+    to was merged back into it since (the fold listed them again, and the saga repointed their aliases here). Nor
+    when `unless(profile)` holds, asked of each version read."""
     def forget(doc: dict[str, Any]) -> dict[str, Any] | None:
         if unless_merged is not None and unless_merged in doc.get("merged_from", ()):
+            return None
+        if unless is not None and unless(doc):
             return None
         return {**doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()}
 
