@@ -11,8 +11,8 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 
 from .docs import (MAX_ALIAS_HOPS, NAMED_BEFORE, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso,
                    record_identifiers, source_identifier, stable_hash, with_retries)
-from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _merged_into, _repoint, _repoint_given, _repoint_records,
-                    _set_profile_id, live_profile)
+from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _leads_to_one_of, _merged_into, _repoint, _repoint_given,
+                    _repoint_records, _set_profile_id, live_profile)
 from .survivorship import survive
 
 log = logging.getLogger(__name__)
@@ -1017,21 +1017,6 @@ def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
             ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
     if moved:
         _forget_merged(ctx, profile_id, moved)
-
-
-def _leads_to_one_of(ctx: Ctx, alias: dict[str, Any], ids: set[str]) -> bool:
-    """Whether the alias names one of the ids, directly or through other aliases (reads only then). A merge's saga
-    points the absorbed profile at the survivor it folded into; when that survivor was merged on meanwhile (its own
-    saga found the absorbed one not yet an alias), the alias is two hops away until a later merge compresses it."""
-    current = alias["merged_into"]
-    for _ in range(MAX_ALIAS_HOPS):
-        if current in ids:
-            return True
-        doc = ctx.read_profile(current)
-        if doc is None or doc.get("doc_type") != "alias":
-            return False
-        current = doc["merged_into"]
-    return False
 
 
 def drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:

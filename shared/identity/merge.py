@@ -181,7 +181,7 @@ def complete_merge(ctx: Ctx, absorbed: dict[str, Any]) -> dict[str, Any] | None:
     into = ctx.read_profile(pending["into"])
     if into is not None and into.get("pending_merge"):  # rare: its survivor is being merged too
         _break_mark_cycle(ctx, absorbed)
-    if into is not None and into.get("doc_type") == "alias" and _leads_to(ctx, into, absorbed["id"]):
+    if into is not None and into.get("doc_type") == "alias" and _leads_to_one_of(ctx, into, {absorbed["id"]}):
         # Its survivor was merged into this very profile after the merge was decided (a mark written before
         # merge_profiles checked for this): finishing it would follow the two round and round. They are one already.
         _unmark(ctx, absorbed)
@@ -228,10 +228,20 @@ def _folded_into(ctx: Ctx, absorbed_id: str) -> dict[str, Any] | None:
     return next((live_profile(ctx, doc["id"], finish=False, doc=doc) for doc in ctx.profiles.query_items(folded)), None)
 
 
-def _leads_to(ctx: Ctx, alias: dict[str, Any], profile_id: str) -> bool:
-    """Whether the alias chain starting at this alias doc ends at the profile (reads the chain: rare path)."""
-    end, _ = follow_aliases(ctx, alias["merged_into"])
-    return end is not None and end["id"] == profile_id
+def _leads_to_one_of(ctx: Ctx, alias: dict[str, Any], ids: set[str]) -> bool:
+    """Whether the alias names one of the ids, directly or through other aliases (reads only then: a rare path). A
+    merge's saga points the absorbed profile at the survivor it folded into; when that survivor was merged on
+    meanwhile (its own saga found the absorbed one not yet an alias), the alias is two hops away until a later merge
+    compresses it."""
+    current = alias["merged_into"]
+    for _ in range(MAX_ALIAS_HOPS):
+        if current in ids:
+            return True
+        doc = ctx.read_profile(current)
+        if doc is None or doc.get("doc_type") != "alias":
+            return False
+        current = doc["merged_into"]
+    return False
 
 
 def _break_mark_cycle(ctx: Ctx, absorbed: dict[str, Any]) -> None:
