@@ -2895,3 +2895,26 @@ def test_a_removal_of_a_profiles_last_record_leaves_its_id_where_it_was_merged_a
     assert live_records(store) == {a.profile_id: ["crm|3", "pos|1"]}
     assert store.container("profiles").read_item_or_none(b.profile_id, b.profile_id) is None
     assert violations(store) == {}
+
+
+def test_a_profile_founded_again_under_an_id_and_deleted_takes_the_aliases_an_earlier_removal_left(store):
+    """B was merged into A. The delete of A's last record deleted A and died before deleting B's alias (named A).
+    A's own record, delivered again, founds A again, which does not list B; deleting its record then deleted A
+    without B's alias, which led nowhere (seed 506517: orphan_alias). The aliases naming the profile are found too."""
+    a, = resolve(store, rec("pos", "1", email="ann@lee.org", **ANN))
+    b, = resolve(store, rec("web", "2", phone=PHONE, **ANN))
+    resolve(store, rec("crm", "3", email="ann@lee.org", phone=PHONE, **ANN))  # B into A
+    remove_record(store, "pos", "1", settings=SETTINGS)
+    remove_record(store, "crm", "3", settings=SETTINGS)
+    dying = crashing(store, "profiles", "delete_item", when=lambda item_id, *_, **__: item_id == b.profile_id)
+    with pytest.raises(Died):
+        remove_record(dying, "web", "2", settings=SETTINGS)
+    profiles = store.container("profiles")
+    assert profiles.read_item_or_none(a.profile_id, a.profile_id) is None
+    assert profiles.read_item(b.profile_id, b.profile_id)["merged_into"] == a.profile_id
+    again, = resolve(store, rec("pos", "1", email="ann@lee.org", **ANN))  # delivered again
+    assert (again.action, again.profile_id) == ("created", a.profile_id)
+    remove_record(store, "web", "2", settings=SETTINGS)  # the delete's retry
+    remove_record(store, "pos", "1", settings=SETTINGS)
+    assert live_records(store) == {} and profiles.read_item_or_none(b.profile_id, b.profile_id) is None
+    assert violations(store) == {}

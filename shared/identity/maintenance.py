@@ -385,7 +385,10 @@ def take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: boo
     # Read before the record leaves: once it is out, its profile may be gone with it (its last record), and then
     # every id merged into it names no one.
     last = all(r["key"] == key for r in profile["records"])
-    stranded = list(profile.get("merged_from", [])) if last else stranded_aliases(ctx, profile, key)
+    # With its last record, every id merged into it: those it lists, and any alias naming it that it does not (one a
+    # removal of an earlier profile of this id left, dying before it deleted the aliases: an index-served query).
+    stranded = (list(dict.fromkeys([*profile.get("merged_from", []), *_aliases_into(ctx, profile["id"])])) if last
+                else stranded_aliases(ctx, profile, key))
     if logged and not last:  # first (idempotent): the person's erase and export still find its activity by it
         ctx.merges.upsert_item({
             "id": "r_" + stable_hash("removed", key, profile["id"]), "profile_id": profile["id"],
@@ -971,9 +974,13 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
     """What a removal of the profile's last record that died after deleting it left: the ids merged into it are
     found by a query (a rare retry, or a new version of the record meeting it), which the profile's own list no
     longer can, and forgotten with its history."""
-    merged = [doc["id"] for doc in ctx.profiles.query_items(("and", [
+    _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id))
+
+
+def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
+    """The ids whose alias names the profile (an index-served query)."""
+    return [doc["id"] for doc in ctx.profiles.query_items(("and", [
         ("doc_type", "=", "alias"), ("merged_into", "=", profile_id)]))]
-    _forget_deleted_profile(ctx, profile_id, merged)
 
 
 def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> None:
