@@ -2747,7 +2747,7 @@ def test_a_redelivery_finding_its_commit_names_a_profile_gone_places_the_record_
     assert violations(store) == {}
 
 
-# --- races bench, seeds 200571, 307642 and 304840: a merge's saga late on its steps, its survivor merged on since --
+# --- races bench traces (--trace): merges and deletes late on their steps, each test naming the seed that showed it -
 
 def _phone(i: int) -> str:
     return f"+1415555{100 + i:04d}"
