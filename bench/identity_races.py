@@ -101,7 +101,8 @@ class _TracedContainer:
         return call
 
 
-# Left out of a traced document: the contents of its records and what survivorship made of them (the keys stay).
+# Left out of a traced document: what survivorship made of its records, and its timestamp (_brief cuts its records
+# down to their keys).
 _UNTRACED_FIELDS = ("attributes", "conflicts", "_ts")
 
 

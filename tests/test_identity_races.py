@@ -11,6 +11,7 @@ from shared.identity.maintenance import _split_id, keys_given
 from shared.store import ItemNotFoundError
 
 from .store_faults import Died, InterceptingStore, crashing
+from .test_identity_engine import _phone
 from .test_identity_recovery import SETTINGS, holders, rec, resolve, violations
 
 ANN = dict(given_name="Ann", family_name="Lee")
@@ -2748,10 +2749,6 @@ def test_a_redelivery_finding_its_commit_names_a_profile_gone_places_the_record_
 
 
 # --- races bench traces (--trace): merges and deletes late on their steps, each test naming the seed that showed it -
-
-def _phone(i: int) -> str:
-    return f"+1415555{100 + i:04d}"
-
 
 def _profiles_of_one_person(store, n: int) -> list[str]:
     """n profiles of Ann, each by a record of its own email and phone, the first the oldest."""
