@@ -2915,3 +2915,28 @@ def test_a_profile_founded_again_under_an_id_and_deleted_takes_the_aliases_an_ea
     remove_record(store, "pos", "1", settings=SETTINGS)
     assert live_records(store) == {} and profiles.read_item_or_none(b.profile_id, b.profile_id) is None
     assert violations(store) == {}
+
+
+def test_a_removal_losing_the_profile_write_indexes_again_what_it_released_that_a_record_linked_meanwhile_gives(store):
+    """The delete of Cat's only record pos|2 releases its phone (no other record gives it) before deleting the
+    profile. Meanwhile pos|0 links there by that phone (read leading there, so claimed by nobody) and a new version
+    of pos|2 gives another phone. The profile delete loses to them; the retry finds pos|2 giving the new phone only
+    and releases that: the profile kept the first phone, given by pos|0, with no document (seed 707854:
+    profile_identifier_unindexed). The write lost, what was released and the profile's other records give is
+    indexed again before the retry."""
+    cat = dict(given_name="Cat", family_name="Roe")
+    founded, = resolve(store, rec("pos", "2", phone=_phone(9), **cat))
+    meanwhile = []
+
+    def a_link_and_a_new_version():
+        meanwhile.extend(resolve(store, rec("pos", "0", phone=_phone(9), loyalty_id="L1", **cat)))
+        meanwhile.extend(resolve(store, rec("pos", "2", phone=_phone(8), **cat)))
+
+    racing = before_call(store, "identifiers", "delete_item", hook=a_link_and_a_new_version,
+                         when=lambda item_id, *_, **__: item_id == f"phone:{_phone(9)}")
+    remove_record(racing, "pos", "2", settings=SETTINGS)
+    assert racing.intercepted and [r.action for r in meanwhile] == ["linked", "linked"]
+    assert live_records(store) == {founded.profile_id: ["pos|0"]}
+    phone_doc = store.container("identifiers").read_item_or_none(f"phone:{_phone(9)}", f"phone:{_phone(9)}")
+    assert (phone_doc or {}).get("profile_id") == founded.profile_id
+    assert violations(store) == {}

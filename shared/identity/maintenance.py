@@ -435,13 +435,30 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
     remaining = [r for r in profile["records"] if r["key"] != key]
     own_ids, own_keys = only_given_by(entry, remaining)
     release(ctx, profile["id"], own_ids - {source_identifier(key)}, own_keys)
+    try:
+        if remaining:
+            kept = ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
+        else:
+            ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
+            kept = {"id": profile["id"], "records": []}
+    except PreconditionFailedError:
+        _index_released_again(ctx, profile["id"], key, own_ids - {source_identifier(key)}, own_keys)
+        raise
     if remaining:
-        kept = ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
         index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
-    else:
-        ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
-        kept = {"id": profile["id"], "records": []}
     release_again(ctx, kept, own_ids - {source_identifier(key)}, own_keys)
+
+
+def _index_released_again(ctx: Ctx, profile_id: str, key: str, ids: set[str], keys: set[str]) -> None:
+    """After take_out's profile write lost to another worker: index the profile again under what its release let go
+    that the profile's other records give now (one linked meanwhile, which read them leading here, so claimed none).
+    The retry would not: it may find the record's entry changed (a new version) and giving them no more."""
+    live = live_profile(ctx, profile_id)
+    others = [r for r in (live or {}).get("records", []) if r["key"] != key]
+    given_ids = set().union(*map(entry_identifiers, others)) if others else set()
+    given_keys = {k for r in others for k in r.get("blocking_keys", [])}
+    if ids & given_ids or keys & given_keys:
+        index_again(ctx, live, ids & given_ids, keys & given_keys)
 
 
 def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
