@@ -2940,3 +2940,32 @@ def test_a_removal_losing_the_profile_write_indexes_again_what_it_released_that_
     phone_doc = store.container("identifiers").read_item_or_none(f"phone:{_phone(9)}", f"phone:{_phone(9)}")
     assert (phone_doc or {}).get("profile_id") == founded.profile_id
     assert violations(store) == {}
+
+
+def test_a_hand_on_cut_off_after_its_pointer_write_is_completed_by_the_retry(store):
+    """Ann's record pos|1 holds the home phone and Bob's profile is its other holder. The delete of pos|1 hands the
+    phone on to Bob: lists it there, then points the phone's document at him. Between the two, a duplicate delivery
+    of Bob's record (it read the phone leading to Ann) takes it off Bob's list again, and the hand-on's worker dies
+    before listing it there again: the phone led to a profile that did not list it (seed 603371:
+    `identifier_not_held`). The delete's retry, finding the phone leading to Bob already, lists it there."""
+    phone_id = f"phone:{PHONE}"
+    resolve(store, rec("pos", "1", phone=PHONE, **ANN))
+    bob, = resolve(store, rec("web", "2", phone=PHONE, given_name="Bob", family_name="Roe"))
+    assert holders(store, "web|2") == [bob.profile_id] and phone_id not in get_profile(store, bob.profile_id)[
+        "identifiers"]
+    duplicate = []
+    dropped_then = before_call(store, "identifiers", "replace_item",
+                               hook=lambda: duplicate.extend(resolve(store, rec("web", "2", phone=PHONE,
+                                                                                given_name="Bob", family_name="Roe"))),
+                               when=lambda body, **_: body["id"] == phone_id and body["profile_id"] == bob.profile_id)
+    dying = crashing(dropped_then, "profiles", "replace_item", nth=2,  # the first lists it before the pointer write
+                     when=lambda body, **_: body["id"] == bob.profile_id and phone_id in body["identifiers"])
+    with pytest.raises(Died):
+        remove_record(dying, "pos", "1", settings=SETTINGS)
+    assert dropped_then.intercepted and duplicate[0].action == "unchanged"
+    # (Ann's profile, which the delete did not reach, lists the phone too: the retry takes her record out.)
+    assert violations(store) == {"identifier_not_held": 1, "profile_identifier_claimed_elsewhere": 1}
+    remove_record(store, "pos", "1", settings=SETTINGS)  # the delete delivered again
+    assert phone_id in get_profile(store, bob.profile_id)["identifiers"]
+    assert live_records(store) == {bob.profile_id: ["web|2"]}
+    assert violations(store) == {}

@@ -131,6 +131,8 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
         if doc is None or doc.get("profile_id") not in leaving:
             if listed_on is not None and (doc or {}).get("profile_id") != listed_on:
                 _unlist(ctx, listed_on, iid)  # listed by an attempt whose pointer write lost to another worker
+            elif doc is not None and not released:
+                _listed_where_it_leads(ctx, iid, doc)
             return released
         holders, heir = [h for h in doc.get("holders", []) if h not in leaving], None
         while holders and heir is None:
@@ -153,6 +155,15 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
             return True
         leaving = {heir["id"]}  # its record let the value go meanwhile, after reading the pointer as it was: on
     raise ConcurrencyConflict("could not release an identifier")
+
+
+def _listed_where_it_leads(ctx: Ctx, iid: str, doc: dict[str, Any]) -> None:
+    """An identifier to release found leading to another profile already: handed on there by an attempt that may
+    have died between its pointer write and its check that the heir lists it (a duplicate delivery of the heir's
+    record may drop it meanwhile, having read it leading elsewhere). Listed there while given: one profile read."""
+    heir = live_profile(ctx, doc["profile_id"], finish=False)
+    if heir is not None and heir["id"] == doc["profile_id"] and iid not in heir.get("identifiers", []):
+        list_while_given(ctx, heir["id"], iid)
 
 
 def _heir(ctx: Ctx, holder: str, iid: str, leaving: set[str]) -> dict[str, Any] | None:
