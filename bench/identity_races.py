@@ -11,12 +11,13 @@ default is 5e-3: a short interval makes them interleave between store calls, as 
 are done every record is delivered once more, one at a time (a queue draining), and the invariant audit
 (shared/audit.py) checks the store. Figures: rounds with a violation or an exception, and their kinds. With `--die`,
 workers also die at random writes (a process killed, a host recycled) while the others race them: the drain is
-then their redelivery, and the timers' sweeps of sagas cut off (finish_stale_merges, finish_stale_splits) run
-after it; the store must then be consistent. A round's store the audit finds inconsistent is then given to
-repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again: `rounds_repaired`, and
-`violations_after_repair_by_kind` (what the repair left; groupings other than the sequential orders' are no
-state it mends). `--repair-window`: the repair runs over the documents written since the round began, as the hourly
-timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around each document on its own).
+then their redelivery (dequeue count above 1), and the timers' sweeps of sagas cut off (finish_stale_merges,
+finish_stale_splits) run after it; the store must then be consistent. A round's store the audit finds
+inconsistent is then given to repair_index (`ucp repair-index`, shared/identity/repair.py) and audited again:
+`rounds_repaired`, and `violations_after_repair_by_kind` (what the repair left; groupings other than the
+sequential orders' are no state it mends). `--repair-window`: the repair runs over the documents written since
+the round began, as the hourly timer does, in chunks of `--repair-chunk` documents (a chunk of 1 reads around each
+document on its own).
 `--removals N`: N deletes at the source of drawn records race the deliveries in each round (and die as they do);
 the drain then delivers each delete once more, after the records. `--repairs N`: N runs of repair_index race them
 too (the hourly timer meeting running workers, and the residue of dead ones not yet delivered again).
@@ -189,9 +190,13 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
         thread.start()
     for thread in threads:
         thread.join()
-    for record in drawn:  # the queue drains: each record once more, one at a time
+    # The queue drains: each record once more, one at a time; the message of a delivery whose worker died comes back
+    # with its dequeue count above 1.
+    redelivered = {id(record) for record, worker_store, removal in jobs
+                   if not removal and worker_store is not store and worker_store.intercepted}
+    for record in drawn:
         try:
-            Resolver(store, settings=SETTINGS).resolve(record)
+            Resolver(store, settings=SETTINGS).resolve(record, redelivered=id(record) in redelivered)
         except Exception as err:  # noqa: BLE001
             errors.append(f"redelivery: {type(err).__name__}")
     for record in removed:  # then each delete

@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="%UCP_RESOLVE_QUEUE%", connection="AzureWebJobsStorage")
 def resolve_queue(msg: func.QueueMessage) -> None:
     settings = get_settings()
-    counts = handle_resolve_message(msg.get_body(), store=open_store(settings), settings=settings)
+    counts = handle_resolve_message(msg.get_body(), store=open_store(settings), settings=settings,
+                                    dequeue_count=msg.dequeue_count)
     log.info("resolve message %s (dequeue %s): %s", msg.id, msg.dequeue_count, counts)
 
 

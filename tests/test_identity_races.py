@@ -2969,3 +2969,23 @@ def test_a_hand_on_cut_off_after_its_pointer_write_is_completed_by_the_retry(sto
     assert phone_id in get_profile(store, bob.profile_id)["identifiers"]
     assert live_records(store) == {bob.profile_id: ["web|2"]}
     assert violations(store) == {}
+
+
+def test_a_record_found_done_on_its_messages_redelivery_lists_an_identifier_dropped_by_a_death(store):
+    """A duplicate delivery of Ann's record read the home phone leading to Bob's profile, dropped it from hers, and
+    died before listing it again once Bob's record's delete had handed it on to her (seed 95592): the phone leads to
+    her profile, which does not list it. The message is delivered again (its dequeue count above 1) and finds the
+    record done: it lists the phone. A first delivery of a record done does not look (no profile read)."""
+    from shared.identity import Resolver
+
+    ann_record = rec("web", "0", email="ann@lee.org", phone=PHONE, **ANN)
+    ann, = resolve(store, ann_record)
+    _set_listed(store, ann.profile_id, f"phone:{PHONE}", False)  # as the dying drop left it
+    assert violations(store) == {"identifier_not_held": 1}
+    reads = InterceptingStore(store, "profiles", "read_item_or_none", before=lambda: None)
+    assert Resolver(reads, settings=SETTINGS).resolve(ann_record).action == "unchanged"
+    assert not reads.intercepted and violations(store) == {"identifier_not_held": 1}
+    again = Resolver(store, settings=SETTINGS).resolve(ann_record, redelivered=True)
+    assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
+    assert f"phone:{PHONE}" in get_profile(store, ann.profile_id)["identifiers"]
+    assert violations(store) == {}

@@ -52,6 +52,25 @@ def test_queue_function_resolves_and_quarantines(worker_env, functions_by_name):
     assert store.container("profiles").count_items(("doc_type", "=", "profile")) == 1
 
 
+def test_a_message_delivered_again_checks_its_done_records_for_what_a_dead_attempt_left(worker_env, functions_by_name):
+    """The dequeue count reaches the resolver: a record found done lists an identifier leading to its profile that the
+    profile does not list (left so by an attempt that died: tests/test_identity_races.py), on a redelivery only."""
+    settings, store = worker_env
+    fn = functions_by_name["resolve_queue"].get_user_function()
+    ann = {"source": "pos", "record_key": "1", "given_name": "Ann", "email": "ann@lee-mail.net",
+           "phone": "+447911123456"}
+    body = json.dumps({"v": 1, "ingestion_id": "i1", "records": [ann]})
+    fn(_message(body))
+    profiles = store.container("profiles")
+    pid = store.container("records").read_item("pos|1", "pos|1")["profile_id"]
+    doc = profiles.read_item(pid, pid)
+    profiles.replace_item({**doc, "identifiers": ["email:ann@lee-mail.net", "source:pos|1"]}, etag=doc["_etag"])
+    fn(_message(body))  # a duplicate, first delivered: the record is done, nothing is read again
+    assert "phone:+447911123456" not in profiles.read_item(pid, pid)["identifiers"]
+    fn(_message(body, dequeue_count=2))
+    assert "phone:+447911123456" in profiles.read_item(pid, pid)["identifiers"]
+
+
 @pytest.mark.parametrize("body, reason", [
     ("not json", "not JSON"),
     ('{"v": 1, "records": ' + "[" * 5000 + "]" * 5000 + "}", "nested too deeply"),  # the parser's recursion

@@ -127,16 +127,18 @@ class Resolver:
         return normalize_for_resolution(record, self.blocked, email_provider_rules=self.email_provider_rules)
 
     def resolve(self, record: CustomerRecord, *, normalized: NormalizedRecord | ResolveResult | None = None,
-                landed_at: str | None = None) -> ResolveResult:
+                landed_at: str | None = None, redelivered: bool = False) -> ResolveResult:
         """`normalized`: what self.normalize(record) returned, when the caller has it already. `landed_at`: when
         the file that carried this version of the record landed (utc_text), which orders the versions of a record
-        whose source gives no updated_at."""
+        whose source gives no updated_at. `redelivered`: the message carrying it is delivered again (its dequeue
+        count is above 1: an earlier attempt failed or its worker died), so a record found done is checked for what
+        such an attempt may have left undone (_list_what_leads_here)."""
         n = normalized
         if n is None:
             n = normalize_for_resolution(record, self.blocked, email_provider_rules=self.email_provider_rules)
         if isinstance(n, ResolveResult):
             return self._unless_erased(n)
-        work = _Work(self, record, n, landed_at)
+        work = _Work(self, record, n, landed_at, redelivered=redelivered)
         if work.too_large:
             return self._unless_erased(ResolveResult(record.key, None, "quarantined", TOO_LARGE))
         result = with_retries(self.ctx, work.attempt)
@@ -225,9 +227,11 @@ class _Work:
     abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
     named_before: frozenset[str] = frozenset()  # those the records doc this attempt wrote keeps (NAMED_BEFORE)
 
-    def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None):
+    def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None,
+                 *, redelivered: bool = False):
         self.ctx = resolver.ctx
         self.landed_at = landed_at
+        self.redelivered = redelivered
         self.model = resolver.model
         self.snapshots = resolver.snapshots
         self.policy = self.ctx.config.protection
@@ -308,6 +312,8 @@ class _Work:
                 and not source_doc.get(REKEYING)):
             self._leave_named_before(record_doc, source_doc["profile_id"])
             self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
+            if self.redelivered:
+                self._list_what_leads_here(source_doc["profile_id"], id_docs)
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -423,6 +429,18 @@ class _Work:
             # Not one a merge into this profile is about to point here (its document names the absorbed profile).
             if _destination_of(self.ctx, id_docs[iid]["profile_id"]) not in (None, committed_id):
                 profile = self._drop_identifier(profile, iid)
+
+    def _list_what_leads_here(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> None:
+        """A redelivered record found done: an identifier of it leading to its profile that the profile does not list
+        was dropped by an attempt that read it leading elsewhere, and that died before listing it again once handed
+        on here (_drop_identifier). Listed now while given. One profile read, when an identifier leads here."""
+        here = [iid for iid in self.strong if (id_docs[iid] or {}).get("profile_id") == committed_id]
+        profile = live_profile(self.ctx, committed_id) if here else None
+        if profile is None or profile["id"] != committed_id:
+            return
+        for iid in here:
+            if iid not in profile.get("identifiers", ()):
+                list_while_given(self.ctx, committed_id, iid)
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
         """A record done whose records doc and source identifier name two profiles: a merge saga repointed the

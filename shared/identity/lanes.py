@@ -71,10 +71,11 @@ def _pool(workers: int, pid: int) -> ThreadPoolExecutor:
 
 def resolve_in_lanes(store: Store, records: Sequence[CustomerRecord], *, settings: Settings, model=None,
                      config: ResolverConfig | None = None, workers: int | None = None,
-                     landed_at: str | None = None) -> list[ResolveResult]:
+                     landed_at: str | None = None, redelivered: bool = False) -> list[ResolveResult]:
     """Resolve each record into a profile, lanes concurrently; one result per record, in order. If any record
     fails, the others still finish before the first error is raised (the message is retried as a whole).
-    `landed_at`: when the file of these records landed (Resolver.resolve)."""
+    `landed_at`: when the file of these records landed; `redelivered`: their message is delivered again
+    (Resolver.resolve)."""
     resolver = Resolver(store, settings=settings, model=model, config=config)
     workers = settings.resolve_concurrency if workers is None else workers
     results: list[ResolveResult] = [None] * len(records)  # type: ignore[list-item]  # each set by its lane
@@ -83,7 +84,8 @@ def resolve_in_lanes(store: Store, records: Sequence[CustomerRecord], *, setting
 
     def run(lane: list[int]) -> None:
         for i in lane:
-            results[i] = resolver.resolve(records[i], normalized=normalized[i], landed_at=landed_at)
+            results[i] = resolver.resolve(records[i], normalized=normalized[i], landed_at=landed_at,
+                                          redelivered=redelivered)
 
     groups = lanes(records, normalized)
     if workers <= 1 or len(groups) <= 1:

@@ -36,9 +36,11 @@ POISON_SUFFIX = "-poison"
 POISON_CLAIM_PREFIX = "poison/"  # claim-check blobs of poisoned messages, in settings.claims_container
 
 
-def handle_resolve_message(text: str | bytes, *, store: Store, settings: Settings, model=None) -> dict[str, Any]:
+def handle_resolve_message(text: str | bytes, *, store: Store, settings: Settings, model=None,
+                           dequeue_count: int = 1) -> dict[str, Any]:
     """Resolve the records of one queue message; returns counts per action (or the poison reason). A record that
-    is not a valid CustomerRecord is quarantined with the fields it failed on, and the others are resolved."""
+    is not a valid CustomerRecord is quarantined with the fields it failed on, and the others are resolved.
+    `dequeue_count`: the message's, from the trigger; above 1 it is delivered again (Resolver.resolve)."""
     raw = _as_text(text)
     invalid: list[dict[str, Any]] = []
     header: dict[str, Any] = {}
@@ -48,7 +50,8 @@ def handle_resolve_message(text: str | bytes, *, store: Store, settings: Setting
         send_to_poison(settings.resolve_queue, raw, str(err), settings)
         log.warning("resolve message sent to poison: %s", err)
         return {"poisoned": str(err)}
-    results = resolve_in_lanes(store, records, settings=settings, model=model, landed_at=header["landed_at"])
+    results = resolve_in_lanes(store, records, settings=settings, model=model, landed_at=header["landed_at"],
+                               redelivered=dequeue_count > 1)
     bad = invalid + [{"reason": res.reason, "record_key": res.record_key,
                       "record": rec.model_dump(mode="json", exclude_none=True)}
                      for rec, res in zip(records, results) if res.action == "quarantined"]
