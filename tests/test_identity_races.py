@@ -2989,3 +2989,33 @@ def test_a_record_found_done_on_its_messages_redelivery_lists_an_identifier_drop
     assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
     assert f"phone:{PHONE}" in get_profile(store, ann.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_merge_releasing_an_identifier_held_by_a_profile_marked_to_merge_into_it_completes(store):
+    """F is marked to merge into A and A into Z (folded, its saga cut off), and the identifier A lists that Z dropped
+    leads to F (F claimed it; a lost claim took it off Z). Completing A's merge releases it, and the release, finding
+    it leading elsewhere, looked whether F lists it: reading F finished F's merge into A, which finished A's first,
+    which released it again, without end (seed 811445: RecursionError). It reads F as it is, and the sweep and the
+    repair then leave the store consistent."""
+    from shared.identity import finish_unfinished_merges, repair_index
+    from shared.identity.docs import Ctx
+    from shared.identity.merge import complete_merge, merge_profiles
+
+    z, a, f = _profiles_of_one_person(store, 3)
+    held = "email:ann1@lee.org"  # A's, claimed by F
+    identifiers, profiles = store.container("identifiers"), store.container("profiles")
+    doc = identifiers.read_item(held, held)
+    identifiers.replace_item({**doc, "profile_id": f}, etag=doc["_etag"])
+    why = {"reason": "rule", "rule": "email", "via_record": "web|x"}
+    with pytest.raises(Died):  # F's mark is written, then its worker dies
+        merge_profiles(Ctx(crashing(store, "merges", "create_item"), SETTINGS), a, f, why)
+    with pytest.raises(Died):  # A's mark and fold are written, then its worker dies
+        merge_profiles(Ctx(crashing(store, "identifiers", "replace_item"), SETTINGS), z, a, why)
+    assert profiles.read_item(z, z)["merging"] == [a]
+    _set_listed(store, z, held, False)
+    complete_merge(Ctx(store, SETTINGS), profiles.read_item(a, a))
+    assert profiles.read_item(a, a)["merged_into"] == z and profiles.read_item(f, f)["pending_merge"]["into"] == a
+    finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
+    repair_index(store, settings=SETTINGS)
+    assert live_records(store) == {z: ["crm|p0", "crm|p1", "crm|p2"]}
+    assert violations(store) == {}

@@ -160,9 +160,10 @@ def release_identifier(ctx: Ctx, iid: str, leaving: set[str]) -> bool:
 def _listed_where_it_leads(ctx: Ctx, iid: str, doc: dict[str, Any]) -> None:
     """An identifier to release found leading to another profile already: handed on there by an attempt that may
     have died between its pointer write and its check that the heir lists it (a duplicate delivery of the heir's
-    record may drop it meanwhile, having read it leading elsewhere). Listed there while given: one profile read."""
-    heir = live_profile(ctx, doc["profile_id"], finish=False)
-    if heir is not None and heir["id"] == doc["profile_id"] and iid not in heir.get("identifiers", []):
+    record may drop it meanwhile, having read it leading elsewhere). Listed there while given: one profile read, and
+    no merge finished on the way (a merge's saga releases identifiers too: finishing one here could recurse)."""
+    heir = ctx.read_profile(doc["profile_id"])
+    if is_live(heir) and iid not in heir.get("identifiers", []):
         list_while_given(ctx, heir["id"], iid)
 
 
