@@ -3019,3 +3019,32 @@ def test_a_merge_releasing_an_identifier_held_by_a_profile_marked_to_merge_into_
     repair_index(store, settings=SETTINGS)
     assert live_records(store) == {z: ["crm|p0", "crm|p1", "crm|p2"]}
     assert violations(store) == {}
+
+
+def test_a_new_version_losing_its_profile_write_indexes_again_what_it_released_before_it_can_die(store):
+    """A new version of Cat's web|8 no longer gives her card: it releases the card (no other record gives it) before
+    its profile write. Meanwhile web|5 links there by the card (read leading there, so claimed by nobody). The write
+    loses to that link, and the retry's write lists the card again (web|5 gives it); its worker then died before
+    indexing the profile again under it, and the card had no document (seed 904853: profile_identifier_unindexed).
+    The write lost, what was released and the profile's other records give is indexed again at once."""
+    from shared.identity import Resolver
+
+    cat = dict(given_name="Cat", family_name="Roe")
+    card = "loyalty_id:L1"
+    founded, = resolve(store, rec("web", "8", phone=_phone(8), loyalty_id="L1", **cat))
+    linked = []
+    racing = before_call(store, "identifiers", "delete_item", when=lambda item_id, *_, **__: item_id == card,
+                         hook=lambda: linked.extend(resolve(store, rec("web", "5", loyalty_id="L1", **cat))))
+    written = []  # set just before the retry's write, which lists the card again
+    retried = before_call(racing, "profiles", "replace_item", hook=lambda: written.append(True),
+                          when=lambda body, **_: card in body.get("identifiers", ()))
+    dying = crashing(retried, "identifiers", "read_items",
+                     when=lambda items, *_, **__: bool(written) and (card, card) in items)
+    with pytest.raises(Died):
+        Resolver(dying, settings=SETTINGS).resolve(rec("web", "8", phone=_phone(8), **cat))
+    assert (linked[0].action, linked[0].profile_id) == ("linked", founded.profile_id) and dying.intercepted
+    doc = store.container("identifiers").read_item_or_none(card, card)
+    assert (doc or {}).get("profile_id") == founded.profile_id
+    resolve(store, rec("web", "8", phone=_phone(8), **cat))  # its message, delivered again
+    assert live_records(store) == {founded.profile_id: ["web|5", "web|8"]}
+    assert violations(store) == {}

@@ -36,9 +36,9 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
-                          forget_holders, hand_to_survivor, index_again, keys_given, list_while_given,
-                          move_stranded_aliases, note_holder, only_given_by, release, release_again, release_identifier,
-                          removed_after, split_to_finish_first, take_out, update_block)
+                          forget_holders, hand_to_survivor, index_again, index_given_again, keys_given,
+                          list_while_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
+                          release_identifier, removed_after, split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -1261,6 +1261,8 @@ class _Work:
                 written = self.ctx.profiles.replace_item(body, etag=target["_etag"])
             except PreconditionFailedError:
                 target = live_profile(self.ctx, target["id"])
+                if released or released_keys:
+                    index_given_again(self.ctx, target, self.key, released, released_keys)
                 if target is None:
                     raise ConcurrencyConflict("link target vanished") from None
                 if not held and join_conflict(self.policy, [self.side, self._side(target)]):

@@ -454,18 +454,18 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
             ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
             kept = {"id": profile["id"], "records": []}
     except PreconditionFailedError:
-        _index_released_again(ctx, profile["id"], key, own_ids - {source_identifier(key)}, own_keys)
+        index_given_again(ctx, live_profile(ctx, profile["id"]), key, own_ids - {source_identifier(key)}, own_keys)
         raise
     if remaining:
         index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
     release_again(ctx, kept, own_ids - {source_identifier(key)}, own_keys)
 
 
-def _index_released_again(ctx: Ctx, profile_id: str, key: str, ids: set[str], keys: set[str]) -> None:
-    """After take_out's profile write lost to another worker: index the profile again under what its release let go
-    that the profile's other records give now (one linked meanwhile, which read them leading here, so claimed none).
-    The retry would not: it may find the record's entry changed (a new version) and giving them no more."""
-    live = live_profile(ctx, profile_id)
+def index_given_again(ctx: Ctx, live: dict[str, Any] | None, key: str, ids: set[str], keys: set[str]) -> None:
+    """After a profile write that lost to another worker (a record taken out, or a new version's entry replaced):
+    index the profile, `live` as read again, under what the release before the write let go that its records other
+    than `key` give now (one linked meanwhile, which read them leading here, so claimed none). At once: the retry
+    may find the record's entry changed (another version) and giving them no more, or die after its write."""
     others = [r for r in (live or {}).get("records", []) if r["key"] != key]
     given_ids = set().union(*map(entry_identifiers, others)) if others else set()
     given_keys = {k for r in others for k in r.get("blocking_keys", [])}
