@@ -224,12 +224,14 @@ def test_repair_index_points_an_idle_records_doc_at_the_profile_holding_its_reco
     assert violations(store) == {}
 
 
-def beside_bobs_record(store, ann, bob, entry):
+def beside_bobs_record(store, ann, bob, entry, ann_profile=None):
     change(store.container("profiles"), bob, records=[*get_profile(store, bob)["records"], entry])
 
 
-def in_a_profile_of_its_own(store, ann, bob, entry):
-    profile = {**get_profile(store, ann), "id": "p_founded_by_the_dead", "records": [entry], "merged_from": []}
+def in_a_profile_of_its_own(store, ann, bob, entry, ann_profile=None):
+    """`ann_profile`: Ann's profile as it was, when it is gone now."""
+    profile = {**(ann_profile or get_profile(store, ann)), "id": "p_founded_by_the_dead", "records": [entry],
+               "merged_from": []}
     store.container("profiles").create_item({k: v for k, v in profile.items() if not k.startswith("_")})
 
 
@@ -257,20 +259,25 @@ def test_repair_index_keeps_a_record_two_profiles_hold_only_where_its_commit_is(
     assert violations(store) == {}
 
 
+@pytest.mark.parametrize("left_behind", [beside_bobs_record, in_a_profile_of_its_own], ids=lambda f: f.__name__)
 @pytest.mark.parametrize("gone", ["removed", "erased"])
-def test_repair_index_takes_a_record_deleted_at_its_source_or_erased_out_of_a_profile_still_holding_it(store, gone):
-    """An attempt of a version of Ann's record placed it in Bob's profile and died; the record was then deleted at its
-    source (or its person erased) before the removal took out what the records doc had named before. Once idle, the
-    record leaves the profile still holding it, with what only it gave there; Bob keeps his own."""
+def test_repair_index_takes_a_record_deleted_at_its_source_or_erased_out_of_a_profile_still_holding_it(store, gone,
+                                                                                                    left_behind):
+    """An attempt of a version of Ann's record placed it in Bob's profile (or founded one for it) and died; the record
+    was then deleted at its source (or its person erased) before the removal took out what the records doc had named
+    before. Once idle, the record leaves the profile still holding it, with what only it gave there; Bob keeps his
+    own. A profile it founded goes, and so does its source identifier, which the repair had indexed first as the
+    profile listed it (races bench seed 807901: left leading to the profile gone, `identifier_dangling`)."""
     from shared.privacy import erase_profile
 
     ann, bob = household(store)
-    entry = next(r for r in get_profile(store, ann)["records"] if r["key"] == "pos|1")
+    ann_profile = get_profile(store, ann)
+    entry = next(r for r in ann_profile["records"] if r["key"] == "pos|1")
     if gone == "removed":
         remove_record(store, "pos", "1", settings=SETTINGS)
     else:
         erase_profile(store, get_profile(store, ann))
-    beside_bobs_record(store, ann, bob, entry)
+    left_behind(store, ann, bob, entry, ann_profile)
     assert "record_doc_missing" in violations(store)
     assert repair_index(store, settings=SETTINGS)["records_held_when_gone"] == 0  # not idle yet
     assert repair_index(store, settings=SETTINGS, idle_seconds=0)["records_held_when_gone"] == 1

@@ -448,6 +448,10 @@ def _place_record(ctx: Ctx, kind: str, key: str, holders: list[str]) -> None:
                 profile = live_profile(ctx, pid)
                 if profile is not None and _holds(profile, key) and not _in_saga(profile):
                     take_out_removed(ctx, profile, key, logged=bool(doc.get("removed_at")))
+            # A removed or erased record has no source identifier (a removal deletes it once its tombstone is
+            # written): one leading to a profile that held it (indexed by this repair, as that profile listed it)
+            # goes with it.
+            release_identifier(ctx, source_identifier(key), set(holders))
         return
     commit = ctx.identifiers.read_item_or_none(source_identifier(key), source_identifier(key))
     committed = live_profile(ctx, commit["profile_id"]) if commit else None
