@@ -2949,14 +2949,14 @@ def test_a_hand_on_cut_off_after_its_pointer_write_is_completed_by_the_retry(sto
     before listing it there again: the phone led to a profile that did not list it (seed 603371:
     `identifier_not_held`). The delete's retry, finding the phone leading to Bob already, lists it there."""
     phone_id = f"phone:{PHONE}"
+    bobs_record = rec("web", "2", phone=PHONE, given_name="Bob", family_name="Roe")
     resolve(store, rec("pos", "1", phone=PHONE, **ANN))
-    bob, = resolve(store, rec("web", "2", phone=PHONE, given_name="Bob", family_name="Roe"))
-    assert holders(store, "web|2") == [bob.profile_id] and phone_id not in get_profile(store, bob.profile_id)[
-        "identifiers"]
+    bob, = resolve(store, bobs_record)
+    assert holders(store, "web|2") == [bob.profile_id]
+    assert phone_id not in get_profile(store, bob.profile_id)["identifiers"]
     duplicate = []
     dropped_then = before_call(store, "identifiers", "replace_item",
-                               hook=lambda: duplicate.extend(resolve(store, rec("web", "2", phone=PHONE,
-                                                                                given_name="Bob", family_name="Roe"))),
+                               hook=lambda: duplicate.extend(resolve(store, bobs_record)),
                                when=lambda body, **_: body["id"] == phone_id and body["profile_id"] == bob.profile_id)
     dying = crashing(dropped_then, "profiles", "replace_item", nth=2,  # the first lists it before the pointer write
                      when=lambda body, **_: body["id"] == bob.profile_id and phone_id in body["identifiers"])
