@@ -192,8 +192,9 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
         thread.join()
     # The queue drains: each record once more, one at a time; the message of a delivery whose worker died comes back
     # with its dequeue count above 1.
-    redelivered = {id(record) for record, worker_store, removal in jobs
-                   if not removal and worker_store is not store and worker_store.intercepted}
+    dead = [(record, removal) for record, worker_store, removal in jobs
+            if worker_store is not store and worker_store.intercepted]
+    redelivered = {id(record) for record, removal in dead if not removal}
     for record in drawn:
         try:
             Resolver(store, settings=SETTINGS).resolve(record, redelivered=id(record) in redelivered)
@@ -204,7 +205,7 @@ def one_round(seed: int, records: int, deliveries: int, *, store=None, die: floa
             remove(record, store)
         except Exception as err:  # noqa: BLE001
             errors.append(f"removal redelivered: {type(err).__name__}")
-    died = sum(worker_store is not store and worker_store.intercepted for _, worker_store, _ in jobs)
+    died = len(dead)
     swept = 0
     if died:  # with no death, a saga left unfinished is a finding of the races alone
         swept = len(finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)) + len(

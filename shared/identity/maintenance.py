@@ -446,7 +446,8 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
         return
     remaining = [r for r in profile["records"] if r["key"] != key]
     own_ids, own_keys = only_given_by(entry, remaining)
-    release(ctx, profile["id"], own_ids - {source_identifier(key)}, own_keys)
+    released = own_ids - {source_identifier(key)}
+    release(ctx, profile["id"], released, own_keys)
     try:
         if remaining:
             kept = ctx.profiles.replace_item(_without(profile, key, own_ids, ctx), etag=profile["_etag"])
@@ -454,11 +455,12 @@ def take_out(ctx: Ctx, profile: dict[str, Any], key: str) -> None:
             ctx.profiles.delete_item(profile["id"], profile["id"], etag=profile["_etag"])
             kept = {"id": profile["id"], "records": []}
     except PreconditionFailedError:
-        index_given_again(ctx, live_profile(ctx, profile["id"]), key, own_ids - {source_identifier(key)}, own_keys)
+        if released or own_keys:
+            index_given_again(ctx, live_profile(ctx, profile["id"]), key, released, own_keys)
         raise
     if remaining:
         index_again(ctx, kept, entry_identifiers(entry) - own_ids, set(entry.get("blocking_keys", [])) - own_keys)
-    release_again(ctx, kept, own_ids - {source_identifier(key)}, own_keys)
+    release_again(ctx, kept, released, own_keys)
 
 
 def index_given_again(ctx: Ctx, live: dict[str, Any] | None, key: str, ids: set[str], keys: set[str]) -> None:
