@@ -3048,3 +3048,31 @@ def test_a_new_version_losing_its_profile_write_indexes_again_what_it_released_b
     resolve(store, rec("web", "8", phone=_phone(8), **cat))  # its message, delivered again
     assert live_records(store) == {founded.profile_id: ["web|5", "web|8"]}
     assert violations(store) == {}
+
+
+def test_a_new_version_dying_twice_while_indexing_again_what_a_link_meanwhile_gives_is_finished_by_its_retry(store):
+    """A new version of Cat's pos|10 no longer gives her phone and card. Its first worker read the profile before
+    web|1 linked there by both (claiming nothing), released both and died before its profile write. The second
+    wrote the new entry (web|1 still gives both, so the profile lists them) and died indexing the profile again
+    under them, after the card, before the phone. The old entry was gone, so the third found nothing to index
+    again, and the phone had no document (seed 807146: profile_identifier_unindexed). A retry finding its version
+    placed and not committed indexes the profile again under what its other records give."""
+    from shared.identity import find_profile_id
+
+    cat = dict(given_name="Cat", family_name="Lee")
+    founded, = resolve(store, rec("pos", "10", phone=PHONE, loyalty_id="L1", **cat))
+    new_version = rec("pos", "10", birth_date="1981-03-04", **cat)
+    linking = before_call(store, "identifiers", "delete_item",
+                          hook=lambda: resolve(store, rec("web", "1", phone=PHONE, loyalty_id="L1", **cat)))
+    with pytest.raises(Died):  # both released, then the worker dies before its profile write
+        resolve(crashing(linking, "profiles", "replace_item"), new_version)
+    assert linking.intercepted and find_profile_id(store, "phone", PHONE) is None
+    with pytest.raises(Died):  # the entry written, then the worker dies indexing the profile again
+        resolve(crashing(store, "identifiers", "create_item", nth=2,
+                         when=lambda body, *_, **__: body["id"] in ("loyalty_id:L1", f"phone:{PHONE}")), new_version)
+    assert live_records(store) == {founded.profile_id: ["pos|10", "web|1"]}
+    again, = resolve(store, new_version)  # its message, delivered again
+    assert (again.action, again.profile_id) == ("linked", founded.profile_id)
+    assert find_profile_id(store, "phone", PHONE) == founded.profile_id
+    assert find_profile_id(store, "loyalty_id", "L1") == founded.profile_id
+    assert violations(store) == {}

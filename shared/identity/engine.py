@@ -1215,6 +1215,7 @@ class _Work:
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
+        held_checked = False  # whether this version's entry, placed by an earlier attempt, was looked after
         for _ in range(50):
             if self._noted_meanwhile(target):
                 # A profile kept apart from another by the names test was noted on this one after the decision read
@@ -1234,6 +1235,9 @@ class _Work:
             # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
             # replaced, releasing what only the old one gave.
             changed = old is not None and self._other_version(old)
+            if old is not None and not changed and not held_checked:
+                held_checked = True
+                self._index_after_earlier_attempt(target)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
@@ -1274,6 +1278,20 @@ class _Work:
                 release_again(self.ctx, written, released, released_keys)
             return self._wrote(target, self._index_shared(written, replaced))
         raise self._link_given_up(target, replaced, "could not link record")
+
+    def _index_after_earlier_attempt(self, profile: dict[str, Any]) -> None:
+        """The profile holds this very version, not committed: an earlier attempt placed it and died (or a duplicate
+        delivery runs still). It may have died indexing the profile again under what the old version shared with
+        the other records (_index_shared; a release of an attempt before it let those go), and the old entry that
+        said what that was is gone: the profile is indexed again under all its other records give. Two batched
+        reads, on a retry's path only."""
+        if self.source_doc is not None and self.source_doc.get("content_hash") == self.hash:
+            return  # committed (a re-keying): nothing of it was cut off
+        others = [r for r in profile["records"] if r["key"] != self.key]
+        if others:  # not a source identifier: each record's is its commit, written by its own worker
+            sources = {source_identifier(r["key"]) for r in profile["records"]}
+            ids = set(profile.get("identifiers", ())) - sources - set(self.strong)
+            index_given_again(self.ctx, profile, self.key, ids, {k for r in others for k in r.get("blocking_keys", ())})
 
     def _other_version(self, entry: dict[str, Any]) -> bool:
         """Whether the record's entry is another version than this one, or this one normalized otherwise."""
