@@ -3076,3 +3076,29 @@ def test_a_new_version_dying_twice_while_indexing_again_what_a_link_meanwhile_gi
     assert find_profile_id(store, "phone", PHONE) == founded.profile_id
     assert find_profile_id(store, "loyalty_id", "L1") == founded.profile_id
     assert violations(store) == {}
+
+
+def test_a_removal_dying_twice_while_indexing_again_what_a_link_meanwhile_gives_is_finished_by_its_retry(store):
+    """Cat's pos|10 is deleted at its source. The removal's first attempt read the profile before web|1 linked
+    there by her phone and card (claiming nothing), released both, lost its profile write to that link and died
+    indexing them again. The second wrote the profile without pos|10 and died indexing it again under them, after
+    the card, before the phone. The third found the record out of the profile already: a retry so finding it
+    indexes the profile again under what its records give."""
+    from shared.identity import find_profile_id, remove_record
+
+    cat = dict(given_name="Cat", family_name="Lee")
+    founded, = resolve(store, rec("pos", "10", phone=PHONE, loyalty_id="L1", **cat))
+    linking = before_call(store, "identifiers", "delete_item",
+                          hook=lambda: resolve(store, rec("web", "1", phone=PHONE, loyalty_id="L1", **cat)))
+    with pytest.raises(Died):  # both released, the write lost, then the worker dies indexing them again
+        remove_record(crashing(linking, "identifiers", "create_item"), "pos", "10", settings=SETTINGS)
+    assert linking.intercepted and find_profile_id(store, "phone", PHONE) is None
+    with pytest.raises(Died):  # the profile written without the record, then its worker dies indexing it again
+        remove_record(crashing(store, "identifiers", "create_item", nth=2,
+                               when=lambda body, *_, **__: body["id"] in ("loyalty_id:L1", f"phone:{PHONE}")),
+                      "pos", "10", settings=SETTINGS)
+    assert live_records(store) == {founded.profile_id: ["web|1"]}
+    assert remove_record(store, "pos", "10", settings=SETTINGS) == founded.profile_id  # the delete, retried
+    assert find_profile_id(store, "phone", PHONE) == founded.profile_id
+    assert find_profile_id(store, "loyalty_id", "L1") == founded.profile_id
+    assert violations(store) == {}

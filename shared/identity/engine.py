@@ -36,9 +36,10 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
-                          forget_holders, hand_to_survivor, index_again, index_given_again, keys_given,
-                          list_while_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
-                          release_identifier, removed_after, split_to_finish_first, take_out, update_block)
+                          forget_holders, hand_to_survivor, index_again, index_given_again, index_what_others_give,
+                          keys_given, list_while_given, move_stranded_aliases, note_holder, only_given_by, release,
+                          release_again, release_identifier, removed_after, split_to_finish_first, take_out,
+                          update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -1215,7 +1216,7 @@ class _Work:
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
-        held_checked = False  # whether this version's entry, placed by an earlier attempt, was looked after
+        earlier_indexed = False  # whether the profile was indexed again after an earlier attempt of this version
         for _ in range(50):
             if self._noted_meanwhile(target):
                 # A profile kept apart from another by the names test was noted on this one after the decision read
@@ -1235,8 +1236,8 @@ class _Work:
             # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
             # replaced, releasing what only the old one gave.
             changed = old is not None and self._other_version(old)
-            if old is not None and not changed and not held_checked:
-                held_checked = True
+            if old is not None and not changed and not earlier_indexed:
+                earlier_indexed = True
                 self._index_after_earlier_attempt(target)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
@@ -1281,17 +1282,10 @@ class _Work:
 
     def _index_after_earlier_attempt(self, profile: dict[str, Any]) -> None:
         """The profile holds this very version, not committed: an earlier attempt placed it and died (or a duplicate
-        delivery runs still). It may have died indexing the profile again under what the old version shared with
-        the other records (_index_shared; a release of an attempt before it let those go), and the old entry that
-        said what that was is gone: the profile is indexed again under all its other records give. Two batched
-        reads, on a retry's path only."""
-        if self.source_doc is not None and self.source_doc.get("content_hash") == self.hash:
-            return  # committed (a re-keying): nothing of it was cut off
-        others = [r for r in profile["records"] if r["key"] != self.key]
-        if others:  # not a source identifier: each record's is its commit, written by its own worker
-            sources = {source_identifier(r["key"]) for r in profile["records"]}
-            ids = set(profile.get("identifiers", ())) - sources - set(self.strong)
-            index_given_again(self.ctx, profile, self.key, ids, {k for r in others for k in r.get("blocking_keys", ())})
+        delivery runs still), maybe while indexing the profile again under what the old version shared with the
+        other records (_index_shared)."""
+        if self.source_doc is None or self.source_doc.get("content_hash") != self.hash:  # else a re-keying
+            index_what_others_give(self.ctx, profile, self.key, claimed=self.strong)
 
     def _other_version(self, entry: dict[str, Any]) -> bool:
         """Whether the record's entry is another version than this one, or this one normalized otherwise."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from shared.normalize import NormalizedRecord
 from shared.settings import Settings
@@ -361,6 +361,8 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
+        if not _holds(profile, key):  # an earlier attempt took it out (see index_what_others_give)
+            index_what_others_give(ctx, profile, key)
         take_out_removed(ctx, profile, key)
     elif ctx.read_profile(pointer["profile_id"]) is None:  # a removal that died after deleting it
         forget_deleted_profile(ctx, pointer["profile_id"])
@@ -473,6 +475,19 @@ def index_given_again(ctx: Ctx, live: dict[str, Any] | None, key: str, ids: set[
     given_keys = {k for r in others for k in r.get("blocking_keys", [])}
     if ids & given_ids or keys & given_keys:
         index_again(ctx, live, ids & given_ids, keys & given_keys)
+
+
+def index_what_others_give(ctx: Ctx, profile: dict[str, Any], key: str, *, claimed: Iterable[str] = ()) -> None:
+    """index_given_again under everything the profile lists and the records other than `key` give, bar `claimed`
+    (the attempt's own claims) and source identifiers (each record's is its commit, written by its own worker). For
+    a retry finding that an earlier attempt wrote the profile (the record's new entry, or the record taken out) and
+    may have died indexing it again under what the old entry shared with the others: that entry is gone, and with
+    it what it gave. Two batched reads, on a retry's path only."""
+    others = [r for r in profile["records"] if r["key"] != key]
+    if others:
+        sources = {source_identifier(r["key"]) for r in profile["records"]} | {source_identifier(key)}
+        ids = set(profile.get("identifiers", ())) - sources - set(claimed)
+        index_given_again(ctx, profile, key, ids, {k for r in others for k in r.get("blocking_keys", ())})
 
 
 def release(ctx: Ctx, profile_id: str, ids: set[str], keys: set[str]) -> None:
