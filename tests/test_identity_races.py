@@ -3102,3 +3102,27 @@ def test_a_removal_dying_twice_while_indexing_again_what_a_link_meanwhile_gives_
     assert find_profile_id(store, "phone", PHONE) == founded.profile_id
     assert find_profile_id(store, "loyalty_id", "L1") == founded.profile_id
     assert violations(store) == {}
+
+
+def test_a_removal_dying_after_deleting_the_profile_leaves_no_identifier_naming_it(store):
+    """Bob's web|1, his profile's only record, is deleted at its source. The removal released his phone, then a
+    duplicate delivery of web|1, late, claimed it again for the profile (written here as that worker writes it).
+    The removal deleted the profile and died before releasing the phone again; its retry, finding the profile gone,
+    forgot the profile's history and keys but left the phone naming it (seed 906059: identifier_dangling). The
+    retry now also releases the identifiers still naming the profile."""
+    from shared.identity import find_profile_id, remove_record
+    from shared.identity.docs import identifier_id
+
+    bob, = resolve(store, rec("web", "1", given_name="Bob", family_name="Roe", phone=PHONE))
+    phone = identifier_id("phone", PHONE)
+    identifiers = store.container("identifiers")
+    late_claim = before_call(store, "profiles", "delete_item", hook=lambda: identifiers.create_item(
+        {"id": phone, "type": "phone", "profile_id": bob.profile_id, "created_at": "2026-12-02T12:00:00Z"}))
+    with pytest.raises(Died):  # the profile deleted, then its worker dies releasing the phone again
+        remove_record(crashing(late_claim, "identifiers", "delete_item", nth=2, when=lambda item_id, *_, **__:
+                               item_id == phone), "web", "1", settings=SETTINGS)
+    assert late_claim.intercepted and store.container("profiles").read_item_or_none(bob.profile_id, bob.profile_id) is None
+    assert remove_record(store, "web", "1", settings=SETTINGS) is not None  # the delete, retried
+    assert find_profile_id(store, "phone", PHONE) is None
+    assert identifiers.read_item_or_none(phone, phone) is None
+    assert violations(store) == {}

@@ -367,6 +367,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     elif ctx.read_profile(pointer["profile_id"]) is None:  # a removal that died after deleting it
         forget_deleted_profile(ctx, pointer["profile_id"])
         forget_where_listed(ctx, pointer["profile_id"])
+        _release_all_naming(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
     leave_named_before(ctx, record_doc, key, keep=profile_id)  # before the tombstone, which forgets them
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
@@ -1021,6 +1022,16 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
     found by a query (a rare retry, or a new version of the record meeting it), which the profile's own list no
     longer can, and forgotten with its history."""
     _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id))
+
+
+def _release_all_naming(ctx: Ctx, profile_id: str) -> None:
+    """Release the identifiers still naming a profile deleted with its last record by a removal that died before
+    releasing them again: one a late duplicate delivery of the record claimed again after the first release (an
+    index-served query, on that retry's path only). Not the source identifiers: the removal deletes its record's own
+    under the ETag it read."""
+    for doc in list(ctx.identifiers.query_items(("profile_id", "=", profile_id))):
+        if doc.get("type") != "source":
+            release_identifier(ctx, doc["id"], {profile_id})
 
 
 def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
