@@ -3121,8 +3121,32 @@ def test_a_removal_dying_after_deleting_the_profile_leaves_no_identifier_naming_
     with pytest.raises(Died):  # the profile deleted, then its worker dies releasing the phone again
         remove_record(crashing(late_claim, "identifiers", "delete_item", nth=2, when=lambda item_id, *_, **__:
                                item_id == phone), "web", "1", settings=SETTINGS)
-    assert late_claim.intercepted and store.container("profiles").read_item_or_none(bob.profile_id, bob.profile_id) is None
+    profiles = store.container("profiles")
+    assert late_claim.intercepted and profiles.read_item_or_none(bob.profile_id, bob.profile_id) is None
     assert remove_record(store, "web", "1", settings=SETTINGS) is not None  # the delete, retried
     assert find_profile_id(store, "phone", PHONE) is None
     assert identifiers.read_item_or_none(phone, phone) is None
+    assert violations(store) == {}
+
+
+def test_a_record_found_done_on_its_messages_redelivery_indexes_its_profile_under_what_its_other_records_give(store):
+    """A delivery of the new version of Ann's web|6 (another email) read her profile when web|6's old version alone
+    gave it the home email, released the email, and died before its profile write, which would have lost to the
+    link of web|1 (the home email too) and indexed the email again (seed 900913, there through a merge). Another
+    delivery had placed and committed the version: the email stayed listed with no document. The message is
+    delivered again and finds the record done: the profiles its records doc names are indexed again under what
+    their other records give."""
+    from shared.identity import Resolver, find_profile_id
+
+    home = "email:home@lee.org"
+    ann, = resolve(store, rec("web", "6", email="home@lee.org", **ANN))
+    resolve(store, rec("web", "1", email="home@lee.org", phone=PHONE, **ANN))
+    new_version = rec("web", "6", email="ann@lee.org", **ANN)
+    assert resolve(store, new_version)[0].profile_id == ann.profile_id
+    assert live_records(store) == {ann.profile_id: ["web|1", "web|6"]}
+    store.container("identifiers").delete_item(home, home)  # the dead delivery's release, on its stale read
+    assert violations(store) == {"profile_identifier_unindexed": 1, "record_identifier_unindexed": 1}
+    again = Resolver(store, settings=SETTINGS).resolve(new_version, redelivered=True)
+    assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
+    assert find_profile_id(store, "email", "home@lee.org") == ann.profile_id
     assert violations(store) == {}

@@ -32,7 +32,7 @@ from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedE
 from .bounds import ENTRY_BYTES, TOO_LARGE, bounded, estimate, record_hash
 from .config import load_match_model
 from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFORE, NOTED_HOLDERS, REKEYING,
-                   SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, now_iso,
+                   SAFE_ID_CHARS, UNREAD, ConcurrencyConflict, Ctx, ResolverConfig, fits_in_id, is_live, now_iso,
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
@@ -315,6 +315,7 @@ class _Work:
             self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
             if self.redelivered:
                 self._list_what_leads_here(source_doc["profile_id"], id_docs)
+                self._index_profiles_named(record_doc, source_doc["profile_id"])
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -442,6 +443,18 @@ class _Work:
         for iid in here:
             if iid not in profile.get("identifiers", ()):
                 list_while_given(self.ctx, committed_id, iid)
+
+    def _index_profiles_named(self, record_doc: dict[str, Any], committed_id: str) -> None:
+        """A redelivered record found done: its dead attempt may have released a value of the old version on a
+        profile read taken before another record giving it joined (a link claiming nothing, a merge), and died before
+        its profile write, which would have lost and indexed the value again (index_given_again). The profiles the
+        records doc names, now, before or by the commit, are indexed again under what their other records give:
+        a profile read and two batched reads each, on redelivery only."""
+        named = [*record_doc.get(NAMED_BEFORE, ()), record_doc["profile_id"], committed_id]
+        for profile_id in dict.fromkeys(named):
+            profile = self.ctx.read_profile(profile_id)  # as it is: no merge finished on the way
+            if is_live(profile):
+                index_what_others_give(self.ctx, profile, self.key, claimed=self.strong)
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
         """A record done whose records doc and source identifier name two profiles: a merge saga repointed the
