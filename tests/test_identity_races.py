@@ -3110,12 +3110,14 @@ def test_a_removal_dying_after_deleting_the_profile_leaves_no_identifier_naming_
     The removal deleted the profile and died before releasing the phone again; its retry, finding the profile gone,
     forgot the profile's history and keys but left the phone naming it (seed 906059: identifier_dangling). The
     retry now also releases the identifiers still naming the profile."""
+    from shared.events.devices import link_identify
     from shared.identity import find_profile_id, remove_record
     from shared.identity.docs import identifier_id
 
     bob, = resolve(store, rec("web", "1", given_name="Bob", family_name="Roe", phone=PHONE))
     phone = identifier_id("phone", PHONE)
     identifiers = store.container("identifiers")
+    device, _ = link_identify(store, "dev-1", "events|bob", bob.profile_id, "2026-12-02T11:00:00Z")  # not the index
     late_claim = before_call(store, "profiles", "delete_item", hook=lambda: identifiers.create_item(
         {"id": phone, "type": "phone", "profile_id": bob.profile_id, "created_at": "2026-12-02T12:00:00Z"}))
     with pytest.raises(Died):  # the profile deleted, then its worker dies releasing the phone again
@@ -3126,7 +3128,8 @@ def test_a_removal_dying_after_deleting_the_profile_leaves_no_identifier_naming_
     assert remove_record(store, "web", "1", settings=SETTINGS) is not None  # the delete, retried
     assert find_profile_id(store, "phone", PHONE) is None
     assert identifiers.read_item_or_none(phone, phone) is None
-    assert violations(store) == {}
+    assert identifiers.read_item(device["id"], device["id"])["profile_id"] == bob.profile_id
+    assert violations(store) == {"device_link_owner_unknown": 1}  # its owner made up here, no record of it
 
 
 def test_a_record_found_done_on_its_messages_redelivery_indexes_its_profile_under_what_its_other_records_give(store):
@@ -3149,4 +3152,30 @@ def test_a_record_found_done_on_its_messages_redelivery_indexes_its_profile_unde
     again = Resolver(store, settings=SETTINGS).resolve(new_version, redelivered=True)
     assert (again.action, again.profile_id) == ("unchanged", ann.profile_id)
     assert find_profile_id(store, "email", "home@lee.org") == ann.profile_id
+    assert violations(store) == {}
+
+
+def test_a_retry_finding_its_version_placed_lets_go_a_key_only_the_old_version_gave(store):
+    """A new version of Dan's pos|8 (another person now: another name and birth date) replaced its entry and let
+    go the old version's blocking keys; a late duplicate delivery of the old version wrote one of them again (here
+    as that worker writes it), and the new version's worker died before its commit, so nothing let it go again: a
+    key naming a profile that no record of it gives (seed 700067: blocking_names_non_giver). A retry finding its
+    version placed and not committed lets go what names the profile and no record of it gives."""
+    from shared.identity.docs import source_identifier
+
+    old_key = "dob:19800102|n:S635"
+    dan, = resolve(store, rec("pos", "8", given_name="Dan", family_name="Roe", birth_date="1980-01-02", phone=PHONE))
+    blocking = store.container("blocking")
+    assert dan.profile_id in blocking.read_item(old_key, old_key)["profile_ids"]
+    new_version = rec("pos", "8", given_name="Cat", family_name="Lee", birth_date="1981-03-04", phone=PHONE)
+    commit = source_identifier("pos|8")
+    with pytest.raises(Died):  # everything written but the commit
+        resolve(crashing(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == commit),
+                new_version)
+    assert blocking.read_item_or_none(old_key, old_key) is None
+    blocking.create_item({"id": old_key, "profile_ids": [dan.profile_id]})  # the late duplicate of the old version
+    assert violations(store) == {"blocking_names_non_giver": 1}
+    again, = resolve(store, new_version)  # its message, delivered again
+    assert (again.action, again.profile_id) == ("linked", dan.profile_id)
+    assert blocking.read_item_or_none(old_key, old_key) is None
     assert violations(store) == {}

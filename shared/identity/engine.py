@@ -36,10 +36,10 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
-                          forget_holders, hand_to_survivor, index_again, index_given_again, index_what_others_give,
-                          keys_given, list_while_given, move_stranded_aliases, note_holder, only_given_by, release,
-                          release_again, release_identifier, removed_after, split_to_finish_first, take_out,
-                          update_block)
+                          forget_holders, hand_to_survivor, index_again, index_given_again, keys_given,
+                          list_while_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
+                          release_identifier, removed_after, settle_after_earlier_attempt, split_to_finish_first,
+                          take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -315,7 +315,7 @@ class _Work:
             self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
             if self.redelivered:
                 self._list_what_leads_here(source_doc["profile_id"], id_docs)
-                self._index_profiles_named(record_doc, source_doc["profile_id"])
+                self._settle_profiles_named(record_doc, source_doc["profile_id"])
             if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
@@ -444,17 +444,17 @@ class _Work:
             if iid not in profile.get("identifiers", ()):
                 list_while_given(self.ctx, committed_id, iid)
 
-    def _index_profiles_named(self, record_doc: dict[str, Any], committed_id: str) -> None:
+    def _settle_profiles_named(self, record_doc: dict[str, Any], committed_id: str) -> None:
         """A redelivered record found done: its dead attempt may have released a value of the old version on a
         profile read taken before another record giving it joined (a link claiming nothing, a merge), and died before
         its profile write, which would have lost and indexed the value again (index_given_again). The profiles the
-        records doc names, now, before or by the commit, are indexed again under what their other records give:
-        a profile read and two batched reads each, on redelivery only."""
+        records doc names, now, before or by the commit, are settled as after an earlier attempt: a profile read,
+        two queries and two batched reads each, on redelivery only."""
         named = [*record_doc.get(NAMED_BEFORE, ()), record_doc["profile_id"], committed_id]
         for profile_id in dict.fromkeys(named):
             profile = self.ctx.read_profile(profile_id)  # as it is: no merge finished on the way
             if is_live(profile):
-                index_what_others_give(self.ctx, profile, self.key, claimed=self.strong)
+                settle_after_earlier_attempt(self.ctx, profile, self.key, claimed=self.strong)
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
         """A record done whose records doc and source identifier name two profiles: a merge saga repointed the
@@ -1229,7 +1229,7 @@ class _Work:
         record replaces its entry, releasing what only the old version gave the profile."""
         replaced: list[dict[str, Any]] = []  # entries of older versions this call released parts of
         held = None  # whether the profile held the record when this call first read it
-        earlier_indexed = False  # whether the profile was indexed again after an earlier attempt of this version
+        earlier_settled = False  # whether the profile was settled after an earlier attempt of this version
         for _ in range(50):
             if self._noted_meanwhile(target):
                 # A profile kept apart from another by the names test was noted on this one after the decision read
@@ -1249,9 +1249,9 @@ class _Work:
             # Another version, or this one normalized otherwise (a change of normalization, rekey.py): its entry is
             # replaced, releasing what only the old one gave.
             changed = old is not None and self._other_version(old)
-            if old is not None and not changed and not earlier_indexed:
-                earlier_indexed = True
-                self._index_after_earlier_attempt(target)
+            if old is not None and not changed and not earlier_settled:
+                earlier_settled = True
+                self._settle_after_earlier_attempt(target)
             if changed and self._changed_later(old.get("updated_at")):
                 # A newer version of the record, linked by another worker since this attempt read its records doc:
                 # the retry reads that version's records doc and answers stale.
@@ -1293,12 +1293,12 @@ class _Work:
             return self._wrote(target, self._index_shared(written, replaced))
         raise self._link_given_up(target, replaced, "could not link record")
 
-    def _index_after_earlier_attempt(self, profile: dict[str, Any]) -> None:
+    def _settle_after_earlier_attempt(self, profile: dict[str, Any]) -> None:
         """The profile holds this very version, not committed: an earlier attempt placed it and died (or a duplicate
-        delivery runs still), maybe while indexing the profile again under what the old version shared with the
-        other records (_index_shared)."""
+        delivery runs still), maybe before settling the index with its write (_release_replaced's release_again,
+        _index_shared)."""
         if self.source_doc is None or self.source_doc.get("content_hash") != self.hash:  # else a re-keying
-            index_what_others_give(self.ctx, profile, self.key, claimed=self.strong)
+            settle_after_earlier_attempt(self.ctx, profile, self.key, claimed=self.strong)
 
     def _other_version(self, entry: dict[str, Any]) -> bool:
         """Whether the record's entry is another version than this one, or this one normalized otherwise."""

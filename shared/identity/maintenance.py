@@ -9,8 +9,8 @@ from shared.normalize import NormalizedRecord
 from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
-from .docs import (MAX_ALIAS_HOPS, NAMED_BEFORE, REKEYING, ConcurrencyConflict, Ctx, is_live, now_iso,
-                   record_identifiers, source_identifier, stable_hash, with_retries)
+from .docs import (MAX_ALIAS_HOPS, NAMED_BEFORE, REKEYING, ConcurrencyConflict, Ctx, is_device_link, is_live,
+                   now_iso, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _leads_to_one_of, _merged_into, _repoint, _repoint_given,
                     _repoint_records, _set_profile_id, live_profile)
 from .survivorship import survive
@@ -361,8 +361,8 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
-        if not _holds(profile, key):  # an earlier attempt took it out (see index_what_others_give)
-            index_what_others_give(ctx, profile, key)
+        if not _holds(profile, key):  # an earlier attempt took it out
+            settle_after_earlier_attempt(ctx, profile, key)
         take_out_removed(ctx, profile, key)
     elif ctx.read_profile(pointer["profile_id"]) is None:  # a removal that died after deleting it
         forget_deleted_profile(ctx, pointer["profile_id"])
@@ -478,12 +478,16 @@ def index_given_again(ctx: Ctx, live: dict[str, Any] | None, key: str, ids: set[
         index_again(ctx, live, ids & given_ids, keys & given_keys)
 
 
-def index_what_others_give(ctx: Ctx, profile: dict[str, Any], key: str, *, claimed: Iterable[str] = ()) -> None:
-    """index_given_again under everything the profile lists and the records other than `key` give, bar `claimed`
-    (the attempt's own claims) and source identifiers (each record's is its commit, written by its own worker). For
-    a retry finding that an earlier attempt wrote the profile (the record's new entry, or the record taken out) and
-    may have died indexing it again under what the old entry shared with the others: that entry is gone, and with
-    it what it gave. Two batched reads, on a retry's path only."""
+def settle_after_earlier_attempt(ctx: Ctx, profile: dict[str, Any], key: str, *,
+                                 claimed: Iterable[str] = ()) -> None:
+    """For a retry finding that an earlier attempt wrote the profile (the record's new entry, or the record taken
+    out) and may have died before settling the index with that write: what the old entry alone gave is let go
+    (release_again: a late duplicate of the old version may have written it again after the first release), and
+    what it shared with the records other than `key` is indexed again (index_given_again). That entry is gone, and
+    with it what it gave: the documents naming the profile are found by two index-served queries, what the other
+    records give by two batched reads; on a retry's path only. Not `claimed`: the attempt's own claims."""
+    naming_keys = {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile["id"]))}
+    release_again(ctx, profile, _identifiers_naming(ctx, profile["id"]) - set(claimed), naming_keys)
     others = [r for r in profile["records"] if r["key"] != key]
     if others:
         sources = {source_identifier(r["key"]) for r in profile["records"]} | {source_identifier(key)}
@@ -1026,12 +1030,16 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
 
 def _release_all_naming(ctx: Ctx, profile_id: str) -> None:
     """Release the identifiers still naming a profile deleted with its last record by a removal that died before
-    releasing them again: one a late duplicate delivery of the record claimed again after the first release (an
-    index-served query, on that retry's path only). Not the source identifiers: the removal deletes its record's own
-    under the ETag it read."""
-    for doc in list(ctx.identifiers.query_items(("profile_id", "=", profile_id))):
-        if doc.get("type") != "source":
-            release_identifier(ctx, doc["id"], {profile_id})
+    releasing them again: one a late duplicate delivery of the record claimed again after the first release."""
+    for iid in sorted(_identifiers_naming(ctx, profile_id)):
+        release_identifier(ctx, iid, {profile_id})
+
+
+def _identifiers_naming(ctx: Ctx, profile_id: str) -> set[str]:
+    """The identifiers whose document names the profile (an index-served query, on a retry's path only), but source
+    identifiers (each record's commit, written by its own worker) and device links (events.devices': not the index)."""
+    return {doc["id"] for doc in ctx.identifiers.query_items(("profile_id", "=", profile_id))
+            if doc.get("type") != "source" and not is_device_link(doc)}
 
 
 def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
