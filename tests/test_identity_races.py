@@ -3179,3 +3179,21 @@ def test_a_retry_finding_its_version_placed_lets_go_a_key_only_the_old_version_g
     assert (again.action, again.profile_id) == ("linked", dan.profile_id)
     assert blocking.read_item_or_none(old_key, old_key) is None
     assert violations(store) == {}
+
+
+def test_a_record_found_done_indexes_again_its_own_identifier_left_with_no_document(store):
+    """Cat's pos|10 and Ann's web|2 share a loyalty card (web|2 linked by it, claiming nothing). A delivery working
+    on pos|10 read the profile before that link and released the card, and died; the card stayed listed with no
+    document (seed 705176). Any delivery of web|2 that finds it done (a duplicate, a redelivery) sees the card's
+    document missing in the read it makes anyway, and indexes the profile under it again."""
+    from shared.identity import find_profile_id
+
+    web2 = rec("web", "2", given_name="Ann", family_name="Roe", loyalty_id="L2")
+    cat, = resolve(store, rec("pos", "10", given_name="Cat", family_name="Roe", loyalty_id="L2"))
+    assert resolve(store, web2)[0].profile_id == cat.profile_id
+    store.container("identifiers").delete_item("loyalty_id:L2", "loyalty_id:L2")  # the dead delivery's release
+    assert violations(store) == {"profile_identifier_unindexed": 1, "record_identifier_unindexed": 2}
+    again, = resolve(store, web2)
+    assert (again.action, again.profile_id) == ("unchanged", cat.profile_id)
+    assert find_profile_id(store, "loyalty_id", "L2") == cat.profile_id
+    assert violations(store) == {}

@@ -313,6 +313,7 @@ class _Work:
                 and not source_doc.get(REKEYING)):
             self._leave_named_before(record_doc, source_doc["profile_id"])
             self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
+            self._index_what_has_no_document(source_doc["profile_id"], id_docs)
             if self.redelivered:
                 self._list_what_leads_here(source_doc["profile_id"], id_docs)
                 self._settle_profiles_named(record_doc, source_doc["profile_id"])
@@ -431,6 +432,16 @@ class _Work:
             # Not one a merge into this profile is about to point here (its document names the absorbed profile).
             if _destination_of(self.ctx, id_docs[iid]["profile_id"]) not in (None, committed_id):
                 profile = self._drop_identifier(profile, iid)
+
+    def _index_what_has_no_document(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> None:
+        """A record found done one of whose identifiers has no document: a delivery of another record of its profile
+        released it on a profile read taken before this record joined, and died before its profile write (which would
+        have lost, and indexed it again). The profile is indexed again under it, where it lists it. Seen in the read
+        every delivery makes: a profile read only then."""
+        missing = {iid for iid in self.strong if id_docs[iid] is None}
+        profile = live_profile(self.ctx, committed_id) if missing else None
+        if profile is not None and profile["id"] == committed_id:
+            index_again(self.ctx, profile, missing, set())
 
     def _list_what_leads_here(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> None:
         """A redelivered record found done: an identifier of it leading to its profile that the profile does not list
