@@ -3197,3 +3197,30 @@ def test_a_record_found_done_indexes_again_its_own_identifier_left_with_no_docum
     assert (again.action, again.profile_id) == ("unchanged", cat.profile_id)
     assert find_profile_id(store, "loyalty_id", "L2") == cat.profile_id
     assert violations(store) == {}
+
+
+@pytest.mark.parametrize("merged_on", [False, True])
+def test_a_removal_dying_between_an_alias_and_its_listing_forgets_the_id_on_its_retry(store, merged_on):
+    """Ann's pos|10 profile was merged into her web|4 one. The delete of pos|10 took the record out, deleted the alias
+    of the id it had brought, and died before the survivor forgot the id; the survivor may then be merged into a
+    third profile, carrying the gone id along. The delete's retry forgets the id where it is listed now. (Seed
+    703790 went one step further, left to the repair: another removal took the survivor's own alias down before the
+    retry, which then found the profile its records doc names gone.)"""
+    oldest = resolve(store, rec("app", "9", loyalty_id="L9", **ANN))[0].profile_id if merged_on else None
+    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
+    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
+    assert resolve(store, rec("crm", "1", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
+    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
+                              and absorbed not in body.get("merged_from", []))
+    with pytest.raises(Died):
+        remove_record(dying, "pos", "10", settings=SETTINGS)
+    assert get_profile(store, survivor)["merged_from"] == [absorbed]
+    if merged_on:  # the survivor merged into Ann's oldest profile, taking the gone id along
+        assert resolve(store, rec("app", "11", email="ann@lee.org", loyalty_id="L9", **ANN))[0].profile_id == oldest
+        assert absorbed in get_profile(store, oldest)["merged_from"]
+    assert violations(store).get("merged_id_not_alias") == 1  # beside what the rest of the delete will do
+
+    remove_record(store, "pos", "10", settings=SETTINGS)  # the delete, retried
+
+    assert absorbed not in get_profile(store, oldest or survivor)["merged_from"]
+    assert violations(store) == {}
