@@ -3224,3 +3224,34 @@ def test_a_removal_dying_between_an_alias_and_its_listing_forgets_the_id_on_its_
 
     assert absorbed not in get_profile(store, oldest or survivor)["merged_from"]
     assert violations(store) == {}
+
+
+def test_a_profile_folded_into_another_and_unmarked_before_its_alias_then_emptied_is_forgotten_there(store):
+    """Ann's web|8 profile was folded into her web|4 one, and a worker that read its merge as one into a survivor gone
+    took the mark off just before the saga wrote the alias, which then lost: the profile stayed live with web|8's
+    entry, which its survivor holds and its commit names. A delivery of web|8 then took the entry out there, the
+    profile's last, and deleted it, while the survivor still listed it as merged into it (seed 701660:
+    merged_id_not_alias). Deleting a profile with the last record taken out so, the profiles listing it forget it."""
+    from shared.identity.docs import NAMED_BEFORE
+
+    web8 = rec("web", "8", phone=PHONE, **ANN)
+    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
+    folded = resolve(store, web8)[0].profile_id
+    assert resolve(store, rec("crm", "1", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
+    profiles, records = store.container("profiles"), store.container("records")
+    held = get_profile(store, survivor)
+    entry = next(r for r in held["records"] if r["key"] == "web|8")
+    alias = profiles.read_item(folded, folded)
+    profiles.replace_item({"id": folded, "doc_type": "profile", "created_at": held["created_at"],
+                           "updated_at": held["updated_at"], "records": [entry], "identifiers": ["source:web|8"],
+                           "attributes": {}, "conflicts": {}, "never_match": [], "merged_from": [], "merge_count": 0},
+                          etag=alias["_etag"])  # unmarked, its alias write lost
+    doc = records.read_item("web|8", "web|8")
+    records.replace_item({**doc, NAMED_BEFORE: [folded]}, etag=doc["_etag"])  # it named the folded profile first
+
+    assert resolve(store, web8)[0].profile_id == survivor  # a duplicate delivery
+
+    assert profiles.read_item_or_none(folded, folded) is None
+    assert folded not in get_profile(store, survivor)["merged_from"]
+    assert live_records(store) == {survivor: ["crm|1", "web|4", "web|8"]}
+    assert violations(store) == {}

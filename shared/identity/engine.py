@@ -36,10 +36,10 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    profile_id_for_record, random_profile_id, record_identifiers, source_identifier, stable_hash,
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
-                          forget_holders, hand_to_survivor, index_again, index_given_again, keys_given,
-                          list_while_given, move_stranded_aliases, note_holder, only_given_by, release, release_again,
-                          release_identifier, removed_after, settle_after_earlier_attempt, split_to_finish_first,
-                          take_out, update_block)
+                          forget_holders, forget_where_listed, hand_to_survivor, index_again, index_given_again,
+                          keys_given, list_while_given, move_stranded_aliases, note_holder, only_given_by, release,
+                          release_again, release_identifier, removed_after, settle_after_earlier_attempt,
+                          split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -1720,6 +1720,10 @@ class _Work:
         # Once more after those writes; a merge after these reads changes the profile: the ETag refuses it.
         if self._committed_elsewhere(current) is not None:
             take_out(self.ctx, current, self.key)
+            if all(r["key"] == self.key for r in current["records"]):
+                # Deleted with it: a profile folded into the commit's, whose mark another worker took off before the
+                # saga wrote its alias (it read the merge's survivor as gone), is listed there as merged (a query).
+                forget_where_listed(self.ctx, current["id"])
         return None
 
     def _committed_elsewhere(self, live: dict[str, Any]) -> str | None:
