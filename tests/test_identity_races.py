@@ -3255,3 +3255,23 @@ def test_a_profile_folded_into_another_and_unmarked_before_its_alias_then_emptie
     assert folded not in get_profile(store, survivor)["merged_from"]
     assert live_records(store) == {survivor: ["crm|1", "web|4", "web|8"]}
     assert violations(store) == {}
+
+
+def test_a_split_under_way_finishes_after_a_redelivery_settles_its_old_profile(store):
+    """A split of web|5 out of Ann's profile died moving the record's pointers: its card still names her profile,
+    which no longer holds web|5. A redelivery of her other record settles the profiles its records doc names, and
+    lets the card go there (no record of the profile gives it); the split's retry still finishes, the card leading
+    to the new profile."""
+    from shared.identity import Resolver, find_profile_id
+
+    pos1 = rec("pos", "1", email="ann.lee@shopmail.net", **ANN_LEE)
+    ann = resolve(store, pos1, rec("web", "5", email="ann.lee@shopmail.net", loyalty_id="L1", **ANN_LEE))[0].profile_id
+    with pytest.raises(Died):
+        split_record(crashing(store, "identifiers", "replace_item"), ann, "web|5", settings=SETTINGS)
+    assert find_profile_id(store, "loyalty_id", "L1") == ann and get_profile(store, ann).get("splitting")
+    again = Resolver(store, settings=SETTINGS).resolve(pos1, redelivered=True)
+    assert (again.action, again.profile_id) == ("unchanged", ann)
+    assert find_profile_id(store, "loyalty_id", "L1") is None
+    new_id = split_record(store, ann, "web|5", settings=SETTINGS)
+    assert find_profile_id(store, "loyalty_id", "L1") == new_id != ann
+    assert violations(store) == {}
