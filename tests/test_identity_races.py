@@ -3275,3 +3275,31 @@ def test_a_split_under_way_finishes_after_a_redelivery_settles_its_old_profile(s
     new_id = split_record(store, ann, "web|5", settings=SETTINGS)
     assert find_profile_id(store, "loyalty_id", "L1") == new_id != ann
     assert violations(store) == {}
+
+
+def test_a_version_found_done_while_another_version_replaced_its_entry_lets_go_its_value_left_naming_the_profile(
+        store):
+    """Dan's version of pos|1 (his email) is committed. Ann's version of pos|1 replaced its entry, letting the email
+    go, and died before its commit; a late duplicate of Dan's version had claimed the email again for the profile
+    meanwhile (here as that worker writes it). Dan's version, delivered again and found done (its commit is there),
+    now sees its records doc holding another version: its identifiers that lead to the profile and that no record
+    there gives are let go (seed 903012: identifier_not_held)."""
+    from shared.identity import find_profile_id
+    from shared.identity.docs import source_identifier
+
+    dans = rec("pos", "1", given_name="Dan", family_name="Lee", email="bob@lee.org", phone=PHONE)
+    profile_id = resolve(store, dans)[0].profile_id
+    commit = source_identifier("pos|1")
+    with pytest.raises(Died):  # Ann's version: everything written but its commit
+        resolve(crashing(store, "identifiers", "replace_item", when=lambda body, **_: body["id"] == commit),
+                rec("pos", "1", given_name="Ann", family_name="Roe", phone=PHONE, loyalty_id="L3"))
+    assert find_profile_id(store, "email", "bob@lee.org") is None
+    store.container("identifiers").create_item({"id": "email:bob@lee.org", "type": "email", "profile_id": profile_id,
+                                                "created_at": "2026-12-02T12:00:00Z"})  # the late duplicate's claim
+    assert violations(store).get("identifier_not_held") == 1
+
+    again, = resolve(store, dans)  # Dan's version delivered again: done
+
+    assert (again.action, again.profile_id) == ("unchanged", profile_id)
+    assert find_profile_id(store, "email", "bob@lee.org") is None
+    assert "identifier_not_held" not in violations(store)

@@ -313,6 +313,11 @@ class _Work:
                 and not source_doc.get(REKEYING)):
             self._leave_named_before(record_doc, source_doc["profile_id"])
             self._drop_lost_claims_listed(source_doc["profile_id"], id_docs)
+            if record_doc.get("content_hash") != self.hash:
+                # Another version is being resolved (its records doc is written first): once it replaced this one's
+                # entry, what only this one gave is let go, as for a stale redelivery (a late duplicate of this version
+                # may have claimed one again, and that version's worker died before letting it go again).
+                self._release_claims_of_replaced(source_doc["profile_id"], id_docs)
             self._index_what_has_no_document(source_doc["profile_id"], id_docs)
             if self.redelivered:
                 self._list_what_leads_here(source_doc["profile_id"], id_docs)
