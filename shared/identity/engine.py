@@ -133,7 +133,7 @@ class Resolver:
         the file that carried this version of the record landed (utc_text), which orders the versions of a record
         whose source gives no updated_at. `redelivered`: the message carrying it is delivered again (its dequeue
         count is above 1: an earlier attempt failed or its worker died), so a record found done is checked for what
-        such an attempt may have left undone (_list_what_leads_here)."""
+        such an attempt may have left undone (_list_what_leads_here, _settle_profiles_named)."""
         n = normalized
         if n is None:
             n = normalize_for_resolution(record, self.blocked, email_provider_rules=self.email_provider_rules)
