@@ -3303,3 +3303,53 @@ def test_a_version_found_done_while_another_version_replaced_its_entry_lets_go_i
     assert (again.action, again.profile_id) == ("unchanged", profile_id)
     assert find_profile_id(store, "email", "bob@lee.org") is None
     assert "identifier_not_held" not in violations(store)
+
+
+def test_a_record_meeting_an_identifier_that_names_a_deleted_profile_leaves_nothing_naming_it(store):
+    """Ann's pos|11, her profile's only record, was deleted at its source, and the removal deleted the profile. A
+    worker settling that profile on a read taken before had indexed it again under her email and a blocking key
+    (here as that worker writes them), and died before its check after the writes. Cat's web|3 gives the email: it
+    claims it, and the key named the deleted profile still (seed 809582: blocking_points_to_dead_profile). A record
+    that finds an identifier leading to a profile gone now lets go what names it."""
+    from shared.identity import find_profile_id
+
+    ann, = resolve(store, rec("pos", "11", email="home@lee.org", birth_date="1981-03-04", **ANN))
+    blocking, identifiers = store.container("blocking"), store.container("identifiers")
+    key = next(iter(keys_given(get_profile(store, ann.profile_id))))
+    assert remove_record(store, "pos", "11", settings=SETTINGS) == ann.profile_id
+    assert store.container("profiles").read_item_or_none(ann.profile_id, ann.profile_id) is None
+    identifiers.create_item({"id": "email:home@lee.org", "type": "email", "profile_id": ann.profile_id,
+                             "created_at": "2026-12-02T12:00:00Z"})  # the dead worker's writes
+    blocking.create_item({"id": key, "profile_ids": [ann.profile_id]})
+    assert violations(store) == {"blocking_points_to_dead_profile": 1, "identifier_dangling": 1}
+
+    cat, = resolve(store, rec("web", "3", given_name="Cat", family_name="Roe", email="home@lee.org"))
+
+    assert cat.action == "created" and find_profile_id(store, "email", "home@lee.org") == cat.profile_id
+    assert ann.profile_id not in (blocking.read_item_or_none(key, key) or {}).get("profile_ids", [])
+    assert violations(store) == {}
+
+
+def test_a_deleted_profile_founded_again_while_what_names_it_is_let_go_keeps_its_phone(store):
+    """As above, the dead worker's writes naming Ann's deleted profile are her email and her phone, and Cat's web|3
+    gives the email only. While web|3's worker finds what still names the profile, pos|11 is sent again and founds
+    the profile again under the same id, finding the phone leading there already: the phone it let go is indexed
+    again."""
+    from shared.identity import Resolver, find_profile_id
+
+    ann_record = rec("pos", "11", email="home@lee.org", phone=PHONE, **ANN)
+    ann, = resolve(store, ann_record)
+    assert remove_record(store, "pos", "11", settings=SETTINGS) == ann.profile_id
+    identifiers = store.container("identifiers")
+    for iid in ("email:home@lee.org", f"phone:{PHONE}"):  # the dead worker's writes
+        identifiers.create_item({"id": iid, "type": iid.split(":")[0], "profile_id": ann.profile_id,
+                                 "created_at": "2026-12-02T12:00:00Z"})
+    sent_again = before_call(store, "identifiers", "query_items", hook=lambda: Resolver(
+        store, settings=SETTINGS).resolve(ann_record, landed_at="2099-01-01T00:00:00Z"))
+
+    cat, = resolve(sent_again, rec("web", "3", given_name="Cat", family_name="Roe", email="home@lee.org"))
+
+    assert sent_again.intercepted and find_profile_id(store, "email", "home@lee.org") == cat.profile_id
+    assert live_records(store) == {cat.profile_id: ["web|3"], ann.profile_id: ["pos|11"]}
+    assert find_profile_id(store, "phone", PHONE) == ann.profile_id
+    assert violations(store) == {}

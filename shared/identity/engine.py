@@ -37,9 +37,9 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
                           forget_holders, forget_where_listed, hand_to_survivor, index_again, index_given_again,
-                          keys_given, list_while_given, move_stranded_aliases, note_holder, only_given_by, release,
-                          release_again, release_identifier, removed_after, settle_after_earlier_attempt,
-                          split_to_finish_first, take_out, update_block)
+                          keys_given, let_go_of_deleted, list_while_given, move_stranded_aliases, note_holder,
+                          only_given_by, release, release_again, release_identifier, removed_after,
+                          settle_after_earlier_attempt, split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
                     review_id, survivor_order)
@@ -145,6 +145,8 @@ class Resolver:
         result = with_retries(self.ctx, work.attempt)
         if work.left_behind():  # rare: an attempt (maybe another delivery's) placed the record, and failed
             with_retries(self.ctx, work.leave_abandoned)
+        if work.gone_met:  # rare: a worker that died left an identifier naming a profile deleted
+            with_retries(self.ctx, work.let_go_of_gone)
         return result
 
     def snapshot_of(self, record: CustomerRecord, n: NormalizedRecord) -> dict[str, Any] | None:
@@ -227,6 +229,7 @@ class _Work:
     placed: frozenset[str] = frozenset()  # the profiles the current attempt wrote (or found) the record's entry in
     abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
     named_before: frozenset[str] = frozenset()  # those the records doc this attempt wrote keeps (NAMED_BEFORE)
+    gone_met: frozenset[str] = frozenset()  # profile ids an identifier led to with no profile there (let_go_of_gone)
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None,
                  *, redelivered: bool = False):
@@ -376,6 +379,8 @@ class _Work:
                 # Its profile is gone, or neither lists nor gives it (a release that lost a race between its writes,
                 # to versions of one record): released in effect, so no rule link on it; the claim takes it over.
                 self.stale[iid] = doc
+                if profile is None:
+                    self.gone_met |= {doc["profile_id"]}
                 continue
             self.owner[iid] = profile["id"]
             if profile["id"] != doc["profile_id"]:
@@ -1690,6 +1695,14 @@ class _Work:
             drop_dead_key(self.ctx, key, profile_id)
         for iid in iids:
             release_identifier(self.ctx, iid, {profile_id})
+
+    def let_go_of_gone(self) -> None:
+        """After the record is done: the profiles an identifier was found naming, gone, are named by nothing any
+        more (let_go_of_deleted). A worker settling a profile on a read taken before a removal deleted it indexed
+        it again under an email and a key, and died before its check after the writes; a later record claimed the
+        email, and the key kept naming the profile (races bench, seed 809582: blocking_points_to_dead_profile)."""
+        for profile_id in sorted(self.gone_met):
+            let_go_of_deleted(self.ctx, profile_id)
 
     def left_behind(self) -> frozenset[str]:
         """The profiles besides the current attempt's that may hold this version's entry: written by its earlier

@@ -364,10 +364,8 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         if not _holds(profile, key):  # an earlier attempt took it out
             settle_after_earlier_attempt(ctx, profile, key)
         take_out_removed(ctx, profile, key)
-    elif ctx.read_profile(pointer["profile_id"]) is None:  # a removal that died after deleting it
-        forget_deleted_profile(ctx, pointer["profile_id"])
-        forget_where_listed(ctx, pointer["profile_id"])
-        _release_all_naming(ctx, pointer["profile_id"])
+    else:  # a removal that died after deleting it
+        let_go_of_deleted(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
     leave_named_before(ctx, record_doc, key, keep=profile_id)  # before the tombstone, which forgets them
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
@@ -1028,11 +1026,29 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
     _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id))
 
 
+def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
+    """Nothing names a profile deleted with its last record any more, when it has no document (one read): its
+    history and the ids merged into it are forgotten, the profiles listing it as merged forget it, and what the
+    index still names it by is let go (queries: on a retry's path, or after an identifier was found leading to it).
+    A worker that died after deleting it, or after writing for it on a read taken before, leaves those."""
+    if ctx.read_profile(profile_id) is not None:
+        return
+    forget_deleted_profile(ctx, profile_id)
+    forget_where_listed(ctx, profile_id)
+    _release_all_naming(ctx, profile_id)
+
+
 def _release_all_naming(ctx: Ctx, profile_id: str) -> None:
-    """Release the identifiers still naming a profile deleted with its last record by a removal that died before
-    releasing them again: one a late duplicate delivery of the record claimed again after the first release."""
-    for iid in sorted(_identifiers_naming(ctx, profile_id)):
+    """Release the identifiers still naming a profile deleted with its last record: one a late duplicate delivery of
+    the record claimed again after its removal's release, or one a retry's settling indexed again on a read taken
+    before the profile was deleted. A profile founded again under the id meanwhile (its record deleted, then sent
+    again) is indexed again under those its records give (one read, after releases only)."""
+    released = sorted(_identifiers_naming(ctx, profile_id))
+    for iid in released:
         release_identifier(ctx, iid, {profile_id})
+    again = live_profile(ctx, profile_id) if released else None
+    if again is not None and again["id"] == profile_id:
+        index_again(ctx, again, {iid for iid in released if _gives(again, iid)}, set())
 
 
 def _identifiers_naming(ctx: Ctx, profile_id: str) -> set[str]:
