@@ -3353,3 +3353,38 @@ def test_a_deleted_profile_founded_again_while_what_names_it_is_let_go_keeps_its
     assert live_records(store) == {cat.profile_id: ["web|3"], ann.profile_id: ["pos|11"]}
     assert find_profile_id(store, "phone", PHONE) == ann.profile_id
     assert violations(store) == {}
+
+
+def test_an_attempt_whose_entry_was_replaced_before_its_keys_and_whose_merge_is_refused_leaves_no_key_there(store):
+    """Bob's web|9 (the home phone Ann holds, born 1 January 1990) founds a profile while another worker founds one
+    for Bob's web|8 (the phone too), which web|9's note on the phone meets. Before web|9 writes its blocking keys,
+    another version of web|9 (Bob, a loyalty card) runs to the end and replaces its entry, and Dan links by the card;
+    web|9's merge of web|8's profile is then refused (raised here as the saga raises it), after its keys, short of
+    its commit. Its next attempt leaves the profile for web|8's: the keys of its birth date named the profile Dan is
+    in, which no record there gives (seed 1103291: blocking_names_non_giver). They are let go once the record is
+    done."""
+    from shared.identity.docs import ConcurrencyConflict
+
+    home = "+447911123457"
+    bob, dan = dict(given_name="Bob", family_name="Lee"), dict(given_name="Dan", family_name="Lee")
+    resolve(store, rec("pos", "1", phone=home, email="ann@lee.org", **ANN))
+    founded = []
+    web8_founded = before_call(store, "profiles", "create_item",
+                               hook=lambda: founded.extend(resolve(store, rec("web", "8", phone=home, **bob))))
+    replaced = before_call(web8_founded, "blocking", None, hook=lambda: resolve(
+        store, rec("web", "9", loyalty_id="L5", **bob), rec("crm", "3", loyalty_id="L5", **dan)))
+
+    def refused():
+        raise ConcurrencyConflict("merge refused")
+
+    refusing = before_call(replaced, "profiles", "replace_item", when=lambda body, **_: "pending_merge" in body,
+                           hook=refused)
+
+    result, = resolve(refusing, rec("web", "9", phone=home, birth_date="1990-01-01", **bob))
+
+    assert web8_founded.intercepted and replaced.intercepted and refusing.intercepted
+    assert result.profile_id == founded[0].profile_id
+    dans = find_profile_id(store, "source", "crm|3")
+    assert live_records(store)[dans] == ["crm|3"] and dans != result.profile_id
+    assert [b["id"] for b in store.container("blocking").query_items() if dans in b["profile_ids"]] == []
+    assert violations(store) == {}

@@ -1717,7 +1717,13 @@ class _Work:
         records doc named before this attempt wrote it: the delivery that wrote them may have died after founding
         one, before its commit, and this one committed elsewhere (the same, with workers dying)."""
         for profile_id in sorted(self.left_behind()):
-            self._leave_if_committed_elsewhere(profile_id)
+            live = self._leave_if_committed_elsewhere(profile_id)
+            if live is not None and not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
+                # Another version's entry replaced this one's there before that attempt wrote its keys and claims,
+                # and the attempt failed after them (a merge refused), short of its commit, which would have let go
+                # what no record there gives (_let_go_if_replaced): let go now (two batched reads; races bench, seed
+                # 1103291: blocking_names_non_giver).
+                release_again(self.ctx, live, set(self.strong), set(self.blocking_keys))
 
     def _leave_if_committed_elsewhere(self, profile_id: str) -> dict[str, Any] | None:
         """Take this version's entry out of the profile (its survivor) when the record's commit names another one;
