@@ -3388,3 +3388,35 @@ def test_an_attempt_whose_entry_was_replaced_before_its_keys_and_whose_merge_is_
     assert live_records(store)[dans] == ["crm|3"] and dans != result.profile_id
     assert [b["id"] for b in store.container("blocking").query_items() if dans in b["profile_ids"]] == []
     assert violations(store) == {}
+
+
+def test_a_claim_for_a_profile_its_own_merge_folds_after_another_version_replaced_its_entry_is_let_go(store):
+    """Bob's new web|9 (the home phone Ann holds, his email) founds a profile. Before it claims the email, another
+    version of web|9 (no email) replaces its entry there and dies before its commit, and Bob's crm|8 notes his older
+    profile as a holder of the phone. web|9 claims the email (unlisted: no record there gives it), meets that holder
+    on the phone, merges its profile into his and commits. The saga repointed what the absorbed profile listed: the
+    email went on naming its alias (seed 1008896: identifier_points_to_alias). It is let go after the commit, and
+    stays let go once the other version is delivered again."""
+    home = "+447911123457"
+    bob = dict(given_name="Bob", family_name="Lee")
+    older, = resolve(store, rec("web", "8", email="bob.lee@shopmail.net", **bob))
+    resolve(store, rec("pos", "1", phone=home, email="ann@lee.org", **ANN))
+    other_version = rec("web", "9", birth_date="1990-01-01", **bob)
+
+    def meanwhile():
+        with pytest.raises(Died):
+            resolve(crashing(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == "source:web|9"),
+                    other_version)
+        resolve(store, rec("crm", "8", phone=home, email="bob.lee@shopmail.net", **bob))
+
+    racing = before_call(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == "email:bob@lee.org",
+                         hook=meanwhile)
+    result, = resolve(racing, rec("web", "9", phone=home, email="bob@lee.org", **bob))
+
+    assert racing.intercepted and result.profile_id == older.profile_id
+    assert find_profile_id(store, "email", "bob@lee.org") is None
+    assert violations(store) == {}
+    assert resolve(store, other_version)[0].profile_id == older.profile_id
+    assert live_records(store) == {older.profile_id: ["crm|8", "web|8", "web|9"],
+                                   find_profile_id(store, "source", "pos|1"): ["pos|1"]}
+    assert violations(store) == {}
