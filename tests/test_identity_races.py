@@ -3420,3 +3420,43 @@ def test_a_claim_for_a_profile_its_own_merge_folds_after_another_version_replace
     assert live_records(store) == {older.profile_id: ["crm|8", "web|8", "web|9"],
                                    find_profile_id(store, "source", "pos|1"): ["pos|1"]}
     assert violations(store) == {}
+
+
+def test_a_commit_naming_a_profile_deleted_while_a_late_version_pointed_the_records_doc_elsewhere_leaves_no_alias(
+        store):
+    """Ann's web|4 profile was merged into her crm|1 one; a version of web|4 with another birth date left it for a
+    profile of its own, and its id followed it there. The delete of web|4 deleted that profile; just before, a late
+    delivery of web|4's first version pointed the records doc at the crm|1 profile (merging the two) and died; the
+    delete died before dropping the alias of web|4's id. web|4's first version, delivered again, follows the records
+    doc, and the delete's retry follows it too: nothing met the deleted profile again, and the alias led nowhere (seed
+    1305245: orphan_alias). The commit names the deleted profile: the delivery forgets it as the delete would."""
+    from shared.identity import remove_record
+    from shared.identity.docs import profile_id_for_record
+
+    first = rec("web", "4", phone=PHONE, **ANN)
+    crm, = resolve(store, rec("crm", "1", email="ann@lee.org", birth_date="1980-01-02", **ANN))
+    resolve(store, first, rec("web", "2", email="ann@lee.org", phone=PHONE, **ANN))
+    own_id = profile_id_for_record("web|4")
+    left, = resolve(store, rec("web", "4", phone=PHONE, birth_date="1990-01-01", **ANN))
+    profiles = store.container("profiles")
+    assert left.profile_id != crm.profile_id and profiles.read_item(own_id, own_id)["merged_into"] == left.profile_id
+
+    def late_delivery_dies():
+        with pytest.raises(Died):  # after its records doc, before the mark of its merge
+            resolve(crashing(store, "profiles", "replace_item", when=lambda body, **_: "pending_merge" in body), first)
+
+    removal = crashing(before_call(store, "profiles", "delete_item", hook=late_delivery_dies,
+                                   when=lambda item_id, *_, **__: item_id == left.profile_id),
+                       "profiles", "delete_item", when=lambda item_id, *_, **__: item_id == own_id)
+    with pytest.raises(Died):
+        remove_record(removal, "web", "4", settings=SETTINGS)
+    assert profiles.read_item_or_none(left.profile_id, left.profile_id) is None
+    assert store.container("records").read_item("web|4", "web|4")["profile_id"] == crm.profile_id
+    assert violations(store).get("orphan_alias") == 1
+
+    assert resolve(store, first)[0].profile_id == crm.profile_id  # the late delivery, delivered again
+    assert profiles.read_item_or_none(own_id, own_id) is None
+    assert violations(store) == {}
+    assert remove_record(store, "web", "4", settings=SETTINGS) == crm.profile_id  # the delete, retried
+    assert live_records(store) == {crm.profile_id: ["crm|1", "web|2"]}
+    assert violations(store) == {}
