@@ -3204,8 +3204,8 @@ def test_a_removal_dying_between_an_alias_and_its_listing_forgets_the_id_on_its_
     """Ann's pos|10 profile was merged into her web|4 one. The delete of pos|10 took the record out, deleted the alias
     of the id it had brought, and died before the survivor forgot the id; the survivor may then be merged into a
     third profile, carrying the gone id along. The delete's retry forgets the id where it is listed now. (Seed
-    703790 went one step further, left to the repair: another removal took the survivor's own alias down before the
-    retry, which then found the profile its records doc names gone.)"""
+    703790 went one step further: another removal took the survivor's own alias down before the retry, which then
+    found the profile its records doc names gone; the next test.)"""
     oldest = resolve(store, rec("app", "9", loyalty_id="L9", **ANN))[0].profile_id if merged_on else None
     survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
     absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
@@ -3459,4 +3459,34 @@ def test_a_commit_naming_a_profile_deleted_while_a_late_version_pointed_the_reco
     assert violations(store) == {}
     assert remove_record(store, "web", "4", settings=SETTINGS) == crm.profile_id  # the delete, retried
     assert live_records(store) == {crm.profile_id: ["crm|1", "web|2"]}
+    assert violations(store) == {}
+
+
+def test_a_removal_retried_after_its_survivor_was_taken_down_forgets_the_id_it_left_listed(store):
+    """Ann's pos|10 profile was merged into her web|4 one by web|4's new version. As in the test of a removal dying
+    between an alias and its listing, merged on: the delete of pos|10 deleted the alias of the id it had brought and
+    died before the survivor forgot it, and the survivor was merged into Ann's oldest profile, carrying the id along.
+    Then the delete of web|4, the survivor's own record, took the survivor's alias down. The delete of pos|10,
+    retried, found the profile its records doc names gone, and forgot that one's history only: the oldest profile
+    kept listing the id (seeds 703790, 905353: merged_id_not_alias). The ids a deleted profile's history says were
+    merged into it, now with no document, are forgotten where they are listed."""
+    oldest = resolve(store, rec("app", "9", loyalty_id="L9", **ANN))[0].profile_id
+    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
+    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
+    assert resolve(store, rec("web", "4", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
+    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
+                              and absorbed not in body.get("merged_from", []))
+    with pytest.raises(Died):
+        remove_record(dying, "pos", "10", settings=SETTINGS)
+    assert resolve(store, rec("app", "11", email="ann@lee.org", loyalty_id="L9", **ANN))[0].profile_id == oldest
+    assert remove_record(store, "web", "4", settings=SETTINGS) == oldest
+    profiles = store.container("profiles")
+    assert profiles.read_item_or_none(survivor, survivor) is None
+    assert absorbed in get_profile(store, oldest)["merged_from"]
+    assert violations(store).get("merged_id_not_alias") == 1
+
+    remove_record(store, "pos", "10", settings=SETTINGS)  # the delete, retried
+
+    assert absorbed not in get_profile(store, oldest)["merged_from"]
+    assert live_records(store) == {oldest: ["app|11", "app|9"]}
     assert violations(store) == {}
