@@ -3490,3 +3490,34 @@ def test_a_removal_retried_after_its_survivor_was_taken_down_forgets_the_id_it_l
     assert absorbed not in get_profile(store, oldest)["merged_from"]
     assert live_records(store) == {oldest: ["app|11", "app|9"]}
     assert violations(store) == {}
+
+
+def test_a_new_version_of_a_record_a_removal_took_out_and_died_settles_the_profile_it_left(store):
+    """Cat's pos|5 shares Ann's loyalty card, so it is in her profile. The delete of pos|5 released Cat's phone; a
+    late duplicate delivery of pos|5 claimed it again (here as that worker writes it); the delete wrote the profile
+    without pos|5 and died releasing the phone again. A new version of pos|5 (another person) came before the
+    delete's retry, and founded a profile of its own: the delete's retry follows the records doc there, and the phone
+    went on leading to Ann's profile, which no record there gives (seed 1211582: identifier_not_held). The new
+    version settles the profile its commit named, which no longer held the record."""
+    cats_phone = "phone:+447911123459"
+    ann, = resolve(store, rec("web", "2", email="bob@lee.org", phone="+447911123458", loyalty_id="L1",
+                              given_name="Ann", family_name="Roe"))
+    assert resolve(store, rec("pos", "5", phone="+447911123459", loyalty_id="L1", birth_date="1981-03-04",
+                              given_name="Cat", family_name="Roe"))[0].profile_id == ann.profile_id
+    identifiers = store.container("identifiers")
+    late_claim = before_call(store, "profiles", "replace_item", hook=lambda: identifiers.create_item(
+        {"id": cats_phone, "type": "phone", "profile_id": ann.profile_id, "created_at": "2026-12-02T12:00:00Z"}))
+    with pytest.raises(Died):  # the profile written, then its worker dies releasing the phone again
+        remove_record(crashing(late_claim, "identifiers", "delete_item", nth=2, when=lambda item_id, *_, **__:
+                               item_id == cats_phone), "pos", "5", settings=SETTINGS)
+    assert late_claim.intercepted and live_records(store) == {ann.profile_id: ["web|2"]}
+    assert identifiers.read_item(cats_phone, cats_phone)["profile_id"] == ann.profile_id  # no record there gives it
+
+    new_version, = resolve(store, rec("pos", "5", phone="+447911123457", email="home@lee.org", **ANN))
+
+    assert new_version.action == "created" and new_version.profile_id != ann.profile_id
+    assert identifiers.read_item_or_none(cats_phone, cats_phone) is None
+    assert violations(store) == {}
+    assert remove_record(store, "pos", "5", settings=SETTINGS) == new_version.profile_id  # the delete, retried
+    assert live_records(store) == {ann.profile_id: ["web|2"]}
+    assert violations(store) == {}

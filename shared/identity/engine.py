@@ -147,6 +147,8 @@ class Resolver:
             with_retries(self.ctx, work.leave_abandoned)
         if work.gone_met:  # rare: a worker that died left an identifier naming a profile deleted
             with_retries(self.ctx, work.let_go_of_gone)
+        if work.left_found - work.taken_out:  # rare: another worker took the record out of its profile
+            with_retries(self.ctx, work.settle_left)
         return result
 
     def snapshot_of(self, record: CustomerRecord, n: NormalizedRecord) -> dict[str, Any] | None:
@@ -230,6 +232,8 @@ class _Work:
     abandoned: frozenset[str] = frozenset()  # those of earlier attempts, which failed
     named_before: frozenset[str] = frozenset()  # those the records doc this attempt wrote keeps (NAMED_BEFORE)
     gone_met: frozenset[str] = frozenset()  # profile ids an identifier led to with no profile there (let_go_of_gone)
+    left_found: frozenset[str] = frozenset()  # profiles the commit named that did not hold the record (settle_left)
+    taken_out: frozenset[str] = frozenset()  # profiles this work took the record out of itself (_leave)
 
     def __init__(self, resolver: Resolver, record: CustomerRecord, n: NormalizedRecord, landed_at: str | None = None,
                  *, redelivered: bool = False):
@@ -354,6 +358,7 @@ class _Work:
                 if finish_split_in_flight(ctx, prior, self.key):
                     raise ConcurrencyConflict("the record was being split out of its profile")
                 self.left, prior = prior, None  # the record was taken out of it (its content changed: see _leave)
+                self.left_found |= {self.left["id"]}
             elif prior is None:  # its commit names a profile gone: a removal that died after deleting it
                 self._forget_if_deleted(source_doc["profile_id"])
         if prior is None and record_doc is not None:
@@ -536,6 +541,7 @@ class _Work:
             "absorbed_id": None, "at": self.now, "reason": "record_changed", "records": [self.key],
             "rule": "its new content is no longer this profile's person", "status": "done"})
         take_out(self.ctx, prior, self.key)
+        self.taken_out |= {prior["id"]}
         return self.attempt()
 
     def _older_than(self, record_doc: dict[str, Any]) -> bool:
@@ -1709,6 +1715,16 @@ class _Work:
         email, and the key kept naming the profile (races bench, seed 809582: blocking_points_to_dead_profile)."""
         for profile_id in sorted(self.gone_met):
             let_go_of_deleted(self.ctx, profile_id)
+
+    def settle_left(self) -> None:
+        """After the record is done: a profile its commit named that no longer held it, taken out by another worker
+        (a removal, or another delivery's leave) that may have died before settling the index after that write, is
+        settled as that worker's retry would (settle_after_earlier_attempt). The retry may never meet it again: the
+        records doc names this version's profile now (races bench, seed 1211582: identifier_not_held)."""
+        for profile_id in sorted(self.left_found - self.taken_out):
+            live = live_profile(self.ctx, profile_id)
+            if live is not None and live["id"] == profile_id and not _holds(live, self.key):
+                settle_after_earlier_attempt(self.ctx, live, self.key)
 
     def left_behind(self) -> frozenset[str]:
         """The profiles besides the current attempt's that may hold this version's entry: written by its earlier
