@@ -3521,3 +3521,35 @@ def test_a_new_version_of_a_record_a_removal_took_out_and_died_settles_the_profi
     assert remove_record(store, "pos", "5", settings=SETTINGS) == new_version.profile_id  # the delete, retried
     assert live_records(store) == {ann.profile_id: ["web|2"]}
     assert violations(store) == {}
+
+
+def test_a_redelivery_finding_both_its_docs_naming_a_profile_merged_away_points_them_at_the_survivor(store):
+    """web|1's first delivery founded profile A, claimed its email and died before its commit. A duplicate delivery
+    went on there; just before it wrote the records doc, crm|2 merged A into Ann's older profile (the saga pointed
+    the records doc at it). The duplicate wrote the doc again naming A, as it does over a saga's repoint, committed
+    naming A, and died following the merge: both docs named the alias (seed 1509455: identifier_points_to_alias,
+    record_doc_points_elsewhere; the repair left the commit naming the alias). Its redelivery, finding the record
+    done, follows the merge."""
+    from shared.identity import Resolver, find_profile_id
+
+    older, = resolve(store, rec("pos", "0", loyalty_id="L-1", **ANN))
+    web1 = rec("web", "1", email="ann.lee@shopmail.net", **ANN)
+    with pytest.raises(Died):
+        resolve(crashing(store, "identifiers", "create_item", when=lambda body, **_: body["id"] == "source:web|1"),
+                web1)
+    founded = store.container("records").read_item("web|1", "web|1")["profile_id"]
+    merging = before_call(store, "records", "replace_item", hook=lambda: resolve(
+        store, rec("crm", "2", email="ann.lee@shopmail.net", loyalty_id="L-1", **ANN)))
+    with pytest.raises(Died):  # following the merge, after the commit
+        resolve(crashing(merging, "records", "replace_item", when=lambda body, **_: body["profile_id"] ==
+                         older.profile_id), web1)
+    assert merging.intercepted and get_profile(store, founded)["id"] == older.profile_id
+    assert find_profile_id(store, "source", "web|1") == older.profile_id  # through the alias
+    assert violations(store).get("identifier_points_to_alias") == 1
+
+    again = Resolver(store, settings=SETTINGS).resolve(web1, redelivered=True)
+
+    assert (again.action, again.profile_id) == ("unchanged", older.profile_id)
+    assert store.container("records").read_item("web|1", "web|1")["profile_id"] == older.profile_id
+    assert store.container("identifiers").read_item("source:web|1", "source:web|1")["profile_id"] == older.profile_id
+    assert violations(store) == {}

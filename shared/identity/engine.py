@@ -326,10 +326,11 @@ class _Work:
                 # may have claimed one again, and that version's worker died before letting it go again).
                 self._release_claims_of_replaced(source_doc["profile_id"], id_docs)
             self._index_what_has_no_document(source_doc["profile_id"], id_docs)
+            merged_away = False
             if self.redelivered:
                 self._list_what_leads_here(source_doc["profile_id"], id_docs)
-                self._settle_profiles_named(record_doc, source_doc["profile_id"])
-            if source_doc["profile_id"] != record_doc["profile_id"]:  # both read already: costs nothing
+                merged_away = self._settle_profiles_named(record_doc, source_doc["profile_id"])
+            if source_doc["profile_id"] != record_doc["profile_id"] or merged_away:  # both read already
                 return self._unchanged_after_merge(source_doc["profile_id"], id_docs)
             return ResolveResult(self.key, source_doc["profile_id"], "unchanged")
         self.source_doc = source_doc
@@ -472,22 +473,29 @@ class _Work:
             if iid not in profile.get("identifiers", ()):
                 list_while_given(self.ctx, committed_id, iid)
 
-    def _settle_profiles_named(self, record_doc: dict[str, Any], committed_id: str) -> None:
+    def _settle_profiles_named(self, record_doc: dict[str, Any], committed_id: str) -> bool:
         """A redelivered record found done: its dead attempt may have released a value of the old version on a
         profile read taken before another record giving it joined (a link claiming nothing, a merge), and died before
         its profile write, which would have lost and indexed the value again (index_given_again). The profiles the
         records doc names, now, before or by the commit, are settled as after an earlier attempt: a profile read,
-        two queries and two batched reads each, on redelivery only."""
+        two queries and two batched reads each, on redelivery only. Returns whether the commit names an alias: the
+        records doc named the profile too (a duplicate delivery writes it again over a merge saga's repoint), and the
+        attempt died after its commit, before following the merge (races bench, seed 1509455)."""
         named = [*record_doc.get(NAMED_BEFORE, ()), record_doc["profile_id"], committed_id]
+        merged_away = False
         for profile_id in dict.fromkeys(named):
             profile = self.ctx.read_profile(profile_id)  # as it is: no merge finished on the way
             if is_live(profile):
                 settle_after_earlier_attempt(self.ctx, profile, self.key, claimed=self.strong)
+            elif profile_id == committed_id and (profile or {}).get("doc_type") == "alias":
+                merged_away = True
+        return merged_away
 
     def _unchanged_after_merge(self, committed_id: str, id_docs: dict[str, dict[str, Any] | None]) -> ResolveResult:
         """A record done whose records doc and source identifier name two profiles: a merge saga repointed the
         records doc between our write of it and our commit, and the worker may have died before following the
-        merge (_follow_concurrent_merge). What it wrote under the absorbed id is pointed at the survivor now."""
+        merge (_follow_concurrent_merge). Or both name a profile merged away, found on a redelivery
+        (_settle_profiles_named). What it wrote under the absorbed id is pointed at the survivor now."""
         self.block_written = set(self.blocking_keys)
         self.claimed = [iid for iid in self.strong if (id_docs[iid] or {}).get("profile_id") == committed_id]
         self.commit_doc = id_docs[self.source_iid]  # let go as read, if the profile is gone (_undo_for_gone)
