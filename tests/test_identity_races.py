@@ -3553,3 +3553,37 @@ def test_a_redelivery_finding_both_its_docs_naming_a_profile_merged_away_points_
     assert store.container("records").read_item("web|1", "web|1")["profile_id"] == older.profile_id
     assert store.container("identifiers").read_item("source:web|1", "source:web|1")["profile_id"] == older.profile_id
     assert violations(store) == {}
+
+
+def test_a_value_handed_on_whose_listing_a_duplicate_dropped_is_listed_where_it_leads_by_the_retry(store):
+    """Bob's pos|1 holds the email, which Dan's web|0 gives too (a holder). The delete of pos|1 read Bob's profile
+    before his web|4 linked by the email, and handed the email on to Dan's profile: it listed it there, then a
+    duplicate delivery of web|0, reading the email still leading to Bob's, dropped the listing, then the delete
+    pointed the email at Dan's and died listing it again. The delete's retry found the email given by web|4 and
+    leading to Dan's, so Bob's profile became a holder, and Dan's still did not list it (seed 1509358:
+    identifier_not_held). Finding a value handed on to another profile that gives it, it lists it there."""
+    from shared.identity import find_profile_id
+
+    email = "email:ann@lee.org"
+    bob, dan = dict(given_name="Bob", family_name="Roe"), dict(given_name="Dan", family_name="Lee")
+    bobs, = resolve(store, rec("pos", "1", email="ann@lee.org", **bob))
+    web0 = rec("web", "0", email="ann@lee.org", **dan)
+    dans, = resolve(store, web0)
+    linked = before_call(store, "identifiers", None, hook=lambda: resolve(
+        store, rec("web", "4", email="ann@lee.org", phone="+447911123459", **bob)),
+        when=lambda item, *_, **__: (item if isinstance(item, str) else item["id"]) == email)
+    dropped = before_call(linked, "identifiers", "replace_item", hook=lambda: resolve(store, web0),
+                          when=lambda body, **_: body["id"] == email and body["profile_id"] == dans.profile_id)
+    with pytest.raises(Died):  # listing it again on Dan's profile, after the pointer
+        remove_record(crashing(dropped, "profiles", "replace_item", nth=2, when=lambda body, **_:
+                               body["id"] == dans.profile_id and email in body["identifiers"]),
+                      "pos", "1", settings=SETTINGS)
+    assert linked.intercepted and dropped.intercepted
+    assert find_profile_id(store, "email", "ann@lee.org") == dans.profile_id
+    assert email not in get_profile(store, dans.profile_id)["identifiers"]
+
+    assert remove_record(store, "pos", "1", settings=SETTINGS) == bobs.profile_id  # the delete, retried
+
+    assert email in get_profile(store, dans.profile_id)["identifiers"]
+    assert live_records(store) == {bobs.profile_id: ["web|4"], dans.profile_id: ["web|0"]}
+    assert violations(store) == {}

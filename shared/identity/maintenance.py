@@ -530,10 +530,14 @@ def index_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[str]
             holder = live_profile(ctx, doc["profile_id"])
             if holder is not None and holder["id"] != profile["id"]:
                 # Handed on meanwhile to another profile whose record gives it (release_identifier): it stays
-                # there, and this profile is one of its holders.
+                # there, and this profile is one of its holders. Listed there while given: the worker handing it on
+                # lists it again after its pointer write (a duplicate delivery may drop it meanwhile, having read it
+                # leading here), and may have died before (races bench, seed 1509358: identifier_not_held).
                 _unlist(ctx, profile["id"], iid)
                 note_holder(ctx, iid, profile["id"], doc)
                 noted.append(iid)
+                if iid not in holder.get("identifiers", ()):
+                    list_while_given(ctx, holder["id"], iid)
     blocks = sorted(keys)
     for block, doc in zip(blocks, ctx.blocking.read_items(list(zip(blocks, blocks)))):
         if doc is None or not (doc.get("capped") or profile["id"] in doc.get("profile_ids", [])):
