@@ -197,8 +197,8 @@ def release_again(ctx: Ctx, profile: dict[str, Any], ids: set[str], keys: set[st
     naming = {iid: doc["profile_id"] for iid, doc in zip(listed, id_docs)
               if doc is not None and not _gives(profile, iid)}
     merged = set(profile.get("merged_from", ())) & set(naming.values())
-    names = {profile["id"], *(pid for pid in merged if (live_profile(ctx, pid, finish=False) or {}).get("id")
-                              == profile["id"])}
+    leading_here = {pid for pid in merged if (live_profile(ctx, pid, finish=False) or {}).get("id") == profile["id"]}
+    names = {profile["id"], *leading_here}
     stale_ids = {iid for iid, pid in naming.items() if pid in names}
     blocks = sorted(keys - keys_given(profile))
     block_docs = ctx.blocking.read_items(list(zip(blocks, blocks))) if blocks else []
