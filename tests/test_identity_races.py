@@ -3199,6 +3199,19 @@ def test_a_record_found_done_indexes_again_its_own_identifier_left_with_no_docum
     assert violations(store) == {}
 
 
+def _absorbed_id_left_listed(store, bridge):
+    """Ann's pos|10 profile is merged into her web|4 one by `bridge`; the delete of pos|10 takes the record out,
+    deletes the alias of the id it had brought, and dies before the survivor forgets the id. (survivor, absorbed)."""
+    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
+    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
+    assert resolve(store, bridge)[0].profile_id == survivor
+    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
+                              and absorbed not in body.get("merged_from", []))
+    with pytest.raises(Died):
+        remove_record(dying, "pos", "10", settings=SETTINGS)
+    return survivor, absorbed
+
+
 @pytest.mark.parametrize("merged_on", [False, True])
 def test_a_removal_dying_between_an_alias_and_its_listing_forgets_the_id_on_its_retry(store, merged_on):
     """Ann's pos|10 profile was merged into her web|4 one. The delete of pos|10 took the record out, deleted the alias
@@ -3207,13 +3220,7 @@ def test_a_removal_dying_between_an_alias_and_its_listing_forgets_the_id_on_its_
     703790 went one step further: another removal took the survivor's own alias down before the retry, which then
     found the profile its records doc names gone; the next test.)"""
     oldest = resolve(store, rec("app", "9", loyalty_id="L9", **ANN))[0].profile_id if merged_on else None
-    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
-    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
-    assert resolve(store, rec("crm", "1", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
-    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
-                              and absorbed not in body.get("merged_from", []))
-    with pytest.raises(Died):
-        remove_record(dying, "pos", "10", settings=SETTINGS)
+    survivor, absorbed = _absorbed_id_left_listed(store, rec("crm", "1", email="ann@lee.org", phone=PHONE, **ANN))
     assert get_profile(store, survivor)["merged_from"] == [absorbed]
     if merged_on:  # the survivor merged into Ann's oldest profile, taking the gone id along
         assert resolve(store, rec("app", "11", email="ann@lee.org", loyalty_id="L9", **ANN))[0].profile_id == oldest
@@ -3471,13 +3478,7 @@ def test_a_removal_retried_after_its_survivor_was_taken_down_forgets_the_id_it_l
     kept listing the id (seeds 703790, 905353: merged_id_not_alias). The ids a deleted profile's history says were
     merged into it, now with no document, are forgotten where they are listed."""
     oldest = resolve(store, rec("app", "9", loyalty_id="L9", **ANN))[0].profile_id
-    survivor = resolve(store, rec("web", "4", email="ann@lee.org", **ANN))[0].profile_id
-    absorbed = resolve(store, rec("pos", "10", phone=PHONE, **ANN))[0].profile_id
-    assert resolve(store, rec("web", "4", email="ann@lee.org", phone=PHONE, **ANN))[0].profile_id == survivor
-    dying = InterceptingStore(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == survivor
-                              and absorbed not in body.get("merged_from", []))
-    with pytest.raises(Died):
-        remove_record(dying, "pos", "10", settings=SETTINGS)
+    survivor, absorbed = _absorbed_id_left_listed(store, rec("web", "4", email="ann@lee.org", phone=PHONE, **ANN))
     assert resolve(store, rec("app", "11", email="ann@lee.org", loyalty_id="L9", **ANN))[0].profile_id == oldest
     assert remove_record(store, "web", "4", settings=SETTINGS) == oldest
     profiles = store.container("profiles")
