@@ -252,6 +252,7 @@ class _Work:
         self.strong = record_identifiers(n)
         self.snapshot = n.to_dict()
         self.blocking_keys = _blocking_keys(n)
+        self.indexed_under: set[str] = set()  # profiles an attempt claimed or wrote keys for (leave_abandoned)
         # At most one value per field and attribute (record_values; source, record key, identifiers and attributes
         # are not values): the estimate needs no values built.
         values = len(self.data) - 4 + len(record.attributes or ())
@@ -1390,6 +1391,7 @@ class _Work:
         first: a lost one that outranks the link makes the record decide again (_outranks_link) before a lower one
         notes its profile as a holder, which would lead records of the value to a profile it is about to leave. (A
         single writer loses no claim: the order is left as it is, at no cost.)"""
+        self.indexed_under.add(profile["id"])
         if not self.ctx.config.single_writer and len(claims) > 1:
             claims = sorted(claims, key=lambda iid: self.policy.rank(id_type_of(iid)))
         for iid in claims:
@@ -1560,6 +1562,7 @@ class _Work:
         is skipped only when the attempt's read of it (_candidate_ids) found it listing the profile (or an id merged
         into it): a worker that died after writing its profile, before its keys, left keys that the profile's records
         list but the index lacks, and neither its retry nor a later record would write them."""
+        self.indexed_under.add(profile["id"])
         covered: set[str] = set()
         for r in profile["records"]:
             if r["key"] != self.key:
@@ -1748,11 +1751,12 @@ class _Work:
         one, before its commit, and this one committed elsewhere (the same, with workers dying)."""
         for profile_id in sorted(self.left_behind()):
             live = self._leave_if_committed_elsewhere(profile_id)
-            if live is not None and not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"]):
-                # Another version's entry replaced this one's there before that attempt wrote its keys and claims,
-                # and the attempt failed after them (a merge refused), short of its commit, which would have let go
-                # what no record there gives (_let_go_if_replaced): let go now (two batched reads; races bench, seed
-                # 1103291: blocking_names_non_giver).
+            if (live is not None and profile_id in self.indexed_under
+                    and not any(r["key"] == self.key and r["hash"] == self.hash for r in live["records"])):
+                # Another version's entry replaced this one's there before an attempt of this work wrote its keys and
+                # claims, and the attempt failed after them (a merge refused), short of its commit, which would have
+                # let go what no record there gives (_let_go_if_replaced): let go now (two batched reads; races
+                # bench, seed 1103291: blocking_names_non_giver). Not for a profile this work only left.
                 release_again(self.ctx, live, set(self.strong), set(self.blocking_keys))
 
     def _leave_if_committed_elsewhere(self, profile_id: str) -> dict[str, Any] | None:
