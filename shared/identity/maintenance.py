@@ -1036,7 +1036,7 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
     """What a removal of the profile's last record that died after deleting it left: the ids merged into it are
     found by a query (a rare retry, or a new version of the record meeting it), which the profile's own list no
     longer can, and forgotten with its history."""
-    _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id))
+    _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id), carried_on=True)
 
 
 def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
@@ -1077,18 +1077,21 @@ def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
         ("doc_type", "=", "alias"), ("merged_into", "=", profile_id)]))]
 
 
-def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str]) -> None:
+def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str], *, carried_on: bool = False) -> None:
     """A profile deleted with its last record: its history and the ids merged into it name no one now, and would be
-    a profile's founded again under the same id. The history goes first: a retry finds the aliases again. Before it,
-    the ids its history says were merged into it and that have no document now are forgotten where they are listed:
-    a removal of the record that brought one deleted its alias and died before the profile forgot it, and a merge
-    carried it on (races bench, seed 905353: merged_id_not_alias; a read per such id, and a query when it is gone)."""
+    a profile's founded again under the same id. The history goes first: a retry finds the aliases again.
+    `carried_on` (a retry's path, or a profile found gone): before the history, the ids it says were merged into the
+    profile and that have no document now are forgotten where they are listed: a removal of the record that brought
+    one deleted its alias and died before the profile forgot it, and a merge carried it on (races bench, seed 905353:
+    merged_id_not_alias; a read per such id, and a query when it is gone). Not on a removal's own path: the
+    removals that dropped those aliases made the profile forget them."""
     history = [(partition, entry) for partition in [profile_id, *merged]
                for entry in list(ctx.merges.query_items(partition_key=partition))]
-    absorbed = {entry["absorbed_id"] for _, entry in history if entry.get("absorbed_id")} - {profile_id, *merged}
-    for gone in sorted(absorbed):
-        if ctx.read_profile(gone) is None:
-            forget_where_listed(ctx, gone)
+    if carried_on:
+        absorbed = {entry["absorbed_id"] for _, entry in history if entry.get("absorbed_id")} - {profile_id, *merged}
+        for gone in sorted(absorbed):
+            if ctx.read_profile(gone) is None:
+                forget_where_listed(ctx, gone)
     for partition, entry in history:
         ctx.merges.delete_item(entry["id"], partition)
     _drop_stranded_aliases(ctx, profile_id, merged)
