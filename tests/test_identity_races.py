@@ -212,6 +212,32 @@ def test_an_id_following_its_record_to_a_profile_merged_away_meanwhile_goes_to_t
     assert violations(store) == {}
 
 
+def test_an_id_following_its_record_out_of_a_profile_merged_away_meanwhile_is_forgotten_by_the_survivor(store):
+    """web|9 brought its first profile's id into Ann's. It changes to Bob's content and leaves Ann's profile; once it
+    is out, Ann's profile is merged into an older one of hers, the fold carrying the id there. The id then follows
+    web|9 to Bob's profile, and the older profile went on listing it as merged into it: the profile the leaving record
+    had left forgot it, and that was an alias by then (races bench, seed 1806807: merged_id_not_alias)."""
+    bob = dict(given_name="Bob", family_name="Roe")
+    elder, = resolve(store, rec("crm", "e", email="ann.elder@lee.org", **ANN))
+    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
+                         rec("web", "9", email="ann9@lee.org", **ANN))
+    resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
+            rec("app", "2", email="ann9@lee.org", phone="+447911123450", **ANN))  # merges web|9's profile into Ann's
+    assert get_profile(store, first.profile_id)["id"] == ann.profile_id != elder.profile_id
+    bobs, = resolve(store, rec("pos", "q", phone=PHONE, **bob))
+    joins = rec("app", "j", email="ann.elder@lee.org", phone="+447911123450", **ANN)
+    racing = before_call(store, "profiles", "replace_item", when=lambda body, **_: body["id"] == bobs.profile_id,
+                         hook=lambda: resolve(store, joins))
+
+    moved, = resolve(racing, rec("web", "9", phone=PHONE, **bob))
+
+    assert racing.intercepted and moved.profile_id == bobs.profile_id
+    assert get_profile(store, ann.profile_id)["id"] == elder.profile_id
+    assert get_profile(store, first.profile_id)["id"] == bobs.profile_id
+    assert first.profile_id not in get_profile(store, elder.profile_id)["merged_from"]
+    assert violations(store) == {}
+
+
 def test_approval_whose_profile_was_merged_elsewhere_meanwhile_merges_the_two_as_they_are_now(store):
     from shared.identity.review import approve_review
 

@@ -1028,8 +1028,20 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
         target = survivor["id"]
         for alias in moved:
             _repoint(ctx.profiles, alias, new_id, target, _merged_into)
-    if target != profile["id"]:  # not when the new profile was merged back into this one meanwhile: they stay
-        _forget_merged(ctx, profile_id, moved, unless_merged=new_id)
+    _forget_where_carried(ctx, profile["id"], moved, new_id=new_id, target=target)
+
+
+def _forget_where_carried(ctx: Ctx, profile_id: str, moved: list[str], *, new_id: str, target: str) -> None:
+    """The profile the ids were stranded in forgets them; merged into another since it was read, the survivor does
+    (the fold carried them there, and an alias has nothing to forget). Not the profile they moved to (merged back
+    into, or with, the one they left: they stay)."""
+    for _ in range(MAX_ALIAS_HOPS):
+        if profile_id == target or _forget_merged(ctx, profile_id, moved, unless_merged=new_id) is not None:
+            return
+        survivor = live_profile(ctx, profile_id)
+        if survivor is None or survivor["id"] == profile_id:
+            return
+        profile_id = survivor["id"]
 
 
 def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
@@ -1154,10 +1166,11 @@ def _unname_in_blocking(ctx: Ctx, alias: str) -> None:
 
 
 def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: str | None = None,
-                   unless: Callable[[dict[str, Any]], bool] | None = None) -> None:
+                   unless: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
     """The profile forgets the ids merged into it. Not once it lists `unless_merged` too: the profile the ids moved
     to was merged back into it since (the fold listed them again, and the saga repointed their aliases here). Nor
-    when `unless(profile)` holds, asked of each version read."""
+    when `unless(profile)` holds, asked of each version read. Returns the profile as it is now (None: gone, or
+    being merged)."""
     def forget(doc: dict[str, Any]) -> dict[str, Any] | None:
         if unless_merged is not None and unless_merged in doc.get("merged_from", ()):
             return None
@@ -1165,7 +1178,7 @@ def _forget_merged(ctx: Ctx, profile_id: str, ids: list[str], *, unless_merged: 
             return None
         return {**doc, "merged_from": [i for i in doc.get("merged_from", []) if i not in ids], "updated_at": now_iso()}
 
-    _update_profile(ctx, profile_id, forget)
+    return _update_profile(ctx, profile_id, forget)
 
 
 def _update_profile(ctx: Ctx, profile_id: str, change) -> dict[str, Any] | None:
