@@ -3388,6 +3388,34 @@ def test_a_deleted_profile_founded_again_while_what_names_it_is_let_go_keeps_its
     assert violations(store) == {}
 
 
+def test_a_record_founding_its_deleted_profile_again_lets_go_what_a_dead_worker_claimed_for_it(store):
+    """web|7 gave a phone, then an email too. Its delete took the profile down with its last record and died before
+    its tombstone; a delivery of the second version that had read the profile before claimed the email for it, and
+    died (here as it writes it). The first version, sent again, founds the profile again under the same id, with
+    the phone only: the email kept naming it, and once a delete took the profile down again, named nothing (races
+    bench, seed 2009851: identifier_dangling). A record meeting its profile gone now lets go, once
+    done, what names that profile and its records do not give, when it finds it founded again."""
+    from shared.identity import Resolver, find_profile_id
+
+    first = rec("web", "7", phone=PHONE, **ANN)
+    ann, = resolve(store, first)
+    resolve(store, rec("web", "7", phone=PHONE, email="home@lee.org", **ANN))
+    with pytest.raises(Died):  # at its tombstone, after deleting the profile
+        remove_record(crashing(store, "records", "replace_item"), "web", "7", settings=SETTINGS)
+    assert store.container("profiles").read_item_or_none(ann.profile_id, ann.profile_id) is None
+    store.container("identifiers").create_item({"id": "email:home@lee.org", "type": "email",
+                                                "profile_id": ann.profile_id, "created_at": "2026-12-02T12:00:00Z"})
+
+    again = Resolver(store, settings=SETTINGS).resolve(first, landed_at="2099-01-01T00:00:00Z", redelivered=True)
+
+    assert (again.action, again.profile_id) == ("created", ann.profile_id)
+    assert find_profile_id(store, "email", "home@lee.org") is None
+    assert violations(store) == {}
+    remove_record(store, "web", "7", settings=SETTINGS, landed_at="2099-01-02T00:00:00Z")  # deleted again, later
+    assert live_records(store) == {}
+    assert violations(store) == {}
+
+
 def test_an_attempt_whose_entry_was_replaced_before_its_keys_and_whose_merge_is_refused_leaves_no_key_there(store):
     """Bob's web|9 (the home phone Ann holds, born 1 January 1990) founds a profile while another worker founds one
     for Bob's web|8 (the phone too), which web|9's note on the phone meets. Before web|9 writes its blocking keys,

@@ -1055,8 +1055,15 @@ def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
     """Nothing names a profile deleted with its last record any more, when it has no document (one read): its
     history and the ids merged into it are forgotten, the profiles listing it as merged forget it, and what the
     index still names it by is let go (queries: on a retry's path, or after an identifier was found leading to it).
-    A worker that died after deleting it, or after writing for it on a read taken before, leaves those."""
-    if ctx.read_profile(profile_id) is not None:
+    A worker that died after deleting it, or after writing for it on a read taken before, leaves those. Founded again
+    under its id since (a record's profile id is derived from its key; maybe by the very record that met it gone),
+    what names it that its records do not give is let go: such a worker's claim made after the delete would name it
+    still (races bench, seed 2009851: identifier_dangling)."""
+    again = ctx.read_profile(profile_id)
+    if again is not None:
+        if is_live(again):
+            naming_keys = {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile_id))}
+            release_again(ctx, again, _identifiers_naming(ctx, profile_id), naming_keys)
         return
     forget_deleted_profile(ctx, profile_id)
     forget_where_listed(ctx, profile_id)
