@@ -3416,6 +3416,42 @@ def test_a_record_founding_its_deleted_profile_again_lets_go_what_a_dead_worker_
     assert violations(store) == {}
 
 
+def test_a_record_meeting_its_profile_gone_and_founded_again_by_a_dead_delivery_leaves_it_only_where_committed(store):
+    """web|2's delete took its profile down and died before its tombstone. A new version of web|2 (Ann's email, so
+    her profile's person) read the records doc naming that profile, and found it gone. Meanwhile the delete's retry
+    wrote the tombstone, and another delivery of the new version founded the profile again under its id (derived
+    from the key) and died; the version linked to Ann's profile and committed there, its records doc written over
+    the tombstone, which named nothing. The profile founded again kept the record (races bench, seed 2008160:
+    record_doc_missing, profile_identifier_unindexed). A profile met gone is now left like one an earlier attempt
+    placed the record in: the record stays only where its commit is."""
+    from shared.identity import Resolver
+    from shared.store import MemoryStore
+    from shared.store.base import clean_body
+
+    ann, = resolve(store, rec("pos", "10", email="bob@lee.org", **ANN))
+    web2, = resolve(store, rec("web", "2", email="home@lee.org", phone=PHONE, **ANN))
+    assert web2.profile_id != ann.profile_id
+    with pytest.raises(Died):  # at its tombstone, after deleting the profile
+        remove_record(crashing(store, "records", "replace_item"), "web", "2", settings=SETTINGS)
+    new_version = rec("web", "2", email="bob@lee.org", **ANN)
+    scratch = MemoryStore()
+    founded, = resolve(scratch, new_version)  # what the dead delivery wrote, where no profile was Ann's
+    assert founded.profile_id == web2.profile_id
+
+    def retried_and_founded_again():
+        remove_record(store, "web", "2", settings=SETTINGS)
+        profiles = store.container("profiles")
+        profiles.create_item(clean_body(scratch.container("profiles").read_item(web2.profile_id, web2.profile_id)))
+
+    met_gone = before_call(store, "profiles", "query_items", hook=retried_and_founded_again)
+
+    result = Resolver(met_gone, settings=SETTINGS).resolve(new_version, landed_at="2099-01-01T00:00:00Z")
+
+    assert met_gone.intercepted and (result.action, result.profile_id) == ("linked", ann.profile_id)
+    assert live_records(store) == {ann.profile_id: ["pos|10", "web|2"]}
+    assert violations(store) == {}
+
+
 def test_an_attempt_whose_entry_was_replaced_before_its_keys_and_whose_merge_is_refused_leaves_no_key_there(store):
     """Bob's web|9 (the home phone Ann holds, born 1 January 1990) founds a profile while another worker founds one
     for Bob's web|8 (the phone too), which web|9's note on the phone meets. Before web|9 writes its blocking keys,

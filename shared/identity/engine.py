@@ -1739,8 +1739,9 @@ class _Work:
 
     def left_behind(self) -> frozenset[str]:
         """The profiles besides the current attempt's that may hold this version's entry: written by its earlier
-        attempts, or named by the records doc it wrote over (another delivery's attempt, maybe dead)."""
-        return (self.abandoned | self.named_before) - self.placed
+        attempts, or named by the records doc it wrote over (another delivery's attempt, maybe dead), or met gone:
+        another delivery may have founded one again under its id, then died (races bench, seed 2008160)."""
+        return (self.abandoned | self.named_before | self.gone_met) - self.placed
 
     def leave_abandoned(self) -> None:
         """After the record is done: the profiles that earlier attempts, which failed before their commit, wrote its
@@ -1748,7 +1749,8 @@ class _Work:
         read its records doc (naming that profile, not written yet), linked the record elsewhere and committed; its
         retry found the record done (12 threads resolving random records twice each). So do the profiles the
         records doc named before this attempt wrote it: the delivery that wrote them may have died after founding
-        one, before its commit, and this one committed elsewhere (the same, with workers dying)."""
+        one, before its commit, and this one committed elsewhere (the same, with workers dying). So do the profiles
+        met gone and founded again since by such a delivery."""
         for profile_id in sorted(self.left_behind()):
             live = self._leave_if_committed_elsewhere(profile_id)
             if (live is not None and profile_id in self.indexed_under
