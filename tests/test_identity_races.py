@@ -3363,6 +3363,25 @@ def test_a_record_meeting_an_identifier_that_names_a_deleted_profile_leaves_noth
     assert violations(store) == {}
 
 
+def test_a_record_finding_a_blocking_key_that_names_a_deleted_profile_leaves_it_naming_only_the_living(store):
+    """As above, but the dead worker's write is a blocking key of Ann's birth date and name only (a delivery settling
+    her profile wrote it after her delete took the profile down, and died; races bench, seeds 2210354 and 2306536:
+    blocking_points_to_dead_profile). Another Ann Lee born the same day finds the profile under the key and reads it
+    gone: she now lets go what names it, as for an identifier, and the key names her profile only."""
+    ann, = resolve(store, rec("pos", "11", email="home@lee.org", birth_date="1981-03-04", **ANN))
+    blocking = store.container("blocking")
+    keys = sorted(keys_given(get_profile(store, ann.profile_id)))
+    assert remove_record(store, "pos", "11", settings=SETTINGS) == ann.profile_id
+    blocking.create_item({"id": keys[0], "profile_ids": [ann.profile_id]})  # the dead worker's write
+    assert violations(store) == {"blocking_points_to_dead_profile": 1}
+
+    other, = resolve(store, rec("web", "3", email="ann.lee@shopmail.net", birth_date="1981-03-04", **ANN))
+
+    assert other.action == "created" and keys[0] in keys_given(get_profile(store, other.profile_id))
+    assert blocking.read_item(keys[0], keys[0])["profile_ids"] == [other.profile_id]
+    assert violations(store) == {}
+
+
 def test_a_deleted_profile_founded_again_while_what_names_it_is_let_go_keeps_its_phone(store):
     """As above, the dead worker's writes naming Ann's deleted profile are her email and her phone, and Cat's web|3
     gives the email only. While web|3's worker finds what still names the profile, pos|11 is sent again and founds

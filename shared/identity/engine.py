@@ -748,9 +748,15 @@ class _Work:
         scored = []
         seen = set()
         unread = [pid for pid in dict.fromkeys(profile_ids) if pid not in profiles]
-        if len(unread) > 1:  # one request for them all (ReadMany), not one each
-            for pid, doc in zip(unread, self.ctx.profiles.read_items([(pid, pid) for pid in unread])):
+        if unread:  # one request for them all (ReadMany), not one each
+            docs = self.ctx.profiles.read_items([(pid, pid) for pid in unread]) if len(unread) > 1 else [
+                self.ctx.read_profile(unread[0])]
+            for pid, doc in zip(unread, docs):
                 profiles[pid] = live_profile(self.ctx, pid, doc=doc)
+                if doc is None:
+                    # Named under a key with no document: deleted with its last record, and a worker that died wrote
+                    # the key for it after (races bench, seed 2210354). Let go once done, as for an identifier.
+                    self.gone_met |= {pid}
         for pid in profile_ids:
             profile = self._live(pid, profiles)
             if profile is None or profile["id"] in seen or profile["id"] in exclude:
