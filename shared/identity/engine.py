@@ -748,7 +748,7 @@ class _Work:
         scored = []
         seen = set()
         unread = [pid for pid in dict.fromkeys(profile_ids) if pid not in profiles]
-        if unread:  # one request for them all (ReadMany), not one each
+        if unread:  # one request for them all (ReadMany), not one each; what it reads tells a profile gone
             docs = self.ctx.profiles.read_items([(pid, pid) for pid in unread]) if len(unread) > 1 else [
                 self.ctx.read_profile(unread[0])]
             for pid, doc in zip(unread, docs):

@@ -493,7 +493,7 @@ def settle_after_earlier_attempt(ctx: Ctx, profile: dict[str, Any], key: str, *,
     what it shared with the records other than `key` is indexed again (index_given_again). That entry is gone, and
     with it what it gave: the documents naming the profile are found by two index-served queries, what the other
     records give by two batched reads; on a retry's path only. Not `claimed`: the attempt's own claims."""
-    naming_keys = {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile["id"]))}
+    naming_keys = _keys_naming(ctx, profile["id"])
     release_again(ctx, profile, _identifiers_naming(ctx, profile["id"]) - set(claimed), naming_keys)
     others = [r for r in profile["records"] if r["key"] != key]
     if others:
@@ -1062,7 +1062,7 @@ def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
     again = ctx.read_profile(profile_id)
     if again is not None:
         if is_live(again):
-            naming_keys = {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile_id))}
+            naming_keys = _keys_naming(ctx, profile_id)
             release_again(ctx, again, _identifiers_naming(ctx, profile_id), naming_keys)
         return
     forget_deleted_profile(ctx, profile_id)
@@ -1088,6 +1088,11 @@ def _identifiers_naming(ctx: Ctx, profile_id: str) -> set[str]:
     identifiers (each record's commit, written by its own worker) and device links (events.devices': not the index)."""
     return {doc["id"] for doc in ctx.identifiers.query_items(("profile_id", "=", profile_id))
             if doc.get("type") != "source" and not is_device_link(doc)}
+
+
+def _keys_naming(ctx: Ctx, profile_id: str) -> set[str]:
+    """The blocking keys that list the profile (an index-served query, on a retry's path only)."""
+    return {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile_id))}
 
 
 def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
