@@ -187,6 +187,15 @@ def test_two_versions_each_founding_a_profile_at_once_leave_the_record_in_one(st
     assert violations(store) == {}
 
 
+def _web9_merged_into_anns(store):
+    """Ann's profile, and the one web|9 founded, merged into hers (web|9 brought its id there)."""
+    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
+                         rec("web", "9", email="ann9@lee.org", **ANN))
+    resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
+            rec("app", "2", email="ann9@lee.org", phone="+447911123450", **ANN))  # merges web|9's profile into Ann's
+    return ann, first
+
+
 def test_an_id_following_its_record_to_a_profile_merged_away_meanwhile_goes_to_the_survivor(store):
     """web|9 brought its first profile's id into Ann's when they merged. It changes to Bob's content and leaves for
     Bob's profile, taking that id along (it redirects to the profile its record went to). Just as the id is
@@ -194,10 +203,7 @@ def test_an_id_following_its_record_to_a_profile_merged_away_meanwhile_goes_to_t
     profile, listed by no live profile."""
     bob = dict(given_name="Bob", family_name="Roe")
     older, = resolve(store, rec("crm", "r", email="bob@roe.org", **bob))
-    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
-                         rec("web", "9", email="ann9@lee.org", **ANN))
-    resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
-            rec("app", "2", email="ann9@lee.org", phone="+447911123450", **ANN))  # merges web|9's profile into Ann's
+    ann, first = _web9_merged_into_anns(store)
     assert get_profile(store, first.profile_id)["id"] == ann.profile_id
     bobs, = resolve(store, rec("pos", "q", phone=PHONE, **bob))
     joins = rec("web", "h", email="bob@roe.org", phone=PHONE, **bob)
@@ -219,10 +225,7 @@ def test_an_id_following_its_record_out_of_a_profile_merged_away_meanwhile_is_fo
     had left forgot it, and that was an alias by then (races bench, seed 1806807: merged_id_not_alias)."""
     bob = dict(given_name="Bob", family_name="Roe")
     elder, = resolve(store, rec("crm", "e", email="ann.elder@lee.org", **ANN))
-    ann, first = resolve(store, rec("web", "0", email="ann@lee.org", **ANN),
-                         rec("web", "9", email="ann9@lee.org", **ANN))
-    resolve(store, rec("app", "1", email="ann@lee.org", phone="+447911123450", **ANN),
-            rec("app", "2", email="ann9@lee.org", phone="+447911123450", **ANN))  # merges web|9's profile into Ann's
+    ann, first = _web9_merged_into_anns(store)
     assert get_profile(store, first.profile_id)["id"] == ann.profile_id != elder.profile_id
     bobs, = resolve(store, rec("pos", "q", phone=PHONE, **bob))
     joins = rec("app", "j", email="ann.elder@lee.org", phone="+447911123450", **ANN)
