@@ -15,9 +15,6 @@ def churn_retrain(timer: func.TimerRequest) -> None:
     from model_training.churn_job import JobLocked, run_scheduled
 
     try:
-        result = run_scheduled(get_settings())
+        run_scheduled(get_settings())  # logs its figures
     except JobLocked as err:
         logging.warning("churn_retrain skipped: %s", err)
-        return
-    logging.info("churn_retrain run %s: training=%s model=%s scored=%s in %ss", result["run_id"],
-                 result.get("training"), result.get("model_version"), result["scored"], result["seconds"])

@@ -1,6 +1,4 @@
 """Nightly enrichment of every profile (derived attributes), runnable now through the host's admin endpoint."""
-import logging
-
 import azure.functions as func
 
 from shared.enrichment import run_enrichment
@@ -11,4 +9,4 @@ bp = func.Blueprint()
 
 @bp.timer_trigger(arg_name="timer", schedule="%UCP_ENRICHMENT_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def enrich_profiles(timer: func.TimerRequest) -> None:
-    logging.info("enrichment run: %s", run_enrichment(open_store()))
+    run_enrichment(open_store())  # logs its figures

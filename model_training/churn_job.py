@@ -230,9 +230,10 @@ def run_churn_job(store: Store, registry: ModelRegistry, settings, *, now: datet
         lock.release()
     result = {k: v for k, v in checkpoint.items() if not k.startswith("_")}
     result["seconds"] = round(time.perf_counter() - started, 2)
-    log.info("churn job %s: training=%s model=%s scored=%d no_purchases=%d cleared=%d unreadable=%d gone=%d",
+    log.info("churn job %s: training=%s model=%s scored=%d no_purchases=%d cleared=%d unreadable=%d gone=%d in %ss",
              result["run_id"], result.get("training"), result.get("model_version"), result["scored"],
-             result["no_purchases"], result.get("cleared", 0), result.get("unreadable", 0), result["gone"])
+             result["no_purchases"], result.get("cleared", 0), result.get("unreadable", 0), result["gone"],
+             result["seconds"])
     return result
 
 

@@ -119,6 +119,13 @@ def test_post_events_through_the_blueprint_on_cosmos(functions_by_name, app_env,
     resp = fn(func.HttpRequest(method="POST", url="http://127.0.0.1/api/events", body=b"nope", headers={}))
     assert resp.status_code == 400 and resp.mimetype == "application/problem+json"
 
+    sessions = functions_by_name["anonymous_sessions"].get_user_function()
+    resp = sessions(func.HttpRequest(method="GET", url="http://127.0.0.1/api/events/sessions", body=b"", headers={},
+                                     params={"anonymous_id": "dev-9"}))
+    assert resp.status_code == 200 and json.loads(resp.get_body())["linked_profile_id"] == pid
+    resp = sessions(func.HttpRequest(method="GET", url="http://127.0.0.1/api/events/sessions", body=b"", headers={}))
+    assert resp.status_code == 400 and "anonymous_id" in json.loads(resp.get_body())["detail"]
+
 
 def test_lone_surrogates_are_rejected_not_crashing(store):
     body = b'[{"type": "track", "event": "x\\udee8", "anonymousId": "a"}, {"type": "page", "anonymousId": "a"}]'

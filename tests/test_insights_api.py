@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import azure.functions as func
+from azure.functions.timer import TimerRequest
 import pytest
 
 from shared.store import open_store
@@ -93,6 +94,10 @@ def test_journey_and_report_routes(functions_by_name, app_store):
     assert resp.status_code == 201
     resp, listed = call(fns, "list_journeys")
     assert {j["id"] for j in listed["journeys"]} == {journey["id"], created["id"]}
+    resp, got = call(fns, "get_journey", route_params={"journey_id": created["id"]})
+    assert resp.status_code == 200 and got["name"] == SHOP["name"] and len(got["steps"]) == len(SHOP["steps"])
+    resp, _ = call(fns, "get_journey", route_params={"journey_id": "jny_nope"})
+    assert resp.status_code == 404
 
     params = {"from": "2026-09-01T00:00:00Z", "to": "2026-09-30T12:00:00Z"}
     resp, report = call(fns, "journey_funnel", route_params={"journey_id": journey["id"]}, params=params)
@@ -118,6 +123,30 @@ def test_journey_and_report_routes(functions_by_name, app_store):
     for top in ("many", "\u00b9", "\u0663"):  # superscript one and Arabic-Indic three are digits to str.isdigit
         resp, _ = call(fns, "run_report", route_params={"report": "analytics"}, params={"top": top})
         assert resp.status_code == 400
+
+
+@pytest.mark.parametrize("name, setting, module", [("refresh_insights", "UCP_INSIGHTS_SCHEDULE", "shared.insights.refresh"),
+                                                    ("enrich_profiles", "UCP_ENRICHMENT_SCHEDULE", "shared.enrichment.derive")])
+def test_the_nightly_timers_update_every_profile_and_log_their_figures_once(functions_by_name, app_store, caplog,
+                                                                             name, setting, module):
+    fn = functions_by_name[name]
+    assert fn.get_trigger().schedule == f"%{setting}%" and not fn.get_trigger().run_on_startup
+    seed_shop(app_store)
+    caplog.set_level("INFO")
+
+    fn.get_user_function()(TimerRequest(past_due=False))
+
+    profiles = {p["id"]: p for p in app_store.container("profiles").query_items(("doc_type", "=", "profile"))}
+    assert set(profiles) == {"p_ann", "p_bob", "p_cy", "p_dee"}
+    if name == "refresh_insights":
+        assert all(p["needs"]["computed_at"] for p in profiles.values())
+        assert profiles["p_ann"]["needs"]["top_categories"] == ["shoes", "bags"]
+        assert profiles["p_ann"]["measures"]["orders"] == 0  # seeded as 2: recomputed from its activity
+    else:
+        assert all(p["enrichment"]["derived"] and p["enrichment"]["computed_at"] for p in profiles.values())
+        assert profiles["p_ann"]["enrichment"]["email_domain_type"] == "corporate"
+    figures = [r for r in caplog.records if r.name == module and "'profiles': 4" in r.getMessage()]
+    assert len(figures) == 1 and len([r for r in caplog.records if "'profiles': 4" in r.getMessage()]) == 1
 
 
 def test_dashboard_page_and_assets(functions_by_name):
