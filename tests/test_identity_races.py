@@ -3700,3 +3700,54 @@ def test_a_value_handed_on_whose_listing_a_duplicate_dropped_is_listed_where_it_
     assert email in get_profile(store, dans.profile_id)["identifiers"]
     assert live_records(store) == {bobs.profile_id: ["web|4"], dans.profile_id: ["web|0"]}
     assert violations(store) == {}
+
+
+def test_a_removal_finding_its_profile_founded_again_drops_the_aliases_the_deleted_one_kept(store):
+    """web|9's profile was merged into Ann's (web|0's id), and web|0 then left for Bob's: web|9 alone kept the
+    profile, with its own first id merged in. web|9's delete took the profile down and died before it dropped that
+    id's alias. web|0 came back to Ann's content and founded the profile again under the same id (a record's profile
+    id is derived from its key). The delete's retry found it live, not holding web|9, and left the alias naming a
+    profile that never merged it (races bench, seed 2909205: alias_not_in_merged_from). It is now dropped."""
+    ann, first = _web9_merged_into_anns(store)
+    bob = dict(given_name="Bob", family_name="Roe")
+    resolve(store, rec("crm", "r", email="bob@roe.org", loyalty_id="L-1", **bob))
+    resolve(store, rec("web", "0", email="bob@roe.org", **bob))  # leaves for Bob's profile
+    for key in ("1", "2"):
+        remove_record(store, "app", key, settings=SETTINGS)
+    assert live_records(store)[ann.profile_id] == ["web|9"]
+    with pytest.raises(Died):  # at its first history delete, after deleting the profile
+        remove_record(crashing(store, "merges", "delete_item"), "web", "9", settings=SETTINGS)
+    assert store.container("profiles").read_item_or_none(ann.profile_id, ann.profile_id) is None
+
+    back, = resolve(store, rec("web", "0", email="ann@lee.org", loyalty_id="L-2", **ANN))  # a second card: leaves Bob
+    assert back.profile_id == ann.profile_id  # founded again under its id
+    remove_record(store, "web", "9", settings=SETTINGS)
+
+    assert store.container("profiles").read_item_or_none(first.profile_id, first.profile_id) is None
+    assert get_profile(store, ann.profile_id)["merged_from"] == []
+    history = list(store.container("merges").query_items(partition_key=ann.profile_id))
+    assert history and first.profile_id not in {entry.get("absorbed_id") for entry in history}
+    assert violations(store) == {}
+
+
+def test_a_removal_retried_while_an_id_follows_its_record_into_the_profile_keeps_that_ids_alias(store):
+    """The aliases a removal's retry drops, on a profile that no longer holds the record, are those the profile does
+    not list: not one moving there with its record (logged before its alias moves, listed after). web|9 leaves
+    Ann's profile for Bob's, its first id following it; between the move of that id's alias and Bob's profile
+    listing it, the retry of crm|z's delete (which died at its tombstone, once out of Bob's profile) runs."""
+    bob = dict(given_name="Bob", family_name="Roe")
+    ann, first = _web9_merged_into_anns(store)
+    bobs, _ = resolve(store, rec("pos", "q", phone=PHONE, **bob), rec("crm", "z", phone=PHONE, **bob))
+    with pytest.raises(Died):  # at its tombstone, after taking crm|z out of Bob's profile
+        remove_record(crashing(store, "records", "replace_item"), "crm", "z", settings=SETTINGS)
+    assert live_records(store)[bobs.profile_id] == ["pos|q"]
+    racing = before_call(store, "profiles", "replace_item", hook=lambda: remove_record(store, "crm", "z", settings=SETTINGS),
+                         when=lambda body, **_: body["id"] == bobs.profile_id and first.profile_id in body["merged_from"])
+
+    moved, = resolve(racing, rec("web", "9", phone=PHONE, **bob))
+
+    assert racing.intercepted and moved.profile_id == bobs.profile_id
+    assert get_profile(store, first.profile_id)["id"] == bobs.profile_id
+    assert live_records(store)[bobs.profile_id] == ["pos|q", "web|9"]
+    assert violations(store) == {}
+

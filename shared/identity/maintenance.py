@@ -370,8 +370,9 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     if marked and finish_split_in_flight(ctx, profile, marked, give_up=marked == key):
         raise ConcurrencyConflict("a split out of the profile its pointers name was in flight")
     if profile is not None:
-        if not _holds(profile, key):  # an earlier attempt took it out
+        if not _holds(profile, key):  # an earlier attempt took it out, or deleted it and it was founded again
             settle_after_earlier_attempt(ctx, profile, key)
+            drop_aliases_not_merged(ctx, profile["id"])
         take_out_removed(ctx, profile, key)
     else:  # a removal that died after deleting it
         let_go_of_deleted(ctx, pointer["profile_id"])
@@ -409,7 +410,7 @@ def take_out_removed(ctx: Ctx, profile: dict[str, Any], key: str, *, logged: boo
     last = all(r["key"] == key for r in profile["records"])
     # With its last record, every id merged into it: those it lists, and any alias naming it that it does not (one a
     # removal of an earlier profile of this id left, dying before it deleted the aliases: an index-served query).
-    stranded = (list(dict.fromkeys([*profile.get("merged_from", []), *_aliases_into(ctx, profile["id"])])) if last
+    stranded = (list(dict.fromkeys([*profile.get("merged_from", []), *_alias_ids_into(ctx, profile["id"])])) if last
                 else stranded_aliases(ctx, profile, key))
     if logged and not last:  # first (idempotent): the person's erase and export still find its activity by it
         ctx.merges.upsert_item({
@@ -1048,7 +1049,7 @@ def forget_deleted_profile(ctx: Ctx, profile_id: str) -> None:
     """What a removal of the profile's last record that died after deleting it left: the ids merged into it are
     found by a query (a rare retry, or a new version of the record meeting it), which the profile's own list no
     longer can, and forgotten with its history."""
-    _forget_deleted_profile(ctx, profile_id, _aliases_into(ctx, profile_id), carried_on=True)
+    _forget_deleted_profile(ctx, profile_id, _alias_ids_into(ctx, profile_id), carried_on=True)
 
 
 def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
@@ -1068,6 +1069,37 @@ def let_go_of_deleted(ctx: Ctx, profile_id: str) -> None:
     forget_deleted_profile(ctx, profile_id)
     forget_where_listed(ctx, profile_id)
     _release_all_naming(ctx, profile_id)
+
+
+def drop_aliases_not_merged(ctx: Ctx, profile_id: str) -> None:
+    """The aliases naming a profile that does not list them as merged into it are dropped, with their history: ids
+    merged into a profile of the same id, which a removal deleted with its last record and died before it dropped
+    them. Founded again since (a record's profile id is derived from its key), the profile would answer lookups by
+    them (races bench, seed 2909205: alias_not_in_merged_from). An index-served query, on a retry's path only; when
+    it finds any, the profile is read again after it (a merge lists an id before it writes its alias), and its log
+    queried: an id following its record here is logged before its alias moves, and listed after it
+    (move_stranded_aliases)."""
+    aliases = _aliases_into(ctx, profile_id)
+    profile = ctx.read_profile(profile_id) if aliases else None
+    if not is_live(profile):
+        return
+    merged = {*profile.get("merged_from", ()), *profile.get("merging", ())}
+    unlisted = {doc["id"]: doc for doc in aliases if doc["id"] not in merged}
+    log_here = list(ctx.merges.query_items(partition_key=profile_id)) if unlisted else []
+    for entry in log_here:
+        if entry.get("reason") == ID_FOLLOWED:
+            unlisted.pop(entry.get("absorbed_id"), None)
+    # The history first, as a retry finds it through the aliases: the deleted profile's merges of them, and theirs.
+    history = [(profile_id, entry) for entry in log_here if entry.get("absorbed_id") in unlisted]
+    history += [(alias, entry) for alias in unlisted for entry in ctx.merges.query_items(partition_key=alias)]
+    for partition, entry in history:
+        ctx.merges.delete_item(entry["id"], partition)
+    for alias, doc in unlisted.items():
+        _unname_in_blocking(ctx, alias)
+        try:
+            ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
+        except (PreconditionFailedError, ItemNotFoundError):
+            pass  # repointed meanwhile, or dropped by another worker
 
 
 def _release_all_naming(ctx: Ctx, profile_id: str) -> None:
@@ -1095,10 +1127,13 @@ def _keys_naming(ctx: Ctx, profile_id: str) -> set[str]:
     return {doc["id"] for doc in ctx.blocking.query_items(("profile_ids", "contains", profile_id))}
 
 
-def _aliases_into(ctx: Ctx, profile_id: str) -> list[str]:
-    """The ids whose alias names the profile (an index-served query)."""
-    return [doc["id"] for doc in ctx.profiles.query_items(("and", [
-        ("doc_type", "=", "alias"), ("merged_into", "=", profile_id)]))]
+def _aliases_into(ctx: Ctx, profile_id: str) -> list[dict[str, Any]]:
+    """The alias documents naming the profile (an index-served query)."""
+    return list(ctx.profiles.query_items(("and", [("doc_type", "=", "alias"), ("merged_into", "=", profile_id)])))
+
+
+def _alias_ids_into(ctx: Ctx, profile_id: str) -> list[str]:
+    return [doc["id"] for doc in _aliases_into(ctx, profile_id)]
 
 
 def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str], *, carried_on: bool = False) -> None:
