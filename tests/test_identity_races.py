@@ -3751,3 +3751,32 @@ def test_a_removal_retried_while_an_id_follows_its_record_into_the_profile_keeps
     assert live_records(store)[bobs.profile_id] == ["pos|q", "web|9"]
     assert violations(store) == {}
 
+
+def test_a_lost_claim_found_naming_the_profile_merged_into_the_records_own_leads_there(store):
+    """pos|4 found Ann's email held by Cat's profile (kept apart: another given name) and founded a profile of its
+    own. Before it claimed its phone, Ann's profile claimed that, Cat's record was deleted (the email released) and
+    another delivery of pos|4 claimed the email for pos|4's profile. The phone's claim lost, pos|4 merged its profile
+    into Ann's; then, noting Ann's profile as a holder of the email it had lost, it found it naming the profile just
+    merged away and noted it as another holder's (races bench, seed 2910109: identifier_points_to_alias). It now
+    leads to Ann's profile, which lists it."""
+    from shared.identity import Resolver
+    from shared.identity.docs import profile_id_for_record
+
+    resolve(store, rec("pos", "3", email="ann@lee.org", given_name="Cat", family_name="Lee"))
+    anns, = resolve(store, rec("pos", "0", loyalty_id="L-1", **ANN))
+    own = profile_id_for_record("pos|4")
+
+    def meanwhile():  # once pos|4 has decided
+        resolve(store, rec("pos", "0", phone=PHONE, loyalty_id="L-1", **ANN))
+        resolve(store, rec("pos", "3", phone="+447911123459", given_name="Cat", family_name="Lee"))  # lets it go
+        store.container("identifiers").create_item({"id": "email:ann@lee.org", "type": "email", "profile_id": own,
+                                                    "created_at": "2026-12-03T08:00:00Z"})  # the other delivery
+
+    racing = before_call(store, "records", "create_item", hook=meanwhile)
+
+    result = Resolver(racing, settings=SETTINGS).resolve(rec("pos", "4", email="ann@lee.org", phone=PHONE, **ANN))
+
+    assert racing.intercepted and result.profile_id == anns.profile_id
+    assert find_profile_id(store, "email", "ann@lee.org") == anns.profile_id
+    assert "email:ann@lee.org" in get_profile(store, result.profile_id)["identifiers"]
+    assert violations(store) == {}

@@ -822,7 +822,9 @@ class _Work:
         lost = sorted(lost)
         fresh = self.ctx.identifiers.read_items([(iid, iid) for iid in lost]) if lost else []
         for iid, doc in zip(lost, fresh):
-            if self._note_holder(iid, profile["id"], doc):
+            if doc is not None and doc["profile_id"] in profile.get("merged_from", ()):
+                profile = self._lead_here(profile, iid, doc)
+            elif self._note_holder(iid, profile["id"], doc):
                 self.claimed.append(iid)  # released meanwhile, and claimed
         self._write_record_doc(profile["id"])
         self._add_blocking(profile)
@@ -1475,6 +1477,20 @@ class _Work:
             self.claimed.append(iid)  # released since the claim was lost
             return live_profile(self.ctx, current["id"]) or current
         return self._drop_identifier(current, iid)
+
+    def _lead_here(self, profile: dict[str, Any], iid: str, doc: dict[str, Any]) -> dict[str, Any]:
+        """An identifier whose claim was lost, found claimed since for a profile merged into this one: another delivery
+        of the record claimed it for the profile it founded, which this attempt's merge then folded in here, and the
+        saga repointed only what that profile listed (races bench, seed 2910109: identifier_points_to_alias). Once
+        its alias is read leading here, it is listed here, then pointed here (as a hand-on: listed first). Returns
+        the profile as it is now."""
+        here = live_profile(self.ctx, doc["profile_id"], finish=False)
+        if here is None or here["id"] != profile["id"]:
+            return profile
+        if list_while_given(self.ctx, profile["id"], iid):
+            _repoint(self.ctx.identifiers, iid, doc["profile_id"], profile["id"], _set_profile_id)
+            return live_profile(self.ctx, profile["id"]) or profile
+        return here
 
     def _outranks_link(self, iid: str, holder: Side) -> bool:
         """True when the identifier whose claim was lost outranks what the record linked by, and the record alone could
