@@ -3780,3 +3780,37 @@ def test_a_lost_claim_found_naming_the_profile_merged_into_the_records_own_leads
     assert find_profile_id(store, "email", "ann@lee.org") == anns.profile_id
     assert "email:ann@lee.org" in get_profile(store, result.profile_id)["identifiers"]
     assert violations(store) == {}
+
+
+@pytest.mark.parametrize("sent_again", ["the delete", "the version"])
+def test_a_profile_founded_after_the_delete_left_what_its_records_doc_named_is_taken_down(store, sent_again):
+    """A delivery of pos|6 found nothing to link to and wrote its records doc naming the profile it was about to
+    found. Meanwhile web|4 claimed their loyalty card, another delivery of pos|6 linked to web|4's profile, and pos|6
+    was deleted: the delete took it out there and found the profile its doc had named before not founded yet. The
+    first delivery then founded it with pos|6, and died. The delete's tombstone forgot that profile, so neither the
+    delete nor the version sent again met it (races bench, seed 3111232: record_doc_missing). The tombstone now keeps
+    the profiles its doc named before, and whatever meets it takes the record out of them."""
+    from shared.identity import Resolver
+    from shared.identity.docs import profile_id_for_record
+
+    pos6 = rec("pos", "6", loyalty_id="L-2", **ANN)
+    landed = "2026-12-03T08:00:00Z"
+
+    def meanwhile():  # once the first delivery has written the records doc, before it founds the profile
+        resolve(store, rec("web", "4", loyalty_id="L-2", **ANN))
+        Resolver(store, settings=SETTINGS).resolve(pos6, landed_at=landed)
+        remove_record(store, "pos", "6", settings=SETTINGS, landed_at="2026-12-03T09:00:00Z")
+
+    racing = crashing(before_call(store, "profiles", "create_item", hook=meanwhile), "identifiers", "create_item")
+    with pytest.raises(Died):  # at its first claim, once it has founded the profile
+        Resolver(racing, settings=SETTINGS).resolve(pos6, landed_at=landed)
+    orphan = profile_id_for_record("pos|6")
+    assert live_records(store)[orphan] == ["pos|6"]
+
+    if sent_again == "the delete":
+        remove_record(store, "pos", "6", settings=SETTINGS, landed_at="2026-12-03T09:00:00Z")
+    else:
+        Resolver(store, settings=SETTINGS).resolve(pos6, landed_at=landed, redelivered=True)
+
+    assert list(live_records(store).values()) == [["web|4"]]
+    assert violations(store) == {}

@@ -37,8 +37,8 @@ from .docs import (MAX_ID_BYTES, MAX_NAMED_BEFORE, MAX_NOTED_HOLDERS, NAMED_BEFO
                    with_retries)
 from .maintenance import (_gives, drop_dead_key, entry_identifiers, finish_split_in_flight, forget_deleted_profile,
                           forget_holders, forget_where_listed, hand_to_survivor, index_again, index_given_again,
-                          keys_given, let_go_of_deleted, list_while_given, move_stranded_aliases, note_holder,
-                          only_given_by, release, release_again, release_identifier, removed_after,
+                          keys_given, leave_named_before, let_go_of_deleted, list_while_given, move_stranded_aliases,
+                          note_holder, only_given_by, release, release_again, release_identifier, removed_after,
                           settle_after_earlier_attempt, split_to_finish_first, take_out, update_block)
 from .matching import MatchModel, blocking_keys
 from .merge import (MAX_WRITE_ATTEMPTS, _destination_of, _repoint, _set_profile_id, live_profile, merge_profiles,
@@ -307,6 +307,7 @@ class _Work:
             self._forget_erased()
             return ResolveResult(self.key, None, "erased", ERASED)
         if record_doc is not None and removed_after(record_doc, self.landed_at):
+            leave_named_before(ctx, record_doc, self.key, keep=None)  # founded since by a delivery that then died
             return ResolveResult(self.key, None, "unchanged", REMOVED)
         source_doc = id_docs[self.source_iid]
         if record_doc is not None and self._older_than(record_doc):

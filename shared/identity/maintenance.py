@@ -10,7 +10,7 @@ from shared.settings import Settings
 from shared.store import ItemExistsError, ItemNotFoundError, PreconditionFailedError, Store
 
 from .docs import (MAX_ALIAS_HOPS, NAMED_BEFORE, REKEYING, ConcurrencyConflict, Ctx, is_device_link, is_live,
-                   now_iso, record_identifiers, source_identifier, stable_hash, with_retries)
+                   now_iso, profile_id_for_record, record_identifiers, source_identifier, stable_hash, with_retries)
 from .merge import (MAX_WRITE_ATTEMPTS, _close_pending, _leads_to_one_of, _merged_into, _repoint, _repoint_given,
                     _repoint_records, _set_profile_id, live_profile)
 from .survivorship import survive
@@ -348,6 +348,7 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
         if record_doc["landed_at"] < landed_at:  # a later delete: versions that landed before it do not count
             ctx.records.replace_item({**record_doc, "landed_at": landed_at}, etag=record_doc["_etag"])
         _delete_source_doc(ctx, source_doc)  # left by a removal that died after its tombstone
+        leave_named_before(ctx, record_doc, key, keep=None)  # founded since by a delivery that then died
         return None
     if record_doc is not None and (record_doc.get("landed_at") or "") > landed_at:
         log.info("a delete that landed before the record's stored version changes nothing")
@@ -377,25 +378,31 @@ def _remove_once(ctx: Ctx, key: str, landed_at: str) -> str | None:
     else:  # a removal that died after deleting it
         let_go_of_deleted(ctx, pointer["profile_id"])
     profile_id = profile["id"] if profile else pointer["profile_id"]
-    leave_named_before(ctx, record_doc, key, keep=profile_id)  # before the tombstone, which forgets them
+    not_found: list[str] = []
+    leave_named_before(ctx, record_doc, key, keep=profile_id, not_found=not_found)  # before the tombstone
+    own = profile_id_for_record(key)  # the profile a delivery of the record founds
+    unfounded = [own] if own in not_found and own != profile_id else []
     # Under the ETags read: a new version of the record resolved meanwhile put it back in a profile, so the removal
     # starts again and takes it out there. The tombstone first: a records doc without its source identifier would
     # be a version being resolved, which a retry of the removal waits for.
-    _write_tombstone(ctx, key, record_doc, landed_at)
+    _write_tombstone(ctx, key, record_doc, landed_at, named=unfounded)
     _delete_source_doc(ctx, source_doc)
     log.info("removed record from profile %s", profile_id)
     return profile_id
 
 
 def leave_named_before(ctx: Ctx, record_doc: dict[str, Any] | None, key: str, *, keep: str | None,
-                       logged: bool = True) -> int:
+                       logged: bool = True, not_found: list[str] | None = None) -> int:
     """Take a record deleted at its source, or erased, out of the profiles its records doc named before (besides
     `keep`): an attempt of another version that died before its commit may have placed it in one, and no delivery
     comes back for it once the record is gone (engine._leave_named_before). `logged`: in the profile's merge log, as
-    a removal is. Returns how many profiles it left."""
+    a removal is. `not_found` gets those with no document. Returns how many profiles it left."""
     left = 0
     for named in (record_doc or {}).get(NAMED_BEFORE, ()):
-        other = live_profile(ctx, named)
+        doc = ctx.read_profile(named)
+        if doc is None and not_found is not None:
+            not_found.append(named)
+        other = live_profile(ctx, named, doc=doc)
         if other is not None and other["id"] != keep and _holds(other, key):
             take_out_removed(ctx, other, key, logged=logged)
             left += 1
@@ -439,9 +446,15 @@ def _delete_source_doc(ctx: Ctx, source_doc: dict[str, Any] | None) -> None:
             pass  # deleted by a concurrent removal
 
 
-def _write_tombstone(ctx: Ctx, key: str, record_doc: dict[str, Any] | None, landed_at: str) -> None:
-    """The records doc of a record deleted at its source: its key and when, nothing of its content."""
-    body = {"id": key, "profile_id": None, "removed_at": now_iso(), "landed_at": landed_at}
+def _write_tombstone(ctx: Ctx, key: str, record_doc: dict[str, Any] | None, landed_at: str, *,
+                     named: list[str] = ()) -> None:
+    """The records doc of a record deleted at its source: its key and when, nothing of its content; and `named`: the
+    record's own profile id, when its doc named it before and the removal found no document of it. A delivery that
+    wrote the doc naming the profile it was about to found may found it after that, and die (races bench, seed
+    3111232: record_doc_missing); whatever meets the tombstone then takes the record out there (leave_named_before:
+    one read)."""
+    body = {"id": key, "profile_id": None, "removed_at": now_iso(), "landed_at": landed_at,
+            **({NAMED_BEFORE: list(named)} if named else {})}
     if record_doc is None:
         ctx.records.create_item(body)  # 409 when a version was written meanwhile: the removal starts again
     else:
