@@ -3760,7 +3760,6 @@ def test_a_lost_claim_found_naming_the_profile_merged_into_the_records_own_leads
     merged away and noted it as another holder's (races bench, seed 2910109: identifier_points_to_alias). It now
     leads to Ann's profile, which lists it."""
     from shared.identity import Resolver
-    from shared.identity.docs import profile_id_for_record
 
     resolve(store, rec("pos", "3", email="ann@lee.org", given_name="Cat", family_name="Lee"))
     anns, = resolve(store, rec("pos", "0", loyalty_id="L-1", **ANN))
@@ -3791,7 +3790,6 @@ def test_a_profile_founded_after_the_delete_left_what_its_records_doc_named_is_t
     delete nor the version sent again met it (races bench, seed 3111232: record_doc_missing). The tombstone now keeps
     the profiles its doc named before, and whatever meets it takes the record out of them."""
     from shared.identity import Resolver
-    from shared.identity.docs import profile_id_for_record
 
     pos6 = rec("pos", "6", loyalty_id="L-2", **ANN)
     landed = "2026-12-03T08:00:00Z"
@@ -3813,4 +3811,30 @@ def test_a_profile_founded_after_the_delete_left_what_its_records_doc_named_is_t
         Resolver(store, settings=SETTINGS).resolve(pos6, landed_at=landed, redelivered=True)
 
     assert list(live_records(store).values()) == [["web|4"]]
+    assert violations(store) == {}
+
+
+def test_a_saga_repointing_after_its_survivor_was_merged_on_points_where_it_leads_now(store):
+    """B is being merged into A (web|b gives A's email and B's phone). After its fold, before its saga points B's
+    email at A, A is merged into Z by a worker that read A before the fold (its mark loses the ETag; A, read again,
+    is marked with B's merge in flight, not finished). That saga found the email naming B, marked into A, and left
+    it to B's saga, which then pointed it, and B's record, at A, an alias by then (races bench, seed 3306169:
+    identifier_points_to_alias). They now follow to Z."""
+    from shared.identity import Resolver
+    from shared.identity.merge import merge_profiles
+
+    z, a, b = _profiles_of_one_person(store, 3)
+    ctx = Resolver(store, settings=SETTINGS).ctx
+    a_before_the_fold = ctx.read_profile(a)
+
+    def merge_a_into_z():
+        merge_profiles(ctx, z, a, {"reason": "rule", "rule": "phone"}, absorbed=a_before_the_fold)
+
+    late = before_call(store, "identifiers", "replace_item", hook=merge_a_into_z,
+                       when=lambda body, **_: body["id"] == "email:ann2@lee.org" and body["profile_id"] == a)
+    resolve(late, rec("web", "b", email="ann1@lee.org", phone=_phone(2), **ANN))  # B into A
+
+    assert late.intercepted and get_profile(store, b)["id"] == z
+    assert store.container("identifiers").read_item("email:ann2@lee.org", "email:ann2@lee.org")["profile_id"] == z
+    assert "email:ann2@lee.org" in get_profile(store, z)["identifiers"]
     assert violations(store) == {}
