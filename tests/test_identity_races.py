@@ -3754,8 +3754,8 @@ def test_a_removal_retried_while_an_id_follows_its_record_into_the_profile_keeps
 
 def test_a_lost_claim_found_naming_the_profile_merged_into_the_records_own_leads_there(store):
     """pos|4 found Ann's email held by Cat's profile (kept apart: another given name) and founded a profile of its
-    own. Before it claimed its phone, Ann's profile claimed that, Cat's record was deleted (the email released) and
-    another delivery of pos|4 claimed the email for pos|4's profile. The phone's claim lost, pos|4 merged its profile
+    own. Before it claimed its phone, Ann's profile claimed that, Cat's record let the email go (a new version; in
+    the bench, a delete) and another delivery of pos|4 claimed the email for pos|4's profile. The phone's claim lost, pos|4 merged its profile
     into Ann's; then, noting Ann's profile as a holder of the email it had lost, it found it naming the profile just
     merged away and noted it as another holder's (races bench, seed 2910109: identifier_points_to_alias). It now
     leads to Ann's profile, which lists it."""
