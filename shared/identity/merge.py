@@ -234,7 +234,7 @@ def _follow_merged_on(ctx: Ctx, absorbed: dict[str, Any], survivor: dict[str, An
         return
     listed = set(survivor.get("identifiers", []))
     ids = [iid for iid in absorbed.get("identifiers", []) if iid in listed]
-    for iid, doc in zip(ids, _read_all(ctx.identifiers, ids)):
+    for iid, doc in zip(ids, ctx.identifiers.read_items([(iid, iid) for iid in ids]) if ids else []):
         if (doc or {}).get("profile_id") == survivor["id"] and list_while_given(ctx, destination["id"], iid):
             _repoint(ctx.identifiers, iid, survivor["id"], destination["id"], _set_profile_id, doc)
     _repoint_records(ctx, {**absorbed, "id": survivor["id"]}, destination["id"])
