@@ -3838,3 +3838,32 @@ def test_a_saga_repointing_after_its_survivor_was_merged_on_points_where_it_lead
     assert store.container("identifiers").read_item("email:ann2@lee.org", "email:ann2@lee.org")["profile_id"] == z
     assert "email:ann2@lee.org" in get_profile(store, z)["identifiers"]
     assert violations(store) == {}
+
+
+def test_a_removal_dropping_an_id_its_record_brought_while_the_profile_is_merged_on_has_the_survivor_forget_it(store):
+    """web|9 brought its first profile's id into Ann's. Its delete drops that id's alias; just before, Ann's profile
+    is marked for a merge into an older profile of hers by a worker that then died. The delete asked Ann's profile,
+    marked, to forget the id, which it refused (a marked profile is its survivor's to change), and the merge, once
+    finished, carried the id to the survivor, with no alias (races bench, seed 3605331: merged_id_not_alias). The
+    survivor now forgets it."""
+    from shared.identity import finish_unfinished_merges
+    from shared.identity.docs import Ctx
+    from shared.identity.merge import merge_profiles
+
+    elder, = resolve(store, rec("crm", "e", email="ann.elder@lee.org", **ANN))
+    ann, first = _web9_merged_into_anns(store)
+
+    def marked_by_a_worker_that_died():
+        with pytest.raises(Died):  # after its mark, at the merge log
+            merge_profiles(Ctx(crashing(store, "merges", "create_item"), SETTINGS), elder.profile_id, ann.profile_id,
+                           {"reason": "rule", "rule": "email"})
+
+    racing = before_call(store, "profiles", "delete_item", hook=marked_by_a_worker_that_died,
+                         when=lambda item, *_, **__: item == first.profile_id)
+    remove_record(racing, "web", "9", settings=SETTINGS)
+    finish_unfinished_merges(store, settings=SETTINGS, idle_seconds=0)
+
+    assert racing.intercepted and get_profile(store, ann.profile_id)["id"] == elder.profile_id
+    assert store.container("profiles").read_item_or_none(first.profile_id, first.profile_id) is None
+    assert first.profile_id not in get_profile(store, elder.profile_id)["merged_from"]
+    assert violations(store) == {}

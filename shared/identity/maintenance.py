@@ -1045,10 +1045,11 @@ def move_stranded_aliases(ctx: Ctx, profile_id: str, key: str, new_id: str) -> N
     _forget_where_carried(ctx, profile["id"], moved, new_id=new_id, target=target)
 
 
-def _forget_where_carried(ctx: Ctx, profile_id: str, moved: list[str], *, new_id: str, target: str) -> None:
+def _forget_where_carried(ctx: Ctx, profile_id: str, moved: list[str], *, new_id: str | None = None,
+                          target: str | None = None) -> None:
     """The profile the ids were stranded in forgets them; merged into another since it was read, the survivor does
-    (the fold carried them there, and an alias has nothing to forget). Not the profile they moved to (merged back
-    into, or with, the one they left: they stay)."""
+    (the fold carried them there, and an alias has nothing to forget). Not the profile they moved to, `target`
+    (merged back into, or with, the one they left: they stay)."""
     for _ in range(MAX_ALIAS_HOPS):
         if profile_id == target or _forget_merged(ctx, profile_id, moved, unless_merged=new_id) is not None:
             return
@@ -1166,7 +1167,7 @@ def _forget_deleted_profile(ctx: Ctx, profile_id: str, merged: list[str], *, car
                 forget_where_listed(ctx, gone)
     for partition, entry in history:
         ctx.merges.delete_item(entry["id"], partition)
-    _drop_stranded_aliases(ctx, profile_id, merged)
+    _drop_stranded_aliases(ctx, profile_id, merged, deleted=True)
     # Keys naming it that its last record's entry did not give (written for another version of the record, which
     # the entry's was replaced by meanwhile): the removal released only the entry's (an index-served query).
     for doc in list(ctx.blocking.query_items(("profile_ids", "contains", profile_id))):
@@ -1191,16 +1192,20 @@ def _merged_here(ctx: Ctx, profile: dict[str, Any], merged_id: str) -> bool:
     return doc is not None and doc.get("doc_type") == "alias" and _leads_to_one_of(ctx, doc, {profile["id"]})
 
 
-def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str]) -> None:
+def _drop_stranded_aliases(ctx: Ctx, profile_id: str, moved: list[str], *, deleted: bool = False) -> None:
     """A removal: the ids stranded by the deleted record name nobody any more (as the ids of a profile whose last
-    record is deleted); their alias documents are deleted, then the profile forgets them (if it is still there)."""
+    record is deleted: `deleted`); their alias documents are deleted, then the profile forgets them (if it is still
+    there)."""
     for alias in moved:
         doc = ctx.profiles.read_item_or_none(alias, alias)
         if doc is not None and doc.get("doc_type") == "alias" and _leads_to_one_of(ctx, doc, {profile_id, *moved}):
             _unname_in_blocking(ctx, alias)  # first: a retry finds the alias again, and the keys through it
             ctx.profiles.delete_item(alias, alias, etag=doc["_etag"])
-    if moved:
+    if moved and deleted:
         _forget_merged(ctx, profile_id, moved)
+    elif moved:
+        # Merged on meanwhile, its survivor forgets them: the fold carried them there (races bench, seed 3605331).
+        _forget_where_carried(ctx, profile_id, moved)
 
 
 def drop_dead_key(ctx: Ctx, key: str, pid: str) -> None:
