@@ -3741,8 +3741,13 @@ def test_a_removal_retried_while_an_id_follows_its_record_into_the_profile_keeps
     with pytest.raises(Died):  # at its tombstone, after taking crm|z out of Bob's profile
         remove_record(crashing(store, "records", "replace_item"), "crm", "z", settings=SETTINGS)
     assert live_records(store)[bobs.profile_id] == ["pos|q"]
-    racing = before_call(store, "profiles", "replace_item", hook=lambda: remove_record(store, "crm", "z", settings=SETTINGS),
-                         when=lambda body, **_: body["id"] == bobs.profile_id and first.profile_id in body["merged_from"])
+    def delete_retried():
+        remove_record(store, "crm", "z", settings=SETTINGS)
+
+    def listing_the_id(body, **_):
+        return body["id"] == bobs.profile_id and first.profile_id in body["merged_from"]
+
+    racing = before_call(store, "profiles", "replace_item", hook=delete_retried, when=listing_the_id)
 
     moved, = resolve(racing, rec("web", "9", phone=PHONE, **bob))
 
@@ -3755,10 +3760,10 @@ def test_a_removal_retried_while_an_id_follows_its_record_into_the_profile_keeps
 def test_a_lost_claim_found_naming_the_profile_merged_into_the_records_own_leads_there(store):
     """pos|4 found Ann's email held by Cat's profile (kept apart: another given name) and founded a profile of its
     own. Before it claimed its phone, Ann's profile claimed that, Cat's record let the email go (a new version; in
-    the bench, a delete) and another delivery of pos|4 claimed the email for pos|4's profile. The phone's claim lost, pos|4 merged its profile
-    into Ann's; then, noting Ann's profile as a holder of the email it had lost, it found it naming the profile just
-    merged away and noted it as another holder's (races bench, seed 2910109: identifier_points_to_alias). It now
-    leads to Ann's profile, which lists it."""
+    the bench, a delete) and another delivery of pos|4 claimed the email for pos|4's profile. The phone's claim
+    lost, pos|4 merged its profile into Ann's; then, noting Ann's profile as a holder of the email it had lost, it
+    found it naming the profile just merged away and noted it as another holder's (races bench, seed 2910109:
+    identifier_points_to_alias). It now leads to Ann's profile, which lists it."""
     from shared.identity import Resolver
 
     resolve(store, rec("pos", "3", email="ann@lee.org", given_name="Cat", family_name="Lee"))

@@ -125,8 +125,11 @@ def test_journey_and_report_routes(functions_by_name, app_store):
         assert resp.status_code == 400
 
 
-@pytest.mark.parametrize("name, setting, module", [("refresh_insights", "UCP_INSIGHTS_SCHEDULE", "shared.insights.refresh"),
-                                                    ("enrich_profiles", "UCP_ENRICHMENT_SCHEDULE", "shared.enrichment.derive")])
+NIGHTLY_TIMERS = [("refresh_insights", "UCP_INSIGHTS_SCHEDULE", "shared.insights.refresh"),
+                  ("enrich_profiles", "UCP_ENRICHMENT_SCHEDULE", "shared.enrichment.derive")]
+
+
+@pytest.mark.parametrize("name, setting, module", NIGHTLY_TIMERS)
 def test_the_nightly_timers_update_every_profile_and_log_their_figures_once(functions_by_name, app_store, caplog,
                                                                              name, setting, module):
     fn = functions_by_name[name]
